@@ -1,0 +1,212 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Value from 'typebox/value';
+import { ValidationError, errorMessage } from '../errors.js';
+import { type Config, ConfigSchema, type Settings } from './schema.js';
+
+/** A leaf of the settings tree: `imaging.read_attempts` and the JSON Schema that governs it. */
+export interface SettingLeaf {
+  path: string;
+  schema: JsonSchemaNode;
+  envName: string;
+}
+
+interface JsonSchemaNode {
+  type?: string;
+  properties?: Record<string, JsonSchemaNode>;
+  items?: JsonSchemaNode;
+  enum?: unknown[];
+  description?: string;
+}
+
+/** Older, shorter environment names that ARCHITECTURE.md documents for the most common settings. */
+const ENV_ALIASES: Record<string, string> = {
+  DISK2ISO_OUTPUT_DIR: 'storage.output_dir',
+  DISK2ISO_EXTRA_DEVICES: 'drives.extra',
+};
+/** Variables read before the settings (they decide where the settings come from). */
+const ENV_BOOTSTRAP = new Set(['DISK2ISO_DATA_DIR', 'DISK2ISO_CONFIG']);
+
+export function settingLeaves(): SettingLeaf[] {
+  const leaves: SettingLeaf[] = [];
+  const walk = (node: JsonSchemaNode, prefix: string): void => {
+    if (node.type === 'object' && node.properties) {
+      for (const [key, child] of Object.entries(node.properties)) walk(child, prefix ? `${prefix}.${key}` : key);
+      return;
+    }
+    leaves.push({ path: prefix, schema: node, envName: `DISK2ISO_${prefix.replace(/\./g, '_').toUpperCase()}` });
+  };
+  walk(ConfigSchema as unknown as JsonSchemaNode, '');
+  return leaves;
+}
+
+/** The package root, found from this file whether it runs from src/ (tsx) or dist/src/ (compiled). */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('disk2iso: cannot find its package.json');
+    dir = parent;
+  }
+  return dir;
+}
+
+export interface LoadConfigOptions {
+  /** --data-dir */
+  dataDir?: string | undefined;
+  /** --config */
+  configFile?: string | undefined;
+  /** --set key=value pairs, applied last. */
+  overrides?: string[] | undefined;
+  env?: NodeJS.ProcessEnv;
+}
+
+type Layer = { source: string; values: Record<string, unknown> };
+
+export function loadConfig(options: LoadConfigOptions = {}): Config {
+  const env = options.env ?? process.env;
+  const root = packageRoot();
+  const inCheckout = existsSync(join(root, '.git'));
+  const dataDir = resolve(options.dataDir ?? env.DISK2ISO_DATA_DIR ?? (inCheckout ? join(root, 'data') : '/var/lib/disk2iso'));
+
+  const explicitConfig = options.configFile ?? env.DISK2ISO_CONFIG;
+  const implicitConfig = join(dataDir, 'config.json');
+  const configFile = explicitConfig ? resolve(explicitConfig) : existsSync(implicitConfig) ? implicitConfig : null;
+
+  const leaves = settingLeaves();
+  const layers: Layer[] = [];
+  if (configFile) layers.push({ source: `config file ${configFile}`, values: flattenFile(configFile, leaves) });
+  layers.push(...envLayers(env, leaves));
+  for (const assignment of options.overrides ?? []) layers.push(overrideLayer(assignment, leaves));
+
+  const settings = Value.Default(ConfigSchema, {}) as Settings;
+  const sourceOf = new Map<string, string>();
+  for (const layer of layers) {
+    for (const [path, value] of Object.entries(layer.values)) {
+      setPath(settings as unknown as Record<string, unknown>, path, value);
+      sourceOf.set(path, layer.source);
+    }
+  }
+  assertValid(settings, sourceOf);
+
+  const outputDir = settings.storage.output_dir === '' ? join(dataDir, 'output') : resolve(dataDir, settings.storage.output_dir);
+  return {
+    ...settings,
+    storage: { ...settings.storage, output_dir: outputDir },
+    data_dir: dataDir,
+    config_file: configFile,
+    in_checkout: inCheckout,
+  };
+}
+
+/** Validates a complete settings object, naming the first bad key and where it came from. */
+export function assertValid(settings: unknown, sourceOf: Map<string, string> = new Map()): void {
+  const errors = [...Value.Errors(ConfigSchema, settings)];
+  if (errors.length === 0) return;
+  const details = errors
+    .filter((error) => error.keyword !== 'boolean')
+    .map((error) => {
+      const key = error.instancePath.replace(/^\//, '').replace(/\//g, '.').replace(/\.\d+$/, '');
+      const source = sourceOf.get(key);
+      return { key, message: error.message, ...(source ? { source } : {}) };
+    });
+  const first = details[0] ?? { key: '', message: 'invalid configuration' };
+  const from = 'source' in first ? ` (from ${String(first.source)})` : '';
+  throw new ValidationError(`config: ${first.key || '(root)'} ${first.message}${from}`, details, 'invalid_config');
+}
+
+function flattenFile(file: string, leaves: SettingLeaf[]): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new ValidationError(`config: cannot read ${file}: ${errorMessage(error)}`, undefined, 'invalid_config');
+  }
+  const known = new Set(leaves.map((leaf) => leaf.path));
+  const flat: Record<string, unknown> = {};
+  const walk = (node: unknown, prefix: string): void => {
+    if (prefix !== '' && known.has(prefix)) {
+      flat[prefix] = node;
+      return;
+    }
+    if (typeof node !== 'object' || node === null || Array.isArray(node)) {
+      throw new ValidationError(`config: ${prefix || '(root)'} must be an object (in ${file})`, [{ key: prefix }], 'invalid_config');
+    }
+    for (const [key, child] of Object.entries(node)) {
+      const path = prefix ? `${prefix}.${key}` : key;
+      if (!known.has(path) && ![...known].some((leaf) => leaf.startsWith(`${path}.`))) {
+        throw new ValidationError(`config: unknown key ${path} (in ${file})`, [{ key: path }], 'invalid_config');
+      }
+      walk(child, path);
+    }
+  };
+  walk(parsed, '');
+  return flat;
+}
+
+function envLayers(env: NodeJS.ProcessEnv, leaves: SettingLeaf[]): Layer[] {
+  const byName = new Map(leaves.map((leaf) => [leaf.envName, leaf]));
+  const layers: Layer[] = [];
+  for (const [name, raw] of Object.entries(env)) {
+    if (!name.startsWith('DISK2ISO_') || raw === undefined || ENV_BOOTSTRAP.has(name)) continue;
+    const leaf = byName.get(name) ?? leaves.find((candidate) => candidate.path === ENV_ALIASES[name]);
+    if (!leaf) throw new ValidationError(`config: unknown environment variable ${name}`, [{ key: name }], 'invalid_config');
+    layers.push({ source: `environment ${name}`, values: { [leaf.path]: coerce(raw, leaf) } });
+  }
+  return layers;
+}
+
+function overrideLayer(assignment: string, leaves: SettingLeaf[]): Layer {
+  const eq = assignment.indexOf('=');
+  if (eq <= 0) throw new ValidationError(`config: --set expects KEY=VALUE, got "${assignment}"`, undefined, 'invalid_config');
+  const key = assignment.slice(0, eq);
+  const leaf = leaves.find((candidate) => candidate.path === key);
+  if (!leaf) throw new ValidationError(`config: unknown key ${key} (in --set)`, [{ key }], 'invalid_config');
+  return { source: `--set ${key}`, values: { [key]: coerce(assignment.slice(eq + 1), leaf) } };
+}
+
+/**
+ * Turns a string from the environment or a flag into the type the schema wants. A value that does
+ * not convert is passed through unchanged so validation names it with the schema's own message.
+ */
+export function coerce(raw: string, leaf: SettingLeaf): unknown {
+  switch (leaf.schema.type) {
+    case 'integer':
+    case 'number':
+      return /^-?\d+(\.\d+)?$/.test(raw.trim()) ? Number(raw) : raw;
+    case 'boolean': {
+      const lowered = raw.trim().toLowerCase();
+      if (['1', 'true', 'yes', 'on'].includes(lowered)) return true;
+      if (['0', 'false', 'no', 'off'].includes(lowered)) return false;
+      return raw;
+    }
+    case 'array':
+      return raw
+        .split(',')
+        .map((part) => part.trim())
+        .filter((part) => part !== '');
+    default:
+      return raw;
+  }
+}
+
+export function getPath(target: Record<string, unknown>, path: string): unknown {
+  let node: unknown = target;
+  for (const part of path.split('.')) {
+    if (typeof node !== 'object' || node === null) return undefined;
+    node = (node as Record<string, unknown>)[part];
+  }
+  return node;
+}
+
+export function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
+  const parts = path.split('.');
+  let node = target;
+  for (const part of parts.slice(0, -1)) {
+    const next = node[part];
+    if (typeof next !== 'object' || next === null) node[part] = {};
+    node = node[part] as Record<string, unknown>;
+  }
+  node[parts[parts.length - 1] as string] = value;
+}

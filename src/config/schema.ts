@@ -1,0 +1,87 @@
+import Type from 'typebox';
+
+/**
+ * The one configuration schema. Every layer (defaults, config file, DISK2ISO_* environment,
+ * command-line flags) is validated against it, and the environment names are derived from it.
+ */
+export const HASH_ALGORITHMS = ['md5', 'sha1', 'sha256'] as const;
+export type HashAlgorithm = (typeof HASH_ALGORITHMS)[number];
+
+export const PRIORITIES = ['low', 'normal', 'high'] as const;
+export type Priority = (typeof PRIORITIES)[number];
+
+const Percent = (defaultValue: number, description: string) =>
+  Type.Integer({ minimum: 1, maximum: 100, default: defaultValue, description });
+
+export const StorageSchema = Type.Object(
+  {
+    output_dir: Type.String({ minLength: 1, default: '', description: 'Where finished images are written (absolute, or relative to the data dir)' }),
+    warn_threshold_percent: Percent(90, 'Warn when the output file system is this full'),
+    stop_threshold_percent: Percent(95, 'Pause imaging when the output file system is this full'),
+    keep_partial_on_cancel: Type.Boolean({ default: false, description: 'Keep .part and map files of a cancelled job' }),
+    delete_source_on_success: Type.Boolean({ default: false, description: 'Eject the disc once its image is complete' }),
+    log_retention_days: Type.Integer({ minimum: 1, maximum: 3650, default: 30, description: 'Days to keep job logs' }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+export const ImagingSchema = Type.Object(
+  {
+    read_attempts: Type.Integer({ minimum: 0, maximum: 100, default: 5, description: 'Retry passes over bad sectors' }),
+    sector_size: Type.Integer({ enum: [512, 2048, 4096], default: 2048, description: 'Sector size in bytes when the device does not report one' }),
+    verify: Type.Boolean({ default: true, description: 'Re-read the finished image and compare its checksums' }),
+    checksums: Type.Array(Type.Enum([...HASH_ALGORITHMS]), { minItems: 1, uniqueItems: true, default: ['md5', 'sha256'], description: 'Checksums to compute' }),
+    compression: Type.Enum(['none'], { default: 'none', description: 'Image compression (only none keeps images mountable and bit-exact)' }),
+    priority: Type.Enum([...PRIORITIES], { default: 'normal', description: 'Default job priority' }),
+    cluster_sectors: Type.Integer({ minimum: 1, maximum: 1024, default: 32, description: 'Sectors per read in the copy pass' }),
+    direct_io: Type.Enum(['auto', 'on', 'off'], { default: 'auto', description: 'Read with O_DIRECT (auto falls back to buffered reads)' }),
+    map_save_interval_seconds: Type.Integer({ minimum: 1, maximum: 300, default: 5, description: 'How often the rescue map is saved' }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+export const DrivesSchema = Type.Object(
+  {
+    extra: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Additional block devices or image files an administrator allows' }),
+    demo: Type.Enum(['auto', 'on', 'off'], { default: 'auto', description: 'Offer a demo drive backed by an image file (auto: in a checkout when no drive is found)' }),
+    scan_optical: Type.Boolean({ default: true, description: 'Discover optical drives from sysfs' }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+export const ServerSchema = Type.Object(
+  {
+    host: Type.String({ minLength: 1, default: '127.0.0.1', description: 'Address to listen on' }),
+    port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'Port to listen on' }),
+    socket: Type.String({ default: '', description: 'Unix socket path (replaces host and port when set)' }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+export const LogSchema = Type.Object(
+  {
+    level: Type.Enum(['debug', 'info', 'warning', 'error'], { default: 'info', description: 'Lowest level written to the log' }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+export const ConfigSchema = Type.Object(
+  {
+    storage: StorageSchema,
+    imaging: ImagingSchema,
+    drives: DrivesSchema,
+    server: ServerSchema,
+    log: LogSchema,
+  },
+  { additionalProperties: false, default: {} },
+);
+
+export type Settings = Type.Static<typeof ConfigSchema>;
+
+/** Resolved runtime configuration: the validated settings plus where they came from. */
+export interface Config extends Settings {
+  data_dir: string;
+  config_file: string | null;
+  /** True when running from a source checkout (enables developer-friendly defaults). */
+  in_checkout: boolean;
+}

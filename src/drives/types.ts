@@ -1,0 +1,42 @@
+/** What kind of source a drive is; decides how it is discovered, probed and ejected. */
+export type DriveKind = 'optical' | 'block' | 'file' | 'demo';
+
+export interface Drive {
+  /** Stable id used everywhere outside this module (`sr0`, `loop3`, `file-<hash>`, `demo`). */
+  id: string;
+  /** Device node or image file path. Never taken from a request: requests name the id. */
+  path: string;
+  kind: DriveKind;
+  vendor: string | null;
+  model: string | null;
+  revision: string | null;
+  /** Media the drive can read, from /proc/sys/dev/cdrom/info (`cd`, `dvd`, `bd`, …). */
+  capabilities: string[];
+  ejectable: boolean;
+  /** Human description, e.g. "ASUS DRW-24B1ST" or "Demo disc (image file, not a real drive)". */
+  description: string;
+}
+
+export type FileSystemKind = 'iso9660' | 'joliet' | 'rockridge' | 'udf';
+export type DiscKind = 'data' | 'dvd-video' | 'bd-video' | 'audio' | 'blank' | 'unknown';
+export type MediaType = 'cd' | 'dvd' | 'bd';
+
+export interface MediaInfo {
+  present: boolean;
+  /** Size the device reports, in bytes (often wrong for optical media). */
+  deviceSizeBytes: number | null;
+  /** Size of the image to make: from the volume descriptors, else the device size. */
+  imageSizeBytes: number | null;
+  /** Where imageSizeBytes came from. */
+  sizeSource: 'iso9660' | 'udf' | 'device' | null;
+  logicalSectorSize: number;
+  fileSystems: FileSystemKind[];
+  /** Best human label: Joliet/UDF volume identifier, else the ISO 9660 one. */
+  volumeLabel: string | null;
+  /** ISO 9660 primary volume identifier, as on disc. */
+  volumeId: string | null;
+  /** Volume creation time (ISO 8601 UTC) when the descriptors record one. */
+  createdAt: string | null;
+  kind: DiscKind;
+  mediaType: MediaType | null;
+}

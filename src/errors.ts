@@ -1,0 +1,61 @@
+/**
+ * Domain errors. Services throw these; one HTTP error handler and one CLI handler map them to
+ * status codes and exit codes, so no service knows about either.
+ */
+export type ErrorDetails = Record<string, unknown> | Array<Record<string, unknown>> | undefined;
+
+export class DomainError extends Error {
+  readonly code: string;
+  readonly details: ErrorDetails;
+
+  constructor(code: string, message: string, details?: ErrorDetails) {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+    this.details = details;
+  }
+}
+
+export class ValidationError extends DomainError {
+  constructor(message: string, details?: ErrorDetails, code = 'validation_failed') {
+    super(code, message, details);
+  }
+}
+
+export class NotFoundError extends DomainError {
+  constructor(message: string, details?: ErrorDetails, code = 'not_found') {
+    super(code, message, details);
+  }
+}
+
+export class ConflictError extends DomainError {
+  constructor(message: string, details?: ErrorDetails, code = 'conflict') {
+    super(code, message, details);
+  }
+}
+
+export class ForbiddenError extends DomainError {
+  constructor(message: string, details?: ErrorDetails, code = 'forbidden') {
+    super(code, message, details);
+  }
+}
+
+/** A condition outside our control (device gone, disk full) that the user can fix and retry. */
+export class UnavailableError extends DomainError {
+  constructor(code: string, message: string, details?: ErrorDetails) {
+    super(code, message, details);
+  }
+}
+
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** The errno code of a Node system error (`ENOENT`, `EIO`, …), or undefined for other values. */
+export function errnoCode(error: unknown): string | undefined {
+  if (typeof error === 'object' && error !== null && 'code' in error) {
+    const code = (error as { code: unknown }).code;
+    return typeof code === 'string' ? code : undefined;
+  }
+  return undefined;
+}
