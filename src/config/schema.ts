@@ -15,7 +15,7 @@ const Percent = (defaultValue: number, description: string) =>
 
 export const StorageSchema = Type.Object(
   {
-    output_dir: Type.String({ minLength: 1, default: '', description: 'Where finished images are written (absolute, or relative to the data dir)' }),
+    output_dir: Type.String({ default: '', description: 'Where finished images are written (absolute, or relative to the data dir; empty: DATA_DIR/output)' }),
     warn_threshold_percent: Percent(90, 'Warn when the output file system is this full'),
     stop_threshold_percent: Percent(95, 'Pause imaging when the output file system is this full'),
     keep_partial_on_cancel: Type.Boolean({ default: false, description: 'Keep .part and map files of a cancelled job' }),

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The README's second command (and CI's): set up everything the tests need, then run them all.
+# Tests need root: they attach loop devices and mount FUSE file systems.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" -ne 0 ]; then
+  echo "disk2iso tests: run as root (they use loop devices, FUSE and tmpfs mounts)" >&2
+  exit 1
+fi
+bash scripts/setup.sh xorriso gddrescue fuse3 libfuse3-dev pkg-config udftools coreutils util-linux
+modprobe loop 2>/dev/null || true
+modprobe fuse 2>/dev/null || true
+exec node scripts/run-tests.mjs "$@"
