@@ -1,0 +1,320 @@
+import type { Selectable } from 'kysely';
+import type { HashAlgorithm } from '../config/schema.js';
+import type { DiscKind, FileSystemKind, MediaType } from '../drives/types.js';
+import { NotFoundError } from '../errors.js';
+import type { Database } from './database.js';
+import type { ArchiveStatus, ArchiveVerificationsTable, ArchivesTable } from './schema.js';
+import {
+  type Clock,
+  type JsonObject,
+  type ListResult,
+  type SortOrder,
+  fromJson,
+  newId,
+  page,
+  systemClock,
+  timestamp,
+  toJson,
+} from './values.js';
+
+export type ArchiveChecksums = Partial<Record<HashAlgorithm, string>>;
+
+export interface ArchiveMetadata {
+  label: string;
+  tags: string[];
+  notes: string;
+}
+
+/** Where an image came from, as the drive and the volume descriptors described it. */
+export interface ArchiveSource {
+  deviceId: string | null;
+  devicePath: string | null;
+  discKind: DiscKind | null;
+  volumeLabel: string | null;
+  volumeId: string | null;
+  mediaType: MediaType | null;
+  fileSystems: FileSystemKind[];
+}
+
+export interface ArchiveRecord {
+  id: string;
+  jobId: string | null;
+  filename: string;
+  path: string;
+  sizeBytes: number;
+  createdAt: string;
+  checksums: ArchiveChecksums;
+  metadata: ArchiveMetadata;
+  source: ArchiveSource;
+  discKind: DiscKind | null;
+  badBytes: number;
+  status: ArchiveStatus;
+  lastVerifiedAt: string | null;
+  lastVerifiedOk: boolean | null;
+}
+
+export interface ArchiveVerificationRecord {
+  id: number;
+  archiveId: string;
+  startedAt: string;
+  finishedAt: string;
+  ok: boolean;
+  /** Per-algorithm outcome and whatever else the verifier reports. */
+  results: JsonObject;
+  seconds: number;
+  requestedBy: string | null;
+}
+
+export interface CreateArchiveInput {
+  jobId?: string | null;
+  filename: string;
+  path: string;
+  sizeBytes: number;
+  /** Default: now. Importing an existing image may give its file time instead. */
+  createdAt?: Date;
+  checksums: ArchiveChecksums;
+  metadata?: Partial<ArchiveMetadata>;
+  source: ArchiveSource;
+  badBytes?: number;
+  /** Default: ok, or damaged when badBytes > 0. */
+  status?: ArchiveStatus;
+}
+
+export type ArchiveSort = 'name' | 'date' | 'size';
+
+export interface ArchiveListFilter {
+  /** Words that must all occur (case-insensitively) in the filename, label, notes or tags. */
+  search?: string;
+  /** created_at >= createdFrom */
+  createdFrom?: Date;
+  /** created_at < createdBefore */
+  createdBefore?: Date;
+  minSizeBytes?: number;
+  maxSizeBytes?: number;
+  discKinds?: readonly DiscKind[];
+  statuses?: readonly ArchiveStatus[];
+  /** Default: date, newest first. */
+  sort?: ArchiveSort;
+  order?: SortOrder;
+  limit?: number;
+  offset?: number;
+}
+
+export interface RecordVerificationInput {
+  startedAt: Date;
+  finishedAt: Date;
+  ok: boolean;
+  results: JsonObject;
+  seconds: number;
+  requestedBy?: string | null;
+  /** The archive's status afterwards. Default: ok when ok, else damaged. */
+  archiveStatus?: ArchiveStatus;
+}
+
+export interface ArchiveRepository {
+  create(input: CreateArchiveInput): Promise<ArchiveRecord>;
+  get(id: string): Promise<ArchiveRecord | null>;
+  getByPath(path: string): Promise<ArchiveRecord | null>;
+  list(filter?: ArchiveListFilter): Promise<ListResult<ArchiveRecord>>;
+  /** Replaces the given metadata fields, keeps the others. NotFoundError for an unknown id. */
+  updateMetadata(id: string, patch: Partial<ArchiveMetadata>): Promise<ArchiveRecord>;
+  setStatus(id: string, status: ArchiveStatus): Promise<ArchiveRecord>;
+  /** Stores a verification run and updates the archive's last verification and status. */
+  recordVerification(archiveId: string, input: RecordVerificationInput): Promise<ArchiveVerificationRecord>;
+  /** Newest first. */
+  listVerifications(archiveId: string, options?: { limit?: number; offset?: number }): Promise<ListResult<ArchiveVerificationRecord>>;
+  /** Removes the record and its verification history (not the image file). False when unknown. */
+  delete(id: string): Promise<boolean>;
+}
+
+const EMPTY_METADATA: ArchiveMetadata = { label: '', tags: [], notes: '' };
+
+function rowToArchive(row: Selectable<ArchivesTable>): ArchiveRecord {
+  return {
+    id: row.id,
+    jobId: row.job_id,
+    filename: row.filename,
+    path: row.path,
+    sizeBytes: row.size_bytes,
+    createdAt: row.created_at,
+    checksums: fromJson<ArchiveChecksums>(row.checksums),
+    metadata: fromJson<ArchiveMetadata>(row.metadata),
+    source: fromJson<ArchiveSource>(row.source),
+    discKind: row.disc_kind,
+    badBytes: row.bad_bytes,
+    status: row.status,
+    lastVerifiedAt: row.last_verified_at,
+    lastVerifiedOk: row.last_verified_ok === null ? null : row.last_verified_ok === 1,
+  };
+}
+
+function rowToVerification(row: Selectable<ArchiveVerificationsTable>): ArchiveVerificationRecord {
+  return {
+    id: row.id,
+    archiveId: row.archive_id,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    ok: row.ok === 1,
+    results: fromJson<JsonObject>(row.results),
+    seconds: row.seconds,
+    requestedBy: row.requested_by,
+  };
+}
+
+/** Search compares lower-cased text by substring, so `%`, `_` and quotes in a query are plain characters. */
+function searchText(filename: string, metadata: ArchiveMetadata): string {
+  return [filename, metadata.label, metadata.notes, ...metadata.tags].join('\n').toLowerCase();
+}
+
+function searchTerms(search: string | undefined): string[] {
+  return (search ?? '')
+    .toLowerCase()
+    .split(/\s+/)
+    .filter((term) => term.length > 0);
+}
+
+const SORT_COLUMNS = { date: 'created_at', size: 'size_bytes' } as const;
+
+export function createArchiveRepository(database: Database, options: { now?: Clock } = {}): ArchiveRepository {
+  const db = database.kysely;
+  const now = options.now ?? systemClock;
+
+  const find = async (column: 'id' | 'path', value: string): Promise<ArchiveRecord | null> => {
+    const row = await db.selectFrom('archives').selectAll().where(column, '=', value).executeTakeFirst();
+    return row === undefined ? null : rowToArchive(row);
+  };
+  const notFound = (id: string) => new NotFoundError(`Archive ${id} not found`, { archive_id: id });
+
+  return {
+    async create(input) {
+      const metadata = { ...EMPTY_METADATA, ...input.metadata };
+      const badBytes = input.badBytes ?? 0;
+      const row = await db
+        .insertInto('archives')
+        .values({
+          id: newId('archive'),
+          job_id: input.jobId ?? null,
+          filename: input.filename,
+          path: input.path,
+          size_bytes: input.sizeBytes,
+          created_at: timestamp(input.createdAt ?? now()),
+          checksums: toJson(input.checksums),
+          metadata: toJson(metadata),
+          source: toJson(input.source),
+          disc_kind: input.source.discKind,
+          bad_bytes: badBytes,
+          status: input.status ?? (badBytes > 0 ? 'damaged' : 'ok'),
+          search_text: searchText(input.filename, metadata),
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      return rowToArchive(row);
+    },
+
+    get: (id) => find('id', id),
+    getByPath: (path) => find('path', path),
+
+    async list(filter = {}) {
+      const { limit, offset } = page(filter.limit, filter.offset);
+      let query = db.selectFrom('archives');
+      for (const term of searchTerms(filter.search)) {
+        query = query.where((eb) => eb(eb.fn<number>('instr', ['search_text', eb.val(term)]), '>', 0));
+      }
+      if (filter.createdFrom !== undefined) query = query.where('created_at', '>=', timestamp(filter.createdFrom));
+      if (filter.createdBefore !== undefined) query = query.where('created_at', '<', timestamp(filter.createdBefore));
+      if (filter.minSizeBytes !== undefined) query = query.where('size_bytes', '>=', filter.minSizeBytes);
+      if (filter.maxSizeBytes !== undefined) query = query.where('size_bytes', '<=', filter.maxSizeBytes);
+      if (filter.discKinds !== undefined) {
+        if (filter.discKinds.length === 0) return { items: [], total: 0 };
+        query = query.where('disc_kind', 'in', filter.discKinds);
+      }
+      if (filter.statuses !== undefined) {
+        if (filter.statuses.length === 0) return { items: [], total: 0 };
+        query = query.where('status', 'in', filter.statuses);
+      }
+      const sort = filter.sort ?? 'date';
+      const order = filter.order ?? (sort === 'name' ? 'asc' : 'desc');
+      const sorted =
+        sort === 'name'
+          ? query.orderBy((eb) => eb.fn('lower', ['filename']), order).orderBy('filename', order)
+          : query.orderBy(SORT_COLUMNS[sort], order);
+      const rows = await sorted.orderBy('id', order).selectAll().limit(limit).offset(offset).execute();
+      const { total } = await query.select((eb) => eb.fn.countAll<number>().as('total')).executeTakeFirstOrThrow();
+      return { items: rows.map(rowToArchive), total };
+    },
+
+    async updateMetadata(id, patch) {
+      return database.writeTransaction((tx) => {
+        const row = tx.first(db.selectFrom('archives').select(['filename', 'metadata']).where('id', '=', id));
+        if (row === undefined) throw notFound(id);
+        const metadata: ArchiveMetadata = { ...fromJson<ArchiveMetadata>(row.metadata), ...definedFields(patch) };
+        const updated = tx.first(
+          db
+            .updateTable('archives')
+            .set({ metadata: toJson(metadata), search_text: searchText(row.filename, metadata) })
+            .where('id', '=', id)
+            .returningAll(),
+        );
+        if (updated === undefined) throw notFound(id);
+        return rowToArchive(updated);
+      });
+    },
+
+    async setStatus(id, status) {
+      const row = await db.updateTable('archives').set({ status }).where('id', '=', id).returningAll().executeTakeFirst();
+      if (row === undefined) throw notFound(id);
+      return rowToArchive(row);
+    },
+
+    async recordVerification(archiveId, input) {
+      return database.writeTransaction((tx) => {
+        const finishedAt = timestamp(input.finishedAt);
+        const changed = tx.run(
+          db
+            .updateTable('archives')
+            .set({
+              last_verified_at: finishedAt,
+              last_verified_ok: input.ok ? 1 : 0,
+              status: input.archiveStatus ?? (input.ok ? 'ok' : 'damaged'),
+            })
+            .where('id', '=', archiveId),
+        );
+        if (changed === 0) throw notFound(archiveId);
+        const row = tx.first(
+          db
+            .insertInto('archive_verifications')
+            .values({
+              archive_id: archiveId,
+              started_at: timestamp(input.startedAt),
+              finished_at: finishedAt,
+              ok: input.ok ? 1 : 0,
+              results: toJson(input.results),
+              seconds: input.seconds,
+              requested_by: input.requestedBy ?? null,
+            })
+            .returningAll(),
+        );
+        if (row === undefined) throw notFound(archiveId);
+        return rowToVerification(row);
+      });
+    },
+
+    async listVerifications(archiveId, options = {}) {
+      const { limit, offset } = page(options.limit, options.offset);
+      const query = db.selectFrom('archive_verifications').where('archive_id', '=', archiveId);
+      const rows = await query.selectAll().orderBy('id', 'desc').limit(limit).offset(offset).execute();
+      const { total } = await query.select((eb) => eb.fn.countAll<number>().as('total')).executeTakeFirstOrThrow();
+      return { items: rows.map(rowToVerification), total };
+    },
+
+    async delete(id) {
+      const result = await db.deleteFrom('archives').where('id', '=', id).executeTakeFirst();
+      return result.numDeletedRows > 0n;
+    },
+  };
+}
+
+/** A patch's fields that are set: `{ label: undefined }` leaves the label alone. */
+function definedFields(patch: Partial<ArchiveMetadata>): Partial<ArchiveMetadata> {
+  return Object.fromEntries(Object.entries(patch).filter(([, value]) => value !== undefined));
+}

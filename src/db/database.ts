@@ -1,0 +1,160 @@
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { type Compilable, Kysely, Migrator, SqliteDialect } from 'kysely';
+import { UnavailableError, errorMessage } from '../errors.js';
+import { migrationProvider } from './migrations/index.js';
+import type { DB } from './schema.js';
+
+/** The slice of a pino logger the database uses. */
+export interface DatabaseLogger {
+  info(details: Record<string, unknown>, message: string): void;
+}
+
+export interface OpenDatabaseOptions {
+  /** SQLite file (created with mode 0600), or `:memory:`. */
+  file: string;
+  log?: DatabaseLogger;
+}
+
+/** Runs compiled kysely queries synchronously on the connection, inside a write transaction. */
+export interface SyncExecutor {
+  all<R>(query: Compilable<R>): R[];
+  first<R>(query: Compilable<R>): R | undefined;
+  /** Returns the number of rows changed. */
+  run(query: Compilable<unknown>): number;
+}
+
+export interface Database {
+  readonly file: string;
+  /** For single statements. Never call `kysely.transaction()`: use `writeTransaction`. */
+  readonly kysely: Kysely<DB>;
+  /**
+   * Runs `work` in one `BEGIN IMMEDIATE` transaction and commits, or rolls back when it throws.
+   * `work` must be synchronous: a transaction that stayed open across an `await` would hold
+   * SQLite's write lock while other connections in this thread block on it synchronously.
+   * Other processes wait up to the busy timeout for the lock.
+   */
+  writeTransaction<T>(work: (tx: SyncExecutor) => T): T;
+  close(): Promise<void>;
+}
+
+const BUSY_TIMEOUT_MS = 5000;
+const FILE_MODE = 0o600;
+
+/** Opens (creating if needed) the database and brings its schema up to date. */
+export function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
+  const file = options.file === ':memory:' ? options.file : resolve(options.file);
+  return oneOpenAtATime(file, () => openNow(file, options.log));
+}
+
+// Migrations run under SQLite's write lock across awaits, so a second open of the same file in
+// this thread would block the thread on that lock; opens of one file in one process take turns.
+const opensInProgress = new Map<string, Promise<unknown>>();
+
+function oneOpenAtATime<T>(file: string, open: () => Promise<T>): Promise<T> {
+  const previous = opensInProgress.get(file) ?? Promise.resolve();
+  const next = previous.catch(() => undefined).then(open);
+  opensInProgress.set(file, next);
+  const forget = (): void => {
+    if (opensInProgress.get(file) === next) opensInProgress.delete(file);
+  };
+  next.then(forget, forget);
+  return next;
+}
+
+async function openNow(file: string, log: DatabaseLogger | undefined): Promise<Database> {
+  if (file !== ':memory:') createPrivateFile(file);
+  const raw = connect(file);
+  const kysely = new Kysely<DB>({ dialect: new SqliteDialect({ database: raw }) });
+  try {
+    await migrate(raw, kysely, file, log);
+    if (file !== ':memory:') restrictSidecarFiles(file);
+  } catch (error) {
+    await kysely.destroy();
+    throw error;
+  }
+  return {
+    file,
+    kysely,
+    writeTransaction: (work) => raw.transaction(() => work(createSyncExecutor(raw))).immediate(),
+    close: () => kysely.destroy(),
+  };
+}
+
+function connect(file: string): BetterSqlite3.Database {
+  let raw: BetterSqlite3.Database | undefined;
+  try {
+    raw = new BetterSqlite3(file, { timeout: BUSY_TIMEOUT_MS });
+    raw.pragma('journal_mode = WAL');
+    raw.pragma('synchronous = NORMAL');
+    raw.pragma('foreign_keys = ON');
+    return raw;
+  } catch (error) {
+    raw?.close();
+    throw new UnavailableError('database_open_failed', `Cannot open database ${file}: ${errorMessage(error)}`, { file });
+  }
+}
+
+function createPrivateFile(file: string): void {
+  mkdirSync(dirname(file), { recursive: true });
+  closeSync(openSync(file, 'a', FILE_MODE));
+  restrictMode(file);
+}
+
+/** SQLite gives -wal and -shm the database file's mode; files left by an older run may differ. */
+function restrictSidecarFiles(file: string): void {
+  for (const sidecar of [`${file}-wal`, `${file}-shm`]) {
+    if (existsSync(sidecar)) restrictMode(sidecar);
+  }
+}
+
+function restrictMode(path: string): void {
+  if ((statSync(path).mode & 0o777) !== FILE_MODE) chmodSync(path, FILE_MODE);
+}
+
+async function migrate(raw: BetterSqlite3.Database, kysely: Kysely<DB>, file: string, log: DatabaseLogger | undefined): Promise<void> {
+  // kysely's SQLite migration lock is a no-op and its transaction is deferred, so two processes
+  // opening a new file together could both try to create the schema. BEGIN IMMEDIATE makes the
+  // second wait, then find the migrations applied.
+  const migrator = new Migrator({ db: kysely, provider: migrationProvider, disableTransactions: true });
+  raw.exec('BEGIN IMMEDIATE');
+  try {
+    const { error, results } = await migrator.migrateToLatest();
+    const failed = results?.find((result) => result.status === 'Error');
+    if (error !== undefined || failed !== undefined) {
+      const name = failed?.migrationName;
+      throw new UnavailableError(
+        'database_migration_failed',
+        `Database migration ${name ?? '(before any migration ran)'} failed on ${file}: ${errorMessage(error)}`,
+        { file, migration: name ?? null },
+      );
+    }
+    raw.exec('COMMIT');
+    const applied = (results ?? []).map((result) => result.migrationName);
+    if (applied.length > 0) log?.info({ file, migrations: applied }, 'database migrated');
+  } finally {
+    if (raw.inTransaction) raw.exec('ROLLBACK');
+  }
+}
+
+function createSyncExecutor(raw: BetterSqlite3.Database): SyncExecutor {
+  const statement = (query: Compilable<unknown>) => {
+    const { sql, parameters } = query.compile();
+    return { prepared: raw.prepare(sql), parameters: [...parameters] };
+  };
+  return {
+    all<R>(query: Compilable<R>): R[] {
+      const { prepared, parameters } = statement(query);
+      return prepared.all(parameters) as R[];
+    },
+    first<R>(query: Compilable<R>): R | undefined {
+      const { prepared, parameters } = statement(query);
+      return prepared.get(parameters) as R | undefined;
+    },
+    run(query: Compilable<unknown>): number {
+      const { prepared, parameters } = statement(query);
+      return prepared.run(parameters).changes;
+    },
+  };
+}

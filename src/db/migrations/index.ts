@@ -1,0 +1,16 @@
+import type { Migration, MigrationProvider } from 'kysely';
+import { initialMigration } from './0001-initial.js';
+
+/**
+ * Every migration, imported statically: compiled code cannot count on a migrations folder at
+ * run time. Names sort in the order they must run; append new ones, never rename or edit old ones.
+ */
+const MIGRATIONS: Record<string, Migration> = {
+  '0001_initial': initialMigration,
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: async () => MIGRATIONS,
+};
+
+export const MIGRATION_NAMES: readonly string[] = Object.keys(MIGRATIONS);

@@ -1,0 +1,126 @@
+import type { Generated } from 'kysely';
+import type { Priority } from '../config/schema.js';
+import type { DiscKind } from '../drives/types.js';
+import type { ImagingPhase } from '../imaging/types.js';
+
+/**
+ * Table shapes as kysely sees them: snake_case columns, timestamps as ISO 8601 UTC text, JSON
+ * columns as text (the repositories parse and serialise them). The CHECK constraints in the
+ * migrations guarantee that the union-typed columns hold only the listed values.
+ */
+
+export const JOB_STATUSES = ['queued', 'running', 'paused', 'verifying', 'completed', 'failed', 'cancelled'] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+/** Statuses in which a job occupies its drive and holds a lease. */
+export const ACTIVE_JOB_STATUSES = ['running', 'verifying'] as const satisfies readonly JobStatus[];
+export type ActiveJobStatus = (typeof ACTIVE_JOB_STATUSES)[number];
+/** Statuses a job never leaves on its own. */
+export const FINISHED_JOB_STATUSES = ['completed', 'failed', 'cancelled'] as const satisfies readonly JobStatus[];
+
+export type JobPriority = Priority;
+
+export const REQUESTED_ACTIONS = ['pause', 'cancel'] as const;
+export type RequestedAction = (typeof REQUESTED_ACTIONS)[number];
+
+export const LOG_LEVELS = ['debug', 'info', 'warning', 'error'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const ARCHIVE_STATUSES = ['ok', 'damaged', 'missing'] as const;
+export type ArchiveStatus = (typeof ARCHIVE_STATUSES)[number];
+
+export interface JobsTable {
+  id: string;
+  name: string;
+  status: JobStatus;
+  priority: JobPriority;
+  device_id: string;
+  device_path: string;
+  output_file: string;
+  options: string;
+  phase: ImagingPhase | null;
+  progress: number;
+  size_bytes: number | null;
+  bytes_done: number;
+  speed_bps: number | null;
+  eta_seconds: number | null;
+  bad_bytes: number;
+  error_count: number;
+  error_code: string | null;
+  error_message: string | null;
+  archive_id: string | null;
+  created_by: string | null;
+  created_at: string;
+  updated_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  seq: number;
+  lease_owner: string | null;
+  lease_expires_at: string | null;
+  attempts: number;
+  requested_action: RequestedAction | null;
+}
+
+export interface JobLogsTable {
+  id: Generated<number>;
+  job_id: string;
+  at: string;
+  level: LogLevel;
+  message: string;
+}
+
+export interface ArchivesTable {
+  id: string;
+  job_id: string | null;
+  filename: string;
+  path: string;
+  size_bytes: number;
+  created_at: string;
+  checksums: string;
+  metadata: string;
+  source: string;
+  disc_kind: DiscKind | null;
+  bad_bytes: number;
+  status: ArchiveStatus;
+  last_verified_at: string | null;
+  /** 0 or 1; SQLite has no boolean. */
+  last_verified_ok: number | null;
+  /** Lower-cased filename, label, notes and tags, one per line: what archive search matches against. */
+  search_text: string;
+}
+
+export interface ArchiveVerificationsTable {
+  id: Generated<number>;
+  archive_id: string;
+  started_at: string;
+  finished_at: string;
+  ok: number;
+  results: string;
+  seconds: number;
+  requested_by: string | null;
+}
+
+export interface SettingsTable {
+  key: string;
+  value: string;
+  updated_at: string;
+  updated_by: string | null;
+}
+
+export interface LogsTable {
+  id: Generated<number>;
+  at: string;
+  level: LogLevel;
+  source: string;
+  message: string;
+  job_id: string | null;
+  details: string | null;
+}
+
+export interface DB {
+  jobs: JobsTable;
+  job_logs: JobLogsTable;
+  archives: ArchivesTable;
+  archive_verifications: ArchiveVerificationsTable;
+  settings: SettingsTable;
+  logs: LogsTable;
+}

@@ -1,0 +1,109 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { JobOptions, JobRecord } from '../db/job-repository.js';
+import type { ActiveJobStatus, JobPriority, RequestedAction } from '../db/schema.js';
+import type { ImagingPhase } from '../imaging/types.js';
+
+export type { JobOptions, JobRecord } from '../db/job-repository.js';
+export type { JobPriority, JobStatus, RequestedAction } from '../db/schema.js';
+
+/**
+ * The durable job queue, independent of where it stores jobs (SQLite now; Redis or PostgreSQL
+ * can implement the same interface later).
+ *
+ * A job moves queued -> running -> (verifying) -> completed | failed | cancelled, and may be
+ * paused and queued again. A worker that claims a job holds a lease on it and renews it with
+ * heartbeats; a job whose lease ran out (its process died) is queued again by `recoverExpired`
+ * and continues from its rescue map. At most one job per drive runs at a time.
+ */
+export interface JobQueue {
+  /** Adds a job with status queued behind every job of the same priority. */
+  enqueue(input: EnqueueInput): Promise<JobRecord>;
+  get(jobId: string): Promise<JobRecord | null>;
+  /**
+   * Atomically takes the next runnable job: highest priority, then oldest, among queued jobs
+   * whose drive runs no job and is not in `busyDeviceIds`, while fewer than `maxRunning` jobs
+   * run. Sets it running under a lease for `workerId`. Null when nothing may start now.
+   */
+  claimNext(workerId: string, options: ClaimOptions): Promise<JobRecord | null>;
+  /** Extends the lease to now + leaseMs. False when the worker no longer holds the job. */
+  heartbeat(jobId: string, workerId: string, leaseMs: number): Promise<boolean>;
+  /**
+   * Records progress (and the move between running and verifying) for a job the worker holds.
+   * Returns the updated job, whose `requestedAction` tells the worker to stop, or null when
+   * the worker no longer holds it.
+   */
+  update(jobId: string, workerId: string, patch: ProgressPatch): Promise<JobRecord | null>;
+  /**
+   * Ends the worker's hold on a job: completed, failed, cancelled, or paused (to be queued
+   * again later). Throws ConflictError `lease_lost` when the worker no longer holds it.
+   */
+  finish(jobId: string, workerId: string, status: FinishStatus, patch?: FinishPatch): Promise<JobRecord>;
+  /**
+   * Running or verifying jobs whose lease has expired go back to the queue with their place,
+   * attempts and progress kept (a stop that was asked for is carried out instead). Returns them.
+   */
+  recoverExpired(): Promise<JobRecord[]>;
+  /** 1-based queue position of every queued job, in the order claimNext would consider them. */
+  positions(): Promise<Map<string, number>>;
+  setPriority(jobId: string, priority: JobPriority): Promise<JobRecord>;
+  /**
+   * Pauses or cancels a job. A queued or paused job changes at once; a running or verifying one
+   * gets `requestedAction` set, which its worker sees on its next `update` and acts on.
+   * ConflictError for a finished job, NotFoundError for an unknown one.
+   */
+  requestStop(jobId: string, action: RequestedAction): Promise<JobRecord>;
+  /** `requestStop` for every job not yet finished; returns the jobs it changed. */
+  requestStopAll(action: RequestedAction): Promise<JobRecord[]>;
+  /**
+   * Puts a paused, failed or cancelled job back in the queue, behind the jobs of its priority,
+   * keeping its progress so it continues from its rescue map. A queued job is returned as is.
+   */
+  requeue(jobId: string): Promise<JobRecord>;
+}
+
+export interface EnqueueInput {
+  name: string;
+  deviceId: string;
+  devicePath: string;
+  outputFile: string;
+  /** Default: normal. */
+  priority?: JobPriority;
+  options?: JobOptions;
+  sizeBytes?: number | null;
+  createdBy?: string | null;
+}
+
+export interface ClaimOptions {
+  leaseMs: number;
+  /** Drives that must not start a job now (e.g. no disc, or in use outside the queue). */
+  busyDeviceIds?: readonly string[];
+  /** Global limit on running and verifying jobs. Default: unlimited, i.e. one per drive. */
+  maxRunning?: number;
+}
+
+export interface ProgressPatch {
+  status?: ActiveJobStatus;
+  phase?: ImagingPhase | null;
+  progress?: number;
+  sizeBytes?: number | null;
+  bytesDone?: number;
+  speedBps?: number | null;
+  etaSeconds?: number | null;
+  badBytes?: number;
+  errorCount?: number;
+}
+
+export type FinishStatus = 'completed' | 'failed' | 'cancelled' | 'paused';
+
+/** Rate and ETA are cleared when a job stops, so a finish does not take them. */
+export interface FinishPatch extends Omit<ProgressPatch, 'status' | 'speedBps' | 'etaSeconds'> {
+  errorCode?: string | null;
+  errorMessage?: string | null;
+  archiveId?: string | null;
+}
+
+/** A worker id that names the machine and process holding a lease (useful when reading the table). */
+export function newWorkerId(): string {
+  return `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+}

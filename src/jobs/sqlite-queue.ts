@@ -1,0 +1,316 @@
+import type { ExpressionBuilder, Selectable, Updateable } from 'kysely';
+import type { Database, SyncExecutor } from '../db/database.js';
+import { type JobRecord, rowToJob } from '../db/job-repository.js';
+import { ACTIVE_JOB_STATUSES, type DB, FINISHED_JOB_STATUSES, type JobStatus, type JobsTable, type RequestedAction } from '../db/schema.js';
+import { type Clock, newId, systemClock, timestamp, toJson } from '../db/values.js';
+import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
+import type { ClaimOptions, JobQueue, ProgressPatch } from './queue.js';
+
+/**
+ * The SQLite backend of the job queue: the jobs table itself is the queue. Every decision that
+ * reads and then writes (claiming, recovering, stopping) runs in one BEGIN IMMEDIATE
+ * transaction, so workers in other threads or processes never claim the same job, and a
+ * unique partial index on jobs(device_id) backs the one-job-per-drive rule.
+ */
+export function createSqliteQueue(database: Database, options: { now?: Clock } = {}): JobQueue {
+  const db = database.kysely;
+  const now = options.now ?? systemClock;
+
+  const priorityRank = (eb: ExpressionBuilder<DB, 'jobs'>) =>
+    eb.case().when('priority', '=', 'high').then(2).when('priority', '=', 'normal').then(1).else(0).end();
+  const nextSeq = (eb: ExpressionBuilder<DB, 'jobs'>) =>
+    eb.selectFrom('jobs as latest').select((inner) => inner(inner.fn.coalesce(inner.fn.max('latest.seq'), inner.lit(0)), '+', 1).as('seq'));
+  const queuedInClaimOrder = () =>
+    db.selectFrom('jobs').where('status', '=', 'queued').orderBy(priorityRank, 'desc').orderBy('seq', 'asc');
+
+  const requireRow = (tx: SyncExecutor, jobId: string): Selectable<JobsTable> => {
+    const row = tx.first(db.selectFrom('jobs').selectAll().where('id', '=', jobId));
+    if (row === undefined) throw new NotFoundError(`Job ${jobId} not found`, { job_id: jobId });
+    return row;
+  };
+  const updateRow = (tx: SyncExecutor, jobId: string, changes: Updateable<JobsTable>): JobRecord => {
+    const row = tx.first(db.updateTable('jobs').set(changes).where('id', '=', jobId).returningAll());
+    if (row === undefined) throw new NotFoundError(`Job ${jobId} not found`, { job_id: jobId });
+    return rowToJob(row);
+  };
+
+  /** The change a stop request makes to a job, or null when it makes none. */
+  const stopChanges = (row: Selectable<JobsTable>, action: RequestedAction, at: string): Updateable<JobsTable> | null => {
+    if (isFinished(row.status)) return null;
+    if (isActive(row.status)) {
+      // A cancel already asked for is not weakened into a pause.
+      if (row.requested_action === 'cancel' || row.requested_action === action) return null;
+      return { requested_action: action, updated_at: at };
+    }
+    if (action === 'cancel') return { status: 'cancelled', finished_at: at, updated_at: at };
+    return row.status === 'paused' ? null : { status: 'paused', updated_at: at };
+  };
+
+  return {
+    async enqueue(input) {
+      const at = timestamp(now());
+      const row = await db
+        .insertInto('jobs')
+        .values((eb) => ({
+          id: newId('job'),
+          name: input.name,
+          status: 'queued',
+          priority: input.priority ?? 'normal',
+          device_id: input.deviceId,
+          device_path: input.devicePath,
+          output_file: input.outputFile,
+          options: toJson(input.options ?? {}),
+          phase: null,
+          progress: 0,
+          size_bytes: input.sizeBytes ?? null,
+          bytes_done: 0,
+          bad_bytes: 0,
+          error_count: 0,
+          created_by: input.createdBy ?? null,
+          created_at: at,
+          updated_at: at,
+          seq: nextSeq(eb),
+          attempts: 0,
+        }))
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      return rowToJob(row);
+    },
+
+    async get(jobId) {
+      const row = await db.selectFrom('jobs').selectAll().where('id', '=', jobId).executeTakeFirst();
+      return row === undefined ? null : rowToJob(row);
+    },
+
+    async claimNext(workerId, claim) {
+      const start = now();
+      const leaseExpiresAt = leaseEnd(start, claim.leaseMs);
+      const at = timestamp(start);
+      checkMaxRunning(claim);
+      return database.writeTransaction((tx) => {
+        if (claim.maxRunning !== undefined) {
+          const active = tx.first(
+            db.selectFrom('jobs').select((eb) => eb.fn.countAll<number>().as('count')).where('status', 'in', ACTIVE_JOB_STATUSES),
+          );
+          if ((active?.count ?? 0) >= claim.maxRunning) return null;
+        }
+        let candidates = queuedInClaimOrder().where('device_id', 'not in', (eb) =>
+          eb.selectFrom('jobs as active').select('active.device_id').where('active.status', 'in', ACTIVE_JOB_STATUSES),
+        );
+        const busy = claim.busyDeviceIds ?? [];
+        if (busy.length > 0) candidates = candidates.where('device_id', 'not in', busy);
+        const next = tx.first(candidates.select('id').limit(1));
+        if (next === undefined) return null;
+        const row = tx.first(
+          db
+            .updateTable('jobs')
+            .set((eb) => ({
+              status: 'running',
+              lease_owner: workerId,
+              lease_expires_at: leaseExpiresAt,
+              started_at: eb.fn.coalesce('started_at', eb.val(at)),
+              attempts: eb('attempts', '+', 1),
+              requested_action: null,
+              updated_at: at,
+            }))
+            .where('id', '=', next.id)
+            .returningAll(),
+        );
+        return row === undefined ? null : rowToJob(row);
+      });
+    },
+
+    async heartbeat(jobId, workerId, leaseMs) {
+      const leaseExpiresAt = leaseEnd(now(), leaseMs);
+      const result = await db
+        .updateTable('jobs')
+        .set({ lease_expires_at: leaseExpiresAt })
+        .where('id', '=', jobId)
+        .where('lease_owner', '=', workerId)
+        .where('status', 'in', ACTIVE_JOB_STATUSES)
+        .executeTakeFirst();
+      return result.numUpdatedRows === 1n;
+    },
+
+    async update(jobId, workerId, patch) {
+      const row = await db
+        .updateTable('jobs')
+        .set({ ...progressColumns(patch), ...(patch.status === undefined ? {} : { status: patch.status }), updated_at: timestamp(now()) })
+        .where('id', '=', jobId)
+        .where('lease_owner', '=', workerId)
+        .where('status', 'in', ACTIVE_JOB_STATUSES)
+        .returningAll()
+        .executeTakeFirst();
+      return row === undefined ? null : rowToJob(row);
+    },
+
+    async finish(jobId, workerId, status, patch = {}) {
+      const at = timestamp(now());
+      return database.writeTransaction((tx) => {
+        const row = tx.first(
+          db
+            .updateTable('jobs')
+            .set({
+              ...progressColumns(patch),
+              ...(patch.errorCode === undefined ? {} : { error_code: patch.errorCode }),
+              ...(patch.errorMessage === undefined ? {} : { error_message: patch.errorMessage }),
+              ...(patch.archiveId === undefined ? {} : { archive_id: patch.archiveId }),
+              status,
+              finished_at: status === 'paused' ? null : at,
+              lease_owner: null,
+              lease_expires_at: null,
+              requested_action: null,
+              speed_bps: null,
+              eta_seconds: null,
+              updated_at: at,
+            })
+            .where('id', '=', jobId)
+            .where('lease_owner', '=', workerId)
+            .where('status', 'in', ACTIVE_JOB_STATUSES)
+            .returningAll(),
+        );
+        if (row !== undefined) return rowToJob(row);
+        const current = requireRow(tx, jobId);
+        throw new ConflictError(
+          `Worker ${workerId} no longer holds job ${jobId}`,
+          { job_id: jobId, status: current.status, lease_owner: current.lease_owner },
+          'lease_lost',
+        );
+      });
+    },
+
+    async recoverExpired() {
+      const at = timestamp(now());
+      const outcomes: Array<{ asked: RequestedAction | null; status: JobStatus }> = [
+        { asked: 'cancel', status: 'cancelled' },
+        { asked: 'pause', status: 'paused' },
+        { asked: null, status: 'queued' },
+      ];
+      return database.writeTransaction((tx) =>
+        outcomes.flatMap(({ asked, status }) =>
+          tx
+            .all(
+              db
+                .updateTable('jobs')
+                .set({
+                  status,
+                  finished_at: status === 'cancelled' ? at : null,
+                  lease_owner: null,
+                  lease_expires_at: null,
+                  requested_action: null,
+                  speed_bps: null,
+                  eta_seconds: null,
+                  updated_at: at,
+                })
+                .where('status', 'in', ACTIVE_JOB_STATUSES)
+                .where((eb) => eb.or([eb('lease_expires_at', '<', at), eb('lease_expires_at', 'is', null)]))
+                .where((eb) => (asked === null ? eb('requested_action', 'is', null) : eb('requested_action', '=', asked)))
+                .returningAll(),
+            )
+            .map(rowToJob),
+        ),
+      );
+    },
+
+    async positions() {
+      const rows = await queuedInClaimOrder().select('id').execute();
+      return new Map(rows.map((row, index) => [row.id, index + 1]));
+    },
+
+    async setPriority(jobId, priority) {
+      const at = timestamp(now());
+      return database.writeTransaction((tx) => {
+        const row = requireRow(tx, jobId);
+        if (isFinished(row.status)) throw finishedError(row);
+        return updateRow(tx, jobId, { priority, updated_at: at });
+      });
+    },
+
+    async requestStop(jobId, action) {
+      const at = timestamp(now());
+      return database.writeTransaction((tx) => {
+        const row = requireRow(tx, jobId);
+        if (isFinished(row.status)) throw finishedError(row);
+        const changes = stopChanges(row, action, at);
+        return changes === null ? rowToJob(row) : updateRow(tx, jobId, changes);
+      });
+    },
+
+    async requestStopAll(action) {
+      const at = timestamp(now());
+      return database.writeTransaction((tx) => {
+        const rows = tx.all(db.selectFrom('jobs').selectAll().where('status', 'not in', FINISHED_JOB_STATUSES).orderBy('seq'));
+        return rows.flatMap((row) => {
+          const changes = stopChanges(row, action, at);
+          return changes === null ? [] : [updateRow(tx, row.id, changes)];
+        });
+      });
+    },
+
+    async requeue(jobId) {
+      const at = timestamp(now());
+      return database.writeTransaction((tx) => {
+        const row = requireRow(tx, jobId);
+        if (row.status === 'queued') return rowToJob(row);
+        if (!['paused', 'failed', 'cancelled'].includes(row.status)) {
+          throw new ConflictError(`Job ${jobId} is ${row.status} and cannot be queued again`, { job_id: jobId, status: row.status }, 'invalid_job_state');
+        }
+        const requeued = tx.first(
+          db
+            .updateTable('jobs')
+            .set((eb) => ({
+              status: 'queued',
+              seq: nextSeq(eb),
+              requested_action: null,
+              error_code: null,
+              error_message: null,
+              finished_at: null,
+              speed_bps: null,
+              eta_seconds: null,
+              updated_at: at,
+            }))
+            .where('id', '=', jobId)
+            .returningAll(),
+        );
+        if (requeued === undefined) throw new NotFoundError(`Job ${jobId} not found`, { job_id: jobId });
+        return rowToJob(requeued);
+      });
+    },
+  };
+}
+
+function isActive(status: JobStatus): boolean {
+  return (ACTIVE_JOB_STATUSES as readonly JobStatus[]).includes(status);
+}
+
+function isFinished(status: JobStatus): boolean {
+  return (FINISHED_JOB_STATUSES as readonly JobStatus[]).includes(status);
+}
+
+function finishedError(row: Selectable<JobsTable>): ConflictError {
+  return new ConflictError(`Job ${row.id} is already ${row.status}`, { job_id: row.id, status: row.status }, 'invalid_job_state');
+}
+
+function leaseEnd(from: Date, leaseMs: number): string {
+  if (!Number.isSafeInteger(leaseMs) || leaseMs <= 0) throw new ValidationError('leaseMs must be a positive integer', { leaseMs });
+  return timestamp(new Date(from.getTime() + leaseMs));
+}
+
+function checkMaxRunning(claim: ClaimOptions): void {
+  if (claim.maxRunning !== undefined && (!Number.isSafeInteger(claim.maxRunning) || claim.maxRunning < 1)) {
+    throw new ValidationError('maxRunning must be a positive integer', { maxRunning: claim.maxRunning });
+  }
+}
+
+function progressColumns(patch: Omit<ProgressPatch, 'status'>): Updateable<JobsTable> {
+  const columns: Updateable<JobsTable> = {};
+  if (patch.phase !== undefined) columns.phase = patch.phase;
+  if (patch.progress !== undefined) columns.progress = patch.progress;
+  if (patch.sizeBytes !== undefined) columns.size_bytes = patch.sizeBytes;
+  if (patch.bytesDone !== undefined) columns.bytes_done = patch.bytesDone;
+  if (patch.speedBps !== undefined) columns.speed_bps = patch.speedBps;
+  if (patch.etaSeconds !== undefined) columns.eta_seconds = patch.etaSeconds;
+  if (patch.badBytes !== undefined) columns.bad_bytes = patch.badBytes;
+  if (patch.errorCount !== undefined) columns.error_count = patch.errorCount;
+  return columns;
+}

@@ -1,0 +1,208 @@
+import assert from 'node:assert/strict';
+import { chmod, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import BetterSqlite3 from 'better-sqlite3';
+import { sql } from 'kysely';
+import { type DatabaseLogger, openDatabase } from '../../src/db/database.js';
+import { MIGRATION_NAMES } from '../../src/db/migrations/index.js';
+import { UnavailableError } from '../../src/errors.js';
+import { withTempDir } from './support.js';
+
+const TABLES = ['archive_verifications', 'archives', 'job_logs', 'jobs', 'logs', 'settings'];
+
+function recordingLogger(): DatabaseLogger & { lines: Array<{ details: Record<string, unknown>; message: string }> } {
+  const lines: Array<{ details: Record<string, unknown>; message: string }> = [];
+  return { lines, info: (details, message) => lines.push({ details, message }) };
+}
+
+async function mode(path: string): Promise<number> {
+  return (await stat(path)).mode & 0o777;
+}
+
+describe('openDatabase', () => {
+  it('creates a new file with mode 0600, applies every migration and logs them', async () => {
+    await withTempDir(async (dir) => {
+      const file = join(dir, 'nested', 'disk2iso.sqlite');
+      const log = recordingLogger();
+      const database = await openDatabase({ file, log });
+      try {
+        const tables = await sql<{ name: string }>`select name from sqlite_master where type = 'table' order by name`.execute(database.kysely);
+        for (const table of TABLES) assert.ok(tables.rows.some((row) => row.name === table), `table ${table} exists`);
+        const applied = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(database.kysely);
+        assert.deepEqual(applied.rows.map((row) => row.name), [...MIGRATION_NAMES]);
+        assert.deepEqual(log.lines, [{ details: { file, migrations: [...MIGRATION_NAMES] }, message: 'database migrated' }]);
+
+        await database.kysely.insertInto('settings').values({ key: 'k', value: '1', updated_at: 'now', updated_by: null }).execute();
+        assert.equal(await mode(file), 0o600);
+        assert.equal(await mode(`${file}-wal`), 0o600, 'the WAL file takes the database file mode');
+        assert.equal(await mode(`${file}-shm`), 0o600, 'the shared-memory file takes the database file mode');
+      } finally {
+        await database.close();
+      }
+    });
+  });
+
+  it('sets WAL, foreign keys, a busy timeout and synchronous NORMAL', async () => {
+    await withTempDir(async (dir) => {
+      const database = await openDatabase({ file: join(dir, 'db.sqlite') });
+      try {
+        const k = database.kysely;
+        assert.deepEqual((await sql`select * from pragma_journal_mode`.execute(k)).rows, [{ journal_mode: 'wal' }]);
+        assert.deepEqual((await sql`select * from pragma_foreign_keys`.execute(k)).rows, [{ foreign_keys: 1 }]);
+        assert.deepEqual((await sql`select * from pragma_busy_timeout`.execute(k)).rows, [{ timeout: 5000 }]);
+        assert.deepEqual((await sql`select * from pragma_synchronous`.execute(k)).rows, [{ synchronous: 1 }]);
+      } finally {
+        await database.close();
+      }
+    });
+  });
+
+  it('reopens an existing file without migrating again and keeps its data', async () => {
+    await withTempDir(async (dir) => {
+      const file = join(dir, 'db.sqlite');
+      const first = await openDatabase({ file });
+      await first.kysely.insertInto('settings').values({ key: 'kept', value: '"yes"', updated_at: 'now', updated_by: null }).execute();
+      await first.close();
+
+      const log = recordingLogger();
+      const second = await openDatabase({ file, log });
+      try {
+        assert.deepEqual(log.lines, [], 'nothing to migrate');
+        const applied = await sql<{ name: string }>`select name from kysely_migration`.execute(second.kysely);
+        assert.equal(applied.rows.length, MIGRATION_NAMES.length);
+        const kept = await second.kysely.selectFrom('settings').select('value').where('key', '=', 'kept').executeTakeFirst();
+        assert.equal(kept?.value, '"yes"');
+      } finally {
+        await second.close();
+      }
+    });
+  });
+
+  it('tightens an existing database file to mode 0600', async () => {
+    await withTempDir(async (dir) => {
+      const file = join(dir, 'db.sqlite');
+      await (await openDatabase({ file })).close();
+      await chmod(file, 0o644);
+      const database = await openDatabase({ file });
+      try {
+        assert.equal(await mode(file), 0o600);
+      } finally {
+        await database.close();
+      }
+    });
+  });
+
+  it('opens the same new file twice at once in one process', async () => {
+    await withTempDir(async (dir) => {
+      const file = join(dir, 'db.sqlite');
+      const log = recordingLogger();
+      const [a, b] = await Promise.all([openDatabase({ file, log }), openDatabase({ file, log })]);
+      try {
+        assert.equal(log.lines.length, 1, 'only one of the two opens migrated');
+        await a.kysely.insertInto('settings').values({ key: 'from-a', value: '1', updated_at: 'now', updated_by: null }).execute();
+        const seen = await b.kysely.selectFrom('settings').select('key').execute();
+        assert.deepEqual(seen, [{ key: 'from-a' }]);
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+  });
+
+  it('fails with a clear error naming the migration, and leaves no half-made schema', async () => {
+    await withTempDir(async (dir) => {
+      const file = join(dir, 'db.sqlite');
+      const foreign = new BetterSqlite3(file);
+      foreign.exec('create table logs (something_else text)');
+      foreign.close();
+
+      await assert.rejects(openDatabase({ file }), (error: unknown) => {
+        assert.ok(error instanceof UnavailableError);
+        assert.equal(error.code, 'database_migration_failed');
+        assert.match(error.message, /migration 0001_initial failed/);
+        assert.match(error.message, /logs/);
+        return true;
+      });
+
+      const check = new BetterSqlite3(file, { readonly: true });
+      try {
+        const tables = check.prepare("select name from sqlite_master where type = 'table' order by name").all();
+        assert.deepEqual(tables, [{ name: 'logs' }], 'the failed migration was rolled back');
+      } finally {
+        check.close();
+      }
+    });
+  });
+
+  it('opens an in-memory database with the full schema', async () => {
+    const database = await openDatabase({ file: ':memory:' });
+    try {
+      const tables = await sql<{ name: string }>`select name from sqlite_master where type = 'table'`.execute(database.kysely);
+      for (const table of TABLES) assert.ok(tables.rows.some((row) => row.name === table), `table ${table} exists`);
+    } finally {
+      await database.close();
+    }
+  });
+
+  it('fails with a clear error when the file is not a database', async () => {
+    await withTempDir(async (dir) => {
+      const file = join(dir, 'not-a-database.sqlite');
+      await writeFile(file, 'this is plain text, not SQLite, and long enough to have a header'.repeat(10));
+      await assert.rejects(openDatabase({ file }), (error: unknown) => {
+        assert.ok(error instanceof UnavailableError);
+        assert.equal(error.code, 'database_open_failed');
+        assert.match(error.message, /not-a-database\.sqlite/);
+        return true;
+      });
+    });
+  });
+});
+
+describe('writeTransaction', () => {
+  it('commits what the work wrote', async () => {
+    await withTempDir(async (dir) => {
+      const database = await openDatabase({ file: join(dir, 'db.sqlite') });
+      try {
+        const changed = database.writeTransaction((tx) =>
+          tx.run(database.kysely.insertInto('settings').values({ key: 'a', value: '1', updated_at: 'now', updated_by: null })),
+        );
+        assert.equal(changed, 1);
+        const rows = await database.kysely.selectFrom('settings').select('key').execute();
+        assert.deepEqual(rows, [{ key: 'a' }]);
+      } finally {
+        await database.close();
+      }
+    });
+  });
+
+  it('rolls everything back when the work throws', async () => {
+    await withTempDir(async (dir) => {
+      const database = await openDatabase({ file: join(dir, 'db.sqlite') });
+      try {
+        assert.throws(
+          () =>
+            database.writeTransaction((tx) => {
+              tx.run(database.kysely.insertInto('settings').values({ key: 'a', value: '1', updated_at: 'now', updated_by: null }));
+              throw new Error('boom');
+            }),
+          /boom/,
+        );
+        assert.deepEqual(await database.kysely.selectFrom('settings').select('key').execute(), []);
+      } finally {
+        await database.close();
+      }
+    });
+  });
+
+  it('refuses asynchronous work, which would hold the write lock across an await', async () => {
+    await withTempDir(async (dir) => {
+      const database = await openDatabase({ file: join(dir, 'db.sqlite') });
+      try {
+        assert.throws(() => database.writeTransaction(async () => undefined), TypeError);
+      } finally {
+        await database.close();
+      }
+    });
+  });
+});

@@ -1,0 +1,170 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { createArchiveRepository } from '../../src/db/archive-repository.js';
+import { createJobRepository } from '../../src/db/job-repository.js';
+import { ConflictError, NotFoundError, ValidationError } from '../../src/errors.js';
+import type { EnqueueInput } from '../../src/jobs/queue.js';
+import { createSqliteQueue } from '../../src/jobs/sqlite-queue.js';
+import { manualClock, withDatabase } from './support.js';
+
+function input(name: string, deviceId = 'sr0', createdBy: string | null = null): EnqueueInput {
+  return { name, deviceId, devicePath: `/dev/${deviceId}`, outputFile: `/out/${name}.iso`, createdBy };
+}
+
+describe('job repository', () => {
+  it('returns a job with its JSON options, or null for an unknown id', async () => {
+    await withDatabase(async (database) => {
+      const queue = createSqliteQueue(database);
+      const jobs = createJobRepository(database);
+      const options = { read_attempts: 7, verify: false, checksums: ['sha1'], note: 'Ümlaut "quoted" \\ back' };
+      const created = await queue.enqueue({ ...input('disc'), options, sizeBytes: 4_700_000_000 });
+      const loaded = await jobs.get(created.id);
+      assert.deepEqual(loaded, created);
+      assert.deepEqual(loaded?.options, options);
+      assert.equal(loaded?.sizeBytes, 4_700_000_000);
+      assert.equal(await jobs.get('job_nothing'), null);
+    });
+  });
+
+  it('lists with filters, sorting and a total that ignores paging', async () => {
+    await withDatabase(async (database) => {
+      const clock = manualClock();
+      const queue = createSqliteQueue(database, { now: clock.now });
+      const jobs = createJobRepository(database, { now: clock.now });
+      const names = ['charlie', 'alpha', 'echo', 'bravo', 'delta'];
+      const ids: Record<string, string> = {};
+      for (const [index, name] of names.entries()) {
+        clock.advance(1000);
+        ids[name] = (await queue.enqueue(input(name, index % 2 === 0 ? 'sr0' : 'sr1', index < 2 ? 'user_a' : 'user_b'))).id;
+      }
+      clock.advance(1000);
+      const running = await queue.claimNext('w', { leaseMs: 60_000 });
+      assert.equal(running?.name, 'charlie');
+      clock.advance(1000);
+      await queue.requestStop(ids.delta ?? '', 'cancel');
+
+      const newestFirst = await jobs.list();
+      assert.deepEqual(newestFirst.items.map((job) => job.name), ['delta', 'bravo', 'echo', 'alpha', 'charlie']);
+      assert.equal(newestFirst.total, 5);
+
+      const oldestFirst = await jobs.list({ order: 'asc' });
+      assert.deepEqual(oldestFirst.items.map((job) => job.name), names);
+
+      const byName = await jobs.list({ sort: 'name', order: 'asc' });
+      assert.deepEqual(byName.items.map((job) => job.name), ['alpha', 'bravo', 'charlie', 'delta', 'echo']);
+
+      const byUpdate = await jobs.list({ sort: 'updated', order: 'desc', limit: 2 });
+      assert.deepEqual(byUpdate.items.map((job) => job.name), ['delta', 'charlie']);
+      assert.equal(byUpdate.total, 5);
+
+      const secondPage = await jobs.list({ sort: 'name', order: 'asc', limit: 2, offset: 2 });
+      assert.deepEqual(secondPage.items.map((job) => job.name), ['charlie', 'delta']);
+      assert.equal(secondPage.total, 5);
+      const pastTheEnd = await jobs.list({ limit: 2, offset: 10 });
+      assert.deepEqual(pastTheEnd, { items: [], total: 5 });
+
+      const queued = await jobs.list({ statuses: ['queued'], sort: 'name', order: 'asc' });
+      assert.deepEqual(queued.items.map((job) => job.name), ['alpha', 'bravo', 'echo']);
+      assert.equal(queued.total, 3);
+      const activeOrCancelled = await jobs.list({ statuses: ['running', 'cancelled'], sort: 'name', order: 'asc' });
+      assert.deepEqual(activeOrCancelled.items.map((job) => job.name), ['charlie', 'delta']);
+      assert.deepEqual(await jobs.list({ statuses: [] }), { items: [], total: 0 });
+
+      const onSr1 = await jobs.list({ deviceId: 'sr1', sort: 'name', order: 'asc' });
+      assert.deepEqual(onSr1.items.map((job) => job.name), ['alpha', 'bravo']);
+      const byUser = await jobs.list({ createdBy: 'user_a', sort: 'name', order: 'asc' });
+      assert.deepEqual(byUser.items.map((job) => job.name), ['alpha', 'charlie']);
+      const combined = await jobs.list({ createdBy: 'user_b', deviceId: 'sr0', statuses: ['queued'] });
+      assert.deepEqual(combined.items.map((job) => job.name), ['echo']);
+    });
+  });
+
+  it('rejects a negative or fractional limit or offset', async () => {
+    await withDatabase(async (database) => {
+      const jobs = createJobRepository(database);
+      await assert.rejects(jobs.list({ limit: -1 }), ValidationError);
+      await assert.rejects(jobs.list({ offset: 1.5 }), ValidationError);
+    });
+  });
+
+  it('counts jobs by status, with zero for the absent ones', async () => {
+    await withDatabase(async (database) => {
+      const queue = createSqliteQueue(database);
+      const jobs = createJobRepository(database);
+      await queue.enqueue(input('a', 'sr0'));
+      await queue.enqueue(input('b', 'sr0'));
+      await queue.enqueue(input('c', 'sr1'));
+      await queue.claimNext('w', { leaseMs: 60_000 });
+      await queue.claimNext('w', { leaseMs: 60_000 });
+      assert.deepEqual(await jobs.countByStatus(), {
+        queued: 1,
+        running: 2,
+        paused: 0,
+        verifying: 0,
+        completed: 0,
+        failed: 0,
+        cancelled: 0,
+      });
+    });
+  });
+
+  it('deletes a job that is not running, with its log lines, and unlinks its archive', async () => {
+    await withDatabase(async (database) => {
+      const queue = createSqliteQueue(database);
+      const jobs = createJobRepository(database);
+      const archives = createArchiveRepository(database);
+      const job = await queue.enqueue(input('disc'));
+      await jobs.appendLog(job.id, 'info', 'started');
+      const claimed = await queue.claimNext('w', { leaseMs: 60_000 });
+      assert.ok(claimed);
+
+      await assert.rejects(jobs.delete(job.id), (error: unknown) => error instanceof ConflictError && error.code === 'job_active');
+      const archive = await archives.create({
+        jobId: job.id,
+        filename: 'disc.iso',
+        path: '/out/disc.iso',
+        sizeBytes: 2048,
+        checksums: {},
+        source: { deviceId: 'sr0', devicePath: '/dev/sr0', discKind: 'data', volumeLabel: null, volumeId: null, mediaType: 'cd', fileSystems: [] },
+      });
+      const finished = await queue.finish(job.id, 'w', 'completed', { archiveId: archive.id, progress: 100 });
+      assert.equal(finished.archiveId, archive.id);
+
+      await jobs.delete(job.id);
+      assert.equal(await jobs.get(job.id), null);
+      assert.deepEqual(await jobs.listLogs(job.id), { items: [], total: 0 });
+      assert.equal((await archives.get(archive.id))?.jobId, null, 'the archive stays, without its job');
+      await assert.rejects(jobs.delete(job.id), NotFoundError);
+    });
+  });
+
+  it('appends job log lines and reads them oldest first, after an id, paged, and prunes old ones', async () => {
+    await withDatabase(async (database) => {
+      const clock = manualClock();
+      const queue = createSqliteQueue(database, { now: clock.now });
+      const jobs = createJobRepository(database, { now: clock.now });
+      const job = await queue.enqueue(input('disc'));
+      const other = await queue.enqueue(input('other', 'sr1'));
+      const first = await jobs.appendLog(job.id, 'info', 'copy pass started');
+      clock.advance(60_000);
+      const second = await jobs.appendLog(job.id, 'warning', 'read error at 4096');
+      await jobs.appendLog(other.id, 'error', 'other job');
+      clock.advance(60_000);
+      const third = await jobs.appendLog(job.id, 'debug', 'retry pass 1');
+
+      assert.deepEqual(first, { id: first.id, jobId: job.id, at: '2026-01-15T10:00:00.000Z', level: 'info', message: 'copy pass started' });
+      const all = await jobs.listLogs(job.id);
+      assert.deepEqual(all.items.map((line) => line.message), ['copy pass started', 'read error at 4096', 'retry pass 1']);
+      assert.equal(all.total, 3);
+      const after = await jobs.listLogs(job.id, { afterId: first.id });
+      assert.deepEqual(after.items.map((line) => line.id), [second.id, third.id]);
+      const paged = await jobs.listLogs(job.id, { limit: 1, offset: 1 });
+      assert.deepEqual(paged.items.map((line) => line.id), [second.id]);
+      assert.equal(paged.total, 3);
+      await assert.rejects(jobs.appendLog('job_missing', 'info', 'x'), /FOREIGN KEY/);
+
+      assert.equal(await jobs.pruneLogs(new Date('2026-01-15T10:01:00.000Z')), 1);
+      assert.deepEqual((await jobs.listLogs(job.id)).items.map((line) => line.id), [second.id, third.id]);
+    });
+  });
+});
