@@ -10,7 +10,10 @@ export interface Drive {
   vendor: string | null;
   model: string | null;
   revision: string | null;
-  /** Media the drive can read, from /proc/sys/dev/cdrom/info (`cd`, `dvd`, `bd`, …). */
+  /**
+   * Media the drive reads (`cd`, `dvd`, `bd`, `mrw`) and writes (`write-cd-r`, `write-dvd+rw`,
+   * `write-bd-re`, …), from /proc/sys/dev/cdrom/info and udev's cdrom_id; empty for other kinds.
+   */
   capabilities: string[];
   ejectable: boolean;
   /** Human description, e.g. "ASUS DRW-24B1ST" or "Demo disc (image file, not a real drive)". */

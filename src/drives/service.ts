@@ -1,0 +1,263 @@
+import { createHash } from 'node:crypto';
+import { realpath, stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import type { Config } from '../config/schema.js';
+import { ConflictError, NotFoundError, UnavailableError, errnoCode, errorMessage } from '../errors.js';
+import { writeDemoIso } from '../media/iso9660-writer.js';
+import { probeMedia } from '../media/probe.js';
+import { canOpenTray, cdromCapabilities, readCdromInfo, type CdromInfo } from './cdrom-info.js';
+import { createEjector, type Ejector } from './eject.js';
+import { listOpticalNames, readBlockGeometry, readLoopBackingFile, readScsiIdentity } from './sysfs.js';
+import type { Drive, MediaInfo } from './types.js';
+import { createUdevadmReader, udevDriveCapabilities, udevIdentity, udevMediaFacts, type UdevReader } from './udev.js';
+
+export interface DriveService {
+  /** Everything that can be imaged right now: optical drives, configured extras, the demo drive. */
+  list(): Promise<Drive[]>;
+  /** A discovered drive by id; anything else (unknown ids, raw paths) is NotFoundError `unknown_device`. */
+  get(id: string): Promise<Drive>;
+  /** What is in the drive now. */
+  probe(id: string): Promise<MediaInfo>;
+  /** Opens the tray of an optical drive; other kinds are ConflictError `not_ejectable`. */
+  eject(id: string): Promise<void>;
+  /** The demo disc's image, created on first use, or null when no demo drive is offered. */
+  resolveDemoImage(): Promise<string | null>;
+}
+
+/** pino's Logger satisfies this; so does anything that takes (details, message). */
+export interface DriveLogger {
+  warn(details: Record<string, unknown>, message: string): void;
+}
+
+export interface DriveServiceDeps {
+  config: Config;
+  log?: DriveLogger;
+  /** Default /sys. */
+  sysfsRoot?: string;
+  /** Default /proc/sys/dev/cdrom/info. */
+  procCdromInfo?: string;
+  /** Where optical device nodes live; default /dev. */
+  devRoot?: string;
+  /** Default: udevadm, or no udev facts when udevadm is missing. */
+  udev?: UdevReader;
+  /** Default: util-linux eject. */
+  ejector?: Ejector;
+}
+
+export const DRIVE_ID_PATTERN = /^[a-z][a-z0-9-]{0,63}$/;
+export const DEMO_DRIVE_ID = 'demo';
+const DEMO_DESCRIPTION = 'Demo disc: an image file disk2iso made itself, not a real drive';
+
+interface Source {
+  drive: Drive;
+  probe(): Promise<MediaInfo>;
+}
+
+export function createDriveService(deps: DriveServiceDeps): DriveService {
+  const { config } = deps;
+  const sysfsRoot = deps.sysfsRoot ?? '/sys';
+  const procCdromInfo = deps.procCdromInfo ?? '/proc/sys/dev/cdrom/info';
+  const devRoot = deps.devRoot ?? '/dev';
+  const udev = deps.udev ?? createUdevadmReader();
+  const ejector = deps.ejector ?? createEjector();
+  const demoImagePath = join(config.data_dir, 'demo', 'disk2iso-demo.iso');
+  /** Paths already warned about, so a missing extra device is logged once, not on every listing. */
+  const warnedPaths = new Set<string>();
+  let demoImage: Promise<string> | null = null;
+
+  const warnOnce = (path: string, message: string, details: Record<string, unknown> = {}): void => {
+    if (warnedPaths.has(path)) return;
+    warnedPaths.add(path);
+    deps.log?.warn({ path, ...details }, message);
+  };
+
+  const ensureDemoImage = (): Promise<string> => {
+    demoImage ??= (async () => {
+      try {
+        if ((await stat(demoImagePath)).isFile()) return demoImagePath;
+      } catch (error) {
+        if (errnoCode(error) !== 'ENOENT') throw error;
+      }
+      await writeDemoIso(demoImagePath);
+      return demoImagePath;
+    })().catch((error: unknown) => {
+      demoImage = null;
+      throw new UnavailableError('demo_unavailable', `cannot create the demo disc at ${demoImagePath}: ${errorMessage(error)}`, { path: demoImagePath });
+    });
+    return demoImage;
+  };
+
+  const opticalSource = async (name: string, cdromInfo: CdromInfo): Promise<Source> => {
+    const path = join(devRoot, name);
+    const identity = await readScsiIdentity(sysfsRoot, name);
+    const properties = await udev(path);
+    const fromUdev = udevIdentity(properties);
+    const vendor = identity.vendor ?? fromUdev.vendor;
+    const model = identity.model ?? fromUdev.model;
+    const driveInfo = cdromInfo.get(name);
+    const capabilities = orderCapabilities([...cdromCapabilities(driveInfo), ...udevDriveCapabilities(properties)]);
+    const drive: Drive = {
+      id: name,
+      path,
+      kind: 'optical',
+      vendor,
+      model,
+      revision: identity.revision,
+      capabilities,
+      ejectable: canOpenTray(driveInfo),
+      description: [vendor, model].filter((part) => part !== null).join(' ') || `Optical drive ${name}`,
+    };
+    return {
+      drive,
+      probe: async () => {
+        // Read udev again: the disc may have changed since the listing.
+        const facts = udevMediaFacts(await udev(path));
+        const geometry = await readBlockGeometry(sysfsRoot, name);
+        // An empty drive reports size 0; with a disc in it that means the kernel has not sized it yet.
+        return probeMedia(path, { sectorSize: geometry.logicalBlockSize ?? 2048, deviceSizeBytes: geometry.sizeBytes || null, udev: facts });
+      },
+    };
+  };
+
+  const blockSource = async (name: string, path: string): Promise<Source> => {
+    const identity = await readScsiIdentity(sysfsRoot, name);
+    const backingFile = name.startsWith('loop') ? await readLoopBackingFile(sysfsRoot, name) : null;
+    const product = [identity.vendor, identity.model].filter((part) => part !== null).join(' ');
+    const description = backingFile ? `Loop device ${path} (backing file ${backingFile})` : `Block device ${path}${product ? ` (${product})` : ''}`;
+    return {
+      drive: { id: name, path, kind: 'block', vendor: identity.vendor, model: identity.model, revision: identity.revision, capabilities: [], ejectable: false, description },
+      probe: async () => {
+        const geometry = await readBlockGeometry(sysfsRoot, name);
+        return probeMedia(path, { sectorSize: geometry.logicalBlockSize ?? config.imaging.sector_size, deviceSizeBytes: geometry.sizeBytes });
+      },
+    };
+  };
+
+  const fileSource = (path: string): Source => ({
+    drive: {
+      id: `file-${createHash('sha1').update(path).digest('hex').slice(0, 10)}`,
+      path,
+      kind: 'file',
+      vendor: null,
+      model: null,
+      revision: null,
+      capabilities: [],
+      ejectable: false,
+      description: `Image file ${path}`,
+    },
+    probe: () => probeMedia(path, { sectorSize: config.imaging.sector_size }),
+  });
+
+  /**
+   * An extra source that does not exist (yet) or is neither a block device nor a regular file is
+   * left out of the listing with one logged warning: listing it would offer a drive that cannot
+   * be probed or imaged, and leaving it out lets it appear by itself once it exists.
+   */
+  const extraSource = async (configured: string, cdromInfo: CdromInfo): Promise<Source | null> => {
+    let path: string;
+    let isBlock: boolean;
+    try {
+      path = await realpath(configured);
+      const stats = await stat(path);
+      if (!stats.isBlockDevice() && !stats.isFile()) {
+        warnOnce(configured, 'drives.extra entry is neither a block device nor an image file; skipped');
+        return null;
+      }
+      isBlock = stats.isBlockDevice();
+    } catch (error) {
+      warnOnce(configured, 'drives.extra entry cannot be used; skipped', { error: errorMessage(error) });
+      return null;
+    }
+    warnedPaths.delete(configured);
+    if (!isBlock) return fileSource(path);
+    const name = basename(path);
+    if (!DRIVE_ID_PATTERN.test(name)) {
+      warnOnce(configured, 'drives.extra block device has a name disk2iso cannot use as an id; skipped', { name });
+      return null;
+    }
+    return /^sr\d+$/.test(name) ? opticalSource(name, cdromInfo) : blockSource(name, path);
+  };
+
+  const demoSource = (): Source => ({
+    drive: {
+      id: DEMO_DRIVE_ID,
+      path: demoImagePath,
+      kind: 'demo',
+      vendor: null,
+      model: null,
+      revision: null,
+      capabilities: [],
+      ejectable: false,
+      description: DEMO_DESCRIPTION,
+    },
+    probe: async () => probeMedia(await ensureDemoImage(), { sectorSize: 2048 }),
+  });
+
+  const demoOffered = (opticalCount: number): boolean =>
+    config.drives.demo === 'on' || (config.drives.demo === 'auto' && config.in_checkout && opticalCount === 0);
+
+  const discover = async (): Promise<Source[]> => {
+    const cdromInfo = await readCdromInfo(procCdromInfo);
+    const sources: Source[] = [];
+    const add = (source: Source | null): void => {
+      if (source && !sources.some((known) => known.drive.id === source.drive.id)) sources.push(source);
+    };
+    if (config.drives.scan_optical) {
+      for (const name of await listOpticalNames(sysfsRoot)) add(await opticalSource(name, cdromInfo));
+    }
+    const opticalCount = sources.length;
+    for (const configured of config.drives.extra) add(await extraSource(configured, cdromInfo));
+    if (demoOffered(opticalCount)) add(demoSource());
+    return sources;
+  };
+
+  const find = async (id: string): Promise<Source> => {
+    const sources = await discover();
+    const source = DRIVE_ID_PATTERN.test(id) ? sources.find((candidate) => candidate.drive.id === id) : undefined;
+    if (!source) {
+      const known = sources.map((candidate) => candidate.drive.id);
+      const listing = known.length > 0 ? `known devices: ${known.join(', ')}` : 'no devices are available';
+      throw new NotFoundError(`unknown device "${id}" (${listing})`, { device: id, known }, 'unknown_device');
+    }
+    return source;
+  };
+
+  return {
+    async list() {
+      return (await discover()).map((source) => source.drive);
+    },
+    async get(id) {
+      return (await find(id)).drive;
+    },
+    async probe(id) {
+      return (await find(id)).probe();
+    },
+    async eject(id) {
+      const { drive } = await find(id);
+      if (drive.kind !== 'optical') {
+        const what = { demo: 'the demo disc, an image file', file: 'an image file', block: 'a block device without a tray' }[drive.kind];
+        throw new ConflictError(`${drive.id} cannot be ejected: it is ${what}`, { device: drive.id, kind: drive.kind }, 'not_ejectable');
+      }
+      if (!drive.ejectable) {
+        throw new ConflictError(`${drive.id} cannot be ejected: the drive reports that it cannot open its tray`, { device: drive.id, kind: drive.kind }, 'not_ejectable');
+      }
+      await ejector(drive.path);
+    },
+    async resolveDemoImage() {
+      const sources = await discover();
+      return sources.some((source) => source.drive.kind === 'demo') ? ensureDemoImage() : null;
+    },
+  };
+}
+
+/** Reads before writes, each in a fixed order, without duplicates from the two sources. */
+const CAPABILITY_ORDER = ['cd', 'dvd', 'bd', 'mrw'];
+function orderCapabilities(capabilities: string[]): string[] {
+  const unique = [...new Set(capabilities)];
+  const rank = (capability: string): number => {
+    const index = CAPABILITY_ORDER.indexOf(capability);
+    return index === -1 ? CAPABILITY_ORDER.length : index;
+  };
+  // Code-point order, not localeCompare: the listing must not depend on the server's locale.
+  return unique.sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
+}
