@@ -57,13 +57,14 @@ export function imageFileSet(imagePath: string): string[] {
 
 /**
  * Picks `DIR/NAME.iso`, or `DIR/NAME_2.iso`, `DIR/NAME_3.iso`, … when any file of that image set
- * exists already, so two discs with the same label never overwrite each other.
+ * exists already or another job has the path reserved, so two discs with the same label never
+ * overwrite each other.
  */
-export async function allocateImagePath(outputDir: string, name: string): Promise<string> {
+export async function allocateImagePath(outputDir: string, name: string, reserved: ReadonlySet<string> = new Set()): Promise<string> {
   for (let attempt = 1; attempt < 10_000; attempt += 1) {
     const candidate = join(outputDir, `${attempt === 1 ? name : `${name}_${attempt}`}.iso`);
     assertInside(outputDir, candidate);
-    if (!(await anyExists(imageFileSet(candidate)))) return candidate;
+    if (!reserved.has(candidate) && !(await anyExists(imageFileSet(candidate)))) return candidate;
   }
   throw new ValidationError(`too many images named "${name}" in ${outputDir}`, undefined, 'name_exhausted');
 }

@@ -59,6 +59,8 @@ export interface LoadConfigOptions {
   configFile?: string | undefined;
   /** --set key=value pairs, applied last. */
   overrides?: string[] | undefined;
+  /** Settings changed through the API or CLI (`path` -> value), stored in the database; above the file, below the environment. */
+  stored?: Record<string, unknown> | undefined;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -77,6 +79,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   const leaves = settingLeaves();
   const layers: Layer[] = [];
   if (configFile) layers.push({ source: `config file ${configFile}`, values: flattenFile(configFile, leaves) });
+  if (options.stored) layers.push(storedLayer(options.stored, leaves));
   layers.push(...envLayers(env, leaves));
   for (const assignment of options.overrides ?? []) layers.push(overrideLayer(assignment, leaves));
 
@@ -97,8 +100,20 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     data_dir: dataDir,
     config_file: configFile,
     in_checkout: inCheckout,
+    setting_sources: Object.fromEntries(sourceOf),
   };
 }
+
+function storedLayer(stored: Record<string, unknown>, leaves: SettingLeaf[]): Layer {
+  const known = new Set(leaves.map((leaf) => leaf.path));
+  for (const key of Object.keys(stored)) {
+    if (!known.has(key)) throw new ValidationError(`config: unknown key ${key} (in stored settings)`, [{ key }], 'invalid_config');
+  }
+  return { source: STORED_SOURCE, values: stored };
+}
+
+/** How `setting_sources` names values that came from the settings stored in the database. */
+export const STORED_SOURCE = 'stored settings';
 
 /** Validates a complete settings object, naming the first bad key and where it came from. */
 export function assertValid(settings: unknown, sourceOf: Map<string, string> = new Map()): void {

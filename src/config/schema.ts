@@ -58,6 +58,14 @@ export const ServerSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+export const JobsSchema = Type.Object(
+  {
+    max_running: Type.Integer({ minimum: 0, maximum: 64, default: 0, description: 'Jobs running at once across all drives (0: one per drive)' }),
+    lease_seconds: Type.Integer({ minimum: 5, maximum: 3600, default: 30, description: 'How long a crashed worker holds its job before another run takes it over' }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 export const LogSchema = Type.Object(
   {
     level: Type.Enum(['debug', 'info', 'warning', 'error'], { default: 'info', description: 'Lowest level written to the log' }),
@@ -71,6 +79,7 @@ export const ConfigSchema = Type.Object(
     imaging: ImagingSchema,
     drives: DrivesSchema,
     server: ServerSchema,
+    jobs: JobsSchema,
     log: LogSchema,
   },
   { additionalProperties: false, default: {} },
@@ -84,4 +93,6 @@ export interface Config extends Settings {
   config_file: string | null;
   /** True when running from a source checkout (enables developer-friendly defaults). */
   in_checkout: boolean;
+  /** Where each setting that is not a default came from (`imaging.verify` -> `environment DISK2ISO_IMAGING_VERIFY`). */
+  setting_sources: Record<string, string>;
 }

@@ -1,0 +1,16 @@
+import { benchImaging } from './imaging.js';
+
+const BENCHMARKS: Record<string, () => Promise<void>> = {
+  imaging: benchImaging,
+};
+
+const wanted = process.argv[2] ?? 'all';
+const names = wanted === 'all' ? Object.keys(BENCHMARKS) : [wanted];
+for (const name of names) {
+  const bench = BENCHMARKS[name];
+  if (!bench) {
+    console.error(`unknown benchmark "${name}"; choose one of: all, ${Object.keys(BENCHMARKS).join(', ')}`);
+    process.exit(2);
+  }
+  await bench();
+}

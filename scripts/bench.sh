@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# `npm run bench[:NAME]`: set up, then run the benchmarks; results go to docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" -ne 0 ]; then
+  echo "disk2iso bench: run as root (it attaches loop devices and drops the page cache)" >&2
+  exit 1
+fi
+bash scripts/setup.sh gddrescue time coreutils util-linux
+exec node dist/bench/run.js "$@"

@@ -1,0 +1,79 @@
+import type { Command } from 'commander';
+import type { Drive, MediaInfo } from '../drives/types.js';
+import { errorMessage } from '../errors.js';
+import { type CliContext, type GlobalOptions, createCliContext } from './context.js';
+import { EXIT } from './exit-codes.js';
+import { formatBytes } from './format.js';
+
+interface DriveWithMedia {
+  drive: Drive;
+  media: MediaInfo | null;
+  error: string | null;
+}
+
+async function listWithMedia(ctx: CliContext): Promise<DriveWithMedia[]> {
+  const drives = await ctx.drives.list();
+  return Promise.all(
+    drives.map(async (drive) => {
+      try {
+        return { drive, media: await ctx.drives.probe(drive.id), error: null };
+      } catch (error) {
+        return { drive, media: null, error: errorMessage(error) };
+      }
+    }),
+  );
+}
+
+function mediaSummary(entry: DriveWithMedia): string {
+  if (entry.error) return `error: ${entry.error}`;
+  const media = entry.media;
+  if (!media || !media.present) return 'no disc';
+  const size = media.imageSizeBytes === null ? 'size unknown' : formatBytes(media.imageSizeBytes);
+  const label = media.volumeLabel ? `"${media.volumeLabel}"` : 'no label';
+  return `${media.kind}${media.mediaType ? ` ${media.mediaType}` : ''}, ${label}, ${size}`;
+}
+
+export function registerDevicesCommand(program: Command): void {
+  program
+    .command('devices')
+    .description('list drives and image sources with the media in them')
+    .option('--json', 'print JSON instead of a table')
+    .action(async (options: { json?: boolean }, command: Command) => {
+      const ctx = createCliContext(command.optsWithGlobals<GlobalOptions>());
+      const entries = await listWithMedia(ctx);
+      if (options.json) {
+        process.stdout.write(`${JSON.stringify({ devices: entries.map(({ drive, media, error }) => ({ ...drive, media, error })) }, null, 2)}\n`);
+        return;
+      }
+      if (entries.length === 0) {
+        process.stdout.write('No drives found. Add block devices or image files with drives.extra (DISK2ISO_EXTRA_DEVICES).\n');
+        return;
+      }
+      const rows = entries.map((entry) => [entry.drive.id, entry.drive.path, entry.drive.description, mediaSummary(entry)]);
+      const header = ['ID', 'PATH', 'DRIVE', 'MEDIA'];
+      const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)));
+      for (const row of [header, ...rows]) {
+        process.stdout.write(`${row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column] ?? 0))).join('  ')}\n`);
+      }
+    });
+
+  const device = program.command('device').description('one drive: check for media, eject');
+  device
+    .command('has-media')
+    .argument('<device>', 'drive id (see `disk2iso devices`)')
+    .description('exit 0 when the drive holds a readable disc, 1 when not')
+    .action(async (id: string, _options: unknown, command: Command) => {
+      const ctx = createCliContext(command.optsWithGlobals<GlobalOptions>());
+      const media = await ctx.drives.probe(id);
+      process.exitCode = media.present && media.kind !== 'blank' ? EXIT.ok : EXIT.failed;
+    });
+  device
+    .command('eject')
+    .argument('<device>', 'drive id (see `disk2iso devices`)')
+    .description('open the drive tray')
+    .action(async (id: string, _options: unknown, command: Command) => {
+      const ctx = createCliContext(command.optsWithGlobals<GlobalOptions>());
+      await ctx.drives.eject(id);
+      process.stdout.write(`Ejected ${id}.\n`);
+    });
+}

@@ -1,0 +1,400 @@
+import { constants } from 'node:fs';
+import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import { HASH_ALGORITHMS } from '../config/schema.js';
+import { ConflictError, DomainError, NotFoundError, UnavailableError, ValidationError, errnoCode, errorMessage } from '../errors.js';
+import { FILE_MODE, fsyncDirectory, writeFileAtomic } from './atomic-file.js';
+import { createHashers, hashFile, type Digests, type Hashers } from './hasher.js';
+import { createImageWriter, type ImageWriter } from './image-writer.js';
+import { formatMapfile, type RescueMap } from './mapfile.js';
+import { inspectOutput, outputSpace, pathExists } from './output-state.js';
+import { createProgressTracker } from './progress.js';
+import { copyReadBytes, runRescue, type RescueActivity } from './rescue.js';
+import { writeChecksumSidecars, writeImageRecord, type ImageRecord } from './sidecars.js';
+import { createSlotPool } from './slots.js';
+import { openSource, type SourceReader } from './source.js';
+import type { BadSectorSummary, ImagingPhase, ImagingRequest, ImagingResult, StopReason } from './types.js';
+import { verifyImage } from './verify.js';
+
+export { verifyImage } from './verify.js';
+export type { VerifyOptions, VerifyReport, VerifyResult } from './verify.js';
+
+const MAP_CREATOR = 'disk2iso';
+/** Slots of about 4 MiB (32 MiB in all): the read in flight plus data waiting for the image write and the hash workers. */
+const SLOT_COUNT = 8;
+/** The output file system is checked against the stop threshold at least this often. */
+const SPACE_CHECK_BYTES = 32 * 1024 * 1024;
+const SPACE_CHECK_MS = 1000;
+/** Room kept free beyond the image for the map and the sidecars. */
+const SPACE_MARGIN_BYTES = 1024 * 1024;
+const MAX_REPORTED_AREAS = 256;
+const MAX_CLUSTER_BYTES = 16 * 1024 * 1024;
+const RESCUE_PHASES: readonly ImagingPhase[] = ['preparing', 'copying', 'trimming', 'scraping', 'retrying'];
+
+function validate(request: ImagingRequest): void {
+  const { source, options } = request;
+  const problems: string[] = [];
+  if (!Number.isSafeInteger(source.sizeBytes) || source.sizeBytes <= 0) problems.push(`source size ${source.sizeBytes} must be a positive integer`);
+  const sector = source.sectorSize;
+  if (!Number.isInteger(sector) || sector < 512 || sector > 65536 || (sector & (sector - 1)) !== 0) problems.push(`sector size ${sector} must be a power of two from 512 to 65536`);
+  if (!Number.isInteger(options.clusterSectors) || options.clusterSectors < 1 || options.clusterSectors * sector > MAX_CLUSTER_BYTES) problems.push(`cluster of ${options.clusterSectors} sectors is out of range`);
+  if (!Number.isInteger(options.readAttempts) || options.readAttempts < 0) problems.push('read attempts must be a non-negative integer');
+  if (options.checksums.length === 0 || new Set(options.checksums).size !== options.checksums.length || !options.checksums.every((algorithm) => HASH_ALGORITHMS.includes(algorithm))) {
+    problems.push('checksums must be a non-empty list of distinct md5, sha1, sha256');
+  }
+  if (!(options.mapSaveIntervalMs > 0)) problems.push('map save interval must be positive');
+  if (!(options.stopThresholdPercent > 0 && options.stopThresholdPercent <= 100)) problems.push('stop threshold must be 1..100 percent');
+  if (!['auto', 'on', 'off'].includes(options.directIo)) problems.push(`direct I/O mode ${String(options.directIo)} is not auto, on or off`);
+  if (problems.length > 0) throw new ValidationError(`invalid imaging request: ${problems.join('; ')}`, { problems });
+}
+
+async function requireDirectory(dir: string): Promise<void> {
+  try {
+    if ((await stat(dir)).isDirectory()) return;
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') throw new NotFoundError(`output directory ${dir} does not exist`, { path: dir }, 'output_dir_not_found');
+    throw error;
+  }
+  throw new ValidationError(`${dir} is not a directory`, { path: dir });
+}
+
+function badSectorSummary(map: RescueMap): BadSectorSummary {
+  const bad = map.blocks().filter((block) => block.status === '-');
+  return {
+    badBytes: map.sums()['-'],
+    badAreas: bad.length,
+    areas: bad.slice(0, MAX_REPORTED_AREAS).map(({ pos, size }) => ({ pos, size })),
+  };
+}
+
+function stopReasonOf(signal: AbortSignal | undefined): StopReason {
+  return signal?.reason === 'cancel' ? 'cancel' : 'pause';
+}
+
+/** A failed write or map save for lack of room becomes the domain's clean stop. */
+function asStop(error: unknown, dir: string): unknown {
+  const code = errnoCode(error);
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new UnavailableError('no_space', `the output file system is full: ${errorMessage(error)}`, { path: dir });
+  return error;
+}
+
+/**
+ * Images `request.source` into `request.outputPath` the way GNU ddrescue does, with checksums, a
+ * rescue map and sidecars. Continues from NAME.iso.part + NAME.iso.map when both exist. Resolves
+ * 'paused' or 'cancelled' when the signal asks for it (reason 'pause' or 'cancel'). Throws
+ * ValidationError, NotFoundError, ConflictError, or UnavailableError (device_gone, no_space,
+ * storage_threshold, insufficient_space, source_unreadable); a stop always leaves a resumable state.
+ */
+export async function runImaging(request: ImagingRequest): Promise<ImagingResult> {
+  validate(request);
+  const { source: input, outputPath, options, signal } = request;
+  const log = request.onLog ?? (() => undefined);
+  const startedAt = new Date();
+  const size = input.sizeBytes;
+  const sectorSize = input.sectorSize;
+  const clusterBytes = options.clusterSectors * sectorSize;
+  const partPath = `${outputPath}.part`;
+  const mapPath = `${outputPath}.map`;
+  const dir = dirname(outputPath);
+
+  await requireDirectory(dir);
+  const { map, resumed } = await inspectOutput({ outputPath, partPath, mapPath }, size);
+  const stillToWrite = size - map.sums()['+'];
+  const { availableBytes } = await outputSpace(dir);
+  if (availableBytes < stillToWrite + SPACE_MARGIN_BYTES) {
+    throw new UnavailableError('insufficient_space', `${dir} has ${availableBytes} bytes free but the image needs ${stillToWrite} more`, { path: dir, available_bytes: availableBytes, needed_bytes: stillToWrite });
+  }
+
+  const slots = createSlotPool(copyReadBytes(clusterBytes), SLOT_COUNT);
+  const sectorPool = createSlotPool(sectorSize, 1);
+  const sectorSlot = await sectorPool.acquire();
+  let buffered = false;
+  let source: SourceReader | undefined;
+  let part: FileHandle | undefined;
+  /** The same .part opened with O_DIRECT for aligned writes, where the file system allows it. */
+  let directPart: FileHandle | undefined;
+  let hashers: Hashers | undefined;
+  let errorCount = 0;
+  const activity: RescueActivity = { phase: 'preparing', status: '?', pass: 1, position: 0 };
+  const progress = createProgressTracker({ bytesTotal: size, onProgress: request.onProgress });
+
+  function reportProgress(bytesDone: number, force = false): void {
+    progress.update({ phase: activity.phase, bytesDone, badBytes: map.sums()['-'], errorCount, position: activity.position, buffered }, force);
+  }
+
+  function enterPhase(phase: ImagingPhase, bytesDone: number): void {
+    activity.phase = phase;
+    reportProgress(bytesDone, true);
+  }
+
+  /** Snapshot first, then fdatasync: every '+' in the saved map was written before the sync. */
+  async function saveMap(): Promise<void> {
+    const finished = !RESCUE_PHASES.includes(activity.phase);
+    const text = formatMapfile(map, { currentPos: activity.position, currentStatus: finished ? '+' : activity.status, currentPass: activity.pass }, { creator: MAP_CREATOR, startedAt, now: new Date() });
+    if (part !== undefined) await part.datasync();
+    await writeFileAtomic(mapPath, text);
+  }
+
+  async function closePart(): Promise<void> {
+    await directPart?.close();
+    directPart = undefined;
+    await part?.close();
+    part = undefined;
+  }
+
+  function result(outcome: ImagingResult['outcome'], fields: Partial<ImagingResult> = {}): ImagingResult {
+    return {
+      outcome,
+      outputPath,
+      partPath,
+      mapPath,
+      sizeBytes: size,
+      checksums: {},
+      badSectors: badSectorSummary(map),
+      verified: null,
+      resumed,
+      timings: { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), copySeconds: 0, hashSeconds: 0, verifySeconds: 0 },
+      ...fields,
+    };
+  }
+
+  try {
+    source = await openSource(input.path, {
+      directIo: options.directIo,
+      probe: sectorSlot.view,
+      onFallback: (reason) => {
+        buffered = true;
+        log('warning', `${reason}; reading buffered through the page cache instead`);
+      },
+    });
+    reportProgress(map.sums()['+'], true);
+
+    if (resumed) {
+      part = await open(partPath, 'r+');
+      log('info', `resuming from ${basename(mapPath)}: ${map.sums()['+']} of ${size} bytes already rescued`);
+    } else {
+      await saveMap();
+      try {
+        part = await open(partPath, 'wx', FILE_MODE);
+      } catch (error) {
+        if (errnoCode(error) === 'EEXIST') throw new ConflictError(`${partPath} appeared while starting; is another run using it?`, { path: partPath }, 'part_exists');
+        throw error;
+      }
+      await part.chmod(FILE_MODE);
+    }
+    const partHandle = part;
+    // A sparse file of the full size: areas never rescued read as zeros, as in ddrescue's output.
+    await partHandle.truncate(size).catch((error: unknown) => {
+      throw asStop(error, dir);
+    });
+    directPart = await open(partPath, constants.O_WRONLY | constants.O_DIRECT).catch((error: unknown) => {
+      if (errnoCode(error) === 'EINVAL') return undefined;
+      throw error;
+    });
+    const image: ImageWriter = createImageWriter(partHandle, partPath, directPart);
+    const hashing = createHashers(options.checksums, slots);
+    hashers = hashing;
+
+    let lastSave = performance.now();
+    let saving: Promise<void> | undefined;
+    let saveFailure: unknown;
+    let lastSpaceCheck = performance.now();
+    let lastSpaceCheckBytes = 0;
+
+    async function settleSaves(): Promise<void> {
+      while (saving !== undefined) await saving;
+    }
+
+    /** Between reads: progress, a background map save when one is due, the free-space threshold. */
+    async function checkpoint(current: RescueActivity): Promise<void> {
+      const phaseChanged = current.phase !== activity.phase;
+      Object.assign(activity, current);
+      reportProgress(map.sums()['+'], phaseChanged);
+      const hashFailure = hashing.failure();
+      if (hashFailure !== undefined) throw hashFailure;
+      if (saveFailure !== undefined) throw asStop(saveFailure, dir);
+      const now = performance.now();
+      if (saving === undefined && now - lastSave >= options.mapSaveIntervalMs) {
+        lastSave = now;
+        saving = saveMap()
+          .catch((error: unknown) => {
+            saveFailure = error;
+          })
+          .finally(() => {
+            saving = undefined;
+          });
+      }
+      if (image.bytesWritten - lastSpaceCheckBytes >= SPACE_CHECK_BYTES || now - lastSpaceCheck >= SPACE_CHECK_MS) {
+        lastSpaceCheck = now;
+        lastSpaceCheckBytes = image.bytesWritten;
+        const { usedPercent } = await outputSpace(dir);
+        if (usedPercent > options.stopThresholdPercent) {
+          throw new UnavailableError('storage_threshold', `${dir} is ${usedPercent.toFixed(1)}% full, above the stop threshold of ${options.stopThresholdPercent}%; free some space and resume`, { path: dir, used_percent: usedPercent });
+        }
+      }
+    }
+
+    /** Leaves a resumable state: every write has landed or failed, and the map says exactly what landed. */
+    async function saveFinalMap(): Promise<void> {
+      await image.drain().catch(() => undefined);
+      await settleSaves();
+      try {
+        await saveMap();
+      } catch (error) {
+        log('error', `could not save the rescue map (the previous save stays valid): ${errorMessage(error)}`);
+      }
+    }
+
+    async function stop(reason: StopReason, copySeconds: number): Promise<ImagingResult> {
+      if (reason === 'pause') {
+        await saveFinalMap();
+        log('info', `paused; ${map.sums()['+']} of ${size} bytes rescued, map saved to ${basename(mapPath)}`);
+        return result('paused', { timings: { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), copySeconds, hashSeconds: 0, verifySeconds: 0 } });
+      }
+      await image.drain().catch(() => undefined);
+      await settleSaves();
+      await closePart();
+      if (options.keepPartialOnCancel) {
+        log('info', 'cancelled; partial image and map kept');
+      } else {
+        await rm(partPath, { force: true });
+        await rm(mapPath, { force: true });
+        await rm(`${mapPath}.tmp`, { force: true });
+        log('info', 'cancelled; partial image and map removed');
+      }
+      return result('cancelled', { timings: { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), copySeconds, hashSeconds: 0, verifySeconds: 0 } });
+    }
+
+    const copyStarted = performance.now();
+    let rescueOutcome: 'finished' | 'stopped';
+    try {
+      rescueOutcome = await runRescue({
+        map,
+        source,
+        image,
+        slots,
+        hashers: hashing,
+        sectorSize,
+        clusterBytes,
+        readAttempts: options.readAttempts,
+        sentinelBuffer: sectorSlot.view,
+        devicePresent: () => pathExists(input.path).catch(() => true),
+        stopRequested: () => signal?.aborted === true,
+        checkpoint,
+        onReadError: () => {
+          errorCount += 1;
+        },
+      });
+      await image.drain();
+    } catch (error) {
+      await saveFinalMap();
+      throw asStop(error, dir);
+    }
+    const copySeconds = (performance.now() - copyStarted) / 1000;
+    if (rescueOutcome === 'stopped') return await stop(stopReasonOf(signal), copySeconds);
+    activity.status = '+';
+    await settleSaves();
+    const badSectors = badSectorSummary(map);
+    if (badSectors.badBytes > 0) {
+      log('warning', `${badSectors.badBytes} bytes in ${badSectors.badAreas} areas could not be read; they are zeros in the image and listed in ${basename(mapPath)}`);
+    }
+
+    // Whatever the copy pass could not feed in order (after the first error, or on a resume) is hashed from the file.
+    const hashStarted = performance.now();
+    if (hashing.bytes < size) {
+      activity.position = hashing.bytes;
+      enterPhase('hashing', hashing.bytes);
+      await saveMap();
+      const complete = await hashFile({
+        path: partPath,
+        start: hashing.bytes,
+        end: size,
+        directIo: 'off',
+        hashers: hashing,
+        slots,
+        signal,
+        onPosition: (position) => {
+          activity.position = position;
+          reportProgress(position);
+        },
+      });
+      if (!complete) return await stop(stopReasonOf(signal), copySeconds);
+    }
+    const checksums: Digests = await hashing.digest();
+    const hashSeconds = (performance.now() - hashStarted) / 1000;
+
+    enterPhase('finalizing', size);
+    await saveMap();
+    await partHandle.sync();
+    await closePart();
+    await rename(partPath, outputPath);
+    await fsyncDirectory(dir);
+    await writeChecksumSidecars(outputPath, options.checksums, checksums);
+    const record: ImageRecord = {
+      imagePath: outputPath,
+      mapPath,
+      source: input,
+      buffered,
+      metadata: request.metadata,
+      options,
+      checksums,
+      badSectors,
+      readErrors: errorCount,
+      resumed,
+      startedAt,
+      finishedAt: new Date(),
+      copySeconds,
+      hashSeconds,
+      verifySeconds: 0,
+      verification: null,
+    };
+    await writeImageRecord(record);
+
+    let verified: boolean | null = null;
+    if (options.verify) {
+      enterPhase('verifying', 0);
+      const verifyStarted = performance.now();
+      try {
+        const report = await verifyImage(outputPath, {
+          signal,
+          onProgress: (update) => {
+            activity.position = update.position;
+            reportProgress(update.bytesDone);
+          },
+          onLog: log,
+        });
+        verified = report.ok;
+        record.verification = { verifiedAt: new Date(), report };
+        if (!report.ok) {
+          const differing = report.results.filter((entry) => !entry.ok).map((entry) => entry.algorithm);
+          log('error', `verification failed: the ${differing.join(', ')} of ${basename(outputPath)} differ from the checksums taken while reading`);
+        }
+      } catch (error) {
+        if (error instanceof DomainError && error.code === 'verification_stopped') {
+          log('warning', `verification of ${basename(outputPath)} was stopped; the image is complete, verify it later`);
+        } else {
+          // The image is complete and in place; a failed re-read is a failed verification, not a failed run.
+          verified = false;
+          record.verification = { verifiedAt: new Date(), error: errorMessage(error) };
+          log('error', `verification of ${basename(outputPath)} could not re-read the image: ${errorMessage(error)}`);
+        }
+      }
+      record.verifySeconds = (performance.now() - verifyStarted) / 1000;
+      record.finishedAt = new Date();
+      await writeImageRecord(record);
+      reportProgress(size, true);
+    }
+
+    return result('completed', {
+      checksums,
+      badSectors,
+      verified,
+      timings: { startedAt: startedAt.toISOString(), finishedAt: record.finishedAt.toISOString(), copySeconds, hashSeconds, verifySeconds: record.verifySeconds },
+    });
+  } finally {
+    sectorSlot.release();
+    await hashers?.close();
+    await source?.close();
+    await closePart();
+  }
+}

@@ -1,0 +1,71 @@
+import { readFile, stat, statfs } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { ConflictError, errnoCode, errorMessage } from '../errors.js';
+import { createRescueMap, parseMapfile, type RescueMap } from './mapfile.js';
+
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return false;
+    throw error;
+  }
+}
+
+export interface StartState {
+  map: RescueMap;
+  /** True when NAME.iso.part and its map exist and the run continues them. */
+  resumed: boolean;
+}
+
+/**
+ * Decides between a fresh start and a resume from what lies in the output directory, refusing
+ * (ConflictError) every state that would need a guess.
+ */
+export async function inspectOutput(paths: { outputPath: string; partPath: string; mapPath: string }, sizeBytes: number): Promise<StartState> {
+  const { outputPath, partPath, mapPath } = paths;
+  if (await pathExists(outputPath)) throw new ConflictError(`${outputPath} already exists; choose another name`, { path: outputPath }, 'output_exists');
+  const partExists = await pathExists(partPath);
+  if (!(await pathExists(mapPath))) {
+    if (partExists) {
+      throw new ConflictError(`${partPath} exists without its rescue map ${basename(mapPath)}; remove it or restore the map`, { path: partPath }, 'map_missing');
+    }
+    return { map: createRescueMap(sizeBytes), resumed: false };
+  }
+  let map: RescueMap;
+  try {
+    ({ map } = parseMapfile(await readFile(mapPath, 'utf8')));
+  } catch (error) {
+    throw new ConflictError(`${mapPath} is not a valid rescue map: ${errorMessage(error)}`, { path: mapPath }, 'map_invalid');
+  }
+  if (map.size !== sizeBytes) {
+    throw new ConflictError(`${mapPath} describes ${map.size} bytes but the source has ${sizeBytes}; it belongs to another disc`, { path: mapPath, map_size: map.size, source_size: sizeBytes }, 'map_size_mismatch');
+  }
+  if (!partExists) {
+    // The engine writes the first map before it creates the .part; a crash between the two leaves
+    // a map with nothing finished, which is safe to start over from.
+    if (map.sums()['+'] > 0) throw new ConflictError(`${mapPath} records rescued data but ${partPath} is missing`, { path: mapPath }, 'part_missing');
+    return { map: createRescueMap(sizeBytes), resumed: false };
+  }
+  const partSize = (await stat(partPath)).size;
+  if (partSize > sizeBytes) {
+    throw new ConflictError(`${partPath} is larger (${partSize} bytes) than the source (${sizeBytes} bytes)`, { path: partPath }, 'part_size_mismatch');
+  }
+  return { map, resumed: true };
+}
+
+export interface OutputSpace {
+  availableBytes: number;
+  /** As df computes it: used / (used + available to unprivileged users). */
+  usedPercent: number;
+}
+
+export async function outputSpace(dir: string): Promise<OutputSpace> {
+  const info = await statfs(dir);
+  // ramfs and some FUSE file systems report no size at all: nothing to check against.
+  if (info.blocks === 0) return { availableBytes: Number.POSITIVE_INFINITY, usedPercent: 0 };
+  const used = info.blocks - info.bfree;
+  const usable = used + info.bavail;
+  return { availableBytes: info.bavail * info.bsize, usedPercent: usable === 0 ? 100 : (used / usable) * 100 };
+}

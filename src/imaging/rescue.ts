@@ -1,0 +1,381 @@
+import { UnavailableError, errnoCode, errorMessage } from '../errors.js';
+import type { Hashers } from './hasher.js';
+import type { ImageWriter } from './image-writer.js';
+import type { BlockStatus, CurrentStatus, RescueMap } from './mapfile.js';
+import type { Slot, SlotPool } from './slots.js';
+import type { SourceReader } from './source.js';
+import type { ImagingPhase } from './types.js';
+
+/** Where the rescue is: feeds the progress events and the mapfile's status line. */
+export interface RescueActivity {
+  phase: ImagingPhase;
+  /** The mapfile's current_status for the phase. */
+  status: CurrentStatus;
+  pass: number;
+  position: number;
+}
+
+export interface RescueContext {
+  map: RescueMap;
+  source: SourceReader;
+  image: ImageWriter;
+  slots: SlotPool;
+  /** Fed every read that continues the hashed prefix, so a clean disc is hashed while it is read. */
+  hashers: Hashers;
+  sectorSize: number;
+  clusterBytes: number;
+  readAttempts: number;
+  /** One aligned sector for re-reading a known good sector after an error. */
+  sentinelBuffer: Uint8Array;
+  /** Whether the device node still exists. */
+  devicePresent(): Promise<boolean>;
+  /** True once the caller asked to stop (pause or cancel). */
+  stopRequested(): boolean;
+  /** Between reads: progress, map saves, free-space checks. Throws to end the run. */
+  checkpoint(activity: RescueActivity): Promise<void>;
+  /** Counts failed reads. */
+  onReadError(): void;
+}
+
+/** Thrown inside the passes when the caller asked to stop; runRescue turns it into 'stopped'. */
+class RescueStopped extends Error {}
+
+/** Errors that mean the source itself is gone, not that a sector is unreadable. */
+const GONE_CODES = new Set(['ENOMEDIUM', 'ENODEV', 'ENXIO', 'ENOTCONN', 'ENOENT', 'ESHUTDOWN']);
+
+/** The copy pass reads this much at once while no error is near: few large reads keep the CPU cost per byte low. */
+const COPY_READ_TARGET_BYTES = 4 * 1024 * 1024;
+/** Upper bound of the skip after consecutive copy-pass errors, besides 1% of the size. */
+const MAX_SKIP_BYTES = 8 * 1024 * 1024;
+
+/** Bytes the copy pass reads at once on the happy path: a multiple of the cluster near 4 MiB. */
+export function copyReadBytes(clusterBytes: number): number {
+  return Math.max(1, Math.round(COPY_READ_TARGET_BYTES / clusterBytes)) * clusterBytes;
+}
+
+function deviceGone(path: string, detail: string): UnavailableError {
+  return new UnavailableError('device_gone', `the source ${path} stopped responding (${detail}); the rescue map is saved, resume once it is back`, { path });
+}
+
+/**
+ * The GNU ddrescue algorithm: copy, trim, scrape, retry. Resolves 'finished' when every area is
+ * finished or bad, 'stopped' when the caller asked to stop. Every readable sector read ends up
+ * written and marked finished; only failed reads mark areas, after a sentinel re-read has shown
+ * the device still answers.
+ */
+export async function runRescue(ctx: RescueContext): Promise<'finished' | 'stopped'> {
+  const { map, source, image, slots, sectorSize, clusterBytes } = ctx;
+  const size = map.size;
+  const bigBytes = copyReadBytes(clusterBytes);
+  const maxSkip = Math.max(clusterBytes, Math.min(MAX_SKIP_BYTES, Math.floor(size / 100 / sectorSize) * sectorSize));
+  const activity: RescueActivity = { phase: 'copying', status: '?', pass: 1, position: 0 };
+  let lastGood: number | undefined;
+
+  function sectorLength(position: number): number {
+    return Math.min(sectorSize, size - position);
+  }
+
+  async function pausePoint(position: number): Promise<void> {
+    activity.position = position;
+    if (ctx.stopRequested()) throw new RescueStopped();
+    image.check();
+    await ctx.checkpoint(activity);
+  }
+
+  /** Reads [position, position + length) into target; false when the source reported an error. */
+  async function readArea(target: Uint8Array, position: number, length: number): Promise<boolean> {
+    // O_DIRECT needs whole sectors; a source whose size is not a multiple ends inside the last one.
+    const request = Math.ceil(length / sectorSize) * sectorSize;
+    let filled = 0;
+    while (filled < length) {
+      let bytesRead: number;
+      try {
+        bytesRead = await source.read(target.subarray(filled, request), position + filled);
+      } catch (error) {
+        const code = errnoCode(error);
+        if (code !== undefined && GONE_CODES.has(code)) throw deviceGone(source.path, errorMessage(error));
+        if (code === 'EINVAL') {
+          throw new UnavailableError('source_unreadable', `${source.path} refused a read of ${request - filled} bytes at ${position + filled} (${errorMessage(error)}); is the sector size ${sectorSize} right?`, { path: source.path });
+        }
+        return false;
+      }
+      // End of the source before its expected size, or a partial read we cannot continue aligned.
+      if (bytesRead === 0) return false;
+      filled += bytesRead;
+      if (filled < length && filled % sectorSize !== 0) return false;
+    }
+    return true;
+  }
+
+  /** After a failed read: is it the medium, or has the whole device gone? Throws device_gone for the latter. */
+  async function confirmMediaError(): Promise<void> {
+    ctx.onReadError();
+    if (!(await ctx.devicePresent())) throw deviceGone(source.path, 'the device node is gone');
+    const sentinel = lastGood ?? map.findForward('+', 0)?.pos;
+    if (sentinel === undefined) return;
+    const length = Math.ceil(sectorLength(sentinel) / sectorSize) * sectorSize;
+    let bytesRead = 0;
+    try {
+      bytesRead = await source.read(ctx.sentinelBuffer.subarray(0, length), sentinel);
+    } catch (error) {
+      throw deviceGone(source.path, `a sector read fine before, at byte ${sentinel}, now fails: ${errorMessage(error)}`);
+    }
+    if (bytesRead === 0) throw deviceGone(source.path, `a sector read fine before, at byte ${sentinel}, now reads nothing`);
+  }
+
+  /** Good data: write it (the area becomes finished once written) and hash it if it continues the hashed prefix. */
+  function deliver(slot: Slot, start: number, length: number, position: number): void {
+    if (ctx.hashers.bytes === position) ctx.hashers.update(slot, start, length);
+    image.write(slot, start, length, position, () => map.set(position, length, '+'));
+    lastGood = position;
+  }
+
+  /** Copy pass 1: large reads forward over non-tried areas, skipping ahead after errors. */
+  async function copyForward(): Promise<void> {
+    Object.assign(activity, { phase: 'copying', status: '?', pass: 1 });
+    let position = 0;
+    let consecutiveErrors = 0;
+    /** Below this position, read single clusters: an error was near. */
+    let carefulUntil = 0;
+    for (;;) {
+      await pausePoint(position);
+      const area = map.findForward('?', position);
+      if (area === undefined) return;
+      position = area.pos;
+      const length = Math.min(position < carefulUntil ? clusterBytes : bigBytes, area.pos + area.size - position);
+      const slot = await slots.acquire();
+      let good: boolean;
+      try {
+        good = await readArea(slot.view, position, length);
+        if (good) deliver(slot, 0, length, position);
+      } finally {
+        slot.release();
+      }
+      if (good) {
+        position += length;
+        consecutiveErrors = 0;
+        continue;
+      }
+      if (length > clusterBytes) {
+        // Narrow the failure down to clusters before marking anything.
+        carefulUntil = position + length;
+        continue;
+      }
+      await confirmMediaError();
+      map.set(position, length, '*');
+      consecutiveErrors += 1;
+      const skip = Math.min(maxSkip, clusterBytes * 2 ** Math.min(consecutiveErrors - 1, 30));
+      position = Math.min(size, position + length + skip);
+      carefulUntil = Math.max(carefulUntil, position + bigBytes);
+    }
+  }
+
+  /** Copy pass 2: clusters backward over the areas pass 1 skipped, without skipping. */
+  async function copyBackward(): Promise<void> {
+    Object.assign(activity, { phase: 'copying', status: '?', pass: 2 });
+    let before = size;
+    for (;;) {
+      await pausePoint(before);
+      const area = map.findBackward('?', before);
+      if (area === undefined) return;
+      const end = area.pos + area.size;
+      // Rounded up to a sector: only the end of the domain may fall inside one.
+      const alignedStart = Math.max(area.pos, Math.ceil((end - clusterBytes) / sectorSize) * sectorSize);
+      const slot = await slots.acquire();
+      let good: boolean;
+      try {
+        good = await readArea(slot.view, alignedStart, end - alignedStart);
+        if (good) deliver(slot, 0, end - alignedStart, alignedStart);
+      } finally {
+        slot.release();
+      }
+      if (!good) {
+        await confirmMediaError();
+        map.set(alignedStart, end - alignedStart, '*');
+      }
+      before = alignedStart;
+    }
+  }
+
+  /**
+   * Reads sectors one by one from `start` up to `end`, collecting good ones into slot-sized
+   * writes. Returns the position of the first sector that failed (confirmed as a media error),
+   * or `end`.
+   */
+  async function readSectorsForward(start: number, end: number): Promise<number> {
+    let slot: Slot | undefined;
+    let runStart = start;
+    let runLength = 0;
+    const flush = (): void => {
+      if (slot === undefined) return;
+      if (runLength > 0) deliver(slot, 0, runLength, runStart);
+      slot.release();
+      slot = undefined;
+    };
+    try {
+      let position = start;
+      while (position < end) {
+        await pausePoint(position);
+        if (slot === undefined) {
+          slot = await slots.acquire();
+          runStart = position;
+          runLength = 0;
+        }
+        const length = sectorLength(position);
+        if (!(await readArea(slot.view.subarray(runLength), position, length))) {
+          flush();
+          await confirmMediaError();
+          return position;
+        }
+        runLength += length;
+        position += length;
+        if (runLength + sectorSize > slots.slotBytes) flush();
+      }
+      return end;
+    } finally {
+      flush();
+    }
+  }
+
+  /**
+   * Reads sectors one by one from the last sector below `end` down to `start`. Returns the
+   * position of the first sector that failed (confirmed as a media error), or undefined.
+   */
+  async function readSectorsBackward(start: number, end: number): Promise<number | undefined> {
+    const capacity = Math.floor(slots.slotBytes / sectorSize) * sectorSize;
+    let slot: Slot | undefined;
+    /** Position that maps to offset 0 of the slot; sector p sits at offset p - base. */
+    let base = 0;
+    let runStart = end;
+    let runEnd = end;
+    const flush = (): void => {
+      if (slot === undefined) return;
+      if (runEnd > runStart) deliver(slot, runStart - base, runEnd - runStart, runStart);
+      slot.release();
+      slot = undefined;
+    };
+    try {
+      let position = start + Math.floor((end - 1 - start) / sectorSize) * sectorSize;
+      while (position >= start) {
+        await pausePoint(position);
+        if (slot === undefined) {
+          slot = await slots.acquire();
+          base = position + sectorSize - capacity;
+          runStart = position + sectorLength(position);
+          runEnd = runStart;
+        }
+        if (!(await readArea(slot.view.subarray(position - base), position, sectorLength(position)))) {
+          flush();
+          await confirmMediaError();
+          return position;
+        }
+        runStart = position;
+        if (position - sectorSize < base) flush();
+        position -= sectorSize;
+      }
+      return undefined;
+    } finally {
+      flush();
+    }
+  }
+
+  /** Trim: from both edges of each non-trimmed area inward, sector by sector, until the first error. */
+  async function trim(): Promise<void> {
+    Object.assign(activity, { phase: 'trimming', status: '*', pass: 1 });
+    let position = 0;
+    for (;;) {
+      await pausePoint(position);
+      const area = map.findForward('*', position);
+      if (area === undefined) return;
+      const end = area.pos + area.size;
+      const failedForward = await readSectorsForward(area.pos, end);
+      if (failedForward < end) {
+        const afterFailure = failedForward + sectorLength(failedForward);
+        map.set(failedForward, afterFailure - failedForward, '-');
+        const failedBackward = afterFailure < end ? await readSectorsBackward(afterFailure, end) : undefined;
+        if (failedBackward !== undefined) {
+          map.set(failedBackward, sectorLength(failedBackward), '-');
+          if (failedBackward > afterFailure) map.set(afterFailure, failedBackward - afterFailure, '/');
+        }
+      }
+      position = end;
+    }
+  }
+
+  /** Scrape: every sector of each non-scraped area, once. */
+  async function scrape(): Promise<void> {
+    Object.assign(activity, { phase: 'scraping', status: '/', pass: 1 });
+    let position = 0;
+    for (;;) {
+      await pausePoint(position);
+      const area = map.findForward('/', position);
+      if (area === undefined) return;
+      const failed = await readSectorsForward(area.pos, area.pos + area.size);
+      if (failed < area.pos + area.size) {
+        map.set(failed, sectorLength(failed), '-');
+        position = failed + sectorLength(failed);
+      } else {
+        position = area.pos + area.size;
+      }
+    }
+  }
+
+  /** Retry pass: every bad sector once more; failures stay bad. */
+  async function retry(pass: number): Promise<void> {
+    Object.assign(activity, { phase: 'retrying', status: '-', pass });
+    // Scraping went forward, so the first retry goes backward, as in GNU ddrescue.
+    if (pass % 2 === 1) {
+      let before = size;
+      for (;;) {
+        await pausePoint(before);
+        const area = map.findBackward('-', before);
+        if (area === undefined) return;
+        const failed = await readSectorsBackward(area.pos, area.pos + area.size);
+        before = failed ?? area.pos;
+      }
+    }
+    let position = 0;
+    for (;;) {
+      await pausePoint(position);
+      const area = map.findForward('-', position);
+      if (area === undefined) return;
+      const failed = await readSectorsForward(area.pos, area.pos + area.size);
+      position = failed < area.pos + area.size ? failed + sectorLength(failed) : area.pos + area.size;
+    }
+  }
+
+  /** Between passes every write has landed, so the map shows what the next pass must still do. */
+  async function settle(): Promise<void> {
+    await image.drain();
+  }
+
+  function remaining(status: BlockStatus): boolean {
+    return map.sums()[status] > 0;
+  }
+
+  try {
+    if (remaining('?')) {
+      await copyForward();
+      await settle();
+      await copyBackward();
+      await settle();
+    }
+    if (remaining('*')) {
+      await trim();
+      await settle();
+    }
+    if (remaining('/')) {
+      await scrape();
+      await settle();
+    }
+    for (let pass = 1; pass <= ctx.readAttempts && remaining('-'); pass++) {
+      await retry(pass);
+      await settle();
+    }
+    activity.status = '+';
+    return 'finished';
+  } catch (error) {
+    if (error instanceof RescueStopped) return 'stopped';
+    throw error;
+  }
+}
