@@ -1,7 +1,9 @@
 import { Command, CommanderError } from 'commander';
+import { registerApiKeyCommand } from './cli/apikey.js';
 import { registerCreateCommand } from './cli/create.js';
 import { registerDevicesCommand } from './cli/devices.js';
 import { EXIT, describeError, exitCodeFor } from './cli/exit-codes.js';
+import { registerUserCommand } from './cli/user.js';
 import { registerVerifyCommand } from './cli/verify.js';
 
 function collect(value: string, previous: string[]): string[] {
@@ -20,6 +22,8 @@ export function buildProgram(version: string): Command {
   registerDevicesCommand(program);
   registerCreateCommand(program);
   registerVerifyCommand(program);
+  registerUserCommand(program);
+  registerApiKeyCommand(program);
   return program;
 }
 

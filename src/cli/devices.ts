@@ -3,7 +3,7 @@ import type { Drive, MediaInfo } from '../drives/types.js';
 import { errorMessage } from '../errors.js';
 import { type CliContext, type GlobalOptions, createCliContext } from './context.js';
 import { EXIT } from './exit-codes.js';
-import { formatBytes } from './format.js';
+import { formatBytes, printTable } from './format.js';
 
 interface DriveWithMedia {
   drive: Drive;
@@ -49,12 +49,10 @@ export function registerDevicesCommand(program: Command): void {
         process.stdout.write('No drives found. Add block devices or image files with drives.extra (DISK2ISO_EXTRA_DEVICES).\n');
         return;
       }
-      const rows = entries.map((entry) => [entry.drive.id, entry.drive.path, entry.drive.description, mediaSummary(entry)]);
-      const header = ['ID', 'PATH', 'DRIVE', 'MEDIA'];
-      const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)));
-      for (const row of [header, ...rows]) {
-        process.stdout.write(`${row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column] ?? 0))).join('  ')}\n`);
-      }
+      printTable(
+        ['ID', 'PATH', 'DRIVE', 'MEDIA'],
+        entries.map((entry) => [entry.drive.id, entry.drive.path, entry.drive.description, mediaSummary(entry)]),
+      );
     });
 
   const device = program.command('device').description('one drive: check for media, eject');

@@ -24,3 +24,11 @@ export function formatDuration(seconds: number | null): string {
   const secs = String(whole % 60).padStart(2, '0');
   return hours > 0 ? `${hours}:${String(minutes).padStart(2, '0')}:${secs}` : `${minutes}:${secs}`;
 }
+
+/** Left-aligned columns, two spaces apart, the last one unpadded. */
+export function printTable(header: readonly string[], rows: readonly string[][]): void {
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)));
+  for (const row of [header, ...rows]) {
+    process.stdout.write(`${row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column] ?? 0))).join('  ')}\n`);
+  }
+}

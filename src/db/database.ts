@@ -1,5 +1,5 @@
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { type Compilable, Kysely, Migrator, SqliteDialect } from 'kysely';
 import { UnavailableError, errorMessage } from '../errors.js';
@@ -37,6 +37,11 @@ export interface Database {
    */
   writeTransaction<T>(work: (tx: SyncExecutor) => T): T;
   close(): Promise<void>;
+}
+
+/** The service's database inside the data dir; the service and the CLI open the same file. */
+export function databaseFile(dataDir: string): string {
+  return join(dataDir, 'disk2iso.db');
 }
 
 const BUSY_TIMEOUT_MS = 5000;

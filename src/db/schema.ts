@@ -2,6 +2,7 @@ import type { Generated } from 'kysely';
 import type { Priority } from '../config/schema.js';
 import type { DiscKind } from '../drives/types.js';
 import type { ImagingPhase } from '../imaging/types.js';
+import type { AuthTables } from './auth-schema.js';
 
 /**
  * Table shapes as kysely sees them: snake_case columns, timestamps as ISO 8601 UTC text, JSON
@@ -116,7 +117,7 @@ export interface LogsTable {
   details: string | null;
 }
 
-export interface DB {
+export interface DB extends AuthTables {
   jobs: JobsTable;
   job_logs: JobLogsTable;
   archives: ArchivesTable;

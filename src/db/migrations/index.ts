@@ -1,5 +1,6 @@
 import type { Migration, MigrationProvider } from 'kysely';
 import { initialMigration } from './0001-initial.js';
+import { authMigration } from './0002-auth.js';
 
 /**
  * Every migration, imported statically: compiled code cannot count on a migrations folder at
@@ -7,6 +8,7 @@ import { initialMigration } from './0001-initial.js';
  */
 const MIGRATIONS: Record<string, Migration> = {
   '0001_initial': initialMigration,
+  '0002_auth': authMigration,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -1,0 +1,200 @@
+import type { ApiKeyRecord } from '../db/auth-api-key-repository.js';
+import type { StoredUser } from '../db/auth-user-repository.js';
+import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../errors.js';
+import type { AuthDeps } from './deps.js';
+import { PasswordChangeRequiredError } from './errors.js';
+import { type Actor, type Principal, actorForAudit, actorName, createPrincipal, requirePermission } from './principal.js';
+import { type Permission, PERMISSIONS, isPermission, permissionsOf } from './roles.js';
+import { newAuthId, randomSecret, secretHash } from './secrets.js';
+
+/** Every key starts with this, so a leaked one is recognisable (secret scanners, logs). */
+export const API_KEY_PREFIX = 'd2i_';
+/** `d2i_` and base64url of 32 random bytes. */
+const API_KEY_PATTERN = /^d2i_[A-Za-z0-9_-]{43}$/;
+/** How much of the key listings show: enough to tell keys apart, far too little to guess the rest. */
+const VISIBLE_LENGTH = API_KEY_PREFIX.length + 8;
+const MAX_LABEL_LENGTH = 100;
+
+export interface NewApiKeyInput {
+  /** The owner's user name. */
+  user: string;
+  /** A label saying what the key is for. */
+  name: string;
+  /** Omitted or null: all of the owner's rights, now and as they change. */
+  scopes?: readonly string[] | null;
+  expiresAt?: Date | null;
+}
+
+export interface CreatedApiKey {
+  /** The secret itself. Shown once: only its hash is stored. */
+  key: string;
+  record: ApiKeyRecord;
+}
+
+export interface ApiKeyService {
+  create(input: NewApiKeyInput, actor: Actor): Promise<CreatedApiKey>;
+  /** Keys of one user (by name) or, for admins, of everyone. */
+  list(filter: { user?: string }, actor: Actor): Promise<ApiKeyRecord[]>;
+  revoke(id: string, actor: Actor): Promise<ApiKeyRecord>;
+  /** The principal an `X-API-Key` value stands for, or null when it is unknown, revoked, expired or its owner disabled. */
+  authenticate(key: string): Promise<Principal | null>;
+  /** The principal of a key by id (for tokens issued for a key), under the same rules as `authenticate`. */
+  principalForKey(id: string, via: 'api_key' | 'jwt'): Promise<Principal | null>;
+}
+
+/** A key's rights: its scopes within what its owner's role allows today, so a demoted owner's keys lose rights too. */
+export function effectivePermissions(owner: StoredUser, scopes: readonly string[] | null): ReadonlySet<Permission> {
+  const granted = permissionsOf(owner.role);
+  if (scopes === null) return granted;
+  return new Set(PERMISSIONS.filter((permission) => granted.has(permission) && scopes.includes(permission)));
+}
+
+function checkedScopes(scopes: readonly string[] | null | undefined): Permission[] | null {
+  if (scopes === undefined || scopes === null) return null;
+  if (scopes.length === 0) throw new ValidationError('Give at least one scope, or none for all of the owner\'s rights', undefined, 'invalid_scopes');
+  const unknown = scopes.filter((scope) => !isPermission(scope));
+  if (unknown.length > 0) {
+    throw new ValidationError(`Unknown scope(s) ${unknown.join(', ')}; known: ${PERMISSIONS.join(', ')}`, { unknown }, 'invalid_scopes');
+  }
+  return PERMISSIONS.filter((permission) => scopes.includes(permission));
+}
+
+function checkedLabel(name: string): string {
+  const label = name.trim();
+  if (label.length === 0 || label.length > MAX_LABEL_LENGTH || /\p{Cc}/u.test(label)) {
+    throw new ValidationError(`API key name must be 1 to ${MAX_LABEL_LENGTH} characters without control characters`, { name }, 'invalid_api_key_name');
+  }
+  return label;
+}
+
+type Deps = Pick<AuthDeps, 'database' | 'users' | 'apiKeys' | 'audit' | 'policy' | 'now'>;
+
+export function createApiKeyService(deps: Deps): ApiKeyService {
+  const { database, users, apiKeys, audit, policy, now } = deps;
+
+  /**
+   * A request may manage its own keys; other people's need users:admin. Checked before looking the
+   * owner up, so a non-admin cannot learn which names exist from the answer.
+   */
+  function requireOwnerOrAdmin(actor: Actor, isOwner: (principal: Principal) => boolean): void {
+    if (actor.kind === 'request') {
+      if (actor.principal.mustChangePassword) throw new PasswordChangeRequiredError();
+      if (isOwner(actor.principal)) return;
+    }
+    requirePermission(actor, 'users:admin');
+  }
+
+  async function owner(name: string): Promise<StoredUser> {
+    const user = await users.findByName(name);
+    if (user === null) throw new NotFoundError(`No user named ${name}`, { name }, 'user_not_found');
+    return user;
+  }
+
+  async function usable(record: ApiKeyRecord | null, via: 'api_key' | 'jwt'): Promise<Principal | null> {
+    if (record === null || record.revokedAt !== null) return null;
+    const at = now();
+    if (record.expiresAt !== null && Date.parse(record.expiresAt) <= at.getTime()) return null;
+    const user = await users.get(record.userId);
+    if (user === null || user.disabled) return null;
+    await apiKeys.markUsed(record.id, at, new Date(at.getTime() - policy.apiKeyUseResolutionMs));
+    return createPrincipal({
+      kind: 'api_key',
+      via,
+      user,
+      permissions: effectivePermissions(user, record.scopes),
+      mustChangePassword: false,
+      apiKeyId: record.id,
+    });
+  }
+
+  return {
+    async create(input, actor) {
+      const label = checkedLabel(input.name);
+      const scopes = checkedScopes(input.scopes);
+      requireOwnerOrAdmin(actor, (principal) => principal.name === input.user);
+      const user = await owner(input.user);
+      if (user.disabled) throw new ConflictError(`User ${user.name} is disabled`, { user: user.name }, 'user_disabled');
+      const rights = permissionsOf(user.role);
+      const beyond = (scopes ?? []).filter((scope) => !rights.has(scope));
+      if (beyond.length > 0) {
+        throw new ValidationError(`Scope(s) ${beyond.join(', ')} exceed the rights of ${user.role} ${user.name}`, { beyond, role: user.role }, 'scope_exceeds_rights');
+      }
+      // A key must never create a key stronger than itself.
+      if (actor.kind === 'request' && actor.principal.kind === 'api_key') {
+        const held = actor.principal.permissions;
+        if (scopes === null || scopes.some((scope) => !held.has(scope))) {
+          throw new ForbiddenError('A key can only create keys with explicit scopes it holds itself', undefined, 'scope_exceeds_rights');
+        }
+      }
+      const at = now();
+      const expiresAt = input.expiresAt ?? null;
+      if (expiresAt !== null && expiresAt.getTime() <= at.getTime()) {
+        throw new ValidationError('An API key must expire in the future', { expires_at: expiresAt.toISOString() }, 'invalid_expiry');
+      }
+      const key = `${API_KEY_PREFIX}${randomSecret()}`;
+      const id = newAuthId('key');
+      const record = database.writeTransaction((tx) => {
+        apiKeys.insertWithin(tx, {
+          id,
+          userId: user.id,
+          name: label,
+          prefix: key.slice(0, VISIBLE_LENGTH),
+          keyHash: secretHash(key),
+          scopes,
+          at,
+          createdBy: actorName(actor),
+          expiresAt,
+        });
+        audit.recordWithin(tx, {
+          event_type: 'api_key',
+          action: 'create',
+          ...actorForAudit(actor, {
+            key_id: id,
+            owner: user.name,
+            name: label,
+            prefix: key.slice(0, VISIBLE_LENGTH),
+            scopes,
+            expires_at: expiresAt === null ? null : expiresAt.toISOString(),
+          }),
+        });
+        const stored = apiKeys.getWithin(tx, id);
+        if (stored === null) throw new Error(`API key ${id} vanished inside its own transaction`);
+        return stored;
+      });
+      return { key, record };
+    },
+
+    async list(filter, actor) {
+      if (filter.user === undefined) {
+        requirePermission(actor, 'users:admin');
+        return apiKeys.list();
+      }
+      const name = filter.user;
+      requireOwnerOrAdmin(actor, (principal) => principal.name === name);
+      return apiKeys.list({ userId: (await owner(name)).id });
+    },
+
+    async revoke(id, actor) {
+      return database.writeTransaction((tx) => {
+        const record = apiKeys.getWithin(tx, id);
+        if (record === null) throw new NotFoundError(`No API key ${id}`, { id }, 'api_key_not_found');
+        requireOwnerOrAdmin(actor, (principal) => principal.userId === record.userId);
+        if (record.revokedAt !== null) throw new ConflictError(`API key ${id} is already revoked`, { id, revoked_at: record.revokedAt }, 'api_key_revoked');
+        apiKeys.revokeWithin(tx, id, now());
+        audit.recordWithin(tx, { event_type: 'api_key', action: 'revoke', ...actorForAudit(actor, { key_id: id, owner: record.userName, name: record.name }) });
+        const revoked = apiKeys.getWithin(tx, id);
+        if (revoked === null) throw new Error(`API key ${id} vanished inside its own transaction`);
+        return revoked;
+      });
+    },
+
+    async authenticate(key) {
+      if (!API_KEY_PATTERN.test(key)) return null;
+      return usable(await apiKeys.findByHash(secretHash(key)), 'api_key');
+    },
+
+    async principalForKey(id, via) {
+      return usable(await apiKeys.get(id), via);
+    },
+  };
+}

@@ -1,0 +1,30 @@
+import { DomainError, ForbiddenError } from '../errors.js';
+
+/**
+ * Wrong or missing credentials. One message for an unknown name, a wrong password and a disabled
+ * account, so the answer never tells which names exist.
+ */
+export class AuthenticationError extends DomainError {
+  constructor(message = 'Invalid user name or password', code = 'invalid_credentials') {
+    super(code, message);
+  }
+}
+
+/** Too many failed logins for this account or from this address; try again after `retry_after_seconds`. */
+export class LockedOutError extends DomainError {
+  readonly retryAfterSeconds: number;
+
+  constructor(retryAfterSeconds: number) {
+    super('locked_out', `Too many failed logins; try again in ${Math.ceil(retryAfterSeconds / 60)} minute(s)`, {
+      retry_after_seconds: retryAfterSeconds,
+    });
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
+/** The password is older than the policy allows or was set by an administrator; only changing it is allowed. */
+export class PasswordChangeRequiredError extends ForbiddenError {
+  constructor() {
+    super('Your password has expired or was reset; change it before doing anything else', undefined, 'password_change_required');
+  }
+}

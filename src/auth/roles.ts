@@ -1,0 +1,28 @@
+import { PERMISSIONS, type Permission } from './permissions.js';
+import { USER_ROLES, type UserRole } from '../db/auth-schema.js';
+
+export { PERMISSIONS, USER_ROLES };
+export type { Permission, UserRole };
+
+/**
+ * What each role may do; the one table every check reads (docs/security.md shows it). An operator
+ * runs the drives and the jobs and sees the archive; changing or deleting archives, system settings
+ * and users stays with admins.
+ */
+export const ROLE_PERMISSIONS: Readonly<Record<UserRole, readonly Permission[]>> = {
+  admin: PERMISSIONS,
+  operator: ['jobs:read', 'jobs:write', 'archives:read', 'devices:read', 'devices:write', 'system:read'],
+  viewer: ['jobs:read', 'archives:read', 'devices:read', 'system:read'],
+};
+
+export function permissionsOf(role: UserRole): ReadonlySet<Permission> {
+  return new Set(ROLE_PERMISSIONS[role]);
+}
+
+export function isRole(value: string): value is UserRole {
+  return (USER_ROLES as readonly string[]).includes(value);
+}
+
+export function isPermission(value: string): value is Permission {
+  return (PERMISSIONS as readonly string[]).includes(value);
+}

@@ -1,0 +1,43 @@
+import type { ApiKeyRecord } from '../db/auth-api-key-repository.js';
+import type { UserRecord } from '../db/auth-user-repository.js';
+import type { JsonObject } from '../db/values.js';
+
+/** How the API and `--json` output show users and keys: snake_case, no hashes, no secrets. */
+
+export function userView(user: UserRecord): JsonObject {
+  return {
+    id: user.id,
+    name: user.name,
+    role: user.role,
+    disabled: user.disabled,
+    password_changed_at: user.passwordChangedAt,
+    password_reset_required: user.passwordResetRequired,
+    created_at: user.createdAt,
+    updated_at: user.updatedAt,
+    last_login_at: user.lastLoginAt,
+  };
+}
+
+export type ApiKeyStatus = 'active' | 'expired' | 'revoked';
+
+export function apiKeyStatus(key: ApiKeyRecord, now: Date): ApiKeyStatus {
+  if (key.revokedAt !== null) return 'revoked';
+  if (key.expiresAt !== null && Date.parse(key.expiresAt) <= now.getTime()) return 'expired';
+  return 'active';
+}
+
+export function apiKeyView(key: ApiKeyRecord, now: Date): JsonObject {
+  return {
+    id: key.id,
+    name: key.name,
+    user: key.userName,
+    prefix: key.prefix,
+    scopes: key.scopes,
+    status: apiKeyStatus(key, now),
+    created_at: key.createdAt,
+    created_by: key.createdBy,
+    expires_at: key.expiresAt,
+    revoked_at: key.revokedAt,
+    last_used_at: key.lastUsedAt,
+  };
+}

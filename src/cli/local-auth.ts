@@ -1,0 +1,32 @@
+import { userInfo } from 'node:os';
+import { createAuthService, type AuthService } from '../auth/service.js';
+import { type Actor, localActor } from '../auth/principal.js';
+import type { Config } from '../config/schema.js';
+import { type Database, databaseFile, openDatabase } from '../db/database.js';
+
+/** Runs `work` with the service's database open (the same file whether or not the service runs), and closes it afterwards. */
+export async function withDatabase<T>(config: Config, work: (database: Database) => Promise<T>): Promise<T> {
+  const database = await openDatabase({ file: databaseFile(config.data_dir) });
+  try {
+    return await work(database);
+  } finally {
+    await database.close();
+  }
+}
+
+/** The unix account running the CLI; a uid without a passwd entry (containers) is named by number. */
+function unixUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return `uid${process.getuid?.() ?? 'unknown'}`;
+  }
+}
+
+/**
+ * The auth services as the CLI uses them: acting locally (whoever can open the data dir manages
+ * users), audited as `cli:<unix user>` from `local`.
+ */
+export async function withLocalAuth<T>(config: Config, work: (auth: AuthService, actor: Actor) => Promise<T>): Promise<T> {
+  return withDatabase(config, (database) => work(createAuthService({ database, dataDir: config.data_dir }), localActor(unixUser())));
+}

@@ -1,0 +1,127 @@
+import type { Selectable } from 'kysely';
+import type { ApiKeysTable } from './auth-schema.js';
+import type { Database, SyncExecutor } from './database.js';
+import { fromJson, timestamp, toJson } from './values.js';
+
+export interface ApiKeyRecord {
+  id: string;
+  userId: string;
+  /** The owner's name, joined in for listings. */
+  userName: string;
+  name: string;
+  prefix: string;
+  /** null: all of the owner's rights. */
+  scopes: string[] | null;
+  createdAt: string;
+  createdBy: string;
+  expiresAt: string | null;
+  revokedAt: string | null;
+  lastUsedAt: string | null;
+}
+
+export interface NewApiKey {
+  id: string;
+  userId: string;
+  name: string;
+  prefix: string;
+  keyHash: string;
+  scopes: readonly string[] | null;
+  at: Date;
+  createdBy: string;
+  expiresAt: Date | null;
+}
+
+export interface ApiKeyRepository {
+  insertWithin(tx: SyncExecutor, key: NewApiKey): void;
+  get(id: string): Promise<ApiKeyRecord | null>;
+  getWithin(tx: SyncExecutor, id: string): ApiKeyRecord | null;
+  findByHash(keyHash: string): Promise<ApiKeyRecord | null>;
+  /** Newest first; all keys or one user's. */
+  list(filter?: { userId?: string }): Promise<ApiKeyRecord[]>;
+  revokeWithin(tx: SyncExecutor, id: string, at: Date): void;
+  /** Sets last_used_at unless it was set after `unlessUsedSince`; keeps a busy key from writing on every request. */
+  markUsed(id: string, at: Date, unlessUsedSince: Date): Promise<void>;
+}
+
+type KeyRow = Selectable<ApiKeysTable> & { user_name: string };
+
+function rowToApiKey(row: KeyRow): ApiKeyRecord {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    userName: row.user_name,
+    name: row.name,
+    prefix: row.prefix,
+    scopes: row.scopes === null ? null : fromJson<string[]>(row.scopes),
+    createdAt: row.created_at,
+    createdBy: row.created_by,
+    expiresAt: row.expires_at,
+    revokedAt: row.revoked_at,
+    lastUsedAt: row.last_used_at,
+  };
+}
+
+export function createApiKeyRepository(database: Database): ApiKeyRepository {
+  const db = database.kysely;
+  const withOwner = () =>
+    db
+      .selectFrom('api_keys')
+      .innerJoin('users', 'users.id', 'api_keys.user_id')
+      .selectAll('api_keys')
+      .select('users.name as user_name');
+
+  return {
+    insertWithin(tx, key) {
+      tx.run(
+        db.insertInto('api_keys').values({
+          id: key.id,
+          user_id: key.userId,
+          name: key.name,
+          prefix: key.prefix,
+          key_hash: key.keyHash,
+          scopes: key.scopes === null ? null : toJson([...key.scopes]),
+          created_at: timestamp(key.at),
+          created_by: key.createdBy,
+          expires_at: key.expiresAt === null ? null : timestamp(key.expiresAt),
+          revoked_at: null,
+          last_used_at: null,
+        }),
+      );
+    },
+
+    async get(id) {
+      const row = await withOwner().where('api_keys.id', '=', id).executeTakeFirst();
+      return row === undefined ? null : rowToApiKey(row);
+    },
+
+    getWithin(tx, id) {
+      const row = tx.first(withOwner().where('api_keys.id', '=', id));
+      return row === undefined ? null : rowToApiKey(row);
+    },
+
+    async findByHash(keyHash) {
+      const row = await withOwner().where('api_keys.key_hash', '=', keyHash).executeTakeFirst();
+      return row === undefined ? null : rowToApiKey(row);
+    },
+
+    async list(filter = {}) {
+      let query = withOwner();
+      if (filter.userId !== undefined) query = query.where('api_keys.user_id', '=', filter.userId);
+      const rows = await query.orderBy('api_keys.created_at', 'desc').orderBy('api_keys.id').execute();
+      return rows.map(rowToApiKey);
+    },
+
+    revokeWithin(tx, id, at) {
+      tx.run(db.updateTable('api_keys').set({ revoked_at: timestamp(at) }).where('id', '=', id).where('revoked_at', 'is', null));
+    },
+
+    async markUsed(id, at, unlessUsedSince) {
+      await db
+        .updateTable('api_keys')
+        .set({ last_used_at: timestamp(at) })
+        .where('id', '=', id)
+        .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<', timestamp(unlessUsedSince))]))
+        .execute();
+    },
+  };
+}

@@ -1,0 +1,83 @@
+import type { ThrottleScope } from './auth-schema.js';
+import type { Database, SyncExecutor } from './database.js';
+import { timestamp } from './values.js';
+
+export interface Lockout {
+  scope: ThrottleScope;
+  key: string;
+  lockedAt: string;
+  until: string;
+}
+
+/** Failed logins and the lockouts they caused, per account name and per client address. */
+export interface ThrottleRepository {
+  /** The lockout on this key that lasts beyond `now`, if any. */
+  activeLockoutWithin(tx: SyncExecutor, scope: ThrottleScope, key: string, now: Date): Lockout | null;
+  addFailureWithin(tx: SyncExecutor, scope: ThrottleScope, key: string, at: Date): void;
+  /** Failures on this key at or after `since`. */
+  countFailuresWithin(tx: SyncExecutor, scope: ThrottleScope, key: string, since: Date): number;
+  /** Locks the key until `until` and forgets the failures that led there, so the count starts afresh after it. */
+  lockWithin(tx: SyncExecutor, scope: ThrottleScope, key: string, at: Date, until: Date): void;
+  /** Forgets the key's failures and lifts its lockout. */
+  clearWithin(tx: SyncExecutor, scope: ThrottleScope, key: string): void;
+  /** Forgets failures before `failuresBefore` and lockouts that ended before `now`; returns how many rows went. */
+  prune(failuresBefore: Date, now: Date): Promise<number>;
+}
+
+export function createThrottleRepository(database: Database): ThrottleRepository {
+  const db = database.kysely;
+  const failuresOf = (scope: ThrottleScope, key: string) => db.deleteFrom('login_failures').where('scope', '=', scope).where('key', '=', key);
+
+  return {
+    activeLockoutWithin(tx, scope, key, now) {
+      const row = tx.first(
+        db
+          .selectFrom('lockouts')
+          .selectAll()
+          .where('scope', '=', scope)
+          .where('key', '=', key)
+          .where('until', '>', timestamp(now)),
+      );
+      return row === undefined ? null : { scope: row.scope, key: row.key, lockedAt: row.locked_at, until: row.until };
+    },
+
+    addFailureWithin(tx, scope, key, at) {
+      tx.run(db.insertInto('login_failures').values({ scope, key, at: timestamp(at) }));
+    },
+
+    countFailuresWithin(tx, scope, key, since) {
+      const row = tx.first(
+        db
+          .selectFrom('login_failures')
+          .select((eb) => eb.fn.countAll<number>().as('count'))
+          .where('scope', '=', scope)
+          .where('key', '=', key)
+          .where('at', '>=', timestamp(since)),
+      );
+      return row?.count ?? 0;
+    },
+
+    lockWithin(tx, scope, key, at, until) {
+      tx.run(
+        db
+          .insertInto('lockouts')
+          .values({ scope, key, locked_at: timestamp(at), until: timestamp(until) })
+          .onConflict((conflict) =>
+            conflict.columns(['scope', 'key']).doUpdateSet((eb) => ({ locked_at: eb.ref('excluded.locked_at'), until: eb.ref('excluded.until') })),
+          ),
+      );
+      tx.run(failuresOf(scope, key));
+    },
+
+    clearWithin(tx, scope, key) {
+      tx.run(failuresOf(scope, key));
+      tx.run(db.deleteFrom('lockouts').where('scope', '=', scope).where('key', '=', key));
+    },
+
+    async prune(failuresBefore, now) {
+      const failures = await db.deleteFrom('login_failures').where('at', '<', timestamp(failuresBefore)).executeTakeFirst();
+      const lockouts = await db.deleteFrom('lockouts').where('until', '<=', timestamp(now)).executeTakeFirst();
+      return Number(failures.numDeletedRows) + Number(lockouts.numDeletedRows);
+    },
+  };
+}

@@ -1,0 +1,186 @@
+import type { Selectable, Updateable } from 'kysely';
+import { ConflictError } from '../errors.js';
+import type { UserRole, UsersTable } from './auth-schema.js';
+import type { Database, SyncExecutor } from './database.js';
+import { timestamp } from './values.js';
+
+export interface UserRecord {
+  id: string;
+  name: string;
+  role: UserRole;
+  disabled: boolean;
+  passwordChangedAt: string;
+  passwordResetRequired: boolean;
+  credentialsVersion: number;
+  createdAt: string;
+  updatedAt: string;
+  lastLoginAt: string | null;
+}
+
+/** A user with the password hash, for the few places that check a password. */
+export interface StoredUser extends UserRecord {
+  passwordHash: string;
+}
+
+export interface NewUser {
+  id: string;
+  name: string;
+  role: UserRole;
+  passwordHash: string;
+  passwordResetRequired: boolean;
+  at: Date;
+}
+
+export interface UserChanges {
+  role?: UserRole;
+  disabled?: boolean;
+  password?: { hash: string; resetRequired: boolean };
+}
+
+/**
+ * Users. Writes take the caller's transaction (`…Within`), so the service can check a rule (the last
+ * admin), change a user, end sessions and record the audit entry in one commit.
+ */
+export interface UserRepository {
+  get(id: string): Promise<StoredUser | null>;
+  findByName(name: string): Promise<StoredUser | null>;
+  /** Sorted by name. */
+  list(): Promise<UserRecord[]>;
+  getWithin(tx: SyncExecutor, id: string): StoredUser | null;
+  findByNameWithin(tx: SyncExecutor, name: string): StoredUser | null;
+  countEnabledAdmins(): Promise<number>;
+  countEnabledAdminsWithin(tx: SyncExecutor): number;
+  insertWithin(tx: SyncExecutor, user: NewUser): StoredUser;
+  /** Applies the changes; `bumpCredentials` invalidates every token issued before. */
+  updateWithin(tx: SyncExecutor, id: string, changes: UserChanges, options: { at: Date; bumpCredentials: boolean }): StoredUser;
+  deleteWithin(tx: SyncExecutor, id: string): void;
+  recordLoginWithin(tx: SyncExecutor, id: string, at: Date): void;
+}
+
+function rowToStoredUser(row: Selectable<UsersTable>): StoredUser {
+  return {
+    id: row.id,
+    name: row.name,
+    role: row.role,
+    disabled: row.disabled === 1,
+    passwordChangedAt: row.password_changed_at,
+    passwordResetRequired: row.password_reset_required === 1,
+    credentialsVersion: row.credentials_version,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    lastLoginAt: row.last_login_at,
+    passwordHash: row.password_hash,
+  };
+}
+
+/** The user without the hash: what listings and services hand out. */
+export function publicUser(user: StoredUser): UserRecord {
+  const { passwordHash: _hidden, ...rest } = user;
+  return rest;
+}
+
+export function createUserRepository(database: Database): UserRepository {
+  const db = database.kysely;
+  const byId = (id: string) => db.selectFrom('users').selectAll().where('id', '=', id);
+  const byName = (name: string) => db.selectFrom('users').selectAll().where('name', '=', name);
+  const enabledAdmins = () =>
+    db
+      .selectFrom('users')
+      .select((eb) => eb.fn.countAll<number>().as('count'))
+      .where('role', '=', 'admin')
+      .where('disabled', '=', 0);
+
+  return {
+    async get(id) {
+      const row = await byId(id).executeTakeFirst();
+      return row === undefined ? null : rowToStoredUser(row);
+    },
+
+    async findByName(name) {
+      const row = await byName(name).executeTakeFirst();
+      return row === undefined ? null : rowToStoredUser(row);
+    },
+
+    async list() {
+      const rows = await db.selectFrom('users').selectAll().orderBy('name').execute();
+      return rows.map((row) => publicUser(rowToStoredUser(row)));
+    },
+
+    getWithin(tx, id) {
+      const row = tx.first(byId(id));
+      return row === undefined ? null : rowToStoredUser(row);
+    },
+
+    findByNameWithin(tx, name) {
+      const row = tx.first(byName(name));
+      return row === undefined ? null : rowToStoredUser(row);
+    },
+
+    async countEnabledAdmins() {
+      return (await enabledAdmins().executeTakeFirstOrThrow()).count;
+    },
+
+    countEnabledAdminsWithin(tx) {
+      return tx.first(enabledAdmins())?.count ?? 0;
+    },
+
+    insertWithin(tx, user) {
+      if (tx.first(byName(user.name)) !== undefined) {
+        throw new ConflictError(`User ${user.name} already exists`, { name: user.name }, 'user_exists');
+      }
+      const at = timestamp(user.at);
+      const row = tx.first(
+        db
+          .insertInto('users')
+          .values({
+            id: user.id,
+            name: user.name,
+            role: user.role,
+            password_hash: user.passwordHash,
+            password_changed_at: at,
+            password_reset_required: user.passwordResetRequired ? 1 : 0,
+            disabled: 0,
+            credentials_version: 1,
+            created_at: at,
+            updated_at: at,
+            last_login_at: null,
+          })
+          .returningAll(),
+      );
+      if (row === undefined) throw new Error(`inserting user ${user.name} returned no row`);
+      return rowToStoredUser(row);
+    },
+
+    updateWithin(tx, id, changes, options) {
+      const at = timestamp(options.at);
+      const values: Updateable<UsersTable> = { updated_at: at };
+      if (changes.role !== undefined) values.role = changes.role;
+      if (changes.disabled !== undefined) values.disabled = changes.disabled ? 1 : 0;
+      if (changes.password !== undefined) {
+        values.password_hash = changes.password.hash;
+        values.password_changed_at = at;
+        values.password_reset_required = changes.password.resetRequired ? 1 : 0;
+      }
+      const row = tx.first(
+        db
+          .updateTable('users')
+          .set((eb) => ({
+            ...values,
+            credentials_version: options.bumpCredentials ? eb('credentials_version', '+', 1) : eb.ref('credentials_version'),
+          }))
+          .where('id', '=', id)
+          .returningAll(),
+      );
+      if (row === undefined) throw new Error(`user ${id} vanished inside its own transaction`);
+      return rowToStoredUser(row);
+    },
+
+    deleteWithin(tx, id) {
+      tx.run(db.deleteFrom('users').where('id', '=', id));
+    },
+
+    recordLoginWithin(tx, id, at) {
+      tx.run(db.updateTable('users').set({ last_login_at: timestamp(at) }).where('id', '=', id));
+    },
+  };
+}

@@ -1,0 +1,200 @@
+import assert from 'node:assert/strict';
+import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { requestActor } from '../../src/auth/principal.js';
+import { secretHash } from '../../src/auth/secrets.js';
+import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../../src/errors.js';
+import { ADMIN_PASSWORD, CLI, CLIENT, DAY, MINUTE, USER_PASSWORD, withAuth } from './support.js';
+
+describe('API keys', () => {
+  it('creates a d2i_ key of 256 random bits, shows it once and keeps only its hash and a short prefix', async () => {
+    await withAuth(async ({ auth, database, dir }) => {
+      await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
+      const { key, record } = await auth.apiKeys.create({ user: 'alice', name: 'backup script', scopes: ['jobs:read'] }, CLI);
+      assert.match(key, /^d2i_[A-Za-z0-9_-]{43}$/);
+      assert.equal(Buffer.from(key.slice(4), 'base64url').length, 32);
+      assert.match(record.id, /^key_[0-9a-f]{20}$/);
+      assert.equal(record.prefix, key.slice(0, 12));
+      assert.equal(record.userName, 'alice');
+      assert.deepEqual(record.scopes, ['jobs:read']);
+      assert.equal(record.createdBy, 'cli:tester');
+      assert.equal('key' in record, false);
+      assert.ok(!JSON.stringify(await auth.apiKeys.list({}, CLI)).includes(key.slice(12)), 'listings never carry the secret');
+
+      const row = await database.kysely.selectFrom('api_keys').selectAll().executeTakeFirstOrThrow();
+      assert.equal(row.key_hash, secretHash(key));
+      // Everything SQLite wrote (database, WAL, shared memory): neither the key nor its secret part is in there.
+      const files = (await readdir(dir)).filter((name) => name.startsWith('disk2iso.sqlite'));
+      assert.ok(files.length >= 1);
+      const onDisk = Buffer.concat(await Promise.all(files.map((name) => readFile(join(dir, name)))));
+      assert.equal(onDisk.includes(key), false);
+      assert.equal(onDisk.includes(key.slice(12)), false);
+      assert.equal(onDisk.includes(Buffer.from(key.slice(4), 'base64url')), false);
+      assert.equal(onDisk.includes(row.key_hash), true, 'the check itself reads the right files');
+    });
+  });
+
+  it('authenticates with the owner\'s rights narrowed to the scopes, and without scopes with all of them', async () => {
+    await withAuth(async ({ auth }) => {
+      await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
+      const scoped = await auth.apiKeys.create({ user: 'alice', name: 'reader', scopes: ['jobs:read', 'archives:read'] }, CLI);
+      const full = await auth.apiKeys.create({ user: 'alice', name: 'all' }, CLI);
+
+      const reader = await auth.authenticateRequest({ apiKeyHeader: scoped.key });
+      assert.ok(reader);
+      assert.equal(reader.kind, 'api_key');
+      assert.equal(reader.via, 'api_key');
+      assert.equal(reader.apiKeyId, scoped.record.id);
+      assert.deepEqual([...reader.permissions], ['jobs:read', 'archives:read']);
+      assert.equal(reader.can('jobs:write'), false);
+
+      const all = await auth.authenticateRequest({ apiKeyHeader: full.key });
+      assert.deepEqual([...(all?.permissions ?? [])].sort(), ['archives:read', 'devices:read', 'devices:write', 'jobs:read', 'jobs:write', 'system:read']);
+
+      for (const wrong of ['', 'd2i_', full.key.slice(0, -1), `${full.key}x`, full.key.replace('d2i_', 'd2x_'), `d2i_${'A'.repeat(43)}`]) {
+        assert.equal(await auth.authenticateRequest({ apiKeyHeader: wrong }), null, JSON.stringify(wrong));
+      }
+    });
+  });
+
+  it('refuses scopes beyond the owner\'s role, unknown scopes, an empty list and past expiry dates', async () => {
+    await withAuth(async ({ auth, clock }) => {
+      await auth.users.add({ name: 'vera', role: 'viewer', password: USER_PASSWORD }, CLI);
+      await assert.rejects(auth.apiKeys.create({ user: 'vera', name: 'k', scopes: ['jobs:read', 'jobs:write'] }, CLI), (error: unknown) => {
+        assert.ok(error instanceof ValidationError);
+        assert.equal(error.code, 'scope_exceeds_rights');
+        assert.equal(error.message, 'Scope(s) jobs:write exceed the rights of viewer vera');
+        return true;
+      });
+      await assert.rejects(auth.apiKeys.create({ user: 'vera', name: 'k', scopes: ['jobs:read', 'root'] }, CLI), { code: 'invalid_scopes' });
+      await assert.rejects(auth.apiKeys.create({ user: 'vera', name: 'k', scopes: [] }, CLI), { code: 'invalid_scopes' });
+      await assert.rejects(auth.apiKeys.create({ user: 'vera', name: '  ', scopes: null }, CLI), { code: 'invalid_api_key_name' });
+      await assert.rejects(auth.apiKeys.create({ user: 'vera', name: 'k', expiresAt: clock.now() }, CLI), { code: 'invalid_expiry' });
+      await assert.rejects(auth.apiKeys.create({ user: 'nobody', name: 'k' }, CLI), NotFoundError);
+      await auth.users.add({ name: 'admin', role: 'admin', password: ADMIN_PASSWORD }, CLI);
+      await auth.users.disable('vera', CLI);
+      await assert.rejects(auth.apiKeys.create({ user: 'vera', name: 'k' }, CLI), ConflictError);
+    });
+  });
+
+  it('loses what its owner loses: demoted owner, disabled owner', async () => {
+    await withAuth(async ({ auth }) => {
+      await auth.users.add({ name: 'admin', role: 'admin', password: ADMIN_PASSWORD }, CLI);
+      await auth.users.add({ name: 'olga', role: 'admin', password: ADMIN_PASSWORD }, CLI);
+      const scoped = await auth.apiKeys.create({ user: 'olga', name: 'ops', scopes: ['jobs:write', 'users:admin'] }, CLI);
+      const full = await auth.apiKeys.create({ user: 'olga', name: 'all' }, CLI);
+      assert.equal((await auth.authenticateRequest({ apiKeyHeader: full.key }))?.can('system:write'), true);
+
+      await auth.users.setRole('olga', 'operator', CLI);
+      assert.deepEqual([...((await auth.authenticateRequest({ apiKeyHeader: scoped.key }))?.permissions ?? [])], ['jobs:write']);
+      const demoted = await auth.authenticateRequest({ apiKeyHeader: full.key });
+      assert.equal(demoted?.can('system:write'), false);
+      assert.equal(demoted?.can('users:admin'), false);
+      assert.equal(demoted?.can('jobs:write'), true);
+
+      await auth.users.disable('olga', CLI);
+      assert.equal(await auth.authenticateRequest({ apiKeyHeader: full.key }), null);
+      await auth.users.enable('olga', CLI);
+      assert.ok(await auth.authenticateRequest({ apiKeyHeader: full.key }), 'the key was never revoked, only unusable while disabled');
+    });
+  });
+
+  it('stops working at its expiry and when revoked; revoking twice is a conflict', async () => {
+    await withAuth(async ({ auth, clock, auditEntries }) => {
+      await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
+      const expiring = await auth.apiKeys.create({ user: 'alice', name: 'day', expiresAt: new Date(clock.now().getTime() + DAY) }, CLI);
+      const revocable = await auth.apiKeys.create({ user: 'alice', name: 'rev' }, CLI);
+
+      clock.advance(DAY - 1);
+      assert.ok(await auth.authenticateRequest({ apiKeyHeader: expiring.key }));
+      clock.advance(1);
+      assert.equal(await auth.authenticateRequest({ apiKeyHeader: expiring.key }), null);
+
+      assert.ok(await auth.authenticateRequest({ apiKeyHeader: revocable.key }));
+      const revoked = await auth.apiKeys.revoke(revocable.record.id, CLI);
+      assert.equal(revoked.revokedAt, clock.now().toISOString());
+      assert.equal(await auth.authenticateRequest({ apiKeyHeader: revocable.key }), null);
+      await assert.rejects(auth.apiKeys.revoke(revocable.record.id, CLI), ConflictError);
+      await assert.rejects(auth.apiKeys.revoke('key_unknown', CLI), NotFoundError);
+
+      const entries = await auditEntries({ eventType: 'api_key' });
+      assert.deepEqual(
+        entries.map((entry) => [entry.action, entry.user, entry.details.key_id, entry.details.owner]),
+        [
+          ['create', 'cli:tester', expiring.record.id, 'alice'],
+          ['create', 'cli:tester', revocable.record.id, 'alice'],
+          ['revoke', 'cli:tester', revocable.record.id, 'alice'],
+        ],
+      );
+      assert.ok(!JSON.stringify(entries).includes(revocable.key.slice(12)), 'the audit trail never holds a key');
+    });
+  });
+
+  it('records the last use, at most once a minute', async () => {
+    await withAuth(async ({ auth, clock }) => {
+      await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
+      const { key, record } = await auth.apiKeys.create({ user: 'alice', name: 'k' }, CLI);
+      const lastUsed = async () => (await auth.apiKeys.list({ user: 'alice' }, CLI)).find((entry) => entry.id === record.id)?.lastUsedAt;
+      assert.equal(await lastUsed(), null);
+      const first = clock.now().toISOString();
+      await auth.authenticateRequest({ apiKeyHeader: key });
+      assert.equal(await lastUsed(), first);
+      clock.advance(59_000);
+      await auth.authenticateRequest({ apiKeyHeader: key });
+      assert.equal(await lastUsed(), first, 'not written again within the minute');
+      clock.advance(2_000);
+      await auth.authenticateRequest({ apiKeyHeader: key });
+      assert.equal(await lastUsed(), clock.now().toISOString());
+    });
+  });
+
+  it('lets users manage their own keys, admins everyone\'s, and never lets a key mint a stronger key', async () => {
+    await withAuth(async ({ auth }) => {
+      await auth.users.add({ name: 'admin', role: 'admin', password: ADMIN_PASSWORD }, CLI);
+      await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
+      await auth.users.add({ name: 'bob', role: 'operator', password: USER_PASSWORD }, CLI);
+      const alice = requestActor((await auth.login('alice', USER_PASSWORD, CLIENT)).principal, CLIENT);
+      const admin = requestActor((await auth.login('admin', ADMIN_PASSWORD, CLIENT)).principal, CLIENT);
+
+      const own = await auth.apiKeys.create({ user: 'alice', name: 'mine', scopes: ['jobs:read'] }, alice);
+      assert.equal(own.record.createdBy, 'alice');
+      const bobs = await auth.apiKeys.create({ user: 'bob', name: 'for bob' }, admin);
+      await assert.rejects(auth.apiKeys.create({ user: 'bob', name: 'not mine' }, alice), ForbiddenError);
+      await assert.rejects(auth.apiKeys.list({ user: 'bob' }, alice), ForbiddenError);
+      await assert.rejects(auth.apiKeys.list({}, alice), ForbiddenError);
+      await assert.rejects(auth.apiKeys.revoke(bobs.record.id, alice), ForbiddenError);
+      assert.deepEqual(
+        (await auth.apiKeys.list({ user: 'alice' }, alice)).map((key) => key.name),
+        ['mine'],
+      );
+      assert.equal((await auth.apiKeys.list({}, admin)).length, 2);
+
+      const keyPrincipal = await auth.authenticateRequest({ apiKeyHeader: own.key });
+      assert.ok(keyPrincipal);
+      const keyActor = requestActor(keyPrincipal, CLIENT);
+      await assert.rejects(auth.apiKeys.create({ user: 'alice', name: 'escalate' }, keyActor), ForbiddenError);
+      await assert.rejects(auth.apiKeys.create({ user: 'alice', name: 'escalate', scopes: ['jobs:write'] }, keyActor), ForbiddenError);
+      await auth.apiKeys.create({ user: 'alice', name: 'same rights', scopes: ['jobs:read'] }, keyActor);
+      await auth.apiKeys.revoke(own.record.id, alice);
+    });
+  });
+
+  it('lists keys newest first with their state', async () => {
+    await withAuth(async ({ auth, clock }) => {
+      await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
+      const first = await auth.apiKeys.create({ user: 'alice', name: 'first' }, CLI);
+      clock.advance(MINUTE);
+      await auth.apiKeys.create({ user: 'alice', name: 'second', expiresAt: new Date(clock.now().getTime() + MINUTE) }, CLI);
+      await auth.apiKeys.revoke(first.record.id, CLI);
+      const listed = await auth.apiKeys.list({ user: 'alice' }, CLI);
+      assert.deepEqual(
+        listed.map((key) => [key.name, key.revokedAt !== null, key.expiresAt]),
+        [
+          ['second', false, '2026-01-15T10:02:00.000Z'],
+          ['first', true, null],
+        ],
+      );
+    });
+  });
+});

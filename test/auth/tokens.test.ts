@@ -1,0 +1,163 @@
+import assert from 'node:assert/strict';
+import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { decodeJwt, decodeProtectedHeader } from 'jose';
+import { AuthenticationError, LockedOutError } from '../../src/auth/errors.js';
+import { SIGNING_KEY_FILE, loadOrCreateSigningKey } from '../../src/auth/tokens.js';
+import { withTempDir } from '../db/support.js';
+import { ADMIN_PASSWORD, CLI, CLIENT, MINUTE, USER_PASSWORD, withAuth } from './support.js';
+
+/** Flips one character of the token's payload or signature, keeping it well-formed base64url. */
+function tamper(token: string, part: 1 | 2): string {
+  const parts = token.split('.');
+  const text = parts[part] ?? '';
+  const index = Math.floor(text.length / 2);
+  parts[part] = `${text.slice(0, index)}${text[index] === 'A' ? 'B' : 'A'}${text.slice(index + 1)}`;
+  return parts.join('.');
+}
+
+describe('JWT bearer tokens', () => {
+  it('issues a 15-minute HS256 token for a password with sub, role, cv and jti, and verifies it', async () => {
+    await withAuth(async ({ auth, auditEntries }) => {
+      const alice = await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
+      const issued = await auth.tokens.issueForPassword('alice', USER_PASSWORD, CLIENT);
+      assert.equal(issued.tokenType, 'Bearer');
+      assert.equal(issued.expiresIn, 900);
+      assert.equal(issued.expiresAt, '2026-01-15T10:15:00.000Z');
+      assert.deepEqual(decodeProtectedHeader(issued.token), { alg: 'HS256', typ: 'JWT' });
+      const claims = decodeJwt(issued.token);
+      assert.equal(claims.sub, alice.id);
+      assert.equal(claims.role, 'operator');
+      assert.equal(claims.cv, 1);
+      assert.equal(typeof claims.jti, 'string');
+      assert.equal(claims.exp, Date.parse('2026-01-15T10:15:00Z') / 1000);
+      assert.equal(claims.scope, undefined);
+
+      const principal = await auth.authenticateRequest({ bearer: issued.token });
+      assert.ok(principal);
+      assert.deepEqual([principal.kind, principal.via, principal.name, principal.role], ['user', 'jwt', 'alice', 'operator']);
+      assert.equal(principal.can('jobs:write'), true);
+
+      const [entry] = await auditEntries({ action: 'token_issued' });
+      assert.deepEqual(entry?.details, { method: 'password', jti: claims.jti ?? null, expires_at: issued.expiresAt });
+    });
+  });
+
+  it('refuses an expired token, one with a changed payload or signature, one signed with another key, and junk', async () => {
+    await withAuth(async ({ auth, clock }) => {
+      await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
+      const { token } = await auth.tokens.issueForPassword('alice', USER_PASSWORD, CLIENT);
+      assert.ok(await auth.tokens.verify(token));
+      for (const bad of [tamper(token, 1), tamper(token, 2), `${token}x`, 'a.b.c', '', token.split('.').slice(0, 2).join('.')]) {
+        assert.equal(await auth.tokens.verify(bad), null, bad);
+      }
+      const otherService = await withAuth(async (other) => {
+        await other.auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
+        return (await other.auth.tokens.issueForPassword('alice', USER_PASSWORD, CLIENT)).token;
+      });
+      assert.equal(await auth.tokens.verify(otherService), null, 'a token of another installation');
+
+      clock.advance(15 * MINUTE - 1000);
+      assert.ok(await auth.tokens.verify(token));
+      clock.advance(1000);
+      assert.equal(await auth.tokens.verify(token), null, 'expired');
+    });
+  });
+
+  it('is refused after the password changes, the role changes or the user is disabled or deleted', async () => {
+    await withAuth(async ({ auth }) => {
+      await auth.users.add({ name: 'admin', role: 'admin', password: ADMIN_PASSWORD }, CLI);
+      await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
+      const issue = async (password: string) => (await auth.tokens.issueForPassword('alice', password, CLIENT)).token;
+
+      let token = await issue(USER_PASSWORD);
+      const { principal } = await auth.login('alice', USER_PASSWORD, CLIENT);
+      await auth.users.changeOwnPassword(principal, USER_PASSWORD, 'Changed-passw0rd', CLIENT);
+      assert.equal(await auth.tokens.verify(token), null, 'after a password change');
+
+      token = await issue('Changed-passw0rd');
+      await auth.users.resetPassword('alice', 'Reset-passw0rd-1', CLI);
+      assert.equal(await auth.tokens.verify(token), null, 'after a password reset');
+
+      token = await issue('Reset-passw0rd-1');
+      await auth.users.setRole('alice', 'viewer', CLI);
+      assert.equal(await auth.tokens.verify(token), null, 'after a role change');
+
+      token = await issue('Reset-passw0rd-1');
+      await auth.users.disable('alice', CLI);
+      assert.equal(await auth.tokens.verify(token), null, 'while disabled');
+      await auth.users.enable('alice', CLI);
+      assert.equal(await auth.tokens.verify(token), null, 'a token from before the disable stays dead');
+
+      token = await issue('Reset-passw0rd-1');
+      assert.ok(await auth.tokens.verify(token));
+      await auth.users.delete('alice', CLI);
+      assert.equal(await auth.tokens.verify(token), null, 'after deletion');
+    });
+  });
+
+  it('goes through the same credential check as a login: one error, lockout included', async () => {
+    await withAuth(async ({ auth }) => {
+      await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
+      await assert.rejects(auth.tokens.issueForPassword('nobody', USER_PASSWORD, CLIENT), { code: 'invalid_credentials', message: 'Invalid user name or password' });
+      for (let attempt = 0; attempt < 5; attempt += 1) await assert.rejects(auth.tokens.issueForPassword('alice', 'Wrong-passw0rd-1', CLIENT), AuthenticationError);
+      await assert.rejects(auth.tokens.issueForPassword('alice', USER_PASSWORD, CLIENT), LockedOutError);
+    });
+  });
+
+  it('issues a token for an API key carrying its scope, which dies with the key and shrinks with the owner', async () => {
+    await withAuth(async ({ auth }) => {
+      await auth.users.add({ name: 'admin', role: 'admin', password: ADMIN_PASSWORD }, CLI);
+      await auth.users.add({ name: 'olga', role: 'admin', password: ADMIN_PASSWORD }, CLI);
+      const { key, record } = await auth.apiKeys.create({ user: 'olga', name: 'ci', scopes: ['jobs:read', 'jobs:write', 'system:write'] }, CLI);
+      const issued = await auth.tokens.issueForApiKey(key, CLIENT);
+      const claims = decodeJwt(issued.token);
+      assert.equal(claims.scope, 'jobs:read jobs:write system:write');
+      assert.equal(claims.akid, record.id);
+
+      const principal = await auth.authenticateRequest({ bearer: issued.token });
+      assert.ok(principal);
+      assert.deepEqual([principal.kind, principal.via, principal.apiKeyId], ['api_key', 'jwt', record.id]);
+      assert.deepEqual([...principal.permissions], ['jobs:read', 'jobs:write', 'system:write']);
+
+      await auth.users.setRole('olga', 'operator', CLI);
+      assert.equal(await auth.tokens.verify(issued.token), null, 'the role change killed the token');
+      const again = await auth.tokens.issueForApiKey(key, CLIENT);
+      assert.deepEqual([...((await auth.tokens.verify(again.token))?.permissions ?? [])], ['jobs:read', 'jobs:write']);
+
+      await auth.apiKeys.revoke(record.id, CLI);
+      assert.equal(await auth.tokens.verify(again.token), null, 'revoking the key killed its token');
+      await assert.rejects(auth.tokens.issueForApiKey(key, CLIENT), { code: 'invalid_api_key' });
+      await assert.rejects(auth.tokens.issueForApiKey('d2i_nonsense', CLIENT), { code: 'invalid_api_key' });
+    });
+  });
+
+  it('keeps the signing key in DATA_DIR/jwt.key with mode 0600, reuses it, and repairs a wider mode', async () => {
+    await withAuth(async ({ auth, dir }) => {
+      await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
+      const file = join(dir, SIGNING_KEY_FILE);
+      await assert.rejects(stat(file), { code: 'ENOENT' });
+      const { token } = await auth.tokens.issueForPassword('alice', USER_PASSWORD, CLIENT);
+      assert.equal((await stat(file)).mode & 0o777, 0o600);
+      assert.equal(Buffer.from((await readFile(file, 'utf8')).trim(), 'base64url').length, 64);
+
+      await chmod(file, 0o644);
+      const reloaded = await loadOrCreateSigningKey(file);
+      assert.equal((await stat(file)).mode & 0o777, 0o600);
+      assert.equal(Buffer.from(reloaded).toString('base64url'), (await readFile(file, 'utf8')).trim());
+      assert.ok(await auth.tokens.verify(token));
+    });
+  });
+
+  it('agrees on one key when several callers create it at once, and refuses a file with no usable key', async () => {
+    await withTempDir(async (dir) => {
+      const file = join(dir, SIGNING_KEY_FILE);
+      const keys = await Promise.all(Array.from({ length: 8 }, () => loadOrCreateSigningKey(file)));
+      const distinct = new Set(keys.map((key) => Buffer.from(key).toString('hex')));
+      assert.equal(distinct.size, 1);
+      await writeFile(file, 'short\n', { mode: 0o600 });
+      await assert.rejects(loadOrCreateSigningKey(file), { code: 'signing_key_invalid' });
+    });
+  });
+});
