@@ -1,0 +1,320 @@
+import { createHash } from 'node:crypto';
+import { lstat, realpath, rm, stat } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, relative } from 'node:path';
+import type { Config, HashAlgorithm } from '../config/schema.js';
+import type { ArchiveListFilter, ArchiveMetadata, ArchiveRecord, ArchiveRepository, ArchiveSort, ArchiveVerificationRecord } from '../db/archive-repository.js';
+import type { ArchiveStatus } from '../db/schema.js';
+import { type Clock, type JsonObject, systemClock } from '../db/values.js';
+import type { DiscKind } from '../drives/types.js';
+import { ConflictError, NotFoundError, errnoCode } from '../errors.js';
+import { imageFileSet } from './naming.js';
+
+/** What re-hashing an image against its sidecars reports (the engine's verifyImage). */
+export interface VerificationReport {
+  ok: boolean;
+  results: Array<{ algorithm: string; expected: string; actual: string; ok: boolean }>;
+  bytes: number;
+  seconds: number;
+}
+export type ImageVerifier = (imagePath: string) => Promise<VerificationReport>;
+
+/** An archive as the API shows it. */
+export interface ArchiveView {
+  id: string;
+  filename: string;
+  path: string;
+  size_bytes: number;
+  created_at: string;
+  checksums: Partial<Record<HashAlgorithm, string>>;
+  metadata: ArchiveMetadata;
+  source: {
+    device_id: string | null;
+    device_path: string | null;
+    disc_kind: DiscKind | null;
+    volume_label: string | null;
+    volume_id: string | null;
+    media_type: 'cd' | 'dvd' | 'bd' | null;
+    file_systems: string[];
+  };
+  disc_kind: DiscKind | null;
+  status: ArchiveStatus;
+  bad_bytes: number;
+  last_verified_at: string | null;
+  last_verified_ok: boolean | null;
+  job_id: string | null;
+}
+
+export interface VerificationView {
+  id: number;
+  archive_id: string;
+  started_at: string;
+  finished_at: string;
+  ok: boolean;
+  seconds: number;
+  requested_by: string | null;
+  results: JsonObject;
+}
+
+export interface ArchiveListQuery {
+  search?: string | undefined;
+  from?: Date | undefined;
+  /** Inclusive. */
+  to?: Date | undefined;
+  minSizeBytes?: number | undefined;
+  maxSizeBytes?: number | undefined;
+  discKinds?: DiscKind[] | undefined;
+  statuses?: ArchiveStatus[] | undefined;
+  sort?: ArchiveSort | undefined;
+  order?: 'asc' | 'desc' | undefined;
+  limit: number;
+  offset: number;
+}
+
+/** An image file ready to be streamed: its real path and what conditional requests compare. */
+export interface ArchiveFile {
+  path: string;
+  filename: string;
+  sizeBytes: number;
+  modifiedAt: Date;
+  etag: string;
+}
+
+export interface ArchiveService {
+  list(query: ArchiveListQuery): Promise<{ archives: ArchiveView[]; total: number; limit: number; offset: number }>;
+  get(id: string): Promise<ArchiveView>;
+  updateMetadata(id: string, patch: Partial<ArchiveMetadata>): Promise<ArchiveView>;
+  /** Removes the image, every sidecar and the map (only inside the output directory), then the record. */
+  remove(id: string): Promise<void>;
+  /** Re-hashes the image, compares with its sidecars and the catalogue, and records the outcome. */
+  verify(id: string, requestedBy?: string | null): Promise<VerificationView>;
+  verifications(id: string, page: { limit: number; offset: number }): Promise<{ verifications: VerificationView[]; total: number; limit: number; offset: number }>;
+  openFile(id: string): Promise<ArchiveFile>;
+}
+
+/** Things worth a line in the application log. */
+export type ArchiveEventSink = (level: 'info' | 'warning', message: string, details: JsonObject) => void;
+
+export interface ArchiveServiceDeps {
+  config: Config;
+  archives: ArchiveRepository;
+  verifyImage: ImageVerifier;
+  onEvent?: ArchiveEventSink;
+  now?: Clock;
+}
+
+export function toArchiveView(record: ArchiveRecord): ArchiveView {
+  return {
+    id: record.id,
+    filename: record.filename,
+    path: record.path,
+    size_bytes: record.sizeBytes,
+    created_at: record.createdAt,
+    checksums: record.checksums,
+    metadata: { label: record.metadata.label, tags: [...record.metadata.tags], notes: record.metadata.notes },
+    source: {
+      device_id: record.source.deviceId,
+      device_path: record.source.devicePath,
+      disc_kind: record.source.discKind,
+      volume_label: record.source.volumeLabel,
+      volume_id: record.source.volumeId,
+      media_type: record.source.mediaType,
+      file_systems: [...record.source.fileSystems],
+    },
+    disc_kind: record.discKind,
+    status: record.status,
+    bad_bytes: record.badBytes,
+    last_verified_at: record.lastVerifiedAt,
+    last_verified_ok: record.lastVerifiedOk,
+    job_id: record.jobId,
+  };
+}
+
+function toVerificationView(record: ArchiveVerificationRecord): VerificationView {
+  return {
+    id: record.id,
+    archive_id: record.archiveId,
+    started_at: record.startedAt,
+    finished_at: record.finishedAt,
+    ok: record.ok,
+    seconds: record.seconds,
+    requested_by: record.requestedBy,
+    results: record.results,
+  };
+}
+
+function isInside(dir: string, path: string): boolean {
+  const rel = relative(dir, path);
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+}
+
+export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
+  const { config, archives } = deps;
+  const now = deps.now ?? systemClock;
+  const onEvent: ArchiveEventSink = deps.onEvent ?? (() => undefined);
+  const verifying = new Set<string>();
+
+  async function find(id: string): Promise<ArchiveRecord> {
+    const record = await archives.get(id);
+    if (!record) throw new NotFoundError(`no archive ${id}`, { archive_id: id }, 'archive_not_found');
+    return record;
+  }
+
+  function outsideError(record: ArchiveRecord): ConflictError {
+    return new ConflictError(
+      `the file of ${record.id} is not inside the output directory ${config.storage.output_dir}; disk2iso only touches files there`,
+      { archive_id: record.id },
+      'archive_outside_output_dir',
+    );
+  }
+
+  async function missing(record: ArchiveRecord): Promise<NotFoundError> {
+    if (record.status !== 'missing') await archives.setStatus(record.id, 'missing');
+    onEvent('warning', `image of ${record.id} is missing: ${record.path}`, { archive_id: record.id });
+    return new NotFoundError(`the image file of ${record.id} is missing`, { archive_id: record.id }, 'archive_file_missing');
+  }
+
+  /**
+   * The directory the record's files live in, resolved through symlinks, when it lies inside the
+   * (equally resolved) output directory; a catalogue entry can never make us touch anything else.
+   */
+  async function confinedDir(record: ArchiveRecord): Promise<string> {
+    let outputDir: string;
+    let parent: string;
+    try {
+      outputDir = await realpath(config.storage.output_dir);
+      parent = await realpath(dirname(record.path));
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') throw await missing(record);
+      throw error;
+    }
+    if (parent !== outputDir && !isInside(outputDir, parent)) throw outsideError(record);
+    return parent;
+  }
+
+  /** The image's real path, refusing a symlink that leads out of the output directory. */
+  async function confinedImage(record: ArchiveRecord): Promise<string> {
+    const dir = await confinedDir(record);
+    let real: string;
+    try {
+      real = await realpath(join(dir, basename(record.path)));
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') throw await missing(record);
+      throw error;
+    }
+    if (!isInside(await realpath(config.storage.output_dir), real)) throw outsideError(record);
+    return real;
+  }
+
+  return {
+    async list(query) {
+      const filter: ArchiveListFilter = { limit: query.limit, offset: query.offset };
+      if (query.search !== undefined) filter.search = query.search;
+      if (query.from !== undefined) filter.createdFrom = query.from;
+      if (query.to !== undefined) filter.createdBefore = new Date(query.to.getTime() + 1);
+      if (query.minSizeBytes !== undefined) filter.minSizeBytes = query.minSizeBytes;
+      if (query.maxSizeBytes !== undefined) filter.maxSizeBytes = query.maxSizeBytes;
+      if (query.discKinds !== undefined) filter.discKinds = query.discKinds;
+      if (query.statuses !== undefined) filter.statuses = query.statuses;
+      if (query.sort !== undefined) filter.sort = query.sort;
+      if (query.order !== undefined) filter.order = query.order;
+      const { items, total } = await archives.list(filter);
+      return { archives: items.map(toArchiveView), total, limit: query.limit, offset: query.offset };
+    },
+
+    async get(id) {
+      return toArchiveView(await find(id));
+    },
+
+    async updateMetadata(id, patch) {
+      await find(id);
+      const cleaned: Partial<ArchiveMetadata> = {};
+      if (patch.label !== undefined) cleaned.label = patch.label.trim();
+      if (patch.notes !== undefined) cleaned.notes = patch.notes;
+      if (patch.tags !== undefined) cleaned.tags = [...new Set(patch.tags.map((tag) => tag.trim()).filter((tag) => tag !== ''))];
+      return toArchiveView(await archives.updateMetadata(id, cleaned));
+    },
+
+    async remove(id) {
+      const record = await find(id);
+      if (verifying.has(id)) throw new ConflictError(`${id} is being verified; delete it afterwards`, { archive_id: id }, 'archive_busy');
+      let dir: string | null;
+      try {
+        dir = await confinedDir(record);
+      } catch (error) {
+        // A record whose folder is gone has no files left to remove; the record itself still goes.
+        if (error instanceof NotFoundError) dir = null;
+        else throw error;
+      }
+      const removed: string[] = [];
+      if (dir !== null) {
+        for (const file of imageFileSet(join(dir, basename(record.path)))) {
+          try {
+            await lstat(file);
+          } catch (error) {
+            if (errnoCode(error) === 'ENOENT') continue;
+            throw error;
+          }
+          // rm on a symlink removes the link itself, never its target.
+          await rm(file, { force: true });
+          removed.push(basename(file));
+        }
+      }
+      await archives.delete(id);
+      onEvent('info', `archive ${id} deleted (${record.filename})`, { archive_id: id, removed_files: removed });
+    },
+
+    async verify(id, requestedBy = null) {
+      const record = await find(id);
+      if (verifying.has(id)) throw new ConflictError(`${id} is already being verified`, { archive_id: id }, 'verification_running');
+      verifying.add(id);
+      try {
+        const image = await confinedImage(record);
+        const startedAt = now();
+        const report = await deps.verifyImage(image);
+        const finishedAt = now();
+        // The sidecars sit next to the image and could have been rewritten with it; the catalogue
+        // keeps the checksums computed while reading the disc, so both must agree.
+        const algorithms = report.results.map((result) => {
+          const catalogued = record.checksums[result.algorithm as HashAlgorithm];
+          const catalogueOk = catalogued === undefined || catalogued === result.actual;
+          return { algorithm: result.algorithm, expected: result.expected, actual: result.actual, sidecar_ok: result.ok, catalogue: catalogued ?? null, ok: result.ok && catalogueOk };
+        });
+        const ok = report.ok && algorithms.every((result) => result.ok);
+        const verification = await archives.recordVerification(id, {
+          startedAt,
+          finishedAt,
+          ok,
+          results: { source: 'api', bytes: report.bytes, algorithms },
+          seconds: report.seconds,
+          requestedBy,
+          archiveStatus: ok && record.badBytes === 0 ? 'ok' : 'damaged',
+        });
+        onEvent(ok ? 'info' : 'warning', `archive ${id} verification ${ok ? 'passed' : 'FAILED'}`, { archive_id: id });
+        return toVerificationView(verification);
+      } finally {
+        verifying.delete(id);
+      }
+    },
+
+    async verifications(id, page) {
+      await find(id);
+      const { items, total } = await archives.listVerifications(id, page);
+      return { verifications: items.map(toVerificationView), total, limit: page.limit, offset: page.offset };
+    },
+
+    async openFile(id) {
+      const record = await find(id);
+      const path = await confinedImage(record);
+      let info;
+      try {
+        info = await stat(path);
+      } catch (error) {
+        if (errnoCode(error) === 'ENOENT') throw await missing(record);
+        throw error;
+      }
+      if (!info.isFile()) throw await missing(record);
+      const tag = createHash('sha1').update(`${record.id}:${info.size}:${info.mtimeMs}:${info.ino}`).digest('hex').slice(0, 27);
+      return { path, filename: record.filename, sizeBytes: info.size, modifiedAt: info.mtime, etag: `"${tag}"` };
+    },
+  };
+}

@@ -1,0 +1,149 @@
+import type { JobEventBus } from '../jobs/events.js';
+import type { JobRecord } from '../jobs/queue.js';
+import { type JobView, toJobUpdate, toJobView } from '../jobs/view.js';
+
+export const LIVE_MESSAGE_TYPES = ['job_created', 'job_update', 'job_finished', 'job_removed', 'job_log'] as const;
+export type LiveMessageType = (typeof LIVE_MESSAGE_TYPES)[number];
+
+/** The specification's WebSocket message; SSE sends the same JSON as `data:` with the type as event name. */
+export interface LiveMessage {
+  type: LiveMessageType;
+  job_id: string;
+  data: Record<string, unknown>;
+}
+
+/** One connected client, WebSocket or SSE. */
+export interface LiveSink {
+  send(message: LiveMessage): void;
+  /** Bytes written but not yet taken by the network: how far behind the client is. */
+  bufferedBytes(): number;
+  heartbeat(): void;
+  close(): void;
+}
+
+export interface LiveHub {
+  /** Starts delivering events to the sink; returns the function that stops it. */
+  connect(sink: LiveSink): () => void;
+  clientCount(): number;
+  /** Closes every client and stops listening (server shutdown). */
+  close(): void;
+}
+
+export interface LiveHubOptions {
+  events: JobEventBus;
+  /** Each client gets at most one batch per interval (default 250 ms: four a second). */
+  flushIntervalMs?: number;
+  heartbeatMs?: number;
+  /** A client with more unsent bytes than this gets nothing new until it catches up, only the latest state per job. */
+  maxBufferedBytes?: number;
+  /** Log lines kept per lagging client; older ones are dropped. */
+  maxPendingLogLines?: number;
+}
+
+interface Client {
+  sink: LiveSink;
+  /** Ordered by first arrival; a job's newer update replaces its older one in place. */
+  pending: Map<string, LiveMessage>;
+  logKeys: string[];
+}
+
+/** A job's full state for job_created/job_finished; queue positions are not tracked live, so they are left out. */
+function snapshot(job: JobRecord): Omit<JobView, 'queue_position'> {
+  const view: Partial<JobView> = toJobView(job, null);
+  delete view.queue_position;
+  return view as Omit<JobView, 'queue_position'>;
+}
+
+/**
+ * Fans job events out to live clients. Emitting never waits on a client: an event only updates
+ * each client's small pending map, and a timer flushes the maps. Updates coalesce per job, so a
+ * slow client's backlog is bounded by the number of jobs (plus a capped number of log lines).
+ */
+export function createLiveHub(options: LiveHubOptions): LiveHub {
+  const flushIntervalMs = options.flushIntervalMs ?? 250;
+  const maxBufferedBytes = options.maxBufferedBytes ?? 256 * 1024;
+  const maxPendingLogLines = options.maxPendingLogLines ?? 200;
+  const clients = new Set<Client>();
+  let logSeq = 0;
+
+  const enqueue = (key: string, message: LiveMessage): void => {
+    for (const client of clients) {
+      if (message.type === 'job_finished' || message.type === 'job_removed') client.pending.delete(`update:${message.job_id}`);
+      client.pending.set(key, message);
+      if (message.type === 'job_log') {
+        client.logKeys.push(key);
+        if (client.logKeys.length > maxPendingLogLines) {
+          const oldest = client.logKeys.shift();
+          if (oldest !== undefined) client.pending.delete(oldest);
+        }
+      }
+    }
+  };
+
+  const unsubscribe = [
+    options.events.on('job.created', ({ job }) => enqueue(`created:${job.id}`, { type: 'job_created', job_id: job.id, data: snapshot(job) })),
+    options.events.on('job.updated', ({ job }) => enqueue(`update:${job.id}`, { type: 'job_update', job_id: job.id, data: toJobUpdate(job) })),
+    options.events.on('job.finished', ({ job }) => enqueue(`finished:${job.id}`, { type: 'job_finished', job_id: job.id, data: snapshot(job) })),
+    options.events.on('job.removed', ({ jobId }) => enqueue(`removed:${jobId}`, { type: 'job_removed', job_id: jobId, data: {} })),
+    options.events.on('job.log', ({ jobId, level, message, at }) => {
+      logSeq += 1;
+      enqueue(`log:${logSeq}`, { type: 'job_log', job_id: jobId, data: { level, message, at } });
+    }),
+  ];
+
+  const drop = (client: Client): void => {
+    clients.delete(client);
+    client.pending.clear();
+  };
+
+  const flush = (): void => {
+    for (const client of clients) {
+      if (client.pending.size === 0 || client.sink.bufferedBytes() > maxBufferedBytes) continue;
+      const batch = [...client.pending.values()];
+      client.pending.clear();
+      client.logKeys = [];
+      try {
+        for (const message of batch) client.sink.send(message);
+      } catch {
+        // A socket that fails on write is gone; its own close handler would say so a moment later.
+        drop(client);
+      }
+    }
+  };
+
+  const flushTimer = setInterval(flush, flushIntervalMs);
+  flushTimer.unref();
+  const heartbeatTimer = setInterval(() => {
+    for (const client of clients) {
+      try {
+        client.sink.heartbeat();
+      } catch {
+        drop(client);
+      }
+    }
+  }, options.heartbeatMs ?? 15_000);
+  heartbeatTimer.unref();
+
+  return {
+    connect(sink) {
+      const client: Client = { sink, pending: new Map(), logKeys: [] };
+      clients.add(client);
+      return () => drop(client);
+    },
+    clientCount: () => clients.size,
+    close() {
+      clearInterval(flushTimer);
+      clearInterval(heartbeatTimer);
+      for (const stop of unsubscribe) stop();
+      flush();
+      for (const client of [...clients]) {
+        drop(client);
+        try {
+          client.sink.close();
+        } catch {
+          // Already closed by the peer: nothing left to release.
+        }
+      }
+    },
+  };
+}

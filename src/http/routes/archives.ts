@@ -1,0 +1,197 @@
+import Type from 'typebox';
+import type { ArchiveService } from '../../archive/service.js';
+import { ARCHIVE_STATUSES, type ArchiveStatus as ArchiveStatusValue } from '../../db/schema.js';
+import type { DiscKind as DiscKindValue } from '../../drives/types.js';
+import type { App } from '../app.js';
+import { sendImage } from '../download.js';
+import { Archive, ArchiveId, Limit, Offset, SortOrder, Verification, errors } from '../schemas.js';
+
+const DISC_KINDS = ['data', 'dvd-video', 'bd-video', 'audio', 'blank', 'unknown'] as const;
+const listOf = (values: readonly string[]) => `^(${values.join('|')})(,(${values.join('|')}))*$`;
+
+/** A day (inclusive) or an exact moment. */
+const DateOrTime = Type.Union([Type.String({ format: 'date' }), Type.String({ format: 'date-time' })]);
+const Search = Type.String({ maxLength: 200, description: 'Words that must all occur in the filename, label, notes or tags' });
+
+const ListQuery = Type.Object(
+  {
+    q: Type.Optional(Search),
+    search: Type.Optional(Search),
+    from: Type.Optional(DateOrTime),
+    to: Type.Optional(DateOrTime),
+    min_size: Type.Optional(Type.Integer({ minimum: 0 })),
+    max_size: Type.Optional(Type.Integer({ minimum: 0 })),
+    type: Type.Optional(Type.String({ pattern: listOf(DISC_KINDS), description: `Disc kind, or a comma-separated list: ${DISC_KINDS.join(', ')}` })),
+    status: Type.Optional(Type.String({ pattern: listOf(ARCHIVE_STATUSES), description: `One status or a comma-separated list: ${ARCHIVE_STATUSES.join(', ')}` })),
+    sort: Type.Optional(Type.Enum(['name', 'date', 'size'], { default: 'date' })),
+    order: Type.Optional(SortOrder),
+    limit: Type.Optional(Limit(50, 500)),
+    offset: Type.Optional(Offset),
+  },
+  { additionalProperties: false },
+);
+
+/** Printable text only: a label or tag ends up in file listings, HTML and CSV exports. */
+const SingleLine = (maxLength: number) => Type.String({ maxLength, pattern: '^[^\\u0000-\\u001f\\u007f]*$' });
+
+const MetadataBody = Type.Object(
+  {
+    metadata: Type.Object(
+      {
+        label: Type.Optional(SingleLine(200)),
+        tags: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64, pattern: '^[^\\u0000-\\u001f\\u007f,]*$' }), { maxItems: 50 })),
+        notes: Type.Optional(Type.String({ maxLength: 10_000, pattern: '^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f]*$' })),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const ArchiveParams = Type.Object({ archive_id: ArchiveId }, { additionalProperties: false });
+
+/** `2025-12-31` as the end of a range means the whole day. */
+function rangeEnd(value: string): Date {
+  return /^\d{4}-\d{2}-\d{2}$/.test(value) ? new Date(Date.parse(`${value}T00:00:00Z`) + 86_400_000 - 1) : new Date(value);
+}
+
+function rangeStart(value: string): Date {
+  return /^\d{4}-\d{2}-\d{2}$/.test(value) ? new Date(`${value}T00:00:00Z`) : new Date(value);
+}
+
+export function archiveRoutes(archives: ArchiveService) {
+  return (app: App): void => {
+    app.get(
+      '/api/v1/archives',
+      {
+        config: { permission: 'archives:read' },
+        schema: {
+          tags: ['archives'],
+          summary: 'List and search finished images',
+          querystring: ListQuery,
+          response: {
+            200: Type.Object({ archives: Type.Array(Archive), total: Type.Integer(), limit: Type.Integer(), offset: Type.Integer() }, { additionalProperties: false }),
+            ...errors(400),
+          },
+        },
+      },
+      async (request) => {
+        const query = request.query;
+        return archives.list({
+          search: query.q ?? query.search,
+          from: query.from === undefined ? undefined : rangeStart(query.from),
+          to: query.to === undefined ? undefined : rangeEnd(query.to),
+          minSizeBytes: query.min_size,
+          maxSizeBytes: query.max_size,
+          discKinds: query.type?.split(',') as DiscKindValue[] | undefined,
+          statuses: query.status?.split(',') as ArchiveStatusValue[] | undefined,
+          sort: query.sort,
+          order: query.order,
+          limit: query.limit ?? 50,
+          offset: query.offset ?? 0,
+        });
+      },
+    );
+
+    app.get(
+      '/api/v1/archives/:archive_id',
+      {
+        config: { permission: 'archives:read' },
+        schema: { tags: ['archives'], summary: 'Get an archive', params: ArchiveParams, response: { 200: Archive, ...errors(400, 404) } },
+      },
+      async (request) => archives.get(request.params.archive_id),
+    );
+
+    app.patch(
+      '/api/v1/archives/:archive_id',
+      {
+        config: { permission: 'archives:write' },
+        schema: {
+          tags: ['archives'],
+          summary: "Edit an archive's label, tags or notes",
+          description: 'Fields left out stay as they are. Tags are trimmed and de-duplicated.',
+          params: ArchiveParams,
+          body: MetadataBody,
+          response: { 200: Archive, ...errors(400, 404, 413, 415) },
+        },
+      },
+      async (request) => archives.updateMetadata(request.params.archive_id, request.body.metadata),
+    );
+
+    app.delete(
+      '/api/v1/archives/:archive_id',
+      {
+        config: { permission: 'archives:write' },
+        schema: {
+          tags: ['archives'],
+          summary: 'Delete an archive and its files',
+          description: 'Removes the image with its .md5, .sha1, .sha256, .json and .map files (only inside the output directory), then the record.',
+          params: ArchiveParams,
+          response: { 204: Type.Null({ description: 'Deleted' }), ...errors(400, 404, 409) },
+        },
+      },
+      async (request, reply) => {
+        await archives.remove(request.params.archive_id);
+        return reply.status(204).send(null);
+      },
+    );
+
+    // GET and HEAD in one route: Fastify's generated HEAD route would replace our Content-Length with 0.
+    app.route({
+      method: ['GET', 'HEAD'],
+      url: '/api/v1/archives/:archive_id/download',
+      config: { permission: 'archives:read' },
+      schema: {
+        tags: ['archives'],
+        summary: 'Download the image',
+        description:
+          'Streams the image. Supports HEAD, one byte range (`Range: bytes=a-b`, `bytes=a-`, `bytes=-n`; 206, or 416 when it lies past the end), ETag with If-None-Match (304), If-Modified-Since and If-Range.',
+        params: ArchiveParams,
+        headers: Type.Object({ range: Type.Optional(Type.String({ maxLength: 200 })) }),
+        response: {
+          200: Type.String({ description: 'The image (application/octet-stream)' }),
+          206: Type.String({ description: 'The requested range' }),
+          304: Type.Null({ description: 'Not modified' }),
+          ...errors(400, 404, 409, 416),
+        },
+      },
+      handler: async (request, reply) => sendImage(request, reply, await archives.openFile(request.params.archive_id)),
+    });
+
+    app.post(
+      '/api/v1/archives/:archive_id/verify',
+      {
+        config: { permission: 'archives:write' },
+        schema: {
+          tags: ['archives'],
+          summary: 'Re-hash the image and compare it with its checksums',
+          description: 'Compares with the sidecar files and with the checksums recorded when the disc was read; the outcome is added to the verification history.',
+          params: ArchiveParams,
+          response: { 200: Verification, ...errors(400, 404, 409, 503) },
+        },
+      },
+      async (request) => archives.verify(request.params.archive_id),
+    );
+
+    app.get(
+      '/api/v1/archives/:archive_id/verifications',
+      {
+        config: { permission: 'archives:read' },
+        schema: {
+          tags: ['archives'],
+          summary: 'Verification history, newest first',
+          params: ArchiveParams,
+          querystring: Type.Object({ limit: Type.Optional(Limit(50, 500)), offset: Type.Optional(Offset) }, { additionalProperties: false }),
+          response: {
+            200: Type.Object(
+              { verifications: Type.Array(Verification), total: Type.Integer(), limit: Type.Integer(), offset: Type.Integer() },
+              { additionalProperties: false },
+            ),
+            ...errors(400, 404),
+          },
+        },
+      },
+      async (request) => archives.verifications(request.params.archive_id, { limit: request.query.limit ?? 50, offset: request.query.offset ?? 0 }),
+    );
+  };
+}

@@ -1,0 +1,40 @@
+import type { ArchiveService } from '../../archive/service.js';
+import type { JobService } from '../../jobs/service.js';
+import type { DeviceStatusService } from '../../system/devices.js';
+import type { EventLog } from '../../system/event-log.js';
+import type { SettingsService } from '../../system/settings.js';
+import type { SystemStatusService } from '../../system/status.js';
+import type { RouteModule } from '../app.js';
+import type { LiveHub } from '../live.js';
+import { archiveRoutes } from './archives.js';
+import { deviceRoutes } from './devices.js';
+import { healthRoutes } from './health.js';
+import { jobRoutes } from './jobs.js';
+import { liveRoutes } from './live.js';
+import { logRoutes } from './logs.js';
+import { systemRoutes } from './system.js';
+
+/** Everything the REST API and the live streams delegate to. */
+export interface ApiServices {
+  jobs: JobService;
+  archives: ArchiveService;
+  devices: DeviceStatusService;
+  system: SystemStatusService;
+  settings: SettingsService;
+  eventLog: EventLog;
+  live: LiveHub;
+  /** Resolves while the service can answer; throws a domain error otherwise. */
+  health: () => Promise<void>;
+}
+
+export function apiRoutes(services: ApiServices): RouteModule[] {
+  return [
+    healthRoutes(services.health),
+    jobRoutes(services.jobs),
+    archiveRoutes(services.archives),
+    deviceRoutes(services.devices),
+    systemRoutes(services.system, services.settings),
+    logRoutes(services.eventLog),
+    liveRoutes(services.live),
+  ];
+}

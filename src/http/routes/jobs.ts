@@ -1,0 +1,159 @@
+import Type from 'typebox';
+import { JOB_STATUSES, type JobStatus } from '../../db/schema.js';
+import type { JobService } from '../../jobs/service.js';
+import type { App } from '../app.js';
+import { HashAlgorithm, Job, JobId, JobLogLine, Limit, Offset, Priority, SortOrder, errors } from '../schemas.js';
+
+const STATUS_LIST = new RegExp(`^(${JOB_STATUSES.join('|')})(,(${JOB_STATUSES.join('|')}))*$`);
+
+const ListQuery = Type.Object(
+  {
+    status: Type.Optional(
+      Type.String({ pattern: STATUS_LIST.source, description: `One status or a comma-separated list: ${JOB_STATUSES.join(', ')}` }),
+    ),
+    limit: Type.Optional(Limit(50, 500)),
+    offset: Type.Optional(Offset),
+    sort: Type.Optional(Type.Enum(['created', 'updated', 'name'], { default: 'created' })),
+    order: Type.Optional(SortOrder),
+  },
+  { additionalProperties: false },
+);
+
+const CreateBody = Type.Object(
+  {
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'Image name (default: the disc label); no path separators, "..", or control characters' })),
+    device: Type.String({ minLength: 1, maxLength: 4096, description: 'Drive id (sr0) or the device path of a listed drive (/dev/sr0)' }),
+    options: Type.Optional(
+      Type.Object(
+        {
+          read_attempts: Type.Optional(Type.Integer({ minimum: 0, maximum: 100 })),
+          verify: Type.Optional(Type.Boolean()),
+          checksums: Type.Optional(Type.Array(HashAlgorithm, { minItems: 1, uniqueItems: true })),
+          priority: Type.Optional(Priority),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const UpdateBody = Type.Object(
+  {
+    action: Type.Optional(Type.Enum(['pause', 'resume', 'cancel', 'retry'])),
+    priority: Type.Optional(Priority),
+  },
+  { additionalProperties: false, description: 'An action, a new priority, or both' },
+);
+
+const JobParams = Type.Object({ job_id: JobId }, { additionalProperties: false });
+
+const JobList = Type.Object(
+  { jobs: Type.Array(Job), total: Type.Integer(), limit: Type.Integer(), offset: Type.Integer() },
+  { additionalProperties: false },
+);
+
+export function jobRoutes(jobs: JobService) {
+  return (app: App): void => {
+    app.get(
+      '/api/v1/jobs',
+      {
+        config: { permission: 'jobs:read' },
+        schema: {
+          tags: ['jobs'],
+          summary: 'List jobs',
+          description: 'Newest first by default; filter by status, page with limit and offset.',
+          querystring: ListQuery,
+          response: { 200: JobList, ...errors(400) },
+        },
+      },
+      async (request) => {
+        const { status, limit = 50, offset = 0, sort = 'created', order } = request.query;
+        return jobs.list({ status: status?.split(',') as JobStatus[] | undefined, limit, offset, sort, order });
+      },
+    );
+
+    app.post(
+      '/api/v1/jobs',
+      {
+        config: { permission: 'jobs:write' },
+        schema: {
+          tags: ['jobs'],
+          summary: 'Create an imaging job',
+          description: 'Queues a job for the disc in a drive. Options default to the configured imaging settings.',
+          body: CreateBody,
+          response: { 201: Job, ...errors(400, 404, 409, 413, 415, 503) },
+        },
+      },
+      async (request, reply) => {
+        const created = await jobs.create(request.body);
+        return reply.status(201).header('location', `/api/v1/jobs/${created.id}`).send(created);
+      },
+    );
+
+    app.get(
+      '/api/v1/jobs/:job_id',
+      {
+        config: { permission: 'jobs:read' },
+        schema: { tags: ['jobs'], summary: 'Get a job', params: JobParams, response: { 200: Job, ...errors(400, 404) } },
+      },
+      async (request) => jobs.get(request.params.job_id),
+    );
+
+    app.patch(
+      '/api/v1/jobs/:job_id',
+      {
+        config: { permission: 'jobs:write' },
+        schema: {
+          tags: ['jobs'],
+          summary: 'Pause, resume, cancel or retry a job, or change its priority',
+          description: 'A running job stops at its next read with its rescue map saved; resume and retry continue from that map.',
+          params: JobParams,
+          body: UpdateBody,
+          response: { 200: Job, ...errors(400, 404, 409, 413, 415) },
+        },
+      },
+      async (request) => jobs.update(request.params.job_id, request.body),
+    );
+
+    app.delete(
+      '/api/v1/jobs/:job_id',
+      {
+        config: { permission: 'jobs:write' },
+        schema: {
+          tags: ['jobs'],
+          summary: 'Cancel and remove a job',
+          description: 'A running job is cancelled first. The image of a completed job stays in the archive.',
+          params: JobParams,
+          response: { 204: Type.Null({ description: 'Removed' }), ...errors(400, 404, 409) },
+        },
+      },
+      async (request, reply) => {
+        await jobs.remove(request.params.job_id);
+        return reply.status(204).send(null);
+      },
+    );
+
+    app.get(
+      '/api/v1/jobs/:job_id/logs',
+      {
+        config: { permission: 'jobs:read' },
+        schema: {
+          tags: ['jobs'],
+          summary: "A job's log",
+          description: 'Oldest first, at most 1000 lines. To follow a log, pass the last id you have as after_id.',
+          params: JobParams,
+          querystring: Type.Object({ after_id: Type.Optional(Type.Integer({ minimum: 0 })) }, { additionalProperties: false }),
+          response: {
+            200: Type.Object({ job_id: JobId, logs: Type.Array(JobLogLine) }, { additionalProperties: false }),
+            ...errors(400, 404),
+          },
+        },
+      },
+      async (request) => {
+        const lines = await jobs.logs(request.params.job_id, request.query.after_id);
+        return { job_id: request.params.job_id, logs: lines.map((line) => ({ id: line.id, at: line.at, level: line.level, message: line.message })) };
+      },
+    );
+  };
+}

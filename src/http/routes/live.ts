@@ -1,0 +1,89 @@
+import Type from 'typebox';
+import type { WebSocket } from 'ws';
+import { ValidationError } from '../../errors.js';
+import type { App } from '../app.js';
+import { LIVE_MESSAGE_TYPES, type LiveHub, type LiveMessage } from '../live.js';
+import { errors } from '../schemas.js';
+
+/** How long to wait for a pong before treating a WebSocket client as gone. */
+const PONG_GRACE_HEARTBEATS = 2;
+
+const MESSAGE_DESCRIPTION = `Messages are JSON: {"type": ${LIVE_MESSAGE_TYPES.map((type) => `"${type}"`).join(' | ')}, "job_id": "job_…", "data": {…}}.
+job_update data: status, progress, speed_bps, eta_seconds, phase, bytes_done, size_bytes, bad_bytes, error_count.
+job_created and job_finished data: the full job (as GET /api/v1/jobs/{job_id}, without queue_position).
+job_log data: level, message, at. job_removed data: {}.
+Updates are coalesced per job and sent at most four times a second; a client that cannot keep up receives only the latest state of each job.`;
+
+function webSocketSink(socket: WebSocket) {
+  let missedPongs = 0;
+  socket.on('pong', () => {
+    missedPongs = 0;
+  });
+  return {
+    send: (message: LiveMessage) => socket.send(JSON.stringify(message)),
+    bufferedBytes: () => socket.bufferedAmount,
+    heartbeat: () => {
+      missedPongs += 1;
+      if (missedPongs > PONG_GRACE_HEARTBEATS) socket.terminate();
+      else socket.ping();
+    },
+    close: () => socket.close(1001, 'server shutting down'),
+  };
+}
+
+export function liveRoutes(hub: LiveHub) {
+  return (app: App): void => {
+    app.route({
+      method: 'GET',
+      url: '/api/v1/ws/jobs',
+      config: { permission: 'jobs:read' },
+      schema: {
+        tags: ['live'],
+        summary: 'Live job updates over WebSocket',
+        description: `Upgrade to a WebSocket. ${MESSAGE_DESCRIPTION} Messages sent by the client are ignored.`,
+        response: { 101: Type.Null({ description: 'Switching Protocols: the WebSocket is open' }), ...errors(400) },
+      },
+      // A plain GET gets the usual error shape instead of the websocket plugin's bare 404.
+      handler: async () => {
+        throw new ValidationError('this endpoint speaks WebSocket: send an Upgrade request', undefined, 'websocket_upgrade_required');
+      },
+      wsHandler: (socket) => {
+        const disconnect = hub.connect(webSocketSink(socket));
+        socket.on('close', disconnect);
+        socket.on('error', disconnect);
+      },
+    });
+
+    app.get(
+      '/api/v1/events',
+      {
+        config: { permission: 'jobs:read' },
+        schema: {
+          tags: ['live'],
+          summary: 'Live job updates as Server-Sent Events',
+          description: `text/event-stream; the event name is the message type and \`data:\` holds the same JSON as the WebSocket message. ${MESSAGE_DESCRIPTION} A comment line is sent every few seconds to keep proxies from closing the stream.`,
+          response: { 200: Type.String({ description: 'text/event-stream' }) },
+        },
+      },
+      (request, reply) => {
+        reply.hijack();
+        const raw = reply.raw;
+        raw.writeHead(200, {
+          'content-type': 'text/event-stream; charset=utf-8',
+          'cache-control': 'no-cache, no-transform',
+          connection: 'keep-alive',
+          'x-accel-buffering': 'no',
+          'x-content-type-options': 'nosniff',
+        });
+        raw.write(': connected\nretry: 3000\n\n');
+        const disconnect = hub.connect({
+          send: (message) => raw.write(`event: ${message.type}\ndata: ${JSON.stringify(message)}\n\n`),
+          bufferedBytes: () => raw.writableLength,
+          heartbeat: () => raw.write(': keep-alive\n\n'),
+          close: () => raw.end(),
+        });
+        request.raw.on('close', disconnect);
+      },
+    );
+  };
+}

@@ -1,0 +1,96 @@
+import Type from 'typebox';
+import { ConfigSchema } from '../../config/schema.js';
+import type { JsonObject } from '../../db/values.js';
+import { type SettingsService, partialSettingsSchema } from '../../system/settings.js';
+import type { SystemStatusService } from '../../system/status.js';
+import type { App } from '../app.js';
+import { Nullable, errors } from '../schemas.js';
+
+const ServiceState = Type.Enum(['running', 'stopped', 'error']);
+const Count = Type.Integer({ minimum: 0 });
+
+const Status = Type.Object(
+  {
+    status: Type.Enum(['healthy', 'degraded']),
+    version: Type.String(),
+    uptime_seconds: Type.Integer(),
+    resources: Type.Object(
+      {
+        cpu_percent: Type.Number({ description: 'All CPUs, since the previous status request (at least a second)' }),
+        process_cpu_percent: Type.Number({ description: 'This service alone, as a share of all CPUs' }),
+        memory_used_bytes: Type.Integer(),
+        memory_total_bytes: Type.Integer({ description: 'The cgroup memory limit when one is set (LXC, systemd), else the machine' }),
+        memory_source: Type.Enum(['cgroup', 'host']),
+        storage_used_bytes: Type.Integer({ description: 'Of the file system holding the output directory' }),
+        storage_total_bytes: Type.Integer(),
+        storage_free_bytes: Type.Integer(),
+      },
+      { additionalProperties: false },
+    ),
+    services: Type.Object({ database: ServiceState, queue: ServiceState, workers: ServiceState }, { additionalProperties: false }),
+    drives: Type.Object({ count: Count }, { additionalProperties: false }),
+    jobs: Type.Object(
+      { queued: Count, running: Count, paused: Count, verifying: Count, completed: Count, failed: Count, cancelled: Count },
+      { additionalProperties: false },
+    ),
+    warnings: Type.Array(Type.String(), { description: 'Why the status is degraded' }),
+  },
+  { additionalProperties: false },
+);
+
+const SettingsView = Type.Object(
+  {
+    settings: ConfigSchema,
+    sources: Type.Record(Type.String(), Type.String(), {
+      description: 'Where each setting comes from: default, config file …, stored settings, environment …, --set …',
+    }),
+    fixed: Type.Array(Type.String(), { description: 'Settings fixed by the environment or flags; PATCH refuses them (409)' }),
+    restart_required: Type.Array(Type.String(), { description: 'Changed settings that take effect after a restart' }),
+    data_dir: Type.String(),
+    config_file: Nullable(Type.String()),
+  },
+  { additionalProperties: false },
+);
+
+export function systemRoutes(system: SystemStatusService, settings: SettingsService) {
+  return (app: App): void => {
+    app.get(
+      '/api/v1/system/status',
+      {
+        config: { permission: 'system:read' },
+        schema: { tags: ['system'], summary: 'Service health and resource use', response: { 200: Status } },
+      },
+      async () => system.status(),
+    );
+
+    app.get(
+      '/api/v1/system/config',
+      {
+        config: { permission: 'system:read' },
+        schema: {
+          tags: ['system'],
+          summary: 'Effective settings and where each came from',
+          description: 'Secrets are shown as ******** (send that back unchanged to keep them).',
+          response: { 200: SettingsView },
+        },
+      },
+      async () => settings.view(),
+    );
+
+    app.patch(
+      '/api/v1/system/config',
+      {
+        config: { permission: 'system:write' },
+        schema: {
+          tags: ['system'],
+          summary: 'Change settings',
+          description:
+            'Takes any part of the settings tree, e.g. `{"imaging": {"read_attempts": 3}}`. Changes are stored in the database and apply at once (new jobs use them); `restart_required` lists those that need a restart. Settings fixed by the environment or flags give 409.',
+          body: partialSettingsSchema(),
+          response: { 200: SettingsView, ...errors(400, 409, 413, 415) },
+        },
+      },
+      async (request) => settings.update(request.body as JsonObject),
+    );
+  };
+}

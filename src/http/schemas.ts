@@ -1,0 +1,175 @@
+import Type, { type TSchema } from 'typebox';
+import { HASH_ALGORITHMS, PRIORITIES } from '../config/schema.js';
+import { ARCHIVE_STATUSES, JOB_STATUSES, LOG_LEVELS } from '../db/schema.js';
+
+/**
+ * Schemas shared by several routes. Every object is closed (additionalProperties false): requests
+ * with unknown fields are refused, responses never leak a field the contract does not name.
+ */
+
+export const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
+
+export const Timestamp = Type.String({ format: 'date-time', description: 'ISO 8601 UTC' });
+
+/** Ids are matched before any lookup, so a path-like or oversized id never reaches a service. */
+export const JobId = Type.String({ pattern: '^job_[a-z0-9]{1,64}$', description: 'Job id, e.g. job_3f9c…' });
+export const ArchiveId = Type.String({ pattern: '^archive_[a-z0-9]{1,64}$', description: 'Archive id, e.g. archive_3f9c…' });
+export const DeviceId = Type.String({ pattern: '^[a-z][a-z0-9-]{0,63}$', description: 'Drive id from GET /api/v1/devices (sr0, loop3, demo, …)' });
+
+export const ErrorResponse = Type.Object(
+  {
+    error: Type.Object(
+      {
+        code: Type.String({ description: 'Stable machine-readable code, e.g. job_not_found' }),
+        message: Type.String({ description: 'What went wrong, for people' }),
+        details: Type.Optional(Type.Unknown()),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false, description: 'Every error has this shape' },
+);
+
+/** The error responses a route can give, all with the one error shape. */
+export function errors(...statuses: number[]): Record<number, typeof ErrorResponse> {
+  return Object.fromEntries(statuses.map((status) => [status, ErrorResponse]));
+}
+
+export const SortOrder = Type.Enum(['asc', 'desc']);
+export const Limit = (defaultValue: number, maximum: number) => Type.Integer({ minimum: 1, maximum, default: defaultValue });
+export const Offset = Type.Integer({ minimum: 0, maximum: 1_000_000_000, default: 0 });
+
+export const JobStatus = Type.Enum([...JOB_STATUSES]);
+export const Priority = Type.Enum([...PRIORITIES]);
+export const HashAlgorithm = Type.Enum([...HASH_ALGORITHMS]);
+export const ArchiveStatus = Type.Enum([...ARCHIVE_STATUSES]);
+export const LogLevel = Type.Enum([...LOG_LEVELS]);
+export const DiscKind = Type.Enum(['data', 'dvd-video', 'bd-video', 'audio', 'blank', 'unknown']);
+export const MediaType = Type.Enum(['cd', 'dvd', 'bd']);
+export const ImagingPhase = Type.Enum(['preparing', 'copying', 'trimming', 'scraping', 'retrying', 'hashing', 'finalizing', 'verifying']);
+
+const Checksums = Type.Object(
+  { md5: Type.Optional(Type.String()), sha1: Type.Optional(Type.String()), sha256: Type.Optional(Type.String()) },
+  { additionalProperties: false },
+);
+
+export const JobOptions = Type.Object(
+  {
+    read_attempts: Type.Optional(Type.Integer()),
+    verify: Type.Optional(Type.Boolean()),
+    checksums: Type.Optional(Type.Array(HashAlgorithm)),
+    disc: Type.Optional(
+      Type.Object(
+        {
+          label: Type.Optional(Nullable(Type.String())),
+          volume_id: Type.Optional(Nullable(Type.String())),
+          created_at: Type.Optional(Nullable(Type.String())),
+          kind: Type.Optional(DiscKind),
+          media_type: Type.Optional(Nullable(MediaType)),
+          file_systems: Type.Optional(Type.Array(Type.String())),
+          size_bytes: Type.Optional(Type.Integer()),
+          sector_size: Type.Optional(Type.Integer()),
+        },
+        { additionalProperties: false, description: 'The disc as it was when the job was created (a retry must find the same disc)' },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const Job = Type.Object(
+  {
+    id: JobId,
+    name: Type.String(),
+    status: JobStatus,
+    progress: Type.Number({ minimum: 0, maximum: 100, description: 'Percent done' }),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    device: Type.String({ description: 'Device path' }),
+    output_file: Type.String(),
+    size_bytes: Nullable(Type.Integer()),
+    speed_bps: Nullable(Type.Integer()),
+    eta_seconds: Nullable(Type.Integer()),
+    device_id: DeviceId,
+    priority: Priority,
+    queue_position: Nullable(Type.Integer({ minimum: 1, description: '1-based place among queued jobs (null unless queued)' })),
+    phase: Nullable(ImagingPhase),
+    bytes_done: Type.Integer(),
+    bad_bytes: Type.Integer(),
+    error_count: Type.Integer(),
+    error: Nullable(Type.Object({ code: Type.String(), message: Type.String() }, { additionalProperties: false })),
+    options: JobOptions,
+    started_at: Nullable(Timestamp),
+    finished_at: Nullable(Timestamp),
+    archive_id: Nullable(ArchiveId),
+    attempts: Type.Integer({ description: 'How often a worker took the job up' }),
+  },
+  { additionalProperties: false },
+);
+
+/** The live payload of a job_update message (the specification's status, progress, speed_bps, eta_seconds, and more). */
+export const JobUpdate = Type.Object(
+  {
+    status: JobStatus,
+    progress: Type.Number(),
+    speed_bps: Nullable(Type.Integer()),
+    eta_seconds: Nullable(Type.Integer()),
+    phase: Nullable(ImagingPhase),
+    bytes_done: Type.Integer(),
+    size_bytes: Nullable(Type.Integer()),
+    bad_bytes: Type.Integer(),
+    error_count: Type.Integer(),
+  },
+  { additionalProperties: false },
+);
+
+export const Archive = Type.Object(
+  {
+    id: ArchiveId,
+    filename: Type.String(),
+    path: Type.String(),
+    size_bytes: Type.Integer(),
+    created_at: Timestamp,
+    checksums: Checksums,
+    metadata: Type.Object({ label: Type.String(), tags: Type.Array(Type.String()), notes: Type.String() }, { additionalProperties: false }),
+    source: Type.Object(
+      {
+        device_id: Nullable(Type.String()),
+        device_path: Nullable(Type.String()),
+        disc_kind: Nullable(DiscKind),
+        volume_label: Nullable(Type.String()),
+        volume_id: Nullable(Type.String()),
+        media_type: Nullable(MediaType),
+        file_systems: Type.Array(Type.String()),
+      },
+      { additionalProperties: false },
+    ),
+    disc_kind: Nullable(DiscKind),
+    status: ArchiveStatus,
+    bad_bytes: Type.Integer(),
+    last_verified_at: Nullable(Timestamp),
+    last_verified_ok: Nullable(Type.Boolean()),
+    job_id: Nullable(JobId),
+  },
+  { additionalProperties: false },
+);
+
+export const Verification = Type.Object(
+  {
+    id: Type.Integer(),
+    archive_id: ArchiveId,
+    started_at: Timestamp,
+    finished_at: Timestamp,
+    ok: Type.Boolean(),
+    seconds: Type.Number(),
+    requested_by: Nullable(Type.String()),
+    results: Type.Record(Type.String(), Type.Unknown(), { description: 'Per-algorithm outcome and what else the verifier reported' }),
+  },
+  { additionalProperties: false },
+);
+
+/** One line of a job's own log. */
+export const JobLogLine = Type.Object(
+  { id: Type.Integer(), at: Timestamp, level: LogLevel, message: Type.String() },
+  { additionalProperties: false },
+);

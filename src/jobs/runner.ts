@@ -1,0 +1,286 @@
+import { basename } from 'node:path';
+import { imagingOptionsFrom } from '../config/imaging-options.js';
+import type { Config, HashAlgorithm } from '../config/schema.js';
+import type { ArchiveRepository } from '../db/archive-repository.js';
+import type { JobRepository } from '../db/job-repository.js';
+import type { DriveService } from '../drives/service.js';
+import type { MediaInfo } from '../drives/types.js';
+import { DomainError, UnavailableError, errorMessage } from '../errors.js';
+import type { ImagingProgress, ImagingRequest, ImagingResult } from '../imaging/types.js';
+import type { Logger } from '../log.js';
+import type { JobEventBus } from './events.js';
+import type { FinishPatch, JobQueue, JobRecord } from './queue.js';
+
+export interface JobRunnerDeps {
+  config: Config;
+  queue: JobQueue;
+  jobs: JobRepository;
+  archives: ArchiveRepository;
+  drives: DriveService;
+  events: JobEventBus;
+  log: Logger;
+  runImaging: (request: ImagingRequest) => Promise<ImagingResult>;
+  workerId: string;
+  /** How often the runner looks for new work when nothing woke it. */
+  pollMs?: number;
+}
+
+export interface JobRunner {
+  start(): Promise<void>;
+  /** Looks for work now (after a job was created or a drive freed up). */
+  wake(): void;
+  /**
+   * Pauses every running job (maps saved) and puts it back in the queue, so the next start
+   * continues it; then stops claiming work.
+   */
+  stop(): Promise<void>;
+  /** Ids of the jobs this runner is working on. */
+  active(): string[];
+}
+
+/** Progress goes to the database at most this often; live events follow the engine's own pace. */
+const DB_PROGRESS_INTERVAL_MS = 1000;
+
+interface ActiveRun {
+  controller: AbortController;
+  deviceId: string;
+  done: Promise<void>;
+}
+
+/** The stored options of a job (validated when it was created). */
+interface StoredOptions {
+  read_attempts?: number;
+  verify?: boolean;
+  checksums?: HashAlgorithm[];
+  disc?: { volume_id?: string | null; created_at?: string | null; size_bytes?: number };
+}
+
+/** True when the disc now in the drive is not the one the job started on (a retry must not mix discs). */
+function differentDisc(options: StoredOptions, media: MediaInfo): boolean {
+  const disc = options.disc;
+  if (!disc) return false;
+  return (disc.size_bytes !== undefined && disc.size_bytes !== media.imageSizeBytes) || (disc.volume_id ?? null) !== media.volumeId || (disc.created_at ?? null) !== media.createdAt;
+}
+
+export function createJobRunner(deps: JobRunnerDeps): JobRunner {
+  const { config, queue, jobs, archives, drives, events, log, workerId } = deps;
+  const leaseMs = config.jobs.lease_seconds * 1000;
+  const runs = new Map<string, ActiveRun>();
+  let stopping = false;
+  let started = false;
+  let loop: Promise<void> = Promise.resolve();
+  let wakeUp: (() => void) | null = null;
+
+  async function appendLog(jobId: string, level: 'info' | 'warning' | 'error', message: string): Promise<void> {
+    const line = await jobs.appendLog(jobId, level, message);
+    events.emit('job.log', { jobId, level, message, at: line.at });
+  }
+
+  async function finish(job: JobRecord, status: 'completed' | 'failed' | 'cancelled' | 'paused', patch: FinishPatch = {}): Promise<void> {
+    const finished = await queue.finish(job.id, workerId, status, patch);
+    // A shutdown pause is not the user's: put the job back so the next start continues it.
+    const final = status === 'paused' && stopping && finished.requestedAction === null && patch.errorCode === undefined ? await queue.requeue(job.id) : finished;
+    events.emit('job.finished', { job: final });
+  }
+
+  async function recordArchive(job: JobRecord, media: MediaInfo, result: ImagingResult): Promise<string> {
+    const archive = await archives.create({
+      jobId: job.id,
+      filename: basename(result.outputPath),
+      path: result.outputPath,
+      sizeBytes: result.sizeBytes,
+      checksums: result.checksums,
+      metadata: { label: media.volumeLabel ?? job.name, tags: [], notes: '' },
+      source: {
+        deviceId: job.deviceId,
+        devicePath: job.devicePath,
+        discKind: media.kind,
+        volumeLabel: media.volumeLabel,
+        volumeId: media.volumeId,
+        mediaType: media.mediaType,
+        fileSystems: media.fileSystems,
+      },
+      badBytes: result.badSectors.badBytes,
+      status: result.badSectors.badBytes > 0 || result.verified === false ? 'damaged' : 'ok',
+    });
+    if (result.verified !== null) {
+      const finishedAt = new Date(result.timings.finishedAt);
+      await archives.recordVerification(archive.id, {
+        startedAt: new Date(finishedAt.getTime() - result.timings.verifySeconds * 1000),
+        finishedAt,
+        ok: result.verified,
+        results: { checksums: result.checksums, source: 'after imaging' },
+        seconds: result.timings.verifySeconds,
+        requestedBy: null,
+        archiveStatus: result.verified && result.badSectors.badBytes === 0 ? 'ok' : 'damaged',
+      });
+    }
+    return archive.id;
+  }
+
+  async function run(job: JobRecord, controller: AbortController): Promise<void> {
+    const heartbeat = setInterval(() => {
+      queue.heartbeat(job.id, workerId, leaseMs).then(
+        (held) => {
+          if (!held) {
+            log.warn({ jobId: job.id }, 'lease lost; stopping the job here');
+            controller.abort('pause');
+          }
+        },
+        (error: unknown) => log.error({ err: error, jobId: job.id }, 'heartbeat failed'),
+      );
+    }, Math.max(1000, Math.floor(leaseMs / 3)));
+    heartbeat.unref();
+
+    let lastDbWrite = 0;
+    let pendingUpdate: Promise<unknown> = Promise.resolve();
+    const onProgress = (progress: ImagingProgress): void => {
+      const now = Date.now();
+      const phaseStatus = progress.phase === 'verifying' ? 'verifying' : 'running';
+      if (now - lastDbWrite < DB_PROGRESS_INTERVAL_MS && progress.percent < 100) {
+        events.emit('job.updated', { job: { ...job, status: phaseStatus, phase: progress.phase, progress: progress.percent, bytesDone: progress.bytesDone, speedBps: progress.rateBps, etaSeconds: progress.etaSeconds, badBytes: progress.badBytes, errorCount: progress.errorCount } });
+        return;
+      }
+      lastDbWrite = now;
+      pendingUpdate = pendingUpdate
+        .then(() =>
+          queue.update(job.id, workerId, {
+            status: phaseStatus,
+            phase: progress.phase,
+            progress: progress.percent,
+            bytesDone: progress.bytesDone,
+            sizeBytes: progress.bytesTotal,
+            speedBps: progress.rateBps,
+            etaSeconds: progress.etaSeconds,
+            badBytes: progress.badBytes,
+            errorCount: progress.errorCount,
+          }),
+        )
+        .then((updated) => {
+          if (!updated) {
+            controller.abort('pause');
+            return;
+          }
+          events.emit('job.updated', { job: updated });
+          if (updated.requestedAction) controller.abort(updated.requestedAction);
+        })
+        .catch((error: unknown) => log.error({ err: error, jobId: job.id }, 'progress update failed'));
+    };
+
+    try {
+      const drive = await drives.get(job.deviceId);
+      const media = await drives.probe(drive.id);
+      if (!media.present || !media.imageSizeBytes) throw new UnavailableError('no_media', `no readable disc in ${drive.id}`);
+      const options = job.options as StoredOptions;
+      if (differentDisc(options, media)) {
+        throw new UnavailableError('different_disc', `the disc in ${drive.id} is not the one this job was created for; insert that disc, or create a new job`);
+      }
+      await appendLog(job.id, 'info', job.attempts > 1 || job.bytesDone > 0 ? 'continuing from the rescue map' : 'started');
+      const result = await deps.runImaging({
+        source: { path: drive.path, sizeBytes: media.imageSizeBytes, sectorSize: media.logicalSectorSize },
+        outputPath: job.outputFile,
+        options: imagingOptionsFrom(config, { readAttempts: options.read_attempts, checksums: options.checksums, verify: options.verify }),
+        metadata: { job_id: job.id, name: job.name, label: media.volumeLabel, device: { id: drive.id, path: drive.path, vendor: drive.vendor, model: drive.model }, media },
+        signal: controller.signal,
+        onProgress,
+        onLog: (level, message) => {
+          appendLog(job.id, level, message).catch((error: unknown) => log.error({ err: error }, 'job log failed'));
+        },
+      });
+      await pendingUpdate;
+      if (result.outcome === 'completed') {
+        const archiveId = await recordArchive(job, media, result);
+        const summary = result.badSectors.badBytes > 0 ? `completed with ${result.badSectors.badBytes} unreadable bytes` : 'completed';
+        await appendLog(job.id, result.badSectors.badBytes > 0 ? 'warning' : 'info', `${summary}: ${result.outputPath}`);
+        await finish(job, 'completed', { archiveId, progress: 100, bytesDone: result.sizeBytes, badBytes: result.badSectors.badBytes, phase: null });
+        if (config.storage.delete_source_on_success && drive.ejectable && result.badSectors.badBytes === 0) {
+          await drives.eject(drive.id).catch((error: unknown) => appendLog(job.id, 'warning', `eject failed: ${errorMessage(error)}`));
+        }
+      } else {
+        await appendLog(job.id, 'info', result.outcome);
+        await finish(job, result.outcome);
+      }
+    } catch (error) {
+      await pendingUpdate;
+      const code = error instanceof DomainError ? error.code : 'internal_error';
+      const message = error instanceof DomainError ? error.message : `internal error: ${errorMessage(error)}`;
+      if (!(error instanceof DomainError)) log.error({ err: error, jobId: job.id }, 'job failed unexpectedly');
+      await appendLog(job.id, 'error', message).catch(() => undefined);
+      // A full output file system is a pause the user can clear; everything else fails the job (retry resumes).
+      const status = code === 'storage_threshold' ? 'paused' : 'failed';
+      await finish(job, status, { errorCode: code, errorMessage: message }).catch((finishError: unknown) =>
+        log.error({ err: finishError, jobId: job.id }, 'could not record the end of a job'),
+      );
+    } finally {
+      clearInterval(heartbeat);
+    }
+  }
+
+  function launch(job: JobRecord): void {
+    const controller = new AbortController();
+    const done = run(job, controller).finally(() => {
+      runs.delete(job.id);
+      wake();
+    });
+    runs.set(job.id, { controller, deviceId: job.deviceId, done });
+  }
+
+  async function claimLoop(): Promise<void> {
+    const maxRunning = config.jobs.max_running > 0 ? config.jobs.max_running : undefined;
+    while (!stopping) {
+      try {
+        await queue.recoverExpired();
+        const busyDeviceIds = [...runs.values()].map((active) => active.deviceId);
+        const job = await queue.claimNext(workerId, { leaseMs, busyDeviceIds, ...(maxRunning ? { maxRunning } : {}) });
+        if (job) {
+          events.emit('job.updated', { job });
+          launch(job);
+          continue;
+        }
+      } catch (error) {
+        log.error({ err: error }, 'claiming a job failed');
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, deps.pollMs ?? 1000);
+        wakeUp = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wakeUp = null;
+    }
+  }
+
+  function wake(): void {
+    wakeUp?.();
+  }
+
+  const unsubscribe = [
+    events.on('job.created', () => wake()),
+    events.on('job.finished', () => wake()),
+    events.on('job.updated', ({ job }) => {
+      if (job.status === 'queued') wake();
+    }),
+    events.on('job.stop_requested', ({ jobId, action }) => runs.get(jobId)?.controller.abort(action)),
+  ];
+
+  return {
+    async start() {
+      if (started) return;
+      started = true;
+      loop = claimLoop();
+    },
+    wake,
+    async stop() {
+      stopping = true;
+      wake();
+      for (const active of runs.values()) active.controller.abort('pause');
+      await Promise.all([...runs.values()].map((active) => active.done));
+      await loop;
+      for (const off of unsubscribe) off();
+    },
+    active() {
+      return [...runs.keys()];
+    },
+  };
+}

@@ -1,0 +1,73 @@
+import type { JobRecord } from './queue.js';
+
+/** A job as the API and live streams show it: the specification's fields first, then ours. */
+export interface JobView {
+  id: string;
+  name: string;
+  status: JobRecord['status'];
+  progress: number;
+  created_at: string;
+  updated_at: string;
+  device: string;
+  output_file: string;
+  size_bytes: number | null;
+  speed_bps: number | null;
+  eta_seconds: number | null;
+  device_id: string;
+  priority: JobRecord['priority'];
+  queue_position: number | null;
+  phase: JobRecord['phase'];
+  bytes_done: number;
+  bad_bytes: number;
+  error_count: number;
+  error: { code: string; message: string } | null;
+  options: JobRecord['options'];
+  started_at: string | null;
+  finished_at: string | null;
+  archive_id: string | null;
+  attempts: number;
+}
+
+export function toJobView(job: JobRecord, queuePosition: number | null): JobView {
+  return {
+    id: job.id,
+    name: job.name,
+    status: job.status,
+    progress: Math.round(job.progress * 10) / 10,
+    created_at: job.createdAt,
+    updated_at: job.updatedAt,
+    device: job.devicePath,
+    output_file: job.outputFile,
+    size_bytes: job.sizeBytes,
+    speed_bps: job.speedBps === null ? null : Math.round(job.speedBps),
+    eta_seconds: job.etaSeconds === null ? null : Math.round(job.etaSeconds),
+    device_id: job.deviceId,
+    priority: job.priority,
+    queue_position: queuePosition,
+    phase: job.phase,
+    bytes_done: job.bytesDone,
+    bad_bytes: job.badBytes,
+    error_count: job.errorCount,
+    error: job.errorCode || job.errorMessage ? { code: job.errorCode ?? 'error', message: job.errorMessage ?? '' } : null,
+    options: job.options,
+    started_at: job.startedAt,
+    finished_at: job.finishedAt,
+    archive_id: job.archiveId,
+    attempts: job.attempts,
+  };
+}
+
+/** The live-update payload of the specification's `job_update` message. */
+export function toJobUpdate(job: JobRecord): Record<string, unknown> {
+  return {
+    status: job.status,
+    progress: Math.round(job.progress * 10) / 10,
+    speed_bps: job.speedBps === null ? null : Math.round(job.speedBps),
+    eta_seconds: job.etaSeconds === null ? null : Math.round(job.etaSeconds),
+    phase: job.phase,
+    bytes_done: job.bytesDone,
+    size_bytes: job.sizeBytes,
+    bad_bytes: job.badBytes,
+    error_count: job.errorCount,
+  };
+}

@@ -1,0 +1,207 @@
+import { chmod, lstat, rm } from 'node:fs/promises';
+import { createConnection } from 'node:net';
+import { createArchiveService } from './archive/service.js';
+import type { Config } from './config/schema.js';
+import { createArchiveRepository } from './db/archive-repository.js';
+import { databaseFile, openDatabase } from './db/database.js';
+import { createJobRepository } from './db/job-repository.js';
+import { createLogRepository } from './db/log-repository.js';
+import { createSettingsRepository } from './db/settings-repository.js';
+import { createDriveService } from './drives/service.js';
+import { ConflictError, UnavailableError, errnoCode, errorMessage } from './errors.js';
+import { createEventBus } from './events/bus.js';
+import { type App, type Authorizer, buildApp } from './http/app.js';
+import { createLiveHub } from './http/live.js';
+import type { DeclaredRoute } from './http/permissions.js';
+import { apiRoutes } from './http/routes/index.js';
+import { runImaging, verifyImage } from './imaging/engine.js';
+import type { JobEvents } from './jobs/events.js';
+import { newWorkerId } from './jobs/queue.js';
+import { createJobRunner } from './jobs/runner.js';
+import { createJobService } from './jobs/service.js';
+import { createSqliteQueue } from './jobs/sqlite-queue.js';
+import type { Logger } from './log.js';
+import { createDeviceStatusService } from './system/devices.js';
+import { createEventLog } from './system/event-log.js';
+import { applyStoredSettings, createSettingsService } from './system/settings.js';
+import { createSystemStatus } from './system/status.js';
+
+/** Owner and group may connect to the unix socket (e.g. nginx in the disk2iso group), nobody else. */
+const SOCKET_MODE = 0o660;
+
+export interface StartServerOptions {
+  /** Loaded without the stored settings; they are applied from the database here. Shared and updated in place. */
+  config: Config;
+  log: Logger;
+  version: string;
+  /** Default true; false builds everything but leaves listening to the caller (app.inject in tests). */
+  listen?: boolean;
+  /** Live stream timing (tests shorten the heartbeat). */
+  live?: { flushIntervalMs?: number; heartbeatMs?: number; maxBufferedBytes?: number };
+  authorize?: Authorizer;
+}
+
+export interface RunningServer {
+  app: App;
+  routeTable: DeclaredRoute[];
+  config: Config;
+  /** `http://HOST:PORT` (the real port when 0 was asked for) or `unix:PATH`; null when not listening. */
+  url: string | null;
+  /**
+   * Graceful stop: refuses new requests, pauses running jobs (maps saved) and queues them again so
+   * the next start continues them, ends live streams, closes the database. Safe to call twice.
+   */
+  close(reason?: string): Promise<void>;
+}
+
+/** Removes a socket file left by a process that died; refuses when a live server still answers on it. */
+async function clearStaleSocket(path: string): Promise<void> {
+  let isSocket: boolean;
+  try {
+    isSocket = (await lstat(path)).isSocket();
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return;
+    throw error;
+  }
+  if (!isSocket) throw new ConflictError(`${path} exists and is not a socket; refusing to replace it`, { path }, 'socket_path_taken');
+  const answering = await new Promise<boolean>((resolve) => {
+    const probe = createConnection({ path });
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (answering) throw new ConflictError(`another server is listening on ${path}`, { path }, 'socket_in_use');
+  await rm(path, { force: true });
+}
+
+export async function startServer(options: StartServerOptions): Promise<RunningServer> {
+  const { config, log, version } = options;
+  const database = await openDatabase({ file: databaseFile(config.data_dir), log });
+  try {
+    const jobsRepository = createJobRepository(database);
+    const archivesRepository = createArchiveRepository(database);
+    const settingsRepository = createSettingsRepository(database);
+    const eventLog = createEventLog({ logs: createLogRepository(database), log });
+
+    const stored = await settingsRepository.list();
+    applyStoredSettings(config, Object.fromEntries(stored.map((setting) => [setting.key, setting.value])), (key, reason) =>
+      eventLog.record({ level: 'warning', source: 'settings', message: `stored setting ${key} ignored: ${reason}`, details: { key } }),
+    );
+
+    const queue = createSqliteQueue(database);
+    const events = createEventBus<JobEvents>((error) => log.error({ err: error }, 'an event listener failed'));
+    const drives = createDriveService({ config, log });
+    const jobs = createJobService({ config, queue, jobs: jobsRepository, drives, events, log });
+    const runner = createJobRunner({ config, queue, jobs: jobsRepository, archives: archivesRepository, drives, events, log, runImaging, workerId: newWorkerId() });
+    const archives = createArchiveService({
+      config,
+      archives: archivesRepository,
+      verifyImage: (path) => verifyImage(path),
+      onEvent: (level, message, details) => eventLog.record({ level, source: 'archives', message, details }),
+    });
+    const settings = createSettingsService({
+      config,
+      settings: settingsRepository,
+      onChange: (key, from, to, restartRequired) =>
+        eventLog.record({
+          level: 'info',
+          source: 'settings',
+          message: `setting ${key} changed from ${JSON.stringify(from)} to ${JSON.stringify(to)}${restartRequired ? ' (takes effect after a restart)' : ''}`,
+          details: { key },
+        }),
+    });
+    let closing: Promise<void> | null = null;
+    const system = createSystemStatus({
+      config,
+      version,
+      countJobs: () => jobsRepository.countByStatus(),
+      checkQueue: () => queue.positions(),
+      workers: () => (closing ? 'stopped' : 'running'),
+      countDrives: async () => (await drives.list()).length,
+    });
+    const live = createLiveHub({ events, ...options.live });
+    const stopMirroring = eventLog.follow(events);
+
+    const { app, routeTable } = await buildApp({
+      version,
+      logger: log,
+      accepting: () => closing === null,
+      // Live streams hold their connections open; they must end before the server can finish closing.
+      beforeClose: () => live.close(),
+      ...(options.authorize ? { authorize: options.authorize } : {}),
+      onServerError: (error, request) =>
+        eventLog.record({ level: 'error', source: 'http', message: `${request.method} ${request.routeOptions.url ?? request.url} failed: ${errorMessage(error)}` }),
+      routes: apiRoutes({
+        jobs,
+        archives,
+        devices: createDeviceStatusService({ drives, jobs: jobsRepository }),
+        system,
+        settings,
+        eventLog,
+        live,
+        health: async () => {
+          if (closing) throw new UnavailableError('shutting_down', 'the service is shutting down');
+          await jobsRepository.countByStatus().catch((error: unknown) => {
+            throw new UnavailableError('database_unavailable', `the database does not answer: ${errorMessage(error)}`);
+          });
+        },
+      }),
+    });
+
+    await runner.start();
+
+    let url: string | null = null;
+    if (options.listen ?? true) {
+      try {
+        url = await listen(app, config);
+      } catch (error) {
+        await runner.stop();
+        await app.close();
+        throw error;
+      }
+    }
+    eventLog.record({ level: 'info', source: 'service', message: `disk2iso ${version} started${url ? ` on ${url}` : ''}`, details: { version, data_dir: config.data_dir } });
+
+    const shutdown = async (reason: string): Promise<void> => {
+      eventLog.record({ level: 'info', source: 'service', message: `stopping (${reason})` });
+      await runner.stop();
+      stopMirroring();
+      await app.close();
+      if (config.server.socket !== '' && url !== null) await rm(config.server.socket, { force: true });
+      eventLog.record({ level: 'info', source: 'service', message: 'stopped' });
+      await eventLog.flush();
+      await database.close();
+    };
+
+    return {
+      app,
+      routeTable,
+      config,
+      url,
+      close(reason = 'requested') {
+        closing ??= shutdown(reason);
+        return closing;
+      },
+    };
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
+}
+
+async function listen(app: App, config: Config): Promise<string> {
+  const socket = config.server.socket;
+  if (socket !== '') {
+    await clearStaleSocket(socket);
+    await app.listen({ path: socket });
+    await chmod(socket, SOCKET_MODE);
+    return `unix:${socket}`;
+  }
+  await app.listen({ host: config.server.host, port: config.server.port });
+  const address = app.server.address();
+  if (address === null || typeof address === 'string') return `http://${config.server.host}:${config.server.port}`;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${host}:${address.port}`;
+}

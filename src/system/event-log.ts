@@ -1,0 +1,102 @@
+import type { LogRecord, LogRepository } from '../db/log-repository.js';
+import type { LogLevel } from '../db/schema.js';
+import type { JsonObject } from '../db/values.js';
+import type { JobEventBus } from '../jobs/events.js';
+import type { Logger } from '../log.js';
+
+/**
+ * The application log behind GET /api/v1/logs: service events (start, stop, server errors,
+ * setting changes, archive deletions) and a mirror of every job log line and job state change
+ * published on the event bus. A job's complete own log stays at /api/v1/jobs/{id}/logs.
+ */
+export interface EventLog {
+  /** Writes to the process log at once and to the logs table in the background; never throws. */
+  record(entry: EventEntry): void;
+  list(query: EventLogQuery): Promise<{ logs: LogView[]; total: number; limit: number; offset: number }>;
+  /** Mirrors job events into the log until the returned function is called. */
+  follow(events: JobEventBus): () => void;
+  /** Resolves once every recorded line is stored (before the database closes). */
+  flush(): Promise<void>;
+}
+
+export interface EventEntry {
+  level: LogLevel;
+  source: string;
+  message: string;
+  jobId?: string | null;
+  details?: JsonObject | null;
+}
+
+export interface EventLogQuery {
+  minLevel?: LogLevel | undefined;
+  since?: Date | undefined;
+  jobId?: string | undefined;
+  limit: number;
+  offset: number;
+}
+
+export interface LogView {
+  id: number;
+  at: string;
+  level: LogLevel;
+  source: string;
+  message: string;
+  job_id: string | null;
+  details: JsonObject | null;
+}
+
+const PINO_METHOD = { debug: 'debug', info: 'info', warning: 'warn', error: 'error' } as const;
+
+function toLogView(record: LogRecord): LogView {
+  return { id: record.id, at: record.at, level: record.level, source: record.source, message: record.message, job_id: record.jobId, details: record.details };
+}
+
+export function createEventLog(deps: { logs: LogRepository; log: Logger }): EventLog {
+  const { logs, log } = deps;
+  let pending: Promise<unknown> = Promise.resolve();
+
+  const record = (entry: EventEntry): void => {
+    log[PINO_METHOD[entry.level]]({ source: entry.source, jobId: entry.jobId ?? undefined, ...entry.details }, entry.message);
+    // Lines are written one after another so the table keeps their order.
+    pending = pending
+      .then(() => logs.append({ level: entry.level, source: entry.source, message: entry.message, jobId: entry.jobId ?? null, details: entry.details ?? null }))
+      .catch((error: unknown) => log.error({ err: error }, 'could not store a log line'));
+  };
+
+  return {
+    record,
+
+    async list(query) {
+      const { items, total } = await logs.list({
+        ...(query.minLevel === undefined ? {} : { minLevel: query.minLevel }),
+        ...(query.since === undefined ? {} : { since: query.since }),
+        ...(query.jobId === undefined ? {} : { jobId: query.jobId }),
+        limit: query.limit,
+        offset: query.offset,
+      });
+      return { logs: items.map(toLogView), total, limit: query.limit, offset: query.offset };
+    },
+
+    follow(events) {
+      const stops = [
+        events.on('job.log', ({ jobId, level, message }) => record({ level, source: 'job', message, jobId })),
+        events.on('job.created', ({ job }) =>
+          record({ level: 'info', source: 'jobs', message: `job ${job.id} created: ${job.name} on ${job.deviceId}`, jobId: job.id }),
+        ),
+        events.on('job.finished', ({ job }) => {
+          const failed = job.status === 'failed';
+          const reason = failed && job.errorMessage ? `: ${job.errorMessage}` : '';
+          record({ level: failed ? 'error' : 'info', source: 'jobs', message: `job ${job.id} is ${job.status}${reason}`, jobId: job.id });
+        }),
+        events.on('job.removed', ({ jobId }) => record({ level: 'info', source: 'jobs', message: `job ${jobId} removed`, jobId })),
+      ];
+      return () => {
+        for (const stop of stops) stop();
+      };
+    },
+
+    async flush() {
+      await pending;
+    },
+  };
+}

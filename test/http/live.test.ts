@@ -1,0 +1,162 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { JobRecord } from '../../src/db/job-repository.js';
+import { createEventBus } from '../../src/events/bus.js';
+import { type LiveMessage, type LiveSink, createLiveHub } from '../../src/http/live.js';
+import type { JobEvents } from '../../src/jobs/events.js';
+import { waitFor } from './support.js';
+
+/**
+ * The hub's clients are sockets; here a sink stands in for the network so a test can decide how
+ * far behind a client is (real sockets on loopback would need megabytes of backlog to lag).
+ */
+function recordingSink(): LiveSink & { received: LiveMessage[]; backlog: number; closed: boolean; beats: number } {
+  const sink = {
+    received: [] as LiveMessage[],
+    backlog: 0,
+    closed: false,
+    beats: 0,
+    send(message: LiveMessage) {
+      sink.received.push(message);
+    },
+    bufferedBytes: () => sink.backlog,
+    heartbeat() {
+      sink.beats += 1;
+    },
+    close() {
+      sink.closed = true;
+    },
+  };
+  return sink;
+}
+
+function job(id: string, progress: number, status: JobRecord['status'] = 'running'): JobRecord {
+  const at = new Date(0).toISOString();
+  return {
+    id, name: id, status, priority: 'normal', deviceId: 'loop1', devicePath: '/dev/loop1', outputFile: `/out/${id}.iso`, options: {},
+    phase: 'copying', progress, sizeBytes: 1000, bytesDone: progress * 10, speedBps: 100, etaSeconds: 5, badBytes: 0, errorCount: 0,
+    errorCode: null, errorMessage: null, archiveId: null, createdBy: null, createdAt: at, updatedAt: at, startedAt: at, finishedAt: null,
+    seq: 1, leaseOwner: null, leaseExpiresAt: null, attempts: 1, requestedAction: null,
+  };
+}
+
+const FLUSH_MS = 40;
+
+describe('live hub', () => {
+  it('never calls a client while an event is emitted, and coalesces updates per job', async () => {
+    const events = createEventBus<JobEvents>((error) => {
+      throw error;
+    });
+    const hub = createLiveHub({ events, flushIntervalMs: FLUSH_MS, heartbeatMs: 60_000 });
+    const sink = recordingSink();
+    hub.connect(sink);
+    try {
+      events.emit('job.created', { job: job('job_a', 0, 'queued') });
+      for (let progress = 1; progress <= 50; progress += 1) events.emit('job.updated', { job: job('job_a', progress) });
+      events.emit('job.updated', { job: job('job_b', 7) });
+      assert.equal(sink.received.length, 0, 'emitting only records; delivery comes later');
+
+      await waitFor('a flush', () => sink.received.length >= 3);
+      await sleep(FLUSH_MS * 2);
+      assert.deepEqual(
+        sink.received.map((message) => [message.type, message.job_id, message.data.progress]),
+        [
+          ['job_created', 'job_a', 0],
+          ['job_update', 'job_a', 50],
+          ['job_update', 'job_b', 7],
+        ],
+        'one update per job, the latest',
+      );
+      assert.deepEqual(Object.keys(sink.received[1]?.data ?? {}).sort(), ['bad_bytes', 'bytes_done', 'error_count', 'eta_seconds', 'phase', 'progress', 'size_bytes', 'speed_bps', 'status']);
+      assert.equal('queue_position' in (sink.received[0]?.data ?? {}), false);
+    } finally {
+      hub.close();
+    }
+  });
+
+  it('keeps only the latest state for a lagging client, with a bounded log backlog, and catches it up later', async () => {
+    const events = createEventBus<JobEvents>((error) => {
+      throw error;
+    });
+    const hub = createLiveHub({ events, flushIntervalMs: FLUSH_MS, heartbeatMs: 60_000, maxBufferedBytes: 1000, maxPendingLogLines: 5 });
+    const slow = recordingSink();
+    const fast = recordingSink();
+    hub.connect(slow);
+    hub.connect(fast);
+    try {
+      slow.backlog = 1_000_000;
+      for (let round = 1; round <= 200; round += 1) {
+        events.emit('job.updated', { job: job('job_a', round % 100) });
+        events.emit('job.log', { jobId: 'job_a', level: 'info', message: `line ${round}`, at: new Date(0).toISOString() });
+        if (round % 20 === 0) await sleep(FLUSH_MS);
+      }
+      events.emit('job.finished', { job: job('job_a', 100, 'completed') });
+      await sleep(FLUSH_MS * 3);
+      assert.equal(slow.received.length, 0, 'nothing is written to a client that is behind');
+      assert.ok(fast.received.length > 20, 'the other client is not held up');
+
+      slow.backlog = 0;
+      await waitFor('the lagging client to catch up', () => slow.received.some((message) => message.type === 'job_finished'));
+      const types = slow.received.map((message) => message.type);
+      assert.deepEqual(types.filter((type) => type === 'job_log').length, 5, 'only the newest log lines were kept');
+      assert.deepEqual(
+        slow.received.filter((message) => message.type === 'job_log').map((message) => message.data.message),
+        ['line 196', 'line 197', 'line 198', 'line 199', 'line 200'],
+      );
+      assert.equal(types.includes('job_update'), false, 'the finished state replaced the pending update');
+      assert.equal(slow.received.at(-1)?.type, 'job_finished');
+      assert.equal(slow.received.at(-1)?.data.status, 'completed');
+    } finally {
+      hub.close();
+    }
+  });
+
+  it('sends heartbeats, forgets disconnected clients and closes everyone on shutdown', async () => {
+    const events = createEventBus<JobEvents>((error) => {
+      throw error;
+    });
+    const hub = createLiveHub({ events, flushIntervalMs: FLUSH_MS, heartbeatMs: FLUSH_MS });
+    const staying = recordingSink();
+    const leaving = recordingSink();
+    hub.connect(staying);
+    const disconnect = hub.connect(leaving);
+    assert.equal(hub.clientCount(), 2);
+    disconnect();
+    assert.equal(hub.clientCount(), 1);
+    events.emit('job.removed', { jobId: 'job_gone' });
+    await waitFor('a heartbeat and a flush', () => staying.beats >= 1 && staying.received.length === 1);
+    assert.equal(leaving.beats, 0);
+    assert.equal(leaving.received.length, 0);
+    assert.deepEqual(staying.received, [{ type: 'job_removed', job_id: 'job_gone', data: {} }]);
+
+    hub.close();
+    assert.equal(staying.closed, true);
+    assert.equal(hub.clientCount(), 0);
+    events.emit('job.removed', { jobId: 'job_after' });
+    await sleep(FLUSH_MS * 2);
+    assert.equal(staying.received.length, 1, 'no delivery after close');
+  });
+
+  it('drops a client whose socket fails instead of failing the others', async () => {
+    const events = createEventBus<JobEvents>((error) => {
+      throw error;
+    });
+    const hub = createLiveHub({ events, flushIntervalMs: FLUSH_MS, heartbeatMs: 60_000 });
+    const broken = recordingSink();
+    broken.send = () => {
+      throw new Error('EPIPE');
+    };
+    const healthy = recordingSink();
+    hub.connect(broken);
+    hub.connect(healthy);
+    try {
+      events.emit('job.removed', { jobId: 'job_x' });
+      await waitFor('a flush', () => healthy.received.length === 1);
+      assert.equal(hub.clientCount(), 1);
+      assert.equal(healthy.received.length, 1);
+    } finally {
+      hub.close();
+    }
+  });
+});

@@ -1,0 +1,206 @@
+import assert from 'node:assert/strict';
+import { get } from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import WebSocket from 'ws';
+import { loadConfig } from '../../src/config/load.js';
+import type { LiveMessage } from '../../src/http/live.js';
+import { silentLogger } from '../../src/log.js';
+import { type RunningServer, type StartServerOptions, startServer } from '../../src/server.js';
+
+export const VERSION = '0.0.0-test';
+
+/** The environment every test service gets: its own data dir, only the given sources, fast map saves. */
+export function testEnv(dataDir: string, extraDevices: string[], more: Record<string, string> = {}): Record<string, string> {
+  return {
+    DISK2ISO_DATA_DIR: dataDir,
+    DISK2ISO_EXTRA_DEVICES: extraDevices.join(','),
+    DISK2ISO_DRIVES_DEMO: 'off',
+    DISK2ISO_DRIVES_SCAN_OPTICAL: 'false',
+    DISK2ISO_IMAGING_MAP_SAVE_INTERVAL_SECONDS: '1',
+    ...more,
+  };
+}
+
+export interface TestServer {
+  server: RunningServer;
+  /** `http://127.0.0.1:PORT` */
+  url: string;
+  dataDir: string;
+  outputDir: string;
+  close(): Promise<void>;
+}
+
+export interface TestServerOptions {
+  /** Block devices or image files offered as drives. */
+  devices?: string[];
+  /** More DISK2ISO_* variables. */
+  env?: Record<string, string>;
+  /** An existing data dir (a restart); default a fresh one, removed on close. */
+  dataDir?: string;
+  listen?: boolean;
+  live?: StartServerOptions['live'];
+  authorize?: StartServerOptions['authorize'];
+}
+
+/** A real service in this process: real SQLite file, real drives, real engine, real HTTP on 127.0.0.1:0. */
+export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
+  const ownDir = options.dataDir === undefined;
+  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'disk2iso-http-')));
+  const env = testEnv(dataDir, options.devices ?? [], { DISK2ISO_SERVER_PORT: '0', ...options.env });
+  const config = loadConfig({ env });
+  const server = await startServer({
+    config,
+    log: silentLogger(),
+    version: VERSION,
+    listen: options.listen ?? true,
+    ...(options.live ? { live: options.live } : {}),
+    ...(options.authorize ? { authorize: options.authorize } : {}),
+  });
+  return {
+    server,
+    url: server.url ?? '',
+    dataDir,
+    outputDir: config.storage.output_dir,
+    async close() {
+      await server.close('test finished');
+      if (ownDir) await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface ApiResponse<T = unknown> {
+  status: number;
+  headers: Headers;
+  body: T;
+}
+
+/**
+ * One JSON request; the body is parsed when the answer is JSON. `any` by default because tests read
+ * bodies field by field; the contract tests check their shapes against the specification.
+ */
+export async function api<T = any>(
+  url: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<ApiResponse<T>> {
+  const response = await fetch(`${url}${path}`, {
+    method,
+    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+    ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+  });
+  const text = await response.text();
+  const isJson = (response.headers.get('content-type') ?? '').includes('application/json');
+  return { status: response.status, headers: response.headers, body: (isJson && text !== '' ? JSON.parse(text) : text) as T };
+}
+
+/** Polls until `check` is true; the bound only keeps a broken run from hanging, it is no speed requirement. */
+export async function waitFor(what: string, check: () => Promise<boolean> | boolean, attempts = 1200): Promise<void> {
+  for (let attempt = 0; attempt < attempts; attempt += 1) {
+    if (await check()) return;
+    await sleep(100);
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+export interface LiveClient {
+  messages: LiveMessage[];
+  /** SSE comment lines (heartbeats) seen. */
+  comments: string[];
+  /** SSE event names, in order (they must equal the message types). */
+  eventNames: string[];
+  close(): void;
+}
+
+/** Follows /api/v1/events, parsing the text/event-stream framing by hand. Resolves once the stream is open. */
+export function followEvents(url: string): Promise<LiveClient> {
+  return new Promise((resolve, reject) => {
+    const client: LiveClient = { messages: [], comments: [], eventNames: [], close: () => undefined };
+    let open = false;
+    const request = get(`${url}/api/v1/events`, (response) => {
+      if (response.statusCode !== 200) {
+        reject(new Error(`SSE answered ${response.statusCode}`));
+        return;
+      }
+      assert.match(String(response.headers['content-type']), /^text\/event-stream/);
+      response.setEncoding('utf8');
+      let buffer = '';
+      response.on('data', (chunk: string) => {
+        buffer += chunk;
+        for (let end = buffer.indexOf('\n\n'); end !== -1; end = buffer.indexOf('\n\n')) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          let event: string | null = null;
+          const data: string[] = [];
+          for (const line of block.split('\n')) {
+            if (line.startsWith(':')) client.comments.push(line.slice(1).trim());
+            else if (line.startsWith('event: ')) event = line.slice(7);
+            else if (line.startsWith('data: ')) data.push(line.slice(6));
+          }
+          if (event !== null) {
+            client.eventNames.push(event);
+            client.messages.push(JSON.parse(data.join('\n')) as LiveMessage);
+          }
+        }
+      });
+      client.close = () => request.destroy();
+      open = true;
+      resolve(client);
+    });
+    request.on('error', (error) => {
+      if (!open) reject(error);
+    });
+  });
+}
+
+/** A WebSocket client on /api/v1/ws/jobs that keeps every message. */
+export function followWebSocket(url: string): Promise<LiveClient & { socket: WebSocket }> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(`${url.replace(/^http/, 'ws')}/api/v1/ws/jobs`);
+    const client = { messages: [] as LiveMessage[], comments: [], eventNames: [], socket, close: () => socket.close() };
+    socket.on('message', (data) => client.messages.push(JSON.parse(String(data)) as LiveMessage));
+    socket.once('open', () => resolve(client));
+    socket.once('error', reject);
+  });
+}
+
+/**
+ * The JSON type of every field of an example, recursively: `{a: 1, b: [{c: "x"}]}` gives
+ * `{a: 'number', b: [{c: 'string'}]}`. Comparing these checks field names and types, not values.
+ */
+export function shapeOf(value: unknown): unknown {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return value.length === 0 ? [] : [shapeOf(value[0])];
+  if (typeof value === 'object') return Object.fromEntries(Object.entries(value as object).map(([key, child]) => [key, shapeOf(child)]));
+  return typeof value;
+}
+
+/**
+ * Asserts `actual` has every field of the specification's `example` with the same JSON type
+ * (nullable fields may be null). Extra fields in `actual` are allowed: the contract names a minimum.
+ */
+export function assertMatchesExample(actual: unknown, example: unknown, nullable: ReadonlySet<string> = new Set(), path = '$'): void {
+  if (example === null) return;
+  if (Array.isArray(example)) {
+    assert.ok(Array.isArray(actual), `${path} is an array`);
+    assert.ok(actual.length > 0, `${path} has entries to compare`);
+    for (const [index, item] of actual.entries()) assertMatchesExample(item, example[0], nullable, `${path}[${index}]`);
+    return;
+  }
+  if (typeof example === 'object') {
+    assert.ok(typeof actual === 'object' && actual !== null && !Array.isArray(actual), `${path} is an object`);
+    for (const [key, child] of Object.entries(example as object)) {
+      const childPath = `${path}.${key}`;
+      assert.ok(key in (actual as object), `${childPath} is present`);
+      const value = (actual as Record<string, unknown>)[key];
+      if (value === null && nullable.has(key)) continue;
+      assertMatchesExample(value, child, nullable, childPath);
+    }
+    return;
+  }
+  assert.equal(typeof actual, typeof example, `${path} is a ${typeof example}`);
+}

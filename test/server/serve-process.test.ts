@@ -1,0 +1,240 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { packageRoot } from '../../src/config/load.js';
+import { databaseFile, openDatabase } from '../../src/db/database.js';
+import { createJobRepository } from '../../src/db/job-repository.js';
+import { api, followEvents, testEnv, waitFor } from '../http/support.js';
+import { type FaultFs, mountFaultFs } from '../tools/faultfs.js';
+import { type MadeIso, makeIso, sha256File } from '../tools/iso.js';
+import { type LoopDevice, attachLoop } from '../tools/loop.js';
+
+interface ServeProcess {
+  child: ChildProcess;
+  /** From the `disk2iso listening on …` line. */
+  address: Promise<string>;
+  output(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** `bin/disk2iso serve …` as its own process, the way systemd runs it. */
+function serve(args: string[], env: Record<string, string>): ServeProcess {
+  const child = spawn(process.execPath, [join(packageRoot(), 'bin', 'disk2iso'), 'serve', ...args], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  const address = new Promise<string>((resolve, reject) => {
+    const collect = (chunk: Buffer): void => {
+      output += chunk.toString();
+      const match = /^disk2iso listening on (\S+)$/m.exec(output);
+      if (match?.[1]) resolve(match[1]);
+    };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    void exited.then(({ code, signal }) => reject(new Error(`serve ended (code ${code}, signal ${signal}) before listening:\n${output}`)));
+  });
+  address.catch(() => undefined);
+  return { child, address, output: () => output, exited };
+}
+
+/** Bytes marked finished ('+') in a GNU ddrescue map file; 0 while there is none. */
+async function finishedBytes(mapPath: string): Promise<number> {
+  const text = await readFile(mapPath, 'utf8').catch(() => '');
+  let done = 0;
+  for (const line of text.split('\n')) {
+    const match = /^0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+\+/i.exec(line.trim());
+    if (match?.[2]) done += parseInt(match[2], 16);
+  }
+  return done;
+}
+
+async function jobInDatabase(dataDir: string, jobId: string) {
+  const database = await openDatabase({ file: databaseFile(dataDir) });
+  try {
+    const job = await createJobRepository(database).get(jobId);
+    assert.ok(job, `${jobId} is in the database`);
+    return job;
+  } finally {
+    await database.close();
+  }
+}
+
+async function jobLog(url: string, jobId: string): Promise<string[]> {
+  const logs = await api(url, 'GET', `/api/v1/jobs/${jobId}/logs`);
+  return logs.body.logs.map((line: { message: string }) => line.message);
+}
+
+describe('the service as a process: kill -9, SIGTERM, unix socket', () => {
+  let work: string;
+  let iso: MadeIso;
+  let fault: FaultFs;
+  let loop: LoopDevice;
+  const running = new Set<ServeProcess>();
+
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), 'disk2iso-serve-'));
+    iso = await makeIso({ dir: work, label: 'SERVE_DISC', dataMiB: 32, files: 4, seed: 5 });
+    fault = await mountFaultFs({ backingFile: iso.path });
+    loop = await attachLoop(fault.file, { sectorSize: 2048 });
+  });
+
+  after(async () => {
+    try {
+      for (const process of running) {
+        process.child.kill('SIGKILL');
+        await process.exited;
+      }
+    } finally {
+      await loop?.detach();
+      await fault?.unmount();
+      await rm(work, { recursive: true, force: true });
+    }
+  });
+
+  function start(args: string[], env: Record<string, string>): ServeProcess {
+    const process = serve(args, env);
+    running.add(process);
+    void process.exited.then(() => running.delete(process));
+    return process;
+  }
+
+  async function dataDir(name: string): Promise<{ dir: string; env: Record<string, string> }> {
+    const dir = await mkdtemp(join(work, `${name}-`));
+    return { dir, env: testEnv(dir, [loop.path], { DISK2ISO_JOBS_LEASE_SECONDS: '5' }) };
+  }
+
+  it('picks a job up again after kill -9 once its lease expires, and continues from its map', async () => {
+    const data = await dataDir('killed');
+    await fault.setDelay(100);
+    const first = start(['--port', '0'], data.env);
+    const firstUrl = await first.address;
+    assert.match(firstUrl, /^http:\/\/127\.0\.0\.1:\d+$/, 'binds 127.0.0.1 by default');
+    const created = await api(firstUrl, 'POST', '/api/v1/jobs', { device: loop.name });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const jobId = created.body.id;
+    const mapPath = `${created.body.output_file}.map`;
+    await waitFor('a saved map with progress', async () => (await finishedBytes(mapPath)) > 0);
+
+    first.child.kill('SIGKILL');
+    assert.equal((await first.exited).signal, 'SIGKILL');
+    const doneAtKill = await finishedBytes(mapPath);
+    assert.ok(doneAtKill > 0 && doneAtKill < iso.sizeBytes, `killed part way: ${doneAtKill} of ${iso.sizeBytes}`);
+    const orphaned = await jobInDatabase(data.dir, jobId);
+    assert.ok(['running', 'verifying'].includes(orphaned.status), `the dead process still holds the job: ${orphaned.status}`);
+    assert.notEqual(orphaned.leaseOwner, null);
+    await assert.rejects(stat(created.body.output_file), 'no finished image after a crash');
+
+    await fault.setDelay(20);
+    const second = start(['--port', '0'], data.env);
+    const secondUrl = await second.address;
+    const live = await followEvents(secondUrl);
+    try {
+      await waitFor('the job to complete in the new process', async () => (await api(secondUrl, 'GET', `/api/v1/jobs/${jobId}`)).body.status === 'completed');
+    } finally {
+      live.close();
+    }
+    const job = (await api(secondUrl, 'GET', `/api/v1/jobs/${jobId}`)).body;
+    assert.equal(job.attempts, 2);
+    const messages = await jobLog(secondUrl, jobId);
+    assert.ok(messages.includes('continuing from the rescue map'), messages.join('\n'));
+    const resuming = messages.map((message) => /^resuming from .*: (\d+) of (\d+) bytes already rescued$/.exec(message)).find((match) => match !== null);
+    assert.ok(resuming, messages.join('\n'));
+    assert.equal(Number(resuming[1]), doneAtKill, 'the engine went on from exactly what the map held at the kill');
+    // Hashing and verifying count their own bytes from 0; copy progress must go on from the map.
+    const copying = live.messages.filter((message) => message.type === 'job_update' && message.job_id === jobId && message.data.phase === 'copying');
+    assert.ok(copying.length > 0, 'copy progress arrived live');
+    for (const update of copying) assert.ok((update.data.bytes_done as number) > 0, `copying never starts from 0 again: ${JSON.stringify(update.data)}`);
+    assert.equal(await sha256File(job.output_file), iso.sha256, 'the image is byte-identical to the disc');
+
+    second.child.kill('SIGTERM');
+    assert.deepEqual(await second.exited, { code: 0, signal: null });
+  });
+
+  it('pauses and requeues a running job on SIGTERM, exits 0, and resumes it on the next start', async () => {
+    const data = await dataDir('stopped');
+    await fault.setDelay(100);
+    const first = start(['--port', '0'], data.env);
+    const url = await first.address;
+    const created = await api(url, 'POST', '/api/v1/jobs', { device: loop.name });
+    const jobId = created.body.id;
+    await waitFor('a saved map with progress', async () => (await finishedBytes(`${created.body.output_file}.map`)) > 0);
+
+    first.child.kill('SIGTERM');
+    assert.deepEqual(await first.exited, { code: 0, signal: null }, first.output());
+    const stopped = await jobInDatabase(data.dir, jobId);
+    assert.equal(stopped.status, 'queued', 'paused and put back in the queue');
+    assert.equal(stopped.leaseOwner, null);
+    assert.ok(stopped.bytesDone > 0);
+    const savedMap = await finishedBytes(`${created.body.output_file}.map`);
+    assert.ok(savedMap > 0 && savedMap < iso.sizeBytes);
+    assert.ok((await stat(`${created.body.output_file}.part`)).isFile());
+
+    await fault.setDelay(0);
+    const second = start(['--port', '0'], data.env);
+    const secondUrl = await second.address;
+    await waitFor('the job to complete after the restart', async () => (await api(secondUrl, 'GET', `/api/v1/jobs/${jobId}`)).body.status === 'completed');
+    const messages = await jobLog(secondUrl, jobId);
+    assert.ok(messages.some((message) => message.startsWith('paused;')), messages.join('\n'));
+    assert.ok(messages.some((message) => message.startsWith(`resuming from`) && message.includes(`: ${savedMap} of`)), messages.join('\n'));
+    assert.equal(await sha256File(created.body.output_file), iso.sha256);
+    const serviceLog = await api(secondUrl, 'GET', '/api/v1/logs?limit=1000');
+    const events = serviceLog.body.logs.map((line: { message: string }) => line.message);
+    assert.ok(events.includes('stopping (SIGTERM)') && events.includes('stopped'), events.join('\n'));
+
+    second.child.kill('SIGINT');
+    assert.deepEqual(await second.exited, { code: 0, signal: null });
+  });
+
+  it('listens on a unix socket with mode 0660, replaces a stale one, and refuses a live one', async () => {
+    const data = await dataDir('socket');
+    const socket = join(data.dir, 'disk2iso.sock');
+    const viaSocket = (path: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const call = request({ socketPath: socket, path }, (response) => {
+          let body = '';
+          response.on('data', (chunk: Buffer) => {
+            body += chunk.toString();
+          });
+          response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+        });
+        call.on('error', reject);
+        call.end();
+      });
+
+    const first = start(['--socket', socket], data.env);
+    assert.equal(await first.address, `unix:${socket}`);
+    const info = await stat(socket);
+    assert.ok(info.isSocket());
+    assert.equal(info.mode & 0o777, 0o660);
+    assert.deepEqual(await viaSocket('/api/v1/health'), { status: 200, body: '{"status":"ok"}' });
+
+    const rival = start(['--socket', socket], data.env);
+    const refused = await rival.exited;
+    assert.notEqual(refused.code, 0);
+    assert.match(rival.output(), /another server is listening on/);
+    assert.equal((await viaSocket('/api/v1/health')).status, 200, 'the running server is undisturbed');
+
+    first.child.kill('SIGKILL');
+    await first.exited;
+    assert.ok((await stat(socket)).isSocket(), 'a killed server leaves its socket file');
+    const second = start(['--socket', socket], data.env);
+    assert.equal(await second.address, `unix:${socket}`, 'the stale socket is replaced');
+    assert.equal((await viaSocket('/api/v1/health')).status, 200);
+    second.child.kill('SIGTERM');
+    assert.deepEqual(await second.exited, { code: 0, signal: null });
+    await assert.rejects(stat(socket), 'a clean stop removes the socket');
+
+    const notASocket = join(data.dir, 'plain-file');
+    await writeFile(notASocket, 'keep me');
+    const wrong = start(['--socket', notASocket], data.env);
+    assert.notEqual((await wrong.exited).code, 0);
+    assert.match(wrong.output(), /is not a socket/);
+    assert.equal(await readFile(notASocket, 'utf8'), 'keep me');
+  });
+});
