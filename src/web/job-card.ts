@@ -1,0 +1,67 @@
+import type { JobStatus } from '../db/schema.js';
+import type { JobAction } from '../jobs/service.js';
+import type { JobView } from '../jobs/view.js';
+
+/** The colour code of the specification's job cards (green running, blue queued, grey finished, red failed, amber paused). */
+export type CardTone = 'running' | 'queued' | 'finished' | 'failed' | 'paused';
+
+const TONE: Record<JobStatus, CardTone> = {
+  running: 'running',
+  verifying: 'running',
+  queued: 'queued',
+  paused: 'paused',
+  completed: 'finished',
+  cancelled: 'finished',
+  failed: 'failed',
+};
+
+/** What a user may do with a job in each state; the job service refuses anything else anyway. */
+const ACTIONS: Record<JobStatus, readonly JobAction[]> = {
+  queued: ['pause', 'cancel'],
+  running: ['pause', 'cancel'],
+  verifying: ['pause', 'cancel'],
+  paused: ['resume', 'cancel'],
+  failed: ['retry'],
+  cancelled: ['retry'],
+  completed: [],
+};
+
+export const ACTIVE_STATUSES: readonly JobStatus[] = ['running', 'verifying', 'paused', 'queued'];
+export const FINISHED_STATUSES: readonly JobStatus[] = ['completed', 'failed', 'cancelled'];
+
+export function cardTone(status: JobStatus): CardTone {
+  return TONE[status];
+}
+
+export function jobActions(status: JobStatus): readonly JobAction[] {
+  return ACTIONS[status];
+}
+
+/** Priority only orders jobs that still wait for their drive. */
+export function priorityEditable(status: JobStatus): boolean {
+  return status === 'queued' || status === 'paused';
+}
+
+export function isJobAction(value: unknown): value is JobAction {
+  return value === 'pause' || value === 'resume' || value === 'cancel' || value === 'retry';
+}
+
+/** The sector size the job's disc reported, for counting bad sectors from bad bytes. */
+export function jobSectorSize(job: JobView): number {
+  const disc = job.options['disc'];
+  if (typeof disc === 'object' && disc !== null && !Array.isArray(disc)) {
+    const size = disc['sector_size'];
+    if (typeof size === 'number' && size > 0) return size;
+  }
+  return 2048;
+}
+
+export function badSectors(job: JobView): number {
+  return Math.ceil(job.bad_bytes / jobSectorSize(job));
+}
+
+/** Running jobs first, then paused ones, then the queue in the order it will run. */
+export function activeOrder(a: JobView, b: JobView): number {
+  const rank = (job: JobView): number => ['running', 'verifying', 'paused', 'queued'].indexOf(job.status);
+  return rank(a) - rank(b) || (a.queue_position ?? 0) - (b.queue_position ?? 0) || a.created_at.localeCompare(b.created_at);
+}

@@ -1,0 +1,129 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { PERMISSIONS } from '../../auth/roles.js';
+import { DomainError, NotFoundError, ValidationError } from '../../errors.js';
+import type { App } from '../../http/app.js';
+import { userMessage } from '../errors.js';
+import { type I18n, renderPage, requestI18n } from '../render.js';
+import { formFields, withParams } from '../request.js';
+import { actionDone, actionFailed, returnPath } from '../respond.js';
+import type { WebAccounts, WebDeps } from '../types.js';
+
+const KEY_ID = /^key_[a-z0-9]{1,64}$/;
+const MAX_EXPIRY_DAYS = 3650;
+
+type PasswordErrors = Partial<Record<'current' | 'next' | 'confirm', string>>;
+type KeyErrors = Partial<Record<'name' | 'scopes' | 'expires', string>>;
+
+/** The password rules a refused password broke, each as a sentence of the catalog. */
+export function passwordRuleMessages(i18n: I18n, error: DomainError): string {
+  const details = Array.isArray(error.details) ? error.details : [];
+  const rules = details.map((detail) => String(detail['rule'] ?? '')).filter((rule) => i18n.has(`account.password.rules.${rule}`));
+  if (rules.length === 0) return userMessage(i18n, error);
+  return `${i18n.t('account.password.rules.intro')} ${rules.map((rule) => i18n.t(`account.password.rules.${rule}`)).join(' ')}`;
+}
+
+function passwordErrorsOf(i18n: I18n, error: unknown): PasswordErrors | null {
+  if (!(error instanceof DomainError)) return null;
+  if (error.code === 'weak_password') return { next: passwordRuleMessages(i18n, error) };
+  if (error.code === 'password_unchanged') return { next: i18n.t('account.password.unchanged') };
+  if (error.code === 'wrong_password' || error.code === 'invalid_credentials') return { current: i18n.t('account.password.current_wrong') };
+  if (error.code === 'locked_out') return { current: userMessage(i18n, error) };
+  return null;
+}
+
+function keyErrorsOf(i18n: I18n, error: unknown): KeyErrors | null {
+  if (!(error instanceof DomainError)) return null;
+  if (error.code === 'scope_exceeds_rights' || error.code === 'invalid_scopes') return { scopes: i18n.t('account.keys.scopes_beyond') };
+  if (error.code === 'invalid_expiry') return { expires: i18n.t('account.keys.expires_invalid', { max: MAX_EXPIRY_DAYS }) };
+  if (error instanceof ValidationError) return { name: userMessage(i18n, error) };
+  return null;
+}
+
+export function registerAccountPages(app: App, deps: WebDeps, accounts: WebAccounts): void {
+  const { security } = deps;
+
+  const renderPassword = (request: FastifyRequest, reply: FastifyReply, errors: PasswordErrors, status: number) =>
+    renderPage(request, reply, security, 'account-password', { title: 'account.password.title', errors }, status);
+
+  // Every signed-in user may change their own password, also (and especially) one that must be changed:
+  // the route needs no permission, the actor does (accounts.actor refuses a request without a user).
+  app.get('/account/password', { config: { permission: 'public' } }, async (request, reply) => {
+    accounts.actor(request);
+    return renderPassword(request, reply, {}, 200);
+  });
+
+  app.post('/account/password', { config: { permission: 'public' } }, async (request, reply) => {
+    const actor = accounts.actor(request);
+    const i18n = requestI18n(request);
+    const form = formFields(request.body);
+    const current = form.all('current_password')[0] ?? '';
+    const next = form.all('new_password')[0] ?? '';
+    const confirm = form.all('confirm_password')[0] ?? '';
+    const errors: PasswordErrors = {};
+    if (current === '') errors.current = i18n.t('account.password.current_required');
+    if (next !== confirm) errors.confirm = i18n.t('account.password.mismatch');
+    if (Object.keys(errors).length > 0) return renderPassword(request, reply, errors, 400);
+    try {
+      await accounts.users.changeOwnPassword(actor.principal, current, next, actor.client);
+    } catch (error) {
+      const fieldErrors = passwordErrorsOf(i18n, error);
+      if (fieldErrors === null) throw error;
+      return renderPassword(request, reply, fieldErrors, 400);
+    }
+    // Every session of the user ended with the change: the next page asks to sign in again.
+    return reply.redirect(withParams('/', { notice: 'password_changed' }), 303);
+  });
+
+  const renderKeys = async (request: FastifyRequest, reply: FastifyReply, extra: { errors?: KeyErrors; form?: Record<string, unknown>; created?: { key: string; name: string } }, status: number) => {
+    const actor = accounts.actor(request);
+    const keys = await accounts.apiKeys.list({ user: actor.principal.name }, actor);
+    const grantable = PERMISSIONS.filter((permission) => actor.principal.can(permission));
+    return renderPage(request, reply, security, 'api-keys', {
+      title: 'account.keys.title',
+      keys,
+      grantable,
+      errors: extra.errors ?? {},
+      form: extra.form ?? { name: '', scopes: [], expires: '' },
+      created: extra.created ?? null,
+      now: new Date().toISOString(),
+    }, status);
+  };
+
+  app.get('/account/api-keys', { config: { permission: 'jobs:read' } }, async (request, reply) => renderKeys(request, reply, {}, 200));
+
+  app.post('/account/api-keys', { config: { permission: 'jobs:read' } }, async (request, reply) => {
+    const actor = accounts.actor(request);
+    const i18n = requestI18n(request);
+    const fields = formFields(request.body);
+    const form = { name: fields.one('name') ?? '', scopes: fields.all('scopes'), expires: fields.one('expires_days') ?? '' };
+    const errors: KeyErrors = {};
+    if (form.name === '') errors.name = i18n.t('account.keys.name_required');
+    let expiresAt: Date | null = null;
+    if (form.expires !== '') {
+      const days = /^\d{1,4}$/.test(form.expires) ? Number(form.expires) : NaN;
+      if (!(days >= 1 && days <= MAX_EXPIRY_DAYS)) errors.expires = i18n.t('account.keys.expires_invalid', { max: MAX_EXPIRY_DAYS });
+      else expiresAt = new Date(Date.now() + days * 86_400_000);
+    }
+    if (Object.keys(errors).length > 0) return renderKeys(request, reply, { errors, form }, 400);
+    try {
+      const created = await accounts.apiKeys.create({ user: actor.principal.name, name: form.name, scopes: form.scopes.length === 0 ? null : form.scopes, expiresAt }, actor);
+      // The secret is shown on this answer and nowhere else: it is never stored, so no redirect could show it.
+      return await renderKeys(request, reply, { created: { key: created.key, name: created.record.name } }, 201);
+    } catch (error) {
+      const fieldErrors = keyErrorsOf(i18n, error);
+      if (fieldErrors === null) throw error;
+      return renderKeys(request, reply, { errors: fieldErrors, form }, 400);
+    }
+  });
+
+  app.post<{ Params: { id: string } }>('/account/api-keys/:id/revoke', { config: { permission: 'jobs:read' } }, async (request, reply) => {
+    const returnTo = returnPath(request, '/account/api-keys');
+    try {
+      if (!KEY_ID.test(request.params.id)) throw new NotFoundError(`no API key ${request.params.id}`, undefined, 'api_key_not_found');
+      await accounts.apiKeys.revoke(request.params.id, accounts.actor(request));
+      return actionDone(request, reply, 'api_key_revoked', returnTo);
+    } catch (error) {
+      return actionFailed(request, reply, error, returnTo);
+    }
+  });
+}

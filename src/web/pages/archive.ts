@@ -1,0 +1,264 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { App } from '../../http/app.js';
+import type { ArchiveListQuery, ArchiveView } from '../../archive/service.js';
+import type { ArchiveSort } from '../../db/archive-repository.js';
+import { ARCHIVE_STATUSES, type ArchiveStatus } from '../../db/schema.js';
+import type { DiscKind } from '../../drives/types.js';
+import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
+import { statusOf } from '../errors.js';
+import { type I18n, renderPage, requestI18n } from '../render.js';
+import { type FormFields, formFields, withParams } from '../request.js';
+import { actionDone, actionFailed, returnPath } from '../respond.js';
+import type { WebDeps } from '../types.js';
+import { pagination } from './pagination.js';
+
+const PAGE_SIZE = 20;
+const ARCHIVE_ID = /^archive_[a-z0-9]{1,64}$/;
+export const DISC_KINDS: readonly DiscKind[] = ['data', 'dvd-video', 'bd-video', 'audio', 'unknown'];
+const SORTS: readonly ArchiveSort[] = ['date', 'name', 'size'];
+const MB = 1_000_000;
+const MAX_LABEL = 200;
+const MAX_TAGS = 20;
+const MAX_TAG = 50;
+const MAX_NOTES = 5000;
+/** Bulk actions name at most one page of archives. */
+const MAX_BULK = 100;
+/** Verification runs listed on an image's page, newest first. */
+const HISTORY_LIMIT = 50;
+const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/u;
+
+interface ArchiveQuery {
+  q: string;
+  from: string;
+  to: string;
+  minSize: string;
+  maxSize: string;
+  type: string;
+  status: string;
+  sort: ArchiveSort;
+  order: 'asc' | 'desc';
+  page: number;
+}
+
+type QueryErrors = Partial<Record<'from' | 'to' | 'minSize' | 'maxSize', string>>;
+
+function parseDate(value: string): Date | null {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(value)) return null;
+  const date = new Date(`${value}T00:00:00Z`);
+  return Number.isNaN(date.getTime()) ? null : date;
+}
+
+function parseMegabytes(value: string): number | null {
+  if (!/^\d{1,9}([.,]\d{1,3})?$/.test(value)) return null;
+  return Math.round(Number(value.replace(',', '.')) * MB);
+}
+
+function parseArchiveQuery(form: FormFields): ArchiveQuery {
+  const sortValue = form.one('sort');
+  const sort = SORTS.find((candidate) => candidate === sortValue) ?? 'date';
+  const orderValue = form.one('order');
+  return {
+    q: (form.one('q') ?? '').slice(0, 200),
+    from: form.one('from') ?? '',
+    to: form.one('to') ?? '',
+    minSize: form.one('min_size') ?? '',
+    maxSize: form.one('max_size') ?? '',
+    type: DISC_KINDS.find((kind) => kind === form.one('type')) ?? '',
+    status: ARCHIVE_STATUSES.find((status) => status === form.one('status')) ?? '',
+    sort,
+    order: orderValue === 'asc' || orderValue === 'desc' ? orderValue : sort === 'name' ? 'asc' : 'desc',
+    page: Math.max(1, Number.parseInt(form.one('page') ?? '1', 10) || 1),
+  };
+}
+
+/** The archive service query for the page's query; values that do not parse are left out and named in the errors. */
+function archiveFilter(i18n: I18n, query: ArchiveQuery): { filter: ArchiveListQuery; errors: QueryErrors } {
+  const errors: QueryErrors = {};
+  const filter: ArchiveListQuery = { sort: query.sort, order: query.order, limit: PAGE_SIZE, offset: (query.page - 1) * PAGE_SIZE };
+  if (query.q !== '') filter.search = query.q;
+  if (query.from !== '') {
+    const from = parseDate(query.from);
+    if (from) filter.from = from;
+    else errors.from = i18n.t('archive.filter.date_invalid');
+  }
+  if (query.to !== '') {
+    const to = parseDate(query.to);
+    // The filter names a whole day: up to its last millisecond (the service's bound is inclusive).
+    if (to) filter.to = new Date(to.getTime() + 86_400_000 - 1);
+    else errors.to = i18n.t('archive.filter.date_invalid');
+  }
+  if (query.minSize !== '') {
+    const min = parseMegabytes(query.minSize);
+    if (min !== null) filter.minSizeBytes = min;
+    else errors.minSize = i18n.t('archive.filter.size_invalid');
+  }
+  if (query.maxSize !== '') {
+    const max = parseMegabytes(query.maxSize);
+    if (max !== null) filter.maxSizeBytes = max;
+    else errors.maxSize = i18n.t('archive.filter.size_invalid');
+  }
+  if (query.type !== '') filter.discKinds = [query.type as DiscKind];
+  if (query.status !== '') filter.statuses = [query.status as ArchiveStatus];
+  return { filter, errors };
+}
+
+/** The query as link parameters (empty ones left out), for pagination and sort links. */
+function queryParams(query: ArchiveQuery): Record<string, string | undefined> {
+  const value = (text: string): string | undefined => (text === '' ? undefined : text);
+  return {
+    q: value(query.q),
+    from: value(query.from),
+    to: value(query.to),
+    min_size: value(query.minSize),
+    max_size: value(query.maxSize),
+    type: value(query.type),
+    status: value(query.status),
+    sort: query.sort === 'date' ? undefined : query.sort,
+    order: query.order === (query.sort === 'name' ? 'asc' : 'desc') ? undefined : query.order,
+  };
+}
+
+/** The checksum a card shows: the first the image has, in the drawing's order. */
+export function cardChecksum(archive: ArchiveView): { algorithm: string; value: string } | null {
+  for (const algorithm of ['md5', 'sha256', 'sha1'] as const) {
+    const value = archive.checksums[algorithm];
+    if (value) return { algorithm, value };
+  }
+  return null;
+}
+
+interface MetadataForm {
+  label: string;
+  tags: string;
+  notes: string;
+}
+
+function validateMetadata(i18n: I18n, form: MetadataForm): { patch: { label: string; tags: string[]; notes: string } | null; errors: Partial<Record<keyof MetadataForm, string>> } {
+  const errors: Partial<Record<keyof MetadataForm, string>> = {};
+  const label = form.label.trim();
+  const tags = [...new Set(form.tags.split(',').map((tag) => tag.trim()).filter((tag) => tag !== ''))];
+  if ([...label].length > MAX_LABEL) errors.label = i18n.t('archive.edit.label_long', { max: MAX_LABEL });
+  else if (CONTROL_CHARS.test(label)) errors.label = i18n.t('archive.edit.control_chars');
+  if (tags.length > MAX_TAGS) errors.tags = i18n.t('archive.edit.tags_many', { max: MAX_TAGS });
+  else if (tags.some((tag) => [...tag].length > MAX_TAG)) errors.tags = i18n.t('archive.edit.tag_long', { max: MAX_TAG });
+  else if (tags.some((tag) => CONTROL_CHARS.test(tag))) errors.tags = i18n.t('archive.edit.control_chars');
+  if ([...form.notes].length > MAX_NOTES) errors.notes = i18n.t('archive.edit.notes_long', { max: MAX_NOTES });
+  if (Object.keys(errors).length > 0) return { patch: null, errors };
+  return { patch: { label, tags, notes: form.notes.replace(/\r\n/g, '\n') }, errors };
+}
+
+function checkedArchiveId(id: string): string {
+  if (!ARCHIVE_ID.test(id)) throw new NotFoundError(`no archive ${id}`, undefined, 'archive_not_found');
+  return id;
+}
+
+function selectedIds(form: FormFields): string[] {
+  const ids = [...new Set(form.all('ids'))];
+  if (ids.length > MAX_BULK) throw new ValidationError(`select at most ${MAX_BULK} archives`, undefined, 'too_many_selected');
+  return ids.map(checkedArchiveId);
+}
+
+export function registerArchivePages(app: App, deps: WebDeps): void {
+  const { security, archives } = deps;
+
+  app.get('/archive', { config: { permission: 'archives:read' } }, async (request, reply) => {
+    const i18n = requestI18n(request);
+    const query = parseArchiveQuery(formFields(request.query));
+    const { filter, errors } = archiveFilter(i18n, query);
+    const { archives: items, total } = await archives.list(filter);
+    const params = queryParams(query);
+    return renderPage(request, reply, security, 'archive', {
+      title: 'archive.title',
+      query,
+      errors,
+      archives: items,
+      pages: pagination(query.page, PAGE_SIZE, total),
+      pageLink: (page: number) => withParams('/archive', { ...params, page: page === 1 ? undefined : String(page) }),
+      filtered: Object.values({ ...params, sort: undefined, order: undefined }).some((value) => value !== undefined),
+      discKinds: DISC_KINDS,
+      statuses: ARCHIVE_STATUSES,
+      sorts: SORTS,
+      checksumOf: cardChecksum,
+      here: withParams('/archive', { ...params, page: query.page === 1 ? undefined : String(query.page) }),
+    });
+  });
+
+  const renderDetail = async (request: FastifyRequest, reply: FastifyReply, id: string, form: MetadataForm | null, errors: Record<string, string>, status: number) => {
+    const [archive, history] = await Promise.all([archives.get(id), archives.verifications(id, { limit: HISTORY_LIMIT, offset: 0 })]);
+    const values: MetadataForm = form ?? { label: archive.metadata.label, tags: archive.metadata.tags.join(', '), notes: archive.metadata.notes };
+    return renderPage(request, reply, security, 'archive-detail', { title: 'archive.detail.title', archive, history: history.verifications, form: values, errors }, status);
+  };
+
+  app.get<{ Params: { id: string } }>('/archive/:id', { config: { permission: 'archives:read' } }, async (request, reply) => {
+    return renderDetail(request, reply, checkedArchiveId(request.params.id), null, {}, 200);
+  });
+
+  app.post<{ Params: { id: string } }>('/archive/:id', { config: { permission: 'archives:write' } }, async (request, reply) => {
+    const id = checkedArchiveId(request.params.id);
+    const fields = formFields(request.body);
+    const form: MetadataForm = { label: fields.one('label') ?? '', tags: fields.one('tags') ?? '', notes: fields.all('notes')[0] ?? '' };
+    const { patch, errors } = validateMetadata(requestI18n(request), form);
+    if (patch === null) return renderDetail(request, reply, id, form, errors, 400);
+    await archives.updateMetadata(id, patch);
+    return reply.redirect(withParams(`/archive/${id}`, { notice: 'archive_saved' }), 303);
+  });
+
+  app.post<{ Params: { id: string } }>('/archive/:id/verify', { config: { permission: 'archives:write' } }, async (request, reply) => {
+    const id = checkedArchiveId(request.params.id);
+    const returnTo = returnPath(request, `/archive/${id}`);
+    try {
+      const result = await archives.verify(id, security.user(request).name);
+      if (!result.ok) throw new ConflictError('the image no longer matches its checksums', { archive_id: id }, 'verification_failed');
+      return actionDone(request, reply, 'archive_verified', returnTo);
+    } catch (error) {
+      return actionFailed(request, reply, error, returnTo);
+    }
+  });
+
+  app.get<{ Params: { id: string } }>('/archive/:id/delete', { config: { permission: 'archives:write' } }, async (request, reply) => {
+    const archive = await archives.get(checkedArchiveId(request.params.id));
+    return renderPage(request, reply, security, 'archive-delete', { title: 'archive.delete.title', selection: [archive] });
+  });
+
+  app.post<{ Params: { id: string } }>('/archive/:id/delete', { config: { permission: 'archives:write' } }, async (request, reply) => {
+    await archives.remove(checkedArchiveId(request.params.id));
+    return reply.redirect(withParams('/archive', { notice: 'archive_deleted' }), 303);
+  });
+
+  /** Bulk verify runs at once; bulk delete first shows what would go, like a single delete. */
+  app.post('/archive/bulk', { config: { permission: 'archives:write' } }, async (request, reply) => {
+    const fields = formFields(request.body);
+    const returnTo = returnPath(request, '/archive');
+    try {
+      const ids = selectedIds(fields);
+      if (ids.length === 0) throw new ValidationError('select at least one archive', undefined, 'nothing_selected');
+      if (fields.one('action') === 'delete') {
+        const selection = await Promise.all(ids.map((id) => archives.get(id)));
+        return renderPage(request, reply, security, 'archive-delete', { title: 'archive.delete.title', selection, returnTo });
+      }
+      if (fields.one('action') !== 'verify') throw new ValidationError('unknown action', undefined, 'invalid_action');
+      let failed = 0;
+      for (const id of ids) {
+        const result = await archives.verify(id, security.user(request).name).catch((error: unknown) => {
+          if (statusOf(error) >= 500) throw error;
+          return null;
+        });
+        if (result?.ok !== true) failed += 1;
+      }
+      if (failed > 0) throw new ConflictError(`${failed} of ${ids.length} images failed verification`, { failed }, 'bulk_verification_failed');
+      return actionDone(request, reply, 'archives_verified', returnTo);
+    } catch (error) {
+      return actionFailed(request, reply, error, returnTo);
+    }
+  });
+
+  app.post('/archive/bulk-delete', { config: { permission: 'archives:write' } }, async (request, reply) => {
+    const returnTo = returnPath(request, '/archive');
+    try {
+      for (const id of selectedIds(formFields(request.body))) await archives.remove(id);
+      return actionDone(request, reply, 'archives_deleted', returnTo);
+    } catch (error) {
+      return actionFailed(request, reply, error, returnTo);
+    }
+  });
+}

@@ -1,0 +1,57 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { App } from '../../http/app.js';
+import { setPath } from '../../config/load.js';
+import type { JsonObject } from '../../db/values.js';
+import { ConflictError, ValidationError } from '../../errors.js';
+import { renderPage, requestI18n } from '../render.js';
+import { formFields, withParams } from '../request.js';
+import { SETTINGS_SECTIONS, type SettingsSection, parseSettingsForm, sectionFields } from '../settings-form.js';
+import type { WebDeps } from '../types.js';
+
+type SectionErrors = Partial<Record<SettingsSection, Record<string, string>>>;
+
+/** Per-key details of the settings service's refusals (one entry or a list), as field messages. */
+function refusalMessages(error: ValidationError | ConflictError, message: (entry: Record<string, unknown>) => string): Record<string, string> {
+  const details = error.details === undefined ? [] : Array.isArray(error.details) ? error.details : [error.details];
+  return Object.fromEntries(details.filter((entry) => typeof entry['key'] === 'string').map((entry) => [entry['key'] as string, message(entry)]));
+}
+
+/** `{"imaging.read_attempts": 3}` -> `{"imaging": {"read_attempts": 3}}`, the shape the settings service takes. */
+function nestedPatch(changes: Record<string, unknown>): JsonObject {
+  const patch: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(changes)) setPath(patch, key, value);
+  return patch as JsonObject;
+}
+
+export function registerConfigPages(app: App, deps: WebDeps): void {
+  const { security, config } = deps;
+
+  const renderConfig = async (request: FastifyRequest, reply: FastifyReply, errors: SectionErrors, status: number): Promise<FastifyReply> => {
+    const i18n = requestI18n(request);
+    const sections = SETTINGS_SECTIONS.map((section) => ({ section, fields: sectionFields(config, section, i18n), errors: errors[section] ?? {} }));
+    return renderPage(request, reply, security, 'config', { title: 'config.title', sections, accounts: deps.accounts !== undefined }, status);
+  };
+
+  app.get('/config', { config: { permission: 'system:read' } }, async (request, reply) => renderConfig(request, reply, {}, 200));
+
+  app.post<{ Params: { section: string } }>('/config/:section', { config: { permission: 'system:write' } }, async (request, reply) => {
+    const section = SETTINGS_SECTIONS.find((candidate) => candidate === request.params.section);
+    if (section === undefined) throw new ValidationError(`no settings section ${request.params.section}`, undefined, 'unknown_section');
+    const i18n = requestI18n(request);
+    const { changes, errors } = parseSettingsForm(i18n, sectionFields(config, section, i18n), formFields(request.body));
+    if (Object.keys(errors).length > 0) return renderConfig(request, reply, { [section]: errors }, 400);
+    if (Object.keys(changes).length === 0) return reply.redirect(withParams('/config', { notice: 'settings_unchanged' }) + `#${section}`, 303);
+    try {
+      await deps.settings.update(nestedPatch(changes), security.user(request).name);
+    } catch (error) {
+      if (error instanceof ValidationError) {
+        return renderConfig(request, reply, { [section]: refusalMessages(error, (entry) => i18n.t('config.errors.invalid', { message: String(entry['message'] ?? '') })) }, 400);
+      }
+      if (error instanceof ConflictError) {
+        return renderConfig(request, reply, { [section]: refusalMessages(error, (entry) => i18n.t('config.errors.fixed', { source: String(entry['source'] ?? '') })) }, 409);
+      }
+      throw error;
+    }
+    return reply.redirect(withParams('/config', { notice: 'settings_saved' }) + `#${section}`, 303);
+  });
+}

@@ -1,0 +1,66 @@
+import type { FastifyRequest } from 'fastify';
+import type { App } from '../../http/app.js';
+import type { JobView } from '../../jobs/view.js';
+import { ACTIVE_STATUSES, FINISHED_STATUSES, activeOrder } from '../job-card.js';
+import { renderFragment, renderPage } from '../render.js';
+import { formFields, withParams } from '../request.js';
+import type { SystemStatus } from '../../system/status.js';
+import type { WebDeps } from '../types.js';
+import { pagination } from './pagination.js';
+
+const RECENT_FINISHED = 6;
+const FINISHED_PAGE_SIZE = 20;
+/** More active jobs than drives can exist only as a queue; this bounds one page of it. */
+const ACTIVE_LIMIT = 200;
+
+export interface DashboardData {
+  tab: 'active' | 'finished';
+  /** The dashboard address these jobs belong to, for forms that come back to it (also from the fragment). */
+  here: string;
+  /** Where the page's script fetches this data again as a fragment. */
+  fragmentUrl: string;
+  active: JobView[];
+  activeTotal: number;
+  finished: JobView[];
+  finishedTotal: number;
+  pages: ReturnType<typeof pagination> | null;
+  system: SystemStatus | null;
+}
+
+async function dashboardData(deps: WebDeps, request: FastifyRequest, canSeeSystem: boolean): Promise<DashboardData> {
+  const query = formFields(request.query);
+  const tab = query.one('tab') === 'finished' ? 'finished' : 'active';
+  const page = Math.max(1, Number.parseInt(query.one('page') ?? '1', 10) || 1);
+  const finishedLimit = tab === 'finished' ? FINISHED_PAGE_SIZE : RECENT_FINISHED;
+  const [active, finished, system] = await Promise.all([
+    deps.jobs.list({ status: [...ACTIVE_STATUSES], limit: ACTIVE_LIMIT, offset: 0, sort: 'created', order: 'asc' }),
+    deps.jobs.list({ status: [...FINISHED_STATUSES], limit: finishedLimit, offset: tab === 'finished' ? (page - 1) * FINISHED_PAGE_SIZE : 0, sort: 'updated', order: 'desc' }),
+    canSeeSystem ? deps.system.status() : Promise.resolve(null),
+  ]);
+  return {
+    tab,
+    here: tab === 'finished' ? withParams('/', { tab, page: String(page) }) : '/',
+    fragmentUrl: tab === 'finished' ? withParams('/fragments/dashboard', { tab, page: String(page) }) : '/fragments/dashboard',
+    active: [...active.jobs].sort(activeOrder),
+    activeTotal: active.total,
+    finished: finished.jobs,
+    finishedTotal: finished.total,
+    pages: tab === 'finished' ? pagination(page, FINISHED_PAGE_SIZE, finished.total) : null,
+    system,
+  };
+}
+
+export function registerDashboard(app: App, deps: WebDeps): void {
+  const { security } = deps;
+
+  app.get('/', { config: { permission: 'jobs:read' } }, async (request, reply) => {
+    const data = await dashboardData(deps, request, security.user(request).can('system:read'));
+    return renderPage(request, reply, security, 'dashboard', { ...data, title: 'dashboard.title' });
+  });
+
+  /** The live part of the dashboard, fetched by the page's script when jobs change state. */
+  app.get('/fragments/dashboard', { config: { permission: 'jobs:read' } }, async (request, reply) => {
+    const data = await dashboardData(deps, request, security.user(request).can('system:read'));
+    return renderFragment(request, reply, security, 'partials/dashboard-live', { ...data });
+  });
+}

@@ -1,0 +1,28 @@
+import type { App } from '../../http/app.js';
+import { DRIVE_ID_PATTERN } from '../../drives/service.js';
+import { NotFoundError } from '../../errors.js';
+import { renderPage } from '../render.js';
+import { actionDone, actionFailed, returnPath } from '../respond.js';
+import type { WebDeps } from '../types.js';
+
+export function registerDrivePages(app: App, deps: WebDeps): void {
+  const { security } = deps;
+
+  app.get('/drives', { config: { permission: 'devices:read' } }, async (request, reply) => {
+    const [devices, active] = await Promise.all([deps.devices.list(), deps.jobs.list({ status: ['running', 'verifying'], limit: 500, offset: 0, sort: 'created' })]);
+    const rows = devices.map((device) => ({ device, job: active.jobs.find((job) => job.device_id === device.id) ?? null }));
+    return renderPage(request, reply, security, 'drives', { title: 'drives.title', rows });
+  });
+
+  app.post<{ Params: { id: string } }>('/drives/:id/eject', { config: { permission: 'devices:write' } }, async (request, reply) => {
+    const returnTo = returnPath(request, '/drives');
+    try {
+      const id = request.params.id;
+      if (!DRIVE_ID_PATTERN.test(id)) throw new NotFoundError(`no drive ${id}`, undefined, 'unknown_device');
+      await deps.devices.eject(id);
+      return actionDone(request, reply, 'drive_ejected', returnTo);
+    } catch (error) {
+      return actionFailed(request, reply, error, returnTo);
+    }
+  });
+}

@@ -1,0 +1,204 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { App } from '../../http/app.js';
+import { HASH_ALGORITHMS, type HashAlgorithm, PRIORITIES, type Priority } from '../../config/schema.js';
+import { DomainError, NotFoundError, ValidationError } from '../../errors.js';
+import type { CreateJobInput } from '../../jobs/service.js';
+import type { DeviceView } from '../../system/devices.js';
+import { ACTIVE_STATUSES, isJobAction } from '../job-card.js';
+import { type I18n, renderFragment, renderPage, requestI18n } from '../render.js';
+import { formFields, withParams } from '../request.js';
+import { actionDone, actionFailed, returnPath } from '../respond.js';
+import { readSectorMap } from '../sector-map.js';
+import { userMessage } from '../errors.js';
+import type { WebDeps } from '../types.js';
+
+interface DriveChoice {
+  device: DeviceView;
+  /** Why this drive cannot be imaged now (translated), or null when it can. */
+  problem: string | null;
+}
+
+interface NewJobForm {
+  device: string;
+  name: string;
+  readAttempts: string;
+  verify: boolean;
+  checksums: string[];
+  priority: string;
+}
+
+type FieldErrors = Partial<Record<keyof NewJobForm, string>>;
+
+const JOB_ID = /^job_[a-z0-9]{1,64}$/;
+/** Refusals of the job service that the form shows next to a field instead of an error page. */
+const FORM_ERRORS = new Set(['unknown_device', 'no_media', 'blank_media', 'unsupported_media', 'unknown_size', 'invalid_name', 'name_exhausted']);
+
+function mediaProblem(i18n: I18n, device: DeviceView): string | null {
+  if (device.media_error !== null) return i18n.t('errors.generic', { message: device.media_error });
+  if (!device.has_media) return i18n.t('errors.no_media');
+  if (device.media_kind === 'blank') return i18n.t('errors.blank_media');
+  if (device.media_kind === 'audio') return i18n.t('errors.unsupported_media');
+  if (!device.media_size_bytes) return i18n.t('errors.unknown_size');
+  return null;
+}
+
+async function driveChoices(deps: WebDeps, i18n: I18n): Promise<DriveChoice[]> {
+  return (await deps.devices.list()).map((device) => ({ device, problem: mediaProblem(i18n, device) }));
+}
+
+/** The rule validateImageName broke, as a sentence of the catalog. */
+function nameProblem(i18n: I18n, error: DomainError): string {
+  const reason = JSON.stringify(error.details ?? '');
+  const key = [
+    ['empty', 'jobs.new.name_empty'],
+    ['control', 'jobs.new.name_control'],
+    ['separator', 'jobs.new.name_separator'],
+    ['..', 'jobs.new.name_dots'],
+    ['start with', 'jobs.new.name_start'],
+    ['longer', 'jobs.new.name_long'],
+  ].find(([needle]) => reason.includes(needle as string))?.[1];
+  return i18n.t(key ?? 'jobs.new.name_invalid');
+}
+
+function parseNewJob(source: unknown): NewJobForm {
+  const form = formFields(source);
+  return {
+    device: form.one('device') ?? '',
+    name: form.one('name') ?? '',
+    readAttempts: form.one('read_attempts') ?? '',
+    verify: form.has('verify'),
+    checksums: form.all('checksums'),
+    priority: form.one('priority') ?? '',
+  };
+}
+
+function validateNewJob(i18n: I18n, form: NewJobForm): { input: CreateJobInput | null; errors: FieldErrors } {
+  const errors: FieldErrors = {};
+  if (form.device === '') errors.device = i18n.t('jobs.new.device_required');
+  const readAttempts = /^\d{1,3}$/.test(form.readAttempts) ? Number(form.readAttempts) : NaN;
+  if (!(readAttempts >= 0 && readAttempts <= 100)) errors.readAttempts = i18n.t('jobs.new.read_attempts_invalid', { min: 0, max: 100 });
+  const checksums = form.checksums.filter((value): value is HashAlgorithm => (HASH_ALGORITHMS as readonly string[]).includes(value));
+  if (checksums.length === 0 || checksums.length !== form.checksums.length) errors.checksums = i18n.t('jobs.new.checksums_required');
+  if (!(PRIORITIES as readonly string[]).includes(form.priority)) errors.priority = i18n.t('jobs.new.priority_invalid');
+  if (Object.keys(errors).length > 0) return { input: null, errors };
+  return {
+    input: {
+      device: form.device,
+      ...(form.name === '' ? {} : { name: form.name }),
+      options: { read_attempts: readAttempts, verify: form.verify, checksums: [...new Set(checksums)], priority: form.priority as Priority },
+    },
+    errors,
+  };
+}
+
+/** Which field a refusal of the job service belongs to. */
+function fieldOfError(error: DomainError): keyof NewJobForm {
+  if (error.code === 'invalid_name' || error.code === 'name_exhausted') return 'name';
+  return 'device';
+}
+
+export function registerJobPages(app: App, deps: WebDeps): void {
+  const { security, config } = deps;
+
+  const renderNewJob = async (request: FastifyRequest, reply: FastifyReply, form: NewJobForm, errors: FieldErrors, status: number): Promise<FastifyReply> => {
+    const i18n = requestI18n(request);
+    const drives = await driveChoices(deps, i18n);
+    const device = form.device !== '' ? form.device : (drives.find((choice) => choice.problem === null)?.device.id ?? '');
+    return renderPage(request, reply, security, 'job-new', {
+      title: 'jobs.new.title',
+      drives,
+      form: { ...form, device },
+      errors,
+      hashAlgorithms: HASH_ALGORITHMS,
+      priorities: PRIORITIES,
+    }, status);
+  };
+
+  app.get('/jobs/new', { config: { permission: 'jobs:write' } }, async (request, reply) => {
+    const query = formFields(request.query);
+    const defaults: NewJobForm = {
+      device: query.one('drive') ?? '',
+      name: '',
+      readAttempts: String(config.imaging.read_attempts),
+      verify: config.imaging.verify,
+      checksums: [...config.imaging.checksums],
+      priority: config.imaging.priority,
+    };
+    return renderNewJob(request, reply, defaults, {}, 200);
+  });
+
+  app.post('/jobs', { config: { permission: 'jobs:write' } }, async (request, reply) => {
+    const i18n = requestI18n(request);
+    const form = parseNewJob(request.body);
+    const { input, errors } = validateNewJob(i18n, form);
+    if (input === null) return renderNewJob(request, reply, form, errors, 400);
+    try {
+      await deps.jobs.create(input, security.user(request).name);
+      return reply.redirect(withParams('/', { notice: 'job_created' }), 303);
+    } catch (error) {
+      if (!(error instanceof DomainError) || !FORM_ERRORS.has(error.code)) throw error;
+      const field = fieldOfError(error);
+      const message = field === 'name' && error.code === 'invalid_name' ? nameProblem(i18n, error) : userMessage(i18n, error);
+      return renderNewJob(request, reply, form, { [field]: message }, 400);
+    }
+  });
+
+  const jobData = async (id: string) => {
+    const job = await deps.jobs.get(id);
+    const [logs, sectorMap] = await Promise.all([deps.jobs.logs(id), readSectorMap(job.output_file)]);
+    return { job, logs, sectorMap, lastLogId: logs.at(-1)?.id ?? 0, live: ACTIVE_STATUSES.includes(job.status) };
+  };
+
+  app.get<{ Params: { id: string } }>('/jobs/:id', { config: { permission: 'jobs:read' } }, async (request, reply) => {
+    const data = await jobData(checkedJobId(request.params.id));
+    return renderPage(request, reply, security, 'job-detail', { ...data, title: 'jobs.detail.title' });
+  });
+
+  /** Progress, fields and sector map of one job, fetched by the detail page's script while the job runs. */
+  app.get<{ Params: { id: string } }>('/jobs/:id/live', { config: { permission: 'jobs:read' } }, async (request, reply) => {
+    const id = checkedJobId(request.params.id);
+    const job = await deps.jobs.get(id);
+    const sectorMap = await readSectorMap(job.output_file);
+    return renderFragment(request, reply, security, 'partials/job-live', { job, sectorMap, here: `/jobs/${id}` });
+  });
+
+  /** Log lines after a given one, appended by the detail page's script. */
+  app.get<{ Params: { id: string } }>('/jobs/:id/log', { config: { permission: 'jobs:read' } }, async (request, reply) => {
+    const id = checkedJobId(request.params.id);
+    const after = Number.parseInt(formFields(request.query).one('after') ?? '0', 10);
+    const logs = await deps.jobs.logs(id, Number.isSafeInteger(after) && after > 0 ? after : undefined);
+    return renderFragment(request, reply, security, 'partials/log-lines', { logs });
+  });
+
+  app.post<{ Params: { id: string } }>('/jobs/:id/action', { config: { permission: 'jobs:write' } }, async (request, reply) => {
+    const id = checkedJobId(request.params.id);
+    const returnTo = returnPath(request, `/jobs/${id}`);
+    const action = formFields(request.body).one('action');
+    try {
+      if (!isJobAction(action)) throw new ValidationError('unknown action', [{ field: 'action' }], 'invalid_action');
+      await deps.jobs.update(id, { action });
+      return actionDone(request, reply, `job_${action}`, returnTo);
+    } catch (error) {
+      return actionFailed(request, reply, error, returnTo);
+    }
+  });
+
+  app.post<{ Params: { id: string } }>('/jobs/:id/priority', { config: { permission: 'jobs:write' } }, async (request, reply) => {
+    const id = checkedJobId(request.params.id);
+    const returnTo = returnPath(request, `/jobs/${id}`);
+    const priority = formFields(request.body).one('priority');
+    try {
+      if (!(PRIORITIES as readonly (string | undefined)[]).includes(priority)) throw new ValidationError('unknown priority', [{ field: 'priority' }], 'invalid_priority');
+      await deps.jobs.update(id, { priority: priority as Priority });
+      return actionDone(request, reply, 'job_priority', returnTo);
+    } catch (error) {
+      return actionFailed(request, reply, error, returnTo);
+    }
+  });
+}
+
+/** Ids are checked before any lookup, so a path-like id never reaches a service. */
+function checkedJobId(id: string): string {
+  if (!JOB_ID.test(id)) throw new NotFoundError(`no job ${id}`, undefined, 'job_not_found');
+  return id;
+}

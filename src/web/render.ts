@@ -1,0 +1,133 @@
+import type {} from '@fastify/view';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Permission } from '../http/permissions.js';
+import type { JobView } from '../jobs/view.js';
+import { type Formatters, createFormatters } from './format.js';
+import { badSectors, cardTone, jobActions, jobSectorSize, priorityEditable } from './job-card.js';
+import type { SettingField } from './settings-form.js';
+import { type Language, type Translate, LANGUAGES, allCatalogs, createTranslator, requestLanguage } from './i18n.js';
+import { currentPath, formFields, withParams } from './request.js';
+import type { WebSecurity, WebUser } from './types.js';
+
+/** The navigation bar: path, catalog key, and what a user needs to see the entry. */
+const NAVIGATION: ReadonlyArray<{ path: string; key: string; permission: Permission }> = [
+  { path: '/', key: 'nav.dashboard', permission: 'jobs:read' },
+  { path: '/drives', key: 'nav.drives', permission: 'devices:read' },
+  { path: '/archive', key: 'nav.archive', permission: 'archives:read' },
+  { path: '/config', key: 'nav.config', permission: 'system:read' },
+];
+
+/** Strings the browser scripts show (toasts, live labels); passed to them in a data attribute. */
+const CLIENT_KEYS = ['status.', 'phase.', 'live.', 'config.browser_notifications.', 'errors.action_failed'];
+
+export interface I18n {
+  lang: Language;
+  t: Translate;
+  /** True when the catalog has the key (for messages chosen by a code). */
+  has(key: string): boolean;
+  fmt: Formatters;
+}
+
+export function requestI18n(request: FastifyRequest): I18n {
+  const lang = requestLanguage(request.headers);
+  const catalog = allCatalogs()[lang];
+  return { lang, t: createTranslator(catalog), has: (key) => catalog.has(key), fmt: createFormatters(lang) };
+}
+
+/** What every template gets besides its own data. */
+export interface PageContext extends I18n {
+  user: WebUser;
+  can(permission: Permission): boolean;
+  csrf: string;
+  /** Path and query of this page, for forms that return here. */
+  here: string;
+  languages: readonly Language[];
+  nav: Array<{ path: string; label: string; current: boolean }>;
+  /** One-shot message after a redirect (`?notice=code` / `?error=code`), already translated. */
+  notice: string | null;
+  failure: string | null;
+  clientStrings: string;
+  /** Helpers templates call. */
+  cardTone: typeof cardTone;
+  jobActions: typeof jobActions;
+  priorityEditable: typeof priorityEditable;
+  badSectors: typeof badSectors;
+  jobSectorSize: typeof jobSectorSize;
+  jobError(job: JobView): string;
+  optionLabel(field: SettingField, option: string): string;
+}
+
+/** Builds a message from a code, when the catalog knows it; codes come from our own redirects. */
+function oneShot(i18n: I18n, prefix: 'notices' | 'errors', code: string | undefined): string | null {
+  if (code === undefined || !/^[a-z_]{1,64}$/.test(code)) return null;
+  const key = `${prefix}.${code}`;
+  if (i18n.has(key)) return i18n.t(key);
+  return prefix === 'errors' ? i18n.t('errors.action_failed') : null;
+}
+
+export function pageContext(request: FastifyRequest, security: WebSecurity): PageContext {
+  const i18n = requestI18n(request);
+  const user = security.user(request);
+  const here = currentPath(request);
+  const query = formFields(request.query);
+  const path = new URL(here, 'http://local.invalid').pathname;
+  const catalog = allCatalogs()[i18n.lang];
+  const clientStrings = Object.fromEntries([...catalog].filter(([key]) => CLIENT_KEYS.some((prefix) => key.startsWith(prefix))));
+  return {
+    ...i18n,
+    user,
+    can: (permission) => user.can(permission),
+    csrf: security.csrfToken(request),
+    here: withParams(here, {}),
+    languages: LANGUAGES,
+    nav: NAVIGATION.filter((entry) => user.can(entry.permission)).map((entry) => ({
+      path: entry.path,
+      label: i18n.t(entry.key),
+      current: entry.path === '/' ? path === '/' || path.startsWith('/jobs') : path.startsWith(entry.path),
+    })),
+    notice: oneShot(i18n, 'notices', query.one('notice')),
+    failure: oneShot(i18n, 'errors', query.one('error')),
+    clientStrings: JSON.stringify(clientStrings),
+    cardTone,
+    jobActions,
+    priorityEditable,
+    badSectors,
+    jobSectorSize,
+    jobError(job) {
+      if (job.error === null) return '';
+      const key = `errors.${job.error.code}`;
+      return i18n.has(key) ? i18n.t(key) : job.error.message;
+    },
+    optionLabel(field, option) {
+      const key = `config.options.${field.key}.${option}`;
+      return i18n.has(key) ? i18n.t(key) : option;
+    },
+  };
+}
+
+/** Renders a page template inside the layout. Pages are personal and live: never cached. */
+export async function renderPage(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  security: WebSecurity,
+  template: string,
+  data: Record<string, unknown>,
+  status = 200,
+): Promise<FastifyReply> {
+  const context = pageContext(request, security);
+  const html = await reply.viewAsync(template, { ...context, ...data });
+  return reply.status(status).header('cache-control', 'no-store').type('text/html; charset=utf-8').send(html);
+}
+
+/** Renders a template on its own (no layout): the fragments the browser scripts fetch for live updates. */
+export async function renderFragment(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  security: WebSecurity,
+  template: string,
+  data: Record<string, unknown>,
+): Promise<FastifyReply> {
+  const context = pageContext(request, security);
+  const html = await reply.viewAsync(template, { ...context, ...data });
+  return reply.header('cache-control', 'no-store').type('text/html; charset=utf-8').send(html);
+}

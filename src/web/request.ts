@@ -1,0 +1,62 @@
+import type { FastifyRequest } from 'fastify';
+
+/**
+ * Reading what forms and links send. Forms arrive as application/x-www-form-urlencoded, where a
+ * field can repeat (checkbox groups) and anything can be missing or hostile.
+ */
+export interface FormFields {
+  /** The first value of a field, trimmed; undefined when absent. */
+  one(name: string): string | undefined;
+  /** Every value of a field (checkbox groups, multi-selects). */
+  all(name: string): string[];
+  has(name: string): boolean;
+}
+
+export function formFields(source: unknown): FormFields {
+  const record = typeof source === 'object' && source !== null ? (source as Record<string, unknown>) : {};
+  const all = (name: string): string[] => {
+    const value = Object.prototype.hasOwnProperty.call(record, name) ? record[name] : undefined;
+    if (typeof value === 'string') return [value];
+    if (Array.isArray(value)) return value.filter((item): item is string => typeof item === 'string');
+    return [];
+  };
+  return {
+    one: (name) => all(name)[0]?.trim(),
+    all,
+    has: (name) => all(name).length > 0,
+  };
+}
+
+/**
+ * A path on this site to go back to after a form. Anything else (other hosts, `//evil`, `/\evil`,
+ * control characters) falls back, so a crafted form can never redirect a user elsewhere.
+ */
+export function localPath(value: string | undefined, fallback: string): string {
+  if (value === undefined || !value.startsWith('/') || value.startsWith('//') || /[\\\u0000-\u001f\u007f]/.test(value)) return fallback;
+  const url = new URL(value, 'http://local.invalid');
+  if (url.host !== 'local.invalid') return fallback;
+  return `${url.pathname}${url.search}`;
+}
+
+/** The path with these query parameters set (and the one-shot notice and error removed). */
+export function withParams(path: string, params: Record<string, string | undefined>): string {
+  const url = new URL(path, 'http://local.invalid');
+  url.searchParams.delete('notice');
+  url.searchParams.delete('error');
+  for (const [key, value] of Object.entries(params)) {
+    if (value === undefined) url.searchParams.delete(key);
+    else url.searchParams.set(key, value);
+  }
+  return `${url.pathname}${url.search}`;
+}
+
+/** Inline actions (fetch from the page's script) ask for JSON; plain forms get HTML and redirects. */
+export function wantsJson(request: FastifyRequest): boolean {
+  const accept = request.headers.accept ?? '';
+  return accept.includes('application/json') && !accept.includes('text/html');
+}
+
+/** The current page's path and query, for forms that should come back to it. */
+export function currentPath(request: FastifyRequest): string {
+  return localPath(request.url, '/');
+}

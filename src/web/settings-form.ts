@@ -1,0 +1,175 @@
+import { getPath, settingLeaves } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { isSecretLeaf } from '../system/settings.js';
+import type { I18n } from './render.js';
+import type { FormFields } from './request.js';
+
+/**
+ * The configuration page's forms, built from the configuration schema: a field per setting, its
+ * input type from the setting's type, its label from the catalog. Settings the schema gains later
+ * (notifications) appear by themselves.
+ */
+export type SettingsSection = 'storage' | 'imaging' | 'notifications';
+export const SETTINGS_SECTIONS: readonly SettingsSection[] = ['storage', 'imaging', 'notifications'];
+
+/** Order on the page where it differs from the schema's: the specification's drawings first. */
+const ORDER: readonly string[] = [
+  'storage.output_dir',
+  'storage.delete_source_on_success',
+  'storage.keep_partial_on_cancel',
+  'storage.log_retention_days',
+  'storage.warn_threshold_percent',
+  'storage.stop_threshold_percent',
+  'imaging.read_attempts',
+  'imaging.sector_size',
+  'imaging.verify',
+  'imaging.checksums',
+  'imaging.compression',
+  'imaging.priority',
+];
+
+/** Tuning settings, shown folded away under "Advanced". */
+const ADVANCED = new Set(['imaging.cluster_sectors', 'imaging.direct_io', 'imaging.map_save_interval_seconds']);
+
+/** Sources that outrank settings saved here; such settings are shown read-only with the reason. */
+const FIXED_SOURCES = ['environment ', '--set '];
+
+export type FieldKind = 'checkbox' | 'select' | 'number' | 'text' | 'checkboxes' | 'secret';
+
+export interface SettingField {
+  key: string;
+  /** The form field name: the key with dots replaced, so it is a plain identifier in HTML. */
+  name: string;
+  kind: FieldKind;
+  /** Never the value of a secret: those are write-only (empty, with `secretSet` saying whether one exists). */
+  value: string | boolean | string[];
+  secretSet: boolean;
+  /** The value in effect, as the configuration holds it (what a submitted value is compared with). */
+  current: unknown;
+  options: string[];
+  min: number | null;
+  max: number | null;
+  label: string;
+  help: string;
+  /** Where a value comes from that this page cannot override, or null. */
+  fixedBy: string | null;
+  advanced: boolean;
+}
+
+interface LeafSchema {
+  type?: string;
+  enum?: unknown[];
+  items?: { enum?: unknown[] };
+  minimum?: number;
+  maximum?: number;
+  minItems?: number;
+  description?: string;
+}
+
+function fieldKind(schema: LeafSchema): FieldKind {
+  if (schema.type === 'boolean') return 'checkbox';
+  if (schema.type === 'array' && schema.items?.enum) return 'checkboxes';
+  if (schema.enum) return 'select';
+  if (schema.type === 'integer' || schema.type === 'number') return 'number';
+  return 'text';
+}
+
+function displayValue(kind: FieldKind, value: unknown): string | boolean | string[] {
+  if (kind === 'checkbox') return value === true;
+  if (kind === 'checkboxes') return Array.isArray(value) ? value.map(String) : [];
+  return value === undefined || value === null ? '' : String(value);
+}
+
+export function fieldName(key: string): string {
+  return key.replace(/\./g, '__');
+}
+
+export function sectionFields(config: Config, section: SettingsSection, i18n: I18n): SettingField[] {
+  const rank = (key: string): number => (ORDER.includes(key) ? ORDER.indexOf(key) : ORDER.length);
+  return settingLeaves()
+    .filter((leaf) => leaf.path.startsWith(`${section}.`))
+    .sort((a, b) => rank(a.path) - rank(b.path))
+    .map((leaf) => {
+      const schema = leaf.schema as LeafSchema;
+      const secret = isSecretLeaf(leaf);
+      const kind = secret ? 'secret' : fieldKind(schema);
+      const current = getPath(config as unknown as Record<string, unknown>, leaf.path);
+      const source = config.setting_sources[leaf.path];
+      const labelKey = `config.fields.${leaf.path}`;
+      const helpKey = `config.help.${leaf.path}`;
+      return {
+        key: leaf.path,
+        name: fieldName(leaf.path),
+        kind,
+        value: secret ? '' : displayValue(kind, current),
+        secretSet: secret && current !== undefined && current !== null && current !== '',
+        current: secret ? null : current,
+        options: (kind === 'checkboxes' ? (schema.items?.enum ?? []) : (schema.enum ?? [])).map(String),
+        min: schema.minimum ?? null,
+        max: schema.maximum ?? null,
+        label: i18n.has(labelKey) ? i18n.t(labelKey) : (schema.description ?? leaf.path),
+        help: i18n.has(helpKey) ? i18n.t(helpKey) : '',
+        fixedBy: source !== undefined && FIXED_SOURCES.some((prefix) => source.startsWith(prefix)) ? source : null,
+        advanced: ADVANCED.has(leaf.path),
+      };
+    });
+}
+
+/**
+ * The settings a submitted section form changes, typed as the schema wants, and a message per
+ * field that does not parse. Unchanged values are left out, so saving a form never touches
+ * settings the user did not edit. A checkbox that is not sent is unticked.
+ */
+export function parseSettingsForm(i18n: I18n, fields: SettingField[], form: FormFields): { changes: Record<string, unknown>; errors: Record<string, string> } {
+  const changes: Record<string, unknown> = {};
+  const errors: Record<string, string> = {};
+  for (const field of fields) {
+    if (field.fixedBy !== null) continue;
+    let value: unknown;
+    switch (field.kind) {
+      case 'checkbox':
+        value = form.has(field.name);
+        break;
+      case 'checkboxes': {
+        const chosen = form.all(field.name);
+        if (chosen.length === 0 || chosen.some((option) => !field.options.includes(option))) {
+          errors[field.key] = i18n.t('config.errors.choose_one');
+          continue;
+        }
+        value = field.options.filter((option) => chosen.includes(option));
+        break;
+      }
+      case 'select': {
+        const chosen = form.one(field.name) ?? '';
+        if (!field.options.includes(chosen)) {
+          errors[field.key] = i18n.t('config.errors.choose_one');
+          continue;
+        }
+        value = /^\d+$/.test(chosen) && field.options.every((option) => /^\d+$/.test(option)) ? Number(chosen) : chosen;
+        break;
+      }
+      case 'number': {
+        const text = form.one(field.name) ?? '';
+        const number = /^-?\d{1,9}$/.test(text) ? Number(text) : NaN;
+        if (Number.isNaN(number) || (field.min !== null && number < field.min) || (field.max !== null && number > field.max)) {
+          errors[field.key] = i18n.t('config.errors.range', { min: field.min ?? '', max: field.max ?? '' });
+          continue;
+        }
+        value = number;
+        break;
+      }
+      case 'text':
+        value = form.one(field.name) ?? '';
+        break;
+      case 'secret': {
+        // An empty secret field keeps the stored secret: the page never shows it, so it cannot send it back.
+        const given = form.one(field.name) ?? '';
+        if (given === '') continue;
+        changes[field.key] = given;
+        continue;
+      }
+    }
+    if (JSON.stringify(value) !== JSON.stringify(field.current)) changes[field.key] = value;
+  }
+  return { changes, errors };
+}

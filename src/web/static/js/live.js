@@ -1,0 +1,196 @@
+import { createFormat } from './format.js';
+import { fetchHtml, parseItems, replaceContent } from './fragments.js';
+import { notify } from './notify.js';
+import { lang, t } from './strings.js';
+import { toast } from './toast.js';
+
+const EVENTS_URL = '/api/v1/events';
+const MESSAGE_TYPES = ['job_created', 'job_update', 'job_finished', 'job_removed', 'job_log'];
+/** The specification's fallback when live updates are unavailable. */
+const POLL_MS = 2000;
+/** A running job's sector map and fields are fetched again at most this often. */
+const DETAIL_REFRESH_MS = 2000;
+const REFRESH_DEBOUNCE_MS = 200;
+const FINISH_MESSAGES = { completed: 'live.job_completed', failed: 'live.job_failed', cancelled: 'live.job_cancelled', paused: 'live.job_paused' };
+
+const format = createFormat(lang);
+
+function setText(root, field, text) {
+  for (const element of root.querySelectorAll(`[data-field="${field}"]`)) element.textContent = text;
+}
+
+/** Writes a job_update's numbers into a card or the detail summary, without asking the server. */
+function patchJob(root, data) {
+  if (typeof data.progress === 'number') {
+    for (const bar of root.querySelectorAll('progress[data-field="progress"]')) {
+      bar.value = data.progress;
+      bar.textContent = format.percent(data.progress);
+    }
+    setText(root, 'percent', format.percent(data.progress));
+  }
+  if ('speed_bps' in data) setText(root, 'speed', format.rate(data.speed_bps));
+  if ('eta_seconds' in data) setText(root, 'eta', format.duration(data.eta_seconds));
+  if (data.phase) setText(root, 'phase', t(`phase.${data.phase}`));
+  if ('bytes_done' in data) setText(root, 'done', `${format.bytes(data.bytes_done)} / ${format.bytes(data.size_bytes ?? null)}`);
+  if (typeof data.bad_bytes === 'number') {
+    const sectorSize = Number(root.dataset.sectorSize) || 2048;
+    setText(root, 'bad', format.number(Math.ceil(data.bad_bytes / sectorSize)));
+  }
+}
+
+/** Calls `run` once after a burst of calls has settled. */
+function debounce(run, ms) {
+  let timer = null;
+  return () => {
+    clearTimeout(timer);
+    timer = setTimeout(run, ms);
+  };
+}
+
+/** Calls `run` at most once per interval, the last call of an interval included. */
+function throttle(run, ms) {
+  let last = 0;
+  let timer = null;
+  return () => {
+    const wait = last + ms - Date.now();
+    if (wait <= 0) {
+      last = Date.now();
+      run();
+    } else if (timer === null) {
+      timer = setTimeout(() => {
+        timer = null;
+        last = Date.now();
+        run();
+      }, wait);
+    }
+  };
+}
+
+function dashboardView(root) {
+  const refresh = async () => replaceContent(root, await fetchHtml(root.dataset.fragment));
+  const scheduleRefresh = debounce(() => refresh().catch(() => undefined), REFRESH_DEBOUNCE_MS);
+  const card = (id) => root.querySelector(`[data-job-id="${CSS.escape(id)}"]`);
+  return {
+    refresh,
+    scheduleRefresh,
+    onMessage(message) {
+      if (message.type === 'job_update') {
+        const element = card(message.job_id);
+        if (!element || (message.data.status && message.data.status !== element.dataset.status)) scheduleRefresh();
+        else patchJob(element, message.data);
+      } else if (message.type !== 'job_log') {
+        scheduleRefresh();
+      }
+    },
+  };
+}
+
+function jobView(root) {
+  const jobId = root.dataset.jobId;
+  const log = document.getElementById('job-log');
+  const summary = () => root.querySelector('.job-summary');
+  const refreshJob = async () => replaceContent(root, await fetchHtml(root.dataset.fragment));
+  const refreshLog = async () => {
+    if (!log) return;
+    const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+    const lines = parseItems(await fetchHtml(`${log.dataset.logUrl}?after=${encodeURIComponent(log.dataset.lastId ?? '0')}`));
+    for (const line of lines) {
+      if (log.querySelector(`[data-log-id="${CSS.escape(line.dataset.logId ?? '')}"]`)) continue;
+      log.append(line);
+      log.dataset.lastId = line.dataset.logId ?? log.dataset.lastId;
+    }
+    if (lines.length > 0) document.querySelector('[data-log-empty]')?.remove();
+    if (atBottom) log.scrollTop = log.scrollHeight;
+  };
+  const refresh = () => Promise.all([refreshJob(), refreshLog()]);
+  const scheduleJob = throttle(() => refreshJob().catch(() => undefined), DETAIL_REFRESH_MS);
+  const scheduleLog = debounce(() => refreshLog().catch(() => undefined), REFRESH_DEBOUNCE_MS);
+  return {
+    refresh,
+    scheduleRefresh: () => {
+      scheduleJob();
+      scheduleLog();
+    },
+    onMessage(message) {
+      if (message.job_id !== jobId) return;
+      if (message.type === 'job_log') {
+        scheduleLog();
+        return;
+      }
+      const element = summary();
+      if (message.type === 'job_update' && element && (!message.data.status || message.data.status === element.dataset.status)) patchJob(element, message.data);
+      // The sector map and fields change with progress too; they come from the server.
+      scheduleJob();
+      if (message.type !== 'job_update') scheduleLog();
+    },
+  };
+}
+
+/** Toasts (and browser notifications) for what happened to jobs, on every live page. */
+function announce(message) {
+  const name = message.data?.name ?? document.querySelector(`[data-job-id="${CSS.escape(message.job_id)}"]`)?.dataset.name ?? message.job_id;
+  if (message.type === 'job_created') {
+    toast(t('live.job_created', { name }));
+  } else if (message.type === 'job_finished') {
+    const key = FINISH_MESSAGES[message.data?.status];
+    if (!key) return;
+    const text = t(key, { name });
+    toast(text, message.data.status === 'failed' ? 'error' : message.data.status === 'completed' ? 'ok' : 'info');
+    notify(text);
+  }
+}
+
+/**
+ * Live pages (the dashboard, a job's page) follow the server's Server-Sent Events and update
+ * themselves. While the stream is down they fetch their live part every 2 seconds instead.
+ */
+export function initLive() {
+  const root = document.querySelector('[data-live]');
+  if (!root) return;
+  const view = root.dataset.live === 'job' ? jobView(root) : dashboardView(root);
+  root.addEventListener('disk2iso:refresh', () => view.refresh().catch(() => undefined));
+
+  let pollTimer = null;
+  let warned = false;
+  const startPolling = () => {
+    if (pollTimer !== null) return;
+    if (!warned) {
+      toast(t('live.offline'));
+      warned = true;
+    }
+    pollTimer = setInterval(() => view.refresh().catch(() => undefined), POLL_MS);
+  };
+  const stopPolling = () => {
+    clearInterval(pollTimer);
+    pollTimer = null;
+  };
+
+  if (!('EventSource' in window)) {
+    startPolling();
+    return;
+  }
+  const source = new EventSource(EVENTS_URL);
+  let opened = false;
+  source.addEventListener('open', () => {
+    stopPolling();
+    // After an outage the page may have missed events: catch up once.
+    if (opened) view.refresh().catch(() => undefined);
+    opened = true;
+    warned = false;
+  });
+  source.addEventListener('error', () => startPolling());
+  const receive = (event) => {
+    let message;
+    try {
+      message = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    if (!message || typeof message.job_id !== 'string') return;
+    message.data ??= {};
+    view.onMessage(message);
+    announce(message);
+  };
+  for (const type of MESSAGE_TYPES) source.addEventListener(type, receive);
+  window.addEventListener('pagehide', () => source.close());
+}

@@ -1,0 +1,62 @@
+import type { FastifyRequest } from 'fastify';
+import type { ArchiveService } from '../archive/service.js';
+import type { AuditTrail } from '../audit/trail.js';
+import type { ApiKeyService } from '../auth/api-keys.js';
+import type { Actor } from '../auth/principal.js';
+import type { UserService } from '../auth/users.js';
+import type { Config } from '../config/schema.js';
+import type { Permission } from '../http/permissions.js';
+import type { JobService } from '../jobs/service.js';
+import type { DeviceStatusService } from '../system/devices.js';
+import type { SettingsService } from '../system/settings.js';
+import type { SystemStatusService } from '../system/status.js';
+
+/**
+ * What the pages need from the rest of the service: the same services the REST API uses, called
+ * directly (never over HTTP), each narrowed to the operations the pages perform.
+ */
+
+/** Who is looking at a page. The auth layer's principal satisfies this. */
+export interface WebUser {
+  name: string;
+  role: string;
+  can(permission: Permission): boolean;
+}
+
+/** What the auth layer provides per request: the signed-in user and the CSRF token forms must send back. */
+export interface WebSecurity {
+  csrfToken(request: FastifyRequest): string;
+  user(request: FastifyRequest): WebUser;
+}
+
+export type WebArchives = Pick<ArchiveService, 'list' | 'get' | 'updateMetadata' | 'remove' | 'verify' | 'verifications'>;
+export type WebDevices = Pick<DeviceStatusService, 'list' | 'eject'>;
+export type WebSystemStatus = Pick<SystemStatusService, 'status'>;
+export type WebSettings = Pick<SettingsService, 'update'>;
+
+/** A signed-in user acting through a request, as the auth layer's `requestActor` makes it. */
+export type RequestActor = Extract<Actor, { kind: 'request' }>;
+
+/**
+ * Users, API keys, one's own password and the audit trail: the auth service's parts, narrowed, and
+ * how a request becomes an actor (which throws for a request without a signed-in user).
+ */
+export interface WebAccounts {
+  users: Pick<UserService, 'add' | 'list' | 'changeOwnPassword' | 'setRole' | 'disable' | 'enable' | 'delete'>;
+  apiKeys: Pick<ApiKeyService, 'create' | 'list' | 'revoke'>;
+  audit: Pick<AuditTrail, 'list'>;
+  actor(request: FastifyRequest): RequestActor;
+}
+
+export interface WebDeps {
+  /** The running service's configuration, shared with the services; settings changes show here. */
+  config: Config;
+  jobs: JobService;
+  devices: WebDevices;
+  archives: WebArchives;
+  system: WebSystemStatus;
+  settings: WebSettings;
+  security: WebSecurity;
+  /** Absent until the auth layer is wired: the account pages are then not offered. */
+  accounts?: WebAccounts;
+}

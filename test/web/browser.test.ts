@@ -1,0 +1,338 @@
+import assert from 'node:assert/strict';
+import { access, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Browser, Locator, Page } from 'playwright-core';
+import { sha256File } from '../tools/iso.js';
+import { type WatchedContext, launchBrowser, screenshots, watchedContext } from './support/browser.js';
+import { type TestDisc, insertTestDisc } from './support/discs.js';
+import { type WebTestServer, startWebTestServer } from './support/server.js';
+
+/** Polls until `check` holds; the bound keeps a broken run from hanging and is no speed requirement. */
+async function waitUntil(what: string, check: () => Promise<boolean>, attempts = 600): Promise<void> {
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    if (await check()) return;
+    await sleep(100);
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+async function progressOf(card: Locator): Promise<number> {
+  return Number(await card.locator('progress').getAttribute('value'));
+}
+
+function card(page: Page, name: string): Locator {
+  return page.locator(`article.job-card[data-name="${name}"]`);
+}
+
+async function assertNoProblems(watched: WatchedContext, page: Page): Promise<void> {
+  assert.deepEqual(await watched.collectProblems(page), []);
+}
+
+describe('web interface in Chromium', () => {
+  let work: string;
+  let browser: Browser;
+  let server: WebTestServer;
+  const discs: TestDisc[] = [];
+  let liveDisc: TestDisc;
+  let slowDisc: TestDisc;
+  let plainDisc: TestDisc;
+
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), 'disk2iso-browser-'));
+    browser = await launchBrowser();
+    // The copy pass reads 4 MiB at a time; at 0.1 s per file system read each takes about 1.5 s,
+    // slow enough to watch the progress bar move through several steps.
+    liveDisc = await insertTestDisc({ dir: work, label: 'WEB_FLOW_DISC', dataMiB: 24, seed: 11, delayMs: 100 });
+    discs.push(liveDisc);
+    // A job that runs long enough to be paused, resumed and cancelled while it reads.
+    slowDisc = await insertTestDisc({ dir: work, label: 'SLOW_DISC', dataMiB: 32, seed: 12, delayMs: 150 });
+    discs.push(slowDisc);
+    plainDisc = await insertTestDisc({ dir: work, label: 'PLAIN_DISC', dataMiB: 3, seed: 13 });
+    discs.push(plainDisc);
+    server = await startWebTestServer({ devices: discs.map((disc) => disc.loop.path) });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+    for (const disc of discs) await disc.release();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('creates a job, shows its progress live, finds, downloads, verifies, tags and deletes its image', async () => {
+    const watched = await watchedContext(browser);
+    const page = await watched.newPage();
+    let navigations = 0;
+    page.on('framenavigated', (frame) => {
+      if (frame === page.mainFrame()) navigations += 1;
+    });
+
+    await page.goto(`${server.url}/jobs/new`);
+    await screenshots(page, 'job-new');
+    await page.locator('.drive-choice', { hasText: 'WEB_FLOW_DISC' }).getByRole('radio').check();
+    await page.getByRole('button', { name: 'Start imaging' }).click();
+    await page.getByText('The imaging job was created.').waitFor();
+    await waitUntil('the one-shot notice to leave the address', async () => new URL(page.url()).search === '');
+
+    const job = card(page, 'WEB_FLOW_DISC');
+    await job.waitFor();
+    const jobId = (await job.getAttribute('data-job-id')) ?? '';
+    const navigationsBefore = navigations;
+    await page.evaluate('window.__sameDocument = true');
+    await waitUntil('the job to run', async () => (await job.getAttribute('data-status')) === 'running');
+    const seen = new Set<number>();
+    await waitUntil('the progress bar to move', async () => {
+      const value = await progressOf(job);
+      if (value > 0 && value < 100) seen.add(value);
+      return seen.size >= 2;
+    });
+    await screenshots(page, 'dashboard');
+    await waitUntil('the job to complete', async () => (await job.getAttribute('data-status')) === 'completed');
+    assert.equal(await progressOf(job), 100);
+    assert.equal(await page.evaluate('window.__sameDocument'), true, 'the page was never reloaded');
+    assert.equal(navigations, navigationsBefore, 'no navigation while the job ran');
+    await page.locator('.toast', { hasText: 'WEB_FLOW_DISC is complete.' }).waitFor();
+    await assertNoProblems(watched, page);
+
+    await page.goto(`${server.url}/jobs/${jobId}`);
+    await page.getByRole('heading', { name: 'Sector map' }).waitFor();
+    assert.match((await page.locator('.legend').textContent()) ?? '', /Rescued: 2\d\.\d MB/);
+    await screenshots(page, 'job-detail');
+
+    await page.getByRole('link', { name: 'Archive', exact: true }).click();
+    await page.getByLabel('Search the archive', { exact: true }).fill('web_flow');
+    await page.getByRole('button', { name: 'Search', exact: true }).click();
+    await page.getByText('Showing 1–1 of 1 items').waitFor();
+    const entry = page.locator('.archive-card', { hasText: 'WEB_FLOW_DISC' });
+    await screenshots(page, 'archive');
+
+    const [download] = await Promise.all([page.waitForEvent('download'), entry.getByRole('link', { name: 'Download' }).click()]);
+    const saved = join(work, 'downloaded.iso');
+    await download.saveAs(saved);
+    assert.equal(await sha256File(saved), liveDisc.iso.sha256, 'the download is the disc, bit for bit');
+
+    await entry.getByRole('button', { name: 'Verify' }).click();
+    await page.locator('.toast', { hasText: 'Verified: the image matches its checksums.' }).waitFor();
+    await page.locator('.archive-card', { hasText: 'WEB_FLOW_DISC' }).getByText(/^Verified /).waitFor();
+
+    await page.locator('.archive-card', { hasText: 'WEB_FLOW_DISC' }).getByRole('link', { name: 'Edit' }).click();
+    assert.equal(await page.locator('table.history tbody tr').count(), 2, 'verified after imaging and now');
+    await page.getByLabel('Tags', { exact: true }).fill('family, 2024');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByText('Label, tags and notes were saved.').waitFor();
+    await screenshots(page, 'archive-detail');
+    await page.goto(`${server.url}/archive?q=family`);
+    await page.getByText('Showing 1–1 of 1 items').waitFor();
+    await page.locator('.archive-card .tag', { hasText: 'family' }).waitFor();
+
+    await page.locator('.archive-card', { hasText: 'WEB_FLOW_DISC' }).getByRole('link', { name: 'Delete' }).click();
+    await page.getByRole('heading', { name: 'Delete 1 image(s)?' }).waitFor();
+    await screenshots(page, 'archive-delete');
+    await page.getByRole('button', { name: 'Delete for good' }).click();
+    await page.getByText('The image was deleted.').waitFor();
+    await page.getByText('The archive is empty.').waitFor();
+    const imagePath = (await server.jobs.get(jobId)).output_file;
+    await assert.rejects(access(imagePath), 'the image file is gone');
+    await assertNoProblems(watched, page);
+    await watched.context.close();
+  });
+
+  it('pauses, resumes, cancels and reprioritises jobs from the dashboard', async () => {
+    const first = await server.jobs.create({ device: slowDisc.loop.name, name: 'slow_first' });
+    const second = await server.jobs.create({ device: slowDisc.loop.name, name: 'slow_second' });
+    const watched = await watchedContext(browser);
+    const page = await watched.newPage();
+    await page.goto(server.url);
+    const running = card(page, 'slow_first');
+    const waiting = card(page, 'slow_second');
+    await waitUntil('the first job to run', async () => (await running.getAttribute('data-status')) === 'running');
+    assert.match((await waiting.textContent()) ?? '', /#1 in queue/);
+
+    await waiting.getByText('Edit priority').click();
+    await waiting.getByLabel('Priority').selectOption('high');
+    await waiting.getByRole('button', { name: 'Save' }).click();
+    await page.locator('.toast', { hasText: 'The priority was changed.' }).waitFor();
+    assert.equal((await server.jobs.get(second.id)).priority, 'high');
+
+    await running.getByRole('button', { name: 'Pause' }).click();
+    await waitUntil('the job to pause', async () => (await running.getAttribute('data-status')) === 'paused');
+    assert.match((await running.getAttribute('class')) ?? '', /tone-paused/);
+    await screenshots(page, 'dashboard-paused');
+    // The queued job takes the free drive; the paused one waits to be resumed.
+    await waitUntil('the second job to run', async () => (await waiting.getAttribute('data-status')) === 'running');
+    await waiting.getByRole('button', { name: 'Cancel' }).click();
+    await waitUntil('the second job to be cancelled', async () => (await waiting.getAttribute('data-status')) === 'cancelled');
+
+    await running.getByRole('button', { name: 'Resume' }).click();
+    await waitUntil('the job to run again', async () => (await running.getAttribute('data-status')) === 'running');
+    const resumedJob = await server.jobs.get(first.id);
+    assert.ok(resumedJob.attempts >= 2, 'it ran a second time, from its map');
+    await running.getByRole('button', { name: 'Cancel' }).click();
+    await waitUntil('the job to be cancelled', async () => (await running.getAttribute('data-status')) === 'cancelled');
+    assert.equal((await server.jobs.get(first.id)).status, 'cancelled');
+    await assertNoProblems(watched, page);
+    await watched.context.close();
+  });
+
+  it('refreshes every 2 seconds while live updates are unavailable', async () => {
+    const watched = await watchedContext(browser);
+    await watched.context.route('**/api/v1/events', (route) => route.fulfill({ status: 503, contentType: 'text/plain', body: 'unavailable' }));
+    const page = await watched.newPage();
+    let fragments = 0;
+    page.on('request', (request) => {
+      if (request.url().includes('/fragments/dashboard')) fragments += 1;
+    });
+    await page.goto(server.url);
+    await page.locator('.toast', { hasText: 'Live updates are interrupted' }).waitFor();
+    await waitUntil('two refreshes', async () => fragments >= 2);
+    const problems = (await watched.collectProblems(page)).filter((problem) => !/api\/v1\/events|503/.test(problem));
+    assert.deepEqual(problems, []);
+    await watched.context.close();
+  });
+
+  it('changes a setting and switches the language', async () => {
+    const watched = await watchedContext(browser);
+    const page = await watched.newPage();
+    await page.goto(`${server.url}/config`);
+    await page.getByLabel('Read attempts', { exact: true }).fill('7');
+    await page.getByRole('button', { name: 'Save Imaging defaults' }).click();
+    await page.getByText('The settings were saved.').waitFor();
+    assert.equal(await page.getByLabel('Read attempts', { exact: true }).inputValue(), '7');
+    assert.equal(server.config.imaging.read_attempts, 7);
+    await screenshots(page, 'config');
+
+    await page.getByLabel('Language').selectOption('de');
+    await page.getByRole('heading', { name: 'Einstellungen' }).waitFor();
+    await page.goto(server.url);
+    await page.getByRole('heading', { name: 'Übersicht' }).waitFor();
+    await screenshots(page, 'dashboard-de');
+    await page.getByLabel('Sprache').selectOption('en');
+    await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
+
+    await page.goto(`${server.url}/drives`);
+    await page.getByText('PLAIN_DISC').first().waitFor();
+    await screenshots(page, 'drives');
+    await assertNoProblems(watched, page);
+    await page.goto(`${server.url}/jobs/job_doesnotexist`);
+    await page.getByRole('heading', { name: 'Not found' }).waitFor();
+    await screenshots(page, 'not-found');
+    // The browser reports the 404 status itself; anything else would be a problem.
+    assert.deepEqual((await watched.collectProblems(page)).filter((problem) => !problem.includes('status of 404')), []);
+
+    // The watcher itself: an inline style is refused by the policy and reported.
+    await page.evaluate(`document.body.insertAdjacentHTML('beforeend', '<p style="color: red">x</p>')`);
+    await waitUntil('the violation to be recorded', async () => (await watched.collectProblems(page)).some((problem) => problem.startsWith('CSP violation')));
+    await watched.context.close();
+  });
+
+  it('creates and revokes an API key, and manages users', async () => {
+    const watched = await watchedContext(browser);
+    const page = await watched.newPage();
+    await page.goto(`${server.url}/config`);
+    await page.getByRole('link', { name: 'Manage API keys' }).click();
+    await page.getByLabel('Name', { exact: true }).fill('nightly export');
+    await page.getByLabel('archives:read').check();
+    await page.getByLabel('Expires after (days)').fill('30');
+    await page.getByRole('button', { name: 'Create key' }).click();
+    const secret = await page.getByLabel('The new API key').inputValue();
+    assert.match(secret, /^d2i_/);
+    assert.ok(await server.auth.apiKeys.authenticate(secret), 'the key works');
+    await screenshots(page, 'api-keys');
+    await page.getByRole('row', { name: /nightly export/ }).getByRole('button', { name: 'Revoke' }).click();
+    await page.locator('.toast', { hasText: 'The API key was revoked.' }).waitFor();
+    await page.getByRole('row', { name: /nightly export/ }).getByText('Revoked').waitFor();
+    assert.equal(await server.auth.apiKeys.authenticate(secret), null, 'the key no longer works');
+
+    await page.goto(`${server.url}/users`);
+    await page.getByLabel('User name').fill('helper');
+    await page.getByLabel('Role', { exact: true }).selectOption('operator');
+    await page.getByLabel('First password').fill('Helper-Pass-123');
+    await page.getByRole('button', { name: 'Add user' }).click();
+    await page.getByText('The user was added.').waitFor();
+    await page.getByLabel('Role of helper').selectOption('viewer');
+    await page.getByRole('row', { name: /helper/ }).getByRole('button', { name: 'Set role' }).click();
+    await page.locator('.toast', { hasText: 'The role was changed.' }).waitFor();
+    await screenshots(page, 'users');
+    await page.goto(`${server.url}/audit`);
+    await page.getByRole('cell', { name: 'role_change' }).first().waitFor();
+    await screenshots(page, 'audit');
+    await page.goto(`${server.url}/account/password`);
+    await screenshots(page, 'account-password');
+    await assertNoProblems(watched, page);
+    await watched.context.close();
+  });
+
+  it('shows a viewer no buttons it may not use, and the server refuses them anyway', async () => {
+    const watched = await watchedContext(browser);
+    await watched.context.addCookies([{ name: 'test_user', value: 'viewer', url: server.url }]);
+    const page = await watched.newPage();
+    await page.goto(server.url);
+    await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
+    assert.equal(await page.getByRole('link', { name: /New imaging job/ }).count(), 0);
+    assert.equal(await page.getByRole('button', { name: /Retry|Pause|Cancel|Resume/ }).count(), 0);
+    await page.goto(`${server.url}/config`);
+    assert.equal(await page.getByRole('button', { name: /^Save/ }).count(), 0);
+    assert.ok(await page.getByLabel('Read attempts', { exact: true }).isDisabled());
+    const job = (await server.jobs.list({ limit: 1, offset: 0, sort: 'created' })).jobs[0];
+    assert.ok(job);
+    const csrf = await page.locator('meta[name="csrf-token"]').getAttribute('content');
+    const refused = await page.request.post(`${server.url}/jobs/${job.id}/action`, { form: { _csrf: csrf ?? '', action: 'retry' }, headers: { accept: 'application/json' } });
+    assert.equal(refused.status(), 403);
+    const api = await page.request.patch(`${server.url}/api/v1/jobs/${job.id}`, { data: { action: 'retry' } });
+    assert.equal(api.status(), 403);
+    await assertNoProblems(watched, page);
+    await watched.context.close();
+  });
+
+  it('does the main flow without JavaScript: plain forms, redirects and links', async () => {
+    const watched = await watchedContext(browser, { javaScriptEnabled: false });
+    const page = await watched.newPage();
+    await page.goto(`${server.url}/jobs/new`);
+    await page.locator('.drive-choice', { hasText: 'PLAIN_DISC' }).getByRole('radio').check();
+    await page.getByLabel('Name', { exact: true }).fill('no_script <b>disc<b> "q"');
+    await page.getByRole('button', { name: 'Start imaging' }).click();
+    await page.getByText('The imaging job was created.').waitFor();
+    const job = page.locator('article.job-card').filter({ hasText: 'no_script <b>disc<b> "q"' });
+    await job.waitFor();
+    // Without JavaScript nothing updates by itself: the user reloads.
+    await waitUntil('the job to complete', async () => {
+      await page.reload();
+      return (await job.getAttribute('data-status')) === 'completed';
+    });
+
+    await page.goto(`${server.url}/archive`);
+    await page.getByLabel('Search the archive', { exact: true }).fill('plain_disc');
+    await page.getByRole('button', { name: 'Search', exact: true }).click();
+    await page.getByText('Showing 1–1 of 1 items').waitFor();
+    const entry = page.locator('.archive-card', { hasText: 'no_script' });
+    const [download] = await Promise.all([page.waitForEvent('download'), entry.getByRole('link', { name: 'Download' }).click()]);
+    const saved = join(work, 'downloaded-plain.iso');
+    await download.saveAs(saved);
+    assert.equal(await sha256File(saved), plainDisc.iso.sha256);
+
+    await entry.getByRole('button', { name: 'Verify' }).click();
+    await page.getByText('Verified: the image matches its checksums.').waitFor();
+    await page.locator('.archive-card', { hasText: 'no_script' }).getByRole('link', { name: 'Edit' }).click();
+    await page.getByLabel('Tags', { exact: true }).fill('no-js');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByText('Label, tags and notes were saved.').waitFor();
+    assert.equal(await page.getByLabel('Tags', { exact: true }).inputValue(), 'no-js');
+    await page.getByRole('link', { name: 'Delete' }).click();
+    await page.getByRole('button', { name: 'Delete for good' }).click();
+    await page.getByText('The image was deleted.').waitFor();
+
+    await page.goto(`${server.url}/config`);
+    await page.getByLabel('Read attempts', { exact: true }).fill('4');
+    await page.getByRole('button', { name: 'Save Imaging defaults' }).click();
+    await page.getByText('The settings were saved.').waitFor();
+    assert.equal(server.config.imaging.read_attempts, 4);
+    await page.getByLabel('Language').selectOption('de');
+    await page.getByRole('button', { name: 'Change' }).click();
+    await page.getByRole('heading', { name: 'Einstellungen' }).waitFor();
+    await assertNoProblems(watched, page);
+    await watched.context.close();
+  });
+});

@@ -1,0 +1,411 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { access, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { JobRecord } from '../../src/jobs/queue.js';
+import { type WebTestServer, startWebTestServer } from './support/server.js';
+
+const HOSTILE = `<script>alert("x")</script> "onmouseover=alert(1) '&`;
+const HOSTILE_TAG = `<img src=x onerror=alert(2)>`;
+
+interface Sent {
+  status: number;
+  body: string;
+  location: string | undefined;
+  headers: Record<string, unknown>;
+}
+
+interface SendOptions {
+  form?: Record<string, string | string[]>;
+  role?: 'admin' | 'operator' | 'viewer';
+  lang?: string;
+  cookie?: string;
+  json?: boolean;
+  /** Default true: forms carry the server's CSRF token as the page put it there. */
+  csrf?: boolean;
+}
+
+/** Hostile text must only ever appear escaped: never as markup, never breaking out of an attribute. */
+function assertEscaped(body: string): void {
+  assert.ok(!body.includes('<script>alert('), 'a <script> from user data reached the page unescaped');
+  assert.ok(!body.includes('<img src=x'), 'an <img> from user data reached the page unescaped');
+  assert.ok(!/"onmouseover=/.test(body), 'a quote from user data closed an attribute');
+  assert.ok(!/\sonerror=/.test(body.replace(/&lt;img src=x onerror=/g, '')), 'an event handler attribute appeared');
+}
+
+describe('web pages (rendered in-process)', () => {
+  let server: WebTestServer;
+  let output: string;
+  let queued: JobRecord;
+  let running: JobRecord;
+  let failed: JobRecord;
+  let archiveId: string;
+
+  async function send(method: string, url: string, options: SendOptions = {}): Promise<Sent> {
+    const cookies = [options.role ? `test_user=${options.role}` : '', options.cookie ?? ''].filter((part) => part !== '');
+    const headers: Record<string, string> = {};
+    if (cookies.length > 0) headers['cookie'] = cookies.join('; ');
+    if (options.lang) headers['accept-language'] = options.lang;
+    if (options.json) headers['accept'] = 'application/json';
+    let payload: string | undefined;
+    if (options.form) {
+      const form = new URLSearchParams();
+      if (options.csrf ?? true) form.append('_csrf', server.csrf);
+      for (const [key, value] of Object.entries(options.form)) {
+        for (const item of Array.isArray(value) ? value : [value]) form.append(key, item);
+      }
+      payload = form.toString();
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+    }
+    const response = await server.app.inject({ method: method as 'GET', url, headers, ...(payload === undefined ? {} : { payload }) });
+    const location = response.headers['location'];
+    return { status: response.statusCode, body: response.body, location: typeof location === 'string' ? location : undefined, headers: response.headers };
+  }
+
+  async function enqueue(name: string, extra: Partial<{ priority: 'low' | 'normal' | 'high' }> = {}): Promise<JobRecord> {
+    return server.queue.enqueue({
+      name,
+      deviceId: 'loop999',
+      devicePath: '/dev/loop999',
+      outputFile: join(output, `${name.replace(/[^a-z0-9]/gi, '_')}.iso`),
+      sizeBytes: 700_000_000,
+      options: { read_attempts: 2, verify: true, checksums: ['md5', 'sha256'], disc: { label: name, kind: 'data', sector_size: 2048 } },
+      ...extra,
+    });
+  }
+
+  /** An image file with md5 sidecar in the output directory, catalogued. */
+  async function catalogue(name: string, metadata: { label?: string; tags?: string[]; notes?: string } = {}): Promise<string> {
+    const path = join(output, `${name}.iso`);
+    const content = Buffer.from(`image ${name}\n`.repeat(512));
+    await writeFile(path, content);
+    const md5 = createHash('md5').update(content).digest('hex');
+    await writeFile(`${path}.md5`, `${md5}  ${name}.iso\n`);
+    const archive = await server.archiveRepository.create({
+      filename: `${name}.iso`,
+      path,
+      sizeBytes: content.length,
+      checksums: { md5 },
+      metadata,
+      source: { deviceId: 'sr0', devicePath: '/dev/sr0', discKind: 'dvd-video', volumeLabel: name, volumeId: name, mediaType: 'dvd', fileSystems: ['iso9660', 'udf'] },
+    });
+    return archive.id;
+  }
+
+  before(async () => {
+    server = await startWebTestServer({ runJobs: false, listen: false });
+    output = server.config.storage.output_dir;
+    await mkdir(output, { recursive: true });
+    running = await enqueue(HOSTILE);
+    const claimed = await server.queue.claimNext('test-worker', { leaseMs: 600_000 });
+    assert.equal(claimed?.id, running.id);
+    running = (await server.queue.update(running.id, 'test-worker', { phase: 'copying', progress: 42.5, bytesDone: 297_500_000, speedBps: 2_450_000, etaSeconds: 263, badBytes: 4096 })) ?? running;
+    await server.jobRepository.appendLog(running.id, 'warning', `read error near ${HOSTILE}`);
+    queued = await enqueue('backup_dvd_2024');
+    failed = await enqueue('scratched_disc');
+    failed = await server.queue.requestStop(failed.id, 'cancel');
+    archiveId = await catalogue('movie_collection_disc1', { label: HOSTILE, tags: ['movies', HOSTILE_TAG], notes: `${HOSTILE}\nsecond line` });
+  });
+
+  after(async () => {
+    await server.close();
+  });
+
+  describe('every page renders', () => {
+    const pages: Array<[string, () => string, RegExp[]]> = [
+      ['dashboard', () => '/', [/Active jobs \(\d+\)/, /Completed \(\d+\)/, /New imaging job/, /System status/, /Available drives/, /Storage free/, /CPU usage/, /Memory/]],
+      ['finished jobs', () => '/?tab=finished', [/Finished jobs/, /scratched_disc/]],
+      ['new job', () => '/jobs/new', [/New imaging job/, /Read attempts/, /Start imaging/]],
+      ['job detail', () => `/jobs/${running.id}`, [/Sector map/, /Log/, /Details/, /42\.5%/, /2\.5 MB\/s/, /4:23/]],
+      ['drives', () => '/drives', [/Drives/]],
+      ['archive', () => '/archive', [/Showing 1–1 of 1 items/, /movie_collection_disc1\.iso/, /MD5:/, /Download/]],
+      ['archive detail', () => `/archive/${archiveId}`, [/Verification history/, /Label, tags and notes/]],
+      ['archive delete', () => `/archive/${archiveId}/delete`, [/Delete 1 image/, /cannot be undone/]],
+      ['settings', () => '/config', [/Storage/, /Imaging defaults/, /Notifications/, /Users and authentication/, /Read attempts/]],
+      ['dashboard fragment', () => '/fragments/dashboard', [/Active jobs/]],
+      ['job fragment', () => `/jobs/${running.id}/live`, [/Sector map/]],
+      ['log fragment', () => `/jobs/${running.id}/log?after=0`, [/read error near/]],
+    ];
+    for (const [name, url, expected] of pages) {
+      it(name, async () => {
+        const page = await send('GET', url());
+        assert.equal(page.status, 200, page.body.slice(0, 500));
+        assert.match(String(page.headers['content-type']), /^text\/html; charset=utf-8/);
+        assert.equal(page.headers['cache-control'], 'no-store');
+        for (const pattern of expected) assert.match(page.body, pattern);
+        assertEscaped(page.body);
+      });
+    }
+  });
+
+  it('escapes hostile job names, log lines, labels, tags and notes everywhere they appear', async () => {
+    const escapedScript = '&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &quot;onmouseover=alert(1) &#39;&amp;';
+    for (const url of ['/', `/jobs/${running.id}`, `/jobs/${running.id}/live`, `/jobs/${running.id}/log`, '/archive', `/archive/${archiveId}`, `/archive/${archiveId}/delete`, '/fragments/dashboard']) {
+      const page = await send('GET', url);
+      assert.equal(page.status, 200, url);
+      assertEscaped(page.body);
+      assert.ok(page.body.includes(escapedScript), `${url} shows the hostile text, escaped`);
+    }
+    const archive = await send('GET', '/archive');
+    assert.ok(archive.body.includes('&lt;img src=x onerror=alert(2)&gt;'), 'tags are escaped');
+  });
+
+  it('speaks German when the browser asks for it, and switches language with the form', async () => {
+    const german = await send('GET', '/', { lang: 'de-DE,de;q=0.9,en;q=0.5' });
+    assert.match(german.body, /<html lang="de">/);
+    assert.match(german.body, /Aktive Aufträge \(\d+\)/);
+    assert.match(german.body, /Neuer Imaging-Auftrag/);
+    const detail = await send('GET', `/jobs/${running.id}`, { lang: 'de' });
+    assert.match(detail.body, /42,5\u00a0%/, 'numbers in German format');
+    assert.match(detail.body, /2,5 MB\/s/);
+
+    const switched = await send('POST', '/language', { form: { lang: 'en', return_to: '/archive?q=x' }, lang: 'de' });
+    assert.equal(switched.status, 303);
+    assert.equal(switched.location, '/archive?q=x');
+    assert.match(String(switched.headers['set-cookie']), /^lang=en; Path=\/; Max-Age=\d+; SameSite=Lax$/);
+    const english = await send('GET', '/', { lang: 'de', cookie: 'lang=en' });
+    assert.match(english.body, /<html lang="en">/);
+    assert.match(english.body, /Active jobs/);
+  });
+
+  it('pauses and resumes a job with plain forms (POST, redirect, GET with a notice)', async () => {
+    const paused = await send('POST', `/jobs/${queued.id}/action`, { form: { action: 'pause', return_to: '/' } });
+    assert.equal(paused.status, 303);
+    assert.equal(paused.location, '/?notice=job_pause');
+    assert.equal((await server.jobs.get(queued.id)).status, 'paused');
+    const page = await send('GET', paused.location);
+    assert.match(page.body, /The job is pausing; its progress is saved\./);
+    const card = page.body.slice(page.body.indexOf(`id="job-${queued.id}"`));
+    assert.match(card.slice(0, card.indexOf('</article>')), /value="resume"/, 'a paused job offers resume');
+
+    const resumed = await send('POST', `/jobs/${queued.id}/action`, { form: { action: 'resume', return_to: `/jobs/${queued.id}` } });
+    assert.equal(resumed.location, `/jobs/${queued.id}?notice=job_resume`);
+    assert.equal((await server.jobs.get(queued.id)).status, 'queued');
+  });
+
+  it('answers inline actions with JSON and refuses what the state does not allow, in words', async () => {
+    const ok = await send('POST', `/jobs/${queued.id}/priority`, { form: { priority: 'high' }, json: true });
+    assert.equal(ok.status, 200);
+    assert.deepEqual(JSON.parse(ok.body), { ok: true, notice: 'job_priority', message: 'The priority was changed.' });
+    assert.equal((await server.jobs.get(queued.id)).priority, 'high');
+
+    const refused = await send('POST', `/jobs/${queued.id}/action`, { form: { action: 'retry' }, json: true });
+    assert.equal(refused.status, 409);
+    assert.deepEqual(JSON.parse(refused.body), { error: { code: 'invalid_state', message: "The job's state changed in the meantime, so this action no longer applies." } });
+
+    const german = await send('POST', `/jobs/${queued.id}/action`, { form: { action: 'retry' }, json: true, lang: 'de' });
+    assert.match(JSON.parse(german.body).error.message, /Zustand des Auftrags/);
+
+    const viaForm = await send('POST', `/jobs/${queued.id}/action`, { form: { action: 'retry', return_to: '/' } });
+    assert.equal(viaForm.location, '/?error=invalid_state');
+    assert.match((await send('GET', viaForm.location)).body, /role="alert"[^>]*>The job&#39;s state changed/);
+
+    const unknown = await send('POST', `/jobs/${queued.id}/action`, { form: { action: 'explode' }, json: true });
+    assert.equal(unknown.status, 400);
+    assert.equal(JSON.parse(unknown.body).error.code, 'invalid_action');
+  });
+
+  it('never redirects away from the site, whatever return_to says', async () => {
+    for (const target of ['//evil.example/x', 'https://evil.example/', '/\\evil.example', 'javascript:alert(1)', '/ok\r\nSet-Cookie: x=1']) {
+      const response = await send('POST', `/jobs/${queued.id}/priority`, { form: { priority: 'normal', return_to: target } });
+      assert.equal(response.status, 303);
+      assert.equal(response.location, `/jobs/${queued.id}?notice=job_priority`, target);
+    }
+  });
+
+  it('refuses form posts without the CSRF token, changing nothing', async () => {
+    const before = (await server.jobs.get(queued.id)).status;
+    for (const form of [{ action: 'cancel' }, { action: 'cancel', _csrf: 'wrong' }] as Array<Record<string, string>>) {
+      const response = await send('POST', `/jobs/${queued.id}/action`, { form, csrf: false });
+      assert.equal(response.status, 403);
+      assert.match(response.body, /This form has expired\. Reload the page and try again\./);
+    }
+    assert.equal((await server.jobs.get(queued.id)).status, before);
+  });
+
+  it('shows a viewer no buttons it may not use, and the server refuses them anyway', async () => {
+    const dashboard = await send('GET', '/', { role: 'viewer' });
+    assert.equal(dashboard.status, 200);
+    for (const forbidden of ['/jobs/new', 'value="pause"', 'value="cancel"', 'value="resume"', 'Edit priority']) {
+      assert.ok(!dashboard.body.includes(forbidden), `viewer sees ${forbidden}`);
+    }
+    const archive = await send('GET', '/archive', { role: 'viewer' });
+    for (const forbidden of ['/verify"', '/delete"', 'bulk-form" name="ids"', 'Delete selected']) assert.ok(!archive.body.includes(forbidden), `viewer sees ${forbidden}`);
+    assert.match(archive.body, /Download/);
+    const detail = await send('GET', `/archive/${archiveId}`, { role: 'viewer' });
+    assert.ok(!detail.body.includes('<textarea'), 'viewer gets no edit form');
+
+    const refused = await send('POST', `/jobs/${queued.id}/action`, { form: { action: 'cancel' }, role: 'viewer' });
+    assert.equal(refused.status, 403);
+    assert.notEqual((await server.jobs.get(queued.id)).status, 'cancelled');
+    assert.equal((await send('GET', '/jobs/new', { role: 'viewer' })).status, 403);
+    assert.equal((await send('POST', `/archive/${archiveId}/delete`, { form: {}, role: 'viewer' })).status, 403);
+    assert.equal((await send('GET', '/config', { role: 'viewer' })).status, 200);
+    assert.equal((await send('POST', '/config/imaging', { form: { imaging__read_attempts: '1' }, role: 'operator' })).status, 403);
+  });
+
+  it('shows an operator the settings read-only', async () => {
+    const page = await send('GET', '/config', { role: 'operator' });
+    assert.match(page.body, /only administrators can change them/);
+    assert.ok(!page.body.includes('Save Imaging defaults'));
+    assert.match(page.body, /id="setting-imaging__read_attempts"[^>]* disabled/);
+  });
+
+  it('explains bad input next to the field it belongs to', async () => {
+    const response = await send('POST', '/jobs', { form: { name: '', read_attempts: 'many', priority: 'urgent' } });
+    assert.equal(response.status, 400);
+    assert.match(response.body, /Some fields need your attention/);
+    assert.match(response.body, /<p class="field-error" id="device-error">Choose the drive with the disc to image\.<\/p>/);
+    assert.match(response.body, /<p class="field-error" id="read-attempts-error">Enter a whole number from 0 to 100\.<\/p>/);
+    assert.match(response.body, /<p class="field-error" id="checksums-error">Choose at least one checksum\.<\/p>/);
+    assert.match(response.body, /<p class="field-error" id="priority-error">Choose a priority from the list\.<\/p>/);
+    assert.match(response.body, /id="read-attempts"[^>]*value="many"/, 'what the user typed is kept');
+    assert.match(response.body, /aria-invalid="true" aria-describedby="priority-error"/);
+
+    const unknownDrive = await send('POST', '/jobs', { form: { device: 'sr9', read_attempts: '3', checksums: ['md5'], priority: 'low' } });
+    assert.equal(unknownDrive.status, 400);
+    assert.match(unknownDrive.body, /id="device-error">This drive is not available \(any more\)\./);
+
+    const jobs = await server.jobs.list({ limit: 100, offset: 0, sort: 'created' });
+    assert.equal(jobs.total, 3, 'no job was created');
+  });
+
+  it('edits label, tags and notes, and search finds the new tag', async () => {
+    const id = await catalogue('software_archive_2024');
+    const saved = await send('POST', `/archive/${id}`, { form: { label: 'Software 2024', tags: 'software, backup, 2024 , backup', notes: 'line one\r\nline two' } });
+    assert.equal(saved.status, 303);
+    assert.equal(saved.location, `/archive/${id}?notice=archive_saved`);
+    const archive = await server.archives.get(id);
+    assert.deepEqual(archive.metadata, { label: 'Software 2024', tags: ['software', 'backup', '2024'], notes: 'line one\nline two' });
+    const found = await send('GET', '/archive?q=backup');
+    assert.match(found.body, /Showing 1–1 of 1 items/);
+    assert.match(found.body, /Software 2024/);
+
+    const tooLong = await send('POST', `/archive/${id}`, { form: { label: 'x'.repeat(201), tags: 'a\tb', notes: '' } });
+    assert.equal(tooLong.status, 400);
+    assert.match(tooLong.body, /id="archive-label-error">The label is too long; use at most 200 characters\./);
+    assert.match(tooLong.body, /id="archive-tags-error">Remove control characters/);
+    assert.equal((await server.archives.get(id)).metadata.label, 'Software 2024', 'nothing saved');
+    await send('POST', `/archive/${id}/delete`, { form: {} });
+  });
+
+  it('verifies an image, records it in the history and reports a damaged one', async () => {
+    const id = await catalogue('verify_me');
+    const good = await send('POST', `/archive/${id}/verify`, { form: { return_to: `/archive/${id}` } });
+    assert.equal(good.location, `/archive/${id}?notice=archive_verified`);
+    let page = await send('GET', good.location);
+    assert.match(page.body, /Verified: the image matches its checksums\./);
+    assert.match(page.body, /<span class="badge status-ok">Matches<\/span>/);
+    assert.match(page.body, /admin-user/);
+
+    await writeFile(join(output, 'verify_me.iso'), 'tampered');
+    const bad = await send('POST', `/archive/${id}/verify`, { form: { return_to: `/archive/${id}` } });
+    assert.equal(bad.location, `/archive/${id}?error=verification_failed`);
+    page = await send('GET', bad.location);
+    assert.match(page.body, /Verification failed: the image no longer matches its checksums\./);
+    assert.match(page.body, /<span class="badge status-damaged">Differs<\/span>/);
+    assert.equal((await server.archives.get(id)).status, 'damaged');
+    await send('POST', `/archive/${id}/delete`, { form: {} });
+  });
+
+  it('deletes only after a confirmation step, files and all', async () => {
+    const id = await catalogue('delete_me');
+    const confirm = await send('GET', `/archive/${id}/delete`);
+    assert.match(confirm.body, /action="\/archive\/[a-z0-9_]+\/delete"/);
+    assert.ok((await readdir(output)).includes('delete_me.iso'));
+    const deleted = await send('POST', `/archive/${id}/delete`, { form: {} });
+    assert.equal(deleted.location, '/archive?notice=archive_deleted');
+    assert.deepEqual((await readdir(output)).filter((file) => file.startsWith('delete_me')), []);
+    assert.equal((await send('GET', `/archive/${id}`)).status, 404);
+  });
+
+  it('bulk-verifies and bulk-deletes the selected images', async () => {
+    const ids = [await catalogue('bulk_one'), await catalogue('bulk_two')];
+    const verified = await send('POST', '/archive/bulk', { form: { action: 'verify', ids, return_to: '/archive?q=bulk' } });
+    assert.equal(verified.location, '/archive?q=bulk&notice=archives_verified');
+    for (const id of ids) assert.equal((await server.archives.get(id)).last_verified_ok, true);
+
+    const confirm = await send('POST', '/archive/bulk', { form: { action: 'delete', ids, return_to: '/archive?q=bulk' } });
+    assert.equal(confirm.status, 200);
+    assert.match(confirm.body, /Delete 2 image\(s\)\?/);
+    assert.match(confirm.body, /bulk_one\.iso/);
+    assert.match(confirm.body, /bulk_two\.iso/);
+    assert.equal((await server.archives.get(ids[0] as string)).filename, 'bulk_one.iso', 'nothing deleted before confirming');
+
+    const deleted = await send('POST', '/archive/bulk-delete', { form: { ids, return_to: '/archive?q=bulk' } });
+    assert.equal(deleted.location, '/archive?q=bulk&notice=archives_deleted');
+    for (const file of ['bulk_one.iso', 'bulk_two.iso']) await assert.rejects(access(join(output, file)));
+
+    const nothing = await send('POST', '/archive/bulk', { form: { action: 'verify' } });
+    assert.equal(nothing.location, '/archive?error=nothing_selected');
+  });
+
+  it('pages, sorts and filters the archive', async () => {
+    const ids: string[] = [];
+    for (let index = 1; index <= 22; index++) ids.push(await catalogue(`paging_${String(index).padStart(2, '0')}`));
+    const first = await send('GET', '/archive?q=paging&sort=name');
+    assert.match(first.body, /Showing 1–20 of 22 items/);
+    assert.match(first.body, /href="\/archive\?q=paging&amp;sort=name&amp;page=2" rel="next"/);
+    assert.ok(first.body.indexOf('paging_01.iso') < first.body.indexOf('paging_02.iso'), 'ascending by name');
+    const second = await send('GET', '/archive?q=paging&sort=name&page=2');
+    assert.match(second.body, /Showing 21–22 of 22 items/);
+    assert.match(second.body, /paging_22\.iso/);
+    const descending = await send('GET', '/archive?q=paging&sort=name&order=desc');
+    assert.ok(descending.body.indexOf('paging_22.iso') < descending.body.indexOf('paging_21.iso'));
+
+    const filtered = await send('GET', '/archive?q=paging&type=audio');
+    assert.match(filtered.body, /No items/);
+    assert.match(filtered.body, /Nothing matches this search/);
+    const typed = await send('GET', '/archive?q=paging&type=dvd-video&max_size=1');
+    assert.match(typed.body, /Showing 1–20 of 22 items/);
+    const bad = await send('GET', '/archive?q=paging&from=yesterday&min_size=big');
+    assert.equal(bad.status, 200);
+    assert.match(bad.body, /id="filter-from-error">Enter a date like 2025-12-30\./);
+    assert.match(bad.body, /id="filter-min-error">Enter a size in megabytes/);
+    assert.match(bad.body, /<details class="filters" open>/);
+    await send('POST', '/archive/bulk-delete', { form: { ids } });
+  });
+
+  it('saves settings, which new jobs then use, and explains values it refuses', async () => {
+    const saved = await send('POST', '/config/imaging', {
+      form: { imaging__read_attempts: '3', imaging__sector_size: '2048', imaging__verify: '1', imaging__checksums: ['md5', 'sha1'], imaging__compression: 'none', imaging__priority: 'high', imaging__cluster_sectors: '32', imaging__direct_io: 'auto', imaging__map_save_interval_seconds: '1' },
+    });
+    assert.equal(saved.status, 303);
+    assert.equal(saved.location, '/config?notice=settings_saved#imaging');
+    assert.equal(server.config.imaging.read_attempts, 3);
+    assert.deepEqual(server.config.imaging.checksums, ['md5', 'sha1']);
+    assert.equal(server.config.imaging.priority, 'high');
+    const page = await send('GET', '/config');
+    assert.match(page.body, /id="setting-imaging__read_attempts"[^>]*value="3"/);
+    assert.match((await send('GET', '/jobs/new')).body, /id="read-attempts"[^>]*value="3"/, 'the new-job form offers the new default');
+
+    const refused = await send('POST', '/config/storage', {
+      form: { storage__output_dir: output, storage__log_retention_days: '0', storage__warn_threshold_percent: 'ninety', storage__stop_threshold_percent: '95' },
+    });
+    assert.equal(refused.status, 400);
+    assert.match(refused.body, /id="setting-storage__log_retention_days-error">Enter a whole number from 1 to 3650\./);
+    assert.match(refused.body, /id="setting-storage__warn_threshold_percent-error">Enter a whole number from 1 to 100\./);
+    assert.equal(server.config.storage.log_retention_days, 30, 'nothing saved');
+
+    const unchanged = await send('POST', '/config/storage', {
+      form: { storage__output_dir: output, storage__log_retention_days: '30', storage__warn_threshold_percent: '90', storage__stop_threshold_percent: '95' },
+    });
+    assert.equal(unchanged.location, '/config?notice=settings_unchanged#storage');
+  });
+
+  it('shows settings fixed by the environment as read-only, with where they come from', async () => {
+    const page = await send('GET', '/config');
+    assert.match(page.body, /id="setting-imaging__map_save_interval_seconds"[^>]* disabled/);
+    assert.match(page.body, /Set by environment DISK2ISO_IMAGING_MAP_SAVE_INTERVAL_SECONDS; change it there\./);
+  });
+
+  it('answers unknown and malformed ids with a not-found page', async () => {
+    for (const url of ['/jobs/job_doesnotexist', '/jobs/..%2F..%2Fetc%2Fpasswd', '/archive/archive_nothere', '/archive/%3Cscript%3E']) {
+      const response = await send('GET', url);
+      assert.equal(response.status, 404, url);
+      assert.match(response.body, /<h1>Not found<\/h1>/);
+      assertEscaped(response.body);
+    }
+  });
+});
