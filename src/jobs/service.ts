@@ -154,8 +154,8 @@ export function createJobService(deps: JobServiceDeps): JobService {
           },
         },
       });
-      await logLine(job.id, `queued: ${drive.description} (${drive.id}), ${media.volumeLabel ?? 'no label'}, ${media.imageSizeBytes} bytes -> ${outputFile}`);
       events.emit('job.created', { job });
+      await logLine(job.id, `queued: ${drive.description} (${drive.id}), ${media.volumeLabel ?? 'no label'}, ${media.imageSizeBytes} bytes -> ${outputFile}`);
       return view(job);
     },
 
