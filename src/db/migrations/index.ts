@@ -1,6 +1,7 @@
 import type { Migration, MigrationProvider } from 'kysely';
 import { initialMigration } from './0001-initial.js';
 import { authMigration } from './0002-auth.js';
+import { listIndexesMigration } from './0003-list-indexes.js';
 
 /**
  * Every migration, imported statically: compiled code cannot count on a migrations folder at
@@ -9,6 +10,7 @@ import { authMigration } from './0002-auth.js';
 const MIGRATIONS: Record<string, Migration> = {
   '0001_initial': initialMigration,
   '0002_auth': authMigration,
+  '0003_list_indexes': listIndexesMigration,
 };
 
 export const migrationProvider: MigrationProvider = {
