@@ -1,7 +1,9 @@
+import { benchApi } from './api.js';
 import { benchImaging } from './imaging.js';
 
 const BENCHMARKS: Record<string, () => Promise<void>> = {
   imaging: benchImaging,
+  api: benchApi,
 };
 
 const wanted = process.argv[2] ?? 'all';

@@ -1,0 +1,196 @@
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { Agent, type IncomingMessage, request } from 'node:http';
+import { performance } from 'node:perf_hooks';
+
+/** Not a measurement: only keeps a process that never says it listens from hanging the run. */
+const START_DEADLINE_MS = 30_000;
+const STOP_DEADLINE_MS = 15_000;
+
+export interface ServerProcess {
+  pid: number;
+  /** `http://HOST:PORT` as the process printed it. */
+  url: string;
+  /** SIGTERM, then SIGKILL if it has not exited in time; idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Spawns a server process and waits for the line in which it names its address. Its remaining
+ * output is read and dropped, so a chatty log never blocks it on a full pipe.
+ */
+export function startServerProcess(command: string, args: string[], env: NodeJS.ProcessEnv, listening: RegExp): Promise<ServerProcess> {
+  const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  let stderr = '';
+  child.stderr?.setEncoding('utf8').on('data', (text: string) => {
+    stderr = (stderr + text).slice(-4096);
+  });
+  const stop = once(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_DEADLINE_MS);
+    await exited;
+    clearTimeout(timer);
+  });
+  return new Promise((resolve, reject) => {
+    let stdout = '';
+    let found = false;
+    const fail = (reason: string): void => {
+      void stop().then(() => reject(new Error(`${command} ${args.join(' ')}: ${reason}\n${stderr}`)));
+    };
+    const deadline = setTimeout(() => fail('did not report its address in time'), START_DEADLINE_MS);
+    const onEarlyExit = (code: number | null, signal: NodeJS.Signals | null): void => fail(`exited early (${code ?? signal})`);
+    child.once('exit', onEarlyExit);
+    child.stdout?.setEncoding('utf8').on('data', (text: string) => {
+      if (found) return;
+      stdout += text;
+      const match = listening.exec(stdout);
+      if (match?.[1] === undefined || child.pid === undefined) return;
+      found = true;
+      clearTimeout(deadline);
+      child.off('exit', onEarlyExit);
+      resolve({ pid: child.pid, url: match[1], stop });
+    });
+  });
+}
+
+function once(work: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  return () => (running ??= work());
+}
+
+export interface Response {
+  status: number;
+  body: string;
+}
+
+export function httpRequest(url: string, options: { method?: string; json?: unknown; agent?: Agent } = {}): Promise<Response> {
+  const payload = options.json === undefined ? undefined : JSON.stringify(options.json);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      {
+        method: options.method ?? 'GET',
+        ...(options.agent ? { agent: options.agent } : {}),
+        headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+export interface LoadResult {
+  requests: number;
+  failures: number;
+  seconds: number;
+  latenciesMs: number[];
+}
+
+/**
+ * `connections` request loops over one keep-alive agent hit `url` for `warmupMs` (discarded), then
+ * for `durationMs`; each request's latency is from sending it to the end of its body.
+ */
+export async function loadTest(url: string, connections: number, warmupMs: number, durationMs: number): Promise<LoadResult> {
+  const agent = new Agent({ keepAlive: true, maxSockets: connections });
+  const started = performance.now();
+  const measureFrom = started + warmupMs;
+  const measureUntil = measureFrom + durationMs;
+  const latenciesMs: number[] = [];
+  let failures = 0;
+  const loop = async (): Promise<void> => {
+    for (;;) {
+      const sent = performance.now();
+      if (sent >= measureUntil) return;
+      const response = await httpRequest(url, { agent }).catch(() => null);
+      if (sent < measureFrom) continue;
+      if (response?.status === 200) latenciesMs.push(performance.now() - sent);
+      else failures += 1;
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: connections }, loop));
+  } finally {
+    agent.destroy();
+  }
+  return { requests: latenciesMs.length, failures, seconds: durationMs / 1000, latenciesMs };
+}
+
+/** Value at quantile q (0..1) of the numbers, nearest rank. */
+export function percentile(values: number[], q: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? NaN;
+}
+
+export interface SseEvent {
+  event: string;
+  data: string;
+  /** performance.now() when the chunk holding the event's end arrived. */
+  arrivedAt: number;
+}
+
+export interface SseClient {
+  /** Resolves when the stream's first bytes (the server's `: connected` comment) have arrived. */
+  ready: Promise<void>;
+  close(): void;
+}
+
+/** Opens one Server-Sent Events stream on its own connection and hands every event to `onEvent`. */
+export function openSse(url: string, onEvent: (event: SseEvent) => void): SseClient {
+  let response: IncomingMessage | undefined;
+  const req = request(url, { agent: false, headers: { accept: 'text/event-stream' } });
+  const ready = new Promise<void>((resolve, reject) => {
+    req.on('error', reject);
+    req.on('response', (res) => {
+      response = res;
+      if (res.statusCode !== 200) {
+        reject(new Error(`GET ${url}: status ${res.statusCode}`));
+        return;
+      }
+      let buffered = '';
+      res.setEncoding('utf8');
+      res.on('data', (text: string) => {
+        const arrivedAt = performance.now();
+        resolve();
+        buffered += text;
+        let end = buffered.indexOf('\n\n');
+        while (end >= 0) {
+          const block = buffered.slice(0, end);
+          buffered = buffered.slice(end + 2);
+          end = buffered.indexOf('\n\n');
+          let event = 'message';
+          const data: string[] = [];
+          for (const line of block.split('\n')) {
+            if (line.startsWith('event: ')) event = line.slice(7);
+            else if (line.startsWith('data: ')) data.push(line.slice(6));
+          }
+          if (data.length > 0) onEvent({ event, data: data.join('\n'), arrivedAt });
+        }
+      });
+    });
+  });
+  req.end();
+  return {
+    ready,
+    close() {
+      response?.destroy();
+      req.destroy();
+    },
+  };
+}
+
+/** Resident set size of a process in bytes, from /proc/PID/status. */
+export async function residentBytes(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kib = /^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1];
+  if (kib === undefined) throw new Error(`no VmRSS in /proc/${pid}/status`);
+  return Number(kib) * 1024;
+}

@@ -1,0 +1,295 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { packageRoot } from '../src/config/load.js';
+import { databaseFile, openDatabase } from '../src/db/database.js';
+import type { FinishStatus } from '../src/jobs/queue.js';
+import { createSqliteQueue } from '../src/jobs/sqlite-queue.js';
+import { mountFaultFs } from '../test/tools/faultfs.js';
+import { attachLoop } from '../test/tools/loop.js';
+import { type LoadResult, type ServerProcess, type SseClient, type SseEvent, httpRequest, loadTest, openSse, percentile, residentBytes, startServerProcess } from './api-clients.js';
+import { machineDescription, markdownTable, writeSection } from './report.js';
+
+const SEEDED_JOBS = 10_000;
+const CONNECTIONS = 50;
+const WARMUP_MS = 2_000;
+const DURATION_MS = 10_000;
+const SSE_CLIENTS = 500;
+const SOURCE_MIB = 256;
+/** Per read of the FUSE source: slows the 256 MiB job down to roughly ten seconds of progress. */
+const READ_DELAY_MS = Number(process.env.BENCH_API_READ_DELAY_MS ?? 25);
+const RSS_SAMPLE_MS = 100;
+/** Not a measurement: only keeps a job that never finishes from hanging the run. */
+const JOB_DEADLINE_MS = 180_000;
+const LIST_PATH = `/api/v1/jobs?limit=${CONNECTIONS}`;
+
+/** Seeds finished and paused jobs (never queued ones: the runner would try to start them on drives that do not exist). */
+async function seedJobs(dataDir: string): Promise<Record<string, number>> {
+  const database = await openDatabase({ file: databaseFile(dataDir) });
+  const mix: Record<string, number> = {};
+  try {
+    const queue = createSqliteQueue(database);
+    for (let index = 0; index < SEEDED_JOBS; index += 1) {
+      const sizeBytes = 2048 * (200_000 + ((index * 7919) % 2_000_000));
+      const job = await queue.enqueue({
+        name: `bench-disc-${String(index).padStart(5, '0')}`,
+        deviceId: `bench${index % 8}`,
+        devicePath: `/dev/bench${index % 8}`,
+        outputFile: join(dataDir, 'output', `bench-disc-${index}.iso`),
+        sizeBytes,
+        options: { read_attempts: 3, verify: true, checksums: ['md5', 'sha256'] },
+      });
+      const roll = index % 20;
+      let status: string;
+      if (roll < 1) status = (await queue.requestStop(job.id, 'pause')).status;
+      else if (roll < 2) status = (await queue.requestStop(job.id, 'cancel')).status;
+      else {
+        const finish: FinishStatus = roll < 4 ? 'failed' : 'completed';
+        const claimed = await queue.claimNext('bench-seeder', { leaseMs: 60_000 });
+        if (claimed?.id !== job.id) throw new Error(`seeding: claimed ${claimed?.id ?? 'nothing'} instead of ${job.id}`);
+        const patch =
+          finish === 'failed'
+            ? { progress: 37, bytesDone: Math.floor(sizeBytes * 0.37), badBytes: 4096, errorCount: 2, errorCode: 'read_errors', errorMessage: 'unreadable sectors remain' }
+            : { progress: 100, bytesDone: sizeBytes };
+        status = (await queue.finish(job.id, 'bench-seeder', finish, patch)).status;
+      }
+      mix[status] = (mix[status] ?? 0) + 1;
+    }
+  } finally {
+    await database.close();
+  }
+  return mix;
+}
+
+async function writeRandomFile(file: string, bytes: number): Promise<void> {
+  const handle = await open(file, 'w');
+  try {
+    const chunk = 16 * 2 ** 20;
+    for (let written = 0; written < bytes; written += chunk) await handle.write(randomBytes(Math.min(chunk, bytes - written)));
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Every DISK2ISO_* variable of ours is dropped: the service refuses unknown ones and must see only the bench's settings. */
+function serviceEnv(settings: Record<string, string>): NodeJS.ProcessEnv {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('DISK2ISO_')));
+  return { ...env, ...settings };
+}
+
+interface LiveFigures {
+  clients: number;
+  events: number;
+  updates: number;
+  jobSeconds: number;
+  deliveredShare: number;
+  spreadP50: number;
+  spreadP99: number;
+  spreadMax: number;
+  probeLagP99: number;
+  rssBeforeMiB: number;
+  rssMaxMiB: number;
+}
+
+/** 500 SSE streams watch one real imaging job from creation to finish while the service's RSS is sampled. */
+async function measureLive(service: ServerProcess, deviceId: string): Promise<LiveFigures> {
+  // Event identity: the same message (type and JSON) reaches every client once; the hub sends no timestamp.
+  const arrivals = new Map<string, number[]>();
+  const probeArrivals = new Map<string, number>();
+  let jobId: string | null = null;
+  const finishedClients = new Set<number>();
+  let onAllFinished = (): void => undefined;
+  const allFinished = new Promise<void>((resolve) => {
+    onAllFinished = resolve;
+  });
+  const record = (client: number) => (event: SseEvent): void => {
+    // Kept before the job's id is known: its job_created may arrive before the POST's response.
+    const key = `${event.event}\n${event.data}`;
+    const times = arrivals.get(key) ?? [];
+    times.push(event.arrivedAt);
+    arrivals.set(key, times);
+    if (client === 0) probeArrivals.set(key, event.arrivedAt);
+    if (event.event === 'job_finished' && jobId !== null && event.data.includes(`"job_id":"${jobId}"`)) {
+      finishedClients.add(client);
+      if (finishedClients.size === SSE_CLIENTS) onAllFinished();
+    }
+  };
+
+  const rssBeforeMiB = (await residentBytes(service.pid)) / 2 ** 20;
+  let rssMax = 0;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      rssMax = Math.max(rssMax, await residentBytes(service.pid));
+      await sleep(RSS_SAMPLE_MS);
+    }
+  })();
+
+  const clients: SseClient[] = [];
+  try {
+    const eventsUrl = `${service.url}/api/v1/events`;
+    const probe = openSse(eventsUrl, record(0));
+    clients.push(probe);
+    await probe.ready;
+    for (let index = 1; index < SSE_CLIENTS; index += 1) clients.push(openSse(eventsUrl, record(index)));
+    await Promise.all(clients.map((client) => client.ready));
+
+    const created = await httpRequest(`${service.url}/api/v1/jobs`, { method: 'POST', json: { device: deviceId, name: 'bench-live', options: { verify: false } } });
+    if (created.status !== 201 && created.status !== 200) throw new Error(`POST /api/v1/jobs: ${created.status} ${created.body}`);
+    const startedAt = performance.now();
+    jobId = (JSON.parse(created.body) as { id: string }).id;
+    const giveUp = new AbortController();
+    const deadline = sleep(JOB_DEADLINE_MS, undefined, { signal: giveUp.signal }).then(() => {
+      throw new Error(`job ${jobId} did not finish within ${JOB_DEADLINE_MS / 1000} s on all ${SSE_CLIENTS} streams (${finishedClients.size} saw it)`);
+    });
+    // The loser of the race must neither keep the process alive nor reject unhandled later.
+    deadline.catch(() => undefined);
+    try {
+      await Promise.race([allFinished, deadline]);
+    } finally {
+      giveUp.abort();
+    }
+    const jobSeconds = (performance.now() - startedAt) / 1000;
+    const finished = JSON.parse((await httpRequest(`${service.url}/api/v1/jobs/${jobId}`)).body) as { status: string };
+    if (finished.status !== 'completed') throw new Error(`job ${jobId} ended ${finished.status}, not completed: its events are no measure`);
+
+    const spreads: number[] = [];
+    const probeLags: number[] = [];
+    let delivered = 0;
+    let updates = 0;
+    let events = 0;
+    for (const [key, times] of arrivals) {
+      if (!key.includes(`"job_id":"${jobId}"`)) continue;
+      events += 1;
+      const earliest = Math.min(...times);
+      delivered += times.length;
+      if (key.startsWith('job_update\n')) updates += 1;
+      for (const time of times) spreads.push(time - earliest);
+      const probeTime = probeArrivals.get(key);
+      if (probeTime !== undefined) for (const time of times) probeLags.push(time - probeTime);
+    }
+    return {
+      clients: SSE_CLIENTS,
+      events,
+      updates,
+      jobSeconds,
+      deliveredShare: delivered / (events * SSE_CLIENTS),
+      spreadP50: percentile(spreads, 0.5),
+      spreadP99: percentile(spreads, 0.99),
+      spreadMax: Math.max(...spreads),
+      probeLagP99: percentile(probeLags, 0.99),
+      rssBeforeMiB,
+      rssMaxMiB: rssMax / 2 ** 20,
+    };
+  } finally {
+    sampling = false;
+    await sampler.catch(() => undefined);
+    for (const client of clients) client.close();
+  }
+}
+
+function loadRow(name: string, result: LoadResult): string[] {
+  return [
+    name,
+    (result.requests / result.seconds).toFixed(0),
+    percentile(result.latenciesMs, 0.5).toFixed(2),
+    percentile(result.latenciesMs, 0.99).toFixed(2),
+    String(result.failures),
+  ];
+}
+
+const met = (ok: boolean): string => (ok ? 'met' : 'NOT met');
+
+export async function benchApi(): Promise<void> {
+  const work = join(packageRoot(), 'bench', 'work', `api-${process.pid}`);
+  const dataDir = join(work, 'data');
+  await mkdir(dataDir, { recursive: true });
+  const cleanups: (() => Promise<void>)[] = [];
+  try {
+    console.log(`api benchmark: seeding ${SEEDED_JOBS} jobs`);
+    const seedingStarted = performance.now();
+    const mix = await seedJobs(dataDir);
+    console.log(`seeded in ${((performance.now() - seedingStarted) / 1000).toFixed(1)} s`);
+
+    const source = join(work, 'source.img');
+    await writeRandomFile(source, SOURCE_MIB * 2 ** 20);
+    const fault = await mountFaultFs({ backingFile: source, delayMs: READ_DELAY_MS });
+    cleanups.push(() => fault.unmount());
+    const loop = await attachLoop(fault.file, { sectorSize: 2048, readOnly: true });
+    cleanups.push(() => loop.detach());
+    console.log(`job source: ${loop.path} over faultfs, ${READ_DELAY_MS} ms per read`);
+
+    const bin = join(packageRoot(), 'bin', 'disk2iso');
+    const service = await startServerProcess(
+      process.execPath,
+      [bin, 'serve', '--port', '0'],
+      serviceEnv({ DISK2ISO_DATA_DIR: dataDir, DISK2ISO_DRIVES_DEMO: 'off', DISK2ISO_DRIVES_SCAN_OPTICAL: 'false', DISK2ISO_EXTRA_DEVICES: loop.path, DISK2ISO_LOG_LEVEL: 'warning' }),
+      /disk2iso listening on (http:\/\/\S+)/,
+    );
+    cleanups.push(() => service.stop());
+
+    const page = await httpRequest(`${service.url}${LIST_PATH}`);
+    const listed = JSON.parse(page.body) as { jobs: unknown[]; total: number };
+    if (page.status !== 200 || listed.jobs.length !== CONNECTIONS || listed.total !== SEEDED_JOBS) {
+      throw new Error(`GET ${LIST_PATH}: status ${page.status}, ${listed.jobs?.length} jobs of ${listed.total}; expected ${CONNECTIONS} of ${SEEDED_JOBS}`);
+    }
+    const bodyFile = join(work, 'page.json');
+    await writeFile(bodyFile, page.body);
+    const bare = await startServerProcess(process.execPath, [join(packageRoot(), 'dist', 'bench', 'api-bare.js'), bodyFile], serviceEnv({}), /bare listening on (http:\/\/\S+)/);
+    cleanups.push(() => bare.stop());
+
+    console.log(`GET ${LIST_PATH}: ${CONNECTIONS} connections, ${WARMUP_MS / 1000} s warm-up, ${DURATION_MS / 1000} s measured`);
+    const real = await loadTest(`${service.url}${LIST_PATH}`, CONNECTIONS, WARMUP_MS, DURATION_MS);
+    const reference = await loadTest(`${bare.url}/jobs`, CONNECTIONS, WARMUP_MS, DURATION_MS);
+    await bare.stop();
+
+    console.log(`SSE: ${SSE_CLIENTS} streams while a ${SOURCE_MIB} MiB job runs`);
+    const live = await measureLive(service, loop.name);
+
+    const realRate = real.requests / real.seconds;
+    const referenceRate = reference.requests / reference.seconds;
+    const share = realRate / referenceRate;
+    const realP99 = percentile(real.latenciesMs, 0.99);
+    const loadTable = markdownTable(['endpoint', 'requests/s', 'p50 ms', 'p99 ms', 'failed'], [
+      loadRow(`disk2iso GET ${LIST_PATH} (${SEEDED_JOBS} jobs)`, real),
+      loadRow('bare Fastify route, same JSON page', reference),
+    ]);
+    const liveTable = markdownTable(['measure', 'value'], [
+      ['SSE clients', String(live.clients)],
+      ['job duration (POST to last job_finished)', `${live.jobSeconds.toFixed(1)} s`],
+      ['distinct events of the job (of which job_update)', `${live.events} (${live.updates}); ${(live.updates / live.jobSeconds).toFixed(1)} updates/s`],
+      ['events delivered to every client', `${(live.deliveredShare * 100).toFixed(2)} %`],
+      ['arrival after the earliest arrival of the same event: p50 / p99 / max', `${live.spreadP50.toFixed(1)} / ${live.spreadP99.toFixed(1)} / ${live.spreadMax.toFixed(1)} ms`],
+      ['arrival after the probe client (connected first): p99', `${live.probeLagP99.toFixed(1)} ms`],
+      ['service RSS before the streams / max while streaming', `${live.rssBeforeMiB.toFixed(0)} / ${live.rssMaxMiB.toFixed(0)} MiB`],
+    ]);
+    const goals = [
+      `- list throughput: ${(share * 100).toFixed(0)} % of the bare route (goal >= 30 %): ${met(share >= 0.3)}`,
+      `- list p99 at ${CONNECTIONS} connections: ${realP99.toFixed(1)} ms (goal < 20 ms): ${met(realP99 < 20)}`,
+      `- event delivery p99: ${live.spreadP99.toFixed(1)} ms (goal < 100 ms): ${met(live.spreadP99 < 100)}`,
+      `- service RSS max: ${live.rssMaxMiB.toFixed(0)} MiB (goal < 200 MB): ${met(live.rssMaxMiB * 2 ** 20 < 200e6)}`,
+    ].join('\n');
+    const seeded = Object.entries(mix).map(([status, count]) => `${count} ${status}`).join(', ');
+    const body = `## API (\`npm run bench:api\`)
+
+Machine: ${machineDescription()}. The service (\`disk2iso serve\`) and the reference each run as their own process; the load generator and the SSE clients run in the benchmark process, all on loopback.
+
+**List endpoint.** ${SEEDED_JOBS} jobs seeded through the queue API (${seeded}). ${CONNECTIONS} request loops over a keep-alive agent with ${CONNECTIONS} sockets, ${WARMUP_MS / 1000} s warm-up discarded, then ${DURATION_MS / 1000} s measured; latency is from sending a request to the end of its body. The reference is a bare Fastify app whose one route serializes the same 50-job page (${page.body.length} bytes) that the real endpoint returned.
+
+${loadTable}
+
+**Live events.** ${SSE_CLIENTS} \`GET /api/v1/events\` streams (one "probe" connected first, then the rest), then one real imaging job on a ${SOURCE_MIB} MiB source (a read-only loop device over faultfs with ${READ_DELAY_MS} ms per read, so the job runs for seconds) created with \`POST /api/v1/jobs\`. Events carry no server timestamp, so an event is identified by its type and JSON, and for every copy of it the delay after the *earliest* copy any client received is taken; this is the spread of one fan-out across the clients (including the benchmark process's own reading), not the time from the engine's progress report to the client. Service RSS is VmRSS from /proc every ${RSS_SAMPLE_MS} ms while the streams are open.
+
+${liveTable}
+
+${goals}
+`;
+    console.log(body);
+    await writeSection('api', body);
+  } finally {
+    for (const cleanup of cleanups.reverse()) await cleanup().catch((error: unknown) => console.error(`cleanup failed: ${String(error)}`));
+    await rm(work, { recursive: true, force: true });
+  }
+}
