@@ -1,15 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFile, mkdir, open, rm } from 'node:fs/promises';
+import { copyFile, mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { runImaging } from '../../src/imaging/engine.js';
 import { run } from '../tools/exec.js';
-import { mountFaultFs, type FaultFs } from '../tools/faultfs.js';
 import { requireTool, sha256File } from '../tools/iso.js';
-import { attachLoop, type LoopDevice } from '../tools/loop.js';
-import { assertFinishedAreasMatch, ddrescuelogBadSectors, differingSectors, imagingRequest, isZero, MiB, readMap, scratchDir, SECTOR, writeRandomFile } from './helpers.js';
+import { assertFinishedAreasMatch, ddrescuelogBadSectors, differingSectors, imagingRequest, isZero, MiB, readMap, SECTOR, useFaultyDisc } from './helpers.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -22,32 +20,7 @@ const BAD_RANGES: Array<[number, number]> = [
   [(SECTORS - 1) * SECTOR, SECTORS * SECTOR],
 ];
 
-let workdir: string;
-let backing: string;
-let sourceSha256: string;
-let faultFs: FaultFs;
-let loop: LoopDevice;
-
-before(async () => {
-  workdir = await scratchDir('engine-faults');
-  backing = join(workdir, 'disc.img');
-  await writeRandomFile(backing, SIZE, 'engine-faults');
-  sourceSha256 = await sha256File(backing);
-  faultFs = await mountFaultFs({ backingFile: backing, badRanges: BAD_RANGES });
-  loop = await attachLoop(faultFs.file, { sectorSize: 2048, readOnly: true });
-});
-
-after(async () => {
-  try {
-    await loop?.detach();
-  } finally {
-    try {
-      await faultFs?.unmount();
-    } finally {
-      await rm(workdir, { recursive: true, force: true });
-    }
-  }
-});
+const disc = useFaultyDisc('engine-faults', SIZE, BAD_RANGES);
 
 async function sectorAt(path: string, sector: number): Promise<Buffer> {
   const handle = await open(path, 'r');
@@ -61,14 +34,14 @@ async function sectorAt(path: string, sector: number): Promise<Buffer> {
 }
 
 test('bad sectors: exactly they are bad in the map and zero in the image, everything else is the source; ddrescue agrees; healed, a resume completes it', async () => {
-  const outDir = join(workdir, 'engine');
+  const outDir = join(disc.workdir, 'engine');
   await mkdir(outDir);
   const outputPath = join(outDir, 'faulty.iso');
-  const request = imagingRequest({ path: loop.path, sizeBytes: SIZE }, outputPath, { options: { readAttempts: 2 } });
+  const request = imagingRequest({ path: disc.loop.path, sizeBytes: SIZE }, outputPath, { options: { readAttempts: 2 } });
   const result = await runImaging(request);
 
   assert.equal(result.outcome, 'completed');
-  assert.deepEqual(await differingSectors(outputPath, backing), BAD_SECTORS);
+  assert.deepEqual(await differingSectors(outputPath, disc.backing), BAD_SECTORS);
   for (const sector of BAD_SECTORS) assert.ok(isZero(await sectorAt(outputPath, sector)), `sector ${sector} is zero-filled`);
   assert.deepEqual(await ddrescuelogBadSectors(result.mapPath), BAD_SECTORS);
   assert.deepEqual(result.badSectors, {
@@ -95,33 +68,33 @@ test('bad sectors: exactly they are bad in the map and zero in the image, everyt
 
   // GNU ddrescue continues from our map (faults still on) and ends with the same bad sectors.
   const ddrescue = await requireTool('ddrescue', 'gddrescue');
-  const ddDir = join(workdir, 'ddrescue');
+  const ddDir = join(disc.workdir, 'ddrescue');
   await mkdir(ddDir);
   const ddPart = join(ddDir, 'copy.iso.part');
   const ddMap = join(ddDir, 'copy.iso.map');
   await copyFile(outputPath, ddPart);
   await copyFile(result.mapPath, ddMap);
-  await run(ddrescue, ['-q', '-d', '-b', '2048', '-r1', loop.path, ddPart, ddMap]);
+  await run(ddrescue, ['-q', '-d', '-b', '2048', '-r1', disc.loop.path, ddPart, ddMap]);
   assert.deepEqual(await ddrescuelogBadSectors(ddMap), BAD_SECTORS);
-  assert.deepEqual(await differingSectors(ddPart, backing), BAD_SECTORS);
+  assert.deepEqual(await differingSectors(ddPart, disc.backing), BAD_SECTORS);
 
   // The drive heals: resuming from ddrescue's map retries the bad sectors and completes the image.
-  await faultFs.setBadRanges([]);
-  const resumed = await runImaging(imagingRequest({ path: loop.path, sizeBytes: SIZE }, join(ddDir, 'copy.iso')));
+  await disc.faultFs.setBadRanges([]);
+  const resumed = await runImaging(imagingRequest({ path: disc.loop.path, sizeBytes: SIZE }, join(ddDir, 'copy.iso')));
   assert.equal(resumed.outcome, 'completed');
   assert.equal(resumed.resumed, true);
   assert.equal(resumed.badSectors.badBytes, 0);
-  assert.equal(await sha256File(join(ddDir, 'copy.iso')), sourceSha256);
-  assert.equal(resumed.checksums.sha256, sourceSha256);
-  await faultFs.setBadRanges(BAD_RANGES);
+  assert.equal(await sha256File(join(ddDir, 'copy.iso')), disc.sourceSha256);
+  assert.equal(resumed.checksums.sha256, disc.sourceSha256);
+  await disc.faultFs.setBadRanges(BAD_RANGES);
 });
 
 test('GNU ddrescue finishes a run we paused half-way, from our map', async () => {
-  const outDir = join(workdir, 'paused');
+  const outDir = join(disc.workdir, 'paused');
   await mkdir(outDir);
   const outputPath = join(outDir, 'half.iso');
   const controller = new AbortController();
-  const request = imagingRequest({ path: loop.path, sizeBytes: SIZE }, outputPath, {
+  const request = imagingRequest({ path: disc.loop.path, sizeBytes: SIZE }, outputPath, {
     signal: controller.signal,
     onProgress: (event) => {
       if (event.bytesDone >= 40 * MiB) controller.abort('pause');
@@ -132,32 +105,32 @@ test('GNU ddrescue finishes a run we paused half-way, from our map', async () =>
   const map = await readMap(result.mapPath);
   const sums = map.sums();
   assert.ok(sums['+'] >= 40 * MiB && sums['?'] > 0, `paused half-way: ${JSON.stringify(sums)}`);
-  assert.equal(await assertFinishedAreasMatch(map, result.partPath, backing), sums['+']);
+  assert.equal(await assertFinishedAreasMatch(map, result.partPath, disc.backing), sums['+']);
 
   const ddrescue = await requireTool('ddrescue', 'gddrescue');
-  await run(ddrescue, ['-q', '-d', '-b', '2048', loop.path, result.partPath, result.mapPath]);
+  await run(ddrescue, ['-q', '-d', '-b', '2048', disc.loop.path, result.partPath, result.mapPath]);
   assert.deepEqual(await ddrescuelogBadSectors(result.mapPath), BAD_SECTORS);
-  assert.deepEqual(await differingSectors(result.partPath, backing), BAD_SECTORS);
+  assert.deepEqual(await differingSectors(result.partPath, disc.backing), BAD_SECTORS);
 });
 
 test('a large unreadable stretch: the copy pass skips over it, the far side is read back, trim and scrape narrow it to exactly its sectors', async () => {
-  const outDir = join(workdir, 'stretch');
+  const outDir = join(disc.workdir, 'stretch');
   await mkdir(outDir);
   const first = 20_000;
   const count = 1500; // about 3 MiB, several growing skips long
   const stretch = Array.from({ length: count }, (_, index) => first + index);
-  await faultFs.setBadRanges([[first * SECTOR, (first + count) * SECTOR]]);
+  await disc.faultFs.setBadRanges([[first * SECTOR, (first + count) * SECTOR]]);
   try {
     const outputPath = join(outDir, 'stretch.iso');
-    const request = imagingRequest({ path: loop.path, sizeBytes: SIZE }, outputPath, { options: { readAttempts: 0 } });
+    const request = imagingRequest({ path: disc.loop.path, sizeBytes: SIZE }, outputPath, { options: { readAttempts: 0 } });
     const result = await runImaging(request);
     assert.equal(result.outcome, 'completed');
     assert.deepEqual(result.badSectors.areas, [{ pos: first * SECTOR, size: count * SECTOR }]);
     assert.deepEqual(await ddrescuelogBadSectors(result.mapPath), stretch);
-    assert.deepEqual(await differingSectors(outputPath, backing), stretch);
+    assert.deepEqual(await differingSectors(outputPath, disc.backing), stretch);
     assert.ok(request.events.some((event) => event.phase === 'scraping'));
     assert.ok(!request.events.some((event) => event.phase === 'retrying'), 'no retry pass with readAttempts 0');
   } finally {
-    await faultFs.setBadRanges(BAD_RANGES);
+    await disc.faultFs.setBadRanges(BAD_RANGES);
   }
 });

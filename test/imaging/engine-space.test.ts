@@ -1,42 +1,15 @@
 import assert from 'node:assert/strict';
 import { open, readdir, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { UnavailableError, errnoCode } from '../../src/errors.js';
 import { runImaging } from '../../src/imaging/engine.js';
-import { mountFaultFs, type FaultFs } from '../tools/faultfs.js';
 import { sha256File } from '../tools/iso.js';
-import { attachLoop, type LoopDevice } from '../tools/loop.js';
-import { assertFinishedAreasMatch, imagingRequest, MiB, mountMemoryFs, readMap, scratchDir, writeRandomFile } from './helpers.js';
+import { assertFinishedAreasMatch, imagingRequest, MiB, mountMemoryFs, readMap, useFaultyDisc } from './helpers.js';
 
 const SIZE = 32 * MiB;
 
-let workdir: string;
-let backing: string;
-let sourceSha256: string;
-let faultFs: FaultFs;
-let loop: LoopDevice;
-
-before(async () => {
-  workdir = await scratchDir('engine-space');
-  backing = join(workdir, 'disc.img');
-  await writeRandomFile(backing, SIZE, 'engine-space');
-  sourceSha256 = await sha256File(backing);
-  faultFs = await mountFaultFs({ backingFile: backing });
-  loop = await attachLoop(faultFs.file, { sectorSize: 2048 });
-});
-
-after(async () => {
-  try {
-    await loop?.detach();
-  } finally {
-    try {
-      await faultFs?.unmount();
-    } finally {
-      await rm(workdir, { recursive: true, force: true });
-    }
-  }
-});
+const disc = useFaultyDisc('engine-space', SIZE);
 
 /** Writes zeros into `path` until the file system is full; returns the bytes written. */
 async function fillUp(path: string): Promise<number> {
@@ -61,7 +34,7 @@ test('an image larger than the free space is refused before anything is written'
   const small = await mountMemoryFs('tmpfs', 16);
   try {
     const outputPath = join(small.dir, 'big.iso');
-    await assert.rejects(runImaging(imagingRequest({ path: loop.path, sizeBytes: SIZE }, outputPath)), (error: unknown) => error instanceof UnavailableError && error.code === 'insufficient_space');
+    await assert.rejects(runImaging(imagingRequest({ path: disc.loop.path, sizeBytes: SIZE }, outputPath)), (error: unknown) => error instanceof UnavailableError && error.code === 'insufficient_space');
     assert.deepEqual(await readdir(small.dir), []);
   } finally {
     await small.unmount();
@@ -73,9 +46,9 @@ test('the output fills up mid-run: a clean stop with the map saved; after freein
   try {
     const outputPath = join(tmpfs.dir, 'full.iso');
     const filler = join(tmpfs.dir, 'filler.bin');
-    await faultFs.setDelay(10);
+    await disc.faultFs.setDelay(10);
     let filling: Promise<number> | undefined;
-    const request = imagingRequest({ path: loop.path, sizeBytes: SIZE }, outputPath, {
+    const request = imagingRequest({ path: disc.loop.path, sizeBytes: SIZE }, outputPath, {
       options: { stopThresholdPercent: 95 },
       onProgress: (event) => {
         // Another program takes the space while the image is a quarter done.
@@ -84,7 +57,7 @@ test('the output fills up mid-run: a clean stop with the map saved; after freein
     });
     await assert.rejects(runImaging(request), (error: unknown) => error instanceof UnavailableError && ['no_space', 'storage_threshold'].includes(error.code));
     assert.ok((await filling ?? 0) > 0, 'the filler took space');
-    await faultFs.setDelay(0);
+    await disc.faultFs.setDelay(0);
 
     // Nothing corrupt: the map (the last one that could be saved) only claims data the .part really has.
     assert.deepEqual((await readdir(tmpfs.dir)).sort(), ['filler.bin', 'full.iso.map', 'full.iso.part']);
@@ -92,17 +65,17 @@ test('the output fills up mid-run: a clean stop with the map saved; after freein
     assert.equal(map.size, SIZE);
     assert.equal(map.sums()['-'] + map.sums()['*'], 0, 'no area marked bad for lack of space');
     assert.ok(map.sums()['+'] < SIZE);
-    await assertFinishedAreasMatch(map, `${outputPath}.part`, backing);
+    await assertFinishedAreasMatch(map, `${outputPath}.part`, disc.backing);
 
     await rm(filler);
     const { bavail, bsize } = await statfs(tmpfs.dir);
     assert.ok(bavail * bsize > SIZE - map.sums()['+']);
-    const result = await runImaging(imagingRequest({ path: loop.path, sizeBytes: SIZE }, outputPath));
+    const result = await runImaging(imagingRequest({ path: disc.loop.path, sizeBytes: SIZE }, outputPath));
     assert.equal(result.outcome, 'completed');
     assert.equal(result.resumed, true);
-    assert.equal(await sha256File(outputPath), sourceSha256);
+    assert.equal(await sha256File(outputPath), disc.sourceSha256);
   } finally {
-    await faultFs.setDelay(0);
+    await disc.faultFs.setDelay(0);
     await tmpfs.unmount();
   }
 });

@@ -1,17 +1,17 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { UnavailableError } from '../../src/errors.js';
 import { runImaging } from '../../src/imaging/engine.js';
 import type { ImagingProgress } from '../../src/imaging/types.js';
-import { mountFaultFs, type FaultFs } from '../tools/faultfs.js';
+import { mountFaultFs } from '../tools/faultfs.js';
 import { sha256File } from '../tools/iso.js';
 import { attachLoop, type LoopDevice } from '../tools/loop.js';
-import { assertFinishedAreasMatch, imagingOptions, imagingRequest, MiB, readMap, scratchDir, writeRandomFile } from './helpers.js';
+import { assertFinishedAreasMatch, imagingOptions, imagingRequest, MiB, readMap, useFaultyDisc } from './helpers.js';
 
 const SIZE = 48 * MiB;
 /** Per FUSE read (the loop driver sends about two per MiB): a run of SIZE takes about a second, so it can be stopped half-way. */
@@ -19,45 +19,20 @@ const SLOW_DELAY_MS = 10;
 /** A run of several seconds, for a progress series long enough to show a trend. */
 const VERY_SLOW_DELAY_MS = 30;
 
-let workdir: string;
-let backing: string;
-let sourceSha256: string;
-let faultFs: FaultFs;
-let loop: LoopDevice;
-
-before(async () => {
-  workdir = await scratchDir('engine-stop');
-  backing = join(workdir, 'disc.img');
-  await writeRandomFile(backing, SIZE, 'engine-stop');
-  sourceSha256 = await sha256File(backing);
-  faultFs = await mountFaultFs({ backingFile: backing });
-  loop = await attachLoop(faultFs.file, { sectorSize: 2048 });
-});
-
-after(async () => {
-  try {
-    await loop?.detach();
-  } finally {
-    try {
-      await faultFs?.unmount();
-    } finally {
-      await rm(workdir, { recursive: true, force: true });
-    }
-  }
-});
+const disc = useFaultyDisc('engine-stop', SIZE);
 
 async function outputDir(name: string): Promise<string> {
-  const dir = join(workdir, name);
+  const dir = join(disc.workdir, name);
   await mkdir(dir);
   return dir;
 }
 
-const source = (): { path: string; sizeBytes: number } => ({ path: loop.path, sizeBytes: SIZE });
+const source = (): { path: string; sizeBytes: number } => ({ path: disc.loop.path, sizeBytes: SIZE });
 
 test('pause keeps .part and map; running again resumes to a byte-identical image', async () => {
   const dir = await outputDir('pause');
   const outputPath = join(dir, 'paused.iso');
-  await faultFs.setDelay(SLOW_DELAY_MS);
+  await disc.faultFs.setDelay(SLOW_DELAY_MS);
   const controller = new AbortController();
   const first = await runImaging(
     imagingRequest(source(), outputPath, {
@@ -73,18 +48,18 @@ test('pause keeps .part and map; running again resumes to a byte-identical image
   assert.deepEqual((await readdir(dir)).sort(), ['paused.iso.map', 'paused.iso.part']);
   const map = await readMap(first.mapPath);
   assert.ok(map.sums()['+'] >= 8 * MiB && map.sums()['?'] > 0, JSON.stringify(map.sums()));
-  await assertFinishedAreasMatch(map, first.partPath, backing);
+  await assertFinishedAreasMatch(map, first.partPath, disc.backing);
 
-  await faultFs.setDelay(0);
+  await disc.faultFs.setDelay(0);
   const second = await runImaging(imagingRequest(source(), outputPath));
   assert.equal(second.outcome, 'completed');
   assert.equal(second.resumed, true);
-  assert.equal(await sha256File(outputPath), sourceSha256);
-  assert.equal(second.checksums.sha256, sourceSha256);
+  assert.equal(await sha256File(outputPath), disc.sourceSha256);
+  assert.equal(second.checksums.sha256, disc.sourceSha256);
 });
 
 test('cancel removes .part and map, or keeps them when configured; a kept pair resumes', async () => {
-  await faultFs.setDelay(SLOW_DELAY_MS);
+  await disc.faultFs.setDelay(SLOW_DELAY_MS);
   const dir = await outputDir('cancel');
   for (const keep of [false, true]) {
     const outputPath = join(dir, `cancel-${keep}.iso`);
@@ -101,10 +76,10 @@ test('cancel removes .part and map, or keeps them when configured; a kept pair r
     assert.equal(result.outcome, 'cancelled');
   }
   assert.deepEqual((await readdir(dir)).sort(), ['cancel-true.iso.map', 'cancel-true.iso.part']);
-  await faultFs.setDelay(0);
+  await disc.faultFs.setDelay(0);
   const resumed = await runImaging(imagingRequest(source(), join(dir, 'cancel-true.iso')));
   assert.equal(resumed.resumed, true);
-  assert.equal(await sha256File(join(dir, 'cancel-true.iso')), sourceSha256);
+  assert.equal(await sha256File(join(dir, 'cancel-true.iso')), disc.sourceSha256);
 });
 
 interface ChildMessage extends Partial<ImagingProgress> {
@@ -137,31 +112,31 @@ function runChild(outputPath: string, onMessage: (message: ChildMessage) => bool
 test('kill -9 mid-copy, then run again: resumes from the saved map to a byte-identical image', async () => {
   const dir = await outputDir('kill');
   const outputPath = join(dir, 'killed.iso');
-  await faultFs.setDelay(SLOW_DELAY_MS);
+  await disc.faultFs.setDelay(SLOW_DELAY_MS);
   const killedRun = await runChild(outputPath, (message) => message.type === 'progress' && (message.bytesDone ?? 0) >= 12 * MiB);
   assert.ok(!killedRun.some((message) => message.type === 'result' || message.type === 'error'), 'killed before it ended');
 
   // What the dead process left is consistent: every finished area of the map holds source data.
   const map = await readMap(`${outputPath}.map`);
   assert.ok(map.sums()['+'] > 0 && map.sums()['+'] < SIZE, JSON.stringify(map.sums()));
-  await assertFinishedAreasMatch(map, `${outputPath}.part`, backing);
+  await assertFinishedAreasMatch(map, `${outputPath}.part`, disc.backing);
 
-  await faultFs.setDelay(0);
+  await disc.faultFs.setDelay(0);
   const resumedRun = await runChild(outputPath);
   const result = resumedRun.find((message) => message.type === 'result');
   assert.ok(result !== undefined, JSON.stringify(resumedRun.filter((message) => message.type === 'error')));
   assert.equal(result.outcome, 'completed');
   assert.equal(result.resumed, true);
-  assert.equal(await sha256File(outputPath), sourceSha256);
-  assert.equal(result.checksums?.['sha256'], sourceSha256);
+  assert.equal(await sha256File(outputPath), disc.sourceSha256);
+  assert.equal(result.checksums?.['sha256'], disc.sourceSha256);
 });
 
 test('slow drive: rate and ETA stay positive and finite, and the ETA falls as the copy proceeds', async () => {
   const dir = await outputDir('slow');
-  await faultFs.setDelay(VERY_SLOW_DELAY_MS);
+  await disc.faultFs.setDelay(VERY_SLOW_DELAY_MS);
   const request = imagingRequest(source(), join(dir, 'slow.iso'));
   const result = await runImaging(request);
-  await faultFs.setDelay(0);
+  await disc.faultFs.setDelay(0);
   assert.equal(result.outcome, 'completed');
 
   const copying = request.events.filter((event) => event.phase === 'copying' && event.rateBps > 0);
@@ -181,7 +156,7 @@ test('slow drive: rate and ETA stay positive and finite, and the ETA falls as th
 test('the drive vanishes mid-run: device_gone, nothing marked bad; on a fresh mount the run resumes byte-identical', async () => {
   const dir = await outputDir('vanish');
   const outputPath = join(dir, 'vanish.iso');
-  const dying = await mountFaultFs({ backingFile: backing, delayMs: SLOW_DELAY_MS });
+  const dying = await mountFaultFs({ backingFile: disc.backing, delayMs: SLOW_DELAY_MS });
   let dyingLoop: LoopDevice | undefined;
   try {
     dyingLoop = await attachLoop(dying.file, { sectorSize: 2048 });
@@ -199,13 +174,13 @@ test('the drive vanishes mid-run: device_gone, nothing marked bad; on a fresh mo
     const sums = map.sums();
     assert.equal(sums['-'] + sums['*'] + sums['/'], 0, `nothing marked bad: ${JSON.stringify(sums)}`);
     assert.ok(sums['+'] >= 8 * MiB && sums['?'] > 0);
-    await assertFinishedAreasMatch(map, `${outputPath}.part`, backing);
+    await assertFinishedAreasMatch(map, `${outputPath}.part`, disc.backing);
   } finally {
     await dyingLoop?.detach();
     await dying.unmount();
   }
 
-  const fresh = await mountFaultFs({ backingFile: backing });
+  const fresh = await mountFaultFs({ backingFile: disc.backing });
   try {
     const freshLoop = await attachLoop(fresh.file, { sectorSize: 2048 });
     try {
@@ -213,7 +188,7 @@ test('the drive vanishes mid-run: device_gone, nothing marked bad; on a fresh mo
       assert.equal(result.outcome, 'completed');
       assert.equal(result.resumed, true);
       assert.equal(result.badSectors.badBytes, 0);
-      assert.equal(await sha256File(outputPath), sourceSha256);
+      assert.equal(await sha256File(outputPath), disc.sourceSha256);
       assert.equal((await stat(`${outputPath}.map`)).isFile(), true);
     } finally {
       await freshLoop.detach();

@@ -4,7 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ImagingOptions, ImagingProgress, ImagingRequest } from '../../src/imaging/types.js';
 import { parseMapfile, type RescueMap } from '../../src/imaging/mapfile.js';
+import { after, before } from 'node:test';
 import { requireTool, run } from '../tools/exec.js';
+import { type ByteRange, type FaultFs, mountFaultFs } from '../tools/faultfs.js';
+import { sha256File } from '../tools/iso.js';
+import { type LoopDevice, attachLoop } from '../tools/loop.js';
 
 export const SECTOR = 2048;
 export const MiB = 1024 * 1024;
@@ -128,4 +132,41 @@ export async function mountMemoryFs(type: 'tmpfs' | 'ramfs', sizeMiB = 0): Promi
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A random disc behind faultfs and a read-only 2048-byte loop device, shared by one test file. */
+export interface FaultyDisc {
+  workdir: string;
+  backing: string;
+  sourceSha256: string;
+  faultFs: FaultFs;
+  loop: LoopDevice;
+}
+
+/**
+ * Registers before/after hooks that make the disc for the tests of the calling file and tear it down
+ * (loop first, then the mount, then the files), and returns it; its fields are set once `before` ran.
+ */
+export function useFaultyDisc(name: string, sizeBytes: number, badRanges: ByteRange[] = []): FaultyDisc {
+  const disc = {} as FaultyDisc;
+  before(async () => {
+    disc.workdir = await scratchDir(name);
+    disc.backing = join(disc.workdir, 'disc.img');
+    await writeRandomFile(disc.backing, sizeBytes, name);
+    disc.sourceSha256 = await sha256File(disc.backing);
+    disc.faultFs = await mountFaultFs({ backingFile: disc.backing, badRanges });
+    disc.loop = await attachLoop(disc.faultFs.file, { sectorSize: SECTOR });
+  });
+  after(async () => {
+    try {
+      await disc.loop?.detach();
+    } finally {
+      try {
+        await disc.faultFs?.unmount();
+      } finally {
+        if (disc.workdir) await rm(disc.workdir, { recursive: true, force: true });
+      }
+    }
+  });
+  return disc;
 }
