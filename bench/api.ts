@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -10,7 +9,7 @@ import { createSqliteQueue } from '../src/jobs/sqlite-queue.js';
 import { mountFaultFs } from '../test/tools/faultfs.js';
 import { attachLoop } from '../test/tools/loop.js';
 import { type LoadResult, type ServerProcess, type SseClient, type SseEvent, httpRequest, loadTest, openSse, percentile, residentBytes, startServerProcess } from './api-clients.js';
-import { machineDescription, markdownTable, writeSection } from './report.js';
+import { machineDescription, markdownTable, writeSection, writeRandomFile } from './report.js';
 
 const SEEDED_JOBS = 10_000;
 const CONNECTIONS = 50;
@@ -63,15 +62,6 @@ async function seedJobs(dataDir: string): Promise<Record<string, number>> {
   return mix;
 }
 
-async function writeRandomFile(file: string, bytes: number): Promise<void> {
-  const handle = await open(file, 'w');
-  try {
-    const chunk = 16 * 2 ** 20;
-    for (let written = 0; written < bytes; written += chunk) await handle.write(randomBytes(Math.min(chunk, bytes - written)));
-  } finally {
-    await handle.close();
-  }
-}
 
 /** Every DISK2ISO_* variable of ours is dropped: the service refuses unknown ones and must see only the bench's settings. */
 function serviceEnv(settings: Record<string, string>): NodeJS.ProcessEnv {

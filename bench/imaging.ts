@@ -1,11 +1,10 @@
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { packageRoot } from '../src/config/load.js';
 import { attachLoop } from '../test/tools/loop.js';
-import { machineDescription, markdownTable, writeSection } from './report.js';
+import { machineDescription, markdownTable, writeSection, writeRandomFile } from './report.js';
 
 const run = promisify(execFile);
 const SIZE_MIB = Number(process.env.BENCH_IMAGING_MIB ?? 1024);
@@ -30,15 +29,6 @@ async function dropCaches(): Promise<void> {
   await writeFile('/proc/sys/vm/drop_caches', '3');
 }
 
-async function makeSource(file: string, bytes: number): Promise<void> {
-  const handle = await open(file, 'w');
-  try {
-    const chunk = 16 * 2 ** 20;
-    for (let written = 0; written < bytes; written += chunk) await handle.write(randomBytes(Math.min(chunk, bytes - written)));
-  } finally {
-    await handle.close();
-  }
-}
 
 function sum(parts: Measurement[]): Measurement {
   return parts.reduce((total, part) => ({ wallSeconds: total.wallSeconds + part.wallSeconds, cpuSeconds: total.cpuSeconds + part.cpuSeconds }), { wallSeconds: 0, cpuSeconds: 0 });
@@ -50,7 +40,7 @@ export async function benchImaging(): Promise<void> {
   const bytes = SIZE_MIB * 2 ** 20;
   const source = join(work, 'source.img');
   console.log(`imaging benchmark: ${SIZE_MIB} MiB random data on a read-only loop device (2048-byte sectors), ${ROUNDS} rounds, best kept`);
-  await makeSource(source, bytes);
+  await writeRandomFile(source, bytes);
   const loop = await attachLoop(source, { sectorSize: 2048, readOnly: true });
   const best = new Map<string, Measurement & { note?: string }>();
   const keep = (name: string, measurement: Measurement & { note?: string }): void => {

@@ -1,4 +1,5 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { open, readFile, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../src/config/load.js';
@@ -30,4 +31,15 @@ export async function writeSection(name: string, body: string): Promise<void> {
   const to = text.indexOf(end);
   text = from >= 0 && to > from ? `${text.slice(0, from)}${section}${text.slice(to + end.length)}` : `${text.trimEnd()}\n\n${section}\n`;
   await writeFile(file, text);
+}
+
+/** A source of incompressible data for the benchmarks, written in large chunks. */
+export async function writeRandomFile(file: string, bytes: number): Promise<void> {
+  const handle = await open(file, 'w');
+  try {
+    const chunk = 16 * 2 ** 20;
+    for (let written = 0; written < bytes; written += chunk) await handle.write(randomBytes(Math.min(chunk, bytes - written)));
+  } finally {
+    await handle.close();
+  }
 }
