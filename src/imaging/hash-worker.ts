@@ -1,6 +1,4 @@
 import { createHash } from 'node:crypto';
-import { readlinkSync } from 'node:fs';
-import { getPriority, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 
 /** What the engine sends: bytes of the shared memory to hash in order, or a request for the digest. */
@@ -11,29 +9,15 @@ export interface HashWorkerData {
   memory: SharedArrayBuffer;
 }
 
-/** How much nicer than the rest of the process a hash worker runs. */
-const NICE_INCREMENT = 5;
-
-/**
- * Hashing takes most of the CPU of a run. Below the event loop's priority it takes only what is
- * left, so the loop (progress, the next read, the next write) never waits behind it. On Linux,
- * setpriority() with a thread id renices just that thread; /proc/thread-self names the thread.
- */
-function lowerOwnPriority(): void {
-  try {
-    const threadId = Number(readlinkSync('/proc/thread-self').split('/').pop());
-    setPriority(threadId, Math.min(19, getPriority(threadId) + NICE_INCREMENT));
-  } catch {
-    // Not Linux, or not permitted: hashing at the normal priority is still correct.
-  }
-}
-
 // One worker hashes one algorithm, so two algorithms run on two cores. The data never crosses
 // the thread boundary by copy: the engine posts where it lies in the shared memory.
+// The worker runs at the process's own priority: MD5 is the slowest stage of a clean copy, so a
+// niced worker lost the core to any other busy process and the whole copy slowed down with it.
+// The event loop stays responsive without nicing: it sleeps most of the time, and the kernel's
+// scheduler favours a thread waking from sleep over one that has been running.
 const { algorithm, memory } = workerData as HashWorkerData;
 const port = parentPort;
 if (port === null) throw new Error('hash-worker must run as a worker thread');
-lowerOwnPriority();
 let hash = createHash(algorithm);
 
 port.on('message', (request: HashWorkerRequest) => {

@@ -1,6 +1,7 @@
 import { UnavailableError, errnoCode, errorMessage } from '../errors.js';
 import type { Hashers } from './hasher.js';
 import type { ImageWriter } from './image-writer.js';
+import { createReadAhead } from './read-ahead.js';
 import type { BlockStatus, CurrentStatus, RescueMap } from './mapfile.js';
 import type { Slot, SlotPool } from './slots.js';
 import type { SourceReader } from './source.js';
@@ -45,6 +46,12 @@ const GONE_CODES = new Set(['ENOMEDIUM', 'ENODEV', 'ENXIO', 'ENOTCONN', 'ENOENT'
 
 /** The copy pass reads this much at once while no error is near: few large reads keep the CPU cost per byte low. */
 const COPY_READ_TARGET_BYTES = 4 * 1024 * 1024;
+/**
+ * Copy-pass reads in flight at once: one being waited for and the next ones already queued at the
+ * source. Three keep a device busy through the gaps between requests and still leave the event
+ * loop's thread pool (four threads by default) a thread for the image writes and map saves.
+ */
+export const READS_IN_FLIGHT = 3;
 /** Upper bound of the skip after consecutive copy-pass errors, besides 1% of the size. */
 const MAX_SKIP_BYTES = 8 * 1024 * 1024;
 
@@ -130,43 +137,63 @@ export async function runRescue(ctx: RescueContext): Promise<'finished' | 'stopp
     lastGood = position;
   }
 
-  /** Copy pass 1: large reads forward over non-tried areas, skipping ahead after errors. */
+  /**
+   * Copy pass 1: large reads forward over non-tried areas, skipping ahead after errors. Up to
+   * READS_IN_FLIGHT reads are in flight, so the source never waits for the write and the hashing
+   * of the previous data; near an error only one, as each read there may cost the drive's retries.
+   */
   async function copyForward(): Promise<void> {
     Object.assign(activity, { phase: 'copying', status: '?', pass: 1 });
+    const ahead = createReadAhead(slots, readArea);
     let position = 0;
     let consecutiveErrors = 0;
     /** Below this position, read single clusters: an error was near. */
     let carefulUntil = 0;
-    for (;;) {
-      await pausePoint(position);
-      const area = map.findForward('?', position);
-      if (area === undefined) return;
-      position = area.pos;
-      const length = Math.min(position < carefulUntil ? clusterBytes : bigBytes, area.pos + area.size - position);
-      const slot = await slots.acquire();
-      let good: boolean;
-      try {
-        good = await readArea(slot.view, position, length);
-        if (good) deliver(slot, 0, length, position);
-      } finally {
-        slot.release();
+
+    /** Issues the next reads of the non-tried areas from where the reads in flight end. */
+    async function fillAhead(): Promise<void> {
+      while (ahead.inFlight < READS_IN_FLIGHT) {
+        const from = ahead.end ?? position;
+        if (from < carefulUntil && ahead.inFlight > 0) return;
+        const area = map.findForward('?', from);
+        if (area === undefined) return;
+        await ahead.issue(area.pos, Math.min(area.pos < carefulUntil ? clusterBytes : bigBytes, area.size));
       }
-      if (good) {
-        position += length;
-        consecutiveErrors = 0;
-        continue;
+    }
+
+    try {
+      for (;;) {
+        await pausePoint(position);
+        await fillAhead();
+        const read = await ahead.take();
+        if (read === undefined) return;
+        try {
+          if (read.good) deliver(read.slot, 0, read.length, read.position);
+        } finally {
+          read.slot.release();
+        }
+        if (read.good) {
+          position = read.position + read.length;
+          consecutiveErrors = 0;
+          continue;
+        }
+        // The reads behind a failure are planned again from the map once the failure is narrowed down.
+        await ahead.discard();
+        position = read.position;
+        if (read.length > clusterBytes) {
+          // Narrow the failure down to clusters before marking anything.
+          carefulUntil = position + read.length;
+          continue;
+        }
+        await confirmMediaError();
+        map.set(position, read.length, '*');
+        consecutiveErrors += 1;
+        const skip = Math.min(maxSkip, clusterBytes * 2 ** Math.min(consecutiveErrors - 1, 30));
+        position = Math.min(size, position + read.length + skip);
+        carefulUntil = Math.max(carefulUntil, position + bigBytes);
       }
-      if (length > clusterBytes) {
-        // Narrow the failure down to clusters before marking anything.
-        carefulUntil = position + length;
-        continue;
-      }
-      await confirmMediaError();
-      map.set(position, length, '*');
-      consecutiveErrors += 1;
-      const skip = Math.min(maxSkip, clusterBytes * 2 ** Math.min(consecutiveErrors - 1, 30));
-      position = Math.min(size, position + length + skip);
-      carefulUntil = Math.max(carefulUntil, position + bigBytes);
+    } finally {
+      await ahead.discard();
     }
   }
 

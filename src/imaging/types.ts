@@ -1,5 +1,14 @@
 import type { HashAlgorithm } from '../config/schema.js';
 
+/**
+ * Every checksum the engine computes, in the order sidecars are looked for. Declared here instead
+ * of importing the schema's list, so that loading the engine does not load the schema library
+ * (typebox: a quarter of a second at every start of a process that only images); the Record type
+ * makes the compiler reject this list as soon as the schema's set of algorithms changes.
+ */
+const CHECKSUM_SET: Record<HashAlgorithm, true> = { md5: true, sha1: true, sha256: true };
+export const CHECKSUM_ALGORITHMS: readonly HashAlgorithm[] = Object.keys(CHECKSUM_SET) as HashAlgorithm[];
+
 export type ImagingPhase = 'preparing' | 'copying' | 'trimming' | 'scraping' | 'retrying' | 'hashing' | 'finalizing' | 'verifying';
 
 /** Why an imaging run was asked to stop early. Passed as the AbortSignal's reason. */

@@ -1,11 +1,11 @@
 import { readFile, stat } from 'node:fs/promises';
-import { HASH_ALGORITHMS, type HashAlgorithm } from '../config/schema.js';
+import type { HashAlgorithm } from '../config/schema.js';
 import { NotFoundError, UnavailableError, ValidationError, errnoCode, errorMessage } from '../errors.js';
 import { createHashers, hashFile } from './hasher.js';
 import { createProgressTracker } from './progress.js';
 import { createSlotPool } from './slots.js';
 import type { DirectIoMode } from './source.js';
-import type { ImagingProgress } from './types.js';
+import { CHECKSUM_ALGORITHMS, type ImagingProgress } from './types.js';
 
 export interface VerifyResult {
   algorithm: HashAlgorithm;
@@ -71,7 +71,7 @@ export async function verifyImage(imagePath: string, options: VerifyOptions = {}
   }
 
   const expected = new Map<HashAlgorithm, string>();
-  for (const algorithm of HASH_ALGORITHMS) {
+  for (const algorithm of CHECKSUM_ALGORITHMS) {
     const hex = await readSidecar(`${imagePath}.${algorithm}`, algorithm);
     if (hex !== undefined) expected.set(algorithm, hex);
   }
