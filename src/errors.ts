@@ -40,6 +40,23 @@ export class ForbiddenError extends DomainError {
   }
 }
 
+/** No credentials, or credentials that do not hold (401). */
+export class UnauthenticatedError extends DomainError {
+  constructor(code: string, message: string, details?: ErrorDetails) {
+    super(code, message, details);
+  }
+}
+
+/** Too many requests (429); the client may try again after `retryAfterSeconds`. */
+export class TooManyRequestsError extends DomainError {
+  readonly retryAfterSeconds: number;
+
+  constructor(code: string, message: string, retryAfterSeconds: number) {
+    super(code, message, { retry_after_seconds: Math.ceil(retryAfterSeconds) });
+    this.retryAfterSeconds = Math.ceil(retryAfterSeconds);
+  }
+}
+
 /** A condition outside our control (device gone, disk full) that the user can fix and retry. */
 export class UnavailableError extends DomainError {
   constructor(code: string, message: string, details?: ErrorDetails) {

@@ -1,6 +1,10 @@
 import { chmod, lstat, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { createArchiveService } from './archive/service.js';
+import { createAuditTrail } from './audit/trail.js';
+import { authPolicyOf } from './auth/policy.js';
+import { type AuthService, createAuthService } from './auth/service.js';
+import { createAuditRepository } from './db/audit-repository.js';
 import type { Config } from './config/schema.js';
 import { createArchiveRepository } from './db/archive-repository.js';
 import { databaseFile, openDatabase } from './db/database.js';
@@ -10,7 +14,8 @@ import { createSettingsRepository } from './db/settings-repository.js';
 import { createDriveService } from './drives/service.js';
 import { ConflictError, UnavailableError, errnoCode, errorMessage } from './errors.js';
 import { createEventBus } from './events/bus.js';
-import { type App, type Authorizer, buildApp } from './http/app.js';
+import { type App, buildApp } from './http/app.js';
+import { actorOf, createRequestGuard, principalOf } from './http/guard.js';
 import { createLiveHub } from './http/live.js';
 import type { DeclaredRoute } from './http/permissions.js';
 import { apiRoutes } from './http/routes/index.js';
@@ -22,12 +27,15 @@ import { createJobService } from './jobs/service.js';
 import { createSqliteQueue } from './jobs/sqlite-queue.js';
 import type { Logger } from './log.js';
 import { createDeviceStatusService } from './system/devices.js';
-import { createEventLog } from './system/event-log.js';
+import { type EventLog, createEventLog } from './system/event-log.js';
 import { applyStoredSettings, createSettingsService } from './system/settings.js';
 import { createSystemStatus } from './system/status.js';
+import { registerWebRoutes, renderNotFoundPage } from './web/routes.js';
 
 /** Owner and group may connect to the unix socket (e.g. nginx in the disk2iso group), nobody else. */
 const SOCKET_MODE = 0o660;
+/** How often ended sessions, old login failures and audit entries past retention are removed. */
+const MAINTENANCE_INTERVAL_MS = 60_000;
 
 export interface StartServerOptions {
   /** Loaded without the stored settings; they are applied from the database here. Shared and updated in place. */
@@ -38,13 +46,18 @@ export interface StartServerOptions {
   listen?: boolean;
   /** Live stream timing (tests shorten the heartbeat). */
   live?: { flushIntervalMs?: number; heartbeatMs?: number; maxBufferedBytes?: number };
-  authorize?: Authorizer;
+  /**
+   * Told the one-time setup link while no admin exists: at start, and again whenever the previous
+   * link has expired. Default: the log.
+   */
+  onSetupLink?: (url: string) => void;
 }
 
 export interface RunningServer {
   app: App;
   routeTable: DeclaredRoute[];
   config: Config;
+  auth: AuthService;
   /** `http://HOST:PORT` (the real port when 0 was asked for) or `unix:PATH`; null when not listening. */
   url: string | null;
   /**
@@ -84,12 +97,14 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     const archivesRepository = createArchiveRepository(database);
     const settingsRepository = createSettingsRepository(database);
     const eventLog = createEventLog({ logs: createLogRepository(database), log });
+    const audit = createAuditTrail({ repository: createAuditRepository(database) });
 
     const stored = await settingsRepository.list();
     applyStoredSettings(config, Object.fromEntries(stored.map((setting) => [setting.key, setting.value])), (key, reason) =>
       eventLog.record({ level: 'warning', source: 'settings', message: `stored setting ${key} ignored: ${reason}`, details: { key } }),
     );
 
+    const auth = createAuthService({ database, dataDir: config.data_dir, audit, policy: authPolicyOf(config) });
     const queue = createSqliteQueue(database);
     const events = createEventBus<JobEvents>((error) => log.error({ err: error }, 'an event listener failed'));
     const drives = createDriveService({ config, log });
@@ -123,6 +138,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     });
     const live = createLiveHub({ events, ...options.live });
     const stopMirroring = eventLog.follow(events);
+    const devices = createDeviceStatusService({ drives, jobs: jobsRepository });
 
     const { app, routeTable } = await buildApp({
       version,
@@ -130,27 +146,49 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       accepting: () => closing === null,
       // Live streams hold their connections open; they must end before the server can finish closing.
       beforeClose: () => live.close(),
-      ...(options.authorize ? { authorize: options.authorize } : {}),
+      guard: createRequestGuard({ auth, audit }),
+      audit,
+      trustedProxies: config.security.trusted_proxies,
+      pageNotFound: renderNotFoundPage,
+      rateLimits: {
+        general: () => ({ perSecond: config.security.rate_limit_per_second, burst: config.security.rate_limit_burst }),
+        login: () => ({ perSecond: config.security.login_rate_per_minute / 60, burst: config.security.login_rate_burst }),
+      },
       onServerError: (error, request) =>
         eventLog.record({ level: 'error', source: 'http', message: `${request.method} ${request.routeOptions.url ?? request.url} failed: ${errorMessage(error)}` }),
-      routes: apiRoutes({
-        jobs,
-        archives,
-        devices: createDeviceStatusService({ drives, jobs: jobsRepository }),
-        system,
-        settings,
-        eventLog,
-        live,
-        health: async () => {
-          if (closing) throw new UnavailableError('shutting_down', 'the service is shutting down');
-          await jobsRepository.countByStatus().catch((error: unknown) => {
-            throw new UnavailableError('database_unavailable', `the database does not answer: ${errorMessage(error)}`);
-          });
-        },
-      }),
+      routes: [
+        ...apiRoutes({
+          jobs,
+          archives,
+          devices,
+          auth,
+          system,
+          settings,
+          eventLog,
+          live,
+          health: async () => {
+            if (closing) throw new UnavailableError('shutting_down', 'the service is shutting down');
+            await jobsRepository.countByStatus().catch((error: unknown) => {
+              throw new UnavailableError('database_unavailable', `the database does not answer: ${errorMessage(error)}`);
+            });
+          },
+        }),
+        (scope) =>
+          registerWebRoutes(scope, {
+            config,
+            jobs,
+            devices,
+            archives,
+            system,
+            settings,
+            security: { user: principalOf, currentUser: (request) => request.principal, csrfToken: (request) => principalOf(request).csrfToken ?? '' },
+            accounts: { login: auth.login, logout: auth.logout, setup: auth.setup, users: auth.users, apiKeys: auth.apiKeys, audit: auth.audit, actor: actorOf },
+          }),
+      ],
     });
 
     await runner.start();
+    const maintenance = startMaintenance({ auth, config, log, eventLog, onSetupLink: options.onSetupLink });
 
     let url: string | null = null;
     if (options.listen ?? true) {
@@ -163,9 +201,11 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       }
     }
     eventLog.record({ level: 'info', source: 'service', message: `disk2iso ${version} started${url ? ` on ${url}` : ''}`, details: { version, data_dir: config.data_dir } });
+    await maintenance.start(url);
 
     const shutdown = async (reason: string): Promise<void> => {
       eventLog.record({ level: 'info', source: 'service', message: `stopping (${reason})` });
+      maintenance.stop();
       await runner.stop();
       stopMirroring();
       await app.close();
@@ -179,6 +219,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       app,
       routeTable,
       config,
+      auth,
       url,
       close(reason = 'requested') {
         closing ??= shutdown(reason);
@@ -204,4 +245,55 @@ async function listen(app: App, config: Config): Promise<string> {
   if (address === null || typeof address === 'string') return `http://${config.server.host}:${config.server.port}`;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return `http://${host}:${address.port}`;
+}
+
+interface MaintenanceDeps {
+  auth: AuthService;
+  config: Config;
+  log: Logger;
+  eventLog: Pick<EventLog, 'record'>;
+  onSetupLink: ((url: string) => void) | undefined;
+}
+
+/**
+ * The service's housekeeping: removes ended sessions and stale login failures, applies the audit
+ * retention, and keeps a valid setup link on offer while no admin exists.
+ */
+function startMaintenance(deps: MaintenanceDeps): { start(url: string | null): Promise<void>; stop(): void } {
+  const { auth, config, log, eventLog } = deps;
+  let timer: NodeJS.Timeout | null = null;
+  let setupExpiresMs = 0;
+  let baseUrl: string | null = null;
+
+  const announce = deps.onSetupLink ?? ((link: string) => log.warn({ setup_url: link }, `no admin exists yet: create one at ${link}`));
+
+  async function offerSetupLink(): Promise<void> {
+    if (Date.now() < setupExpiresMs || !(await auth.setup.needed())) return;
+    const token = await auth.setup.createToken();
+    setupExpiresMs = Date.parse(token.expiresAt);
+    announce(`${baseUrl ?? 'http://HOST:PORT'}/setup?token=${token.token}`);
+  }
+
+  async function tick(): Promise<void> {
+    await auth.prune();
+    await auth.audit.applyRetention(config.security.audit_retention_days);
+    await offerSetupLink();
+  }
+
+  const run = (): Promise<void> =>
+    tick().catch((error: unknown) => eventLog.record({ level: 'error', source: 'service', message: `housekeeping failed: ${errorMessage(error)}` }));
+
+  return {
+    async start(url) {
+      baseUrl = url?.startsWith('http') ? url : null;
+      // The first round runs before the service reports itself started, so the setup link comes first.
+      await run();
+      timer = setInterval(() => void run(), MAINTENANCE_INTERVAL_MS);
+      timer.unref();
+    },
+    stop() {
+      if (timer) clearInterval(timer);
+      timer = null;
+    },
+  };
 }

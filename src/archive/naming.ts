@@ -81,10 +81,15 @@ async function anyExists(paths: string[]): Promise<boolean> {
   return false;
 }
 
+/** True when `path` lies strictly inside `dir` (lexically: resolve symlinks first where they matter). */
+export function isStrictlyInside(dir: string, path: string): boolean {
+  const rel = relative(resolve(dir), resolve(dir, path));
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+}
+
 /** Throws unless `path` lies strictly inside `dir` (lexically; see resolveInside for symlinks). */
 export function assertInside(dir: string, path: string): void {
-  const rel = relative(resolve(dir), resolve(dir, path));
-  if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) {
+  if (!isStrictlyInside(dir, path)) {
     throw new ValidationError(`path ${path} is outside the output directory ${dir}`, [{ field: 'output', reason: 'outside output directory' }], 'path_outside_output_dir');
   }
 }

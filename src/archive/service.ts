@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import { lstat, realpath, rm, stat } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, relative } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { Config, HashAlgorithm } from '../config/schema.js';
 import type { ArchiveListFilter, ArchiveMetadata, ArchiveRecord, ArchiveRepository, ArchiveSort, ArchiveVerificationRecord } from '../db/archive-repository.js';
 import type { ArchiveStatus } from '../db/schema.js';
 import { type Clock, type JsonObject, systemClock } from '../db/values.js';
 import type { DiscKind } from '../drives/types.js';
 import { ConflictError, NotFoundError, errnoCode } from '../errors.js';
-import { imageFileSet } from './naming.js';
+import { imageFileSet, isStrictlyInside } from './naming.js';
 
 /** What re-hashing an image against its sidecars reports (the engine's verifyImage). */
 export interface VerificationReport {
@@ -142,11 +142,6 @@ function toVerificationView(record: ArchiveVerificationRecord): VerificationView
   };
 }
 
-function isInside(dir: string, path: string): boolean {
-  const rel = relative(dir, path);
-  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
-}
-
 export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
   const { config, archives } = deps;
   const now = deps.now ?? systemClock;
@@ -187,7 +182,7 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
       if (errnoCode(error) === 'ENOENT') throw await missing(record);
       throw error;
     }
-    if (parent !== outputDir && !isInside(outputDir, parent)) throw outsideError(record);
+    if (parent !== outputDir && !isStrictlyInside(outputDir, parent)) throw outsideError(record);
     return parent;
   }
 
@@ -201,7 +196,7 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
       if (errnoCode(error) === 'ENOENT') throw await missing(record);
       throw error;
     }
-    if (!isInside(await realpath(config.storage.output_dir), real)) throw outsideError(record);
+    if (!isStrictlyInside(await realpath(config.storage.output_dir), real)) throw outsideError(record);
     return real;
   }
 

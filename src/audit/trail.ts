@@ -22,6 +22,9 @@ export const AUDIT_EVENTS = {
 export type AuditEventType = keyof typeof AUDIT_EVENTS;
 export type AuditAction<E extends AuditEventType> = (typeof AUDIT_EVENTS)[E][number];
 
+/** An event type with one of its actions, e.g. `{ event_type: 'job', action: 'create' }`. */
+export type AuditedAction = { [E in AuditEventType]: { event_type: E; action: AuditAction<E> } }[AuditEventType];
+
 /** The specification's audit record: who did what, from where, with what details. */
 export type AuditEvent = {
   [E in AuditEventType]: {

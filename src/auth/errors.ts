@@ -1,24 +1,19 @@
-import { DomainError, ForbiddenError } from '../errors.js';
+import { ForbiddenError, TooManyRequestsError, UnauthenticatedError } from '../errors.js';
 
 /**
  * Wrong or missing credentials. One message for an unknown name, a wrong password and a disabled
  * account, so the answer never tells which names exist.
  */
-export class AuthenticationError extends DomainError {
+export class AuthenticationError extends UnauthenticatedError {
   constructor(message = 'Invalid user name or password', code = 'invalid_credentials') {
     super(code, message);
   }
 }
 
 /** Too many failed logins for this account or from this address; try again after `retry_after_seconds`. */
-export class LockedOutError extends DomainError {
-  readonly retryAfterSeconds: number;
-
+export class LockedOutError extends TooManyRequestsError {
   constructor(retryAfterSeconds: number) {
-    super('locked_out', `Too many failed logins; try again in ${Math.ceil(retryAfterSeconds / 60)} minute(s)`, {
-      retry_after_seconds: retryAfterSeconds,
-    });
-    this.retryAfterSeconds = retryAfterSeconds;
+    super('locked_out', `Too many failed logins; try again in ${Math.ceil(retryAfterSeconds / 60)} minute(s)`, retryAfterSeconds);
   }
 }
 

@@ -1,3 +1,4 @@
+import { type UserRecord, publicUser } from '../db/auth-user-repository.js';
 import type { CredentialChecker } from './credentials.js';
 import type { AuthDeps } from './deps.js';
 import { type ClientInfo, type Principal, userPrincipal } from './principal.js';
@@ -7,6 +8,7 @@ import type { SessionService, StartedSession } from './sessions.js';
 export interface LoginResult {
   session: StartedSession;
   principal: Principal;
+  user: UserRecord;
 }
 
 export interface LoginService {
@@ -47,7 +49,7 @@ export function createLoginService(deps: Deps): LoginService {
         return started;
       });
       const principal = userPrincipal(user, at, policy.passwordMaxAgeMs, 'session', { idHash: secretHash(session.id), csrfToken: session.csrfToken });
-      return { session, principal };
+      return { session, principal, user: publicUser(user) };
     },
 
     async logout(principal, client) {

@@ -1,3 +1,5 @@
+import type { Config } from '../config/schema.js';
+
 /** The rules of authentication in one place; the service takes them, tests shorten nothing but the clock. */
 export interface LockoutRule {
   /** Failures within `windowMs` that lock… */
@@ -38,3 +40,15 @@ export const DEFAULT_AUTH_POLICY: AuthPolicy = {
   setupTokenLifetimeMs: HOUR,
   apiKeyUseResolutionMs: MINUTE,
 };
+
+/** The parts of the rules an administrator sets (`security.*`); the lockout rules keep their defaults. */
+export function authPolicyOf(config: Pick<Config, 'security'>): Partial<AuthPolicy> {
+  const { security } = config;
+  return {
+    passwordMaxAgeMs: security.password_max_age_days * DAY,
+    sessionIdleMs: security.session_idle_minutes * MINUTE,
+    sessionAbsoluteMs: security.session_lifetime_hours * HOUR,
+    maxSessionsPerUser: security.max_sessions_per_user,
+    tokenLifetimeMs: security.token_lifetime_minutes * MINUTE,
+  };
+}

@@ -1,10 +1,38 @@
 import type { ApiKeyRecord } from '../db/auth-api-key-repository.js';
 import type { UserRecord } from '../db/auth-user-repository.js';
-import type { JsonObject } from '../db/values.js';
+import type { UserRole } from '../db/auth-schema.js';
+import type { Permission } from './permissions.js';
+import { isPermission } from './roles.js';
 
 /** How the API and `--json` output show users and keys: snake_case, no hashes, no secrets. */
 
-export function userView(user: UserRecord): JsonObject {
+export type UserView = {
+  id: string;
+  name: string;
+  role: UserRole;
+  disabled: boolean;
+  password_changed_at: string;
+  password_reset_required: boolean;
+  created_at: string;
+  updated_at: string;
+  last_login_at: string | null;
+};
+
+export type ApiKeyView = {
+  id: string;
+  name: string;
+  user: string;
+  prefix: string;
+  scopes: Permission[] | null;
+  status: ApiKeyStatus;
+  created_at: string;
+  created_by: string;
+  expires_at: string | null;
+  revoked_at: string | null;
+  last_used_at: string | null;
+};
+
+export function userView(user: UserRecord): UserView {
   return {
     id: user.id,
     name: user.name,
@@ -26,13 +54,13 @@ export function apiKeyStatus(key: ApiKeyRecord, now: Date): ApiKeyStatus {
   return 'active';
 }
 
-export function apiKeyView(key: ApiKeyRecord, now: Date): JsonObject {
+export function apiKeyView(key: ApiKeyRecord, now: Date): ApiKeyView {
   return {
     id: key.id,
     name: key.name,
     user: key.userName,
     prefix: key.prefix,
-    scopes: key.scopes,
+    scopes: key.scopes === null ? null : key.scopes.filter(isPermission),
     status: apiKeyStatus(key, now),
     created_at: key.createdAt,
     created_by: key.createdBy,

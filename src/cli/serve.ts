@@ -56,7 +56,13 @@ export function registerServeCommand(program: Command): void {
       ];
       const config = loadConfig({ dataDir: globals.dataDir, configFile: globals.config, overrides: [...(globals.set ?? []), ...flags] });
       const log = createLogger({ level: config.log.level });
-      const server = await startServer({ config, log, version: program.version() ?? 'unknown' });
+      const server = await startServer({
+        config,
+        log,
+        version: program.version() ?? 'unknown',
+        onSetupLink: (link) =>
+          process.stdout.write(`No admin exists yet. Create the first one within the hour at\n  ${link}\nor run: disk2iso user add NAME --role admin\n`),
+      });
       process.stdout.write(`disk2iso listening on ${server.url}\n`);
       await stopOnSignal((reason) => server.close(reason));
       log.flush();

@@ -16,6 +16,10 @@ const Percent = (defaultValue: number, description: string) =>
 export const StorageSchema = Type.Object(
   {
     output_dir: Type.String({ default: '', description: 'Where finished images are written (absolute, or relative to the data dir; empty: DATA_DIR/output)' }),
+    output_roots: Type.Array(Type.String({ minLength: 1 }), {
+      default: [],
+      description: 'Folders besides the data dir that the output directory may be moved into at run time (web or API); only the config file, environment or flags can set this',
+    }),
     warn_threshold_percent: Percent(90, 'Warn when the output file system is this full'),
     stop_threshold_percent: Percent(95, 'Pause imaging when the output file system is this full'),
     keep_partial_on_cancel: Type.Boolean({ default: false, description: 'Keep .part and map files of a cancelled job' }),
@@ -73,6 +77,37 @@ export const LogSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+export const SecuritySchema = Type.Object(
+  {
+    trusted_proxies: Type.Array(Type.String({ minLength: 1, maxLength: 64, pattern: '^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$' }), {
+      default: [],
+      description: 'Addresses or CIDR ranges of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed',
+    }),
+    rate_limit_per_second: Type.Number({ minimum: 0.1, maximum: 100000, default: 10, description: 'Requests per second per client address (as nginx limit_req rate)' }),
+    rate_limit_burst: Type.Integer({ minimum: 1, maximum: 100000, default: 20, description: 'Requests a client may make at once above the rate (as nginx burst, nodelay)' }),
+    login_rate_per_minute: Type.Number({ minimum: 0.1, maximum: 100000, default: 10, description: 'Login and token requests per minute per client address' }),
+    login_rate_burst: Type.Integer({ minimum: 1, maximum: 100000, default: 5, description: 'Login and token requests a client may make at once' }),
+    session_idle_minutes: Type.Integer({ minimum: 1, maximum: 1440, default: 30, description: 'A web session ends after this long without a request' }),
+    session_lifetime_hours: Type.Integer({ minimum: 1, maximum: 720, default: 24, description: 'A web session ends this long after login, whatever the activity' }),
+    max_sessions_per_user: Type.Integer({ minimum: 1, maximum: 100, default: 5, description: 'Concurrent sessions per user; a new login ends the oldest' }),
+    password_max_age_days: Type.Integer({ minimum: 1, maximum: 3650, default: 90, description: 'A password older than this must be changed at the next login' }),
+    token_lifetime_minutes: Type.Integer({ minimum: 1, maximum: 1440, default: 15, description: 'Lifetime of bearer tokens from POST /api/v1/auth/token' }),
+    audit_retention_days: Type.Integer({ minimum: 1, maximum: 36500, default: 365, description: 'Days to keep audit log entries' }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+export const NotificationsSchema = Type.Object(
+  {
+    email_on_completion: Type.Boolean({ default: false, description: 'Send an email when a job completes or fails' }),
+    email_address: Type.String({ default: '', maxLength: 254, pattern: '^$|^[^\\s@]+@[^\\s@]+$', description: 'Where completion emails go' }),
+    webhook_enabled: Type.Boolean({ default: false, description: 'POST a JSON message to the webhook when a job completes or fails' }),
+    webhook_url: Type.String({ default: '', maxLength: 2048, pattern: '^$|^https?://[^\\s]+$', description: 'The webhook (http or https URL)' }),
+    browser: Type.Boolean({ default: true, description: 'Offer browser notifications when a job finishes (each browser still asks its user)' }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 export const ConfigSchema = Type.Object(
   {
     storage: StorageSchema,
@@ -81,6 +116,8 @@ export const ConfigSchema = Type.Object(
     server: ServerSchema,
     jobs: JobsSchema,
     log: LogSchema,
+    security: SecuritySchema,
+    notifications: NotificationsSchema,
   },
   { additionalProperties: false, default: {} },
 );

@@ -1,4 +1,6 @@
 import { AjvCompiler } from '@fastify/ajv-compiler';
+import fastifyCookie from '@fastify/cookie';
+import proxyAddr from '@fastify/proxy-addr';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -7,26 +9,36 @@ import Fastify, {
   LogController,
   type FastifyBaseLogger,
   type FastifyInstance,
+  type FastifyReply,
   type FastifyRequest,
   type FastifyServerOptions,
   type RawReplyDefaultExpression,
   type RawRequestDefaultExpression,
   type RawServerDefault,
 } from 'fastify';
-import { UnavailableError } from '../errors.js';
-import { type ServerErrorSink, installErrorHandlers } from './errors.js';
-import { type DeclaredRoute, type RoutePermission, requireDeclaredPermissions } from './permissions.js';
+import type { AuditTrail } from '../audit/trail.js';
+import { TooManyRequestsError, UnavailableError } from '../errors.js';
+import { installAuditHook } from './audit-hook.js';
+import { type ServerErrorSink, answerFrameworkError, installErrorHandlers } from './errors.js';
+import type { RequestGuard } from './guard.js';
+import { type DeclaredRoute, requireDeclaredPermissions } from './permissions.js';
+import { type RateLimit, createRateLimiter } from './rate-limit.js';
+import { installSecurityHeaders } from './security-headers.js';
 
 export type App = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, TypeBoxTypeProvider>;
 
 /** A route module: registers its routes on the app it is given, and nothing else. */
 export type RouteModule = (app: App) => void | Promise<void>;
 
-/**
- * The one place authentication and authorization plug in: called before every /api request with
- * the permission its route declared. Throwing a domain error (ForbiddenError, …) refuses the request.
- */
-export type Authorizer = (request: FastifyRequest, permission: RoutePermission) => void | Promise<void>;
+/** Per-address request limits; read on every request, so settings changes apply at once. */
+export interface RateLimits {
+  general: () => RateLimit;
+  /** Routes declaring `rateLimit: 'login'` (password and key checks) count against this one as well. */
+  login: () => RateLimit;
+}
+
+/** Answers requests for unknown URLs that are not API calls (the web interface's 404 page). */
+export type PageNotFoundHandler = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
 
 export interface BuildAppOptions {
   version: string;
@@ -34,7 +46,17 @@ export interface BuildAppOptions {
   routes: RouteModule[];
   /** Largest JSON body accepted; bigger ones get 413 before any parsing. */
   bodyLimitBytes?: number;
-  authorize?: Authorizer;
+  /**
+   * The one place authentication and authorization plug in: every route with a declared permission
+   * passes it before its handler runs. Without a guard (unit tests of the app alone) nothing is checked.
+   */
+  guard?: RequestGuard;
+  rateLimits?: RateLimits;
+  /** Peers (addresses, CIDR ranges) whose X-Forwarded-For/-Proto/-Host are believed. */
+  trustedProxies?: string[];
+  pageNotFound?: PageNotFoundHandler;
+  /** Where routes declaring `config.audit` record their successful requests. */
+  audit?: Pick<AuditTrail, 'record'>;
   /** False while the service shuts down: new API requests then get 503. */
   accepting?: () => boolean;
   onServerError?: ServerErrorSink;
@@ -48,6 +70,15 @@ export interface BuiltApp {
   routeTable: DeclaredRoute[];
 }
 
+/**
+ * Whose X-Forwarded-* headers count: the configured proxies, and a peer on the unix socket, which has
+ * no address and can only be the proxy (the socket is mode 0660 for the proxy's group).
+ */
+function trustedPeers(proxies: string[]): (address: string | undefined, hop: number) => boolean {
+  const listed = proxies.length > 0 ? proxyAddr.compile(proxies) : () => false;
+  return (address, hop) => (address === undefined ? hop === 0 : listed(address, hop));
+}
+
 /** Query strings and paths are text, so numbers and booleans in them are converted; JSON bodies must carry the right types. */
 const COERCING_AJV = { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } as const;
 const STRICT_AJV = { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } as const;
@@ -57,7 +88,9 @@ export async function buildApp(options: BuildAppOptions): Promise<BuiltApp> {
   const app = Fastify({
     loggerInstance: options.logger,
     bodyLimit: options.bodyLimitBytes ?? 64 * 1024,
+    trustProxy: trustedPeers(options.trustedProxies ?? []),
     logController: new LogController({ disableRequestLogging: true }),
+    frameworkErrors: answerFrameworkError,
     schemaController: {
       compilersFactory: {
         buildValidator(externalSchemas) {
@@ -70,7 +103,9 @@ export async function buildApp(options: BuildAppOptions): Promise<BuiltApp> {
   }).withTypeProvider<TypeBoxTypeProvider>() as App;
 
   const routeTable = requireDeclaredPermissions(app);
-  installErrorHandlers(app, options.onServerError);
+  installErrorHandlers(app, options.onServerError, options.pageNotFound);
+  installSecurityHeaders(app);
+  await app.register(fastifyCookie);
 
   // Only JSON bodies: text/plain (which Fastify parses by default) becomes 415. An empty JSON body
   // counts as no body, so `POST …/verify` with a Content-Type header but nothing else still works.
@@ -89,16 +124,26 @@ export async function buildApp(options: BuildAppOptions): Promise<BuiltApp> {
   await app.register(fastifyWebsocket, { options: { maxPayload: 4096 } });
   const beforeClose = options.beforeClose;
   if (beforeClose) app.addHook('preClose', async () => beforeClose());
-  const accepting = options.accepting;
-  const authorize = options.authorize;
+  const { accepting, guard, rateLimits } = options;
+  const generalLimiter = rateLimits ? createRateLimiter(rateLimits.general) : null;
+  const loginLimiter = rateLimits ? createRateLimiter(rateLimits.login) : null;
   app.addHook('onRequest', async (request) => {
-    if (!request.url.startsWith('/api/')) return;
+    const { permission, rateLimit } = request.routeOptions.config;
+    // Assets (no declared permission) are neither limited nor authenticated: a page load needs several.
+    if (permission === undefined) return;
     if (accepting && !accepting()) throw new UnavailableError('shutting_down', 'the service is shutting down; try again in a moment');
-    const permission = request.routeOptions.config.permission;
-    if (authorize && permission !== undefined) await authorize(request, permission);
+    const client = request.ip ?? 'unknown';
+    const waitSeconds = Math.max(generalLimiter?.take(client) ?? 0, rateLimit === 'login' ? (loginLimiter?.take(client) ?? 0) : 0);
+    if (waitSeconds > 0) throw new TooManyRequestsError('rate_limited', `Too many requests from ${client}; slow down`, waitSeconds);
+    if (guard) await guard.authorize(request, permission);
   });
+  app.decorateRequest('principal', null);
+  if (guard) app.addHook('preValidation', async (request) => guard.checkRequestOrigin(request));
+  if (options.audit) installAuditHook(app, options.audit);
 
   await app.register(fastifySwagger, {
+    // Every API route has a tag; the web interface's pages have none and are no part of the API.
+    hideUntagged: true,
     openapi: {
       openapi: '3.1.0',
       info: {
@@ -113,6 +158,8 @@ export async function buildApp(options: BuildAppOptions): Promise<BuiltApp> {
         { name: 'devices', description: 'Drives and media' },
         { name: 'system', description: 'Status, settings, logs' },
         { name: 'live', description: 'Live job updates (WebSocket, Server-Sent Events)' },
+        { name: 'auth', description: 'Signing in: sessions, bearer tokens, own password, first-admin setup' },
+        { name: 'users', description: 'Users, API keys and the audit log' },
       ],
       components: {
         securitySchemes: {

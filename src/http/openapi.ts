@@ -1,5 +1,8 @@
+import { loadConfig } from '../config/load.js';
 import { silentLogger } from '../log.js';
-import { buildApp } from './app.js';
+import { registerWebRoutes } from '../web/routes.js';
+import type { WebDeps } from '../web/types.js';
+import { type App, buildApp } from './app.js';
 import type { DeclaredRoute } from './permissions.js';
 import { type ApiServices, apiRoutes } from './routes/index.js';
 
@@ -8,16 +11,46 @@ import { type ApiServices, apiRoutes } from './routes/index.js';
  * refuse every call (registration never calls them), so docs/api.md can be generated anywhere.
  */
 export async function describeApi(version: string): Promise<{ document: OpenApiDocument; routeTable: DeclaredRoute[] }> {
-  const refuse = (): never => {
-    throw new Error('no services exist while the API is only being described');
-  };
-  const services = new Proxy({} as ApiServices, { get: () => new Proxy(refuse, { get: () => refuse }) });
-  const { app, routeTable } = await buildApp({ version, logger: silentLogger(), routes: apiRoutes(services) });
+  const services = refusingServices<ApiServices>();
+  const webDeps = { ...refusingServices<WebDeps>(), config: loadConfig({ env: {} }) };
+  const { app, routeTable } = await buildApp({
+    version,
+    logger: silentLogger(),
+    routes: [...apiRoutes(services), (scope: App) => registerWebRoutes(scope, webDeps)],
+  });
   try {
     return { document: app.swagger() as unknown as OpenApiDocument, routeTable };
   } finally {
     await app.close();
   }
+}
+
+/** Stand-ins for services: registering routes never calls them, and any call fails loudly. */
+function refusingServices<T extends object>(): T {
+  const refuse = (): never => {
+    throw new Error('no services exist while the routes are only being described');
+  };
+  return new Proxy({} as T, { get: () => new Proxy(refuse, { get: () => refuse }) });
+}
+
+/** docs/security.md's table: every route and page with what it needs, API first, then pages. */
+export function renderPermissionTable(routeTable: readonly DeclaredRoute[]): string {
+  const rows = routeTable
+    .filter((route) => route.method !== 'HEAD' && !route.url.startsWith('/api/docs') && !route.url.startsWith('/static/'))
+    .map((route) => ({ ...route, page: !route.url.startsWith('/api/') }))
+    .sort((a, b) => Number(a.page) - Number(b.page) || a.url.localeCompare(b.url) || METHOD_ORDER.indexOf(a.method.toLowerCase()) - METHOD_ORDER.indexOf(b.method.toLowerCase()));
+  const lines = ['| method | route or page | needs |', '| --- | --- | --- |', ...rows.map((route) => `| ${route.method} | \`${route.url}\` | ${route.permission} |`)];
+  return `${lines.join('\n')}\n`;
+}
+
+/** Replaces what lies between `<!-- NAME:start -->` and `<!-- NAME:end -->` in a document. */
+export function replaceSection(document: string, name: string, content: string): string {
+  const start = `<!-- ${name}:start -->\n`;
+  const end = `<!-- ${name}:end -->`;
+  const from = document.indexOf(start);
+  const to = document.indexOf(end);
+  if (from === -1 || to < from) throw new Error(`the document has no ${name} section`);
+  return `${document.slice(0, from + start.length)}${content}${document.slice(to)}`;
 }
 
 /** The parts of an OpenAPI 3.1 document the Markdown rendering reads. */

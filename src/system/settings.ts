@@ -1,4 +1,6 @@
-import { join, resolve } from 'node:path';
+import { realpath } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { isStrictlyInside } from '../archive/naming.js';
 import { STORED_SOURCE, type SettingLeaf, assertValid, getPath, setPath, settingLeaves } from '../config/load.js';
 import { ConfigSchema, type Config, type Settings } from '../config/schema.js';
 import type { SettingsRepository } from '../db/settings-repository.js';
@@ -9,8 +11,26 @@ import { ConflictError, DomainError, ValidationError } from '../errors.js';
 export const SECRET_MASK = '********';
 
 /** Settings that are read once at start; changing them takes effect after a restart. */
-const RESTART_KEYS = new Set(['server.host', 'server.port', 'server.socket', 'jobs.max_running', 'jobs.lease_seconds', 'log.level']);
+const RESTART_KEYS = new Set([
+  'server.host',
+  'server.port',
+  'server.socket',
+  'jobs.max_running',
+  'jobs.lease_seconds',
+  'log.level',
+  'security.trusted_proxies',
+  'security.session_idle_minutes',
+  'security.session_lifetime_hours',
+  'security.max_sessions_per_user',
+  'security.password_max_age_days',
+  'security.token_lifetime_minutes',
+]);
 const SECTIONS = Object.keys(ConfigSchema.properties) as Array<keyof Settings>;
+/**
+ * Settings only someone on the server may set (config file, environment, flags): they bound what
+ * the web interface and the API may do, so those must not widen them.
+ */
+const SERVER_ONLY_KEYS = new Set(['storage.output_roots']);
 
 export interface SettingsView {
   settings: Settings;
@@ -61,6 +81,35 @@ function isFixedSource(source: string | undefined): source is string {
 function effectiveValue(config: Config, key: string, value: unknown): unknown {
   if (key !== 'storage.output_dir' || typeof value !== 'string') return structuredClone(value);
   return value === '' ? join(config.data_dir, 'output') : resolve(config.data_dir, value);
+}
+
+/** The real path of `path`, following symlinks as far as it exists; the missing rest is appended as given. */
+async function realPathAsFarAsItExists(path: string): Promise<string> {
+  try {
+    return await realpath(path);
+  } catch {
+    const parent = dirname(path);
+    if (parent === path) return path;
+    return join(await realPathAsFarAsItExists(parent), basename(path));
+  }
+}
+
+/**
+ * A run-time change may move the output directory only into the data dir or a folder of
+ * `storage.output_roots`, checked after symlinks, so an API caller cannot point image writes (and
+ * archive deletions) at /etc or anywhere else on the host.
+ */
+async function assertAllowedOutputDir(config: Config, value: string): Promise<void> {
+  const target = await realPathAsFarAsItExists(effectiveValue(config, 'storage.output_dir', value) as string);
+  const roots = [config.data_dir, ...config.storage.output_roots.map((root) => resolve(config.data_dir, root))];
+  const realRoots = await Promise.all(roots.map(realPathAsFarAsItExists));
+  if (!realRoots.some((root) => target === root || isStrictlyInside(root, target))) {
+    throw new ValidationError(
+      `storage.output_dir ${target} is outside the folders images may go to (${roots.join(', ')}); an administrator on the server can add one to storage.output_roots`,
+      [{ key: 'storage.output_dir', allowed: roots }],
+      'output_dir_not_allowed',
+    );
+  }
 }
 
 /** Leaves named by a nested partial settings object, refusing keys the schema does not know. */
@@ -116,7 +165,7 @@ export function createSettingsService(deps: { config: Config; settings: Settings
   const view = (restartRequired: string[] = []): SettingsView => ({
     settings: maskSecrets(settingsOf(config), leaves),
     sources: Object.fromEntries(leaves.map((leaf) => [leaf.path, config.setting_sources[leaf.path] ?? 'default'])),
-    fixed: leaves.filter((leaf) => isFixedSource(config.setting_sources[leaf.path])).map((leaf) => leaf.path),
+    fixed: leaves.filter((leaf) => isFixedSource(config.setting_sources[leaf.path]) || SERVER_ONLY_KEYS.has(leaf.path)).map((leaf) => leaf.path),
     restart_required: restartRequired,
     data_dir: config.data_dir,
     config_file: config.config_file,
@@ -133,6 +182,9 @@ export function createSettingsService(deps: { config: Config; settings: Settings
         if (leaf && isSecretLeaf(leaf) && changes.get(key) === SECRET_MASK) changes.delete(key);
       }
       for (const key of changes.keys()) {
+        if (SERVER_ONLY_KEYS.has(key)) {
+          throw new ConflictError(`${key} can only be set on the server (config file, environment or flags)`, { key }, 'setting_server_only');
+        }
         const source = config.setting_sources[key];
         if (isFixedSource(source)) {
           throw new ConflictError(`${key} is set by ${source} and cannot be changed here`, { key, source }, 'setting_fixed');
@@ -141,6 +193,8 @@ export function createSettingsService(deps: { config: Config; settings: Settings
       const candidate = settingsOf(config);
       for (const [key, value] of changes) setPath(candidate as unknown as Record<string, unknown>, key, value);
       assertValid(candidate, new Map([...changes.keys()].map((key) => [key, 'the request'])));
+      const outputDir = changes.get('storage.output_dir');
+      if (typeof outputDir === 'string') await assertAllowedOutputDir(config, outputDir);
 
       if (changes.size > 0) await deps.settings.set(Object.fromEntries(changes), updatedBy);
       const restartRequired: string[] = [];

@@ -1,4 +1,5 @@
-import type {} from '@fastify/view';
+import { join } from 'node:path';
+import { Eta } from 'eta';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Permission } from '../http/permissions.js';
 import type { JobView } from '../jobs/view.js';
@@ -6,6 +7,7 @@ import { type Formatters, createFormatters } from './format.js';
 import { badSectors, cardTone, jobActions, jobSectorSize, priorityEditable } from './job-card.js';
 import type { SettingField } from './settings-form.js';
 import { type Language, type Translate, LANGUAGES, allCatalogs, createTranslator, requestLanguage } from './i18n.js';
+import { webRoot } from './paths.js';
 import { currentPath, formFields, withParams } from './request.js';
 import type { WebSecurity, WebUser } from './types.js';
 
@@ -34,9 +36,35 @@ export function requestI18n(request: FastifyRequest): I18n {
   return { lang, t: createTranslator(catalog), has: (key) => catalog.has(key), fmt: createFormatters(lang) };
 }
 
+let engine: Eta | undefined;
+
+/**
+ * The templates, compiled once each (they ship with the code). The engine belongs to the web
+ * interface rather than to a Fastify scope, so a page can be rendered from anywhere: the not-found
+ * page answers from the root of the app, outside the web's scope.
+ */
+function templates(): Eta {
+  engine ??= new Eta({ views: join(webRoot(), 'templates'), cache: true, autoEscape: true });
+  return engine;
+}
+
+/** Who looks at a page: the signed-in user and their session's CSRF token, or nobody (sign-in, setup, not found). */
+export interface Viewer {
+  user: WebUser | null;
+  csrf: string;
+}
+
+export const NOBODY: Viewer = { user: null, csrf: '' };
+
+export function viewerOf(request: FastifyRequest, security: WebSecurity): Viewer {
+  const user = security.currentUser(request);
+  return user === null ? NOBODY : { user, csrf: security.csrfToken(request) };
+}
+
 /** What every template gets besides its own data. */
 export interface PageContext extends I18n {
-  user: WebUser;
+  /** Null on the public pages when nobody is signed in: the layout then shows no navigation and no account. */
+  user: WebUser | null;
   can(permission: Permission): boolean;
   csrf: string;
   /** Path and query of this page, for forms that return here. */
@@ -65,9 +93,9 @@ function oneShot(i18n: I18n, prefix: 'notices' | 'errors', code: string | undefi
   return prefix === 'errors' ? i18n.t('errors.action_failed') : null;
 }
 
-export function pageContext(request: FastifyRequest, security: WebSecurity): PageContext {
+export function pageContext(request: FastifyRequest, viewer: Viewer): PageContext {
   const i18n = requestI18n(request);
-  const user = security.user(request);
+  const { user, csrf } = viewer;
   const here = currentPath(request);
   const query = formFields(request.query);
   const path = new URL(here, 'http://local.invalid').pathname;
@@ -76,11 +104,11 @@ export function pageContext(request: FastifyRequest, security: WebSecurity): Pag
   return {
     ...i18n,
     user,
-    can: (permission) => user.can(permission),
-    csrf: security.csrfToken(request),
+    can: (permission) => user?.can(permission) ?? false,
+    csrf,
     here: withParams(here, {}),
     languages: LANGUAGES,
-    nav: NAVIGATION.filter((entry) => user.can(entry.permission)).map((entry) => ({
+    nav: NAVIGATION.filter((entry) => user?.can(entry.permission) ?? false).map((entry) => ({
       path: entry.path,
       label: i18n.t(entry.key),
       current: entry.path === '/' ? path === '/' || path.startsWith('/jobs') : path.startsWith(entry.path),
@@ -105,7 +133,13 @@ export function pageContext(request: FastifyRequest, security: WebSecurity): Pag
   };
 }
 
-/** Renders a page template inside the layout. Pages are personal and live: never cached. */
+/** Renders a page template inside the layout for whoever the viewer is. Pages are personal and live: never cached. */
+export function renderView(request: FastifyRequest, reply: FastifyReply, viewer: Viewer, template: string, data: Record<string, unknown>, status = 200): FastifyReply {
+  const html = templates().render(template, { ...pageContext(request, viewer), ...data });
+  return reply.status(status).header('cache-control', 'no-store').type('text/html; charset=utf-8').send(html);
+}
+
+/** Renders a page template inside the layout for the request's user (or nobody, on a public page). */
 export async function renderPage(
   request: FastifyRequest,
   reply: FastifyReply,
@@ -114,9 +148,7 @@ export async function renderPage(
   data: Record<string, unknown>,
   status = 200,
 ): Promise<FastifyReply> {
-  const context = pageContext(request, security);
-  const html = await reply.viewAsync(template, { ...context, ...data });
-  return reply.status(status).header('cache-control', 'no-store').type('text/html; charset=utf-8').send(html);
+  return renderView(request, reply, viewerOf(request, security), template, data, status);
 }
 
 /** Renders a template on its own (no layout): the fragments the browser scripts fetch for live updates. */
@@ -127,7 +159,6 @@ export async function renderFragment(
   template: string,
   data: Record<string, unknown>,
 ): Promise<FastifyReply> {
-  const context = pageContext(request, security);
-  const html = await reply.viewAsync(template, { ...context, ...data });
+  const html = templates().render(template, { ...pageContext(request, viewerOf(request, security)), ...data });
   return reply.header('cache-control', 'no-store').type('text/html; charset=utf-8').send(html);
 }

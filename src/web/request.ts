@@ -56,6 +56,17 @@ export function wantsJson(request: FastifyRequest): boolean {
   return accept.includes('application/json') && !accept.includes('text/html');
 }
 
+/**
+ * True for a request a page's script made (fetch), as opposed to the browser loading a page or
+ * sending a form: it asks for JSON, or the browser says it is no navigation (Sec-Fetch-Mode).
+ * Clients that send no Sec-Fetch-Mode are taken for a browser loading a page.
+ */
+export function isScriptRequest(request: FastifyRequest): boolean {
+  if (wantsJson(request)) return true;
+  const mode = request.headers['sec-fetch-mode'];
+  return typeof mode === 'string' && mode !== 'navigate';
+}
+
 /** The current page's path and query, for forms that should come back to it. */
 export function currentPath(request: FastifyRequest): string {
   return localPath(request.url, '/');

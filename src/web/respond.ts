@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { errorCode, statusOf, userMessage } from './errors.js';
+import { errorCode, isResolvedElsewhere, statusOf, userMessage } from './errors.js';
 import { requestI18n } from './render.js';
 import { formFields, localPath, wantsJson, withParams } from './request.js';
 
@@ -22,7 +22,7 @@ export function actionDone(request: FastifyRequest, reply: FastifyReply, notice:
 
 export function actionFailed(request: FastifyRequest, reply: FastifyReply, error: unknown, returnTo: string): FastifyReply {
   const status = statusOf(error);
-  if (status >= 500) throw error;
+  if (status >= 500 || isResolvedElsewhere(error)) throw error;
   const code = errorCode(error);
   if (wantsJson(request)) {
     return reply.status(status).send({ error: { code, message: userMessage(requestI18n(request), error) } });

@@ -31,6 +31,15 @@ const ORDER: readonly string[] = [
 /** Tuning settings, shown folded away under "Advanced". */
 const ADVANCED = new Set(['imaging.cluster_sectors', 'imaging.direct_io', 'imaging.map_save_interval_seconds']);
 
+/**
+ * Settings that must be filled in while a switch is on, by the switch: e-mails without an address
+ * or a webhook without a URL would be turned on to do nothing.
+ */
+const REQUIRED_WHILE_ON: Readonly<Record<string, string>> = {
+  'notifications.email_address': 'notifications.email_on_completion',
+  'notifications.webhook_url': 'notifications.webhook_enabled',
+};
+
 /** Sources that outrank settings saved here; such settings are shown read-only with the reason. */
 const FIXED_SOURCES = ['environment ', '--set '];
 
@@ -49,6 +58,9 @@ export interface SettingField {
   options: string[];
   min: number | null;
   max: number | null;
+  /** For text: the longest value (in characters) and the form it must have (the schema's regular expression). */
+  maxLength: number | null;
+  pattern: string | null;
   label: string;
   help: string;
   /** Where a value comes from that this page cannot override, or null. */
@@ -63,6 +75,8 @@ interface LeafSchema {
   minimum?: number;
   maximum?: number;
   minItems?: number;
+  maxLength?: number;
+  pattern?: string;
   description?: string;
 }
 
@@ -107,12 +121,24 @@ export function sectionFields(config: Config, section: SettingsSection, i18n: I1
         options: (kind === 'checkboxes' ? (schema.items?.enum ?? []) : (schema.enum ?? [])).map(String),
         min: schema.minimum ?? null,
         max: schema.maximum ?? null,
+        maxLength: schema.maxLength ?? null,
+        pattern: schema.pattern ?? null,
         label: i18n.has(labelKey) ? i18n.t(labelKey) : (schema.description ?? leaf.path),
         help: i18n.has(helpKey) ? i18n.t(helpKey) : '',
         fixedBy: source !== undefined && FIXED_SOURCES.some((prefix) => source.startsWith(prefix)) ? source : null,
         advanced: ADVANCED.has(leaf.path),
       };
     });
+}
+
+/** The fields showing what was submitted (a refused form comes back with what the user typed, not the values in effect). */
+export function withSubmitted(fields: SettingField[], form: FormFields): SettingField[] {
+  return fields.map((field) => {
+    if (field.fixedBy !== null || field.kind === 'secret') return field;
+    if (field.kind === 'checkbox') return { ...field, value: form.has(field.name) };
+    if (field.kind === 'checkboxes') return { ...field, value: form.all(field.name) };
+    return { ...field, value: form.all(field.name)[0] ?? '' };
+  });
 }
 
 /**
@@ -158,9 +184,21 @@ export function parseSettingsForm(i18n: I18n, fields: SettingField[], form: Form
         value = number;
         break;
       }
-      case 'text':
-        value = form.one(field.name) ?? '';
+      case 'text': {
+        const text = form.one(field.name) ?? '';
+        if (field.maxLength !== null && [...text].length > field.maxLength) {
+          errors[field.key] = i18n.t('config.errors.too_long', { max: field.maxLength });
+          continue;
+        }
+        // The same expression the settings service checks, so the message can say in words what is expected.
+        if (field.pattern !== null && !new RegExp(field.pattern, 'u').test(text)) {
+          const key = `config.invalid.${field.key}`;
+          errors[field.key] = i18n.has(key) ? i18n.t(key) : i18n.t('config.errors.format');
+          continue;
+        }
+        value = text;
         break;
+      }
       case 'secret': {
         // An empty secret field keeps the stored secret: the page never shows it, so it cannot send it back.
         const given = form.one(field.name) ?? '';
@@ -170,6 +208,13 @@ export function parseSettingsForm(i18n: I18n, fields: SettingField[], form: Form
       }
     }
     if (JSON.stringify(value) !== JSON.stringify(field.current)) changes[field.key] = value;
+  }
+  for (const field of fields) {
+    const switchKey = REQUIRED_WHILE_ON[field.key];
+    const switchField = fields.find((candidate) => candidate.key === switchKey);
+    if (switchField === undefined || errors[field.key] !== undefined) continue;
+    const effective = (candidate: SettingField): unknown => (candidate.key in changes ? changes[candidate.key] : candidate.current);
+    if (effective(switchField) === true && effective(field) === '') errors[field.key] = i18n.t('config.errors.required_while_on', { setting: switchField.label });
   }
   return { changes, errors };
 }

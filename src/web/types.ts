@@ -2,7 +2,9 @@ import type { FastifyRequest } from 'fastify';
 import type { ArchiveService } from '../archive/service.js';
 import type { AuditTrail } from '../audit/trail.js';
 import type { ApiKeyService } from '../auth/api-keys.js';
+import type { LoginService } from '../auth/login.js';
 import type { Actor } from '../auth/principal.js';
+import type { SetupService } from '../auth/setup.js';
 import type { UserService } from '../auth/users.js';
 import type { Config } from '../config/schema.js';
 import type { Permission } from '../http/permissions.js';
@@ -20,13 +22,19 @@ import type { SystemStatusService } from '../system/status.js';
 export interface WebUser {
   name: string;
   role: string;
+  /** The password expired or was reset: nothing but changing it is allowed (`can` is false for everything). */
+  mustChangePassword: boolean;
   can(permission: Permission): boolean;
 }
 
 /** What the auth layer provides per request: the signed-in user and the CSRF token forms must send back. */
 export interface WebSecurity {
+  /** The CSRF token of the signed-in user's session. */
   csrfToken(request: FastifyRequest): string;
+  /** The signed-in user; throws the auth layer's 401 for a request without one. */
   user(request: FastifyRequest): WebUser;
+  /** The signed-in user, or null: the public pages (sign-in, setup) are also shown to nobody. */
+  currentUser(request: FastifyRequest): WebUser | null;
 }
 
 export type WebArchives = Pick<ArchiveService, 'list' | 'get' | 'updateMetadata' | 'remove' | 'verify' | 'verifications'>;
@@ -38,10 +46,14 @@ export type WebSettings = Pick<SettingsService, 'update'>;
 export type RequestActor = Extract<Actor, { kind: 'request' }>;
 
 /**
- * Users, API keys, one's own password and the audit trail: the auth service's parts, narrowed, and
- * how a request becomes an actor (which throws for a request without a signed-in user).
+ * Signing in and out, the first admin's setup, users, API keys, one's own password and the audit
+ * trail: the auth service's parts, narrowed, and how a request becomes an actor (which throws for
+ * a request without a signed-in user).
  */
 export interface WebAccounts {
+  login: LoginService['login'];
+  logout: LoginService['logout'];
+  setup: Pick<SetupService, 'needed' | 'isValid' | 'complete'>;
   users: Pick<UserService, 'add' | 'list' | 'changeOwnPassword' | 'setRole' | 'disable' | 'enable' | 'delete'>;
   apiKeys: Pick<ApiKeyService, 'create' | 'list' | 'revoke'>;
   audit: Pick<AuditTrail, 'list'>;
@@ -57,6 +69,5 @@ export interface WebDeps {
   system: WebSystemStatus;
   settings: WebSettings;
   security: WebSecurity;
-  /** Absent until the auth layer is wired: the account pages are then not offered. */
-  accounts?: WebAccounts;
+  accounts: WebAccounts;
 }

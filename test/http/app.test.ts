@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
-import { ForbiddenError } from '../../src/errors.js';
+import { localActor } from '../../src/auth/principal.js';
 import { type App, buildApp } from '../../src/http/app.js';
 import type { RoutePermission } from '../../src/http/permissions.js';
 import { silentLogger } from '../../src/log.js';
-import { type TestServer, api, startTestServer } from './support.js';
+import { TEST_PASSWORD, type TestServer, anonymousApi, api, startTestServer } from './support.js';
 
 /** The permission of every API route. A change here is a security decision and must be deliberate. */
 const EXPECTED_ROUTES: Array<[string, string, RoutePermission]> = [
@@ -33,19 +33,34 @@ const EXPECTED_ROUTES: Array<[string, string, RoutePermission]> = [
   ['GET', '/api/v1/logs', 'system:read'],
   ['GET', '/api/v1/ws/jobs', 'jobs:read'],
   ['GET', '/api/v1/events', 'jobs:read'],
+  ['POST', '/api/v1/auth/login', 'public'],
+  ['POST', '/api/v1/auth/logout', 'authenticated'],
+  ['GET', '/api/v1/auth/me', 'authenticated'],
+  ['PUT', '/api/v1/auth/password', 'authenticated'],
+  ['POST', '/api/v1/auth/token', 'public'],
+  ['GET', '/api/v1/auth/setup', 'public'],
+  ['POST', '/api/v1/auth/setup', 'public'],
+  ['GET', '/api/v1/users', 'users:admin'],
+  ['POST', '/api/v1/users', 'users:admin'],
+  ['GET', '/api/v1/users/:name', 'users:admin'],
+  ['PATCH', '/api/v1/users/:name', 'users:admin'],
+  ['DELETE', '/api/v1/users/:name', 'users:admin'],
+  ['POST', '/api/v1/users/:name/password', 'users:admin'],
+  ['GET', '/api/v1/api-keys', 'authenticated'],
+  ['POST', '/api/v1/api-keys', 'authenticated'],
+  ['DELETE', '/api/v1/api-keys/:id', 'authenticated'],
+  ['GET', '/api/v1/audit', 'users:admin'],
 ];
 
 describe('the API app: permissions, the authorization seam, errors, shutdown', () => {
   let service: TestServer;
-  const seen: Array<{ url: string; permission: RoutePermission }> = [];
+  let viewerKey: string;
 
   before(async () => {
-    service = await startTestServer({
-      authorize: (request, permission) => {
-        seen.push({ url: request.url, permission });
-        if (request.headers['x-test-deny'] !== undefined) throw new ForbiddenError(`needs ${permission}`, { permission });
-      },
-    });
+    service = await startTestServer();
+    const test = localActor('test');
+    await service.server.auth.users.add({ name: 'watcher', role: 'viewer', password: TEST_PASSWORD }, test);
+    viewerKey = (await service.server.auth.apiKeys.create({ user: 'watcher', name: 'viewer key' }, test)).key;
   });
   after(async () => {
     await service?.close();
@@ -64,35 +79,37 @@ describe('the API app: permissions, the authorization seam, errors, shutdown', (
     }
   });
 
-  it('passes every request through the one authorizer with the route’s permission', async () => {
-    seen.length = 0;
-    assert.equal((await api(service.url, 'GET', '/api/v1/health')).status, 200);
+  it('passes every request through the guard: 401 without credentials, 403 without the permission, before the body is read', async () => {
+    assert.equal((await anonymousApi(service.url, 'GET', '/api/v1/health')).status, 200, 'the health check is public');
+    const anonymous = await anonymousApi(service.url, 'GET', '/api/v1/jobs?limit=1');
+    assert.equal(anonymous.status, 401);
+    assert.equal(anonymous.body.error.code, 'unauthenticated');
+    assert.match(String(anonymous.headers.get('www-authenticate')), /^Bearer/);
     assert.equal((await api(service.url, 'GET', '/api/v1/jobs?limit=1')).status, 200);
-    assert.deepEqual(seen, [
-      { url: '/api/v1/health', permission: 'public' },
-      { url: '/api/v1/jobs?limit=1', permission: 'jobs:read' },
-    ]);
 
-    const denied = await api(service.url, 'POST', '/api/v1/jobs', { device: 'nothing' }, { 'x-test-deny': '1' });
+    const viewer = { 'x-api-key': viewerKey };
+    const denied = await api(service.url, 'POST', '/api/v1/jobs', { device: 'nothing' }, viewer);
     assert.equal(denied.status, 403);
-    assert.deepEqual(denied.body, { error: { code: 'forbidden', message: 'needs jobs:write', details: { permission: 'jobs:write' } } });
-    const deniedBeforeValidation = await api(service.url, 'POST', '/api/v1/jobs', { wrong: true }, { 'x-test-deny': '1' });
+    assert.deepEqual(denied.body, { error: { code: 'permission_denied', message: 'watcher lacks the jobs:write permission', details: { permission: 'jobs:write' } } });
+    const deniedBeforeValidation = await api(service.url, 'POST', '/api/v1/jobs', { wrong: true }, viewer);
     assert.equal(deniedBeforeValidation.status, 403, 'refused before the body is looked at');
+    const anonymousBeforeValidation = await anonymousApi(service.url, 'POST', '/api/v1/jobs', { wrong: true });
+    assert.equal(anonymousBeforeValidation.status, 401);
 
-    const sse = await fetch(`${service.url}/api/v1/events`, { headers: { 'x-test-deny': '1' } });
-    assert.equal(sse.status, 403, 'the SSE stream is guarded too');
+    const sse = await fetch(`${service.url}/api/v1/events`);
+    assert.equal(sse.status, 401, 'the SSE stream is guarded too');
     await sse.body?.cancel();
     const wsStatus = await new Promise<number>((resolve, reject) => {
-      const socket = new WebSocket(`${service.url.replace('http', 'ws')}/api/v1/ws/jobs`, { headers: { 'x-test-deny': '1' } });
+      const socket = new WebSocket(`${service.url.replace('http', 'ws')}/api/v1/ws/jobs`, { headers: { 'x-api-key': 'd2i_not-a-real-key' } });
       socket.on('unexpected-response', (request, response) => {
         // With this listener, ending the refused request is up to us (ws leaves it open).
         request.destroy();
         resolve(response.statusCode ?? 0);
       });
-      socket.on('open', () => reject(new Error('the WebSocket opened without permission')));
+      socket.on('open', () => reject(new Error('the WebSocket opened without valid credentials')));
       socket.on('error', () => undefined);
     });
-    assert.equal(wsStatus, 403, 'the WebSocket upgrade is guarded too');
+    assert.equal(wsStatus, 401, 'the WebSocket upgrade is guarded too');
   });
 
   it('serves the OpenAPI document and the interactive docs', async () => {

@@ -7,12 +7,12 @@ import { after, before, describe, it } from 'node:test';
 import type { LiveMessage } from '../../src/http/live.js';
 import { type MadeIso, makeIso } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
-import { type LiveClient, type TestServer, api, followEvents, followWebSocket, startTestServer, waitFor } from './support.js';
+import { type LiveClient, type TestServer, api, authHeadersFor, followEvents, followWebSocket, startTestServer, waitFor } from './support.js';
 
 const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
 async function download(url: string, path: string, headers: Record<string, string> = {}, method = 'GET') {
-  const response = await fetch(`${url}${path}`, { method, headers });
+  const response = await fetch(`${url}${path}`, { method, headers: { ...authHeadersFor(url), ...headers } });
   return { status: response.status, headers: response.headers, bytes: new Uint8Array(await response.arrayBuffer()) };
 }
 

@@ -5,12 +5,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
+import { localActor } from '../../src/auth/principal.js';
+import { createAuthService } from '../../src/auth/service.js';
+import { databaseFile, openDatabase } from '../../src/db/database.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { LiveMessage } from '../../src/http/live.js';
 import { silentLogger } from '../../src/log.js';
 import { type RunningServer, type StartServerOptions, startServer } from '../../src/server.js';
 
 export const VERSION = '0.0.0-test';
+/** Meets the password policy; test users all have it. */
+export const TEST_PASSWORD = 'Correct-Horse-42';
+export const TEST_ADMIN = 'test-admin';
 
 /** The environment every test service gets: its own data dir, only the given sources, fast map saves. */
 export function testEnv(dataDir: string, extraDevices: string[], more: Record<string, string> = {}): Record<string, string> {
@@ -20,6 +26,11 @@ export function testEnv(dataDir: string, extraDevices: string[], more: Record<st
     DISK2ISO_DRIVES_DEMO: 'off',
     DISK2ISO_DRIVES_SCAN_OPTICAL: 'false',
     DISK2ISO_IMAGING_MAP_SAVE_INTERVAL_SECONDS: '1',
+    // Tests fire requests far faster than a person; the limits themselves have their own tests.
+    DISK2ISO_SECURITY_RATE_LIMIT_PER_SECOND: '100000',
+    DISK2ISO_SECURITY_RATE_LIMIT_BURST: '100000',
+    DISK2ISO_SECURITY_LOGIN_RATE_PER_MINUTE: '100000',
+    DISK2ISO_SECURITY_LOGIN_RATE_BURST: '100000',
     ...more,
   };
 }
@@ -30,7 +41,47 @@ export interface TestServer {
   url: string;
   dataDir: string;
   outputDir: string;
+  /** An API key of the admin `test-admin` ('' with `withoutAdmin`); `api()` sends it unless the request brings its own credentials. */
+  apiKey: string;
+  /** `{ 'x-api-key': apiKey }`, for app.inject and raw fetch calls. */
+  authHeaders: Record<string, string>;
   close(): Promise<void>;
+}
+
+/** The admin key of each listening test service, by its URL, so `api(url, …)` can sign requests in. */
+const adminKeys = new Map<string, string>();
+
+/** Makes `api(url, …)` sign in with `key` (for services started as their own process). */
+export function useApiKey(url: string, key: string): void {
+  adminKeys.set(url, key);
+}
+
+/**
+ * Creates the test admin and an API key for it in a data dir, the way the CLI does, before or
+ * without a running service.
+ */
+export async function createAdminKey(dataDir: string): Promise<string> {
+  const database = await openDatabase({ file: databaseFile(dataDir) });
+  try {
+    const auth = createAuthService({ database, dataDir });
+    const test = localActor('test');
+    if ((await auth.users.list(test)).every((user) => user.name !== TEST_ADMIN)) {
+      await auth.users.add({ name: TEST_ADMIN, role: 'admin', password: TEST_PASSWORD }, test);
+    }
+    return (await auth.apiKeys.create({ user: TEST_ADMIN, name: 'tests' }, test)).key;
+  } finally {
+    await database.close();
+  }
+}
+
+/** The test admin's key for the service at `url`, as headers (for raw fetch calls). */
+export function authHeadersFor(url: string): Record<string, string> {
+  const key = adminKeys.get(url);
+  return key === undefined ? {} : { 'x-api-key': key };
+}
+
+function hasCredentials(headers: Record<string, string>): boolean {
+  return Object.keys(headers).some((name) => ['x-api-key', 'authorization', 'cookie'].includes(name.toLowerCase()));
 }
 
 export interface TestServerOptions {
@@ -42,7 +93,9 @@ export interface TestServerOptions {
   dataDir?: string;
   listen?: boolean;
   live?: StartServerOptions['live'];
-  authorize?: StartServerOptions['authorize'];
+  onSetupLink?: StartServerOptions['onSetupLink'];
+  /** Leave the user table empty (no test admin, no key): the first-admin setup path. */
+  withoutAdmin?: boolean;
 }
 
 /** A real service in this process: real SQLite file, real drives, real engine, real HTTP on 127.0.0.1:0. */
@@ -57,14 +110,27 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     version: VERSION,
     listen: options.listen ?? true,
     ...(options.live ? { live: options.live } : {}),
-    ...(options.authorize ? { authorize: options.authorize } : {}),
+    ...(options.onSetupLink ? { onSetupLink: options.onSetupLink } : {}),
   });
+  const test = localActor('test');
+  let key = '';
+  if (options.withoutAdmin !== true) {
+    if ((await server.auth.users.list(test)).every((user) => user.name !== TEST_ADMIN)) {
+      await server.auth.users.add({ name: TEST_ADMIN, role: 'admin', password: TEST_PASSWORD }, test);
+    }
+    key = (await server.auth.apiKeys.create({ user: TEST_ADMIN, name: 'tests' }, test)).key;
+  }
+  const url = server.url ?? '';
+  if (url !== '' && key !== '') adminKeys.set(url, key);
   return {
     server,
-    url: server.url ?? '',
+    url,
     dataDir,
     outputDir: config.storage.output_dir,
+    apiKey: key,
+    authHeaders: { 'x-api-key': key },
     async close() {
+      adminKeys.delete(url);
       await server.close('test finished');
       if (ownDir) await rm(dataDir, { recursive: true, force: true });
     },
@@ -78,10 +144,23 @@ export interface ApiResponse<T = unknown> {
 }
 
 /**
- * One JSON request; the body is parsed when the answer is JSON. `any` by default because tests read
- * bodies field by field; the contract tests check their shapes against the specification.
+ * One JSON request as the test admin (unless `headers` bring credentials of their own); the body is
+ * parsed when the answer is JSON. `any` by default because tests read bodies field by field; the
+ * contract tests check their shapes against the specification.
  */
 export async function api<T = any>(
+  url: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<ApiResponse<T>> {
+  const key = adminKeys.get(url);
+  return anonymousApi<T>(url, method, path, body, hasCredentials(headers) || key === undefined ? headers : { 'x-api-key': key, ...headers });
+}
+
+/** One JSON request with exactly the given headers: no credentials unless they carry some (`any` as for `api`). */
+export async function anonymousApi<T = any>(
   url: string,
   method: string,
   path: string,
@@ -121,7 +200,7 @@ export function followEvents(url: string): Promise<LiveClient> {
   return new Promise((resolve, reject) => {
     const client: LiveClient = { messages: [], comments: [], eventNames: [], close: () => undefined };
     let open = false;
-    const request = get(`${url}/api/v1/events`, (response) => {
+    const request = get(`${url}/api/v1/events`, { headers: { 'x-api-key': adminKeys.get(url) ?? '' } }, (response) => {
       if (response.statusCode !== 200) {
         reject(new Error(`SSE answered ${response.statusCode}`));
         return;
@@ -160,7 +239,7 @@ export function followEvents(url: string): Promise<LiveClient> {
 /** A WebSocket client on /api/v1/ws/jobs that keeps every message. */
 export function followWebSocket(url: string): Promise<LiveClient & { socket: WebSocket }> {
   return new Promise((resolve, reject) => {
-    const socket = new WebSocket(`${url.replace(/^http/, 'ws')}/api/v1/ws/jobs`);
+    const socket = new WebSocket(`${url.replace(/^http/, 'ws')}/api/v1/ws/jobs`, { headers: { 'x-api-key': adminKeys.get(url) ?? '' } });
     const client = { messages: [] as LiveMessage[], comments: [], eventNames: [], socket, close: () => socket.close() };
     socket.on('message', (data) => client.messages.push(JSON.parse(String(data)) as LiveMessage));
     socket.once('open', () => resolve(client));

@@ -30,7 +30,7 @@ describe('bad input on every endpoint: the right 4xx, one error shape, nothing c
     work = await mkdtemp(join(tmpdir(), 'disk2iso-validation-'));
     const iso = await makeIso({ dir: work, label: 'VALIDATION', dataMiB: 1, files: 1 });
     service = await startTestServer({ devices: [iso.path], listen: false });
-    const devices = await service.server.app.inject({ method: 'GET', url: '/api/v1/devices' });
+    const devices = await service.server.app.inject({ method: 'GET', url: '/api/v1/devices', headers: service.authHeaders });
     deviceId = devices.json().devices[0].id;
     outsideFile = join(work, 'precious.txt');
     await writeFile(outsideFile, 'not an image');
@@ -47,7 +47,7 @@ describe('bad input on every endpoint: the right 4xx, one error shape, nothing c
       method: testCase.method,
       url: testCase.url,
       ...(testCase.body === undefined ? {} : { payload: raw ? (testCase.body as string) : JSON.stringify(testCase.body) }),
-      headers: testCase.body === undefined ? {} : { 'content-type': testCase.contentType ?? 'application/json' },
+      headers: testCase.body === undefined ? service.authHeaders : { ...service.authHeaders, 'content-type': testCase.contentType ?? 'application/json' },
     });
   }
 

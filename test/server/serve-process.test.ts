@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { packageRoot } from '../../src/config/load.js';
 import { databaseFile, openDatabase } from '../../src/db/database.js';
 import { createJobRepository } from '../../src/db/job-repository.js';
-import { api, followEvents, testEnv, waitFor } from '../http/support.js';
+import { api, createAdminKey, followEvents, testEnv, useApiKey, waitFor } from '../http/support.js';
 import { type FaultFs, mountFaultFs } from '../tools/faultfs.js';
 import { type MadeIso, makeIso, sha256File } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
@@ -97,8 +97,13 @@ describe('the service as a process: kill -9, SIGTERM, unix socket', () => {
     }
   });
 
+  /** The test admin's API key of each data dir's environment. */
+  const adminKeyOf = new WeakMap<Record<string, string>, string>();
+
   function start(args: string[], env: Record<string, string>): ServeProcess {
     const process = serve(args, env);
+    const key = adminKeyOf.get(env);
+    if (key !== undefined) void process.address.then((url) => useApiKey(url, key), () => undefined);
     running.add(process);
     void process.exited.then(() => running.delete(process));
     return process;
@@ -106,8 +111,31 @@ describe('the service as a process: kill -9, SIGTERM, unix socket', () => {
 
   async function dataDir(name: string): Promise<{ dir: string; env: Record<string, string> }> {
     const dir = await mkdtemp(join(work, `${name}-`));
-    return { dir, env: testEnv(dir, [loop.path], { DISK2ISO_JOBS_LEASE_SECONDS: '5' }) };
+    const env = testEnv(dir, [loop.path], { DISK2ISO_JOBS_LEASE_SECONDS: '5' });
+    adminKeyOf.set(env, await createAdminKey(dir));
+    return { dir, env };
   }
+
+  it('prints a one-time setup link at start while no admin exists, and none once one does', async () => {
+    const dir = await mkdtemp(join(work, 'fresh-'));
+    const env = testEnv(dir, [loop.path]);
+    const first = start(['--port', '0'], env);
+    const url = await first.address;
+    const link = new RegExp(`^  (${url.replace(/[.]/g, '\\.')}/setup\\?token=[A-Za-z0-9_-]{43})$`, 'm').exec(first.output());
+    assert.ok(link?.[1], first.output());
+    assert.match(first.output(), /No admin exists yet[\s\S]*disk2iso user add NAME --role admin/);
+    const token = new URL(link[1]).searchParams.get('token');
+    const created = await api(url, 'POST', '/api/v1/auth/setup', { token, username: 'first-admin', password: 'Correct-Horse-42' });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    first.child.kill('SIGTERM');
+    await first.exited;
+
+    const second = start(['--port', '0'], env);
+    await second.address;
+    assert.doesNotMatch(second.output(), /setup\?token=/, 'an admin exists: no link');
+    second.child.kill('SIGTERM');
+    await second.exited;
+  });
 
   it('picks a job up again after kill -9 once its lease expires, and continues from its map', async () => {
     const data = await dataDir('killed');
@@ -194,9 +222,9 @@ describe('the service as a process: kill -9, SIGTERM, unix socket', () => {
   it('listens on a unix socket with mode 0660, replaces a stale one, and refuses a live one', async () => {
     const data = await dataDir('socket');
     const socket = join(data.dir, 'disk2iso.sock');
-    const viaSocket = (path: string) =>
+    const viaSocket = (path: string, options: { method?: string; headers?: Record<string, string>; body?: string } = {}) =>
       new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const call = request({ socketPath: socket, path }, (response) => {
+        const call = request({ socketPath: socket, path, method: options.method ?? 'GET', headers: options.headers ?? {} }, (response) => {
           let body = '';
           response.on('data', (chunk: Buffer) => {
             body += chunk.toString();
@@ -204,7 +232,7 @@ describe('the service as a process: kill -9, SIGTERM, unix socket', () => {
           response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
         });
         call.on('error', reject);
-        call.end();
+        call.end(options.body);
       });
 
     const first = start(['--socket', socket], data.env);
@@ -213,6 +241,16 @@ describe('the service as a process: kill -9, SIGTERM, unix socket', () => {
     assert.ok(info.isSocket());
     assert.equal(info.mode & 0o777, 0o660);
     assert.deepEqual(await viaSocket('/api/v1/health'), { status: 200, body: '{"status":"ok"}' });
+    // Only the proxy can reach the socket, so the client address it forwards is the one that counts.
+    const failedLogin = await viaSocket('/api/v1/auth/login', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': '198.51.100.77' },
+      body: JSON.stringify({ username: 'nobody-here', password: 'wrong' }),
+    });
+    assert.equal(failedLogin.status, 401);
+    const audit = await viaSocket('/api/v1/audit?action=login_failure', { headers: { 'x-api-key': adminKeyOf.get(data.env) ?? '' } });
+    assert.equal(audit.status, 200, audit.body);
+    assert.equal((JSON.parse(audit.body) as { entries: Array<{ ip_address: string }> }).entries[0]?.ip_address, '198.51.100.77');
 
     const rival = start(['--socket', socket], data.env);
     const refused = await rival.exited;

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -95,6 +95,33 @@ describe('settings through the API: view, change, store, apply, survive a restar
     assert.match(refused.body.error.message, /imaging\.read_attempts is set by environment DISK2ISO_IMAGING_READ_ATTEMPTS/);
     const unchanged = await api(fixed.url, 'GET', '/api/v1/system/config');
     assert.deepEqual(unchanged.body, overridden.body, 'a refused change changes nothing');
+  });
+
+  it('keeps the output directory inside the data dir or storage.output_roots, symlinks followed', async () => {
+    const allowedRoot = join(work, 'nas');
+    await mkdir(allowedRoot, { recursive: true });
+    await symlink('/etc', join(dataDir, 'sneaky'));
+    const { url } = await start({ DISK2ISO_STORAGE_OUTPUT_ROOTS: allowedRoot });
+    const refused: Array<[unknown, number, string]> = [
+      [{ storage: { output_dir: '/etc' } }, 400, 'output_dir_not_allowed'],
+      [{ storage: { output_dir: '../../../../etc/cron.d' } }, 400, 'output_dir_not_allowed'],
+      [{ storage: { output_dir: 'sneaky/cron.d' } }, 400, 'output_dir_not_allowed'],
+      [{ storage: { output_dir: `${allowedRoot}/../elsewhere` } }, 400, 'output_dir_not_allowed'],
+      [{ storage: { output_roots: ['/'] } }, 409, 'setting_server_only'],
+    ];
+    const before = (await api(url, 'GET', '/api/v1/system/config')).body.settings.storage.output_dir;
+    for (const [patch, status, code] of refused) {
+      const response = await api(url, 'PATCH', '/api/v1/system/config', patch);
+      assert.equal(response.status, status, JSON.stringify(patch));
+      assert.equal(response.body.error.code, code, JSON.stringify(patch));
+    }
+    assert.equal((await api(url, 'GET', '/api/v1/system/config')).body.settings.storage.output_dir, before, 'nothing changed');
+    const view = await api(url, 'GET', '/api/v1/system/config');
+    assert.ok(view.body.fixed.includes('storage.output_roots'), 'the pages show it read-only');
+    const moved = await api(url, 'PATCH', '/api/v1/system/config', { storage: { output_dir: join(allowedRoot, 'archive') } });
+    assert.equal(moved.status, 200, JSON.stringify(moved.body));
+    assert.equal(moved.body.settings.storage.output_dir, join(allowedRoot, 'archive'));
+    await stop();
   });
 
   it('ignores a stored value that no longer validates, and says so in the log', async () => {

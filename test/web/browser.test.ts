@@ -6,9 +6,10 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Browser, Locator, Page } from 'playwright-core';
 import { sha256File } from '../tools/iso.js';
+import { SESSION_COOKIE } from '../../src/http/guard.js';
 import { type WatchedContext, launchBrowser, screenshots, watchedContext } from './support/browser.js';
 import { type TestDisc, insertTestDisc } from './support/discs.js';
-import { type WebTestServer, startWebTestServer } from './support/server.js';
+import { TEST_PASSWORD, type TestRole, type WebTestServer, startWebTestServer } from './support/server.js';
 
 /** Polls until `check` holds; the bound keeps a broken run from hanging and is no speed requirement. */
 async function waitUntil(what: string, check: () => Promise<boolean>, attempts = 600): Promise<void> {
@@ -29,6 +30,13 @@ function card(page: Page, name: string): Locator {
 
 async function assertNoProblems(watched: WatchedContext, page: Page): Promise<void> {
   assert.deepEqual(await watched.collectProblems(page), []);
+}
+
+/** Signs in through the real sign-in form; the page is on it (having been sent there). */
+async function signInThroughForm(page: Page, name: string, password: string): Promise<void> {
+  await page.getByLabel('User name', { exact: true }).fill(name);
+  await page.getByLabel('Password', { exact: true }).fill(password);
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
 }
 
 describe('web interface in Chromium', () => {
@@ -55,6 +63,13 @@ describe('web interface in Chromium', () => {
     server = await startWebTestServer({ devices: discs.map((disc) => disc.loop.path) });
   });
 
+  /** A browser context signed in as the role's user: its session cookie, as the sign-in page set it. */
+  async function signedInContext(role: TestRole, options: Parameters<typeof watchedContext>[1] = {}): Promise<WatchedContext> {
+    const watched = await watchedContext(browser, options);
+    await watched.context.addCookies([{ name: SESSION_COOKIE, value: server.sessions[role].id, url: server.url, httpOnly: true, sameSite: 'Lax' }]);
+    return watched;
+  }
+
   after(async () => {
     await browser?.close();
     await server?.close();
@@ -62,7 +77,7 @@ describe('web interface in Chromium', () => {
     await rm(work, { recursive: true, force: true });
   });
 
-  it('creates a job, shows its progress live, finds, downloads, verifies, tags and deletes its image', async () => {
+  it('signs in through the form, creates a job, shows its progress live, finds, downloads, verifies, tags and deletes its image', async () => {
     const watched = await watchedContext(browser);
     const page = await watched.newPage();
     let navigations = 0;
@@ -71,6 +86,20 @@ describe('web interface in Chromium', () => {
     });
 
     await page.goto(`${server.url}/jobs/new`);
+    await page.getByRole('heading', { name: 'Sign in to disk2iso' }).waitFor();
+    assert.equal(new URL(page.url()).pathname, '/login');
+    assert.equal(await page.getByRole('navigation', { name: 'Main' }).count(), 0, 'no navigation before signing in');
+    await screenshots(page, 'login');
+    await signInThroughForm(page, 'admin-user', 'Not-The-Password-1');
+    await page.getByText('The user name or the password is not right.').waitFor();
+    await screenshots(page, 'login-failed');
+    await page.getByLabel('Password', { exact: true }).fill(TEST_PASSWORD);
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await page.getByRole('heading', { name: 'New imaging job' }).waitFor();
+    assert.equal(new URL(page.url()).pathname, '/jobs/new', 'back where the user was going');
+    // The failed attempt answered 401, which the browser reports itself; nothing else may show up.
+    assert.deepEqual((await watched.collectProblems(page)).filter((problem) => !problem.includes('status of 401')), []);
+    watched.problems.length = 0;
     await screenshots(page, 'job-new');
     await page.locator('.drive-choice', { hasText: 'WEB_FLOW_DISC' }).getByRole('radio').check();
     await page.getByRole('button', { name: 'Start imaging' }).click();
@@ -80,6 +109,8 @@ describe('web interface in Chromium', () => {
     const job = card(page, 'WEB_FLOW_DISC');
     await job.waitFor();
     const jobId = (await job.getAttribute('data-job-id')) ?? '';
+    const created = await server.auth.audit.list({ eventType: 'job', action: 'create' });
+    assert.deepEqual(created.items.map((entry) => [entry.user, entry.details]), [['admin-user', { id: jobId }]], 'the job creation is audited');
     const navigationsBefore = navigations;
     await page.evaluate('window.__sameDocument = true');
     await waitUntil('the job to run', async () => (await job.getAttribute('data-status')) === 'running');
@@ -136,6 +167,8 @@ describe('web interface in Chromium', () => {
     await page.getByText('The archive is empty.').waitFor();
     const imagePath = (await server.jobs.get(jobId)).output_file;
     await assert.rejects(access(imagePath), 'the image file is gone');
+    const deletions = await server.auth.audit.list({ eventType: 'archive', action: 'delete' });
+    assert.equal(deletions.items[0]?.user, 'admin-user', 'the deletion is audited');
     await assertNoProblems(watched, page);
     await watched.context.close();
   });
@@ -143,7 +176,7 @@ describe('web interface in Chromium', () => {
   it('pauses, resumes, cancels and reprioritises jobs from the dashboard', async () => {
     const first = await server.jobs.create({ device: slowDisc.loop.name, name: 'slow_first' });
     const second = await server.jobs.create({ device: slowDisc.loop.name, name: 'slow_second' });
-    const watched = await watchedContext(browser);
+    const watched = await signedInContext('admin');
     const page = await watched.newPage();
     await page.goto(server.url);
     const running = card(page, 'slow_first');
@@ -178,7 +211,7 @@ describe('web interface in Chromium', () => {
   });
 
   it('refreshes every 2 seconds while live updates are unavailable', async () => {
-    const watched = await watchedContext(browser);
+    const watched = await signedInContext('admin');
     await watched.context.route('**/api/v1/events', (route) => route.fulfill({ status: 503, contentType: 'text/plain', body: 'unavailable' }));
     const page = await watched.newPage();
     let fragments = 0;
@@ -194,7 +227,7 @@ describe('web interface in Chromium', () => {
   });
 
   it('changes a setting and switches the language', async () => {
-    const watched = await watchedContext(browser);
+    const watched = await signedInContext('admin');
     const page = await watched.newPage();
     await page.goto(`${server.url}/config`);
     await page.getByLabel('Read attempts', { exact: true }).fill('7');
@@ -229,7 +262,7 @@ describe('web interface in Chromium', () => {
   });
 
   it('creates and revokes an API key, and manages users', async () => {
-    const watched = await watchedContext(browser);
+    const watched = await signedInContext('admin');
     const page = await watched.newPage();
     await page.goto(`${server.url}/config`);
     await page.getByRole('link', { name: 'Manage API keys' }).click();
@@ -266,8 +299,7 @@ describe('web interface in Chromium', () => {
   });
 
   it('shows a viewer no buttons it may not use, and the server refuses them anyway', async () => {
-    const watched = await watchedContext(browser);
-    await watched.context.addCookies([{ name: 'test_user', value: 'viewer', url: server.url }]);
+    const watched = await signedInContext('viewer');
     const page = await watched.newPage();
     await page.goto(server.url);
     await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
@@ -279,8 +311,9 @@ describe('web interface in Chromium', () => {
     const job = (await server.jobs.list({ limit: 1, offset: 0, sort: 'created' })).jobs[0];
     assert.ok(job);
     const csrf = await page.locator('meta[name="csrf-token"]').getAttribute('content');
-    const refused = await page.request.post(`${server.url}/jobs/${job.id}/action`, { form: { _csrf: csrf ?? '', action: 'retry' }, headers: { accept: 'application/json' } });
+    const refused = await page.request.post(`${server.url}/jobs/${job.id}/action`, { form: { _csrf: csrf ?? '', action: 'retry' }, headers: { accept: 'application/json', origin: server.url } });
     assert.equal(refused.status(), 403);
+    assert.equal((await refused.json()).error.code, 'permission_denied');
     const api = await page.request.patch(`${server.url}/api/v1/jobs/${job.id}`, { data: { action: 'retry' } });
     assert.equal(api.status(), 403);
     await assertNoProblems(watched, page);
@@ -291,6 +324,8 @@ describe('web interface in Chromium', () => {
     const watched = await watchedContext(browser, { javaScriptEnabled: false });
     const page = await watched.newPage();
     await page.goto(`${server.url}/jobs/new`);
+    await signInThroughForm(page, 'admin-user', TEST_PASSWORD);
+    await page.getByRole('heading', { name: 'New imaging job' }).waitFor();
     await page.locator('.drive-choice', { hasText: 'PLAIN_DISC' }).getByRole('radio').check();
     await page.getByLabel('Name', { exact: true }).fill('no_script <b>disc<b> "q"');
     await page.getByRole('button', { name: 'Start imaging' }).click();
@@ -332,7 +367,35 @@ describe('web interface in Chromium', () => {
     await page.getByLabel('Language').selectOption('de');
     await page.getByRole('button', { name: 'Change' }).click();
     await page.getByRole('heading', { name: 'Einstellungen' }).waitFor();
+
+    await page.getByRole('button', { name: 'Abmelden' }).click();
+    await page.getByText('Sie sind abgemeldet.').waitFor();
+    await page.goto(`${server.url}/config`);
+    await page.getByRole('heading', { name: 'Bei disk2iso anmelden' }).waitFor();
     await assertNoProblems(watched, page);
     await watched.context.close();
+  });
+
+  it('creates the first admin through the setup link, in the browser', async () => {
+    const fresh = await startWebTestServer({ users: false });
+    try {
+      const link = await fresh.setupLink;
+      assert.ok(link.startsWith(`${fresh.url}/setup?token=`), link);
+      const watched = await watchedContext(browser);
+      const page = await watched.newPage();
+      await page.goto(link);
+      await page.getByRole('heading', { name: 'Create the first administrator' }).waitFor();
+      await screenshots(page, 'setup');
+      await page.getByLabel('User name', { exact: true }).fill('first-admin');
+      await page.getByLabel('Password', { exact: true }).fill('First-Admin-Pass-1');
+      await page.getByLabel('Password again', { exact: true }).fill('First-Admin-Pass-1');
+      await page.getByRole('button', { name: 'Create administrator' }).click();
+      await page.getByText('The administrator was created, and you are signed in. Welcome!').waitFor();
+      await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
+      await assertNoProblems(watched, page);
+      await watched.context.close();
+    } finally {
+      await fresh.close();
+    }
   });
 });

@@ -4,21 +4,14 @@ import { access, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { JobRecord } from '../../src/jobs/queue.js';
-import { type WebTestServer, startWebTestServer } from './support/server.js';
+import { type SentRequest as Sent, type TestRole, type WebTestServer, startWebTestServer } from './support/server.js';
 
 const HOSTILE = `<script>alert("x")</script> "onmouseover=alert(1) '&`;
 const HOSTILE_TAG = `<img src=x onerror=alert(2)>`;
 
-interface Sent {
-  status: number;
-  body: string;
-  location: string | undefined;
-  headers: Record<string, unknown>;
-}
-
 interface SendOptions {
   form?: Record<string, string | string[]>;
-  role?: 'admin' | 'operator' | 'viewer';
+  role?: TestRole;
   lang?: string;
   cookie?: string;
   json?: boolean;
@@ -42,25 +35,10 @@ describe('web pages (rendered in-process)', () => {
   let failed: JobRecord;
   let archiveId: string;
 
+  /** A request as the role's signed-in user (default the admin), through the real sign-in and guard. */
   async function send(method: string, url: string, options: SendOptions = {}): Promise<Sent> {
-    const cookies = [options.role ? `test_user=${options.role}` : '', options.cookie ?? ''].filter((part) => part !== '');
-    const headers: Record<string, string> = {};
-    if (cookies.length > 0) headers['cookie'] = cookies.join('; ');
-    if (options.lang) headers['accept-language'] = options.lang;
-    if (options.json) headers['accept'] = 'application/json';
-    let payload: string | undefined;
-    if (options.form) {
-      const form = new URLSearchParams();
-      if (options.csrf ?? true) form.append('_csrf', server.csrf);
-      for (const [key, value] of Object.entries(options.form)) {
-        for (const item of Array.isArray(value) ? value : [value]) form.append(key, item);
-      }
-      payload = form.toString();
-      headers['content-type'] = 'application/x-www-form-urlencoded';
-    }
-    const response = await server.app.inject({ method: method as 'GET', url, headers, ...(payload === undefined ? {} : { payload }) });
-    const location = response.headers['location'];
-    return { status: response.statusCode, body: response.body, location: typeof location === 'string' ? location : undefined, headers: response.headers };
+    const { role, ...rest } = options;
+    return server.send(method, url, { ...rest, session: server.sessions[role ?? 'admin'] });
   }
 
   async function enqueue(name: string, extra: Partial<{ priority: 'low' | 'normal' | 'high' }> = {}): Promise<JobRecord> {
@@ -94,7 +72,7 @@ describe('web pages (rendered in-process)', () => {
   }
 
   before(async () => {
-    server = await startWebTestServer({ runJobs: false, listen: false });
+    server = await startWebTestServer({ listen: false });
     output = server.config.storage.output_dir;
     await mkdir(output, { recursive: true });
     running = await enqueue(HOSTILE);
@@ -398,6 +376,81 @@ describe('web pages (rendered in-process)', () => {
     const page = await send('GET', '/config');
     assert.match(page.body, /id="setting-imaging__map_save_interval_seconds"[^>]* disabled/);
     assert.match(page.body, /Set by environment DISK2ISO_IMAGING_MAP_SAVE_INTERVAL_SECONDS; change it there\./);
+  });
+
+  it('answers unknown page addresses with a page in the user\'s language, and API addresses with JSON', async () => {
+    for (const [lang, heading] of [['en', 'Not found'], ['de', 'Nicht gefunden']] as const) {
+      const page = await send('GET', '/no/such/page?x=<script>', { lang });
+      assert.equal(page.status, 404);
+      assert.match(String(page.headers['content-type']), /^text\/html; charset=utf-8/);
+      assert.match(page.body, new RegExp(`<html lang="${lang}">`));
+      assert.match(page.body, new RegExp(`<h1>${heading}</h1>`));
+      assert.match(String(page.headers['content-security-policy']), /script-src 'self'/);
+      assertEscaped(page.body);
+    }
+    const api = await send('GET', '/api/v1/no-such-thing');
+    assert.equal(api.status, 404);
+    assert.equal(JSON.parse(api.body).error.code, 'not_found');
+    const script = await send('GET', '/no/such/page', { json: true });
+    assert.equal(JSON.parse(script.body).error.code, 'not_found');
+  });
+
+  it('records settings changes and archive deletions in the audit trail, and only what happened', async () => {
+    const entries = async (eventType: string) => (await server.auth.audit.list({ eventType, limit: 100 })).items;
+    const configBefore = (await entries('config')).length;
+    const unchanged = await send('POST', '/config/storage', {
+      form: { storage__output_dir: output, storage__log_retention_days: '30', storage__warn_threshold_percent: '90', storage__stop_threshold_percent: '95' },
+    });
+    assert.equal(unchanged.location, '/config?notice=settings_unchanged#storage');
+    assert.equal((await entries('config')).length, configBefore, 'saving an unchanged form is no change');
+    const refused = await send('POST', '/config/storage', { form: { storage__output_dir: output, storage__log_retention_days: '0' } });
+    assert.equal(refused.status, 400);
+    assert.equal((await entries('config')).length, configBefore, 'a refused change is no change');
+
+    await send('POST', '/config/storage', {
+      form: { storage__output_dir: output, storage__log_retention_days: '31', storage__warn_threshold_percent: '90', storage__stop_threshold_percent: '95' },
+    });
+    const [change] = await entries('config');
+    assert.deepEqual([change?.action, change?.user, change?.details], ['change', 'admin-user', { section: 'storage', changed: ['storage.log_retention_days'] }]);
+
+    const archivesBefore = (await entries('archive')).length;
+    const single = await catalogue('audited_single');
+    const pair = [await catalogue('audited_one'), await catalogue('audited_two')];
+    await send('POST', `/archive/${single}/delete`, { form: {} });
+    await send('POST', '/archive/bulk-delete', { form: { ids: pair } });
+    const failed = await send('POST', '/archive/bulk-delete', { form: { ids: ['archive_gone'] } });
+    assert.equal(failed.location, '/archive?error=archive_not_found');
+    const all = await entries('archive');
+    const deletions = all.slice(0, all.length - archivesBefore).map((entry) => entry.details);
+    assert.deepEqual(deletions, [{ ids: pair }, { id: single }], 'newest first; the failed one deleted nothing');
+  });
+
+  it('offers the notification settings in both languages and explains refused values next to them', async () => {
+    const english = await send('GET', '/config');
+    for (const label of ['Send an e-mail when a job finishes', 'E-mail address', 'Call a webhook when a job finishes', 'Webhook URL', 'Offer browser notifications']) {
+      assert.ok(english.body.includes(label), label);
+    }
+    assert.match(english.body, /id="setting-notifications__email_address"[^>]*maxlength="254"/);
+    const german = await send('GET', '/config', { lang: 'de' });
+    assert.match(german.body, /E-Mail senden, wenn ein Auftrag endet/);
+    assert.match(german.body, /Webhook-URL/);
+
+    const refused = await send('POST', '/config/notifications', {
+      form: { notifications__email_on_completion: '1', notifications__email_address: 'not an address', notifications__webhook_enabled: '1', notifications__webhook_url: '', notifications__browser: '1' },
+    });
+    assert.equal(refused.status, 400);
+    assert.match(refused.body, /id="setting-notifications__email_address-error">Enter an e-mail address like name@example\.org\./);
+    assert.match(refused.body, /id="setting-notifications__webhook_url-error">Fill this in, or turn off “Call a webhook when a job finishes”\./);
+    assert.match(refused.body, /id="setting-notifications__email_address"[^>]*value="not an address"/, 'what the user typed is kept');
+    assert.equal(server.config.notifications.email_on_completion, false, 'nothing saved');
+
+    const saved = await send('POST', '/config/notifications', {
+      form: { notifications__email_on_completion: '1', notifications__email_address: 'archive@example.org', notifications__webhook_url: 'https://hooks.example.org/disk2iso' },
+    });
+    assert.equal(saved.location, '/config?notice=settings_saved#notifications');
+    assert.deepEqual(server.config.notifications, { email_on_completion: true, email_address: 'archive@example.org', webhook_enabled: false, webhook_url: 'https://hooks.example.org/disk2iso', browser: false });
+    const page = await send('GET', '/config');
+    assert.ok(!page.body.includes('data-browser-notifications'), 'browser notifications are no longer offered');
   });
 
   it('answers unknown and malformed ids with a not-found page', async () => {

@@ -121,7 +121,7 @@ export function archiveRoutes(archives: ArchiveService) {
     app.delete(
       '/api/v1/archives/:archive_id',
       {
-        config: { permission: 'archives:write' },
+        config: { permission: 'archives:write', audit: { event_type: 'archive', action: 'delete' } },
         schema: {
           tags: ['archives'],
           summary: 'Delete an archive and its files',

@@ -1,4 +1,5 @@
 import type { ArchiveService } from '../../archive/service.js';
+import type { AuthService } from '../../auth/service.js';
 import type { JobService } from '../../jobs/service.js';
 import type { DeviceStatusService } from '../../system/devices.js';
 import type { EventLog } from '../../system/event-log.js';
@@ -6,13 +7,17 @@ import type { SettingsService } from '../../system/settings.js';
 import type { SystemStatusService } from '../../system/status.js';
 import type { RouteModule } from '../app.js';
 import type { LiveHub } from '../live.js';
+import { apiKeyRoutes } from './api-keys.js';
 import { archiveRoutes } from './archives.js';
+import { auditRoutes } from './audit.js';
+import { authRoutes } from './auth.js';
 import { deviceRoutes } from './devices.js';
 import { healthRoutes } from './health.js';
 import { jobRoutes } from './jobs.js';
 import { liveRoutes } from './live.js';
 import { logRoutes } from './logs.js';
 import { systemRoutes } from './system.js';
+import { userRoutes } from './users.js';
 
 /** Everything the REST API and the live streams delegate to. */
 export interface ApiServices {
@@ -23,6 +28,7 @@ export interface ApiServices {
   settings: SettingsService;
   eventLog: EventLog;
   live: LiveHub;
+  auth: AuthService;
   /** Resolves while the service can answer; throws a domain error otherwise. */
   health: () => Promise<void>;
 }
@@ -36,5 +42,9 @@ export function apiRoutes(services: ApiServices): RouteModule[] {
     systemRoutes(services.system, services.settings),
     logRoutes(services.eventLog),
     liveRoutes(services.live),
+    authRoutes(services.auth),
+    userRoutes(services.auth),
+    apiKeyRoutes(services.auth),
+    auditRoutes(services.auth.audit),
   ];
 }

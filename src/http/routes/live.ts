@@ -36,6 +36,8 @@ export function liveRoutes(hub: LiveHub) {
     app.route({
       method: 'GET',
       url: '/api/v1/ws/jobs',
+      // A stream has no headers worth asking for on their own.
+      exposeHeadRoute: false,
       config: { permission: 'jobs:read' },
       schema: {
         tags: ['live'],
@@ -57,6 +59,8 @@ export function liveRoutes(hub: LiveHub) {
     app.get(
       '/api/v1/events',
       {
+        // HEAD would open a stream whose headers are never flushed, since no body is ever written.
+        exposeHeadRoute: false,
         config: { permission: 'jobs:read' },
         schema: {
           tags: ['live'],

@@ -80,7 +80,7 @@ export function systemRoutes(system: SystemStatusService, settings: SettingsServ
     app.patch(
       '/api/v1/system/config',
       {
-        config: { permission: 'system:write' },
+        config: { permission: 'system:write', audit: { event_type: 'config', action: 'change' } },
         schema: {
           tags: ['system'],
           summary: 'Change settings',

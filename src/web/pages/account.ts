@@ -2,10 +2,12 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { PERMISSIONS } from '../../auth/roles.js';
 import { DomainError, NotFoundError, ValidationError } from '../../errors.js';
 import type { App } from '../../http/app.js';
+import { changeOwnPassword } from '../../http/session-cookie.js';
 import { userMessage } from '../errors.js';
 import { type I18n, renderPage, requestI18n } from '../render.js';
 import { formFields, withParams } from '../request.js';
 import { actionDone, actionFailed, returnPath } from '../respond.js';
+import { destination } from '../sign-in.js';
 import type { WebAccounts, WebDeps } from '../types.js';
 
 const KEY_ID = /^key_[a-z0-9]{1,64}$/;
@@ -42,36 +44,35 @@ function keyErrorsOf(i18n: I18n, error: unknown): KeyErrors | null {
 export function registerAccountPages(app: App, deps: WebDeps, accounts: WebAccounts): void {
   const { security } = deps;
 
-  const renderPassword = (request: FastifyRequest, reply: FastifyReply, errors: PasswordErrors, status: number) =>
-    renderPage(request, reply, security, 'account-password', { title: 'account.password.title', errors }, status);
+  /** `then`: where the user was going when the password had to be changed first; they continue there afterwards. */
+  const renderPassword = (request: FastifyRequest, reply: FastifyReply, then: string, errors: PasswordErrors, status: number) =>
+    renderPage(request, reply, security, 'account-password', { title: 'account.password.title', then, errors }, status);
 
-  // Every signed-in user may change their own password, also (and especially) one that must be changed:
-  // the route needs no permission, the actor does (accounts.actor refuses a request without a user).
-  app.get('/account/password', { config: { permission: 'public' } }, async (request, reply) => {
-    accounts.actor(request);
-    return renderPassword(request, reply, {}, 200);
-  });
+  // Every signed-in user may change their own password, also (and especially) one that must be changed.
+  app.get('/account/password', { config: { permission: 'authenticated' } }, async (request, reply) =>
+    renderPassword(request, reply, destination(formFields(request.query).one('next')), {}, 200),
+  );
 
-  app.post('/account/password', { config: { permission: 'public' } }, async (request, reply) => {
-    const actor = accounts.actor(request);
+  app.post('/account/password', { config: { permission: 'authenticated', rateLimit: 'login' } }, async (request, reply) => {
     const i18n = requestI18n(request);
     const form = formFields(request.body);
+    const then = destination(form.one('next'));
+    // Passwords are taken as typed: spaces at either end belong to them.
     const current = form.all('current_password')[0] ?? '';
     const next = form.all('new_password')[0] ?? '';
     const confirm = form.all('confirm_password')[0] ?? '';
     const errors: PasswordErrors = {};
     if (current === '') errors.current = i18n.t('account.password.current_required');
     if (next !== confirm) errors.confirm = i18n.t('account.password.mismatch');
-    if (Object.keys(errors).length > 0) return renderPassword(request, reply, errors, 400);
+    if (Object.keys(errors).length > 0) return renderPassword(request, reply, then, errors, 400);
     try {
-      await accounts.users.changeOwnPassword(actor.principal, current, next, actor.client);
+      await changeOwnPassword(accounts, request, reply, current, next);
     } catch (error) {
       const fieldErrors = passwordErrorsOf(i18n, error);
       if (fieldErrors === null) throw error;
-      return renderPassword(request, reply, fieldErrors, 400);
+      return renderPassword(request, reply, then, fieldErrors, 400);
     }
-    // Every session of the user ended with the change: the next page asks to sign in again.
-    return reply.redirect(withParams('/', { notice: 'password_changed' }), 303);
+    return reply.redirect(withParams(then, { notice: 'password_changed' }), 303);
   });
 
   const renderKeys = async (request: FastifyRequest, reply: FastifyReply, extra: { errors?: KeyErrors; form?: Record<string, unknown>; created?: { key: string; name: string } }, status: number) => {
@@ -89,9 +90,11 @@ export function registerAccountPages(app: App, deps: WebDeps, accounts: WebAccou
     }, status);
   };
 
-  app.get('/account/api-keys', { config: { permission: 'jobs:read' } }, async (request, reply) => renderKeys(request, reply, {}, 200));
+  // Every signed-in user may manage their own keys; the key service checks ownership (and refuses
+  // everything while the password must be changed).
+  app.get('/account/api-keys', { config: { permission: 'authenticated' } }, async (request, reply) => renderKeys(request, reply, {}, 200));
 
-  app.post('/account/api-keys', { config: { permission: 'jobs:read' } }, async (request, reply) => {
+  app.post('/account/api-keys', { config: { permission: 'authenticated' } }, async (request, reply) => {
     const actor = accounts.actor(request);
     const i18n = requestI18n(request);
     const fields = formFields(request.body);
@@ -116,7 +119,7 @@ export function registerAccountPages(app: App, deps: WebDeps, accounts: WebAccou
     }
   });
 
-  app.post<{ Params: { id: string } }>('/account/api-keys/:id/revoke', { config: { permission: 'jobs:read' } }, async (request, reply) => {
+  app.post<{ Params: { id: string } }>('/account/api-keys/:id/revoke', { config: { permission: 'authenticated' } }, async (request, reply) => {
     const returnTo = returnPath(request, '/account/api-keys');
     try {
       if (!KEY_ID.test(request.params.id)) throw new NotFoundError(`no API key ${request.params.id}`, undefined, 'api_key_not_found');

@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { App } from '../../http/app.js';
 import type { ArchiveListQuery, ArchiveView } from '../../archive/service.js';
+import type { AuditedAction } from '../../audit/trail.js';
 import type { ArchiveSort } from '../../db/archive-repository.js';
 import { ARCHIVE_STATUSES, type ArchiveStatus } from '../../db/schema.js';
 import type { DiscKind } from '../../drives/types.js';
@@ -26,6 +27,7 @@ const MAX_BULK = 100;
 /** Verification runs listed on an image's page, newest first. */
 const HISTORY_LIMIT = 50;
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/u;
+const ARCHIVE_DELETE: AuditedAction = { event_type: 'archive', action: 'delete' };
 
 interface ArchiveQuery {
   q: string;
@@ -220,7 +222,7 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
     return renderPage(request, reply, security, 'archive-delete', { title: 'archive.delete.title', selection: [archive] });
   });
 
-  app.post<{ Params: { id: string } }>('/archive/:id/delete', { config: { permission: 'archives:write' } }, async (request, reply) => {
+  app.post<{ Params: { id: string } }>('/archive/:id/delete', { config: { permission: 'archives:write', audit: ARCHIVE_DELETE } }, async (request, reply) => {
     await archives.remove(checkedArchiveId(request.params.id));
     return reply.redirect(withParams('/archive', { notice: 'archive_deleted' }), 303);
   });
@@ -252,12 +254,22 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
     }
   });
 
-  app.post('/archive/bulk-delete', { config: { permission: 'archives:write' } }, async (request, reply) => {
+  app.post('/archive/bulk-delete', { config: { permission: 'archives:write', audit: ARCHIVE_DELETE } }, async (request, reply) => {
     const returnTo = returnPath(request, '/archive');
+    const deleted: string[] = [];
+    // The form's answer is a redirect either way: the trail records the images that did go, also when a later one failed.
+    const recordDeleted = (): void => {
+      request.auditDetails = deleted.length === 0 ? null : { ids: deleted };
+    };
     try {
-      for (const id of selectedIds(formFields(request.body))) await archives.remove(id);
+      for (const id of selectedIds(formFields(request.body))) {
+        await archives.remove(id);
+        deleted.push(id);
+      }
+      recordDeleted();
       return actionDone(request, reply, 'archives_deleted', returnTo);
     } catch (error) {
+      recordDeleted();
       return actionFailed(request, reply, error, returnTo);
     }
   });

@@ -4,11 +4,16 @@ import { setPath } from '../../config/load.js';
 import type { JsonObject } from '../../db/values.js';
 import { ConflictError, ValidationError } from '../../errors.js';
 import { renderPage, requestI18n } from '../render.js';
-import { formFields, withParams } from '../request.js';
-import { SETTINGS_SECTIONS, type SettingsSection, parseSettingsForm, sectionFields } from '../settings-form.js';
+import { type FormFields, formFields, withParams } from '../request.js';
+import { SETTINGS_SECTIONS, type SettingsSection, parseSettingsForm, sectionFields, withSubmitted } from '../settings-form.js';
 import type { WebDeps } from '../types.js';
 
-type SectionErrors = Partial<Record<SettingsSection, Record<string, string>>>;
+/** A section whose form was refused: its messages, and what was submitted to show again. */
+interface Refused {
+  section: SettingsSection;
+  errors: Record<string, string>;
+  form: FormFields;
+}
 
 /** Per-key details of the settings service's refusals (one entry or a list), as field messages. */
 function refusalMessages(error: ValidationError | ConflictError, message: (entry: Record<string, unknown>) => string): Record<string, string> {
@@ -26,32 +31,43 @@ function nestedPatch(changes: Record<string, unknown>): JsonObject {
 export function registerConfigPages(app: App, deps: WebDeps): void {
   const { security, config } = deps;
 
-  const renderConfig = async (request: FastifyRequest, reply: FastifyReply, errors: SectionErrors, status: number): Promise<FastifyReply> => {
+  const renderConfig = async (request: FastifyRequest, reply: FastifyReply, refused: Refused | null, status: number): Promise<FastifyReply> => {
     const i18n = requestI18n(request);
-    const sections = SETTINGS_SECTIONS.map((section) => ({ section, fields: sectionFields(config, section, i18n), errors: errors[section] ?? {} }));
-    return renderPage(request, reply, security, 'config', { title: 'config.title', sections, accounts: deps.accounts !== undefined }, status);
+    const sections = SETTINGS_SECTIONS.map((section) => {
+      const fields = sectionFields(config, section, i18n);
+      return refused?.section === section ? { section, fields: withSubmitted(fields, refused.form), errors: refused.errors } : { section, fields, errors: {} };
+    });
+    return renderPage(request, reply, security, 'config', { title: 'config.title', sections, browserNotifications: config.notifications.browser }, status);
   };
 
-  app.get('/config', { config: { permission: 'system:read' } }, async (request, reply) => renderConfig(request, reply, {}, 200));
+  app.get('/config', { config: { permission: 'system:read' } }, async (request, reply) => renderConfig(request, reply, null, 200));
 
-  app.post<{ Params: { section: string } }>('/config/:section', { config: { permission: 'system:write' } }, async (request, reply) => {
+  app.post<{ Params: { section: string } }>('/config/:section', { config: { permission: 'system:write', audit: { event_type: 'config', action: 'change' } } }, async (request, reply) => {
     const section = SETTINGS_SECTIONS.find((candidate) => candidate === request.params.section);
     if (section === undefined) throw new ValidationError(`no settings section ${request.params.section}`, undefined, 'unknown_section');
     const i18n = requestI18n(request);
-    const { changes, errors } = parseSettingsForm(i18n, sectionFields(config, section, i18n), formFields(request.body));
-    if (Object.keys(errors).length > 0) return renderConfig(request, reply, { [section]: errors }, 400);
-    if (Object.keys(changes).length === 0) return reply.redirect(withParams('/config', { notice: 'settings_unchanged' }) + `#${section}`, 303);
+    const form = formFields(request.body);
+    const { changes, errors } = parseSettingsForm(i18n, sectionFields(config, section, i18n), form);
+    if (Object.keys(errors).length > 0) return renderConfig(request, reply, { section, errors, form }, 400);
+    if (Object.keys(changes).length === 0) {
+      // A form sends every field of its section; saving it unchanged changes nothing, so nothing is audited.
+      request.auditDetails = null;
+      return reply.redirect(withParams('/config', { notice: 'settings_unchanged' }) + `#${section}`, 303);
+    }
     try {
       await deps.settings.update(nestedPatch(changes), security.user(request).name);
     } catch (error) {
       if (error instanceof ValidationError) {
-        return renderConfig(request, reply, { [section]: refusalMessages(error, (entry) => i18n.t('config.errors.invalid', { message: String(entry['message'] ?? '') })) }, 400);
+        const messages = refusalMessages(error, (entry) => i18n.t('config.errors.invalid', { message: String(entry['message'] ?? '') }));
+        return renderConfig(request, reply, { section, errors: messages, form }, 400);
       }
       if (error instanceof ConflictError) {
-        return renderConfig(request, reply, { [section]: refusalMessages(error, (entry) => i18n.t('config.errors.fixed', { source: String(entry['source'] ?? '') })) }, 409);
+        const messages = refusalMessages(error, (entry) => i18n.t('config.errors.fixed', { source: String(entry['source'] ?? '') }));
+        return renderConfig(request, reply, { section, errors: messages, form }, 409);
       }
       throw error;
     }
+    request.auditDetails = { changed: Object.keys(changes) };
     return reply.redirect(withParams('/config', { notice: 'settings_saved' }) + `#${section}`, 303);
   });
 }

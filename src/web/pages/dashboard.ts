@@ -55,7 +55,7 @@ export function registerDashboard(app: App, deps: WebDeps): void {
 
   app.get('/', { config: { permission: 'jobs:read' } }, async (request, reply) => {
     const data = await dashboardData(deps, request, security.user(request).can('system:read'));
-    return renderPage(request, reply, security, 'dashboard', { ...data, title: 'dashboard.title' });
+    return renderPage(request, reply, security, 'dashboard', { ...data, title: 'dashboard.title', browserNotifications: deps.config.notifications.browser });
   });
 
   /** The live part of the dashboard, fetched by the page's script when jobs change state. */

@@ -127,13 +127,14 @@ export function registerJobPages(app: App, deps: WebDeps): void {
     return renderNewJob(request, reply, defaults, {}, 200);
   });
 
-  app.post('/jobs', { config: { permission: 'jobs:write' } }, async (request, reply) => {
+  app.post('/jobs', { config: { permission: 'jobs:write', audit: { event_type: 'job', action: 'create' } } }, async (request, reply) => {
     const i18n = requestI18n(request);
     const form = parseNewJob(request.body);
     const { input, errors } = validateNewJob(i18n, form);
     if (input === null) return renderNewJob(request, reply, form, errors, 400);
     try {
-      await deps.jobs.create(input, security.user(request).name);
+      const job = await deps.jobs.create(input, security.user(request).name);
+      request.auditDetails = { id: job.id };
       return reply.redirect(withParams('/', { notice: 'job_created' }), 303);
     } catch (error) {
       if (!(error instanceof DomainError) || !FORM_ERRORS.has(error.code)) throw error;
@@ -151,7 +152,7 @@ export function registerJobPages(app: App, deps: WebDeps): void {
 
   app.get<{ Params: { id: string } }>('/jobs/:id', { config: { permission: 'jobs:read' } }, async (request, reply) => {
     const data = await jobData(checkedJobId(request.params.id));
-    return renderPage(request, reply, security, 'job-detail', { ...data, title: 'jobs.detail.title' });
+    return renderPage(request, reply, security, 'job-detail', { ...data, title: 'jobs.detail.title', browserNotifications: deps.config.notifications.browser });
   });
 
   /** Progress, fields and sector map of one job, fetched by the detail page's script while the job runs. */

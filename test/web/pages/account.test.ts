@@ -1,30 +1,22 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { localActor } from '../../../src/auth/principal.js';
-import { TEST_PASSWORD, type WebTestServer, startWebTestServer } from '../support/server.js';
+import { SESSION_COOKIE } from '../../../src/http/guard.js';
+import { TEST_PASSWORD, type TestRole, type TestSession, type WebTestServer, startWebTestServer } from '../support/server.js';
 
 const CLIENT = { ip: '127.0.0.1', userAgent: 'test' };
 
 describe('account, API key, user and audit pages', () => {
   let server: WebTestServer;
 
-  async function send(method: 'GET' | 'POST', url: string, options: { form?: Record<string, string | string[]>; user?: string; json?: boolean } = {}) {
-    const headers: Record<string, string> = { cookie: `test_user=${options.user ?? 'admin'}` };
-    if (options.json) headers['accept'] = 'application/json';
-    let payload: string | undefined;
-    if (options.form) {
-      const form = new URLSearchParams({ _csrf: server.csrf });
-      for (const [key, value] of Object.entries(options.form)) for (const item of Array.isArray(value) ? value : [value]) form.append(key, item);
-      payload = form.toString();
-      headers['content-type'] = 'application/x-www-form-urlencoded';
-    }
-    const response = await server.app.inject({ method, url, headers, ...(payload === undefined ? {} : { payload }) });
-    const location = response.headers['location'];
-    return { status: response.statusCode, body: response.body, location: typeof location === 'string' ? location : undefined };
+  /** A request of a role's user (default the admin) or of another signed-in session. */
+  async function send(method: 'GET' | 'POST', url: string, options: { form?: Record<string, string | string[]>; user?: TestRole | TestSession; json?: boolean } = {}) {
+    const user = options.user ?? 'admin';
+    return server.send(method, url, { session: typeof user === 'string' ? server.sessions[user] : user, ...(options.form ? { form: options.form } : {}), ...(options.json ? { json: true } : {}) });
   }
 
   before(async () => {
-    server = await startWebTestServer({ runJobs: false, listen: false });
+    server = await startWebTestServer({ listen: false });
   });
   after(async () => {
     await server.close();
@@ -41,26 +33,34 @@ describe('account, API key, user and audit pages', () => {
     assert.equal((await send('POST', '/users', { user: 'operator', form: { name: 'mallory', role: 'admin', password: 'Mallory-Pass-123' } })).status, 403);
   });
 
-  it('changes one’s own password, explaining every refusal next to its field', async () => {
+  it('changes one’s own password, explaining every refusal next to its field, and stays signed in', async () => {
     await server.auth.users.add({ name: 'pat', role: 'viewer', password: TEST_PASSWORD }, localActor('test'));
-    const mismatch = await send('POST', '/account/password', { user: 'pat', form: { current_password: TEST_PASSWORD, new_password: 'Another-Pass-42', confirm_password: 'Another-Pass-43' } });
+    const pat = await server.login('pat');
+    const mismatch = await send('POST', '/account/password', { user: pat, form: { current_password: TEST_PASSWORD, new_password: 'Another-Pass-42', confirm_password: 'Another-Pass-43' } });
     assert.equal(mismatch.status, 400);
     assert.match(mismatch.body, /id="confirm-password-error">The two new passwords differ/);
 
-    const weak = await send('POST', '/account/password', { user: 'pat', form: { current_password: TEST_PASSWORD, new_password: 'short', confirm_password: 'short' } });
+    const weak = await send('POST', '/account/password', { user: pat, form: { current_password: TEST_PASSWORD, new_password: 'short', confirm_password: 'short' } });
     assert.equal(weak.status, 400);
     assert.match(weak.body, /id="new-password-error">This password cannot be used: It needs at least 12 characters\. It needs an upper-case letter\. It needs a digit\./);
 
-    const wrong = await send('POST', '/account/password', { user: 'pat', form: { current_password: 'Not-The-Password-1', new_password: 'Another-Pass-42', confirm_password: 'Another-Pass-42' } });
+    const wrong = await send('POST', '/account/password', { user: pat, form: { current_password: 'Not-The-Password-1', new_password: 'Another-Pass-42', confirm_password: 'Another-Pass-42' } });
     assert.equal(wrong.status, 400);
     assert.match(wrong.body, /id="current-password-error">The current password is not right\./);
 
-    const changed = await send('POST', '/account/password', { user: 'pat', form: { current_password: TEST_PASSWORD, new_password: 'Another-Pass-42', confirm_password: 'Another-Pass-42' } });
+    const changed = await send('POST', '/account/password', { user: pat, form: { current_password: TEST_PASSWORD, new_password: 'Another-Pass-42', confirm_password: 'Another-Pass-42' } });
     assert.equal(changed.status, 303);
     assert.equal(changed.location, '/?notice=password_changed');
     await assert.rejects(server.auth.login('pat', TEST_PASSWORD, CLIENT));
-    const session = await server.auth.login('pat', 'Another-Pass-42', CLIENT);
-    assert.ok(session);
+    assert.ok(await server.auth.login('pat', 'Another-Pass-42', CLIENT));
+
+    // The change ended every session of pat; the browser that asked got a new one and stays signed in.
+    const renewed = changed.cookies[SESSION_COOKIE];
+    assert.ok(renewed !== undefined && renewed !== '' && renewed !== pat.id, 'a new session cookie');
+    const page = await send('GET', '/?notice=password_changed', { user: { ...pat, id: renewed, cookie: `${SESSION_COOKIE}=${renewed}` } });
+    assert.equal(page.status, 200);
+    assert.match(page.body, /Your password was changed\./);
+    assert.equal((await send('GET', '/', { user: pat })).status, 303, 'the old session ended');
   });
 
   it('creates an API key shown once, limited to the chosen scopes, and revokes it', async () => {

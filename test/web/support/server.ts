@@ -1,200 +1,236 @@
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { FastifyRequest } from 'fastify';
 import { type ArchiveService, createArchiveService } from '../../../src/archive/service.js';
-import { type Principal, localActor, requestActor, userPrincipal } from '../../../src/auth/principal.js';
-import { USER_ROLES } from '../../../src/auth/roles.js';
-import { type AuthService, createAuthService } from '../../../src/auth/service.js';
+import { localActor } from '../../../src/auth/principal.js';
+import { USER_ROLES, type UserRole } from '../../../src/auth/roles.js';
+import type { AuthService } from '../../../src/auth/service.js';
 import { loadConfig } from '../../../src/config/load.js';
 import type { Config } from '../../../src/config/schema.js';
 import { type ArchiveRepository, createArchiveRepository } from '../../../src/db/archive-repository.js';
-import { openDatabase } from '../../../src/db/database.js';
+import { databaseFile, openDatabase } from '../../../src/db/database.js';
 import { type JobRepository, createJobRepository } from '../../../src/db/job-repository.js';
-import { createLogRepository } from '../../../src/db/log-repository.js';
-import { createSettingsRepository } from '../../../src/db/settings-repository.js';
 import { createDriveService } from '../../../src/drives/service.js';
-import { ForbiddenError } from '../../../src/errors.js';
 import { createEventBus } from '../../../src/events/bus.js';
-import { type App, buildApp } from '../../../src/http/app.js';
-import { createLiveHub } from '../../../src/http/live.js';
-import type { RoutePermission } from '../../../src/http/permissions.js';
-import { apiRoutes } from '../../../src/http/routes/index.js';
-import { runImaging, verifyImage } from '../../../src/imaging/engine.js';
+import type { App } from '../../../src/http/app.js';
+import { SESSION_COOKIE } from '../../../src/http/guard.js';
+import { verifyImage } from '../../../src/imaging/engine.js';
 import type { JobEvents } from '../../../src/jobs/events.js';
-import { type JobQueue, newWorkerId } from '../../../src/jobs/queue.js';
-import { createJobRunner } from '../../../src/jobs/runner.js';
+import type { JobQueue } from '../../../src/jobs/queue.js';
 import { type JobService, createJobService } from '../../../src/jobs/service.js';
 import { createSqliteQueue } from '../../../src/jobs/sqlite-queue.js';
 import { silentLogger } from '../../../src/log.js';
-import { createDeviceStatusService } from '../../../src/system/devices.js';
-import { createEventLog } from '../../../src/system/event-log.js';
-import { createSettingsService } from '../../../src/system/settings.js';
-import { createSystemStatus } from '../../../src/system/status.js';
-import { registerWebRoutes } from '../../../src/web/routes.js';
-import type { WebAccounts, WebSecurity } from '../../../src/web/types.js';
+import { startServer } from '../../../src/server.js';
 
 /**
- * The service as the web interface will run in it: the real services, the real REST API and live
- * streams, and the page routes registered the way the server is asked to register them. Only the
- * sign-in is the test's own (the auth layer's HTTP side plugs in later): real users of the real
- * auth service, one per role, and the `test_user` cookie names whose request it is (default the
- * admin). Every request is checked against the permission its route declares, and every form
- * POST must carry this server's CSRF token, as the auth layer will demand.
+ * The real service (startServer: real SQLite file, real auth, the REST API and the pages as they
+ * run), with a real user per role, each signed in through the sign-in page. Requests carry the
+ * session cookie of their role and, for forms, the CSRF token of that session and an Origin, as a
+ * browser does.
  */
-export const TEST_USER_COOKIE = 'test_user';
 export const TEST_PASSWORD = 'Correct-Horse-42';
-/** A password is never too old in these tests. */
-const PASSWORD_MAX_AGE_MS = 90 * 24 * 3600 * 1000;
-export const CSP =
-  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
+export type TestRole = UserRole;
+
+/** The Origin of requests made with app.inject (its default Host is localhost:80). */
+export const INJECT_ORIGIN = 'http://localhost:80';
+
+export interface TestSession {
+  user: string;
+  /** The session id: the value of the session cookie. */
+  id: string;
+  /** `disk2iso_session=…`, for a Cookie header. */
+  cookie: string;
+  /** What forms of this session send as _csrf (and scripts as X-CSRF-Token). */
+  csrf: string;
+}
+
+export interface SentRequest {
+  status: number;
+  body: string;
+  location: string | undefined;
+  headers: Record<string, unknown>;
+  /** Cookies the answer set, by name (an empty value: the cookie was cleared). */
+  cookies: Record<string, string>;
+}
+
+export interface SendOptions {
+  /** Whose session to send; null sends none (anonymous). Default the admin's. */
+  session?: TestSession | null;
+  form?: Record<string, string | string[]>;
+  /** Default true: forms carry the session's CSRF token as the page put it there. */
+  csrf?: boolean;
+  lang?: string;
+  /** More cookies, e.g. `lang=en`. */
+  cookie?: string;
+  json?: boolean;
+  headers?: Record<string, string>;
+}
 
 export interface WebTestServer {
   app: App;
   /** `http://127.0.0.1:PORT`, or '' when not listening. */
   url: string;
   config: Config;
+  /** The signed-in session of each role's user (`admin-user`, `operator-user`, `viewer-user`); empty with `users: false`. */
+  sessions: Record<TestRole, TestSession>;
+  /** The admin's CSRF token. */
   csrf: string;
+  /** The service's own auth service. */
+  auth: AuthService;
+  /**
+   * The job queue and the catalogue, through a second connection to the service's database (as
+   * another process would open it): for setting up jobs and images and looking at them.
+   */
   jobs: JobService;
   queue: JobQueue;
   jobRepository: JobRepository;
   archives: ArchiveService;
   archiveRepository: ArchiveRepository;
-  auth: AuthService;
+  /** The first setup link the service announced (it does while no admin exists). */
+  setupLink: Promise<string>;
+  /** Signs in through POST /login and returns the new session. */
+  login(name: string, password?: string): Promise<TestSession>;
+  /** One request through app.inject: a form POST is url-encoded and carries the Origin (and the CSRF token). */
+  send(method: string, url: string, options?: SendOptions): Promise<SentRequest>;
   close(): Promise<void>;
 }
 
 export interface WebTestServerOptions {
   /** Block devices or image files offered as drives. */
   devices?: string[];
-  /** Default true; render tests leave it off so queued jobs stay queued. */
-  runJobs?: boolean;
   listen?: boolean;
+  /** Default true: create a user per role and sign each in. False: no user at all (the setup link's case). */
+  users?: boolean;
+  /**
+   * Default false: the rate limits are raised far beyond what the tests send (they fire requests
+   * much faster than a person). True keeps the service's defaults.
+   */
+  defaultRateLimits?: boolean;
 }
 
-/** The user a request acts for: the `test_user` cookie names a user or a role (its `ROLE-user`); default the admin. */
-function userNameOf(request: FastifyRequest): string {
-  const match = /(?:^|;\s*)test_user=([a-z][a-z0-9._-]{2,31})(?:;|$)/.exec(request.headers.cookie ?? '');
-  const named = match?.[1];
-  if (named === undefined) return 'admin-user';
-  return (USER_ROLES as readonly string[]).includes(named) ? `${named}-user` : named;
+/** Cookies from Set-Cookie headers: name to value. */
+function setCookies(header: unknown): Record<string, string> {
+  const lines = Array.isArray(header) ? header.map(String) : typeof header === 'string' ? [header] : [];
+  return Object.fromEntries(
+    lines.map((line) => {
+      const pair = line.split(';')[0] ?? '';
+      const separator = pair.indexOf('=');
+      return [pair.slice(0, separator).trim(), pair.slice(separator + 1).trim()];
+    }),
+  );
 }
 
 export async function startWebTestServer(options: WebTestServerOptions = {}): Promise<WebTestServer> {
   const dataDir = await mkdtemp(join(tmpdir(), 'disk2iso-web-'));
+  const raised = options.defaultRateLimits
+    ? {}
+    : {
+        DISK2ISO_SECURITY_RATE_LIMIT_PER_SECOND: '100000',
+        DISK2ISO_SECURITY_RATE_LIMIT_BURST: '100000',
+        DISK2ISO_SECURITY_LOGIN_RATE_PER_MINUTE: '100000',
+        DISK2ISO_SECURITY_LOGIN_RATE_BURST: '100000',
+      };
   const config = loadConfig({
-    dataDir,
     env: {
+      DISK2ISO_DATA_DIR: dataDir,
+      DISK2ISO_SERVER_HOST: '127.0.0.1',
+      DISK2ISO_SERVER_PORT: '0',
       DISK2ISO_EXTRA_DEVICES: (options.devices ?? []).join(','),
       DISK2ISO_DRIVES_DEMO: 'off',
       DISK2ISO_DRIVES_SCAN_OPTICAL: 'false',
       DISK2ISO_IMAGING_MAP_SAVE_INTERVAL_SECONDS: '1',
+      ...raised,
     },
   });
-  const log = silentLogger();
-  const database = await openDatabase({ file: join(dataDir, 'disk2iso.db') });
+  let announced: (link: string) => void = () => undefined;
+  const setupLink = new Promise<string>((resolve) => {
+    announced = resolve;
+  });
+  const server = await startServer({
+    config,
+    log: silentLogger(),
+    version: 'test',
+    listen: options.listen ?? true,
+    live: { flushIntervalMs: 100, heartbeatMs: 2000 },
+    onSetupLink: (link) => announced(link),
+  });
+  const { app, auth } = server;
+
+  const database = await openDatabase({ file: databaseFile(dataDir) });
+  const queue = createSqliteQueue(database);
   const jobRepository = createJobRepository(database);
   const archiveRepository = createArchiveRepository(database);
-  const settingsRepository = createSettingsRepository(database);
-  const eventLog = createEventLog({ logs: createLogRepository(database), log });
-  const queue = createSqliteQueue(database);
-  const events = createEventBus<JobEvents>((error) => {
-    throw error;
-  });
-  const drives = createDriveService({ config, log });
-  const jobs = createJobService({ config, queue, jobs: jobRepository, drives, events, log });
-  const runner = createJobRunner({ config, queue, jobs: jobRepository, archives: archiveRepository, drives, events, log, runImaging, workerId: newWorkerId(), pollMs: 200 });
+  const log = silentLogger();
+  // The test's own services: their events reach nobody, the service's runner finds new jobs by polling.
+  const jobs = createJobService({ config, queue, jobs: jobRepository, drives: createDriveService({ config, log }), events: createEventBus<JobEvents>(() => undefined), log });
   const archives = createArchiveService({ config, archives: archiveRepository, verifyImage: (path) => verifyImage(path) });
-  const settings = createSettingsService({ config, settings: settingsRepository });
-  const devices = createDeviceStatusService({ drives, jobs: jobRepository });
-  const system = createSystemStatus({
-    config,
-    version: 'test',
-    countJobs: () => jobRepository.countByStatus(),
-    checkQueue: () => queue.positions(),
-    workers: () => 'running',
-    countDrives: async () => (await drives.list()).length,
-  });
-  const live = createLiveHub({ events, flushIntervalMs: 100, heartbeatMs: 2000 });
-  const auth = createAuthService({ database, dataDir });
-  for (const role of USER_ROLES) await auth.users.add({ name: `${role}-user`, role, password: TEST_PASSWORD }, localActor('test'));
 
-  const principals = new WeakMap<FastifyRequest, Principal>();
-  const principalOf = async (request: FastifyRequest): Promise<Principal> => {
-    let principal = principals.get(request);
-    if (principal === undefined) {
-      const user = await auth.users.get(userNameOf(request), localActor('test'));
-      principal = userPrincipal(user, new Date(), PASSWORD_MAX_AGE_MS, 'session');
-      principals.set(request, principal);
+  async function send(method: string, url: string, sendOptions: SendOptions = {}): Promise<SentRequest> {
+    const session = sendOptions.session === undefined ? sessions.admin : sendOptions.session;
+    const cookies = [session?.cookie ?? '', sendOptions.cookie ?? ''].filter((part) => part !== '');
+    const headers: Record<string, string> = { ...sendOptions.headers };
+    if (cookies.length > 0) headers['cookie'] = cookies.join('; ');
+    if (sendOptions.lang) headers['accept-language'] = sendOptions.lang;
+    if (sendOptions.json) headers['accept'] = 'application/json';
+    let payload: string | undefined;
+    if (sendOptions.form) {
+      const form = new URLSearchParams();
+      if ((sendOptions.csrf ?? true) && session) form.append('_csrf', session.csrf);
+      for (const [key, value] of Object.entries(sendOptions.form)) {
+        for (const item of Array.isArray(value) ? value : [value]) form.append(key, item);
+      }
+      payload = form.toString();
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+      headers['origin'] ??= INJECT_ORIGIN;
     }
-    return principal;
-  };
-  const signedIn = (request: FastifyRequest): Principal => {
-    const principal = principals.get(request);
-    if (principal === undefined) throw new ForbiddenError('not signed in', undefined, 'not_signed_in');
-    return principal;
-  };
-  const checkPermission = async (request: FastifyRequest, permission: RoutePermission | undefined): Promise<void> => {
-    if (permission === undefined) throw new ForbiddenError(`route ${request.url} declares no permission`);
-    const principal = await principalOf(request);
-    if (permission !== 'public' && !principal.can(permission)) throw new ForbiddenError(`needs ${permission}`, { permission }, 'permission_denied');
-  };
-  const csrf = randomBytes(16).toString('hex');
-  const security: WebSecurity = { csrfToken: () => csrf, user: signedIn };
-  const accounts: WebAccounts = {
-    users: auth.users,
-    apiKeys: auth.apiKeys,
-    audit: auth.audit,
-    actor: (request) => requestActor(signedIn(request), { ip: request.ip, userAgent: request.headers['user-agent'] ?? null }) as ReturnType<WebAccounts['actor']>,
-  };
-
-  const { app } = await buildApp({
-    version: 'test',
-    logger: log,
-    beforeClose: () => live.close(),
-    authorize: (request, permission) => checkPermission(request, permission),
-    routes: [
-      ...apiRoutes({ jobs, archives, devices, system, settings, eventLog, live, health: async () => undefined }),
-      async (scope) => {
-        scope.addHook('onSend', async (_request, reply) => {
-          reply.header('content-security-policy', CSP);
-        });
-        scope.addHook('preHandler', async (request) => {
-          await checkPermission(request, request.routeOptions.config.permission);
-          if (request.method === 'GET' || request.method === 'HEAD') return;
-          const body = request.body as Record<string, unknown> | undefined;
-          const given = request.headers['x-csrf-token'] ?? body?.['_csrf'];
-          if (given !== csrf) throw new ForbiddenError('missing or wrong CSRF token', undefined, 'csrf_failed');
-        });
-        await registerWebRoutes(scope, { config, jobs, devices, archives, system, settings, security, accounts });
-      },
-    ],
-  });
-  if (options.runJobs ?? true) await runner.start();
-  let url = '';
-  if (options.listen ?? true) {
-    await app.listen({ host: '127.0.0.1', port: 0 });
-    const address = app.server.address();
-    if (address === null || typeof address === 'string') throw new Error('no TCP address');
-    url = `http://127.0.0.1:${address.port}`;
+    const response = await app.inject({ method: method as 'GET', url, headers, ...(payload === undefined ? {} : { payload }) });
+    const location = response.headers['location'];
+    return {
+      status: response.statusCode,
+      body: response.body,
+      location: typeof location === 'string' ? location : undefined,
+      headers: response.headers,
+      cookies: setCookies(response.headers['set-cookie']),
+    };
   }
+
+  async function login(name: string, password = TEST_PASSWORD): Promise<TestSession> {
+    const signedIn = await send('POST', '/login', { session: null, form: { username: name, password } });
+    const id = signedIn.cookies[SESSION_COOKIE];
+    if (signedIn.status !== 303 || id === undefined || id === '') throw new Error(`signing in ${name} failed with ${signedIn.status}: ${signedIn.body.slice(0, 300)}`);
+    const cookie = `${SESSION_COOKIE}=${id}`;
+    const me = await app.inject({ method: 'GET', url: '/api/v1/auth/me', headers: { cookie } });
+    const csrf = (me.json() as { csrf_token?: string }).csrf_token;
+    if (csrf === undefined) throw new Error(`no CSRF token for ${name}: ${me.body}`);
+    return { user: name, id, cookie, csrf };
+  }
+
+  const sessions = {} as Record<TestRole, TestSession>;
+  if (options.users ?? true) {
+    for (const role of USER_ROLES) {
+      await auth.users.add({ name: `${role}-user`, role, password: TEST_PASSWORD }, localActor('test'));
+      sessions[role] = await login(`${role}-user`);
+    }
+  }
+
   return {
     app,
-    url,
+    url: server.url ?? '',
     config,
-    csrf,
+    sessions,
+    csrf: sessions.admin?.csrf ?? '',
+    auth,
     jobs,
     queue,
     jobRepository,
     archives,
     archiveRepository,
-    auth,
+    setupLink,
+    login,
+    send,
     async close() {
-      await runner.stop();
-      await app.close();
-      await eventLog.flush();
       await database.close();
+      await server.close('test finished');
       await rm(dataDir, { recursive: true, force: true });
     },
   };

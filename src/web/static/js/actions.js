@@ -1,4 +1,4 @@
-import { fetchHtml, replaceContent } from './fragments.js';
+import { fetchHtml, replaceContent, signInAgain } from './fragments.js';
 import { t } from './strings.js';
 import { toast } from './toast.js';
 
@@ -50,6 +50,10 @@ export function initInlineActions() {
         headers: { Accept: 'application/json', 'X-CSRF-Token': csrfToken() },
         credentials: 'same-origin',
       });
+      if (response.status === 401) {
+        signInAgain();
+        return;
+      }
       const result = await response.json().catch(() => null);
       if (response.ok) toast(result?.message, 'ok');
       else toast(result?.error?.message ?? t('errors.action_failed'), 'error');

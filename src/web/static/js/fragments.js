@@ -21,8 +21,17 @@ function findFocus(root, key) {
   return null;
 }
 
+/**
+ * The session ended (401): loading this page again lets the server send the browser to the
+ * sign-in page, and back here afterwards. A plain GET, never a resubmitted form.
+ */
+export function signInAgain() {
+  window.location.assign(window.location.href);
+}
+
 export async function fetchHtml(url) {
   const response = await fetch(url, { headers: { Accept: 'text/html' }, credentials: 'same-origin' });
+  if (response.status === 401) signInAgain();
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
   return response.text();
 }

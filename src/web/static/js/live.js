@@ -136,7 +136,8 @@ function announce(message) {
     if (!key) return;
     const text = t(key, { name });
     toast(text, message.data.status === 'failed' ? 'error' : message.data.status === 'completed' ? 'ok' : 'info');
-    notify(text);
+    // An administrator can switch browser notifications off for everyone (notifications.browser).
+    if (document.querySelector('[data-live]')?.dataset.browserNotifications !== 'off') notify(text);
   }
 }
 
