@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { runImaging } from '../../src/imaging/engine.js';
 import { run } from '../tools/exec.js';
 import { requireTool, sha256File } from '../tools/iso.js';
-import { assertFinishedAreasMatch, ddrescuelogBadSectors, differingSectors, imagingRequest, isZero, MiB, readMap, SECTOR, useFaultyDisc } from './helpers.js';
+import { ddrescuelogBadSectors, differingSectors, imageUntilPaused, imagingRequest, isZero, MiB, SECTOR, useFaultyDisc } from './helpers.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -93,19 +93,7 @@ test('GNU ddrescue finishes a run we paused half-way, from our map', async () =>
   const outDir = join(disc.workdir, 'paused');
   await mkdir(outDir);
   const outputPath = join(outDir, 'half.iso');
-  const controller = new AbortController();
-  const request = imagingRequest({ path: disc.loop.path, sizeBytes: SIZE }, outputPath, {
-    signal: controller.signal,
-    onProgress: (event) => {
-      if (event.bytesDone >= 40 * MiB) controller.abort('pause');
-    },
-  });
-  const result = await runImaging(request);
-  assert.equal(result.outcome, 'paused');
-  const map = await readMap(result.mapPath);
-  const sums = map.sums();
-  assert.ok(sums['+'] >= 40 * MiB && sums['?'] > 0, `paused half-way: ${JSON.stringify(sums)}`);
-  assert.equal(await assertFinishedAreasMatch(map, result.partPath, disc.backing), sums['+']);
+  const result = await imageUntilPaused({ path: disc.loop.path, sizeBytes: SIZE }, disc.backing, outputPath, 40 * MiB);
 
   const ddrescue = await requireTool('ddrescue', 'gddrescue');
   await run(ddrescue, ['-q', '-d', '-b', '2048', disc.loop.path, result.partPath, result.mapPath]);

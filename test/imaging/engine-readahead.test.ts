@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { runImaging } from '../../src/imaging/engine.js';
 import { READS_IN_FLIGHT } from '../../src/imaging/rescue.js';
 import { requireTool, sha256File } from '../tools/iso.js';
-import { assertFinishedAreasMatch, ddrescuelogBadSectors, differingSectors, imagingRequest, MiB, readMap, SECTOR, useFaultyDisc } from './helpers.js';
+import { ddrescuelogBadSectors, differingSectors, imageUntilPaused, imagingRequest, MiB, SECTOR, useFaultyDisc } from './helpers.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -54,20 +54,7 @@ test('paused while reads are in flight on a slow drive: the map claims only what
   // About two FUSE reads per MiB, served one at a time: a run of about a second, stopped part-way.
   await disc.faultFs.setDelay(20);
   try {
-    const controller = new AbortController();
-    const request = imagingRequest({ path: disc.loop.path, sizeBytes: SIZE }, outputPath, {
-      signal: controller.signal,
-      onProgress: (event) => {
-        if (event.bytesDone >= 4 * MiB) controller.abort('pause');
-      },
-    });
-    const paused = await runImaging(request);
-    assert.equal(paused.outcome, 'paused');
-    const map = await readMap(paused.mapPath);
-    const sums = map.sums();
-    assert.ok(sums['+'] >= 4 * MiB && sums['?'] > 0, `paused part-way: ${JSON.stringify(sums)}`);
-    assert.equal(await assertFinishedAreasMatch(map, paused.partPath, disc.backing), sums['+']);
-
+    await imageUntilPaused({ path: disc.loop.path, sizeBytes: SIZE }, disc.backing, outputPath, 4 * MiB);
     await disc.faultFs.setDelay(0);
     const resumed = await runImaging(imagingRequest({ path: disc.loop.path, sizeBytes: SIZE }, outputPath));
     assert.equal(resumed.outcome, 'completed');

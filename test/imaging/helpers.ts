@@ -2,7 +2,9 @@ import { createCipheriv, createHash } from 'node:crypto';
 import { mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ImagingOptions, ImagingProgress, ImagingRequest } from '../../src/imaging/types.js';
+import assert from 'node:assert/strict';
+import { runImaging } from '../../src/imaging/engine.js';
+import type { ImagingOptions, ImagingProgress, ImagingRequest, ImagingResult } from '../../src/imaging/types.js';
 import { parseMapfile, type RescueMap } from '../../src/imaging/mapfile.js';
 import { after, before } from 'node:test';
 import { requireTool, run } from '../tools/exec.js';
@@ -100,6 +102,27 @@ export async function assertFinishedAreasMatch(map: RescueMap, imagePath: string
 }
 
 /** Sector numbers `ddrescuelog --list-blocks=- -b 2048` reports as bad. */
+/**
+ * Images until `pauseAtBytes` are copied, then pauses (as Ctrl-C or a stop does), and checks that
+ * the saved map is part-way and every area it calls finished matches the disc.
+ */
+export async function imageUntilPaused(source: { path: string; sizeBytes: number }, discPath: string, outputPath: string, pauseAtBytes: number): Promise<ImagingResult> {
+  const controller = new AbortController();
+  const request = imagingRequest(source, outputPath, {
+    signal: controller.signal,
+    onProgress: (event) => {
+      if (event.bytesDone >= pauseAtBytes) controller.abort('pause');
+    },
+  });
+  const result = await runImaging(request);
+  assert.equal(result.outcome, 'paused');
+  const map = await readMap(result.mapPath);
+  const sums = map.sums();
+  assert.ok(sums['+'] >= pauseAtBytes && sums['?'] > 0, `paused part-way: ${JSON.stringify(sums)}`);
+  assert.equal(await assertFinishedAreasMatch(map, result.partPath, discPath), sums['+']);
+  return result;
+}
+
 export async function ddrescuelogBadSectors(mapPath: string): Promise<number[]> {
   const ddrescuelog = await requireTool('ddrescuelog', 'gddrescue');
   const { stdout } = await run(ddrescuelog, ['--list-blocks=-', '-b', String(SECTOR), mapPath]);
