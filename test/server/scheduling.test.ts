@@ -9,11 +9,11 @@ import { type MadeIso, makeIso, sha256File } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
 
 /**
- * The loop driver hands FUSE a few hundred KiB per read: at this delay an 8 MiB disc takes a few
- * seconds and drive A's 48 MiB disc half a minute, long enough to queue, reorder and pause around
- * it (the delay drops to zero once that is done).
+ * The loop driver hands FUSE a few hundred KiB per read, and the engine keeps up to three reads in
+ * flight: at this delay an 8 MiB disc takes a few seconds and drive A's 48 MiB disc half a minute,
+ * long enough to queue, reorder and pause around it (the delay drops to zero once that is done).
  */
-const SLOW_READ_MS = 150;
+const SLOW_READ_MS = 450;
 
 interface Drive {
   iso: MadeIso;
