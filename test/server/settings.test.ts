@@ -26,13 +26,15 @@ describe('settings through the API: view, change, store, apply, survive a restar
     await rm(work, { recursive: true, force: true });
   });
 
-  async function start(env: Record<string, string> = {}): Promise<TestServer> {
-    service = await startTestServer({ devices: [isoPath], dataDir, env });
-    return service;
-  }
   async function stop(): Promise<void> {
     await service?.close();
     service = undefined;
+  }
+  /** Starts the service on the shared data dir, first stopping one a failed test may have left running. */
+  async function start(env: Record<string, string> = {}): Promise<TestServer> {
+    await stop();
+    service = await startTestServer({ devices: [isoPath], dataDir, env });
+    return service;
   }
   async function createAndFinishJob(url: string, deviceId: string): Promise<{ options: { read_attempts: number; checksums: string[] }; output_file: string }> {
     const created = await api(url, 'POST', '/api/v1/jobs', { device: deviceId });
