@@ -77,6 +77,18 @@ function isFixedSource(source: string | undefined): source is string {
   return source !== undefined && (source.startsWith('environment ') || source.startsWith('--set '));
 }
 
+/**
+ * Why a setting cannot be changed at run time (the web form shows it read-only with this), or null
+ * when it can: the environment variable or flag that sets it, or the server's own files for the
+ * settings only the server may set.
+ */
+export function settingFixedBy(config: Config, key: string): string | null {
+  const source = config.setting_sources[key];
+  if (isFixedSource(source)) return source;
+  if (SERVER_ONLY_KEYS.has(key)) return 'the config file, environment or flags on the server';
+  return null;
+}
+
 /** What a stored value means at run time: a relative output directory is relative to the data dir. */
 function effectiveValue(config: Config, key: string, value: unknown): unknown {
   if (key !== 'storage.output_dir' || typeof value !== 'string') return structuredClone(value);
@@ -165,7 +177,7 @@ export function createSettingsService(deps: { config: Config; settings: Settings
   const view = (restartRequired: string[] = []): SettingsView => ({
     settings: maskSecrets(settingsOf(config), leaves),
     sources: Object.fromEntries(leaves.map((leaf) => [leaf.path, config.setting_sources[leaf.path] ?? 'default'])),
-    fixed: leaves.filter((leaf) => isFixedSource(config.setting_sources[leaf.path]) || SERVER_ONLY_KEYS.has(leaf.path)).map((leaf) => leaf.path),
+    fixed: leaves.filter((leaf) => settingFixedBy(config, leaf.path) !== null).map((leaf) => leaf.path),
     restart_required: restartRequired,
     data_dir: config.data_dir,
     config_file: config.config_file,

@@ -1,6 +1,6 @@
 import { getPath, settingLeaves } from '../config/load.js';
 import type { Config } from '../config/schema.js';
-import { isSecretLeaf } from '../system/settings.js';
+import { isSecretLeaf, settingFixedBy } from '../system/settings.js';
 import type { I18n } from './render.js';
 import type { FormFields } from './request.js';
 
@@ -39,9 +39,6 @@ const REQUIRED_WHILE_ON: Readonly<Record<string, string>> = {
   'notifications.email_address': 'notifications.email_on_completion',
   'notifications.webhook_url': 'notifications.webhook_enabled',
 };
-
-/** Sources that outrank settings saved here; such settings are shown read-only with the reason. */
-const FIXED_SOURCES = ['environment ', '--set '];
 
 export type FieldKind = 'checkbox' | 'select' | 'number' | 'text' | 'checkboxes' | 'secret';
 
@@ -108,7 +105,6 @@ export function sectionFields(config: Config, section: SettingsSection, i18n: I1
       const secret = isSecretLeaf(leaf);
       const kind = secret ? 'secret' : fieldKind(schema);
       const current = getPath(config as unknown as Record<string, unknown>, leaf.path);
-      const source = config.setting_sources[leaf.path];
       const labelKey = `config.fields.${leaf.path}`;
       const helpKey = `config.help.${leaf.path}`;
       return {
@@ -125,7 +121,7 @@ export function sectionFields(config: Config, section: SettingsSection, i18n: I1
         pattern: schema.pattern ?? null,
         label: i18n.has(labelKey) ? i18n.t(labelKey) : (schema.description ?? leaf.path),
         help: i18n.has(helpKey) ? i18n.t(helpKey) : '',
-        fixedBy: source !== undefined && FIXED_SOURCES.some((prefix) => source.startsWith(prefix)) ? source : null,
+        fixedBy: settingFixedBy(config, leaf.path),
         advanced: ADVANCED.has(leaf.path),
       };
     });

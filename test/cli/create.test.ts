@@ -149,7 +149,8 @@ describe('disk2iso CLI on real loop devices', () => {
   });
 
   it('pauses on Ctrl-C, then resumes with the same command to a byte-identical image', async () => {
-    const fault = await mountFaultFs({ backingFile: iso.path, delayMs: 50 });
+    // Slow enough, with three reads in flight, that the first map save comes long before the end.
+    const fault = await mountFaultFs({ backingFile: iso.path, delayMs: 200 });
     const loop = await attachLoop(fault.file, { sectorSize: SECTOR });
     const data = await dataDir();
     const output = join(data.output, 'paused.iso');
@@ -177,7 +178,7 @@ describe('disk2iso CLI on real loop devices', () => {
   });
 
   it('survives kill -9 in the middle of the copy pass', async () => {
-    const fault = await mountFaultFs({ backingFile: iso.path, delayMs: 50 });
+    const fault = await mountFaultFs({ backingFile: iso.path, delayMs: 200 });
     const loop = await attachLoop(fault.file, { sectorSize: SECTOR });
     const data = await dataDir();
     const output = join(data.output, 'killed.iso');

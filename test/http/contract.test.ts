@@ -67,9 +67,10 @@ describe('responses match the specification’s examples (field names and JSON t
 
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'disk2iso-contract-'));
-    const iso = await makeIso({ dir: work, label: 'CONTRACT', dataMiB: 24, files: 2, seed: 3 });
-    // Slow enough (the loop driver passes a few hundred KiB per read) that the job is still running while it is inspected.
-    fault = await mountFaultFs({ backingFile: iso.path, delayMs: 100 });
+    const iso = await makeIso({ dir: work, label: 'CONTRACT', dataMiB: 64, files: 2, seed: 3 });
+    // Slow enough (the loop driver passes a few hundred KiB per read, the engine keeps three in
+    // flight) that the job is still running while it is inspected.
+    fault = await mountFaultFs({ backingFile: iso.path, delayMs: 300 });
     loop = await attachLoop(fault.file, { sectorSize: 2048 });
     service = await startTestServer({ devices: [loop.path] });
   });
@@ -104,10 +105,6 @@ describe('responses match the specification’s examples (field names and JSON t
         return first !== undefined && first.speed_bps !== null && first.eta_seconds !== null;
       });
       assertMatchesExample(running?.body, SPEC.jobList);
-      const withRate = () => ws.messages.find((message) => message.type === 'job_update' && message.job_id === jobId && message.data.speed_bps !== null && message.data.eta_seconds !== null);
-      await waitFor('a job_update with a rate and ETA', () => withRate() !== undefined);
-      const update = withRate();
-      assertMatchesExample(update, SPEC.wsMessage);
 
       const busy = await api(service.url, 'GET', '/api/v1/devices');
       assertMatchesExample(busy.body, SPEC.devices, new Set(['vendor', 'model', 'media_type']));
@@ -115,6 +112,11 @@ describe('responses match the specification’s examples (field names and JSON t
       const eject = await api(service.url, 'POST', `/api/v1/devices/${loop.name}/eject`);
       assert.equal(eject.status, 409);
       assert.equal(eject.body.error.code, 'device_busy');
+
+      // The client keeps every message, so this finds the update even if the job has finished since.
+      const withRate = () => ws.messages.find((message) => message.type === 'job_update' && message.job_id === jobId && message.data.speed_bps !== null && message.data.eta_seconds !== null);
+      await waitFor('a job_update with a rate and ETA', () => withRate() !== undefined);
+      assertMatchesExample(withRate(), SPEC.wsMessage);
 
       await fault.setDelay(0);
       await waitFor('the job to complete', async () => (await api(service.url, 'GET', `/api/v1/jobs/${jobId}`)).body.status === 'completed');

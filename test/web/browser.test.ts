@@ -51,12 +51,12 @@ describe('web interface in Chromium', () => {
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'disk2iso-browser-'));
     browser = await launchBrowser();
-    // The copy pass reads 4 MiB at a time; at 0.1 s per file system read each takes about 1.5 s,
-    // slow enough to watch the progress bar move through several steps.
-    liveDisc = await insertTestDisc({ dir: work, label: 'WEB_FLOW_DISC', dataMiB: 24, seed: 11, delayMs: 100 });
+    // The copy pass reads 4 MiB at a time, three in flight; at 0.3 s per file system read each
+    // takes a few seconds, slow enough to watch the progress bar move through several steps.
+    liveDisc = await insertTestDisc({ dir: work, label: 'WEB_FLOW_DISC', dataMiB: 24, seed: 11, delayMs: 300 });
     discs.push(liveDisc);
     // A job that runs long enough to be paused, resumed and cancelled while it reads.
-    slowDisc = await insertTestDisc({ dir: work, label: 'SLOW_DISC', dataMiB: 32, seed: 12, delayMs: 150 });
+    slowDisc = await insertTestDisc({ dir: work, label: 'SLOW_DISC', dataMiB: 32, seed: 12, delayMs: 450 });
     discs.push(slowDisc);
     plainDisc = await insertTestDisc({ dir: work, label: 'PLAIN_DISC', dataMiB: 3, seed: 13 });
     discs.push(plainDisc);

@@ -13,7 +13,7 @@ describe('notifications.browser reaches the live pages', () => {
   });
 
   it('marks the dashboard for browser notifications while the setting is on, and not once an admin turns it off', async () => {
-    const marker = (body: string) => /data-live="dashboard"[^>]*data-browser-notifications="(on|off)"/.exec(body)?.[1];
+    const marker = (body: string) => /data-live="dashboard"[^>]*data-notify-browser="(on|off)"/.exec(body)?.[1];
     assert.equal(marker((await server.send('GET', '/')).body), 'on');
     // A checkbox that is not sent is unticked.
     const saved = await server.send('POST', '/config/notifications', { form: { notifications__email_address: '' } });

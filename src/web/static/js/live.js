@@ -137,7 +137,7 @@ function announce(message) {
     const text = t(key, { name });
     toast(text, message.data.status === 'failed' ? 'error' : message.data.status === 'completed' ? 'ok' : 'info');
     // An administrator can switch browser notifications off for everyone (notifications.browser).
-    if (document.querySelector('[data-live]')?.dataset.browserNotifications !== 'off') notify(text);
+    if (document.querySelector('[data-live]')?.dataset.notifyBrowser !== 'off') notify(text);
   }
 }
 
