@@ -65,15 +65,16 @@ export interface Response {
   body: string;
 }
 
-export function httpRequest(url: string, options: { method?: string; json?: unknown; agent?: Agent } = {}): Promise<Response> {
+export function httpRequest(url: string, options: { method?: string; json?: unknown; agent?: Agent; headers?: Record<string, string> } = {}): Promise<Response> {
   const payload = options.json === undefined ? undefined : JSON.stringify(options.json);
+  const headers = options.headers ?? {};
   return new Promise((resolve, reject) => {
     const req = request(
       url,
       {
         method: options.method ?? 'GET',
         ...(options.agent ? { agent: options.agent } : {}),
-        headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+        headers: payload === undefined ? headers : { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
       },
       (res) => {
         const chunks: Buffer[] = [];
@@ -96,9 +97,18 @@ export interface LoadResult {
 
 /**
  * `connections` request loops over one keep-alive agent hit `url` for `warmupMs` (discarded), then
- * for `durationMs`; each request's latency is from sending it to the end of its body.
+ * for `durationMs`; each request's latency is from sending it to the end of its body. A function
+ * gives the URL of each request, numbered from 0 across all loops.
  */
-export async function loadTest(url: string, connections: number, warmupMs: number, durationMs: number): Promise<LoadResult> {
+export async function loadTest(
+  url: string | ((request: number) => string),
+  connections: number,
+  warmupMs: number,
+  durationMs: number,
+  headers: Record<string, string> = {},
+): Promise<LoadResult> {
+  const urlOf = typeof url === 'string' ? () => url : url;
+  let sentCount = 0;
   const agent = new Agent({ keepAlive: true, maxSockets: connections });
   const started = performance.now();
   const measureFrom = started + warmupMs;
@@ -109,7 +119,7 @@ export async function loadTest(url: string, connections: number, warmupMs: numbe
     for (;;) {
       const sent = performance.now();
       if (sent >= measureUntil) return;
-      const response = await httpRequest(url, { agent }).catch(() => null);
+      const response = await httpRequest(urlOf(sentCount++), { agent, headers }).catch(() => null);
       if (sent < measureFrom) continue;
       if (response?.status === 200) latenciesMs.push(performance.now() - sent);
       else failures += 1;
@@ -144,9 +154,9 @@ export interface SseClient {
 }
 
 /** Opens one Server-Sent Events stream on its own connection and hands every event to `onEvent`. */
-export function openSse(url: string, onEvent: (event: SseEvent) => void): SseClient {
+export function openSse(url: string, onEvent: (event: SseEvent) => void, headers: Record<string, string> = {}): SseClient {
   let response: IncomingMessage | undefined;
-  const req = request(url, { agent: false, headers: { accept: 'text/event-stream' } });
+  const req = request(url, { agent: false, headers: { ...headers, accept: 'text/event-stream' } });
   const ready = new Promise<void>((resolve, reject) => {
     req.on('error', reject);
     req.on('response', (res) => {

@@ -1,9 +1,10 @@
-import type { Selectable } from 'kysely';
-import { ConflictError, NotFoundError } from '../errors.js';
+import { type RawBuilder, type Selectable, type SelectQueryBuilder, sql } from 'kysely';
+import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
 import type { ImagingPhase } from '../imaging/types.js';
 import type { Database } from './database.js';
 import {
   ACTIVE_JOB_STATUSES,
+  type DB,
   JOB_STATUSES,
   type JobLogsTable,
   type JobPriority,
@@ -56,7 +57,7 @@ export interface JobRecord {
   requestedAction: RequestedAction | null;
 }
 
-export function rowToJob(row: Selectable<JobsTable>): JobRecord {
+export function rowToJob(row: JobRow): JobRecord {
   return {
     id: row.id,
     name: row.name,
@@ -122,9 +123,28 @@ export interface JobLogFilter {
   offset?: number;
 }
 
+/** A page of jobs with the queue position of each queued job on it (1 = the next to be claimed). */
+export interface JobPage extends ListResult<JobRecord> {
+  positions: Map<string, number>;
+}
+
 export interface JobRepository {
   get(id: string): Promise<JobRecord | null>;
   list(filter?: JobListFilter): Promise<ListResult<JobRecord>>;
+  /**
+   * `list` plus queue positions, read in the same statement as the page so both show one state of
+   * the queue. A page without queued jobs costs what `list` costs; otherwise the positions cost at
+   * most two passes over the queued jobs' index entries, however deep in the queue the page lies.
+   */
+  listWithQueuePositions(filter?: JobListFilter): Promise<JobPage>;
+  /** The job's queue position, or null when it is not queued. */
+  queuePosition(id: string): Promise<number | null>;
+  /**
+   * The jobs table's change counter (migration 0004): raised by every insert, update and delete of
+   * a job, through any connection. While it stays the same, every job reads the same, so a result
+   * read after the counter was taken is still current.
+   */
+  version(): Promise<number>;
   countByStatus(): Promise<Record<JobStatus, number>>;
   /** Removes a job that is not running or verifying; its log lines go with it. */
   delete(id: string): Promise<void>;
@@ -137,9 +157,110 @@ export interface JobRepository {
 
 const SORT_COLUMNS = { created: 'created_at', updated: 'updated_at', name: 'name' } as const;
 
+/** Higher priorities are claimed first; the CASE below is built from this table so no priority is left out. */
+const PRIORITY_RANK: Record<JobPriority, number> = { low: 0, normal: 1, high: 2 };
+
+/**
+ * The rank of a priority column, for ordering the queue: the queue claims by this rank
+ * (descending), then by seq (ascending), and positions are counted in the same order. Literals,
+ * not parameters, so the statement text stays the same for every call.
+ */
+export function priorityRank(column: string): RawBuilder<number> {
+  const branches = Object.entries(PRIORITY_RANK).map(([priority, rank]) => sql`when ${sql.lit(priority)} then ${sql.lit(rank)}`);
+  return sql<number>`(case ${sql.ref(column)} ${sql.join(branches, sql` `)} end)`;
+}
+
+/** The priorities some other priority ranks below: counting queued jobs ahead never needs the lowest. */
+const OUTRANKING_PRIORITIES = sql`(${sql.join(
+  Object.entries(PRIORITY_RANK)
+    .filter(([, rank]) => rank > Math.min(...Object.values(PRIORITY_RANK)))
+    .map(([priority]) => sql.lit(priority)),
+)})`;
+
+type JobRow = Selectable<JobsTable>;
+type PageRow = JobRow & { total_count: number };
+type PositionedRow = PageRow & { queue_position: number | null };
+
 export function createJobRepository(database: Database, options: { now?: Clock } = {}): JobRepository {
   const db = database.kysely;
   const now = options.now ?? systemClock;
+
+  const filtered = (filter: JobListFilter): SelectQueryBuilder<DB, 'jobs', object> => {
+    let query = db.selectFrom('jobs');
+    if (filter.statuses !== undefined) query = query.where('status', 'in', filter.statuses);
+    if (filter.deviceId !== undefined) query = query.where('device_id', '=', filter.deviceId);
+    if (filter.createdBy !== undefined) query = query.where('created_by', '=', filter.createdBy);
+    return query;
+  };
+
+  /** One page and the total in one statement, so the total counts the rows the page came from. */
+  const pageQuery = (filter: JobListFilter) => {
+    const { limit, offset } = page(filter.limit, filter.offset);
+    const order = sortOrder(filter.order);
+    return filtered(filter)
+      .selectAll()
+      .select(() => filtered(filter).select((eb) => eb.fn.countAll<number>().as('count')).as('total_count'))
+      // A count is never null, though a scalar subquery could be in general.
+      .$narrowType<{ total_count: number }>()
+      .orderBy(SORT_COLUMNS[filter.sort ?? 'created'], order)
+      .orderBy('seq', order)
+      .limit(limit)
+      .offset(offset);
+  };
+
+  /** A page past the last row has no row to carry the total, which then takes its own count. */
+  const totalOf = async (rows: PageRow[], filter: JobListFilter): Promise<number> => {
+    const first = rows[0];
+    if (first !== undefined) return first.total_count;
+    if ((filter.offset ?? 0) === 0) return 0;
+    const { count } = await filtered(filter).select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    return count;
+  };
+
+  const readPage = async (filter: JobListFilter): Promise<JobPage> => {
+    const query = pageQuery(filter);
+    if (filter.statuses?.length === 0) return { items: [], total: 0, positions: new Map() };
+    const rows: PageRow[] = await query.execute();
+    return { items: rows.map(rowToJob), total: await totalOf(rows, filter), positions: new Map() };
+  };
+
+  /**
+   * The page again, with positions. A queued job's place among the queued jobs of its priority
+   * is counted only from the previous queued job of that priority on the page (its place is then
+   * the running sum), so each queued job's index entry is visited at most once; the jobs of
+   * higher priorities are counted once per priority.
+   */
+  const readPageWithPositions = async (filter: JobListFilter): Promise<JobPage> => {
+    const order = sql.raw(sortOrder(filter.order));
+    const sortColumn = sql.ref(`page.${SORT_COLUMNS[filter.sort ?? 'created']}`);
+    const { rows } = await sql<PositionedRow>`
+      with page as materialized ${pageQuery(filter)},
+      queued_on_page as (
+        select id, priority, seq, lag(seq, 1, 0) over (partition by priority order by seq) as previous_seq
+        from page where status = 'queued'
+      ),
+      placed as (
+        select id, priority, sum(1 + (
+          select count(*) from jobs as between_jobs
+          where between_jobs.status = 'queued' and between_jobs.priority = queued_on_page.priority
+            and between_jobs.seq > queued_on_page.previous_seq and between_jobs.seq < queued_on_page.seq
+        )) over (partition by priority order by seq) as place
+        from queued_on_page
+      ),
+      queued_by_priority as materialized (
+        select priority, count(*) as count from jobs
+        where status = 'queued' and priority in ${OUTRANKING_PRIORITIES} group by priority
+      )
+      select page.*, placed.place + (
+        select coalesce(sum(count), 0) from queued_by_priority
+        where ${priorityRank('queued_by_priority.priority')} > ${priorityRank('placed.priority')}
+      ) as queue_position
+      from page left join placed on placed.id = page.id
+      order by ${sortColumn} ${order}, page.seq ${order}`.execute(db);
+    const positions = new Map<string, number>();
+    for (const row of rows) if (row.queue_position !== null) positions.set(row.id, row.queue_position);
+    return { items: rows.map(rowToJob), total: await totalOf(rows, filter), positions };
+  };
 
   return {
     async get(id) {
@@ -148,24 +269,37 @@ export function createJobRepository(database: Database, options: { now?: Clock }
     },
 
     async list(filter = {}) {
-      const { limit, offset } = page(filter.limit, filter.offset);
-      let query = db.selectFrom('jobs');
-      if (filter.statuses !== undefined) {
-        if (filter.statuses.length === 0) return { items: [], total: 0 };
-        query = query.where('status', 'in', filter.statuses);
-      }
-      if (filter.deviceId !== undefined) query = query.where('device_id', '=', filter.deviceId);
-      if (filter.createdBy !== undefined) query = query.where('created_by', '=', filter.createdBy);
-      const order = filter.order ?? 'desc';
-      const rows = await query
-        .selectAll()
-        .orderBy(SORT_COLUMNS[filter.sort ?? 'created'], order)
-        .orderBy('seq', order)
-        .limit(limit)
-        .offset(offset)
-        .execute();
-      const { total } = await query.select((eb) => eb.fn.countAll<number>().as('total')).executeTakeFirstOrThrow();
-      return { items: rows.map(rowToJob), total };
+      const { items, total } = await readPage(filter);
+      return { items, total };
+    },
+
+    async listWithQueuePositions(filter = {}) {
+      const first = await readPage(filter);
+      if (!first.items.some((job) => job.status === 'queued')) return first;
+      // The positions must describe the same queue as the page, so the page is read again
+      // together with them in one statement rather than paired with a later count.
+      return readPageWithPositions(filter);
+    },
+
+    async queuePosition(id) {
+      const { rows } = await sql<{ position: number | null }>`
+        select case when job.status = 'queued' then 1 + (
+          select count(*) from jobs as ahead
+          where ahead.status = 'queued' and ahead.priority = job.priority and ahead.seq < job.seq
+        ) + (
+          select count(*) from jobs as ahead
+          where ahead.status = 'queued' and ahead.priority in ${OUTRANKING_PRIORITIES}
+            and ${priorityRank('ahead.priority')} > ${priorityRank('job.priority')}
+        ) end as position
+        from jobs as job where job.id = ${id}`.execute(db);
+      return rows[0]?.position ?? null;
+    },
+
+    async version() {
+      const { rows } = await sql<{ version: number }>`select version from table_versions where name = 'jobs'`.execute(db);
+      const counter = rows[0];
+      if (counter === undefined) throw new Error('table_versions has no row for jobs; migration 0004 did not run');
+      return counter.version;
     },
 
     async countByStatus() {
@@ -213,4 +347,11 @@ export function createJobRepository(database: Database, options: { now?: Clock }
       return Number(result.numDeletedRows);
     },
   };
+}
+
+/** Checked because it is written into SQL as a keyword. */
+function sortOrder(order: SortOrder | undefined): SortOrder {
+  if (order === undefined) return 'desc';
+  if (order !== 'asc' && order !== 'desc') throw new ValidationError('order must be asc or desc', { order });
+  return order;
 }

@@ -38,9 +38,22 @@ export interface ListJobsQuery {
   order?: 'asc' | 'desc' | undefined;
 }
 
+/** A type, not an interface, so it fits where any JSON object is taken (a response serializer). */
+export type JobList = {
+  jobs: JobView[];
+  total: number;
+  limit: number;
+  offset: number;
+};
+
 export interface JobService {
   create(input: CreateJobInput, createdBy?: string | null): Promise<JobView>;
-  list(query: ListJobsQuery): Promise<{ jobs: JobView[]; total: number; limit: number; offset: number }>;
+  list(query: ListJobsQuery): Promise<JobList>;
+  /**
+   * Changes whenever `list` may answer differently: after any change to a job, by this process or
+   * another. While it stays the same, an earlier answer to the same query still holds.
+   */
+  listVersion(): Promise<number>;
   get(id: string): Promise<JobView>;
   update(id: string, input: UpdateJobInput): Promise<JobView>;
   /** Cancels the job when it is active, waits for its worker to let go, then removes it. */
@@ -73,8 +86,7 @@ export function createJobService(deps: JobServiceDeps): JobService {
   }
 
   async function view(job: JobRecord): Promise<JobView> {
-    const positions = job.status === 'queued' ? await queue.positions() : null;
-    return toJobView(job, positions?.get(job.id) ?? null);
+    return toJobView(job, job.status === 'queued' ? await jobs.queuePosition(job.id) : null);
   }
 
   async function resolveDrive(given: string): Promise<Drive> {
@@ -163,9 +175,11 @@ export function createJobService(deps: JobServiceDeps): JobService {
       const filter: JobListFilter = { sort: query.sort, limit: query.limit, offset: query.offset };
       if (query.status && query.status.length > 0) filter.statuses = query.status;
       if (query.order) filter.order = query.order;
-      const [{ items, total }, positions] = await Promise.all([jobs.list(filter), queue.positions()]);
+      const { items, total, positions } = await jobs.listWithQueuePositions(filter);
       return { jobs: items.map((job) => toJobView(job, positions.get(job.id) ?? null)), total, limit: query.limit, offset: query.offset };
     },
+
+    listVersion: () => jobs.version(),
 
     async get(id) {
       return view(await find(id));

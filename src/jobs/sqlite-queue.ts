@@ -1,6 +1,6 @@
 import type { ExpressionBuilder, Selectable, Updateable } from 'kysely';
 import type { Database, SyncExecutor } from '../db/database.js';
-import { type JobRecord, rowToJob } from '../db/job-repository.js';
+import { type JobRecord, priorityRank, rowToJob } from '../db/job-repository.js';
 import { ACTIVE_JOB_STATUSES, type DB, FINISHED_JOB_STATUSES, type JobStatus, type JobsTable, type RequestedAction } from '../db/schema.js';
 import { type Clock, newId, systemClock, timestamp, toJson } from '../db/values.js';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
@@ -16,12 +16,10 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
   const db = database.kysely;
   const now = options.now ?? systemClock;
 
-  const priorityRank = (eb: ExpressionBuilder<DB, 'jobs'>) =>
-    eb.case().when('priority', '=', 'high').then(2).when('priority', '=', 'normal').then(1).else(0).end();
   const nextSeq = (eb: ExpressionBuilder<DB, 'jobs'>) =>
     eb.selectFrom('jobs as latest').select((inner) => inner(inner.fn.coalesce(inner.fn.max('latest.seq'), inner.lit(0)), '+', 1).as('seq'));
   const queuedInClaimOrder = () =>
-    db.selectFrom('jobs').where('status', '=', 'queued').orderBy(priorityRank, 'desc').orderBy('seq', 'asc');
+    db.selectFrom('jobs').where('status', '=', 'queued').orderBy(priorityRank('priority'), 'desc').orderBy('seq', 'asc');
 
   const requireRow = (tx: SyncExecutor, jobId: string): Selectable<JobsTable> => {
     const row = tx.first(db.selectFrom('jobs').selectAll().where('id', '=', jobId));

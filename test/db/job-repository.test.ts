@@ -1,14 +1,27 @@
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { createArchiveRepository } from '../../src/db/archive-repository.js';
-import { createJobRepository } from '../../src/db/job-repository.js';
+import { openDatabase } from '../../src/db/database.js';
+import { type JobListFilter, type JobRepository, createJobRepository } from '../../src/db/job-repository.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../src/errors.js';
-import type { EnqueueInput } from '../../src/jobs/queue.js';
+import type { EnqueueInput, JobPriority, JobQueue } from '../../src/jobs/queue.js';
 import { createSqliteQueue } from '../../src/jobs/sqlite-queue.js';
 import { manualClock, withDatabase } from './support.js';
 
 function input(name: string, deviceId = 'sr0', createdBy: string | null = null): EnqueueInput {
   return { name, deviceId, devicePath: `/dev/${deviceId}`, outputFile: `/out/${name}.iso`, createdBy };
+}
+
+/** Every page of `filter`, with its positions checked against the queue's own full ranking. */
+async function assertPagePositions(jobs: JobRepository, queue: JobQueue, filter: JobListFilter): Promise<number> {
+  const expected = await queue.positions();
+  const page = await jobs.listWithQueuePositions(filter);
+  assert.deepEqual(page.items, (await jobs.list(filter)).items, `${JSON.stringify(filter)}: the same page as list()`);
+  assert.equal(page.total, (await jobs.list(filter)).total);
+  const shown = page.items.flatMap((job) => (expected.has(job.id) ? [[job.id, expected.get(job.id)]] : []));
+  assert.deepEqual([...page.positions], shown, `${JSON.stringify(filter)}: a position for each queued job on the page, none for others`);
+  return shown.length;
 }
 
 describe('job repository', () => {
@@ -165,6 +178,111 @@ describe('job repository', () => {
 
       assert.equal(await jobs.pruneLogs(new Date('2026-01-15T10:01:00.000Z')), 1);
       assert.deepEqual((await jobs.listLogs(job.id)).items.map((line) => line.id), [second.id, third.id]);
+    });
+  });
+
+  it('gives the queued jobs on a page their places in the whole queue, by priority then queue order', async () => {
+    await withDatabase(async (database) => {
+      const clock = manualClock();
+      const queue = createSqliteQueue(database, { now: clock.now });
+      const jobs = createJobRepository(database, { now: clock.now });
+      const priorities: JobPriority[] = ['normal', 'low', 'high', 'normal', 'high', 'low', 'normal'];
+      const ids: string[] = [];
+      for (let index = 0; index < 35; index += 1) {
+        clock.advance(1000);
+        const job = await queue.enqueue({ ...input(`disc-${String(index).padStart(2, '0')}`, `sr${index % 5}`), priority: priorities[index % priorities.length] ?? 'normal' });
+        ids.push(job.id);
+      }
+      // Not queued: running, finished, paused; their places go to the jobs behind them.
+      for (let index = 0; index < 3; index += 1) await queue.claimNext('w', { leaseMs: 60_000 });
+      const claimed = (await jobs.list({ statuses: ['running'] })).items;
+      assert.ok(claimed[0]);
+      await queue.finish(claimed[0].id, 'w', 'completed');
+      await queue.requestStop(ids[20] ?? '', 'pause');
+      await queue.requestStop(ids[30] ?? '', 'cancel');
+      // A queued job moved by a priority change and one queued again (a new place at the back).
+      await queue.setPriority(ids[33] ?? '', 'high');
+      await queue.requeue(ids[20] ?? '');
+
+      const newestTwo = await jobs.listWithQueuePositions({ limit: 2 });
+      assert.deepEqual(newestTwo.items.map((job) => job.id), [ids[34], ids[33]]);
+      assert.ok((newestTwo.positions.get(ids[34] ?? '') ?? 0) > 2, 'the newest job waits behind jobs that are not on the page');
+      assert.equal(newestTwo.positions.size, 2);
+
+      const filters: JobListFilter[] = [
+        {},
+        { limit: 1 },
+        { limit: 3, offset: 10 },
+        { order: 'asc', limit: 7, offset: 4 },
+        { sort: 'name', order: 'asc', limit: 5, offset: 20 },
+        { sort: 'updated', limit: 4 },
+        { statuses: ['queued'], limit: 6, offset: 12 },
+        { statuses: ['queued', 'paused', 'completed'], order: 'asc' },
+        { statuses: ['running', 'completed', 'cancelled'] },
+        { deviceId: 'sr2', limit: 3, offset: 1 },
+        { limit: 5, offset: 100 },
+      ];
+      let queuedShown = 0;
+      for (const filter of filters) queuedShown += await assertPagePositions(jobs, queue, filter);
+      assert.ok(queuedShown > 30, `the filters show queued jobs (${queuedShown})`);
+      for (let offset = 0; offset < 40; offset += 3) await assertPagePositions(jobs, queue, { limit: 3, offset });
+
+      const expected = await queue.positions();
+      for (const id of ids) assert.equal(await jobs.queuePosition(id), expected.get(id) ?? null, `queue position of ${id}`);
+      assert.equal(await jobs.queuePosition('job_nothing'), null);
+    });
+  });
+
+  it('raises the jobs version on every change to a job, through any connection, and on nothing else', async () => {
+    await withDatabase(async (database, dir) => {
+      const queue = createSqliteQueue(database);
+      const jobs = createJobRepository(database);
+      const archives = createArchiveRepository(database);
+      const changes = async (what: string, change: () => Promise<unknown>): Promise<void> => {
+        const before = await jobs.version();
+        await change();
+        assert.ok((await jobs.version()) > before, `${what} raises the version`);
+      };
+      const keeps = async (what: string, change: () => Promise<unknown>): Promise<void> => {
+        const before = await jobs.version();
+        await change();
+        assert.equal(await jobs.version(), before, `${what} leaves the version alone`);
+      };
+
+      let job = await queue.enqueue(input('disc'));
+      await keeps('reading', async () => {
+        await jobs.list();
+        await jobs.listWithQueuePositions();
+        await jobs.get(job.id);
+        await queue.positions();
+      });
+      await keeps('a job log line', () => jobs.appendLog(job.id, 'info', 'queued'));
+      await changes('enqueueing', () => queue.enqueue(input('other', 'sr1')));
+      await changes('a priority change', () => queue.setPriority(job.id, 'high'));
+      await changes('a claim', () => queue.claimNext('w', { leaseMs: 60_000 }));
+      const archive = await archives.create({
+        jobId: job.id,
+        filename: 'disc.iso',
+        path: '/out/disc.iso',
+        sizeBytes: 2048,
+        checksums: {},
+        source: { deviceId: 'sr0', devicePath: '/dev/sr0', discKind: 'data', volumeLabel: null, volumeId: null, mediaType: 'cd', fileSystems: [] },
+      });
+      await changes('finishing', async () => {
+        job = await queue.finish(job.id, 'w', 'completed', { archiveId: archive.id });
+      });
+      await changes("deleting the job's archive, which unlinks it from the job", () => archives.delete(archive.id));
+      assert.equal((await jobs.get(job.id))?.archiveId, null);
+      await changes('deleting a job', () => jobs.delete(job.id));
+
+      const other = await openDatabase({ file: join(dir, 'disk2iso.sqlite') });
+      try {
+        const queued = (await jobs.list({ statuses: ['queued'] })).items[0];
+        assert.ok(queued);
+        await changes('a change committed through another connection', () => createSqliteQueue(other).setPriority(queued.id, 'low'));
+      } finally {
+        await other.close();
+      }
     });
   });
 });

@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { localActor } from '../../src/auth/principal.js';
 import type { AuditEntry } from '../../src/db/audit-repository.js';
 import { CONTENT_SECURITY_POLICY } from '../../src/http/security-headers.js';
-import { TEST_PASSWORD, type TestServer, anonymousApi, api, startTestServer } from './support.js';
+import { makeIso } from '../tools/iso.js';
+import { TEST_PASSWORD, type TestServer, anonymousApi, api, startTestServer, waitFor } from './support.js';
 
 interface Session {
   cookie: string;
@@ -19,12 +23,17 @@ async function login(service: TestServer, username: string, password = TEST_PASS
 }
 
 describe('the HTTP security layer: sessions, CSRF, headers, lockout, tokens, audit', () => {
+  let work: string;
   let service: TestServer;
   let origin: string;
+  let deviceId: string;
   const test = localActor('test');
 
   before(async () => {
-    service = await startTestServer({ env: { DISK2ISO_SECURITY_TRUSTED_PROXIES: '127.0.0.1' } });
+    work = await mkdtemp(join(tmpdir(), 'disk2iso-security-'));
+    const iso = await makeIso({ dir: work, label: 'SECURITY', dataMiB: 1, files: 1 });
+    service = await startTestServer({ devices: [iso.path], env: { DISK2ISO_SECURITY_TRUSTED_PROXIES: '127.0.0.1' } });
+    deviceId = (await api(service.url, 'GET', '/api/v1/devices')).body.devices[0].id;
     origin = new URL(service.url).origin;
     for (const [name, role] of [
       ['alice', 'operator'],
@@ -36,6 +45,7 @@ describe('the HTTP security layer: sessions, CSRF, headers, lockout, tokens, aud
   });
   after(async () => {
     await service?.close();
+    await rm(work, { recursive: true, force: true });
   });
 
   it('sets an HttpOnly, SameSite=Lax session cookie, Secure only when the browser came over HTTPS', async () => {
@@ -182,11 +192,24 @@ describe('the HTTP security layer: sessions, CSRF, headers, lockout, tokens, aud
 
   it('audits job creation and deletion, archive deletion, configuration changes and denied admin requests', async () => {
     const since = new Date().toISOString();
+    const created = await api(service.url, 'POST', '/api/v1/jobs', { device: deviceId, name: 'AUDITED' });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    await waitFor('the audited job to complete', async () => (await api(service.url, 'GET', `/api/v1/jobs/${created.body.id}`)).body.status === 'completed');
+    const archiveId = (await api(service.url, 'GET', `/api/v1/jobs/${created.body.id}`)).body.archive_id;
+    assert.equal((await api(service.url, 'DELETE', `/api/v1/jobs/${created.body.id}`)).status, 204);
+    assert.equal((await api(service.url, 'DELETE', `/api/v1/archives/${archiveId}`)).status, 204);
+    assert.equal((await api(service.url, 'DELETE', `/api/v1/archives/${archiveId}`)).status, 404, 'a failed deletion is not audited');
     await api(service.url, 'PATCH', '/api/v1/system/config', { imaging: { read_attempts: 6 }, storage: { log_retention_days: 31 } });
     const bob = await service.server.auth.apiKeys.create({ user: 'bob', name: 'bob reads' }, test);
     assert.equal((await api(service.url, 'GET', '/api/v1/users', undefined, { 'x-api-key': bob.key })).status, 403);
     assert.equal((await api(service.url, 'GET', '/api/v1/jobs', undefined, { 'x-api-key': 'd2i_unknown' })).status, 401);
     const entries = (await api<{ entries: AuditEntry[] }>(service.url, 'GET', `/api/v1/audit?since=${encodeURIComponent(since)}&order=asc`)).body.entries;
+    const actions = entries.filter((entry) => ['job', 'archive'].includes(entry.event_type)).map((entry) => [entry.event_type, entry.action, entry.user, entry.details['id'] ?? entry.details['job_id'] ?? entry.details['archive_id']]);
+    assert.deepEqual(actions, [
+      ['job', 'create', 'test-admin', created.body.id],
+      ['job', 'delete', 'test-admin', created.body.id],
+      ['archive', 'delete', 'test-admin', archiveId],
+    ]);
     const config = entries.find((entry) => entry.event_type === 'config');
     assert.ok(config, JSON.stringify(entries));
     assert.equal(config.user, 'test-admin');

@@ -2,6 +2,7 @@ import type { Migration, MigrationProvider } from 'kysely';
 import { initialMigration } from './0001-initial.js';
 import { authMigration } from './0002-auth.js';
 import { listIndexesMigration } from './0003-list-indexes.js';
+import { jobListMigration } from './0004-job-list.js';
 
 /**
  * Every migration, imported statically: compiled code cannot count on a migrations folder at
@@ -11,6 +12,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0001_initial': initialMigration,
   '0002_auth': authMigration,
   '0003_list_indexes': listIndexesMigration,
+  '0004_job_list': jobListMigration,
 };
 
 export const migrationProvider: MigrationProvider = {
