@@ -2,6 +2,7 @@ import Type, { type Static } from 'typebox';
 import { JOB_STATUSES, type JobStatus } from '../../db/schema.js';
 import type { JobService } from '../../jobs/service.js';
 import type { App } from '../app.js';
+import { createResponseCache } from '../response-cache.js';
 import { HashAlgorithm, Job, JobId, JobLogLine, Limit, Offset, Priority, SortOrder, errors } from '../schemas.js';
 
 const STATUS_LIST = new RegExp(`^(${JOB_STATUSES.join('|')})(,(${JOB_STATUSES.join('|')}))*$`);
@@ -57,12 +58,7 @@ const JobList = Type.Object(
 const LIST_RESPONSES_KEPT = 16;
 
 export function jobRoutes(jobs: JobService) {
-  // List responses by query, each with the list version it was read under: while the version is
-  // unchanged the jobs are too, so a kept response is what a fresh read would give. Kept as UTF-8
-  // bytes (a hit then skips encoding too), and only for queries asked before: kept answers outlive
-  // young-generation collections, and keeping every one-off answer (someone paging through a long
-  // list) grew the service by tens of MiB until a full collection (measured with 10,000 jobs).
-  const listResponses = new Map<string, { version: number; json: Buffer | null }>();
+  const listResponses = createResponseCache(LIST_RESPONSES_KEPT);
 
   return (app: App): void => {
     app.get(
@@ -80,22 +76,11 @@ export function jobRoutes(jobs: JobService) {
       async (request, reply) => {
         const { status, limit = 50, offset = 0, sort = 'created', order } = request.query;
         const key = JSON.stringify([status ?? null, limit, offset, sort, order ?? null]);
-        const version = await jobs.listVersion();
-        const kept = listResponses.get(key);
-        // Deleted and set again on every use, so the Map's first key is the least recently used.
-        listResponses.delete(key);
-        let json = kept?.version === version ? kept.json : null;
-        if (json === null) {
-          const serialize = reply.getSerializationFunction('200');
-          if (serialize === undefined) throw new Error('GET /api/v1/jobs has no compiled response serializer');
-          const list = await jobs.list({ status: status?.split(',') as JobStatus[] | undefined, limit, offset, sort, order });
-          json = Buffer.from(serialize(list), 'utf8');
-        }
-        listResponses.set(key, { version, json: kept === undefined ? null : json });
-        for (const oldest of listResponses.keys()) {
-          if (listResponses.size <= LIST_RESPONSES_KEPT) break;
-          listResponses.delete(oldest);
-        }
+        const serialize = reply.getSerializationFunction('200');
+        if (serialize === undefined) throw new Error('GET /api/v1/jobs has no compiled response serializer');
+        const json = await listResponses.get(key, await jobs.listVersion(), async () =>
+          serialize(await jobs.list({ status: status?.split(',') as JobStatus[] | undefined, limit, offset, sort, order })),
+        );
         // Already serialized by this route's own response serializer; Fastify sends bytes with the
         // content type given as they are, so only the type checker has to be told it is the list.
         return reply.type('application/json; charset=utf-8').send(json as unknown as Static<typeof JobList>);
