@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { createArchiveRepository } from '../../src/db/archive-repository.js';
+import { type ArchiveRepository, createArchiveRepository } from '../../src/db/archive-repository.js';
 import { openDatabase } from '../../src/db/database.js';
 import { type JobListFilter, type JobRepository, createJobRepository } from '../../src/db/job-repository.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../src/errors.js';
@@ -22,6 +22,18 @@ async function assertPagePositions(jobs: JobRepository, queue: JobQueue, filter:
   const shown = page.items.flatMap((job) => (expected.has(job.id) ? [[job.id, expected.get(job.id)]] : []));
   assert.deepEqual([...page.positions], shown, `${JSON.stringify(filter)}: a position for each queued job on the page, none for others`);
   return shown.length;
+}
+
+/** An archive entry for a job's image, as the runner records a finished disc. */
+function catalogueDisc(archives: ArchiveRepository, jobId: string) {
+  return archives.create({
+    jobId,
+    filename: 'disc.iso',
+    path: '/out/disc.iso',
+    sizeBytes: 2048,
+    checksums: {},
+    source: { deviceId: 'sr0', devicePath: '/dev/sr0', discKind: 'data', volumeLabel: null, volumeId: null, mediaType: 'cd', fileSystems: [] },
+  });
 }
 
 describe('job repository', () => {
@@ -132,14 +144,7 @@ describe('job repository', () => {
       assert.ok(claimed);
 
       await assert.rejects(jobs.delete(job.id), (error: unknown) => error instanceof ConflictError && error.code === 'job_active');
-      const archive = await archives.create({
-        jobId: job.id,
-        filename: 'disc.iso',
-        path: '/out/disc.iso',
-        sizeBytes: 2048,
-        checksums: {},
-        source: { deviceId: 'sr0', devicePath: '/dev/sr0', discKind: 'data', volumeLabel: null, volumeId: null, mediaType: 'cd', fileSystems: [] },
-      });
+      const archive = await catalogueDisc(archives, job.id);
       const finished = await queue.finish(job.id, 'w', 'completed', { archiveId: archive.id, progress: 100 });
       assert.equal(finished.archiveId, archive.id);
 
@@ -260,14 +265,7 @@ describe('job repository', () => {
       await changes('enqueueing', () => queue.enqueue(input('other', 'sr1')));
       await changes('a priority change', () => queue.setPriority(job.id, 'high'));
       await changes('a claim', () => queue.claimNext('w', { leaseMs: 60_000 }));
-      const archive = await archives.create({
-        jobId: job.id,
-        filename: 'disc.iso',
-        path: '/out/disc.iso',
-        sizeBytes: 2048,
-        checksums: {},
-        source: { deviceId: 'sr0', devicePath: '/dev/sr0', discKind: 'data', volumeLabel: null, volumeId: null, mediaType: 'cd', fileSystems: [] },
-      });
+      const archive = await catalogueDisc(archives, job.id);
       await changes('finishing', async () => {
         job = await queue.finish(job.id, 'w', 'completed', { archiveId: archive.id });
       });
