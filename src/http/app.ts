@@ -129,13 +129,14 @@ export async function buildApp(options: BuildAppOptions): Promise<BuiltApp> {
   const loginLimiter = rateLimits ? createRateLimiter(rateLimits.login) : null;
   app.addHook('onRequest', async (request) => {
     const { permission, rateLimit } = request.routeOptions.config;
-    // Assets (no declared permission) are neither limited nor authenticated: a page load needs several.
-    if (permission === undefined) return;
+    // Assets (routes without a declared permission) are neither limited nor authenticated: a page
+    // load needs several. Unknown URLs (no route) count against the limit like any request.
+    if (permission === undefined && request.routeOptions.url !== undefined) return;
     if (accepting && !accepting()) throw new UnavailableError('shutting_down', 'the service is shutting down; try again in a moment');
     const client = request.ip ?? 'unknown';
     const waitSeconds = Math.max(generalLimiter?.take(client) ?? 0, rateLimit === 'login' ? (loginLimiter?.take(client) ?? 0) : 0);
     if (waitSeconds > 0) throw new TooManyRequestsError('rate_limited', `Too many requests from ${client}; slow down`, waitSeconds);
-    if (guard) await guard.authorize(request, permission);
+    if (guard && permission !== undefined) await guard.authorize(request, permission);
   });
   app.decorateRequest('principal', null);
   if (guard) app.addHook('preValidation', async (request) => guard.checkRequestOrigin(request));

@@ -255,6 +255,8 @@ describe('rate limits on their defaults (10/s, burst 20; logins stricter), per c
     assert.equal(refused.json().error.code, 'rate_limited');
     assert.ok(Number(refused.headers['retry-after']) >= 1);
     assert.equal((await health('192.0.2.8')).statusCode, 200, 'another address has its own bucket');
+    const probing = await service.server.app.inject({ method: 'GET', url: '/api/v1/no-such-route', remoteAddress: '192.0.2.7' });
+    assert.equal(probing.statusCode, 429, 'unknown URLs count too, so probing for routes is limited');
   });
 
   it('believes X-Forwarded-For only from a trusted proxy', async () => {
