@@ -10,10 +10,11 @@ import { type LoopDevice, attachLoop } from '../tools/loop.js';
 
 /**
  * The loop driver hands FUSE a few hundred KiB per read, and the engine keeps up to three reads in
- * flight: at this delay an 8 MiB disc takes a few seconds and drive A's 48 MiB disc half a minute,
- * long enough to queue, reorder and pause around it (the delay drops to zero once that is done).
+ * flight: at this delay an 8 MiB disc takes a few seconds and drive A's 160 MiB disc well over
+ * half a minute, long enough to queue, reorder and pause around it (the delay drops to zero once
+ * that is done).
  */
-const SLOW_READ_MS = 450;
+const SLOW_READ_MS = 150;
 
 interface Drive {
   iso: MadeIso;
@@ -28,7 +29,7 @@ describe('the queue through the API: drives in parallel, one job per drive, prio
 
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'disk2iso-scheduling-'));
-    for (const [label, seed, dataMiB] of [['DRIVE_A', 21, 48], ['DRIVE_B', 22, 8]] as const) {
+    for (const [label, seed, dataMiB] of [['DRIVE_A', 21, 160], ['DRIVE_B', 22, 8]] as const) {
       const iso = await makeIso({ dir: work, label, dataMiB, files: 2, seed });
       const fault = await mountFaultFs({ backingFile: iso.path, delayMs: SLOW_READ_MS });
       drives.push({ iso, fault, loop: await attachLoop(fault.file, { sectorSize: 2048 }) });
