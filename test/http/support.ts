@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
 import { localActor } from '../../src/auth/principal.js';
-import { createAuthService } from '../../src/auth/service.js';
+import { type AuthService, createAuthService } from '../../src/auth/service.js';
 import { databaseFile, openDatabase } from '../../src/db/database.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { LiveMessage } from '../../src/http/live.js';
@@ -56,6 +56,15 @@ export function useApiKey(url: string, key: string): void {
   adminKeys.set(url, key);
 }
 
+/** A new API key of the test admin, who is added first when missing. */
+async function adminKey(auth: AuthService): Promise<string> {
+  const test = localActor('test');
+  if ((await auth.users.list(test)).every((user) => user.name !== TEST_ADMIN)) {
+    await auth.users.add({ name: TEST_ADMIN, role: 'admin', password: TEST_PASSWORD }, test);
+  }
+  return (await auth.apiKeys.create({ user: TEST_ADMIN, name: 'tests' }, test)).key;
+}
+
 /**
  * Creates the test admin and an API key for it in a data dir, the way the CLI does, before or
  * without a running service.
@@ -63,12 +72,7 @@ export function useApiKey(url: string, key: string): void {
 export async function createAdminKey(dataDir: string): Promise<string> {
   const database = await openDatabase({ file: databaseFile(dataDir) });
   try {
-    const auth = createAuthService({ database, dataDir });
-    const test = localActor('test');
-    if ((await auth.users.list(test)).every((user) => user.name !== TEST_ADMIN)) {
-      await auth.users.add({ name: TEST_ADMIN, role: 'admin', password: TEST_PASSWORD }, test);
-    }
-    return (await auth.apiKeys.create({ user: TEST_ADMIN, name: 'tests' }, test)).key;
+    return await adminKey(createAuthService({ database, dataDir }));
   } finally {
     await database.close();
   }
@@ -112,14 +116,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     ...(options.live ? { live: options.live } : {}),
     ...(options.onSetupLink ? { onSetupLink: options.onSetupLink } : {}),
   });
-  const test = localActor('test');
-  let key = '';
-  if (options.withoutAdmin !== true) {
-    if ((await server.auth.users.list(test)).every((user) => user.name !== TEST_ADMIN)) {
-      await server.auth.users.add({ name: TEST_ADMIN, role: 'admin', password: TEST_PASSWORD }, test);
-    }
-    key = (await server.auth.apiKeys.create({ user: TEST_ADMIN, name: 'tests' }, test)).key;
-  }
+  const key = options.withoutAdmin === true ? '' : await adminKey(server.auth);
   const url = server.url ?? '';
   if (url !== '' && key !== '') adminKeys.set(url, key);
   return {
