@@ -3,7 +3,7 @@ import type { LoginResult, LoginService } from '../auth/login.js';
 import type { StartedSession } from '../auth/sessions.js';
 import type { UserService } from '../auth/users.js';
 import type { UserRecord } from '../db/auth-user-repository.js';
-import { SESSION_COOKIE, clientOf, principalOf } from './guard.js';
+import { SESSION_COOKIE, clientOf, credentialsOf, principalOf } from './guard.js';
 
 /** Sets the session cookie: HttpOnly, SameSite=Lax, Secure whenever the browser came over HTTPS. */
 export function setSessionCookie(request: FastifyRequest, reply: FastifyReply, session: StartedSession): void {
@@ -20,6 +20,18 @@ export function clearSessionCookie(request: FastifyRequest, reply: FastifyReply)
   void reply.clearCookie(SESSION_COOKIE, { httpOnly: true, sameSite: 'lax', secure: request.protocol === 'https', path: '/' });
 }
 
+
+/**
+ * Signs a browser in with a password: a new session whose cookie replaces (and ends) whatever
+ * session the browser still sent, so a planted id never becomes an authenticated one. Shared by
+ * POST /api/v1/auth/login, the sign-in and setup pages, and the own-password change.
+ */
+export async function signIn(login: LoginService['login'], request: FastifyRequest, reply: FastifyReply, name: string, password: string): Promise<LoginResult> {
+  const replacing = credentialsOf(request).cookie;
+  const signedIn = await login(name, password, clientOf(request), replacing === undefined ? {} : { replacingSessionId: replacing });
+  setSessionCookie(request, reply, signedIn.session);
+  return signedIn;
+}
 
 export interface OwnPasswordDeps {
   users: Pick<UserService, 'changeOwnPassword'>;
@@ -43,7 +55,5 @@ export async function changeOwnPassword(
   const client = clientOf(request);
   const user = await deps.users.changeOwnPassword(principal, currentPassword, newPassword, client);
   if (principal.via !== 'session') return { user, renewed: null };
-  const renewed = await deps.login(user.name, newPassword, client);
-  setSessionCookie(request, reply, renewed.session);
-  return { user, renewed };
+  return { user, renewed: await signIn(deps.login, request, reply, user.name, newPassword) };
 }

@@ -3,8 +3,8 @@ import type { Principal } from '../../auth/principal.js';
 import type { AuthService } from '../../auth/service.js';
 import { userView } from '../../auth/views.js';
 import type { App } from '../app.js';
-import { clientOf, credentialsOf, principalOf } from '../guard.js';
-import { changeOwnPassword, clearSessionCookie, setSessionCookie } from '../session-cookie.js';
+import { clientOf, principalOf } from '../guard.js';
+import { changeOwnPassword, clearSessionCookie, signIn } from '../session-cookie.js';
 import { PERMISSIONS, type Permission } from '../permissions.js';
 import { Timestamp, errors } from '../schemas.js';
 import { User } from './users.js';
@@ -89,9 +89,7 @@ export function authRoutes(auth: AuthService) {
       },
       async (request, reply) => {
         const { username, password } = request.body;
-        const replacing = credentialsOf(request).cookie;
-        const { session, principal, user } = await auth.login(username, password, clientOf(request), replacing === undefined ? {} : { replacingSessionId: replacing });
-        setSessionCookie(request, reply, session);
+        const { session, principal, user } = await signIn(auth.login, request, reply, username, password);
         return {
           user: userView(user),
           permissions: permissionList(principal),

@@ -3,8 +3,8 @@ import { AuthenticationError } from '../../auth/errors.js';
 import type { LoginResult } from '../../auth/login.js';
 import { DomainError, TooManyRequestsError } from '../../errors.js';
 import type { App } from '../../http/app.js';
-import { clientOf, credentialsOf } from '../../http/guard.js';
-import { clearSessionCookie, setSessionCookie } from '../../http/session-cookie.js';
+import { clientOf } from '../../http/guard.js';
+import { clearSessionCookie, signIn } from '../../http/session-cookie.js';
 import type { PageErrorHandler } from '../errors.js';
 import { type I18n, renderPage, requestI18n } from '../render.js';
 import { formFields, withParams } from '../request.js';
@@ -63,17 +63,15 @@ export function registerAuthPages(app: App, deps: WebDeps, accounts: WebAccounts
       const form = { next: destination(fields.one('next')), username: fields.one('username') ?? '' };
       const password = fields.all('password')[0] ?? '';
       if (form.username === '' || password === '') return renderLogin(request, reply, { ...form, problem: i18n.t('auth.login.missing') }, 400);
-      const replacing = credentialsOf(request).cookie;
       let signedIn: LoginResult;
       try {
-        signedIn = await accounts.login(form.username, password, clientOf(request), replacing === undefined ? {} : { replacingSessionId: replacing });
+        signedIn = await signIn(accounts.login, request, reply, form.username, password);
       } catch (error) {
         // One sentence for an unknown name, a wrong password and a disabled account: the page never tells which names exist.
         if (error instanceof AuthenticationError) return renderLogin(request, reply, { ...form, problem: i18n.t('auth.login.failed') }, 401);
         if (error instanceof TooManyRequestsError) return tooManyAttempts(request, reply, error, form);
         throw error;
       }
-      setSessionCookie(request, reply, signedIn.session);
       if (signedIn.principal.mustChangePassword) return reply.redirect(withParams('/account/password', { next: form.next === '/' ? undefined : form.next }), 303);
       return reply.redirect(form.next, 303);
     },
@@ -128,8 +126,7 @@ export function registerAuthPages(app: App, deps: WebDeps, accounts: WebAccounts
       throw error;
     }
     try {
-      const { session } = await accounts.login(form.username, password, client);
-      setSessionCookie(request, reply, session);
+      await signIn(accounts.login, request, reply, form.username, password);
     } catch (error) {
       // The admin exists either way; should signing in fail now (this address locked out), the sign-in page is the way in.
       if (error instanceof DomainError) return reply.redirect(loginPath('/', 'setup_complete_sign_in'), 303);
