@@ -9,6 +9,14 @@ import { newAuthId, randomSecret, secretHash } from './secrets.js';
 
 /** Every key starts with this, so a leaked one is recognisable (secret scanners, logs). */
 export const API_KEY_PREFIX = 'd2i_';
+/** The furthest expiry a key may be given in days (the API and the key page offer days). */
+export const API_KEY_MAX_EXPIRY_DAYS = 3650;
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** The expiry `days` whole days from `now`. */
+export function expiryAfterDays(days: number, now: Date = new Date()): Date {
+  return new Date(now.getTime() + days * DAY_MS);
+}
 /** `d2i_` and base64url of 32 random bytes. */
 const API_KEY_PATTERN = /^d2i_[A-Za-z0-9_-]{43}$/;
 /** How much of the key listings show: enough to tell keys apart, far too little to guess the rest. */

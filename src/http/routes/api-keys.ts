@@ -1,4 +1,5 @@
 import Type from 'typebox';
+import { API_KEY_MAX_EXPIRY_DAYS, expiryAfterDays } from '../../auth/api-keys.js';
 import type { AuthService } from '../../auth/service.js';
 import { apiKeyView } from '../../auth/views.js';
 import { ValidationError } from '../../errors.js';
@@ -6,8 +7,6 @@ import type { App } from '../app.js';
 import { actorOf } from '../guard.js';
 import { PERMISSIONS } from '../permissions.js';
 import { Nullable, Timestamp, errors } from '../schemas.js';
-
-const DAY_MS = 24 * 60 * 60 * 1000;
 
 const ApiKey = Type.Object(
   {
@@ -43,7 +42,7 @@ const CreateBody = Type.Object(
     user: Type.Optional(UserName),
     scopes: Type.Optional(Nullable(Type.Array(Type.Enum([...PERMISSIONS]), { minItems: 1, uniqueItems: true }))),
     expires_at: Type.Optional(Timestamp),
-    expires_in_days: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650 })),
+    expires_in_days: Type.Optional(Type.Integer({ minimum: 1, maximum: API_KEY_MAX_EXPIRY_DAYS })),
   },
   { additionalProperties: false },
 );
@@ -91,7 +90,7 @@ export function apiKeyRoutes(auth: AuthService) {
         if (expiresAt !== undefined && expiresInDays !== undefined) {
           throw new ValidationError('Give expires_at or expires_in_days, not both', undefined, 'invalid_expiry');
         }
-        const expiry = expiresAt !== undefined ? new Date(expiresAt) : expiresInDays !== undefined ? new Date(Date.now() + expiresInDays * DAY_MS) : null;
+        const expiry = expiresAt !== undefined ? new Date(expiresAt) : expiresInDays !== undefined ? expiryAfterDays(expiresInDays) : null;
         const created = await apiKeys.create({ user: user ?? actor.principal.name, name, scopes: scopes ?? null, expiresAt: expiry }, actor);
         return reply.status(201).send({ key: created.key, api_key: apiKeyView(created.record, new Date()) });
       },

@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { API_KEY_MAX_EXPIRY_DAYS, expiryAfterDays } from '../../auth/api-keys.js';
 import { PERMISSIONS } from '../../auth/roles.js';
 import { DomainError, NotFoundError, ValidationError } from '../../errors.js';
 import type { App } from '../../http/app.js';
@@ -11,7 +12,6 @@ import { destination } from '../sign-in.js';
 import type { WebAccounts, WebDeps } from '../types.js';
 
 const KEY_ID = /^key_[a-z0-9]{1,64}$/;
-const MAX_EXPIRY_DAYS = 3650;
 
 type PasswordErrors = Partial<Record<'current' | 'next' | 'confirm', string>>;
 type KeyErrors = Partial<Record<'name' | 'scopes' | 'expires', string>>;
@@ -36,7 +36,7 @@ function passwordErrorsOf(i18n: I18n, error: unknown): PasswordErrors | null {
 function keyErrorsOf(i18n: I18n, error: unknown): KeyErrors | null {
   if (!(error instanceof DomainError)) return null;
   if (error.code === 'scope_exceeds_rights' || error.code === 'invalid_scopes') return { scopes: i18n.t('account.keys.scopes_beyond') };
-  if (error.code === 'invalid_expiry') return { expires: i18n.t('account.keys.expires_invalid', { max: MAX_EXPIRY_DAYS }) };
+  if (error.code === 'invalid_expiry') return { expires: i18n.t('account.keys.expires_invalid', { max: API_KEY_MAX_EXPIRY_DAYS }) };
   if (error instanceof ValidationError) return { name: userMessage(i18n, error) };
   return null;
 }
@@ -104,8 +104,8 @@ export function registerAccountPages(app: App, deps: WebDeps, accounts: WebAccou
     let expiresAt: Date | null = null;
     if (form.expires !== '') {
       const days = /^\d{1,4}$/.test(form.expires) ? Number(form.expires) : NaN;
-      if (!(days >= 1 && days <= MAX_EXPIRY_DAYS)) errors.expires = i18n.t('account.keys.expires_invalid', { max: MAX_EXPIRY_DAYS });
-      else expiresAt = new Date(Date.now() + days * 86_400_000);
+      if (!(days >= 1 && days <= API_KEY_MAX_EXPIRY_DAYS)) errors.expires = i18n.t('account.keys.expires_invalid', { max: API_KEY_MAX_EXPIRY_DAYS });
+      else expiresAt = expiryAfterDays(days);
     }
     if (Object.keys(errors).length > 0) return renderKeys(request, reply, { errors, form }, 400);
     try {
