@@ -19,8 +19,13 @@ export { verifyImage } from './verify.js';
 export type { VerifyOptions, VerifyReport, VerifyResult } from './verify.js';
 
 const MAP_CREATOR = 'disk2iso';
-/** Slots of about 4 MiB (32 MiB in all): the copy pass's reads in flight plus data waiting for the image write and the hash workers. */
-const SLOT_COUNT = 8;
+/**
+ * Slots of about 4 MiB (64 MiB in all): the copy pass's reads in flight plus data waiting for the
+ * image write and the hash workers. With 8, the MD5 worker (the slowest stage) waited for data for
+ * a tenth of a 1 GiB copy whenever the output disk's writes stalled for a moment; with 16 it rarely
+ * waits. Slots are reused most-recent first, so a slow drive only ever touches the few it needs.
+ */
+const SLOT_COUNT = 16;
 /**
  * A map save (which first syncs the image data) is also due after this many bytes written. Each
  * sync then has little to flush, while the copy goes on; otherwise the one after the copy pass had
@@ -164,6 +169,10 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
   }
 
   try {
+    // A worker takes tens of milliseconds to boot: started first, it boots while the source and the
+    // output are opened instead of holding up the first hashes.
+    const hashing = createHashers(options.checksums, slots);
+    hashers = hashing;
     source = await openSource(input.path, {
       directIo: options.directIo,
       probe: sectorSlot.view,
@@ -197,8 +206,6 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
       throw error;
     });
     const image: ImageWriter = createImageWriter(partHandle, partPath, directPart);
-    const hashing = createHashers(options.checksums, slots);
-    hashers = hashing;
 
     let lastSave = performance.now();
     let lastSaveBytes = 0;
