@@ -31,7 +31,10 @@ export interface LiveHub {
 
 export interface LiveHubOptions {
   events: JobEventBus;
-  /** Each client gets at most one batch per interval (default 250 ms: four a second). */
+  /**
+   * Each client gets at most one batch per interval (default 250 ms: four a second). An event that
+   * comes after a quiet interval goes out at once; only events that follow closer are held back.
+   */
   flushIntervalMs?: number;
   heartbeatMs?: number;
   /** A client with more unsent bytes than this gets nothing new until it catches up, only the latest state per job. */
@@ -58,6 +61,8 @@ function snapshot(job: JobRecord): Omit<JobView, 'queue_position'> {
  * Fans job events out to live clients. Emitting never waits on a client: an event only updates
  * each client's small pending map, and a timer flushes the maps. Updates coalesce per job, so a
  * slow client's backlog is bounded by the number of jobs (plus a capped number of log lines).
+ * The flush is a leading-edge throttle: an update at 2 Hz reaches every client without waiting for
+ * a timer tick, while a burst is still sent as one batch per interval.
  */
 export function createLiveHub(options: LiveHubOptions): LiveHub {
   const flushIntervalMs = options.flushIntervalMs ?? 250;
@@ -65,8 +70,12 @@ export function createLiveHub(options: LiveHubOptions): LiveHub {
   const maxPendingLogLines = options.maxPendingLogLines ?? 200;
   const clients = new Set<Client>();
   let logSeq = 0;
+  let lastFlushAt = Number.NEGATIVE_INFINITY;
+  let flushTimer: NodeJS.Timeout | undefined;
+  let closed = false;
 
   const enqueue = (key: string, message: LiveMessage): void => {
+    if (clients.size > 0) scheduleFlush();
     for (const client of clients) {
       if (message.type === 'job_finished' || message.type === 'job_removed') client.pending.delete(`update:${message.job_id}`);
       client.pending.set(key, message);
@@ -96,9 +105,15 @@ export function createLiveHub(options: LiveHubOptions): LiveHub {
     client.pending.clear();
   };
 
-  const flush = (): void => {
+  /** Returns whether a client still has something pending because it is behind. */
+  const flush = (): boolean => {
+    let lagging = false;
     for (const client of clients) {
-      if (client.pending.size === 0 || client.sink.bufferedBytes() > maxBufferedBytes) continue;
+      if (client.pending.size === 0) continue;
+      if (client.sink.bufferedBytes() > maxBufferedBytes) {
+        lagging = true;
+        continue;
+      }
       const batch = [...client.pending.values()];
       client.pending.clear();
       client.logKeys = [];
@@ -109,10 +124,21 @@ export function createLiveHub(options: LiveHubOptions): LiveHub {
         drop(client);
       }
     }
+    return lagging;
   };
 
-  const flushTimer = setInterval(flush, flushIntervalMs);
-  flushTimer.unref();
+  function scheduleFlush(): void {
+    if (flushTimer !== undefined || closed) return;
+    // Never sooner than the next turn of the event loop, so the events emitted in one turn go out together.
+    const wait = Math.max(0, lastFlushAt + flushIntervalMs - Date.now());
+    flushTimer = setTimeout(() => {
+      flushTimer = undefined;
+      lastFlushAt = Date.now();
+      // A lagging client is looked at again an interval later, events or not, until it caught up.
+      if (flush()) scheduleFlush();
+    }, wait);
+    flushTimer.unref();
+  }
   const heartbeatTimer = setInterval(() => {
     for (const client of clients) {
       try {
@@ -132,7 +158,8 @@ export function createLiveHub(options: LiveHubOptions): LiveHub {
     },
     clientCount: () => clients.size,
     close() {
-      clearInterval(flushTimer);
+      closed = true;
+      clearTimeout(flushTimer);
       clearInterval(heartbeatTimer);
       for (const stop of unsubscribe) stop();
       flush();

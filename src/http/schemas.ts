@@ -119,6 +119,7 @@ export const JobUpdate = Type.Object(
     size_bytes: Nullable(Type.Integer()),
     bad_bytes: Type.Integer(),
     error_count: Type.Integer(),
+    updated_at: Type.String({ format: 'date-time', description: 'ISO 8601 UTC: when the job was in this state' }),
   },
   { additionalProperties: false },
 );

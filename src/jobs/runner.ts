@@ -138,7 +138,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
       const now = Date.now();
       const phaseStatus = progress.phase === 'verifying' ? 'verifying' : 'running';
       if (now - lastDbWrite < DB_PROGRESS_INTERVAL_MS && progress.percent < 100) {
-        events.emit('job.updated', { job: { ...job, status: phaseStatus, phase: progress.phase, progress: progress.percent, bytesDone: progress.bytesDone, speedBps: progress.rateBps, etaSeconds: progress.etaSeconds, badBytes: progress.badBytes, errorCount: progress.errorCount } });
+        events.emit('job.updated', { job: { ...job, updatedAt: new Date(now).toISOString(), status: phaseStatus, phase: progress.phase, progress: progress.percent, bytesDone: progress.bytesDone, speedBps: progress.rateBps, etaSeconds: progress.etaSeconds, badBytes: progress.badBytes, errorCount: progress.errorCount } });
         return;
       }
       lastDbWrite = now;

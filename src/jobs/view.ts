@@ -69,5 +69,6 @@ export function toJobUpdate(job: JobRecord): Record<string, unknown> {
     size_bytes: job.sizeBytes,
     bad_bytes: job.badBytes,
     error_count: job.errorCount,
+    updated_at: job.updatedAt,
   };
 }

@@ -3,6 +3,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import Value from 'typebox/value';
+import { JobUpdate } from '../../src/http/schemas.js';
 import { type FaultFs, mountFaultFs } from '../tools/faultfs.js';
 import { makeIso } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
@@ -117,6 +119,9 @@ describe('responses match the specification’s examples (field names and JSON t
       const withRate = () => ws.messages.find((message) => message.type === 'job_update' && message.job_id === jobId && message.data.speed_bps !== null && message.data.eta_seconds !== null);
       await waitFor('a job_update with a rate and ETA', () => withRate() !== undefined);
       assertMatchesExample(withRate(), SPEC.wsMessage);
+      const updates = ws.messages.filter((message) => message.type === 'job_update' && message.job_id === jobId);
+      for (const update of updates) assert.ok(Value.Check(JobUpdate, update.data), `a job_update as its schema describes it: ${JSON.stringify(update.data)}`);
+      assert.ok(updates.every((update) => Date.parse(String(update.data.updated_at)) >= Date.parse(created.body.created_at)), 'each update says when the job was in that state');
 
       await fault.setDelay(0);
       await waitFor('the job to complete', async () => (await api(service.url, 'GET', `/api/v1/jobs/${jobId}`)).body.status === 'completed');

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it, mock } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { JobRecord } from '../../src/db/job-repository.js';
 import { createEventBus } from '../../src/events/bus.js';
@@ -68,10 +68,44 @@ describe('live hub', () => {
         ],
         'one update per job, the latest',
       );
-      assert.deepEqual(Object.keys(sink.received[1]?.data ?? {}).sort(), ['bad_bytes', 'bytes_done', 'error_count', 'eta_seconds', 'phase', 'progress', 'size_bytes', 'speed_bps', 'status']);
+      assert.deepEqual(Object.keys(sink.received[1]?.data ?? {}).sort(), ['bad_bytes', 'bytes_done', 'error_count', 'eta_seconds', 'phase', 'progress', 'size_bytes', 'speed_bps', 'status', 'updated_at']);
       assert.equal('queue_position' in (sink.received[0]?.data ?? {}), false);
     } finally {
       hub.close();
+    }
+  });
+
+  it('sends an event after a quiet interval on the next turn, and holds back only those that follow closer', () => {
+    mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 });
+    const events = createEventBus<JobEvents>((error) => {
+      throw error;
+    });
+    const interval = 250;
+    const hub = createLiveHub({ events, flushIntervalMs: interval, heartbeatMs: 60_000 });
+    const sink = recordingSink();
+    hub.connect(sink);
+    const progressSent = () => sink.received.map((message) => message.data.progress);
+    try {
+      events.emit('job.updated', { job: job('job_a', 1) });
+      assert.deepEqual(progressSent(), [], 'nothing is written while the event is emitted');
+      mock.timers.tick(0);
+      assert.deepEqual(progressSent(), [1], 'the first event goes out at once');
+
+      mock.timers.tick(100);
+      events.emit('job.updated', { job: job('job_a', 2) });
+      events.emit('job.updated', { job: job('job_a', 3) });
+      mock.timers.tick(interval - 100 - 1);
+      assert.deepEqual(progressSent(), [1], 'held back until an interval has passed since the last batch');
+      mock.timers.tick(1);
+      assert.deepEqual(progressSent(), [1, 3], 'then sent as one batch holding the latest state');
+
+      mock.timers.tick(interval * 2);
+      events.emit('job.updated', { job: job('job_a', 4) });
+      mock.timers.tick(0);
+      assert.deepEqual(progressSent(), [1, 3, 4], 'after a quiet interval, at once again');
+    } finally {
+      hub.close();
+      mock.timers.reset();
     }
   });
 
