@@ -93,7 +93,15 @@ test('GNU ddrescue finishes a run we paused half-way, from our map', async () =>
   const outDir = join(disc.workdir, 'paused');
   await mkdir(outDir);
   const outputPath = join(outDir, 'half.iso');
-  const result = await imageUntilPaused({ path: disc.loop.path, sizeBytes: SIZE }, disc.backing, outputPath, 40 * MiB);
+  // Progress comes four times a second; unslowed, the copy pass can end before the one after 40 MiB.
+  // About two FUSE reads per MiB at 20 ms each makes the copy pass last about four seconds.
+  await disc.faultFs.setDelay(20);
+  let result;
+  try {
+    result = await imageUntilPaused({ path: disc.loop.path, sizeBytes: SIZE }, disc.backing, outputPath, 40 * MiB);
+  } finally {
+    await disc.faultFs.setDelay(0);
+  }
 
   const ddrescue = await requireTool('ddrescue', 'gddrescue');
   await run(ddrescue, ['-q', '-d', '-b', '2048', disc.loop.path, result.partPath, result.mapPath]);
