@@ -1,7 +1,7 @@
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { type Compilable, Kysely, Migrator, SqliteDialect } from 'kysely';
+import { type Compilable, Kysely, Migrator, SqliteDialect, type SqliteDatabase } from 'kysely';
 import { UnavailableError, errorMessage } from '../errors.js';
 import { migrationProvider } from './migrations/index.js';
 import type { DB } from './schema.js';
@@ -71,7 +71,8 @@ function oneOpenAtATime<T>(file: string, open: () => Promise<T>): Promise<T> {
 async function openNow(file: string, log: DatabaseLogger | undefined): Promise<Database> {
   if (file !== ':memory:') createPrivateFile(file);
   const raw = connect(file);
-  const kysely = new Kysely<DB>({ dialect: new SqliteDialect({ database: raw }) });
+  const prepare = statementCache(raw);
+  const kysely = new Kysely<DB>({ dialect: new SqliteDialect({ database: { prepare, close: () => raw.close() } satisfies SqliteDatabase }) });
   try {
     await migrate(raw, kysely, file, log);
     if (file !== ':memory:') restrictSidecarFiles(file);
@@ -82,7 +83,7 @@ async function openNow(file: string, log: DatabaseLogger | undefined): Promise<D
   return {
     file,
     kysely,
-    writeTransaction: (work) => raw.transaction(() => work(createSyncExecutor(raw))).immediate(),
+    writeTransaction: (work) => raw.transaction(() => work(createSyncExecutor(prepare))).immediate(),
     close: () => kysely.destroy(),
   };
 }
@@ -143,10 +144,34 @@ async function migrate(raw: BetterSqlite3.Database, kysely: Kysely<DB>, file: st
   }
 }
 
-function createSyncExecutor(raw: BetterSqlite3.Database): SyncExecutor {
+/** Statements kept prepared; past this, the least recently prepared one is dropped. */
+const MAX_PREPARED_STATEMENTS = 500;
+
+/**
+ * kysely prepares a statement anew for every execution, which cost the service as much CPU as
+ * running the statements (a request's API-key lookup and list-version check are the same SQL every
+ * time). A statement is reusable once it has run, and nothing here iterates over one: every
+ * execution is a complete all(), get() or run().
+ */
+function statementCache(raw: BetterSqlite3.Database): (sql: string) => BetterSqlite3.Statement {
+  const prepared = new Map<string, BetterSqlite3.Statement>();
+  return (sql) => {
+    const cached = prepared.get(sql);
+    if (cached !== undefined) return cached;
+    if (prepared.size >= MAX_PREPARED_STATEMENTS) {
+      const oldest = prepared.keys().next().value;
+      if (oldest !== undefined) prepared.delete(oldest);
+    }
+    const statement = raw.prepare(sql);
+    prepared.set(sql, statement);
+    return statement;
+  };
+}
+
+function createSyncExecutor(prepare: (sql: string) => BetterSqlite3.Statement): SyncExecutor {
   const statement = (query: Compilable<unknown>) => {
     const { sql, parameters } = query.compile();
-    return { prepared: raw.prepare(sql), parameters: [...parameters] };
+    return { prepared: prepare(sql), parameters: [...parameters] };
   };
   return {
     all<R>(query: Compilable<R>): R[] {
