@@ -22,6 +22,15 @@ const API_KEY_PATTERN = /^d2i_[A-Za-z0-9_-]{43}$/;
 /** How much of the key listings show: enough to tell keys apart, far too little to guess the rest. */
 const VISIBLE_LENGTH = API_KEY_PREFIX.length + 8;
 const MAX_LABEL_LENGTH = 100;
+/** Keys remembered after a successful lookup; a client rarely uses more than a few. */
+const RECENT_KEY_LIMIT = 256;
+
+/** A key found by its hash, with its owner as they were then, and when its use was last written. */
+interface RecentKey {
+  record: ApiKeyRecord;
+  owner: StoredUser | null;
+  markedAt: number;
+}
 
 export interface NewApiKeyInput {
   /** The owner's user name. */
@@ -98,13 +107,10 @@ export function createApiKeyService(deps: Deps): ApiKeyService {
     return user;
   }
 
-  async function usable(record: ApiKeyRecord | null, via: 'api_key' | 'jwt'): Promise<Principal | null> {
-    if (record === null || record.revokedAt !== null) return null;
-    const at = now();
+  function principalOf(record: ApiKeyRecord, user: StoredUser | null, via: 'api_key' | 'jwt', at: Date): Principal | null {
+    if (record.revokedAt !== null) return null;
     if (record.expiresAt !== null && Date.parse(record.expiresAt) <= at.getTime()) return null;
-    const user = await users.get(record.userId);
     if (user === null || user.disabled) return null;
-    await apiKeys.markUsed(record.id, at, new Date(at.getTime() - policy.apiKeyUseResolutionMs));
     return createPrincipal({
       kind: 'api_key',
       via,
@@ -113,6 +119,45 @@ export function createApiKeyService(deps: Deps): ApiKeyService {
       mustChangePassword: false,
       apiKeyId: record.id,
     });
+  }
+
+  async function markUsed(id: string, at: Date): Promise<void> {
+    await apiKeys.markUsed(id, at, new Date(at.getTime() - policy.apiKeyUseResolutionMs));
+  }
+
+  async function usable(record: ApiKeyRecord | null, via: 'api_key' | 'jwt'): Promise<Principal | null> {
+    if (record === null) return null;
+    const at = now();
+    const principal = principalOf(record, await users.get(record.userId), via, at);
+    if (principal !== null) await markUsed(record.id, at);
+    return principal;
+  }
+
+  /**
+   * A client sends its key with every request, and looking it and its owner up was most of what a
+   * cached job list cost. A key found once is remembered for as long as the credentials counter
+   * stays the same: any change to any user or key, from any process, forgets them all, so a revoked
+   * key or a disabled owner is refused from the next request on. Unknown keys are never remembered,
+   * so guessing cannot fill memory.
+   */
+  const recentKeys = new Map<string, RecentKey>();
+  let recentVersion: number | undefined;
+
+  async function recentKey(keyHash: string): Promise<RecentKey | null> {
+    const version = await apiKeys.credentialsVersion();
+    if (version !== recentVersion) {
+      recentKeys.clear();
+      recentVersion = version;
+    }
+    const known = recentKeys.get(keyHash);
+    if (known !== undefined) return known;
+    const record = await apiKeys.findByHash(keyHash);
+    if (record === null) return null;
+    const found: RecentKey = { record, owner: await users.get(record.userId), markedAt: record.lastUsedAt === null ? 0 : Date.parse(record.lastUsedAt) };
+    if (recentKeys.size >= RECENT_KEY_LIMIT) recentKeys.clear();
+    // A change between the counter's reading and the lookups raised the counter: the next request forgets this entry.
+    recentKeys.set(keyHash, found);
+    return found;
   }
 
   return {
@@ -198,7 +243,15 @@ export function createApiKeyService(deps: Deps): ApiKeyService {
 
     async authenticate(key) {
       if (!API_KEY_PATTERN.test(key)) return null;
-      return usable(await apiKeys.findByHash(secretHash(key)), 'api_key');
+      const known = await recentKey(secretHash(key));
+      if (known === null) return null;
+      const at = now();
+      const principal = principalOf(known.record, known.owner, 'api_key', at);
+      if (principal !== null && at.getTime() - known.markedAt >= policy.apiKeyUseResolutionMs) {
+        known.markedAt = at.getTime();
+        await markUsed(known.record.id, at);
+      }
+      return principal;
     },
 
     async principalForKey(id, via) {

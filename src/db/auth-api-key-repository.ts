@@ -1,6 +1,7 @@
 import type { Selectable } from 'kysely';
 import type { ApiKeysTable } from './auth-schema.js';
 import type { Database, SyncExecutor } from './database.js';
+import { readChangeCounter } from './table-versions.js';
 import { fromJson, timestamp, toJson } from './values.js';
 
 export interface ApiKeyRecord {
@@ -41,6 +42,8 @@ export interface ApiKeyRepository {
   revokeWithin(tx: SyncExecutor, id: string, at: Date): void;
   /** Sets last_used_at unless it was set after `unlessUsedSince`; keeps a busy key from writing on every request. */
   markUsed(id: string, at: Date, unlessUsedSince: Date): Promise<void>;
+  /** Raised by every change to a user or a key other than a last-use stamp, from any process. */
+  credentialsVersion(): Promise<number>;
 }
 
 type KeyRow = Selectable<ApiKeysTable> & { user_name: string };
@@ -123,5 +126,7 @@ export function createApiKeyRepository(database: Database): ApiKeyRepository {
         .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<', timestamp(unlessUsedSince))]))
         .execute();
     },
+
+    credentialsVersion: () => readChangeCounter(db, 'credentials'),
   };
 }

@@ -2,6 +2,7 @@ import { type RawBuilder, type Selectable, type SelectQueryBuilder, sql } from '
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
 import type { ImagingPhase } from '../imaging/types.js';
 import type { Database } from './database.js';
+import { readChangeCounter } from './table-versions.js';
 import {
   ACTIVE_JOB_STATUSES,
   type DB,
@@ -295,12 +296,7 @@ export function createJobRepository(database: Database, options: { now?: Clock }
       return rows[0]?.position ?? null;
     },
 
-    async version() {
-      const { rows } = await sql<{ version: number }>`select version from table_versions where name = 'jobs'`.execute(db);
-      const counter = rows[0];
-      if (counter === undefined) throw new Error('table_versions has no row for jobs; migration 0004 did not run');
-      return counter.version;
-    },
+    version: () => readChangeCounter(db, 'jobs'),
 
     async countByStatus() {
       const rows = await db

@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { requestActor } from '../../src/auth/principal.js';
 import { secretHash } from '../../src/auth/secrets.js';
+import { createAuthService } from '../../src/auth/service.js';
+import { openDatabase } from '../../src/db/database.js';
 import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../../src/errors.js';
 import { ADMIN_PASSWORD, CLI, CLIENT, DAY, MINUTE, USER_PASSWORD, withAuth } from './support.js';
 
@@ -97,6 +99,37 @@ describe('API keys', () => {
       assert.equal(await auth.authenticateRequest({ apiKeyHeader: full.key }), null);
       await auth.users.enable('olga', CLI);
       assert.ok(await auth.authenticateRequest({ apiKeyHeader: full.key }), 'the key was never revoked, only unusable while disabled');
+    });
+  });
+
+  it('is refused from the next request on when another process revokes it, disables or demotes its owner', async () => {
+    await withAuth(async ({ auth, database, dir, clock }) => {
+      await auth.users.add({ name: 'alice', role: 'admin', password: ADMIN_PASSWORD }, CLI);
+      // A second admin, so alice is not the last one and may be demoted and disabled.
+      await auth.users.add({ name: 'root', role: 'admin', password: ADMIN_PASSWORD }, CLI);
+      const first = await auth.apiKeys.create({ user: 'alice', name: 'one' }, CLI);
+      const second = await auth.apiKeys.create({ user: 'alice', name: 'two' }, CLI);
+      // The CLI is another process with its own connection and its own services.
+      const other = await openDatabase({ file: database.file });
+      try {
+        const cli = createAuthService({ database: other, dataDir: dir, now: clock.now });
+        assert.equal((await auth.authenticateRequest({ apiKeyHeader: first.key }))?.can('users:admin'), true);
+        assert.ok(await auth.authenticateRequest({ apiKeyHeader: second.key }));
+
+        await cli.users.setRole('alice', 'viewer', CLI);
+        const demoted = await auth.authenticateRequest({ apiKeyHeader: first.key });
+        assert.equal(demoted?.can('users:admin'), false);
+        assert.equal(demoted?.can('jobs:read'), true);
+
+        await cli.apiKeys.revoke(first.record.id, CLI);
+        assert.equal(await auth.authenticateRequest({ apiKeyHeader: first.key }), null);
+        assert.ok(await auth.authenticateRequest({ apiKeyHeader: second.key }));
+
+        await cli.users.disable('alice', CLI);
+        assert.equal(await auth.authenticateRequest({ apiKeyHeader: second.key }), null);
+      } finally {
+        await other.close();
+      }
     });
   });
 

@@ -3,6 +3,7 @@ import { initialMigration } from './0001-initial.js';
 import { authMigration } from './0002-auth.js';
 import { listIndexesMigration } from './0003-list-indexes.js';
 import { jobListMigration } from './0004-job-list.js';
+import { credentialsVersionMigration } from './0005-credentials-version.js';
 
 /**
  * Every migration, imported statically: compiled code cannot count on a migrations folder at
@@ -13,6 +14,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0002_auth': authMigration,
   '0003_list_indexes': listIndexesMigration,
   '0004_job_list': jobListMigration,
+  '0005_credentials_version': credentialsVersionMigration,
 };
 
 export const migrationProvider: MigrationProvider = {
