@@ -32,8 +32,10 @@ export interface LiveHub {
 export interface LiveHubOptions {
   events: JobEventBus;
   /**
-   * Each client gets at most one batch per interval (default 250 ms: four a second). An event that
-   * comes after a quiet interval goes out at once; only events that follow closer are held back.
+   * Each client gets at most one batch per interval (default 50 ms: twenty a second). An event that
+   * comes after a quiet interval goes out at once; only events that follow closer are held back, so
+   * the interval is also the longest an update waits. Per-job progress is already limited to four
+   * events a second by the engine; the interval only bounds bursts across many jobs and log lines.
    */
   flushIntervalMs?: number;
   heartbeatMs?: number;
@@ -65,7 +67,7 @@ function snapshot(job: JobRecord): Omit<JobView, 'queue_position'> {
  * a timer tick, while a burst is still sent as one batch per interval.
  */
 export function createLiveHub(options: LiveHubOptions): LiveHub {
-  const flushIntervalMs = options.flushIntervalMs ?? 250;
+  const flushIntervalMs = options.flushIntervalMs ?? 50;
   const maxBufferedBytes = options.maxBufferedBytes ?? 256 * 1024;
   const maxPendingLogLines = options.maxPendingLogLines ?? 200;
   const clients = new Set<Client>();

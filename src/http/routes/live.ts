@@ -12,7 +12,7 @@ const MESSAGE_DESCRIPTION = `Messages are JSON: {"type": ${LIVE_MESSAGE_TYPES.ma
 job_update data: status, progress, speed_bps, eta_seconds, phase, bytes_done, size_bytes, bad_bytes, error_count, updated_at (when the job was in that state).
 job_created and job_finished data: the full job (as GET /api/v1/jobs/{job_id}, without queue_position).
 job_log data: level, message, at. job_removed data: {}.
-Updates are coalesced per job and sent at most four times a second (an update after a quiet quarter second goes out at once); a client that cannot keep up receives only the latest state of each job.`;
+Updates are coalesced per job and sent to each client at most twenty times a second, each job's progress at most four times (an update after a quiet 50 ms goes out at once); a client that cannot keep up receives only the latest state of each job.`;
 
 function webSocketSink(socket: WebSocket) {
   let missedPongs = 0;
