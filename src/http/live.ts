@@ -14,7 +14,8 @@ export interface LiveMessage {
 
 /** One connected client, WebSocket or SSE. */
 export interface LiveSink {
-  send(message: LiveMessage): void;
+  /** `json` is the message serialised, once for all the clients it goes to. */
+  send(message: LiveMessage, json: string): void;
   /** Bytes written but not yet taken by the network: how far behind the client is. */
   bufferedBytes(): number;
   heartbeat(): void;
@@ -110,6 +111,15 @@ export function createLiveHub(options: LiveHubOptions): LiveHub {
   /** Returns whether a client still has something pending because it is behind. */
   const flush = (): boolean => {
     let lagging = false;
+    const serialised = new Map<LiveMessage, string>();
+    const json = (message: LiveMessage): string => {
+      let text = serialised.get(message);
+      if (text === undefined) {
+        text = JSON.stringify(message);
+        serialised.set(message, text);
+      }
+      return text;
+    };
     for (const client of clients) {
       if (client.pending.size === 0) continue;
       if (client.sink.bufferedBytes() > maxBufferedBytes) {
@@ -120,7 +130,7 @@ export function createLiveHub(options: LiveHubOptions): LiveHub {
       client.pending.clear();
       client.logKeys = [];
       try {
-        for (const message of batch) client.sink.send(message);
+        for (const message of batch) client.sink.send(message, json(message));
       } catch {
         // A socket that fails on write is gone; its own close handler would say so a moment later.
         drop(client);

@@ -17,7 +17,8 @@ function recordingSink(): LiveSink & { received: LiveMessage[]; backlog: number;
     backlog: 0,
     closed: false,
     beats: 0,
-    send(message: LiveMessage) {
+    send(message: LiveMessage, json: string) {
+      assert.deepEqual(JSON.parse(json), message);
       sink.received.push(message);
     },
     bufferedBytes: () => sink.backlog,

@@ -2,7 +2,7 @@ import Type from 'typebox';
 import type { WebSocket } from 'ws';
 import { ValidationError } from '../../errors.js';
 import type { App } from '../app.js';
-import { LIVE_MESSAGE_TYPES, type LiveHub, type LiveMessage } from '../live.js';
+import { LIVE_MESSAGE_TYPES, type LiveHub, type LiveSink } from '../live.js';
 import { errors } from '../schemas.js';
 
 /** How long to wait for a pong before treating a WebSocket client as gone. */
@@ -14,13 +14,13 @@ job_created and job_finished data: the full job (as GET /api/v1/jobs/{job_id}, w
 job_log data: level, message, at. job_removed data: {}.
 Updates are coalesced per job and sent to each client at most twenty times a second, each job's progress at most four times (an update after a quiet 50 ms goes out at once); a client that cannot keep up receives only the latest state of each job.`;
 
-function webSocketSink(socket: WebSocket) {
+function webSocketSink(socket: WebSocket): LiveSink {
   let missedPongs = 0;
   socket.on('pong', () => {
     missedPongs = 0;
   });
   return {
-    send: (message: LiveMessage) => socket.send(JSON.stringify(message)),
+    send: (_message, json) => socket.send(json),
     bufferedBytes: () => socket.bufferedAmount,
     heartbeat: () => {
       missedPongs += 1;
@@ -81,7 +81,7 @@ export function liveRoutes(hub: LiveHub) {
         });
         raw.write(': connected\nretry: 3000\n\n');
         const disconnect = hub.connect({
-          send: (message) => raw.write(`event: ${message.type}\ndata: ${JSON.stringify(message)}\n\n`),
+          send: (message, json) => raw.write(`event: ${message.type}\ndata: ${json}\n\n`),
           bufferedBytes: () => raw.writableLength,
           heartbeat: () => raw.write(': keep-alive\n\n'),
           close: () => raw.end(),
