@@ -10,6 +10,15 @@ export function machineDescription(): string {
   return `${cpus().length} x ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}`;
 }
 
+/** The Node flags `bin/disk2iso` starts with (its first line), so a benchmark's child runs as the product does. */
+export async function productNodeFlags(): Promise<string[]> {
+  const firstLine = (await readFile(join(packageRoot(), 'bin', 'disk2iso'), 'utf8')).split('\n', 1)[0] ?? '';
+  const words = firstLine.split(/\s+/);
+  const node = words.indexOf('node');
+  if (!firstLine.startsWith('#!') || node < 0) throw new Error(`bin/disk2iso does not start with a node #! line: ${firstLine}`);
+  return words.slice(node + 1).filter((word) => word !== '');
+}
+
 export function markdownTable(header: string[], rows: string[][]): string {
   const line = (cells: string[]): string => `| ${cells.join(' | ')} |`;
   return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');

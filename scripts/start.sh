@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec node bin/disk2iso serve "$@"
+# Run through its own first line, which sets the V8 flags the service runs with.
+exec bin/disk2iso serve "$@"
