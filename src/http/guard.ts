@@ -31,7 +31,7 @@ export interface Authenticator {
 export interface RequestGuard {
   /** onRequest: who is asking, and may they. Throws AuthenticationError (401) or ForbiddenError (403). */
   authorize(request: FastifyRequest, permission: RoutePermission): Promise<void>;
-  /** preValidation (the body is parsed by then): CSRF token and Origin for cookie-authenticated state changes. */
+  /** preValidation (the body is parsed by then): CSRF token and Origin for cookie-authenticated state changes, Origin for WebSockets. */
   checkRequestOrigin(request: FastifyRequest): void;
 }
 
@@ -64,6 +64,10 @@ export function actorOf(request: FastifyRequest): Extract<Actor, { kind: 'reques
 /** `https://host:port` of the request as the browser addressed it (a trusted proxy's view included). */
 export function ownOrigin(request: FastifyRequest): string {
   return `${request.protocol}://${request.host}`;
+}
+
+function isWebSocketUpgrade(request: FastifyRequest): boolean {
+  return request.method === 'GET' && request.headers.upgrade?.toLowerCase() === 'websocket';
 }
 
 /** The Origin a browser sent, or the origin of its Referer when it sent no Origin; null when neither. */
@@ -132,7 +136,11 @@ export function createRequestGuard(deps: { auth: Authenticator; audit: Pick<Audi
     },
 
     checkRequestOrigin(request) {
-      if (SAFE_METHODS.has(request.method)) return;
+      // A WebSocket is exempt from the same-origin policy: a page of another origin on the same site
+      // (another service on this host, on another port) could open one with the session cookie and
+      // read every job's updates. Browsers always send its Origin, so the check below refuses that.
+      const webSocket = isWebSocketUpgrade(request);
+      if (SAFE_METHODS.has(request.method) && !webSocket) return;
       const claimed = claimedOrigin(request);
       const expected = ownOrigin(request);
       // Keys and bearer tokens are never sent by a browser on its own, so they need no CSRF defence;
@@ -140,6 +148,8 @@ export function createRequestGuard(deps: { auth: Authenticator; audit: Pick<Audi
       if (claimed !== null && claimed !== expected) {
         throw new ForbiddenError(`Cross-origin request refused: ${claimed} is not ${expected}`, { origin: claimed }, 'origin_mismatch');
       }
+      // The stream changes nothing, and a browser cannot send a CSRF token with a WebSocket.
+      if (webSocket) return;
       const principal = request.principal;
       // A public route (login, setup) acts for nobody, so a session cookie sent along changes nothing.
       if (principal === null || principal.via !== 'session' || request.routeOptions.config.permission === 'public') return;

@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import WebSocket from 'ws';
 import { localActor } from '../../src/auth/principal.js';
 import type { AuditEntry } from '../../src/db/audit-repository.js';
 import { CONTENT_SECURITY_POLICY } from '../../src/http/security-headers.js';
@@ -100,6 +101,29 @@ describe('the HTTP security layer: sessions, CSRF, headers, lockout, tokens, aud
     assert.equal(created.status, 201, 'the token and the Origin together pass');
     const sameSiteReferer = await keyRequest({ referer: `${origin}/account/api-keys`, 'x-csrf-token': session.csrf });
     assert.equal(sameSiteReferer.status, 201, 'a same-origin Referer stands in for a missing Origin');
+  });
+
+  it('refuses a WebSocket opened from another origin, whoever it signs in as', async () => {
+    const session = await login(service, 'bob');
+    const upgrade = (headers: Record<string, string>): Promise<number> =>
+      new Promise((resolve) => {
+        const socket = new WebSocket(`${service.url.replace(/^http/, 'ws')}/api/v1/ws/jobs`, { headers });
+        socket.on('unexpected-response', (request, response) => {
+          request.destroy();
+          resolve(response.statusCode ?? 0);
+        });
+        socket.on('upgrade', () => {
+          socket.close();
+          resolve(101);
+        });
+        socket.on('error', () => undefined);
+      });
+    // Another port of the same host is the same site, so the Lax session cookie goes along.
+    const sameSiteOtherPort = `${new URL(service.url).protocol}//${new URL(service.url).hostname}:1`;
+    assert.equal(await upgrade({ cookie: session.cookie, origin: sameSiteOtherPort }), 403);
+    assert.equal(await upgrade({ ...service.authHeaders, origin: 'https://evil.example' }), 403);
+    assert.equal(await upgrade({ cookie: session.cookie, origin }), 101, 'the service\'s own pages may');
+    assert.equal(await upgrade(service.authHeaders), 101, 'a client that is no browser sends no Origin');
   });
 
   it('needs no CSRF token for API keys and bearer tokens, which a browser never sends by itself', async () => {
