@@ -35,7 +35,7 @@ export interface LiveHubOptions {
   /**
    * Each client gets at most one batch per interval (default 50 ms: twenty a second). An event that
    * comes after a quiet interval goes out at once; only events that follow closer are held back, so
-   * the interval is also the longest an update waits. Per-job progress is already limited to four
+   * the interval is also the longest an update waits for a client that keeps up. Per-job progress is already limited to four
    * events a second by the engine; the interval only bounds bursts across many jobs and log lines.
    */
   flushIntervalMs?: number;
