@@ -3,14 +3,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import WebSocket from 'ws';
 import { localActor } from '../../src/auth/principal.js';
 import { PERMISSIONS, type Permission, permissionsOf } from '../../src/auth/roles.js';
 import { createAuthService } from '../../src/auth/service.js';
 import { databaseFile, openDatabase } from '../../src/db/database.js';
 import type { DeclaredRoute } from '../../src/http/permissions.js';
 import { makeIso } from '../tools/iso.js';
-import { TEST_PASSWORD, type TestServer, anonymousApi, api, startTestServer, waitFor } from './support.js';
+import { TEST_PASSWORD, type TestServer, anonymousApi, api, startTestServer, waitFor, webSocketUpgradeStatus } from './support.js';
 
 /**
  * The authorization matrix. Every route of the live route table (not a hand-picked list) is called
@@ -177,20 +176,7 @@ describe('authorization matrix: every route x every kind of caller', () => {
   };
 
   async function call(method: string, path: string, body: unknown, headers: Record<string, string>): Promise<number> {
-    if (path === '/api/v1/ws/jobs' && method === 'GET') {
-      return new Promise<number>((resolve) => {
-        const socket = new WebSocket(`${service.url.replace('http', 'ws')}${path}`, { headers });
-        socket.on('unexpected-response', (request, response) => {
-          request.destroy();
-          resolve(response.statusCode ?? 0);
-        });
-        socket.on('upgrade', () => {
-          socket.close();
-          resolve(101);
-        });
-        socket.on('error', () => undefined);
-      });
-    }
+    if (path === '/api/v1/ws/jobs' && method === 'GET') return webSocketUpgradeStatus(service.url, headers);
     if (path === '/api/v1/events' || method === 'HEAD' || path.endsWith('/download')) {
       const response = await fetch(`${service.url}${path}`, { method, headers });
       await response.body?.cancel();

@@ -3,12 +3,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import WebSocket from 'ws';
 import { localActor } from '../../src/auth/principal.js';
 import type { AuditEntry } from '../../src/db/audit-repository.js';
 import { CONTENT_SECURITY_POLICY } from '../../src/http/security-headers.js';
 import { makeIso } from '../tools/iso.js';
-import { TEST_PASSWORD, type TestServer, anonymousApi, api, startTestServer, waitFor } from './support.js';
+import { TEST_PASSWORD, type TestServer, anonymousApi, api, startTestServer, waitFor, webSocketUpgradeStatus } from './support.js';
 
 interface Session {
   cookie: string;
@@ -105,19 +104,7 @@ describe('the HTTP security layer: sessions, CSRF, headers, lockout, tokens, aud
 
   it('refuses a WebSocket opened from another origin, whoever it signs in as', async () => {
     const session = await login(service, 'bob');
-    const upgrade = (headers: Record<string, string>): Promise<number> =>
-      new Promise((resolve) => {
-        const socket = new WebSocket(`${service.url.replace(/^http/, 'ws')}/api/v1/ws/jobs`, { headers });
-        socket.on('unexpected-response', (request, response) => {
-          request.destroy();
-          resolve(response.statusCode ?? 0);
-        });
-        socket.on('upgrade', () => {
-          socket.close();
-          resolve(101);
-        });
-        socket.on('error', () => undefined);
-      });
+    const upgrade = (headers: Record<string, string>): Promise<number> => webSocketUpgradeStatus(service.url, headers);
     // Another port of the same host is the same site, so the Lax session cookie goes along.
     const sameSiteOtherPort = `${new URL(service.url).protocol}//${new URL(service.url).hostname}:1`;
     assert.equal(await upgrade({ cookie: session.cookie, origin: sameSiteOtherPort }), 403);

@@ -233,6 +233,22 @@ export function followEvents(url: string): Promise<LiveClient> {
   });
 }
 
+/** Asks for a WebSocket on /api/v1/ws/jobs with these headers: 101 when it opened (and is closed again), else the refusal's status. */
+export function webSocketUpgradeStatus(url: string, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve) => {
+    const socket = new WebSocket(`${url.replace(/^http/, 'ws')}/api/v1/ws/jobs`, { headers });
+    socket.on('unexpected-response', (request, response) => {
+      request.destroy();
+      resolve(response.statusCode ?? 0);
+    });
+    socket.on('upgrade', () => {
+      socket.close();
+      resolve(101);
+    });
+    socket.on('error', () => undefined);
+  });
+}
+
 /** A WebSocket client on /api/v1/ws/jobs that keeps every message. */
 export function followWebSocket(url: string): Promise<LiveClient & { socket: WebSocket }> {
   return new Promise((resolve, reject) => {
