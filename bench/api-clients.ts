@@ -119,13 +119,6 @@ export async function loadTest(url: string, connections: number, warmupMs: numbe
   };
 }
 
-/** Value at quantile q (0..1) of the numbers, nearest rank. */
-export function percentile(values: number[], q: number): number {
-  if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? NaN;
-}
-
 export interface SseEvent {
   event: string;
   data: string;

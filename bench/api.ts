@@ -11,8 +11,8 @@ import type { FinishStatus } from '../src/jobs/queue.js';
 import { createSqliteQueue } from '../src/jobs/sqlite-queue.js';
 import { mountFaultFs } from '../test/tools/faultfs.js';
 import { attachLoop } from '../test/tools/loop.js';
-import { type LoadResult, type ServerProcess, type SseClient, type SseEvent, httpRequest, loadTest, openSse, percentile, residentBytes, startServerProcess } from './api-clients.js';
-import { machineDescription, markdownTable, writeSection, writeRandomFile } from './report.js';
+import { type LoadResult, type ServerProcess, type SseClient, type SseEvent, httpRequest, loadTest, openSse, residentBytes, startServerProcess } from './api-clients.js';
+import { machineDescription, markdownTable, percentile, writeRandomFile, writeSection } from './report.js';
 
 const SEEDED_JOBS = 10_000;
 const CONNECTIONS = 50;

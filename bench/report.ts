@@ -19,6 +19,13 @@ export async function productNodeFlags(): Promise<string[]> {
   return words.slice(node + 1).filter((word) => word !== '');
 }
 
+/** Value at quantile q (0..1) of the numbers, nearest rank. */
+export function percentile(values: readonly number[], q: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? NaN;
+}
+
 export function markdownTable(header: string[], rows: string[][]): string {
   const line = (cells: string[]): string => `| ${cells.join(' | ')} |`;
   return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
