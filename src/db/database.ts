@@ -1,5 +1,6 @@
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import BetterSqlite3 from 'better-sqlite3';
 import { type Compilable, Kysely, Migrator, SqliteDialect, type SqliteDatabase } from 'kysely';
 import { UnavailableError, errorMessage } from '../errors.js';
@@ -70,7 +71,7 @@ function oneOpenAtATime<T>(file: string, open: () => Promise<T>): Promise<T> {
 
 async function openNow(file: string, log: DatabaseLogger | undefined): Promise<Database> {
   if (file !== ':memory:') createPrivateFile(file);
-  const raw = connect(file);
+  const raw = await connect(file);
   const prepare = statementCache(raw);
   const kysely = new Kysely<DB>({ dialect: new SqliteDialect({ database: { prepare, close: () => raw.close() } satisfies SqliteDatabase }) });
   try {
@@ -88,17 +89,37 @@ async function openNow(file: string, log: DatabaseLogger | undefined): Promise<D
   };
 }
 
-function connect(file: string): BetterSqlite3.Database {
+async function connect(file: string): Promise<BetterSqlite3.Database> {
   let raw: BetterSqlite3.Database | undefined;
   try {
     raw = new BetterSqlite3(file, { timeout: BUSY_TIMEOUT_MS });
-    raw.pragma('journal_mode = WAL');
+    await enableWriteAheadLog(raw);
     raw.pragma('synchronous = NORMAL');
     raw.pragma('foreign_keys = ON');
     return raw;
   } catch (error) {
     raw?.close();
     throw new UnavailableError('database_open_failed', `Cannot open database ${file}: ${errorMessage(error)}`, { file });
+  }
+}
+
+const WAL_RETRY_MS = 20;
+
+/**
+ * Switching a new file to WAL upgrades a shared lock to an exclusive one. When processes open a
+ * new file together, SQLite refuses all but one of them at once with SQLITE_BUSY instead of
+ * waiting (waiting could deadlock), so the busy timeout does not apply and we wait here.
+ */
+async function enableWriteAheadLog(raw: BetterSqlite3.Database): Promise<void> {
+  const deadline = Date.now() + BUSY_TIMEOUT_MS;
+  for (;;) {
+    try {
+      raw.pragma('journal_mode = WAL');
+      return;
+    } catch (error) {
+      if (!(error instanceof BetterSqlite3.SqliteError && error.code === 'SQLITE_BUSY') || Date.now() >= deadline) throw error;
+      await sleep(WAL_RETRY_MS);
+    }
   }
 }
 

@@ -110,6 +110,27 @@ describe('openDatabase', () => {
     });
   });
 
+  it('waits for another connection writing to a new file before switching it to WAL', async () => {
+    await withTempDir(async (dir) => {
+      const file = join(dir, 'db.sqlite');
+      // Another process (a second service or the CLI) got the new file first and is mid-write;
+      // SQLite refuses the switch to WAL at once here rather than calling the busy handler.
+      const other = new BetterSqlite3(file);
+      other.exec('BEGIN IMMEDIATE');
+      const opening = openDatabase({ file });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      other.exec('COMMIT');
+      other.close();
+      const database = await opening;
+      try {
+        const mode = await sql<{ journal_mode: string }>`pragma journal_mode`.execute(database.kysely);
+        assert.deepEqual(mode.rows, [{ journal_mode: 'wal' }]);
+      } finally {
+        await database.close();
+      }
+    });
+  });
+
   it('fails with a clear error naming the migration, and leaves no half-made schema', async () => {
     await withTempDir(async (dir) => {
       const file = join(dir, 'db.sqlite');
