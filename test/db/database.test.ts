@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { chmod, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import BetterSqlite3 from 'better-sqlite3';
 import { sql } from 'kysely';
 import { type DatabaseLogger, openDatabase } from '../../src/db/database.js';
@@ -118,7 +119,7 @@ describe('openDatabase', () => {
       const other = new BetterSqlite3(file);
       other.exec('BEGIN IMMEDIATE');
       const opening = openDatabase({ file });
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await sleep(200);
       other.exec('COMMIT');
       other.close();
       const database = await opening;
