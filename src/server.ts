@@ -100,7 +100,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     const audit = createAuditTrail({ repository: createAuditRepository(database) });
 
     const stored = await settingsRepository.list();
-    applyStoredSettings(config, Object.fromEntries(stored.map((setting) => [setting.key, setting.value])), (key, reason) =>
+    await applyStoredSettings(config, Object.fromEntries(stored.map((setting) => [setting.key, setting.value])), (key, reason) =>
       eventLog.record({ level: 'warning', source: 'settings', message: `stored setting ${key} ignored: ${reason}`, details: { key } }),
     );
 

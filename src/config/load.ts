@@ -18,6 +18,10 @@ interface JsonSchemaNode {
   items?: JsonSchemaNode;
   enum?: unknown[];
   description?: string;
+  /** Set on the server only (see ConfigSchema). */
+  readOnly?: boolean;
+  writeOnly?: boolean;
+  format?: string;
 }
 
 /** Older, shorter environment names that ARCHITECTURE.md documents for the most common settings. */
@@ -59,8 +63,6 @@ export interface LoadConfigOptions {
   configFile?: string | undefined;
   /** --set key=value pairs, applied last. */
   overrides?: string[] | undefined;
-  /** Settings changed through the API or CLI (`path` -> value), stored in the database; above the file, below the environment. */
-  stored?: Record<string, unknown> | undefined;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -79,7 +81,6 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   const leaves = settingLeaves();
   const layers: Layer[] = [];
   if (configFile) layers.push({ source: `config file ${configFile}`, values: flattenFile(configFile, leaves) });
-  if (options.stored) layers.push(storedLayer(options.stored, leaves));
   layers.push(...envLayers(env, leaves));
   for (const assignment of options.overrides ?? []) layers.push(overrideLayer(assignment, leaves));
 
@@ -104,15 +105,10 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   };
 }
 
-function storedLayer(stored: Record<string, unknown>, leaves: SettingLeaf[]): Layer {
-  const known = new Set(leaves.map((leaf) => leaf.path));
-  for (const key of Object.keys(stored)) {
-    if (!known.has(key)) throw new ValidationError(`config: unknown key ${key} (in stored settings)`, [{ key }], 'invalid_config');
-  }
-  return { source: STORED_SOURCE, values: stored };
-}
-
-/** How `setting_sources` names values that came from the settings stored in the database. */
+/**
+ * How `setting_sources` names values that came from the settings stored in the database; those are
+ * put in by applyStoredSettings (src/system/settings.ts), the one place that applies run-time changes.
+ */
 export const STORED_SOURCE = 'stored settings';
 
 /** Validates a complete settings object, naming the first bad key and where it came from. */

@@ -3,6 +3,11 @@ import Type from 'typebox';
 /**
  * The one configuration schema. Every layer (defaults, config file, DISK2ISO_* environment,
  * command-line flags) is validated against it, and the environment names are derived from it.
+ *
+ * `readOnly: true` marks a setting only the server's own configuration may set (config file,
+ * environment, flags): one that names a host path, a device or a program, or that bounds what the
+ * web interface and the API may do. The settings service refuses to change it at run time and
+ * ignores a value of it stored in the database; docs/security.md gives the reason for each setting.
  */
 export const HASH_ALGORITHMS = ['md5', 'sha1', 'sha256'] as const;
 export type HashAlgorithm = (typeof HASH_ALGORITHMS)[number];
@@ -18,7 +23,8 @@ export const StorageSchema = Type.Object(
     output_dir: Type.String({ default: '', description: 'Where finished images are written (absolute, or relative to the data dir; empty: DATA_DIR/output)' }),
     output_roots: Type.Array(Type.String({ minLength: 1 }), {
       default: [],
-      description: 'Folders besides the data dir that the output directory may be moved into at run time (web or API); only the config file, environment or flags can set this',
+      readOnly: true,
+      description: 'Folders besides the data dir that the output directory may be moved into at run time (web or API); set on the server only',
     }),
     warn_threshold_percent: Percent(90, 'Warn when the output file system is this full'),
     stop_threshold_percent: Percent(95, 'Pause imaging when the output file system is this full'),
@@ -46,7 +52,11 @@ export const ImagingSchema = Type.Object(
 
 export const DrivesSchema = Type.Object(
   {
-    extra: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Additional block devices or image files an administrator allows' }),
+    extra: Type.Array(Type.String({ minLength: 1 }), {
+      default: [],
+      readOnly: true,
+      description: 'Additional block devices or image files to offer as drives; set on the server only',
+    }),
     demo: Type.Enum(['auto', 'on', 'off'], { default: 'auto', description: 'Offer a demo drive backed by an image file (auto: in a checkout when no drive is found)' }),
     scan_optical: Type.Boolean({ default: true, description: 'Discover optical drives from sysfs' }),
   },
@@ -55,9 +65,9 @@ export const DrivesSchema = Type.Object(
 
 export const ServerSchema = Type.Object(
   {
-    host: Type.String({ minLength: 1, default: '127.0.0.1', description: 'Address to listen on' }),
-    port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'Port to listen on' }),
-    socket: Type.String({ default: '', description: 'Unix socket path (replaces host and port when set)' }),
+    host: Type.String({ minLength: 1, default: '127.0.0.1', readOnly: true, description: 'Address to listen on; set on the server only' }),
+    port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, readOnly: true, description: 'Port to listen on; set on the server only' }),
+    socket: Type.String({ default: '', readOnly: true, description: 'Unix socket path (replaces host and port when set); set on the server only' }),
   },
   { additionalProperties: false, default: {} },
 );
@@ -81,7 +91,8 @@ export const SecuritySchema = Type.Object(
   {
     trusted_proxies: Type.Array(Type.String({ minLength: 1, maxLength: 64, pattern: '^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$' }), {
       default: [],
-      description: 'Addresses or CIDR ranges of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed',
+      readOnly: true,
+      description: 'Addresses or CIDR ranges of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed; set on the server only',
     }),
     rate_limit_per_second: Type.Number({ minimum: 0.1, maximum: 100000, default: 10, description: 'Requests per second per client address (as nginx limit_req rate)' }),
     rate_limit_burst: Type.Integer({ minimum: 1, maximum: 100000, default: 20, description: 'Requests a client may make at once above the rate (as nginx burst, nodelay)' }),
@@ -92,7 +103,13 @@ export const SecuritySchema = Type.Object(
     max_sessions_per_user: Type.Integer({ minimum: 1, maximum: 100, default: 5, description: 'Concurrent sessions per user; a new login ends the oldest' }),
     password_max_age_days: Type.Integer({ minimum: 1, maximum: 3650, default: 90, description: 'A password older than this must be changed at the next login' }),
     token_lifetime_minutes: Type.Integer({ minimum: 1, maximum: 1440, default: 15, description: 'Lifetime of bearer tokens from POST /api/v1/auth/token' }),
-    audit_retention_days: Type.Integer({ minimum: 1, maximum: 36500, default: 365, description: 'Days to keep audit log entries' }),
+    audit_retention_days: Type.Integer({
+      minimum: 1,
+      maximum: 36500,
+      default: 365,
+      readOnly: true,
+      description: 'Days to keep audit log entries; set on the server only',
+    }),
   },
   { additionalProperties: false, default: {} },
 );

@@ -7,18 +7,17 @@ import type { SettingsRepository } from '../db/settings-repository.js';
 import type { JsonObject, JsonValue } from '../db/values.js';
 import { ConflictError, DomainError, ValidationError } from '../errors.js';
 
-/** Shown instead of a secret; sending it back in a PATCH keeps the secret unchanged. */
+/**
+ * Shown instead of a secret and of the credentials in a URL; a value sent back exactly as it was
+ * shown keeps what it stands for.
+ */
 export const SECRET_MASK = '********';
 
 /** Settings that are read once at start; changing them takes effect after a restart. */
 const RESTART_KEYS = new Set([
-  'server.host',
-  'server.port',
-  'server.socket',
   'jobs.max_running',
   'jobs.lease_seconds',
   'log.level',
-  'security.trusted_proxies',
   'security.session_idle_minutes',
   'security.session_lifetime_hours',
   'security.max_sessions_per_user',
@@ -26,17 +25,12 @@ const RESTART_KEYS = new Set([
   'security.token_lifetime_minutes',
 ]);
 const SECTIONS = Object.keys(ConfigSchema.properties) as Array<keyof Settings>;
-/**
- * Settings only someone on the server may set (config file, environment, flags): they bound what
- * the web interface and the API may do, so those must not widen them.
- */
-const SERVER_ONLY_KEYS = new Set(['storage.output_roots']);
 
 export interface SettingsView {
   settings: Settings;
   /** Where every setting's value comes from: `default`, `config file …`, `stored settings`, `environment …`, `--set …`. */
   sources: Record<string, string>;
-  /** Settings fixed by the environment or command-line flags; the API cannot change them. */
+  /** Settings the API cannot change: fixed by the environment or command-line flags, or set on the server only. */
   fixed: string[];
   restart_required: string[];
   data_dir: string;
@@ -49,23 +43,88 @@ export interface SettingsService {
   update(patch: JsonObject, updatedBy?: string | null): Promise<SettingsView>;
 }
 
+/** Told of each applied change, with the values as they may be shown (shownValue), never a secret or a URL's credentials. */
 export type SettingChangeSink = (key: string, from: unknown, to: unknown, restartRequired: boolean) => void;
 
 /** A leaf holding a credential: its value is never shown (notification passwords, tokens, …). */
 export function isSecretLeaf(leaf: SettingLeaf): boolean {
-  const schema = leaf.schema as SettingLeaf['schema'] & { writeOnly?: boolean; format?: string };
+  const { schema } = leaf;
   return schema.writeOnly === true || schema.format === 'password' || /(password|secret|token|api_key)$/i.test(leaf.path);
 }
 
-/** A copy of the settings with every non-empty secret replaced by SECRET_MASK. */
+/** A leaf only the server's own configuration may set: `readOnly` in ConfigSchema. */
+export function isServerOnlyLeaf(leaf: SettingLeaf): boolean {
+  return leaf.schema.readOnly === true;
+}
+
+/**
+ * A URL as `scheme://authority path ?query #fragment`, split by hand rather than with URL so the
+ * rest of the text is shown exactly as stored. As a URL parser does, any run of slashes and
+ * backslashes after the scheme is skipped; the authority then runs to the first / ? or #, never
+ * shorter than a parser takes it (which also stops at a backslash), so the user info, up to its
+ * last @, is never less than what a client would send as credentials. The URL settings' own
+ * pattern requires the `//`, so a URL without it never reaches a client.
+ */
+const URL_PARTS = /^([a-z][a-z0-9+.-]*:[/\\]{2,})([^/?#]*)([^?#]*)(?:\?([^#]*))?(#.*)?$/is;
+
+/** `text` with `replace` applied to each credential of a URL: its user info and every query value (or bare query part). */
+function mapUrlCredentials(text: string, replace: (credential: string) => string): string {
+  const parts = URL_PARTS.exec(text);
+  if (parts === null) return text;
+  const [, scheme = '', authority = '', path = '', query, fragment = ''] = parts;
+  const at = authority.lastIndexOf('@');
+  const host = at === -1 ? authority : `${replace(authority.slice(0, at))}${authority.slice(at)}`;
+  const pairs = query?.split('&').map((pair) => {
+    const eq = pair.indexOf('=');
+    return eq === -1 ? replace(pair) : `${pair.slice(0, eq + 1)}${replace(pair.slice(eq + 1))}`;
+  });
+  return `${scheme}${host}${path}${pairs === undefined ? '' : `?${pairs.join('&')}`}${fragment}`;
+}
+
+/**
+ * `https://user:pass@host/hook?token=abc` as `https://********@host/hook?token=********`. Query
+ * values are all masked, whatever their names: webhooks carry their tokens under any name.
+ */
+export function maskUrlCredentials(text: string): string {
+  return mapUrlCredentials(text, (credential) => (credential === '' ? '' : SECRET_MASK));
+}
+
+/** True when a value holds SECRET_MASK where a URL's credential goes: a shown value edited instead of typed in full. */
+function holdsMaskedCredential(value: unknown): boolean {
+  const texts = typeof value === 'string' ? [value] : Array.isArray(value) ? value.filter((item): item is string => typeof item === 'string') : [];
+  let found = false;
+  for (const text of texts) {
+    mapUrlCredentials(text, (credential) => {
+      found ||= credential.includes(SECRET_MASK);
+      return credential;
+    });
+  }
+  return found;
+}
+
+/**
+ * A setting's value as it may be shown or logged anywhere (API, pages, application log, stdout):
+ * a set secret as SECRET_MASK, and the credentials of any URL in it masked.
+ */
+export function shownValue(leaf: SettingLeaf, value: unknown): unknown {
+  if (isSecretLeaf(leaf)) return value === undefined || value === null || value === '' ? value : SECRET_MASK;
+  if (typeof value === 'string') return maskUrlCredentials(value);
+  if (Array.isArray(value)) return value.map((item: unknown) => (typeof item === 'string' ? maskUrlCredentials(item) : item));
+  return structuredClone(value);
+}
+
+/** A copy of the settings as they may be shown: every leaf through shownValue. */
 export function maskSecrets<T extends object>(settings: T, leaves: readonly SettingLeaf[]): T {
   const copy = structuredClone(settings);
   for (const leaf of leaves) {
-    if (!isSecretLeaf(leaf)) continue;
     const value = getPath(copy as Record<string, unknown>, leaf.path);
-    if (value !== undefined && value !== null && value !== '') setPath(copy as Record<string, unknown>, leaf.path, SECRET_MASK);
+    if (value !== undefined) setPath(copy as Record<string, unknown>, leaf.path, shownValue(leaf, value));
   }
   return copy;
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 /** The settings part of a resolved config (without data_dir and the bookkeeping fields). */
@@ -78,15 +137,26 @@ function isFixedSource(source: string | undefined): source is string {
 }
 
 /**
- * Why a setting cannot be changed at run time (the web form shows it read-only with this), or null
- * when it can: the environment variable or flag that sets it, or the server's own files for the
- * settings only the server may set.
+ * Why a setting cannot be changed at run time: it is server-only (and may also be set by the
+ * environment or a flag, `source`), or the environment variable or flag `source` sets it.
  */
-export function settingFixedBy(config: Config, key: string): string | null {
-  const source = config.setting_sources[key];
-  if (isFixedSource(source)) return source;
-  if (SERVER_ONLY_KEYS.has(key)) return 'the config file, environment or flags on the server';
-  return null;
+export type SettingLock = { by: 'server'; source: string | null } | { by: 'source'; source: string };
+
+/**
+ * The one rule for what may change at run time, which the API, the pages (through the settings
+ * service) and stored settings all follow: null when the setting may change, else why not.
+ */
+export function settingLock(config: Config, leaf: SettingLeaf): SettingLock | null {
+  const source = config.setting_sources[leaf.path];
+  const fixedBy = isFixedSource(source) ? source : null;
+  if (isServerOnlyLeaf(leaf)) return { by: 'server', source: fixedBy };
+  return fixedBy === null ? null : { by: 'source', source: fixedBy };
+}
+
+function lockError(key: string, lock: SettingLock): ConflictError {
+  if (lock.by === 'source') return new ConflictError(`${key} is set by ${lock.source} and cannot be changed here`, { key, source: lock.source }, 'setting_fixed');
+  const setBy = lock.source === null ? '' : `; here it is set by ${lock.source}`;
+  return new ConflictError(`${key} can only be set on the server (config file, environment or flags)${setBy}`, { key }, 'setting_server_only');
 }
 
 /** What a stored value means at run time: a relative output directory is relative to the data dir. */
@@ -107,9 +177,9 @@ async function realPathAsFarAsItExists(path: string): Promise<string> {
 }
 
 /**
- * A run-time change may move the output directory only into the data dir or a folder of
- * `storage.output_roots`, checked after symlinks, so an API caller cannot point image writes (and
- * archive deletions) at /etc or anywhere else on the host.
+ * A run-time value (a change, or one stored earlier) may put the output directory only into the
+ * data dir or a folder of `storage.output_roots`, checked after symlinks, so an API caller cannot
+ * point image writes (and archive deletions and downloads) at /etc or anywhere else on the host.
  */
 async function assertAllowedOutputDir(config: Config, value: string): Promise<void> {
   const target = await realPathAsFarAsItExists(effectiveValue(config, 'storage.output_dir', value) as string);
@@ -145,22 +215,31 @@ function flatten(patch: JsonObject, leaves: readonly SettingLeaf[]): Map<string,
 }
 
 /**
- * Puts stored settings (the settings table) into a config loaded without them, with the same
- * precedence loadConfig gives them: above defaults and the config file, below the environment
- * and flags. A stored value that no longer validates (the schema changed) is skipped and reported.
+ * Puts stored settings (the settings table) into a config loaded without them: above defaults and
+ * the config file, below the environment and flags. A stored value the settings service would
+ * refuse today is skipped and reported: one that no longer validates (the schema changed), one of
+ * a setting that became server-only (an older version stored it through the API), an output
+ * directory outside the folders now allowed.
  */
-export function applyStoredSettings(config: Config, stored: Record<string, JsonValue>, onSkipped: (key: string, reason: string) => void): void {
+export async function applyStoredSettings(config: Config, stored: Record<string, JsonValue>, onSkipped: (key: string, reason: string) => void): Promise<void> {
   const leaves = settingLeaves();
   for (const [key, value] of Object.entries(stored)) {
-    if (!leaves.some((leaf) => leaf.path === key)) {
+    const leaf = leaves.find((candidate) => candidate.path === key);
+    if (leaf === undefined) {
       onSkipped(key, 'not a known setting');
       continue;
     }
-    if (isFixedSource(config.setting_sources[key])) continue;
+    const lock = settingLock(config, leaf);
+    if (lock?.by === 'source') continue;
+    if (lock?.by === 'server') {
+      onSkipped(key, 'it can only be set on the server now (config file, environment or flags); put it there if it is still wanted');
+      continue;
+    }
     const candidate = settingsOf(config);
     setPath(candidate as unknown as Record<string, unknown>, key, value);
     try {
       assertValid(candidate, new Map([[key, STORED_SOURCE]]));
+      if (key === 'storage.output_dir' && typeof value === 'string') await assertAllowedOutputDir(config, value);
     } catch (error) {
       onSkipped(key, error instanceof DomainError ? error.message : String(error));
       continue;
@@ -173,11 +252,13 @@ export function applyStoredSettings(config: Config, stored: Record<string, JsonV
 export function createSettingsService(deps: { config: Config; settings: SettingsRepository; onChange?: SettingChangeSink }): SettingsService {
   const { config } = deps;
   const leaves = settingLeaves();
+  /** The leaf of a key flatten() accepted (so one exists). */
+  const leafOf = (key: string): SettingLeaf => leaves.find((candidate) => candidate.path === key) as SettingLeaf;
 
   const view = (restartRequired: string[] = []): SettingsView => ({
     settings: maskSecrets(settingsOf(config), leaves),
     sources: Object.fromEntries(leaves.map((leaf) => [leaf.path, config.setting_sources[leaf.path] ?? 'default'])),
-    fixed: leaves.filter((leaf) => settingFixedBy(config, leaf.path) !== null).map((leaf) => leaf.path),
+    fixed: leaves.filter((leaf) => settingLock(config, leaf) !== null).map((leaf) => leaf.path),
     restart_required: restartRequired,
     data_dir: config.data_dir,
     config_file: config.config_file,
@@ -189,17 +270,20 @@ export function createSettingsService(deps: { config: Config; settings: Settings
     async update(patch, updatedBy = null) {
       const changes = flatten(patch, leaves);
       if (changes.size === 0) throw new ValidationError('give at least one setting to change', [{ key: '' }], 'invalid_setting');
-      for (const key of [...changes.keys()]) {
-        const leaf = leaves.find((candidate) => candidate.path === key);
-        if (leaf && isSecretLeaf(leaf) && changes.get(key) === SECRET_MASK) changes.delete(key);
-      }
-      for (const key of changes.keys()) {
-        if (SERVER_ONLY_KEYS.has(key)) {
-          throw new ConflictError(`${key} can only be set on the server (config file, environment or flags)`, { key }, 'setting_server_only');
+      for (const [key, value] of [...changes]) {
+        const leaf = leafOf(key);
+        const current = getPath(config as unknown as Record<string, unknown>, key);
+        const shown = shownValue(leaf, current);
+        // What GET or the page showed, sent back as it was, keeps the value behind the mask.
+        if ((isSecretLeaf(leaf) && value === SECRET_MASK) || (sameJson(value, shown) && !sameJson(shown, current))) {
+          changes.delete(key);
+          continue;
         }
-        const source = config.setting_sources[key];
-        if (isFixedSource(source)) {
-          throw new ConflictError(`${key} is set by ${source} and cannot be changed here`, { key, source }, 'setting_fixed');
+        const lock = settingLock(config, leaf);
+        if (lock !== null) throw lockError(key, lock);
+        if (holdsMaskedCredential(value)) {
+          const message = `${key} holds ${SECRET_MASK} where a credential goes; give the whole value again, credentials included`;
+          throw new ValidationError(message, [{ key, message }], 'masked_value');
         }
       }
       const candidate = settingsOf(config);
@@ -216,9 +300,8 @@ export function createSettingsService(deps: { config: Config; settings: Settings
         config.setting_sources[key] = STORED_SOURCE;
         const needsRestart = RESTART_KEYS.has(key);
         if (needsRestart) restartRequired.push(key);
-        const leaf = leaves.find((candidate) => candidate.path === key);
-        const secret = leaf !== undefined && isSecretLeaf(leaf);
-        deps.onChange?.(key, secret ? SECRET_MASK : before, secret ? SECRET_MASK : getPath(config as unknown as Record<string, unknown>, key), needsRestart);
+        const leaf = leafOf(key);
+        deps.onChange?.(key, shownValue(leaf, before), shownValue(leaf, getPath(config as unknown as Record<string, unknown>, key)), needsRestart);
       }
       return view(restartRequired);
     },

@@ -1,6 +1,6 @@
 import { getPath, settingLeaves } from '../config/load.js';
 import type { Config } from '../config/schema.js';
-import { isSecretLeaf, settingFixedBy } from '../system/settings.js';
+import { isSecretLeaf, settingLock, shownValue } from '../system/settings.js';
 import type { I18n } from './render.js';
 import type { FormFields } from './request.js';
 
@@ -47,10 +47,16 @@ export interface SettingField {
   /** The form field name: the key with dots replaced, so it is a plain identifier in HTML. */
   name: string;
   kind: FieldKind;
-  /** Never the value of a secret: those are write-only (empty, with `secretSet` saying whether one exists). */
+  /**
+   * Never the value of a secret: those are write-only (empty, with `secretSet` saying whether one
+   * exists). Credentials in URLs are masked (shownValue).
+   */
   value: string | boolean | string[];
   secretSet: boolean;
-  /** The value in effect, as the configuration holds it (what a submitted value is compared with). */
+  /**
+   * The value in effect as shown (credentials masked), which a submitted value is compared with: a
+   * masked URL sent back as shown is no change, and the settings service keeps the real one anyway.
+   */
   current: unknown;
   options: string[];
   min: number | null;
@@ -105,15 +111,17 @@ export function sectionFields(config: Config, section: SettingsSection, i18n: I1
       const secret = isSecretLeaf(leaf);
       const kind = secret ? 'secret' : fieldKind(schema);
       const current = getPath(config as unknown as Record<string, unknown>, leaf.path);
+      const shown = shownValue(leaf, current);
+      const lock = settingLock(config, leaf);
       const labelKey = `config.fields.${leaf.path}`;
       const helpKey = `config.help.${leaf.path}`;
       return {
         key: leaf.path,
         name: fieldName(leaf.path),
         kind,
-        value: secret ? '' : displayValue(kind, current),
+        value: secret ? '' : displayValue(kind, shown),
         secretSet: secret && current !== undefined && current !== null && current !== '',
-        current: secret ? null : current,
+        current: secret ? null : shown,
         options: (kind === 'checkboxes' ? (schema.items?.enum ?? []) : (schema.enum ?? [])).map(String),
         min: schema.minimum ?? null,
         max: schema.maximum ?? null,
@@ -121,7 +129,7 @@ export function sectionFields(config: Config, section: SettingsSection, i18n: I1
         pattern: schema.pattern ?? null,
         label: i18n.has(labelKey) ? i18n.t(labelKey) : (schema.description ?? leaf.path),
         help: i18n.has(helpKey) ? i18n.t(helpKey) : '',
-        fixedBy: settingFixedBy(config, leaf.path),
+        fixedBy: lock === null ? null : (lock.source ?? i18n.t('config.server_only')),
         advanced: ADVANCED.has(leaf.path),
       };
     });

@@ -92,18 +92,3 @@ describe('loadConfig', () => {
     assert.equal(new Set(names).size, names.length);
   });
 });
-
-describe('stored settings', () => {
-  it('sit above the config file and below the environment, and record where each value came from', () => {
-    const config = loadConfig({
-      dataDir: tmpdir(),
-      env: { DISK2ISO_IMAGING_VERIFY: 'true' },
-      stored: { 'imaging.read_attempts': 9, 'imaging.verify': false },
-    });
-    assert.equal(config.imaging.read_attempts, 9);
-    assert.equal(config.imaging.verify, true);
-    assert.equal(config.setting_sources['imaging.read_attempts'], 'stored settings');
-    assert.equal(config.setting_sources['imaging.verify'], 'environment DISK2ISO_IMAGING_VERIFY');
-    assert.throws(() => loadConfig({ dataDir: tmpdir(), env: {}, stored: { 'imaging.nope': 1 } }), /unknown key imaging\.nope/);
-  });
-});

@@ -174,7 +174,7 @@ describe('bad input on every endpoint: the right 4xx, one error shape, nothing c
       { method: 'PATCH', url: '/api/v1/system/config', body: { imaging: 3 }, status: 400, code: 'validation_failed', mentions: 'imaging' },
       { method: 'PATCH', url: '/api/v1/system/config', body: { imaging: { checksums: ['md5', 'md5'] } }, status: 400, code: 'validation_failed', mentions: 'checksums' },
       { method: 'PATCH', url: '/api/v1/system/config', body: {}, status: 400, code: 'invalid_setting' },
-      { method: 'PATCH', url: '/api/v1/system/config', body: { drives: { extra: ['/dev/sda'] } }, status: 409, code: 'setting_fixed', mentions: 'DISK2ISO_EXTRA_DEVICES' },
+      { method: 'PATCH', url: '/api/v1/system/config', body: { drives: { extra: ['/dev/sda'] } }, status: 409, code: 'setting_server_only', mentions: 'DISK2ISO_EXTRA_DEVICES' },
       { method: 'GET', url: '/api/v1/logs?level=verbose', status: 400, code: 'validation_failed', mentions: 'level' },
       { method: 'GET', url: '/api/v1/logs?since=yesterday', status: 400, code: 'validation_failed', mentions: 'since' },
       { method: 'GET', url: '/api/v1/logs?limit=1001', status: 400, code: 'validation_failed', mentions: 'limit' },

@@ -1,13 +1,18 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { SettingLeaf } from '../../src/config/load.js';
+import pino from 'pino';
+import { localActor } from '../../src/auth/principal.js';
+import { type SettingLeaf, loadConfig, packageRoot, settingLeaves } from '../../src/config/load.js';
+import type { Config } from '../../src/config/schema.js';
 import { databaseFile, openDatabase } from '../../src/db/database.js';
+import type { JsonValue } from '../../src/db/values.js';
 import { createSettingsRepository } from '../../src/db/settings-repository.js';
-import { SECRET_MASK, isSecretLeaf, maskSecrets } from '../../src/system/settings.js';
-import { type TestServer, api, startTestServer, waitFor } from '../http/support.js';
+import { type RunningServer, startServer } from '../../src/server.js';
+import { SECRET_MASK, isSecretLeaf, isServerOnlyLeaf, maskSecrets, maskUrlCredentials } from '../../src/system/settings.js';
+import { TEST_PASSWORD, type TestServer, api, createAdminKey, startTestServer, testEnv, useApiKey, waitFor } from '../http/support.js';
 import { makeIso } from '../tools/iso.js';
 
 describe('settings through the API: view, change, store, apply, survive a restart', () => {
@@ -168,5 +173,212 @@ describe('secret masking', () => {
     const masked = maskSecrets(settings, leaves);
     assert.deepEqual(masked, { notify: { smtp_password: SECRET_MASK, webhook_secret: '', email: 'a@example.org' }, imaging: { read_attempts: 5 } });
     assert.equal(settings.notify.smtp_password, 'hunter2', 'the original is untouched');
+  });
+});
+
+/** What a hostile admin would send for each server-only setting; its keys are the decision (docs/security.md says why). */
+const HOSTILE_SERVER_ONLY: Record<string, (work: string) => JsonValue> = {
+  'storage.output_roots': () => ['/'],
+  'drives.extra': (work) => [join(work, 'host-secret')],
+  'server.host': () => '0.0.0.0',
+  'server.port': () => 1,
+  'server.socket': (work) => join(work, 'elsewhere.sock'),
+  'security.trusted_proxies': () => ['0.0.0.0/1', '128.0.0.0/1'],
+  'security.audit_retention_days': () => 1,
+};
+
+function nested(key: string, value: JsonValue): Record<string, Record<string, JsonValue>> {
+  const [section = '', name = ''] = key.split('.');
+  return { [section]: { [name]: value } };
+}
+
+async function storeSettings(dataDir: string, entries: Record<string, JsonValue>): Promise<void> {
+  const database = await openDatabase({ file: databaseFile(dataDir) });
+  try {
+    await createSettingsRepository(database).set(entries);
+  } finally {
+    await database.close();
+  }
+}
+
+async function storedSetting(dataDir: string, key: string): Promise<JsonValue | undefined> {
+  const database = await openDatabase({ file: databaseFile(dataDir) });
+  try {
+    return (await createSettingsRepository(database).get(key))?.value;
+  } finally {
+    await database.close();
+  }
+}
+
+describe('settings that name host paths, devices or the listening address are set on the server only', () => {
+  let work: string;
+  let dataDir: string;
+  let isoPath: string;
+  let hostSecret: string;
+  let configFile: string;
+  let logFile: string;
+  let running: { server: RunningServer; url: string; config: Config } | undefined;
+
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), 'disk2iso-server-only-'));
+    dataDir = join(work, 'data');
+    await mkdir(dataDir);
+    isoPath = (await makeIso({ dir: work, label: 'ALLOWED', dataMiB: 1, files: 1 })).path;
+    hostSecret = join(work, 'host-secret');
+    await writeFile(hostSecret, 'root:$6$hash:19000:0:99999:7:::\n', { mode: 0o600 });
+    // Drives and the port come from the config file, not the environment, so nothing but
+    // server-only-ness stands between a PATCH and them.
+    configFile = join(work, 'config.json');
+    await writeFile(configFile, JSON.stringify({ drives: { extra: [isoPath] }, server: { port: 0 }, imaging: { read_attempts: 3 } }));
+    logFile = join(work, 'stdout.log');
+  });
+  after(async () => {
+    await running?.server.close('test finished');
+    await rm(work, { recursive: true, force: true });
+  });
+
+  /** The service as `disk2iso serve --config FILE` runs it, its process log (stdout) going to a file. */
+  async function start(): Promise<{ url: string; config: Config }> {
+    await running?.server.close('restart');
+    const env = testEnv(dataDir, []);
+    delete env['DISK2ISO_EXTRA_DEVICES'];
+    const config = loadConfig({ configFile, env });
+    const log = pino({ level: 'info' }, pino.destination({ dest: logFile, sync: true, append: true }));
+    const key = await createAdminKey(dataDir);
+    const server = await startServer({ config, log, version: 'test' });
+    const url = server.url ?? '';
+    useApiKey(url, key);
+    running = { server, url, config };
+    return running;
+  }
+
+  const deviceListing = async (url: string): Promise<string[]> => (await api(url, 'GET', '/api/v1/devices')).body.devices.map((device: { path: string }) => device.path);
+
+  it('marks exactly the settings docs/security.md gives as server-only in the schema', () => {
+    const serverOnly = settingLeaves().filter(isServerOnlyLeaf).map((leaf) => leaf.path);
+    assert.deepEqual(serverOnly.sort(), Object.keys(HOSTILE_SERVER_ONLY).sort());
+  });
+
+  it('refuses every one of them over HTTP, so no host file becomes a drive', async () => {
+    const { url } = await start();
+    assert.deepEqual(await deviceListing(url), [isoPath]);
+    const before = (await api(url, 'GET', '/api/v1/system/config')).body;
+    for (const [key, value] of Object.entries(HOSTILE_SERVER_ONLY)) {
+      const refused = await api(url, 'PATCH', '/api/v1/system/config', nested(key, value(work)));
+      assert.equal(refused.status, 409, `${key}: ${JSON.stringify(refused.body)}`);
+      assert.equal(refused.body.error.code, 'setting_server_only', key);
+      assert.ok(before.fixed.includes(key), `${key} is listed as fixed, so the pages show it read-only`);
+    }
+    const together = await api(url, 'PATCH', '/api/v1/system/config', { imaging: { read_attempts: 4 }, drives: { extra: [isoPath, hostSecret] } });
+    assert.equal(together.status, 409, 'a change that includes one changes nothing');
+    assert.deepEqual((await api(url, 'GET', '/api/v1/system/config')).body, before);
+    assert.deepEqual(await deviceListing(url), [isoPath], 'the host file is no drive');
+    assert.equal(await storedSetting(dataDir, 'drives.extra'), undefined, 'nothing was stored');
+  });
+
+  it('ignores and reports values an older version stored for them, and output dirs outside the allowed folders', async () => {
+    await running?.server.close('restart');
+    running = undefined;
+    const hostile = Object.fromEntries(Object.entries(HOSTILE_SERVER_ONLY).map(([key, value]) => [key, value(work)]));
+    const elsewhere = join(work, 'elsewhere');
+    await storeSettings(dataDir, { ...hostile, 'storage.output_dir': elsewhere, 'imaging.read_attempts': 9 });
+    const { url, config } = await start();
+
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/, 'it listens where the server says, not at a stored address or socket');
+    assert.deepEqual(await deviceListing(url), [isoPath], 'the stored host file is no drive');
+    const view = (await api(url, 'GET', '/api/v1/system/config')).body;
+    assert.equal(view.settings.server.host, '127.0.0.1');
+    assert.equal(view.sources['server.host'], 'default');
+    assert.equal(view.sources['drives.extra'], `config file ${configFile}`);
+    assert.deepEqual(view.settings.security.trusted_proxies, []);
+    assert.equal(view.settings.security.audit_retention_days, 365);
+    assert.equal(view.settings.storage.output_dir, join(dataDir, 'output'));
+    assert.equal(config.storage.output_dir, join(dataDir, 'output'));
+    assert.equal(view.settings.imaging.read_attempts, 9, 'other stored settings still sit above the config file');
+    assert.equal(view.sources['imaging.read_attempts'], 'stored settings');
+
+    const warnings = (await api(url, 'GET', '/api/v1/logs?level=warning&limit=1000')).body.logs.map((line: { message: string }) => line.message);
+    for (const key of Object.keys(HOSTILE_SERVER_ONLY)) {
+      assert.ok(
+        warnings.some((message: string) => message.startsWith(`stored setting ${key} ignored: it can only be set on the server`)),
+        `${key}:\n${warnings.join('\n')}`,
+      );
+    }
+    assert.ok(warnings.some((message: string) => message.startsWith(`stored setting storage.output_dir ignored: storage.output_dir ${elsewhere} is outside`)), warnings.join('\n'));
+  });
+
+  it('masks the credentials of a webhook URL in the API, the page data, the log, stdout and the audit trail', async () => {
+    const { url, config } = await start();
+    const webhook = 'https://hookuser:hookpass@hooks.example.org/hook?token=tok123&mode=';
+    const masked = `https://${SECRET_MASK}@hooks.example.org/hook?token=${SECRET_MASK}&mode=`;
+    const set = await api(url, 'PATCH', '/api/v1/system/config', { notifications: { webhook_enabled: true, webhook_url: webhook } });
+    assert.equal(set.status, 200, JSON.stringify(set.body));
+    assert.equal(set.body.settings.notifications.webhook_url, masked);
+    assert.equal(config.notifications.webhook_url, webhook, 'the service itself keeps the real URL');
+
+    const actor = localActor('test');
+    await running?.server.auth.users.add({ name: 'viewer-one', role: 'viewer', password: TEST_PASSWORD }, actor);
+    const viewerKey = (await running?.server.auth.apiKeys.create({ user: 'viewer-one', name: 'viewer' }, actor))?.key ?? '';
+    const asViewer = await api(url, 'GET', '/api/v1/system/config', undefined, { 'x-api-key': viewerKey });
+    assert.equal(asViewer.status, 200);
+    assert.equal(asViewer.body.settings.notifications.webhook_url, masked);
+
+    // Sent back as shown (a client that PATCHes what it read), the mask keeps the real URL.
+    const sentBack = await api(url, 'PATCH', '/api/v1/system/config', { notifications: asViewer.body.settings.notifications });
+    assert.equal(sentBack.status, 200, JSON.stringify(sentBack.body));
+    assert.equal(config.notifications.webhook_url, webhook);
+    assert.equal(await storedSetting(dataDir, 'notifications.webhook_url'), webhook);
+    // Edited around the mask, it would store the mask as the password: refused.
+    const edited = await api(url, 'PATCH', '/api/v1/system/config', { notifications: { webhook_url: masked.replace('/hook?', '/other?') } });
+    assert.equal(edited.status, 400, JSON.stringify(edited.body));
+    assert.equal(edited.body.error.code, 'masked_value');
+    assert.equal(config.notifications.webhook_url, webhook);
+    const replaced = await api(url, 'PATCH', '/api/v1/system/config', { notifications: { webhook_url: 'https://hooks.example.org/plain' } });
+    assert.equal(replaced.body.settings.notifications.webhook_url, 'https://hooks.example.org/plain', 'a URL without credentials is shown as it is');
+
+    const logs = JSON.stringify((await api(url, 'GET', '/api/v1/logs?limit=1000', undefined, { 'x-api-key': viewerKey })).body);
+    assert.ok(logs.includes(`setting notifications.webhook_url changed from \\"\\" to \\"${masked}\\"`), logs);
+    const audit = JSON.stringify(await running?.server.auth.audit.list({ eventType: 'config', limit: 100 }));
+    const stdout = await readFile(logFile, 'utf8');
+    for (const [where, text] of Object.entries({ config: JSON.stringify(asViewer.body), logs, audit, stdout })) {
+      for (const credential of ['hookuser', 'hookpass', 'tok123']) assert.ok(!text.includes(credential), `${credential} in ${where}`);
+    }
+    assert.ok(stdout.includes(`to \\"${masked}\\"`), 'the process log has the masked change line');
+  });
+
+  it('lists every setting with its decision in docs/security.md', async () => {
+    const doc = await readFile(join(packageRoot(), 'docs', 'security.md'), 'utf8');
+    const table = /<!-- settings:start -->([\s\S]*?)<!-- settings:end -->/.exec(doc)?.[1] ?? '';
+    const rows = new Map([...table.matchAll(/^\| `([a-z_.]+)` \| (server only|run time) \|/gm)].map((match) => [match[1], match[2]]));
+    const expected = new Map(settingLeaves().map((leaf) => [leaf.path, isServerOnlyLeaf(leaf) ? 'server only' : 'run time']));
+    assert.deepEqual(rows, expected);
+  });
+});
+
+describe('credentials in URLs', () => {
+  it('masks user info and query values, and leaves the rest of the text as it was', () => {
+    const cases: Array<[string, string]> = [
+      ['https://user:pass@hooks.example.org/a/b', `https://${SECRET_MASK}@hooks.example.org/a/b`],
+      ['https://token@hooks.example.org/', `https://${SECRET_MASK}@hooks.example.org/`],
+      ['https://us%40er:p@ss@Hooks.Example.org:8443/x', `https://${SECRET_MASK}@Hooks.Example.org:8443/x`],
+      ['http://hooks.example.org/x?token=abc&sig=d%20e&flag&empty=#frag', `http://hooks.example.org/x?token=${SECRET_MASK}&sig=${SECRET_MASK}&${SECRET_MASK}&empty=#frag`],
+      ['https:///user:pass@host/', `https:///${SECRET_MASK}@host/`],
+      ['https:\\\\user:pass@host\\path', `https:\\\\${SECRET_MASK}@host\\path`],
+      ['https://@host/', 'https://@host/'],
+      ['https://hooks.example.org/path/@not-user-info', 'https://hooks.example.org/path/@not-user-info'],
+      ['https://hooks.example.org/plain', 'https://hooks.example.org/plain'],
+      ['/srv/images', '/srv/images'],
+      ['archive@example.org', 'archive@example.org'],
+      ['', ''],
+    ];
+    for (const [given, shown] of cases) assert.equal(maskUrlCredentials(given), shown, given);
+  });
+
+  it('never leaves credentials a URL parser would send', () => {
+    for (const given of ['https://u:secretpw@host/', 'https:///u:secretpw@host/', 'https:\\\\u:secretpw@host/', 'https://u:secretpw@host\\@x/', 'HTTPS://u:secretpw@host?q=secretpw']) {
+      const parsed = new URL(given);
+      assert.equal(parsed.password, 'secretpw', `the parser reads a password from ${given}`);
+      assert.ok(!maskUrlCredentials(given).includes('secretpw'), given);
+    }
   });
 });

@@ -44,7 +44,9 @@ const SettingsView = Type.Object(
     sources: Type.Record(Type.String(), Type.String(), {
       description: 'Where each setting comes from: default, config file …, stored settings, environment …, --set …',
     }),
-    fixed: Type.Array(Type.String(), { description: 'Settings fixed by the environment or flags; PATCH refuses them (409)' }),
+    fixed: Type.Array(Type.String(), {
+      description: 'Settings the API cannot change, fixed by the environment or flags or set on the server only (readOnly in the schema); PATCH refuses them (409)',
+    }),
     restart_required: Type.Array(Type.String(), { description: 'Changed settings that take effect after a restart' }),
     data_dir: Type.String(),
     config_file: Nullable(Type.String()),
@@ -70,7 +72,8 @@ export function systemRoutes(system: SystemStatusService, settings: SettingsServ
         schema: {
           tags: ['system'],
           summary: 'Effective settings and where each came from',
-          description: 'Secrets are shown as ******** (send that back unchanged to keep them).',
+          description:
+            'Secrets, and the user info and query values of URLs, are shown as ******** (send the value back as shown to keep it; a value with ******** in place of a credential is refused).',
           response: { 200: SettingsView },
         },
       },
@@ -85,7 +88,7 @@ export function systemRoutes(system: SystemStatusService, settings: SettingsServ
           tags: ['system'],
           summary: 'Change settings',
           description:
-            'Takes any part of the settings tree, e.g. `{"imaging": {"read_attempts": 3}}`. Changes are stored in the database and apply at once (new jobs use them); `restart_required` lists those that need a restart. Settings fixed by the environment or flags give 409.',
+            'Takes any part of the settings tree, e.g. `{"imaging": {"read_attempts": 3}}`. Changes are stored in the database and apply at once (new jobs use them); `restart_required` lists those that need a restart. Settings fixed by the environment or flags give 409 `setting_fixed`; settings set on the server only (readOnly: paths, devices, listening address, trusted proxies, audit retention) give 409 `setting_server_only`. A value shown masked and sent back as shown keeps the real one.',
           body: partialSettingsSchema(),
           response: { 200: SettingsView, ...errors(400, 409, 413, 415) },
         },
