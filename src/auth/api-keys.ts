@@ -1,10 +1,11 @@
 import type { ApiKeyRecord } from '../db/auth-api-key-repository.js';
 import type { StoredUser } from '../db/auth-user-repository.js';
+import type { SyncExecutor } from '../db/database.js';
 import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../errors.js';
 import type { AuthDeps } from './deps.js';
-import { PasswordChangeRequiredError } from './errors.js';
+import { AuthenticationError, PasswordChangeRequiredError } from './errors.js';
 import { type Actor, type Principal, actorForAudit, actorName, createPrincipal, requirePermission } from './principal.js';
-import { type Permission, PERMISSIONS, isPermission, permissionsOf } from './roles.js';
+import { type Permission, PERMISSIONS, type UserRole, isPermission, permissionsOf } from './roles.js';
 import { newAuthId, randomSecret, secretHash } from './secrets.js';
 
 /** Every key starts with this, so a leaked one is recognisable (secret scanners, logs). */
@@ -48,11 +49,24 @@ export interface CreatedApiKey {
   record: ApiKeyRecord;
 }
 
+export interface RevokedApiKey {
+  record: ApiKeyRecord;
+  /** The keys descending from it (created with it or with one of those) that were revoked along with it. */
+  alsoRevoked: string[];
+}
+
+/**
+ * Creating, listing and revoking keys needs keys:manage. A request carrying a key or a bearer token
+ * is bounded by that credential: it creates keys only for its own user, only with explicit scopes it
+ * holds, expiring no later than itself, and a key made with a key is revoked with it. It sees and
+ * revokes only keys whose rights lie within its own. A signed-in session acts with the user's full
+ * rights; the CLI with all.
+ */
 export interface ApiKeyService {
   create(input: NewApiKeyInput, actor: Actor): Promise<CreatedApiKey>;
-  /** Keys of one user (by name) or, for admins, of everyone. */
+  /** Keys of one user (by name) or, for admins, of everyone; only those within the actor's rights. */
   list(filter: { user?: string }, actor: Actor): Promise<ApiKeyRecord[]>;
-  revoke(id: string, actor: Actor): Promise<ApiKeyRecord>;
+  revoke(id: string, actor: Actor): Promise<RevokedApiKey>;
   /** The principal an `X-API-Key` value stands for, or null when it is unknown, revoked, expired or its owner disabled. */
   authenticate(key: string): Promise<Principal | null>;
   /** The principal of a key by id (for tokens issued for a key), under the same rules as `authenticate`. */
@@ -60,8 +74,8 @@ export interface ApiKeyService {
 }
 
 /** A key's rights: its scopes within what its owner's role allows today, so a demoted owner's keys lose rights too. */
-export function effectivePermissions(owner: StoredUser, scopes: readonly string[] | null): ReadonlySet<Permission> {
-  const granted = permissionsOf(owner.role);
+export function effectivePermissions(ownerRole: UserRole, scopes: readonly string[] | null): ReadonlySet<Permission> {
+  const granted = permissionsOf(ownerRole);
   if (scopes === null) return granted;
   return new Set(PERMISSIONS.filter((permission) => granted.has(permission) && scopes.includes(permission)));
 }
@@ -86,6 +100,36 @@ function checkedLabel(name: string): string {
 
 type Deps = Pick<AuthDeps, 'database' | 'users' | 'apiKeys' | 'audit' | 'policy' | 'now'>;
 
+/**
+ * The principal of a request that carried a key or a bearer token: what it creates must stay within
+ * that credential. Null for the CLI and for a signed-in session, which act with their full rights.
+ */
+function boundingCredential(actor: Actor): Principal | null {
+  if (actor.kind === 'local' || actor.principal.via === 'session') return null;
+  return actor.principal;
+}
+
+/** True when every right of the key is one the actor holds too (the CLI holds all). */
+function withinActorRights(actor: Actor, record: ApiKeyRecord): boolean {
+  if (actor.kind === 'local') return true;
+  const held = actor.principal.permissions;
+  return [...effectivePermissions(record.userRole, record.scopes)].every((permission) => held.has(permission));
+}
+
+/** Refuses a child that would exceed or outlive the key or token creating it. */
+function requireWithinCredential(credential: Principal, user: string, scopes: readonly Permission[] | null, expiresAt: Date | null): void {
+  if (credential.name !== user) {
+    throw new ForbiddenError('A key or bearer token creates keys only for its own user; sign in to create keys for others', { user }, 'key_for_other_user');
+  }
+  if (scopes === null || scopes.some((scope) => !credential.permissions.has(scope))) {
+    throw new ForbiddenError('A key or bearer token can only create keys with explicit scopes it holds itself', undefined, 'scope_exceeds_rights');
+  }
+  const limit = credential.expiresAt;
+  if (limit !== undefined && (expiresAt === null || expiresAt.getTime() > Date.parse(limit))) {
+    throw new ForbiddenError(`The key must expire no later than the credential creating it, at ${limit}`, { limit }, 'expiry_exceeds_credential');
+  }
+}
+
 export function createApiKeyService(deps: Deps): ApiKeyService {
   const { database, users, apiKeys, audit, policy, now } = deps;
 
@@ -99,6 +143,14 @@ export function createApiKeyService(deps: Deps): ApiKeyService {
       if (isOwner(actor.principal)) return;
     }
     requirePermission(actor, 'users:admin');
+  }
+
+  /** The parent must still be usable when its child is written: a revocation committed since the request began wins. */
+  function requireUsableParent(tx: SyncExecutor, parentId: string, at: Date): void {
+    const parent = apiKeys.getWithin(tx, parentId);
+    if (parent === null || parent.revokedAt !== null || (parent.expiresAt !== null && Date.parse(parent.expiresAt) <= at.getTime())) {
+      throw new AuthenticationError('The API key of this request was revoked or has expired', 'invalid_credentials');
+    }
   }
 
   async function owner(name: string): Promise<StoredUser> {
@@ -115,9 +167,10 @@ export function createApiKeyService(deps: Deps): ApiKeyService {
       kind: 'api_key',
       via,
       user,
-      permissions: effectivePermissions(user, record.scopes),
+      permissions: effectivePermissions(user.role, record.scopes),
       mustChangePassword: false,
       apiKeyId: record.id,
+      ...(record.expiresAt === null ? {} : { expiresAt: record.expiresAt }),
     });
   }
 
@@ -164,7 +217,12 @@ export function createApiKeyService(deps: Deps): ApiKeyService {
     async create(input, actor) {
       const label = checkedLabel(input.name);
       const scopes = checkedScopes(input.scopes);
+      const expiresAt = input.expiresAt ?? null;
+      requirePermission(actor, 'keys:manage');
       requireOwnerOrAdmin(actor, (principal) => principal.name === input.user);
+      const credential = boundingCredential(actor);
+      if (credential !== null) requireWithinCredential(credential, input.user, scopes, expiresAt);
+      const parentId = credential?.kind === 'api_key' ? (credential.apiKeyId ?? null) : null;
       const user = await owner(input.user);
       if (user.disabled) throw new ConflictError(`User ${user.name} is disabled`, { user: user.name }, 'user_disabled');
       const rights = permissionsOf(user.role);
@@ -172,21 +230,14 @@ export function createApiKeyService(deps: Deps): ApiKeyService {
       if (beyond.length > 0) {
         throw new ValidationError(`Scope(s) ${beyond.join(', ')} exceed the rights of ${user.role} ${user.name}`, { beyond, role: user.role }, 'scope_exceeds_rights');
       }
-      // A key must never create a key stronger than itself.
-      if (actor.kind === 'request' && actor.principal.kind === 'api_key') {
-        const held = actor.principal.permissions;
-        if (scopes === null || scopes.some((scope) => !held.has(scope))) {
-          throw new ForbiddenError('A key can only create keys with explicit scopes it holds itself', undefined, 'scope_exceeds_rights');
-        }
-      }
       const at = now();
-      const expiresAt = input.expiresAt ?? null;
       if (expiresAt !== null && expiresAt.getTime() <= at.getTime()) {
         throw new ValidationError('An API key must expire in the future', { expires_at: expiresAt.toISOString() }, 'invalid_expiry');
       }
       const key = `${API_KEY_PREFIX}${randomSecret()}`;
       const id = newAuthId('key');
       const record = database.writeTransaction((tx) => {
+        if (parentId !== null) requireUsableParent(tx, parentId, at);
         apiKeys.insertWithin(tx, {
           id,
           userId: user.id,
@@ -197,6 +248,7 @@ export function createApiKeyService(deps: Deps): ApiKeyService {
           at,
           createdBy: actorName(actor),
           expiresAt,
+          parentId,
         });
         audit.recordWithin(tx, {
           event_type: 'api_key',
@@ -208,6 +260,7 @@ export function createApiKeyService(deps: Deps): ApiKeyService {
             prefix: key.slice(0, VISIBLE_LENGTH),
             scopes,
             expires_at: expiresAt === null ? null : expiresAt.toISOString(),
+            parent_id: parentId,
           }),
         });
         const stored = apiKeys.getWithin(tx, id);
@@ -218,26 +271,38 @@ export function createApiKeyService(deps: Deps): ApiKeyService {
     },
 
     async list(filter, actor) {
+      requirePermission(actor, 'keys:manage');
+      let keys: ApiKeyRecord[];
       if (filter.user === undefined) {
         requirePermission(actor, 'users:admin');
-        return apiKeys.list();
+        keys = await apiKeys.list();
+      } else {
+        const name = filter.user;
+        requireOwnerOrAdmin(actor, (principal) => principal.name === name);
+        keys = await apiKeys.list({ userId: (await owner(name)).id });
       }
-      const name = filter.user;
-      requireOwnerOrAdmin(actor, (principal) => principal.name === name);
-      return apiKeys.list({ userId: (await owner(name)).id });
+      return keys.filter((key) => withinActorRights(actor, key));
     },
 
     async revoke(id, actor) {
+      requirePermission(actor, 'keys:manage');
       return database.writeTransaction((tx) => {
         const record = apiKeys.getWithin(tx, id);
         if (record === null) throw new NotFoundError(`No API key ${id}`, { id }, 'api_key_not_found');
         requireOwnerOrAdmin(actor, (principal) => principal.userId === record.userId);
+        if (!withinActorRights(actor, record)) {
+          throw new ForbiddenError(`API key ${id} holds rights this credential lacks`, { id }, 'key_exceeds_rights');
+        }
         if (record.revokedAt !== null) throw new ConflictError(`API key ${id} is already revoked`, { id, revoked_at: record.revokedAt }, 'api_key_revoked');
-        apiKeys.revokeWithin(tx, id, now());
-        audit.recordWithin(tx, { event_type: 'api_key', action: 'revoke', ...actorForAudit(actor, { key_id: id, owner: record.userName, name: record.name }) });
+        const alsoRevoked = apiKeys.revokeWithin(tx, id, now());
+        audit.recordWithin(tx, {
+          event_type: 'api_key',
+          action: 'revoke',
+          ...actorForAudit(actor, { key_id: id, owner: record.userName, name: record.name, ...(alsoRevoked.length === 0 ? {} : { also_revoked: alsoRevoked }) }),
+        });
         const revoked = apiKeys.getWithin(tx, id);
         if (revoked === null) throw new Error(`API key ${id} vanished inside its own transaction`);
-        return revoked;
+        return { record: revoked, alsoRevoked };
       });
     },
 

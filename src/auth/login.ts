@@ -48,7 +48,7 @@ export function createLoginService(deps: Deps): LoginService {
         });
         return started;
       });
-      const principal = userPrincipal(user, at, policy.passwordMaxAgeMs, 'session', { idHash: secretHash(session.id), csrfToken: session.csrfToken });
+      const principal = userPrincipal(user, at, policy.passwordMaxAgeMs, { session: { idHash: secretHash(session.id), csrfToken: session.csrfToken } });
       return { session, principal, user: publicUser(user) };
     },
 

@@ -11,6 +11,9 @@ export const PERMISSIONS = [
   'devices:write',
   'system:read',
   'system:write',
+  // Creating, listing and revoking API keys. Every role holds it for its own keys; a key or a bearer
+  // token needs it in its scope, so a key made for reading jobs cannot mint or revoke keys.
+  'keys:manage',
   'users:admin',
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];

@@ -22,6 +22,11 @@ export interface Principal {
   /** What a form or fetch call must send along with a session cookie. */
   csrfToken?: string;
   apiKeyId?: string;
+  /**
+   * When the key or bearer token this request carried stops working: nothing it creates may outlive
+   * it. Absent for a key without expiry and for a session (a signed-in user's keys may outlive the session).
+   */
+  expiresAt?: string;
   /** False for everything while the password must be changed. */
   can(permission: Permission): boolean;
 }
@@ -35,6 +40,7 @@ export interface PrincipalInput {
   sessionId?: string;
   csrfToken?: string;
   apiKeyId?: string;
+  expiresAt?: string;
 }
 
 export function createPrincipal(input: PrincipalInput): Principal {
@@ -50,6 +56,7 @@ export function createPrincipal(input: PrincipalInput): Principal {
     ...(input.sessionId === undefined ? {} : { sessionId: input.sessionId }),
     ...(input.csrfToken === undefined ? {} : { csrfToken: input.csrfToken }),
     ...(input.apiKeyId === undefined ? {} : { apiKeyId: input.apiKeyId }),
+    ...(input.expiresAt === undefined ? {} : { expiresAt: input.expiresAt }),
     can: (permission) => !mustChangePassword && permissions.has(permission),
   };
 }
@@ -59,15 +66,18 @@ export function passwordMustChange(user: StoredUser | UserRecord, now: Date, max
   return user.passwordResetRequired || now.getTime() - Date.parse(user.passwordChangedAt) >= maxAgeMs;
 }
 
+/** What a password login's principal carries besides the user: its session, or its token's expiry. */
+export type UserCredential = { session: { idHash: string; csrfToken: string } } | { tokenExpiresAt: string };
+
 /** The principal of a password login: the role's full rights. */
-export function userPrincipal(user: UserRecord, now: Date, maxAgeMs: number, via: 'session' | 'jwt', session?: { idHash: string; csrfToken: string }): Principal {
+export function userPrincipal(user: UserRecord, now: Date, maxAgeMs: number, credential: UserCredential): Principal {
   return createPrincipal({
     kind: 'user',
-    via,
+    via: 'session' in credential ? 'session' : 'jwt',
     user,
     permissions: permissionsOf(user.role),
     mustChangePassword: passwordMustChange(user, now, maxAgeMs),
-    ...(session === undefined ? {} : { sessionId: session.idHash, csrfToken: session.csrfToken }),
+    ...('session' in credential ? { sessionId: credential.session.idHash, csrfToken: credential.session.csrfToken } : { expiresAt: credential.tokenExpiresAt }),
   });
 }
 

@@ -7,12 +7,12 @@ export type { Permission, UserRole };
 /**
  * What each role may do; the one table every check reads (docs/security.md shows it). An operator
  * runs the drives and the jobs and sees the archive; changing or deleting archives, system settings
- * and users stays with admins.
+ * and users stays with admins. Everyone manages their own API keys (keys:manage).
  */
 export const ROLE_PERMISSIONS: Readonly<Record<UserRole, readonly Permission[]>> = {
   admin: PERMISSIONS,
-  operator: ['jobs:read', 'jobs:write', 'archives:read', 'devices:read', 'devices:write', 'system:read'],
-  viewer: ['jobs:read', 'archives:read', 'devices:read', 'system:read'],
+  operator: ['jobs:read', 'jobs:write', 'archives:read', 'devices:read', 'devices:write', 'system:read', 'keys:manage'],
+  viewer: ['jobs:read', 'archives:read', 'devices:read', 'system:read', 'keys:manage'],
 };
 
 export function permissionsOf(role: UserRole): ReadonlySet<Permission> {

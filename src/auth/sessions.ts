@@ -72,7 +72,7 @@ export function createSessionService(deps: Deps): SessionService {
           return null;
         }
         sessions.touchWithin(tx, idHash, at);
-        return userPrincipal(user, at, policy.passwordMaxAgeMs, 'session', { idHash, csrfToken: session.csrfToken });
+        return userPrincipal(user, at, policy.passwordMaxAgeMs, { session: { idHash, csrfToken: session.csrfToken } });
       });
     },
 

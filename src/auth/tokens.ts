@@ -58,7 +58,8 @@ export interface IssuedToken {
 /**
  * Short-lived bearer tokens (HS256). Claims: sub (user id), role, cv (the user's credentials version),
  * jti, and for a key's token its id (akid) and scope. A token dies when it expires, when the
- * user's password or role changes or the user is disabled (cv), and when its key is revoked.
+ * user's password or role changes or the user is disabled (cv), and when its key is revoked. A key's
+ * token never exceeds the key: its scope is the key's rights, and it expires no later than the key.
  */
 export interface TokenService {
   issueForPassword(name: string, password: string, client: ClientInfo): Promise<IssuedToken>;
@@ -100,10 +101,14 @@ export function createTokenService(deps: Deps): TokenService {
     return signingKey;
   };
 
-  async function sign(claims: TokenClaims, audited: { method: string; user: string; client: ClientInfo }): Promise<IssuedToken> {
+  /** `notAfter`: the end of the credential the token stands for; the token expires at it if that comes sooner. */
+  async function sign(claims: TokenClaims, audited: { method: string; user: string; client: ClientInfo }, notAfter?: string): Promise<IssuedToken> {
     const issuedAt = now();
-    const lifetimeSeconds = Math.floor(policy.tokenLifetimeMs / 1000);
     const iat = Math.floor(issuedAt.getTime() / 1000);
+    const limit = notAfter === undefined ? Number.POSITIVE_INFINITY : Math.floor(Date.parse(notAfter) / 1000);
+    const lifetimeSeconds = Math.min(Math.floor(policy.tokenLifetimeMs / 1000), limit - iat);
+    // A key within its last second: any token would be dead on arrival.
+    if (lifetimeSeconds <= 0) throw new AuthenticationError('Invalid API key', 'invalid_api_key');
     const jti = randomUUID();
     const token = await new SignJWT({ role: claims.role, cv: claims.cv, ...(claims.akid === undefined ? {} : { akid: claims.akid, scope: claims.scope }) })
       .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
@@ -140,6 +145,7 @@ export function createTokenService(deps: Deps): TokenService {
       return sign(
         { sub: user.id, role: user.role, cv: user.credentialsVersion, akid: principal.apiKeyId, scope: [...principal.permissions].join(' ') },
         { method: 'api_key', user: user.name, client },
+        principal.expiresAt,
       );
     },
 
@@ -152,14 +158,16 @@ export function createTokenService(deps: Deps): TokenService {
         return null;
       }
       const claims = claimsOf(payload);
-      if (claims === null) return null;
+      if (claims === null || typeof payload.exp !== 'number') return null;
+      const tokenExpiresAt = new Date(payload.exp * 1000).toISOString();
       const user = await users.get(claims.sub);
       if (user === null || user.disabled || user.credentialsVersion !== claims.cv || user.role !== claims.role) return null;
-      if (claims.akid === undefined) return userPrincipal(user, now(), policy.passwordMaxAgeMs, 'jwt');
+      if (claims.akid === undefined) return userPrincipal(user, now(), policy.passwordMaxAgeMs, { tokenExpiresAt });
 
       const keyPrincipal = await apiKeyService.principalForKey(claims.akid, 'jwt');
       if (keyPrincipal === null || keyPrincipal.userId !== user.id) return null;
       const granted = new Set((claims.scope ?? '').split(' '));
+      const keyExpiresAt = keyPrincipal.expiresAt;
       return createPrincipal({
         kind: 'api_key',
         via: 'jwt',
@@ -167,6 +175,7 @@ export function createTokenService(deps: Deps): TokenService {
         permissions: new Set(PERMISSIONS.filter((permission) => keyPrincipal.permissions.has(permission) && granted.has(permission))),
         mustChangePassword: false,
         apiKeyId: claims.akid,
+        expiresAt: keyExpiresAt !== undefined && Date.parse(keyExpiresAt) < Date.parse(tokenExpiresAt) ? keyExpiresAt : tokenExpiresAt,
       });
     },
   };

@@ -30,6 +30,7 @@ export type ApiKeyView = {
   expires_at: string | null;
   revoked_at: string | null;
   last_used_at: string | null;
+  parent_id: string | null;
 };
 
 export function userView(user: UserRecord): UserView {
@@ -67,5 +68,6 @@ export function apiKeyView(key: ApiKeyRecord, now: Date): ApiKeyView {
     expires_at: key.expiresAt,
     revoked_at: key.revokedAt,
     last_used_at: key.lastUsedAt,
+    parent_id: key.parentId,
   };
 }

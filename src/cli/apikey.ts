@@ -35,7 +35,7 @@ export function registerApiKeyCommand(program: Command): void {
     .command('create')
     .requiredOption('--user <name>', 'the owner; the key never has more rights than the owner')
     .requiredOption('--name <label>', 'what the key is for')
-    .option('--scopes <list>', 'comma-separated permissions, e.g. jobs:read,jobs:write (default: all of the owner\'s rights)')
+    .option('--scopes <list>', 'comma-separated permissions, e.g. jobs:read,jobs:write; keys:manage lets the key create and revoke keys (default: all of the owner\'s rights)')
     .option('--expires <when>', 'expiry: 30d, 12h, 2w or an ISO 8601 date (default: never)')
     .option('--json', 'print JSON')
     .description('create an API key and print it once; only its hash is stored')
@@ -92,11 +92,12 @@ export function registerApiKeyCommand(program: Command): void {
   apikey
     .command('revoke')
     .argument('<id>', 'key id (see `disk2iso apikey list`)')
-    .description('revoke an API key; it stops working at once')
+    .description('revoke an API key and the keys created with it; they stop working at once')
     .action(async (id: string, _options: unknown, command: Command) => {
       await withLocalAuth(config(command), async (auth, actor) => {
-        const revoked = await auth.apiKeys.revoke(id, actor);
-        process.stdout.write(`Revoked ${revoked.id} "${revoked.name}" of ${revoked.userName}.\n`);
+        const { record, alsoRevoked } = await auth.apiKeys.revoke(id, actor);
+        const along = alsoRevoked.length === 0 ? '' : `, and ${alsoRevoked.length} key(s) created with it: ${alsoRevoked.join(', ')}`;
+        process.stdout.write(`Revoked ${record.id} "${record.name}" of ${record.userName}${along}.\n`);
       });
     });
 }

@@ -1,5 +1,5 @@
 import type { Selectable } from 'kysely';
-import type { ApiKeysTable } from './auth-schema.js';
+import type { ApiKeysTable, UserRole } from './auth-schema.js';
 import type { Database, SyncExecutor } from './database.js';
 import { readChangeCounter } from './table-versions.js';
 import { fromJson, timestamp, toJson } from './values.js';
@@ -9,6 +9,8 @@ export interface ApiKeyRecord {
   userId: string;
   /** The owner's name, joined in for listings. */
   userName: string;
+  /** The owner's role now, joined in: with the scopes it gives the key's rights. */
+  userRole: UserRole;
   name: string;
   prefix: string;
   /** null: all of the owner's rights. */
@@ -18,6 +20,8 @@ export interface ApiKeyRecord {
   expiresAt: string | null;
   revokedAt: string | null;
   lastUsedAt: string | null;
+  /** The key whose request created this one; null when a person or the CLI made it. */
+  parentId: string | null;
 }
 
 export interface NewApiKey {
@@ -30,6 +34,7 @@ export interface NewApiKey {
   at: Date;
   createdBy: string;
   expiresAt: Date | null;
+  parentId: string | null;
 }
 
 export interface ApiKeyRepository {
@@ -39,20 +44,25 @@ export interface ApiKeyRepository {
   findByHash(keyHash: string): Promise<ApiKeyRecord | null>;
   /** Newest first; all keys or one user's. */
   list(filter?: { userId?: string }): Promise<ApiKeyRecord[]>;
-  revokeWithin(tx: SyncExecutor, id: string, at: Date): void;
+  /**
+   * Revokes the key and every key descending from it (created with it, or with one of those) that
+   * is still unrevoked. Returns the descendants it revoked, ids in creation order.
+   */
+  revokeWithin(tx: SyncExecutor, id: string, at: Date): string[];
   /** Sets last_used_at unless it was set after `unlessUsedSince`; keeps a busy key from writing on every request. */
   markUsed(id: string, at: Date, unlessUsedSince: Date): Promise<void>;
   /** Raised by every change to a user or a key other than a last-use stamp, from any process. */
   credentialsVersion(): Promise<number>;
 }
 
-type KeyRow = Selectable<ApiKeysTable> & { user_name: string };
+type KeyRow = Selectable<ApiKeysTable> & { user_name: string; user_role: UserRole };
 
 function rowToApiKey(row: KeyRow): ApiKeyRecord {
   return {
     id: row.id,
     userId: row.user_id,
     userName: row.user_name,
+    userRole: row.user_role,
     name: row.name,
     prefix: row.prefix,
     scopes: row.scopes === null ? null : fromJson<string[]>(row.scopes),
@@ -61,6 +71,7 @@ function rowToApiKey(row: KeyRow): ApiKeyRecord {
     expiresAt: row.expires_at,
     revokedAt: row.revoked_at,
     lastUsedAt: row.last_used_at,
+    parentId: row.parent_id,
   };
 }
 
@@ -71,7 +82,7 @@ export function createApiKeyRepository(database: Database): ApiKeyRepository {
       .selectFrom('api_keys')
       .innerJoin('users', 'users.id', 'api_keys.user_id')
       .selectAll('api_keys')
-      .select('users.name as user_name');
+      .select(['users.name as user_name', 'users.role as user_role']);
 
   return {
     insertWithin(tx, key) {
@@ -88,6 +99,7 @@ export function createApiKeyRepository(database: Database): ApiKeyRepository {
           expires_at: key.expiresAt === null ? null : timestamp(key.expiresAt),
           revoked_at: null,
           last_used_at: null,
+          parent_id: key.parentId,
         }),
       );
     },
@@ -115,7 +127,25 @@ export function createApiKeyRepository(database: Database): ApiKeyRepository {
     },
 
     revokeWithin(tx, id, at) {
-      tx.run(db.updateTable('api_keys').set({ revoked_at: timestamp(at) }).where('id', '=', id).where('revoked_at', 'is', null));
+      const tree = tx.all(
+        db
+          .withRecursive('tree(id)', (cte) =>
+            cte
+              .selectFrom('api_keys')
+              .select('id')
+              .where('id', '=', id)
+              .union(cte.selectFrom('api_keys').innerJoin('tree', 'tree.id', 'api_keys.parent_id').select('api_keys.id')),
+          )
+          .selectFrom('api_keys')
+          .innerJoin('tree', 'tree.id', 'api_keys.id')
+          .select('api_keys.id')
+          .where('api_keys.revoked_at', 'is', null)
+          .orderBy('api_keys.created_at')
+          .orderBy('api_keys.id'),
+      ).map((row) => row.id);
+      if (tree.length === 0) return [];
+      tx.run(db.updateTable('api_keys').set({ revoked_at: timestamp(at) }).where('id', 'in', tree));
+      return tree.filter((revoked) => revoked !== id);
     },
 
     async markUsed(id, at, unlessUsedSince) {

@@ -55,6 +55,8 @@ export interface ApiKeysTable {
   expires_at: string | null;
   revoked_at: string | null;
   last_used_at: string | null;
+  /** The key whose request created this one (migration 0006); revoking it revokes this one. Null when a person or the CLI made it. */
+  parent_id: string | null;
 }
 
 export interface LoginFailuresTable {

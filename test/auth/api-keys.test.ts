@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { requestActor } from '../../src/auth/principal.js';
+import { type Actor, requestActor } from '../../src/auth/principal.js';
 import { secretHash } from '../../src/auth/secrets.js';
-import { createAuthService } from '../../src/auth/service.js';
+import { type AuthService, createAuthService } from '../../src/auth/service.js';
 import { openDatabase } from '../../src/db/database.js';
 import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../../src/errors.js';
-import { ADMIN_PASSWORD, CLI, CLIENT, DAY, MINUTE, USER_PASSWORD, withAuth } from './support.js';
+import { ADMIN_PASSWORD, CLI, CLIENT, DAY, HOUR, MINUTE, USER_PASSWORD, withAuth } from './support.js';
 
 describe('API keys', () => {
   it('creates a d2i_ key of 256 random bits, shows it once and keeps only its hash and a short prefix', async () => {
@@ -52,7 +52,7 @@ describe('API keys', () => {
       assert.equal(reader.can('jobs:write'), false);
 
       const all = await auth.authenticateRequest({ apiKeyHeader: full.key });
-      assert.deepEqual([...(all?.permissions ?? [])].sort(), ['archives:read', 'devices:read', 'devices:write', 'jobs:read', 'jobs:write', 'system:read']);
+      assert.deepEqual([...(all?.permissions ?? [])].sort(), ['archives:read', 'devices:read', 'devices:write', 'jobs:read', 'jobs:write', 'keys:manage', 'system:read']);
 
       for (const wrong of ['', 'd2i_', full.key.slice(0, -1), `${full.key}x`, full.key.replace('d2i_', 'd2x_'), `d2i_${'A'.repeat(43)}`]) {
         assert.equal(await auth.authenticateRequest({ apiKeyHeader: wrong }), null, JSON.stringify(wrong));
@@ -145,7 +145,7 @@ describe('API keys', () => {
       assert.equal(await auth.authenticateRequest({ apiKeyHeader: expiring.key }), null);
 
       assert.ok(await auth.authenticateRequest({ apiKeyHeader: revocable.key }));
-      const revoked = await auth.apiKeys.revoke(revocable.record.id, CLI);
+      const { record: revoked } = await auth.apiKeys.revoke(revocable.record.id, CLI);
       assert.equal(revoked.revokedAt, clock.now().toISOString());
       assert.equal(await auth.authenticateRequest({ apiKeyHeader: revocable.key }), null);
       await assert.rejects(auth.apiKeys.revoke(revocable.record.id, CLI), ConflictError);
@@ -190,7 +190,7 @@ describe('API keys', () => {
       const alice = requestActor((await auth.login('alice', USER_PASSWORD, CLIENT)).principal, CLIENT);
       const admin = requestActor((await auth.login('admin', ADMIN_PASSWORD, CLIENT)).principal, CLIENT);
 
-      const own = await auth.apiKeys.create({ user: 'alice', name: 'mine', scopes: ['jobs:read'] }, alice);
+      const own = await auth.apiKeys.create({ user: 'alice', name: 'mine', scopes: ['jobs:read', 'keys:manage'] }, alice);
       assert.equal(own.record.createdBy, 'alice');
       const bobs = await auth.apiKeys.create({ user: 'bob', name: 'for bob' }, admin);
       await assert.rejects(auth.apiKeys.create({ user: 'bob', name: 'not mine' }, alice), ForbiddenError);
@@ -208,7 +208,7 @@ describe('API keys', () => {
       const keyActor = requestActor(keyPrincipal, CLIENT);
       await assert.rejects(auth.apiKeys.create({ user: 'alice', name: 'escalate' }, keyActor), ForbiddenError);
       await assert.rejects(auth.apiKeys.create({ user: 'alice', name: 'escalate', scopes: ['jobs:write'] }, keyActor), ForbiddenError);
-      await auth.apiKeys.create({ user: 'alice', name: 'same rights', scopes: ['jobs:read'] }, keyActor);
+      await auth.apiKeys.create({ user: 'alice', name: 'same rights', scopes: ['jobs:read', 'keys:manage'] }, keyActor);
       await auth.apiKeys.revoke(own.record.id, alice);
     });
   });
@@ -228,6 +228,161 @@ describe('API keys', () => {
           ['first', true, null],
         ],
       );
+    });
+  });
+});
+
+/** The request of a key (or of a bearer token) as the HTTP layer hands it to the services. */
+async function keyActor(auth: AuthService, credentials: { apiKeyHeader: string } | { bearer: string }): Promise<Actor> {
+  const principal = await auth.authenticateRequest(credentials);
+  assert.ok(principal, 'the credential works');
+  return requestActor(principal, CLIENT);
+}
+
+describe('API keys made with a key or a bearer token never exceed or outlive it', () => {
+  it('needs keys:manage to create, list or revoke keys through a key; a signed-in user holds it by role', async () => {
+    await withAuth(async ({ auth, clock }) => {
+      await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
+      const full = await auth.apiKeys.create({ user: 'alice', name: 'full' }, CLI);
+      const reader = await auth.apiKeys.create({ user: 'alice', name: 'reader', scopes: ['jobs:read'], expiresAt: new Date(clock.now().getTime() + DAY) }, CLI);
+      const readerActor = await keyActor(auth, { apiKeyHeader: reader.key });
+
+      const refused = { code: 'permission_denied', message: 'alice lacks the keys:manage permission' };
+      await assert.rejects(auth.apiKeys.create({ user: 'alice', name: 'minted', scopes: ['jobs:read'], expiresAt: new Date(clock.now().getTime() + HOUR) }, readerActor), refused);
+      await assert.rejects(auth.apiKeys.list({ user: 'alice' }, readerActor), refused);
+      await assert.rejects(auth.apiKeys.revoke(full.record.id, readerActor), refused);
+      assert.ok(await auth.authenticateRequest({ apiKeyHeader: full.key }), 'the full-rights key still works');
+      assert.deepEqual((await auth.apiKeys.list({ user: 'alice' }, CLI)).map((key) => key.name).sort(), ['full', 'reader'], 'nothing was created');
+
+      const session = requestActor((await auth.login('alice', USER_PASSWORD, CLIENT)).principal, CLIENT);
+      const made = await auth.apiKeys.create({ user: 'alice', name: 'from the web' }, session);
+      assert.equal(made.record.parentId, null);
+      assert.equal(made.record.expiresAt, null, 'a signed-in user may still make a key that never expires');
+    });
+  });
+
+  it('creates with a key only keys for its own user, with explicit scopes it holds, expiring no later than itself', async () => {
+    await withAuth(async ({ auth, clock }) => {
+      await auth.users.add({ name: 'admin', role: 'admin', password: ADMIN_PASSWORD }, CLI);
+      await auth.users.add({ name: 'bob', role: 'viewer', password: USER_PASSWORD }, CLI);
+      const day = new Date(clock.now().getTime() + DAY);
+      const parent = await auth.apiKeys.create({ user: 'admin', name: 'automation', scopes: ['jobs:read', 'keys:manage', 'users:admin'], expiresAt: day }, CLI);
+      const actor = await keyActor(auth, { apiKeyHeader: parent.key });
+
+      const tooLong = { code: 'expiry_exceeds_credential', message: `The key must expire no later than the credential creating it, at ${day.toISOString()}` };
+      await assert.rejects(auth.apiKeys.create({ user: 'admin', name: 'forever', scopes: ['jobs:read'] }, actor), tooLong);
+      await assert.rejects(auth.apiKeys.create({ user: 'admin', name: 'later', scopes: ['jobs:read'], expiresAt: new Date(day.getTime() + 1) }, actor), tooLong);
+      await assert.rejects(auth.apiKeys.create({ user: 'admin', name: 'wider', scopes: ['jobs:write'], expiresAt: day }, actor), { code: 'scope_exceeds_rights' });
+      await assert.rejects(auth.apiKeys.create({ user: 'admin', name: 'all', scopes: null, expiresAt: day }, actor), { code: 'scope_exceeds_rights' });
+      await assert.rejects(auth.apiKeys.create({ user: 'bob', name: 'for bob', scopes: ['jobs:read'], expiresAt: day }, actor), { code: 'key_for_other_user' });
+
+      const child = await auth.apiKeys.create({ user: 'admin', name: 'child', scopes: ['jobs:read'], expiresAt: day }, actor);
+      assert.equal(child.record.parentId, parent.record.id);
+      assert.equal(child.record.expiresAt, day.toISOString());
+      assert.deepEqual((await auth.apiKeys.list({}, CLI)).map((key) => key.name).sort(), ['automation', 'child'], 'only the child was created');
+      const [created] = (await auth.audit.list({ eventType: 'api_key', action: 'create', order: 'desc', limit: 1 })).items;
+      assert.equal(created?.details.parent_id, parent.record.id);
+      assert.equal(created?.details.api_key_id, parent.record.id);
+    });
+  });
+
+  it('bounds the keys a bearer token creates by the token\'s expiry and scope, a key\'s token by its key too', async () => {
+    await withAuth(async ({ auth, clock }) => {
+      await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
+      const password = await auth.tokens.issueForPassword('alice', USER_PASSWORD, CLIENT);
+      const passwordActor = await keyActor(auth, { bearer: password.token });
+      const tokenLimit = { code: 'expiry_exceeds_credential', message: `The key must expire no later than the credential creating it, at ${password.expiresAt}` };
+      await assert.rejects(auth.apiKeys.create({ user: 'alice', name: 'forever', scopes: ['jobs:read'] }, passwordActor), tokenLimit);
+      await assert.rejects(auth.apiKeys.create({ user: 'alice', name: 'a day', scopes: ['jobs:read'], expiresAt: new Date(clock.now().getTime() + DAY) }, passwordActor), tokenLimit);
+      const short = await auth.apiKeys.create({ user: 'alice', name: 'short', scopes: ['jobs:read'], expiresAt: new Date(password.expiresAt) }, passwordActor);
+      assert.equal(short.record.parentId, null, 'a password token is no key to hang it on');
+
+      const key = await auth.apiKeys.create({ user: 'alice', name: 'ci', scopes: ['jobs:read', 'jobs:write', 'keys:manage'], expiresAt: new Date(clock.now().getTime() + DAY) }, CLI);
+      const keyToken = await auth.tokens.issueForApiKey(key.key, CLIENT);
+      const keyTokenActor = await keyActor(auth, { bearer: keyToken.token });
+      await assert.rejects(
+        auth.apiKeys.create({ user: 'alice', name: 'as long as the key', scopes: ['jobs:read'], expiresAt: new Date(clock.now().getTime() + DAY) }, keyTokenActor),
+        { code: 'expiry_exceeds_credential' },
+      );
+      await assert.rejects(auth.apiKeys.create({ user: 'alice', name: 'wider', scopes: ['devices:write'], expiresAt: new Date(keyToken.expiresAt) }, keyTokenActor), { code: 'scope_exceeds_rights' });
+      const child = await auth.apiKeys.create({ user: 'alice', name: 'token child', scopes: ['jobs:write'], expiresAt: new Date(keyToken.expiresAt) }, keyTokenActor);
+      assert.equal(child.record.parentId, key.record.id, 'a key\'s token hangs its keys on the key');
+    });
+  });
+
+  it('revokes every key made with a key along with it, from the next request on in another process too', async () => {
+    await withAuth(async ({ auth, database, dir, clock }) => {
+      await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
+      const week = new Date(clock.now().getTime() + 7 * DAY);
+      const parent = await auth.apiKeys.create({ user: 'alice', name: 'parent', scopes: ['jobs:read', 'keys:manage'], expiresAt: week }, CLI);
+      const unrelated = await auth.apiKeys.create({ user: 'alice', name: 'unrelated', scopes: ['jobs:read', 'keys:manage'], expiresAt: week }, CLI);
+      const child = await auth.apiKeys.create({ user: 'alice', name: 'child', scopes: ['jobs:read', 'keys:manage'], expiresAt: week }, await keyActor(auth, { apiKeyHeader: parent.key }));
+      clock.advance(MINUTE);
+      const grandchild = await auth.apiKeys.create({ user: 'alice', name: 'grandchild', scopes: ['jobs:read'], expiresAt: week }, await keyActor(auth, { apiKeyHeader: child.key }));
+      const cousin = await auth.apiKeys.create({ user: 'alice', name: 'cousin', scopes: ['jobs:read'], expiresAt: week }, await keyActor(auth, { apiKeyHeader: unrelated.key }));
+      const grandchildToken = await auth.tokens.issueForApiKey(grandchild.key, CLIENT);
+      // This process has looked every key up and remembers them.
+      for (const key of [child.key, grandchild.key, cousin.key]) assert.ok(await auth.authenticateRequest({ apiKeyHeader: key }));
+
+      // The CLI is another process with its own connection and its own services.
+      const other = await openDatabase({ file: database.file });
+      try {
+        const cli = createAuthService({ database: other, dataDir: dir, now: clock.now });
+        const revoked = await cli.apiKeys.revoke(parent.record.id, CLI);
+        assert.deepEqual(revoked.alsoRevoked, [child.record.id, grandchild.record.id]);
+      } finally {
+        await other.close();
+      }
+      assert.equal(await auth.authenticateRequest({ apiKeyHeader: child.key }), null, 'the child');
+      assert.equal(await auth.authenticateRequest({ apiKeyHeader: grandchild.key }), null, 'the grandchild');
+      assert.equal(await auth.authenticateRequest({ bearer: grandchildToken.token }), null, 'the grandchild\'s token');
+      assert.ok(await auth.authenticateRequest({ apiKeyHeader: cousin.key }), 'a key made with another key stays');
+      assert.ok(await auth.authenticateRequest({ apiKeyHeader: unrelated.key }));
+
+      const [entry] = (await auth.audit.list({ eventType: 'api_key', action: 'revoke', order: 'asc' })).items;
+      assert.deepEqual(entry?.details.also_revoked, [child.record.id, grandchild.record.id]);
+      const states = new Map((await auth.apiKeys.list({ user: 'alice' }, CLI)).map((key) => [key.name, key.revokedAt]));
+      assert.deepEqual([...states.entries()].filter(([, revokedAt]) => revokedAt !== null).map(([name]) => name).sort(), ['child', 'grandchild', 'parent']);
+    });
+  });
+
+  it('refuses a child when its parent was revoked after the request was authenticated', async () => {
+    await withAuth(async ({ auth, clock }) => {
+      await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
+      const expiresAt = new Date(clock.now().getTime() + DAY);
+      const parent = await auth.apiKeys.create({ user: 'alice', name: 'parent', scopes: ['jobs:read', 'keys:manage'], expiresAt }, CLI);
+      const actor = await keyActor(auth, { apiKeyHeader: parent.key });
+      // Another request revokes the key while this one is still on its way to the database.
+      await auth.apiKeys.revoke(parent.record.id, CLI);
+      await assert.rejects(auth.apiKeys.create({ user: 'alice', name: 'late child', scopes: ['jobs:read'], expiresAt }, actor), { code: 'invalid_credentials' });
+      assert.deepEqual((await auth.apiKeys.list({ user: 'alice' }, CLI)).map((key) => key.name), ['parent']);
+    });
+  });
+
+  it('never lets a key see or revoke a key with rights it lacks, its owner\'s full-rights key included', async () => {
+    await withAuth(async ({ auth, clock }) => {
+      await auth.users.add({ name: 'admin', role: 'admin', password: ADMIN_PASSWORD }, CLI);
+      await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
+      const full = await auth.apiKeys.create({ user: 'alice', name: 'full' }, CLI);
+      const writer = await auth.apiKeys.create({ user: 'alice', name: 'writer', scopes: ['jobs:read', 'jobs:write'] }, CLI);
+      const reader = await auth.apiKeys.create({ user: 'alice', name: 'reader', scopes: ['jobs:read', 'keys:manage'], expiresAt: new Date(clock.now().getTime() + DAY) }, CLI);
+      const narrow = await auth.apiKeys.create({ user: 'alice', name: 'narrow', scopes: ['jobs:read'] }, CLI);
+      const actor = await keyActor(auth, { apiKeyHeader: reader.key });
+
+      assert.deepEqual((await auth.apiKeys.list({ user: 'alice' }, actor)).map((key) => key.name).sort(), ['narrow', 'reader']);
+      for (const stronger of [full, writer]) {
+        await assert.rejects(auth.apiKeys.revoke(stronger.record.id, actor), { code: 'key_exceeds_rights', message: `API key ${stronger.record.id} holds rights this credential lacks` });
+        assert.ok(await auth.authenticateRequest({ apiKeyHeader: stronger.key }), 'still works');
+      }
+      assert.equal((await auth.apiKeys.revoke(narrow.record.id, actor)).record.revokedAt, clock.now().toISOString());
+
+      // An admin's key with users:admin sees other users' keys only as far as its own rights reach.
+      const adminKey = await auth.apiKeys.create({ user: 'admin', name: 'ops', scopes: ['jobs:read', 'jobs:write', 'keys:manage', 'users:admin'] }, CLI);
+      const adminActor = await keyActor(auth, { apiKeyHeader: adminKey.key });
+      assert.deepEqual((await auth.apiKeys.list({ user: 'alice' }, adminActor)).map((key) => key.name).sort(), ['narrow', 'reader', 'writer']);
+      await assert.rejects(auth.apiKeys.revoke(full.record.id, adminActor), { code: 'key_exceeds_rights' });
+      const session = requestActor((await auth.login('admin', ADMIN_PASSWORD, CLIENT)).principal, CLIENT);
+      assert.equal((await auth.apiKeys.list({}, session)).length, 5, 'a signed-in admin sees every key');
     });
   });
 });

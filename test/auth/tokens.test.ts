@@ -133,6 +133,48 @@ describe('JWT bearer tokens', () => {
     });
   });
 
+  it('issues a key\'s token with the key\'s rights, expiring no later than the key', async () => {
+    await withAuth(async ({ auth, clock, auditEntries }) => {
+      await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
+      const keyExpiresAt = new Date(clock.now().getTime() + 5 * MINUTE);
+      const { key, record } = await auth.apiKeys.create({ user: 'alice', name: 'short', scopes: ['jobs:read', 'archives:read'], expiresAt: keyExpiresAt }, CLI);
+      const issued = await auth.tokens.issueForApiKey(key, CLIENT);
+      assert.equal(issued.expiresAt, keyExpiresAt.toISOString());
+      assert.equal(issued.expiresIn, 300);
+      const claims = decodeJwt(issued.token);
+      assert.equal(claims.exp, keyExpiresAt.getTime() / 1000);
+      assert.equal(claims.scope, 'jobs:read archives:read');
+      const [entry] = await auditEntries({ action: 'token_issued' });
+      assert.equal(entry?.details.expires_at, keyExpiresAt.toISOString());
+
+      const principal = await auth.tokens.verify(issued.token);
+      assert.deepEqual([...(principal?.permissions ?? [])], ['jobs:read', 'archives:read'], 'not the owner\'s operator rights');
+      assert.equal(principal?.expiresAt, keyExpiresAt.toISOString());
+      assert.equal(principal?.can('jobs:write'), false);
+
+      clock.advance(5 * MINUTE - 500);
+      const last = await auth.tokens.issueForApiKey(key, CLIENT);
+      assert.deepEqual([last.expiresAt, last.expiresIn], [record.expiresAt, 1], 'token times are whole seconds: issued at the start of the key\'s last one');
+      clock.advance(500);
+      assert.equal(await auth.tokens.verify(issued.token), null);
+
+      // A key ending within the current whole second cannot get a token: any would be dead on arrival or outlive it.
+      const odd = await auth.apiKeys.create({ user: 'alice', name: 'odd', scopes: ['jobs:read'], expiresAt: new Date(clock.now().getTime() + 300) }, CLI);
+      clock.advance(100);
+      assert.ok(await auth.authenticateRequest({ apiKeyHeader: odd.key }), 'the key itself still works');
+      await assert.rejects(auth.tokens.issueForApiKey(odd.key, CLIENT), { code: 'invalid_api_key' });
+    });
+  });
+
+  it('gives a password token\'s principal the token\'s expiry, which bounds the keys it creates', async () => {
+    await withAuth(async ({ auth }) => {
+      await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
+      const issued = await auth.tokens.issueForPassword('alice', USER_PASSWORD, CLIENT);
+      const principal = await auth.tokens.verify(issued.token);
+      assert.deepEqual([principal?.kind, principal?.via, principal?.expiresAt], ['user', 'jwt', issued.expiresAt]);
+    });
+  });
+
   it('keeps the signing key in DATA_DIR/jwt.key with mode 0600, reuses it, and repairs a wider mode', async () => {
     await withAuth(async ({ auth, dir }) => {
       await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);

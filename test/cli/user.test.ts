@@ -257,6 +257,29 @@ describe('disk2iso user and apikey commands', () => {
     assert.equal(revokeUnknown.code, 2, revokeUnknown.stderr);
   });
 
+  it('creates a key allowed to manage keys, and revokes it with the keys made with it', async () => {
+    const dir = await dataDir();
+    assert.equal((await run(dir, ['user', 'add', 'ops', '--role', 'operator', '--password-stdin'], 'Ops-passw0rd-123\n')).code, 0);
+    const created = await run(dir, ['apikey', 'create', '--user', 'ops', '--name', 'automation', '--scopes', 'jobs:read,keys:manage', '--expires', '1d', '--json']);
+    assert.equal(created.code, 0, created.stderr);
+    const parent = JSON.parse(created.stdout) as { key: string; api_key: { id: string; scopes: string[]; parent_id: string | null } };
+    assert.deepEqual([parent.api_key.scopes, parent.api_key.parent_id], [['jobs:read', 'keys:manage'], null]);
+
+    await withService(dir, async (auth) => {
+      const principal = await auth.authenticateRequest({ apiKeyHeader: parent.key });
+      assert.ok(principal?.expiresAt !== undefined);
+      const child = await auth.apiKeys.create({ user: 'ops', name: 'child', scopes: ['jobs:read'], expiresAt: new Date(principal.expiresAt) }, { kind: 'request', principal, client: CLIENT });
+      const listed = await run(dir, ['apikey', 'list', '--json']);
+      const keys = (JSON.parse(listed.stdout) as { api_keys: Array<{ id: string; parent_id: string | null }> }).api_keys;
+      assert.deepEqual(keys.map((key) => [key.id, key.parent_id]), [[child.record.id, parent.api_key.id], [parent.api_key.id, null]]);
+
+      const revoked = await run(dir, ['apikey', 'revoke', parent.api_key.id]);
+      assert.equal(revoked.code, 0, revoked.stderr);
+      assert.equal(revoked.stdout, `Revoked ${parent.api_key.id} "automation" of ops, and 1 key(s) created with it: ${child.record.id}.\n`);
+      assert.equal(await auth.authenticateRequest({ apiKeyHeader: child.key }), null, 'the child stopped working in the service process too');
+    });
+  });
+
   it('reads expiry as a duration or an ISO 8601 date', () => {
     const now = new Date('2026-01-15T10:00:00.000Z');
     assert.equal(parseExpiry('12h', now).toISOString(), '2026-01-15T22:00:00.000Z');

@@ -46,9 +46,9 @@ const EXPECTED_ROUTES: Array<[string, string, RoutePermission]> = [
   ['PATCH', '/api/v1/users/:name', 'users:admin'],
   ['DELETE', '/api/v1/users/:name', 'users:admin'],
   ['POST', '/api/v1/users/:name/password', 'users:admin'],
-  ['GET', '/api/v1/api-keys', 'authenticated'],
-  ['POST', '/api/v1/api-keys', 'authenticated'],
-  ['DELETE', '/api/v1/api-keys/:id', 'authenticated'],
+  ['GET', '/api/v1/api-keys', 'keys:manage'],
+  ['POST', '/api/v1/api-keys', 'keys:manage'],
+  ['DELETE', '/api/v1/api-keys/:id', 'keys:manage'],
   ['GET', '/api/v1/audit', 'users:admin'],
 ];
 

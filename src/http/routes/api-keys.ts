@@ -21,6 +21,15 @@ const ApiKey = Type.Object(
     expires_at: Nullable(Timestamp),
     revoked_at: Nullable(Timestamp),
     last_used_at: Nullable(Timestamp),
+    parent_id: Nullable(Type.String({ description: 'The key whose request created this one; revoking it revoked this one too. null: made by a signed-in user or the CLI' })),
+  },
+  { additionalProperties: false },
+);
+
+const Revoked = Type.Object(
+  {
+    ...ApiKey.properties,
+    also_revoked: Type.Array(Type.String(), { description: 'The keys created with this one (or with those), revoked along with it' }),
   },
   { additionalProperties: false },
 );
@@ -33,7 +42,7 @@ const ListQuery = Type.Object(
     user: Type.Optional(UserName),
     all: Type.Optional(Type.Boolean({ description: 'Every user\'s keys (users:admin)' })),
   },
-  { additionalProperties: false, description: 'Default: your own keys' },
+  { additionalProperties: false, description: 'Default: your own keys. A key or bearer token sees only keys whose rights lie within its own.' },
 );
 
 const CreateBody = Type.Object(
@@ -53,11 +62,12 @@ export function apiKeyRoutes(auth: AuthService) {
     app.get(
       '/api/v1/api-keys',
       {
-        config: { permission: 'authenticated' },
+        config: { permission: 'keys:manage' },
         schema: {
           tags: ['users'],
           summary: 'List API keys',
-          description: 'Your own keys by default; another user\'s (`user=`) or everyone\'s (`all=true`) need users:admin. Never shows the secrets.',
+          description:
+            'Your own keys by default; another user\'s (`user=`) or everyone\'s (`all=true`) need users:admin. Through a key or a bearer token, only the keys whose rights lie within its own are listed. Never shows the secrets.',
           querystring: ListQuery,
           response: { 200: Type.Object({ api_keys: Type.Array(ApiKey) }, { additionalProperties: false }), ...errors(400, 401, 403, 404) },
         },
@@ -74,12 +84,14 @@ export function apiKeyRoutes(auth: AuthService) {
     app.post(
       '/api/v1/api-keys',
       {
-        config: { permission: 'authenticated' },
+        config: { permission: 'keys:manage' },
         schema: {
           tags: ['users'],
           summary: 'Create an API key',
           description:
-            'For yourself, or (users:admin) for `user`. Scopes cannot exceed the owner\'s rights; without scopes the key carries all of them. The key is in this answer only: store it now.',
+            'For yourself, or (users:admin, signed in) for `user`. Scopes cannot exceed the owner\'s rights; without scopes the key carries all of them. ' +
+            'A request carrying a key or a bearer token creates keys only for its own user, only with explicit scopes it holds itself (`scope_exceeds_rights`), ' +
+            'and, when it expires, only keys that expire no later (`expiry_exceeds_credential`); a key made with a key is revoked with it. The key is in this answer only: store it now.',
           body: CreateBody,
           response: { 201: Type.Object({ key: Type.String(), api_key: ApiKey }, { additionalProperties: false }), ...errors(400, 401, 403, 404, 409) },
         },
@@ -99,16 +111,21 @@ export function apiKeyRoutes(auth: AuthService) {
     app.delete(
       '/api/v1/api-keys/:id',
       {
-        config: { permission: 'authenticated' },
+        config: { permission: 'keys:manage' },
         schema: {
           tags: ['users'],
           summary: 'Revoke an API key',
-          description: 'Your own, or anyone\'s with users:admin. The key and the tokens issued for it stop working at once.',
+          description:
+            'Your own, or anyone\'s with users:admin; through a key or a bearer token only a key whose rights lie within its own (`key_exceeds_rights`). ' +
+            'The key, the keys created with it and the tokens issued for any of them stop working from the next request on.',
           params: Type.Object({ id: KeyId }, { additionalProperties: false }),
-          response: { 200: ApiKey, ...errors(400, 401, 403, 404, 409) },
+          response: { 200: Revoked, ...errors(400, 401, 403, 404, 409) },
         },
       },
-      async (request) => apiKeyView(await apiKeys.revoke(request.params.id, actorOf(request)), new Date()),
+      async (request) => {
+        const { record, alsoRevoked } = await apiKeys.revoke(request.params.id, actorOf(request));
+        return { ...apiKeyView(record, new Date()), also_revoked: alsoRevoked };
+      },
     );
   };
 }

@@ -36,6 +36,7 @@ const Me = Type.Object(
     must_change_password: Type.Boolean(),
     csrf_token: Type.Optional(Type.String()),
     api_key_id: Type.Optional(Type.String()),
+    expires_at: Type.Optional(Type.String({ format: 'date-time', description: 'When the key or bearer token of this request expires (ISO 8601 UTC); keys it creates must expire no later' })),
   },
   { additionalProperties: false },
 );
@@ -129,6 +130,7 @@ export function authRoutes(auth: AuthService) {
           must_change_password: principal.mustChangePassword,
           ...(principal.csrfToken === undefined ? {} : { csrf_token: principal.csrfToken }),
           ...(principal.apiKeyId === undefined ? {} : { api_key_id: principal.apiKeyId }),
+          ...(principal.expiresAt === undefined ? {} : { expires_at: principal.expiresAt }),
         };
       },
     );
@@ -168,7 +170,8 @@ export function authRoutes(auth: AuthService) {
           tags: ['auth'],
           summary: 'Get a short-lived bearer token',
           description:
-            'For a user name and password (a user whose password must be changed gets 403) or an API key (the token carries the key\'s scopes). Send it as `Authorization: Bearer <token>`. It stops working when it expires, when the password or role changes, the user is disabled, or its key is revoked.',
+            'For a user name and password (a user whose password must be changed gets 403) or an API key: the token carries the key\'s current rights and no more, and expires no later than the key. ' +
+            'Send it as `Authorization: Bearer <token>`. It stops working when it expires, when the password or role changes, the user is disabled, or its key is revoked.',
           body: TokenBody,
           response: { 200: Token, ...errors(400, 401, 403, 429) },
         },

@@ -37,6 +37,7 @@ function keyErrorsOf(i18n: I18n, error: unknown): KeyErrors | null {
   if (!(error instanceof DomainError)) return null;
   if (error.code === 'scope_exceeds_rights' || error.code === 'invalid_scopes') return { scopes: i18n.t('account.keys.scopes_beyond') };
   if (error.code === 'invalid_expiry') return { expires: i18n.t('account.keys.expires_invalid', { max: API_KEY_MAX_EXPIRY_DAYS }) };
+  if (error.code === 'expiry_exceeds_credential') return { expires: userMessage(i18n, error) };
   if (error instanceof ValidationError) return { name: userMessage(i18n, error) };
   return null;
 }
@@ -90,11 +91,12 @@ export function registerAccountPages(app: App, deps: WebDeps, accounts: WebAccou
     }, status);
   };
 
-  // Every signed-in user may manage their own keys; the key service checks ownership (and refuses
-  // everything while the password must be changed).
-  app.get('/account/api-keys', { config: { permission: 'authenticated' } }, async (request, reply) => renderKeys(request, reply, {}, 200));
+  // Every role holds keys:manage for its own keys; a key or token used here needs it in its scope. The
+  // key service checks ownership and the bounds of a key or token (and refuses everything while the
+  // password must be changed).
+  app.get('/account/api-keys', { config: { permission: 'keys:manage' } }, async (request, reply) => renderKeys(request, reply, {}, 200));
 
-  app.post('/account/api-keys', { config: { permission: 'authenticated' } }, async (request, reply) => {
+  app.post('/account/api-keys', { config: { permission: 'keys:manage' } }, async (request, reply) => {
     const actor = accounts.actor(request);
     const i18n = requestI18n(request);
     const fields = formFields(request.body);
@@ -119,7 +121,7 @@ export function registerAccountPages(app: App, deps: WebDeps, accounts: WebAccou
     }
   });
 
-  app.post<{ Params: { id: string } }>('/account/api-keys/:id/revoke', { config: { permission: 'authenticated' } }, async (request, reply) => {
+  app.post<{ Params: { id: string } }>('/account/api-keys/:id/revoke', { config: { permission: 'keys:manage' } }, async (request, reply) => {
     const returnTo = returnPath(request, '/account/api-keys');
     try {
       if (!KEY_ID.test(request.params.id)) throw new NotFoundError(`no API key ${request.params.id}`, undefined, 'api_key_not_found');

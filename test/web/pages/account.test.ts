@@ -94,6 +94,32 @@ describe('account, API key, user and audit pages', () => {
     assert.match((await send('GET', '/account/api-keys', { user: 'operator' })).body, /<span class="badge status-damaged">Revoked<\/span>/);
   });
 
+  it('lets a key manage keys on the key page only with keys:manage, and only within its own rights and expiry', async () => {
+    const owner = server.sessions.operator.user;
+    const test = localActor('test');
+    const day = new Date(Date.now() + 24 * 60 * 60 * 1000);
+    const full = await server.auth.apiKeys.create({ user: owner, name: 'page full' }, test);
+    const reader = await server.auth.apiKeys.create({ user: owner, name: 'page reader', scopes: ['jobs:read'], expiresAt: day }, test);
+    const manager = await server.auth.apiKeys.create({ user: owner, name: 'page manager', scopes: ['jobs:read', 'keys:manage'], expiresAt: day }, test);
+    const asKey = (key: string) => ({ session: null, headers: { 'x-api-key': key } });
+
+    assert.equal((await server.send('GET', '/account/api-keys', asKey(reader.key))).status, 403);
+    assert.equal((await server.send('POST', '/account/api-keys', { ...asKey(reader.key), form: { name: 'minted', scopes: ['jobs:read'] } })).status, 403);
+    assert.equal((await server.send('POST', `/account/api-keys/${full.record.id}/revoke`, { ...asKey(reader.key), form: {} })).status, 403);
+
+    const page = await server.send('GET', '/account/api-keys', asKey(manager.key));
+    assert.equal(page.status, 200);
+    assert.ok(!page.body.includes(`data-key-id="${full.record.id}"`), 'the stronger key is not listed');
+    assert.match(page.body, new RegExp(`data-key-id="${reader.record.id}"`));
+    const forever = await server.send('POST', '/account/api-keys', { ...asKey(manager.key), form: { name: 'forever', scopes: ['jobs:read'] } });
+    assert.equal(forever.status, 400);
+    assert.match(forever.body, /id="key-expires-error">A key created with a key or token must expire no later than that key or token\./);
+    const revoke = await server.send('POST', `/account/api-keys/${full.record.id}/revoke`, { ...asKey(manager.key), form: {}, json: true });
+    assert.equal(revoke.status, 403);
+    assert.equal(JSON.parse(revoke.body).error.message, 'This API key has rights that the key or token you are using lacks, so it cannot revoke it.');
+    assert.ok(await server.auth.apiKeys.authenticate(full.key), 'the full-rights key still works');
+  });
+
   it('lets an admin add, re-role, disable, enable and delete users, but never the last admin', async () => {
     const weak = await send('POST', '/users', { form: { name: 'newbie', role: 'operator', password: 'weak' } });
     assert.equal(weak.status, 400);
