@@ -10,4 +10,9 @@ fi
 bash scripts/setup.sh xorriso gddrescue fuse3 libfuse3-dev pkg-config udftools coreutils util-linux udev chromium
 modprobe loop 2>/dev/null || true
 modprobe fuse 2>/dev/null || true
+# The whole run (CI's) first checks types, lint, format, module boundaries and unused code; a run of
+# chosen files (`npm test -- test/http`) goes straight to them.
+if [ $# -eq 0 ]; then
+  npm run --silent check
+fi
 exec node scripts/run-tests.mjs "$@"

@@ -16,7 +16,6 @@ import { CHECKSUM_ALGORITHMS, type BadSectorSummary, type ImagingPhase, type Ima
 import { verifyImage } from './verify.js';
 
 export { verifyImage } from './verify.js';
-export type { VerifyOptions, VerifyReport, VerifyResult } from './verify.js';
 
 const MAP_CREATOR = 'disk2iso';
 /**

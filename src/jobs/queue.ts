@@ -5,7 +5,7 @@ import type { ActiveJobStatus, JobPriority, RequestedAction } from '../db/schema
 import type { ImagingPhase } from '../imaging/types.js';
 
 export type { JobOptions, JobRecord } from '../db/job-repository.js';
-export type { JobPriority, JobStatus, RequestedAction } from '../db/schema.js';
+export type { JobPriority, RequestedAction } from '../db/schema.js';
 
 /**
  * The durable job queue, independent of where it stores jobs (SQLite now; Redis or PostgreSQL

@@ -4,10 +4,10 @@ import { DomainError, TooManyRequestsError } from '../errors.js';
 import { domainStatus } from '../http/errors.js';
 import { SESSION_COOKIE, ownOrigin } from '../http/guard.js';
 import { clearSessionCookie } from '../http/session-cookie.js';
-import { type I18n, NOBODY, renderPage, renderView, requestI18n } from './render.js';
+import { NOBODY, renderPage, renderView, requestI18n } from './render.js';
 import { currentPath, isScriptRequest, localPath, wantsJson, withParams } from './request.js';
 import { loginPath, loginView } from './sign-in.js';
-import type { WebSecurity } from './types.js';
+import type { I18n, WebSecurity } from './types.js';
 
 export function statusOf(error: unknown): number {
   if (error instanceof DomainError) return domainStatus(error);

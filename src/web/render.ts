@@ -3,13 +3,13 @@ import { Eta } from 'eta';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Permission } from '../http/permissions.js';
 import type { JobView } from '../jobs/view.js';
-import { type Formatters, createFormatters } from './format.js';
+import { createFormatters } from './format.js';
 import { badSectors, cardTone, jobActions, jobSectorSize, priorityEditable } from './job-card.js';
 import type { SettingField } from './settings-form.js';
-import { type Language, type Translate, LANGUAGES, allCatalogs, createTranslator, requestLanguage } from './i18n.js';
+import { type Language, LANGUAGES, allCatalogs, createTranslator, requestLanguage } from './i18n.js';
 import { webRoot } from './paths.js';
 import { currentPath, formFields, withParams } from './request.js';
-import type { WebSecurity, WebUser } from './types.js';
+import type { I18n, WebSecurity, WebUser } from './types.js';
 
 /** The navigation bar: path, catalog key, and what a user needs to see the entry. */
 const NAVIGATION: ReadonlyArray<{ path: string; key: string; permission: Permission }> = [
@@ -21,14 +21,6 @@ const NAVIGATION: ReadonlyArray<{ path: string; key: string; permission: Permiss
 
 /** Strings the browser scripts show (toasts, live labels); passed to them in a data attribute. */
 const CLIENT_KEYS = ['status.', 'phase.', 'live.', 'config.browser_notifications.', 'errors.action_failed'];
-
-export interface I18n {
-  lang: Language;
-  t: Translate;
-  /** True when the catalog has the key (for messages chosen by a code). */
-  has(key: string): boolean;
-  fmt: Formatters;
-}
 
 export function requestI18n(request: FastifyRequest): I18n {
   const lang = requestLanguage(request.headers);

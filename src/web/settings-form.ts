@@ -1,8 +1,8 @@
 import { getPath, settingLeaves } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { isSecretLeaf, settingLock, shownValue } from '../system/settings.js';
-import type { I18n } from './render.js';
 import type { FormFields } from './request.js';
+import type { I18n } from './types.js';
 
 /**
  * The configuration page's forms, built from the configuration schema: a field per setting, its

@@ -12,11 +12,22 @@ import type { JobService } from '../jobs/service.js';
 import type { DeviceStatusService } from '../system/devices.js';
 import type { SettingsService } from '../system/settings.js';
 import type { SystemStatusService } from '../system/status.js';
+import type { Formatters } from './format.js';
+import type { Language, Translate } from './i18n.js';
 
 /**
  * What the pages need from the rest of the service: the same services the REST API uses, called
  * directly (never over HTTP), each narrowed to the operations the pages perform.
  */
+
+/** A request's language, its catalog and formatters: what pages and forms translate with. */
+export interface I18n {
+  lang: Language;
+  t: Translate;
+  /** True when the catalog has the key (for messages chosen by a code). */
+  has(key: string): boolean;
+  fmt: Formatters;
+}
 
 /** Who is looking at a page. The auth layer's principal satisfies this. */
 export interface WebUser {

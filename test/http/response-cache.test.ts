@@ -5,7 +5,7 @@ import { createResponseCache } from '../../src/http/response-cache.js';
 describe('response cache', () => {
   function counted() {
     let calls = 0;
-    return { produce: async () => `{"n":${(calls += 1)}}`, calls: () => calls };
+    return { produce: async () => `{"n":${++calls}}`, calls: () => calls };
   }
 
   it('keeps an answer from the second ask on, and serves it while the version stays', async () => {

@@ -145,6 +145,7 @@ export interface ApiResponse<T = unknown> {
  * parsed when the answer is JSON. `any` by default because tests read bodies field by field; the
  * contract tests check their shapes against the specification.
  */
+// biome-ignore lint/suspicious/noExplicitAny: tests read bodies field by field (see above)
 export async function api<T = any>(
   url: string,
   method: string,
@@ -157,6 +158,7 @@ export async function api<T = any>(
 }
 
 /** One JSON request with exactly the given headers: no credentials unless they carry some (`any` as for `api`). */
+// biome-ignore lint/suspicious/noExplicitAny: as for `api`
 export async function anonymousApi<T = any>(
   url: string,
   method: string,

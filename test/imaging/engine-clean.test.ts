@@ -59,7 +59,8 @@ test('a clean disc on a read-only 2048-byte loop device images bit-exact, with s
       assert.equal(stdout, 'CLEAN_TEST.iso: OK\n');
     }
 
-    const json = JSON.parse(await readFile(`${outputPath}.json`, 'utf8')) as Record<string, any>; // parsed JSON: shape asserted field by field below
+    // biome-ignore lint/suspicious/noExplicitAny: parsed JSON, its shape asserted field by field below
+    const json = JSON.parse(await readFile(`${outputPath}.json`, 'utf8')) as Record<string, any>;
     assert.equal(json['version'], 1);
     assert.deepEqual(json['image'], { file: 'CLEAN_TEST.iso', size_bytes: iso.sizeBytes, sector_size: SECTOR });
     assert.deepEqual(json['source'], { path: loop.path, size_bytes: iso.sizeBytes, sector_size: SECTOR, direct_io: true });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -38,10 +38,10 @@ async function extract(isoPath: string): Promise<Map<string, Buffer>> {
   await run(xorriso, ['-osirrox', 'on', '-indev', isoPath, '-extract', '/', target]);
   const files = new Map<string, Buffer>();
   for (const entry of await readdir(target, { recursive: true, withFileTypes: true })) {
-    if (entry.isFile()) {
-      const path = join(entry.parentPath, entry.name);
-      files.set(relative(target, path), await readFile(path));
-    }
+    const path = join(entry.parentPath, entry.name);
+    // xorriso gives directories the image's read-only modes: without root, after() could not remove them.
+    if (entry.isDirectory()) await chmod(path, 0o755);
+    else if (entry.isFile()) files.set(relative(target, path), await readFile(path));
   }
   return files;
 }

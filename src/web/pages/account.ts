@@ -5,11 +5,11 @@ import { DomainError, NotFoundError, ValidationError } from '../../errors.js';
 import type { App } from '../../http/app.js';
 import { changeOwnPassword } from '../../http/session-cookie.js';
 import { userMessage } from '../errors.js';
-import { type I18n, renderPage, requestI18n } from '../render.js';
+import { renderPage, requestI18n } from '../render.js';
 import { formFields, withParams } from '../request.js';
 import { actionDone, actionFailed, returnPath } from '../respond.js';
 import { destination } from '../sign-in.js';
-import type { WebAccounts, WebDeps } from '../types.js';
+import type { I18n, WebAccounts, WebDeps } from '../types.js';
 
 const KEY_ID = /^key_[a-z0-9]{1,64}$/;
 

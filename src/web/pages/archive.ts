@@ -7,10 +7,10 @@ import { ARCHIVE_STATUSES, type ArchiveStatus } from '../../db/schema.js';
 import type { DiscKind } from '../../drives/types.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { statusOf } from '../errors.js';
-import { type I18n, renderPage, requestI18n } from '../render.js';
+import { renderPage, requestI18n } from '../render.js';
 import { type FormFields, formFields, withParams } from '../request.js';
 import { actionDone, actionFailed, returnPath } from '../respond.js';
-import type { WebDeps } from '../types.js';
+import type { I18n, WebDeps } from '../types.js';
 import { pagination } from './pagination.js';
 
 const PAGE_SIZE = 20;

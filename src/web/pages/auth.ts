@@ -6,10 +6,10 @@ import type { App } from '../../http/app.js';
 import { clientOf } from '../../http/guard.js';
 import { clearSessionCookie, signIn } from '../../http/session-cookie.js';
 import type { PageErrorHandler } from '../errors.js';
-import { type I18n, renderPage, requestI18n } from '../render.js';
+import { renderPage, requestI18n } from '../render.js';
 import { formFields, withParams } from '../request.js';
 import { type LoginForm, destination, loginPath, loginView } from '../sign-in.js';
-import type { WebAccounts, WebDeps } from '../types.js';
+import type { I18n, WebAccounts, WebDeps } from '../types.js';
 import { passwordRuleMessages } from './account.js';
 
 /** The form of the tokens the service prints in setup links; anything else is refused unread. */

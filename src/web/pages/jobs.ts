@@ -5,12 +5,12 @@ import { DomainError, NotFoundError, ValidationError } from '../../errors.js';
 import type { CreateJobInput } from '../../jobs/service.js';
 import type { DeviceView } from '../../system/devices.js';
 import { ACTIVE_STATUSES, isJobAction } from '../job-card.js';
-import { type I18n, renderFragment, renderPage, requestI18n } from '../render.js';
+import { renderFragment, renderPage, requestI18n } from '../render.js';
 import { formFields, withParams } from '../request.js';
 import { actionDone, actionFailed, returnPath } from '../respond.js';
 import { readSectorMap } from '../sector-map.js';
 import { userMessage } from '../errors.js';
-import type { WebDeps } from '../types.js';
+import type { I18n, WebDeps } from '../types.js';
 
 interface DriveChoice {
   device: DeviceView;

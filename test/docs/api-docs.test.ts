@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { packageRoot } from '../../src/config/load.js';
-import { describeApi, renderApiMarkdown, renderPermissionTable, replaceSection } from '../../src/http/openapi.js';
+import { describeApi, renderApiMarkdown, renderPermissionTable, replaceSection } from '../../src/docs/openapi.js';
 
 describe('docs/api.md', () => {
   it('is what the current routes generate (run `npm run docs:api` after changing a route)', async () => {

@@ -1,10 +1,10 @@
 import { loadConfig } from '../config/load.js';
+import { type App, buildApp } from '../http/app.js';
+import type { DeclaredRoute } from '../http/permissions.js';
+import { type ApiServices, apiRoutes } from '../http/routes/index.js';
 import { silentLogger } from '../log.js';
 import { registerWebRoutes } from '../web/routes.js';
 import type { WebDeps } from '../web/types.js';
-import { type App, buildApp } from './app.js';
-import type { DeclaredRoute } from './permissions.js';
-import { type ApiServices, apiRoutes } from './routes/index.js';
 
 /**
  * The OpenAPI document without a running service: the routes are registered over services that
