@@ -66,6 +66,32 @@ describe('signing in and out', () => {
     }
   });
 
+  it('never leads a sign-in, a password change or a language switch to another site, however the target is dressed up', async () => {
+    const hostile = ['/.//evil.example/phish', '/..//evil.example/phish', '/%2e%2e//evil.example/phish', '//evil.example/phish', '/\\evil.example/phish', '/\t/evil.example/phish'];
+    for (const target of hostile) {
+      const what = JSON.stringify(target);
+      const signedIn = await signIn('operator-user', TEST_PASSWORD, { next: target });
+      assert.equal(signedIn.status, 303, what);
+      assert.equal(signedIn.location, '/', what);
+      assert.ok(!(await server.send('GET', `/login?next=${encodeURIComponent(target)}`, { session: null })).body.includes('name="next"'), what);
+      const switched = await server.send('POST', '/language', { session: null, form: { lang: 'de', return_to: target } });
+      assert.equal(switched.location, '/', what);
+    }
+
+    const target = '/.//evil.example/phish';
+    await server.auth.users.add({ name: 'wanderer', role: 'viewer', password: TEST_PASSWORD, requireChange: true }, ADMIN);
+    const forced = await signIn('wanderer', TEST_PASSWORD, { next: target });
+    assert.equal(forced.location, '/account/password');
+    const page = `/account/password?next=${encodeURIComponent(target)}`;
+    const session = await csrfOf(server, sessionFrom(forced, 'wanderer'), page);
+    assert.ok(!(await server.send('GET', page, { session })).body.includes('name="next"'), 'the dashboard comes next, which needs no field');
+    const changed = await server.send('POST', '/account/password', {
+      session,
+      form: { current_password: TEST_PASSWORD, new_password: 'Wanderer-Pass-77', confirm_password: 'Wanderer-Pass-77', next: target },
+    });
+    assert.equal(changed.location, '/?notice=password_changed');
+  });
+
   it('answers scripts with 401 in JSON and forms with the sign-in page, never with a redirect', async () => {
     const json = await server.send('GET', '/fragments/dashboard', { session: null, json: true });
     assert.equal(json.status, 401);
