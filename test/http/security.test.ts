@@ -87,6 +87,8 @@ describe('the HTTP security layer: sessions, CSRF, headers, lockout, tokens, aud
       ['another session\'s token', { origin, 'x-csrf-token': (await login(service, 'carol')).csrf }, 403, 'csrf_failed'],
       ['a foreign Origin', { origin: 'https://evil.example', 'x-csrf-token': session.csrf }, 403, 'origin_mismatch'],
       ['a foreign Referer and no Origin', { referer: 'https://evil.example/page', 'x-csrf-token': session.csrf }, 403, 'origin_mismatch'],
+      ['Origin null with a same-origin Referer', { origin: 'null', referer: `${origin}/account/api-keys`, 'x-csrf-token': session.csrf }, 403, 'origin_mismatch'],
+      ['no Origin and an opaque Referer', { referer: 'about:blank', 'x-csrf-token': session.csrf }, 403, 'origin_mismatch'],
       ['neither Origin nor Referer', { 'x-csrf-token': session.csrf }, 403, 'origin_missing'],
     ];
     for (const [what, headers, status, code] of cases) {
@@ -109,8 +111,24 @@ describe('the HTTP security layer: sessions, CSRF, headers, lockout, tokens, aud
     const sameSiteOtherPort = `${new URL(service.url).protocol}//${new URL(service.url).hostname}:1`;
     assert.equal(await upgrade({ cookie: session.cookie, origin: sameSiteOtherPort }), 403);
     assert.equal(await upgrade({ ...service.authHeaders, origin: 'https://evil.example' }), 403);
+    assert.equal(await upgrade({ cookie: session.cookie, origin: 'null' }), 403, 'a sandboxed frame has an opaque origin');
+    assert.equal(await upgrade({ ...service.authHeaders, origin: 'null', referer: `${origin}/` }), 403, 'nor does its Referer stand in for it');
     assert.equal(await upgrade({ cookie: session.cookie, origin }), 101, 'the service\'s own pages may');
     assert.equal(await upgrade(service.authHeaders), 101, 'a client that is no browser sends no Origin');
+  });
+
+  it('refuses Origin null on every state-changing request, signed in or not: no login CSRF from a sandboxed frame', async () => {
+    const opaque = { origin: 'null', referer: `${origin}/login` };
+    const signIn = await anonymousApi(service.url, 'POST', '/api/v1/auth/login', { username: 'alice', password: TEST_PASSWORD }, opaque);
+    assert.equal(signIn.status, 403);
+    assert.equal(signIn.body.error.code, 'origin_mismatch');
+    assert.equal(signIn.headers.get('set-cookie'), null, 'no session for the attacker\'s account');
+    const token = await anonymousApi(service.url, 'POST', '/api/v1/auth/token', { username: 'alice', password: TEST_PASSWORD }, opaque);
+    assert.equal(token.status, 403);
+    const changed = await api(service.url, 'PATCH', '/api/v1/system/config', { imaging: { read_attempts: 7 } }, opaque);
+    assert.equal(changed.status, 403, 'whatever credentials it carries');
+    assert.notEqual((await api(service.url, 'GET', '/api/v1/system/config')).body.settings.imaging.read_attempts, 7);
+    assert.equal((await anonymousApi(service.url, 'GET', '/api/v1/health', undefined, opaque)).status, 200, 'reading is no state change');
   });
 
   it('needs no CSRF token for API keys and bearer tokens, which a browser never sends by itself', async () => {

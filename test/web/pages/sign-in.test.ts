@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { localActor } from '../../../src/auth/principal.js';
 import { SESSION_COOKIE } from '../../../src/http/guard.js';
-import { type SentRequest, TEST_PASSWORD, type TestSession, type WebTestServer, startWebTestServer } from '../support/server.js';
+import { INJECT_ORIGIN, type SentRequest, TEST_PASSWORD, type TestSession, type WebTestServer, startWebTestServer } from '../support/server.js';
 
 const ADMIN = localActor('test');
 
@@ -90,6 +90,18 @@ describe('signing in and out', () => {
       form: { current_password: TEST_PASSWORD, new_password: 'Wanderer-Pass-77', confirm_password: 'Wanderer-Pass-77', next: target },
     });
     assert.equal(changed.location, '/?notice=password_changed');
+  });
+
+  it('refuses a sign-in form sent from a sandboxed frame (Origin null), so nobody is signed into another\'s account', async () => {
+    assert.equal((await signIn('operator-user', TEST_PASSWORD)).status, 303, 'the same form from this site signs in');
+    for (const headers of [{ origin: 'null' }, { origin: 'null', referer: `${INJECT_ORIGIN}/login` }] as Array<Record<string, string>>) {
+      const refused = await server.send('POST', '/login', { session: null, form: { username: 'operator-user', password: TEST_PASSWORD }, headers });
+      assert.equal(refused.status, 403, JSON.stringify(headers));
+      assert.equal(refused.cookies[SESSION_COOKIE], undefined, 'no session');
+      assert.match(refused.body, /This form was sent from another site, so it was refused\./);
+      const language = await server.send('POST', '/language', { session: null, form: { lang: 'de', return_to: '/login' }, headers });
+      assert.equal(language.status, 403, 'no public form takes Origin null');
+    }
   });
 
   it('answers scripts with 401 in JSON and forms with the sign-in page, never with a redirect', async () => {
