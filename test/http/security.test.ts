@@ -194,12 +194,17 @@ describe('the HTTP security layer: sessions, CSRF, headers, lockout, tokens, aud
     assert.match(refused.body.error.message, /change it/);
     const me = await api(service.url, 'GET', '/api/v1/auth/me', undefined, headers);
     assert.equal(me.body.must_change_password, true);
+    const token = await anonymousApi(service.url, 'POST', '/api/v1/auth/token', { username: 'dave', password: TEST_PASSWORD });
+    assert.equal(token.status, 403, 'no bearer token either, as the route\'s description says');
+    assert.equal(token.body.error.code, 'password_change_required');
+    assert.equal(token.body.access_token, undefined);
     const changed = await api(service.url, 'PUT', '/api/v1/auth/password', { current_password: TEST_PASSWORD, new_password: 'Fresh-Horse-2026' }, headers);
     assert.equal(changed.status, 200, JSON.stringify(changed.body));
     assert.equal(changed.body.must_change_password, false);
     assert.equal((await api(service.url, 'GET', '/api/v1/jobs', undefined, headers)).status, 401, 'the old session ended with the change');
     const renewed = (changed.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
     assert.equal((await api(service.url, 'GET', '/api/v1/jobs', undefined, { cookie: renewed })).status, 200, 'the new cookie from the answer works');
+    assert.equal((await anonymousApi(service.url, 'POST', '/api/v1/auth/token', { username: 'dave', password: 'Fresh-Horse-2026' })).status, 200, 'and a token now');
   });
 
   it('issues bearer tokens for a password or a key, carrying the key\'s scopes, and kills them on a role change', async () => {
