@@ -5,9 +5,12 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { localActor } from '../../src/auth/principal.js';
 import type { AuditEntry } from '../../src/db/audit-repository.js';
+import { databaseFile, openDatabase } from '../../src/db/database.js';
+import { createJobRepository } from '../../src/db/job-repository.js';
+import { createSettingsRepository } from '../../src/db/settings-repository.js';
 import { CONTENT_SECURITY_POLICY } from '../../src/http/security-headers.js';
 import { makeIso } from '../tools/iso.js';
-import { TEST_PASSWORD, type TestServer, anonymousApi, api, startTestServer, waitFor, webSocketUpgradeStatus } from './support.js';
+import { TEST_ADMIN, TEST_PASSWORD, type TestServer, anonymousApi, api, startTestServer, waitFor, webSocketUpgradeStatus } from './support.js';
 
 interface Session {
   cookie: string;
@@ -255,6 +258,33 @@ describe('the HTTP security layer: sessions, CSRF, headers, lockout, tokens, aud
     const filtered = await api(service.url, 'GET', `/api/v1/audit?user=bob&event_type=access&since=${encodeURIComponent(since)}`);
     assert.equal(filtered.body.total, 1);
     assert.equal((await api(service.url, 'GET', '/api/v1/audit?event_type=bogus')).status, 400);
+  });
+
+  it('records who asked for a job, a verification and a settings change when a key or a bearer token asked', async () => {
+    const { key } = await service.server.auth.apiKeys.create({ user: 'alice', name: 'attribution' }, test);
+    const created = await api(service.url, 'POST', '/api/v1/jobs', { device: deviceId, name: 'ATTRIBUTED' }, { 'x-api-key': key });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    await waitFor('the attributed job to complete', async () => (await api(service.url, 'GET', `/api/v1/jobs/${created.body.id}`)).body.status === 'completed');
+    const archiveId = (await api(service.url, 'GET', `/api/v1/jobs/${created.body.id}`)).body.archive_id;
+
+    const byKey = await api(service.url, 'POST', `/api/v1/archives/${archiveId}/verify`, undefined, service.authHeaders);
+    assert.equal(byKey.status, 200, JSON.stringify(byKey.body));
+    assert.equal(byKey.body.requested_by, TEST_ADMIN);
+    const token = await anonymousApi(service.url, 'POST', '/api/v1/auth/token', { api_key: service.apiKey });
+    const byToken = await api(service.url, 'POST', `/api/v1/archives/${archiveId}/verify`, undefined, { authorization: `Bearer ${token.body.access_token}` });
+    assert.equal(byToken.body.requested_by, TEST_ADMIN);
+    const history = await api(service.url, 'GET', `/api/v1/archives/${archiveId}/verifications`);
+    // Newest first; the oldest is the job's own check after imaging, which nobody asked for.
+    assert.deepEqual(history.body.verifications.map((verification: { requested_by: string | null }) => verification.requested_by), [TEST_ADMIN, TEST_ADMIN, null]);
+    assert.equal((await api(service.url, 'PATCH', '/api/v1/system/config', { imaging: { read_attempts: 4 } }, service.authHeaders)).status, 200);
+
+    const database = await openDatabase({ file: databaseFile(service.dataDir) });
+    try {
+      assert.equal((await createJobRepository(database).get(created.body.id))?.createdBy, 'alice', 'the key\'s owner created the job');
+      assert.equal((await createSettingsRepository(database).get('imaging.read_attempts'))?.updatedBy, TEST_ADMIN);
+    } finally {
+      await database.close();
+    }
   });
 });
 
