@@ -85,8 +85,8 @@ export interface ArchiveService {
   updateMetadata(id: string, patch: Partial<ArchiveMetadata>): Promise<ArchiveView>;
   /** Removes the image, every sidecar and the map (only inside the output directory), then the record. */
   remove(id: string): Promise<void>;
-  /** Re-hashes the image, compares with its sidecars and the catalogue, and records the outcome. */
-  verify(id: string, requestedBy?: string | null): Promise<VerificationView>;
+  /** Re-hashes the image, compares with its sidecars and the catalogue, and records the outcome with who asked (a key's owner for a key). */
+  verify(id: string, requestedBy: string | null): Promise<VerificationView>;
   verifications(id: string, page: { limit: number; offset: number }): Promise<{ verifications: VerificationView[]; total: number; limit: number; offset: number }>;
   openFile(id: string): Promise<ArchiveFile>;
 }
@@ -258,7 +258,7 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
       onEvent('info', `archive ${id} deleted (${record.filename})`, { archive_id: id, removed_files: removed });
     },
 
-    async verify(id, requestedBy = null) {
+    async verify(id, requestedBy) {
       const record = await find(id);
       if (verifying.has(id)) throw new ConflictError(`${id} is already being verified`, { archive_id: id }, 'verification_running');
       verifying.add(id);

@@ -19,7 +19,7 @@ export class LockedOutError extends TooManyRequestsError {
 
 /** The password is older than the policy allows or was set by an administrator; only changing it is allowed. */
 export class PasswordChangeRequiredError extends ForbiddenError {
-  constructor() {
-    super('Your password has expired or was reset; change it before doing anything else', undefined, 'password_change_required');
+  constructor(message = 'Your password has expired or was reset; change it before doing anything else') {
+    super(message, undefined, 'password_change_required');
   }
 }

@@ -6,8 +6,8 @@ import { UnavailableError, errnoCode, errorMessage } from '../errors.js';
 import type { ApiKeyService } from './api-keys.js';
 import type { CredentialChecker } from './credentials.js';
 import type { AuthDeps } from './deps.js';
-import { AuthenticationError } from './errors.js';
-import { type ClientInfo, type Principal, createPrincipal, userPrincipal } from './principal.js';
+import { AuthenticationError, PasswordChangeRequiredError } from './errors.js';
+import { type ClientInfo, type Principal, createPrincipal, passwordMustChange, userPrincipal } from './principal.js';
 import { PERMISSIONS } from './roles.js';
 
 export const SIGNING_KEY_FILE = 'jwt.key';
@@ -134,6 +134,21 @@ export function createTokenService(deps: Deps): TokenService {
   return {
     async issueForPassword(name, password, client) {
       const user = await credentials.verify(name, password, client, 'token');
+      // Such a token could do nothing but change the password, which is done with a session (the sign-in
+      // page or POST /api/v1/auth/login); refusing it says so instead of handing out a token refused everywhere.
+      if (passwordMustChange(user, now(), policy.passwordMaxAgeMs)) {
+        await audit.record({
+          event_type: 'authentication',
+          action: 'login_failure',
+          user: user.name,
+          ip_address: client.ip,
+          user_agent: client.userAgent,
+          details: { reason: 'password_change_required', method: 'password', purpose: 'token' },
+        });
+        throw new PasswordChangeRequiredError(
+          'Your password has expired or was reset: sign in (POST /api/v1/auth/login or the sign-in page) and change it (PUT /api/v1/auth/password) before asking for a token',
+        );
+      }
       return sign({ sub: user.id, role: user.role, cv: user.credentialsVersion }, { method: 'password', user: user.name, client });
     },
 

@@ -70,10 +70,16 @@ function isWebSocketUpgrade(request: FastifyRequest): boolean {
   return request.method === 'GET' && request.headers.upgrade?.toLowerCase() === 'websocket';
 }
 
-/** The Origin a browser sent, or the origin of its Referer when it sent no Origin; null when neither. */
+/**
+ * The Origin a browser sent, or the origin of its Referer when it sent no Origin; null when neither.
+ * `Origin: null` is a claim like any other and never falls back to the Referer: browsers send it from
+ * sandboxed frames, file: and data: pages, after cross-site redirects and from pages whose referrer
+ * policy withholds their origin. Our pages send `Referrer-Policy: same-origin`, under which a
+ * browser names their origin on every request to this site, so only another site's page sends null.
+ */
 function claimedOrigin(request: FastifyRequest): string | null {
   const origin = request.headers.origin;
-  if (typeof origin === 'string' && origin !== 'null') return origin;
+  if (typeof origin === 'string') return origin;
   const referer = request.headers.referer;
   if (typeof referer !== 'string') return null;
   try {

@@ -47,7 +47,8 @@ export type JobList = {
 };
 
 export interface JobService {
-  create(input: CreateJobInput, createdBy?: string | null): Promise<JobView>;
+  /** `createdBy`: who asked, recorded with the job (a key's owner for a key). */
+  create(input: CreateJobInput, createdBy: string | null): Promise<JobView>;
   list(query: ListJobsQuery): Promise<JobList>;
   /**
    * Changes whenever `list` may answer differently: after any change to a job, by this process or
@@ -129,7 +130,7 @@ export function createJobService(deps: JobServiceDeps): JobService {
   }
 
   return {
-    async create(input, createdBy = null) {
+    async create(input, createdBy) {
       const drive = await resolveDrive(input.device);
       const media = await drives.probe(drive.id);
       if (!media.present) throw new UnavailableError('no_media', `no disc in ${drive.id}`);

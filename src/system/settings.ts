@@ -40,7 +40,7 @@ export interface SettingsView {
 export interface SettingsService {
   view(): SettingsView;
   /** Validates, stores and applies a partial settings tree; returns the new view and what needs a restart. */
-  update(patch: JsonObject, updatedBy?: string | null): Promise<SettingsView>;
+  update(patch: JsonObject, updatedBy: string | null): Promise<SettingsView>;
 }
 
 /** Told of each applied change, with the values as they may be shown (shownValue), never a secret or a URL's credentials. */
@@ -267,7 +267,7 @@ export function createSettingsService(deps: { config: Config; settings: Settings
   return {
     view: () => view(),
 
-    async update(patch, updatedBy = null) {
+    async update(patch, updatedBy) {
       const changes = flatten(patch, leaves);
       if (changes.size === 0) throw new ValidationError('give at least one setting to change', [{ key: '' }], 'invalid_setting');
       for (const [key, value] of [...changes]) {

@@ -27,27 +27,52 @@ export function formFields(source: unknown): FormFields {
   };
 }
 
+/** The origin same-site paths are resolved against; `.invalid` can never be a real host. */
+const LOCAL_ORIGIN = 'http://local.invalid';
+
 /**
- * A path on this site to go back to after a form. Anything else (other hosts, `//evil`, `/\evil`,
- * control characters) falls back, so a crafted form can never redirect a user elsewhere.
+ * The URL a value names when it is an absolute path of this site, before normalising; null for
+ * anything a browser could read as another site: `//evil`, `/\evil` (browsers take a backslash
+ * for a slash), a scheme, or control characters (browsers drop tabs and newlines, `/\t/evil` is `//evil`).
  */
-export function localPath(value: string | undefined, fallback: string): string {
-  if (value === undefined || !value.startsWith('/') || value.startsWith('//') || /[\\\u0000-\u001f\u007f]/.test(value)) return fallback;
-  const url = new URL(value, 'http://local.invalid');
-  if (url.host !== 'local.invalid') return fallback;
-  return `${url.pathname}${url.search}`;
+function resolveOnThisSite(value: string): URL | null {
+  if (!value.startsWith('/') || value.startsWith('//') || /[\\\u0000-\u001f\u007f]/.test(value)) return null;
+  const url = new URL(value, LOCAL_ORIGIN);
+  return url.origin === LOCAL_ORIGIN ? url : null;
 }
 
-/** The path with these query parameters set (and the one-shot notice and error removed). */
+/**
+ * The normalised path and query of a value when it stays on this site, as a Location header may
+ * carry it; null otherwise. The check is repeated on the result, because normalising can make what
+ * the raw value hid: `/.//evil`, `/..//evil` and `/%2e%2e//evil` all become `//evil`, another host.
+ */
+function sameSitePath(value: string): string | null {
+  const url = resolveOnThisSite(value);
+  if (url === null) return null;
+  const path = `${url.pathname}${url.search}`;
+  const again = resolveOnThisSite(path);
+  return again !== null && `${again.pathname}${again.search}` === path ? path : null;
+}
+
+/**
+ * A path on this site to go to next (after a form, a sign-in, a password change), or the fallback.
+ * Every redirect to a target from a request goes through here, so no crafted value can send a user elsewhere.
+ */
+export function localPath(value: string | undefined, fallback: string): string {
+  return (value === undefined ? null : sameSitePath(value)) ?? fallback;
+}
+
+/** The path with these query parameters set (and the one-shot notice and error removed); the dashboard when the path is no page of this site. */
 export function withParams(path: string, params: Record<string, string | undefined>): string {
-  const url = new URL(path, 'http://local.invalid');
+  const url = resolveOnThisSite(path);
+  if (url === null) return '/';
   url.searchParams.delete('notice');
   url.searchParams.delete('error');
   for (const [key, value] of Object.entries(params)) {
     if (value === undefined) url.searchParams.delete(key);
     else url.searchParams.set(key, value);
   }
-  return `${url.pathname}${url.search}`;
+  return localPath(`${url.pathname}${url.search}`, '/');
 }
 
 /** Inline actions (fetch from the page's script) ask for JSON; plain forms get HTML and redirects. */

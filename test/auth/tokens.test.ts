@@ -3,10 +3,10 @@ import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
-import { AuthenticationError, LockedOutError } from '../../src/auth/errors.js';
+import { AuthenticationError, LockedOutError, PasswordChangeRequiredError } from '../../src/auth/errors.js';
 import { SIGNING_KEY_FILE, loadOrCreateSigningKey } from '../../src/auth/tokens.js';
 import { withTempDir } from '../db/support.js';
-import { ADMIN_PASSWORD, CLI, CLIENT, MINUTE, USER_PASSWORD, withAuth } from './support.js';
+import { ADMIN_PASSWORD, CLI, CLIENT, DAY, MINUTE, USER_PASSWORD, withAuth } from './support.js';
 
 /** Flips one character of the token's payload or signature, keeping it well-formed base64url. */
 function tamper(token: string, part: 1 | 2): string {
@@ -103,6 +103,27 @@ describe('JWT bearer tokens', () => {
       await assert.rejects(auth.tokens.issueForPassword('nobody', USER_PASSWORD, CLIENT), { code: 'invalid_credentials', message: 'Invalid user name or password' });
       for (let attempt = 0; attempt < 5; attempt += 1) await assert.rejects(auth.tokens.issueForPassword('alice', 'Wrong-passw0rd-1', CLIENT), AuthenticationError);
       await assert.rejects(auth.tokens.issueForPassword('alice', USER_PASSWORD, CLIENT), LockedOutError);
+    });
+  });
+
+  it('gives no token to a user whose password must be changed (reset or expired), and says why', async () => {
+    await withAuth(async ({ auth, clock, auditEntries }) => {
+      await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD, requireChange: true }, CLI);
+      await assert.rejects(auth.tokens.issueForPassword('alice', USER_PASSWORD, CLIENT), (error: unknown) => {
+        assert.ok(error instanceof PasswordChangeRequiredError);
+        assert.equal(error.code, 'password_change_required');
+        assert.match(error.message, /PUT \/api\/v1\/auth\/password/);
+        return true;
+      });
+      assert.deepEqual(await auditEntries({ action: 'token_issued' }), []);
+      const [refusal] = await auditEntries({ action: 'login_failure' });
+      assert.deepEqual([refusal?.user, refusal?.details], ['alice', { reason: 'password_change_required', method: 'password', purpose: 'token' }]);
+
+      const { principal } = await auth.login('alice', USER_PASSWORD, CLIENT);
+      await auth.users.changeOwnPassword(principal, USER_PASSWORD, 'Changed-passw0rd', CLIENT);
+      assert.ok(await auth.tokens.issueForPassword('alice', 'Changed-passw0rd', CLIENT), 'a token once the password is changed');
+      clock.advance(90 * DAY);
+      await assert.rejects(auth.tokens.issueForPassword('alice', 'Changed-passw0rd', CLIENT), { code: 'password_change_required' }, 'nor once it has expired');
     });
   });
 

@@ -5,9 +5,12 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { localActor } from '../../src/auth/principal.js';
 import type { AuditEntry } from '../../src/db/audit-repository.js';
+import { databaseFile, openDatabase } from '../../src/db/database.js';
+import { createJobRepository } from '../../src/db/job-repository.js';
+import { createSettingsRepository } from '../../src/db/settings-repository.js';
 import { CONTENT_SECURITY_POLICY } from '../../src/http/security-headers.js';
 import { makeIso } from '../tools/iso.js';
-import { TEST_PASSWORD, type TestServer, anonymousApi, api, startTestServer, waitFor, webSocketUpgradeStatus } from './support.js';
+import { TEST_ADMIN, TEST_PASSWORD, type TestServer, anonymousApi, api, startTestServer, waitFor, webSocketUpgradeStatus } from './support.js';
 
 interface Session {
   cookie: string;
@@ -87,6 +90,8 @@ describe('the HTTP security layer: sessions, CSRF, headers, lockout, tokens, aud
       ['another session\'s token', { origin, 'x-csrf-token': (await login(service, 'carol')).csrf }, 403, 'csrf_failed'],
       ['a foreign Origin', { origin: 'https://evil.example', 'x-csrf-token': session.csrf }, 403, 'origin_mismatch'],
       ['a foreign Referer and no Origin', { referer: 'https://evil.example/page', 'x-csrf-token': session.csrf }, 403, 'origin_mismatch'],
+      ['Origin null with a same-origin Referer', { origin: 'null', referer: `${origin}/account/api-keys`, 'x-csrf-token': session.csrf }, 403, 'origin_mismatch'],
+      ['no Origin and an opaque Referer', { referer: 'about:blank', 'x-csrf-token': session.csrf }, 403, 'origin_mismatch'],
       ['neither Origin nor Referer', { 'x-csrf-token': session.csrf }, 403, 'origin_missing'],
     ];
     for (const [what, headers, status, code] of cases) {
@@ -109,8 +114,24 @@ describe('the HTTP security layer: sessions, CSRF, headers, lockout, tokens, aud
     const sameSiteOtherPort = `${new URL(service.url).protocol}//${new URL(service.url).hostname}:1`;
     assert.equal(await upgrade({ cookie: session.cookie, origin: sameSiteOtherPort }), 403);
     assert.equal(await upgrade({ ...service.authHeaders, origin: 'https://evil.example' }), 403);
+    assert.equal(await upgrade({ cookie: session.cookie, origin: 'null' }), 403, 'a sandboxed frame has an opaque origin');
+    assert.equal(await upgrade({ ...service.authHeaders, origin: 'null', referer: `${origin}/` }), 403, 'nor does its Referer stand in for it');
     assert.equal(await upgrade({ cookie: session.cookie, origin }), 101, 'the service\'s own pages may');
     assert.equal(await upgrade(service.authHeaders), 101, 'a client that is no browser sends no Origin');
+  });
+
+  it('refuses Origin null on every state-changing request, signed in or not: no login CSRF from a sandboxed frame', async () => {
+    const opaque = { origin: 'null', referer: `${origin}/login` };
+    const signIn = await anonymousApi(service.url, 'POST', '/api/v1/auth/login', { username: 'alice', password: TEST_PASSWORD }, opaque);
+    assert.equal(signIn.status, 403);
+    assert.equal(signIn.body.error.code, 'origin_mismatch');
+    assert.equal(signIn.headers.get('set-cookie'), null, 'no session for the attacker\'s account');
+    const token = await anonymousApi(service.url, 'POST', '/api/v1/auth/token', { username: 'alice', password: TEST_PASSWORD }, opaque);
+    assert.equal(token.status, 403);
+    const changed = await api(service.url, 'PATCH', '/api/v1/system/config', { imaging: { read_attempts: 7 } }, opaque);
+    assert.equal(changed.status, 403, 'whatever credentials it carries');
+    assert.notEqual((await api(service.url, 'GET', '/api/v1/system/config')).body.settings.imaging.read_attempts, 7);
+    assert.equal((await anonymousApi(service.url, 'GET', '/api/v1/health', undefined, opaque)).status, 200, 'reading is no state change');
   });
 
   it('needs no CSRF token for API keys and bearer tokens, which a browser never sends by itself', async () => {
@@ -177,12 +198,17 @@ describe('the HTTP security layer: sessions, CSRF, headers, lockout, tokens, aud
     assert.match(refused.body.error.message, /change it/);
     const me = await api(service.url, 'GET', '/api/v1/auth/me', undefined, headers);
     assert.equal(me.body.must_change_password, true);
+    const token = await anonymousApi(service.url, 'POST', '/api/v1/auth/token', { username: 'dave', password: TEST_PASSWORD });
+    assert.equal(token.status, 403, 'no bearer token either, as the route\'s description says');
+    assert.equal(token.body.error.code, 'password_change_required');
+    assert.equal(token.body.access_token, undefined);
     const changed = await api(service.url, 'PUT', '/api/v1/auth/password', { current_password: TEST_PASSWORD, new_password: 'Fresh-Horse-2026' }, headers);
     assert.equal(changed.status, 200, JSON.stringify(changed.body));
     assert.equal(changed.body.must_change_password, false);
     assert.equal((await api(service.url, 'GET', '/api/v1/jobs', undefined, headers)).status, 401, 'the old session ended with the change');
     const renewed = (changed.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
     assert.equal((await api(service.url, 'GET', '/api/v1/jobs', undefined, { cookie: renewed })).status, 200, 'the new cookie from the answer works');
+    assert.equal((await anonymousApi(service.url, 'POST', '/api/v1/auth/token', { username: 'dave', password: 'Fresh-Horse-2026' })).status, 200, 'and a token now');
   });
 
   it('issues bearer tokens for a password or a key, carrying the key\'s scopes, and kills them on a role change', async () => {
@@ -233,6 +259,33 @@ describe('the HTTP security layer: sessions, CSRF, headers, lockout, tokens, aud
     const filtered = await api(service.url, 'GET', `/api/v1/audit?user=bob&event_type=access&since=${encodeURIComponent(since)}`);
     assert.equal(filtered.body.total, 1);
     assert.equal((await api(service.url, 'GET', '/api/v1/audit?event_type=bogus')).status, 400);
+  });
+
+  it('records who asked for a job, a verification and a settings change when a key or a bearer token asked', async () => {
+    const { key } = await service.server.auth.apiKeys.create({ user: 'alice', name: 'attribution' }, test);
+    const created = await api(service.url, 'POST', '/api/v1/jobs', { device: deviceId, name: 'ATTRIBUTED' }, { 'x-api-key': key });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    await waitFor('the attributed job to complete', async () => (await api(service.url, 'GET', `/api/v1/jobs/${created.body.id}`)).body.status === 'completed');
+    const archiveId = (await api(service.url, 'GET', `/api/v1/jobs/${created.body.id}`)).body.archive_id;
+
+    const byKey = await api(service.url, 'POST', `/api/v1/archives/${archiveId}/verify`, undefined, service.authHeaders);
+    assert.equal(byKey.status, 200, JSON.stringify(byKey.body));
+    assert.equal(byKey.body.requested_by, TEST_ADMIN);
+    const token = await anonymousApi(service.url, 'POST', '/api/v1/auth/token', { api_key: service.apiKey });
+    const byToken = await api(service.url, 'POST', `/api/v1/archives/${archiveId}/verify`, undefined, { authorization: `Bearer ${token.body.access_token}` });
+    assert.equal(byToken.body.requested_by, TEST_ADMIN);
+    const history = await api(service.url, 'GET', `/api/v1/archives/${archiveId}/verifications`);
+    // Newest first; the oldest is the job's own check after imaging, which nobody asked for.
+    assert.deepEqual(history.body.verifications.map((verification: { requested_by: string | null }) => verification.requested_by), [TEST_ADMIN, TEST_ADMIN, null]);
+    assert.equal((await api(service.url, 'PATCH', '/api/v1/system/config', { imaging: { read_attempts: 4 } }, service.authHeaders)).status, 200);
+
+    const database = await openDatabase({ file: databaseFile(service.dataDir) });
+    try {
+      assert.equal((await createJobRepository(database).get(created.body.id))?.createdBy, 'alice', 'the key\'s owner created the job');
+      assert.equal((await createSettingsRepository(database).get('imaging.read_attempts'))?.updatedBy, TEST_ADMIN);
+    } finally {
+      await database.close();
+    }
   });
 });
 

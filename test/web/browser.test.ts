@@ -174,8 +174,8 @@ describe('web interface in Chromium', () => {
   });
 
   it('pauses, resumes, cancels and reprioritises jobs from the dashboard', async () => {
-    const first = await server.jobs.create({ device: slowDisc.loop.name, name: 'slow_first' });
-    const second = await server.jobs.create({ device: slowDisc.loop.name, name: 'slow_second' });
+    const first = await server.jobs.create({ device: slowDisc.loop.name, name: 'slow_first' }, 'admin-user');
+    const second = await server.jobs.create({ device: slowDisc.loop.name, name: 'slow_second' }, 'admin-user');
     const watched = await signedInContext('admin');
     const page = await watched.newPage();
     await page.goto(server.url);

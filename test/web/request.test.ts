@@ -15,12 +15,52 @@ describe('form and link helpers', () => {
 
   it('keep return paths on this site', () => {
     assert.equal(localPath('/archive?q=a&page=2', '/'), '/archive?q=a&page=2');
-    for (const hostile of ['//evil.example', '/\\evil.example', 'https://evil.example', 'evil', '/a\nb', '/%0d%0a', undefined]) {
-      const result = localPath(hostile, '/fallback');
-      assert.ok(result === '/fallback' || (result.startsWith('/') && !result.startsWith('//') && !/[\r\n]/.test(result)), String(hostile));
+    assert.equal(localPath('/jobs/job_1/../job_2', '/'), '/jobs/job_2', 'normalised');
+    // Encoded slashes stay encoded in a browser too: a path of this site, not another host.
+    assert.equal(localPath('/%2F%2Fevil.example', '/'), '/%2F%2Fevil.example');
+    assert.equal(localPath('/?next=//evil.example', '/'), '/?next=//evil.example', 'slashes in the query name no host');
+  });
+
+  it('fall back for every target a browser would take to another site, also once normalised', () => {
+    const hostile = [
+      '//evil.example/x',
+      '/.//evil.example/phish',
+      '/..//evil.example',
+      '/a/..//evil.example',
+      '/%2e//evil.example',
+      '/%2e%2e//evil.example',
+      '/.%2E//evil.example',
+      '/\\evil.example',
+      '/./\\evil.example',
+      '\\\\evil.example',
+      'https://evil.example/',
+      'HTTPS://evil.example/',
+      'javascript:alert(1)',
+      'data:text/html,<script>alert(1)</script>',
+      '/\t/evil.example',
+      '/\n/evil.example',
+      '/.\r//evil.example',
+      '/ok\r\nSet-Cookie: x=1',
+      '/\u0000/evil.example',
+      'evil.example',
+      '',
+      undefined,
+    ];
+    for (const target of hostile) {
+      assert.equal(localPath(target, '/fallback'), '/fallback', JSON.stringify(target));
+      assert.equal(withParams(target ?? '', { notice: 'x' }), '/', JSON.stringify(target));
     }
-    assert.equal(localPath('//evil.example', '/fallback'), '/fallback');
-    assert.equal(localPath('/\\evil.example', '/fallback'), '/fallback');
+  });
+
+  it('give only paths a browser resolves to this site, whatever it is given', () => {
+    const site = 'https://disk2iso.example';
+    const inputs = ['/.//a', '/a/./b//c', '/%2e%2e/%2e%2e//x', '/a?b=//c#//d', '/\u00e4/../x', '/a/../../..//b', '/.;//x', '/;/..//x', '/ /x', '/..%2f/x'];
+    for (const input of inputs) {
+      for (const path of [localPath(input, '/'), withParams(input, { notice: 'x' })]) {
+        assert.match(path, /^\/(?![/\\])/, `${JSON.stringify(input)} gave ${path}`);
+        assert.equal(new URL(path, `${site}/login`).origin, site, `${JSON.stringify(input)} gave ${path}`);
+      }
+    }
   });
 
   it('set query parameters and drop one-shot messages', () => {

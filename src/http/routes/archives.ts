@@ -4,6 +4,7 @@ import { ARCHIVE_STATUSES, type ArchiveStatus as ArchiveStatusValue } from '../.
 import type { DiscKind as DiscKindValue } from '../../drives/types.js';
 import type { App } from '../app.js';
 import { sendImage } from '../download.js';
+import { principalOf } from '../guard.js';
 import { Archive, ArchiveId, Limit, Offset, SortOrder, Verification, errors } from '../schemas.js';
 
 const DISC_KINDS = ['data', 'dvd-video', 'bd-video', 'audio', 'blank', 'unknown'] as const;
@@ -170,7 +171,7 @@ export function archiveRoutes(archives: ArchiveService) {
           response: { 200: Verification, ...errors(400, 404, 409, 503) },
         },
       },
-      async (request) => archives.verify(request.params.archive_id),
+      async (request) => archives.verify(request.params.archive_id, principalOf(request).name),
     );
 
     app.get(

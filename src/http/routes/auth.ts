@@ -170,8 +170,9 @@ export function authRoutes(auth: AuthService) {
           tags: ['auth'],
           summary: 'Get a short-lived bearer token',
           description:
-            'For a user name and password (a user whose password must be changed gets 403) or an API key: the token carries the key\'s current rights and no more, and expires no later than the key. ' +
-            'Send it as `Authorization: Bearer <token>`. It stops working when it expires, when the password or role changes, the user is disabled, or its key is revoked.',
+            'For a user name and password or an API key: a key\'s token carries the key\'s current rights and no more, and expires no later than the key. ' +
+            'Send it as `Authorization: Bearer <token>`. It stops working when it expires, when the password or role changes, the user is disabled, or its key is revoked. ' +
+            'A user whose password must be changed (expired, or reset by an admin) gets no token but 403 `password_change_required`: sign in with `POST /api/v1/auth/login` and change it with `PUT /api/v1/auth/password` first.',
           body: TokenBody,
           response: { 200: Token, ...errors(400, 401, 403, 429) },
         },

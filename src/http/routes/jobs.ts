@@ -2,6 +2,7 @@ import Type, { type Static } from 'typebox';
 import { JOB_STATUSES, type JobStatus } from '../../db/schema.js';
 import type { JobService } from '../../jobs/service.js';
 import type { App } from '../app.js';
+import { principalOf } from '../guard.js';
 import { createResponseCache } from '../response-cache.js';
 import { HashAlgorithm, Job, JobId, JobLogLine, Limit, Offset, Priority, SortOrder, errors } from '../schemas.js';
 
@@ -100,7 +101,7 @@ export function jobRoutes(jobs: JobService) {
         },
       },
       async (request, reply) => {
-        const created = await jobs.create(request.body);
+        const created = await jobs.create(request.body, principalOf(request).name);
         return reply.status(201).header('location', `/api/v1/jobs/${created.id}`).send(created);
       },
     );

@@ -4,6 +4,7 @@ import type { JsonObject } from '../../db/values.js';
 import { type SettingsService, partialSettingsSchema } from '../../system/settings.js';
 import type { SystemStatusService } from '../../system/status.js';
 import type { App } from '../app.js';
+import { principalOf } from '../guard.js';
 import { Nullable, errors } from '../schemas.js';
 
 const ServiceState = Type.Enum(['running', 'stopped', 'error']);
@@ -93,7 +94,7 @@ export function systemRoutes(system: SystemStatusService, settings: SettingsServ
           response: { 200: SettingsView, ...errors(400, 409, 413, 415) },
         },
       },
-      async (request) => settings.update(request.body as JsonObject),
+      async (request) => settings.update(request.body as JsonObject, principalOf(request).name),
     );
   };
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { localActor } from '../../../src/auth/principal.js';
 import { SESSION_COOKIE } from '../../../src/http/guard.js';
-import { type SentRequest, TEST_PASSWORD, type TestSession, type WebTestServer, startWebTestServer } from '../support/server.js';
+import { INJECT_ORIGIN, type SentRequest, TEST_PASSWORD, type TestSession, type WebTestServer, startWebTestServer } from '../support/server.js';
 
 const ADMIN = localActor('test');
 
@@ -63,6 +63,44 @@ describe('signing in and out', () => {
     assert.equal((await server.send('GET', '/login', { session: operator })).location, '/', 'a signed-in user has nothing to do on the sign-in page');
     for (const next of ['//evil.example/x', 'https://evil.example/', '/logout', '/login?next=/x']) {
       assert.equal((await signIn('operator-user', TEST_PASSWORD, { next })).location, '/', next);
+    }
+  });
+
+  it('never leads a sign-in, a password change or a language switch to another site, however the target is dressed up', async () => {
+    const hostile = ['/.//evil.example/phish', '/..//evil.example/phish', '/%2e%2e//evil.example/phish', '//evil.example/phish', '/\\evil.example/phish', '/\t/evil.example/phish'];
+    for (const target of hostile) {
+      const what = JSON.stringify(target);
+      const signedIn = await signIn('operator-user', TEST_PASSWORD, { next: target });
+      assert.equal(signedIn.status, 303, what);
+      assert.equal(signedIn.location, '/', what);
+      assert.ok(!(await server.send('GET', `/login?next=${encodeURIComponent(target)}`, { session: null })).body.includes('name="next"'), what);
+      const switched = await server.send('POST', '/language', { session: null, form: { lang: 'de', return_to: target } });
+      assert.equal(switched.location, '/', what);
+    }
+
+    const target = '/.//evil.example/phish';
+    await server.auth.users.add({ name: 'wanderer', role: 'viewer', password: TEST_PASSWORD, requireChange: true }, ADMIN);
+    const forced = await signIn('wanderer', TEST_PASSWORD, { next: target });
+    assert.equal(forced.location, '/account/password');
+    const page = `/account/password?next=${encodeURIComponent(target)}`;
+    const session = await csrfOf(server, sessionFrom(forced, 'wanderer'), page);
+    assert.ok(!(await server.send('GET', page, { session })).body.includes('name="next"'), 'the dashboard comes next, which needs no field');
+    const changed = await server.send('POST', '/account/password', {
+      session,
+      form: { current_password: TEST_PASSWORD, new_password: 'Wanderer-Pass-77', confirm_password: 'Wanderer-Pass-77', next: target },
+    });
+    assert.equal(changed.location, '/?notice=password_changed');
+  });
+
+  it('refuses a sign-in form sent from a sandboxed frame (Origin null), so nobody is signed into another\'s account', async () => {
+    assert.equal((await signIn('operator-user', TEST_PASSWORD)).status, 303, 'the same form from this site signs in');
+    for (const headers of [{ origin: 'null' }, { origin: 'null', referer: `${INJECT_ORIGIN}/login` }] as Array<Record<string, string>>) {
+      const refused = await server.send('POST', '/login', { session: null, form: { username: 'operator-user', password: TEST_PASSWORD }, headers });
+      assert.equal(refused.status, 403, JSON.stringify(headers));
+      assert.equal(refused.cookies[SESSION_COOKIE], undefined, 'no session');
+      assert.match(refused.body, /This form was sent from another site, so it was refused\./);
+      const language = await server.send('POST', '/language', { session: null, form: { lang: 'de', return_to: '/login' }, headers });
+      assert.equal(language.status, 403, 'no public form takes Origin null');
     }
   });
 
