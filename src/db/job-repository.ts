@@ -312,7 +312,7 @@ export function createJobRepository(database: Database, options: { now?: Clock }
     async delete(id) {
       database.writeTransaction((tx) => {
         const row = tx.first(db.selectFrom('jobs').select('status').where('id', '=', id));
-        if (row === undefined) throw new NotFoundError(`Job ${id} not found`, { job_id: id });
+        if (row === undefined) throw new NotFoundError(`Job ${id} not found`, { job_id: id }, 'job_not_found');
         if ((ACTIVE_JOB_STATUSES as readonly JobStatus[]).includes(row.status)) {
           throw new ConflictError(`Job ${id} is ${row.status}; cancel it first`, { job_id: id, status: row.status }, 'job_active');
         }

@@ -9,6 +9,7 @@ import { DomainError, UnavailableError, errorMessage } from '../errors.js';
 import type { ImagingProgress, ImagingRequest, ImagingResult } from '../imaging/types.js';
 import type { Logger } from '../log.js';
 import type { JobEventBus } from './events.js';
+import { waitsForSpace } from './pause-reason.js';
 import type { FinishPatch, JobQueue, JobRecord } from './queue.js';
 
 export interface JobRunnerDeps {
@@ -206,8 +207,8 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
       const message = error instanceof DomainError ? error.message : `internal error: ${errorMessage(error)}`;
       if (!(error instanceof DomainError)) log.error({ err: error, jobId: job.id }, 'job failed unexpectedly');
       await appendLog(job.id, 'error', message).catch(() => undefined);
-      // A full output file system is a pause the user can clear; everything else fails the job (retry resumes).
-      const status = code === 'storage_threshold' ? 'paused' : 'failed';
+      // Too little room on the output is a pause the user can clear; everything else fails the job (retry resumes).
+      const status = waitsForSpace(code) ? 'paused' : 'failed';
       await finish(job, status, { errorCode: code, errorMessage: message }).catch((finishError: unknown) =>
         log.error({ err: finishError, jobId: job.id }, 'could not record the end of a job'),
       );

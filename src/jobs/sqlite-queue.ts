@@ -23,12 +23,12 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
 
   const requireRow = (tx: SyncExecutor, jobId: string): Selectable<JobsTable> => {
     const row = tx.first(db.selectFrom('jobs').selectAll().where('id', '=', jobId));
-    if (row === undefined) throw new NotFoundError(`Job ${jobId} not found`, { job_id: jobId });
+    if (row === undefined) throw new NotFoundError(`Job ${jobId} not found`, { job_id: jobId }, 'job_not_found');
     return row;
   };
   const updateRow = (tx: SyncExecutor, jobId: string, changes: Updateable<JobsTable>): JobRecord => {
     const row = tx.first(db.updateTable('jobs').set(changes).where('id', '=', jobId).returningAll());
-    if (row === undefined) throw new NotFoundError(`Job ${jobId} not found`, { job_id: jobId });
+    if (row === undefined) throw new NotFoundError(`Job ${jobId} not found`, { job_id: jobId }, 'job_not_found');
     return rowToJob(row);
   };
 
@@ -251,7 +251,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
         const row = requireRow(tx, jobId);
         if (row.status === 'queued') return rowToJob(row);
         if (!['paused', 'failed', 'cancelled'].includes(row.status)) {
-          throw new ConflictError(`Job ${jobId} is ${row.status} and cannot be queued again`, { job_id: jobId, status: row.status }, 'invalid_job_state');
+          throw new ConflictError(`Job ${jobId} is ${row.status} and cannot be queued again`, { job_id: jobId, status: row.status }, 'invalid_state');
         }
         const requeued = tx.first(
           db
@@ -270,7 +270,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
             .where('id', '=', jobId)
             .returningAll(),
         );
-        if (requeued === undefined) throw new NotFoundError(`Job ${jobId} not found`, { job_id: jobId });
+        if (requeued === undefined) throw new NotFoundError(`Job ${jobId} not found`, { job_id: jobId }, 'job_not_found');
         return rowToJob(requeued);
       });
     },
@@ -286,7 +286,7 @@ function isFinished(status: JobStatus): boolean {
 }
 
 function finishedError(row: Selectable<JobsTable>): ConflictError {
-  return new ConflictError(`Job ${row.id} is already ${row.status}`, { job_id: row.id, status: row.status }, 'invalid_job_state');
+  return new ConflictError(`Job ${row.id} is already ${row.status}`, { job_id: row.id, status: row.status }, 'invalid_state');
 }
 
 function leaseEnd(from: Date, leaseMs: number): string {

@@ -358,7 +358,7 @@ describe('SQLite job queue', () => {
       assert.equal(cancelled.finishedAt, '2026-01-15T10:00:01.000Z');
       assert.equal((await queue.requestStop(b.id, 'cancel')).status, 'cancelled');
 
-      await assert.rejects(queue.requestStop(a.id, 'pause'), (error: unknown) => error instanceof ConflictError && error.code === 'invalid_job_state');
+      await assert.rejects(queue.requestStop(a.id, 'pause'), (error: unknown) => error instanceof ConflictError && error.code === 'invalid_state');
       await assert.rejects(queue.requestStop('job_unknown', 'cancel'), NotFoundError);
     });
   });
