@@ -21,6 +21,7 @@ import type { DeclaredRoute } from './http/permissions.js';
 import { apiRoutes } from './http/routes/index.js';
 import { runImaging, verifyImage } from './imaging/engine.js';
 import type { JobEvents } from './jobs/events.js';
+import { currentLeaseHolder, leaseHolderGone } from './jobs/lease-holder.js';
 import { newWorkerId } from './jobs/queue.js';
 import { createJobRunner } from './jobs/runner.js';
 import { createJobService } from './jobs/service.js';
@@ -109,7 +110,19 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     const events = createEventBus<JobEvents>((error) => log.error({ err: error }, 'an event listener failed'));
     const drives = createDriveService({ config, log });
     const jobs = createJobService({ config, queue, jobs: jobsRepository, drives, events, log });
-    const runner = createJobRunner({ config, queue, jobs: jobsRepository, archives: archivesRepository, drives, events, log, runImaging, workerId: newWorkerId() });
+    const runner = createJobRunner({
+      config,
+      queue,
+      jobs: jobsRepository,
+      archives: archivesRepository,
+      drives,
+      events,
+      log,
+      runImaging,
+      workerId: newWorkerId(),
+      leaseHolder: await currentLeaseHolder(),
+      holderGone: leaseHolderGone,
+    });
     const archives = createArchiveService({
       config,
       archives: archivesRepository,

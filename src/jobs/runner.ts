@@ -10,7 +10,7 @@ import type { ImagingProgress, ImagingRequest, ImagingResult } from '../imaging/
 import type { Logger } from '../log.js';
 import type { JobEventBus } from './events.js';
 import { waitsForSpace } from './pause-reason.js';
-import type { FinishPatch, JobQueue, JobRecord } from './queue.js';
+import type { FinishPatch, JobQueue, JobRecord, LeaseHolder } from './queue.js';
 
 export interface JobRunnerDeps {
   config: Config;
@@ -22,6 +22,10 @@ export interface JobRunnerDeps {
   log: Logger;
   runImaging: (request: ImagingRequest) => Promise<ImagingResult>;
   workerId: string;
+  /** The process this runner works in, recorded with each lease it takes. */
+  leaseHolder: LeaseHolder;
+  /** Whether another lease holder has died (on this host), so its jobs can be taken over before their leases run out. */
+  holderGone: (holder: LeaseHolder) => Promise<boolean>;
   /** How often the runner looks for new work when nothing woke it. */
   pollMs?: number;
 }
@@ -230,9 +234,9 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
     const maxRunning = config.jobs.max_running > 0 ? config.jobs.max_running : undefined;
     while (!stopping) {
       try {
-        await queue.recoverExpired();
+        await queue.recoverExpired({ holderGone: deps.holderGone });
         const busyDeviceIds = [...runs.values()].map((active) => active.deviceId);
-        const job = await queue.claimNext(workerId, { leaseMs, busyDeviceIds, ...(maxRunning ? { maxRunning } : {}) });
+        const job = await queue.claimNext(workerId, { leaseMs, busyDeviceIds, holder: deps.leaseHolder, ...(maxRunning ? { maxRunning } : {}) });
         if (job) {
           events.emit('job.updated', { job });
           launch(job);

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { openDatabase } from '../../src/db/database.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../src/errors.js';
-import { type EnqueueInput, type JobPriority, type JobQueue, type JobRecord, newWorkerId } from '../../src/jobs/queue.js';
+import { type EnqueueInput, type JobPriority, type JobQueue, type JobRecord, type LeaseHolder, newWorkerId } from '../../src/jobs/queue.js';
 import { createSqliteQueue } from '../../src/jobs/sqlite-queue.js';
 import { manualClock, withDatabase, withTempDir } from '../db/support.js';
 
@@ -281,6 +281,46 @@ describe('SQLite job queue', () => {
       assert.equal(recovered.get(toPause.id)?.status, 'paused');
       assert.equal(recovered.get(toPause.id)?.finishedAt, null);
       assert.equal(recovered.get(toPause.id)?.requestedAction, null);
+    });
+  });
+
+  it('records who holds a lease, and recovers at once the jobs of a holder that has ended, only while it still holds them', async () => {
+    await withDatabase(async (database) => {
+      const clock = manualClock();
+      const queue = createSqliteQueue(database, { now: clock.now });
+      const holder = (pid: number): LeaseHolder => ({ host: 'nas', bootId: 'boot-1', pidNamespace: 'pid:[4026531836]', pid, startTicks: 1000 + pid });
+      const dead = await queue.enqueue(job('dead-holder', 'sr0'));
+      const alive = await queue.enqueue(job('live-holder', 'sr1'));
+      const reclaimed = await queue.enqueue(job('reclaimed', 'sr2'));
+      await queue.enqueue(job('no-holder', 'sr3'));
+      assert.equal((await queue.claimNext('w-dead', { leaseMs: LEASE_MS, holder: holder(101) }))?.id, dead.id);
+      assert.equal((await queue.claimNext('w-alive', { leaseMs: LEASE_MS, holder: holder(102) }))?.id, alive.id);
+      const first = await queue.claimNext('w-gone', { leaseMs: LEASE_MS, holder: holder(103) });
+      assert.equal(first?.id, reclaimed.id);
+      assert.deepEqual(first?.leaseHolder, holder(103));
+      await queue.claimNext('w-unknown', { leaseMs: LEASE_MS });
+
+      const asked: number[] = [];
+      const recovered = await queue.recoverExpired({
+        holderGone: async (candidate) => {
+          asked.push(candidate.pid);
+          if (candidate.pid === 103) {
+            // Between the check and the requeue its job ends and another worker claims it: that one must keep it.
+            await queue.finish(reclaimed.id, 'w-gone', 'paused');
+            await queue.requeue(reclaimed.id);
+            await queue.claimNext('w-new', { leaseMs: LEASE_MS, holder: holder(104) });
+          }
+          return candidate.pid === 101 || candidate.pid === 103;
+        },
+      });
+      assert.deepEqual(asked.sort(), [101, 102, 103], 'only jobs with a recorded holder are checked');
+      assert.deepEqual(recovered.map((record) => [record.id, record.status, record.leaseOwner, record.leaseHolder]), [[dead.id, 'queued', null, null]]);
+      assert.equal((await queue.get(alive.id))?.leaseOwner, 'w-alive', 'a living holder keeps its job');
+      assert.equal((await queue.get(reclaimed.id))?.leaseOwner, 'w-new');
+      assert.equal((await queue.get(reclaimed.id))?.status, 'running');
+
+      const finished = await queue.finish(alive.id, 'w-alive', 'completed');
+      assert.equal(finished.leaseHolder, null, 'the holder goes with the lease');
     });
   });
 

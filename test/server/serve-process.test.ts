@@ -109,9 +109,9 @@ describe('the service as a process: kill -9, SIGTERM, unix socket', () => {
     return process;
   }
 
-  async function dataDir(name: string): Promise<{ dir: string; env: Record<string, string> }> {
+  async function dataDir(name: string, leaseSeconds = 5): Promise<{ dir: string; env: Record<string, string> }> {
     const dir = await mkdtemp(join(work, `${name}-`));
-    const env = testEnv(dir, [loop.path], { DISK2ISO_JOBS_LEASE_SECONDS: '5' });
+    const env = testEnv(dir, [loop.path], { DISK2ISO_JOBS_LEASE_SECONDS: String(leaseSeconds) });
     adminKeyOf.set(env, await createAdminKey(dir));
     return { dir, env };
   }
@@ -137,8 +137,9 @@ describe('the service as a process: kill -9, SIGTERM, unix socket', () => {
     await second.exited;
   });
 
-  it('picks a job up again after kill -9 once its lease expires, and continues from its map', async () => {
-    const data = await dataDir('killed');
+  it('picks a job up again at once after kill -9, without waiting for its lease, and continues from its map', async () => {
+    // An hour's lease: only recognising the dead process lets the next start continue the job.
+    const data = await dataDir('killed', 3600);
     await fault.setDelay(100);
     const first = start(['--port', '0'], data.env);
     const firstUrl = await first.address;
@@ -156,6 +157,7 @@ describe('the service as a process: kill -9, SIGTERM, unix socket', () => {
     const orphaned = await jobInDatabase(data.dir, jobId);
     assert.ok(['running', 'verifying'].includes(orphaned.status), `the dead process still holds the job: ${orphaned.status}`);
     assert.notEqual(orphaned.leaseOwner, null);
+    assert.equal(orphaned.leaseHolder?.pid, first.child.pid, 'the lease names the killed process');
     await assert.rejects(stat(created.body.output_file), 'no finished image after a crash');
 
     await fault.setDelay(20);

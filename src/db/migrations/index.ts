@@ -4,6 +4,7 @@ import { authMigration } from './0002-auth.js';
 import { listIndexesMigration } from './0003-list-indexes.js';
 import { jobListMigration } from './0004-job-list.js';
 import { credentialsVersionMigration } from './0005-credentials-version.js';
+import { leaseHolderMigration } from './0006-lease-holder.js';
 
 /**
  * Every migration, imported statically: compiled code cannot count on a migrations folder at
@@ -15,6 +16,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0003_list_indexes': listIndexesMigration,
   '0004_job_list': jobListMigration,
   '0005_credentials_version': credentialsVersionMigration,
+  '0006_lease_holder': leaseHolderMigration,
 };
 
 export const migrationProvider: MigrationProvider = {
