@@ -160,10 +160,11 @@ describe('the service as a process: kill -9, SIGTERM, unix socket', () => {
     assert.equal(orphaned.leaseHolder?.pid, first.child.pid, 'the lease names the killed process');
     await assert.rejects(stat(created.body.output_file), 'no finished image after a crash');
 
-    await fault.setDelay(20);
+    // The new process takes the job up as it starts: the drive stays slow until the live stream is open.
     const second = start(['--port', '0'], data.env);
     const secondUrl = await second.address;
     const live = await followEvents(secondUrl);
+    await fault.setDelay(20);
     try {
       await waitFor('the job to complete in the new process', async () => (await api(secondUrl, 'GET', `/api/v1/jobs/${jobId}`)).body.status === 'completed');
     } finally {
