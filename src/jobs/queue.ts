@@ -59,8 +59,10 @@ export interface JobQueue {
   /**
    * Puts a paused, failed or cancelled job back in the queue, behind the jobs of its priority,
    * keeping its progress so it continues from its rescue map. A queued job is returned as is.
+   * With `drive`, the job continues on that drive instead (a queued one keeps its place); it then
+   * waits, like any job, while another job runs there.
    */
-  requeue(jobId: string): Promise<JobRecord>;
+  requeue(jobId: string, options?: RequeueOptions): Promise<JobRecord>;
 }
 
 export interface EnqueueInput {
@@ -83,6 +85,11 @@ export interface ClaimOptions {
   maxRunning?: number;
   /** The process the worker runs in, recorded with the lease so a restart can tell it has died. */
   holder?: LeaseHolder;
+}
+
+export interface RequeueOptions {
+  /** The drive to continue on: the same disc under another name, or in another drive. */
+  drive?: { id: string; path: string };
 }
 
 export interface RecoverOptions {

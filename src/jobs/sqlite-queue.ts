@@ -275,11 +275,12 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
       });
     },
 
-    async requeue(jobId) {
+    async requeue(jobId, options = {}) {
       const at = timestamp(now());
+      const drive = options.drive === undefined ? {} : { device_id: options.drive.id, device_path: options.drive.path };
       return database.writeTransaction((tx) => {
         const row = requireRow(tx, jobId);
-        if (row.status === 'queued') return rowToJob(row);
+        if (row.status === 'queued') return options.drive === undefined ? rowToJob(row) : updateRow(tx, jobId, { ...drive, updated_at: at });
         if (!['paused', 'failed', 'cancelled'].includes(row.status)) {
           throw new ConflictError(`Job ${jobId} is ${row.status} and cannot be queued again`, { job_id: jobId, status: row.status }, 'invalid_state');
         }
@@ -287,6 +288,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
           db
             .updateTable('jobs')
             .set((eb) => ({
+              ...drive,
               status: 'queued',
               seq: nextSeq(eb),
               requested_action: null,

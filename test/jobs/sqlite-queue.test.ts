@@ -487,6 +487,29 @@ describe('SQLite job queue', () => {
     });
   });
 
+  it('moves a job to another drive as it queues it again, where it waits while another job runs', async () => {
+    await withDatabase(async (database) => {
+      const queue = createSqliteQueue(database);
+      const moving = await queue.enqueue(job('moving', 'sr0'));
+      await queue.claimNext('w', { leaseMs: LEASE_MS });
+      await queue.finish(moving.id, 'w', 'paused', { progress: 40, bytesDone: 4000, phase: 'copying' });
+      const occupying = await queue.enqueue(job('occupying', 'sr1'));
+      assert.equal((await queue.claimNext('w', { leaseMs: LEASE_MS }))?.id, occupying.id);
+      await assert.rejects(queue.requeue(occupying.id, { drive: { id: 'sr2', path: '/dev/sr2' } }), (error: unknown) => error instanceof ConflictError && error.code === 'invalid_state');
+
+      const moved = await queue.requeue(moving.id, { drive: { id: 'sr1', path: '/dev/sr1' } });
+      assert.deepEqual([moved.status, moved.deviceId, moved.devicePath, moved.progress, moved.bytesDone], ['queued', 'sr1', '/dev/sr1', 40, 4000]);
+      assert.equal(await queue.claimNext('w', { leaseMs: LEASE_MS }), null, 'one job per drive: it waits for sr1');
+      await queue.finish(occupying.id, 'w', 'completed');
+      const claimed = await queue.claimNext('w', { leaseMs: LEASE_MS });
+      assert.deepEqual([claimed?.id, claimed?.deviceId, claimed?.attempts], [moving.id, 'sr1', 2]);
+
+      const waiting = await queue.enqueue(job('waiting', 'sr3'));
+      const queuedMove = await queue.requeue(waiting.id, { drive: { id: 'sr4', path: '/dev/sr4' } });
+      assert.deepEqual([queuedMove.status, queuedMove.deviceId, queuedMove.seq], ['queued', 'sr4', waiting.seq], 'a queued job keeps its place');
+    });
+  });
+
   it('makes worker ids that name the process and differ between workers', () => {
     const [a, b] = [newWorkerId(), newWorkerId()];
     assert.notEqual(a, b);
