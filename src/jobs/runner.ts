@@ -178,7 +178,12 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
       if (!media.present || !media.imageSizeBytes) throw new UnavailableError('no_media', `no readable disc in ${drive.id}`);
       const options = job.options as StoredOptions;
       if (differentDisc(options, media)) {
-        throw new UnavailableError('different_disc', `the disc in ${drive.id} is not the one this job was created for; insert that disc, or create a new job`);
+        const expected = options.disc ?? {};
+        throw new UnavailableError(
+          'different_disc',
+          `the disc in ${drive.id} (volume id ${media.volumeId ?? 'none'}, ${media.imageSizeBytes} bytes) is not the one this job was created for (volume id ${expected.volume_id ?? 'none'}, ${expected.size_bytes ?? '?'} bytes); nothing was read. Insert that disc, or continue the job on a drive that holds it`,
+          { device: drive.id, found: { volume_id: media.volumeId, size_bytes: media.imageSizeBytes }, expected: { volume_id: expected.volume_id ?? null, size_bytes: expected.size_bytes ?? null } },
+        );
       }
       await appendLog(job.id, 'info', job.attempts > 1 || job.bytesDone > 0 ? 'continuing from the rescue map' : 'started');
       const result = await deps.runImaging({
