@@ -20,15 +20,23 @@ async function processStat(pid: number | 'self'): Promise<{ state: string; start
   return { state, startTicks };
 }
 
-/** This process as the holder of the leases it takes. */
-export async function currentLeaseHolder(): Promise<LeaseHolder> {
+/** Read once: a running process keeps its boot, pid namespace, pid and start time (the host name may change). */
+let thisProcess: Promise<Omit<LeaseHolder, 'host'>> | undefined;
+
+async function readThisProcess(): Promise<Omit<LeaseHolder, 'host'>> {
   const [bootId, pidNamespace, stat] = await Promise.all([
     readFile('/proc/sys/kernel/random/boot_id', 'utf8'),
     readlink('/proc/self/ns/pid'),
     processStat('self'),
   ]);
   if (stat === null) throw new Error('/proc/self/stat is missing');
-  return { host: hostname(), bootId: bootId.trim(), pidNamespace, pid: process.pid, startTicks: stat.startTicks };
+  return { bootId: bootId.trim(), pidNamespace, pid: process.pid, startTicks: stat.startTicks };
+}
+
+/** This process as the holder of the leases it takes. */
+export async function currentLeaseHolder(): Promise<LeaseHolder> {
+  thisProcess ??= readThisProcess();
+  return { host: hostname(), ...(await thisProcess) };
 }
 
 /**
@@ -41,6 +49,7 @@ export async function leaseHolderGone(holder: LeaseHolder): Promise<boolean> {
   const self = await currentLeaseHolder();
   if (holder.host !== self.host || holder.pidNamespace !== self.pidNamespace) return false;
   if (holder.bootId !== self.bootId) return true;
+  if (holder.pid === self.pid) return holder.startTicks !== self.startTicks;
   const stat = await processStat(holder.pid);
   if (stat === null || stat.startTicks !== holder.startTicks) return true;
   return stat.state === 'Z' || stat.state === 'X';
