@@ -1,5 +1,6 @@
 import { chmod, lstat, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createArchiveService } from './archive/service.js';
 import { createAuditTrail } from './audit/trail.js';
 import { authPolicyOf } from './auth/policy.js';
@@ -11,6 +12,7 @@ import { databaseFile, openDatabase } from './db/database.js';
 import { createJobRepository } from './db/job-repository.js';
 import { createLogRepository } from './db/log-repository.js';
 import { createSettingsRepository } from './db/settings-repository.js';
+import type { JsonObject } from './db/values.js';
 import { createDriveService } from './drives/service.js';
 import { ConflictError, UnavailableError, errnoCode, errorMessage } from './errors.js';
 import { createEventBus } from './events/bus.js';
@@ -21,6 +23,7 @@ import type { DeclaredRoute } from './http/permissions.js';
 import { apiRoutes } from './http/routes/index.js';
 import { runImaging, verifyImage } from './imaging/engine.js';
 import type { JobEvents } from './jobs/events.js';
+import { currentLeaseHolder, leaseHolderGone } from './jobs/lease-holder.js';
 import { newWorkerId } from './jobs/queue.js';
 import { createJobRunner } from './jobs/runner.js';
 import { createJobService } from './jobs/service.js';
@@ -36,6 +39,13 @@ import { registerWebRoutes, renderNotFoundPage } from './web/routes.js';
 const SOCKET_MODE = 0o660;
 /** How often ended sessions, old login failures and audit entries past retention are removed. */
 const MAINTENANCE_INTERVAL_MS = 60_000;
+/**
+ * How long a start waits for its TCP port while another process holds it: after `kill -9`, a process
+ * stuck in a read of a hung drive keeps its socket until the read returns.
+ */
+const LISTEN_RETRY_MS = 30_000;
+/** The first and the longest pause between two tries. */
+const LISTEN_BACKOFF_MS = { first: 250, max: 4000 };
 
 export interface StartServerOptions {
   /** Loaded without the stored settings; they are applied from the database here. Shared and updated in place. */
@@ -44,6 +54,8 @@ export interface StartServerOptions {
   version: string;
   /** Default true; false builds everything but leaves listening to the caller (app.inject in tests). */
   listen?: boolean;
+  /** How long to keep trying a TCP port that is in use before giving up (default 30 s). */
+  listenRetryMs?: number;
   /** Live stream timing (tests shorten the heartbeat). */
   live?: { flushIntervalMs?: number; heartbeatMs?: number; maxBufferedBytes?: number };
   /**
@@ -109,7 +121,19 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     const events = createEventBus<JobEvents>((error) => log.error({ err: error }, 'an event listener failed'));
     const drives = createDriveService({ config, log });
     const jobs = createJobService({ config, queue, jobs: jobsRepository, drives, events, log });
-    const runner = createJobRunner({ config, queue, jobs: jobsRepository, archives: archivesRepository, drives, events, log, runImaging, workerId: newWorkerId() });
+    const runner = createJobRunner({
+      config,
+      queue,
+      jobs: jobsRepository,
+      archives: archivesRepository,
+      drives,
+      events,
+      log,
+      runImaging,
+      workerId: newWorkerId(),
+      leaseHolder: await currentLeaseHolder(),
+      holderGone: leaseHolderGone,
+    });
     const archives = createArchiveService({
       config,
       archives: archivesRepository,
@@ -193,7 +217,10 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     let url: string | null = null;
     if (options.listen ?? true) {
       try {
-        url = await listen(app, config);
+        url = await listen(app, config, {
+          retryMs: options.listenRetryMs ?? LISTEN_RETRY_MS,
+          onRetry: (message, details) => eventLog.record({ level: 'warning', source: 'service', message, details }),
+        });
       } catch (error) {
         await runner.stop();
         await app.close();
@@ -232,7 +259,12 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   }
 }
 
-async function listen(app: App, config: Config): Promise<string> {
+interface ListenRetry {
+  retryMs: number;
+  onRetry: (message: string, details: JsonObject) => void;
+}
+
+async function listen(app: App, config: Config, retry: ListenRetry): Promise<string> {
   const socket = config.server.socket;
   if (socket !== '') {
     await clearStaleSocket(socket);
@@ -240,11 +272,34 @@ async function listen(app: App, config: Config): Promise<string> {
     await chmod(socket, SOCKET_MODE);
     return `unix:${socket}`;
   }
-  await app.listen({ host: config.server.host, port: config.server.port });
+  await listenOnPort(app, config.server.host, config.server.port, retry);
   const address = app.server.address();
   if (address === null || typeof address === 'string') return `http://${config.server.host}:${config.server.port}`;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return `http://${host}:${address.port}`;
+}
+
+/** Tries the port again, with growing pauses, while another process holds it; gives up after `retry.retryMs`. */
+async function listenOnPort(app: App, host: string, port: number, retry: ListenRetry): Promise<void> {
+  const deadline = Date.now() + retry.retryMs;
+  for (let pause = LISTEN_BACKOFF_MS.first; ; pause = Math.min(pause * 2, LISTEN_BACKOFF_MS.max)) {
+    try {
+      await app.listen({ host, port });
+      return;
+    } catch (error) {
+      if (errnoCode(error) !== 'EADDRINUSE') throw error;
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new ConflictError(
+          `${host} port ${port} is still in use after ${Math.round(retry.retryMs / 1000)} s: another process holds it (another disk2iso, or one killed while stuck in a read of a drive); stop it, or choose another port with --port`,
+          { host, port },
+          'address_in_use',
+        );
+      }
+      retry.onRetry(`${host} port ${port} is in use; trying again for up to ${Math.ceil(left / 1000)} s`, { host, port });
+      await sleep(Math.min(pause, left));
+    }
+  }
 }
 
 interface MaintenanceDeps {

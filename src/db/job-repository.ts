@@ -22,6 +22,21 @@ import { type Clock, type JsonObject, type ListResult, type SortOrder, fromJson,
  */
 export type JobOptions = JsonObject;
 
+/**
+ * The process holding a job's lease, as far as another process on the same host can check it: a
+ * pid is only that process while its start time (/proc/PID/stat field 22, clock ticks after boot)
+ * is the same, within one boot and one pid namespace.
+ */
+export interface LeaseHolder {
+  host: string;
+  /** /proc/sys/kernel/random/boot_id */
+  bootId: string;
+  /** The target of /proc/self/ns/pid, e.g. `pid:[4026531836]`. */
+  pidNamespace: string;
+  pid: number;
+  startTicks: number;
+}
+
 export interface JobRecord {
   id: string;
   name: string;
@@ -52,6 +67,7 @@ export interface JobRecord {
   seq: number;
   leaseOwner: string | null;
   leaseExpiresAt: string | null;
+  leaseHolder: LeaseHolder | null;
   /** How often a worker claimed the job. */
   attempts: number;
   /** A stop another process asked the job's worker for (e.g. the CLI's `stop --all`). */
@@ -87,9 +103,25 @@ export function rowToJob(row: JobRow): JobRecord {
     seq: row.seq,
     leaseOwner: row.lease_owner,
     leaseExpiresAt: row.lease_expires_at,
+    leaseHolder: row.lease_holder === null ? null : parseLeaseHolder(row.lease_holder),
     attempts: row.attempts,
     requestedAction: row.requested_action,
   };
+}
+
+/** Null for a value that is not a holder's full description (written by a later or broken version): it cannot be checked. */
+function parseLeaseHolder(text: string): LeaseHolder | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof value !== 'object' || value === null) return null;
+  const { host, bootId, pidNamespace, pid, startTicks } = value as Record<string, unknown>;
+  if (typeof host !== 'string' || typeof bootId !== 'string' || typeof pidNamespace !== 'string') return null;
+  if (!Number.isSafeInteger(pid) || !Number.isSafeInteger(startTicks)) return null;
+  return { host, bootId, pidNamespace, pid: pid as number, startTicks: startTicks as number };
 }
 
 export interface JobLogRecord {
@@ -312,7 +344,7 @@ export function createJobRepository(database: Database, options: { now?: Clock }
     async delete(id) {
       database.writeTransaction((tx) => {
         const row = tx.first(db.selectFrom('jobs').select('status').where('id', '=', id));
-        if (row === undefined) throw new NotFoundError(`Job ${id} not found`, { job_id: id });
+        if (row === undefined) throw new NotFoundError(`Job ${id} not found`, { job_id: id }, 'job_not_found');
         if ((ACTIVE_JOB_STATUSES as readonly JobStatus[]).includes(row.status)) {
           throw new ConflictError(`Job ${id} is ${row.status}; cancel it first`, { job_id: id, status: row.status }, 'job_active');
         }

@@ -57,6 +57,8 @@ export interface JobsTable {
   seq: number;
   lease_owner: string | null;
   lease_expires_at: string | null;
+  /** JSON of a LeaseHolder (migration 0006); null while no lease is held. */
+  lease_holder: string | null;
   attempts: number;
   requested_action: RequestedAction | null;
 }

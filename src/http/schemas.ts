@@ -98,6 +98,11 @@ export const Job = Type.Object(
     bad_bytes: Type.Integer(),
     error_count: Type.Integer(),
     error: Nullable(Type.Object({ code: Type.String(), message: Type.String() }, { additionalProperties: false })),
+    pause_reason: Nullable(
+      Type.Enum(['requested', 'disk_full'], {
+        description: 'Why a paused job waits (null unless paused): someone asked, or the output storage is too full (error says how); resume continues either',
+      }),
+    ),
     options: JobOptions,
     started_at: Nullable(Timestamp),
     finished_at: Nullable(Timestamp),

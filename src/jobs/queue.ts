@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { JobOptions, JobRecord } from '../db/job-repository.js';
+import type { JobOptions, JobRecord, LeaseHolder } from '../db/job-repository.js';
 import type { ActiveJobStatus, JobPriority, RequestedAction } from '../db/schema.js';
 import type { ImagingPhase } from '../imaging/types.js';
 
-export type { JobOptions, JobRecord } from '../db/job-repository.js';
+export type { JobOptions, JobRecord, LeaseHolder } from '../db/job-repository.js';
 export type { JobPriority, RequestedAction } from '../db/schema.js';
 
 /**
@@ -13,8 +13,8 @@ export type { JobPriority, RequestedAction } from '../db/schema.js';
  *
  * A job moves queued -> running -> (verifying) -> completed | failed | cancelled, and may be
  * paused and queued again. A worker that claims a job holds a lease on it and renews it with
- * heartbeats; a job whose lease ran out (its process died) is queued again by `recoverExpired`
- * and continues from its rescue map. At most one job per drive runs at a time.
+ * heartbeats; a job whose lease ran out, or whose holder is known to have died, is queued again by
+ * `recoverExpired` and continues from its rescue map. At most one job per drive runs at a time.
  */
 export interface JobQueue {
   /** Adds a job with status queued behind every job of the same priority. */
@@ -40,10 +40,11 @@ export interface JobQueue {
    */
   finish(jobId: string, workerId: string, status: FinishStatus, patch?: FinishPatch): Promise<JobRecord>;
   /**
-   * Running or verifying jobs whose lease has expired go back to the queue with their place,
-   * attempts and progress kept (a stop that was asked for is carried out instead). Returns them.
+   * Running or verifying jobs whose lease has expired, or whose holder `holderGone` says has ended,
+   * go back to the queue with their place, attempts and progress kept (a stop that was asked for is
+   * carried out instead). Returns them.
    */
-  recoverExpired(): Promise<JobRecord[]>;
+  recoverExpired(options?: RecoverOptions): Promise<JobRecord[]>;
   /** 1-based queue position of every queued job, in the order claimNext would consider them. */
   positions(): Promise<Map<string, number>>;
   setPriority(jobId: string, priority: JobPriority): Promise<JobRecord>;
@@ -58,8 +59,10 @@ export interface JobQueue {
   /**
    * Puts a paused, failed or cancelled job back in the queue, behind the jobs of its priority,
    * keeping its progress so it continues from its rescue map. A queued job is returned as is.
+   * With `drive`, the job continues on that drive instead (a queued one keeps its place); it then
+   * waits, like any job, while another job runs there.
    */
-  requeue(jobId: string): Promise<JobRecord>;
+  requeue(jobId: string, options?: RequeueOptions): Promise<JobRecord>;
 }
 
 export interface EnqueueInput {
@@ -80,6 +83,21 @@ export interface ClaimOptions {
   busyDeviceIds?: readonly string[];
   /** Global limit on running and verifying jobs. Default: unlimited, i.e. one per drive. */
   maxRunning?: number;
+  /** The process the worker runs in, recorded with the lease so a restart can tell it has died. */
+  holder?: LeaseHolder;
+}
+
+export interface RequeueOptions {
+  /** The drive to continue on: the same disc under another name, or in another drive. */
+  drive?: { id: string; path: string };
+}
+
+export interface RecoverOptions {
+  /**
+   * True when the process holding a lease has ended, though its lease still runs (it died on this
+   * host). Its jobs are recovered at once; a holder it cannot judge must get false.
+   */
+  holderGone?: (holder: LeaseHolder) => Promise<boolean>;
 }
 
 export interface ProgressPatch {

@@ -9,7 +9,8 @@ import { DomainError, UnavailableError, errorMessage } from '../errors.js';
 import type { ImagingProgress, ImagingRequest, ImagingResult } from '../imaging/types.js';
 import type { Logger } from '../log.js';
 import type { JobEventBus } from './events.js';
-import type { FinishPatch, JobQueue, JobRecord } from './queue.js';
+import { waitsForSpace } from './pause-reason.js';
+import type { FinishPatch, JobQueue, JobRecord, LeaseHolder } from './queue.js';
 
 export interface JobRunnerDeps {
   config: Config;
@@ -21,6 +22,10 @@ export interface JobRunnerDeps {
   log: Logger;
   runImaging: (request: ImagingRequest) => Promise<ImagingResult>;
   workerId: string;
+  /** The process this runner works in, recorded with each lease it takes. */
+  leaseHolder: LeaseHolder;
+  /** Whether another lease holder has died (on this host), so its jobs can be taken over before their leases run out. */
+  holderGone: (holder: LeaseHolder) => Promise<boolean>;
   /** How often the runner looks for new work when nothing woke it. */
   pollMs?: number;
 }
@@ -173,7 +178,12 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
       if (!media.present || !media.imageSizeBytes) throw new UnavailableError('no_media', `no readable disc in ${drive.id}`);
       const options = job.options as StoredOptions;
       if (differentDisc(options, media)) {
-        throw new UnavailableError('different_disc', `the disc in ${drive.id} is not the one this job was created for; insert that disc, or create a new job`);
+        const expected = options.disc ?? {};
+        throw new UnavailableError(
+          'different_disc',
+          `the disc in ${drive.id} (volume id ${media.volumeId ?? 'none'}, ${media.imageSizeBytes} bytes) is not the one this job was created for (volume id ${expected.volume_id ?? 'none'}, ${expected.size_bytes ?? '?'} bytes); nothing was read. Insert that disc, or continue the job on a drive that holds it`,
+          { device: drive.id, found: { volume_id: media.volumeId, size_bytes: media.imageSizeBytes }, expected: { volume_id: expected.volume_id ?? null, size_bytes: expected.size_bytes ?? null } },
+        );
       }
       await appendLog(job.id, 'info', job.attempts > 1 || job.bytesDone > 0 ? 'continuing from the rescue map' : 'started');
       const result = await deps.runImaging({
@@ -206,8 +216,8 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
       const message = error instanceof DomainError ? error.message : `internal error: ${errorMessage(error)}`;
       if (!(error instanceof DomainError)) log.error({ err: error, jobId: job.id }, 'job failed unexpectedly');
       await appendLog(job.id, 'error', message).catch(() => undefined);
-      // A full output file system is a pause the user can clear; everything else fails the job (retry resumes).
-      const status = code === 'storage_threshold' ? 'paused' : 'failed';
+      // Too little room on the output is a pause the user can clear; everything else fails the job (retry resumes).
+      const status = waitsForSpace(code) ? 'paused' : 'failed';
       await finish(job, status, { errorCode: code, errorMessage: message }).catch((finishError: unknown) =>
         log.error({ err: finishError, jobId: job.id }, 'could not record the end of a job'),
       );
@@ -229,9 +239,9 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
     const maxRunning = config.jobs.max_running > 0 ? config.jobs.max_running : undefined;
     while (!stopping) {
       try {
-        await queue.recoverExpired();
+        await queue.recoverExpired({ holderGone: deps.holderGone });
         const busyDeviceIds = [...runs.values()].map((active) => active.deviceId);
-        const job = await queue.claimNext(workerId, { leaseMs, busyDeviceIds, ...(maxRunning ? { maxRunning } : {}) });
+        const job = await queue.claimNext(workerId, { leaseMs, busyDeviceIds, holder: deps.leaseHolder, ...(maxRunning ? { maxRunning } : {}) });
         if (job) {
           events.emit('job.updated', { job });
           launch(job);

@@ -28,6 +28,12 @@ export type JobAction = 'pause' | 'resume' | 'cancel' | 'retry';
 export interface UpdateJobInput {
   action?: JobAction | undefined;
   priority?: Priority | undefined;
+  /**
+   * With resume or retry: the drive to continue on (an id, or the device path of a discovered drive),
+   * e.g. the same drive under a new name, or a better drive the disc was moved to. The runner checks
+   * that it holds the job's disc before it reads.
+   */
+  device?: string | undefined;
 }
 
 export interface ListJobsQuery {
@@ -190,7 +196,13 @@ export function createJobService(deps: JobServiceDeps): JobService {
       if (input.action === undefined && input.priority === undefined) {
         throw new ValidationError('give an action (pause, resume, cancel, retry) or a priority', [{ field: 'body' }]);
       }
+      if (input.device !== undefined && input.action !== 'resume' && input.action !== 'retry') {
+        throw new ValidationError('a device is only taken with the action resume or retry', [{ field: 'device' }]);
+      }
       let job = await find(id);
+      const target = input.device === undefined ? undefined : await resolveDrive(input.device);
+      const move = target === undefined || target.id === job.deviceId ? undefined : { drive: { id: target.id, path: target.path } };
+      const movedTo = move === undefined ? '' : ` on ${move.drive.id} (${move.drive.path}) instead of ${job.deviceId}`;
       if (input.priority !== undefined) {
         if (FINISHED_JOB_STATUSES.includes(job.status as (typeof FINISHED_JOB_STATUSES)[number])) {
           throw new ConflictError(`job ${id} is ${job.status}; its priority no longer matters`, { status: job.status }, 'invalid_state');
@@ -213,15 +225,15 @@ export function createJobService(deps: JobServiceDeps): JobService {
           if (job.status !== 'paused' && job.status !== 'queued') {
             throw new ConflictError(`job ${id} is ${job.status}; only a paused job can be resumed`, { status: job.status }, 'invalid_state');
           }
-          job = await queue.requeue(id);
-          await logLine(id, 'resumed');
+          job = await queue.requeue(id, move);
+          await logLine(id, `resumed${movedTo}`);
           break;
         case 'retry':
           if (job.status !== 'failed' && job.status !== 'cancelled') {
             throw new ConflictError(`job ${id} is ${job.status}; only a failed or cancelled job can be retried`, { status: job.status }, 'invalid_state');
           }
-          job = await queue.requeue(id);
-          await logLine(id, 'retry requested');
+          job = await queue.requeue(id, move);
+          await logLine(id, `retry requested${movedTo}`);
           break;
       }
       return announce(job);

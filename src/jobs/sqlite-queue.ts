@@ -1,10 +1,10 @@
-import type { ExpressionBuilder, Selectable, Updateable } from 'kysely';
+import type { Expression, ExpressionBuilder, Selectable, SqlBool, Updateable } from 'kysely';
 import type { Database, SyncExecutor } from '../db/database.js';
 import { type JobRecord, priorityRank, rowToJob } from '../db/job-repository.js';
 import { ACTIVE_JOB_STATUSES, type DB, FINISHED_JOB_STATUSES, type JobStatus, type JobsTable, type RequestedAction } from '../db/schema.js';
 import { type Clock, newId, systemClock, timestamp, toJson } from '../db/values.js';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
-import type { ClaimOptions, JobQueue, ProgressPatch } from './queue.js';
+import type { ClaimOptions, JobQueue, LeaseHolder, ProgressPatch, RecoverOptions } from './queue.js';
 
 /**
  * The SQLite backend of the job queue: the jobs table itself is the queue. Every decision that
@@ -23,12 +23,12 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
 
   const requireRow = (tx: SyncExecutor, jobId: string): Selectable<JobsTable> => {
     const row = tx.first(db.selectFrom('jobs').selectAll().where('id', '=', jobId));
-    if (row === undefined) throw new NotFoundError(`Job ${jobId} not found`, { job_id: jobId });
+    if (row === undefined) throw new NotFoundError(`Job ${jobId} not found`, { job_id: jobId }, 'job_not_found');
     return row;
   };
   const updateRow = (tx: SyncExecutor, jobId: string, changes: Updateable<JobsTable>): JobRecord => {
     const row = tx.first(db.updateTable('jobs').set(changes).where('id', '=', jobId).returningAll());
-    if (row === undefined) throw new NotFoundError(`Job ${jobId} not found`, { job_id: jobId });
+    if (row === undefined) throw new NotFoundError(`Job ${jobId} not found`, { job_id: jobId }, 'job_not_found');
     return rowToJob(row);
   };
 
@@ -42,6 +42,57 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
     }
     if (action === 'cancel') return { status: 'cancelled', finished_at: at, updated_at: at };
     return row.status === 'paused' ? null : { status: 'paused', updated_at: at };
+  };
+
+  /**
+   * Ends the leases of the active jobs `which` picks: each goes back to the queue, or to the stop
+   * that was asked for.
+   */
+  const release = (tx: SyncExecutor, at: string, which: (eb: ExpressionBuilder<DB, 'jobs'>) => Expression<SqlBool>): JobRecord[] => {
+    const outcomes: Array<{ asked: RequestedAction | null; status: JobStatus }> = [
+      { asked: 'cancel', status: 'cancelled' },
+      { asked: 'pause', status: 'paused' },
+      { asked: null, status: 'queued' },
+    ];
+    return outcomes.flatMap(({ asked, status }) =>
+      tx
+        .all(
+          db
+            .updateTable('jobs')
+            .set({
+              status,
+              finished_at: status === 'cancelled' ? at : null,
+              lease_owner: null,
+              lease_expires_at: null,
+              lease_holder: null,
+              requested_action: null,
+              speed_bps: null,
+              eta_seconds: null,
+              updated_at: at,
+            })
+            .where('status', 'in', ACTIVE_JOB_STATUSES)
+            .where(which)
+            .where((eb) => (asked === null ? eb('requested_action', 'is', null) : eb('requested_action', '=', asked)))
+            .returningAll(),
+        )
+        .map(rowToJob),
+    );
+  };
+
+  /** Active jobs under a lease that has not run out, whose holder `holderGone` says has ended. */
+  const abandonedLeases = async (at: string, holderGone: (holder: LeaseHolder) => Promise<boolean>): Promise<Array<{ id: string; owner: string }>> => {
+    const held = await db
+      .selectFrom('jobs')
+      .selectAll()
+      .where('status', 'in', ACTIVE_JOB_STATUSES)
+      .where('lease_expires_at', '>=', at)
+      .where('lease_holder', 'is not', null)
+      .execute();
+    const abandoned: Array<{ id: string; owner: string }> = [];
+    for (const job of held.map(rowToJob)) {
+      if (job.leaseOwner !== null && job.leaseHolder !== null && (await holderGone(job.leaseHolder))) abandoned.push({ id: job.id, owner: job.leaseOwner });
+    }
+    return abandoned;
   };
 
   return {
@@ -106,6 +157,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
               status: 'running',
               lease_owner: workerId,
               lease_expires_at: leaseExpiresAt,
+              lease_holder: claim.holder === undefined ? null : toJson(claim.holder),
               started_at: eb.fn.coalesce('started_at', eb.val(at)),
               attempts: eb('attempts', '+', 1),
               requested_action: null,
@@ -157,6 +209,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
               finished_at: status === 'paused' ? null : at,
               lease_owner: null,
               lease_expires_at: null,
+              lease_holder: null,
               requested_action: null,
               speed_bps: null,
               eta_seconds: null,
@@ -177,37 +230,14 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
       });
     },
 
-    async recoverExpired() {
+    async recoverExpired(options: RecoverOptions = {}) {
       const at = timestamp(now());
-      const outcomes: Array<{ asked: RequestedAction | null; status: JobStatus }> = [
-        { asked: 'cancel', status: 'cancelled' },
-        { asked: 'pause', status: 'paused' },
-        { asked: null, status: 'queued' },
-      ];
-      return database.writeTransaction((tx) =>
-        outcomes.flatMap(({ asked, status }) =>
-          tx
-            .all(
-              db
-                .updateTable('jobs')
-                .set({
-                  status,
-                  finished_at: status === 'cancelled' ? at : null,
-                  lease_owner: null,
-                  lease_expires_at: null,
-                  requested_action: null,
-                  speed_bps: null,
-                  eta_seconds: null,
-                  updated_at: at,
-                })
-                .where('status', 'in', ACTIVE_JOB_STATUSES)
-                .where((eb) => eb.or([eb('lease_expires_at', '<', at), eb('lease_expires_at', 'is', null)]))
-                .where((eb) => (asked === null ? eb('requested_action', 'is', null) : eb('requested_action', '=', asked)))
-                .returningAll(),
-            )
-            .map(rowToJob),
-        ),
-      );
+      const abandoned = options.holderGone === undefined ? [] : await abandonedLeases(at, options.holderGone);
+      return database.writeTransaction((tx) => [
+        ...release(tx, at, (eb) => eb.or([eb('lease_expires_at', '<', at), eb('lease_expires_at', 'is', null)])),
+        // Only while the dead holder still holds it: it may have been released and claimed again meanwhile.
+        ...abandoned.flatMap(({ id, owner }) => release(tx, at, (eb) => eb.and([eb('id', '=', id), eb('lease_owner', '=', owner)]))),
+      ]);
     },
 
     async positions() {
@@ -245,18 +275,20 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
       });
     },
 
-    async requeue(jobId) {
+    async requeue(jobId, options = {}) {
       const at = timestamp(now());
+      const drive = options.drive === undefined ? {} : { device_id: options.drive.id, device_path: options.drive.path };
       return database.writeTransaction((tx) => {
         const row = requireRow(tx, jobId);
-        if (row.status === 'queued') return rowToJob(row);
+        if (row.status === 'queued') return options.drive === undefined ? rowToJob(row) : updateRow(tx, jobId, { ...drive, updated_at: at });
         if (!['paused', 'failed', 'cancelled'].includes(row.status)) {
-          throw new ConflictError(`Job ${jobId} is ${row.status} and cannot be queued again`, { job_id: jobId, status: row.status }, 'invalid_job_state');
+          throw new ConflictError(`Job ${jobId} is ${row.status} and cannot be queued again`, { job_id: jobId, status: row.status }, 'invalid_state');
         }
         const requeued = tx.first(
           db
             .updateTable('jobs')
             .set((eb) => ({
+              ...drive,
               status: 'queued',
               seq: nextSeq(eb),
               requested_action: null,
@@ -270,7 +302,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
             .where('id', '=', jobId)
             .returningAll(),
         );
-        if (requeued === undefined) throw new NotFoundError(`Job ${jobId} not found`, { job_id: jobId });
+        if (requeued === undefined) throw new NotFoundError(`Job ${jobId} not found`, { job_id: jobId }, 'job_not_found');
         return rowToJob(requeued);
       });
     },
@@ -286,7 +318,7 @@ function isFinished(status: JobStatus): boolean {
 }
 
 function finishedError(row: Selectable<JobsTable>): ConflictError {
-  return new ConflictError(`Job ${row.id} is already ${row.status}`, { job_id: row.id, status: row.status }, 'invalid_job_state');
+  return new ConflictError(`Job ${row.id} is already ${row.status}`, { job_id: row.id, status: row.status }, 'invalid_state');
 }
 
 function leaseEnd(from: Date, leaseMs: number): string {

@@ -1,3 +1,4 @@
+import { type PauseReason, pauseReason } from './pause-reason.js';
 import type { JobRecord } from './queue.js';
 
 /** A job as the API and live streams show it: the specification's fields first, then ours. */
@@ -21,6 +22,7 @@ export interface JobView {
   bad_bytes: number;
   error_count: number;
   error: { code: string; message: string } | null;
+  pause_reason: PauseReason | null;
   options: JobRecord['options'];
   started_at: string | null;
   finished_at: string | null;
@@ -49,6 +51,7 @@ export function toJobView(job: JobRecord, queuePosition: number | null): JobView
     bad_bytes: job.badBytes,
     error_count: job.errorCount,
     error: job.errorCode || job.errorMessage ? { code: job.errorCode ?? 'error', message: job.errorMessage ?? '' } : null,
+    pause_reason: pauseReason(job),
     options: job.options,
     started_at: job.startedAt,
     finished_at: job.finishedAt,

@@ -38,7 +38,7 @@ function job(id: string, progress: number, status: JobRecord['status'] = 'runnin
     id, name: id, status, priority: 'normal', deviceId: 'loop1', devicePath: '/dev/loop1', outputFile: `/out/${id}.iso`, options: {},
     phase: 'copying', progress, sizeBytes: 1000, bytesDone: progress * 10, speedBps: 100, etaSeconds: 5, badBytes: 0, errorCount: 0,
     errorCode: null, errorMessage: null, archiveId: null, createdBy: null, createdAt: at, updatedAt: at, startedAt: at, finishedAt: null,
-    seq: 1, leaseOwner: null, leaseExpiresAt: null, attempts: 1, requestedAction: null,
+    seq: 1, leaseOwner: null, leaseExpiresAt: null, leaseHolder: null, attempts: 1, requestedAction: null,
   };
 }
 

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { openDatabase } from '../../src/db/database.js';
 import { createJobRepository } from '../../src/db/job-repository.js';
+import { currentLeaseHolder, leaseHolderGone } from '../../src/jobs/lease-holder.js';
 import { createSqliteQueue } from '../../src/jobs/sqlite-queue.js';
 import { type FixtureProcess, startFixture } from '../db/fixture-process.js';
 import { withTempDir } from '../db/support.js';
@@ -75,6 +76,44 @@ describe('SQLite job queue across processes', () => {
         assert.equal(again?.id, queued.id);
         assert.equal(again?.attempts, 2);
         assert.equal(again?.phase, 'copying', 'the runner sees where the job stopped');
+      } finally {
+        fixture?.child.kill('SIGKILL');
+        await database.close();
+      }
+    });
+  });
+
+  it('takes over the job of a killed worker on this host at once, but waits while the worker still exists, even stopped', async () => {
+    await withTempDir(async (dir) => {
+      const file = join(dir, 'queue.sqlite');
+      const leaseMs = 3_600_000;
+      const database = await openDatabase({ file });
+      let fixture: FixtureProcess | undefined;
+      try {
+        const queue = createSqliteQueue(database);
+        const queued = await queue.enqueue({ name: 'disc', deviceId: 'sr0', devicePath: '/dev/sr0', outputFile: '/out/disc.iso' });
+        fixture = startFixture(new URL('./fixtures/claim-and-hang.js', import.meta.url), [file, 'doomed-worker', String(leaseMs)]);
+        assert.equal(await fixture.nextLine(), queued.id);
+        const held = await queue.get(queued.id);
+        const self = await currentLeaseHolder();
+        assert.deepEqual(held?.leaseHolder, { ...self, pid: fixture.child.pid, startTicks: held?.leaseHolder?.startTicks }, 'the lease names the worker process');
+        assert.notEqual(held?.leaseHolder?.startTicks, undefined);
+
+        const recover = () => queue.recoverExpired({ holderGone: leaseHolderGone });
+        assert.deepEqual(await recover(), [], 'a running holder keeps its job');
+        fixture.child.kill('SIGSTOP');
+        assert.deepEqual(await recover(), [], 'a stopped holder (as one stuck in a read) still exists and keeps its job');
+        assert.equal(await leaseHolderGone(self), false, 'this very process is alive');
+        assert.equal(await leaseHolderGone({ ...self, startTicks: self.startTicks - 1 }), true, 'the same pid started at another time is another process');
+        assert.equal(await leaseHolderGone({ ...self, host: 'another-host' }), false, 'a process elsewhere cannot be judged from here');
+        assert.equal(await leaseHolderGone({ ...self, pidNamespace: 'pid:[1]' }), false, 'nor one in another pid namespace');
+        assert.equal(await leaseHolderGone({ ...self, bootId: 'an-earlier-boot' }), true, 'a holder from before the last boot is gone');
+
+        fixture.child.kill('SIGKILL');
+        assert.equal((await fixture.exited).signal, 'SIGKILL');
+        const recovered = await recover();
+        assert.deepEqual(recovered.map((job) => [job.id, job.status, job.leaseOwner, job.progress]), [[queued.id, 'queued', null, 25]], 'its lease had an hour to run');
+        assert.equal((await queue.claimNext('new-worker', { leaseMs }))?.id, queued.id);
       } finally {
         fixture?.child.kill('SIGKILL');
         await database.close();

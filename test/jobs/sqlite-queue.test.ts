@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { openDatabase } from '../../src/db/database.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../src/errors.js';
-import { type EnqueueInput, type JobPriority, type JobQueue, type JobRecord, newWorkerId } from '../../src/jobs/queue.js';
+import { type EnqueueInput, type JobPriority, type JobQueue, type JobRecord, type LeaseHolder, newWorkerId } from '../../src/jobs/queue.js';
 import { createSqliteQueue } from '../../src/jobs/sqlite-queue.js';
 import { manualClock, withDatabase, withTempDir } from '../db/support.js';
 
@@ -284,6 +284,46 @@ describe('SQLite job queue', () => {
     });
   });
 
+  it('records who holds a lease, and recovers at once the jobs of a holder that has ended, only while it still holds them', async () => {
+    await withDatabase(async (database) => {
+      const clock = manualClock();
+      const queue = createSqliteQueue(database, { now: clock.now });
+      const holder = (pid: number): LeaseHolder => ({ host: 'nas', bootId: 'boot-1', pidNamespace: 'pid:[4026531836]', pid, startTicks: 1000 + pid });
+      const dead = await queue.enqueue(job('dead-holder', 'sr0'));
+      const alive = await queue.enqueue(job('live-holder', 'sr1'));
+      const reclaimed = await queue.enqueue(job('reclaimed', 'sr2'));
+      await queue.enqueue(job('no-holder', 'sr3'));
+      assert.equal((await queue.claimNext('w-dead', { leaseMs: LEASE_MS, holder: holder(101) }))?.id, dead.id);
+      assert.equal((await queue.claimNext('w-alive', { leaseMs: LEASE_MS, holder: holder(102) }))?.id, alive.id);
+      const first = await queue.claimNext('w-gone', { leaseMs: LEASE_MS, holder: holder(103) });
+      assert.equal(first?.id, reclaimed.id);
+      assert.deepEqual(first?.leaseHolder, holder(103));
+      await queue.claimNext('w-unknown', { leaseMs: LEASE_MS });
+
+      const asked: number[] = [];
+      const recovered = await queue.recoverExpired({
+        holderGone: async (candidate) => {
+          asked.push(candidate.pid);
+          if (candidate.pid === 103) {
+            // Between the check and the requeue its job ends and another worker claims it: that one must keep it.
+            await queue.finish(reclaimed.id, 'w-gone', 'paused');
+            await queue.requeue(reclaimed.id);
+            await queue.claimNext('w-new', { leaseMs: LEASE_MS, holder: holder(104) });
+          }
+          return candidate.pid === 101 || candidate.pid === 103;
+        },
+      });
+      assert.deepEqual(asked.sort(), [101, 102, 103], 'only jobs with a recorded holder are checked');
+      assert.deepEqual(recovered.map((record) => [record.id, record.status, record.leaseOwner, record.leaseHolder]), [[dead.id, 'queued', null, null]]);
+      assert.equal((await queue.get(alive.id))?.leaseOwner, 'w-alive', 'a living holder keeps its job');
+      assert.equal((await queue.get(reclaimed.id))?.leaseOwner, 'w-new');
+      assert.equal((await queue.get(reclaimed.id))?.status, 'running');
+
+      const finished = await queue.finish(alive.id, 'w-alive', 'completed');
+      assert.equal(finished.leaseHolder, null, 'the holder goes with the lease');
+    });
+  });
+
   it('records progress and finishes a held job', async () => {
     await withDatabase(async (database) => {
       const clock = manualClock();
@@ -358,7 +398,7 @@ describe('SQLite job queue', () => {
       assert.equal(cancelled.finishedAt, '2026-01-15T10:00:01.000Z');
       assert.equal((await queue.requestStop(b.id, 'cancel')).status, 'cancelled');
 
-      await assert.rejects(queue.requestStop(a.id, 'pause'), (error: unknown) => error instanceof ConflictError && error.code === 'invalid_job_state');
+      await assert.rejects(queue.requestStop(a.id, 'pause'), (error: unknown) => error instanceof ConflictError && error.code === 'invalid_state');
       await assert.rejects(queue.requestStop('job_unknown', 'cancel'), NotFoundError);
     });
   });
@@ -444,6 +484,29 @@ describe('SQLite job queue', () => {
       await queue.finish(again.id, 'w', 'completed');
       await assert.rejects(queue.requeue(again.id), ConflictError);
       await assert.rejects(queue.requeue('job_unknown'), NotFoundError);
+    });
+  });
+
+  it('moves a job to another drive as it queues it again, where it waits while another job runs', async () => {
+    await withDatabase(async (database) => {
+      const queue = createSqliteQueue(database);
+      const moving = await queue.enqueue(job('moving', 'sr0'));
+      await queue.claimNext('w', { leaseMs: LEASE_MS });
+      await queue.finish(moving.id, 'w', 'paused', { progress: 40, bytesDone: 4000, phase: 'copying' });
+      const occupying = await queue.enqueue(job('occupying', 'sr1'));
+      assert.equal((await queue.claimNext('w', { leaseMs: LEASE_MS }))?.id, occupying.id);
+      await assert.rejects(queue.requeue(occupying.id, { drive: { id: 'sr2', path: '/dev/sr2' } }), (error: unknown) => error instanceof ConflictError && error.code === 'invalid_state');
+
+      const moved = await queue.requeue(moving.id, { drive: { id: 'sr1', path: '/dev/sr1' } });
+      assert.deepEqual([moved.status, moved.deviceId, moved.devicePath, moved.progress, moved.bytesDone], ['queued', 'sr1', '/dev/sr1', 40, 4000]);
+      assert.equal(await queue.claimNext('w', { leaseMs: LEASE_MS }), null, 'one job per drive: it waits for sr1');
+      await queue.finish(occupying.id, 'w', 'completed');
+      const claimed = await queue.claimNext('w', { leaseMs: LEASE_MS });
+      assert.deepEqual([claimed?.id, claimed?.deviceId, claimed?.attempts], [moving.id, 'sr1', 2]);
+
+      const waiting = await queue.enqueue(job('waiting', 'sr3'));
+      const queuedMove = await queue.requeue(waiting.id, { drive: { id: 'sr4', path: '/dev/sr4' } });
+      assert.deepEqual([queuedMove.status, queuedMove.deviceId, queuedMove.seq], ['queued', 'sr4', waiting.seq], 'a queued job keeps its place');
     });
   });
 

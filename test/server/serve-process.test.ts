@@ -2,12 +2,16 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { packageRoot } from '../../src/config/load.js';
+import { loadConfig, packageRoot } from '../../src/config/load.js';
 import { databaseFile, openDatabase } from '../../src/db/database.js';
 import { createJobRepository } from '../../src/db/job-repository.js';
+import { ConflictError } from '../../src/errors.js';
+import { silentLogger } from '../../src/log.js';
+import { startServer } from '../../src/server.js';
 import { api, createAdminKey, followEvents, testEnv, useApiKey, waitFor } from '../http/support.js';
 import { type FaultFs, mountFaultFs } from '../tools/faultfs.js';
 import { type MadeIso, makeIso, sha256File } from '../tools/iso.js';
@@ -70,7 +74,7 @@ async function jobLog(url: string, jobId: string): Promise<string[]> {
   return logs.body.logs.map((line: { message: string }) => line.message);
 }
 
-describe('the service as a process: kill -9, SIGTERM, unix socket', () => {
+describe('the service as a process: kill -9, SIGTERM, a port in use, unix socket', () => {
   let work: string;
   let iso: MadeIso;
   let fault: FaultFs;
@@ -109,9 +113,9 @@ describe('the service as a process: kill -9, SIGTERM, unix socket', () => {
     return process;
   }
 
-  async function dataDir(name: string): Promise<{ dir: string; env: Record<string, string> }> {
+  async function dataDir(name: string, leaseSeconds = 5): Promise<{ dir: string; env: Record<string, string> }> {
     const dir = await mkdtemp(join(work, `${name}-`));
-    const env = testEnv(dir, [loop.path], { DISK2ISO_JOBS_LEASE_SECONDS: '5' });
+    const env = testEnv(dir, [loop.path], { DISK2ISO_JOBS_LEASE_SECONDS: String(leaseSeconds) });
     adminKeyOf.set(env, await createAdminKey(dir));
     return { dir, env };
   }
@@ -137,8 +141,9 @@ describe('the service as a process: kill -9, SIGTERM, unix socket', () => {
     await second.exited;
   });
 
-  it('picks a job up again after kill -9 once its lease expires, and continues from its map', async () => {
-    const data = await dataDir('killed');
+  it('picks a job up again at once after kill -9, without waiting for its lease, and continues from its map', async () => {
+    // An hour's lease: only recognising the dead process lets the next start continue the job.
+    const data = await dataDir('killed', 3600);
     await fault.setDelay(100);
     const first = start(['--port', '0'], data.env);
     const firstUrl = await first.address;
@@ -156,12 +161,14 @@ describe('the service as a process: kill -9, SIGTERM, unix socket', () => {
     const orphaned = await jobInDatabase(data.dir, jobId);
     assert.ok(['running', 'verifying'].includes(orphaned.status), `the dead process still holds the job: ${orphaned.status}`);
     assert.notEqual(orphaned.leaseOwner, null);
+    assert.equal(orphaned.leaseHolder?.pid, first.child.pid, 'the lease names the killed process');
     await assert.rejects(stat(created.body.output_file), 'no finished image after a crash');
 
-    await fault.setDelay(20);
+    // The new process takes the job up as it starts: the drive stays slow until the live stream is open.
     const second = start(['--port', '0'], data.env);
     const secondUrl = await second.address;
     const live = await followEvents(secondUrl);
+    await fault.setDelay(20);
     try {
       await waitFor('the job to complete in the new process', async () => (await api(secondUrl, 'GET', `/api/v1/jobs/${jobId}`)).body.status === 'completed');
     } finally {
@@ -217,6 +224,48 @@ describe('the service as a process: kill -9, SIGTERM, unix socket', () => {
 
     second.child.kill('SIGINT');
     assert.deepEqual(await second.exited, { code: 0, signal: null });
+  });
+
+  it('waits for a port another process still holds, and listens on it once it is free', async () => {
+    const data = await dataDir('port-held');
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const port = (holder.address() as AddressInfo).port;
+    let released = false;
+    try {
+      const server = start(['--port', String(port)], data.env);
+      const gaveUp = server.exited.then(({ code }) => {
+        throw new Error(`serve ended (code ${code}) while the port was held:\n${server.output()}`);
+      });
+      await Promise.race([waitFor('the start to find the port in use', () => server.output().includes(`127.0.0.1 port ${port} is in use; trying again`)), gaveUp]);
+      gaveUp.catch(() => undefined);
+      await new Promise<void>((resolve) => holder.close(() => resolve()));
+      released = true;
+      assert.equal(await server.address, `http://127.0.0.1:${port}`, server.output());
+      assert.equal((await api(`http://127.0.0.1:${port}`, 'GET', '/api/v1/health')).status, 200);
+      server.child.kill('SIGTERM');
+      assert.deepEqual(await server.exited, { code: 0, signal: null });
+    } finally {
+      if (!released) holder.close();
+    }
+  });
+
+  it('gives up on a port that stays in use after the retry time, with a clear error', async () => {
+    const dir = await mkdtemp(join(work, 'port-taken-'));
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const port = (holder.address() as AddressInfo).port;
+    try {
+      const config = loadConfig({ env: testEnv(dir, [], { DISK2ISO_SERVER_PORT: String(port) }) });
+      await assert.rejects(startServer({ config, log: silentLogger(), version: 'test', listenRetryMs: 2000 }), (error: unknown) => {
+        assert.ok(error instanceof ConflictError, String(error));
+        assert.equal(error.code, 'address_in_use');
+        assert.match(error.message, new RegExp(`127\\.0\\.0\\.1 port ${port} is still in use after 2 s`));
+        return true;
+      });
+    } finally {
+      holder.close();
+    }
   });
 
   it('listens on a unix socket with mode 0660, replaces a stale one, and refuses a live one', async () => {

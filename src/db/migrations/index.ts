@@ -5,6 +5,7 @@ import { listIndexesMigration } from './0003-list-indexes.js';
 import { jobListMigration } from './0004-job-list.js';
 import { credentialsVersionMigration } from './0005-credentials-version.js';
 import { apiKeyParentMigration } from './0006-api-key-parent.js';
+import { leaseHolderMigration } from './0007-lease-holder.js';
 
 /**
  * Every migration, imported statically: compiled code cannot count on a migrations folder at
@@ -17,6 +18,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0004_job_list': jobListMigration,
   '0005_credentials_version': credentialsVersionMigration,
   '0006_api_key_parent': apiKeyParentMigration,
+  '0007_lease_holder': leaseHolderMigration,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -44,6 +44,13 @@ const UpdateBody = Type.Object(
   {
     action: Type.Optional(Type.Enum(['pause', 'resume', 'cancel', 'retry'])),
     priority: Type.Optional(Priority),
+    device: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 4096,
+        description: 'With resume or retry: continue on this drive (id or device path of a listed drive) from the rescue map, e.g. the same drive under a new name or another drive holding the same disc; it must hold the disc the job started on (volume id and size, checked before reading)',
+      }),
+    ),
   },
   { additionalProperties: false, description: 'An action, a new priority, or both' },
 );
@@ -122,7 +129,8 @@ export function jobRoutes(jobs: JobService) {
         schema: {
           tags: ['jobs'],
           summary: 'Pause, resume, cancel or retry a job, or change its priority',
-          description: 'A running job stops at its next read with its rescue map saved; resume and retry continue from that map.',
+          description:
+            'A running job stops at its next read with its rescue map saved; resume and retry continue from that map, on the same drive or on the one given as device. A job that stopped for lack of space is paused (pause_reason disk_full) and resumes. A refused action is 409 invalid_state.',
           params: JobParams,
           body: UpdateBody,
           response: { 200: Job, ...errors(400, 404, 409, 413, 415) },

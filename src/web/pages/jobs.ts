@@ -3,6 +3,7 @@ import type { App } from '../../http/app.js';
 import { HASH_ALGORITHMS, type HashAlgorithm, PRIORITIES, type Priority } from '../../config/schema.js';
 import { DomainError, NotFoundError, ValidationError } from '../../errors.js';
 import type { CreateJobInput } from '../../jobs/service.js';
+import type { JobView } from '../../jobs/view.js';
 import type { DeviceView } from '../../system/devices.js';
 import { ACTIVE_STATUSES, isJobAction } from '../job-card.js';
 import { renderFragment, renderPage, requestI18n } from '../render.js';
@@ -44,6 +45,22 @@ function mediaProblem(i18n: I18n, device: DeviceView): string | null {
 
 async function driveChoices(deps: WebDeps, i18n: I18n): Promise<DriveChoice[]> {
   return (await deps.devices.list()).map((device) => ({ device, problem: mediaProblem(i18n, device) }));
+}
+
+/** Jobs that can continue on another drive from their rescue map (with resume or retry). */
+const MOVABLE: readonly JobView['status'][] = ['paused', 'failed', 'cancelled'];
+
+/**
+ * The other drives whose disc looks like the job's by the listing (label and size), to offer
+ * "continue on drive …". The runner checks the volume id and size before it reads.
+ */
+async function drivesWithSameDisc(deps: WebDeps, job: JobView): Promise<DeviceView[]> {
+  const disc = job.options['disc'];
+  if (!MOVABLE.includes(job.status) || typeof disc !== 'object' || disc === null || Array.isArray(disc)) return [];
+  const size = disc['size_bytes'];
+  const label = disc['label'] ?? null;
+  if (typeof size !== 'number') return [];
+  return (await deps.devices.list()).filter((device) => device.id !== job.device_id && device.has_media && device.media_size_bytes === size && device.label === label);
 }
 
 /** The rule validateImageName broke, as a sentence of the catalog. */
@@ -146,8 +163,8 @@ export function registerJobPages(app: App, deps: WebDeps): void {
 
   const jobData = async (id: string) => {
     const job = await deps.jobs.get(id);
-    const [logs, sectorMap] = await Promise.all([deps.jobs.logs(id), readSectorMap(job.output_file)]);
-    return { job, logs, sectorMap, lastLogId: logs.at(-1)?.id ?? 0, live: ACTIVE_STATUSES.includes(job.status) };
+    const [logs, sectorMap, moveTargets] = await Promise.all([deps.jobs.logs(id), readSectorMap(job.output_file), drivesWithSameDisc(deps, job)]);
+    return { job, logs, sectorMap, moveTargets, lastLogId: logs.at(-1)?.id ?? 0, live: ACTIVE_STATUSES.includes(job.status) };
   };
 
   app.get<{ Params: { id: string } }>('/jobs/:id', { config: { permission: 'jobs:read' } }, async (request, reply) => {
@@ -159,8 +176,8 @@ export function registerJobPages(app: App, deps: WebDeps): void {
   app.get<{ Params: { id: string } }>('/jobs/:id/live', { config: { permission: 'jobs:read' } }, async (request, reply) => {
     const id = checkedJobId(request.params.id);
     const job = await deps.jobs.get(id);
-    const sectorMap = await readSectorMap(job.output_file);
-    return renderFragment(request, reply, security, 'partials/job-live', { job, sectorMap, here: `/jobs/${id}` });
+    const [sectorMap, moveTargets] = await Promise.all([readSectorMap(job.output_file), drivesWithSameDisc(deps, job)]);
+    return renderFragment(request, reply, security, 'partials/job-live', { job, sectorMap, moveTargets, here: `/jobs/${id}` });
   });
 
   /** Log lines after a given one, appended by the detail page's script. */
@@ -174,10 +191,12 @@ export function registerJobPages(app: App, deps: WebDeps): void {
   app.post<{ Params: { id: string } }>('/jobs/:id/action', { config: { permission: 'jobs:write' } }, async (request, reply) => {
     const id = checkedJobId(request.params.id);
     const returnTo = returnPath(request, `/jobs/${id}`);
-    const action = formFields(request.body).one('action');
+    const form = formFields(request.body);
+    const action = form.one('action');
+    const device = form.one('device');
     try {
       if (!isJobAction(action)) throw new ValidationError('unknown action', [{ field: 'action' }], 'invalid_action');
-      await deps.jobs.update(id, { action });
+      await deps.jobs.update(id, { action, ...(device === undefined ? {} : { device }) });
       return actionDone(request, reply, `job_${action}`, returnTo);
     } catch (error) {
       return actionFailed(request, reply, error, returnTo);
