@@ -80,6 +80,13 @@ export interface CreateArchiveInput {
   status?: ArchiveStatus;
 }
 
+export interface ReplaceImageInput {
+  sizeBytes: number;
+  checksums: ArchiveChecksums;
+  badBytes: number;
+  status: ArchiveStatus;
+}
+
 export type ArchiveSort = 'name' | 'date' | 'size';
 
 export interface ArchiveListFilter {
@@ -119,6 +126,8 @@ export interface ArchiveRepository {
   /** Replaces the given metadata fields, keeps the others. NotFoundError for an unknown id. */
   updateMetadata(id: string, patch: Partial<ArchiveMetadata>): Promise<ArchiveRecord>;
   setStatus(id: string, status: ArchiveStatus): Promise<ArchiveRecord>;
+  /** After a run that read an image's bad areas again: its new checksums, bad bytes and status. */
+  replaceImage(id: string, input: ReplaceImageInput): Promise<ArchiveRecord>;
   /** Stores a verification run and updates the archive's last verification and status. */
   recordVerification(archiveId: string, input: RecordVerificationInput): Promise<ArchiveVerificationRecord>;
   /** Newest first. */
@@ -262,6 +271,17 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
 
     async setStatus(id, status) {
       const row = await db.updateTable('archives').set({ status }).where('id', '=', id).returningAll().executeTakeFirst();
+      if (row === undefined) throw notFound(id);
+      return rowToArchive(row);
+    },
+
+    async replaceImage(id, input) {
+      const row = await db
+        .updateTable('archives')
+        .set({ size_bytes: input.sizeBytes, checksums: toJson(input.checksums), bad_bytes: input.badBytes, status: input.status })
+        .where('id', '=', id)
+        .returningAll()
+        .executeTakeFirst();
       if (row === undefined) throw notFound(id);
       return rowToArchive(row);
     },

@@ -60,6 +60,13 @@ export interface JobQueue {
    * keeping its progress so it continues from its rescue map. A queued job is returned as is.
    */
   requeue(jobId: string): Promise<JobRecord>;
+  /** Merges keys into a job's stored options (a cancel's choice to keep or discard its data). */
+  mergeOptions(jobId: string, patch: JobOptions): Promise<JobRecord>;
+  /**
+   * Puts a completed job back in the queue with `patch` merged into its options, for a run that
+   * reads its bad areas again from its rescue map. ConflictError unless the job is completed.
+   */
+  reopenCompleted(jobId: string, patch: JobOptions): Promise<JobRecord>;
 }
 
 export interface EnqueueInput {

@@ -1,3 +1,4 @@
+import { link, rm, unlink } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { imagingOptionsFrom } from '../config/imaging-options.js';
 import type { Config, HashAlgorithm } from '../config/schema.js';
@@ -5,7 +6,7 @@ import type { ArchiveRepository } from '../db/archive-repository.js';
 import type { JobRepository } from '../db/job-repository.js';
 import type { DriveService } from '../drives/service.js';
 import type { MediaInfo } from '../drives/types.js';
-import { DomainError, UnavailableError, errorMessage } from '../errors.js';
+import { DomainError, UnavailableError, errnoCode, errorMessage } from '../errors.js';
 import type { ImagingProgress, ImagingRequest, ImagingResult } from '../imaging/types.js';
 import type { Logger } from '../log.js';
 import type { JobEventBus } from './events.js';
@@ -53,6 +54,25 @@ interface StoredOptions {
   verify?: boolean;
   checksums?: HashAlgorithm[];
   disc?: { volume_id?: string | null; created_at?: string | null; size_bytes?: number };
+  /** A cancel's choice (see JobService.update); absent: the configured storage.keep_partial_on_cancel. */
+  keep_partial_on_cancel?: boolean;
+}
+
+/**
+ * A job that already has an archive entry runs again only to read its bad areas once more: its
+ * finished image goes back to NAME.iso.part beside the kept map, and the engine continues from
+ * there. A rename, not a copy: no second image's worth of space, and the good data never moves.
+ */
+async function reopenImage(outputFile: string): Promise<void> {
+  try {
+    // link() refuses to replace an existing .part, where rename() would silently overwrite it.
+    await link(outputFile, `${outputFile}.part`);
+  } catch (error) {
+    // Already moved by an earlier attempt of this retry that was paused or stopped.
+    if (errnoCode(error) === 'ENOENT') return;
+    throw error;
+  }
+  await unlink(outputFile);
 }
 
 /** True when the disc now in the drive is not the one the job started on (a retry must not mix discs). */
@@ -84,13 +104,20 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
   }
 
   async function recordArchive(job: JobRecord, media: MediaInfo, result: ImagingResult): Promise<string> {
-    const archive = await archives.create({
+    const damaged = result.badSectors.badBytes > 0 || result.verified === false;
+    const archive = job.archiveId !== null ? await archives.replaceImage(job.archiveId, {
+      sizeBytes: result.sizeBytes,
+      checksums: result.checksums,
+      badBytes: result.badSectors.badBytes,
+      status: damaged ? 'damaged' : 'ok',
+    }) : await archives.create({
       jobId: job.id,
       filename: basename(result.outputPath),
       path: result.outputPath,
       sizeBytes: result.sizeBytes,
       checksums: result.checksums,
-      metadata: { label: media.volumeLabel ?? job.name, tags: [], notes: '' },
+      // The name the user gave the job is the entry's title; the volume label stays in the source.
+      metadata: { label: job.name, tags: [], notes: '' },
       source: {
         deviceId: job.deviceId,
         devicePath: job.devicePath,
@@ -101,7 +128,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
         fileSystems: media.fileSystems,
       },
       badBytes: result.badSectors.badBytes,
-      status: result.badSectors.badBytes > 0 || result.verified === false ? 'damaged' : 'ok',
+      status: damaged ? 'damaged' : 'ok',
     });
     if (result.verified !== null) {
       const finishedAt = new Date(result.timings.finishedAt);
@@ -116,6 +143,20 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
       });
     }
     return archive.id;
+  }
+
+  /** Removes a cancelled run's partial image and map, unless the user kept them or they hold an archived image. */
+  async function discardIfAsked(job: JobRecord, result: ImagingResult): Promise<void> {
+    const current = (await queue.get(job.id)) ?? job;
+    const keep = (current.options as StoredOptions).keep_partial_on_cancel ?? config.storage.keep_partial_on_cancel;
+    if (keep || job.archiveId !== null) {
+      await appendLog(job.id, 'info', `partial image and map kept: ${basename(result.partPath)}, ${basename(result.mapPath)}`);
+      return;
+    }
+    await rm(result.partPath, { force: true });
+    await rm(result.mapPath, { force: true });
+    await rm(`${result.mapPath}.tmp`, { force: true });
+    await appendLog(job.id, 'info', 'partial image and map removed');
   }
 
   async function run(job: JobRecord, controller: AbortController): Promise<void> {
@@ -175,11 +216,18 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
       if (differentDisc(options, media)) {
         throw new UnavailableError('different_disc', `the disc in ${drive.id} is not the one this job was created for; insert that disc, or create a new job`);
       }
-      await appendLog(job.id, 'info', job.attempts > 1 || job.bytesDone > 0 ? 'continuing from the rescue map' : 'started');
+      if (job.archiveId !== null) {
+        await reopenImage(job.outputFile);
+        await appendLog(job.id, 'info', `reading the bad areas again from the rescue map, ${options.read_attempts ?? config.imaging.read_attempts} attempts`);
+      } else {
+        await appendLog(job.id, 'info', job.attempts > 1 || job.bytesDone > 0 ? 'continuing from the rescue map' : 'started');
+      }
       const result = await deps.runImaging({
         source: { path: drive.path, sizeBytes: media.imageSizeBytes, sectorSize: media.logicalSectorSize },
         outputPath: job.outputFile,
-        options: imagingOptionsFrom(config, { readAttempts: options.read_attempts, checksums: options.checksums, verify: options.verify }),
+        // The engine always keeps what it rescued on cancel; whether to discard it is the user's
+        // choice at cancel time, carried out below once the run has stopped.
+        options: { ...imagingOptionsFrom(config, { readAttempts: options.read_attempts, checksums: options.checksums, verify: options.verify }), keepPartialOnCancel: true },
         metadata: { job_id: job.id, name: job.name, label: media.volumeLabel, device: { id: drive.id, path: drive.path, vendor: drive.vendor, model: drive.model }, media },
         signal: controller.signal,
         onProgress,
@@ -197,6 +245,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
           await drives.eject(drive.id).catch((error: unknown) => appendLog(job.id, 'warning', `eject failed: ${errorMessage(error)}`));
         }
       } else {
+        if (result.outcome === 'cancelled') await discardIfAsked(job, result);
         await appendLog(job.id, 'info', result.outcome);
         await finish(job, result.outcome);
       }

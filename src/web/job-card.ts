@@ -1,9 +1,15 @@
 import type { JobStatus } from '../db/schema.js';
 import type { JobAction } from '../jobs/service.js';
-import type { JobView } from '../jobs/view.js';
+import { type JobView, jobSectorSize as sectorSizeOf } from '../jobs/view.js';
 
-/** The colour code of the specification's job cards (green running, blue queued, grey finished, red failed, amber paused). */
-export type CardTone = 'running' | 'queued' | 'finished' | 'failed' | 'paused';
+/**
+ * The colour code of the specification's job cards (green running, blue queued, grey finished, red
+ * failed, amber paused), plus amber for an image completed with unreadable, zero-filled sectors.
+ */
+export type CardTone = 'running' | 'queued' | 'finished' | 'failed' | 'paused' | 'with-errors';
+
+/** What a screen calls a job's state: its status, except that a completed job with bad sectors is its own state. */
+export type JobState = JobStatus | 'completed_with_errors';
 
 const TONE: Record<JobStatus, CardTone> = {
   running: 'running',
@@ -29,12 +35,21 @@ const ACTIONS: Record<JobStatus, readonly JobAction[]> = {
 export const ACTIVE_STATUSES: readonly JobStatus[] = ['running', 'verifying', 'paused', 'queued'];
 export const FINISHED_STATUSES: readonly JobStatus[] = ['completed', 'failed', 'cancelled'];
 
-export function cardTone(status: JobStatus): CardTone {
-  return TONE[status];
+export function jobState(job: Pick<JobView, 'status' | 'outcome'>): JobState {
+  return job.outcome === 'with_errors' ? 'completed_with_errors' : job.status;
+}
+
+export function cardTone(job: Pick<JobView, 'status' | 'outcome'>): CardTone {
+  return job.outcome === 'with_errors' ? 'with-errors' : TONE[job.status];
 }
 
 export function jobActions(status: JobStatus): readonly JobAction[] {
   return ACTIONS[status];
+}
+
+/** Whether the job's image has bad areas a new run could read again from its rescue map. */
+export function canRetryBadAreas(job: Pick<JobView, 'outcome' | 'archive_id'>): boolean {
+  return job.outcome === 'with_errors' && job.archive_id !== null;
 }
 
 /** Priority only orders jobs that still wait for their drive. */
@@ -48,12 +63,7 @@ export function isJobAction(value: unknown): value is JobAction {
 
 /** The sector size the job's disc reported, for counting bad sectors from bad bytes. */
 export function jobSectorSize(job: JobView): number {
-  const disc = job.options['disc'];
-  if (typeof disc === 'object' && disc !== null && !Array.isArray(disc)) {
-    const size = disc['sector_size'];
-    if (typeof size === 'number' && size > 0) return size;
-  }
-  return 2048;
+  return sectorSizeOf(job.options);
 }
 
 export function badSectors(job: JobView): number {

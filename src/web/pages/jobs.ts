@@ -4,9 +4,9 @@ import { HASH_ALGORITHMS, type HashAlgorithm, PRIORITIES, type Priority } from '
 import { DomainError, NotFoundError, ValidationError } from '../../errors.js';
 import type { CreateJobInput } from '../../jobs/service.js';
 import type { DeviceView } from '../../system/devices.js';
-import { ACTIVE_STATUSES, isJobAction } from '../job-card.js';
+import { ACTIVE_STATUSES, isJobAction, jobActions } from '../job-card.js';
 import { renderFragment, renderPage, requestI18n } from '../render.js';
-import { formFields, withParams } from '../request.js';
+import { formFields, localPath, withParams } from '../request.js';
 import { actionDone, actionFailed, returnPath } from '../respond.js';
 import { readSectorMap } from '../sector-map.js';
 import { userMessage } from '../errors.js';
@@ -176,9 +176,49 @@ export function registerJobPages(app: App, deps: WebDeps): void {
     const returnTo = returnPath(request, `/jobs/${id}`);
     const action = formFields(request.body).one('action');
     try {
-      if (!isJobAction(action)) throw new ValidationError('unknown action', [{ field: 'action' }], 'invalid_action');
+      // Cancel goes through /jobs/:id/cancel, which asks what to do with the data read so far.
+      if (!isJobAction(action) || action === 'cancel') throw new ValidationError('unknown action', [{ field: 'action' }], 'invalid_action');
       await deps.jobs.update(id, { action });
       return actionDone(request, reply, `job_${action}`, returnTo);
+    } catch (error) {
+      return actionFailed(request, reply, error, returnTo);
+    }
+  });
+
+  /** Cancel asks first, saying how much was read; the form (also the JS dialog's content) keeps the data by default. */
+  app.get<{ Params: { id: string } }>('/jobs/:id/cancel', { config: { permission: 'jobs:write' } }, async (request, reply) => {
+    const id = checkedJobId(request.params.id);
+    const job = await deps.jobs.get(id);
+    const returnTo = localPath(formFields(request.query).one('return_to'), `/jobs/${id}`);
+    if (!jobActions(job.status).includes('cancel')) return reply.redirect(withParams(returnTo, { error: 'invalid_state' }), 303);
+    return renderPage(request, reply, security, 'job-cancel', {
+      title: 'jobs.cancel.title',
+      job,
+      returnTo,
+      keepDefault: job.bytes_done > 0 || config.storage.keep_partial_on_cancel,
+      keepOnly: job.archive_id !== null,
+    });
+  });
+
+  app.post<{ Params: { id: string } }>('/jobs/:id/cancel', { config: { permission: 'jobs:write' } }, async (request, reply) => {
+    const id = checkedJobId(request.params.id);
+    const returnTo = returnPath(request, `/jobs/${id}`);
+    const partial = formFields(request.body).one('partial');
+    try {
+      if (partial !== 'keep' && partial !== 'discard') throw new ValidationError('choose whether to keep the partial image', [{ field: 'partial' }], 'invalid_action');
+      await deps.jobs.update(id, { action: 'cancel', keep_partial: partial === 'keep' });
+      return actionDone(request, reply, partial === 'keep' ? 'job_cancel_kept' : 'job_cancel', returnTo);
+    } catch (error) {
+      return actionFailed(request, reply, error, returnTo);
+    }
+  });
+
+  app.post<{ Params: { id: string } }>('/jobs/:id/retry-bad-areas', { config: { permission: 'jobs:write' } }, async (request, reply) => {
+    const id = checkedJobId(request.params.id);
+    const returnTo = returnPath(request, `/jobs/${id}`);
+    try {
+      await deps.jobs.retryBadAreas(id);
+      return actionDone(request, reply, 'job_retry_bad_areas', returnTo);
     } catch (error) {
       return actionFailed(request, reply, error, returnTo);
     }

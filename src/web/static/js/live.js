@@ -132,10 +132,11 @@ function announce(message) {
   if (message.type === 'job_created') {
     toast(t('live.job_created', { name }));
   } else if (message.type === 'job_finished') {
-    const key = FINISH_MESSAGES[message.data?.status];
+    const withErrors = message.data?.status === 'completed' && message.data.bad_bytes > 0;
+    const key = withErrors ? 'live.job_completed_with_errors' : FINISH_MESSAGES[message.data?.status];
     if (!key) return;
     const text = t(key, { name });
-    toast(text, message.data.status === 'failed' ? 'error' : message.data.status === 'completed' ? 'ok' : 'info');
+    toast(text, message.data.status === 'failed' ? 'error' : message.data.status === 'completed' && !withErrors ? 'ok' : 'info');
     // An administrator can switch browser notifications off for everyone (notifications.browser).
     if (document.querySelector('[data-live]')?.dataset.notifyBrowser !== 'off') notify(text);
   }
