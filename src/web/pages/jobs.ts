@@ -33,7 +33,8 @@ const JOB_ID = /^job_[a-z0-9]{1,64}$/;
 /** Refusals of the job service that the form shows next to a field instead of an error page. */
 const FORM_ERRORS = new Set(['unknown_device', 'no_media', 'blank_media', 'unsupported_media', 'unknown_size', 'invalid_name', 'name_exhausted']);
 
-function mediaProblem(i18n: I18n, device: DeviceView): string | null {
+/** Why the disc in a drive cannot be imaged (translated), or null when it can. */
+export function mediaProblem(i18n: I18n, device: DeviceView): string | null {
   if (device.media_error !== null) return i18n.t('errors.generic', { message: device.media_error });
   if (!device.has_media) return i18n.t('errors.no_media');
   if (device.media_kind === 'blank') return i18n.t('errors.blank_media');
