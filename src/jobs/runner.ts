@@ -39,6 +39,12 @@ export interface JobRunner {
   active(): string[];
 }
 
+/** What a stopped job records of its last progress (rate and time left end with the run). */
+function stoppedAt(latest: Pick<JobRecord, 'phase' | 'progress' | 'bytesDone' | 'badBytes' | 'errorCount'> | null): FinishPatch {
+  if (latest === null) return {};
+  return { phase: latest.phase, progress: latest.progress, bytesDone: latest.bytesDone, badBytes: latest.badBytes, errorCount: latest.errorCount };
+}
+
 /** Progress goes to the database at most this often; live events follow the engine's own pace. */
 const DB_PROGRESS_INTERVAL_MS = 1000;
 
@@ -175,11 +181,18 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
 
     let lastDbWrite = 0;
     let pendingUpdate: Promise<unknown> = Promise.resolve();
+    /**
+     * The newest progress the engine reported. Live events between database writes show it, a
+     * database write's event shows it over the row (the write finishes after newer live events
+     * went out), and a stop records it: the bar never moves back, also not into the paused state.
+     */
+    let latest: Pick<JobRecord, 'phase' | 'progress' | 'bytesDone' | 'speedBps' | 'etaSeconds' | 'badBytes' | 'errorCount'> | null = null;
     const onProgress = (progress: ImagingProgress): void => {
       const now = Date.now();
+      latest = { phase: progress.phase, progress: progress.percent, bytesDone: progress.bytesDone, speedBps: progress.rateBps, etaSeconds: progress.etaSeconds, badBytes: progress.badBytes, errorCount: progress.errorCount };
       const phaseStatus = progress.phase === 'verifying' ? 'verifying' : 'running';
       if (now - lastDbWrite < DB_PROGRESS_INTERVAL_MS && progress.percent < 100) {
-        events.emit('job.updated', { job: { ...job, updatedAt: new Date(now).toISOString(), status: phaseStatus, phase: progress.phase, progress: progress.percent, bytesDone: progress.bytesDone, speedBps: progress.rateBps, etaSeconds: progress.etaSeconds, badBytes: progress.badBytes, errorCount: progress.errorCount } });
+        events.emit('job.updated', { job: { ...job, updatedAt: new Date(now).toISOString(), status: phaseStatus, ...latest } });
         return;
       }
       lastDbWrite = now;
@@ -202,7 +215,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
             controller.abort('pause');
             return;
           }
-          events.emit('job.updated', { job: updated });
+          events.emit('job.updated', { job: latest === null ? updated : { ...updated, ...latest } });
           if (updated.requestedAction) controller.abort(updated.requestedAction);
         })
         .catch((error: unknown) => log.error({ err: error, jobId: job.id }, 'progress update failed'));
@@ -247,7 +260,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
       } else {
         if (result.outcome === 'cancelled') await discardIfAsked(job, result);
         await appendLog(job.id, 'info', result.outcome);
-        await finish(job, result.outcome);
+        await finish(job, result.outcome, stoppedAt(latest));
       }
     } catch (error) {
       await pendingUpdate;
@@ -257,7 +270,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
       await appendLog(job.id, 'error', message).catch(() => undefined);
       // A full output file system is a pause the user can clear; everything else fails the job (retry resumes).
       const status = code === 'storage_threshold' ? 'paused' : 'failed';
-      await finish(job, status, { errorCode: code, errorMessage: message }).catch((finishError: unknown) =>
+      await finish(job, status, { ...stoppedAt(latest), errorCode: code, errorMessage: message }).catch((finishError: unknown) =>
         log.error({ err: finishError, jobId: job.id }, 'could not record the end of a job'),
       );
     } finally {
