@@ -1,6 +1,7 @@
 import type { JobStatus } from '../db/schema.js';
 import type { JobAction } from '../jobs/service.js';
 import { type JobView, jobSectorSize as sectorSizeOf } from '../jobs/view.js';
+import type { SectorMapView } from './sector-map.js';
 
 /**
  * The colour code of the specification's job cards (green running, blue queued, grey finished, red
@@ -74,4 +75,29 @@ export function badSectors(job: JobView): number {
 export function activeOrder(a: JobView, b: JobView): number {
   const rank = (job: JobView): number => ['running', 'verifying', 'paused', 'queued'].indexOf(job.status);
   return rank(a) - rank(b) || (a.queue_position ?? 0) - (b.queue_position ?? 0) || a.created_at.localeCompare(b.created_at);
+}
+
+/** Where a rescue over bad areas stands: the pass among its passes and the bytes the phase still has to read. */
+export interface RescuePass {
+  pass: number;
+  passes: number;
+  leftBytes: number;
+}
+
+/**
+ * For a job trimming, scraping or retrying bad areas, which reads little and slowly, so that speed
+ * and time left say nothing: its pass (from the rescue map the engine saves) and what is left.
+ * Without a map, what is left comes from the job's own counters.
+ */
+export function rescuePass(job: JobView, map: SectorMapView | null): RescuePass | null {
+  if (job.status !== 'running' || (job.phase !== 'trimming' && job.phase !== 'scraping' && job.phase !== 'retrying')) return null;
+  const readAttempts = job.options.read_attempts;
+  const passes = job.phase === 'retrying' && typeof readAttempts === 'number' ? Math.max(1, readAttempts) : 1;
+  const pass = Math.min(passes, Math.max(1, map?.currentPass ?? 1));
+  const unfinished = Math.max(0, (job.size_bytes ?? 0) - job.bytes_done - job.bad_bytes);
+  let leftBytes: number;
+  if (job.phase === 'retrying') leftBytes = map?.totals.bad ?? job.bad_bytes;
+  else if (job.phase === 'scraping') leftBytes = map?.totals.nonscraped ?? unfinished;
+  else leftBytes = map === null ? unfinished : map.totals.nontrimmed + map.totals.nonscraped;
+  return { pass, passes, leftBytes };
 }

@@ -4,7 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Permission } from '../http/permissions.js';
 import type { JobView } from '../jobs/view.js';
 import { createFormatters } from './format.js';
-import { badSectors, canRetryBadAreas, cardTone, jobActions, jobSectorSize, jobState, priorityEditable } from './job-card.js';
+import { badSectors, canRetryBadAreas, cardTone, jobActions, jobSectorSize, jobState, priorityEditable, rescuePass } from './job-card.js';
 import type { SettingField } from './settings-form.js';
 import { type Language, LANGUAGES, allCatalogs, createTranslator, requestLanguage } from './i18n.js';
 import { webRoot } from './paths.js';
@@ -71,6 +71,7 @@ export interface PageContext extends I18n {
   cardTone: typeof cardTone;
   jobState: typeof jobState;
   canRetryBadAreas: typeof canRetryBadAreas;
+  rescuePass: typeof rescuePass;
   jobActions: typeof jobActions;
   priorityEditable: typeof priorityEditable;
   badSectors: typeof badSectors;
@@ -113,6 +114,7 @@ export function pageContext(request: FastifyRequest, viewer: Viewer): PageContex
     cardTone,
     jobState,
     canRetryBadAreas,
+    rescuePass,
     jobActions,
     priorityEditable,
     badSectors,

@@ -168,6 +168,30 @@ describe('honest job states in the pages and the API', () => {
     assert.doesNotMatch(cardOf((await send('GET', '/?tab=finished')).body, clean.id), /Retry the bad areas|tone-with-errors/);
   });
 
+  it('shows the pass and what is left while bad areas are retried, not a speed of 0 B/s', async () => {
+    devices += 1;
+    const outputFile = join(output, 'retrying.iso');
+    const job = await server.queue.enqueue({
+      name: 'retrying',
+      deviceId: `loop${900 + devices}`,
+      devicePath: `/dev/loop${900 + devices}`,
+      outputFile,
+      sizeBytes: 2 * 1024 * 1024,
+      options: { read_attempts: 3, verify: true, checksums: ['md5'], disc: { label: 'RETRYING', kind: 'data', sector_size: 2048 } },
+    });
+    assert.equal((await server.queue.claimNext(WORKER, { leaseMs: 600_000, busyDeviceIds: [] }))?.id, job.id);
+    await server.queue.update(job.id, WORKER, { phase: 'retrying', progress: 99.6, bytesDone: 2 * 1024 * 1024 - 8192, badBytes: 8192, speedBps: 0, etaSeconds: null });
+    await writeFile(`${outputFile}.part`, Buffer.alloc(2 * 1024 * 1024));
+    await writeFile(`${outputFile}.map`, MAP_WITH_BAD_AREA.replace('0x00000000     +               1', '0x00100000     -               2'));
+    for (const [url, part] of [['/', cardOf((await send('GET', '/')).body, job.id)], [`/jobs/${job.id}`, (await send('GET', `/jobs/${job.id}`)).body]] as const) {
+      assert.match(part, /<dt>Pass<\/dt><dd data-field="pass">2 of 3<\/dd>/, url);
+      assert.match(part, /<dt>Left to read<\/dt><dd data-field="left">8\.2 kB<\/dd>/, url);
+      assert.doesNotMatch(part, /data-field="speed"|data-field="eta"/, url);
+    }
+    const german = await send('GET', `/jobs/${job.id}`, { lang: 'de' });
+    assert.match(german.body, /<dt>Durchgang<\/dt><dd data-field="pass">2 von 3<\/dd>/);
+  });
+
   it('queues a retry of the bad areas from the map, and refuses it where there is nothing to retry', async () => {
     const job = await jobThatRead('retry_me', 2 * 1024 * 1024 - 8192, 'completed', 8192);
     const retried = await send('POST', `/jobs/${job.id}/retry-bad-areas`, { form: { return_to: `/jobs/${job.id}` } });
