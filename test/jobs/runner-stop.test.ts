@@ -29,7 +29,9 @@ async function withRunner(
   await withTempDir(async (dir) => {
     const output = join(dir, 'images');
     await mkdir(output);
-    const config = loadConfig({ env: { DISK2ISO_DATA_DIR: dir, DISK2ISO_STORAGE_OUTPUT_DIR: output, DISK2ISO_DRIVES_DEMO: 'on', DISK2ISO_DRIVES_SCAN_OPTICAL: 'false' } });
+    const config = loadConfig({
+      env: { DISK2ISO_DATA_DIR: dir, DISK2ISO_STORAGE_OUTPUT_DIR: output, DISK2ISO_DRIVES_DEMO: 'on', DISK2ISO_DRIVES_SCAN_OPTICAL: 'false' },
+    });
     const database = await openDatabase({ file: join(dir, 'jobs.db') });
     const queue = createSqliteQueue(database);
     const jobRepository = createJobRepository(database);
@@ -37,7 +39,18 @@ async function withRunner(
     const drives = createDriveService({ config, log });
     const events = createEventBus<JobEvents>(() => undefined);
     const jobs = createJobService({ config, queue, jobs: jobRepository, drives, events, log });
-    const runner = createJobRunner({ config, queue, jobs: jobRepository, archives: createArchiveRepository(database), drives, events, log, runImaging: engine, workerId: newWorkerId(), pollMs: 20 });
+    const runner = createJobRunner({
+      config,
+      queue,
+      jobs: jobRepository,
+      archives: createArchiveRepository(database),
+      drives,
+      events,
+      log,
+      runImaging: engine,
+      workerId: newWorkerId(),
+      pollMs: 20,
+    });
     await runner.start();
     try {
       await work({ jobs, events, output });
@@ -69,7 +82,18 @@ function engineStoppingAfterTwoUpdates(outcome: 'paused' | 'cancelled') {
   return async (request: ImagingRequest): Promise<ImagingResult> => {
     const size = request.source.sizeBytes;
     const report = (percent: number) =>
-      request.onProgress?.({ phase: 'copying', bytesDone: Math.round((size * percent) / 100), bytesTotal: size, percent, rateBps: 1e6, etaSeconds: 3, badBytes: 0, errorCount: 0, position: 0, buffered: false });
+      request.onProgress?.({
+        phase: 'copying',
+        bytesDone: Math.round((size * percent) / 100),
+        bytesTotal: size,
+        percent,
+        rateBps: 1e6,
+        etaSeconds: 3,
+        badBytes: 0,
+        errorCount: 0,
+        position: 0,
+        buffered: false,
+      });
     report(10);
     report(60);
     return stopped(request, outcome);
@@ -101,7 +125,18 @@ describe('the job runner when a run stops', () => {
       const engine = async (request: ImagingRequest): Promise<ImagingResult> => {
         await writeFile(`${request.outputPath}.part`, 'rescued');
         await writeFile(`${request.outputPath}.map`, '# map');
-        request.onProgress?.({ phase: 'copying', bytesDone: 2048, bytesTotal: request.source.sizeBytes, percent: 1, rateBps: 1e6, etaSeconds: 3, badBytes: 0, errorCount: 0, position: 0, buffered: false });
+        request.onProgress?.({
+          phase: 'copying',
+          bytesDone: 2048,
+          bytesTotal: request.source.sizeBytes,
+          percent: 1,
+          rateBps: 1e6,
+          etaSeconds: 3,
+          badBytes: 0,
+          errorCount: 0,
+          position: 0,
+          buffered: false,
+        });
         assert.equal(request.options.keepPartialOnCancel, true, 'the engine never deletes; the runner decides after the stop');
         if (!request.signal?.aborted) await new Promise((resolve) => request.signal?.addEventListener('abort', resolve, { once: true }));
         return stopped(request, 'cancelled');

@@ -9,7 +9,8 @@ import { type TestDisc, insertTestDisc } from '../support/discs.js';
 import { type SendOptions, type WebTestServer, startWebTestServer } from '../support/server.js';
 
 const WORKER = 'states-worker';
-const MAP_WITH_BAD_AREA = '# Mapfile. Created by a test\n# current_pos  current_status  current_pass\n0x00000000     +               1\n#      pos        size  status\n0x00000000  0x00100000  +\n0x00100000  0x00002000  -\n0x00102000  0x000FE000  +\n';
+const MAP_WITH_BAD_AREA =
+  '# Mapfile. Created by a test\n# current_pos  current_status  current_pass\n0x00000000     +               1\n#      pos        size  status\n0x00000000  0x00100000  +\n0x00100000  0x00002000  -\n0x00102000  0x000FE000  +\n';
 
 async function exists(path: string): Promise<boolean> {
   return access(path).then(
@@ -35,7 +36,12 @@ describe('honest job states in the pages and the API', () => {
 
   /** A JSON request to the API with the admin's API key. */
   async function api(method: 'PATCH' | 'POST', url: string, body: Record<string, unknown>): Promise<{ status: number; body: string }> {
-    const response = await server.app.inject({ method, url, headers: { 'x-api-key': apiKey, 'content-type': 'application/json' }, payload: JSON.stringify(body) });
+    const response = await server.app.inject({
+      method,
+      url,
+      headers: { 'x-api-key': apiKey, 'content-type': 'application/json' },
+      payload: JSON.stringify(body),
+    });
     return { status: response.statusCode, body: response.body };
   }
 
@@ -64,7 +70,15 @@ describe('honest job states in the pages and the API', () => {
       sizeBytes: 2 * 1024 * 1024,
       checksums: { md5: '0'.repeat(32) },
       metadata: { label: name },
-      source: { deviceId: job.deviceId, devicePath: job.devicePath, discKind: 'data', volumeLabel: name.toUpperCase(), volumeId: null, mediaType: null, fileSystems: ['iso9660'] },
+      source: {
+        deviceId: job.deviceId,
+        devicePath: job.devicePath,
+        discKind: 'data',
+        volumeLabel: name.toUpperCase(),
+        volumeId: null,
+        mediaType: null,
+        fileSystems: ['iso9660'],
+      },
       badBytes,
     });
     return server.queue.finish(job.id, WORKER, 'completed', { archiveId: archive.id, progress: 100, bytesDone, badBytes, phase: null });
@@ -130,7 +144,11 @@ describe('honest job states in the pages and the API', () => {
 
     const cancelled = await api('PATCH', `/api/v1/jobs/${fresh.id}`, { action: 'cancel' });
     assert.equal(cancelled.status, 200, cancelled.body);
-    assert.equal(JSON.parse(cancelled.body).options.keep_partial_on_cancel, false, 'the API default follows storage.keep_partial_on_cancel when nothing was read');
+    assert.equal(
+      JSON.parse(cancelled.body).options.keep_partial_on_cancel,
+      false,
+      'the API default follows storage.keep_partial_on_cancel when nothing was read',
+    );
   });
 
   it('shows a job completed with unreadable sectors in amber on the dashboard, its page, the archive and the API', async () => {
@@ -180,10 +198,20 @@ describe('honest job states in the pages and the API', () => {
       options: { read_attempts: 3, verify: true, checksums: ['md5'], disc: { label: 'RETRYING', kind: 'data', sector_size: 2048 } },
     });
     assert.equal((await server.queue.claimNext(WORKER, { leaseMs: 600_000, busyDeviceIds: [] }))?.id, job.id);
-    await server.queue.update(job.id, WORKER, { phase: 'retrying', progress: 99.6, bytesDone: 2 * 1024 * 1024 - 8192, badBytes: 8192, speedBps: 0, etaSeconds: null });
+    await server.queue.update(job.id, WORKER, {
+      phase: 'retrying',
+      progress: 99.6,
+      bytesDone: 2 * 1024 * 1024 - 8192,
+      badBytes: 8192,
+      speedBps: 0,
+      etaSeconds: null,
+    });
     await writeFile(`${outputFile}.part`, Buffer.alloc(2 * 1024 * 1024));
     await writeFile(`${outputFile}.map`, MAP_WITH_BAD_AREA.replace('0x00000000     +               1', '0x00100000     -               2'));
-    for (const [url, part] of [['/', cardOf((await send('GET', '/')).body, job.id)], [`/jobs/${job.id}`, (await send('GET', `/jobs/${job.id}`)).body]] as const) {
+    for (const [url, part] of [
+      ['/', cardOf((await send('GET', '/')).body, job.id)],
+      [`/jobs/${job.id}`, (await send('GET', `/jobs/${job.id}`)).body],
+    ] as const) {
       assert.match(part, /<dt>Pass<\/dt><dd data-field="pass">2 of 3<\/dd>/, url);
       assert.match(part, /<dt>Left to read<\/dt><dd data-field="left">8\.2 kB<\/dd>/, url);
       assert.doesNotMatch(part, /data-field="speed"|data-field="eta"/, url);
@@ -202,7 +230,8 @@ describe('honest job states in the pages and the API', () => {
     assert.match((await server.jobs.logs(job.id)).map((line) => line.message).join('\n'), /retry of the bad areas requested: 8192 bytes/);
     // The service's own runner takes the job up; its drive does not exist, so the run ends before it
     // touches the image, which stays where the archive expects it.
-    for (let attempt = 0; attempt < 600 && (await server.jobs.get(job.id)).status !== 'failed'; attempt++) await new Promise((resolve) => setTimeout(resolve, 50));
+    for (let attempt = 0; attempt < 600 && (await server.jobs.get(job.id)).status !== 'failed'; attempt++)
+      await new Promise((resolve) => setTimeout(resolve, 50));
     assert.equal((await server.jobs.get(job.id)).status, 'failed');
     assert.equal(await exists(job.outputFile), true);
     assert.equal(await exists(`${job.outputFile}.part`), false);
