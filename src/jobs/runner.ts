@@ -67,7 +67,8 @@ interface StoredOptions {
 /**
  * A job that already has an archive entry runs again only to read its bad areas once more: its
  * finished image goes back to NAME.iso.part beside the kept map, and the engine continues from
- * there. A rename, not a copy: no second image's worth of space, and the good data never moves.
+ * there. Moved (linked, then unlinked), not copied: no second image's worth of space, and the good
+ * data never moves on disk.
  */
 async function reopenImage(outputFile: string): Promise<void> {
   try {

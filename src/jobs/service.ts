@@ -1,5 +1,4 @@
-import { mkdir, readFile, rm } from 'node:fs/promises';
-import { pathExists } from '../imaging/output-state.js';
+import { link, mkdir, readFile, rm, unlink } from 'node:fs/promises';
 import { allocateImagePath, imageNameFromLabel, validateImageName } from '../archive/naming.js';
 import type { Config, HashAlgorithm, Priority } from '../config/schema.js';
 import type { JobListFilter, JobLogRecord, JobRepository } from '../db/job-repository.js';
@@ -7,6 +6,7 @@ import { FINISHED_JOB_STATUSES, type JobStatus } from '../db/schema.js';
 import type { DriveService } from '../drives/service.js';
 import type { Drive } from '../drives/types.js';
 import { ConflictError, NotFoundError, UnavailableError, ValidationError, errnoCode } from '../errors.js';
+import { pathExists } from '../imaging/output-state.js';
 import type { Logger } from '../log.js';
 import type { JobEventBus } from './events.js';
 import type { JobQueue, JobRecord } from './queue.js';
@@ -117,6 +117,21 @@ export function createJobService(deps: JobServiceDeps): JobService {
   async function reservedOutputs(): Promise<Set<string>> {
     const { items } = await jobs.list({ statuses: UNFINISHED, limit: 10_000 });
     return new Set(items.map((job) => job.outputFile));
+  }
+
+  /**
+   * A removed job that was reading its archived image's bad areas again gives the image back to the
+   * archive: NAME.iso.part becomes NAME.iso again (never replacing a file). Its checksums may then be
+   * out of date, which the archive's verification reports.
+   */
+  async function restoreArchivedImage(job: JobRecord): Promise<void> {
+    try {
+      await link(`${job.outputFile}.part`, job.outputFile);
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'EEXIST') return;
+      throw error;
+    }
+    await unlink(`${job.outputFile}.part`);
   }
 
   /** A job with an archive entry is improving that image: its .part is the archived image, never removed here. */
@@ -290,9 +305,9 @@ export function createJobService(deps: JobServiceDeps): JobService {
         await queue.requestStop(id, 'cancel');
         events.emit('job.stop_requested', { jobId: id, action: 'cancel' });
         await waitUntilInactive(id);
-      } else if (job.status !== 'completed' && !config.storage.keep_partial_on_cancel) {
-        await discardPartials(job);
       }
+      if (job.archiveId !== null && job.status !== 'completed') await restoreArchivedImage(job);
+      else if (!ACTIVE.includes(job.status) && job.status !== 'completed' && !config.storage.keep_partial_on_cancel) await discardPartials(job);
       await jobs.delete(id);
       events.emit('job.removed', { jobId: id });
     },

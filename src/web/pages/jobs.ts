@@ -31,7 +31,7 @@ type FieldErrors = Partial<Record<keyof NewJobForm, string>>;
 
 const JOB_ID = /^job_[a-z0-9]{1,64}$/;
 /** Refusals of the job service that the form shows next to a field instead of an error page. */
-const FORM_ERRORS = new Set(['unknown_device', 'no_media', 'blank_media', 'unsupported_media', 'unknown_size', 'invalid_name', 'name_exhausted']);
+const FORM_ERRORS = new Set(['unknown_device', 'no_media', 'media_unreadable', 'blank_media', 'unsupported_media', 'unknown_size', 'invalid_name', 'name_exhausted']);
 
 /** Why the disc in a drive cannot be imaged (translated), or null when it can. */
 export function mediaProblem(i18n: I18n, device: DeviceView): string | null {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { access, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -240,6 +240,14 @@ describe('honest job states in the pages and the API', () => {
     assert.equal(twice.status, 409);
     assert.equal(JSON.parse(twice.body).error.code, 'no_bad_areas');
     assert.match(JSON.parse(twice.body).error.message, /no unreadable sectors to read again/);
+
+    // A run that had moved the image back to .part and then failed: removing the job gives the image back to the archive.
+    await rename(job.outputFile, `${job.outputFile}.part`);
+    const removed = await server.app.inject({ method: 'DELETE', url: `/api/v1/jobs/${job.id}`, headers: { 'x-api-key': apiKey } });
+    assert.equal(removed.statusCode, 204, removed.body);
+    assert.equal(await exists(job.outputFile), true);
+    assert.equal(await exists(`${job.outputFile}.part`), false);
+    assert.equal((await server.archiveRepository.get(job.archiveId ?? ''))?.path, job.outputFile);
 
     const clean = await jobThatRead('nothing_bad', 2 * 1024 * 1024, 'completed');
     const refused = await api('POST', `/api/v1/jobs/${clean.id}/retry-bad-areas`, { read_attempts: 3 });
