@@ -80,6 +80,13 @@ export interface CreateArchiveInput {
   status?: ArchiveStatus;
 }
 
+export interface ReplaceImageInput {
+  sizeBytes: number;
+  checksums: ArchiveChecksums;
+  badBytes: number;
+  status: ArchiveStatus;
+}
+
 export type ArchiveSort = 'name' | 'date' | 'size';
 
 export interface ArchiveListFilter {
@@ -119,6 +126,8 @@ export interface ArchiveRepository {
   /** Replaces the given metadata fields, keeps the others. NotFoundError for an unknown id. */
   updateMetadata(id: string, patch: Partial<ArchiveMetadata>): Promise<ArchiveRecord>;
   setStatus(id: string, status: ArchiveStatus): Promise<ArchiveRecord>;
+  /** After a run that read an image's bad areas again: its new checksums, bad bytes and status. */
+  replaceImage(id: string, input: ReplaceImageInput): Promise<ArchiveRecord>;
   /** Stores a verification run and updates the archive's last verification and status. */
   recordVerification(archiveId: string, input: RecordVerificationInput): Promise<ArchiveVerificationRecord>;
   /** Newest first. */
@@ -162,8 +171,9 @@ function rowToVerification(row: Selectable<ArchiveVerificationsTable>): ArchiveV
 }
 
 /** Search compares lower-cased text by substring, so `%`, `_` and quotes in a query are plain characters. */
-function searchText(filename: string, metadata: ArchiveMetadata): string {
-  return [filename, metadata.label, metadata.notes, ...metadata.tags].join('\n').toLowerCase();
+/** The disc's volume label is searchable too: an entry's title is its job's name, which may differ from it. */
+function searchText(filename: string, metadata: ArchiveMetadata, volumeLabel: string | null): string {
+  return [filename, metadata.label, volumeLabel ?? '', metadata.notes, ...metadata.tags].join('\n').toLowerCase();
 }
 
 function searchTerms(search: string | undefined): string[] {
@@ -204,7 +214,7 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
           disc_kind: input.source.discKind,
           bad_bytes: badBytes,
           status: input.status ?? (badBytes > 0 ? 'damaged' : 'ok'),
-          search_text: searchText(input.filename, metadata),
+          search_text: searchText(input.filename, metadata, input.source.volumeLabel),
         })
         .returningAll()
         .executeTakeFirstOrThrow();
@@ -245,13 +255,13 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
 
     async updateMetadata(id, patch) {
       return database.writeTransaction((tx) => {
-        const row = tx.first(db.selectFrom('archives').select(['filename', 'metadata']).where('id', '=', id));
+        const row = tx.first(db.selectFrom('archives').select(['filename', 'metadata', 'source']).where('id', '=', id));
         if (row === undefined) throw notFound(id);
         const metadata: ArchiveMetadata = { ...fromJson<ArchiveMetadata>(row.metadata), ...definedFields(patch) };
         const updated = tx.first(
           db
             .updateTable('archives')
-            .set({ metadata: toJson(metadata), search_text: searchText(row.filename, metadata) })
+            .set({ metadata: toJson(metadata), search_text: searchText(row.filename, metadata, fromJson<ArchiveSource>(row.source).volumeLabel) })
             .where('id', '=', id)
             .returningAll(),
         );
@@ -262,6 +272,17 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
 
     async setStatus(id, status) {
       const row = await db.updateTable('archives').set({ status }).where('id', '=', id).returningAll().executeTakeFirst();
+      if (row === undefined) throw notFound(id);
+      return rowToArchive(row);
+    },
+
+    async replaceImage(id, input) {
+      const row = await db
+        .updateTable('archives')
+        .set({ size_bytes: input.sizeBytes, checksums: toJson(input.checksums), bad_bytes: input.badBytes, status: input.status })
+        .where('id', '=', id)
+        .returningAll()
+        .executeTakeFirst();
       if (row === undefined) throw notFound(id);
       return rowToArchive(row);
     },

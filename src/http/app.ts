@@ -154,7 +154,11 @@ export async function buildApp(options: BuildAppOptions): Promise<BuiltApp> {
       },
       servers: [],
       tags: [
-        { name: 'jobs', description: 'Imaging jobs: the durable queue' },
+        {
+          name: 'jobs',
+          description:
+            'Imaging jobs: the durable queue. A completed job has an image in the archive; its `outcome` says whether that image is clean or `with_errors` ("completed with errors": unreadable sectors, zero-filled, listed in the rescue map). Filter on status=completed for every finished image and check outcome.',
+        },
         { name: 'archives', description: 'Finished images: search, download, verification' },
         { name: 'devices', description: 'Drives and media' },
         { name: 'system', description: 'Status, settings, logs' },

@@ -73,6 +73,7 @@ export const JobOptions = Type.Object(
         { additionalProperties: false, description: 'The disc as it was when the job was created (a retry must find the same disc)' },
       ),
     ),
+    keep_partial_on_cancel: Type.Optional(Type.Boolean({ description: "The last cancel's choice: keep the partial image and its rescue map" })),
   },
   { additionalProperties: false },
 );
@@ -108,6 +109,22 @@ export const Job = Type.Object(
     finished_at: Nullable(Timestamp),
     archive_id: Nullable(ArchiveId),
     attempts: Type.Integer({ description: 'How often a worker took the job up' }),
+    outcome: Nullable(
+      Type.Enum(['clean', 'with_errors'], {
+        description: 'For a completed job: clean, or with_errors ("completed with errors") when unreadable sectors are zero-filled in the image; null otherwise',
+      }),
+    ),
+    bad_sectors: Nullable(
+      Type.Object(
+        {
+          sectors: Type.Integer({ description: 'Unreadable sectors' }),
+          bytes: Type.Integer({ description: 'Unreadable bytes' }),
+          zero_filled: Type.Literal(true, { description: 'Unreadable sectors read as zeros in the image' }),
+          map_url: Type.String({ description: 'The rescue map listing the bad areas (GNU ddrescue mapfile)' }),
+        },
+        { additionalProperties: false, description: 'null while no sector is known to be unreadable' },
+      ),
+    ),
   },
   { additionalProperties: false },
 );

@@ -63,6 +63,13 @@ export interface JobQueue {
    * waits, like any job, while another job runs there.
    */
   requeue(jobId: string, options?: RequeueOptions): Promise<JobRecord>;
+  /** Merges keys into a job's stored options (a cancel's choice to keep or discard its data). */
+  mergeOptions(jobId: string, patch: JobOptions): Promise<JobRecord>;
+  /**
+   * Puts a completed job back in the queue with `patch` merged into its options, for a run that
+   * reads its bad areas again from its rescue map. ConflictError unless the job is completed.
+   */
+  reopenCompleted(jobId: string, patch: JobOptions): Promise<JobRecord>;
 }
 
 export interface EnqueueInput {

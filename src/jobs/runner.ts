@@ -1,3 +1,4 @@
+import { link, rm, unlink } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { imagingOptionsFrom } from '../config/imaging-options.js';
 import type { Config, HashAlgorithm } from '../config/schema.js';
@@ -5,7 +6,7 @@ import type { ArchiveRepository } from '../db/archive-repository.js';
 import type { JobRepository } from '../db/job-repository.js';
 import type { DriveService } from '../drives/service.js';
 import type { MediaInfo } from '../drives/types.js';
-import { DomainError, UnavailableError, errorMessage } from '../errors.js';
+import { DomainError, UnavailableError, errnoCode, errorMessage } from '../errors.js';
 import type { ImagingProgress, ImagingRequest, ImagingResult } from '../imaging/types.js';
 import type { Logger } from '../log.js';
 import type { JobEventBus } from './events.js';
@@ -43,6 +44,12 @@ export interface JobRunner {
   active(): string[];
 }
 
+/** What a stopped job records of its last progress (rate and time left end with the run). */
+function stoppedAt(latest: Pick<JobRecord, 'phase' | 'progress' | 'bytesDone' | 'badBytes' | 'errorCount'> | null): FinishPatch {
+  if (latest === null) return {};
+  return { phase: latest.phase, progress: latest.progress, bytesDone: latest.bytesDone, badBytes: latest.badBytes, errorCount: latest.errorCount };
+}
+
 /** Progress goes to the database at most this often; live events follow the engine's own pace. */
 const DB_PROGRESS_INTERVAL_MS = 1000;
 
@@ -58,6 +65,26 @@ interface StoredOptions {
   verify?: boolean;
   checksums?: HashAlgorithm[];
   disc?: { volume_id?: string | null; created_at?: string | null; size_bytes?: number };
+  /** A cancel's choice (see JobService.update); absent: the configured storage.keep_partial_on_cancel. */
+  keep_partial_on_cancel?: boolean;
+}
+
+/**
+ * A job that already has an archive entry runs again only to read its bad areas once more: its
+ * finished image goes back to NAME.iso.part beside the kept map, and the engine continues from
+ * there. Moved (linked, then unlinked), not copied: no second image's worth of space, and the good
+ * data never moves on disk.
+ */
+async function reopenImage(outputFile: string): Promise<void> {
+  try {
+    // link() refuses to replace an existing .part, where rename() would silently overwrite it.
+    await link(outputFile, `${outputFile}.part`);
+  } catch (error) {
+    // Already moved by an earlier attempt of this retry that was paused or stopped.
+    if (errnoCode(error) === 'ENOENT') return;
+    throw error;
+  }
+  await unlink(outputFile);
 }
 
 /** True when the disc now in the drive is not the one the job started on (a retry must not mix discs). */
@@ -89,13 +116,20 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
   }
 
   async function recordArchive(job: JobRecord, media: MediaInfo, result: ImagingResult): Promise<string> {
-    const archive = await archives.create({
+    const damaged = result.badSectors.badBytes > 0 || result.verified === false;
+    const archive = job.archiveId !== null ? await archives.replaceImage(job.archiveId, {
+      sizeBytes: result.sizeBytes,
+      checksums: result.checksums,
+      badBytes: result.badSectors.badBytes,
+      status: damaged ? 'damaged' : 'ok',
+    }) : await archives.create({
       jobId: job.id,
       filename: basename(result.outputPath),
       path: result.outputPath,
       sizeBytes: result.sizeBytes,
       checksums: result.checksums,
-      metadata: { label: media.volumeLabel ?? job.name, tags: [], notes: '' },
+      // The name the user gave the job is the entry's title; the volume label stays in the source.
+      metadata: { label: job.name, tags: [], notes: '' },
       source: {
         deviceId: job.deviceId,
         devicePath: job.devicePath,
@@ -106,7 +140,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
         fileSystems: media.fileSystems,
       },
       badBytes: result.badSectors.badBytes,
-      status: result.badSectors.badBytes > 0 || result.verified === false ? 'damaged' : 'ok',
+      status: damaged ? 'damaged' : 'ok',
     });
     if (result.verified !== null) {
       const finishedAt = new Date(result.timings.finishedAt);
@@ -121,6 +155,20 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
       });
     }
     return archive.id;
+  }
+
+  /** Removes a cancelled run's partial image and map, unless the user kept them or they hold an archived image. */
+  async function discardIfAsked(job: JobRecord, result: ImagingResult): Promise<void> {
+    const current = (await queue.get(job.id)) ?? job;
+    const keep = (current.options as StoredOptions).keep_partial_on_cancel ?? config.storage.keep_partial_on_cancel;
+    if (keep || job.archiveId !== null) {
+      await appendLog(job.id, 'info', `partial image and map kept: ${basename(result.partPath)}, ${basename(result.mapPath)}`);
+      return;
+    }
+    await rm(result.partPath, { force: true });
+    await rm(result.mapPath, { force: true });
+    await rm(`${result.mapPath}.tmp`, { force: true });
+    await appendLog(job.id, 'info', 'partial image and map removed');
   }
 
   async function run(job: JobRecord, controller: AbortController): Promise<void> {
@@ -139,11 +187,18 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
 
     let lastDbWrite = 0;
     let pendingUpdate: Promise<unknown> = Promise.resolve();
+    /**
+     * The newest progress the engine reported. Live events between database writes show it, a
+     * database write's event shows it over the row (the write finishes after newer live events
+     * went out), and a stop records it: the bar never moves back, also not into the paused state.
+     */
+    let latest: Pick<JobRecord, 'phase' | 'progress' | 'bytesDone' | 'speedBps' | 'etaSeconds' | 'badBytes' | 'errorCount'> | null = null;
     const onProgress = (progress: ImagingProgress): void => {
       const now = Date.now();
+      latest = { phase: progress.phase, progress: progress.percent, bytesDone: progress.bytesDone, speedBps: progress.rateBps, etaSeconds: progress.etaSeconds, badBytes: progress.badBytes, errorCount: progress.errorCount };
       const phaseStatus = progress.phase === 'verifying' ? 'verifying' : 'running';
       if (now - lastDbWrite < DB_PROGRESS_INTERVAL_MS && progress.percent < 100) {
-        events.emit('job.updated', { job: { ...job, updatedAt: new Date(now).toISOString(), status: phaseStatus, phase: progress.phase, progress: progress.percent, bytesDone: progress.bytesDone, speedBps: progress.rateBps, etaSeconds: progress.etaSeconds, badBytes: progress.badBytes, errorCount: progress.errorCount } });
+        events.emit('job.updated', { job: { ...job, updatedAt: new Date(now).toISOString(), status: phaseStatus, ...latest } });
         return;
       }
       lastDbWrite = now;
@@ -166,7 +221,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
             controller.abort('pause');
             return;
           }
-          events.emit('job.updated', { job: updated });
+          events.emit('job.updated', { job: latest === null ? updated : { ...updated, ...latest } });
           if (updated.requestedAction) controller.abort(updated.requestedAction);
         })
         .catch((error: unknown) => log.error({ err: error, jobId: job.id }, 'progress update failed'));
@@ -185,11 +240,18 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
           { device: drive.id, found: { volume_id: media.volumeId, size_bytes: media.imageSizeBytes }, expected: { volume_id: expected.volume_id ?? null, size_bytes: expected.size_bytes ?? null } },
         );
       }
-      await appendLog(job.id, 'info', job.attempts > 1 || job.bytesDone > 0 ? 'continuing from the rescue map' : 'started');
+      if (job.archiveId !== null) {
+        await reopenImage(job.outputFile);
+        await appendLog(job.id, 'info', `reading the bad areas again from the rescue map, ${options.read_attempts ?? config.imaging.read_attempts} attempts`);
+      } else {
+        await appendLog(job.id, 'info', job.attempts > 1 || job.bytesDone > 0 ? 'continuing from the rescue map' : 'started');
+      }
       const result = await deps.runImaging({
         source: { path: drive.path, sizeBytes: media.imageSizeBytes, sectorSize: media.logicalSectorSize },
         outputPath: job.outputFile,
-        options: imagingOptionsFrom(config, { readAttempts: options.read_attempts, checksums: options.checksums, verify: options.verify }),
+        // The engine always keeps what it rescued on cancel; whether to discard it is the user's
+        // choice at cancel time, carried out below once the run has stopped.
+        options: { ...imagingOptionsFrom(config, { readAttempts: options.read_attempts, checksums: options.checksums, verify: options.verify }), keepPartialOnCancel: true },
         metadata: { job_id: job.id, name: job.name, label: media.volumeLabel, device: { id: drive.id, path: drive.path, vendor: drive.vendor, model: drive.model }, media },
         signal: controller.signal,
         onProgress,
@@ -207,8 +269,9 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
           await drives.eject(drive.id).catch((error: unknown) => appendLog(job.id, 'warning', `eject failed: ${errorMessage(error)}`));
         }
       } else {
+        if (result.outcome === 'cancelled') await discardIfAsked(job, result);
         await appendLog(job.id, 'info', result.outcome);
-        await finish(job, result.outcome);
+        await finish(job, result.outcome, stoppedAt(latest));
       }
     } catch (error) {
       await pendingUpdate;
@@ -218,7 +281,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
       await appendLog(job.id, 'error', message).catch(() => undefined);
       // Too little room on the output is a pause the user can clear; everything else fails the job (retry resumes).
       const status = waitsForSpace(code) ? 'paused' : 'failed';
-      await finish(job, status, { errorCode: code, errorMessage: message }).catch((finishError: unknown) =>
+      await finish(job, status, { ...stoppedAt(latest), errorCode: code, errorMessage: message }).catch((finishError: unknown) =>
         log.error({ err: finishError, jobId: job.id }, 'could not record the end of a job'),
       );
     } finally {

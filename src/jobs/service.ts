@@ -1,11 +1,12 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { link, mkdir, readFile, rm, unlink } from 'node:fs/promises';
 import { allocateImagePath, imageNameFromLabel, validateImageName } from '../archive/naming.js';
 import type { Config, HashAlgorithm, Priority } from '../config/schema.js';
 import type { JobListFilter, JobLogRecord, JobRepository } from '../db/job-repository.js';
 import { FINISHED_JOB_STATUSES, type JobStatus } from '../db/schema.js';
 import type { DriveService } from '../drives/service.js';
 import type { Drive } from '../drives/types.js';
-import { ConflictError, NotFoundError, UnavailableError, ValidationError } from '../errors.js';
+import { ConflictError, NotFoundError, UnavailableError, ValidationError, errnoCode } from '../errors.js';
+import { pathExists } from '../imaging/output-state.js';
 import type { Logger } from '../log.js';
 import type { JobEventBus } from './events.js';
 import type { JobQueue, JobRecord } from './queue.js';
@@ -34,7 +35,15 @@ export interface UpdateJobInput {
    * that it holds the job's disc before it reads.
    */
   device?: string | undefined;
+  /**
+   * With action 'cancel': keep NAME.iso.part and its rescue map. Default: keep when the job has
+   * rescued anything, so a cancel never silently destroys read data; else storage.keep_partial_on_cancel.
+   */
+  keep_partial?: boolean | undefined;
 }
+
+/** Read attempts allowed for a run over a job's bad areas (as for a new job). */
+export const RETRY_READ_ATTEMPTS = { min: 1, max: 100 } as const;
 
 export interface ListJobsQuery {
   status?: JobStatus[] | undefined;
@@ -63,6 +72,13 @@ export interface JobService {
   listVersion(): Promise<number>;
   get(id: string): Promise<JobView>;
   update(id: string, input: UpdateJobInput): Promise<JobView>;
+  /**
+   * Queues a completed job with unreadable sectors again: the next run continues from its rescue
+   * map, reads only the bad areas, `readAttempts` more times, and updates the archive entry.
+   */
+  retryBadAreas(id: string, readAttempts?: number): Promise<JobView>;
+  /** The text of the job's rescue map; NotFoundError when there is none. */
+  rescueMap(id: string): Promise<string>;
   /** Cancels the job when it is active, waits for its worker to let go, then removes it. */
   remove(id: string): Promise<void>;
   logs(id: string, afterId?: number): Promise<JobLogRecord[]>;
@@ -109,8 +125,24 @@ export function createJobService(deps: JobServiceDeps): JobService {
     return new Set(items.map((job) => job.outputFile));
   }
 
-  async function removePartials(job: JobRecord): Promise<void> {
-    if (config.storage.keep_partial_on_cancel) return;
+  /**
+   * A removed job that was reading its archived image's bad areas again gives the image back to the
+   * archive: NAME.iso.part becomes NAME.iso again (never replacing a file). Its checksums may then be
+   * out of date, which the archive's verification reports.
+   */
+  async function restoreArchivedImage(job: JobRecord): Promise<void> {
+    try {
+      await link(`${job.outputFile}.part`, job.outputFile);
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'EEXIST') return;
+      throw error;
+    }
+    await unlink(`${job.outputFile}.part`);
+  }
+
+  /** A job with an archive entry is improving that image: its .part is the archived image, never removed here. */
+  async function discardPartials(job: JobRecord): Promise<void> {
+    if (job.archiveId !== null) return;
     await rm(`${job.outputFile}.part`, { force: true });
     await rm(`${job.outputFile}.map`, { force: true });
   }
@@ -199,6 +231,9 @@ export function createJobService(deps: JobServiceDeps): JobService {
       if (input.device !== undefined && input.action !== 'resume' && input.action !== 'retry') {
         throw new ValidationError('a device is only taken with the action resume or retry', [{ field: 'device' }]);
       }
+      if (input.keep_partial !== undefined && input.action !== 'cancel') {
+        throw new ValidationError('keep_partial is only taken with the action cancel', [{ field: 'keep_partial' }]);
+      }
       let job = await find(id);
       const target = input.device === undefined ? undefined : await resolveDrive(input.device);
       const move = target === undefined || target.id === job.deviceId ? undefined : { drive: { id: target.id, path: target.path } };
@@ -212,13 +247,25 @@ export function createJobService(deps: JobServiceDeps): JobService {
       switch (input.action) {
         case undefined:
           break;
-        case 'pause':
-        case 'cancel': {
+        case 'pause': {
           const wasActive = ACTIVE.includes(job.status);
-          job = await queue.requestStop(id, input.action);
-          if (wasActive) events.emit('job.stop_requested', { jobId: id, action: input.action });
-          else if (input.action === 'cancel') await removePartials(job);
-          await logLine(id, `${input.action} requested`);
+          job = await queue.requestStop(id, 'pause');
+          if (wasActive) events.emit('job.stop_requested', { jobId: id, action: 'pause' });
+          await logLine(id, 'pause requested');
+          break;
+        }
+        case 'cancel': {
+          const keep = input.keep_partial ?? (job.bytesDone > 0 || config.storage.keep_partial_on_cancel);
+          if (!keep && job.archiveId !== null) {
+            throw new ConflictError(`job ${id} is reading the bad areas of an archived image again; that image cannot be discarded here`, { archive_id: job.archiveId }, 'image_in_archive');
+          }
+          const wasActive = ACTIVE.includes(job.status);
+          // The runner reads the choice from the job when the run has stopped (possibly in another process).
+          if (!FINISHED_JOB_STATUSES.includes(job.status as (typeof FINISHED_JOB_STATUSES)[number])) job = await queue.mergeOptions(id, { keep_partial_on_cancel: keep });
+          job = await queue.requestStop(id, 'cancel');
+          if (wasActive) events.emit('job.stop_requested', { jobId: id, action: 'cancel' });
+          else if (!keep) await discardPartials(job);
+          await logLine(id, `cancel requested; partial image and map ${keep ? 'kept' : 'discarded'}`);
           break;
         }
         case 'resume':
@@ -239,15 +286,43 @@ export function createJobService(deps: JobServiceDeps): JobService {
       return announce(job);
     },
 
+    async retryBadAreas(id, readAttempts) {
+      const job = await find(id);
+      if (job.status !== 'completed' || job.badBytes === 0 || job.archiveId === null) {
+        throw new ConflictError(`job ${id} has no unreadable sectors to read again`, { status: job.status, bad_bytes: job.badBytes }, 'no_bad_areas');
+      }
+      const attempts = readAttempts ?? Math.max(RETRY_READ_ATTEMPTS.min, config.imaging.read_attempts);
+      if (!Number.isSafeInteger(attempts) || attempts < RETRY_READ_ATTEMPTS.min || attempts > RETRY_READ_ATTEMPTS.max) {
+        throw new ValidationError(`read_attempts must be ${RETRY_READ_ATTEMPTS.min} to ${RETRY_READ_ATTEMPTS.max}`, [{ field: 'read_attempts' }]);
+      }
+      // Both files are in the output directory (no drive I/O); without them there is nothing to continue.
+      for (const path of [job.outputFile, `${job.outputFile}.map`]) {
+        if (!(await pathExists(path))) throw new ConflictError(`${path} is missing; the bad areas cannot be read again`, { path }, 'map_missing');
+      }
+      const reopened = await queue.reopenCompleted(id, { read_attempts: attempts });
+      await logLine(id, `retry of the bad areas requested: ${reopened.badBytes} bytes, ${attempts} read attempts`);
+      return announce(reopened);
+    },
+
+    async rescueMap(id) {
+      const job = await find(id);
+      try {
+        return await readFile(`${job.outputFile}.map`, 'utf8');
+      } catch (error) {
+        if (errnoCode(error) === 'ENOENT') throw new NotFoundError(`job ${id} has no rescue map`, undefined, 'map_not_found');
+        throw error;
+      }
+    },
+
     async remove(id) {
       const job = await find(id);
       if (ACTIVE.includes(job.status)) {
         await queue.requestStop(id, 'cancel');
         events.emit('job.stop_requested', { jobId: id, action: 'cancel' });
         await waitUntilInactive(id);
-      } else if (job.status !== 'completed') {
-        await removePartials(job);
       }
+      if (job.archiveId !== null && job.status !== 'completed') await restoreArchivedImage(job);
+      else if (!ACTIVE.includes(job.status) && job.status !== 'completed' && !config.storage.keep_partial_on_cancel) await discardPartials(job);
       await jobs.delete(id);
       events.emit('job.removed', { jobId: id });
     },

@@ -1,8 +1,8 @@
 import type { Expression, ExpressionBuilder, Selectable, SqlBool, Updateable } from 'kysely';
 import type { Database, SyncExecutor } from '../db/database.js';
-import { type JobRecord, priorityRank, rowToJob } from '../db/job-repository.js';
+import { type JobOptions, type JobRecord, priorityRank, rowToJob } from '../db/job-repository.js';
 import { ACTIVE_JOB_STATUSES, type DB, FINISHED_JOB_STATUSES, type JobStatus, type JobsTable, type RequestedAction } from '../db/schema.js';
-import { type Clock, newId, systemClock, timestamp, toJson } from '../db/values.js';
+import { type Clock, fromJson, newId, systemClock, timestamp, toJson } from '../db/values.js';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
 import type { ClaimOptions, JobQueue, LeaseHolder, ProgressPatch, RecoverOptions } from './queue.js';
 
@@ -304,6 +304,43 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
         );
         if (requeued === undefined) throw new NotFoundError(`Job ${jobId} not found`, { job_id: jobId }, 'job_not_found');
         return rowToJob(requeued);
+      });
+    },
+
+    async mergeOptions(jobId, patch) {
+      const at = timestamp(now());
+      return database.writeTransaction((tx) => {
+        const row = requireRow(tx, jobId);
+        return updateRow(tx, jobId, { options: toJson({ ...fromJson<JobOptions>(row.options), ...patch }), updated_at: at });
+      });
+    },
+
+    async reopenCompleted(jobId, patch) {
+      const at = timestamp(now());
+      return database.writeTransaction((tx) => {
+        const row = requireRow(tx, jobId);
+        if (row.status !== 'completed') {
+          throw new ConflictError(`Job ${jobId} is ${row.status}, not completed`, { job_id: jobId, status: row.status }, 'invalid_job_state');
+        }
+        const reopened = tx.first(
+          db
+            .updateTable('jobs')
+            .set((eb) => ({
+              status: 'queued',
+              seq: nextSeq(eb),
+              options: toJson({ ...fromJson<JobOptions>(row.options), ...patch }),
+              requested_action: null,
+              finished_at: null,
+              phase: null,
+              speed_bps: null,
+              eta_seconds: null,
+              updated_at: at,
+            }))
+            .where('id', '=', jobId)
+            .returningAll(),
+        );
+        if (reopened === undefined) throw new NotFoundError(`Job ${jobId} not found`, { job_id: jobId });
+        return rowToJob(reopened);
       });
     },
   };

@@ -1,6 +1,24 @@
 import { type PauseReason, pauseReason } from './pause-reason.js';
 import type { JobRecord } from './queue.js';
 
+/**
+ * How a completed job ended: 'clean', or 'with_errors' when some sectors stayed unreadable and are
+ * zero-filled in the image. Not a status of its own: the status says where a job is in its life
+ * (a completed job has an image in the archive, whatever its outcome), the outcome says how good
+ * that image is; clients filtering on status=completed still see every finished image.
+ */
+export type JobOutcome = 'clean' | 'with_errors';
+
+/** The unreadable part of a job's image, as every screen and the API describe it. */
+export interface BadSectorsView {
+  sectors: number;
+  bytes: number;
+  /** Always true: unreadable sectors read as zeros in the image, as in GNU ddrescue's output. */
+  zero_filled: true;
+  /** The rescue map listing the bad areas (GET, ddrescue's mapfile format). */
+  map_url: string;
+}
+
 /** A job as the API and live streams show it: the specification's fields first, then ours. */
 export interface JobView {
   id: string;
@@ -28,6 +46,25 @@ export interface JobView {
   finished_at: string | null;
   archive_id: string | null;
   attempts: number;
+  /** null unless the job is completed. */
+  outcome: JobOutcome | null;
+  /** null while no sector is known to be unreadable. */
+  bad_sectors: BadSectorsView | null;
+}
+
+/** The sector size the job's disc reported, for counting bad sectors from bad bytes. */
+export function jobSectorSize(options: JobRecord['options']): number {
+  const disc = options['disc'];
+  if (typeof disc === 'object' && disc !== null && !Array.isArray(disc)) {
+    const size = (disc as Record<string, unknown>)['sector_size'];
+    if (typeof size === 'number' && size > 0) return size;
+  }
+  return 2048;
+}
+
+export function jobOutcome(job: Pick<JobRecord, 'status' | 'badBytes'>): JobOutcome | null {
+  if (job.status !== 'completed') return null;
+  return job.badBytes > 0 ? 'with_errors' : 'clean';
 }
 
 export function toJobView(job: JobRecord, queuePosition: number | null): JobView {
@@ -57,6 +94,11 @@ export function toJobView(job: JobRecord, queuePosition: number | null): JobView
     finished_at: job.finishedAt,
     archive_id: job.archiveId,
     attempts: job.attempts,
+    outcome: jobOutcome(job),
+    bad_sectors:
+      job.badBytes > 0
+        ? { sectors: Math.ceil(job.badBytes / jobSectorSize(job.options)), bytes: job.badBytes, zero_filled: true, map_url: `/api/v1/jobs/${job.id}/map` }
+        : null,
   };
 }
 

@@ -32,8 +32,9 @@ const LEADING_BYTES = 18 * 2048;
 
 /**
  * Finds out what is on a disc, device or image file by reading its volume descriptors natively.
- * Bad content never throws: the result says what could be recognised. Only a medium that cannot
- * be opened for a reason other than "no medium" (permissions, a busy exclusive device) throws.
+ * Bad content never throws: the result says what could be recognised. A medium that cannot be
+ * opened for a reason other than "no medium" (permissions, a busy exclusive device), or that reads
+ * nothing at all where every disc format keeps its descriptors, throws (media_unreadable).
  */
 export async function probeMedia(path: string, options: ProbeOptions = {}): Promise<MediaInfo> {
   const sectorSize = isSectorSize(options.sectorSize) ? options.sectorSize : 2048;
@@ -53,7 +54,7 @@ export async function probeMedia(path: string, options: ProbeOptions = {}): Prom
   } catch (error) {
     const code = errnoCode(error);
     if (code !== undefined && NO_MEDIUM_CODES.has(code)) return absent(base);
-    if (code === 'EIO') return describe(base, { udev, iso: null, udf: null, leadingBlank: true });
+    if (code === 'EIO') throw unreadableMedium(path);
     throw new UnavailableError('media_unreadable', `cannot open ${path} to read its media (${code ?? 'unknown error'})`, { path, code });
   }
   try {
@@ -70,9 +71,10 @@ export async function probeMedia(path: string, options: ProbeOptions = {}): Prom
     const iso = await readIso9660(reader, recognition.iso);
     const udfAnnounced = recognition.extendedArea.has('NSR02') || recognition.extendedArea.has('NSR03');
     const udf = udfAnnounced ? await readUdf(reader, { blockSizeHint: sectorSize, deviceSizeBytes }) : null;
-    const leadingBlank = await leadingAreaBlank(reader);
+    const leading = await leadingArea(reader);
     if (reader.noMedium) return absent(sized);
-    return describe(sized, { udev, iso, udf, leadingBlank });
+    if (leading === 'unreadable' && iso === null && udf === null) throw unreadableMedium(path);
+    return describe(sized, { udev, iso, udf, leadingBlank: leading === 'blank' });
   } finally {
     await handle.close();
   }
@@ -160,21 +162,32 @@ function imageSize(
   return { bytes: deviceSizeBytes, source: 'device' };
 }
 
+/** What the leading sectors say about a disc whose file systems were not recognised. */
+type LeadingArea = 'blank' | 'unreadable' | 'content';
+
 /**
- * Blank: the leading sectors are all zero, or none of them can be read (a drive answers a read of
- * an unwritten disc with errors). Zeros mixed with unreadable sectors are a damaged disc (an ISO's
- * system area is zero, its descriptors follow), which must stay imageable, so that is not blank.
+ * Blank: the leading sectors are all zero (or there are none). Unreadable: not one of them can be
+ * read. A blank disc also fails every read, but udev's cdrom_id reports blank discs before any
+ * read (see probeMedia), so calling a disc that reads nothing blank would tell the user it is
+ * empty when it may be a scratched or dirty disc with data on it. Zeros mixed with unreadable
+ * sectors are a damaged disc (an ISO's system area is zero, its descriptors follow), which must
+ * stay imageable.
  */
-async function leadingAreaBlank(reader: BlockReader): Promise<boolean> {
+async function leadingArea(reader: BlockReader): Promise<LeadingArea> {
   let readable = 0;
   let unreadable = 0;
   for (let offset = 0; offset < LEADING_BYTES; offset += 2048) {
     const bytes = await reader.read(offset, 2048);
     if (bytes === null) unreadable += 1;
-    else if (bytes.some((byte) => byte !== 0)) return false;
+    else if (bytes.some((byte) => byte !== 0)) return 'content';
     else if (bytes.length > 0) readable += 1;
   }
-  return readable === 0 || unreadable === 0;
+  if (unreadable === 0) return 'blank';
+  return readable === 0 ? 'unreadable' : 'content';
+}
+
+function unreadableMedium(path: string): UnavailableError {
+  return new UnavailableError('media_unreadable', `the disc in ${path} cannot be read: none of its first sectors could be read`, { path });
 }
 
 /** A logical sector size a device can have: a power of two from 512 bytes to 64 KiB. */

@@ -1,9 +1,16 @@
 import type { JobStatus } from '../db/schema.js';
 import type { JobAction } from '../jobs/service.js';
-import type { JobView } from '../jobs/view.js';
+import { type JobView, jobSectorSize as sectorSizeOf } from '../jobs/view.js';
+import type { SectorMapView } from './sector-map.js';
 
-/** The colour code of the specification's job cards (green running, blue queued, grey finished, red failed, amber paused). */
-export type CardTone = 'running' | 'queued' | 'finished' | 'failed' | 'paused';
+/**
+ * The colour code of the specification's job cards (green running, blue queued, grey finished, red
+ * failed, amber paused), plus amber for an image completed with unreadable, zero-filled sectors.
+ */
+export type CardTone = 'running' | 'queued' | 'finished' | 'failed' | 'paused' | 'with-errors';
+
+/** What a screen calls a job's state: its status, except that a completed job with bad sectors is its own state. */
+export type JobState = JobStatus | 'completed_with_errors';
 
 const TONE: Record<JobStatus, CardTone> = {
   running: 'running',
@@ -29,12 +36,21 @@ const ACTIONS: Record<JobStatus, readonly JobAction[]> = {
 export const ACTIVE_STATUSES: readonly JobStatus[] = ['running', 'verifying', 'paused', 'queued'];
 export const FINISHED_STATUSES: readonly JobStatus[] = ['completed', 'failed', 'cancelled'];
 
-export function cardTone(status: JobStatus): CardTone {
-  return TONE[status];
+export function jobState(job: Pick<JobView, 'status' | 'outcome'>): JobState {
+  return job.outcome === 'with_errors' ? 'completed_with_errors' : job.status;
+}
+
+export function cardTone(job: Pick<JobView, 'status' | 'outcome'>): CardTone {
+  return job.outcome === 'with_errors' ? 'with-errors' : TONE[job.status];
 }
 
 export function jobActions(status: JobStatus): readonly JobAction[] {
   return ACTIONS[status];
+}
+
+/** Whether the job's image has bad areas a new run could read again from its rescue map. */
+export function canRetryBadAreas(job: Pick<JobView, 'outcome' | 'archive_id'>): boolean {
+  return job.outcome === 'with_errors' && job.archive_id !== null;
 }
 
 /** Priority only orders jobs that still wait for their drive. */
@@ -48,12 +64,7 @@ export function isJobAction(value: unknown): value is JobAction {
 
 /** The sector size the job's disc reported, for counting bad sectors from bad bytes. */
 export function jobSectorSize(job: JobView): number {
-  const disc = job.options['disc'];
-  if (typeof disc === 'object' && disc !== null && !Array.isArray(disc)) {
-    const size = disc['sector_size'];
-    if (typeof size === 'number' && size > 0) return size;
-  }
-  return 2048;
+  return sectorSizeOf(job.options);
 }
 
 export function badSectors(job: JobView): number {
@@ -64,4 +75,29 @@ export function badSectors(job: JobView): number {
 export function activeOrder(a: JobView, b: JobView): number {
   const rank = (job: JobView): number => ['running', 'verifying', 'paused', 'queued'].indexOf(job.status);
   return rank(a) - rank(b) || (a.queue_position ?? 0) - (b.queue_position ?? 0) || a.created_at.localeCompare(b.created_at);
+}
+
+/** Where a rescue over bad areas stands: the pass among its passes and the bytes the phase still has to read. */
+export interface RescuePass {
+  pass: number;
+  passes: number;
+  leftBytes: number;
+}
+
+/**
+ * For a job trimming, scraping or retrying bad areas, which reads little and slowly, so that speed
+ * and time left say nothing: its pass (from the rescue map the engine saves) and what is left.
+ * Without a map, what is left comes from the job's own counters.
+ */
+export function rescuePass(job: JobView, map: SectorMapView | null): RescuePass | null {
+  if (job.status !== 'running' || (job.phase !== 'trimming' && job.phase !== 'scraping' && job.phase !== 'retrying')) return null;
+  const readAttempts = job.options.read_attempts;
+  const passes = job.phase === 'retrying' && typeof readAttempts === 'number' ? Math.max(1, readAttempts) : 1;
+  const pass = Math.min(passes, Math.max(1, map?.currentPass ?? 1));
+  const unfinished = Math.max(0, (job.size_bytes ?? 0) - job.bytes_done - job.bad_bytes);
+  let leftBytes: number;
+  if (job.phase === 'retrying') leftBytes = map?.totals.bad ?? job.bad_bytes;
+  else if (job.phase === 'scraping') leftBytes = map?.totals.nonscraped ?? unfinished;
+  else leftBytes = map === null ? unfinished : map.totals.nontrimmed + map.totals.nonscraped;
+  return { pass, passes, leftBytes };
 }

@@ -4,7 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Permission } from '../http/permissions.js';
 import type { JobView } from '../jobs/view.js';
 import { createFormatters } from './format.js';
-import { badSectors, cardTone, jobActions, jobSectorSize, priorityEditable } from './job-card.js';
+import { badSectors, canRetryBadAreas, cardTone, jobActions, jobSectorSize, jobState, priorityEditable, rescuePass } from './job-card.js';
 import type { SettingField } from './settings-form.js';
 import { type Language, LANGUAGES, allCatalogs, createTranslator, requestLanguage } from './i18n.js';
 import { webRoot } from './paths.js';
@@ -69,6 +69,9 @@ export interface PageContext extends I18n {
   clientStrings: string;
   /** Helpers templates call. */
   cardTone: typeof cardTone;
+  jobState: typeof jobState;
+  canRetryBadAreas: typeof canRetryBadAreas;
+  rescuePass: typeof rescuePass;
   jobActions: typeof jobActions;
   priorityEditable: typeof priorityEditable;
   badSectors: typeof badSectors;
@@ -109,6 +112,9 @@ export function pageContext(request: FastifyRequest, viewer: Viewer): PageContex
     failure: oneShot(i18n, 'errors', query.one('error')),
     clientStrings: JSON.stringify(clientStrings),
     cardTone,
+    jobState,
+    canRetryBadAreas,
+    rescuePass,
     jobActions,
     priorityEditable,
     badSectors,

@@ -31,6 +31,8 @@ export interface SectorMapView {
   /** The cell being read, or null when the rescue is finished. */
   current: { row: number; column: number } | null;
   currentPos: number;
+  /** The pass the engine was in when it last saved the map (a retry's number among the retries). */
+  currentPass: number;
 }
 
 export const MAP_COLUMNS = 64;
@@ -78,6 +80,7 @@ export function sectorMapView(parsed: ParsedMapfile, columns = MAP_COLUMNS, maxR
     totals,
     current: finished ? null : { row: Math.floor(currentCell / columns), column: currentCell % columns },
     currentPos: state.currentPos,
+    currentPass: state.currentPass,
   };
 }
 

@@ -17,6 +17,8 @@ const EXPECTED_ROUTES: Array<[string, string, RoutePermission]> = [
   ['PATCH', '/api/v1/jobs/:job_id', 'jobs:write'],
   ['DELETE', '/api/v1/jobs/:job_id', 'jobs:write'],
   ['GET', '/api/v1/jobs/:job_id/logs', 'jobs:read'],
+  ['GET', '/api/v1/jobs/:job_id/map', 'jobs:read'],
+  ['POST', '/api/v1/jobs/:job_id/retry-bad-areas', 'jobs:write'],
   ['GET', '/api/v1/archives', 'archives:read'],
   ['GET', '/api/v1/archives/:archive_id', 'archives:read'],
   ['PATCH', '/api/v1/archives/:archive_id', 'archives:write'],

@@ -101,6 +101,9 @@ describe('authorization matrix: every route x every kind of caller', () => {
       expect: constant(204),
     },
     'GET /api/v1/jobs/:job_id/logs': { prepare: async () => ({ path: `/api/v1/jobs/${sharedJob}/logs` }), expect: constant(200) },
+    'GET /api/v1/jobs/:job_id/map': { prepare: async () => ({ path: `/api/v1/jobs/${sharedJob}/map` }), expect: constant(200) },
+    // The shared job read every sector: nothing to retry, whoever asks.
+    'POST /api/v1/jobs/:job_id/retry-bad-areas': { prepare: async () => ({ path: `/api/v1/jobs/${sharedJob}/retry-bad-areas`, body: {} }), expect: constant(409) },
     'GET /api/v1/archives': { prepare: async () => ({ path: '/api/v1/archives' }), expect: constant(200) },
     'GET /api/v1/archives/:archive_id': { prepare: async () => ({ path: `/api/v1/archives/${sharedArchive}` }), expect: constant(200) },
     'PATCH /api/v1/archives/:archive_id': { prepare: async () => ({ path: `/api/v1/archives/${sharedArchive}`, body: { metadata: { notes: 'checked' } } }), expect: constant(200) },

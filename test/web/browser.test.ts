@@ -24,6 +24,16 @@ async function progressOf(card: Locator): Promise<number> {
   return Number(await card.locator('progress').getAttribute('value'));
 }
 
+/** Where the scratched test disc's unreadable sectors start: 2 MiB, inside its file data. */
+const BAD_START = 2 * 1024 * 1024;
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
 function card(page: Page, name: string): Locator {
   return page.locator(`article.job-card[data-name="${name}"]`);
 }
@@ -47,6 +57,7 @@ describe('web interface in Chromium', () => {
   let liveDisc: TestDisc;
   let slowDisc: TestDisc;
   let plainDisc: TestDisc;
+  let scratchedDisc: TestDisc;
 
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'disk2iso-browser-'));
@@ -60,6 +71,9 @@ describe('web interface in Chromium', () => {
     discs.push(slowDisc);
     plainDisc = await insertTestDisc({ dir: work, label: 'PLAIN_DISC', dataMiB: 3, seed: 13 });
     discs.push(plainDisc);
+    // Eight unreadable sectors in the middle of the data, until the test polishes them out.
+    scratchedDisc = await insertTestDisc({ dir: work, label: 'SCRATCHED_DISC', dataMiB: 4, seed: 14, badRanges: [[BAD_START, BAD_START + 8 * 2048]] });
+    discs.push(scratchedDisc);
     server = await startWebTestServer({ devices: discs.map((disc) => disc.loop.path) });
   });
 
@@ -196,16 +210,95 @@ describe('web interface in Chromium', () => {
     await screenshots(page, 'dashboard-paused');
     // The queued job takes the free drive; the paused one waits to be resumed.
     await waitUntil('the second job to run', async () => (await waiting.getAttribute('data-status')) === 'running');
-    await waiting.getByRole('button', { name: 'Cancel' }).click();
+    await waitUntil('the second job to have read something', async () => (await server.jobs.get(second.id)).bytes_done > 0);
+    // Cancel is no button beside Pause: a link that asks first, in a dialog, saying how much was read.
+    assert.equal(await waiting.getByRole('button', { name: /Cancel/ }).count(), 0);
+    await waiting.getByRole('link', { name: 'Cancel job…' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Cancel “slow_second”?' });
+    await dialog.waitFor();
+    assert.match((await dialog.textContent()) ?? '', /have been read so far/);
+    assert.equal(await dialog.getByLabel(/Keep the partial image/).isChecked(), true, 'keeping is the default for a job with progress');
+    await screenshots(page, 'cancel-dialog');
+    await dialog.getByRole('link', { name: 'Do not cancel' }).click();
+    await dialog.waitFor({ state: 'detached' });
+    assert.equal((await server.jobs.get(second.id)).status, 'running', 'closing the dialog cancels nothing');
+    await waiting.getByRole('link', { name: 'Cancel job…' }).click();
+    await dialog.getByLabel(/Delete the partial image/).check();
+    await dialog.getByRole('button', { name: 'Cancel the job' }).click();
     await waitUntil('the second job to be cancelled', async () => (await waiting.getAttribute('data-status')) === 'cancelled');
+    await waitUntil('its partial image to be removed, as chosen', async () => !(await exists(`${second.output_file}.part`)));
+    assert.equal(await exists(`${second.output_file}.map`), false);
 
     await running.getByRole('button', { name: 'Resume' }).click();
     await waitUntil('the job to run again', async () => (await running.getAttribute('data-status')) === 'running');
     const resumedJob = await server.jobs.get(first.id);
     assert.ok(resumedJob.attempts >= 2, 'it ran a second time, from its map');
-    await running.getByRole('button', { name: 'Cancel' }).click();
+    await waitUntil('the first job to report progress again', async () => (await server.jobs.get(first.id)).bytes_done > 0);
+    await running.getByRole('link', { name: 'Cancel job…' }).click();
+    await page.getByRole('dialog', { name: 'Cancel “slow_first”?' }).getByRole('button', { name: 'Cancel the job' }).click();
+    await page.locator('.toast', { hasText: 'its partial image and rescue map were kept' }).waitFor();
     await waitUntil('the job to be cancelled', async () => (await running.getAttribute('data-status')) === 'cancelled');
     assert.equal((await server.jobs.get(first.id)).status, 'cancelled');
+    assert.equal(await exists(`${first.output_file}.part`), true, 'the rescued data is kept by default');
+    assert.equal(await exists(`${first.output_file}.map`), true);
+    await assertNoProblems(watched, page);
+    await watched.context.close();
+  });
+
+  it('shows a run with unreadable sectors in amber everywhere, and reads its bad areas again from the map', async () => {
+    const scratched = scratchedDisc;
+    const faults = scratched.faults;
+    assert.ok(faults !== null);
+    const created = await server.jobs.create({ device: scratched.loop.name, name: 'scratched_copy', options: { read_attempts: 1, checksums: ['sha256'] } }, 'admin-user');
+    const watched = await signedInContext('admin');
+    const page = await watched.newPage();
+    await page.goto(server.url);
+    const job = card(page, 'scratched_copy');
+    await waitUntil('the job to complete', async () => (await job.getAttribute('data-status')) === 'completed');
+
+    const done = await server.jobs.get(created.id);
+    assert.equal(done.outcome, 'with_errors');
+    assert.deepEqual(done.bad_sectors, { sectors: 8, bytes: 8 * 2048, zero_filled: true, map_url: `/api/v1/jobs/${created.id}/map` });
+    assert.match(await server.jobs.rescueMap(created.id), new RegExp(`0x${BAD_START.toString(16).toUpperCase().padStart(8, '0')}\\s+0x00004000\\s+-`, 'i'));
+    assert.match((await job.getAttribute('class')) ?? '', /tone-with-errors/);
+    assert.equal((await job.locator('[data-field="status"]').textContent())?.trim(), 'Completed with errors');
+    assert.match((await job.textContent()) ?? '', /8 sectors \(16\.4 kB\) could not be read; they are zero-filled in the image\./);
+    await page.locator('.toast', { hasText: 'scratched_copy is complete, but some sectors could not be read.' }).waitFor();
+    await screenshots(page, 'dashboard-with-errors');
+
+    await page.goto(`${server.url}/jobs/${created.id}`);
+    assert.match((await page.locator('.job-summary').getAttribute('class')) ?? '', /tone-with-errors/);
+    await page.locator('.page-head .badge', { hasText: 'Completed with errors' }).waitFor();
+    await page.getByRole('link', { name: 'Download the rescue map' }).waitFor();
+
+    await page.goto(`${server.url}/archive`);
+    const entry = page.locator('.archive-card', { hasText: 'scratched_copy' });
+    assert.equal((await entry.locator('h2').textContent())?.trim(), 'scratched_copy', "the entry's title is the job's name");
+    await entry.getByText('Volume label: SCRATCHED_DISC').waitFor();
+    await entry.locator('.badge.tone-with-errors', { hasText: 'Completed with errors' }).waitFor();
+    await screenshots(page, 'archive-with-errors');
+
+    // The scratch is polished out: the retry reads only the bad areas and ends with the disc, bit for bit.
+    await faults.setBadRanges([]);
+    await page.goto(`${server.url}/jobs/${created.id}`);
+    await page.getByRole('button', { name: 'Retry the bad areas' }).click();
+    await page.locator('.toast', { hasText: 'it reads only the bad areas' }).waitFor();
+    await waitUntil('the retry to complete', async () => {
+      const current = await server.jobs.get(created.id);
+      return current.status === 'completed' && current.outcome === 'clean';
+    });
+    const clean = await server.jobs.get(created.id);
+    assert.equal(clean.bad_sectors, null);
+    assert.equal(clean.archive_id, done.archive_id, 'the same archive entry, updated');
+    assert.equal(await sha256File(clean.output_file), scratched.iso.sha256, 'the image is now the disc, bit for bit');
+    assert.equal(await exists(`${clean.output_file}.part`), false);
+    const archive = await server.archiveRepository.get(done.archive_id ?? '');
+    assert.equal(archive?.badBytes, 0);
+    assert.equal(archive?.status, 'ok');
+    assert.equal(archive?.checksums.sha256, scratched.iso.sha256);
+    assert.equal((await server.archiveRepository.list({})).items.filter((item) => item.jobId === created.id).length, 1);
+    await page.goto(`${server.url}/jobs/${created.id}`);
+    await page.locator('.page-head .badge', { hasText: /^Completed$/ }).waitFor();
     await assertNoProblems(watched, page);
     await watched.context.close();
   });
@@ -358,6 +451,20 @@ describe('web interface in Chromium', () => {
     await page.getByRole('link', { name: 'Delete' }).click();
     await page.getByRole('button', { name: 'Delete for good' }).click();
     await page.getByText('The image was deleted.').waitFor();
+
+    // Cancel without script: a confirmation page, then POST, redirect, GET; the read data is kept.
+    const slow = await server.jobs.create({ device: slowDisc.loop.name, name: 'no_script_cancel' }, 'admin-user');
+    await waitUntil('the slow job to have read something', async () => (await server.jobs.get(slow.id)).bytes_done > 0);
+    await page.goto(`${server.url}/jobs/${slow.id}`);
+    await page.getByRole('link', { name: 'Cancel job…' }).click();
+    await page.getByRole('heading', { name: 'Cancel “no_script_cancel”?' }).waitFor();
+    assert.equal(new URL(page.url()).pathname, `/jobs/${slow.id}/cancel`);
+    assert.equal(await page.getByLabel(/Keep the partial image/).isChecked(), true);
+    await screenshots(page, 'cancel-page');
+    await page.getByRole('button', { name: 'Cancel the job' }).click();
+    await page.getByText('The job was cancelled; its partial image and rescue map were kept.').waitFor();
+    await waitUntil('the slow job to stop', async () => (await server.jobs.get(slow.id)).status === 'cancelled');
+    assert.equal(await exists(`${slow.output_file}.part`), true);
 
     await page.goto(`${server.url}/config`);
     await page.getByLabel('Read attempts', { exact: true }).fill('4');

@@ -1,6 +1,6 @@
 import Type, { type Static } from 'typebox';
 import { JOB_STATUSES, type JobStatus } from '../../db/schema.js';
-import type { JobService } from '../../jobs/service.js';
+import { type JobService, RETRY_READ_ATTEMPTS } from '../../jobs/service.js';
 import type { App } from '../app.js';
 import { principalOf } from '../guard.js';
 import { createResponseCache } from '../response-cache.js';
@@ -51,8 +51,20 @@ const UpdateBody = Type.Object(
         description: 'With resume or retry: continue on this drive (id or device path of a listed drive) from the rescue map, e.g. the same drive under a new name or another drive holding the same disc; it must hold the disc the job started on (volume id and size, checked before reading)',
       }),
     ),
+    keep_partial: Type.Optional(
+      Type.Boolean({ description: 'With cancel: keep the partial image and its rescue map (default: keep when anything was rescued)' }),
+    ),
   },
   { additionalProperties: false, description: 'An action, a new priority, or both' },
+);
+
+const RetryBadAreasBody = Type.Object(
+  {
+    read_attempts: Type.Optional(
+      Type.Integer({ minimum: RETRY_READ_ATTEMPTS.min, maximum: RETRY_READ_ATTEMPTS.max, description: 'Read attempts per bad sector (default: imaging.read_attempts, at least 1)' }),
+    ),
+  },
+  { additionalProperties: false },
 );
 
 const JobParams = Type.Object({ job_id: JobId }, { additionalProperties: false });
@@ -137,6 +149,38 @@ export function jobRoutes(jobs: JobService) {
         },
       },
       async (request) => jobs.update(request.params.job_id, request.body),
+    );
+
+    app.post(
+      '/api/v1/jobs/:job_id/retry-bad-areas',
+      {
+        config: { permission: 'jobs:write' },
+        schema: {
+          tags: ['jobs'],
+          summary: 'Read the bad areas of a completed job again',
+          description:
+            'For a job completed with errors (outcome with_errors): queues it again; the run continues from the rescue map, reads only the unreadable sectors with more attempts, and updates the archive entry. The image keeps every sector already read. The same disc must be in the drive.',
+          params: JobParams,
+          body: Type.Optional(RetryBadAreasBody),
+          response: { 200: Job, ...errors(400, 404, 409, 413, 415) },
+        },
+      },
+      async (request) => jobs.retryBadAreas(request.params.job_id, request.body?.read_attempts),
+    );
+
+    app.get(
+      '/api/v1/jobs/:job_id/map',
+      {
+        config: { permission: 'jobs:read' },
+        schema: {
+          tags: ['jobs'],
+          summary: "A job's rescue map",
+          description: 'GNU ddrescue mapfile format: finished (+) and unreadable (-) areas, among others. 404 before reading started or after it was discarded.',
+          params: JobParams,
+          response: { 200: Type.String({ description: 'text/plain mapfile' }), ...errors(400, 404) },
+        },
+      },
+      async (request, reply) => reply.type('text/plain; charset=utf-8').send(await jobs.rescueMap(request.params.job_id)),
     );
 
     app.delete(

@@ -3,6 +3,7 @@ import type { App } from '../../http/app.js';
 import type { JobView } from '../../jobs/view.js';
 import { ACTIVE_STATUSES, FINISHED_STATUSES, activeOrder } from '../job-card.js';
 import { renderFragment, renderPage } from '../render.js';
+import { type SectorMapView, readSectorMap } from '../sector-map.js';
 import { formFields, withParams } from '../request.js';
 import type { SystemStatus } from '../../system/status.js';
 import type { WebDeps } from '../types.js';
@@ -25,6 +26,8 @@ export interface DashboardData {
   finishedTotal: number;
   pages: ReturnType<typeof pagination> | null;
   system: SystemStatus | null;
+  /** Rescue maps of the jobs working on bad areas, for their pass and what is left (see rescuePass). */
+  sectorMaps: Record<string, SectorMapView | null>;
 }
 
 async function dashboardData(deps: WebDeps, request: FastifyRequest, canSeeSystem: boolean): Promise<DashboardData> {
@@ -37,6 +40,8 @@ async function dashboardData(deps: WebDeps, request: FastifyRequest, canSeeSyste
     deps.jobs.list({ status: [...FINISHED_STATUSES], limit: finishedLimit, offset: tab === 'finished' ? (page - 1) * FINISHED_PAGE_SIZE : 0, sort: 'updated', order: 'desc' }),
     canSeeSystem ? deps.system.status() : Promise.resolve(null),
   ]);
+  const overBadAreas = active.jobs.filter((job) => job.status === 'running' && (job.phase === 'trimming' || job.phase === 'scraping' || job.phase === 'retrying'));
+  const sectorMaps = Object.fromEntries(await Promise.all(overBadAreas.map(async (job) => [job.id, await readSectorMap(job.output_file)] as const)));
   return {
     tab,
     here: tab === 'finished' ? withParams('/', { tab, page: String(page) }) : '/',
@@ -47,6 +52,7 @@ async function dashboardData(deps: WebDeps, request: FastifyRequest, canSeeSyste
     finishedTotal: finished.total,
     pages: tab === 'finished' ? pagination(page, FINISHED_PAGE_SIZE, finished.total) : null,
     system,
+    sectorMaps,
   };
 }
 

@@ -1,7 +1,8 @@
 import type { App } from '../../http/app.js';
 import { DRIVE_ID_PATTERN } from '../../drives/service.js';
 import { NotFoundError } from '../../errors.js';
-import { renderPage } from '../render.js';
+import { renderPage, requestI18n } from '../render.js';
+import { mediaProblem } from './jobs.js';
 import { actionDone, actionFailed, returnPath } from '../respond.js';
 import type { WebDeps } from '../types.js';
 
@@ -10,7 +11,9 @@ export function registerDrivePages(app: App, deps: WebDeps): void {
 
   app.get('/drives', { config: { permission: 'devices:read' } }, async (request, reply) => {
     const [devices, active] = await Promise.all([deps.devices.list(), deps.jobs.list({ status: ['running', 'verifying'], limit: 500, offset: 0, sort: 'created' })]);
-    const rows = devices.map((device) => ({ device, job: active.jobs.find((job) => job.device_id === device.id) ?? null }));
+    const i18n = requestI18n(request);
+    // A drive offers "Image this disc" only for a disc that can be imaged: not blank, not unreadable.
+    const rows = devices.map((device) => ({ device, problem: mediaProblem(i18n, device), job: active.jobs.find((job) => job.device_id === device.id) ?? null }));
     return renderPage(request, reply, security, 'drives', { title: 'drives.title', rows });
   });
 

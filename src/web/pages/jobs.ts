@@ -5,9 +5,9 @@ import { DomainError, NotFoundError, ValidationError } from '../../errors.js';
 import type { CreateJobInput } from '../../jobs/service.js';
 import type { JobView } from '../../jobs/view.js';
 import type { DeviceView } from '../../system/devices.js';
-import { ACTIVE_STATUSES, isJobAction } from '../job-card.js';
+import { ACTIVE_STATUSES, isJobAction, jobActions } from '../job-card.js';
 import { renderFragment, renderPage, requestI18n } from '../render.js';
-import { formFields, withParams } from '../request.js';
+import { formFields, localPath, withParams } from '../request.js';
 import { actionDone, actionFailed, returnPath } from '../respond.js';
 import { readSectorMap } from '../sector-map.js';
 import { userMessage } from '../errors.js';
@@ -32,9 +32,10 @@ type FieldErrors = Partial<Record<keyof NewJobForm, string>>;
 
 const JOB_ID = /^job_[a-z0-9]{1,64}$/;
 /** Refusals of the job service that the form shows next to a field instead of an error page. */
-const FORM_ERRORS = new Set(['unknown_device', 'no_media', 'blank_media', 'unsupported_media', 'unknown_size', 'invalid_name', 'name_exhausted']);
+const FORM_ERRORS = new Set(['unknown_device', 'no_media', 'media_unreadable', 'blank_media', 'unsupported_media', 'unknown_size', 'invalid_name', 'name_exhausted']);
 
-function mediaProblem(i18n: I18n, device: DeviceView): string | null {
+/** Why the disc in a drive cannot be imaged (translated), or null when it can. */
+export function mediaProblem(i18n: I18n, device: DeviceView): string | null {
   if (device.media_error !== null) return i18n.t('errors.generic', { message: device.media_error });
   if (!device.has_media) return i18n.t('errors.no_media');
   if (device.media_kind === 'blank') return i18n.t('errors.blank_media');
@@ -195,9 +196,49 @@ export function registerJobPages(app: App, deps: WebDeps): void {
     const action = form.one('action');
     const device = form.one('device');
     try {
-      if (!isJobAction(action)) throw new ValidationError('unknown action', [{ field: 'action' }], 'invalid_action');
+      // Cancel goes through /jobs/:id/cancel, which asks what to do with the data read so far.
+      if (!isJobAction(action) || action === 'cancel') throw new ValidationError('unknown action', [{ field: 'action' }], 'invalid_action');
       await deps.jobs.update(id, { action, ...(device === undefined ? {} : { device }) });
       return actionDone(request, reply, `job_${action}`, returnTo);
+    } catch (error) {
+      return actionFailed(request, reply, error, returnTo);
+    }
+  });
+
+  /** Cancel asks first, saying how much was read; the form (also the JS dialog's content) keeps the data by default. */
+  app.get<{ Params: { id: string } }>('/jobs/:id/cancel', { config: { permission: 'jobs:write' } }, async (request, reply) => {
+    const id = checkedJobId(request.params.id);
+    const job = await deps.jobs.get(id);
+    const returnTo = localPath(formFields(request.query).one('return_to'), `/jobs/${id}`);
+    if (!jobActions(job.status).includes('cancel')) return reply.redirect(withParams(returnTo, { error: 'invalid_state' }), 303);
+    return renderPage(request, reply, security, 'job-cancel', {
+      title: 'jobs.cancel.title',
+      job,
+      returnTo,
+      keepDefault: job.bytes_done > 0 || config.storage.keep_partial_on_cancel,
+      keepOnly: job.archive_id !== null,
+    });
+  });
+
+  app.post<{ Params: { id: string } }>('/jobs/:id/cancel', { config: { permission: 'jobs:write' } }, async (request, reply) => {
+    const id = checkedJobId(request.params.id);
+    const returnTo = returnPath(request, `/jobs/${id}`);
+    const partial = formFields(request.body).one('partial');
+    try {
+      if (partial !== 'keep' && partial !== 'discard') throw new ValidationError('choose whether to keep the partial image', [{ field: 'partial' }], 'invalid_action');
+      await deps.jobs.update(id, { action: 'cancel', keep_partial: partial === 'keep' });
+      return actionDone(request, reply, partial === 'keep' ? 'job_cancel_kept' : 'job_cancel', returnTo);
+    } catch (error) {
+      return actionFailed(request, reply, error, returnTo);
+    }
+  });
+
+  app.post<{ Params: { id: string } }>('/jobs/:id/retry-bad-areas', { config: { permission: 'jobs:write' } }, async (request, reply) => {
+    const id = checkedJobId(request.params.id);
+    const returnTo = returnPath(request, `/jobs/${id}`);
+    try {
+      await deps.jobs.retryBadAreas(id);
+      return actionDone(request, reply, 'job_retry_bad_areas', returnTo);
     } catch (error) {
       return actionFailed(request, reply, error, returnTo);
     }

@@ -63,8 +63,50 @@ export function initInlineActions() {
       setBusy(form, submitter, false);
     }
     form.closest('details')?.removeAttribute('open');
+    form.closest('dialog')?.close();
     const live = document.querySelector('[data-live]');
     if (live) live.dispatchEvent(new CustomEvent('disk2iso:refresh'));
     else await refreshMain().catch(() => undefined);
+  });
+}
+
+/**
+ * A cancel link opens its confirmation in a modal dialog: the same form the confirmation page shows
+ * without script, fetched from that page, sent inline. The dialog lives outside the live parts of
+ * the page, so their refreshes do not close it.
+ */
+export function initCancelDialogs() {
+  if (typeof HTMLDialogElement !== 'function') return;
+  document.addEventListener('click', async (event) => {
+    const link = event.target instanceof Element ? event.target.closest('a[data-cancel-dialog]') : null;
+    if (!(link instanceof HTMLAnchorElement) || event.defaultPrevented || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    event.preventDefault();
+    let content = null;
+    try {
+      content = new DOMParser().parseFromString(await fetchHtml(link.href), 'text/html').querySelector('[data-cancel-confirm]');
+    } catch {
+      content = null;
+    }
+    // The job may have finished meanwhile: the page itself then says why it cannot be cancelled.
+    if (!content) {
+      window.location.assign(link.href);
+      return;
+    }
+    const dialog = document.createElement('dialog');
+    dialog.className = 'confirm-dialog';
+    const heading = content.querySelector('h1');
+    if (heading?.id) dialog.setAttribute('aria-labelledby', heading.id);
+    dialog.append(document.adoptNode(content));
+    dialog.querySelector('form')?.setAttribute('data-inline', '');
+    dialog.querySelector('[data-dialog-close]')?.addEventListener('click', (closeEvent) => {
+      closeEvent.preventDefault();
+      dialog.close();
+    });
+    dialog.addEventListener('close', () => {
+      dialog.remove();
+      if (link.isConnected) link.focus();
+    });
+    document.body.append(dialog);
+    dialog.showModal();
   });
 }

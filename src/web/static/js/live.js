@@ -35,6 +35,8 @@ function patchJob(root, data) {
   if (typeof data.bad_bytes === 'number') {
     const sectorSize = Number(root.dataset.sectorSize) || 2048;
     setText(root, 'bad', format.number(Math.ceil(data.bad_bytes / sectorSize)));
+    // What a retry pass has left to read is what is still bad.
+    if (data.phase === 'retrying') setText(root, 'left', format.bytes(data.bad_bytes));
   }
 }
 
@@ -76,7 +78,9 @@ function dashboardView(root) {
     onMessage(message) {
       if (message.type === 'job_update') {
         const element = card(message.job_id);
-        if (!element || (message.data.status && message.data.status !== element.dataset.status)) scheduleRefresh();
+        // A new phase can change what a card shows (pass and what is left instead of speed and time left).
+        const phaseChanged = Boolean(message.data.phase) && message.data.phase !== element?.dataset.phase;
+        if (!element || (message.data.status && message.data.status !== element.dataset.status) || phaseChanged) scheduleRefresh();
         else patchJob(element, message.data);
       } else if (message.type !== 'job_log') {
         scheduleRefresh();
@@ -132,10 +136,11 @@ function announce(message) {
   if (message.type === 'job_created') {
     toast(t('live.job_created', { name }));
   } else if (message.type === 'job_finished') {
-    const key = FINISH_MESSAGES[message.data?.status];
+    const withErrors = message.data?.status === 'completed' && message.data.bad_bytes > 0;
+    const key = withErrors ? 'live.job_completed_with_errors' : FINISH_MESSAGES[message.data?.status];
     if (!key) return;
     const text = t(key, { name });
-    toast(text, message.data.status === 'failed' ? 'error' : message.data.status === 'completed' ? 'ok' : 'info');
+    toast(text, message.data.status === 'failed' ? 'error' : message.data.status === 'completed' && !withErrors ? 'ok' : 'info');
     // An administrator can switch browser notifications off for everyone (notifications.browser).
     if (document.querySelector('[data-live]')?.dataset.notifyBrowser !== 'off') notify(text);
   }
