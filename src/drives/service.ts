@@ -191,13 +191,15 @@ export function createDriveService(deps: DriveServiceDeps): DriveService {
 
   /** What the file system says about an extra source, or why it says nothing; its last answer while it does not answer. */
   const lookUpExtra = async (configured: string): Promise<ExtraCheck | { error: unknown }> => {
+    const known = lastExtraChecks.get(configured);
+    // The last check still waits for its file system: another one would wait just as long.
+    if (known && extraChecks.pending(configured)) return known;
     try {
       const checked = await extraChecks.run(configured, () => checkExtra(configured), probeTimeoutMs, () => new UnavailableError('source_not_responding', `${configured} did not answer`));
       lastExtraChecks.set(configured, checked);
       return checked;
     } catch (error) {
-      const known = error instanceof UnavailableError && error.code === 'source_not_responding' ? lastExtraChecks.get(configured) : undefined;
-      if (known) return known;
+      if (known && error instanceof UnavailableError && error.code === 'source_not_responding') return known;
       lastExtraChecks.delete(configured);
       return { error };
     }

@@ -22,7 +22,8 @@ import { type MadeIso, makeIso } from '../tools/iso.js';
  * read an ordinary file afterwards (with the threadpool used up, that read would never return and
  * the test would end in its timeout).
  */
-const TIMEOUT_MS = 300;
+/** Long enough for a healthy probe on a loaded test machine; the hung ones wait it out a few times. */
+const TIMEOUT_MS = 2000;
 const HUNG_TEST_TIMEOUT_MS = 60_000;
 
 let work: string;
@@ -86,10 +87,10 @@ describe('probes of drives that do not answer', () => {
       for (const outcome of together) {
         assert.equal(outcome.status, 'rejected');
         assert.ok(noAnswer('drive_not_responding')(outcome.reason), String(outcome.reason));
-        assert.match(String(outcome.reason), new RegExp(`${drive.id} did not answer within 0.3 s`));
+        assert.match(String(outcome.reason), new RegExp(`${drive.id} did not answer within 2 s`));
       }
-      for (let attempt = 0; attempt < 4; attempt += 1) await assert.rejects(service.probe(drive.id), noAnswer('drive_not_responding'));
-      assert.equal(await readFile(ordinaryFile, 'utf8'), 'still served', 'twelve callers, one read held: the threadpool still serves files');
+      for (let attempt = 0; attempt < 2; attempt += 1) await assert.rejects(service.probe(drive.id), noAnswer('drive_not_responding'));
+      assert.equal(await readFile(ordinaryFile, 'utf8'), 'still served', 'ten callers, one read held: the threadpool still serves files');
       assert.equal((await fault.stats()).heldReads, 1);
     } finally {
       await recover(service, [drive.id], [fault]);
