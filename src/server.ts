@@ -14,6 +14,7 @@ import { createLogRepository } from './db/log-repository.js';
 import { createSettingsRepository } from './db/settings-repository.js';
 import type { JsonObject } from './db/values.js';
 import { createDriveService } from './drives/service.js';
+import { createDriveStates } from './drives/state.js';
 import { ConflictError, UnavailableError, errnoCode, errorMessage } from './errors.js';
 import { createEventBus } from './events/bus.js';
 import { type App, buildApp } from './http/app.js';
@@ -29,7 +30,7 @@ import { createJobRunner } from './jobs/runner.js';
 import { createJobService } from './jobs/service.js';
 import { createSqliteQueue } from './jobs/sqlite-queue.js';
 import type { Logger } from './log.js';
-import { createDeviceStatusService } from './system/devices.js';
+import { activeJobsByDevice, createDeviceStatusService } from './system/devices.js';
 import { type EventLog, createEventLog } from './system/event-log.js';
 import { applyStoredSettings, createSettingsService } from './system/settings.js';
 import { createSystemStatus } from './system/status.js';
@@ -58,6 +59,8 @@ export interface StartServerOptions {
   listenRetryMs?: number;
   /** Live stream timing (tests shorten the heartbeat). */
   live?: { flushIntervalMs?: number; heartbeatMs?: number; maxBufferedBytes?: number };
+  /** Drive checks (tests shorten the probe timeout so a drive that hangs does not hold up their start). */
+  drives?: { probeTimeoutMs?: number };
   /**
    * Told the one-time setup link while no admin exists: at start, and again whenever the previous
    * link has expired. Default: the log.
@@ -119,8 +122,10 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     const auth = createAuthService({ database, dataDir: config.data_dir, audit, policy: authPolicyOf(config) });
     const queue = createSqliteQueue(database);
     const events = createEventBus<JobEvents>((error) => log.error({ err: error }, 'an event listener failed'));
-    const drives = createDriveService({ config, log });
-    const jobs = createJobService({ config, queue, jobs: jobsRepository, drives, events, log });
+    const drives = createDriveService({ config, log, ...options.drives });
+    const driveStates = createDriveStates({ drives, log, busyDeviceIds: async () => new Set((await activeJobsByDevice(jobsRepository)).keys()) });
+    const devices = createDeviceStatusService({ drives, states: driveStates, jobs: jobsRepository });
+    const jobs = createJobService({ config, queue, jobs: jobsRepository, drives: devices, events, log });
     const runner = createJobRunner({
       config,
       queue,
@@ -158,11 +163,12 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       countJobs: () => jobsRepository.countByStatus(),
       checkQueue: () => queue.positions(),
       workers: () => (closing ? 'stopped' : 'running'),
-      countDrives: async () => (await drives.list()).length,
+      countDrives: async () => driveStates.list().length,
     });
     const live = createLiveHub({ events, ...options.live });
     const stopMirroring = eventLog.follow(events);
-    const devices = createDeviceStatusService({ drives, jobs: jobsRepository });
+    // A job that ended may have ejected its disc, or the drive may hold another one by now.
+    const stopRefreshing = events.on('job.finished', ({ job }) => driveStates.refresh(job.deviceId));
 
     const { app, routeTable } = await buildApp({
       version,
@@ -211,6 +217,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       ],
     });
 
+    // Before the runner and before listening: the first answers are there when the first request asks (each probe bounded by its timeout).
+    await driveStates.start();
     await runner.start();
     const maintenance = startMaintenance({ auth, config, log, eventLog, onSetupLink: options.onSetupLink });
 
@@ -223,6 +231,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         });
       } catch (error) {
         await runner.stop();
+        driveStates.stop();
         await app.close();
         throw error;
       }
@@ -234,6 +243,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       eventLog.record({ level: 'info', source: 'service', message: `stopping (${reason})` });
       maintenance.stop();
       await runner.stop();
+      stopRefreshing();
+      driveStates.stop();
       stopMirroring();
       await app.close();
       if (config.server.socket !== '' && url !== null) await rm(config.server.socket, { force: true });

@@ -7,6 +7,7 @@ import { writeDemoIso } from '../media/iso9660-writer.js';
 import { probeMedia } from '../media/probe.js';
 import { canOpenTray, cdromCapabilities, readCdromInfo, type CdromInfo } from './cdrom-info.js';
 import { createEjector, type Ejector } from './eject.js';
+import { type FlightStage, createFlights, createSlots } from './flights.js';
 import { listOpticalNames, readBlockGeometry, readLoopBackingFile, readScsiIdentity } from './sysfs.js';
 import type { Drive, MediaInfo } from './types.js';
 import { createUdevadmReader, udevDriveCapabilities, udevIdentity, udevMediaFacts, type UdevReader } from './udev.js';
@@ -16,8 +17,16 @@ export interface DriveService {
   list(): Promise<Drive[]>;
   /** A discovered drive by id; anything else (unknown ids, raw paths) is NotFoundError `unknown_device`. */
   get(id: string): Promise<Drive>;
-  /** What is in the drive now. */
+  /**
+   * What is in the drive now, read from it: never call this from a request (src/drives/state.ts
+   * keeps the answers for them). One probe per drive at a time (a second caller shares the one
+   * in flight) and at most DRIVE_IO_SLOTS over all drives; UnavailableError `drive_not_responding`
+   * when the drive gives no answer within the probe timeout, `probe_backlog` when the probe could
+   * not even start because drives that do not answer hold every slot.
+   */
   probe(id: string): Promise<MediaInfo>;
+  /** The probe of a drive in flight, however long it takes, or null: for a caller whose probe() timed out and still wants the answer. */
+  pending(id: string): Promise<MediaInfo> | null;
   /** Opens the tray of an optical drive; other kinds are ConflictError `not_ejectable`. */
   eject(id: string): Promise<void>;
   /** The demo disc's image, created on first use, or null when no demo drive is offered. */
@@ -42,7 +51,18 @@ export interface DriveServiceDeps {
   udev?: UdevReader;
   /** Default: util-linux eject. */
   ejector?: Ejector;
+  /** How long a caller waits for a probe, or for the file system of an extra source to answer; default PROBE_TIMEOUT_MS. */
+  probeTimeoutMs?: number;
 }
+
+/** A healthy drive answers a probe within a few seconds, even while it spins a disc up. */
+const PROBE_TIMEOUT_MS = 10_000;
+/**
+ * Threadpool threads that drive I/O may hold at once (of libuv's four): probes and the file-system
+ * checks of extra sources share them, so drives that hang leave the rest to the database, images
+ * and pages.
+ */
+export const DRIVE_IO_SLOTS = 2;
 
 export const DRIVE_ID_PATTERN = /^[a-z][a-z0-9-]{0,63}$/;
 export const DEMO_DRIVE_ID = 'demo';
@@ -53,6 +73,13 @@ interface Source {
   probe(): Promise<MediaInfo>;
 }
 
+/** What the file system says about an entry of drives.extra. */
+interface ExtraCheck {
+  path: string;
+  isBlock: boolean;
+  isFile: boolean;
+}
+
 export function createDriveService(deps: DriveServiceDeps): DriveService {
   const { config } = deps;
   const sysfsRoot = deps.sysfsRoot ?? '/sys';
@@ -61,6 +88,14 @@ export function createDriveService(deps: DriveServiceDeps): DriveService {
   const udev = deps.udev ?? createUdevadmReader();
   const ejector = deps.ejector ?? createEjector();
   const demoImagePath = join(config.data_dir, 'demo', 'disk2iso-demo.iso');
+  const probeTimeoutMs = deps.probeTimeoutMs ?? PROBE_TIMEOUT_MS;
+  const slots = createSlots(DRIVE_IO_SLOTS);
+  const probes = createFlights<MediaInfo>(slots);
+  const extraChecks = createFlights<ExtraCheck>(slots);
+  /** The last answer for each extra source, used while its file system does not answer. */
+  const lastExtraChecks = new Map<string, ExtraCheck>();
+  /** The sources of the last listing: a probe right after one (the refresher's) need not list again. */
+  let listed = new Map<string, Source>();
   /** Paths already warned about, so a missing extra device is logged once, not on every listing. */
   const warnedPaths = new Set<string>();
   let demoImage: Promise<string> | null = null;
@@ -148,28 +183,46 @@ export function createDriveService(deps: DriveServiceDeps): DriveService {
     probe: () => probeMedia(path, { sectorSize: config.imaging.sector_size }),
   });
 
+  const checkExtra = async (configured: string): Promise<ExtraCheck> => {
+    const path = await realpath(configured);
+    const stats = await stat(path);
+    return { path, isBlock: stats.isBlockDevice(), isFile: stats.isFile() };
+  };
+
+  /** What the file system says about an extra source, or why it says nothing; its last answer while it does not answer. */
+  const lookUpExtra = async (configured: string): Promise<ExtraCheck | { error: unknown }> => {
+    const known = lastExtraChecks.get(configured);
+    // The last check still waits for its file system: another one would wait just as long.
+    if (known && extraChecks.pending(configured)) return known;
+    try {
+      const checked = await extraChecks.run(configured, () => checkExtra(configured), probeTimeoutMs, () => new UnavailableError('source_not_responding', `${configured} did not answer`));
+      lastExtraChecks.set(configured, checked);
+      return checked;
+    } catch (error) {
+      if (known && error instanceof UnavailableError && error.code === 'source_not_responding') return known;
+      lastExtraChecks.delete(configured);
+      return { error };
+    }
+  };
+
   /**
    * An extra source that does not exist (yet) or is neither a block device nor a regular file is
    * left out of the listing with one logged warning: listing it would offer a drive that cannot
-   * be probed or imaged, and leaving it out lets it appear by itself once it exists.
+   * be probed or imaged, and leaving it out lets it appear by itself once it exists. An image file
+   * on a mount that hangs keeps its last known form while its file system does not answer.
    */
-  const extraSource = async (configured: string, cdromInfo: CdromInfo): Promise<Source | null> => {
-    let path: string;
-    let isBlock: boolean;
-    try {
-      path = await realpath(configured);
-      const stats = await stat(path);
-      if (!stats.isBlockDevice() && !stats.isFile()) {
-        warnOnce(configured, 'drives.extra entry is neither a block device nor an image file; skipped');
-        return null;
-      }
-      isBlock = stats.isBlockDevice();
-    } catch (error) {
-      warnOnce(configured, 'drives.extra entry cannot be used; skipped', { error: errorMessage(error) });
+  const extraSource = async (configured: string, checked: ExtraCheck | { error: unknown }, cdromInfo: CdromInfo): Promise<Source | null> => {
+    if ('error' in checked) {
+      warnOnce(configured, 'drives.extra entry cannot be used; skipped', { error: errorMessage(checked.error) });
+      return null;
+    }
+    if (!checked.isBlock && !checked.isFile) {
+      warnOnce(configured, 'drives.extra entry is neither a block device nor an image file; skipped');
       return null;
     }
     warnedPaths.delete(configured);
-    if (!isBlock) return fileSource(path);
+    const { path } = checked;
+    if (!checked.isBlock) return fileSource(path);
     const name = basename(path);
     if (!DRIVE_ID_PATTERN.test(name)) {
       warnOnce(configured, 'drives.extra block device has a name disk2iso cannot use as an id; skipped', { name });
@@ -206,8 +259,11 @@ export function createDriveService(deps: DriveServiceDeps): DriveService {
       for (const name of await listOpticalNames(sysfsRoot)) add(await opticalSource(name, cdromInfo));
     }
     const opticalCount = sources.length;
-    for (const configured of config.drives.extra) add(await extraSource(configured, cdromInfo));
+    // Looked up at once, so an extra source whose file system hangs delays the listing once, not once per entry after it.
+    const extras = await Promise.all(config.drives.extra.map(async (configured) => ({ configured, checked: await lookUpExtra(configured) })));
+    for (const { configured, checked } of extras) add(await extraSource(configured, checked, cdromInfo));
     if (demoOffered(opticalCount)) add(demoSource());
+    listed = new Map(sources.map((source) => [source.drive.id, source]));
     return sources;
   };
 
@@ -230,7 +286,19 @@ export function createDriveService(deps: DriveServiceDeps): DriveService {
       return (await find(id)).drive;
     },
     async probe(id) {
-      return (await find(id)).probe();
+      const source = listed.get(id) ?? (await find(id));
+      const timeout = (stage: FlightStage): UnavailableError => {
+        const seconds = Math.round(probeTimeoutMs / 100) / 10;
+        if (stage === 'running') {
+          return new UnavailableError('drive_not_responding', `${source.drive.id} did not answer within ${seconds} s`, { device: source.drive.id });
+        }
+        const stuck = [...probes.running(), ...extraChecks.running()];
+        return new UnavailableError('probe_backlog', `${source.drive.id} could not be checked within ${seconds} s: drives that do not answer (${stuck.join(', ')}) hold every probe`, { device: source.drive.id, stuck });
+      };
+      return probes.run(source.drive.id, source.probe, probeTimeoutMs, timeout);
+    },
+    pending(id) {
+      return probes.pending(id);
     },
     async eject(id) {
       const { drive } = await find(id);

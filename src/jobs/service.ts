@@ -3,11 +3,11 @@ import { allocateImagePath, imageNameFromLabel, validateImageName } from '../arc
 import type { Config, HashAlgorithm, Priority } from '../config/schema.js';
 import type { JobListFilter, JobLogRecord, JobRepository } from '../db/job-repository.js';
 import { FINISHED_JOB_STATUSES, type JobStatus } from '../db/schema.js';
-import type { DriveService } from '../drives/service.js';
 import type { Drive } from '../drives/types.js';
 import { ConflictError, NotFoundError, UnavailableError, ValidationError, errnoCode } from '../errors.js';
 import { pathExists } from '../imaging/output-state.js';
 import type { Logger } from '../log.js';
+import type { KnownDrives } from '../system/devices.js';
 import type { JobEventBus } from './events.js';
 import type { JobQueue, JobRecord } from './queue.js';
 import { type JobView, toJobView } from './view.js';
@@ -88,7 +88,8 @@ export interface JobServiceDeps {
   config: Config;
   queue: JobQueue;
   jobs: JobRepository;
-  drives: DriveService;
+  /** What is known about drives and discs without reading a drive: creating a job never waits on one. */
+  drives: KnownDrives;
   events: JobEventBus;
   log: Logger;
   /** How long remove() waits for a running job's worker to stop. */
@@ -170,7 +171,7 @@ export function createJobService(deps: JobServiceDeps): JobService {
   return {
     async create(input, createdBy) {
       const drive = await resolveDrive(input.device);
-      const media = await drives.probe(drive.id);
+      const media = await drives.knownMedia(drive.id);
       if (!media.present) throw new UnavailableError('no_media', `no disc in ${drive.id}`);
       if (media.kind === 'blank') throw new UnavailableError('blank_media', `the disc in ${drive.id} is blank`);
       if (media.kind === 'audio') throw new UnavailableError('unsupported_media', `the disc in ${drive.id} is an audio CD, which this version cannot image`);

@@ -80,6 +80,11 @@ export async function probeMedia(path: string, options: ProbeOptions = {}): Prom
   }
 }
 
+/** A disc a job can image: present, neither blank nor an audio CD, of a known size. */
+export function canBeImaged(media: MediaInfo): boolean {
+  return media.present && media.kind !== 'blank' && media.kind !== 'audio' && media.imageSizeBytes !== null && media.imageSizeBytes > 0;
+}
+
 type BaseFacts = Pick<MediaInfo, 'logicalSectorSize' | 'mediaType' | 'deviceSizeBytes'>;
 
 function absent(base: BaseFacts): MediaInfo {

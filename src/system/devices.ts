@@ -1,9 +1,15 @@
-import type { JobRepository } from '../db/job-repository.js';
+import type { JobRecord, JobRepository } from '../db/job-repository.js';
 import type { DriveService } from '../drives/service.js';
-import type { Drive, DiscKind, MediaType } from '../drives/types.js';
-import { ConflictError, errorMessage } from '../errors.js';
+import type { DriveStates, MediaState } from '../drives/state.js';
+import type { DiscKind, Drive, FileSystemKind, MediaInfo, MediaType } from '../drives/types.js';
+import { ConflictError, UnavailableError } from '../errors.js';
+import { canBeImaged } from '../media/probe.js';
 
-/** A drive as GET /api/v1/devices shows it: the specification's fields, then ours. */
+/**
+ * A drive as GET /api/v1/devices shows it: the specification's fields, then ours. Nothing here is
+ * read from a drive while a request waits: the media fields of a busy drive are what its job
+ * recorded, those of an idle drive the refresher's last probe (src/drives/state.ts).
+ */
 export interface DeviceView {
   path: string;
   vendor: string | null;
@@ -19,63 +25,148 @@ export interface DeviceView {
   media_kind: DiscKind | null;
   label: string | null;
   ejectable: boolean;
-  /** Why the medium could not be read, when it could not. */
+  /** Why the medium could not be read, or why the drive gives no answer. */
   media_error: string | null;
+  /** `job`: the drive is busy and the media fields are its job's disc; otherwise how current the last probe is. */
+  media_state: 'job' | MediaState;
+  /** When the media fields were read from the drive; null for a busy drive and before the first answer. */
+  media_checked_at: string | null;
+  /** The job reading from the drive, while it is busy. */
+  job_id: string | null;
 }
 
-export interface DeviceStatusService {
-  list(): Promise<DeviceView[]>;
+/** Drives and their discs as far as they are known without touching a drive: what job creation uses. */
+export interface KnownDrives {
+  list(): Promise<Drive[]>;
+  /** NotFoundError `unknown_device` for anything but a listed drive's id. */
+  get(id: string): Promise<Drive>;
+  /**
+   * The disc of a busy drive as its job recorded it, else the last probe. An older probe that
+   * would refuse the disc (no disc, blank, …) is not trusted: UnavailableError `media_probing`
+   * while the drive is checked again; an older one that accepts it is, since the runner checks
+   * the disc again before it reads. UnavailableError `drive_not_responding` (or `probe_backlog`)
+   * when the drive's probe got no answer, and the probe's own error when it failed.
+   */
+  knownMedia(id: string): Promise<MediaInfo>;
+}
+
+export interface DeviceStatusService extends KnownDrives {
+  /** Every drive with its state and medium, as GET /api/v1/devices shows them. */
+  views(): Promise<DeviceView[]>;
   /** Opens the tray; ConflictError `device_busy` while a job uses the drive. */
   eject(id: string): Promise<void>;
 }
 
-export function createDeviceStatusService(deps: { drives: DriveService; jobs: JobRepository }): DeviceStatusService {
-  const { drives, jobs } = deps;
+export interface DeviceStatusDeps {
+  /** Only for eject: probes go through `states`. */
+  drives: Pick<DriveService, 'eject'>;
+  states: DriveStates;
+  jobs: JobRepository;
+}
 
-  async function busyDeviceIds(): Promise<Set<string>> {
-    const { items } = await jobs.list({ statuses: ['running', 'verifying'], limit: 1000 });
-    return new Set(items.map((job) => job.deviceId));
-  }
+/** The running or verifying job of each drive that has one. */
+export async function activeJobsByDevice(jobs: JobRepository): Promise<Map<string, JobRecord>> {
+  const { items } = await jobs.list({ statuses: ['running', 'verifying'], limit: 1000 });
+  return new Map(items.map((job) => [job.deviceId, job]));
+}
 
-  async function describe(drive: Drive, busy: boolean): Promise<DeviceView> {
+export function createDeviceStatusService(deps: DeviceStatusDeps): DeviceStatusService {
+  const { drives, states, jobs } = deps;
+
+  function view(drive: Drive, job: JobRecord | null): DeviceView {
     const base = {
       path: drive.path,
       vendor: drive.vendor,
       model: drive.model,
-      status: busy ? ('busy' as const) : ('idle' as const),
       id: drive.id,
       kind: drive.kind,
       description: drive.description,
       ejectable: drive.ejectable,
     };
-    try {
-      const media = await drives.probe(drive.id);
-      return {
-        ...base,
-        has_media: media.present,
-        media_type: media.mediaType,
-        media_size_bytes: media.imageSizeBytes,
-        media_kind: media.present ? media.kind : null,
-        label: media.volumeLabel,
-        media_error: null,
-      };
-    } catch (error) {
-      return { ...base, has_media: false, media_type: null, media_size_bytes: null, media_kind: null, label: null, media_error: errorMessage(error) };
-    }
+    if (job) return { ...base, status: 'busy', ...mediaFields(discOfJob(job)), media_error: null, media_state: 'job', media_checked_at: null, job_id: job.id };
+    const known = states.media(drive.id);
+    return { ...base, status: 'idle', ...mediaFields(known.media), media_error: known.error?.message ?? null, media_state: known.state, media_checked_at: known.checkedAt, job_id: null };
   }
 
   return {
     async list() {
-      const [all, busy] = await Promise.all([drives.list(), busyDeviceIds()]);
-      return Promise.all(all.map((drive) => describe(drive, busy.has(drive.id))));
+      return states.list();
+    },
+
+    async get(id) {
+      return states.get(id);
+    },
+
+    async knownMedia(id) {
+      const job = (await activeJobsByDevice(jobs)).get(id);
+      if (job) return discOfJob(job);
+      const known = states.media(id);
+      if (known.error) throw new UnavailableError(known.error.code, known.error.message, { device: id });
+      if (known.media === null || (known.state === 'probing' && !canBeImaged(known.media))) {
+        throw new UnavailableError('media_probing', `${id} is being checked for a disc; try again in a moment`, { device: id });
+      }
+      return known.media;
+    },
+
+    async views() {
+      const active = await activeJobsByDevice(jobs);
+      return states.list().map((drive) => view(drive, active.get(drive.id) ?? null));
     },
 
     async eject(id) {
-      const drive = await drives.get(id);
-      if ((await busyDeviceIds()).has(drive.id)) {
+      const drive = states.get(id);
+      if ((await activeJobsByDevice(jobs)).has(drive.id)) {
         throw new ConflictError(`${drive.id} is busy: a job is reading from it; pause or cancel the job first`, { device: drive.id }, 'device_busy');
       }
       await drives.eject(drive.id);
+      states.refresh(drive.id, { forget: true });
     },
+  };
+}
+
+function mediaFields(media: MediaInfo | null): Pick<DeviceView, 'has_media' | 'media_type' | 'media_size_bytes' | 'media_kind' | 'label'> {
+  if (!media) return { has_media: false, media_type: null, media_size_bytes: null, media_kind: null, label: null };
+  return {
+    has_media: media.present,
+    media_type: media.mediaType,
+    media_size_bytes: media.imageSizeBytes,
+    media_kind: media.present ? media.kind : null,
+    label: media.volumeLabel,
+  };
+}
+
+const DISC_KINDS: readonly DiscKind[] = ['data', 'dvd-video', 'bd-video', 'audio', 'blank', 'unknown'];
+const MEDIA_TYPES: readonly MediaType[] = ['cd', 'dvd', 'bd'];
+const FILE_SYSTEMS: readonly FileSystemKind[] = ['iso9660', 'joliet', 'rockridge', 'udf'];
+
+/**
+ * The disc a job reads, as the job service recorded it when the job was made (`options.disc`):
+ * a busy drive holds that disc, or the job fails when it notices it does not.
+ */
+function discOfJob(job: JobRecord): MediaInfo {
+  const recorded = job.options['disc'];
+  const disc = typeof recorded === 'object' && recorded !== null && !Array.isArray(recorded) ? recorded : {};
+  const text = (key: string): string | null => {
+    const value = disc[key];
+    return typeof value === 'string' ? value : null;
+  };
+  const count = (key: string): number | null => {
+    const value = disc[key];
+    return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : null;
+  };
+  const oneOf = <T extends string>(allowed: readonly T[], value: unknown): T | null => (allowed as readonly unknown[]).includes(value) ? (value as T) : null;
+  const fileSystems = Array.isArray(disc['file_systems']) ? disc['file_systems'] : [];
+  return {
+    present: true,
+    deviceSizeBytes: null,
+    imageSizeBytes: count('size_bytes') ?? job.sizeBytes,
+    sizeSource: null,
+    logicalSectorSize: count('sector_size') ?? 2048,
+    fileSystems: fileSystems.flatMap((name) => oneOf(FILE_SYSTEMS, name) ?? []),
+    volumeLabel: text('label'),
+    volumeId: text('volume_id'),
+    createdAt: text('created_at'),
+    kind: oneOf(DISC_KINDS, disc['kind']) ?? 'unknown',
+    mediaType: oneOf(MEDIA_TYPES, disc['media_type']),
   };
 }

@@ -49,7 +49,7 @@ export interface WebSecurity {
 }
 
 export type WebArchives = Pick<ArchiveService, 'list' | 'get' | 'updateMetadata' | 'remove' | 'verify' | 'verifications'>;
-export type WebDevices = Pick<DeviceStatusService, 'list' | 'eject'>;
+export type WebDevices = Pick<DeviceStatusService, 'views' | 'eject'>;
 export type WebSystemStatus = Pick<SystemStatusService, 'status'>;
 export type WebSettings = Pick<SettingsService, 'update'>;
 

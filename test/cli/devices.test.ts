@@ -3,9 +3,20 @@ import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { mountFaultFs } from '../tools/faultfs.js';
 import { makeIso } from '../tools/iso.js';
 import { attachLoop } from '../tools/loop.js';
-import { runCli } from './run-cli.js';
+import { runCli, startCli } from './run-cli.js';
+
+/** Polls until `check` holds; the bound only ends a broken run, it is no speed requirement. */
+async function waitFor(check: () => boolean): Promise<void> {
+  for (let attempt = 0; attempt < 1000; attempt += 1) {
+    if (check()) return;
+    await sleep(100);
+  }
+  throw new Error('gave up waiting');
+}
 
 describe('disk2iso devices and device commands', () => {
   let work: string;
@@ -43,6 +54,25 @@ describe('disk2iso devices and device commands', () => {
     } finally {
       await disc.detach();
       await empty.detach();
+    }
+  });
+
+  it('answers for a drive that does not answer after the probe timeout, not after the drive', { timeout: 120_000 }, async () => {
+    const iso = await makeIso({ dir: work, label: 'SILENT', dataMiB: 1 });
+    const fault = await mountFaultFs({ backingFile: iso.path });
+    const disc = await attachLoop(fault.file);
+    try {
+      await fault.setHang(true);
+      const check = startCli(['device', 'has-media', disc.name], env(disc.path));
+      await waitFor(() => check.stderr().includes(`${disc.name} did not answer within 10 s`));
+      assert.ok((await fault.stats()).holding, 'the drive still holds the read: the answer did not wait for it');
+      // The read stays blocked in the kernel, and Node cannot exit before its thread is free again.
+      await fault.setHang(false);
+      assert.equal((await check.done).code, 1);
+    } finally {
+      await fault.setHang(false);
+      await disc.detach();
+      await fault.unmount();
     }
   });
 

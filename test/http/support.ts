@@ -97,6 +97,7 @@ export interface TestServerOptions {
   dataDir?: string;
   listen?: boolean;
   live?: StartServerOptions['live'];
+  drives?: StartServerOptions['drives'];
   onSetupLink?: StartServerOptions['onSetupLink'];
   /** Leave the user table empty (no test admin, no key): the first-admin setup path. */
   withoutAdmin?: boolean;
@@ -114,6 +115,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     version: VERSION,
     listen: options.listen ?? true,
     ...(options.live ? { live: options.live } : {}),
+    ...(options.drives ? { drives: options.drives } : {}),
     ...(options.onSetupLink ? { onSetupLink: options.onSetupLink } : {}),
   });
   const key = options.withoutAdmin === true ? '' : await adminKey(server.auth);

@@ -1,4 +1,3 @@
-import { currentLeaseHolder, leaseHolderGone } from '../../src/jobs/lease-holder.js';
 import assert from 'node:assert/strict';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -8,14 +7,17 @@ import { createArchiveRepository } from '../../src/db/archive-repository.js';
 import { openDatabase } from '../../src/db/database.js';
 import { createJobRepository } from '../../src/db/job-repository.js';
 import { createDriveService } from '../../src/drives/service.js';
+import { createDriveStates } from '../../src/drives/state.js';
 import { createEventBus } from '../../src/events/bus.js';
 import type { ImagingRequest, ImagingResult } from '../../src/imaging/types.js';
 import type { JobEvents } from '../../src/jobs/events.js';
+import { currentLeaseHolder, leaseHolderGone } from '../../src/jobs/lease-holder.js';
 import { newWorkerId } from '../../src/jobs/queue.js';
 import { createJobRunner } from '../../src/jobs/runner.js';
 import { createJobService } from '../../src/jobs/service.js';
 import { createSqliteQueue } from '../../src/jobs/sqlite-queue.js';
 import { silentLogger } from '../../src/log.js';
+import { activeJobsByDevice, createDeviceStatusService } from '../../src/system/devices.js';
 import { withTempDir } from '../db/support.js';
 
 /**
@@ -38,8 +40,11 @@ async function withRunner(
     const jobRepository = createJobRepository(database);
     const log = silentLogger();
     const drives = createDriveService({ config, log });
+    const driveStates = createDriveStates({ drives, busyDeviceIds: async () => new Set((await activeJobsByDevice(jobRepository)).keys()) });
+    await driveStates.start();
+    const devices = createDeviceStatusService({ drives, states: driveStates, jobs: jobRepository });
     const events = createEventBus<JobEvents>(() => undefined);
-    const jobs = createJobService({ config, queue, jobs: jobRepository, drives, events, log });
+    const jobs = createJobService({ config, queue, jobs: jobRepository, drives: devices, events, log });
     const runner = createJobRunner({
       config,
       queue,
@@ -59,6 +64,7 @@ async function withRunner(
       await work({ jobs, events, output });
     } finally {
       await runner.stop();
+      driveStates.stop();
       await database.close();
     }
   });

@@ -90,6 +90,8 @@ describe('the queue through the API: drives in parallel, one job per drive, prio
     const queued = await api(service.url, 'GET', '/api/v1/jobs?status=queued&sort=name');
     assert.deepEqual(queued.body.jobs.map((entry: { id: string }) => entry.id).sort(), [third, fourth].sort());
 
+    // Creating a job reads no drive, so all of the above can happen before the first read of drive A.
+    await waitFor('the first job to copy', async () => (await job(first)).bytes_done > 0);
     await patch(first, { action: 'pause' });
     await settlesAs(first, 'paused');
     const paused = await job(first);

@@ -4,6 +4,7 @@ import { access, mkdtemp, open, readFile, readdir, rm, stat, writeFile } from 'n
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { errnoCode } from '../../src/errors.js';
 import { run } from '../tools/exec.js';
 import { buildFaultFs, mountFaultFs } from '../tools/faultfs.js';
@@ -113,6 +114,31 @@ test('a control file the daemon cannot parse fails every read until it is fixed'
   }
 });
 
+test('a hang holds reads until it is lifted, then they complete with the right bytes', async () => {
+  const fs = await mountFaultFs({ backingFile });
+  try {
+    await fs.setHang(true);
+    let settled = false;
+    const held = readAt(fs.file, 100, 200).finally(() => {
+      settled = true;
+    });
+    await waitUntil(async () => (await fs.stats()).holding);
+    assert.equal(settled, false, 'the read waits while the daemon holds it');
+    const during = await fs.stats();
+    assert.equal(during.hang, true);
+    assert.equal(during.heldReads, 1);
+    await fs.setHang(false);
+    assert.ok((await held).equals(backing.subarray(100, 300)));
+    const afterwards = await fs.stats();
+    assert.equal(afterwards.holding, false);
+    assert.equal(afterwards.heldReads, 1, 'reads after the hang are not held');
+    assert.ok((await readAt(fs.file, 0, 16)).equals(backing.subarray(0, 16)));
+  } finally {
+    await fs.setHang(false);
+    await fs.unmount();
+  }
+});
+
 test('unmount is idempotent, removes the mountpoint, and concurrent mounts do not collide', async () => {
   const [a, b] = await Promise.all([mountFaultFs({ backingFile }), mountFaultFs({ backingFile, badRanges: [[0, 1]] })]);
   try {
@@ -173,6 +199,15 @@ test('a test process that forgets unmount() still exits and leaves no mount, dae
   await assert.rejects(access(dirname(mountpoint)), (error: unknown) => errnoCode(error) === 'ENOENT');
   assert.deepEqual(await processesMentioning(mountpoint), []);
 });
+
+/** Polls until `check` holds; the bound only keeps a broken daemon from hanging the run. */
+async function waitUntil(check: () => Promise<boolean>): Promise<void> {
+  for (let attempt = 0; attempt < 500; attempt += 1) {
+    if (await check()) return;
+    await sleep(10);
+  }
+  throw new Error('gave up waiting');
+}
 
 /** Pids whose command line contains `text` (a leaked daemon names its mountpoint there). */
 async function processesMentioning(text: string): Promise<string[]> {

@@ -10,12 +10,17 @@
  *   bad START END     reads overlapping bytes [START, END) fail with EIO as a whole
  *   delay_ms N        sleep N milliseconds before serving each read
  *   delay_us N        the same in microseconds
+ *   hang 1            hold every read until the control file says `hang 0` (or drops the line):
+ *                     a drive that stops answering; the daemon re-reads the control file
+ *                     every 10 ms while it holds a read
  *   # comment
  * An empty control file means no faults.
  *
  * The optional status file is rewritten (atomically, via rename) after every read and every
  * control reload, so a test can prove which configuration the daemon actually applied:
- *   generation G / delay_us N / reads N / failed_reads N / delayed_reads N / bad START END ...
+ *   generation G / delay_us N / hang 0|1 / reads N / failed_reads N / delayed_reads N /
+ *   held_reads N / holding 0|1 / bad START END ...
+ * held_reads counts the reads the hang held (the one being held included); holding is 1 while one is.
  */
 #define FUSE_USE_VERSION 31
 #define _GNU_SOURCE
@@ -45,6 +50,7 @@ struct fault_config {
 	struct byte_range *bad;
 	size_t bad_count;
 	uint64_t delay_us;
+	int hang;
 };
 
 struct options {
@@ -57,7 +63,8 @@ static struct options opts;
 static int backing_fd = -1;
 static struct fault_config config;
 static uint64_t generation;
-static uint64_t reads, failed_reads, delayed_reads;
+static uint64_t reads, failed_reads, delayed_reads, held_reads;
+static int holding;
 
 /* Identity of the control file version last applied; a rename-replaced file has a new inode. */
 static struct {
@@ -95,6 +102,7 @@ static void free_config(struct fault_config *c)
 	c->bad = NULL;
 	c->bad_count = 0;
 	c->delay_us = 0;
+	c->hang = 0;
 }
 
 /* Parses the whole control file into *out; on any error *out is left empty and -1 returned. */
@@ -132,6 +140,8 @@ static int parse_control(FILE *file, struct fault_config *out)
 			out->delay_us = x * 1000;
 		} else if (strcmp(directive, "delay_us") == 0 && a && !b && parse_u64(a, &x) == 0) {
 			out->delay_us = x;
+		} else if (strcmp(directive, "hang") == 0 && a && !b && parse_u64(a, &x) == 0 && x <= 1) {
+			out->hang = (int)x;
 		} else {
 			fprintf(stderr, "faultfs: %s:%u: invalid directive\n", opts.control, line_no);
 			goto fail;
@@ -157,9 +167,9 @@ static void write_status(void)
 		fprintf(stderr, "faultfs: cannot write %s: %s\n", tmp, strerror(errno));
 		return;
 	}
-	fprintf(file, "generation %" PRIu64 "\ndelay_us %" PRIu64 "\nreads %" PRIu64
-		"\nfailed_reads %" PRIu64 "\ndelayed_reads %" PRIu64 "\n",
-		generation, config.delay_us, reads, failed_reads, delayed_reads);
+	fprintf(file, "generation %" PRIu64 "\ndelay_us %" PRIu64 "\nhang %d\nreads %" PRIu64
+		"\nfailed_reads %" PRIu64 "\ndelayed_reads %" PRIu64 "\nheld_reads %" PRIu64 "\nholding %d\n",
+		generation, config.delay_us, config.hang, reads, failed_reads, delayed_reads, held_reads, holding);
 	for (size_t i = 0; i < config.bad_count; i++)
 		fprintf(file, "bad %" PRIu64 " %" PRIu64 "\n", config.bad[i].start, config.bad[i].end);
 	if (fclose(file) != 0 || rename(tmp, opts.status) != 0)
@@ -291,6 +301,18 @@ static int ffs_read(const char *path, char *buf, size_t size, off_t offset, stru
 		return -ENOENT;
 	refresh_config();
 	reads++;
+	if (config.hang) {
+		/* The daemon runs single-threaded (-s): every other request waits behind this one, as
+		 * everything waits behind a drive that stopped answering. */
+		held_reads++;
+		holding = 1;
+		write_status();
+		while (config.hang) {
+			sleep_us(10000);
+			refresh_config();
+		}
+		holding = 0;
+	}
 	if (config.delay_us > 0) {
 		delayed_reads++;
 		sleep_us(config.delay_us);

@@ -19,6 +19,8 @@ export interface MountFaultFsOptions {
   badRanges?: ByteRange[];
   /** Delay before every read, in milliseconds (fractions allowed, microsecond resolution). */
   delayMs?: number;
+  /** Hold every read until setHang(false): a drive that stopped answering. */
+  hang?: boolean;
 }
 
 /** What the daemon reports it applied and served (its status file). */
@@ -26,11 +28,16 @@ export interface FaultFsStats {
   /** Increases each time the daemon (re)loads the control file. */
   generation: number;
   delayUs: number;
+  hang: boolean;
   badRanges: ByteRange[];
   /** Read requests that reached the daemon, failed ones and delayed ones included. */
   reads: number;
   failedReads: number;
   delayedReads: number;
+  /** Reads the hang held, the one held now included. */
+  heldReads: number;
+  /** True while the daemon holds a read (and, single-threaded, everything queued behind it). */
+  holding: boolean;
 }
 
 export interface FaultFs {
@@ -43,6 +50,11 @@ export interface FaultFs {
   setBadRanges(ranges: ByteRange[]): Promise<void>;
   /** Replaces the per-read delay; effective for the next read. */
   setDelay(ms: number): Promise<void>;
+  /**
+   * Holds every read from now on (true) or releases the held one and serves again (false). The
+   * daemon polls the control file while it holds a read, so a release takes effect within ~10 ms.
+   */
+  setHang(on: boolean): Promise<void>;
   stats(): Promise<FaultFsStats>;
   /** SIGKILLs the daemon (the drive vanishes: reads fail with ENOTCONN/EIO), then lazily unmounts. */
   kill(): Promise<void>;
@@ -92,9 +104,10 @@ async function compileIfStale(): Promise<string> {
   return BINARY;
 }
 
-function controlText(badRanges: readonly ByteRange[], delayMs: number): string {
+function controlText(badRanges: readonly ByteRange[], delayMs: number, hang: boolean): string {
   const lines = badRanges.map(([start, end]) => `bad ${start} ${end}`);
   lines.push(`delay_us ${Math.round(delayMs * 1000)}`);
+  lines.push(`hang ${hang ? 1 : 0}`);
   return `${lines.join('\n')}\n`;
 }
 
@@ -116,7 +129,7 @@ function escapeOption(value: string): string {
 }
 
 function parseStats(text: string): FaultFsStats {
-  const stats: FaultFsStats = { generation: 0, delayUs: 0, badRanges: [], reads: 0, failedReads: 0, delayedReads: 0 };
+  const stats: FaultFsStats = { generation: 0, delayUs: 0, hang: false, badRanges: [], reads: 0, failedReads: 0, delayedReads: 0, heldReads: 0, holding: false };
   for (const line of text.split('\n')) {
     const [key, a, b] = line.split(' ');
     const value = Number(a);
@@ -126,6 +139,9 @@ function parseStats(text: string): FaultFsStats {
       case 'reads': stats.reads = value; break;
       case 'failed_reads': stats.failedReads = value; break;
       case 'delayed_reads': stats.delayedReads = value; break;
+      case 'hang': stats.hang = value === 1; break;
+      case 'held_reads': stats.heldReads = value; break;
+      case 'holding': stats.holding = value === 1; break;
       case 'bad': stats.badRanges.push([value, Number(b)]); break;
     }
   }
@@ -150,6 +166,7 @@ export async function mountFaultFs(opts: MountFaultFsOptions): Promise<FaultFs> 
   const { size: backingSize } = await stat(backingFile);
   let badRanges = [...(opts.badRanges ?? [])];
   let delayMs = opts.delayMs ?? 0;
+  let hang = opts.hang ?? false;
   checkRanges(badRanges);
   checkDelay(delayMs);
 
@@ -167,7 +184,7 @@ export async function mountFaultFs(opts: MountFaultFsOptions): Promise<FaultFs> 
   let lastMtimeSeconds = 0;
   let controlWrites = Promise.resolve();
   function writeControl(): Promise<void> {
-    const text = controlText(badRanges, delayMs);
+    const text = controlText(badRanges, delayMs, hang);
     const write = controlWrites.then(async () => {
       const temporary = `${controlFile}.tmp`;
       await writeFile(temporary, text);
@@ -296,6 +313,10 @@ export async function mountFaultFs(opts: MountFaultFsOptions): Promise<FaultFs> 
     async setDelay(ms) {
       checkDelay(ms);
       delayMs = ms;
+      await writeControl();
+    },
+    async setHang(on) {
+      hang = on;
       await writeControl();
     },
     async stats() {

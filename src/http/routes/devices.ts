@@ -1,7 +1,7 @@
 import Type from 'typebox';
 import type { DeviceStatusService } from '../../system/devices.js';
 import type { App } from '../app.js';
-import { DeviceId, DiscKind, MediaType, Nullable, errors } from '../schemas.js';
+import { DeviceId, DiscKind, JobId, MediaType, Nullable, errors } from '../schemas.js';
 
 const Device = Type.Object(
   {
@@ -18,7 +18,15 @@ const Device = Type.Object(
     media_kind: Nullable(DiscKind),
     label: Nullable(Type.String()),
     ejectable: Type.Boolean(),
-    media_error: Nullable(Type.String({ description: 'Why the medium could not be read, when it could not' })),
+    media_error: Nullable(Type.String({ description: 'Why the medium could not be read, or why the drive gives no answer' })),
+    media_state: Type.Enum(['job', 'probed', 'failed', 'probing', 'not_responding'], {
+      description:
+        'Where the media fields come from. job: the drive is busy and they are what its job recorded; probed: a probe of the idle drive in the last 15 s; ' +
+        'failed: that probe could not read the medium (media_error); probing: the drive is being checked, the fields are the last answer if any; ' +
+        'not_responding: the last probe got no answer in time (media_error), the fields are the last answer if any',
+    }),
+    media_checked_at: Nullable(Type.String({ format: 'date-time', description: 'When the media fields were read from the drive (ISO 8601 UTC); null while busy and before the first answer' })),
+    job_id: Nullable(JobId),
   },
   { additionalProperties: false },
 );
@@ -32,11 +40,13 @@ export function deviceRoutes(devices: DeviceStatusService) {
         schema: {
           tags: ['devices'],
           summary: 'List drives and what is in them',
-          description: 'Optical drives, the block devices and image files an administrator allowed (drives.extra), and the demo drive.',
+          description:
+            'Optical drives, the block devices and image files an administrator allowed (drives.extra), and the demo drive. ' +
+            'Answered from memory, never by reading a drive: the service checks idle drives in the background every few seconds while someone looks at them.',
           response: { 200: Type.Object({ devices: Type.Array(Device) }, { additionalProperties: false }) },
         },
       },
-      async () => ({ devices: await devices.list() }),
+      async () => ({ devices: await devices.views() }),
     );
 
     app.post(

@@ -114,7 +114,10 @@ export function jobRoutes(jobs: JobService) {
         schema: {
           tags: ['jobs'],
           summary: 'Create an imaging job',
-          description: 'Queues a job for the disc in a drive. Options default to the configured imaging settings.',
+          description:
+            'Queues a job for the disc in a drive. Options default to the configured imaging settings. The drive is not read here: a busy drive holds the disc its ' +
+            'running job recorded, an idle one what the background check last found. 503 media_probing when that check has no answer yet, or an older one that would ' +
+            'refuse the disc (try again in a moment); 503 drive_not_responding when the drive does not answer. The job checks the disc again before it reads.',
           body: CreateBody,
           response: { 201: Job, ...errors(400, 404, 409, 413, 415, 503) },
         },

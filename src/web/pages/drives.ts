@@ -10,7 +10,7 @@ export function registerDrivePages(app: App, deps: WebDeps): void {
   const { security } = deps;
 
   app.get('/drives', { config: { permission: 'devices:read' } }, async (request, reply) => {
-    const [devices, active] = await Promise.all([deps.devices.list(), deps.jobs.list({ status: ['running', 'verifying'], limit: 500, offset: 0, sort: 'created' })]);
+    const [devices, active] = await Promise.all([deps.devices.views(), deps.jobs.list({ status: ['running', 'verifying'], limit: 500, offset: 0, sort: 'created' })]);
     const i18n = requestI18n(request);
     // A drive offers "Image this disc" only for a disc that can be imaged: not blank, not unreadable.
     const rows = devices.map((device) => ({ device, problem: mediaProblem(i18n, device), job: active.jobs.find((job) => job.device_id === device.id) ?? null }));

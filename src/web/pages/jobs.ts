@@ -32,20 +32,29 @@ type FieldErrors = Partial<Record<keyof NewJobForm, string>>;
 
 const JOB_ID = /^job_[a-z0-9]{1,64}$/;
 /** Refusals of the job service that the form shows next to a field instead of an error page. */
-const FORM_ERRORS = new Set(['unknown_device', 'no_media', 'media_unreadable', 'blank_media', 'unsupported_media', 'unknown_size', 'invalid_name', 'name_exhausted']);
+const FORM_ERRORS = new Set(['unknown_device', 'no_media', 'blank_media', 'unsupported_media', 'unknown_size', 'media_probing', 'drive_not_responding', 'probe_backlog', 'media_unreadable', 'invalid_name', 'name_exhausted']);
 
-/** Why the disc in a drive cannot be imaged (translated), or null when it can. */
+/** Why the job service would refuse the drive's disc now, by the rules of KnownDrives.knownMedia (translated), or null. */
 export function mediaProblem(i18n: I18n, device: DeviceView): string | null {
+  if (device.media_state === 'job') return null;
+  if (device.media_state === 'not_responding') return i18n.t('errors.drive_not_responding');
   if (device.media_error !== null) return i18n.t('errors.generic', { message: device.media_error });
-  if (!device.has_media) return i18n.t('errors.no_media');
-  if (device.media_kind === 'blank') return i18n.t('errors.blank_media');
-  if (device.media_kind === 'audio') return i18n.t('errors.unsupported_media');
-  if (!device.media_size_bytes) return i18n.t('errors.unknown_size');
+  const refusal = discProblem(device);
+  if (refusal === null) return null;
+  // A refusal from an older answer is not trusted: the drive is being checked again.
+  return i18n.t(device.media_state === 'probing' ? 'errors.media_probing' : `errors.${refusal}`);
+}
+
+function discProblem(device: DeviceView): string | null {
+  if (!device.has_media) return 'no_media';
+  if (device.media_kind === 'blank') return 'blank_media';
+  if (device.media_kind === 'audio') return 'unsupported_media';
+  if (!device.media_size_bytes) return 'unknown_size';
   return null;
 }
 
 async function driveChoices(deps: WebDeps, i18n: I18n): Promise<DriveChoice[]> {
-  return (await deps.devices.list()).map((device) => ({ device, problem: mediaProblem(i18n, device) }));
+  return (await deps.devices.views()).map((device) => ({ device, problem: mediaProblem(i18n, device) }));
 }
 
 /** Jobs that can continue on another drive from their rescue map (with resume or retry). */
@@ -61,7 +70,7 @@ async function drivesWithSameDisc(deps: WebDeps, job: JobView): Promise<DeviceVi
   const size = disc['size_bytes'];
   const label = disc['label'] ?? null;
   if (typeof size !== 'number') return [];
-  return (await deps.devices.list()).filter((device) => device.id !== job.device_id && device.has_media && device.media_size_bytes === size && device.label === label);
+  return (await deps.devices.views()).filter((device) => device.id !== job.device_id && device.has_media && device.media_size_bytes === size && device.label === label);
 }
 
 /** The rule validateImageName broke, as a sentence of the catalog. */

@@ -11,6 +11,7 @@ import { type ArchiveRepository, createArchiveRepository } from '../../../src/db
 import { databaseFile, openDatabase } from '../../../src/db/database.js';
 import { type JobRepository, createJobRepository } from '../../../src/db/job-repository.js';
 import { createDriveService } from '../../../src/drives/service.js';
+import { createDriveStates } from '../../../src/drives/state.js';
 import { createEventBus } from '../../../src/events/bus.js';
 import type { App } from '../../../src/http/app.js';
 import { SESSION_COOKIE } from '../../../src/http/guard.js';
@@ -21,6 +22,7 @@ import { type JobService, createJobService } from '../../../src/jobs/service.js'
 import { createSqliteQueue } from '../../../src/jobs/sqlite-queue.js';
 import { silentLogger } from '../../../src/log.js';
 import { startServer } from '../../../src/server.js';
+import { activeJobsByDevice, createDeviceStatusService } from '../../../src/system/devices.js';
 
 /**
  * The real service (startServer: real SQLite file, real auth, the REST API and the pages as they
@@ -162,7 +164,11 @@ export async function startWebTestServer(options: WebTestServerOptions = {}): Pr
   const archiveRepository = createArchiveRepository(database);
   const log = silentLogger();
   // The test's own services: their events reach nobody, the service's runner finds new jobs by polling.
-  const jobs = createJobService({ config, queue, jobs: jobRepository, drives: createDriveService({ config, log }), events: createEventBus<JobEvents>(() => undefined), log });
+  const drives = createDriveService({ config, log });
+  const driveStates = createDriveStates({ drives, busyDeviceIds: async () => new Set((await activeJobsByDevice(jobRepository)).keys()) });
+  await driveStates.start();
+  const devices = createDeviceStatusService({ drives, states: driveStates, jobs: jobRepository });
+  const jobs = createJobService({ config, queue, jobs: jobRepository, drives: devices, events: createEventBus<JobEvents>(() => undefined), log });
   const archives = createArchiveService({ config, archives: archiveRepository, verifyImage: (path) => verifyImage(path) });
 
   async function send(method: string, url: string, sendOptions: SendOptions = {}): Promise<SentRequest> {
@@ -229,6 +235,7 @@ export async function startWebTestServer(options: WebTestServerOptions = {}): Pr
     login,
     send,
     async close() {
+      driveStates.stop();
       await database.close();
       await server.close('test finished');
       await rm(dataDir, { recursive: true, force: true });

@@ -1,0 +1,265 @@
+import { DomainError, NotFoundError, errorMessage } from '../errors.js';
+import { DRIVE_ID_PATTERN, type DriveLogger, type DriveService } from './service.js';
+import type { Drive, MediaInfo } from './types.js';
+
+/**
+ * What requests know about drives, kept in memory by a refresher in the background, so that no
+ * request ever waits on a drive: a probe of a busy or hanging drive can take as long as the drive
+ * likes (src/drives/flights.ts bounds what it costs), and the answer is read here once it exists.
+ *
+ * Each round the refresher lists the drives again (sysfs, udev, the extra sources) and probes the
+ * idle drives that need it: those never answered, those asked to be refreshed (after an eject or
+ * a job), and, while someone looked at drives within the last INTEREST_MS, those whose answer is
+ * older than a round. So the drives are read every few seconds while someone watches them, and
+ * are left alone (discs can spin down) while nobody does. A probe that gets no answer within its
+ * timeout marks the drive as not responding; its answer is taken whenever it comes, and no other
+ * probe of that drive starts before. A drive with a running job is never probed: the job's record
+ * says what is in it (src/system/devices.ts).
+ */
+
+/**
+ * - `probed`: the answer of a probe younger than FRESH_MS.
+ * - `failed`: that probe could not read the medium (`error` says why).
+ * - `probing`: there is no answer that fresh; one is being fetched. `media` is the last answer, if any.
+ * - `not_responding`: the last probe got no answer within its timeout (`error`); `media` is the last answer, if any.
+ */
+export type MediaState = 'probed' | 'failed' | 'probing' | 'not_responding';
+
+export interface DriveMediaSnapshot {
+  state: MediaState;
+  media: MediaInfo | null;
+  error: { code: string; message: string } | null;
+  /** When `media` (or the error of a failed probe) was read; null before the first answer. */
+  checkedAt: string | null;
+}
+
+export interface DriveStates {
+  /** Runs the first round and resolves once its probes answered or timed out; then refreshes every round. */
+  start(): Promise<void>;
+  stop(): void;
+  /** The drives found by the last round. */
+  list(): Drive[];
+  /** A drive of the last round by id; NotFoundError `unknown_device` otherwise. */
+  get(id: string): Drive;
+  /** What is known about the medium in a drive. Counts as someone looking at drives. */
+  media(id: string): DriveMediaSnapshot;
+  /** Asks for a new probe of the drive in the next round, which starts now; `forget` drops what is known until then (after an eject). */
+  refresh(id: string, options?: { forget?: boolean }): void;
+  /** Resolves once a round after this call has run and every probe then in flight has answered or timed out. */
+  nextRound(): Promise<void>;
+}
+
+export interface DriveStatesDeps {
+  drives: Pick<DriveService, 'list' | 'probe' | 'pending'>;
+  /** Drives a job reads from now (running or verifying, by any process). */
+  busyDeviceIds(): Promise<ReadonlySet<string>>;
+  log?: DriveLogger;
+  /** Pause between rounds; default ROUND_MS. */
+  roundMs?: number;
+  /** How old an answer may be to count as current; default FRESH_MS. */
+  freshMs?: number;
+}
+
+/** Pause between two rounds. */
+const ROUND_MS = 3_000;
+/** An answer older than this is not what the drive holds now as far as anyone can tell. */
+const FRESH_MS = 15_000;
+/** How long after someone looked at drives they keep being probed every round. */
+const INTEREST_MS = 120_000;
+
+/** The timeouts of DriveService.probe: the drive (or those ahead of it) did not answer in time. */
+const NO_ANSWER_CODES = new Set(['drive_not_responding', 'probe_backlog']);
+
+type Answer = { media: MediaInfo; error: null; at: number } | { media: null; error: { code: string; message: string }; at: number };
+
+interface Entry {
+  /** The last probe that answered; kept while later ones do not answer. */
+  answer: Answer | null;
+  /** The refresher's probe in flight, settled once it answered or timed out. */
+  probing: Promise<void> | null;
+  /** Why the last probe got no answer, until it (or a later one) answers. */
+  noAnswer: { code: string; message: string } | null;
+  /** Waits for the answer of a probe that timed out; no probe starts while it does. */
+  late: Promise<void> | null;
+  refreshRequested: boolean;
+}
+
+const newEntry = (): Entry => ({ answer: null, probing: null, noAnswer: null, late: null, refreshRequested: false });
+
+export function createDriveStates(deps: DriveStatesDeps): DriveStates {
+  const { drives } = deps;
+  const roundMs = deps.roundMs ?? ROUND_MS;
+  const freshMs = deps.freshMs ?? FRESH_MS;
+  let known: Drive[] = [];
+  const entries = new Map<string, Entry>();
+  let lastInterest = Date.now();
+  let stopped = false;
+  let timer: NodeJS.Timeout | null = null;
+  let roundRunning = false;
+  let roundAgain = false;
+  /** Callers of nextRound waiting for the next round to begin (they then wait for the probes in flight). */
+  let waiting: Array<() => void> = [];
+
+  const entryFor = (id: string): Entry => {
+    let entry = entries.get(id);
+    if (!entry) {
+      entry = newEntry();
+      entries.set(id, entry);
+    }
+    return entry;
+  };
+
+  const record = (entry: Entry, media: MediaInfo): void => {
+    entry.answer = { media, error: null, at: Date.now() };
+    entry.noAnswer = null;
+  };
+
+  const recordFailure = (entry: Entry, error: unknown): void => {
+    const code = error instanceof DomainError ? error.code : 'media_unreadable';
+    entry.answer = { media: null, error: { code, message: errorMessage(error) }, at: Date.now() };
+    entry.noAnswer = null;
+  };
+
+  const probe = async (id: string, entry: Entry): Promise<void> => {
+    entry.refreshRequested = false;
+    try {
+      record(entry, await drives.probe(id));
+    } catch (error) {
+      if (!(error instanceof DomainError && NO_ANSWER_CODES.has(error.code))) {
+        recordFailure(entry, error);
+        return;
+      }
+      entry.noAnswer = { code: error.code, message: error.message };
+      const late = drives.pending(id);
+      if (late) {
+        entry.late = late
+          .then(
+            (media) => record(entry, media),
+            (failure: unknown) => recordFailure(entry, failure),
+          )
+          .finally(() => {
+            entry.late = null;
+          });
+      }
+    } finally {
+      entry.probing = null;
+    }
+  };
+
+  const due = (entry: Entry, now: number, interested: boolean): boolean =>
+    entry.probing === null && entry.late === null && (entry.refreshRequested || entry.answer === null || entry.noAnswer !== null || (interested && now - entry.answer.at >= roundMs));
+
+  /** Lists the drives and starts the probes this round needs; `probed` settles when every probe in flight has. */
+  const startRound = async (): Promise<{ probed: Promise<unknown> }> => {
+    try {
+      known = await drives.list();
+      const ids = new Set(known.map((drive) => drive.id));
+      for (const id of entries.keys()) if (!ids.has(id)) entries.delete(id);
+    } catch (error) {
+      deps.log?.warn({ error: errorMessage(error) }, 'listing the drives failed; the last listing stays');
+    }
+    let busy: ReadonlySet<string>;
+    try {
+      busy = await deps.busyDeviceIds();
+    } catch (error) {
+      // Without knowing which drives jobs read from, probing any could disturb a job.
+      deps.log?.warn({ error: errorMessage(error) }, 'cannot tell which drives are busy; no drive is probed this round');
+      return { probed: Promise.resolve() };
+    }
+    const now = Date.now();
+    const interested = now - lastInterest < INTEREST_MS;
+    for (const drive of known) {
+      const entry = entryFor(drive.id);
+      if (!busy.has(drive.id) && due(entry, now, interested)) entry.probing = probe(drive.id, entry);
+    }
+    return { probed: Promise.all([...entries.values()].map((entry) => entry.probing)) };
+  };
+
+  const runRounds = async (): Promise<void> => {
+    if (roundRunning) {
+      roundAgain = true;
+      return;
+    }
+    roundRunning = true;
+    if (timer) clearTimeout(timer);
+    timer = null;
+    try {
+      do {
+        roundAgain = false;
+        const told = waiting;
+        waiting = [];
+        const { probed } = await startRound();
+        // The next round need not wait for a drive that hangs; those waiting for this round do.
+        void probed.then(() => {
+          for (const resolve of told) resolve();
+        });
+      } while (roundAgain && !stopped);
+    } finally {
+      roundRunning = false;
+      if (!stopped) {
+        timer = setTimeout(() => void runRounds(), roundMs);
+        timer.unref();
+      }
+    }
+  };
+
+  const wake = (): void => {
+    if (!stopped) void runRounds();
+  };
+
+  const nextRound = (): Promise<void> =>
+    new Promise<void>((resolve) => {
+      if (stopped) {
+        resolve();
+        return;
+      }
+      waiting.push(resolve);
+      wake();
+    });
+
+  return {
+    async start() {
+      lastInterest = Date.now();
+      await nextRound();
+    },
+    stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      timer = null;
+      for (const resolve of waiting) resolve();
+      waiting = [];
+    },
+    list() {
+      return [...known];
+    },
+    get(id) {
+      const drive = DRIVE_ID_PATTERN.test(id) ? known.find((candidate) => candidate.id === id) : undefined;
+      if (!drive) {
+        const ids = known.map((candidate) => candidate.id);
+        const listing = ids.length > 0 ? `known devices: ${ids.join(', ')}` : 'no devices are available';
+        throw new NotFoundError(`unknown device "${id}" (${listing})`, { device: id, known: ids }, 'unknown_device');
+      }
+      return drive;
+    },
+    media(id) {
+      const now = Date.now();
+      const quiet = now - lastInterest >= INTEREST_MS;
+      lastInterest = now;
+      if (quiet) wake();
+      const entry = entries.get(id) ?? newEntry();
+      const answer = entry.answer;
+      const shown = { media: answer?.media ?? null, checkedAt: answer ? new Date(answer.at).toISOString() : null };
+      if (entry.noAnswer) return { state: 'not_responding', ...shown, error: entry.noAnswer };
+      if (answer && now - answer.at < freshMs) return { state: answer.error ? 'failed' : 'probed', ...shown, error: answer.error };
+      if (entry.probing === null && entry.late === null) wake();
+      return { state: 'probing', ...shown, error: null };
+    },
+    refresh(id, options = {}) {
+      const entry = entryFor(id);
+      entry.refreshRequested = true;
+      if (options.forget) entry.answer = null;
+      wake();
+    },
+    nextRound,
+  };
+}
