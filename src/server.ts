@@ -231,7 +231,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         });
       } catch (error) {
         await runner.stop();
-        driveStates.stop();
+        await driveStates.stop();
         await app.close();
         throw error;
       }
@@ -244,7 +244,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       maintenance.stop();
       await runner.stop();
       stopRefreshing();
-      driveStates.stop();
+      await driveStates.stop();
       stopMirroring();
       await app.close();
       if (config.server.socket !== '' && url !== null) await rm(config.server.socket, { force: true });

@@ -36,7 +36,11 @@ export interface DriveMediaSnapshot {
 export interface DriveStates {
   /** Runs the first round and resolves once its probes answered or timed out; then refreshes every round. */
   start(): Promise<void>;
-  stop(): void;
+  /**
+   * Starts no more rounds, and resolves once every probe in flight has answered or timed out, so
+   * the caller may close what the probes read (a test's loop device) without finding it busy.
+   */
+  stop(): Promise<void>;
   /** The drives found by the last round. */
   list(): Drive[];
   /** A drive of the last round by id; NotFoundError `unknown_device` otherwise. */
@@ -222,12 +226,13 @@ export function createDriveStates(deps: DriveStatesDeps): DriveStates {
       lastInterest = Date.now();
       await nextRound();
     },
-    stop() {
+    async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
       timer = null;
       for (const resolve of waiting) resolve();
       waiting = [];
+      await Promise.allSettled([...entries.values()].map((entry) => entry.probing));
     },
     list() {
       return [...known];

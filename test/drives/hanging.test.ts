@@ -146,7 +146,7 @@ describe('the drive-state refresher', () => {
   });
 
   after(async () => {
-    states.stop();
+    await states.stop();
     await recover(service, [driveId], [fault]);
   });
 
@@ -206,7 +206,7 @@ describe('what job creation learns about a disc', () => {
         try {
           return await createDeviceStatusService({ drives: service, states, jobs }).knownMedia(drive.id);
         } finally {
-          states.stop();
+          await states.stop();
         }
       };
       assert.equal((await knownMedia(60_000)).kind, 'blank', 'fresh: the job service refuses the blank disc itself');

@@ -64,7 +64,7 @@ async function withRunner(
       await work({ jobs, events, output });
     } finally {
       await runner.stop();
-      driveStates.stop();
+      await driveStates.stop();
       await database.close();
     }
   });

@@ -235,7 +235,7 @@ export async function startWebTestServer(options: WebTestServerOptions = {}): Pr
     login,
     send,
     async close() {
-      driveStates.stop();
+      await driveStates.stop();
       await database.close();
       await server.close('test finished');
       await rm(dataDir, { recursive: true, force: true });
