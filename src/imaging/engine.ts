@@ -12,7 +12,7 @@ import { copyReadBytes, runRescue, type RescueActivity } from './rescue.js';
 import { writeChecksumSidecars, writeImageRecord, type ImageRecord } from './sidecars.js';
 import { createSlotPool } from './slots.js';
 import { openSource, type SourceReader } from './source.js';
-import { CHECKSUM_ALGORITHMS, type BadSectorSummary, type ImagingPhase, type ImagingRequest, type ImagingResult, type StopReason } from './types.js';
+import { CHECKSUM_ALGORITHMS, type BadSectorSummary, type ImagingPhase, type ImagingRequest, type ImagingResult, type ReadSummary, type StopReason } from './types.js';
 import { verifyImage } from './verify.js';
 
 export { verifyImage } from './verify.js';
@@ -125,11 +125,21 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
   let directPart: FileHandle | undefined;
   let hashers: Hashers | undefined;
   let errorCount = 0;
+  let probes = 0;
   const activity: RescueActivity = { phase: 'preparing', status: '?', pass: 1, position: 0 };
   const progress = createProgressTracker({ bytesTotal: size, onProgress: request.onProgress });
 
+  function readSummary(): ReadSummary {
+    const statistics = source?.statistics ?? { calls: 0, bytes: 0, failed: 0 };
+    return { calls: statistics.calls, bytes: statistics.bytes, failed: statistics.failed, probes };
+  }
+
   function reportProgress(bytesDone: number, force = false): void {
-    progress.update({ phase: activity.phase, bytesDone, badBytes: map.sums()['-'], errorCount, position: activity.position, buffered }, force);
+    const statistics = source?.statistics;
+    progress.update(
+      { phase: activity.phase, bytesDone, badBytes: map.sums()['-'], errorCount, position: activity.position, buffered, readCalls: statistics?.calls ?? 0, readBytes: statistics?.bytes ?? 0 },
+      force,
+    );
   }
 
   function enterPhase(phase: ImagingPhase, bytesDone: number): void {
@@ -163,6 +173,7 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
       badSectors: badSectorSummary(map),
       verified: null,
       resumed,
+      reads: readSummary(),
       timings: { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), copySeconds: 0, hashSeconds: 0, verifySeconds: 0 },
       ...fields,
     };
@@ -298,6 +309,9 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
         onReadError: () => {
           errorCount += 1;
         },
+        onProbe: () => {
+          probes += 1;
+        },
       });
       await image.drain();
     } catch (error) {
@@ -354,6 +368,7 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
       checksums,
       badSectors,
       readErrors: errorCount,
+      reads: readSummary(),
       resumed,
       startedAt,
       finishedAt: new Date(),

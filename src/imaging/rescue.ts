@@ -36,6 +36,8 @@ export interface RescueContext {
   checkpoint(activity: RescueActivity): Promise<void>;
   /** Counts failed reads. */
   onReadError(): void;
+  /** Counts probe reads of a known-good sector. */
+  onProbe(): void;
 }
 
 /** Thrown inside the passes when the caller asked to stop; runRescue turns it into 'stopped'. */
@@ -121,6 +123,7 @@ export async function runRescue(ctx: RescueContext): Promise<'finished' | 'stopp
     const sentinel = lastGood ?? map.findForward('+', 0)?.pos;
     if (sentinel === undefined) return;
     const length = Math.ceil(sectorLength(sentinel) / sectorSize) * sectorSize;
+    ctx.onProbe();
     let bytesRead = 0;
     try {
       bytesRead = await source.read(ctx.sentinelBuffer.subarray(0, length), sentinel);
