@@ -27,9 +27,10 @@ const MAP_CREATOR = 'disk2iso';
  */
 const SLOT_COUNT = 16;
 /**
- * A map save (which first syncs the image data) is also due after this many bytes written. Each
- * sync then has little to flush, while the copy goes on; otherwise the one after the copy pass had
- * the whole image to flush from a disk's write cache, about half a second per GiB on a virtual disk.
+ * A map save (which first syncs the image data) is also due after this many bytes written, however
+ * short the time since the last. Each sync then has little to flush, while the copy goes on;
+ * otherwise the one after the copy pass had the whole image to flush from a disk's write cache,
+ * about half a second per GiB on a virtual disk.
  */
 const MAP_SAVE_BYTES = 128 * 1024 * 1024;
 /** The output file system is checked against the stop threshold at least this often. */
@@ -229,19 +230,29 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
       while (saving !== undefined) await saving;
     }
 
-    /** Between reads: progress, a background map save when one is due, the free-space threshold. */
+    /**
+     * Between reads: progress, a background map save when one is due, the free-space threshold. A
+     * save is due every map save interval, after MAP_SAVE_BYTES and at each new pass; it waits for
+     * the writes of the data read so far, so it records all of it. Only one runs at a time: when the
+     * next is due before the last has finished, reading waits for it. So the data read but not yet
+     * in a saved map never exceeds about one interval of reading, plus the reads in flight, whatever
+     * the speed of the drive or of the output disk.
+     */
     async function checkpoint(current: RescueActivity): Promise<void> {
-      const phaseChanged = current.phase !== activity.phase;
+      const phaseChanged = current.phase !== activity.phase || current.pass !== activity.pass;
       Object.assign(activity, current);
       reportProgress(map.sums()['+'], phaseChanged);
       const hashFailure = hashing.failure();
       if (hashFailure !== undefined) throw hashFailure;
       if (saveFailure !== undefined) throw asStop(saveFailure, dir);
-      const now = performance.now();
-      if (saving === undefined && (now - lastSave >= options.mapSaveIntervalMs || image.bytesWritten - lastSaveBytes >= MAP_SAVE_BYTES)) {
-        lastSave = now;
+      if (phaseChanged || performance.now() - lastSave >= options.mapSaveIntervalMs || image.bytesWritten - lastSaveBytes >= MAP_SAVE_BYTES) {
+        await settleSaves();
+        if (saveFailure !== undefined) throw asStop(saveFailure, dir);
+        lastSave = performance.now();
         lastSaveBytes = image.bytesWritten;
-        saving = saveMap()
+        saving = image
+          .landed()
+          .then(saveMap)
           .catch((error: unknown) => {
             saveFailure = error;
           })
@@ -249,6 +260,7 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
             saving = undefined;
           });
       }
+      const now = performance.now();
       if (image.bytesWritten - lastSpaceCheckBytes >= SPACE_CHECK_BYTES || now - lastSpaceCheck >= SPACE_CHECK_MS) {
         lastSpaceCheck = now;
         lastSpaceCheckBytes = image.bytesWritten;

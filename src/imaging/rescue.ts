@@ -2,6 +2,7 @@ import { UnavailableError, errnoCode, errorMessage } from '../errors.js';
 import type { Hashers } from './hasher.js';
 import type { ImageWriter } from './image-writer.js';
 import { createReadAhead } from './read-ahead.js';
+import { createReadSizer } from './read-size.js';
 import type { BlockStatus, CurrentStatus, RescueMap } from './mapfile.js';
 import type { Slot, SlotPool } from './slots.js';
 import type { SourceReader } from './source.js';
@@ -46,7 +47,7 @@ class RescueStopped extends Error {}
 /** Errors that mean the source itself is gone, not that a sector is unreadable. */
 const GONE_CODES = new Set(['ENOMEDIUM', 'ENODEV', 'ENXIO', 'ENOTCONN', 'ENOENT', 'ESHUTDOWN']);
 
-/** The copy pass reads this much at once while no error is near: few large reads keep the CPU cost per byte low. */
+/** The copy pass reads at most this much at once (a fast drive): few large reads keep the CPU cost per byte low. */
 const COPY_READ_TARGET_BYTES = 4 * 1024 * 1024;
 /**
  * Copy-pass reads in flight at once: one being waited for and the next ones already queued at the
@@ -57,7 +58,7 @@ export const READS_IN_FLIGHT = 3;
 /** Upper bound of the skip after consecutive copy-pass errors, besides 1% of the size. */
 const MAX_SKIP_BYTES = 8 * 1024 * 1024;
 
-/** Bytes the copy pass reads at once on the happy path: a multiple of the cluster near 4 MiB. */
+/** The largest copy-pass read, and the slot size: a multiple of the cluster near 4 MiB. */
 export function copyReadBytes(clusterBytes: number): number {
   return Math.max(1, Math.round(COPY_READ_TARGET_BYTES / clusterBytes)) * clusterBytes;
 }
@@ -141,13 +142,15 @@ export async function runRescue(ctx: RescueContext): Promise<'finished' | 'stopp
   }
 
   /**
-   * Copy pass 1: large reads forward over non-tried areas, skipping ahead after errors. Up to
-   * READS_IN_FLIGHT reads are in flight, so the source never waits for the write and the hashing
-   * of the previous data; near an error only one, as each read there may cost the drive's retries.
+   * Copy pass 1: reads forward over non-tried areas, skipping ahead after errors. Reads are sized to
+   * the drive's speed (createReadSizer); up to READS_IN_FLIGHT are in flight, so the source never
+   * waits for the write and the hashing of the previous data; near an error only one, of a single
+   * cluster, as each read there may cost the drive's retries.
    */
   async function copyForward(): Promise<void> {
     Object.assign(activity, { phase: 'copying', status: '?', pass: 1 });
     const ahead = createReadAhead(slots, readArea);
+    const sizer = createReadSizer(clusterBytes, bigBytes);
     let position = 0;
     let consecutiveErrors = 0;
     /** Below this position, read single clusters: an error was near. */
@@ -160,7 +163,7 @@ export async function runRescue(ctx: RescueContext): Promise<'finished' | 'stopp
         if (from < carefulUntil && ahead.inFlight > 0) return;
         const area = map.findForward('?', from);
         if (area === undefined) return;
-        await ahead.issue(area.pos, Math.min(area.pos < carefulUntil ? clusterBytes : bigBytes, area.size));
+        await ahead.issue(area.pos, Math.min(area.pos < carefulUntil ? clusterBytes : sizer.bytes, area.size));
       }
     }
 
@@ -176,6 +179,7 @@ export async function runRescue(ctx: RescueContext): Promise<'finished' | 'stopp
           read.slot.release();
         }
         if (read.good) {
+          sizer.record(read.length, read.seconds);
           position = read.position + read.length;
           consecutiveErrors = 0;
           continue;
