@@ -4,6 +4,7 @@ import { basename, dirname } from 'node:path';
 import { ConflictError, DomainError, NotFoundError, UnavailableError, ValidationError, errnoCode, errorMessage } from '../errors.js';
 import { FILE_MODE, fsyncDirectory, writeFileAtomic } from './atomic-file.js';
 import { createHashers, hashFile, type Digests, type Hashers } from './hasher.js';
+import { createFailureJournal } from './failure-journal.js';
 import { createImageWriter, type ImageWriter } from './image-writer.js';
 import { formatMapfile, type RescueMap } from './mapfile.js';
 import { inspectOutput, outputSpace, pathExists } from './output-state.js';
@@ -110,6 +111,7 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
 
   await requireDirectory(dir);
   const { map, resumed } = await inspectOutput({ outputPath, partPath, mapPath }, size);
+  const failures = createFailureJournal(map);
   const stillToWrite = size - map.sums()['+'];
   const { availableBytes } = await outputSpace(dir);
   if (availableBytes < stillToWrite + SPACE_MARGIN_BYTES) {
@@ -148,10 +150,13 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
     reportProgress(bytesDone, true);
   }
 
-  /** Snapshot first, then fdatasync: every '+' in the saved map was written before the sync. */
+  /**
+   * Snapshot first, then fdatasync: every '+' in the saved map was written before the sync. Failures
+   * no later read has confirmed are left out (see FailureJournal).
+   */
   async function saveMap(): Promise<void> {
     const finished = !RESCUE_PHASES.includes(activity.phase);
-    const text = formatMapfile(map, { currentPos: activity.position, currentStatus: finished ? '+' : activity.status, currentPass: activity.pass }, { creator: MAP_CREATOR, startedAt, now: new Date() });
+    const text = formatMapfile(failures.confirmedMap(), { currentPos: activity.position, currentStatus: finished ? '+' : activity.status, currentPass: activity.pass }, { creator: MAP_CREATOR, startedAt, now: new Date() });
     if (part !== undefined) await part.datasync();
     await writeFileAtomic(mapPath, text);
   }
@@ -314,7 +319,8 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
         sectorSize,
         clusterBytes,
         readAttempts: options.readAttempts,
-        sentinelBuffer: sectorSlot.view,
+        failures,
+        probeBuffer: sectorSlot.view,
         devicePresent: () => pathExists(input.path).catch(() => true),
         stopRequested: () => signal?.aborted === true,
         checkpoint,
