@@ -1,10 +1,11 @@
 /**
  * How long one copy-pass read should take: at least TARGET_READ_SECONDS, at most twice that. Short
- * enough that data reaches the image, and a saved map, within a second at any drive speed, and that
- * a read failing on a bad sector wastes little; long enough that a fast drive still gets reads of
- * several MiB, which keep the CPU cost per byte low.
+ * enough that data reaches the image, and a saved map, well within a second at any drive speed,
+ * and that a read failing on a bad sector, whose data is all lost, costs the drive little; long
+ * enough that a fast drive still gets reads of several MiB, which keep the CPU cost per byte low,
+ * and that a drive's fixed cost per request stays a small part of each read.
  */
-export const TARGET_READ_SECONDS = 0.25;
+export const TARGET_READ_SECONDS = 0.1;
 
 /**
  * The size of the copy pass's next read: whole clusters, from one cluster up to `maxBytes`. It

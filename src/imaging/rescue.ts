@@ -251,7 +251,7 @@ export async function runRescue(ctx: RescueContext): Promise<'finished' | 'stopp
         consecutiveErrors += 1;
         const skip = Math.min(maxSkip, clusterBytes * 2 ** Math.min(consecutiveErrors - 1, 30));
         position = Math.min(size, position + read.length + skip);
-        carefulUntil = Math.max(carefulUntil, narrowUntil, position + bigBytes);
+        carefulUntil = Math.max(carefulUntil, narrowUntil, position + sizer.bytes);
       }
     } finally {
       await ahead.discard();
