@@ -10,7 +10,7 @@ import { rescueMapFromBlocks, type BlockStatus, type RescueMap } from './mapfile
  * reads them again.
  */
 export interface FailureJournal {
-  /** Failed reads not confirmed yet. */
+  /** Marks not confirmed yet: one per failed read, and one per area trimming leaves for scraping. */
   readonly unconfirmed: number;
   /** performance.now() of the oldest unconfirmed failure; undefined when there is none. */
   readonly oldestAt: number | undefined;
