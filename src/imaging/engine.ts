@@ -226,6 +226,8 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
 
     let lastSave = performance.now();
     let lastSaveBytes = 0;
+    /** A new pass began while a save was running: the next save is due as soon as that one is done. */
+    let saveWanted = false;
     let saving: Promise<void> | undefined;
     let saveFailure: unknown;
     let lastSpaceCheck = performance.now();
@@ -238,10 +240,11 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
     /**
      * Between reads: progress, a background map save when one is due, the free-space threshold. A
      * save is due every map save interval, after MAP_SAVE_BYTES and at each new pass; it waits for
-     * the writes of the data read so far, so it records all of it. Only one runs at a time: when the
-     * next is due before the last has finished, reading waits for it. So the data read but not yet
-     * in a saved map never exceeds about one interval of reading, plus the reads in flight, whatever
-     * the speed of the drive or of the output disk.
+     * the writes of the data read so far, so it records all of it. One runs at a time; one that
+     * comes due meanwhile starts at the first checkpoint after it. So the data read but not yet in a
+     * saved map stays within about one interval of reading, plus the reads in flight and the time a
+     * save takes, whatever the speed of the drive. Reading never waits for a save: on a busy output
+     * disk a sync can take seconds.
      */
     async function checkpoint(current: RescueActivity): Promise<void> {
       const phaseChanged = current.phase !== activity.phase || current.pass !== activity.pass;
@@ -250,9 +253,9 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
       const hashFailure = hashing.failure();
       if (hashFailure !== undefined) throw hashFailure;
       if (saveFailure !== undefined) throw asStop(saveFailure, dir);
-      if (phaseChanged || performance.now() - lastSave >= options.mapSaveIntervalMs || image.bytesWritten - lastSaveBytes >= MAP_SAVE_BYTES) {
-        await settleSaves();
-        if (saveFailure !== undefined) throw asStop(saveFailure, dir);
+      if (phaseChanged) saveWanted = true;
+      if (saving === undefined && (saveWanted || performance.now() - lastSave >= options.mapSaveIntervalMs || image.bytesWritten - lastSaveBytes >= MAP_SAVE_BYTES)) {
+        saveWanted = false;
         lastSave = performance.now();
         lastSaveBytes = image.bytesWritten;
         saving = image
@@ -290,6 +293,8 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
     async function stop(reason: StopReason, copySeconds: number): Promise<ImagingResult> {
       if (reason === 'pause') {
         await saveFinalMap();
+        // The last event reports what the saved map records, for whoever shows or stores the progress.
+        reportProgress(map.sums()['+'], true);
         log('info', `paused; ${map.sums()['+']} of ${size} bytes rescued, map saved to ${basename(mapPath)}`);
         return result('paused', { timings: { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), copySeconds, hashSeconds: 0, verifySeconds: 0 } });
       }
