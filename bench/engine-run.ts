@@ -2,10 +2,10 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { runImaging } from '../src/imaging/engine.js';
 
-/** Child process for the imaging benchmark: one engine run, timed from outside, loop delay and thread CPU from inside. */
-const [source, size, output] = process.argv.slice(2);
-if (!source || !size || !output) {
-  console.error('usage: engine-run SOURCE SIZE_BYTES OUTPUT.iso');
+/** Child process for the imaging and rescue benchmarks: one engine run, timed from outside, loop delay and thread CPU from inside. */
+const [source, size, output, readAttempts = '1'] = process.argv.slice(2);
+if (!source || !size || !output || !/^\d+$/.test(readAttempts)) {
+  console.error('usage: engine-run SOURCE SIZE_BYTES OUTPUT.iso [READ_ATTEMPTS]');
   process.exit(2);
 }
 
@@ -41,7 +41,7 @@ const result = await runImaging({
   source: { path: source, sizeBytes: Number(size), sectorSize: 2048 },
   outputPath: output,
   options: {
-    readAttempts: 1,
+    readAttempts: Number(readAttempts),
     checksums: ['md5', 'sha256'],
     verify: false,
     clusterSectors: 32,
@@ -72,6 +72,7 @@ process.stdout.write(
     loopHistogramMaxMs: delay.max / 1e6,
     buffered,
     copySeconds: result.timings.copySeconds,
+    reads: result.reads,
     engineSeconds,
     engineCpuSeconds: (engineCpu.user + engineCpu.system) / 1e6,
     mainThreadSeconds,

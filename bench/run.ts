@@ -1,9 +1,11 @@
 import { benchApi } from './api.js';
 import { benchImaging } from './imaging.js';
+import { benchRescue } from './rescue.js';
 
 const BENCHMARKS: Record<string, () => Promise<void>> = {
   imaging: benchImaging,
   api: benchApi,
+  rescue: benchRescue,
 };
 
 const wanted = process.argv[2] ?? 'all';

@@ -43,9 +43,9 @@ export const ImagingSchema = Type.Object(
     checksums: Type.Array(Type.Enum([...HASH_ALGORITHMS]), { minItems: 1, uniqueItems: true, default: ['md5', 'sha256'], description: 'Checksums to compute' }),
     compression: Type.Enum(['none'], { default: 'none', description: 'Image compression (only none keeps images mountable and bit-exact)' }),
     priority: Type.Enum([...PRIORITIES], { default: 'normal', description: 'Default job priority' }),
-    cluster_sectors: Type.Integer({ minimum: 1, maximum: 1024, default: 32, description: 'Sectors per read in the copy pass' }),
+    cluster_sectors: Type.Integer({ minimum: 1, maximum: 1024, default: 32, description: "Cluster in sectors: the copy pass's smallest read (reads grow with the drive's speed up to 4 MiB) and the unit a failed read is narrowed down to" }),
     direct_io: Type.Enum(['auto', 'on', 'off'], { default: 'auto', description: 'Read with O_DIRECT (auto falls back to buffered reads)' }),
-    map_save_interval_seconds: Type.Integer({ minimum: 1, maximum: 300, default: 5, description: 'How often the rescue map is saved' }),
+    map_save_interval_seconds: Type.Integer({ minimum: 1, maximum: 300, default: 5, description: 'Longest time between two saves of the rescue map; a crash loses about this much reading' }),
   },
   { additionalProperties: false, default: {} },
 );

@@ -4,6 +4,7 @@ import { basename, dirname } from 'node:path';
 import { ConflictError, DomainError, NotFoundError, UnavailableError, ValidationError, errnoCode, errorMessage } from '../errors.js';
 import { FILE_MODE, fsyncDirectory, writeFileAtomic } from './atomic-file.js';
 import { createHashers, hashFile, type Digests, type Hashers } from './hasher.js';
+import { createFailureJournal } from './failure-journal.js';
 import { createImageWriter, type ImageWriter } from './image-writer.js';
 import { formatMapfile, type RescueMap } from './mapfile.js';
 import { inspectOutput, outputSpace, pathExists } from './output-state.js';
@@ -12,7 +13,7 @@ import { copyReadBytes, runRescue, type RescueActivity } from './rescue.js';
 import { writeChecksumSidecars, writeImageRecord, type ImageRecord } from './sidecars.js';
 import { createSlotPool } from './slots.js';
 import { openSource, type SourceReader } from './source.js';
-import { CHECKSUM_ALGORITHMS, type BadSectorSummary, type ImagingPhase, type ImagingRequest, type ImagingResult, type StopReason } from './types.js';
+import { CHECKSUM_ALGORITHMS, type BadSectorSummary, type ImagingPhase, type ImagingRequest, type ImagingResult, type ReadSummary, type StopReason } from './types.js';
 import { verifyImage } from './verify.js';
 
 export { verifyImage } from './verify.js';
@@ -26,9 +27,10 @@ const MAP_CREATOR = 'disk2iso';
  */
 const SLOT_COUNT = 16;
 /**
- * A map save (which first syncs the image data) is also due after this many bytes written. Each
- * sync then has little to flush, while the copy goes on; otherwise the one after the copy pass had
- * the whole image to flush from a disk's write cache, about half a second per GiB on a virtual disk.
+ * A map save (which first syncs the image data) is also due after this many bytes written, however
+ * short the time since the last. Each sync then has little to flush, while the copy goes on;
+ * otherwise the one after the copy pass had the whole image to flush from a disk's write cache,
+ * about half a second per GiB on a virtual disk.
  */
 const MAP_SAVE_BYTES = 128 * 1024 * 1024;
 /** The output file system is checked against the stop threshold at least this often. */
@@ -108,6 +110,7 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
 
   await requireDirectory(dir);
   const { map, resumed } = await inspectOutput({ outputPath, partPath, mapPath }, size);
+  const failures = createFailureJournal(map);
   const stillToWrite = size - map.sums()['+'];
   const { availableBytes } = await outputSpace(dir);
   if (availableBytes < stillToWrite + SPACE_MARGIN_BYTES) {
@@ -124,11 +127,21 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
   let directPart: FileHandle | undefined;
   let hashers: Hashers | undefined;
   let errorCount = 0;
+  let probes = 0;
   const activity: RescueActivity = { phase: 'preparing', status: '?', pass: 1, position: 0 };
   const progress = createProgressTracker({ bytesTotal: size, onProgress: request.onProgress });
 
+  function readSummary(): ReadSummary {
+    const statistics = source?.statistics ?? { calls: 0, bytes: 0, failed: 0 };
+    return { calls: statistics.calls, bytes: statistics.bytes, failed: statistics.failed, probes };
+  }
+
   function reportProgress(bytesDone: number, force = false): void {
-    progress.update({ phase: activity.phase, bytesDone, badBytes: map.sums()['-'], errorCount, position: activity.position, buffered }, force);
+    const statistics = source?.statistics;
+    progress.update(
+      { phase: activity.phase, bytesDone, badBytes: map.sums()['-'], errorCount, position: activity.position, buffered, readCalls: statistics?.calls ?? 0, readBytes: statistics?.bytes ?? 0 },
+      force,
+    );
   }
 
   function enterPhase(phase: ImagingPhase, bytesDone: number): void {
@@ -136,10 +149,13 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
     reportProgress(bytesDone, true);
   }
 
-  /** Snapshot first, then fdatasync: every '+' in the saved map was written before the sync. */
+  /**
+   * Snapshot first, then fdatasync: every '+' in the saved map was written before the sync. Failures
+   * no later read has confirmed are left out (see FailureJournal).
+   */
   async function saveMap(): Promise<void> {
     const finished = !RESCUE_PHASES.includes(activity.phase);
-    const text = formatMapfile(map, { currentPos: activity.position, currentStatus: finished ? '+' : activity.status, currentPass: activity.pass }, { creator: MAP_CREATOR, startedAt, now: new Date() });
+    const text = formatMapfile(failures.confirmedMap(), { currentPos: activity.position, currentStatus: finished ? '+' : activity.status, currentPass: activity.pass }, { creator: MAP_CREATOR, startedAt, now: new Date() });
     if (part !== undefined) await part.datasync();
     await writeFileAtomic(mapPath, text);
   }
@@ -162,6 +178,7 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
       badSectors: badSectorSummary(map),
       verified: null,
       resumed,
+      reads: readSummary(),
       timings: { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), copySeconds: 0, hashSeconds: 0, verifySeconds: 0 },
       ...fields,
     };
@@ -208,6 +225,8 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
 
     let lastSave = performance.now();
     let lastSaveBytes = 0;
+    /** A new pass began while a save was running: the next save is due as soon as that one is done. */
+    let saveWanted = false;
     let saving: Promise<void> | undefined;
     let saveFailure: unknown;
     let lastSpaceCheck = performance.now();
@@ -217,19 +236,30 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
       while (saving !== undefined) await saving;
     }
 
-    /** Between reads: progress, a background map save when one is due, the free-space threshold. */
+    /**
+     * Between reads: progress, a background map save when one is due, the free-space threshold. A
+     * save is due every map save interval, after MAP_SAVE_BYTES and at each new pass; it waits for
+     * the writes of the data read so far, so it records all of it. One runs at a time; one that
+     * comes due meanwhile starts at the first checkpoint after it. So the data read but not yet in a
+     * saved map stays within about one interval of reading, plus the reads in flight and the time a
+     * save takes, whatever the speed of the drive. Reading never waits for a save: on a busy output
+     * disk a sync can take seconds.
+     */
     async function checkpoint(current: RescueActivity): Promise<void> {
-      const phaseChanged = current.phase !== activity.phase;
+      const phaseChanged = current.phase !== activity.phase || current.pass !== activity.pass;
       Object.assign(activity, current);
       reportProgress(map.sums()['+'], phaseChanged);
       const hashFailure = hashing.failure();
       if (hashFailure !== undefined) throw hashFailure;
       if (saveFailure !== undefined) throw asStop(saveFailure, dir);
-      const now = performance.now();
-      if (saving === undefined && (now - lastSave >= options.mapSaveIntervalMs || image.bytesWritten - lastSaveBytes >= MAP_SAVE_BYTES)) {
-        lastSave = now;
+      if (phaseChanged) saveWanted = true;
+      if (saving === undefined && (saveWanted || performance.now() - lastSave >= options.mapSaveIntervalMs || image.bytesWritten - lastSaveBytes >= MAP_SAVE_BYTES)) {
+        saveWanted = false;
+        lastSave = performance.now();
         lastSaveBytes = image.bytesWritten;
-        saving = saveMap()
+        saving = image
+          .landed()
+          .then(saveMap)
           .catch((error: unknown) => {
             saveFailure = error;
           })
@@ -237,6 +267,7 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
             saving = undefined;
           });
       }
+      const now = performance.now();
       if (image.bytesWritten - lastSpaceCheckBytes >= SPACE_CHECK_BYTES || now - lastSpaceCheck >= SPACE_CHECK_MS) {
         lastSpaceCheck = now;
         lastSpaceCheckBytes = image.bytesWritten;
@@ -261,6 +292,8 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
     async function stop(reason: StopReason, copySeconds: number): Promise<ImagingResult> {
       if (reason === 'pause') {
         await saveFinalMap();
+        // The last event reports what the saved map records, for whoever shows or stores the progress.
+        reportProgress(map.sums()['+'], true);
         log('info', `paused; ${map.sums()['+']} of ${size} bytes rescued, map saved to ${basename(mapPath)}`);
         return result('paused', { timings: { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), copySeconds, hashSeconds: 0, verifySeconds: 0 } });
       }
@@ -290,12 +323,16 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
         sectorSize,
         clusterBytes,
         readAttempts: options.readAttempts,
-        sentinelBuffer: sectorSlot.view,
+        failures,
+        probeBuffer: sectorSlot.view,
         devicePresent: () => pathExists(input.path).catch(() => true),
         stopRequested: () => signal?.aborted === true,
         checkpoint,
         onReadError: () => {
           errorCount += 1;
+        },
+        onProbe: () => {
+          probes += 1;
         },
       });
       await image.drain();
@@ -353,6 +390,7 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
       checksums,
       badSectors,
       readErrors: errorCount,
+      reads: readSummary(),
       resumed,
       startedAt,
       finishedAt: new Date(),

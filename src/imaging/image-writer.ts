@@ -13,6 +13,8 @@ export interface ImageWriter {
   check(): void;
   /** Waits for every queued write; then throws like check(). */
   drain(): Promise<void>;
+  /** Resolves once the writes queued so far have landed or failed, without waiting for later ones; never throws. */
+  landed(): Promise<void>;
   /** Number of bytes written so far. */
   readonly bytesWritten: number;
 }
@@ -90,6 +92,10 @@ export function createImageWriter(handle: FileHandle, path: string, direct?: Fil
     async drain() {
       while (pending.size > 0) await Promise.all([...pending]);
       if (failure !== undefined) throw failure;
+    },
+    async landed() {
+      // The tasks themselves never reject: a failure is kept in `failure` for check() and drain().
+      await Promise.all([...pending]);
     },
     get bytesWritten() {
       return bytesWritten;

@@ -8,6 +8,8 @@ export interface ProgressSnapshot {
   errorCount: number;
   position: number;
   buffered: boolean;
+  readCalls: number;
+  readBytes: number;
 }
 
 export interface ProgressTracker {
@@ -82,6 +84,8 @@ export function createProgressTracker(options: ProgressTrackerOptions): Progress
         errorCount: snapshot.errorCount,
         position: snapshot.position,
         buffered: snapshot.buffered,
+        readCalls: snapshot.readCalls,
+        readBytes: snapshot.readBytes,
       });
     },
   };

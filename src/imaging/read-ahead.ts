@@ -12,6 +12,11 @@ export interface TakenRead {
   readonly position: number;
   readonly length: number;
   readonly good: boolean;
+  /**
+   * Seconds the source spent on this read: from its issue, or from the end of the read before it
+   * when that ended later (a drive serves one request at a time), until it ended.
+   */
+  readonly seconds: number;
 }
 
 /**
@@ -43,10 +48,15 @@ interface PendingRead {
   position: number;
   length: number;
   done: Promise<boolean>;
+  issuedAt: number;
+  /** Set when the read settles. */
+  endedAt: number | undefined;
 }
 
-export function createReadAhead(slots: SlotPool, read: AreaReader): ReadAhead {
+export function createReadAhead(slots: SlotPool, read: AreaReader, now: () => number = () => performance.now()): ReadAhead {
   const pending: PendingRead[] = [];
+  /** When the last read taken ended. */
+  let lastEndedAt = -Infinity;
 
   return {
     get inFlight() {
@@ -59,10 +69,14 @@ export function createReadAhead(slots: SlotPool, read: AreaReader): ReadAhead {
     async issue(position, length) {
       if (length > slots.slotBytes) throw new RangeError(`a read of ${length} bytes does not fit a slot of ${slots.slotBytes}`);
       const slot = await slots.acquire();
-      const done = read(slot.view, position, length);
+      const entry: PendingRead = { slot, position, length, done: read(slot.view, position, length), issuedAt: now(), endedAt: undefined };
       // Its rejection is handled when the read is taken or discarded; until then it must not count as unhandled.
-      done.catch(() => undefined);
-      pending.push({ slot, position, length, done });
+      entry.done
+        .finally(() => {
+          entry.endedAt = now();
+        })
+        .catch(() => undefined);
+      pending.push(entry);
     },
     async take() {
       const head = pending.shift();
@@ -74,7 +88,10 @@ export function createReadAhead(slots: SlotPool, read: AreaReader): ReadAhead {
         head.slot.release();
         throw error;
       }
-      return { slot: head.slot, position: head.position, length: head.length, good };
+      const endedAt = head.endedAt ?? now();
+      const seconds = Math.max(0, endedAt - Math.max(head.issuedAt, lastEndedAt)) / 1000;
+      lastEndedAt = endedAt;
+      return { slot: head.slot, position: head.position, length: head.length, good, seconds };
     },
     async discard() {
       const reads = pending.splice(0);

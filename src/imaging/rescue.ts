@@ -1,7 +1,9 @@
 import { UnavailableError, errnoCode, errorMessage } from '../errors.js';
 import type { Hashers } from './hasher.js';
+import type { FailureJournal } from './failure-journal.js';
 import type { ImageWriter } from './image-writer.js';
-import { createReadAhead } from './read-ahead.js';
+import { createReadAhead, type TakenRead } from './read-ahead.js';
+import { createReadSizer } from './read-size.js';
 import type { BlockStatus, CurrentStatus, RescueMap } from './mapfile.js';
 import type { Slot, SlotPool } from './slots.js';
 import type { SourceReader } from './source.js';
@@ -18,6 +20,8 @@ export interface RescueActivity {
 
 export interface RescueContext {
   map: RescueMap;
+  /** Every mark a failed read makes goes through it, so it can be undone if the drive turns out to be gone. */
+  failures: FailureJournal;
   source: SourceReader;
   image: ImageWriter;
   slots: SlotPool;
@@ -26,8 +30,8 @@ export interface RescueContext {
   sectorSize: number;
   clusterBytes: number;
   readAttempts: number;
-  /** One aligned sector for re-reading a known good sector after an error. */
-  sentinelBuffer: Uint8Array;
+  /** One aligned sector for probe reads of a sector read fine before. */
+  probeBuffer: Uint8Array;
   /** Whether the device node still exists. */
   devicePresent(): Promise<boolean>;
   /** True once the caller asked to stop (pause or cancel). */
@@ -36,6 +40,8 @@ export interface RescueContext {
   checkpoint(activity: RescueActivity): Promise<void>;
   /** Counts failed reads. */
   onReadError(): void;
+  /** Counts probe reads of a known-good sector. */
+  onProbe(): void;
 }
 
 /** Thrown inside the passes when the caller asked to stop; runRescue turns it into 'stopped'. */
@@ -44,8 +50,16 @@ class RescueStopped extends Error {}
 /** Errors that mean the source itself is gone, not that a sector is unreadable. */
 const GONE_CODES = new Set(['ENOMEDIUM', 'ENODEV', 'ENXIO', 'ENOTCONN', 'ENOENT', 'ESHUTDOWN']);
 
-/** The copy pass reads this much at once while no error is near: few large reads keep the CPU cost per byte low. */
+/** The copy pass reads at most this much at once (a fast drive): few large reads keep the CPU cost per byte low. */
 const COPY_READ_TARGET_BYTES = 4 * 1024 * 1024;
+/**
+ * Failed reads in a row, none confirmed by a later good read, after which a probe read of a sector
+ * read fine before tells a bad area from a drive that is gone; also once the oldest of them is
+ * PROBE_AFTER_MS old. Failures come in long runs (every sector of a scratch fails in the scrape
+ * and retry passes), and a probe is a seek on the medium, so it is not done after each one.
+ */
+const PROBE_AFTER_FAILURES = 32;
+const PROBE_AFTER_MS = 10_000;
 /**
  * Copy-pass reads in flight at once: one being waited for and the next ones already queued at the
  * source. Three keep a device busy through the gaps between requests and still leave the event
@@ -55,7 +69,7 @@ export const READS_IN_FLIGHT = 3;
 /** Upper bound of the skip after consecutive copy-pass errors, besides 1% of the size. */
 const MAX_SKIP_BYTES = 8 * 1024 * 1024;
 
-/** Bytes the copy pass reads at once on the happy path: a multiple of the cluster near 4 MiB. */
+/** The largest copy-pass read, and the slot size: a multiple of the cluster near 4 MiB. */
 export function copyReadBytes(clusterBytes: number): number {
   return Math.max(1, Math.round(COPY_READ_TARGET_BYTES / clusterBytes)) * clusterBytes;
 }
@@ -67,11 +81,11 @@ function deviceGone(path: string, detail: string): UnavailableError {
 /**
  * The GNU ddrescue algorithm: copy, trim, scrape, retry. Resolves 'finished' when every area is
  * finished or bad, 'stopped' when the caller asked to stop. Every readable sector read ends up
- * written and marked finished; only failed reads mark areas, after a sentinel re-read has shown
- * the device still answers.
+ * written and marked finished; only failed reads mark areas, and those marks stand only once a
+ * later read has shown the device still answers (see FailureJournal).
  */
 export async function runRescue(ctx: RescueContext): Promise<'finished' | 'stopped'> {
-  const { map, source, image, slots, sectorSize, clusterBytes } = ctx;
+  const { map, failures, source, image, slots, sectorSize, clusterBytes } = ctx;
   const size = map.size;
   const bigBytes = copyReadBytes(clusterBytes);
   const maxSkip = Math.max(clusterBytes, Math.min(MAX_SKIP_BYTES, Math.floor(size / 100 / sectorSize) * sectorSize));
@@ -114,20 +128,47 @@ export async function runRescue(ctx: RescueContext): Promise<'finished' | 'stopp
     return true;
   }
 
-  /** After a failed read: is it the medium, or has the whole device gone? Throws device_gone for the latter. */
-  async function confirmMediaError(): Promise<void> {
-    ctx.onReadError();
-    if (!(await ctx.devicePresent())) throw deviceGone(source.path, 'the device node is gone');
-    const sentinel = lastGood ?? map.findForward('+', 0)?.pos;
-    if (sentinel === undefined) return;
-    const length = Math.ceil(sectorLength(sentinel) / sectorSize) * sectorSize;
+  /**
+   * Re-reads a sector read fine before. When that works, the drive still answers and every
+   * unconfirmed failure stands; otherwise they are undone and the run stops with device_gone.
+   */
+  async function probe(): Promise<void> {
+    const known = lastGood ?? map.findForward('+', 0)?.pos;
+    if (known === undefined) {
+      // Nothing has ever read fine, so nothing can tell the drive from the medium: the failures stand.
+      failures.confirm();
+      return;
+    }
+    const length = Math.ceil(sectorLength(known) / sectorSize) * sectorSize;
+    ctx.onProbe();
     let bytesRead = 0;
     try {
-      bytesRead = await source.read(ctx.sentinelBuffer.subarray(0, length), sentinel);
+      bytesRead = await source.read(ctx.probeBuffer.subarray(0, length), known);
     } catch (error) {
-      throw deviceGone(source.path, `a sector read fine before, at byte ${sentinel}, now fails: ${errorMessage(error)}`);
+      failures.revert();
+      throw deviceGone(source.path, `a sector read fine before, at byte ${known}, now fails: ${errorMessage(error)}`);
     }
-    if (bytesRead === 0) throw deviceGone(source.path, `a sector read fine before, at byte ${sentinel}, now reads nothing`);
+    if (bytesRead === 0) {
+      failures.revert();
+      throw deviceGone(source.path, `a sector read fine before, at byte ${known}, now reads nothing`);
+    }
+    failures.confirm();
+  }
+
+  /**
+   * A read of [position, position + length) failed: gives the area `status` as an unconfirmed
+   * failure. A vanished device node means the drive is gone; a long run of failures, or an old one,
+   * gets a probe read.
+   */
+  async function recordFailure(position: number, length: number, status: BlockStatus): Promise<void> {
+    ctx.onReadError();
+    if (!(await ctx.devicePresent())) {
+      failures.revert();
+      throw deviceGone(source.path, 'the device node is gone');
+    }
+    failures.mark(position, length, status);
+    const oldestAt = failures.oldestAt ?? performance.now();
+    if (failures.unconfirmed >= PROBE_AFTER_FAILURES || performance.now() - oldestAt >= PROBE_AFTER_MS) await probe();
   }
 
   /** Good data: write it (the area becomes finished once written) and hash it if it continues the hashed prefix. */
@@ -135,16 +176,19 @@ export async function runRescue(ctx: RescueContext): Promise<'finished' | 'stopp
     if (ctx.hashers.bytes === position) ctx.hashers.update(slot, start, length);
     image.write(slot, start, length, position, () => map.set(position, length, '+'));
     lastGood = position;
+    failures.confirm();
   }
 
   /**
-   * Copy pass 1: large reads forward over non-tried areas, skipping ahead after errors. Up to
-   * READS_IN_FLIGHT reads are in flight, so the source never waits for the write and the hashing
-   * of the previous data; near an error only one, as each read there may cost the drive's retries.
+   * Copy pass 1: reads forward over non-tried areas, skipping ahead after errors. Reads are sized to
+   * the drive's speed (createReadSizer); up to READS_IN_FLIGHT are in flight, so the source never
+   * waits for the write and the hashing of the previous data; near an error only one, of a single
+   * cluster, as each read there may cost the drive's retries.
    */
   async function copyForward(): Promise<void> {
     Object.assign(activity, { phase: 'copying', status: '?', pass: 1 });
     const ahead = createReadAhead(slots, readArea);
+    const sizer = createReadSizer(clusterBytes, bigBytes);
     let position = 0;
     let consecutiveErrors = 0;
     /** Below this position, read single clusters: an error was near. */
@@ -157,8 +201,18 @@ export async function runRescue(ctx: RescueContext): Promise<'finished' | 'stopp
         if (from < carefulUntil && ahead.inFlight > 0) return;
         const area = map.findForward('?', from);
         if (area === undefined) return;
-        await ahead.issue(area.pos, Math.min(area.pos < carefulUntil ? clusterBytes : bigBytes, area.size));
+        await ahead.issue(area.pos, Math.min(area.pos < carefulUntil ? clusterBytes : sizer.bytes, area.size));
       }
+    }
+
+    /** A read that succeeded: its data goes to the image. */
+    function accept(read: TakenRead): void {
+      try {
+        deliver(read.slot, 0, read.length, read.position);
+      } finally {
+        read.slot.release();
+      }
+      sizer.record(read.length, read.seconds);
     }
 
     try {
@@ -167,30 +221,37 @@ export async function runRescue(ctx: RescueContext): Promise<'finished' | 'stopp
         await fillAhead();
         const read = await ahead.take();
         if (read === undefined) return;
-        try {
-          if (read.good) deliver(read.slot, 0, read.length, read.position);
-        } finally {
-          read.slot.release();
-        }
         if (read.good) {
+          accept(read);
           position = read.position + read.length;
           consecutiveErrors = 0;
           continue;
         }
-        // The reads behind a failure are planned again from the map once the failure is narrowed down.
-        await ahead.discard();
+        read.slot.release();
+        // The reads behind a failure already cost the drive their time: their data is kept, and
+        // those that failed too are narrowed down with the failure itself.
+        let narrowUntil = read.position + read.length;
+        for (let behind = await ahead.take(); behind !== undefined; behind = await ahead.take()) {
+          if (behind.good) {
+            accept(behind);
+          } else {
+            behind.slot.release();
+            narrowUntil = behind.position + behind.length;
+          }
+        }
+        // Narrowing looks up the non-tried areas behind the failure in the map, where kept data only shows once written.
+        await image.landed();
         position = read.position;
         if (read.length > clusterBytes) {
           // Narrow the failure down to clusters before marking anything.
-          carefulUntil = position + read.length;
+          carefulUntil = Math.max(carefulUntil, narrowUntil);
           continue;
         }
-        await confirmMediaError();
-        map.set(position, read.length, '*');
+        await recordFailure(position, read.length, '*');
         consecutiveErrors += 1;
         const skip = Math.min(maxSkip, clusterBytes * 2 ** Math.min(consecutiveErrors - 1, 30));
         position = Math.min(size, position + read.length + skip);
-        carefulUntil = Math.max(carefulUntil, position + bigBytes);
+        carefulUntil = Math.max(carefulUntil, narrowUntil, position + sizer.bytes);
       }
     } finally {
       await ahead.discard();
@@ -216,18 +277,15 @@ export async function runRescue(ctx: RescueContext): Promise<'finished' | 'stopp
       } finally {
         slot.release();
       }
-      if (!good) {
-        await confirmMediaError();
-        map.set(alignedStart, end - alignedStart, '*');
-      }
+      if (!good) await recordFailure(alignedStart, end - alignedStart, '*');
       before = alignedStart;
     }
   }
 
   /**
    * Reads sectors one by one from `start` up to `end`, collecting good ones into slot-sized
-   * writes. Returns the position of the first sector that failed (confirmed as a media error),
-   * or `end`.
+   * writes. Returns the position of the first sector that failed, or `end`; the caller records
+   * the failure.
    */
   async function readSectorsForward(start: number, end: number): Promise<number> {
     let slot: Slot | undefined;
@@ -251,7 +309,6 @@ export async function runRescue(ctx: RescueContext): Promise<'finished' | 'stopp
         const length = sectorLength(position);
         if (!(await readArea(slot.view.subarray(runLength), position, length))) {
           flush();
-          await confirmMediaError();
           return position;
         }
         runLength += length;
@@ -266,7 +323,7 @@ export async function runRescue(ctx: RescueContext): Promise<'finished' | 'stopp
 
   /**
    * Reads sectors one by one from the last sector below `end` down to `start`. Returns the
-   * position of the first sector that failed (confirmed as a media error), or undefined.
+   * position of the first sector that failed, or undefined; the caller records the failure.
    */
   async function readSectorsBackward(start: number, end: number): Promise<number | undefined> {
     const capacity = Math.floor(slots.slotBytes / sectorSize) * sectorSize;
@@ -293,7 +350,6 @@ export async function runRescue(ctx: RescueContext): Promise<'finished' | 'stopp
         }
         if (!(await readArea(slot.view.subarray(position - base), position, sectorLength(position)))) {
           flush();
-          await confirmMediaError();
           return position;
         }
         runStart = position;
@@ -318,11 +374,12 @@ export async function runRescue(ctx: RescueContext): Promise<'finished' | 'stopp
       const failedForward = await readSectorsForward(area.pos, end);
       if (failedForward < end) {
         const afterFailure = failedForward + sectorLength(failedForward);
-        map.set(failedForward, afterFailure - failedForward, '-');
+        await recordFailure(failedForward, afterFailure - failedForward, '-');
         const failedBackward = afterFailure < end ? await readSectorsBackward(afterFailure, end) : undefined;
         if (failedBackward !== undefined) {
-          map.set(failedBackward, sectorLength(failedBackward), '-');
-          if (failedBackward > afterFailure) map.set(afterFailure, failedBackward - afterFailure, '/');
+          // The middle is left for scraping only if the drive still answered this failure: the same fate.
+          if (failedBackward > afterFailure) failures.mark(afterFailure, failedBackward - afterFailure, '/');
+          await recordFailure(failedBackward, sectorLength(failedBackward), '-');
         }
       }
       position = end;
@@ -339,7 +396,7 @@ export async function runRescue(ctx: RescueContext): Promise<'finished' | 'stopp
       if (area === undefined) return;
       const failed = await readSectorsForward(area.pos, area.pos + area.size);
       if (failed < area.pos + area.size) {
-        map.set(failed, sectorLength(failed), '-');
+        await recordFailure(failed, sectorLength(failed), '-');
         position = failed + sectorLength(failed);
       } else {
         position = area.pos + area.size;
@@ -358,6 +415,7 @@ export async function runRescue(ctx: RescueContext): Promise<'finished' | 'stopp
         const area = map.findBackward('-', before);
         if (area === undefined) return;
         const failed = await readSectorsBackward(area.pos, area.pos + area.size);
+        if (failed !== undefined) await recordFailure(failed, sectorLength(failed), '-');
         before = failed ?? area.pos;
       }
     }
@@ -367,6 +425,7 @@ export async function runRescue(ctx: RescueContext): Promise<'finished' | 'stopp
       const area = map.findForward('-', position);
       if (area === undefined) return;
       const failed = await readSectorsForward(area.pos, area.pos + area.size);
+      if (failed < area.pos + area.size) await recordFailure(failed, sectorLength(failed), '-');
       position = failed < area.pos + area.size ? failed + sectorLength(failed) : area.pos + area.size;
     }
   }
@@ -399,9 +458,13 @@ export async function runRescue(ctx: RescueContext): Promise<'finished' | 'stopp
       await retry(pass);
       await settle();
     }
+    // The last failures must be confirmed too before the map may call them bad for good.
+    if (failures.unconfirmed > 0) await probe();
     activity.status = '+';
     return 'finished';
   } catch (error) {
+    // Stopped or failed part-way: failures no read has confirmed are left for the next run to read again.
+    failures.revert();
     if (error instanceof RescueStopped) return 'stopped';
     throw error;
   }

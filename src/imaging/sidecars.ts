@@ -2,7 +2,7 @@ import { basename } from 'node:path';
 import type { HashAlgorithm } from '../config/schema.js';
 import { writeFileAtomic } from './atomic-file.js';
 import type { Digests } from './hasher.js';
-import type { BadSectorSummary, ImagingOptions, ImagingSource } from './types.js';
+import type { BadSectorSummary, ImagingOptions, ImagingSource, ReadSummary } from './types.js';
 import type { VerifyReport } from './verify.js';
 
 const RECORD_VERSION = 1;
@@ -30,6 +30,8 @@ export interface ImageRecord {
   checksums: Digests;
   badSectors: BadSectorSummary;
   readErrors: number;
+  /** The reads of the source this run made. */
+  reads: ReadSummary;
   resumed: boolean;
   startedAt: Date;
   finishedAt: Date;
@@ -74,6 +76,7 @@ export async function writeImageRecord(record: ImageRecord): Promise<void> {
       read_errors: record.readErrors,
       map_file: basename(record.mapPath),
     },
+    reads: { calls: record.reads.calls, bytes: record.reads.bytes, failed: record.reads.failed, probes: record.reads.probes },
     timings: {
       started_at: record.startedAt.toISOString(),
       finished_at: record.finishedAt.toISOString(),

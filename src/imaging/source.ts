@@ -4,11 +4,22 @@ import { UnavailableError, errnoCode, errorMessage } from '../errors.js';
 
 export type DirectIoMode = 'auto' | 'on' | 'off';
 
+/** Every read() of the source so far, as the drive saw them. */
+export interface ReadStatistics {
+  calls: number;
+  /** Bytes asked for, failed reads included. */
+  bytes: number;
+  /** Calls that failed. */
+  failed: number;
+}
+
 /** A source opened for reading, with O_DIRECT where the file system allows it. */
 export interface SourceReader {
   readonly path: string;
   /** True when reads go through the page cache (O_DIRECT off or refused). */
   readonly buffered: boolean;
+  /** Counts every read, the probe of `openSource` included. */
+  readonly statistics: Readonly<ReadStatistics>;
   /**
    * One read of `target.length` bytes at `position` into `target`. With O_DIRECT, target's address,
    * length and position must be multiples of the device's logical block size. Resolves with the
@@ -29,14 +40,23 @@ export interface OpenSourceOptions {
   onFallback?: (reason: string) => void;
 }
 
-function wrap(path: string, handle: FileHandle, buffered: boolean): SourceReader {
+async function countedRead(statistics: ReadStatistics, handle: FileHandle, target: Uint8Array, position: number): Promise<number> {
+  statistics.calls += 1;
+  statistics.bytes += target.length;
+  try {
+    return (await handle.read(target, 0, target.length, position)).bytesRead;
+  } catch (error) {
+    statistics.failed += 1;
+    throw error;
+  }
+}
+
+function wrap(path: string, handle: FileHandle, buffered: boolean, statistics: ReadStatistics): SourceReader {
   return {
     path,
     buffered,
-    async read(target, position) {
-      const { bytesRead } = await handle.read(target, 0, target.length, position);
-      return bytesRead;
-    },
+    statistics,
+    read: (target, position) => countedRead(statistics, handle, target, position),
     close: () => handle.close(),
   };
 }
@@ -45,9 +65,9 @@ function openFailure(path: string, error: unknown): UnavailableError {
   return new UnavailableError('source_unreadable', `cannot open ${path}: ${errorMessage(error)}`, { path, errno: errnoCode(error) });
 }
 
-async function openBuffered(path: string): Promise<SourceReader> {
+async function openBuffered(path: string, statistics: ReadStatistics): Promise<SourceReader> {
   try {
-    return wrap(path, await open(path, constants.O_RDONLY), true);
+    return wrap(path, await open(path, constants.O_RDONLY), true, statistics);
   } catch (error) {
     throw openFailure(path, error);
   }
@@ -59,7 +79,8 @@ async function openBuffered(path: string): Promise<SourceReader> {
  * fails with `source_unreadable`.
  */
 export async function openSource(path: string, options: OpenSourceOptions): Promise<SourceReader> {
-  if (options.directIo === 'off') return openBuffered(path);
+  const statistics: ReadStatistics = { calls: 0, bytes: 0, failed: 0 };
+  if (options.directIo === 'off') return openBuffered(path, statistics);
 
   let refusal: unknown;
   let handle: FileHandle | undefined;
@@ -71,11 +92,11 @@ export async function openSource(path: string, options: OpenSourceOptions): Prom
   }
   if (handle !== undefined) {
     try {
-      await handle.read(options.probe, 0, options.probe.length, 0);
-      return wrap(path, handle, false);
+      await countedRead(statistics, handle, options.probe, 0);
+      return wrap(path, handle, false, statistics);
     } catch (error) {
       // Only EINVAL means "no O_DIRECT here"; a bad first sector is for the rescue passes to find.
-      if (errnoCode(error) !== 'EINVAL') return wrap(path, handle, false);
+      if (errnoCode(error) !== 'EINVAL') return wrap(path, handle, false, statistics);
       refusal = error;
       await handle.close();
     }
@@ -83,5 +104,5 @@ export async function openSource(path: string, options: OpenSourceOptions): Prom
   const reason = `O_DIRECT is not supported for ${path} (${errorMessage(refusal)})`;
   if (options.directIo === 'on') throw new UnavailableError('source_unreadable', `${reason}; set direct_io to auto or off`, { path });
   options.onFallback?.(reason);
-  return openBuffered(path);
+  return openBuffered(path, statistics);
 }

@@ -52,6 +52,9 @@ export interface ImagingProgress {
   position: number;
   /** True once the engine had to fall back from O_DIRECT to buffered reads. */
   buffered: boolean;
+  /** Reads of the source so far in this run, and the bytes they asked for. */
+  readCalls: number;
+  readBytes: number;
 }
 
 export interface BadSectorSummary {
@@ -75,6 +78,16 @@ export interface ImagingRequest {
 
 export type ImagingOutcome = 'completed' | 'paused' | 'cancelled';
 
+/** The reads of the source one run made: what the drive had to do. */
+export interface ReadSummary {
+  calls: number;
+  /** Bytes asked for, failed reads included. */
+  bytes: number;
+  failed: number;
+  /** Re-reads of a sector read fine before, to tell a bad sector from a drive that is gone. */
+  probes: number;
+}
+
 export interface ImagingResult {
   outcome: ImagingOutcome;
   outputPath: string;
@@ -87,5 +100,6 @@ export interface ImagingResult {
   verified: boolean | null;
   /** Whether the run continued from an existing map. */
   resumed: boolean;
+  reads: ReadSummary;
   timings: { startedAt: string; finishedAt: string; copySeconds: number; hashSeconds: number; verifySeconds: number };
 }

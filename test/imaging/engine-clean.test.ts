@@ -47,6 +47,12 @@ test('a clean disc on a read-only 2048-byte loop device images bit-exact, with s
     assert.deepEqual(result.badSectors, { badBytes: 0, badAreas: 0, areas: [] });
     assert.equal(await sha256File(outputPath), iso.sha256);
     assert.equal(result.checksums.sha256, iso.sha256);
+    // Every byte read once, plus the one-sector check at open whether O_DIRECT works.
+    assert.deepEqual(result.reads, { calls: result.reads.calls, bytes: iso.sizeBytes + SECTOR, failed: 0, probes: 0 });
+    assert.ok(result.reads.calls >= 2 && result.reads.calls <= 1 + iso.sizeBytes / (32 * SECTOR), `${result.reads.calls} reads, at most one per cluster`);
+    const lastEvent = request.events[request.events.length - 1];
+    assert.equal(lastEvent?.readBytes, iso.sizeBytes + SECTOR);
+    assert.equal(lastEvent?.readCalls, result.reads.calls);
 
     // The output folder holds the image, its sidecars and the map; no .part, no temporary files.
     assert.deepEqual((await readdir(outDir)).sort(), ['CLEAN_TEST.iso', 'CLEAN_TEST.iso.json', 'CLEAN_TEST.iso.map', 'CLEAN_TEST.iso.md5', 'CLEAN_TEST.iso.sha1', 'CLEAN_TEST.iso.sha256']);
@@ -69,6 +75,7 @@ test('a clean disc on a read-only 2048-byte loop device images bit-exact, with s
     assert.deepEqual(json['checksums'], result.checksums);
     assert.deepEqual(json['bad_sectors']['areas'], []);
     assert.equal(json['bad_sectors']['bad_bytes'], 0);
+    assert.deepEqual(json['reads'], result.reads);
     assert.equal(json['verification']['ok'], true);
     assert.equal(json['verification']['bytes'], iso.sizeBytes);
     assert.deepEqual(json['verification']['results'].map((entry: { algorithm: string; ok: boolean }) => [entry.algorithm, entry.ok]), [['md5', true], ['sha1', true], ['sha256', true]]);

@@ -34,10 +34,12 @@ test('pause keeps .part and map; running again resumes to a byte-identical image
   const outputPath = join(dir, 'paused.iso');
   await disc.faultFs.setDelay(SLOW_DELAY_MS);
   const controller = new AbortController();
+  const events: ImagingProgress[] = [];
   const first = await runImaging(
     imagingRequest(source(), outputPath, {
       signal: controller.signal,
       onProgress: (event) => {
+        events.push(event);
         if (event.bytesDone >= 8 * MiB) controller.abort('pause');
       },
     }),
@@ -49,6 +51,7 @@ test('pause keeps .part and map; running again resumes to a byte-identical image
   const map = await readMap(first.mapPath);
   assert.ok(map.sums()['+'] >= 8 * MiB && map.sums()['?'] > 0, JSON.stringify(map.sums()));
   await assertFinishedAreasMatch(map, first.partPath, disc.backing);
+  assert.equal(events.at(-1)?.bytesDone, map.sums()['+'], 'the last progress event reports what the saved map records');
 
   await disc.faultFs.setDelay(0);
   const second = await runImaging(imagingRequest(source(), outputPath));

@@ -4,7 +4,7 @@ import { createProgressTracker, type ProgressSnapshot } from '../../src/imaging/
 import type { ImagingProgress } from '../../src/imaging/types.js';
 
 function snapshot(bytesDone: number, phase: ProgressSnapshot['phase'] = 'copying'): ProgressSnapshot {
-  return { phase, bytesDone, badBytes: 0, errorCount: 0, position: bytesDone, buffered: false };
+  return { phase, bytesDone, badBytes: 0, errorCount: 0, position: bytesDone, buffered: false, readCalls: 0, readBytes: 0 };
 }
 
 function trackerWithClock(bytesTotal: number): { events: ImagingProgress[]; update: (s: ProgressSnapshot, force?: boolean) => void; advance: (ms: number) => void } {

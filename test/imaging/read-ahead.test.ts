@@ -159,3 +159,37 @@ test('issue waits for a free slot and refuses a read larger than a slot', async 
   await ahead.discard();
   await pool.idle();
 });
+
+test('seconds: the time the source spent on each read, from its issue or the end of the read before it, whichever is later', async () => {
+  const pool = createSlotPool(4096, 3);
+  const { read, held } = heldReader();
+  let clock = 0;
+  const ahead = createReadAhead(pool, read, () => clock);
+  await ahead.issue(0, 4096);
+  clock = 10;
+  await ahead.issue(4096, 4096);
+  clock = 100;
+  held[0]?.finish(true);
+  await settle();
+  clock = 350;
+  held[1]?.finish(true);
+  await settle();
+  // Taken late: the time of taking does not count, only when each read ended.
+  clock = 1000;
+  const first = await ahead.take();
+  const second = await ahead.take();
+  assert.equal(first?.seconds, 0.1);
+  assert.equal(second?.seconds, 0.25, 'the second read waited for the first: counted from its end at 100, not its issue at 10');
+  first?.slot.release();
+  second?.slot.release();
+
+  // Issued after the last one ended: counted from its own issue.
+  clock = 2000;
+  await ahead.issue(8192, 4096);
+  clock = 2040;
+  held[2]?.finish(false);
+  const failed = await ahead.take();
+  assert.equal(failed?.seconds, 0.04);
+  failed?.slot.release();
+  await pool.idle();
+});

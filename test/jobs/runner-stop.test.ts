@@ -83,6 +83,7 @@ function stopped(request: ImagingRequest, outcome: 'paused' | 'cancelled'): Imag
     verified: null,
     resumed: false,
     timings: { startedAt: at, finishedAt: at, copySeconds: 0, hashSeconds: 0, verifySeconds: 0 },
+    reads: { calls: 0, bytes: 0, failed: 0, probes: 0 },
   };
 }
 
@@ -102,6 +103,8 @@ function engineStoppingAfterTwoUpdates(outcome: 'paused' | 'cancelled') {
         errorCount: 0,
         position: 0,
         buffered: false,
+        readCalls: 0,
+        readBytes: 0,
       });
     report(10);
     report(60);
@@ -145,6 +148,8 @@ describe('the job runner when a run stops', () => {
           errorCount: 0,
           position: 0,
           buffered: false,
+        readCalls: 0,
+        readBytes: 0,
         });
         assert.equal(request.options.keepPartialOnCancel, true, 'the engine never deletes; the runner decides after the stop');
         if (!request.signal?.aborted) await new Promise((resolve) => request.signal?.addEventListener('abort', resolve, { once: true }));

@@ -139,6 +139,44 @@ test('a hang holds reads until it is lifted, then they complete with the right b
   }
 });
 
+test('rate mode and the read log: every read is logged with its result, counted in read_bytes, and delayed by the rate', async () => {
+  const fs = await mountFaultFs({ backingFile, badRanges: [[4096, 6144]], rateBps: 1_000_000, logReads: true });
+  try {
+    assert.ok((await readAt(fs.file, 0, 4096)).equals(backing.subarray(0, 4096)));
+    await assertEio(readAt(fs.file, 4096, 2048));
+    assert.ok((await readAt(fs.file, 8192, 4096)).equals(backing.subarray(8192)));
+    const stats = await fs.stats();
+    assert.equal(stats.rateBps, 1_000_000);
+    assert.equal(stats.reads, 3);
+    assert.equal(stats.delayedReads, 3, 'the rate alone makes every read wait');
+    assert.equal(stats.readBytes, 4096 + 2048 + 4096, 'bytes asked for, the failed read and the one past the end included');
+    assert.deepEqual(await fs.readLog(), [
+      { offset: 0, length: 4096, result: 4096 },
+      { offset: 4096, length: 2048, result: -5 },
+      { offset: 8192, length: 4096, result: BACKING_BYTES - 8192 },
+    ]);
+
+    await fs.setRate(0);
+    assert.ok((await readAt(fs.file, 0, 512)).equals(backing.subarray(0, 512)));
+    const unthrottled = await fs.stats();
+    assert.equal(unthrottled.rateBps, 0);
+    assert.equal(unthrottled.delayedReads, 3);
+    await assert.rejects(fs.setRate(1.5), /invalid rate/);
+    await assert.rejects(fs.setRate(-1), /invalid rate/);
+  } finally {
+    await fs.unmount();
+  }
+});
+
+test('readLog refuses a mount made without logReads', async () => {
+  const fs = await mountFaultFs({ backingFile });
+  try {
+    await assert.rejects(fs.readLog(), /without logReads/);
+  } finally {
+    await fs.unmount();
+  }
+});
+
 test('unmount is idempotent, removes the mountpoint, and concurrent mounts do not collide', async () => {
   const [a, b] = await Promise.all([mountFaultFs({ backingFile }), mountFaultFs({ backingFile, badRanges: [[0, 1]] })]);
   try {

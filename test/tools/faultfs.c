@@ -3,7 +3,7 @@
  * file, and injects real kernel I/O errors and delays into reads of it. Tests put a loop block
  * device on top of /disc.img so the imaging engine sees EIO exactly as from a failing drive.
  *
- * Usage: faultfs -o backing=FILE,control=FILE[,status=FILE] [-f] [-s] MOUNTPOINT
+ * Usage: faultfs -o backing=FILE,control=FILE[,status=FILE][,readlog=FILE] [-f] [-s] MOUNTPOINT
  *
  * The control file (on the host, outside the mount) is re-read whenever its identity or mtime
  * changes, checked at every read, so faults change without remounting. One directive a line:
@@ -13,14 +13,21 @@
  *   hang 1            hold every read until the control file says `hang 0` (or drops the line):
  *                     a drive that stops answering; the daemon re-reads the control file
  *                     every 10 ms while it holds a read
+ *   rate_bps N        besides any delay, take LENGTH / N seconds to serve each read of LENGTH
+ *                     bytes, failed ones included: a drive that reads N bytes per second
  *   # comment
  * An empty control file means no faults.
  *
  * The optional status file is rewritten (atomically, via rename) after every read and every
  * control reload, so a test can prove which configuration the daemon actually applied:
- *   generation G / delay_us N / hang 0|1 / reads N / failed_reads N / delayed_reads N /
- *   held_reads N / holding 0|1 / bad START END ...
+ *   generation G / delay_us N / rate_bps N / hang 0|1 / reads N / failed_reads N / delayed_reads N /
+ *   read_bytes N (bytes asked for by every read, failed ones included) / held_reads N / holding 0|1 /
+ *   bad START END ...
  * held_reads counts the reads the hang held (the one being held included); holding is 1 while one is.
+ *
+ * The optional read log gets one line per read, appended as it is served: OFFSET LENGTH RESULT,
+ * RESULT being the bytes served or -errno. It shows exactly which sectors a program read, and
+ * how often, as a drive would see them.
  */
 #define FUSE_USE_VERSION 31
 #define _GNU_SOURCE
@@ -51,20 +58,23 @@ struct fault_config {
 	size_t bad_count;
 	uint64_t delay_us;
 	int hang;
+	uint64_t rate_bps;
 };
 
 struct options {
 	const char *backing;
 	const char *control;
 	const char *status;
+	const char *readlog;
 };
 
 static struct options opts;
 static int backing_fd = -1;
 static struct fault_config config;
 static uint64_t generation;
-static uint64_t reads, failed_reads, delayed_reads, held_reads;
+static uint64_t reads, failed_reads, delayed_reads, held_reads, read_bytes;
 static int holding;
+static FILE *readlog;
 
 /* Identity of the control file version last applied; a rename-replaced file has a new inode. */
 static struct {
@@ -80,6 +90,7 @@ static const struct fuse_opt option_spec[] = {
 	OPTION("backing=%s", backing),
 	OPTION("control=%s", control),
 	OPTION("status=%s", status),
+	OPTION("readlog=%s", readlog),
 	FUSE_OPT_END
 };
 
@@ -103,6 +114,7 @@ static void free_config(struct fault_config *c)
 	c->bad_count = 0;
 	c->delay_us = 0;
 	c->hang = 0;
+	c->rate_bps = 0;
 }
 
 /* Parses the whole control file into *out; on any error *out is left empty and -1 returned. */
@@ -142,6 +154,8 @@ static int parse_control(FILE *file, struct fault_config *out)
 			out->delay_us = x;
 		} else if (strcmp(directive, "hang") == 0 && a && !b && parse_u64(a, &x) == 0 && x <= 1) {
 			out->hang = (int)x;
+		} else if (strcmp(directive, "rate_bps") == 0 && a && !b && parse_u64(a, &x) == 0 && x > 0) {
+			out->rate_bps = x;
 		} else {
 			fprintf(stderr, "faultfs: %s:%u: invalid directive\n", opts.control, line_no);
 			goto fail;
@@ -167,9 +181,9 @@ static void write_status(void)
 		fprintf(stderr, "faultfs: cannot write %s: %s\n", tmp, strerror(errno));
 		return;
 	}
-	fprintf(file, "generation %" PRIu64 "\ndelay_us %" PRIu64 "\nhang %d\nreads %" PRIu64
-		"\nfailed_reads %" PRIu64 "\ndelayed_reads %" PRIu64 "\nheld_reads %" PRIu64 "\nholding %d\n",
-		generation, config.delay_us, config.hang, reads, failed_reads, delayed_reads, held_reads, holding);
+	fprintf(file, "generation %" PRIu64 "\ndelay_us %" PRIu64 "\nrate_bps %" PRIu64 "\nhang %d\nreads %" PRIu64
+		"\nfailed_reads %" PRIu64 "\ndelayed_reads %" PRIu64 "\nread_bytes %" PRIu64 "\nheld_reads %" PRIu64 "\nholding %d\n",
+		generation, config.delay_us, config.rate_bps, config.hang, reads, failed_reads, delayed_reads, read_bytes, held_reads, holding);
 	for (size_t i = 0; i < config.bad_count; i++)
 		fprintf(file, "bad %" PRIu64 " %" PRIu64 "\n", config.bad[i].start, config.bad[i].end);
 	if (fclose(file) != 0 || rename(tmp, opts.status) != 0)
@@ -294,6 +308,19 @@ static int ffs_open(const char *path, struct fuse_file_info *fi)
 	return 0;
 }
 
+/* Counts, logs and reports one served read; `result` is its byte count or -errno. */
+static int finish_read(off_t offset, size_t size, int result)
+{
+	if (result < 0)
+		failed_reads++;
+	if (readlog != NULL) {
+		fprintf(readlog, "%" PRId64 " %zu %d\n", (int64_t)offset, size, result);
+		fflush(readlog);
+	}
+	write_status();
+	return result;
+}
+
 static int ffs_read(const char *path, char *buf, size_t size, off_t offset, struct fuse_file_info *fi)
 {
 	(void)fi;
@@ -301,6 +328,7 @@ static int ffs_read(const char *path, char *buf, size_t size, off_t offset, stru
 		return -ENOENT;
 	refresh_config();
 	reads++;
+	read_bytes += size;
 	if (config.hang) {
 		/* The daemon runs single-threaded (-s): every other request waits behind this one, as
 		 * everything waits behind a drive that stopped answering. */
@@ -313,30 +341,25 @@ static int ffs_read(const char *path, char *buf, size_t size, off_t offset, stru
 		}
 		holding = 0;
 	}
-	if (config.delay_us > 0) {
+	uint64_t wait_us = config.delay_us;
+	if (config.rate_bps > 0)
+		wait_us += (uint64_t)size * 1000000 / config.rate_bps;
+	if (wait_us > 0) {
 		delayed_reads++;
-		sleep_us(config.delay_us);
+		sleep_us(wait_us);
 	}
 
 	off_t file_size;
 	int rc = backing_size(&file_size);
-	if (rc != 0) {
-		failed_reads++;
-		write_status();
-		return rc;
-	}
-	if (offset >= file_size) {
-		write_status();
-		return 0;
-	}
+	if (rc != 0)
+		return finish_read(offset, size, rc);
+	if (offset >= file_size)
+		return finish_read(offset, size, 0);
 	size_t length = size;
 	if ((uint64_t)(file_size - offset) < length)
 		length = (size_t)(file_size - offset);
-	if (overlaps_bad_range((uint64_t)offset, (uint64_t)offset + length)) {
-		failed_reads++;
-		write_status();
-		return -EIO;
-	}
+	if (overlaps_bad_range((uint64_t)offset, (uint64_t)offset + length))
+		return finish_read(offset, size, -EIO);
 
 	size_t done = 0;
 	while (done < length) {
@@ -344,16 +367,13 @@ static int ffs_read(const char *path, char *buf, size_t size, off_t offset, stru
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			failed_reads++;
-			write_status();
-			return -errno;
+			return finish_read(offset, size, -errno);
 		}
 		if (n == 0)
 			break;
 		done += (size_t)n;
 	}
-	write_status();
-	return (int)done;
+	return finish_read(offset, size, (int)done);
 }
 
 static const struct fuse_operations operations = {
@@ -369,7 +389,7 @@ int main(int argc, char *argv[])
 	if (fuse_opt_parse(&args, &opts, option_spec, NULL) == -1)
 		return 2;
 	if (opts.backing == NULL || opts.control == NULL) {
-		fprintf(stderr, "usage: %s -o backing=FILE,control=FILE[,status=FILE] [-f] [-s] MOUNTPOINT\n",
+		fprintf(stderr, "usage: %s -o backing=FILE,control=FILE[,status=FILE][,readlog=FILE] [-f] [-s] MOUNTPOINT\n",
 			argv[0]);
 		fuse_opt_free_args(&args);
 		return 2;
@@ -380,8 +400,19 @@ int main(int argc, char *argv[])
 		fuse_opt_free_args(&args);
 		return 1;
 	}
+	if (opts.readlog != NULL) {
+		readlog = fopen(opts.readlog, "a");
+		if (readlog == NULL) {
+			fprintf(stderr, "faultfs: cannot open %s: %s\n", opts.readlog, strerror(errno));
+			close(backing_fd);
+			fuse_opt_free_args(&args);
+			return 1;
+		}
+	}
 	refresh_config();
 	int rc = fuse_main(args.argc, args.argv, &operations, NULL);
+	if (readlog != NULL)
+		fclose(readlog);
 	fuse_opt_free_args(&args);
 	free_config(&config);
 	close(backing_fd);

@@ -21,6 +21,18 @@ export interface MountFaultFsOptions {
   delayMs?: number;
   /** Hold every read until setHang(false): a drive that stopped answering. */
   hang?: boolean;
+  /** Bytes per second the file is served at: each read takes its length / rate (besides any delay). 0: unlimited. */
+  rateBps?: number;
+  /** Log every read the daemon serves, for readLog(). */
+  logReads?: boolean;
+}
+
+/** One read as the daemon served it. */
+export interface FaultFsRead {
+  offset: number;
+  length: number;
+  /** Bytes served, or the negative errno of a failed read. */
+  result: number;
 }
 
 /** What the daemon reports it applied and served (its status file). */
@@ -29,6 +41,7 @@ export interface FaultFsStats {
   generation: number;
   delayUs: number;
   hang: boolean;
+  rateBps: number;
   badRanges: ByteRange[];
   /** Read requests that reached the daemon, failed ones and delayed ones included. */
   reads: number;
@@ -38,6 +51,8 @@ export interface FaultFsStats {
   heldReads: number;
   /** True while the daemon holds a read (and, single-threaded, everything queued behind it). */
   holding: boolean;
+  /** Bytes asked for by every read, failed ones included. */
+  readBytes: number;
 }
 
 export interface FaultFs {
@@ -55,7 +70,11 @@ export interface FaultFs {
    * daemon polls the control file while it holds a read, so a release takes effect within ~10 ms.
    */
   setHang(on: boolean): Promise<void>;
+  /** Replaces the rate (bytes per second, 0 unlimited); effective for the next read. */
+  setRate(bytesPerSecond: number): Promise<void>;
   stats(): Promise<FaultFsStats>;
+  /** Every read served so far, in order; only with `logReads`. */
+  readLog(): Promise<FaultFsRead[]>;
   /** SIGKILLs the daemon (the drive vanishes: reads fail with ENOTCONN/EIO), then lazily unmounts. */
   kill(): Promise<void>;
   /** Clean unmount and removal of the scratch directory; idempotent, also after kill(). */
@@ -104,9 +123,10 @@ async function compileIfStale(): Promise<string> {
   return BINARY;
 }
 
-function controlText(badRanges: readonly ByteRange[], delayMs: number, hang: boolean): string {
+function controlText(badRanges: readonly ByteRange[], delayMs: number, rateBps: number, hang: boolean): string {
   const lines = badRanges.map(([start, end]) => `bad ${start} ${end}`);
   lines.push(`delay_us ${Math.round(delayMs * 1000)}`);
+  if (rateBps > 0) lines.push(`rate_bps ${rateBps}`);
   lines.push(`hang ${hang ? 1 : 0}`);
   return `${lines.join('\n')}\n`;
 }
@@ -123,19 +143,25 @@ function checkDelay(ms: number): void {
   if (!Number.isFinite(ms) || ms < 0) throw new Error(`invalid delay ${ms} ms`);
 }
 
+function checkRate(bytesPerSecond: number): void {
+  if (!Number.isSafeInteger(bytesPerSecond) || bytesPerSecond < 0) throw new Error(`invalid rate ${bytesPerSecond} bytes/s`);
+}
+
 /** fuse_opt splits -o values at commas; a backslash escapes one. */
 function escapeOption(value: string): string {
   return value.replace(/[\\,]/g, (char) => `\\${char}`);
 }
 
 function parseStats(text: string): FaultFsStats {
-  const stats: FaultFsStats = { generation: 0, delayUs: 0, hang: false, badRanges: [], reads: 0, failedReads: 0, delayedReads: 0, heldReads: 0, holding: false };
+  const stats: FaultFsStats = { generation: 0, delayUs: 0, rateBps: 0, hang: false, badRanges: [], reads: 0, failedReads: 0, delayedReads: 0, readBytes: 0, heldReads: 0, holding: false };
   for (const line of text.split('\n')) {
     const [key, a, b] = line.split(' ');
     const value = Number(a);
     switch (key) {
       case 'generation': stats.generation = value; break;
       case 'delay_us': stats.delayUs = value; break;
+      case 'rate_bps': stats.rateBps = value; break;
+      case 'read_bytes': stats.readBytes = value; break;
       case 'reads': stats.reads = value; break;
       case 'failed_reads': stats.failedReads = value; break;
       case 'delayed_reads': stats.delayedReads = value; break;
@@ -146,6 +172,16 @@ function parseStats(text: string): FaultFsStats {
     }
   }
   return stats;
+}
+
+function parseReadLog(text: string): FaultFsRead[] {
+  return text
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => {
+      const [offset, length, result] = line.split(' ').map(Number);
+      return { offset: offset ?? NaN, length: length ?? NaN, result: result ?? NaN };
+    });
 }
 
 /** Daemons still running when the test process exits are killed, lazily unmounted and their scratch removed. */
@@ -167,13 +203,16 @@ export async function mountFaultFs(opts: MountFaultFsOptions): Promise<FaultFs> 
   let badRanges = [...(opts.badRanges ?? [])];
   let delayMs = opts.delayMs ?? 0;
   let hang = opts.hang ?? false;
+  let rateBps = opts.rateBps ?? 0;
   checkRanges(badRanges);
   checkDelay(delayMs);
+  checkRate(rateBps);
 
   const workdir = await mkdtemp(join(tmpdir(), 'faultfs-'));
   const mountpoint = join(workdir, 'mnt');
   const controlFile = join(workdir, 'control');
   const statusFile = join(workdir, 'status');
+  const readLogFile = join(workdir, 'reads.log');
   const file = join(mountpoint, 'disc.img');
   await mkdir(mountpoint);
 
@@ -184,7 +223,7 @@ export async function mountFaultFs(opts: MountFaultFsOptions): Promise<FaultFs> 
   let lastMtimeSeconds = 0;
   let controlWrites = Promise.resolve();
   function writeControl(): Promise<void> {
-    const text = controlText(badRanges, delayMs, hang);
+    const text = controlText(badRanges, delayMs, rateBps, hang);
     const write = controlWrites.then(async () => {
       const temporary = `${controlFile}.tmp`;
       await writeFile(temporary, text);
@@ -198,6 +237,7 @@ export async function mountFaultFs(opts: MountFaultFsOptions): Promise<FaultFs> 
   await writeControl();
 
   const options = [`backing=${escapeOption(backingFile)}`, `control=${escapeOption(controlFile)}`, `status=${escapeOption(statusFile)}`, 'ro', 'fsname=faultfs', 'subtype=faultfs'];
+  if (opts.logReads === true) options.push(`readlog=${escapeOption(readLogFile)}`);
   const child = spawn(binary, ['-f', '-s', '-o', options.join(','), mountpoint], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (text: string) => {
@@ -319,8 +359,17 @@ export async function mountFaultFs(opts: MountFaultFsOptions): Promise<FaultFs> 
       hang = on;
       await writeControl();
     },
+    async setRate(bytesPerSecond) {
+      checkRate(bytesPerSecond);
+      rateBps = bytesPerSecond;
+      await writeControl();
+    },
     async stats() {
       return parseStats(await readFile(statusFile, 'utf8'));
+    },
+    async readLog() {
+      if (opts.logReads !== true) throw new Error('this faultfs was mounted without logReads');
+      return parseReadLog(await readFile(readLogFile, 'utf8'));
     },
     kill,
     unmount,
