@@ -104,7 +104,14 @@ export interface LoadResult {
  * writing a request to the end of its response, in whole milliseconds. `pathOf`, when given, names
  * the path of each request, numbered from 0.
  */
-export async function loadTest(url: string, connections: number, warmupMs: number, durationMs: number, headers: Record<string, string> = {}, pathOf?: (request: number) => string): Promise<LoadResult> {
+export async function loadTest(
+  url: string,
+  connections: number,
+  warmupMs: number,
+  durationMs: number,
+  headers: Record<string, string> = {},
+  pathOf?: (request: number) => string,
+): Promise<LoadResult> {
   let sent = 0;
   const requests = pathOf === undefined ? [{}] : [{ setupRequest: (next: autocannon.Request) => ({ ...next, path: pathOf(sent++) }) }];
   const run = (milliseconds: number): Promise<autocannon.Result> => autocannon({ url, connections, duration: milliseconds / 1000, headers, requests });

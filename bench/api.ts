@@ -11,7 +11,17 @@ import type { FinishStatus } from '../src/jobs/queue.js';
 import { createSqliteQueue } from '../src/jobs/sqlite-queue.js';
 import { mountFaultFs } from '../test/tools/faultfs.js';
 import { attachLoop } from '../test/tools/loop.js';
-import { type LoadResult, type ServerProcess, type SseClient, type SseEvent, httpRequest, loadTest, openSse, residentBytes, startServerProcess } from './api-clients.js';
+import {
+  type LoadResult,
+  type ServerProcess,
+  type SseClient,
+  type SseEvent,
+  httpRequest,
+  loadTest,
+  openSse,
+  residentBytes,
+  startServerProcess,
+} from './api-clients.js';
 import { machineDescription, markdownTable, percentile, writeRandomFile, writeSection } from './report.js';
 
 const SEEDED_JOBS = 10_000;
@@ -55,7 +65,14 @@ async function seedJobs(dataDir: string): Promise<Record<string, number>> {
         if (claimed?.id !== job.id) throw new Error(`seeding: claimed ${claimed?.id ?? 'nothing'} instead of ${job.id}`);
         const patch =
           finish === 'failed'
-            ? { progress: 37, bytesDone: Math.floor(sizeBytes * 0.37), badBytes: 4096, errorCount: 2, errorCode: 'read_errors', errorMessage: 'unreadable sectors remain' }
+            ? {
+                progress: 37,
+                bytesDone: Math.floor(sizeBytes * 0.37),
+                badBytes: 4096,
+                errorCount: 2,
+                errorCode: 'read_errors',
+                errorMessage: 'unreadable sectors remain',
+              }
             : { progress: 100, bytesDone: sizeBytes };
         status = (await queue.finish(job.id, 'bench-seeder', finish, patch)).status;
       }
@@ -117,17 +134,19 @@ async function measureLive(service: ServerProcess, deviceId: string, credentials
   const allFinished = new Promise<void>((resolve) => {
     onAllFinished = resolve;
   });
-  const record = (client: number) => (event: SseEvent): void => {
-    // Kept before the job's id is known: its job_created may arrive before the POST's response.
-    const key = `${event.event}\n${event.data}`;
-    const times = arrivals.get(key) ?? [];
-    times.push(event.arrivedAt);
-    arrivals.set(key, times);
-    if (event.event === 'job_finished' && jobId !== null && event.data.includes(`"job_id":"${jobId}"`)) {
-      finishedClients.add(client);
-      if (finishedClients.size === SSE_CLIENTS) onAllFinished();
-    }
-  };
+  const record =
+    (client: number) =>
+    (event: SseEvent): void => {
+      // Kept before the job's id is known: its job_created may arrive before the POST's response.
+      const key = `${event.event}\n${event.data}`;
+      const times = arrivals.get(key) ?? [];
+      times.push(event.arrivedAt);
+      arrivals.set(key, times);
+      if (event.event === 'job_finished' && jobId !== null && event.data.includes(`"job_id":"${jobId}"`)) {
+        finishedClients.add(client);
+        if (finishedClients.size === SSE_CLIENTS) onAllFinished();
+      }
+    };
 
   const rssBeforeMiB = (await residentBytes(service.pid)) / 2 ** 20;
   let rssMax = 0;
@@ -145,7 +164,11 @@ async function measureLive(service: ServerProcess, deviceId: string, credentials
     for (let index = 0; index < SSE_CLIENTS; index += 1) clients.push(openSse(eventsUrl, record(index), credentials));
     await Promise.all(clients.map((client) => client.ready));
 
-    const created = await httpRequest(`${service.url}/api/v1/jobs`, { method: 'POST', headers: credentials, json: { device: deviceId, name: 'bench-live', options: { verify: false } } });
+    const created = await httpRequest(`${service.url}/api/v1/jobs`, {
+      method: 'POST',
+      headers: credentials,
+      json: { device: deviceId, name: 'bench-live', options: { verify: false } },
+    });
     if (created.status !== 201 && created.status !== 200) throw new Error(`POST /api/v1/jobs: ${created.status} ${created.body}`);
     const startedAt = performance.now();
     jobId = (JSON.parse(created.body) as { id: string }).id;
@@ -202,13 +225,7 @@ async function measureLive(service: ServerProcess, deviceId: string, credentials
 }
 
 function loadRow(name: string, result: LoadResult): string[] {
-  return [
-    name,
-    (result.requests / result.seconds).toFixed(0),
-    result.p50Ms.toFixed(0),
-    result.p99Ms.toFixed(0),
-    String(result.failures),
-  ];
+  return [name, (result.requests / result.seconds).toFixed(0), result.p50Ms.toFixed(0), result.p99Ms.toFixed(0), String(result.failures)];
 }
 
 const met = (ok: boolean): string => (ok ? 'met' : 'NOT met');
@@ -259,7 +276,12 @@ export async function benchApi(): Promise<void> {
     }
     const bodyFile = join(work, 'page.json');
     await writeFile(bodyFile, page.body);
-    const bare = await startServerProcess(process.execPath, [join(packageRoot(), 'dist', 'bench', 'api-bare.js'), bodyFile], serviceEnv({}), /bare listening on (http:\/\/\S+)/);
+    const bare = await startServerProcess(
+      process.execPath,
+      [join(packageRoot(), 'dist', 'bench', 'api-bare.js'), bodyFile],
+      serviceEnv({}),
+      /bare listening on (http:\/\/\S+)/,
+    );
     cleanups.push(() => bare.stop());
 
     console.log(`GET ${LIST_PATH}: ${CONNECTIONS} connections, ${WARMUP_MS / 1000} s warm-up, ${DURATION_MS / 1000} s measured`);
@@ -276,20 +298,29 @@ export async function benchApi(): Promise<void> {
     const share = realRate / referenceRate;
     const realP99 = real.p99Ms;
     const uncachedShare = uncached.requests / uncached.seconds / referenceRate;
-    const loadTable = markdownTable(['endpoint', 'requests/s', 'p50 ms', 'p99 ms', 'failed'], [
-      loadRow(`disk2iso GET ${LIST_PATH} (${SEEDED_JOBS} jobs)`, real),
-      loadRow(`disk2iso GET ${LIST_PATH}&offset=N, N different on every request (no cached list)`, uncached),
-      loadRow('bare Fastify route, same JSON page', reference),
-    ]);
-    const liveTable = markdownTable(['measure', 'value'], [
-      ['SSE clients', String(live.clients)],
-      ['job duration (POST to last job_finished)', `${live.jobSeconds.toFixed(1)} s`],
-      ['distinct events of the job (of which job_update)', `${live.events} (${live.updates}); ${(live.updates / live.jobSeconds).toFixed(1)} updates/s`],
-      ['events delivered to every client', `${(live.deliveredShare * 100).toFixed(2)} %`],
-      ['job_update delivery, from the updated_at of its state to its arrival at a client: p50 / p99 / max', `${live.latencyP50.toFixed(1)} / ${live.latencyP99.toFixed(1)} / ${live.latencyMax.toFixed(1)} ms`],
-      ['arrival after the earliest arrival of the same event (the spread of one fan-out), p99', `${live.spreadP99.toFixed(1)} ms`],
-      ['service RSS before the streams / max while streaming', `${live.rssBeforeMiB.toFixed(0)} / ${live.rssMaxMiB.toFixed(0)} MiB`],
-    ]);
+    const loadTable = markdownTable(
+      ['endpoint', 'requests/s', 'p50 ms', 'p99 ms', 'failed'],
+      [
+        loadRow(`disk2iso GET ${LIST_PATH} (${SEEDED_JOBS} jobs)`, real),
+        loadRow(`disk2iso GET ${LIST_PATH}&offset=N, N different on every request (no cached list)`, uncached),
+        loadRow('bare Fastify route, same JSON page', reference),
+      ],
+    );
+    const liveTable = markdownTable(
+      ['measure', 'value'],
+      [
+        ['SSE clients', String(live.clients)],
+        ['job duration (POST to last job_finished)', `${live.jobSeconds.toFixed(1)} s`],
+        ['distinct events of the job (of which job_update)', `${live.events} (${live.updates}); ${(live.updates / live.jobSeconds).toFixed(1)} updates/s`],
+        ['events delivered to every client', `${(live.deliveredShare * 100).toFixed(2)} %`],
+        [
+          'job_update delivery, from the updated_at of its state to its arrival at a client: p50 / p99 / max',
+          `${live.latencyP50.toFixed(1)} / ${live.latencyP99.toFixed(1)} / ${live.latencyMax.toFixed(1)} ms`,
+        ],
+        ['arrival after the earliest arrival of the same event (the spread of one fan-out), p99', `${live.spreadP99.toFixed(1)} ms`],
+        ['service RSS before the streams / max while streaming', `${live.rssBeforeMiB.toFixed(0)} / ${live.rssMaxMiB.toFixed(0)} MiB`],
+      ],
+    );
     const goals = [
       `- list throughput: ${(share * 100).toFixed(0)} % of the bare route (goal >= 30 %): ${met(share >= 0.3)}`,
       `- list p99 at ${CONNECTIONS} connections: ${realP99.toFixed(0)} ms (goal < 20 ms): ${met(realP99 < 20)}`,
@@ -297,7 +328,9 @@ export async function benchApi(): Promise<void> {
       `- event delivery p99: ${live.latencyP99.toFixed(1)} ms (goal < 100 ms): ${met(live.latencyP99 < 100)}`,
       `- service RSS max: ${live.rssMaxMiB.toFixed(0)} MiB (goal < 200 MB): ${met(live.rssMaxMiB * 2 ** 20 < 200e6)}`,
     ].join('\n');
-    const seeded = Object.entries(mix).map(([status, count]) => `${count} ${status}`).join(', ');
+    const seeded = Object.entries(mix)
+      .map(([status, count]) => `${count} ${status}`)
+      .join(', ');
     const body = `## API (\`npm run bench:api\`)
 
 Machine: ${machineDescription()}. The service (\`bin/disk2iso serve\`, executed as \`npm start\` runs it, so with the Node flags of its first line) and the reference each run as their own process; the load generator and the SSE clients run in the benchmark process, all on loopback.

@@ -2,12 +2,12 @@ import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
-import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { Worker } from 'node:worker_threads';
 import { packageRoot } from '../src/config/load.js';
 import { attachLoop } from '../test/tools/loop.js';
-import { machineDescription, markdownTable, percentile, productNodeFlags, writeSection, writeRandomFile } from './report.js';
+import { machineDescription, markdownTable, percentile, productNodeFlags, writeRandomFile, writeSection } from './report.js';
 
 const run = promisify(execFile);
 const SIZE_MIB = Number(process.env.BENCH_IMAGING_MIB ?? 1024);
@@ -38,7 +38,6 @@ async function dropCaches(): Promise<void> {
   await run('sync');
   await writeFile('/proc/sys/vm/drop_caches', '3');
 }
-
 
 /** What the engine-run child reports besides its wall and CPU time. */
 interface EngineReport {
@@ -122,7 +121,10 @@ function ratioList(ratios: readonly number[]): string {
 }
 
 function sum(parts: Measurement[]): Measurement {
-  return parts.reduce((total, part) => ({ wallSeconds: total.wallSeconds + part.wallSeconds, cpuSeconds: total.cpuSeconds + part.cpuSeconds }), { wallSeconds: 0, cpuSeconds: 0 });
+  return parts.reduce((total, part) => ({ wallSeconds: total.wallSeconds + part.wallSeconds, cpuSeconds: total.cpuSeconds + part.cpuSeconds }), {
+    wallSeconds: 0,
+    cpuSeconds: 0,
+  });
 }
 
 export async function benchImaging(): Promise<void> {
@@ -207,7 +209,13 @@ export async function benchImaging(): Promise<void> {
 
   const loadAfter = loadavg()[0] ?? 0;
   const gb = bytes / 1e9;
-  const rows = [...best.entries()].map(([name, m]) => [name, (bytes / 1e6 / m.wallSeconds).toFixed(0), (m.cpuSeconds / gb).toFixed(2), m.wallSeconds.toFixed(2), m.note ?? '']);
+  const rows = [...best.entries()].map(([name, m]) => [
+    name,
+    (bytes / 1e6 / m.wallSeconds).toFixed(0),
+    (m.cpuSeconds / gb).toFixed(2),
+    m.wallSeconds.toFixed(2),
+    m.note ?? '',
+  ]);
   const ours = best.get(ENGINE);
   const oursProcess = best.get(ENGINE_PROCESS);
   const md5Only = best.get('md5sum alone (hash only)');

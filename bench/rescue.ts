@@ -75,7 +75,14 @@ async function runDdrescue(faultFs: FaultFs, device: string, out: string): Promi
   const after = await faultFs.stats();
   // One line per read, starting with its position in hex; the rest are comments and pass headers.
   const readCalls = (await readFile(readLog, 'utf8')).split('\n').filter((line) => line.startsWith('0x')).length;
-  return { wallSeconds, ...driveDelta(before, after), readCalls, badMap: badMapOf(await readFile(mapPath, 'utf8')), imageSha256: await sha256File(join(out, 'ddrescue.img')), note: '' };
+  return {
+    wallSeconds,
+    ...driveDelta(before, after),
+    readCalls,
+    badMap: badMapOf(await readFile(mapPath, 'utf8')),
+    imageSha256: await sha256File(join(out, 'ddrescue.img')),
+    note: '',
+  };
 }
 
 async function runEngine(faultFs: FaultFs, device: string, sizeBytes: number, out: string, nodeFlags: string[]): Promise<ToolRun> {
@@ -83,7 +90,9 @@ async function runEngine(faultFs: FaultFs, device: string, sizeBytes: number, ou
   const engineRun = join(packageRoot(), 'dist', 'bench', 'engine-run.js');
   const before = await faultFs.stats();
   const started = performance.now();
-  const { stdout } = await run(process.execPath, [...nodeFlags, engineRun, device, String(sizeBytes), outputPath, String(READ_ATTEMPTS)], { maxBuffer: 16 * 2 ** 20 });
+  const { stdout } = await run(process.execPath, [...nodeFlags, engineRun, device, String(sizeBytes), outputPath, String(READ_ATTEMPTS)], {
+    maxBuffer: 16 * 2 ** 20,
+  });
   const wallSeconds = (performance.now() - started) / 1000;
   const after = await faultFs.stats();
   const report = JSON.parse(stdout) as EngineReport;
@@ -142,13 +151,24 @@ export async function benchRescue(): Promise<void> {
   const engine = best(engineRuns);
   const rows = [...results.entries()].map(([name, runs]) => {
     const fastest = best(runs);
-    return [name, fastest.wallSeconds.toFixed(1), runs.map((current) => current.wallSeconds.toFixed(1)).join(', '), (fastest.driveBytes / 2 ** 20).toFixed(1), String(fastest.driveReads), String(fastest.readCalls), fastest.note];
+    return [
+      name,
+      fastest.wallSeconds.toFixed(1),
+      runs.map((current) => current.wallSeconds.toFixed(1)).join(', '),
+      (fastest.driveBytes / 2 ** 20).toFixed(1),
+      String(fastest.driveReads),
+      String(fastest.readCalls),
+      fastest.note,
+    ];
   });
   const sameMaps = [...ddrescueRuns, ...engineRuns].every((current) => current.badMap === ddrescue.badMap);
   const sameImages = [...ddrescueRuns, ...engineRuns].every((current) => current.imageSha256 === ddrescue.imageSha256);
   const expectedMap = areas.map(([start, end]) => `${start / SECTOR}+${(end - start) / SECTOR}`).join(' ');
   const verdict = (met: boolean): string => (met ? 'met' : 'NOT met');
-  const table = markdownTable(['method', 'wall s (best)', 'wall s, every round', 'MiB read from the drive', 'drive reads', 'read calls of the program', 'note'], rows);
+  const table = markdownTable(
+    ['method', 'wall s (best)', 'wall s, every round', 'MiB read from the drive', 'drive reads', 'read calls of the program', 'note'],
+    rows,
+  );
   const goals = [
     `- final bad map (first sector + sectors) of every run: ${ddrescue.badMap}; the injected areas are ${expectedMap}; identical in all runs of both: ${sameMaps ? 'yes' : 'NO'} (goal: identical): ${verdict(sameMaps && ddrescue.badMap === expectedMap)}`,
     `- images (bad sectors zero-filled by both) byte-identical in all runs of both: ${sameImages ? 'yes' : 'NO'}`,

@@ -5,9 +5,9 @@ import { createArchiveService } from './archive/service.js';
 import { createAuditTrail } from './audit/trail.js';
 import { authPolicyOf } from './auth/policy.js';
 import { type AuthService, createAuthService } from './auth/service.js';
-import { createAuditRepository } from './db/audit-repository.js';
 import type { Config } from './config/schema.js';
 import { createArchiveRepository } from './db/archive-repository.js';
+import { createAuditRepository } from './db/audit-repository.js';
 import { databaseFile, openDatabase } from './db/database.js';
 import { createJobRepository } from './db/job-repository.js';
 import { createLogRepository } from './db/log-repository.js';
@@ -185,7 +185,11 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         login: () => ({ perSecond: config.security.login_rate_per_minute / 60, burst: config.security.login_rate_burst }),
       },
       onServerError: (error, request) =>
-        eventLog.record({ level: 'error', source: 'http', message: `${request.method} ${request.routeOptions.url ?? request.url} failed: ${errorMessage(error)}` }),
+        eventLog.record({
+          level: 'error',
+          source: 'http',
+          message: `${request.method} ${request.routeOptions.url ?? request.url} failed: ${errorMessage(error)}`,
+        }),
       routes: [
         ...apiRoutes({
           jobs,
@@ -212,7 +216,15 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
             system,
             settings,
             security: { user: principalOf, currentUser: (request) => request.principal, csrfToken: (request) => principalOf(request).csrfToken ?? '' },
-            accounts: { login: auth.login, logout: auth.logout, setup: auth.setup, users: auth.users, apiKeys: auth.apiKeys, audit: auth.audit, actor: actorOf },
+            accounts: {
+              login: auth.login,
+              logout: auth.logout,
+              setup: auth.setup,
+              users: auth.users,
+              apiKeys: auth.apiKeys,
+              audit: auth.audit,
+              actor: actorOf,
+            },
           }),
       ],
     });
@@ -236,7 +248,12 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         throw error;
       }
     }
-    eventLog.record({ level: 'info', source: 'service', message: `disk2iso ${version} started${url ? ` on ${url}` : ''}`, details: { version, data_dir: config.data_dir } });
+    eventLog.record({
+      level: 'info',
+      source: 'service',
+      message: `disk2iso ${version} started${url ? ` on ${url}` : ''}`,
+      details: { version, data_dir: config.data_dir },
+    });
     await maintenance.start(url);
 
     const shutdown = async (reason: string): Promise<void> => {

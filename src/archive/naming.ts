@@ -38,7 +38,10 @@ export function imageNameFromLabel(label: string | null | undefined, fallback = 
     .replace(/\.\.+/g, '.')
     .replace(/\s+/g, '_')
     .replace(/^[._-]+|[._-]+$/g, '');
-  const truncated = Buffer.from(cleaned).subarray(0, MAX_NAME_LENGTH).toString('utf8').replace(/\uFFFD+$/u, '');
+  const truncated = Buffer.from(cleaned)
+    .subarray(0, MAX_NAME_LENGTH)
+    .toString('utf8')
+    .replace(/\uFFFD+$/u, '');
   return truncated === '' ? fallback : truncated;
 }
 
@@ -90,7 +93,11 @@ export function isStrictlyInside(dir: string, path: string): boolean {
 /** Throws unless `path` lies strictly inside `dir` (lexically; see resolveInside for symlinks). */
 export function assertInside(dir: string, path: string): void {
   if (!isStrictlyInside(dir, path)) {
-    throw new ValidationError(`path ${path} is outside the output directory ${dir}`, [{ field: 'output', reason: 'outside output directory' }], 'path_outside_output_dir');
+    throw new ValidationError(
+      `path ${path} is outside the output directory ${dir}`,
+      [{ field: 'output', reason: 'outside output directory' }],
+      'path_outside_output_dir',
+    );
   }
 }
 

@@ -87,7 +87,10 @@ export interface ArchiveService {
   remove(id: string): Promise<void>;
   /** Re-hashes the image, compares with its sidecars and the catalogue, and records the outcome with who asked (a key's owner for a key). */
   verify(id: string, requestedBy: string | null): Promise<VerificationView>;
-  verifications(id: string, page: { limit: number; offset: number }): Promise<{ verifications: VerificationView[]; total: number; limit: number; offset: number }>;
+  verifications(
+    id: string,
+    page: { limit: number; offset: number },
+  ): Promise<{ verifications: VerificationView[]; total: number; limit: number; offset: number }>;
   openFile(id: string): Promise<ArchiveFile>;
 }
 
@@ -272,7 +275,14 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
         const algorithms = report.results.map((result) => {
           const catalogued = record.checksums[result.algorithm as HashAlgorithm];
           const catalogueOk = catalogued === undefined || catalogued === result.actual;
-          return { algorithm: result.algorithm, expected: result.expected, actual: result.actual, sidecar_ok: result.ok, catalogue: catalogued ?? null, ok: result.ok && catalogueOk };
+          return {
+            algorithm: result.algorithm,
+            expected: result.expected,
+            actual: result.actual,
+            sidecar_ok: result.ok,
+            catalogue: catalogued ?? null,
+            ok: result.ok && catalogueOk,
+          };
         });
         const ok = report.ok && algorithms.every((result) => result.ok);
         const verification = await archives.recordVerification(id, {

@@ -5,7 +5,7 @@ import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '.
 import type { AuthDeps } from './deps.js';
 import { AuthenticationError, PasswordChangeRequiredError } from './errors.js';
 import { type Actor, type Principal, actorForAudit, actorName, createPrincipal, requirePermission } from './principal.js';
-import { type Permission, PERMISSIONS, type UserRole, isPermission, permissionsOf } from './roles.js';
+import { PERMISSIONS, type Permission, type UserRole, isPermission, permissionsOf } from './roles.js';
 import { newAuthId, randomSecret, secretHash } from './secrets.js';
 
 /** Every key starts with this, so a leaked one is recognisable (secret scanners, logs). */
@@ -82,7 +82,7 @@ export function effectivePermissions(ownerRole: UserRole, scopes: readonly strin
 
 function checkedScopes(scopes: readonly string[] | null | undefined): Permission[] | null {
   if (scopes === undefined || scopes === null) return null;
-  if (scopes.length === 0) throw new ValidationError('Give at least one scope, or none for all of the owner\'s rights', undefined, 'invalid_scopes');
+  if (scopes.length === 0) throw new ValidationError("Give at least one scope, or none for all of the owner's rights", undefined, 'invalid_scopes');
   const unknown = scopes.filter((scope) => !isPermission(scope));
   if (unknown.length > 0) {
     throw new ValidationError(`Unknown scope(s) ${unknown.join(', ')}; known: ${PERMISSIONS.join(', ')}`, { unknown }, 'invalid_scopes');
@@ -228,7 +228,11 @@ export function createApiKeyService(deps: Deps): ApiKeyService {
       const rights = permissionsOf(user.role);
       const beyond = (scopes ?? []).filter((scope) => !rights.has(scope));
       if (beyond.length > 0) {
-        throw new ValidationError(`Scope(s) ${beyond.join(', ')} exceed the rights of ${user.role} ${user.name}`, { beyond, role: user.role }, 'scope_exceeds_rights');
+        throw new ValidationError(
+          `Scope(s) ${beyond.join(', ')} exceed the rights of ${user.role} ${user.name}`,
+          { beyond, role: user.role },
+          'scope_exceeds_rights',
+        );
       }
       const at = now();
       if (expiresAt !== null && expiresAt.getTime() <= at.getTime()) {
@@ -298,7 +302,12 @@ export function createApiKeyService(deps: Deps): ApiKeyService {
         audit.recordWithin(tx, {
           event_type: 'api_key',
           action: 'revoke',
-          ...actorForAudit(actor, { key_id: id, owner: record.userName, name: record.name, ...(alsoRevoked.length === 0 ? {} : { also_revoked: alsoRevoked }) }),
+          ...actorForAudit(actor, {
+            key_id: id,
+            owner: record.userName,
+            name: record.name,
+            ...(alsoRevoked.length === 0 ? {} : { also_revoked: alsoRevoked }),
+          }),
         });
         const revoked = apiKeys.getWithin(tx, id);
         if (revoked === null) throw new Error(`API key ${id} vanished inside its own transaction`);

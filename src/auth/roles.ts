@@ -1,8 +1,8 @@
-import { PERMISSIONS, type Permission } from './permissions.js';
 import { USER_ROLES, type UserRole } from '../db/auth-schema.js';
+import { PERMISSIONS, type Permission } from './permissions.js';
 
-export { PERMISSIONS, USER_ROLES };
 export type { Permission, UserRole };
+export { PERMISSIONS, USER_ROLES };
 
 /**
  * What each role may do; the one table every check reads (docs/security.md shows it). An operator

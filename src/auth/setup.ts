@@ -81,7 +81,8 @@ export function createSetupService(deps: Deps): SetupService {
         audit.recordWithin(tx, { event_type: 'setup', action: 'completed', ...who, details: {} });
         return created;
       });
-      if (admin === null) throw new AuthenticationError('This setup link is invalid, used or expired; restart the service for a new one', 'invalid_setup_token');
+      if (admin === null)
+        throw new AuthenticationError('This setup link is invalid, used or expired; restart the service for a new one', 'invalid_setup_token');
       return publicUser(admin);
     },
   };

@@ -167,7 +167,13 @@ export function createTokenService(deps: Deps): TokenService {
     async verify(token) {
       let payload: Record<string, unknown>;
       try {
-        ({ payload } = await jwtVerify(token, await key(), { algorithms: ['HS256'], issuer: ISSUER, audience: AUDIENCE, currentDate: now(), requiredClaims: ['exp', 'iat', 'jti', 'sub'] }));
+        ({ payload } = await jwtVerify(token, await key(), {
+          algorithms: ['HS256'],
+          issuer: ISSUER,
+          audience: AUDIENCE,
+          currentDate: now(),
+          requiredClaims: ['exp', 'iat', 'jti', 'sub'],
+        }));
       } catch (error) {
         if (error instanceof UnavailableError) throw error;
         return null;

@@ -5,7 +5,7 @@ import type { CredentialChecker } from './credentials.js';
 import type { AuthDeps } from './deps.js';
 import { assertPasswordPolicy } from './password.js';
 import { type Actor, type ClientInfo, type Principal, actorForAudit, requirePermission } from './principal.js';
-import { type UserRole, USER_ROLES, isRole } from './roles.js';
+import { USER_ROLES, type UserRole, isRole } from './roles.js';
 import { newAuthId } from './secrets.js';
 
 export const USER_NAME_PATTERN = /^[a-z][a-z0-9._-]{2,31}$/;
@@ -79,8 +79,19 @@ export function createUserService(deps: Deps): UserService {
       const passwordHash = await hasher.hash(input.password);
       const requireChange = input.requireChange ?? false;
       const user = database.writeTransaction((tx) => {
-        const created = users.insertWithin(tx, { id: newAuthId('user'), name: input.name, role, passwordHash, passwordResetRequired: requireChange, at: now() });
-        audit.recordWithin(tx, { event_type: 'user', action: 'add', ...actorForAudit(actor, { name: created.name, role, require_password_change: requireChange }) });
+        const created = users.insertWithin(tx, {
+          id: newAuthId('user'),
+          name: input.name,
+          role,
+          passwordHash,
+          passwordResetRequired: requireChange,
+          at: now(),
+        });
+        audit.recordWithin(tx, {
+          event_type: 'user',
+          action: 'add',
+          ...actorForAudit(actor, { name: created.name, role, require_password_change: requireChange }),
+        });
         return created;
       });
       return publicUser(user);

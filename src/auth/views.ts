@@ -1,6 +1,6 @@
 import type { ApiKeyRecord } from '../db/auth-api-key-repository.js';
-import type { UserRecord } from '../db/auth-user-repository.js';
 import type { UserRole } from '../db/auth-schema.js';
+import type { UserRecord } from '../db/auth-user-repository.js';
 import type { Permission } from './permissions.js';
 import { isPermission } from './roles.js';
 

@@ -35,7 +35,10 @@ export function registerApiKeyCommand(program: Command): void {
     .command('create')
     .requiredOption('--user <name>', 'the owner; the key never has more rights than the owner')
     .requiredOption('--name <label>', 'what the key is for')
-    .option('--scopes <list>', 'comma-separated permissions, e.g. jobs:read,jobs:write; keys:manage lets the key create and revoke keys (default: all of the owner\'s rights)')
+    .option(
+      '--scopes <list>',
+      "comma-separated permissions, e.g. jobs:read,jobs:write; keys:manage lets the key create and revoke keys (default: all of the owner's rights)",
+    )
     .option('--expires <when>', 'expiry: 30d, 12h, 2w or an ISO 8601 date (default: never)')
     .option('--json', 'print JSON')
     .description('create an API key and print it once; only its hash is stored')

@@ -1,7 +1,7 @@
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
-import { createDriveService, type DriveService } from '../drives/service.js';
-import { createLogger, type Logger } from '../log.js';
+import { type DriveService, createDriveService } from '../drives/service.js';
+import { type Logger, createLogger } from '../log.js';
 
 export interface GlobalOptions {
   dataDir?: string;

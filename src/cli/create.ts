@@ -32,7 +32,10 @@ function parseReadAttempts(value: string): number {
 }
 
 function parseChecksums(value: string): HashAlgorithm[] {
-  const names = value.split(',').map((part) => part.trim().toLowerCase()).filter((part) => part !== '');
+  const names = value
+    .split(',')
+    .map((part) => part.trim().toLowerCase())
+    .filter((part) => part !== '');
   const unknown = names.filter((name) => !(HASH_ALGORITHMS as readonly string[]).includes(name));
   if (names.length === 0 || unknown.length > 0) throw new InvalidArgumentError(`expected a comma-separated list of ${HASH_ALGORITHMS.join(', ')}`);
   return [...new Set(names)] as HashAlgorithm[];
@@ -51,7 +54,10 @@ function assertImageable(drive: Drive, media: MediaInfo): number {
   if (!media.present) throw new UnavailableError('no_media', `no disc in ${drive.id}`);
   if (media.kind === 'blank') throw new UnavailableError('blank_media', `the disc in ${drive.id} is blank`);
   if (media.kind === 'audio') {
-    throw new UnavailableError('unsupported_media', `the disc in ${drive.id} is an audio CD; imaging audio tracks needs a CD ripping method, which this version does not have`);
+    throw new UnavailableError(
+      'unsupported_media',
+      `the disc in ${drive.id} is an audio CD; imaging audio tracks needs a CD ripping method, which this version does not have`,
+    );
   }
   if (media.imageSizeBytes === null || media.imageSizeBytes <= 0) throw new UnavailableError('unknown_size', `cannot tell the size of the disc in ${drive.id}`);
   return media.imageSizeBytes;
@@ -63,7 +69,9 @@ async function warnWhenNearlyFull(outputDir: string, imageBytes: number, warnPer
   const total = fs.blocks * fs.bsize;
   const usedAfter = total - fs.bavail * fs.bsize + imageBytes;
   if (total > 0 && (usedAfter / total) * 100 >= warnPercent) {
-    process.stderr.write(`warning: the output file system will be ${Math.round((usedAfter / total) * 100)}% full after this image (warning threshold ${warnPercent}%)\n`);
+    process.stderr.write(
+      `warning: the output file system will be ${Math.round((usedAfter / total) * 100)}% full after this image (warning threshold ${warnPercent}%)\n`,
+    );
   }
 }
 
@@ -74,7 +82,9 @@ function printSummary(result: ImagingResult): void {
     lines.push(`Unreadable: ${formatBytes(result.badSectors.badBytes)} in ${result.badSectors.badAreas} areas (zero-filled; map: ${result.mapPath})`);
   }
   if (result.verified !== null) lines.push(`Verification: ${result.verified ? 'passed' : 'FAILED'}`);
-  lines.push(`Time: ${formatDuration(result.timings.copySeconds + result.timings.hashSeconds + result.timings.verifySeconds)}${result.resumed ? ' (resumed)' : ''}`);
+  lines.push(
+    `Time: ${formatDuration(result.timings.copySeconds + result.timings.hashSeconds + result.timings.verifySeconds)}${result.resumed ? ' (resumed)' : ''}`,
+  );
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 

@@ -27,7 +27,7 @@ async function listWithMedia(ctx: CliContext): Promise<DriveWithMedia[]> {
 function mediaSummary(entry: DriveWithMedia): string {
   if (entry.error) return `error: ${entry.error}`;
   const media = entry.media;
-  if (!media || !media.present) return 'no disc';
+  if (!media?.present) return 'no disc';
   const size = media.imageSizeBytes === null ? 'size unknown' : formatBytes(media.imageSizeBytes);
   const label = media.volumeLabel ? `"${media.volumeLabel}"` : 'no label';
   return `${media.kind}${media.mediaType ? ` ${media.mediaType}` : ''}, ${label}, ${size}`;

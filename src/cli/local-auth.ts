@@ -1,7 +1,7 @@
 import { userInfo } from 'node:os';
 import { authPolicyOf } from '../auth/policy.js';
-import { createAuthService, type AuthService } from '../auth/service.js';
 import { type Actor, localActor } from '../auth/principal.js';
+import { type AuthService, createAuthService } from '../auth/service.js';
 import type { Config } from '../config/schema.js';
 import { type Database, databaseFile, openDatabase } from '../db/database.js';
 
@@ -29,5 +29,7 @@ function unixUser(): string {
  * users), audited as `cli:<unix user>` from `local`.
  */
 export async function withLocalAuth<T>(config: Config, work: (auth: AuthService, actor: Actor) => Promise<T>): Promise<T> {
-  return withDatabase(config, (database) => work(createAuthService({ database, dataDir: config.data_dir, policy: authPolicyOf(config) }), localActor(unixUser())));
+  return withDatabase(config, (database) =>
+    work(createAuthService({ database, dataDir: config.data_dir, policy: authPolicyOf(config) }), localActor(unixUser())),
+  );
 }

@@ -26,14 +26,11 @@ function stopOnSignal(close: (reason: string) => Promise<void>): Promise<void> {
       const force = (): void => process.exit(EXIT.failed);
       process.once('SIGTERM', force);
       process.once('SIGINT', force);
-      close(signal).then(
-        () => {
-          process.off('SIGTERM', force);
-          process.off('SIGINT', force);
-          resolve();
-        },
-        reject,
-      );
+      close(signal).then(() => {
+        process.off('SIGTERM', force);
+        process.off('SIGINT', force);
+        resolve();
+      }, reject);
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);

@@ -15,7 +15,9 @@ interface PasswordOptions {
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
 }
 
 /** Reads one line from the terminal without echoing it. */
@@ -35,7 +37,8 @@ function readHidden(prompt: string): Promise<string> {
       for (const char of chunk) {
         if (char === '\r' || char === '\n') return finish();
         // Ctrl-C, or Ctrl-D on an empty line: the person gave up.
-        if (char === '\u0003' || (char === '\u0004' && value === '')) return finish(new ValidationError('Cancelled; no password given', undefined, 'cancelled'));
+        if (char === '\u0003' || (char === '\u0004' && value === ''))
+          return finish(new ValidationError('Cancelled; no password given', undefined, 'cancelled'));
         if (char === '\u007f' || char === '\b') value = [...value].slice(0, -1).join('');
         else if (char >= ' ') value += char;
       }

@@ -118,7 +118,10 @@ export function assertValid(settings: unknown, sourceOf: Map<string, string> = n
   const details = errors
     .filter((error) => error.keyword !== 'boolean')
     .map((error) => {
-      const key = error.instancePath.replace(/^\//, '').replace(/\//g, '.').replace(/\.\d+$/, '');
+      const key = error.instancePath
+        .replace(/^\//, '')
+        .replace(/\//g, '.')
+        .replace(/\.\d+$/, '');
       const source = sourceOf.get(key);
       return { key, message: error.message, ...(source ? { source } : {}) };
     });

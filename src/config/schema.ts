@@ -15,8 +15,7 @@ export type HashAlgorithm = (typeof HASH_ALGORITHMS)[number];
 export const PRIORITIES = ['low', 'normal', 'high'] as const;
 export type Priority = (typeof PRIORITIES)[number];
 
-const Percent = (defaultValue: number, description: string) =>
-  Type.Integer({ minimum: 1, maximum: 100, default: defaultValue, description });
+const Percent = (defaultValue: number, description: string) => Type.Integer({ minimum: 1, maximum: 100, default: defaultValue, description });
 
 export const StorageSchema = Type.Object(
   {
@@ -43,9 +42,20 @@ export const ImagingSchema = Type.Object(
     checksums: Type.Array(Type.Enum([...HASH_ALGORITHMS]), { minItems: 1, uniqueItems: true, default: ['md5', 'sha256'], description: 'Checksums to compute' }),
     compression: Type.Enum(['none'], { default: 'none', description: 'Image compression (only none keeps images mountable and bit-exact)' }),
     priority: Type.Enum([...PRIORITIES], { default: 'normal', description: 'Default job priority' }),
-    cluster_sectors: Type.Integer({ minimum: 1, maximum: 1024, default: 32, description: "Cluster in sectors: the copy pass's smallest read (reads grow with the drive's speed up to 4 MiB) and the unit a failed read is narrowed down to" }),
+    cluster_sectors: Type.Integer({
+      minimum: 1,
+      maximum: 1024,
+      default: 32,
+      description:
+        "Cluster in sectors: the copy pass's smallest read (reads grow with the drive's speed up to 4 MiB) and the unit a failed read is narrowed down to",
+    }),
     direct_io: Type.Enum(['auto', 'on', 'off'], { default: 'auto', description: 'Read with O_DIRECT (auto falls back to buffered reads)' }),
-    map_save_interval_seconds: Type.Integer({ minimum: 1, maximum: 300, default: 5, description: 'Longest time between two saves of the rescue map; a crash loses about this much reading' }),
+    map_save_interval_seconds: Type.Integer({
+      minimum: 1,
+      maximum: 300,
+      default: 5,
+      description: 'Longest time between two saves of the rescue map; a crash loses about this much reading',
+    }),
   },
   { additionalProperties: false, default: {} },
 );
@@ -57,7 +67,10 @@ export const DrivesSchema = Type.Object(
       readOnly: true,
       description: 'Additional block devices or image files to offer as drives; set on the server only',
     }),
-    demo: Type.Enum(['auto', 'on', 'off'], { default: 'auto', description: 'Offer a demo drive backed by an image file (auto: in a checkout when no drive is found)' }),
+    demo: Type.Enum(['auto', 'on', 'off'], {
+      default: 'auto',
+      description: 'Offer a demo drive backed by an image file (auto: in a checkout when no drive is found)',
+    }),
     scan_optical: Type.Boolean({ default: true, description: 'Discover optical drives from sysfs' }),
   },
   { additionalProperties: false, default: {} },
@@ -75,7 +88,12 @@ export const ServerSchema = Type.Object(
 export const JobsSchema = Type.Object(
   {
     max_running: Type.Integer({ minimum: 0, maximum: 64, default: 0, description: 'Jobs running at once across all drives (0: one per drive)' }),
-    lease_seconds: Type.Integer({ minimum: 5, maximum: 3600, default: 30, description: 'How long a crashed worker holds its job before another run takes it over' }),
+    lease_seconds: Type.Integer({
+      minimum: 5,
+      maximum: 3600,
+      default: 30,
+      description: 'How long a crashed worker holds its job before another run takes it over',
+    }),
   },
   { additionalProperties: false, default: {} },
 );
@@ -94,14 +112,34 @@ export const SecuritySchema = Type.Object(
       readOnly: true,
       description: 'Addresses or CIDR ranges of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed; set on the server only',
     }),
-    rate_limit_per_second: Type.Number({ minimum: 0.1, maximum: 100000, default: 10, description: 'Requests per second per client address (as nginx limit_req rate)' }),
-    rate_limit_burst: Type.Integer({ minimum: 1, maximum: 100000, default: 20, description: 'Requests a client may make at once above the rate (as nginx burst, nodelay)' }),
+    rate_limit_per_second: Type.Number({
+      minimum: 0.1,
+      maximum: 100000,
+      default: 10,
+      description: 'Requests per second per client address (as nginx limit_req rate)',
+    }),
+    rate_limit_burst: Type.Integer({
+      minimum: 1,
+      maximum: 100000,
+      default: 20,
+      description: 'Requests a client may make at once above the rate (as nginx burst, nodelay)',
+    }),
     login_rate_per_minute: Type.Number({ minimum: 0.1, maximum: 100000, default: 10, description: 'Login and token requests per minute per client address' }),
     login_rate_burst: Type.Integer({ minimum: 1, maximum: 100000, default: 5, description: 'Login and token requests a client may make at once' }),
     session_idle_minutes: Type.Integer({ minimum: 1, maximum: 1440, default: 30, description: 'A web session ends after this long without a request' }),
-    session_lifetime_hours: Type.Integer({ minimum: 1, maximum: 720, default: 24, description: 'A web session ends this long after login, whatever the activity' }),
+    session_lifetime_hours: Type.Integer({
+      minimum: 1,
+      maximum: 720,
+      default: 24,
+      description: 'A web session ends this long after login, whatever the activity',
+    }),
     max_sessions_per_user: Type.Integer({ minimum: 1, maximum: 100, default: 5, description: 'Concurrent sessions per user; a new login ends the oldest' }),
-    password_max_age_days: Type.Integer({ minimum: 1, maximum: 3650, default: 90, description: 'A password older than this must be changed at the next login' }),
+    password_max_age_days: Type.Integer({
+      minimum: 1,
+      maximum: 3650,
+      default: 90,
+      description: 'A password older than this must be changed at the next login',
+    }),
     token_lifetime_minutes: Type.Integer({ minimum: 1, maximum: 1440, default: 15, description: 'Lifetime of bearer tokens from POST /api/v1/auth/token' }),
     audit_retention_days: Type.Integer({
       minimum: 1,

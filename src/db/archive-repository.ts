@@ -4,18 +4,7 @@ import type { DiscKind, FileSystemKind, MediaType } from '../drives/types.js';
 import { NotFoundError } from '../errors.js';
 import type { Database } from './database.js';
 import type { ArchiveStatus, ArchiveVerificationsTable, ArchivesTable } from './schema.js';
-import {
-  type Clock,
-  type JsonObject,
-  type ListResult,
-  type SortOrder,
-  fromJson,
-  newId,
-  page,
-  systemClock,
-  timestamp,
-  toJson,
-} from './values.js';
+import { type Clock, type JsonObject, type ListResult, type SortOrder, fromJson, newId, page, systemClock, timestamp, toJson } from './values.js';
 
 export type ArchiveChecksums = Partial<Record<HashAlgorithm, string>>;
 
@@ -245,9 +234,7 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
       const sort = filter.sort ?? 'date';
       const order = filter.order ?? (sort === 'name' ? 'asc' : 'desc');
       const sorted =
-        sort === 'name'
-          ? query.orderBy((eb) => eb.fn('lower', ['filename']), order).orderBy('filename', order)
-          : query.orderBy(SORT_COLUMNS[sort], order);
+        sort === 'name' ? query.orderBy((eb) => eb.fn('lower', ['filename']), order).orderBy('filename', order) : query.orderBy(SORT_COLUMNS[sort], order);
       const rows = await sorted.orderBy('id', order).selectAll().limit(limit).offset(offset).execute();
       const { total } = await query.select((eb) => eb.fn.countAll<number>().as('total')).executeTakeFirstOrThrow();
       return { items: rows.map(rowToArchive), total };

@@ -127,24 +127,31 @@ export function createApiKeyRepository(database: Database): ApiKeyRepository {
     },
 
     revokeWithin(tx, id, at) {
-      const tree = tx.all(
-        db
-          .withRecursive('tree(id)', (cte) =>
-            cte
-              .selectFrom('api_keys')
-              .select('id')
-              .where('id', '=', id)
-              .union(cte.selectFrom('api_keys').innerJoin('tree', 'tree.id', 'api_keys.parent_id').select('api_keys.id')),
-          )
-          .selectFrom('api_keys')
-          .innerJoin('tree', 'tree.id', 'api_keys.id')
-          .select('api_keys.id')
-          .where('api_keys.revoked_at', 'is', null)
-          .orderBy('api_keys.created_at')
-          .orderBy('api_keys.id'),
-      ).map((row) => row.id);
+      const tree = tx
+        .all(
+          db
+            .withRecursive('tree(id)', (cte) =>
+              cte
+                .selectFrom('api_keys')
+                .select('id')
+                .where('id', '=', id)
+                .union(cte.selectFrom('api_keys').innerJoin('tree', 'tree.id', 'api_keys.parent_id').select('api_keys.id')),
+            )
+            .selectFrom('api_keys')
+            .innerJoin('tree', 'tree.id', 'api_keys.id')
+            .select('api_keys.id')
+            .where('api_keys.revoked_at', 'is', null)
+            .orderBy('api_keys.created_at')
+            .orderBy('api_keys.id'),
+        )
+        .map((row) => row.id);
       if (tree.length === 0) return [];
-      tx.run(db.updateTable('api_keys').set({ revoked_at: timestamp(at) }).where('id', 'in', tree));
+      tx.run(
+        db
+          .updateTable('api_keys')
+          .set({ revoked_at: timestamp(at) })
+          .where('id', 'in', tree),
+      );
       return tree.filter((revoked) => revoked !== id);
     },
 

@@ -92,7 +92,12 @@ export function createSessionRepository(database: Database): SessionRepository {
     },
 
     touchWithin(tx, idHash, at) {
-      tx.run(db.updateTable('sessions').set({ last_seen_at: timestamp(at) }).where('id_hash', '=', idHash));
+      tx.run(
+        db
+          .updateTable('sessions')
+          .set({ last_seen_at: timestamp(at) })
+          .where('id_hash', '=', idHash),
+      );
     },
 
     listLiveWithin(tx, userId, liveness) {

@@ -51,7 +51,12 @@ export function createSetupTokenRepository(database: Database): SetupTokenReposi
     },
 
     markUsedWithin(tx, tokenHash, at) {
-      tx.run(db.updateTable('setup_tokens').set({ used_at: timestamp(at) }).where('token_hash', '=', tokenHash));
+      tx.run(
+        db
+          .updateTable('setup_tokens')
+          .set({ used_at: timestamp(at) })
+          .where('token_hash', '=', tokenHash),
+      );
     },
   };
 }

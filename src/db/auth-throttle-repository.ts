@@ -30,14 +30,7 @@ export function createThrottleRepository(database: Database): ThrottleRepository
 
   return {
     activeLockoutWithin(tx, scope, key, now) {
-      const row = tx.first(
-        db
-          .selectFrom('lockouts')
-          .selectAll()
-          .where('scope', '=', scope)
-          .where('key', '=', key)
-          .where('until', '>', timestamp(now)),
-      );
+      const row = tx.first(db.selectFrom('lockouts').selectAll().where('scope', '=', scope).where('key', '=', key).where('until', '>', timestamp(now)));
       return row === undefined ? null : { scope: row.scope, key: row.key, lockedAt: row.locked_at, until: row.until };
     },
 

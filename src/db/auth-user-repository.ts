@@ -180,7 +180,12 @@ export function createUserRepository(database: Database): UserRepository {
     },
 
     recordLoginWithin(tx, id, at) {
-      tx.run(db.updateTable('users').set({ last_login_at: timestamp(at) }).where('id', '=', id));
+      tx.run(
+        db
+          .updateTable('users')
+          .set({ last_login_at: timestamp(at) })
+          .where('id', '=', id),
+      );
     },
   };
 }

@@ -2,7 +2,7 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import BetterSqlite3 from 'better-sqlite3';
-import { type Compilable, Kysely, Migrator, SqliteDialect, type SqliteDatabase } from 'kysely';
+import { type Compilable, Kysely, Migrator, type SqliteDatabase, SqliteDialect } from 'kysely';
 import { UnavailableError, errorMessage } from '../errors.js';
 import { migrationProvider } from './migrations/index.js';
 import type { DB } from './schema.js';

@@ -1,8 +1,7 @@
-import { type RawBuilder, type Selectable, type SelectQueryBuilder, sql } from 'kysely';
+import { type RawBuilder, type SelectQueryBuilder, type Selectable, sql } from 'kysely';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
 import type { ImagingPhase } from '../imaging/types.js';
 import type { Database } from './database.js';
-import { readChangeCounter } from './table-versions.js';
 import {
   ACTIVE_JOB_STATUSES,
   type DB,
@@ -14,6 +13,7 @@ import {
   type LogLevel,
   type RequestedAction,
 } from './schema.js';
+import { readChangeCounter } from './table-versions.js';
 import { type Clock, type JsonObject, type ListResult, type SortOrder, fromJson, page, systemClock, timestamp } from './values.js';
 
 /**
@@ -230,15 +230,21 @@ export function createJobRepository(database: Database, options: { now?: Clock }
   const pageQuery = (filter: JobListFilter) => {
     const { limit, offset } = page(filter.limit, filter.offset);
     const order = sortOrder(filter.order);
-    return filtered(filter)
-      .selectAll()
-      .select(() => filtered(filter).select((eb) => eb.fn.countAll<number>().as('count')).as('total_count'))
-      // A count is never null, though a scalar subquery could be in general.
-      .$narrowType<{ total_count: number }>()
-      .orderBy(SORT_COLUMNS[filter.sort ?? 'created'], order)
-      .orderBy('seq', order)
-      .limit(limit)
-      .offset(offset);
+    return (
+      filtered(filter)
+        .selectAll()
+        .select(() =>
+          filtered(filter)
+            .select((eb) => eb.fn.countAll<number>().as('count'))
+            .as('total_count'),
+        )
+        // A count is never null, though a scalar subquery could be in general.
+        .$narrowType<{ total_count: number }>()
+        .orderBy(SORT_COLUMNS[filter.sort ?? 'created'], order)
+        .orderBy('seq', order)
+        .limit(limit)
+        .offset(offset)
+    );
   };
 
   /** A page past the last row has no row to carry the total, which then takes its own count. */
@@ -246,7 +252,9 @@ export function createJobRepository(database: Database, options: { now?: Clock }
     const first = rows[0];
     if (first !== undefined) return first.total_count;
     if ((filter.offset ?? 0) === 0) return 0;
-    const { count } = await filtered(filter).select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+    const { count } = await filtered(filter)
+      .select((eb) => eb.fn.countAll<number>().as('count'))
+      .executeTakeFirstOrThrow();
     return count;
   };
 

@@ -38,8 +38,17 @@ export function renderPermissionTable(routeTable: readonly DeclaredRoute[]): str
   const rows = routeTable
     .filter((route) => route.method !== 'HEAD' && !route.url.startsWith('/api/docs') && !route.url.startsWith('/static/'))
     .map((route) => ({ ...route, page: !route.url.startsWith('/api/') }))
-    .sort((a, b) => Number(a.page) - Number(b.page) || a.url.localeCompare(b.url) || METHOD_ORDER.indexOf(a.method.toLowerCase()) - METHOD_ORDER.indexOf(b.method.toLowerCase()));
-  const lines = ['| method | route or page | needs |', '| --- | --- | --- |', ...rows.map((route) => `| ${route.method} | \`${route.url}\` | ${route.permission} |`)];
+    .sort(
+      (a, b) =>
+        Number(a.page) - Number(b.page) ||
+        a.url.localeCompare(b.url) ||
+        METHOD_ORDER.indexOf(a.method.toLowerCase()) - METHOD_ORDER.indexOf(b.method.toLowerCase()),
+    );
+  const lines = [
+    '| method | route or page | needs |',
+    '| --- | --- | --- |',
+    ...rows.map((route) => `| ${route.method} | \`${route.url}\` | ${route.permission} |`),
+  ];
   return `${lines.join('\n')}\n`;
 }
 
@@ -174,7 +183,10 @@ function operationSection(path: string, method: string, operation: Operation, pe
       errorStatuses.push(status);
       continue;
     }
-    lines.push(`Response ${status}${response.description && response.description !== 'Default Response' ? ` — ${response.description}` : ''}${schema ? ':' : ''}`, '');
+    lines.push(
+      `Response ${status}${response.description && response.description !== 'Default Response' ? ` — ${response.description}` : ''}${schema ? ':' : ''}`,
+      '',
+    );
     if (schema) lines.push(...schemaTable(schema));
   }
   if (errorStatuses.length > 0) lines.push(`Errors: ${errorStatuses.join(', ')} (the error shape above).`, '');
@@ -194,7 +206,7 @@ export function renderApiMarkdown(document: OpenApiDocument, routeTable: readonl
     '',
     `${document.info.description ?? ''}`,
     '',
-    'The same document is served at `/api/v1/openapi.json` (OpenAPI ' + document.openapi + '); `/api/docs` shows it interactively.',
+    `The same document is served at \`/api/v1/openapi.json\` (OpenAPI ${document.openapi}); \`/api/docs\` shows it interactively.`,
     '',
     '## Conventions',
     '',
@@ -218,5 +230,8 @@ export function renderApiMarkdown(document: OpenApiDocument, routeTable: readonl
       }
     }
   }
-  return `${lines.join('\n').replace(/\n{3,}/g, '\n\n').trimEnd()}\n`;
+  return `${lines
+    .join('\n')
+    .replace(/\n{3,}/g, '\n\n')
+    .trimEnd()}\n`;
 }

@@ -17,7 +17,11 @@ export function parseCdromInfo(text: string): CdromInfo {
     const colon = line.indexOf(':');
     if (colon <= 0) continue;
     const key = line.slice(0, colon).trim();
-    const values = line.slice(colon + 1).trim().split(/\s+/).filter((value) => value !== '');
+    const values = line
+      .slice(colon + 1)
+      .trim()
+      .split(/\s+/)
+      .filter((value) => value !== '');
     if (key === 'drive name') {
       names = values;
       for (const name of names) drives.set(name, new Map());

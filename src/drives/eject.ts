@@ -17,7 +17,13 @@ export function createEjector(options: { command?: string } = {}): Ejector {
           return;
         }
         if (errnoCode(error) === 'ENOENT') {
-          reject(new UnavailableError('tool_missing', `cannot eject ${devicePath}: the eject program is not installed (Debian package "eject": apt-get install eject)`, { tool: command, package: 'eject' }));
+          reject(
+            new UnavailableError(
+              'tool_missing',
+              `cannot eject ${devicePath}: the eject program is not installed (Debian package "eject": apt-get install eject)`,
+              { tool: command, package: 'eject' },
+            ),
+          );
           return;
         }
         const reason = stderr.trim() || error.message;

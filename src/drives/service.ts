@@ -5,12 +5,12 @@ import type { Config } from '../config/schema.js';
 import { ConflictError, NotFoundError, UnavailableError, errnoCode, errorMessage } from '../errors.js';
 import { writeDemoIso } from '../media/iso9660-writer.js';
 import { probeMedia } from '../media/probe.js';
-import { canOpenTray, cdromCapabilities, readCdromInfo, type CdromInfo } from './cdrom-info.js';
-import { createEjector, type Ejector } from './eject.js';
+import { type CdromInfo, canOpenTray, cdromCapabilities, readCdromInfo } from './cdrom-info.js';
+import { type Ejector, createEjector } from './eject.js';
 import { type FlightStage, createFlights, createSlots } from './flights.js';
 import { listOpticalNames, readBlockGeometry, readLoopBackingFile, readScsiIdentity } from './sysfs.js';
 import type { Drive, MediaInfo } from './types.js';
-import { createUdevadmReader, udevDriveCapabilities, udevIdentity, udevMediaFacts, type UdevReader } from './udev.js';
+import { type UdevReader, createUdevadmReader, udevDriveCapabilities, udevIdentity, udevMediaFacts } from './udev.js';
 
 export interface DriveService {
   /** Everything that can be imaged right now: optical drives, configured extras, the demo drive. */
@@ -160,7 +160,17 @@ export function createDriveService(deps: DriveServiceDeps): DriveService {
     const product = [identity.vendor, identity.model].filter((part) => part !== null).join(' ');
     const description = backingFile ? `Loop device ${path} (backing file ${backingFile})` : `Block device ${path}${product ? ` (${product})` : ''}`;
     return {
-      drive: { id: name, path, kind: 'block', vendor: identity.vendor, model: identity.model, revision: identity.revision, capabilities: [], ejectable: false, description },
+      drive: {
+        id: name,
+        path,
+        kind: 'block',
+        vendor: identity.vendor,
+        model: identity.model,
+        revision: identity.revision,
+        capabilities: [],
+        ejectable: false,
+        description,
+      },
       probe: async () => {
         const geometry = await readBlockGeometry(sysfsRoot, name);
         return probeMedia(path, { sectorSize: geometry.logicalBlockSize ?? config.imaging.sector_size, deviceSizeBytes: geometry.sizeBytes });
@@ -195,7 +205,12 @@ export function createDriveService(deps: DriveServiceDeps): DriveService {
     // The last check still waits for its file system: another one would wait just as long.
     if (known && extraChecks.pending(configured)) return known;
     try {
-      const checked = await extraChecks.run(configured, () => checkExtra(configured), probeTimeoutMs, () => new UnavailableError('source_not_responding', `${configured} did not answer`));
+      const checked = await extraChecks.run(
+        configured,
+        () => checkExtra(configured),
+        probeTimeoutMs,
+        () => new UnavailableError('source_not_responding', `${configured} did not answer`),
+      );
       lastExtraChecks.set(configured, checked);
       return checked;
     } catch (error) {
@@ -293,7 +308,11 @@ export function createDriveService(deps: DriveServiceDeps): DriveService {
           return new UnavailableError('drive_not_responding', `${source.drive.id} did not answer within ${seconds} s`, { device: source.drive.id });
         }
         const stuck = [...probes.running(), ...extraChecks.running()];
-        return new UnavailableError('probe_backlog', `${source.drive.id} could not be checked within ${seconds} s: drives that do not answer (${stuck.join(', ')}) hold every probe`, { device: source.drive.id, stuck });
+        return new UnavailableError(
+          'probe_backlog',
+          `${source.drive.id} could not be checked within ${seconds} s: drives that do not answer (${stuck.join(', ')}) hold every probe`,
+          { device: source.drive.id, stuck },
+        );
       };
       return probes.run(source.drive.id, source.probe, probeTimeoutMs, timeout);
     },
@@ -307,7 +326,11 @@ export function createDriveService(deps: DriveServiceDeps): DriveService {
         throw new ConflictError(`${drive.id} cannot be ejected: it is ${what}`, { device: drive.id, kind: drive.kind }, 'not_ejectable');
       }
       if (!drive.ejectable) {
-        throw new ConflictError(`${drive.id} cannot be ejected: the drive reports that it cannot open its tray`, { device: drive.id, kind: drive.kind }, 'not_ejectable');
+        throw new ConflictError(
+          `${drive.id} cannot be ejected: the drive reports that it cannot open its tray`,
+          { device: drive.id, kind: drive.kind },
+          'not_ejectable',
+        );
       }
       await ejector(drive.path);
     },

@@ -151,7 +151,9 @@ export function createDriveStates(deps: DriveStatesDeps): DriveStates {
   };
 
   const due = (entry: Entry, now: number, interested: boolean): boolean =>
-    entry.probing === null && entry.late === null && (entry.refreshRequested || entry.answer === null || entry.noAnswer !== null || (interested && now - entry.answer.at >= roundMs));
+    entry.probing === null &&
+    entry.late === null &&
+    (entry.refreshRequested || entry.answer === null || entry.noAnswer !== null || (interested && now - entry.answer.at >= roundMs));
 
   /** Lists the drives and starts the probes this round needs; `probed` settles when every probe in flight has. */
   const startRound = async (): Promise<{ probed: Promise<unknown> }> => {

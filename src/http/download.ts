@@ -30,7 +30,11 @@ export function parseRange(header: string | undefined, size: number): RangeReque
 
 /** `attachment; filename="…"; filename*=UTF-8''…`: an ASCII fallback every client takes, and the real name (RFC 6266, RFC 5987). */
 export function contentDisposition(filename: string): string {
-  const ascii = filename.replace(/[^\x20-\x7e]/g, '_').replace(/["\\]/g, '_').replace(/[/;]/g, '_') || 'download.iso';
+  const ascii =
+    filename
+      .replace(/[^\x20-\x7e]/g, '_')
+      .replace(/["\\]/g, '_')
+      .replace(/[/;]/g, '_') || 'download.iso';
   const encoded = encodeURIComponent(filename).replace(/['()*]/g, (char) => `%${char.charCodeAt(0).toString(16).toUpperCase()}`);
   return `attachment; filename="${ascii}"; filename*=UTF-8''${encoded}`;
 }

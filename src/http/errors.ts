@@ -76,7 +76,8 @@ export function installErrorHandlers(
       body = { error: { code: 'validation_failed', message: first ? `${first.field} ${first.message}` : 'invalid request', details } };
     } else if ('statusCode' in error && typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
       status = error.statusCode;
-      const code = ('code' in error && typeof error.code === 'string' && FASTIFY_CLIENT_ERRORS[error.code]) || (status === 429 ? 'rate_limited' : 'bad_request');
+      const code =
+        ('code' in error && typeof error.code === 'string' && FASTIFY_CLIENT_ERRORS[error.code]) || (status === 429 ? 'rate_limited' : 'bad_request');
       body = { error: { code, message: error.message } };
     } else {
       status = 500;

@@ -41,7 +41,7 @@ export function credentialsOf(request: FastifyRequest): RequestCredentials {
   return {
     apiKeyHeader: typeof apiKey === 'string' ? apiKey : undefined,
     // Any other scheme is carried on as an unusable bearer, so it fails instead of falling back to the cookie.
-    bearer: authorization === undefined ? undefined : /^Bearer (\S+)$/i.exec(authorization)?.[1] ?? '',
+    bearer: authorization === undefined ? undefined : (/^Bearer (\S+)$/i.exec(authorization)?.[1] ?? ''),
     cookie: request.cookies[SESSION_COOKIE],
   };
 }

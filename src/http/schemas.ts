@@ -111,7 +111,8 @@ export const Job = Type.Object(
     attempts: Type.Integer({ description: 'How often a worker took the job up' }),
     outcome: Nullable(
       Type.Enum(['clean', 'with_errors'], {
-        description: 'For a completed job: clean, or with_errors ("completed with errors") when unreadable sectors are zero-filled in the image; null otherwise',
+        description:
+          'For a completed job: clean, or with_errors ("completed with errors") when unreadable sectors are zero-filled in the image; null otherwise',
       }),
     ),
     bad_sectors: Nullable(
@@ -192,7 +193,4 @@ export const Verification = Type.Object(
 );
 
 /** One line of a job's own log. */
-export const JobLogLine = Type.Object(
-  { id: Type.Integer(), at: Timestamp, level: LogLevel, message: Type.String() },
-  { additionalProperties: false },
-);
+export const JobLogLine = Type.Object({ id: Type.Integer(), at: Timestamp, level: LogLevel, message: Type.String() }, { additionalProperties: false });

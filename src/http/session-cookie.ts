@@ -20,7 +20,6 @@ export function clearSessionCookie(request: FastifyRequest, reply: FastifyReply)
   void reply.clearCookie(SESSION_COOKIE, { httpOnly: true, sameSite: 'lax', secure: request.protocol === 'https', path: '/' });
 }
 
-
 /**
  * Signs a browser in with a password: a new session whose cookie replaces (and ends) whatever
  * session the browser still sent, so a planted id never becomes an authenticated one. Shared by

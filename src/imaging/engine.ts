@@ -1,19 +1,27 @@
 import { constants } from 'node:fs';
-import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { type FileHandle, open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { ConflictError, DomainError, NotFoundError, UnavailableError, ValidationError, errnoCode, errorMessage } from '../errors.js';
 import { FILE_MODE, fsyncDirectory, writeFileAtomic } from './atomic-file.js';
-import { createHashers, hashFile, type Digests, type Hashers } from './hasher.js';
 import { createFailureJournal } from './failure-journal.js';
-import { createImageWriter, type ImageWriter } from './image-writer.js';
-import { formatMapfile, type RescueMap } from './mapfile.js';
+import { type Digests, type Hashers, createHashers, hashFile } from './hasher.js';
+import { type ImageWriter, createImageWriter } from './image-writer.js';
+import { type RescueMap, formatMapfile } from './mapfile.js';
 import { inspectOutput, outputSpace, pathExists } from './output-state.js';
 import { createProgressTracker } from './progress.js';
-import { copyReadBytes, runRescue, type RescueActivity } from './rescue.js';
-import { writeChecksumSidecars, writeImageRecord, type ImageRecord } from './sidecars.js';
+import { type RescueActivity, copyReadBytes, runRescue } from './rescue.js';
+import { type ImageRecord, writeChecksumSidecars, writeImageRecord } from './sidecars.js';
 import { createSlotPool } from './slots.js';
-import { openSource, type SourceReader } from './source.js';
-import { CHECKSUM_ALGORITHMS, type BadSectorSummary, type ImagingPhase, type ImagingRequest, type ImagingResult, type ReadSummary, type StopReason } from './types.js';
+import { type SourceReader, openSource } from './source.js';
+import {
+  type BadSectorSummary,
+  CHECKSUM_ALGORITHMS,
+  type ImagingPhase,
+  type ImagingRequest,
+  type ImagingResult,
+  type ReadSummary,
+  type StopReason,
+} from './types.js';
 import { verifyImage } from './verify.js';
 
 export { verifyImage } from './verify.js';
@@ -47,10 +55,16 @@ function validate(request: ImagingRequest): void {
   const problems: string[] = [];
   if (!Number.isSafeInteger(source.sizeBytes) || source.sizeBytes <= 0) problems.push(`source size ${source.sizeBytes} must be a positive integer`);
   const sector = source.sectorSize;
-  if (!Number.isInteger(sector) || sector < 512 || sector > 65536 || (sector & (sector - 1)) !== 0) problems.push(`sector size ${sector} must be a power of two from 512 to 65536`);
-  if (!Number.isInteger(options.clusterSectors) || options.clusterSectors < 1 || options.clusterSectors * sector > MAX_CLUSTER_BYTES) problems.push(`cluster of ${options.clusterSectors} sectors is out of range`);
+  if (!Number.isInteger(sector) || sector < 512 || sector > 65536 || (sector & (sector - 1)) !== 0)
+    problems.push(`sector size ${sector} must be a power of two from 512 to 65536`);
+  if (!Number.isInteger(options.clusterSectors) || options.clusterSectors < 1 || options.clusterSectors * sector > MAX_CLUSTER_BYTES)
+    problems.push(`cluster of ${options.clusterSectors} sectors is out of range`);
   if (!Number.isInteger(options.readAttempts) || options.readAttempts < 0) problems.push('read attempts must be a non-negative integer');
-  if (options.checksums.length === 0 || new Set(options.checksums).size !== options.checksums.length || !options.checksums.every((algorithm) => CHECKSUM_ALGORITHMS.includes(algorithm))) {
+  if (
+    options.checksums.length === 0 ||
+    new Set(options.checksums).size !== options.checksums.length ||
+    !options.checksums.every((algorithm) => CHECKSUM_ALGORITHMS.includes(algorithm))
+  ) {
     problems.push('checksums must be a non-empty list of distinct md5, sha1, sha256');
   }
   if (!(options.mapSaveIntervalMs > 0)) problems.push('map save interval must be positive');
@@ -114,7 +128,11 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
   const stillToWrite = size - map.sums()['+'];
   const { availableBytes } = await outputSpace(dir);
   if (availableBytes < stillToWrite + SPACE_MARGIN_BYTES) {
-    throw new UnavailableError('insufficient_space', `${dir} has ${availableBytes} bytes free but the image needs ${stillToWrite} more`, { path: dir, available_bytes: availableBytes, needed_bytes: stillToWrite });
+    throw new UnavailableError('insufficient_space', `${dir} has ${availableBytes} bytes free but the image needs ${stillToWrite} more`, {
+      path: dir,
+      available_bytes: availableBytes,
+      needed_bytes: stillToWrite,
+    });
   }
 
   const slots = createSlotPool(copyReadBytes(clusterBytes), SLOT_COUNT);
@@ -139,7 +157,16 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
   function reportProgress(bytesDone: number, force = false): void {
     const statistics = source?.statistics;
     progress.update(
-      { phase: activity.phase, bytesDone, badBytes: map.sums()['-'], errorCount, position: activity.position, buffered, readCalls: statistics?.calls ?? 0, readBytes: statistics?.bytes ?? 0 },
+      {
+        phase: activity.phase,
+        bytesDone,
+        badBytes: map.sums()['-'],
+        errorCount,
+        position: activity.position,
+        buffered,
+        readCalls: statistics?.calls ?? 0,
+        readBytes: statistics?.bytes ?? 0,
+      },
       force,
     );
   }
@@ -155,7 +182,11 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
    */
   async function saveMap(): Promise<void> {
     const finished = !RESCUE_PHASES.includes(activity.phase);
-    const text = formatMapfile(failures.confirmedMap(), { currentPos: activity.position, currentStatus: finished ? '+' : activity.status, currentPass: activity.pass }, { creator: MAP_CREATOR, startedAt, now: new Date() });
+    const text = formatMapfile(
+      failures.confirmedMap(),
+      { currentPos: activity.position, currentStatus: finished ? '+' : activity.status, currentPass: activity.pass },
+      { creator: MAP_CREATOR, startedAt, now: new Date() },
+    );
     if (part !== undefined) await part.datasync();
     await writeFileAtomic(mapPath, text);
   }
@@ -207,7 +238,8 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
       try {
         part = await open(partPath, 'wx', FILE_MODE);
       } catch (error) {
-        if (errnoCode(error) === 'EEXIST') throw new ConflictError(`${partPath} appeared while starting; is another run using it?`, { path: partPath }, 'part_exists');
+        if (errnoCode(error) === 'EEXIST')
+          throw new ConflictError(`${partPath} appeared while starting; is another run using it?`, { path: partPath }, 'part_exists');
         throw error;
       }
       await part.chmod(FILE_MODE);
@@ -253,7 +285,10 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
       if (hashFailure !== undefined) throw hashFailure;
       if (saveFailure !== undefined) throw asStop(saveFailure, dir);
       if (phaseChanged) saveWanted = true;
-      if (saving === undefined && (saveWanted || performance.now() - lastSave >= options.mapSaveIntervalMs || image.bytesWritten - lastSaveBytes >= MAP_SAVE_BYTES)) {
+      if (
+        saving === undefined &&
+        (saveWanted || performance.now() - lastSave >= options.mapSaveIntervalMs || image.bytesWritten - lastSaveBytes >= MAP_SAVE_BYTES)
+      ) {
         saveWanted = false;
         lastSave = performance.now();
         lastSaveBytes = image.bytesWritten;
@@ -273,7 +308,11 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
         lastSpaceCheckBytes = image.bytesWritten;
         const { usedPercent } = await outputSpace(dir);
         if (usedPercent > options.stopThresholdPercent) {
-          throw new UnavailableError('storage_threshold', `${dir} is ${usedPercent.toFixed(1)}% full, above the stop threshold of ${options.stopThresholdPercent}%; free some space and resume`, { path: dir, used_percent: usedPercent });
+          throw new UnavailableError(
+            'storage_threshold',
+            `${dir} is ${usedPercent.toFixed(1)}% full, above the stop threshold of ${options.stopThresholdPercent}%; free some space and resume`,
+            { path: dir, used_percent: usedPercent },
+          );
         }
       }
     }
@@ -295,7 +334,9 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
         // The last event reports what the saved map records, for whoever shows or stores the progress.
         reportProgress(map.sums()['+'], true);
         log('info', `paused; ${map.sums()['+']} of ${size} bytes rescued, map saved to ${basename(mapPath)}`);
-        return result('paused', { timings: { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), copySeconds, hashSeconds: 0, verifySeconds: 0 } });
+        return result('paused', {
+          timings: { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), copySeconds, hashSeconds: 0, verifySeconds: 0 },
+        });
       }
       await image.drain().catch(() => undefined);
       await settleSaves();
@@ -308,7 +349,9 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
         await rm(`${mapPath}.tmp`, { force: true });
         log('info', 'cancelled; partial image and map removed');
       }
-      return result('cancelled', { timings: { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), copySeconds, hashSeconds: 0, verifySeconds: 0 } });
+      return result('cancelled', {
+        timings: { startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString(), copySeconds, hashSeconds: 0, verifySeconds: 0 },
+      });
     }
 
     const copyStarted = performance.now();
@@ -346,7 +389,10 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
     await settleSaves();
     const badSectors = badSectorSummary(map);
     if (badSectors.badBytes > 0) {
-      log('warning', `${badSectors.badBytes} bytes in ${badSectors.badAreas} areas could not be read; they are zeros in the image and listed in ${basename(mapPath)}`);
+      log(
+        'warning',
+        `${badSectors.badBytes} bytes in ${badSectors.badAreas} areas could not be read; they are zeros in the image and listed in ${basename(mapPath)}`,
+      );
     }
 
     // Whatever the copy pass could not feed in order (after the first error, or on a resume) is hashed from the file.
@@ -440,7 +486,13 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
       checksums,
       badSectors,
       verified,
-      timings: { startedAt: startedAt.toISOString(), finishedAt: record.finishedAt.toISOString(), copySeconds, hashSeconds, verifySeconds: record.verifySeconds },
+      timings: {
+        startedAt: startedAt.toISOString(),
+        finishedAt: record.finishedAt.toISOString(),
+        copySeconds,
+        hashSeconds,
+        verifySeconds: record.verifySeconds,
+      },
     });
   } finally {
     sectorSlot.release();

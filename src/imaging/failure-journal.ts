@@ -1,4 +1,4 @@
-import { rescueMapFromBlocks, type BlockStatus, type RescueMap } from './mapfile.js';
+import { type BlockStatus, type RescueMap, rescueMapFromBlocks } from './mapfile.js';
 
 /**
  * The marks that failed reads made in the rescue map, kept until a later read confirms them.

@@ -3,7 +3,7 @@ import type { HashAlgorithm } from '../config/schema.js';
 import { UnavailableError, errnoCode, errorMessage } from '../errors.js';
 import type { HashWorkerData, HashWorkerReply, HashWorkerRequest } from './hash-worker.js';
 import type { Slot, SlotPool } from './slots.js';
-import { openSource, type DirectIoMode } from './source.js';
+import { type DirectIoMode, openSource } from './source.js';
 
 export type Digests = Partial<Record<HashAlgorithm, string>>;
 
@@ -159,7 +159,10 @@ export async function hashFile(options: HashFileOptions): Promise<boolean> {
         let filled = 0;
         while (filled < length) {
           const bytesRead = await source.read(slot.view.subarray(filled, request), position + filled).catch((error: unknown) => {
-            throw new UnavailableError('image_unreadable', `cannot read ${path} at byte ${position + filled}: ${errorMessage(error)}`, { path, errno: errnoCode(error) });
+            throw new UnavailableError('image_unreadable', `cannot read ${path} at byte ${position + filled}: ${errorMessage(error)}`, {
+              path,
+              errno: errnoCode(error),
+            });
           });
           if (bytesRead === 0) throw new UnavailableError('image_unreadable', `${path} ends at byte ${position + filled}, expected ${end}`, { path });
           filled += bytesRead;

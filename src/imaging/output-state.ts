@@ -1,7 +1,7 @@
 import { readFile, stat, statfs } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { ConflictError, errnoCode, errorMessage } from '../errors.js';
-import { createRescueMap, parseMapfile, type RescueMap } from './mapfile.js';
+import { type RescueMap, createRescueMap, parseMapfile } from './mapfile.js';
 
 export async function pathExists(path: string): Promise<boolean> {
   try {
@@ -29,7 +29,11 @@ export async function inspectOutput(paths: { outputPath: string; partPath: strin
   const partExists = await pathExists(partPath);
   if (!(await pathExists(mapPath))) {
     if (partExists) {
-      throw new ConflictError(`${partPath} exists without its rescue map ${basename(mapPath)}; remove it or restore the map`, { path: partPath }, 'map_missing');
+      throw new ConflictError(
+        `${partPath} exists without its rescue map ${basename(mapPath)}; remove it or restore the map`,
+        { path: partPath },
+        'map_missing',
+      );
     }
     return { map: createRescueMap(sizeBytes), resumed: false };
   }
@@ -40,7 +44,11 @@ export async function inspectOutput(paths: { outputPath: string; partPath: strin
     throw new ConflictError(`${mapPath} is not a valid rescue map: ${errorMessage(error)}`, { path: mapPath }, 'map_invalid');
   }
   if (map.size !== sizeBytes) {
-    throw new ConflictError(`${mapPath} describes ${map.size} bytes but the source has ${sizeBytes}; it belongs to another disc`, { path: mapPath, map_size: map.size, source_size: sizeBytes }, 'map_size_mismatch');
+    throw new ConflictError(
+      `${mapPath} describes ${map.size} bytes but the source has ${sizeBytes}; it belongs to another disc`,
+      { path: mapPath, map_size: map.size, source_size: sizeBytes },
+      'map_size_mismatch',
+    );
   }
   if (!partExists) {
     // The engine writes the first map before it creates the .part; a crash between the two leaves

@@ -1,10 +1,10 @@
 import { UnavailableError, errnoCode, errorMessage } from '../errors.js';
-import type { Hashers } from './hasher.js';
 import type { FailureJournal } from './failure-journal.js';
+import type { Hashers } from './hasher.js';
 import type { ImageWriter } from './image-writer.js';
-import { createReadAhead, type TakenRead } from './read-ahead.js';
-import { createReadSizer } from './read-size.js';
 import type { BlockStatus, CurrentStatus, RescueMap } from './mapfile.js';
+import { type TakenRead, createReadAhead } from './read-ahead.js';
+import { createReadSizer } from './read-size.js';
 import type { Slot, SlotPool } from './slots.js';
 import type { SourceReader } from './source.js';
 import type { ImagingPhase } from './types.js';
@@ -116,7 +116,11 @@ export async function runRescue(ctx: RescueContext): Promise<'finished' | 'stopp
         const code = errnoCode(error);
         if (code !== undefined && GONE_CODES.has(code)) throw deviceGone(source.path, errorMessage(error));
         if (code === 'EINVAL') {
-          throw new UnavailableError('source_unreadable', `${source.path} refused a read of ${request - filled} bytes at ${position + filled} (${errorMessage(error)}); is the sector size ${sectorSize} right?`, { path: source.path });
+          throw new UnavailableError(
+            'source_unreadable',
+            `${source.path} refused a read of ${request - filled} bytes at ${position + filled} (${errorMessage(error)}); is the sector size ${sectorSize} right?`,
+            { path: source.path },
+          );
         }
         return false;
       }

@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import { UnavailableError, errnoCode, errorMessage } from '../errors.js';
 
 export type DirectIoMode = 'auto' | 'on' | 'off';

@@ -84,7 +84,16 @@ export async function verifyImage(imagePath: string, options: VerifyOptions = {}
   const hashers = createHashers([...expected.keys()], slots);
   const progress = createProgressTracker({ bytesTotal: size, onProgress: options.onProgress });
   // Verification reads the image, not a source: no source reads to count.
-  const snapshot = (bytesDone: number) => ({ phase: 'verifying' as const, bytesDone, badBytes: 0, errorCount: 0, position: bytesDone, buffered: false, readCalls: 0, readBytes: 0 });
+  const snapshot = (bytesDone: number) => ({
+    phase: 'verifying' as const,
+    bytesDone,
+    badBytes: 0,
+    errorCount: 0,
+    position: bytesDone,
+    buffered: false,
+    readCalls: 0,
+    readBytes: 0,
+  });
   try {
     progress.update(snapshot(0), true);
     const complete = await hashFile({

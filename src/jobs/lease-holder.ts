@@ -13,7 +13,10 @@ async function processStat(pid: number | 'self'): Promise<{ state: string; start
     throw error;
   }
   // Field 2 is the command name in parentheses and may itself contain spaces and parentheses.
-  const fields = text.slice(text.lastIndexOf(')') + 2).trim().split(' ');
+  const fields = text
+    .slice(text.lastIndexOf(')') + 2)
+    .trim()
+    .split(' ');
   const state = fields[0];
   const startTicks = Number(fields[19]);
   if (state === undefined || !Number.isSafeInteger(startTicks)) throw new Error(`unexpected /proc/${pid}/stat: ${text.slice(0, 200)}`);

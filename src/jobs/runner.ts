@@ -91,7 +91,11 @@ async function reopenImage(outputFile: string): Promise<void> {
 function differentDisc(options: StoredOptions, media: MediaInfo): boolean {
   const disc = options.disc;
   if (!disc) return false;
-  return (disc.size_bytes !== undefined && disc.size_bytes !== media.imageSizeBytes) || (disc.volume_id ?? null) !== media.volumeId || (disc.created_at ?? null) !== media.createdAt;
+  return (
+    (disc.size_bytes !== undefined && disc.size_bytes !== media.imageSizeBytes) ||
+    (disc.volume_id ?? null) !== media.volumeId ||
+    (disc.created_at ?? null) !== media.createdAt
+  );
 }
 
 export function createJobRunner(deps: JobRunnerDeps): JobRunner {
@@ -111,37 +115,41 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
   async function finish(job: JobRecord, status: 'completed' | 'failed' | 'cancelled' | 'paused', patch: FinishPatch = {}): Promise<void> {
     const finished = await queue.finish(job.id, workerId, status, patch);
     // A shutdown pause is not the user's: put the job back so the next start continues it.
-    const final = status === 'paused' && stopping && finished.requestedAction === null && patch.errorCode === undefined ? await queue.requeue(job.id) : finished;
+    const final =
+      status === 'paused' && stopping && finished.requestedAction === null && patch.errorCode === undefined ? await queue.requeue(job.id) : finished;
     events.emit('job.finished', { job: final });
   }
 
   async function recordArchive(job: JobRecord, media: MediaInfo, result: ImagingResult): Promise<string> {
     const damaged = result.badSectors.badBytes > 0 || result.verified === false;
-    const archive = job.archiveId !== null ? await archives.replaceImage(job.archiveId, {
-      sizeBytes: result.sizeBytes,
-      checksums: result.checksums,
-      badBytes: result.badSectors.badBytes,
-      status: damaged ? 'damaged' : 'ok',
-    }) : await archives.create({
-      jobId: job.id,
-      filename: basename(result.outputPath),
-      path: result.outputPath,
-      sizeBytes: result.sizeBytes,
-      checksums: result.checksums,
-      // The name the user gave the job is the entry's title; the volume label stays in the source.
-      metadata: { label: job.name, tags: [], notes: '' },
-      source: {
-        deviceId: job.deviceId,
-        devicePath: job.devicePath,
-        discKind: media.kind,
-        volumeLabel: media.volumeLabel,
-        volumeId: media.volumeId,
-        mediaType: media.mediaType,
-        fileSystems: media.fileSystems,
-      },
-      badBytes: result.badSectors.badBytes,
-      status: damaged ? 'damaged' : 'ok',
-    });
+    const archive =
+      job.archiveId !== null
+        ? await archives.replaceImage(job.archiveId, {
+            sizeBytes: result.sizeBytes,
+            checksums: result.checksums,
+            badBytes: result.badSectors.badBytes,
+            status: damaged ? 'damaged' : 'ok',
+          })
+        : await archives.create({
+            jobId: job.id,
+            filename: basename(result.outputPath),
+            path: result.outputPath,
+            sizeBytes: result.sizeBytes,
+            checksums: result.checksums,
+            // The name the user gave the job is the entry's title; the volume label stays in the source.
+            metadata: { label: job.name, tags: [], notes: '' },
+            source: {
+              deviceId: job.deviceId,
+              devicePath: job.devicePath,
+              discKind: media.kind,
+              volumeLabel: media.volumeLabel,
+              volumeId: media.volumeId,
+              mediaType: media.mediaType,
+              fileSystems: media.fileSystems,
+            },
+            badBytes: result.badSectors.badBytes,
+            status: damaged ? 'damaged' : 'ok',
+          });
     if (result.verified !== null) {
       const finishedAt = new Date(result.timings.finishedAt);
       await archives.recordVerification(archive.id, {
@@ -172,17 +180,20 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
   }
 
   async function run(job: JobRecord, controller: AbortController): Promise<void> {
-    const heartbeat = setInterval(() => {
-      queue.heartbeat(job.id, workerId, leaseMs).then(
-        (held) => {
-          if (!held) {
-            log.warn({ jobId: job.id }, 'lease lost; stopping the job here');
-            controller.abort('pause');
-          }
-        },
-        (error: unknown) => log.error({ err: error, jobId: job.id }, 'heartbeat failed'),
-      );
-    }, Math.max(1000, Math.floor(leaseMs / 3)));
+    const heartbeat = setInterval(
+      () => {
+        queue.heartbeat(job.id, workerId, leaseMs).then(
+          (held) => {
+            if (!held) {
+              log.warn({ jobId: job.id }, 'lease lost; stopping the job here');
+              controller.abort('pause');
+            }
+          },
+          (error: unknown) => log.error({ err: error, jobId: job.id }, 'heartbeat failed'),
+        );
+      },
+      Math.max(1000, Math.floor(leaseMs / 3)),
+    );
     heartbeat.unref();
 
     let lastDbWrite = 0;
@@ -195,7 +206,15 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
     let latest: Pick<JobRecord, 'phase' | 'progress' | 'bytesDone' | 'speedBps' | 'etaSeconds' | 'badBytes' | 'errorCount'> | null = null;
     const onProgress = (progress: ImagingProgress): void => {
       const now = Date.now();
-      latest = { phase: progress.phase, progress: progress.percent, bytesDone: progress.bytesDone, speedBps: progress.rateBps, etaSeconds: progress.etaSeconds, badBytes: progress.badBytes, errorCount: progress.errorCount };
+      latest = {
+        phase: progress.phase,
+        progress: progress.percent,
+        bytesDone: progress.bytesDone,
+        speedBps: progress.rateBps,
+        etaSeconds: progress.etaSeconds,
+        badBytes: progress.badBytes,
+        errorCount: progress.errorCount,
+      };
       const phaseStatus = progress.phase === 'verifying' ? 'verifying' : 'running';
       if (now - lastDbWrite < DB_PROGRESS_INTERVAL_MS && progress.percent < 100) {
         events.emit('job.updated', { job: { ...job, updatedAt: new Date(now).toISOString(), status: phaseStatus, ...latest } });
@@ -237,7 +256,11 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
         throw new UnavailableError(
           'different_disc',
           `the disc in ${drive.id} (volume id ${media.volumeId ?? 'none'}, ${media.imageSizeBytes} bytes) is not the one this job was created for (volume id ${expected.volume_id ?? 'none'}, ${expected.size_bytes ?? '?'} bytes); nothing was read. Insert that disc, or continue the job on a drive that holds it`,
-          { device: drive.id, found: { volume_id: media.volumeId, size_bytes: media.imageSizeBytes }, expected: { volume_id: expected.volume_id ?? null, size_bytes: expected.size_bytes ?? null } },
+          {
+            device: drive.id,
+            found: { volume_id: media.volumeId, size_bytes: media.imageSizeBytes },
+            expected: { volume_id: expected.volume_id ?? null, size_bytes: expected.size_bytes ?? null },
+          },
         );
       }
       if (job.archiveId !== null) {
@@ -251,8 +274,17 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
         outputPath: job.outputFile,
         // The engine always keeps what it rescued on cancel; whether to discard it is the user's
         // choice at cancel time, carried out below once the run has stopped.
-        options: { ...imagingOptionsFrom(config, { readAttempts: options.read_attempts, checksums: options.checksums, verify: options.verify }), keepPartialOnCancel: true },
-        metadata: { job_id: job.id, name: job.name, label: media.volumeLabel, device: { id: drive.id, path: drive.path, vendor: drive.vendor, model: drive.model }, media },
+        options: {
+          ...imagingOptionsFrom(config, { readAttempts: options.read_attempts, checksums: options.checksums, verify: options.verify }),
+          keepPartialOnCancel: true,
+        },
+        metadata: {
+          job_id: job.id,
+          name: job.name,
+          label: media.volumeLabel,
+          device: { id: drive.id, path: drive.path, vendor: drive.vendor, model: drive.model },
+          media,
+        },
         signal: controller.signal,
         onProgress,
         onLog: (level, message) => {

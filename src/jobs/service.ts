@@ -16,12 +16,14 @@ export interface CreateJobInput {
   name?: string | undefined;
   /** A drive id, or the device path of a discovered drive. */
   device: string;
-  options?: {
-    read_attempts?: number | undefined;
-    verify?: boolean | undefined;
-    checksums?: HashAlgorithm[] | undefined;
-    priority?: Priority | undefined;
-  } | undefined;
+  options?:
+    | {
+        read_attempts?: number | undefined;
+        verify?: boolean | undefined;
+        checksums?: HashAlgorithm[] | undefined;
+        priority?: Priority | undefined;
+      }
+    | undefined;
 }
 
 export type JobAction = 'pause' | 'resume' | 'cancel' | 'retry';
@@ -149,7 +151,10 @@ export function createJobService(deps: JobServiceDeps): JobService {
   }
 
   async function announce(job: JobRecord): Promise<JobView> {
-    events.emit(FINISHED_JOB_STATUSES.includes(job.status as (typeof FINISHED_JOB_STATUSES)[number]) || job.status === 'paused' ? 'job.finished' : 'job.updated', { job });
+    events.emit(
+      FINISHED_JOB_STATUSES.includes(job.status as (typeof FINISHED_JOB_STATUSES)[number]) || job.status === 'paused' ? 'job.finished' : 'job.updated',
+      { job },
+    );
     return view(job);
   }
 
@@ -258,11 +263,16 @@ export function createJobService(deps: JobServiceDeps): JobService {
         case 'cancel': {
           const keep = input.keep_partial ?? (job.bytesDone > 0 || config.storage.keep_partial_on_cancel);
           if (!keep && job.archiveId !== null) {
-            throw new ConflictError(`job ${id} is reading the bad areas of an archived image again; that image cannot be discarded here`, { archive_id: job.archiveId }, 'image_in_archive');
+            throw new ConflictError(
+              `job ${id} is reading the bad areas of an archived image again; that image cannot be discarded here`,
+              { archive_id: job.archiveId },
+              'image_in_archive',
+            );
           }
           const wasActive = ACTIVE.includes(job.status);
           // The runner reads the choice from the job when the run has stopped (possibly in another process).
-          if (!FINISHED_JOB_STATUSES.includes(job.status as (typeof FINISHED_JOB_STATUSES)[number])) job = await queue.mergeOptions(id, { keep_partial_on_cancel: keep });
+          if (!FINISHED_JOB_STATUSES.includes(job.status as (typeof FINISHED_JOB_STATUSES)[number]))
+            job = await queue.mergeOptions(id, { keep_partial_on_cancel: keep });
           job = await queue.requestStop(id, 'cancel');
           if (wasActive) events.emit('job.stop_requested', { jobId: id, action: 'cancel' });
           else if (!keep) await discardPartials(job);

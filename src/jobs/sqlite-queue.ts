@@ -18,8 +18,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
 
   const nextSeq = (eb: ExpressionBuilder<DB, 'jobs'>) =>
     eb.selectFrom('jobs as latest').select((inner) => inner(inner.fn.coalesce(inner.fn.max('latest.seq'), inner.lit(0)), '+', 1).as('seq'));
-  const queuedInClaimOrder = () =>
-    db.selectFrom('jobs').where('status', '=', 'queued').orderBy(priorityRank('priority'), 'desc').orderBy('seq', 'asc');
+  const queuedInClaimOrder = () => db.selectFrom('jobs').where('status', '=', 'queued').orderBy(priorityRank('priority'), 'desc').orderBy('seq', 'asc');
 
   const requireRow = (tx: SyncExecutor, jobId: string): Selectable<JobsTable> => {
     const row = tx.first(db.selectFrom('jobs').selectAll().where('id', '=', jobId));
@@ -139,7 +138,10 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
       return database.writeTransaction((tx) => {
         if (claim.maxRunning !== undefined) {
           const active = tx.first(
-            db.selectFrom('jobs').select((eb) => eb.fn.countAll<number>().as('count')).where('status', 'in', ACTIVE_JOB_STATUSES),
+            db
+              .selectFrom('jobs')
+              .select((eb) => eb.fn.countAll<number>().as('count'))
+              .where('status', 'in', ACTIVE_JOB_STATUSES),
           );
           if ((active?.count ?? 0) >= claim.maxRunning) return null;
         }

@@ -133,7 +133,12 @@ function primaryVolumeDescriptor(label: string, totalSectors: number): Buffer {
   writePadded(pvd, 739, 37, '');
   writePadded(pvd, 776, 37, '');
   const date = `${DISC_DATE.year}${pad2(DISC_DATE.month)}${pad2(DISC_DATE.day)}00000000`;
-  for (const [offset, value] of [[813, date], [830, date], [847, '0'.repeat(16)], [864, '0'.repeat(16)]] as const) {
+  for (const [offset, value] of [
+    [813, date],
+    [830, date],
+    [847, '0'.repeat(16)],
+    [864, '0'.repeat(16)],
+  ] as const) {
     pvd.write(value, offset, 'latin1');
     pvd[offset + 16] = 0;
   }

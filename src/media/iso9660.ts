@@ -180,7 +180,7 @@ export function trimLabel(text: string): string | null {
 async function hasRockRidge(reader: BlockReader, systemUse: Buffer, blockSize: number): Promise<boolean> {
   const first = readSuspEntries(systemUse);
   const sharing = first.entries[0];
-  if (!sharing || sharing.signature !== 'SP' || sharing.data.length < 3 || sharing.data[0] !== 0xbe || sharing.data[1] !== 0xef) return false;
+  if (sharing?.signature !== 'SP' || sharing.data.length < 3 || sharing.data[0] !== 0xbe || sharing.data[1] !== 0xef) return false;
 
   let pending = first;
   const seen = new Set<string>();

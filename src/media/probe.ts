@@ -1,10 +1,10 @@
 import { constants } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import type { DiscKind, FileSystemKind, MediaInfo, MediaType } from '../drives/types.js';
 import { UnavailableError, errnoCode } from '../errors.js';
-import { createBlockReader, type BlockReader } from './block-reader.js';
-import { readIso9660, type Iso9660Volume } from './iso9660.js';
-import { readUdf, type UdfVolume } from './udf.js';
+import { type BlockReader, createBlockReader } from './block-reader.js';
+import { type Iso9660Volume, readIso9660 } from './iso9660.js';
+import { type UdfVolume, readUdf } from './udf.js';
 import { scanVolumeRecognition } from './volume-recognition.js';
 
 /** What udev's cdrom_id found out about the disc in an optical drive. */
@@ -101,10 +101,7 @@ function absent(base: BaseFacts): MediaInfo {
   };
 }
 
-function describe(
-  base: BaseFacts,
-  found: { udev: UdevMediaFacts | null; iso: Iso9660Volume | null; udf: UdfVolume | null; leadingBlank: boolean },
-): MediaInfo {
+function describe(base: BaseFacts, found: { udev: UdevMediaFacts | null; iso: Iso9660Volume | null; udf: UdfVolume | null; leadingBlank: boolean }): MediaInfo {
   const { udev, iso, udf } = found;
   const fileSystems: FileSystemKind[] = [];
   if (iso) fileSystems.push('iso9660');

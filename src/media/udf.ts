@@ -73,9 +73,8 @@ export async function readUdf(reader: BlockReader, options: { blockSizeHint: num
 
   const main = extentOf(anchor, 16, blockSize);
   const reserve = extentOf(anchor, 24, blockSize);
-  const sequence = await preferComplete(
-    await readVolumeDescriptorSequence(block, main, blockSize),
-    () => readVolumeDescriptorSequence(block, reserve, blockSize),
+  const sequence = await preferComplete(await readVolumeDescriptorSequence(block, main, blockSize), () =>
+    readVolumeDescriptorSequence(block, reserve, blockSize),
   );
   if (!sequence) return null;
 

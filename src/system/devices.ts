@@ -85,7 +85,15 @@ export function createDeviceStatusService(deps: DeviceStatusDeps): DeviceStatusS
     };
     if (job) return { ...base, status: 'busy', ...mediaFields(discOfJob(job)), media_error: null, media_state: 'job', media_checked_at: null, job_id: job.id };
     const known = states.media(drive.id);
-    return { ...base, status: 'idle', ...mediaFields(known.media), media_error: known.error?.message ?? null, media_state: known.state, media_checked_at: known.checkedAt, job_id: null };
+    return {
+      ...base,
+      status: 'idle',
+      ...mediaFields(known.media),
+      media_error: known.error?.message ?? null,
+      media_state: known.state,
+      media_checked_at: known.checkedAt,
+      job_id: null,
+    };
   }
 
   return {
@@ -154,7 +162,7 @@ function discOfJob(job: JobRecord): MediaInfo {
     const value = disc[key];
     return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : null;
   };
-  const oneOf = <T extends string>(allowed: readonly T[], value: unknown): T | null => (allowed as readonly unknown[]).includes(value) ? (value as T) : null;
+  const oneOf = <T extends string>(allowed: readonly T[], value: unknown): T | null => ((allowed as readonly unknown[]).includes(value) ? (value as T) : null);
   const fileSystems = Array.isArray(disc['file_systems']) ? disc['file_systems'] : [];
   return {
     present: true,

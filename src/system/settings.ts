@@ -2,7 +2,7 @@ import { realpath } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { isStrictlyInside } from '../archive/naming.js';
 import { STORED_SOURCE, type SettingLeaf, assertValid, getPath, setPath, settingLeaves } from '../config/load.js';
-import { ConfigSchema, type Config, type Settings } from '../config/schema.js';
+import { type Config, ConfigSchema, type Settings } from '../config/schema.js';
 import type { SettingsRepository } from '../db/settings-repository.js';
 import type { JsonObject, JsonValue } from '../db/values.js';
 import { ConflictError, DomainError, ValidationError } from '../errors.js';
@@ -154,7 +154,8 @@ export function settingLock(config: Config, leaf: SettingLeaf): SettingLock | nu
 }
 
 function lockError(key: string, lock: SettingLock): ConflictError {
-  if (lock.by === 'source') return new ConflictError(`${key} is set by ${lock.source} and cannot be changed here`, { key, source: lock.source }, 'setting_fixed');
+  if (lock.by === 'source')
+    return new ConflictError(`${key} is set by ${lock.source} and cannot be changed here`, { key, source: lock.source }, 'setting_fixed');
   const setBy = lock.source === null ? '' : `; here it is set by ${lock.source}`;
   return new ConflictError(`${key} can only be set on the server (config file, environment or flags)${setBy}`, { key }, 'setting_server_only');
 }
@@ -320,5 +321,8 @@ export function partialSettingsSchema(): object {
     }
     return copy;
   };
-  return { ...(strip(JSON.parse(JSON.stringify(ConfigSchema))) as object), description: 'Any part of the settings tree, e.g. {"imaging": {"read_attempts": 3}}' };
+  return {
+    ...(strip(JSON.parse(JSON.stringify(ConfigSchema))) as object),
+    description: 'Any part of the settings tree, e.g. {"imaging": {"read_attempts": 3}}',
+  };
 }

@@ -116,7 +116,14 @@ export function createPageErrorHandler(security: WebSecurity): PageErrorHandler 
     const i18n = requestI18n(request);
     const message = userMessage(i18n, error);
     if (wantsJson(request)) return reply.status(status).send({ error: { code: errorCode(error), message } });
-    return renderPage(request, reply, security, 'error', { status, message, title: i18n.t(status === 404 ? 'errors.not_found_title' : 'errors.title') }, status);
+    return renderPage(
+      request,
+      reply,
+      security,
+      'error',
+      { status, message, title: i18n.t(status === 404 ? 'errors.not_found_title' : 'errors.title') },
+      status,
+    );
   };
 }
 

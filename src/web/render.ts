@@ -4,11 +4,11 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Permission } from '../http/permissions.js';
 import type { JobView } from '../jobs/view.js';
 import { createFormatters } from './format.js';
+import { LANGUAGES, type Language, allCatalogs, createTranslator, requestLanguage } from './i18n.js';
 import { badSectors, canRetryBadAreas, cardTone, jobActions, jobSectorSize, jobState, priorityEditable, rescuePass } from './job-card.js';
-import type { SettingField } from './settings-form.js';
-import { type Language, LANGUAGES, allCatalogs, createTranslator, requestLanguage } from './i18n.js';
 import { webRoot } from './paths.js';
 import { currentPath, formFields, withParams } from './request.js';
+import type { SettingField } from './settings-form.js';
 import type { I18n, WebSecurity, WebUser } from './types.js';
 
 /** The navigation bar: path, catalog key, and what a user needs to see the entry. */
@@ -132,7 +132,14 @@ export function pageContext(request: FastifyRequest, viewer: Viewer): PageContex
 }
 
 /** Renders a page template inside the layout for whoever the viewer is. Pages are personal and live: never cached. */
-export function renderView(request: FastifyRequest, reply: FastifyReply, viewer: Viewer, template: string, data: Record<string, unknown>, status = 200): FastifyReply {
+export function renderView(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  viewer: Viewer,
+  template: string,
+  data: Record<string, unknown>,
+  status = 200,
+): FastifyReply {
   const html = templates().render(template, { ...pageContext(request, viewer), ...data });
   return reply.status(status).header('cache-control', 'no-store').type('text/html; charset=utf-8').send(html);
 }

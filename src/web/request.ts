@@ -15,7 +15,7 @@ export interface FormFields {
 export function formFields(source: unknown): FormFields {
   const record = typeof source === 'object' && source !== null ? (source as Record<string, unknown>) : {};
   const all = (name: string): string[] => {
-    const value = Object.prototype.hasOwnProperty.call(record, name) ? record[name] : undefined;
+    const value = Object.hasOwn(record, name) ? record[name] : undefined;
     if (typeof value === 'string') return [value];
     if (Array.isArray(value)) return value.filter((item): item is string => typeof item === 'string');
     return [];

@@ -1,6 +1,6 @@
+import { join } from 'node:path';
 import fastifyFormbody from '@fastify/formbody';
 import fastifyStatic from '@fastify/static';
-import { join } from 'node:path';
 import type { App } from '../http/app.js';
 import { createPageErrorHandler } from './errors.js';
 import { registerAccountPages } from './pages/account.js';

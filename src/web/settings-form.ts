@@ -218,7 +218,8 @@ export function parseSettingsForm(i18n: I18n, fields: SettingField[], form: Form
     const switchField = fields.find((candidate) => candidate.key === switchKey);
     if (switchField === undefined || errors[field.key] !== undefined) continue;
     const effective = (candidate: SettingField): unknown => (candidate.key in changes ? changes[candidate.key] : candidate.current);
-    if (effective(switchField) === true && effective(field) === '') errors[field.key] = i18n.t('config.errors.required_while_on', { setting: switchField.label });
+    if (effective(switchField) === true && effective(field) === '')
+      errors[field.key] = i18n.t('config.errors.required_while_on', { setting: switchField.label });
   }
   return { changes, errors };
 }

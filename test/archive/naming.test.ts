@@ -28,7 +28,10 @@ describe('image names', () => {
     ['x'.repeat(201), /longer than/],
   ] as const) {
     it(`refuses ${JSON.stringify(bad)}`, () => {
-      assert.throws(() => validateImageName(bad), (error: unknown) => error instanceof ValidationError && why.test(error.message));
+      assert.throws(
+        () => validateImageName(bad),
+        (error: unknown) => error instanceof ValidationError && why.test(error.message),
+      );
     });
   }
 

@@ -10,7 +10,7 @@ const MINUTE = 60_000;
 const DAY = 24 * 60 * MINUTE;
 
 describe('audit trail', () => {
-  it('records entries in the specification\'s JSON shape', async () => {
+  it("records entries in the specification's JSON shape", async () => {
     await withDatabase(async (database) => {
       const clock = manualClock(new Date('2025-12-31T14:21:04Z'));
       const audit = createAuditTrail({ repository: createAuditRepository(database), now: clock.now });
@@ -83,7 +83,10 @@ describe('audit trail', () => {
       assert.deepEqual(await actions({ user: "alice' or '1'='1" }), [], 'filters are parameters, not SQL');
 
       const paged = await audit.list({ limit: 2, offset: 1 });
-      assert.deepEqual(paged.items.map((entry) => entry.action), ['change', 'login_failure']);
+      assert.deepEqual(
+        paged.items.map((entry) => entry.action),
+        ['change', 'login_failure'],
+      );
       assert.equal(paged.total, 5);
       await assert.rejects(audit.list({ limit: -1 }), ValidationError);
     });
@@ -95,17 +98,21 @@ describe('audit trail', () => {
       const audit = createAuditTrail({ repository });
       assert.deepEqual(Object.keys(audit).sort(), ['applyRetention', 'list', 'record', 'recordWithin']);
       assert.deepEqual(Object.keys(repository).sort(), ['append', 'appendWithin', 'list', 'prune']);
-      const entry = await audit.record({ event_type: 'archive', action: 'delete', user: 'admin', ip_address: '10.0.0.1', user_agent: null, details: { archive_id: 'archive_1' } });
+      const entry = await audit.record({
+        event_type: 'archive',
+        action: 'delete',
+        user: 'admin',
+        ip_address: '10.0.0.1',
+        user_agent: null,
+        details: { archive_id: 'archive_1' },
+      });
 
       await assert.rejects(
         database.kysely.updateTable('audit_log').set({ user: 'someone-else' }).where('id', '=', entry.id).execute(),
         /audit_log is append-only/,
       );
       await assert.rejects(sql`update audit_log set details = '{}'`.execute(database.kysely), /append-only/);
-      assert.throws(
-        () => database.writeTransaction((tx) => tx.run(database.kysely.updateTable('audit_log').set({ action: 'nothing' }))),
-        /append-only/,
-      );
+      assert.throws(() => database.writeTransaction((tx) => tx.run(database.kysely.updateTable('audit_log').set({ action: 'nothing' }))), /append-only/);
       const [unchanged] = (await audit.list()).items;
       assert.deepEqual(unchanged, entry);
     });
@@ -148,7 +155,13 @@ describe('audit trail', () => {
   it('bounds the length of the text fields a client controls', async () => {
     await withDatabase(async (database) => {
       const audit = createAuditTrail({ repository: createAuditRepository(database) });
-      const entry = await audit.record({ event_type: 'authentication', action: 'login_failure', user: 'x'.repeat(10_000), ip_address: '10.0.0.1', user_agent: 'y'.repeat(10_000) });
+      const entry = await audit.record({
+        event_type: 'authentication',
+        action: 'login_failure',
+        user: 'x'.repeat(10_000),
+        ip_address: '10.0.0.1',
+        user_agent: 'y'.repeat(10_000),
+      });
       assert.equal(entry.user?.length, 256);
       assert.equal(entry.user_agent?.length, 256);
     });

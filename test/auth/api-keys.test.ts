@@ -37,7 +37,7 @@ describe('API keys', () => {
     });
   });
 
-  it('authenticates with the owner\'s rights narrowed to the scopes, and without scopes with all of them', async () => {
+  it("authenticates with the owner's rights narrowed to the scopes, and without scopes with all of them", async () => {
     await withAuth(async ({ auth }) => {
       await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
       const scoped = await auth.apiKeys.create({ user: 'alice', name: 'reader', scopes: ['jobs:read', 'archives:read'] }, CLI);
@@ -52,7 +52,15 @@ describe('API keys', () => {
       assert.equal(reader.can('jobs:write'), false);
 
       const all = await auth.authenticateRequest({ apiKeyHeader: full.key });
-      assert.deepEqual([...(all?.permissions ?? [])].sort(), ['archives:read', 'devices:read', 'devices:write', 'jobs:read', 'jobs:write', 'keys:manage', 'system:read']);
+      assert.deepEqual([...(all?.permissions ?? [])].sort(), [
+        'archives:read',
+        'devices:read',
+        'devices:write',
+        'jobs:read',
+        'jobs:write',
+        'keys:manage',
+        'system:read',
+      ]);
 
       for (const wrong of ['', 'd2i_', full.key.slice(0, -1), `${full.key}x`, full.key.replace('d2i_', 'd2x_'), `d2i_${'A'.repeat(43)}`]) {
         assert.equal(await auth.authenticateRequest({ apiKeyHeader: wrong }), null, JSON.stringify(wrong));
@@ -60,7 +68,7 @@ describe('API keys', () => {
     });
   });
 
-  it('refuses scopes beyond the owner\'s role, unknown scopes, an empty list and past expiry dates', async () => {
+  it("refuses scopes beyond the owner's role, unknown scopes, an empty list and past expiry dates", async () => {
     await withAuth(async ({ auth, clock }) => {
       await auth.users.add({ name: 'vera', role: 'viewer', password: USER_PASSWORD }, CLI);
       await assert.rejects(auth.apiKeys.create({ user: 'vera', name: 'k', scopes: ['jobs:read', 'jobs:write'] }, CLI), (error: unknown) => {
@@ -182,7 +190,7 @@ describe('API keys', () => {
     });
   });
 
-  it('lets users manage their own keys, admins everyone\'s, and never lets a key mint a stronger key', async () => {
+  it("lets users manage their own keys, admins everyone's, and never lets a key mint a stronger key", async () => {
     await withAuth(async ({ auth }) => {
       await auth.users.add({ name: 'admin', role: 'admin', password: ADMIN_PASSWORD }, CLI);
       await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
@@ -248,7 +256,10 @@ describe('API keys made with a key or a bearer token never exceed or outlive it'
       const readerActor = await keyActor(auth, { apiKeyHeader: reader.key });
 
       const refused = { code: 'permission_denied', message: 'alice lacks the keys:manage permission' };
-      await assert.rejects(auth.apiKeys.create({ user: 'alice', name: 'minted', scopes: ['jobs:read'], expiresAt: new Date(clock.now().getTime() + HOUR) }, readerActor), refused);
+      await assert.rejects(
+        auth.apiKeys.create({ user: 'alice', name: 'minted', scopes: ['jobs:read'], expiresAt: new Date(clock.now().getTime() + HOUR) }, readerActor),
+        refused,
+      );
       await assert.rejects(auth.apiKeys.list({ user: 'alice' }, readerActor), refused);
       await assert.rejects(auth.apiKeys.revoke(full.record.id, readerActor), refused);
       assert.ok(await auth.authenticateRequest({ apiKeyHeader: full.key }), 'the full-rights key still works');
@@ -271,8 +282,13 @@ describe('API keys made with a key or a bearer token never exceed or outlive it'
 
       const tooLong = { code: 'expiry_exceeds_credential', message: `The key must expire no later than the credential creating it, at ${day.toISOString()}` };
       await assert.rejects(auth.apiKeys.create({ user: 'admin', name: 'forever', scopes: ['jobs:read'] }, actor), tooLong);
-      await assert.rejects(auth.apiKeys.create({ user: 'admin', name: 'later', scopes: ['jobs:read'], expiresAt: new Date(day.getTime() + 1) }, actor), tooLong);
-      await assert.rejects(auth.apiKeys.create({ user: 'admin', name: 'wider', scopes: ['jobs:write'], expiresAt: day }, actor), { code: 'scope_exceeds_rights' });
+      await assert.rejects(
+        auth.apiKeys.create({ user: 'admin', name: 'later', scopes: ['jobs:read'], expiresAt: new Date(day.getTime() + 1) }, actor),
+        tooLong,
+      );
+      await assert.rejects(auth.apiKeys.create({ user: 'admin', name: 'wider', scopes: ['jobs:write'], expiresAt: day }, actor), {
+        code: 'scope_exceeds_rights',
+      });
       await assert.rejects(auth.apiKeys.create({ user: 'admin', name: 'all', scopes: null, expiresAt: day }, actor), { code: 'scope_exceeds_rights' });
       await assert.rejects(auth.apiKeys.create({ user: 'bob', name: 'for bob', scopes: ['jobs:read'], expiresAt: day }, actor), { code: 'key_for_other_user' });
 
@@ -286,27 +302,45 @@ describe('API keys made with a key or a bearer token never exceed or outlive it'
     });
   });
 
-  it('bounds the keys a bearer token creates by the token\'s expiry and scope, a key\'s token by its key too', async () => {
+  it("bounds the keys a bearer token creates by the token's expiry and scope, a key's token by its key too", async () => {
     await withAuth(async ({ auth, clock }) => {
       await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
       const password = await auth.tokens.issueForPassword('alice', USER_PASSWORD, CLIENT);
       const passwordActor = await keyActor(auth, { bearer: password.token });
-      const tokenLimit = { code: 'expiry_exceeds_credential', message: `The key must expire no later than the credential creating it, at ${password.expiresAt}` };
+      const tokenLimit = {
+        code: 'expiry_exceeds_credential',
+        message: `The key must expire no later than the credential creating it, at ${password.expiresAt}`,
+      };
       await assert.rejects(auth.apiKeys.create({ user: 'alice', name: 'forever', scopes: ['jobs:read'] }, passwordActor), tokenLimit);
-      await assert.rejects(auth.apiKeys.create({ user: 'alice', name: 'a day', scopes: ['jobs:read'], expiresAt: new Date(clock.now().getTime() + DAY) }, passwordActor), tokenLimit);
+      await assert.rejects(
+        auth.apiKeys.create({ user: 'alice', name: 'a day', scopes: ['jobs:read'], expiresAt: new Date(clock.now().getTime() + DAY) }, passwordActor),
+        tokenLimit,
+      );
       const short = await auth.apiKeys.create({ user: 'alice', name: 'short', scopes: ['jobs:read'], expiresAt: new Date(password.expiresAt) }, passwordActor);
       assert.equal(short.record.parentId, null, 'a password token is no key to hang it on');
 
-      const key = await auth.apiKeys.create({ user: 'alice', name: 'ci', scopes: ['jobs:read', 'jobs:write', 'keys:manage'], expiresAt: new Date(clock.now().getTime() + DAY) }, CLI);
+      const key = await auth.apiKeys.create(
+        { user: 'alice', name: 'ci', scopes: ['jobs:read', 'jobs:write', 'keys:manage'], expiresAt: new Date(clock.now().getTime() + DAY) },
+        CLI,
+      );
       const keyToken = await auth.tokens.issueForApiKey(key.key, CLIENT);
       const keyTokenActor = await keyActor(auth, { bearer: keyToken.token });
       await assert.rejects(
-        auth.apiKeys.create({ user: 'alice', name: 'as long as the key', scopes: ['jobs:read'], expiresAt: new Date(clock.now().getTime() + DAY) }, keyTokenActor),
+        auth.apiKeys.create(
+          { user: 'alice', name: 'as long as the key', scopes: ['jobs:read'], expiresAt: new Date(clock.now().getTime() + DAY) },
+          keyTokenActor,
+        ),
         { code: 'expiry_exceeds_credential' },
       );
-      await assert.rejects(auth.apiKeys.create({ user: 'alice', name: 'wider', scopes: ['devices:write'], expiresAt: new Date(keyToken.expiresAt) }, keyTokenActor), { code: 'scope_exceeds_rights' });
-      const child = await auth.apiKeys.create({ user: 'alice', name: 'token child', scopes: ['jobs:write'], expiresAt: new Date(keyToken.expiresAt) }, keyTokenActor);
-      assert.equal(child.record.parentId, key.record.id, 'a key\'s token hangs its keys on the key');
+      await assert.rejects(
+        auth.apiKeys.create({ user: 'alice', name: 'wider', scopes: ['devices:write'], expiresAt: new Date(keyToken.expiresAt) }, keyTokenActor),
+        { code: 'scope_exceeds_rights' },
+      );
+      const child = await auth.apiKeys.create(
+        { user: 'alice', name: 'token child', scopes: ['jobs:write'], expiresAt: new Date(keyToken.expiresAt) },
+        keyTokenActor,
+      );
+      assert.equal(child.record.parentId, key.record.id, "a key's token hangs its keys on the key");
     });
   });
 
@@ -316,10 +350,19 @@ describe('API keys made with a key or a bearer token never exceed or outlive it'
       const week = new Date(clock.now().getTime() + 7 * DAY);
       const parent = await auth.apiKeys.create({ user: 'alice', name: 'parent', scopes: ['jobs:read', 'keys:manage'], expiresAt: week }, CLI);
       const unrelated = await auth.apiKeys.create({ user: 'alice', name: 'unrelated', scopes: ['jobs:read', 'keys:manage'], expiresAt: week }, CLI);
-      const child = await auth.apiKeys.create({ user: 'alice', name: 'child', scopes: ['jobs:read', 'keys:manage'], expiresAt: week }, await keyActor(auth, { apiKeyHeader: parent.key }));
+      const child = await auth.apiKeys.create(
+        { user: 'alice', name: 'child', scopes: ['jobs:read', 'keys:manage'], expiresAt: week },
+        await keyActor(auth, { apiKeyHeader: parent.key }),
+      );
       clock.advance(MINUTE);
-      const grandchild = await auth.apiKeys.create({ user: 'alice', name: 'grandchild', scopes: ['jobs:read'], expiresAt: week }, await keyActor(auth, { apiKeyHeader: child.key }));
-      const cousin = await auth.apiKeys.create({ user: 'alice', name: 'cousin', scopes: ['jobs:read'], expiresAt: week }, await keyActor(auth, { apiKeyHeader: unrelated.key }));
+      const grandchild = await auth.apiKeys.create(
+        { user: 'alice', name: 'grandchild', scopes: ['jobs:read'], expiresAt: week },
+        await keyActor(auth, { apiKeyHeader: child.key }),
+      );
+      const cousin = await auth.apiKeys.create(
+        { user: 'alice', name: 'cousin', scopes: ['jobs:read'], expiresAt: week },
+        await keyActor(auth, { apiKeyHeader: unrelated.key }),
+      );
       const grandchildToken = await auth.tokens.issueForApiKey(grandchild.key, CLIENT);
       // This process has looked every key up and remembers them.
       for (const key of [child.key, grandchild.key, cousin.key]) assert.ok(await auth.authenticateRequest({ apiKeyHeader: key }));
@@ -335,14 +378,20 @@ describe('API keys made with a key or a bearer token never exceed or outlive it'
       }
       assert.equal(await auth.authenticateRequest({ apiKeyHeader: child.key }), null, 'the child');
       assert.equal(await auth.authenticateRequest({ apiKeyHeader: grandchild.key }), null, 'the grandchild');
-      assert.equal(await auth.authenticateRequest({ bearer: grandchildToken.token }), null, 'the grandchild\'s token');
+      assert.equal(await auth.authenticateRequest({ bearer: grandchildToken.token }), null, "the grandchild's token");
       assert.ok(await auth.authenticateRequest({ apiKeyHeader: cousin.key }), 'a key made with another key stays');
       assert.ok(await auth.authenticateRequest({ apiKeyHeader: unrelated.key }));
 
       const [entry] = (await auth.audit.list({ eventType: 'api_key', action: 'revoke', order: 'asc' })).items;
       assert.deepEqual(entry?.details.also_revoked, [child.record.id, grandchild.record.id]);
       const states = new Map((await auth.apiKeys.list({ user: 'alice' }, CLI)).map((key) => [key.name, key.revokedAt]));
-      assert.deepEqual([...states.entries()].filter(([, revokedAt]) => revokedAt !== null).map(([name]) => name).sort(), ['child', 'grandchild', 'parent']);
+      assert.deepEqual(
+        [...states.entries()]
+          .filter(([, revokedAt]) => revokedAt !== null)
+          .map(([name]) => name)
+          .sort(),
+        ['child', 'grandchild', 'parent'],
+      );
     });
   });
 
@@ -354,24 +403,35 @@ describe('API keys made with a key or a bearer token never exceed or outlive it'
       const actor = await keyActor(auth, { apiKeyHeader: parent.key });
       // Another request revokes the key while this one is still on its way to the database.
       await auth.apiKeys.revoke(parent.record.id, CLI);
-      await assert.rejects(auth.apiKeys.create({ user: 'alice', name: 'late child', scopes: ['jobs:read'], expiresAt }, actor), { code: 'invalid_credentials' });
-      assert.deepEqual((await auth.apiKeys.list({ user: 'alice' }, CLI)).map((key) => key.name), ['parent']);
+      await assert.rejects(auth.apiKeys.create({ user: 'alice', name: 'late child', scopes: ['jobs:read'], expiresAt }, actor), {
+        code: 'invalid_credentials',
+      });
+      assert.deepEqual(
+        (await auth.apiKeys.list({ user: 'alice' }, CLI)).map((key) => key.name),
+        ['parent'],
+      );
     });
   });
 
-  it('never lets a key see or revoke a key with rights it lacks, its owner\'s full-rights key included', async () => {
+  it("never lets a key see or revoke a key with rights it lacks, its owner's full-rights key included", async () => {
     await withAuth(async ({ auth, clock }) => {
       await auth.users.add({ name: 'admin', role: 'admin', password: ADMIN_PASSWORD }, CLI);
       await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
       const full = await auth.apiKeys.create({ user: 'alice', name: 'full' }, CLI);
       const writer = await auth.apiKeys.create({ user: 'alice', name: 'writer', scopes: ['jobs:read', 'jobs:write'] }, CLI);
-      const reader = await auth.apiKeys.create({ user: 'alice', name: 'reader', scopes: ['jobs:read', 'keys:manage'], expiresAt: new Date(clock.now().getTime() + DAY) }, CLI);
+      const reader = await auth.apiKeys.create(
+        { user: 'alice', name: 'reader', scopes: ['jobs:read', 'keys:manage'], expiresAt: new Date(clock.now().getTime() + DAY) },
+        CLI,
+      );
       const narrow = await auth.apiKeys.create({ user: 'alice', name: 'narrow', scopes: ['jobs:read'] }, CLI);
       const actor = await keyActor(auth, { apiKeyHeader: reader.key });
 
       assert.deepEqual((await auth.apiKeys.list({ user: 'alice' }, actor)).map((key) => key.name).sort(), ['narrow', 'reader']);
       for (const stronger of [full, writer]) {
-        await assert.rejects(auth.apiKeys.revoke(stronger.record.id, actor), { code: 'key_exceeds_rights', message: `API key ${stronger.record.id} holds rights this credential lacks` });
+        await assert.rejects(auth.apiKeys.revoke(stronger.record.id, actor), {
+          code: 'key_exceeds_rights',
+          message: `API key ${stronger.record.id} holds rights this credential lacks`,
+        });
         assert.ok(await auth.authenticateRequest({ apiKeyHeader: stronger.key }), 'still works');
       }
       assert.equal((await auth.apiKeys.revoke(narrow.record.id, actor)).record.revokedAt, clock.now().toISOString());

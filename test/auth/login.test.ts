@@ -38,7 +38,11 @@ describe('login', () => {
         for (const answer of answers) {
           assert.deepEqual(answer, { type: 'AuthenticationError', code: 'invalid_credentials', message: 'Invalid user name or password' });
         }
-        assert.deepEqual(hasher.verified, [DUMMY_PASSWORD_HASH, hashOf('alice'), hashOf('gone')], 'bcrypt ran for every attempt, against the dummy hash for an unknown name');
+        assert.deepEqual(
+          hasher.verified,
+          [DUMMY_PASSWORD_HASH, hashOf('alice'), hashOf('gone')],
+          'bcrypt ran for every attempt, against the dummy hash for an unknown name',
+        );
         assert.match(DUMMY_PASSWORD_HASH, /^\$2b\$12\$/, 'the dummy costs what a real hash costs');
       },
       { hasher },
@@ -58,8 +62,20 @@ describe('login', () => {
       assert.deepEqual(
         entries.map((entry) => ({ action: entry.action, user: entry.user, ip: entry.ip_address, ua: entry.user_agent, details: entry.details })),
         [
-          { action: 'login_failure', user: 'alice', ip: CLIENT.ip, ua: CLIENT.userAgent, details: { reason: 'wrong_password', method: 'password', purpose: 'login' } },
-          { action: 'login_failure', user: 'mallory', ip: CLIENT.ip, ua: CLIENT.userAgent, details: { reason: 'unknown_user', method: 'password', purpose: 'login' } },
+          {
+            action: 'login_failure',
+            user: 'alice',
+            ip: CLIENT.ip,
+            ua: CLIENT.userAgent,
+            details: { reason: 'wrong_password', method: 'password', purpose: 'login' },
+          },
+          {
+            action: 'login_failure',
+            user: 'mallory',
+            ip: CLIENT.ip,
+            ua: CLIENT.userAgent,
+            details: { reason: 'unknown_user', method: 'password', purpose: 'login' },
+          },
           { action: 'login_success', user: 'alice', ip: CLIENT.ip, ua: CLIENT.userAgent, details: { method: 'password' } },
         ],
       );
@@ -109,7 +125,8 @@ describe('login', () => {
       const answers: Array<Awaited<ReturnType<typeof failure>>[]> = [];
       for (const name of ['alice', 'nobody']) {
         const sequence = [];
-        for (let attempt = 0; attempt < 6; attempt += 1) sequence.push(await failure(auth.login(name, 'Wrong-passw0rd-1', { ip: `198.51.100.${attempt}`, userAgent: null })));
+        for (let attempt = 0; attempt < 6; attempt += 1)
+          sequence.push(await failure(auth.login(name, 'Wrong-passw0rd-1', { ip: `198.51.100.${attempt}`, userAgent: null })));
         answers.push(sequence);
       }
       assert.deepEqual(answers[0], answers[1]);

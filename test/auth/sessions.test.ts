@@ -121,14 +121,11 @@ describe('sessions', () => {
       assert.equal(await auth.authenticateRequest({ cookie: session.id }), null);
       assert.ok(await auth.authenticateRequest({ cookie: other.id }), 'only the one session ends');
       const [logout] = await auditEntries({ action: 'logout' });
-      assert.deepEqual(
-        { user: logout?.user, ip: logout?.ip_address, ua: logout?.user_agent },
-        { user: 'alice', ip: CLIENT.ip, ua: CLIENT.userAgent },
-      );
+      assert.deepEqual({ user: logout?.user, ip: logout?.ip_address, ua: logout?.user_agent }, { user: 'alice', ip: CLIENT.ip, ua: CLIENT.userAgent });
     });
   });
 
-  it('ends all of a user\'s sessions when the password changes, is reset, or the user is disabled', async () => {
+  it("ends all of a user's sessions when the password changes, is reset, or the user is disabled", async () => {
     await withAuth(async ({ auth }) => {
       await auth.users.add({ name: 'admin', role: 'admin', password: ADMIN_PASSWORD }, CLI);
       await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);

@@ -13,7 +13,10 @@ describe('first-admin setup token', () => {
       assert.equal(Buffer.from(token, 'base64url').length, 32);
       assert.equal(expiresAt, '2026-01-15T11:00:00.000Z');
       const rows = await database.kysely.selectFrom('setup_tokens').selectAll().execute();
-      assert.deepEqual(rows.map((row) => row.token_hash), [secretHash(token)]);
+      assert.deepEqual(
+        rows.map((row) => row.token_hash),
+        [secretHash(token)],
+      );
       assert.equal(await auth.setup.isValid(token), true);
 
       await assert.rejects(auth.setup.complete(token, 'Bad Name', ADMIN_PASSWORD, CLIENT), { code: 'invalid_user_name' });

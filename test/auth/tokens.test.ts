@@ -100,8 +100,12 @@ describe('JWT bearer tokens', () => {
   it('goes through the same credential check as a login: one error, lockout included', async () => {
     await withAuth(async ({ auth }) => {
       await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
-      await assert.rejects(auth.tokens.issueForPassword('nobody', USER_PASSWORD, CLIENT), { code: 'invalid_credentials', message: 'Invalid user name or password' });
-      for (let attempt = 0; attempt < 5; attempt += 1) await assert.rejects(auth.tokens.issueForPassword('alice', 'Wrong-passw0rd-1', CLIENT), AuthenticationError);
+      await assert.rejects(auth.tokens.issueForPassword('nobody', USER_PASSWORD, CLIENT), {
+        code: 'invalid_credentials',
+        message: 'Invalid user name or password',
+      });
+      for (let attempt = 0; attempt < 5; attempt += 1)
+        await assert.rejects(auth.tokens.issueForPassword('alice', 'Wrong-passw0rd-1', CLIENT), AuthenticationError);
       await assert.rejects(auth.tokens.issueForPassword('alice', USER_PASSWORD, CLIENT), LockedOutError);
     });
   });
@@ -154,7 +158,7 @@ describe('JWT bearer tokens', () => {
     });
   });
 
-  it('issues a key\'s token with the key\'s rights, expiring no later than the key', async () => {
+  it("issues a key's token with the key's rights, expiring no later than the key", async () => {
     await withAuth(async ({ auth, clock, auditEntries }) => {
       await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
       const keyExpiresAt = new Date(clock.now().getTime() + 5 * MINUTE);
@@ -169,13 +173,13 @@ describe('JWT bearer tokens', () => {
       assert.equal(entry?.details.expires_at, keyExpiresAt.toISOString());
 
       const principal = await auth.tokens.verify(issued.token);
-      assert.deepEqual([...(principal?.permissions ?? [])], ['jobs:read', 'archives:read'], 'not the owner\'s operator rights');
+      assert.deepEqual([...(principal?.permissions ?? [])], ['jobs:read', 'archives:read'], "not the owner's operator rights");
       assert.equal(principal?.expiresAt, keyExpiresAt.toISOString());
       assert.equal(principal?.can('jobs:write'), false);
 
       clock.advance(5 * MINUTE - 500);
       const last = await auth.tokens.issueForApiKey(key, CLIENT);
-      assert.deepEqual([last.expiresAt, last.expiresIn], [record.expiresAt, 1], 'token times are whole seconds: issued at the start of the key\'s last one');
+      assert.deepEqual([last.expiresAt, last.expiresIn], [record.expiresAt, 1], "token times are whole seconds: issued at the start of the key's last one");
       clock.advance(500);
       assert.equal(await auth.tokens.verify(issued.token), null);
 
@@ -187,7 +191,7 @@ describe('JWT bearer tokens', () => {
     });
   });
 
-  it('gives a password token\'s principal the token\'s expiry, which bounds the keys it creates', async () => {
+  it("gives a password token's principal the token's expiry, which bounds the keys it creates", async () => {
     await withAuth(async ({ auth }) => {
       await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
       const issued = await auth.tokens.issueForPassword('alice', USER_PASSWORD, CLIENT);

@@ -118,7 +118,7 @@ describe('user service', () => {
     });
   });
 
-  it('changes one\'s own password only with the current one, to a different, policy-conforming one', async () => {
+  it("changes one's own password only with the current one, to a different, policy-conforming one", async () => {
     await withAuth(async ({ auth, auditEntries }) => {
       await auth.users.add({ name: 'erin', role: 'operator', password: USER_PASSWORD }, CLI);
       const { principal } = await auth.login('erin', USER_PASSWORD, CLIENT);

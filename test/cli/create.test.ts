@@ -87,7 +87,13 @@ describe('disk2iso CLI on real loop devices', () => {
       const image = join(data.output, 'CLI_TEST_DISC.iso');
       assert.match(created.stdout, /SHA256: [0-9a-f]{64}/);
       assert.equal(await sha256File(image), iso.sha256);
-      assert.deepEqual((await readdir(data.output)).sort(), ['CLI_TEST_DISC.iso', 'CLI_TEST_DISC.iso.json', 'CLI_TEST_DISC.iso.map', 'CLI_TEST_DISC.iso.md5', 'CLI_TEST_DISC.iso.sha256']);
+      assert.deepEqual((await readdir(data.output)).sort(), [
+        'CLI_TEST_DISC.iso',
+        'CLI_TEST_DISC.iso.json',
+        'CLI_TEST_DISC.iso.map',
+        'CLI_TEST_DISC.iso.md5',
+        'CLI_TEST_DISC.iso.sha256',
+      ]);
       await execFileAsync('md5sum', ['-c', 'CLI_TEST_DISC.iso.md5'], { cwd: data.output });
       await execFileAsync('sha256sum', ['-c', 'CLI_TEST_DISC.iso.sha256'], { cwd: data.output });
       assert.equal((await stat(image)).mode & 0o777, 0o644);

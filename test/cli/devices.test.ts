@@ -79,7 +79,9 @@ describe('disk2iso devices and device commands', () => {
   it('offers a clearly labelled demo drive that can be imaged at once', async () => {
     const listed = await runCli(['devices', '--json'], env('', 'on'));
     assert.equal(listed.code, 0, listed.stderr);
-    const { devices } = JSON.parse(listed.stdout) as { devices: Array<{ id: string; kind: string; description: string; media: { present: boolean; kind: string } }> };
+    const { devices } = JSON.parse(listed.stdout) as {
+      devices: Array<{ id: string; kind: string; description: string; media: { present: boolean; kind: string } }>;
+    };
     const demo = devices.find((device) => device.id === 'demo');
     assert.ok(demo, listed.stdout);
     assert.equal(demo.kind, 'demo');

@@ -108,7 +108,10 @@ describe('disk2iso user and apikey commands', () => {
     const lastAdmin = await run(dir, ['user', 'delete', 'alice']);
     assert.equal(lastAdmin.code, 2, lastAdmin.stderr);
     assert.equal(lastAdmin.stderr, 'disk2iso: Cannot delete alice: it is the last enabled admin\n');
-    for (const args of [['user', 'disable', 'alice'], ['user', 'set-role', 'alice', 'viewer']]) {
+    for (const args of [
+      ['user', 'disable', 'alice'],
+      ['user', 'set-role', 'alice', 'viewer'],
+    ]) {
       const refused = await run(dir, args);
       assert.equal(refused.code, 2, args.join(' '));
       assert.match(refused.stderr, /last enabled admin/);
@@ -185,13 +188,19 @@ describe('disk2iso user and apikey commands', () => {
     assert.equal(created.code, 0, created.stderr);
     const key = created.stdout.trim();
     assert.match(created.stdout, /^d2i_[A-Za-z0-9_-]{43}\n$/, 'stdout is the key alone');
-    assert.match(created.stderr, /^Created API key key_[0-9a-f]{20} "nightly backup" for ops; scopes: jobs:read, jobs:write; expires: \d{4}-.*\nStore the key now: it is not shown again\.\n$/);
+    assert.match(
+      created.stderr,
+      /^Created API key key_[0-9a-f]{20} "nightly backup" for ops; scopes: jobs:read, jobs:write; expires: \d{4}-.*\nStore the key now: it is not shown again\.\n$/,
+    );
 
     const asJson = await run(dir, ['apikey', 'create', '--user', 'ops', '--name', 'json one', '--json']);
     assert.equal(asJson.code, 0, asJson.stderr);
     const parsed = JSON.parse(asJson.stdout) as { key: string; api_key: { id: string; scopes: null; status: string; user: string; prefix: string } };
     assert.match(parsed.key, /^d2i_/);
-    assert.deepEqual([parsed.api_key.scopes, parsed.api_key.status, parsed.api_key.user, parsed.api_key.prefix], [null, 'active', 'ops', parsed.key.slice(0, 12)]);
+    assert.deepEqual(
+      [parsed.api_key.scopes, parsed.api_key.status, parsed.api_key.user, parsed.api_key.prefix],
+      [null, 'active', 'ops', parsed.key.slice(0, 12)],
+    );
 
     const listed = await run(dir, ['apikey', 'list', '--json']);
     assert.equal(listed.code, 0, listed.stderr);
@@ -236,7 +245,7 @@ describe('disk2iso user and apikey commands', () => {
     });
   });
 
-  it('refuses API keys beyond the owner\'s rights, unknown scopes and owners, and unreadable expiry', async () => {
+  it("refuses API keys beyond the owner's rights, unknown scopes and owners, and unreadable expiry", async () => {
     const dir = await dataDir();
     assert.equal((await run(dir, ['user', 'add', 'vic', '--role', 'viewer', '--password-stdin'], 'Vics-passw0rd-12\n')).code, 0);
     const cases: Array<[string[], RegExp]> = [
@@ -260,7 +269,19 @@ describe('disk2iso user and apikey commands', () => {
   it('creates a key allowed to manage keys, and revokes it with the keys made with it', async () => {
     const dir = await dataDir();
     assert.equal((await run(dir, ['user', 'add', 'ops', '--role', 'operator', '--password-stdin'], 'Ops-passw0rd-123\n')).code, 0);
-    const created = await run(dir, ['apikey', 'create', '--user', 'ops', '--name', 'automation', '--scopes', 'jobs:read,keys:manage', '--expires', '1d', '--json']);
+    const created = await run(dir, [
+      'apikey',
+      'create',
+      '--user',
+      'ops',
+      '--name',
+      'automation',
+      '--scopes',
+      'jobs:read,keys:manage',
+      '--expires',
+      '1d',
+      '--json',
+    ]);
     assert.equal(created.code, 0, created.stderr);
     const parent = JSON.parse(created.stdout) as { key: string; api_key: { id: string; scopes: string[]; parent_id: string | null } };
     assert.deepEqual([parent.api_key.scopes, parent.api_key.parent_id], [['jobs:read', 'keys:manage'], null]);
@@ -268,10 +289,19 @@ describe('disk2iso user and apikey commands', () => {
     await withService(dir, async (auth) => {
       const principal = await auth.authenticateRequest({ apiKeyHeader: parent.key });
       assert.ok(principal?.expiresAt !== undefined);
-      const child = await auth.apiKeys.create({ user: 'ops', name: 'child', scopes: ['jobs:read'], expiresAt: new Date(principal.expiresAt) }, { kind: 'request', principal, client: CLIENT });
+      const child = await auth.apiKeys.create(
+        { user: 'ops', name: 'child', scopes: ['jobs:read'], expiresAt: new Date(principal.expiresAt) },
+        { kind: 'request', principal, client: CLIENT },
+      );
       const listed = await run(dir, ['apikey', 'list', '--json']);
       const keys = (JSON.parse(listed.stdout) as { api_keys: Array<{ id: string; parent_id: string | null }> }).api_keys;
-      assert.deepEqual(keys.map((key) => [key.id, key.parent_id]), [[child.record.id, parent.api_key.id], [parent.api_key.id, null]]);
+      assert.deepEqual(
+        keys.map((key) => [key.id, key.parent_id]),
+        [
+          [child.record.id, parent.api_key.id],
+          [parent.api_key.id, null],
+        ],
+      );
 
       const revoked = await run(dir, ['apikey', 'revoke', parent.api_key.id]);
       assert.equal(revoked.code, 0, revoked.stderr);

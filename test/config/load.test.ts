@@ -37,13 +37,22 @@ describe('loadConfig', () => {
     assert.equal(fromFile.imaging.verify, false);
     assert.equal(fromFile.storage.output_dir, join(dir, 'images'), 'relative output dirs resolve against the data dir');
 
-    const fromEnv = loadConfig({ dataDir: dir, configFile: file, env: { DISK2ISO_IMAGING_READ_ATTEMPTS: '7', DISK2ISO_EXTRA_DEVICES: '/dev/loop1, /srv/a.iso', DISK2ISO_OUTPUT_DIR: '/srv/out' } });
+    const fromEnv = loadConfig({
+      dataDir: dir,
+      configFile: file,
+      env: { DISK2ISO_IMAGING_READ_ATTEMPTS: '7', DISK2ISO_EXTRA_DEVICES: '/dev/loop1, /srv/a.iso', DISK2ISO_OUTPUT_DIR: '/srv/out' },
+    });
     assert.equal(fromEnv.imaging.read_attempts, 7);
     assert.equal(fromEnv.imaging.verify, false, 'keys the environment does not name keep the file value');
     assert.deepEqual(fromEnv.drives.extra, ['/dev/loop1', '/srv/a.iso']);
     assert.equal(fromEnv.storage.output_dir, '/srv/out');
 
-    const fromFlag = loadConfig({ dataDir: dir, configFile: file, env: { DISK2ISO_IMAGING_READ_ATTEMPTS: '7' }, overrides: ['imaging.read_attempts=1', 'imaging.checksums=sha1'] });
+    const fromFlag = loadConfig({
+      dataDir: dir,
+      configFile: file,
+      env: { DISK2ISO_IMAGING_READ_ATTEMPTS: '7' },
+      overrides: ['imaging.read_attempts=1', 'imaging.checksums=sha1'],
+    });
     assert.equal(fromFlag.imaging.read_attempts, 1);
     assert.deepEqual(fromFlag.imaging.checksums, ['sha1']);
   });
@@ -59,11 +68,14 @@ describe('loadConfig', () => {
 
   const rejects = (name: string, options: Parameters<typeof loadConfig>[0], pattern: RegExp): void => {
     it(`rejects ${name} with a message naming it`, () => {
-      assert.throws(() => loadConfig({ dataDir: dir, env: {}, ...options }), (error: unknown) => {
-        assert.ok(error instanceof ValidationError);
-        assert.match(error.message, pattern);
-        return true;
-      });
+      assert.throws(
+        () => loadConfig({ dataDir: dir, env: {}, ...options }),
+        (error: unknown) => {
+          assert.ok(error instanceof ValidationError);
+          assert.match(error.message, pattern);
+          return true;
+        },
+      );
     });
   };
   rejects('a bad environment value', { env: { DISK2ISO_IMAGING_READ_ATTEMPTS: 'many' } }, /imaging\.read_attempts .*DISK2ISO_IMAGING_READ_ATTEMPTS/);

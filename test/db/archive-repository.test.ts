@@ -1,11 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  type ArchiveRepository,
-  type ArchiveSource,
-  type CreateArchiveInput,
-  createArchiveRepository,
-} from '../../src/db/archive-repository.js';
+import { type ArchiveRepository, type ArchiveSource, type CreateArchiveInput, createArchiveRepository } from '../../src/db/archive-repository.js';
 import type { Database } from '../../src/db/database.js';
 import type { DiscKind } from '../../src/drives/types.js';
 import { NotFoundError } from '../../src/errors.js';
@@ -105,7 +100,13 @@ describe('archive repository', () => {
     await withDatabase(async (database) => {
       const clock = manualClock();
       const archives = createArchiveRepository(database, { now: clock.now });
-      const input: CreateArchiveInput = { filename: 'new.iso', path: '/out/new.iso', sizeBytes: 2048, checksums: { md5: '11'.repeat(16) }, source: source('data') };
+      const input: CreateArchiveInput = {
+        filename: 'new.iso',
+        path: '/out/new.iso',
+        sizeBytes: 2048,
+        checksums: { md5: '11'.repeat(16) },
+        source: source('data'),
+      };
       const created = await archives.create(input);
       assert.equal(created.createdAt, '2026-01-15T10:00:00.000Z');
       await assert.rejects(archives.create(input), /UNIQUE constraint failed: archives\.path/);
@@ -152,7 +153,10 @@ describe('archive repository', () => {
 
       assert.deepEqual(await keysOf({ createdFrom: new Date('2025-12-28T08:00:00Z') }), ['blank', 'movies', 'software']);
       assert.deepEqual(await keysOf({ createdBefore: new Date('2025-12-28T08:00:00Z') }), ['audio', 'lookalike']);
-      assert.deepEqual(await keysOf({ createdFrom: new Date('2025-12-01T00:00:00Z'), createdBefore: new Date('2025-12-30T00:00:00Z') }), ['lookalike', 'software']);
+      assert.deepEqual(await keysOf({ createdFrom: new Date('2025-12-01T00:00:00Z'), createdBefore: new Date('2025-12-30T00:00:00Z') }), [
+        'lookalike',
+        'software',
+      ]);
       assert.deepEqual(await keysOf({ minSizeBytes: 700_000_000 }), ['audio', 'movies', 'software']);
       assert.deepEqual(await keysOf({ maxSizeBytes: 2_000_000 }), ['blank', 'lookalike']);
       assert.deepEqual(await keysOf({ minSizeBytes: 1_000_001, maxSizeBytes: 4_700_000_000 }), ['audio', 'lookalike', 'movies']);
@@ -177,7 +181,10 @@ describe('archive repository', () => {
 
       const page = await archives.list({ sort: 'size', order: 'asc', limit: 2, offset: 2 });
       assert.equal(page.total, 5);
-      assert.deepEqual(page.items.map((item) => item.id), [ids.audio, ids.movies]);
+      assert.deepEqual(
+        page.items.map((item) => item.id),
+        [ids.audio, ids.movies],
+      );
       const filteredPage = await archives.list({ discKinds: ['data'], limit: 1 });
       assert.equal(filteredPage.total, 3);
       assert.equal(filteredPage.items.length, 1);
@@ -190,7 +197,10 @@ describe('archive repository', () => {
       const updated = await archives.updateMetadata(id, { tags: ['films', '2024'], notes: undefined });
       assert.deepEqual(updated.metadata, { label: 'Movie Collection Vol 1', tags: ['films', '2024'], notes: 'Personal movie collection' });
       assert.deepEqual(await archives.get(id), updated);
-      assert.deepEqual((await archives.list({ search: 'films' })).items.map((item) => item.id), [id]);
+      assert.deepEqual(
+        (await archives.list({ search: 'films' })).items.map((item) => item.id),
+        [id],
+      );
       assert.equal((await archives.list({ search: 'backup' })).total, 0, 'the old tag is no longer found');
       await assert.rejects(archives.updateMetadata('archive_unknown', { label: 'x' }), NotFoundError);
     });
@@ -214,7 +224,13 @@ describe('archive repository', () => {
       assert.equal(archive?.lastVerifiedOk, false);
       assert.equal(archive?.lastVerifiedAt, '2026-01-01T10:01:30.000Z');
 
-      await archives.recordVerification(id, { startedAt: new Date('2026-01-02T10:00:00Z'), finishedAt: new Date('2026-01-02T10:01:00Z'), ok: true, results: {}, seconds: 60 });
+      await archives.recordVerification(id, {
+        startedAt: new Date('2026-01-02T10:00:00Z'),
+        finishedAt: new Date('2026-01-02T10:01:00Z'),
+        ok: true,
+        results: {},
+        seconds: 60,
+      });
       archive = await archives.get(id);
       assert.equal(archive?.status, 'ok');
       assert.equal(archive?.lastVerifiedOk, true);
@@ -231,10 +247,13 @@ describe('archive repository', () => {
 
       const history = await archives.listVerifications(id, { limit: 2 });
       assert.equal(history.total, 3);
-      assert.deepEqual(history.items.map((entry) => [entry.finishedAt, entry.ok]), [
-        ['2026-01-03T10:00:00.000Z', false],
-        ['2026-01-02T10:01:00.000Z', true],
-      ]);
+      assert.deepEqual(
+        history.items.map((entry) => [entry.finishedAt, entry.ok]),
+        [
+          ['2026-01-03T10:00:00.000Z', false],
+          ['2026-01-02T10:01:00.000Z', true],
+        ],
+      );
       const oldest = (await archives.listVerifications(id, { offset: 2 })).items[0];
       assert.deepEqual(oldest?.results, { sha256: { expected: '0a'.repeat(32), actual: 'ff'.repeat(32), ok: false } });
 

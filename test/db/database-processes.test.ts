@@ -27,7 +27,10 @@ describe('openDatabase from several processes', () => {
       const database = await openDatabase({ file });
       try {
         const applied = await sql<{ name: string }>`select name from kysely_migration`.execute(database.kysely);
-        assert.deepEqual(applied.rows.map((row) => row.name), [...MIGRATION_NAMES]);
+        assert.deepEqual(
+          applied.rows.map((row) => row.name),
+          [...MIGRATION_NAMES],
+        );
       } finally {
         await database.close();
       }

@@ -29,9 +29,16 @@ describe('openDatabase', () => {
       const database = await openDatabase({ file, log });
       try {
         const tables = await sql<{ name: string }>`select name from sqlite_master where type = 'table' order by name`.execute(database.kysely);
-        for (const table of TABLES) assert.ok(tables.rows.some((row) => row.name === table), `table ${table} exists`);
+        for (const table of TABLES)
+          assert.ok(
+            tables.rows.some((row) => row.name === table),
+            `table ${table} exists`,
+          );
         const applied = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(database.kysely);
-        assert.deepEqual(applied.rows.map((row) => row.name), [...MIGRATION_NAMES]);
+        assert.deepEqual(
+          applied.rows.map((row) => row.name),
+          [...MIGRATION_NAMES],
+        );
         assert.deepEqual(log.lines, [{ details: { file, migrations: [...MIGRATION_NAMES] }, message: 'database migrated' }]);
 
         await database.kysely.insertInto('settings').values({ key: 'k', value: '1', updated_at: 'now', updated_by: null }).execute();
@@ -161,7 +168,11 @@ describe('openDatabase', () => {
     const database = await openDatabase({ file: ':memory:' });
     try {
       const tables = await sql<{ name: string }>`select name from sqlite_master where type = 'table'`.execute(database.kysely);
-      for (const table of TABLES) assert.ok(tables.rows.some((row) => row.name === table), `table ${table} exists`);
+      for (const table of TABLES)
+        assert.ok(
+          tables.rows.some((row) => row.name === table),
+          `table ${table} exists`,
+        );
     } finally {
       await database.close();
     }

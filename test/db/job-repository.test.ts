@@ -69,38 +69,68 @@ describe('job repository', () => {
       await queue.requestStop(ids.delta ?? '', 'cancel');
 
       const newestFirst = await jobs.list();
-      assert.deepEqual(newestFirst.items.map((job) => job.name), ['delta', 'bravo', 'echo', 'alpha', 'charlie']);
+      assert.deepEqual(
+        newestFirst.items.map((job) => job.name),
+        ['delta', 'bravo', 'echo', 'alpha', 'charlie'],
+      );
       assert.equal(newestFirst.total, 5);
 
       const oldestFirst = await jobs.list({ order: 'asc' });
-      assert.deepEqual(oldestFirst.items.map((job) => job.name), names);
+      assert.deepEqual(
+        oldestFirst.items.map((job) => job.name),
+        names,
+      );
 
       const byName = await jobs.list({ sort: 'name', order: 'asc' });
-      assert.deepEqual(byName.items.map((job) => job.name), ['alpha', 'bravo', 'charlie', 'delta', 'echo']);
+      assert.deepEqual(
+        byName.items.map((job) => job.name),
+        ['alpha', 'bravo', 'charlie', 'delta', 'echo'],
+      );
 
       const byUpdate = await jobs.list({ sort: 'updated', order: 'desc', limit: 2 });
-      assert.deepEqual(byUpdate.items.map((job) => job.name), ['delta', 'charlie']);
+      assert.deepEqual(
+        byUpdate.items.map((job) => job.name),
+        ['delta', 'charlie'],
+      );
       assert.equal(byUpdate.total, 5);
 
       const secondPage = await jobs.list({ sort: 'name', order: 'asc', limit: 2, offset: 2 });
-      assert.deepEqual(secondPage.items.map((job) => job.name), ['charlie', 'delta']);
+      assert.deepEqual(
+        secondPage.items.map((job) => job.name),
+        ['charlie', 'delta'],
+      );
       assert.equal(secondPage.total, 5);
       const pastTheEnd = await jobs.list({ limit: 2, offset: 10 });
       assert.deepEqual(pastTheEnd, { items: [], total: 5 });
 
       const queued = await jobs.list({ statuses: ['queued'], sort: 'name', order: 'asc' });
-      assert.deepEqual(queued.items.map((job) => job.name), ['alpha', 'bravo', 'echo']);
+      assert.deepEqual(
+        queued.items.map((job) => job.name),
+        ['alpha', 'bravo', 'echo'],
+      );
       assert.equal(queued.total, 3);
       const activeOrCancelled = await jobs.list({ statuses: ['running', 'cancelled'], sort: 'name', order: 'asc' });
-      assert.deepEqual(activeOrCancelled.items.map((job) => job.name), ['charlie', 'delta']);
+      assert.deepEqual(
+        activeOrCancelled.items.map((job) => job.name),
+        ['charlie', 'delta'],
+      );
       assert.deepEqual(await jobs.list({ statuses: [] }), { items: [], total: 0 });
 
       const onSr1 = await jobs.list({ deviceId: 'sr1', sort: 'name', order: 'asc' });
-      assert.deepEqual(onSr1.items.map((job) => job.name), ['alpha', 'bravo']);
+      assert.deepEqual(
+        onSr1.items.map((job) => job.name),
+        ['alpha', 'bravo'],
+      );
       const byUser = await jobs.list({ createdBy: 'user_a', sort: 'name', order: 'asc' });
-      assert.deepEqual(byUser.items.map((job) => job.name), ['alpha', 'charlie']);
+      assert.deepEqual(
+        byUser.items.map((job) => job.name),
+        ['alpha', 'charlie'],
+      );
       const combined = await jobs.list({ createdBy: 'user_b', deviceId: 'sr0', statuses: ['queued'] });
-      assert.deepEqual(combined.items.map((job) => job.name), ['echo']);
+      assert.deepEqual(
+        combined.items.map((job) => job.name),
+        ['echo'],
+      );
     });
   });
 
@@ -172,17 +202,29 @@ describe('job repository', () => {
 
       assert.deepEqual(first, { id: first.id, jobId: job.id, at: '2026-01-15T10:00:00.000Z', level: 'info', message: 'copy pass started' });
       const all = await jobs.listLogs(job.id);
-      assert.deepEqual(all.items.map((line) => line.message), ['copy pass started', 'read error at 4096', 'retry pass 1']);
+      assert.deepEqual(
+        all.items.map((line) => line.message),
+        ['copy pass started', 'read error at 4096', 'retry pass 1'],
+      );
       assert.equal(all.total, 3);
       const after = await jobs.listLogs(job.id, { afterId: first.id });
-      assert.deepEqual(after.items.map((line) => line.id), [second.id, third.id]);
+      assert.deepEqual(
+        after.items.map((line) => line.id),
+        [second.id, third.id],
+      );
       const paged = await jobs.listLogs(job.id, { limit: 1, offset: 1 });
-      assert.deepEqual(paged.items.map((line) => line.id), [second.id]);
+      assert.deepEqual(
+        paged.items.map((line) => line.id),
+        [second.id],
+      );
       assert.equal(paged.total, 3);
       await assert.rejects(jobs.appendLog('job_missing', 'info', 'x'), /FOREIGN KEY/);
 
       assert.equal(await jobs.pruneLogs(new Date('2026-01-15T10:01:00.000Z')), 1);
-      assert.deepEqual((await jobs.listLogs(job.id)).items.map((line) => line.id), [second.id, third.id]);
+      assert.deepEqual(
+        (await jobs.listLogs(job.id)).items.map((line) => line.id),
+        [second.id, third.id],
+      );
     });
   });
 
@@ -195,7 +237,10 @@ describe('job repository', () => {
       const ids: string[] = [];
       for (let index = 0; index < 35; index += 1) {
         clock.advance(1000);
-        const job = await queue.enqueue({ ...input(`disc-${String(index).padStart(2, '0')}`, `sr${index % 5}`), priority: priorities[index % priorities.length] ?? 'normal' });
+        const job = await queue.enqueue({
+          ...input(`disc-${String(index).padStart(2, '0')}`, `sr${index % 5}`),
+          priority: priorities[index % priorities.length] ?? 'normal',
+        });
         ids.push(job.id);
       }
       // Not queued: running, finished, paused; their places go to the jobs behind them.
@@ -210,7 +255,10 @@ describe('job repository', () => {
       await queue.requeue(ids[20] ?? '');
 
       const newestTwo = await jobs.listWithQueuePositions({ limit: 2 });
-      assert.deepEqual(newestTwo.items.map((job) => job.id), [ids[34], ids[33]]);
+      assert.deepEqual(
+        newestTwo.items.map((job) => job.id),
+        [ids[34], ids[33]],
+      );
       assert.ok((newestTwo.positions.get(ids[34] ?? '') ?? 0) > 2, 'the newest job waits behind jobs that are not on the page');
       assert.equal(newestTwo.positions.size, 2);
 

@@ -50,7 +50,10 @@ describe('log repository', () => {
       assert.deepEqual(await messages({ afterId: ids[4], order: 'asc' }), ['line 5', 'line 6']);
 
       const paged = await logs.list({ minLevel: 'info', limit: 2, offset: 1 });
-      assert.deepEqual(paged.items.map((line) => line.message), ['line 4', 'line 3']);
+      assert.deepEqual(
+        paged.items.map((line) => line.message),
+        ['line 4', 'line 3'],
+      );
       assert.equal(paged.total, 5);
       await assert.rejects(logs.list({ limit: -5 }), ValidationError);
     });
@@ -64,7 +67,10 @@ describe('log repository', () => {
       clock.advance(86_400_000);
       await logs.append({ level: 'info', source: 'test', message: 'new' });
       assert.equal(await logs.prune(new Date('2026-01-16T00:00:00Z')), 1);
-      assert.deepEqual((await logs.list()).items.map((line) => line.message), ['new']);
+      assert.deepEqual(
+        (await logs.list()).items.map((line) => line.message),
+        ['new'],
+      );
       assert.equal(await logs.prune(new Date('2026-01-16T00:00:00Z')), 0);
     });
   });

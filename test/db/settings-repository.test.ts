@@ -21,7 +21,10 @@ describe('settings repository', () => {
       assert.ok(written.every((entry) => entry.updatedAt === '2026-01-15T10:00:00.000Z' && entry.updatedBy === 'user_admin'));
 
       const listed = await settings.list();
-      assert.deepEqual(listed.map((entry) => entry.key), Object.keys(values).sort());
+      assert.deepEqual(
+        listed.map((entry) => entry.key),
+        Object.keys(values).sort(),
+      );
       assert.deepEqual(Object.fromEntries(listed.map((entry) => [entry.key, entry.value])), values);
       assert.deepEqual(await settings.get('imaging.checksums'), {
         key: 'imaging.checksums',
@@ -62,7 +65,10 @@ describe('settings repository', () => {
       await settings.set({ a: 1, b: 2, c: 3 });
       assert.equal(await settings.delete(['a', 'c', 'missing']), 2);
       assert.equal(await settings.delete([]), 0);
-      assert.deepEqual((await settings.list()).map((entry) => entry.key), ['b']);
+      assert.deepEqual(
+        (await settings.list()).map((entry) => entry.key),
+        ['b'],
+      );
     });
   });
 });

@@ -20,7 +20,10 @@ describe('docs/api.md', () => {
     const root = packageRoot();
     const { routeTable } = await describeApi('0.0.0');
     const committed = await readFile(join(root, 'docs', 'security.md'), 'utf8');
-    assert.ok(committed === replaceSection(committed, 'routes', renderPermissionTable(routeTable)), 'docs/security.md is stale: run `npm run docs:api` and commit the result');
+    assert.ok(
+      committed === replaceSection(committed, 'routes', renderPermissionTable(routeTable)),
+      'docs/security.md is stale: run `npm run docs:api` and commit the result',
+    );
     for (const page of ['/login', '/archive', '/config', '/users']) assert.ok(committed.includes(`| \`${page}\` |`), `${page} is in the table`);
   });
 });

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { parseUdevProperties, type UdevReader } from '../../src/drives/udev.js';
+import { type UdevReader, parseUdevProperties } from '../../src/drives/udev.js';
 
 /** test/fixtures/sysfs: a /sys tree with two optical drives, a loop device and a partitioned disk. */
 export const SYSFS_FIXTURE = fileURLToPath(new URL('../../../test/fixtures/sysfs', import.meta.url));

@@ -105,13 +105,19 @@ describe('probes of drives that do not answer', () => {
     try {
       for (const fault of faults) await fault.setHang(true);
       const outcomes = await Promise.allSettled(ids.map((id) => service.probe(id)));
-      const codes = outcomes.map((outcome) => (outcome.status === 'rejected' && outcome.reason instanceof UnavailableError ? outcome.reason.code : outcome.status));
+      const codes = outcomes.map((outcome) =>
+        outcome.status === 'rejected' && outcome.reason instanceof UnavailableError ? outcome.reason.code : outcome.status,
+      );
       assert.deepEqual([...codes].sort(), ['drive_not_responding', 'drive_not_responding', 'probe_backlog', 'probe_backlog']);
       const waited = outcomes.find((outcome) => outcome.status === 'rejected' && noAnswer('probe_backlog')(outcome.reason));
       assert.match(String(waited?.status === 'rejected' ? waited.reason : ''), /drives that do not answer \(.+, .+\) hold every probe/);
       assert.equal(await readFile(ordinaryFile, 'utf8'), 'still served', 'four drives hang, the threadpool still serves files');
       const held = await Promise.all(faults.map(async (fault) => (await fault.stats()).heldReads));
-      assert.equal(held.reduce((sum, count) => sum + count, 0), DRIVE_IO_SLOTS, 'only the probes holding a slot reached their drive');
+      assert.equal(
+        held.reduce((sum, count) => sum + count, 0),
+        DRIVE_IO_SLOTS,
+        'only the probes holding a slot reached their drive',
+      );
     } finally {
       await recover(service, ids, faults);
     }
@@ -155,7 +161,10 @@ describe('the drive-state refresher', () => {
     for (let round = 0; round < 5; round += 1) await states.nextRound();
     assert.equal(probeCalls, 0, 'five rounds, no probe of the busy drive');
     assert.equal((await fault.stats()).reads, 0);
-    assert.deepEqual(states.list().map((drive) => drive.id), [driveId]);
+    assert.deepEqual(
+      states.list().map((drive) => drive.id),
+      [driveId],
+    );
     assert.equal(states.media(driveId).state, 'probing');
     assert.equal(states.media(driveId).media, null);
 
@@ -168,7 +177,9 @@ describe('the drive-state refresher', () => {
     assert.ok(known.checkedAt !== null && Date.parse(known.checkedAt) > 0);
   });
 
-  test('shows a drive that stops answering as not responding, starts no second probe, and takes the answer when it comes', { timeout: HUNG_TEST_TIMEOUT_MS }, async () => {
+  test('shows a drive that stops answering as not responding, starts no second probe, and takes the answer when it comes', {
+    timeout: HUNG_TEST_TIMEOUT_MS,
+  }, async () => {
     await fault.setHang(true);
     states.refresh(driveId);
     await states.nextRound();

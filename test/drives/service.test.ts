@@ -6,11 +6,11 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
-import { createDriveService, type DriveServiceDeps } from '../../src/drives/service.js';
+import { type DriveServiceDeps, createDriveService } from '../../src/drives/service.js';
 import { ConflictError, NotFoundError, UnavailableError } from '../../src/errors.js';
-import { makeIso, sha256File, type MadeIso } from '../tools/iso.js';
+import { type MadeIso, makeIso, sha256File } from '../tools/iso.js';
 import { attachLoop } from '../tools/loop.js';
-import { CDROM_INFO_FIXTURE, SYSFS_FIXTURE, mockUdevLayer, type UdevRecording } from './fixtures.js';
+import { CDROM_INFO_FIXTURE, SYSFS_FIXTURE, type UdevRecording, mockUdevLayer } from './fixtures.js';
 
 let workdir: string;
 let iso: MadeIso;
@@ -86,7 +86,20 @@ describe('optical drives from the fixture sysfs tree', () => {
       vendor: 'HL-DT-ST',
       model: 'DVDRAM GH24NSD1',
       revision: 'LG00',
-      capabilities: ['cd', 'dvd', 'mrw', 'write-cd-r', 'write-cd-rw', 'write-dvd+r', 'write-dvd+r-dl', 'write-dvd+rw', 'write-dvd-r', 'write-dvd-ram', 'write-dvd-rw', 'write-mrw'],
+      capabilities: [
+        'cd',
+        'dvd',
+        'mrw',
+        'write-cd-r',
+        'write-cd-rw',
+        'write-dvd+r',
+        'write-dvd+r-dl',
+        'write-dvd+rw',
+        'write-dvd-r',
+        'write-dvd-ram',
+        'write-dvd-rw',
+        'write-mrw',
+      ],
       ejectable: true,
       description: 'HL-DT-ST DVDRAM GH24NSD1',
     });
@@ -178,7 +191,12 @@ describe('demo drive', () => {
   test('auto in a checkout without optical drives: offered, its image made on first use', async () => {
     const dataDir = await scratchDir('data');
     const emptySysfs = await scratchDir('sysfs');
-    const service = createDriveService({ config: configWith(dataDir, { demo: 'auto' }, true), sysfsRoot: emptySysfs, procCdromInfo: CDROM_INFO_FIXTURE, udev: async () => null });
+    const service = createDriveService({
+      config: configWith(dataDir, { demo: 'auto' }, true),
+      sysfsRoot: emptySysfs,
+      procCdromInfo: CDROM_INFO_FIXTURE,
+      udev: async () => null,
+    });
     const imagePath = join(dataDir, 'demo', 'disk2iso-demo.iso');
 
     const drives = await service.list();
@@ -230,7 +248,12 @@ describe('demo drive', () => {
   test('auto: not offered beside an optical drive, nor outside a checkout; on: always; off: never', async () => {
     const ids = async (demo: Config['drives']['demo'], inCheckout: boolean, sysfsRoot: string): Promise<string[]> => {
       const dataDir = await scratchDir('data');
-      const service = createDriveService({ config: configWith(dataDir, { demo }, inCheckout), sysfsRoot, procCdromInfo: CDROM_INFO_FIXTURE, udev: async () => null });
+      const service = createDriveService({
+        config: configWith(dataDir, { demo }, inCheckout),
+        sysfsRoot,
+        procCdromInfo: CDROM_INFO_FIXTURE,
+        udev: async () => null,
+      });
       const listed = (await service.list()).map((drive) => drive.id);
       assert.equal(await service.resolveDemoImage().then((path) => path !== null), listed.includes('demo'));
       return listed;
@@ -262,7 +285,10 @@ describe('extra sources from drives.extra', () => {
         udev: async () => null,
       });
 
-      const fileId = `file-${createHash('sha1').update(await realpath(imageFile)).digest('hex').slice(0, 10)}`;
+      const fileId = `file-${createHash('sha1')
+        .update(await realpath(imageFile))
+        .digest('hex')
+        .slice(0, 10)}`;
       const drives = await service.list();
       assert.deepEqual(
         drives.map((drive) => [drive.id, drive.kind, drive.ejectable]),

@@ -23,7 +23,7 @@ describe('API key routes: a key or bearer token never makes or changes a credent
     await service?.close();
   });
 
-  it('refuses a 1-day jobs:read key minting a key that never expires, and revoking its owner\'s full-rights key', async () => {
+  it("refuses a 1-day jobs:read key minting a key that never expires, and revoking its owner's full-rights key", async () => {
     const { auth } = service.server;
     const full = await auth.apiKeys.create({ user: 'alice', name: 'full rights' }, test);
     const reader = await auth.apiKeys.create({ user: 'alice', name: 'reader', scopes: ['jobs:read'], expiresAt: new Date(Date.now() + DAY_MS) }, test);
@@ -37,7 +37,10 @@ describe('API key routes: a key or bearer token never makes or changes a credent
     assert.equal((await anonymousApi(service.url, 'GET', '/api/v1/auth/me', undefined, keyHeaders(full.key))).status, 200, 'the full-rights key still works');
 
     // With keys:manage the reader still cannot touch the stronger key, nor see it.
-    const manager = await auth.apiKeys.create({ user: 'alice', name: 'manager', scopes: ['jobs:read', 'keys:manage'], expiresAt: new Date(Date.now() + DAY_MS) }, test);
+    const manager = await auth.apiKeys.create(
+      { user: 'alice', name: 'manager', scopes: ['jobs:read', 'keys:manage'], expiresAt: new Date(Date.now() + DAY_MS) },
+      test,
+    );
     const stronger = await anonymousApi(service.url, 'DELETE', `/api/v1/api-keys/${full.record.id}`, undefined, keyHeaders(manager.key));
     assert.equal(stronger.status, 403);
     assert.equal(stronger.body.error.code, 'key_exceeds_rights');
@@ -52,15 +55,27 @@ describe('API key routes: a key or bearer token never makes or changes a credent
   it('refuses a 15-minute bearer token minting a permanent key; what it makes expires with it', async () => {
     const token = await anonymousApi(service.url, 'POST', '/api/v1/auth/token', { username: 'alice', password: TEST_PASSWORD });
     assert.equal(token.status, 200);
-    const permanent = await anonymousApi(service.url, 'POST', '/api/v1/api-keys', { name: 'permanent', scopes: ['jobs:read'] }, bearer(token.body.access_token));
+    const permanent = await anonymousApi(
+      service.url,
+      'POST',
+      '/api/v1/api-keys',
+      { name: 'permanent', scopes: ['jobs:read'] },
+      bearer(token.body.access_token),
+    );
     assert.equal(permanent.status, 403);
     assert.equal(permanent.body.error.code, 'expiry_exceeds_credential');
-    const bounded = await anonymousApi(service.url, 'POST', '/api/v1/api-keys', { name: 'bounded', scopes: ['jobs:read'], expires_at: token.body.expires_at }, bearer(token.body.access_token));
+    const bounded = await anonymousApi(
+      service.url,
+      'POST',
+      '/api/v1/api-keys',
+      { name: 'bounded', scopes: ['jobs:read'], expires_at: token.body.expires_at },
+      bearer(token.body.access_token),
+    );
     assert.equal(bounded.status, 201, JSON.stringify(bounded.body));
     assert.deepEqual([bounded.body.api_key.expires_at, bounded.body.api_key.parent_id], [token.body.expires_at, null]);
   });
 
-  it('gives a key\'s token the key\'s rights and no longer life; a key made with it dies with the key', async () => {
+  it("gives a key's token the key's rights and no longer life; a key made with it dies with the key", async () => {
     const { auth } = service.server;
     const keyExpiry = new Date(Date.now() + 10 * 60 * 1000);
     const parent = await auth.apiKeys.create({ user: 'alice', name: 'ci', scopes: ['jobs:read', 'keys:manage'], expiresAt: keyExpiry }, test);
@@ -69,9 +84,18 @@ describe('API key routes: a key or bearer token never makes or changes a credent
     assert.ok(Date.parse(token.body.expires_at) <= keyExpiry.getTime(), `${token.body.expires_at} is no later than ${keyExpiry.toISOString()}`);
     assert.ok(token.body.expires_in <= 600);
     const me = await anonymousApi(service.url, 'GET', '/api/v1/auth/me', undefined, bearer(token.body.access_token));
-    assert.deepEqual([me.body.via, me.body.permissions, me.body.api_key_id, me.body.expires_at], ['jwt', ['jobs:read', 'keys:manage'], parent.record.id, token.body.expires_at]);
+    assert.deepEqual(
+      [me.body.via, me.body.permissions, me.body.api_key_id, me.body.expires_at],
+      ['jwt', ['jobs:read', 'keys:manage'], parent.record.id, token.body.expires_at],
+    );
 
-    const made = await anonymousApi(service.url, 'POST', '/api/v1/api-keys', { name: 'made by token', scopes: ['jobs:read'], expires_at: token.body.expires_at }, bearer(token.body.access_token));
+    const made = await anonymousApi(
+      service.url,
+      'POST',
+      '/api/v1/api-keys',
+      { name: 'made by token', scopes: ['jobs:read'], expires_at: token.body.expires_at },
+      bearer(token.body.access_token),
+    );
     assert.equal(made.status, 201, JSON.stringify(made.body));
     assert.equal(made.body.api_key.parent_id, parent.record.id);
     assert.equal((await anonymousApi(service.url, 'GET', '/api/v1/jobs?limit=1', undefined, keyHeaders(made.body.key))).status, 200);
@@ -79,7 +103,11 @@ describe('API key routes: a key or bearer token never makes or changes a credent
     const revoked = await anonymousApi(service.url, 'DELETE', `/api/v1/api-keys/${parent.record.id}`, undefined, keyHeaders(parent.key));
     assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
     assert.deepEqual([revoked.body.status, revoked.body.also_revoked], ['revoked', [made.body.api_key.id]]);
-    assert.equal((await anonymousApi(service.url, 'GET', '/api/v1/jobs?limit=1', undefined, keyHeaders(made.body.key))).status, 401, 'the child died with its parent');
+    assert.equal(
+      (await anonymousApi(service.url, 'GET', '/api/v1/jobs?limit=1', undefined, keyHeaders(made.body.key))).status,
+      401,
+      'the child died with its parent',
+    );
     assert.equal((await anonymousApi(service.url, 'GET', '/api/v1/jobs?limit=1', undefined, bearer(token.body.access_token))).status, 401);
   });
 

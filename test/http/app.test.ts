@@ -92,7 +92,9 @@ describe('the API app: permissions, the authorization seam, errors, shutdown', (
     const viewer = { 'x-api-key': viewerKey };
     const denied = await api(service.url, 'POST', '/api/v1/jobs', { device: 'nothing' }, viewer);
     assert.equal(denied.status, 403);
-    assert.deepEqual(denied.body, { error: { code: 'permission_denied', message: 'watcher lacks the jobs:write permission', details: { permission: 'jobs:write' } } });
+    assert.deepEqual(denied.body, {
+      error: { code: 'permission_denied', message: 'watcher lacks the jobs:write permission', details: { permission: 'jobs:write' } },
+    });
     const deniedBeforeValidation = await api(service.url, 'POST', '/api/v1/jobs', { wrong: true }, viewer);
     assert.equal(deniedBeforeValidation.status, 403, 'refused before the body is looked at');
     const anonymousBeforeValidation = await anonymousApi(service.url, 'POST', '/api/v1/jobs', { wrong: true });

@@ -103,10 +103,16 @@ describe('authorization matrix: every route x every kind of caller', () => {
     'GET /api/v1/jobs/:job_id/logs': { prepare: async () => ({ path: `/api/v1/jobs/${sharedJob}/logs` }), expect: constant(200) },
     'GET /api/v1/jobs/:job_id/map': { prepare: async () => ({ path: `/api/v1/jobs/${sharedJob}/map` }), expect: constant(200) },
     // The shared job read every sector: nothing to retry, whoever asks.
-    'POST /api/v1/jobs/:job_id/retry-bad-areas': { prepare: async () => ({ path: `/api/v1/jobs/${sharedJob}/retry-bad-areas`, body: {} }), expect: constant(409) },
+    'POST /api/v1/jobs/:job_id/retry-bad-areas': {
+      prepare: async () => ({ path: `/api/v1/jobs/${sharedJob}/retry-bad-areas`, body: {} }),
+      expect: constant(409),
+    },
     'GET /api/v1/archives': { prepare: async () => ({ path: '/api/v1/archives' }), expect: constant(200) },
     'GET /api/v1/archives/:archive_id': { prepare: async () => ({ path: `/api/v1/archives/${sharedArchive}` }), expect: constant(200) },
-    'PATCH /api/v1/archives/:archive_id': { prepare: async () => ({ path: `/api/v1/archives/${sharedArchive}`, body: { metadata: { notes: 'checked' } } }), expect: constant(200) },
+    'PATCH /api/v1/archives/:archive_id': {
+      prepare: async () => ({ path: `/api/v1/archives/${sharedArchive}`, body: { metadata: { notes: 'checked' } } }),
+      expect: constant(200),
+    },
     'DELETE /api/v1/archives/:archive_id': {
       prepare: async () => {
         await driveIdle();
@@ -117,7 +123,10 @@ describe('authorization matrix: every route x every kind of caller', () => {
     'GET /api/v1/archives/:archive_id/download': { prepare: async () => ({ path: `/api/v1/archives/${sharedArchive}/download` }), expect: constant(200) },
     'HEAD /api/v1/archives/:archive_id/download': { prepare: async () => ({ path: `/api/v1/archives/${sharedArchive}/download` }), expect: constant(200) },
     'POST /api/v1/archives/:archive_id/verify': { prepare: async () => ({ path: `/api/v1/archives/${sharedArchive}/verify` }), expect: constant(200) },
-    'GET /api/v1/archives/:archive_id/verifications': { prepare: async () => ({ path: `/api/v1/archives/${sharedArchive}/verifications` }), expect: constant(200) },
+    'GET /api/v1/archives/:archive_id/verifications': {
+      prepare: async () => ({ path: `/api/v1/archives/${sharedArchive}/verifications` }),
+      expect: constant(200),
+    },
     'GET /api/v1/devices': { prepare: async () => ({ path: '/api/v1/devices' }), expect: constant(200) },
     // An image file has no tray: reaching the handler shows as its refusal.
     'POST /api/v1/devices/:device/eject': { prepare: async () => ({ path: `/api/v1/devices/${scratchDevice}/eject` }), expect: constant(409) },
@@ -154,7 +163,10 @@ describe('authorization matrix: every route x every kind of caller', () => {
       expect: constant(201),
     },
     'GET /api/v1/users/:name': { prepare: async () => ({ path: '/api/v1/users/keyowner' }), expect: constant(200) },
-    'PATCH /api/v1/users/:name': { prepare: async () => ({ path: `/api/v1/users/${await userWithPassword('viewer')}`, body: { role: 'operator' } }), expect: constant(200) },
+    'PATCH /api/v1/users/:name': {
+      prepare: async () => ({ path: `/api/v1/users/${await userWithPassword('viewer')}`, body: { role: 'operator' } }),
+      expect: constant(200),
+    },
     'DELETE /api/v1/users/:name': { prepare: async () => ({ path: `/api/v1/users/${await userWithPassword('viewer')}` }), expect: constant(204) },
     'POST /api/v1/users/:name/password': {
       prepare: async () => ({ path: `/api/v1/users/${await userWithPassword('viewer')}/password`, body: { password: 'Another-Horse-43' } }),
@@ -171,7 +183,10 @@ describe('authorization matrix: every route x every kind of caller', () => {
     'DELETE /api/v1/api-keys/:id': {
       prepare: async (caller) => {
         const scopes = caller.kind === 'api_key' ? [...caller.permissions] : null;
-        const { record } = await service.server.auth.apiKeys.create({ user: caller.user === '' ? 'keyowner' : caller.user, name: unique('doomed '), scopes }, localActor('test'));
+        const { record } = await service.server.auth.apiKeys.create(
+          { user: caller.user === '' ? 'keyowner' : caller.user, name: unique('doomed '), scopes },
+          localActor('test'),
+        );
         return { path: `/api/v1/api-keys/${record.id}` };
       },
       expect: constant(200),
@@ -228,7 +243,8 @@ describe('authorization matrix: every route x every kind of caller', () => {
     }
 
     await auth.users.add({ name: 'keyowner', role: 'admin', password: TEST_PASSWORD, requireChange: false }, test);
-    for (const permission of PERMISSIONS) scopedKey.set(permission, (await auth.apiKeys.create({ user: 'keyowner', name: `only ${permission}`, scopes: [permission] }, test)).key);
+    for (const permission of PERMISSIONS)
+      scopedKey.set(permission, (await auth.apiKeys.create({ user: 'keyowner', name: `only ${permission}`, scopes: [permission] }, test)).key);
     const revoked = await auth.apiKeys.create({ user: 'keyowner', name: 'revoked' }, test);
     await auth.apiKeys.revoke(revoked.record.id, test);
 
@@ -261,8 +277,22 @@ describe('authorization matrix: every route x every kind of caller', () => {
       { label: 'expired API key', valid: false, kind: 'api_key', user: 'keyowner', permissions: admin, headers: { 'x-api-key': expiredKey } },
       { label: 'revoked API key', valid: false, kind: 'api_key', user: 'keyowner', permissions: admin, headers: { 'x-api-key': revoked.key } },
       { label: 'expired JWT', valid: false, kind: 'user', user: 'matrix-admin', permissions: admin, headers: { authorization: `Bearer ${expiredToken}` } },
-      { label: 'tampered JWT', valid: false, kind: 'user', user: 'matrix-admin', permissions: admin, headers: { authorization: `Bearer ${header}.${forged}.${signature}` } },
-      { label: 'JWT after password change', valid: false, kind: 'user', user: 'jwt-changer', permissions: admin, headers: { authorization: `Bearer ${outdated.token}` } },
+      {
+        label: 'tampered JWT',
+        valid: false,
+        kind: 'user',
+        user: 'matrix-admin',
+        permissions: admin,
+        headers: { authorization: `Bearer ${header}.${forged}.${signature}` },
+      },
+      {
+        label: 'JWT after password change',
+        valid: false,
+        kind: 'user',
+        user: 'jwt-changer',
+        permissions: admin,
+        headers: { authorization: `Bearer ${outdated.token}` },
+      },
     );
 
     const first = await finishedJob();
@@ -276,7 +306,8 @@ describe('authorization matrix: every route x every kind of caller', () => {
   });
 
   /** A route's sample; HEAD shares its GET's unless it has its own. */
-  const sampleOf = (route: DeclaredRoute): Sample | undefined => samples[`${route.method} ${route.url}`] ?? (route.method === 'HEAD' ? samples[`GET ${route.url}`] : undefined);
+  const sampleOf = (route: DeclaredRoute): Sample | undefined =>
+    samples[`${route.method} ${route.url}`] ?? (route.method === 'HEAD' ? samples[`GET ${route.url}`] : undefined);
 
   it('has a sample request for every route in the route table', () => {
     const routes = service.server.routeTable.filter((route) => route.url.startsWith('/api/v1/'));
@@ -285,9 +316,7 @@ describe('authorization matrix: every route x every kind of caller', () => {
   });
 
   it('answers every caller exactly as its credentials and the route permission say', async () => {
-    const routes = service.server.routeTable
-      .filter((route) => route.url.startsWith('/api/v1/'))
-      .sort((a, b) => endsSessions(a) - endsSessions(b));
+    const routes = service.server.routeTable.filter((route) => route.url.startsWith('/api/v1/')).sort((a, b) => endsSessions(a) - endsSessions(b));
     const wrong: string[] = [];
     let checked = 0;
     for (const route of routes) {

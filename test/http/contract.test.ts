@@ -55,7 +55,13 @@ const SPEC = {
     status: 'healthy',
     version: '2.0.0',
     uptime_seconds: 86400,
-    resources: { cpu_percent: 12.5, memory_used_bytes: 478150656, memory_total_bytes: 2147483648, storage_used_bytes: 102400000000, storage_total_bytes: 1000000000000 },
+    resources: {
+      cpu_percent: 12.5,
+      memory_used_bytes: 478150656,
+      memory_total_bytes: 2147483648,
+      storage_used_bytes: 102400000000,
+      storage_total_bytes: 1000000000000,
+    },
     services: { redis: 'running', nginx: 'running' },
   },
   wsMessage: { type: 'job_update', job_id: 'job_123456', data: { status: 'running', progress: 46, speed_bps: 2450000, eta_seconds: 258 } },
@@ -94,7 +100,11 @@ describe('responses match the specification’s examples (field names and JSON t
 
     const ws = await followWebSocket(service.url);
     try {
-      const created = await api(service.url, 'POST', '/api/v1/jobs', { name: 'movie_collection_disc1', device: loop.name, options: { read_attempts: 5, verify: true, checksums: ['md5', 'sha256'], priority: 'normal' } });
+      const created = await api(service.url, 'POST', '/api/v1/jobs', {
+        name: 'movie_collection_disc1',
+        device: loop.name,
+        options: { read_attempts: 5, verify: true, checksums: ['md5', 'sha256'], priority: 'normal' },
+      });
       assert.equal(created.status, 201);
       assertMatchesExample(created.body, SPEC.jobCreated);
       assert.ok(['queued', 'running'].includes(created.body.status));
@@ -116,12 +126,18 @@ describe('responses match the specification’s examples (field names and JSON t
       assert.equal(eject.body.error.code, 'device_busy');
 
       // The client keeps every message, so this finds the update even if the job has finished since.
-      const withRate = () => ws.messages.find((message) => message.type === 'job_update' && message.job_id === jobId && message.data.speed_bps !== null && message.data.eta_seconds !== null);
+      const withRate = () =>
+        ws.messages.find(
+          (message) => message.type === 'job_update' && message.job_id === jobId && message.data.speed_bps !== null && message.data.eta_seconds !== null,
+        );
       await waitFor('a job_update with a rate and ETA', () => withRate() !== undefined);
       assertMatchesExample(withRate(), SPEC.wsMessage);
       const updates = ws.messages.filter((message) => message.type === 'job_update' && message.job_id === jobId);
       for (const update of updates) assert.ok(Value.Check(JobUpdate, update.data), `a job_update as its schema describes it: ${JSON.stringify(update.data)}`);
-      assert.ok(updates.every((update) => Date.parse(String(update.data.updated_at)) >= Date.parse(created.body.created_at)), 'each update says when the job was in that state');
+      assert.ok(
+        updates.every((update) => Date.parse(String(update.data.updated_at)) >= Date.parse(created.body.created_at)),
+        'each update says when the job was in that state',
+      );
 
       await fault.setDelay(0);
       await waitFor('the job to complete', async () => (await api(service.url, 'GET', `/api/v1/jobs/${jobId}`)).body.status === 'completed');

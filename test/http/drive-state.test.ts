@@ -94,7 +94,17 @@ describe('a request never waits on a drive', () => {
           media_error: listed.media_error,
           media_checked_at: listed.media_checked_at,
         },
-        { status: 'busy', media_state: 'job', job_id: jobId, has_media: true, label: 'BUSY_DISC', media_kind: 'data', media_size_bytes: drive.iso.sizeBytes, media_error: null, media_checked_at: null },
+        {
+          status: 'busy',
+          media_state: 'job',
+          job_id: jobId,
+          has_media: true,
+          label: 'BUSY_DISC',
+          media_kind: 'data',
+          media_size_bytes: drive.iso.sizeBytes,
+          media_error: null,
+          media_checked_at: null,
+        },
       );
 
       const queued = await api(service.url, 'POST', '/api/v1/jobs', { device: drive.loop.path });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, open, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -70,7 +70,10 @@ describe('REST API end to end: a loop device imaged, watched live, downloaded, v
       assert.deepEqual(created.body.options.checksums, ['md5', 'sha1', 'sha256']);
 
       await waitFor('both live clients to see the job finish', () => finishedFor(ws, jobId) !== undefined && finishedFor(sse, jobId) !== undefined);
-      for (const [name, client] of [['WebSocket', ws], ['SSE', sse]] as const) {
+      for (const [name, client] of [
+        ['WebSocket', ws],
+        ['SSE', sse],
+      ] as const) {
         const mine = client.messages.filter((message) => message.job_id === jobId);
         const types = mine.map((message) => message.type);
         assert.equal(types[0], 'job_created', `${name}: first message`);
@@ -84,7 +87,11 @@ describe('REST API end to end: a loop device imaged, watched live, downloaded, v
         }
         for (const message of mine) assert.deepEqual(Object.keys(message).sort(), ['data', 'job_id', 'type'], `${name}: envelope`);
       }
-      assert.deepEqual(sse.eventNames, sse.messages.map((message) => message.type), 'SSE event names are the message types');
+      assert.deepEqual(
+        sse.eventNames,
+        sse.messages.map((message) => message.type),
+        'SSE event names are the message types',
+      );
     } finally {
       ws.close();
       sse.close();
@@ -103,7 +110,10 @@ describe('REST API end to end: a loop device imaged, watched live, downloaded, v
     assert.equal(logs.status, 200);
     const messages = logs.body.logs.map((line: { message: string }) => line.message);
     assert.ok(messages.includes('started'), messages.join(' / '));
-    assert.ok(messages.some((message: string) => message.startsWith('completed')), messages.join(' / '));
+    assert.ok(
+      messages.some((message: string) => message.startsWith('completed')),
+      messages.join(' / '),
+    );
     const lastId = logs.body.logs.at(-1).id;
     const following = await api(service.url, 'GET', `/api/v1/jobs/${jobId}/logs?after_id=${lastId}`);
     assert.deepEqual(following.body.logs, [], 'nothing after the last line');
@@ -111,7 +121,10 @@ describe('REST API end to end: a loop device imaged, watched live, downloaded, v
     assert.equal(middle.body.logs.length, logs.body.logs.length - 1);
 
     const appLog = await api(service.url, 'GET', `/api/v1/logs?job_id=${jobId}`);
-    assert.ok(appLog.body.logs.some((line: { message: string }) => line.message === `job ${jobId} is completed`), 'the application log mirrors the job');
+    assert.ok(
+      appLog.body.logs.some((line: { message: string }) => line.message === `job ${jobId} is completed`),
+      'the application log mirrors the job',
+    );
   });
 
   it('downloads the image whole, by ranges (suffix, open, clamped), with HEAD, ETag and 416', async () => {
@@ -222,7 +235,11 @@ describe('REST API end to end: a loop device imaged, watched live, downloaded, v
 
     const history = await api(service.url, 'GET', `/api/v1/archives/${archiveId}/verifications`);
     assert.equal(history.body.total, 3);
-    assert.deepEqual(history.body.verifications.map((entry: { ok: boolean }) => entry.ok), [false, true, true], 'newest first');
+    assert.deepEqual(
+      history.body.verifications.map((entry: { ok: boolean }) => entry.ok),
+      [false, true, true],
+      'newest first',
+    );
     const archive = await api(service.url, 'GET', `/api/v1/archives/${archiveId}`);
     assert.equal(archive.body.status, 'damaged');
     assert.equal(archive.body.last_verified_ok, false);
@@ -273,7 +290,10 @@ describe('REST API end to end: a loop device imaged, watched live, downloaded, v
     ]);
     const removed = await api(service.url, 'DELETE', `/api/v1/archives/${archiveId}`);
     assert.equal(removed.status, 204);
-    assert.deepEqual((await readdir(service.outputDir)).filter((file) => file.startsWith('E2E_DISC')), []);
+    assert.deepEqual(
+      (await readdir(service.outputDir)).filter((file) => file.startsWith('E2E_DISC')),
+      [],
+    );
     for (const path of [`/api/v1/archives/${archiveId}`, `/api/v1/archives/${archiveId}/download`, `/api/v1/archives/${archiveId}/verifications`]) {
       const gone = await api(service.url, 'GET', path);
       assert.equal(gone.status, 404, path);

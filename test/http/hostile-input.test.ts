@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -14,7 +14,7 @@ const PAYLOADS = [
   '/etc/shadow',
   '..\\..\\windows\\win.ini',
   "' OR '1'='1",
-  "1; DROP TABLE jobs; --",
+  '1; DROP TABLE jobs; --',
   '" OR ""="',
   "admin'--",
   '1 UNION SELECT name, password_hash FROM users',
@@ -65,13 +65,24 @@ describe('hostile input against every parameter of every route', () => {
     service = await startTestServer({ devices: [iso.path] });
     device = (await api(service.url, 'GET', '/api/v1/devices')).body.devices[0].id;
     const document = (await api(service.url, 'GET', '/api/v1/openapi.json')).body as {
-      paths: Record<string, Record<string, { parameters?: Array<{ name: string; in: string }>; requestBody?: { content: Record<string, { schema: { properties?: Record<string, { type?: string }> } }> } }>>;
+      paths: Record<
+        string,
+        Record<
+          string,
+          {
+            parameters?: Array<{ name: string; in: string }>;
+            requestBody?: { content: Record<string, { schema: { properties?: Record<string, { type?: string }> } }> };
+          }
+        >
+      >;
     };
     operations = Object.entries(document.paths).flatMap(([path, methods]) =>
       Object.entries(methods).map(([method, operation]) => ({
         method: method.toUpperCase(),
         path: path.replace(/\{([^}]+)\}/g, ':$1'),
-        parameters: (operation.parameters ?? []).filter((parameter): parameter is { name: string; in: 'path' | 'query' } => parameter.in === 'path' || parameter.in === 'query'),
+        parameters: (operation.parameters ?? []).filter(
+          (parameter): parameter is { name: string; in: 'path' | 'query' } => parameter.in === 'path' || parameter.in === 'query',
+        ),
         bodyFields: Object.entries(operation.requestBody?.content['application/json']?.schema.properties ?? {})
           .filter(([, schema]) => schema.type === 'string' || schema.type === undefined)
           .map(([name]) => name),
@@ -92,18 +103,27 @@ describe('hostile input against every parameter of every route', () => {
       const response = await api(service.url, method, url, body);
       sent += 1;
       if (response.status >= 500) failures.push(`${label}: ${response.status} ${JSON.stringify(response.body).slice(0, 200)}`);
-      else if (response.status >= 400 && method !== 'HEAD' && typeof response.body?.error?.code !== 'string') failures.push(`${label}: ${response.status} without the error shape`);
+      else if (response.status >= 400 && method !== 'HEAD' && typeof response.body?.error?.code !== 'string')
+        failures.push(`${label}: ${response.status} without the error shape`);
     };
     for (const operation of operations) {
       const key = `${operation.method} ${operation.path}`;
       const pathWith = (name: string | null, payload: string) =>
-        operation.path.replace(/:([a-z_]+)/g, (_match, param: string) => (param === name ? encodeURIComponent(payload) : param === 'device' ? device : param === 'name' ? TEST_ADMIN : `${param.split('_')[0]}_0123456789abcdef`));
+        operation.path.replace(/:([a-z_]+)/g, (_match, param: string) =>
+          param === name
+            ? encodeURIComponent(payload)
+            : param === 'device'
+              ? device
+              : param === 'name'
+                ? TEST_ADMIN
+                : `${param.split('_')[0]}_0123456789abcdef`,
+        );
       const base = bodies[key];
       const needsBody = ['POST', 'PUT', 'PATCH'].includes(operation.method) && operation.bodyFields.length + Object.keys(base ?? {}).length > 0;
       for (const payload of PAYLOADS) {
         for (const parameter of operation.parameters) {
           const url = parameter.in === 'path' ? pathWith(parameter.name, payload) : `${pathWith(null, '')}?${parameter.name}=${encodeURIComponent(payload)}`;
-          await send(operation.method, url, needsBody ? base ?? {} : undefined, `${key} ${parameter.in} ${parameter.name}=${payload.slice(0, 30)}`);
+          await send(operation.method, url, needsBody ? (base ?? {}) : undefined, `${key} ${parameter.in} ${parameter.name}=${payload.slice(0, 30)}`);
         }
         for (const field of operation.bodyFields) {
           await send(operation.method, pathWith(null, ''), { ...base, [field]: payload }, `${key} body.${field}=${payload.slice(0, 30)}`);
@@ -117,7 +137,10 @@ describe('hostile input against every parameter of every route', () => {
   it('left the database whole, stored text verbatim, and touched no file outside the data dir', async () => {
     const users = await api(service.url, 'GET', '/api/v1/users');
     assert.equal(users.status, 200);
-    assert.ok((users.body.users as Array<{ name: string }>).some((user) => user.name === TEST_ADMIN), 'the users table still holds the admin');
+    assert.ok(
+      (users.body.users as Array<{ name: string }>).some((user) => user.name === TEST_ADMIN),
+      'the users table still holds the admin',
+    );
     const keys = (await api(service.url, 'GET', '/api/v1/api-keys')).body.api_keys as Array<{ name: string }>;
     const stored = new Set(keys.map((key) => key.name));
     for (const payload of ["' OR '1'='1", '1; DROP TABLE jobs; --', '<script>alert(1)</script>']) {

@@ -94,8 +94,14 @@ describe('GET /api/v1/jobs: queue positions on every page', () => {
     assert.equal(queuedOnPage.length, 0, 'the newest two are paused and cancelled');
     const firstQueued = await list('limit=2&offset=2');
     const places = firstQueued.jobs.map((job) => job.queue_position);
-    assert.deepEqual(places, firstQueued.jobs.map((job) => expected.get(job.id) ?? null));
-    assert.ok(places.every((place) => place !== null && place > 2), `places from beyond the page: ${JSON.stringify(places)}`);
+    assert.deepEqual(
+      places,
+      firstQueued.jobs.map((job) => expected.get(job.id) ?? null),
+    );
+    assert.ok(
+      places.every((place) => place !== null && place > 2),
+      `places from beyond the page: ${JSON.stringify(places)}`,
+    );
 
     await assertEveryPage('sort=created');
     await assertEveryPage('sort=name&order=asc');

@@ -35,10 +35,36 @@ function recordingSink(): LiveSink & { received: LiveMessage[]; backlog: number;
 function job(id: string, progress: number, status: JobRecord['status'] = 'running'): JobRecord {
   const at = new Date(0).toISOString();
   return {
-    id, name: id, status, priority: 'normal', deviceId: 'loop1', devicePath: '/dev/loop1', outputFile: `/out/${id}.iso`, options: {},
-    phase: 'copying', progress, sizeBytes: 1000, bytesDone: progress * 10, speedBps: 100, etaSeconds: 5, badBytes: 0, errorCount: 0,
-    errorCode: null, errorMessage: null, archiveId: null, createdBy: null, createdAt: at, updatedAt: at, startedAt: at, finishedAt: null,
-    seq: 1, leaseOwner: null, leaseExpiresAt: null, leaseHolder: null, attempts: 1, requestedAction: null,
+    id,
+    name: id,
+    status,
+    priority: 'normal',
+    deviceId: 'loop1',
+    devicePath: '/dev/loop1',
+    outputFile: `/out/${id}.iso`,
+    options: {},
+    phase: 'copying',
+    progress,
+    sizeBytes: 1000,
+    bytesDone: progress * 10,
+    speedBps: 100,
+    etaSeconds: 5,
+    badBytes: 0,
+    errorCount: 0,
+    errorCode: null,
+    errorMessage: null,
+    archiveId: null,
+    createdBy: null,
+    createdAt: at,
+    updatedAt: at,
+    startedAt: at,
+    finishedAt: null,
+    seq: 1,
+    leaseOwner: null,
+    leaseExpiresAt: null,
+    leaseHolder: null,
+    attempts: 1,
+    requestedAction: null,
   };
 }
 
@@ -69,7 +95,18 @@ describe('live hub', () => {
         ],
         'one update per job, the latest',
       );
-      assert.deepEqual(Object.keys(sink.received[1]?.data ?? {}).sort(), ['bad_bytes', 'bytes_done', 'error_count', 'eta_seconds', 'phase', 'progress', 'size_bytes', 'speed_bps', 'status', 'updated_at']);
+      assert.deepEqual(Object.keys(sink.received[1]?.data ?? {}).sort(), [
+        'bad_bytes',
+        'bytes_done',
+        'error_count',
+        'eta_seconds',
+        'phase',
+        'progress',
+        'size_bytes',
+        'speed_bps',
+        'status',
+        'updated_at',
+      ]);
       assert.equal('queue_position' in (sink.received[0]?.data ?? {}), false);
     } finally {
       hub.close();

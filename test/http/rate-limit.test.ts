@@ -5,7 +5,10 @@ import { createRateLimiter } from '../../src/http/rate-limit.js';
 describe('rate limiter: nginx limit_req rate=10r/s burst=20 nodelay', () => {
   function makeLimiter(perSecond = 10, burst = 20) {
     let nowMs = 1_000_000;
-    const limiter = createRateLimiter(() => ({ perSecond, burst }), () => nowMs);
+    const limiter = createRateLimiter(
+      () => ({ perSecond, burst }),
+      () => nowMs,
+    );
     return { limiter, advance: (ms: number) => (nowMs += ms) };
   }
 
@@ -52,7 +55,10 @@ describe('rate limiter: nginx limit_req rate=10r/s burst=20 nodelay', () => {
 
   it('reads the limit on every request, so a settings change applies at once', () => {
     let burst = 1;
-    const limiter = createRateLimiter(() => ({ perSecond: 1, burst }), () => 0);
+    const limiter = createRateLimiter(
+      () => ({ perSecond: 1, burst }),
+      () => 0,
+    );
     assert.equal(limiter.take('a'), 0);
     assert.ok(limiter.take('a') > 0);
     burst = 5;

@@ -82,15 +82,22 @@ describe('the HTTP security layer: sessions, CSRF, headers, lockout, tokens, aud
 
   it('refuses a cookie-authenticated state change without the CSRF token or with a foreign or missing Origin', async () => {
     const session = await login(service, 'alice');
-    const patch = (headers: Record<string, string>) => api(service.url, 'PATCH', '/api/v1/system/config', { imaging: { read_attempts: 5 } }, { cookie: session.cookie, ...headers });
-    const keyRequest = (headers: Record<string, string>) => api(service.url, 'POST', '/api/v1/api-keys', { name: 'csrf probe', scopes: ['jobs:read'] }, { cookie: session.cookie, ...headers });
+    const patch = (headers: Record<string, string>) =>
+      api(service.url, 'PATCH', '/api/v1/system/config', { imaging: { read_attempts: 5 } }, { cookie: session.cookie, ...headers });
+    const keyRequest = (headers: Record<string, string>) =>
+      api(service.url, 'POST', '/api/v1/api-keys', { name: 'csrf probe', scopes: ['jobs:read'] }, { cookie: session.cookie, ...headers });
     const cases: Array<[string, Record<string, string>, number, string]> = [
       ['no token', { origin }, 403, 'csrf_failed'],
       ['a wrong token', { origin, 'x-csrf-token': 'x'.repeat(43) }, 403, 'csrf_failed'],
-      ['another session\'s token', { origin, 'x-csrf-token': (await login(service, 'carol')).csrf }, 403, 'csrf_failed'],
+      ["another session's token", { origin, 'x-csrf-token': (await login(service, 'carol')).csrf }, 403, 'csrf_failed'],
       ['a foreign Origin', { origin: 'https://evil.example', 'x-csrf-token': session.csrf }, 403, 'origin_mismatch'],
       ['a foreign Referer and no Origin', { referer: 'https://evil.example/page', 'x-csrf-token': session.csrf }, 403, 'origin_mismatch'],
-      ['Origin null with a same-origin Referer', { origin: 'null', referer: `${origin}/account/api-keys`, 'x-csrf-token': session.csrf }, 403, 'origin_mismatch'],
+      [
+        'Origin null with a same-origin Referer',
+        { origin: 'null', referer: `${origin}/account/api-keys`, 'x-csrf-token': session.csrf },
+        403,
+        'origin_mismatch',
+      ],
       ['no Origin and an opaque Referer', { referer: 'about:blank', 'x-csrf-token': session.csrf }, 403, 'origin_mismatch'],
       ['neither Origin nor Referer', { 'x-csrf-token': session.csrf }, 403, 'origin_missing'],
     ];
@@ -116,7 +123,7 @@ describe('the HTTP security layer: sessions, CSRF, headers, lockout, tokens, aud
     assert.equal(await upgrade({ ...service.authHeaders, origin: 'https://evil.example' }), 403);
     assert.equal(await upgrade({ cookie: session.cookie, origin: 'null' }), 403, 'a sandboxed frame has an opaque origin');
     assert.equal(await upgrade({ ...service.authHeaders, origin: 'null', referer: `${origin}/` }), 403, 'nor does its Referer stand in for it');
-    assert.equal(await upgrade({ cookie: session.cookie, origin }), 101, 'the service\'s own pages may');
+    assert.equal(await upgrade({ cookie: session.cookie, origin }), 101, "the service's own pages may");
     assert.equal(await upgrade(service.authHeaders), 101, 'a client that is no browser sends no Origin');
   });
 
@@ -125,7 +132,7 @@ describe('the HTTP security layer: sessions, CSRF, headers, lockout, tokens, aud
     const signIn = await anonymousApi(service.url, 'POST', '/api/v1/auth/login', { username: 'alice', password: TEST_PASSWORD }, opaque);
     assert.equal(signIn.status, 403);
     assert.equal(signIn.body.error.code, 'origin_mismatch');
-    assert.equal(signIn.headers.get('set-cookie'), null, 'no session for the attacker\'s account');
+    assert.equal(signIn.headers.get('set-cookie'), null, "no session for the attacker's account");
     const token = await anonymousApi(service.url, 'POST', '/api/v1/auth/token', { username: 'alice', password: TEST_PASSWORD }, opaque);
     assert.equal(token.status, 403);
     const changed = await api(service.url, 'PATCH', '/api/v1/system/config', { imaging: { read_attempts: 7 } }, opaque);
@@ -140,10 +147,22 @@ describe('the HTTP security layer: sessions, CSRF, headers, lockout, tokens, aud
     const token = await anonymousApi(service.url, 'POST', '/api/v1/auth/token', { username: 'alice', password: TEST_PASSWORD });
     assert.equal(token.status, 200);
     // A token makes keys expiring no later than itself (docs/security.md, API keys).
-    const created = await api(service.url, 'POST', '/api/v1/api-keys', { name: 'by token', scopes: ['jobs:read'], expires_at: token.body.expires_at }, { authorization: `Bearer ${token.body.access_token}` });
+    const created = await api(
+      service.url,
+      'POST',
+      '/api/v1/api-keys',
+      { name: 'by token', scopes: ['jobs:read'], expires_at: token.body.expires_at },
+      { authorization: `Bearer ${token.body.access_token}` },
+    );
     assert.equal(created.status, 201, JSON.stringify(created.body));
-    const crossSite = await api(service.url, 'PATCH', '/api/v1/system/config', { imaging: { read_attempts: 5 } }, { ...service.authHeaders, origin: 'https://evil.example' });
-    assert.equal(crossSite.status, 403, 'but a browser\'s cross-site request is refused whatever it carries');
+    const crossSite = await api(
+      service.url,
+      'PATCH',
+      '/api/v1/system/config',
+      { imaging: { read_attempts: 5 } },
+      { ...service.authHeaders, origin: 'https://evil.example' },
+    );
+    assert.equal(crossSite.status, 403, "but a browser's cross-site request is refused whatever it carries");
   });
 
   it('sends the security headers on every response, HSTS only over HTTPS', async () => {
@@ -177,7 +196,8 @@ describe('the HTTP security layer: sessions, CSRF, headers, lockout, tokens, aud
     assert.equal(wrongPassword.status, 401);
     assert.deepEqual(unknownUser.body, wrongPassword.body);
     assert.equal(unknownUser.status, wrongPassword.status);
-    for (let attempt = 0; attempt < 4; attempt += 1) await anonymousApi(service.url, 'POST', '/api/v1/auth/login', { username: 'bob', password: 'Wrong-Horse-42' });
+    for (let attempt = 0; attempt < 4; attempt += 1)
+      await anonymousApi(service.url, 'POST', '/api/v1/auth/login', { username: 'bob', password: 'Wrong-Horse-42' });
     const locked = await anonymousApi(service.url, 'POST', '/api/v1/auth/login', { username: 'bob', password: TEST_PASSWORD });
     assert.equal(locked.status, 429, 'even the right password is refused while locked');
     assert.equal(locked.body.error.code, 'locked_out');
@@ -199,7 +219,7 @@ describe('the HTTP security layer: sessions, CSRF, headers, lockout, tokens, aud
     const me = await api(service.url, 'GET', '/api/v1/auth/me', undefined, headers);
     assert.equal(me.body.must_change_password, true);
     const token = await anonymousApi(service.url, 'POST', '/api/v1/auth/token', { username: 'dave', password: TEST_PASSWORD });
-    assert.equal(token.status, 403, 'no bearer token either, as the route\'s description says');
+    assert.equal(token.status, 403, "no bearer token either, as the route's description says");
     assert.equal(token.body.error.code, 'password_change_required');
     assert.equal(token.body.access_token, undefined);
     const changed = await api(service.url, 'PUT', '/api/v1/auth/password', { current_password: TEST_PASSWORD, new_password: 'Fresh-Horse-2026' }, headers);
@@ -208,24 +228,32 @@ describe('the HTTP security layer: sessions, CSRF, headers, lockout, tokens, aud
     assert.equal((await api(service.url, 'GET', '/api/v1/jobs', undefined, headers)).status, 401, 'the old session ended with the change');
     const renewed = (changed.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
     assert.equal((await api(service.url, 'GET', '/api/v1/jobs', undefined, { cookie: renewed })).status, 200, 'the new cookie from the answer works');
-    assert.equal((await anonymousApi(service.url, 'POST', '/api/v1/auth/token', { username: 'dave', password: 'Fresh-Horse-2026' })).status, 200, 'and a token now');
+    assert.equal(
+      (await anonymousApi(service.url, 'POST', '/api/v1/auth/token', { username: 'dave', password: 'Fresh-Horse-2026' })).status,
+      200,
+      'and a token now',
+    );
   });
 
-  it('issues bearer tokens for a password or a key, carrying the key\'s scopes, and kills them on a role change', async () => {
+  it("issues bearer tokens for a password or a key, carrying the key's scopes, and kills them on a role change", async () => {
     const { key } = await service.server.auth.apiKeys.create({ user: 'carol', name: 'read only', scopes: ['jobs:read'] }, test);
     const forKey = await anonymousApi(service.url, 'POST', '/api/v1/auth/token', { api_key: key });
     assert.equal(forKey.status, 200);
     assert.equal(forKey.body.token_type, 'Bearer');
     const bearer = { authorization: `Bearer ${forKey.body.access_token}` };
     assert.equal((await api(service.url, 'GET', '/api/v1/jobs', undefined, bearer)).status, 200);
-    assert.equal((await api(service.url, 'GET', '/api/v1/archives', undefined, bearer)).status, 403, 'the key\'s scope, not the owner\'s role');
+    assert.equal((await api(service.url, 'GET', '/api/v1/archives', undefined, bearer)).status, 403, "the key's scope, not the owner's role");
     const forPassword = await anonymousApi(service.url, 'POST', '/api/v1/auth/token', { username: 'carol', password: TEST_PASSWORD });
     const userBearer = { authorization: `Bearer ${forPassword.body.access_token}` };
     assert.equal((await api(service.url, 'GET', '/api/v1/archives', undefined, userBearer)).status, 200);
     const demoted = await api(service.url, 'PATCH', '/api/v1/users/carol', { role: 'viewer' });
     assert.equal(demoted.status, 200);
     assert.equal((await api(service.url, 'GET', '/api/v1/archives', undefined, userBearer)).status, 401, 'the token died with the role change');
-    assert.equal((await api(service.url, 'GET', '/api/v1/auth/me', undefined, { authorization: 'Basic YWxpY2U6eA==' })).status, 401, 'another scheme is no way in');
+    assert.equal(
+      (await api(service.url, 'GET', '/api/v1/auth/me', undefined, { authorization: 'Basic YWxpY2U6eA==' })).status,
+      401,
+      'another scheme is no way in',
+    );
   });
 
   it('audits job creation and deletion, archive deletion, configuration changes and denied admin requests', async () => {
@@ -242,7 +270,9 @@ describe('the HTTP security layer: sessions, CSRF, headers, lockout, tokens, aud
     assert.equal((await api(service.url, 'GET', '/api/v1/users', undefined, { 'x-api-key': bob.key })).status, 403);
     assert.equal((await api(service.url, 'GET', '/api/v1/jobs', undefined, { 'x-api-key': 'd2i_unknown' })).status, 401);
     const entries = (await api<{ entries: AuditEntry[] }>(service.url, 'GET', `/api/v1/audit?since=${encodeURIComponent(since)}&order=asc`)).body.entries;
-    const actions = entries.filter((entry) => ['job', 'archive'].includes(entry.event_type)).map((entry) => [entry.event_type, entry.action, entry.user, entry.details['id'] ?? entry.details['job_id'] ?? entry.details['archive_id']]);
+    const actions = entries
+      .filter((entry) => ['job', 'archive'].includes(entry.event_type))
+      .map((entry) => [entry.event_type, entry.action, entry.user, entry.details['id'] ?? entry.details['job_id'] ?? entry.details['archive_id']]);
     assert.deepEqual(actions, [
       ['job', 'create', 'test-admin', created.body.id],
       ['job', 'delete', 'test-admin', created.body.id],
@@ -276,12 +306,15 @@ describe('the HTTP security layer: sessions, CSRF, headers, lockout, tokens, aud
     assert.equal(byToken.body.requested_by, TEST_ADMIN);
     const history = await api(service.url, 'GET', `/api/v1/archives/${archiveId}/verifications`);
     // Newest first; the oldest is the job's own check after imaging, which nobody asked for.
-    assert.deepEqual(history.body.verifications.map((verification: { requested_by: string | null }) => verification.requested_by), [TEST_ADMIN, TEST_ADMIN, null]);
+    assert.deepEqual(
+      history.body.verifications.map((verification: { requested_by: string | null }) => verification.requested_by),
+      [TEST_ADMIN, TEST_ADMIN, null],
+    );
     assert.equal((await api(service.url, 'PATCH', '/api/v1/system/config', { imaging: { read_attempts: 4 } }, service.authHeaders)).status, 200);
 
     const database = await openDatabase({ file: databaseFile(service.dataDir) });
     try {
-      assert.equal((await createJobRepository(database).get(created.body.id))?.createdBy, 'alice', 'the key\'s owner created the job');
+      assert.equal((await createJobRepository(database).get(created.body.id))?.createdBy, 'alice', "the key's owner created the job");
       assert.equal((await createSettingsRepository(database).get('imaging.read_attempts'))?.updatedBy, TEST_ADMIN);
     } finally {
       await database.close();
@@ -326,7 +359,11 @@ describe('rate limits on their defaults (10/s, burst 20; logins stricter), per c
 
   it('believes X-Forwarded-For only from a trusted proxy', async () => {
     for (let request = 0; request < 20; request += 1) await health('192.0.2.9', { 'x-forwarded-for': `198.51.100.${request}` });
-    assert.equal((await health('192.0.2.9', { 'x-forwarded-for': '198.51.100.200' })).statusCode, 429, 'an untrusted peer cannot dodge its limit with the header');
+    assert.equal(
+      (await health('192.0.2.9', { 'x-forwarded-for': '198.51.100.200' })).statusCode,
+      429,
+      'an untrusted peer cannot dodge its limit with the header',
+    );
     for (let request = 0; request < 20; request += 1) {
       assert.equal((await health('10.1.1.1', { 'x-forwarded-for': `203.0.113.${request}` })).statusCode, 200, 'behind the proxy, each client counts alone');
     }
@@ -334,7 +371,12 @@ describe('rate limits on their defaults (10/s, burst 20; logins stricter), per c
 
   it('allows five login attempts at once per address, then refuses before checking any password', async () => {
     const attempt = () =>
-      service.server.app.inject({ method: 'POST', url: '/api/v1/auth/login', remoteAddress: '192.0.2.50', payload: { username: 'nobody-here', password: 'x' } });
+      service.server.app.inject({
+        method: 'POST',
+        url: '/api/v1/auth/login',
+        remoteAddress: '192.0.2.50',
+        payload: { username: 'nobody-here', password: 'x' },
+      });
     const statuses: number[] = [];
     for (let request = 0; request < 6; request += 1) statuses.push((await attempt()).statusCode);
     assert.deepEqual(statuses, [401, 401, 401, 401, 401, 429]);

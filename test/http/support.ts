@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
-import { get } from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
 import { localActor } from '../../src/auth/principal.js';
 import { type AuthService, createAuthService } from '../../src/auth/service.js';
-import { databaseFile, openDatabase } from '../../src/db/database.js';
 import { loadConfig } from '../../src/config/load.js';
+import { databaseFile, openDatabase } from '../../src/db/database.js';
 import type { LiveMessage } from '../../src/http/live.js';
 import { silentLogger } from '../../src/log.js';
 import { type RunningServer, type StartServerOptions, startServer } from '../../src/server.js';
@@ -148,13 +148,7 @@ export interface ApiResponse<T = unknown> {
  * contract tests check their shapes against the specification.
  */
 // biome-ignore lint/suspicious/noExplicitAny: tests read bodies field by field (see above)
-export async function api<T = any>(
-  url: string,
-  method: string,
-  path: string,
-  body?: unknown,
-  headers: Record<string, string> = {},
-): Promise<ApiResponse<T>> {
+export async function api<T = any>(url: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse<T>> {
   const key = adminKeys.get(url);
   return anonymousApi<T>(url, method, path, body, hasCredentials(headers) || key === undefined ? headers : { 'x-api-key': key, ...headers });
 }

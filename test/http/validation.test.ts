@@ -67,7 +67,14 @@ describe('bad input on every endpoint: the right 4xx, one error shape, nothing c
   }
 
   it('jobs: wrong types, unknown fields, bad names, unknown devices, bad ids', async () => {
-    const create = (body: unknown, status: number, code: string, mentions?: string): Case => ({ method: 'POST', url: '/api/v1/jobs', body, status, code, ...(mentions ? { mentions } : {}) });
+    const create = (body: unknown, status: number, code: string, mentions?: string): Case => ({
+      method: 'POST',
+      url: '/api/v1/jobs',
+      body,
+      status,
+      code,
+      ...(mentions ? { mentions } : {}),
+    });
     await expectRefused([
       create({ device: 5 }, 400, 'validation_failed', 'body.device'),
       create({ device: deviceId, extra: 1 }, 400, 'validation_failed', 'body.extra'),
@@ -90,8 +97,22 @@ describe('bad input on every endpoint: the right 4xx, one error shape, nothing c
       create({ device: deviceId, name: '.hidden' }, 400, 'invalid_name'),
       create({ device: deviceId, name: 'x'.repeat(201) }, 400, 'validation_failed', 'body.name'),
       create({ device: deviceId, name: 'a'.repeat(70_000) }, 413, 'payload_too_large'),
-      { method: 'POST', url: '/api/v1/jobs', body: `device=${deviceId}`, contentType: 'application/x-www-form-urlencoded', status: 415, code: 'unsupported_media_type' },
-      { method: 'POST', url: '/api/v1/jobs', body: JSON.stringify({ device: deviceId }), contentType: 'text/plain', status: 415, code: 'unsupported_media_type' },
+      {
+        method: 'POST',
+        url: '/api/v1/jobs',
+        body: `device=${deviceId}`,
+        contentType: 'application/x-www-form-urlencoded',
+        status: 415,
+        code: 'unsupported_media_type',
+      },
+      {
+        method: 'POST',
+        url: '/api/v1/jobs',
+        body: JSON.stringify({ device: deviceId }),
+        contentType: 'text/plain',
+        status: 415,
+        code: 'unsupported_media_type',
+      },
       { method: 'POST', url: '/api/v1/jobs', body: '{"device":', contentType: 'application/json', status: 400, code: 'invalid_body' },
       { method: 'POST', url: '/api/v1/jobs', body: '{"__proto__":{"x":1},"device":"a"}', contentType: 'application/json', status: 400, code: 'invalid_body' },
       { method: 'POST', url: '/api/v1/jobs', body: '', contentType: 'application/json', status: 400, code: 'validation_failed' },
@@ -167,14 +188,42 @@ describe('bad input on every endpoint: the right 4xx, one error shape, nothing c
       { method: 'POST', url: '/api/v1/devices/..%2Fsda/eject', status: 400, code: 'validation_failed' },
       { method: 'POST', url: '/api/v1/devices/sr9/eject', status: 404, code: 'unknown_device' },
       { method: 'POST', url: `/api/v1/devices/${deviceId}/eject`, status: 409, code: 'not_ejectable' },
-      { method: 'PATCH', url: '/api/v1/system/config', body: { imaging: { read_attempts: '3' } }, status: 400, code: 'validation_failed', mentions: 'imaging.read_attempts' },
-      { method: 'PATCH', url: '/api/v1/system/config', body: { imaging: { read_attempts: 1000 } }, status: 400, code: 'validation_failed', mentions: 'imaging.read_attempts' },
+      {
+        method: 'PATCH',
+        url: '/api/v1/system/config',
+        body: { imaging: { read_attempts: '3' } },
+        status: 400,
+        code: 'validation_failed',
+        mentions: 'imaging.read_attempts',
+      },
+      {
+        method: 'PATCH',
+        url: '/api/v1/system/config',
+        body: { imaging: { read_attempts: 1000 } },
+        status: 400,
+        code: 'validation_failed',
+        mentions: 'imaging.read_attempts',
+      },
       { method: 'PATCH', url: '/api/v1/system/config', body: { imaging: { bogus: 1 } }, status: 400, code: 'validation_failed', mentions: 'imaging.bogus' },
       { method: 'PATCH', url: '/api/v1/system/config', body: { bogus: {} }, status: 400, code: 'validation_failed', mentions: 'bogus' },
       { method: 'PATCH', url: '/api/v1/system/config', body: { imaging: 3 }, status: 400, code: 'validation_failed', mentions: 'imaging' },
-      { method: 'PATCH', url: '/api/v1/system/config', body: { imaging: { checksums: ['md5', 'md5'] } }, status: 400, code: 'validation_failed', mentions: 'checksums' },
+      {
+        method: 'PATCH',
+        url: '/api/v1/system/config',
+        body: { imaging: { checksums: ['md5', 'md5'] } },
+        status: 400,
+        code: 'validation_failed',
+        mentions: 'checksums',
+      },
       { method: 'PATCH', url: '/api/v1/system/config', body: {}, status: 400, code: 'invalid_setting' },
-      { method: 'PATCH', url: '/api/v1/system/config', body: { drives: { extra: ['/dev/sda'] } }, status: 409, code: 'setting_server_only', mentions: 'DISK2ISO_EXTRA_DEVICES' },
+      {
+        method: 'PATCH',
+        url: '/api/v1/system/config',
+        body: { drives: { extra: ['/dev/sda'] } },
+        status: 409,
+        code: 'setting_server_only',
+        mentions: 'DISK2ISO_EXTRA_DEVICES',
+      },
       { method: 'GET', url: '/api/v1/logs?level=verbose', status: 400, code: 'validation_failed', mentions: 'level' },
       { method: 'GET', url: '/api/v1/logs?since=yesterday', status: 400, code: 'validation_failed', mentions: 'since' },
       { method: 'GET', url: '/api/v1/logs?limit=1001', status: 400, code: 'validation_failed', mentions: 'limit' },
@@ -220,7 +269,10 @@ describe('bad input on every endpoint: the right 4xx, one error shape, nothing c
     const jobs = (await send({ method: 'GET', url: '/api/v1/jobs' })).json();
     assert.equal(jobs.total, 0);
     const archives = (await send({ method: 'GET', url: '/api/v1/archives' })).json();
-    assert.deepEqual(archives.archives.map((archive: { filename: string }) => archive.filename), ['precious.txt']);
+    assert.deepEqual(
+      archives.archives.map((archive: { filename: string }) => archive.filename),
+      ['precious.txt'],
+    );
     assert.deepEqual(await readdir(service.outputDir), []);
     const config = (await send({ method: 'GET', url: '/api/v1/system/config' })).json();
     assert.equal(config.settings.imaging.read_attempts, 5);

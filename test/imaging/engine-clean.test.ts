@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFile, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
 import { ConflictError, NotFoundError, UnavailableError } from '../../src/errors.js';
 import { runImaging, verifyImage } from '../../src/imaging/engine.js';
-import { attachLoop, type LoopDevice } from '../tools/loop.js';
-import { makeIso, requireTool, sha256File, type MadeIso } from '../tools/iso.js';
-import { ddrescuelogBadSectors, imagingRequest, MiB, readMap, scratchDir, SECTOR } from './helpers.js';
+import { type MadeIso, makeIso, requireTool, sha256File } from '../tools/iso.js';
+import { type LoopDevice, attachLoop } from '../tools/loop.js';
+import { MiB, SECTOR, ddrescuelogBadSectors, imagingRequest, readMap, scratchDir } from './helpers.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -55,11 +55,22 @@ test('a clean disc on a read-only 2048-byte loop device images bit-exact, with s
     assert.equal(lastEvent?.readCalls, result.reads.calls);
 
     // The output folder holds the image, its sidecars and the map; no .part, no temporary files.
-    assert.deepEqual((await readdir(outDir)).sort(), ['CLEAN_TEST.iso', 'CLEAN_TEST.iso.json', 'CLEAN_TEST.iso.map', 'CLEAN_TEST.iso.md5', 'CLEAN_TEST.iso.sha1', 'CLEAN_TEST.iso.sha256']);
+    assert.deepEqual((await readdir(outDir)).sort(), [
+      'CLEAN_TEST.iso',
+      'CLEAN_TEST.iso.json',
+      'CLEAN_TEST.iso.map',
+      'CLEAN_TEST.iso.md5',
+      'CLEAN_TEST.iso.sha1',
+      'CLEAN_TEST.iso.sha256',
+    ]);
     for (const name of await readdir(outDir)) assert.equal((await stat(join(outDir, name))).mode & 0o777, 0o644, `${name} mode`);
     assert.equal(await readFile(`${outputPath}.md5`, 'utf8'), `${result.checksums.md5}  CLEAN_TEST.iso\n`);
 
-    for (const [tool, sidecar] of [['md5sum', 'md5'], ['sha1sum', 'sha1'], ['sha256sum', 'sha256']] as const) {
+    for (const [tool, sidecar] of [
+      ['md5sum', 'md5'],
+      ['sha1sum', 'sha1'],
+      ['sha256sum', 'sha256'],
+    ] as const) {
       const binary = await requireTool(tool, 'coreutils');
       const { stdout } = await execFileAsync(binary, ['-c', `CLEAN_TEST.iso.${sidecar}`], { cwd: outDir });
       assert.equal(stdout, 'CLEAN_TEST.iso: OK\n');
@@ -78,7 +89,14 @@ test('a clean disc on a read-only 2048-byte loop device images bit-exact, with s
     assert.deepEqual(json['reads'], result.reads);
     assert.equal(json['verification']['ok'], true);
     assert.equal(json['verification']['bytes'], iso.sizeBytes);
-    assert.deepEqual(json['verification']['results'].map((entry: { algorithm: string; ok: boolean }) => [entry.algorithm, entry.ok]), [['md5', true], ['sha1', true], ['sha256', true]]);
+    assert.deepEqual(
+      json['verification']['results'].map((entry: { algorithm: string; ok: boolean }) => [entry.algorithm, entry.ok]),
+      [
+        ['md5', true],
+        ['sha1', true],
+        ['sha256', true],
+      ],
+    );
     assert.ok(Date.parse(json['timings']['finished_at']) >= Date.parse(json['timings']['started_at']));
 
     // The final map says everything is finished, for ddrescuelog too.
@@ -109,7 +127,10 @@ test('verifyImage reports a mismatch after a byte flips, and errors for a missin
     const good = await verifyImage(outputPath);
     assert.equal(good.ok, true);
     assert.equal(good.bytes, iso.sizeBytes);
-    assert.deepEqual(good.results.map((entry) => entry.algorithm), ['sha1', 'sha256']);
+    assert.deepEqual(
+      good.results.map((entry) => entry.algorithm),
+      ['sha1', 'sha256'],
+    );
 
     const handle = await open(outputPath, 'r+');
     try {
@@ -154,7 +175,10 @@ test('an existing image, a .part without map, or a map of another size is refuse
     await writeFile(`${other}.map`, '0x00000000 ? 1\n0x00000000 0x00100000 ?\n');
     await assert.rejects(runImaging(imagingRequest(source, other)), { code: 'map_size_mismatch' });
 
-    await assert.rejects(runImaging(imagingRequest({ path: join(outDir, 'no-such-device'), sizeBytes: iso.sizeBytes }, join(outDir, 'nodev.iso'))), (error: unknown) => error instanceof UnavailableError && error.code === 'source_unreadable');
+    await assert.rejects(
+      runImaging(imagingRequest({ path: join(outDir, 'no-such-device'), sizeBytes: iso.sizeBytes }, join(outDir, 'nodev.iso'))),
+      (error: unknown) => error instanceof UnavailableError && error.code === 'source_unreadable',
+    );
     assert.deepEqual((await readdir(outDir)).sort(), ['existing.iso', 'orphan.iso.part', 'other.iso.map', 'other.iso.part']);
   } finally {
     await rm(outDir, { recursive: true, force: true });
@@ -179,7 +203,10 @@ test('stopping during verification keeps the finished image and records no verdi
     assert.equal(await sha256File(outputPath), iso.sha256);
     const json = JSON.parse(await readFile(`${outputPath}.json`, 'utf8')) as { verification: unknown };
     assert.equal(json.verification, null);
-    assert.ok(request.logs.some((line) => /^warning: verification of stop.iso was stopped/.test(line)), request.logs.join('\n'));
+    assert.ok(
+      request.logs.some((line) => /^warning: verification of stop.iso was stopped/.test(line)),
+      request.logs.join('\n'),
+    );
     await assert.rejects(verifyImage(outputPath, { signal: controller.signal }), { code: 'verification_stopped' });
   } finally {
     await rm(outDir, { recursive: true, force: true });

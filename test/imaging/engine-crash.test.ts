@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { runImaging } from '../../src/imaging/engine.js';
 import { sha256File } from '../tools/iso.js';
-import { assertFinishedAreasMatch, imagingOptions, imagingRequest, MiB, readMap, SECTOR, useFaultyDisc } from './helpers.js';
+import { MiB, SECTOR, assertFinishedAreasMatch, imagingOptions, imagingRequest, readMap, useFaultyDisc } from './helpers.js';
 
 const SIZE = 24 * MiB;
 /** A slow drive, as in the fault-injection campaign (issue 10, finding 7): 1 MiB/s. */
@@ -33,7 +33,11 @@ test('kill -9 on a slow drive: the saved map trails what the drive delivered by 
   await disc.faultFs.setRate(RATE_BPS);
   const servedBefore = (await disc.faultFs.stats()).readBytes;
   const script = fileURLToPath(new URL('./fixtures/run-engine.js', import.meta.url));
-  const spec = { source: { path: disc.loop.path, sizeBytes: SIZE, sectorSize: SECTOR }, outputPath, options: imagingOptions({ mapSaveIntervalMs: SAVE_INTERVAL_MS }) };
+  const spec = {
+    source: { path: disc.loop.path, sizeBytes: SIZE, sectorSize: SECTOR },
+    outputPath,
+    options: imagingOptions({ mapSaveIntervalMs: SAVE_INTERVAL_MS }),
+  };
   const child = spawn(process.execPath, [script, JSON.stringify(spec)], { stdio: ['ignore', 'ignore', 'inherit'] });
   const closed = new Promise<NodeJS.Signals | null>((resolve, reject) => {
     child.once('error', reject);

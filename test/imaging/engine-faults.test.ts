@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { copyFile, mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { test } from 'node:test';
+import { promisify } from 'node:util';
 import { runImaging } from '../../src/imaging/engine.js';
 import { run } from '../tools/exec.js';
 import { requireTool, sha256File } from '../tools/iso.js';
-import { ddrescuelogBadSectors, differingSectors, imageUntilPaused, imagingRequest, isZero, MiB, SECTOR, useFaultyDisc } from './helpers.js';
+import { MiB, SECTOR, ddrescuelogBadSectors, differingSectors, imageUntilPaused, imagingRequest, isZero, useFaultyDisc } from './helpers.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -60,7 +60,10 @@ test('bad sectors: exactly they are bad in the map and zero in the image, everyt
   assert.equal(lastEvent?.badBytes, BAD_SECTORS.length * SECTOR);
   assert.ok(request.events.some((event) => event.phase === 'trimming'));
   assert.ok(request.events.some((event) => event.phase === 'retrying'));
-  assert.ok(request.events.some((event) => event.phase === 'hashing'), 'the gaps were hashed from the file at the end');
+  assert.ok(
+    request.events.some((event) => event.phase === 'hashing'),
+    'the gaps were hashed from the file at the end',
+  );
 
   // The checksums describe the image as written, zero-filled sectors included.
   const md5sum = await requireTool('md5sum', 'coreutils');

@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { test } from 'node:test';
+import { promisify } from 'node:util';
 import { runImaging } from '../../src/imaging/engine.js';
 import { READS_IN_FLIGHT } from '../../src/imaging/rescue.js';
 import { requireTool, sha256File } from '../tools/iso.js';
-import { ddrescuelogBadSectors, differingSectors, imageUntilPaused, imagingRequest, MiB, SECTOR, useFaultyDisc } from './helpers.js';
+import { MiB, SECTOR, ddrescuelogBadSectors, differingSectors, imageUntilPaused, imagingRequest, useFaultyDisc } from './helpers.js';
 
 const execFileAsync = promisify(execFile);
 

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { runImaging } from '../../src/imaging/engine.js';
 import { type ByteRange, type FaultFs, mountFaultFs } from '../tools/faultfs.js';
-import { attachLoop, type LoopDevice } from '../tools/loop.js';
-import { ddrescuelogBadSectors, imagingRequest, MiB, scratchDir, SECTOR, writeRandomFile } from './helpers.js';
+import { type LoopDevice, attachLoop } from '../tools/loop.js';
+import { MiB, SECTOR, ddrescuelogBadSectors, imagingRequest, scratchDir, writeRandomFile } from './helpers.js';
 
 // What the rescue costs the drive (issue 10, finding 9): after every failed read in the later passes
 // the engine used to re-read a sector it had read fine before, to check the drive was still there.
@@ -75,7 +75,10 @@ test('three scratches, three retry passes: the same bad map, and a known-good se
   // Every bad sector fails once when scraped or trimmed and once per retry pass.
   const badSectors = BAD_AREAS.reduce((sum, { count }) => sum + count, 0);
   assert.ok(failedSectorReads >= 4 * badSectors, `${failedSectorReads} failed one-sector reads`);
-  assert.ok(knownGoodRereads <= Math.ceil(failedSectorReads / 16) + 2, `${knownGoodRereads} re-reads of known-good sectors for ${failedSectorReads} failed one-sector reads`);
+  assert.ok(
+    knownGoodRereads <= Math.ceil(failedSectorReads / 16) + 2,
+    `${knownGoodRereads} re-reads of known-good sectors for ${failedSectorReads} failed one-sector reads`,
+  );
 
   // The engine's own counters agree with the drive's: the kernel may split a read, never merge two,
   // and may give up on the rest of a read once a part of it failed.

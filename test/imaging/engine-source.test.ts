@@ -6,7 +6,7 @@ import { UnavailableError } from '../../src/errors.js';
 import { runImaging } from '../../src/imaging/engine.js';
 import { sha256File } from '../tools/iso.js';
 import { attachLoop } from '../tools/loop.js';
-import { imagingRequest, MiB, mountMemoryFs, scratchDir, writeRandomFile } from './helpers.js';
+import { MiB, imagingRequest, mountMemoryFs, scratchDir, writeRandomFile } from './helpers.js';
 
 test('O_DIRECT refused (source and output on ramfs): auto falls back to buffered I/O and says so; on refuses', async () => {
   const ramfs = await mountMemoryFs('ramfs');
@@ -24,11 +24,23 @@ test('O_DIRECT refused (source and output on ramfs): auto falls back to buffered
     assert.equal(result.verified, true);
     assert.equal(await sha256File(join(outDir, 'auto.iso')), await sha256File(sourcePath));
     assert.ok(auto.events.length > 0 && auto.events.every((event) => event.buffered));
-    assert.ok(auto.logs.some((line) => /^warning: O_DIRECT is not supported/.test(line)), auto.logs.join('\n'));
-    assert.ok(auto.logs.some((line) => /^info: verifying with buffered reads/.test(line)), auto.logs.join('\n'));
+    assert.ok(
+      auto.logs.some((line) => /^warning: O_DIRECT is not supported/.test(line)),
+      auto.logs.join('\n'),
+    );
+    assert.ok(
+      auto.logs.some((line) => /^info: verifying with buffered reads/.test(line)),
+      auto.logs.join('\n'),
+    );
 
-    await assert.rejects(runImaging(imagingRequest({ path: sourcePath, sizeBytes: size }, join(outDir, 'on.iso'), { options: { directIo: 'on' } })), (error: unknown) => error instanceof UnavailableError && error.code === 'source_unreadable');
-    assert.deepEqual((await readdir(outDir)).filter((name) => name.startsWith('on.iso')), []);
+    await assert.rejects(
+      runImaging(imagingRequest({ path: sourcePath, sizeBytes: size }, join(outDir, 'on.iso'), { options: { directIo: 'on' } })),
+      (error: unknown) => error instanceof UnavailableError && error.code === 'source_unreadable',
+    );
+    assert.deepEqual(
+      (await readdir(outDir)).filter((name) => name.startsWith('on.iso')),
+      [],
+    );
   } finally {
     await ramfs.unmount();
   }
@@ -58,7 +70,11 @@ test('a device with 512-byte logical sectors images with 2048-byte sectors and o
     await writeRandomFile(sourcePath, size, '512');
     const loop = await attachLoop(sourcePath, { sectorSize: 512 });
     try {
-      const result = await runImaging(imagingRequest({ path: loop.path, sizeBytes: size }, join(dir, 'odd-cluster.iso'), { options: { clusterSectors: 7, directIo: 'on', checksums: ['sha1'] } }));
+      const result = await runImaging(
+        imagingRequest({ path: loop.path, sizeBytes: size }, join(dir, 'odd-cluster.iso'), {
+          options: { clusterSectors: 7, directIo: 'on', checksums: ['sha1'] },
+        }),
+      );
       assert.equal(result.outcome, 'completed');
       assert.equal(await sha256File(join(dir, 'odd-cluster.iso')), await sha256File(sourcePath));
     } finally {

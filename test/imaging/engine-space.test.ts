@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { UnavailableError, errnoCode } from '../../src/errors.js';
 import { runImaging } from '../../src/imaging/engine.js';
 import { sha256File } from '../tools/iso.js';
-import { assertFinishedAreasMatch, imagingRequest, MiB, mountMemoryFs, readMap, useFaultyDisc } from './helpers.js';
+import { MiB, assertFinishedAreasMatch, imagingRequest, mountMemoryFs, readMap, useFaultyDisc } from './helpers.js';
 
 const SIZE = 32 * MiB;
 
@@ -34,7 +34,10 @@ test('an image larger than the free space is refused before anything is written'
   const small = await mountMemoryFs('tmpfs', 16);
   try {
     const outputPath = join(small.dir, 'big.iso');
-    await assert.rejects(runImaging(imagingRequest({ path: disc.loop.path, sizeBytes: SIZE }, outputPath)), (error: unknown) => error instanceof UnavailableError && error.code === 'insufficient_space');
+    await assert.rejects(
+      runImaging(imagingRequest({ path: disc.loop.path, sizeBytes: SIZE }, outputPath)),
+      (error: unknown) => error instanceof UnavailableError && error.code === 'insufficient_space',
+    );
     assert.deepEqual(await readdir(small.dir), []);
   } finally {
     await small.unmount();
@@ -56,7 +59,7 @@ test('the output fills up mid-run: a clean stop with the map saved; after freein
       },
     });
     await assert.rejects(runImaging(request), (error: unknown) => error instanceof UnavailableError && ['no_space', 'storage_threshold'].includes(error.code));
-    assert.ok((await filling ?? 0) > 0, 'the filler took space');
+    assert.ok(((await filling) ?? 0) > 0, 'the filler took space');
     await disc.faultFs.setDelay(0);
 
     // Nothing corrupt: the map (the last one that could be saved) only claims data the .part really has.

@@ -3,15 +3,15 @@ import { spawn } from 'node:child_process';
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { UnavailableError } from '../../src/errors.js';
 import { runImaging } from '../../src/imaging/engine.js';
 import type { ImagingProgress } from '../../src/imaging/types.js';
 import { mountFaultFs } from '../tools/faultfs.js';
 import { sha256File } from '../tools/iso.js';
-import { attachLoop, type LoopDevice } from '../tools/loop.js';
-import { assertFinishedAreasMatch, imagingOptions, imagingRequest, MiB, readMap, useFaultyDisc } from './helpers.js';
+import { type LoopDevice, attachLoop } from '../tools/loop.js';
+import { MiB, assertFinishedAreasMatch, imagingOptions, imagingRequest, readMap, useFaultyDisc } from './helpers.js';
 
 const SIZE = 48 * MiB;
 /** Per FUSE read (the loop driver sends about two per MiB): a run of SIZE takes about a second, so it can be stopped half-way. */
@@ -154,7 +154,11 @@ test('slow drive: rate and ETA stay positive and finite, and the ETA falls as th
   const average = (values: number[]): number => values.reduce((sum, value) => sum + value, 0) / values.length;
   assert.ok(average(etas.slice(0, third)) > average(etas.slice(-third)), `ETA falls overall: ${etas.map((eta) => eta.toFixed(1)).join(' ')}`);
   const done = copying.map((event) => event.bytesDone);
-  assert.deepEqual(done, [...done].sort((a, b) => a - b), 'bytes done never go back');
+  assert.deepEqual(
+    done,
+    [...done].sort((a, b) => a - b),
+    'bytes done never go back',
+  );
 });
 
 test('the drive vanishes mid-run: device_gone, nothing marked bad; on a fresh mount the run resumes byte-identical', async () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createFailureJournal } from '../../src/imaging/failure-journal.js';
-import { rescueMapFromBlocks, type RescueMap } from '../../src/imaging/mapfile.js';
+import { type RescueMap, rescueMapFromBlocks } from '../../src/imaging/mapfile.js';
 
 function compact(map: RescueMap): string {
   return map

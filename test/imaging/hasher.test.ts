@@ -27,7 +27,10 @@ test('slots are page-aligned views of one shared memory and come back when relea
   const pool = createSlotPool(100_000, 3);
   assert.ok(pool.buffer instanceof SharedArrayBuffer);
   const slots = [await pool.acquire(), await pool.acquire(), await pool.acquire()];
-  assert.deepEqual(slots.map((slot) => slot.offset % 65536), [0, 0, 0]);
+  assert.deepEqual(
+    slots.map((slot) => slot.offset % 65536),
+    [0, 0, 0],
+  );
   assert.equal(new Set(slots.map((slot) => slot.offset)).size, 3);
   assert.ok(slots.every((slot) => slot.view.buffer === pool.buffer && slot.view.length === 100_000));
 

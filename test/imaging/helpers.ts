@@ -1,12 +1,12 @@
+import assert from 'node:assert/strict';
 import { createCipheriv, createHash } from 'node:crypto';
 import { mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import assert from 'node:assert/strict';
-import { runImaging } from '../../src/imaging/engine.js';
-import type { ImagingOptions, ImagingProgress, ImagingRequest, ImagingResult } from '../../src/imaging/types.js';
-import { parseMapfile, type RescueMap } from '../../src/imaging/mapfile.js';
 import { after, before } from 'node:test';
+import { runImaging } from '../../src/imaging/engine.js';
+import { type RescueMap, parseMapfile } from '../../src/imaging/mapfile.js';
+import type { ImagingOptions, ImagingProgress, ImagingRequest, ImagingResult } from '../../src/imaging/types.js';
 import { requireTool, run } from '../tools/exec.js';
 import { type ByteRange, type FaultFs, mountFaultFs } from '../tools/faultfs.js';
 import { sha256File } from '../tools/iso.js';
@@ -30,7 +30,11 @@ export function imagingOptions(overrides: Partial<ImagingOptions> = {}): Imaging
 }
 
 /** Everything a test needs for one engine request; progress and log lines are collected. */
-export function imagingRequest(source: { path: string; sizeBytes: number }, outputPath: string, overrides: Omit<Partial<ImagingRequest>, 'options'> & { options?: Partial<ImagingOptions> } = {}): ImagingRequest & { events: ImagingProgress[]; logs: string[] } {
+export function imagingRequest(
+  source: { path: string; sizeBytes: number },
+  outputPath: string,
+  overrides: Omit<Partial<ImagingRequest>, 'options'> & { options?: Partial<ImagingOptions> } = {},
+): ImagingRequest & { events: ImagingProgress[]; logs: string[] } {
   const events: ImagingProgress[] = [];
   const logs: string[] = [];
   const { options, ...rest } = overrides;
@@ -106,7 +110,12 @@ export async function assertFinishedAreasMatch(map: RescueMap, imagePath: string
  * Images until `pauseAtBytes` are copied, then pauses (as Ctrl-C or a stop does), and checks that
  * the saved map is part-way and every area it calls finished matches the disc.
  */
-export async function imageUntilPaused(source: { path: string; sizeBytes: number }, discPath: string, outputPath: string, pauseAtBytes: number): Promise<ImagingResult> {
+export async function imageUntilPaused(
+  source: { path: string; sizeBytes: number },
+  discPath: string,
+  outputPath: string,
+  pauseAtBytes: number,
+): Promise<ImagingResult> {
   const controller = new AbortController();
   const request = imagingRequest(source, outputPath, {
     signal: controller.signal,
@@ -126,7 +135,10 @@ export async function imageUntilPaused(source: { path: string; sizeBytes: number
 export async function ddrescuelogBadSectors(mapPath: string): Promise<number[]> {
   const ddrescuelog = await requireTool('ddrescuelog', 'gddrescue');
   const { stdout } = await run(ddrescuelog, ['--list-blocks=-', '-b', String(SECTOR), mapPath]);
-  return stdout.split('\n').filter((line) => line.trim() !== '').map(Number);
+  return stdout
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map(Number);
 }
 
 /**

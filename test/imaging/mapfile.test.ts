@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { writeFileAtomic } from '../../src/imaging/atomic-file.js';
-import { createRescueMap, formatMapfile, parseMapfile, rescueMapFromBlocks, type MapBlock, type RescueMap } from '../../src/imaging/mapfile.js';
+import { type MapBlock, type RescueMap, createRescueMap, formatMapfile, parseMapfile, rescueMapFromBlocks } from '../../src/imaging/mapfile.js';
 import { requireTool, run } from '../tools/exec.js';
 
 const SECTOR = 2048;

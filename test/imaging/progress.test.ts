@@ -1,13 +1,17 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createProgressTracker, type ProgressSnapshot } from '../../src/imaging/progress.js';
+import { type ProgressSnapshot, createProgressTracker } from '../../src/imaging/progress.js';
 import type { ImagingProgress } from '../../src/imaging/types.js';
 
 function snapshot(bytesDone: number, phase: ProgressSnapshot['phase'] = 'copying'): ProgressSnapshot {
   return { phase, bytesDone, badBytes: 0, errorCount: 0, position: bytesDone, buffered: false, readCalls: 0, readBytes: 0 };
 }
 
-function trackerWithClock(bytesTotal: number): { events: ImagingProgress[]; update: (s: ProgressSnapshot, force?: boolean) => void; advance: (ms: number) => void } {
+function trackerWithClock(bytesTotal: number): {
+  events: ImagingProgress[];
+  update: (s: ProgressSnapshot, force?: boolean) => void;
+  advance: (ms: number) => void;
+} {
   let clock = 0;
   const events: ImagingProgress[] = [];
   const tracker = createProgressTracker({ bytesTotal, onProgress: (event) => events.push(event), now: () => clock, intervalMs: 250, windowMs: 5000 });
@@ -22,10 +26,16 @@ test('events are throttled to the interval, except on a phase change or when for
     update(snapshot(step * 10));
   }
   // t=0 emits; then every 250 ms of the 500 ms that passed.
-  assert.deepEqual(events.map((event) => event.bytesDone), [0, 50, 100]);
+  assert.deepEqual(
+    events.map((event) => event.bytesDone),
+    [0, 50, 100],
+  );
   update(snapshot(100, 'trimming'));
   update(snapshot(100, 'trimming'), true);
-  assert.deepEqual(events.slice(-2).map((event) => event.phase), ['trimming', 'trimming']);
+  assert.deepEqual(
+    events.slice(-2).map((event) => event.phase),
+    ['trimming', 'trimming'],
+  );
 });
 
 test('rate comes from the sliding window and ETA from the rate', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createReadAhead, type AreaReader } from '../../src/imaging/read-ahead.js';
+import { type AreaReader, createReadAhead } from '../../src/imaging/read-ahead.js';
 import { createSlotPool } from '../../src/imaging/slots.js';
 
 /**
@@ -70,7 +70,10 @@ test('reads finishing in reverse order are taken in the order they were issued, 
   );
   for (const entry of taken) {
     assert.ok(entry !== undefined);
-    assert.ok(entry.slot.view.subarray(0, 1024).every((byte) => byte === (entry.position & 0xff)), `data of the read at ${entry.position}`);
+    assert.ok(
+      entry.slot.view.subarray(0, 1024).every((byte) => byte === (entry.position & 0xff)),
+      `data of the read at ${entry.position}`,
+    );
     entry.slot.release();
   }
   assert.equal(await ahead.take(), undefined);

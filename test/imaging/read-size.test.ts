@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createReadSizer, TARGET_READ_SECONDS, type ReadSizer } from '../../src/imaging/read-size.js';
+import { type ReadSizer, TARGET_READ_SECONDS, createReadSizer } from '../../src/imaging/read-size.js';
 
 const CLUSTER = 64 * 1024;
 const MAX = 4 * 1024 * 1024;
@@ -32,7 +32,10 @@ test('on a slow drive a read settles between the target time and twice that, in 
     const seconds = sizer.bytes / rate;
     assert.equal(sizer.bytes % CLUSTER, 0);
     assert.ok(seconds >= TARGET_READ_SECONDS && seconds <= 2 * TARGET_READ_SECONDS, `${rate} B/s: reads of ${sizer.bytes} bytes take ${seconds} s`);
-    assert.ok(sizes.every((bytes) => bytes / rate <= 2 * TARGET_READ_SECONDS), `${rate} B/s: no read took longer than twice the target on the way: ${sizes.join(' ')}`);
+    assert.ok(
+      sizes.every((bytes) => bytes / rate <= 2 * TARGET_READ_SECONDS),
+      `${rate} B/s: no read took longer than twice the target on the way: ${sizes.join(' ')}`,
+    );
   }
 });
 
@@ -45,7 +48,10 @@ test('a drive whose every request of up to 512 KiB costs a fixed time gets reads
     const settled = sizesFor(sizer, seconds, 40);
     const throughput = settled.reduce((sum, bytes) => sum + bytes, 0) / settled.reduce((sum, bytes) => sum + seconds(bytes), 0);
     assert.ok(throughput >= 0.8 * (requestBytes / perRequest), `${perRequest} s per request: ${throughput} B/s with reads of ${settled.join(' ')}`);
-    assert.ok(settled.every((bytes) => seconds(bytes) <= Math.max(2 * TARGET_READ_SECONDS, 2 * perRequest)), `${perRequest} s per request: reads of ${settled.join(' ')}`);
+    assert.ok(
+      settled.every((bytes) => seconds(bytes) <= Math.max(2 * TARGET_READ_SECONDS, 2 * perRequest)),
+      `${perRequest} s per request: reads of ${settled.join(' ')}`,
+    );
   }
 });
 

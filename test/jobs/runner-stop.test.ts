@@ -148,8 +148,8 @@ describe('the job runner when a run stops', () => {
           errorCount: 0,
           position: 0,
           buffered: false,
-        readCalls: 0,
-        readBytes: 0,
+          readCalls: 0,
+          readBytes: 0,
         });
         assert.equal(request.options.keepPartialOnCancel, true, 'the engine never deletes; the runner decides after the stop');
         if (!request.signal?.aborted) await new Promise((resolve) => request.signal?.addEventListener('abort', resolve, { once: true }));

@@ -68,9 +68,10 @@ describe('SQLite job queue across processes', () => {
 
         const afterExpiry = createSqliteQueue(database, { now: () => new Date(Date.now() + leaseMs + 1000) });
         const recovered = await afterExpiry.recoverExpired();
-        assert.deepEqual(recovered.map((job) => [job.id, job.status, job.attempts, job.progress, job.bytesDone]), [
-          [queued.id, 'queued', 1, 25, 1024 * 1024],
-        ]);
+        assert.deepEqual(
+          recovered.map((job) => [job.id, job.status, job.attempts, job.progress, job.bytesDone]),
+          [[queued.id, 'queued', 1, 25, 1024 * 1024]],
+        );
         assert.equal(await afterExpiry.heartbeat(queued.id, 'doomed-worker', leaseMs), false);
         const again = await afterExpiry.claimNext('new-worker', { leaseMs });
         assert.equal(again?.id, queued.id);
@@ -96,7 +97,11 @@ describe('SQLite job queue across processes', () => {
         assert.equal(await fixture.nextLine(), queued.id);
         const held = await queue.get(queued.id);
         const self = await currentLeaseHolder();
-        assert.deepEqual(held?.leaseHolder, { ...self, pid: fixture.child.pid, startTicks: held?.leaseHolder?.startTicks }, 'the lease names the worker process');
+        assert.deepEqual(
+          held?.leaseHolder,
+          { ...self, pid: fixture.child.pid, startTicks: held?.leaseHolder?.startTicks },
+          'the lease names the worker process',
+        );
         assert.notEqual(held?.leaseHolder?.startTicks, undefined);
 
         const recover = () => queue.recoverExpired({ holderGone: leaseHolderGone });
@@ -112,7 +117,11 @@ describe('SQLite job queue across processes', () => {
         fixture.child.kill('SIGKILL');
         assert.equal((await fixture.exited).signal, 'SIGKILL');
         const recovered = await recover();
-        assert.deepEqual(recovered.map((job) => [job.id, job.status, job.leaseOwner, job.progress]), [[queued.id, 'queued', null, 25]], 'its lease had an hour to run');
+        assert.deepEqual(
+          recovered.map((job) => [job.id, job.status, job.leaseOwner, job.progress]),
+          [[queued.id, 'queued', null, 25]],
+          'its lease had an hour to run',
+        );
         assert.equal((await queue.claimNext('new-worker', { leaseMs }))?.id, queued.id);
       } finally {
         fixture?.child.kill('SIGKILL');

@@ -33,7 +33,11 @@ describe('SQLite job queue', () => {
     await withDatabase(async (database) => {
       const clock = manualClock();
       const queue = createSqliteQueue(database, { now: clock.now });
-      const first = await queue.enqueue({ ...job('disc1', 'sr0'), options: { read_attempts: 3, verify: true, checksums: ['md5', 'sha256'] }, createdBy: 'user_1' });
+      const first = await queue.enqueue({
+        ...job('disc1', 'sr0'),
+        options: { read_attempts: 3, verify: true, checksums: ['md5', 'sha256'] },
+        createdBy: 'user_1',
+      });
       clock.advance(1000);
       const second = await queue.enqueue(job('disc2', 'sr0'));
 
@@ -188,7 +192,10 @@ describe('SQLite job queue', () => {
         assert.equal(overlaps, 0, 'no drive ran two jobs at once');
         assert.ok(claims.every((claim) => claim.job.attempts === 1));
         for (const prefix of ['conn0', 'conn1']) {
-          assert.ok(claims.some((claim) => claim.worker.startsWith(prefix)), `${prefix} claimed jobs too`);
+          assert.ok(
+            claims.some((claim) => claim.worker.startsWith(prefix)),
+            `${prefix} claimed jobs too`,
+          );
         }
       } finally {
         await first.close();
@@ -259,7 +266,10 @@ describe('SQLite job queue', () => {
       clock.advance(800);
       assert.deepEqual(await queue.recoverExpired(), [], 'without the heartbeat the lease would have expired');
       clock.advance(201);
-      assert.deepEqual((await queue.recoverExpired()).map((recovered) => recovered.id), [claimed.id]);
+      assert.deepEqual(
+        (await queue.recoverExpired()).map((recovered) => recovered.id),
+        [claimed.id],
+      );
       assert.equal(await queue.heartbeat(claimed.id, 'worker', 1000), false, 'the lease is lost once recovered');
     });
   });
@@ -314,7 +324,10 @@ describe('SQLite job queue', () => {
         },
       });
       assert.deepEqual(asked.sort(), [101, 102, 103], 'only jobs with a recorded holder are checked');
-      assert.deepEqual(recovered.map((record) => [record.id, record.status, record.leaseOwner, record.leaseHolder]), [[dead.id, 'queued', null, null]]);
+      assert.deepEqual(
+        recovered.map((record) => [record.id, record.status, record.leaseOwner, record.leaseHolder]),
+        [[dead.id, 'queued', null, null]],
+      );
       assert.equal((await queue.get(alive.id))?.leaseOwner, 'w-alive', 'a living holder keeps its job');
       assert.equal((await queue.get(reclaimed.id))?.leaseOwner, 'w-new');
       assert.equal((await queue.get(reclaimed.id))?.status, 'running');
@@ -333,7 +346,16 @@ describe('SQLite job queue', () => {
       assert.ok(claimed);
 
       clock.advance(1000);
-      const updated = await queue.update(claimed.id, 'w', { phase: 'copying', progress: 10, bytesDone: 100, sizeBytes: 1000, speedBps: 50, etaSeconds: 18, badBytes: 2048, errorCount: 1 });
+      const updated = await queue.update(claimed.id, 'w', {
+        phase: 'copying',
+        progress: 10,
+        bytesDone: 100,
+        sizeBytes: 1000,
+        speedBps: 50,
+        etaSeconds: 18,
+        badBytes: 2048,
+        errorCount: 1,
+      });
       assert.equal(updated?.progress, 10);
       assert.equal(updated?.badBytes, 2048);
       assert.equal(updated?.speedBps, 50);
@@ -362,15 +384,39 @@ describe('SQLite job queue', () => {
       const b = await queue.enqueue(job('b', 'sr0'));
       const c = await queue.enqueue(job('c', 'sr1', 'low'));
       const d = await queue.enqueue(job('d', 'sr1'));
-      assert.deepEqual([...(await queue.positions())], [[a.id, 1], [b.id, 2], [d.id, 3], [c.id, 4]]);
+      assert.deepEqual(
+        [...(await queue.positions())],
+        [
+          [a.id, 1],
+          [b.id, 2],
+          [d.id, 3],
+          [c.id, 4],
+        ],
+      );
 
       const raised = await queue.setPriority(c.id, 'high');
       assert.equal(raised.priority, 'high');
-      assert.deepEqual([...(await queue.positions())], [[c.id, 1], [a.id, 2], [b.id, 3], [d.id, 4]]);
+      assert.deepEqual(
+        [...(await queue.positions())],
+        [
+          [c.id, 1],
+          [a.id, 2],
+          [b.id, 3],
+          [d.id, 4],
+        ],
+      );
 
       const claimed = await queue.claimNext('w', { leaseMs: LEASE_MS });
       assert.equal(claimed?.id, c.id);
-      assert.deepEqual([...(await queue.positions())], [[a.id, 1], [b.id, 2], [d.id, 3]], 'only queued jobs have a position');
+      assert.deepEqual(
+        [...(await queue.positions())],
+        [
+          [a.id, 1],
+          [b.id, 2],
+          [d.id, 3],
+        ],
+        'only queued jobs have a position',
+      );
 
       assert.ok(claimed);
       await queue.finish(claimed.id, 'w', 'completed');
@@ -437,16 +483,22 @@ describe('SQLite job queue', () => {
       await queue.finish(done.id, 'w2', 'completed');
 
       const paused1 = await queue.requestStopAll('pause');
-      assert.deepEqual(paused1.map((record) => [record.id, record.status, record.requestedAction]), [
-        [running.id, 'running', 'pause'],
-        [queued.id, 'paused', null],
-      ]);
+      assert.deepEqual(
+        paused1.map((record) => [record.id, record.status, record.requestedAction]),
+        [
+          [running.id, 'running', 'pause'],
+          [queued.id, 'paused', null],
+        ],
+      );
       const cancelled = await queue.requestStopAll('cancel');
-      assert.deepEqual(cancelled.map((record) => [record.id, record.status, record.requestedAction]), [
-        [running.id, 'running', 'cancel'],
-        [queued.id, 'cancelled', null],
-        [paused.id, 'cancelled', null],
-      ]);
+      assert.deepEqual(
+        cancelled.map((record) => [record.id, record.status, record.requestedAction]),
+        [
+          [running.id, 'running', 'cancel'],
+          [queued.id, 'cancelled', null],
+          [paused.id, 'cancelled', null],
+        ],
+      );
       assert.equal((await queue.get(done.id))?.status, 'completed');
     });
   });
@@ -495,7 +547,10 @@ describe('SQLite job queue', () => {
       await queue.finish(moving.id, 'w', 'paused', { progress: 40, bytesDone: 4000, phase: 'copying' });
       const occupying = await queue.enqueue(job('occupying', 'sr1'));
       assert.equal((await queue.claimNext('w', { leaseMs: LEASE_MS }))?.id, occupying.id);
-      await assert.rejects(queue.requeue(occupying.id, { drive: { id: 'sr2', path: '/dev/sr2' } }), (error: unknown) => error instanceof ConflictError && error.code === 'invalid_state');
+      await assert.rejects(
+        queue.requeue(occupying.id, { drive: { id: 'sr2', path: '/dev/sr2' } }),
+        (error: unknown) => error instanceof ConflictError && error.code === 'invalid_state',
+      );
 
       const moved = await queue.requeue(moving.id, { drive: { id: 'sr1', path: '/dev/sr1' } });
       assert.deepEqual([moved.status, moved.deviceId, moved.devicePath, moved.progress, moved.bytesDone], ['queued', 'sr1', '/dev/sr1', 40, 4000]);

@@ -7,10 +7,10 @@ import { after, before, test } from 'node:test';
 import { readBlockGeometry } from '../../src/drives/sysfs.js';
 import type { MediaInfo } from '../../src/drives/types.js';
 import { UnavailableError } from '../../src/errors.js';
-import { probeMedia, type UdevMediaFacts } from '../../src/media/probe.js';
+import { type UdevMediaFacts, probeMedia } from '../../src/media/probe.js';
 import { requireTool, run } from '../tools/exec.js';
-import { mountFaultFs, type ByteRange } from '../tools/faultfs.js';
-import { makeIso, type MadeIso } from '../tools/iso.js';
+import { type ByteRange, mountFaultFs } from '../tools/faultfs.js';
+import { type MadeIso, makeIso } from '../tools/iso.js';
 import { attachLoop } from '../tools/loop.js';
 
 const SECTOR = 2048;
@@ -122,7 +122,10 @@ test('udev facts: an empty drive is not read, and media type comes from udev', a
 });
 
 test('udev facts: audio-only discs and blank discs are classified without reading', async () => {
-  const audio = await probeMedia(dvdIso.path, { udev: { mediaPresent: true, mediaType: 'cd', blank: false, audioTracks: 12, dataTracks: 0 }, deviceSizeBytes: 700 * 1024 * 1024 });
+  const audio = await probeMedia(dvdIso.path, {
+    udev: { mediaPresent: true, mediaType: 'cd', blank: false, audioTracks: 12, dataTracks: 0 },
+    deviceSizeBytes: 700 * 1024 * 1024,
+  });
   assert.equal(audio.kind, 'audio');
   assert.equal(audio.mediaType, 'cd');
   assert.deepEqual(audio.fileSystems, [], 'the data on the file was not read');
@@ -223,5 +226,8 @@ test('kernel I/O errors on the root directory: the volume is still described', a
 });
 
 test('kernel I/O errors everywhere: a disc that reads nothing is unreadable, not blank', async () => {
-  await assert.rejects(probeWithBadSectors([[0, dvdIso.sizeBytes]]), (error: unknown) => error instanceof UnavailableError && error.code === 'media_unreadable');
+  await assert.rejects(
+    probeWithBadSectors([[0, dvdIso.sizeBytes]]),
+    (error: unknown) => error instanceof UnavailableError && error.code === 'media_unreadable',
+  );
 });

@@ -145,7 +145,15 @@ export async function buildUdfImage(options: UdfBuildOptions): Promise<{ path: s
 
   for (const child of childEntries) {
     const data = fileIdentifier({ parent: true, name: '', icbLbn: LBN.root, ref: fileSystemRef, location: child.lbn });
-    fileEntry(at(fileSystemBlock(child.lbn)), child.lbn, { extended, fileType: 4, informationLength: data.length, adType: 3, descriptors: data, links: 1, uniqueId: 16 + child.lbn });
+    fileEntry(at(fileSystemBlock(child.lbn)), child.lbn, {
+      extended,
+      fileType: 4,
+      informationLength: data.length,
+      adType: 3,
+      descriptors: data,
+      links: 1,
+      uniqueId: 16 + child.lbn,
+    });
   }
 
   await writeFile(options.path, image);

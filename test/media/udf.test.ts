@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import { probeMedia } from '../../src/media/probe.js';
 import { crc16, parseTimestamp } from '../../src/media/udf.js';
 import { requireTool, run } from '../tools/exec.js';
-import { buildUdfImage, type RootAllocation } from './udf-builder.js';
+import { type RootAllocation, buildUdfImage } from './udf-builder.js';
 
 const BLOCK = 2048;
 const ISO_8601_UTC = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
@@ -82,7 +82,12 @@ for (const blockSize of [512, 4096]) {
 
 for (const args of [['--udfrev=1.02'], ['--ad=short'], ['--ad=long'], ['--media-type=dvd'], ['--media-type=cdr']]) {
   test(`mkudffs ${args.join(' ')}: recognised with its label`, async () => {
-    const path = await mkudffs(8, [...(args.some((arg) => arg.startsWith('--media-type')) ? [] : ['--media-type=hd']), '--blocksize=2048', '--label=VARIANT', ...args]);
+    const path = await mkudffs(8, [
+      ...(args.some((arg) => arg.startsWith('--media-type')) ? [] : ['--media-type=hd']),
+      '--blocksize=2048',
+      '--label=VARIANT',
+      ...args,
+    ]);
     const media = await probeMedia(path);
     assert.deepEqual(media.fileSystems, ['udf']);
     assert.equal(media.volumeLabel, 'VARIANT');
@@ -92,7 +97,13 @@ for (const args of [['--udfrev=1.02'], ['--ad=short'], ['--ad=long'], ['--media-
 
 test('the test builder writes UDF that udftools reads back', async () => {
   for (const revision of ['2.01', '2.50'] as const) {
-    const { path } = await buildUdfImage({ path: scratch('check.img'), revision, label: 'BUILT_LABEL', volumeId: 'BUILT_VID', rootDirectories: ['BDMV', 'CERTIFICATE'] });
+    const { path } = await buildUdfImage({
+      path: scratch('check.img'),
+      revision,
+      label: 'BUILT_LABEL',
+      volumeId: 'BUILT_VID',
+      rootDirectories: ['BDMV', 'CERTIFICATE'],
+    });
     const info = await udfinfo(path);
     assert.equal(info['lvid'], 'BUILT_LABEL');
     assert.equal(info['vid'], 'BUILT_VID');
@@ -106,7 +117,13 @@ const allocations: RootAllocation[] = ['inline', 'short', 'long', 'continued'];
 for (const revision of ['2.01', '2.50'] as const) {
   for (const allocation of allocations) {
     test(`UDF ${revision} root directory (${allocation} allocation): BDMV makes a Blu-ray disc`, async () => {
-      const { path, sizeBytes } = await buildUdfImage({ path: scratch('bd.img'), revision, rootAllocation: allocation, label: 'MOVIE_BD', rootDirectories: ['CERTIFICATE', 'BDMV'] });
+      const { path, sizeBytes } = await buildUdfImage({
+        path: scratch('bd.img'),
+        revision,
+        rootAllocation: allocation,
+        label: 'MOVIE_BD',
+        rootDirectories: ['CERTIFICATE', 'BDMV'],
+      });
       const media = await probeMedia(path);
       assert.deepEqual(media.fileSystems, ['udf']);
       assert.equal(media.kind, 'bd-video');
@@ -149,7 +166,12 @@ test('a device larger than the volume: trailing anchors just after the partition
 });
 
 test('UDF bridge: labels from both, size from the larger of the two volumes', async () => {
-  const udfLarger = await buildUdfImage({ path: scratch('bridge-a.img'), label: 'Movie Title', isoBridge: { volumeId: 'MOVIE_TITLE', volumeSpaceBlocks: 100 }, rootDirectories: ['VIDEO_TS'] });
+  const udfLarger = await buildUdfImage({
+    path: scratch('bridge-a.img'),
+    label: 'Movie Title',
+    isoBridge: { volumeId: 'MOVIE_TITLE', volumeSpaceBlocks: 100 },
+    rootDirectories: ['VIDEO_TS'],
+  });
   const a = await probeMedia(udfLarger.path);
   assert.deepEqual(a.fileSystems, ['iso9660', 'udf']);
   assert.equal(a.volumeLabel, 'Movie Title');

@@ -91,7 +91,14 @@ describe('a job continues on another drive holding the same disc, from its rescu
       assert.equal(created.status, 201, JSON.stringify(created.body));
       const id: string = created.body.id;
       const mapPath = `${created.body.output_file}.map`;
-      await waitFor('a saved map with progress', async () => (await readMap(mapPath).then((map) => map.sums()['+'], () => 0)) > 0);
+      await waitFor(
+        'a saved map with progress',
+        async () =>
+          (await readMap(mapPath).then(
+            (map) => map.sums()['+'],
+            () => 0,
+          )) > 0,
+      );
       assert.equal((await patch(id, { action: 'pause' })).status, 200);
       const paused = await settled(id);
       assert.equal(paused.status, 'paused');
@@ -189,7 +196,14 @@ describe('a job continues on another drive holding the same disc, from its rescu
           read_attempts: 1,
           verify: true,
           checksums: ['sha256'],
-          disc: { label: media.volumeLabel, volume_id: media.volumeId, created_at: media.createdAt, kind: media.kind, size_bytes: media.imageSizeBytes, sector_size: 2048 },
+          disc: {
+            label: media.volumeLabel,
+            volume_id: media.volumeId,
+            created_at: media.createdAt,
+            kind: media.kind,
+            size_bytes: media.imageSizeBytes,
+            sector_size: 2048,
+          },
         },
       });
       await waitFor('the job to fail on its vanished drive', async () => (await web.jobs.get(orphan.id)).status === 'failed');
@@ -205,7 +219,9 @@ describe('a job continues on another drive holding the same disc, from its rescu
       const viewerPage = await web.send('GET', `/jobs/${orphan.id}`, { session: web.sessions.viewer });
       assert.doesNotMatch(viewerPage.body, /job-move/, 'a viewer is not offered it');
 
-      const moved = await web.send('POST', `/jobs/${orphan.id}/action`, { form: { action: 'retry', device: driveB.loop.name, return_to: `/jobs/${orphan.id}` } });
+      const moved = await web.send('POST', `/jobs/${orphan.id}/action`, {
+        form: { action: 'retry', device: driveB.loop.name, return_to: `/jobs/${orphan.id}` },
+      });
       assert.equal(moved.status, 303);
       assert.equal(moved.location, `/jobs/${orphan.id}?notice=job_retry`);
       await waitFor('the job to settle on B', async () => !['queued', 'running', 'verifying'].includes((await web.jobs.get(orphan.id)).status));

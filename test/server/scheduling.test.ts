@@ -29,7 +29,10 @@ describe('the queue through the API: drives in parallel, one job per drive, prio
 
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'disk2iso-scheduling-'));
-    for (const [label, seed, dataMiB] of [['DRIVE_A', 21, 160], ['DRIVE_B', 22, 8]] as const) {
+    for (const [label, seed, dataMiB] of [
+      ['DRIVE_A', 21, 160],
+      ['DRIVE_B', 22, 8],
+    ] as const) {
       const iso = await makeIso({ dir: work, label, dataMiB, files: 2, seed });
       const fault = await mountFaultFs({ backingFile: iso.path, delayMs: SLOW_READ_MS });
       drives.push({ iso, fault, loop: await attachLoop(fault.file, { sectorSize: 2048 }) });
@@ -113,11 +116,19 @@ describe('the queue through the API: drives in parallel, one job per drive, prio
     assert.equal((await patch(first, { action: 'resume' })).status, 'queued');
     await waitFor('the paused job to complete', statusIs(first, 'completed'));
     const firstLog = await api(service.url, 'GET', `/api/v1/jobs/${first}/logs`);
-    assert.ok(firstLog.body.logs.some((line: { message: string }) => line.message === 'continuing from the rescue map'), 'resume continued from the map');
+    assert.ok(
+      firstLog.body.logs.some((line: { message: string }) => line.message === 'continuing from the rescue map'),
+      'resume continued from the map',
+    );
     await patch(third, { action: 'resume' });
     await waitFor('the other paused job to complete', statusIs(third, 'completed'));
 
-    for (const [id, drive] of [[first, driveA], [second, driveB], [third, driveA], [fourth, driveA]] as const) {
+    for (const [id, drive] of [
+      [first, driveA],
+      [second, driveB],
+      [third, driveA],
+      [fourth, driveA],
+    ] as const) {
       const finished = await job(id);
       assert.equal(await sha256File(finished.output_file), drive.iso.sha256, `${id} (${basename(finished.output_file)}) is its disc`);
     }

@@ -32,7 +32,9 @@ function serve(args: string[], env: Record<string, string>): ServeProcess {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal })),
+  );
   const address = new Promise<string>((resolve, reject) => {
     const collect = (chunk: Buffer): void => {
       output += chunk.toString();
@@ -107,7 +109,11 @@ describe('the service as a process: kill -9, SIGTERM, a port in use, unix socket
   function start(args: string[], env: Record<string, string>): ServeProcess {
     const process = serve(args, env);
     const key = adminKeyOf.get(env);
-    if (key !== undefined) void process.address.then((url) => useApiKey(url, key), () => undefined);
+    if (key !== undefined)
+      void process.address.then(
+        (url) => useApiKey(url, key),
+        () => undefined,
+      );
     running.add(process);
     void process.exited.then(() => running.delete(process));
     return process;
@@ -215,8 +221,14 @@ describe('the service as a process: kill -9, SIGTERM, a port in use, unix socket
     const secondUrl = await second.address;
     await waitFor('the job to complete after the restart', async () => (await api(secondUrl, 'GET', `/api/v1/jobs/${jobId}`)).body.status === 'completed');
     const messages = await jobLog(secondUrl, jobId);
-    assert.ok(messages.some((message) => message.startsWith('paused;')), messages.join('\n'));
-    assert.ok(messages.some((message) => message.startsWith(`resuming from`) && message.includes(`: ${savedMap} of`)), messages.join('\n'));
+    assert.ok(
+      messages.some((message) => message.startsWith('paused;')),
+      messages.join('\n'),
+    );
+    assert.ok(
+      messages.some((message) => message.startsWith(`resuming from`) && message.includes(`: ${savedMap} of`)),
+      messages.join('\n'),
+    );
     assert.equal(await sha256File(created.body.output_file), iso.sha256);
     const serviceLog = await api(secondUrl, 'GET', '/api/v1/logs?limit=1000');
     const events = serviceLog.body.logs.map((line: { message: string }) => line.message);
@@ -237,7 +249,10 @@ describe('the service as a process: kill -9, SIGTERM, a port in use, unix socket
       const gaveUp = server.exited.then(({ code }) => {
         throw new Error(`serve ended (code ${code}) while the port was held:\n${server.output()}`);
       });
-      await Promise.race([waitFor('the start to find the port in use', () => server.output().includes(`127.0.0.1 port ${port} is in use; trying again`)), gaveUp]);
+      await Promise.race([
+        waitFor('the start to find the port in use', () => server.output().includes(`127.0.0.1 port ${port} is in use; trying again`)),
+        gaveUp,
+      ]);
       gaveUp.catch(() => undefined);
       await new Promise<void>((resolve) => holder.close(() => resolve()));
       released = true;

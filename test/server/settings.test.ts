@@ -8,8 +8,8 @@ import { localActor } from '../../src/auth/principal.js';
 import { type SettingLeaf, loadConfig, packageRoot, settingLeaves } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { databaseFile, openDatabase } from '../../src/db/database.js';
-import type { JsonValue } from '../../src/db/values.js';
 import { createSettingsRepository } from '../../src/db/settings-repository.js';
+import type { JsonValue } from '../../src/db/values.js';
 import { type RunningServer, startServer } from '../../src/server.js';
 import { SECRET_MASK, isSecretLeaf, isServerOnlyLeaf, maskSecrets, maskUrlCredentials } from '../../src/system/settings.js';
 import { TEST_PASSWORD, type TestServer, api, createAdminKey, startTestServer, testEnv, useApiKey, waitFor } from '../http/support.js';
@@ -145,7 +145,10 @@ describe('settings through the API: view, change, store, apply, survive a restar
     assert.equal(config.body.sources['imaging.read_attempts'], 'default');
     const warnings = await api(url, 'GET', '/api/v1/logs?level=warning');
     const messages = warnings.body.logs.map((line: { message: string }) => line.message);
-    assert.ok(messages.some((message: string) => message.startsWith('stored setting imaging.read_attempts ignored')), messages.join('\n'));
+    assert.ok(
+      messages.some((message: string) => message.startsWith('stored setting imaging.read_attempts ignored')),
+      messages.join('\n'),
+    );
     assert.ok(messages.some((message: string) => message.startsWith('stored setting imaging.vanished_setting ignored')));
   });
 });
@@ -252,10 +255,13 @@ describe('settings that name host paths, devices or the listening address are se
     return running;
   }
 
-  const deviceListing = async (url: string): Promise<string[]> => (await api(url, 'GET', '/api/v1/devices')).body.devices.map((device: { path: string }) => device.path);
+  const deviceListing = async (url: string): Promise<string[]> =>
+    (await api(url, 'GET', '/api/v1/devices')).body.devices.map((device: { path: string }) => device.path);
 
   it('marks exactly the settings docs/security.md gives as server-only in the schema', () => {
-    const serverOnly = settingLeaves().filter(isServerOnlyLeaf).map((leaf) => leaf.path);
+    const serverOnly = settingLeaves()
+      .filter(isServerOnlyLeaf)
+      .map((leaf) => leaf.path);
     assert.deepEqual(serverOnly.sort(), Object.keys(HOSTILE_SERVER_ONLY).sort());
   });
 
@@ -304,7 +310,10 @@ describe('settings that name host paths, devices or the listening address are se
         `${key}:\n${warnings.join('\n')}`,
       );
     }
-    assert.ok(warnings.some((message: string) => message.startsWith(`stored setting storage.output_dir ignored: storage.output_dir ${elsewhere} is outside`)), warnings.join('\n'));
+    assert.ok(
+      warnings.some((message: string) => message.startsWith(`stored setting storage.output_dir ignored: storage.output_dir ${elsewhere} is outside`)),
+      warnings.join('\n'),
+    );
   });
 
   it('masks the credentials of a webhook URL in the API, the page data, the log, stdout and the audit trail', async () => {
@@ -361,7 +370,10 @@ describe('credentials in URLs', () => {
       ['https://user:pass@hooks.example.org/a/b', `https://${SECRET_MASK}@hooks.example.org/a/b`],
       ['https://token@hooks.example.org/', `https://${SECRET_MASK}@hooks.example.org/`],
       ['https://us%40er:p@ss@Hooks.Example.org:8443/x', `https://${SECRET_MASK}@Hooks.Example.org:8443/x`],
-      ['http://hooks.example.org/x?token=abc&sig=d%20e&flag&empty=#frag', `http://hooks.example.org/x?token=${SECRET_MASK}&sig=${SECRET_MASK}&${SECRET_MASK}&empty=#frag`],
+      [
+        'http://hooks.example.org/x?token=abc&sig=d%20e&flag&empty=#frag',
+        `http://hooks.example.org/x?token=${SECRET_MASK}&sig=${SECRET_MASK}&${SECRET_MASK}&empty=#frag`,
+      ],
       ['https:///user:pass@host/', `https:///${SECRET_MASK}@host/`],
       ['https:\\\\user:pass@host\\path', `https:\\\\${SECRET_MASK}@host\\path`],
       ['https://@host/', 'https://@host/'],
@@ -375,7 +387,13 @@ describe('credentials in URLs', () => {
   });
 
   it('never leaves credentials a URL parser would send', () => {
-    for (const given of ['https://u:secretpw@host/', 'https:///u:secretpw@host/', 'https:\\\\u:secretpw@host/', 'https://u:secretpw@host\\@x/', 'HTTPS://u:secretpw@host?q=secretpw']) {
+    for (const given of [
+      'https://u:secretpw@host/',
+      'https:///u:secretpw@host/',
+      'https:\\\\u:secretpw@host/',
+      'https://u:secretpw@host\\@x/',
+      'HTTPS://u:secretpw@host?q=secretpw',
+    ]) {
       const parsed = new URL(given);
       assert.equal(parsed.password, 'secretpw', `the parser reads a password from ${given}`);
       assert.ok(!maskUrlCredentials(given).includes('secretpw'), given);

@@ -7,9 +7,9 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { errnoCode } from '../../src/errors.js';
 import { alignedBuffer, readDirect } from '../tools/direct-io.js';
-import { mountFaultFs, type FaultFs } from '../tools/faultfs.js';
-import { makeIso, type MadeIso } from '../tools/iso.js';
-import { attachLoop, type LoopDevice } from '../tools/loop.js';
+import { type FaultFs, mountFaultFs } from '../tools/faultfs.js';
+import { type MadeIso, makeIso } from '../tools/iso.js';
+import { type LoopDevice, attachLoop } from '../tools/loop.js';
 
 // The full chain the engine tests rely on: ISO file -> faultfs (/disc.img) -> read-only loop
 // device with 2048-byte sectors -> O_DIRECT reads that meet real kernel I/O errors.

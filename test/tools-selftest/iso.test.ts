@@ -61,8 +61,14 @@ test('makeIso builds a labelled ISO 9660 image whose data files hold exactly dat
   const files = await extract(iso.path);
   const data = [...files].filter(([path]) => path.startsWith('data/'));
   assert.equal(data.length, 5);
-  assert.equal(data.reduce((sum, [, content]) => sum + content.length, 0), 3 * 1024 * 1024);
-  assert.ok(data.some(([, content]) => content.length % SECTOR !== 0), 'file ends fall mid-sector');
+  assert.equal(
+    data.reduce((sum, [, content]) => sum + content.length, 0),
+    3 * 1024 * 1024,
+  );
+  assert.ok(
+    data.some(([, content]) => content.length % SECTOR !== 0),
+    'file ends fall mid-sector',
+  );
   assert.ok(files.has('data/nested/file_001.bin'));
   assert.ok(files.has('readme.txt'));
 });
@@ -81,7 +87,15 @@ test('makeIso adds DVD-Video and Blu-ray layouts and honours joliet: false', asy
   const iso = await makeIso({ dir: workdir, dataMiB: 0.5, files: 1, videoTs: true, bdmv: true, joliet: false });
   assert.deepEqual(await volumeDescriptorTypes(await readFile(iso.path)), [1, 255]);
   const files = await extract(iso.path);
-  for (const path of ['VIDEO_TS/VIDEO_TS.IFO', 'VIDEO_TS/VIDEO_TS.BUP', 'VIDEO_TS/VTS_01_0.IFO', 'VIDEO_TS/VTS_01_1.VOB', 'BDMV/index.bdmv', 'BDMV/MovieObject.bdmv', 'BDMV/STREAM/00000.m2ts']) {
+  for (const path of [
+    'VIDEO_TS/VIDEO_TS.IFO',
+    'VIDEO_TS/VIDEO_TS.BUP',
+    'VIDEO_TS/VTS_01_0.IFO',
+    'VIDEO_TS/VTS_01_1.VOB',
+    'BDMV/index.bdmv',
+    'BDMV/MovieObject.bdmv',
+    'BDMV/STREAM/00000.m2ts',
+  ]) {
     assert.ok(files.has(path), path);
   }
   assert.equal(files.get('VIDEO_TS/VIDEO_TS.IFO')?.toString('latin1', 0, 12), 'DVDVIDEO-VMG');
@@ -100,7 +114,9 @@ test('makeIso writes Rock Ridge only when asked', async () => {
 
 test('sha256File streams the same digest as hashing the whole file', async () => {
   const iso = await makeIso({ dir: workdir, dataMiB: 2, seed: 9 });
-  const whole = createHash('sha256').update(await readFile(iso.path)).digest('hex');
+  const whole = createHash('sha256')
+    .update(await readFile(iso.path))
+    .digest('hex');
   assert.equal(await sha256File(iso.path), whole);
   assert.equal((await stat(iso.path)).size, iso.sizeBytes);
 });

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { errnoCode } from '../../src/errors.js';
 import { alignedBuffer, readDirect } from '../tools/direct-io.js';
-import { attachLoop, type LoopSectorSize } from '../tools/loop.js';
+import { type LoopSectorSize, attachLoop } from '../tools/loop.js';
 
 const FILE_BYTES = 1024 * 1024;
 let workdir: string;

@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
@@ -153,22 +153,56 @@ function escapeOption(value: string): string {
 }
 
 function parseStats(text: string): FaultFsStats {
-  const stats: FaultFsStats = { generation: 0, delayUs: 0, rateBps: 0, hang: false, badRanges: [], reads: 0, failedReads: 0, delayedReads: 0, readBytes: 0, heldReads: 0, holding: false };
+  const stats: FaultFsStats = {
+    generation: 0,
+    delayUs: 0,
+    rateBps: 0,
+    hang: false,
+    badRanges: [],
+    reads: 0,
+    failedReads: 0,
+    delayedReads: 0,
+    readBytes: 0,
+    heldReads: 0,
+    holding: false,
+  };
   for (const line of text.split('\n')) {
     const [key, a, b] = line.split(' ');
     const value = Number(a);
     switch (key) {
-      case 'generation': stats.generation = value; break;
-      case 'delay_us': stats.delayUs = value; break;
-      case 'rate_bps': stats.rateBps = value; break;
-      case 'read_bytes': stats.readBytes = value; break;
-      case 'reads': stats.reads = value; break;
-      case 'failed_reads': stats.failedReads = value; break;
-      case 'delayed_reads': stats.delayedReads = value; break;
-      case 'hang': stats.hang = value === 1; break;
-      case 'held_reads': stats.heldReads = value; break;
-      case 'holding': stats.holding = value === 1; break;
-      case 'bad': stats.badRanges.push([value, Number(b)]); break;
+      case 'generation':
+        stats.generation = value;
+        break;
+      case 'delay_us':
+        stats.delayUs = value;
+        break;
+      case 'rate_bps':
+        stats.rateBps = value;
+        break;
+      case 'read_bytes':
+        stats.readBytes = value;
+        break;
+      case 'reads':
+        stats.reads = value;
+        break;
+      case 'failed_reads':
+        stats.failedReads = value;
+        break;
+      case 'delayed_reads':
+        stats.delayedReads = value;
+        break;
+      case 'hang':
+        stats.hang = value === 1;
+        break;
+      case 'held_reads':
+        stats.heldReads = value;
+        break;
+      case 'holding':
+        stats.holding = value === 1;
+        break;
+      case 'bad':
+        stats.badRanges.push([value, Number(b)]);
+        break;
     }
   }
   return stats;
@@ -236,7 +270,14 @@ export async function mountFaultFs(opts: MountFaultFsOptions): Promise<FaultFs> 
   }
   await writeControl();
 
-  const options = [`backing=${escapeOption(backingFile)}`, `control=${escapeOption(controlFile)}`, `status=${escapeOption(statusFile)}`, 'ro', 'fsname=faultfs', 'subtype=faultfs'];
+  const options = [
+    `backing=${escapeOption(backingFile)}`,
+    `control=${escapeOption(controlFile)}`,
+    `status=${escapeOption(statusFile)}`,
+    'ro',
+    'fsname=faultfs',
+    'subtype=faultfs',
+  ];
   if (opts.logReads === true) options.push(`readlog=${escapeOption(readLogFile)}`);
   const child = spawn(binary, ['-f', '-s', '-o', options.join(','), mountpoint], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';

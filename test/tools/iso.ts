@@ -153,7 +153,18 @@ export async function makeIso(opts: MakeIsoOptions): Promise<MadeIso> {
     for (const entry of [...written, ...directoriesOf(tree, written)]) {
       await utimes(entry, FIXED_EPOCH_SECONDS, FIXED_EPOCH_SECONDS);
     }
-    const args = ['-as', 'mkisofs', '-quiet', '-V', settings.label, ...(settings.joliet ? ['-J'] : []), ...(settings.rockRidge ? ['-r'] : ['--norock']), '-o', path, tree];
+    const args = [
+      '-as',
+      'mkisofs',
+      '-quiet',
+      '-V',
+      settings.label,
+      ...(settings.joliet ? ['-J'] : []),
+      ...(settings.rockRidge ? ['-r'] : ['--norock']),
+      '-o',
+      path,
+      tree,
+    ];
     // xorriso writes Rock Ridge unless told --norock. SOURCE_DATE_EPOCH pins the volume dates and the volume UUID that xorriso would take from the clock.
     await run(xorriso, args, { env: { ...process.env, SOURCE_DATE_EPOCH: String(FIXED_EPOCH_SECONDS) } });
   } finally {

@@ -1,5 +1,5 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CommandError, requireTool, run } from './exec.js';
 
 export type LoopSectorSize = 512 | 2048 | 4096;

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Browser, Locator, Page } from 'playwright-core';
-import { sha256File } from '../tools/iso.js';
 import { SESSION_COOKIE } from '../../src/http/guard.js';
+import { sha256File } from '../tools/iso.js';
 import { type WatchedContext, launchBrowser, screenshots, watchedContext } from './support/browser.js';
 import { type TestDisc, insertTestDisc } from './support/discs.js';
 import { TEST_PASSWORD, type TestRole, type WebTestServer, startWebTestServer } from './support/server.js';
@@ -112,7 +112,10 @@ describe('web interface in Chromium', () => {
     await page.getByRole('heading', { name: 'New imaging job' }).waitFor();
     assert.equal(new URL(page.url()).pathname, '/jobs/new', 'back where the user was going');
     // The failed attempt answered 401, which the browser reports itself; nothing else may show up.
-    assert.deepEqual((await watched.collectProblems(page)).filter((problem) => !problem.includes('status of 401')), []);
+    assert.deepEqual(
+      (await watched.collectProblems(page)).filter((problem) => !problem.includes('status of 401')),
+      [],
+    );
     watched.problems.length = 0;
     await screenshots(page, 'job-new');
     await page.locator('.drive-choice', { hasText: 'WEB_FLOW_DISC' }).getByRole('radio').check();
@@ -124,7 +127,11 @@ describe('web interface in Chromium', () => {
     await job.waitFor();
     const jobId = (await job.getAttribute('data-job-id')) ?? '';
     const created = await server.auth.audit.list({ eventType: 'job', action: 'create' });
-    assert.deepEqual(created.items.map((entry) => [entry.user, entry.details]), [['admin-user', { id: jobId }]], 'the job creation is audited');
+    assert.deepEqual(
+      created.items.map((entry) => [entry.user, entry.details]),
+      [['admin-user', { id: jobId }]],
+      'the job creation is audited',
+    );
     const navigationsBefore = navigations;
     await page.evaluate('window.__sameDocument = true');
     await waitUntil('the job to run', async () => (await job.getAttribute('data-status')) === 'running');
@@ -161,7 +168,10 @@ describe('web interface in Chromium', () => {
 
     await entry.getByRole('button', { name: 'Verify' }).click();
     await page.locator('.toast', { hasText: 'Verified: the image matches its checksums.' }).waitFor();
-    await page.locator('.archive-card', { hasText: 'WEB_FLOW_DISC' }).getByText(/^Verified /).waitFor();
+    await page
+      .locator('.archive-card', { hasText: 'WEB_FLOW_DISC' })
+      .getByText(/^Verified /)
+      .waitFor();
 
     await page.locator('.archive-card', { hasText: 'WEB_FLOW_DISC' }).getByRole('link', { name: 'Edit' }).click();
     assert.equal(await page.locator('table.history tbody tr').count(), 2, 'verified after imaging and now');
@@ -249,7 +259,10 @@ describe('web interface in Chromium', () => {
     const scratched = scratchedDisc;
     const faults = scratched.faults;
     assert.ok(faults !== null);
-    const created = await server.jobs.create({ device: scratched.loop.name, name: 'scratched_copy', options: { read_attempts: 1, checksums: ['sha256'] } }, 'admin-user');
+    const created = await server.jobs.create(
+      { device: scratched.loop.name, name: 'scratched_copy', options: { read_attempts: 1, checksums: ['sha256'] } },
+      'admin-user',
+    );
     const watched = await signedInContext('admin');
     const page = await watched.newPage();
     await page.goto(server.url);
@@ -346,7 +359,10 @@ describe('web interface in Chromium', () => {
     await page.getByRole('heading', { name: 'Not found' }).waitFor();
     await screenshots(page, 'not-found');
     // The browser reports the 404 status itself; anything else would be a problem.
-    assert.deepEqual((await watched.collectProblems(page)).filter((problem) => !problem.includes('status of 404')), []);
+    assert.deepEqual(
+      (await watched.collectProblems(page)).filter((problem) => !problem.includes('status of 404')),
+      [],
+    );
 
     // The watcher itself: an inline style is refused by the policy and reported.
     await page.evaluate(`document.body.insertAdjacentHTML('beforeend', '<p style="color: red">x</p>')`);
@@ -367,9 +383,15 @@ describe('web interface in Chromium', () => {
     assert.match(secret, /^d2i_/);
     assert.ok(await server.auth.apiKeys.authenticate(secret), 'the key works');
     await screenshots(page, 'api-keys');
-    await page.getByRole('row', { name: /nightly export/ }).getByRole('button', { name: 'Revoke' }).click();
+    await page
+      .getByRole('row', { name: /nightly export/ })
+      .getByRole('button', { name: 'Revoke' })
+      .click();
     await page.locator('.toast', { hasText: 'The API key was revoked.' }).waitFor();
-    await page.getByRole('row', { name: /nightly export/ }).getByText('Revoked').waitFor();
+    await page
+      .getByRole('row', { name: /nightly export/ })
+      .getByText('Revoked')
+      .waitFor();
     assert.equal(await server.auth.apiKeys.authenticate(secret), null, 'the key no longer works');
 
     await page.goto(`${server.url}/users`);
@@ -379,7 +401,10 @@ describe('web interface in Chromium', () => {
     await page.getByRole('button', { name: 'Add user' }).click();
     await page.getByText('The user was added.').waitFor();
     await page.getByLabel('Role of helper').selectOption('viewer');
-    await page.getByRole('row', { name: /helper/ }).getByRole('button', { name: 'Set role' }).click();
+    await page
+      .getByRole('row', { name: /helper/ })
+      .getByRole('button', { name: 'Set role' })
+      .click();
     await page.locator('.toast', { hasText: 'The role was changed.' }).waitFor();
     await screenshots(page, 'users');
     await page.goto(`${server.url}/audit`);
@@ -404,7 +429,10 @@ describe('web interface in Chromium', () => {
     const job = (await server.jobs.list({ limit: 1, offset: 0, sort: 'created' })).jobs[0];
     assert.ok(job);
     const csrf = await page.locator('meta[name="csrf-token"]').getAttribute('content');
-    const refused = await page.request.post(`${server.url}/jobs/${job.id}/action`, { form: { _csrf: csrf ?? '', action: 'retry' }, headers: { accept: 'application/json', origin: server.url } });
+    const refused = await page.request.post(`${server.url}/jobs/${job.id}/action`, {
+      form: { _csrf: csrf ?? '', action: 'retry' },
+      headers: { accept: 'application/json', origin: server.url },
+    });
     assert.equal(refused.status(), 403);
     assert.equal((await refused.json()).error.code, 'permission_denied');
     const api = await page.request.patch(`${server.url}/api/v1/jobs/${job.id}`, { data: { action: 'retry' } });

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { ARCHIVE_STATUSES, JOB_STATUSES, LOG_LEVELS } from '../../src/db/schema.js';
 import { PRIORITIES } from '../../src/config/schema.js';
 import { USER_ROLES } from '../../src/db/auth-schema.js';
+import { ARCHIVE_STATUSES, JOB_STATUSES, LOG_LEVELS } from '../../src/db/schema.js';
 import { LANGUAGES, allCatalogs, cookieValue, createTranslator, flattenCatalog, negotiateLanguage, requestLanguage } from '../../src/web/i18n.js';
 import { webRoot } from '../../src/web/paths.js';
 
@@ -57,7 +57,25 @@ describe('translations', () => {
       ['sector_map', ['finished', 'nontried', 'nontrimmed', 'nonscraped', 'bad']],
       ['config.section', ['storage', 'imaging', 'notifications', 'account']],
       ['archive.sort', ['date', 'name', 'size']],
-      ['notices', ['job_pause', 'job_resume', 'job_cancel', 'job_retry', 'job_priority', 'job_created', 'drive_ejected', 'archive_saved', 'archive_verified', 'archive_deleted', 'archives_verified', 'archives_deleted', 'settings_saved', 'settings_unchanged']],
+      [
+        'notices',
+        [
+          'job_pause',
+          'job_resume',
+          'job_cancel',
+          'job_retry',
+          'job_priority',
+          'job_created',
+          'drive_ejected',
+          'archive_saved',
+          'archive_verified',
+          'archive_deleted',
+          'archives_verified',
+          'archives_deleted',
+          'settings_saved',
+          'settings_unchanged',
+        ],
+      ],
     ];
     const missing = families.flatMap(([prefix, values]) => values.map((value) => `${prefix}.${value}`)).filter((key) => !en.has(key));
     assert.deepEqual(missing, []);

@@ -66,7 +66,15 @@ describe('web pages (rendered in-process)', () => {
       sizeBytes: content.length,
       checksums: { md5 },
       metadata,
-      source: { deviceId: 'sr0', devicePath: '/dev/sr0', discKind: 'dvd-video', volumeLabel: name, volumeId: name, mediaType: 'dvd', fileSystems: ['iso9660', 'udf'] },
+      source: {
+        deviceId: 'sr0',
+        devicePath: '/dev/sr0',
+        discKind: 'dvd-video',
+        volumeLabel: name,
+        volumeId: name,
+        mediaType: 'dvd',
+        fileSystems: ['iso9660', 'udf'],
+      },
     });
     return archive.id;
   }
@@ -78,7 +86,15 @@ describe('web pages (rendered in-process)', () => {
     running = await enqueue(HOSTILE);
     const claimed = await server.queue.claimNext('test-worker', { leaseMs: 600_000 });
     assert.equal(claimed?.id, running.id);
-    running = (await server.queue.update(running.id, 'test-worker', { phase: 'copying', progress: 42.5, bytesDone: 297_500_000, speedBps: 2_450_000, etaSeconds: 263, badBytes: 4096 })) ?? running;
+    running =
+      (await server.queue.update(running.id, 'test-worker', {
+        phase: 'copying',
+        progress: 42.5,
+        bytesDone: 297_500_000,
+        speedBps: 2_450_000,
+        etaSeconds: 263,
+        badBytes: 4096,
+      })) ?? running;
     await server.jobRepository.appendLog(running.id, 'warning', `read error near ${HOSTILE}`);
     queued = await enqueue('backup_dvd_2024');
     failed = await enqueue('scratched_disc');
@@ -92,7 +108,11 @@ describe('web pages (rendered in-process)', () => {
 
   describe('every page renders', () => {
     const pages: Array<[string, () => string, RegExp[]]> = [
-      ['dashboard', () => '/', [/Active jobs \(\d+\)/, /Completed \(\d+\)/, /New imaging job/, /System status/, /Available drives/, /Storage free/, /CPU usage/, /Memory/]],
+      [
+        'dashboard',
+        () => '/',
+        [/Active jobs \(\d+\)/, /Completed \(\d+\)/, /New imaging job/, /System status/, /Available drives/, /Storage free/, /CPU usage/, /Memory/],
+      ],
       ['finished jobs', () => '/?tab=finished', [/Finished jobs/, /scratched_disc/]],
       ['new job', () => '/jobs/new', [/New imaging job/, /Read attempts/, /Start imaging/]],
       ['job detail', () => `/jobs/${running.id}`, [/Sector map/, /Log/, /Details/, /42\.5%/, /2\.5 MB\/s/, /4:23/]],
@@ -119,7 +139,16 @@ describe('web pages (rendered in-process)', () => {
 
   it('escapes hostile job names, log lines, labels, tags and notes everywhere they appear', async () => {
     const escapedScript = '&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &quot;onmouseover=alert(1) &#39;&amp;';
-    for (const url of ['/', `/jobs/${running.id}`, `/jobs/${running.id}/live`, `/jobs/${running.id}/log`, '/archive', `/archive/${archiveId}`, `/archive/${archiveId}/delete`, '/fragments/dashboard']) {
+    for (const url of [
+      '/',
+      `/jobs/${running.id}`,
+      `/jobs/${running.id}/live`,
+      `/jobs/${running.id}/log`,
+      '/archive',
+      `/archive/${archiveId}`,
+      `/archive/${archiveId}/delete`,
+      '/fragments/dashboard',
+    ]) {
       const page = await send('GET', url);
       assert.equal(page.status, 200, url);
       assertEscaped(page.body);
@@ -170,7 +199,9 @@ describe('web pages (rendered in-process)', () => {
 
     const refused = await send('POST', `/jobs/${queued.id}/action`, { form: { action: 'retry' }, json: true });
     assert.equal(refused.status, 409);
-    assert.deepEqual(JSON.parse(refused.body), { error: { code: 'invalid_state', message: "The job's state changed in the meantime, so this action no longer applies." } });
+    assert.deepEqual(JSON.parse(refused.body), {
+      error: { code: 'invalid_state', message: "The job's state changed in the meantime, so this action no longer applies." },
+    });
 
     const german = await send('POST', `/jobs/${queued.id}/action`, { form: { action: 'retry' }, json: true, lang: 'de' });
     assert.match(JSON.parse(german.body).error.message, /Zustand des Auftrags/);
@@ -209,7 +240,8 @@ describe('web pages (rendered in-process)', () => {
       assert.ok(!dashboard.body.includes(forbidden), `viewer sees ${forbidden}`);
     }
     const archive = await send('GET', '/archive', { role: 'viewer' });
-    for (const forbidden of ['/verify"', '/delete"', 'bulk-form" name="ids"', 'Delete selected']) assert.ok(!archive.body.includes(forbidden), `viewer sees ${forbidden}`);
+    for (const forbidden of ['/verify"', '/delete"', 'bulk-form" name="ids"', 'Delete selected'])
+      assert.ok(!archive.body.includes(forbidden), `viewer sees ${forbidden}`);
     assert.match(archive.body, /Download/);
     const detail = await send('GET', `/archive/${archiveId}`, { role: 'viewer' });
     assert.ok(!detail.body.includes('<textarea'), 'viewer gets no edit form');
@@ -251,7 +283,9 @@ describe('web pages (rendered in-process)', () => {
 
   it('edits label, tags and notes, and search finds the new tag', async () => {
     const id = await catalogue('software_archive_2024');
-    const saved = await send('POST', `/archive/${id}`, { form: { label: 'Software 2024', tags: 'software, backup, 2024 , backup', notes: 'line one\r\nline two' } });
+    const saved = await send('POST', `/archive/${id}`, {
+      form: { label: 'Software 2024', tags: 'software, backup, 2024 , backup', notes: 'line one\r\nline two' },
+    });
     assert.equal(saved.status, 303);
     assert.equal(saved.location, `/archive/${id}?notice=archive_saved`);
     const archive = await server.archives.get(id);
@@ -294,7 +328,10 @@ describe('web pages (rendered in-process)', () => {
     assert.ok((await readdir(output)).includes('delete_me.iso'));
     const deleted = await send('POST', `/archive/${id}/delete`, { form: {} });
     assert.equal(deleted.location, '/archive?notice=archive_deleted');
-    assert.deepEqual((await readdir(output)).filter((file) => file.startsWith('delete_me')), []);
+    assert.deepEqual(
+      (await readdir(output)).filter((file) => file.startsWith('delete_me')),
+      [],
+    );
     assert.equal((await send('GET', `/archive/${id}`)).status, 404);
   });
 
@@ -347,7 +384,17 @@ describe('web pages (rendered in-process)', () => {
 
   it('saves settings, which new jobs then use, and explains values it refuses', async () => {
     const saved = await send('POST', '/config/imaging', {
-      form: { imaging__read_attempts: '3', imaging__sector_size: '2048', imaging__verify: '1', imaging__checksums: ['md5', 'sha1'], imaging__compression: 'none', imaging__priority: 'high', imaging__cluster_sectors: '32', imaging__direct_io: 'auto', imaging__map_save_interval_seconds: '1' },
+      form: {
+        imaging__read_attempts: '3',
+        imaging__sector_size: '2048',
+        imaging__verify: '1',
+        imaging__checksums: ['md5', 'sha1'],
+        imaging__compression: 'none',
+        imaging__priority: 'high',
+        imaging__cluster_sectors: '32',
+        imaging__direct_io: 'auto',
+        imaging__map_save_interval_seconds: '1',
+      },
     });
     assert.equal(saved.status, 303);
     assert.equal(saved.location, '/config?notice=settings_saved#imaging');
@@ -378,8 +425,11 @@ describe('web pages (rendered in-process)', () => {
     assert.match(page.body, /Set by environment DISK2ISO_IMAGING_MAP_SAVE_INTERVAL_SECONDS; change it there\./);
   });
 
-  it('answers unknown page addresses with a page in the user\'s language, and API addresses with JSON', async () => {
-    for (const [lang, heading] of [['en', 'Not found'], ['de', 'Nicht gefunden']] as const) {
+  it("answers unknown page addresses with a page in the user's language, and API addresses with JSON", async () => {
+    for (const [lang, heading] of [
+      ['en', 'Not found'],
+      ['de', 'Nicht gefunden'],
+    ] as const) {
       const page = await send('GET', '/no/such/page?x=<script>', { lang });
       assert.equal(page.status, 404);
       assert.match(String(page.headers['content-type']), /^text\/html; charset=utf-8/);
@@ -411,7 +461,10 @@ describe('web pages (rendered in-process)', () => {
       form: { storage__output_dir: output, storage__log_retention_days: '31', storage__warn_threshold_percent: '90', storage__stop_threshold_percent: '95' },
     });
     const [change] = await entries('config');
-    assert.deepEqual([change?.action, change?.user, change?.details], ['change', 'admin-user', { section: 'storage', changed: ['storage.log_retention_days'] }]);
+    assert.deepEqual(
+      [change?.action, change?.user, change?.details],
+      ['change', 'admin-user', { section: 'storage', changed: ['storage.log_retention_days'] }],
+    );
 
     const archivesBefore = (await entries('archive')).length;
     const single = await catalogue('audited_single');
@@ -427,7 +480,13 @@ describe('web pages (rendered in-process)', () => {
 
   it('offers the notification settings in both languages and explains refused values next to them', async () => {
     const english = await send('GET', '/config');
-    for (const label of ['Send an e-mail when a job finishes', 'E-mail address', 'Call a webhook when a job finishes', 'Webhook URL', 'Offer browser notifications']) {
+    for (const label of [
+      'Send an e-mail when a job finishes',
+      'E-mail address',
+      'Call a webhook when a job finishes',
+      'Webhook URL',
+      'Offer browser notifications',
+    ]) {
       assert.ok(english.body.includes(label), label);
     }
     assert.match(english.body, /id="setting-notifications__email_address"[^>]*maxlength="254"/);
@@ -436,7 +495,13 @@ describe('web pages (rendered in-process)', () => {
     assert.match(german.body, /Webhook-URL/);
 
     const refused = await send('POST', '/config/notifications', {
-      form: { notifications__email_on_completion: '1', notifications__email_address: 'not an address', notifications__webhook_enabled: '1', notifications__webhook_url: '', notifications__browser: '1' },
+      form: {
+        notifications__email_on_completion: '1',
+        notifications__email_address: 'not an address',
+        notifications__webhook_enabled: '1',
+        notifications__webhook_url: '',
+        notifications__browser: '1',
+      },
     });
     assert.equal(refused.status, 400);
     assert.match(refused.body, /id="setting-notifications__email_address-error">Enter an e-mail address like name@example\.org\./);
@@ -445,10 +510,20 @@ describe('web pages (rendered in-process)', () => {
     assert.equal(server.config.notifications.email_on_completion, false, 'nothing saved');
 
     const saved = await send('POST', '/config/notifications', {
-      form: { notifications__email_on_completion: '1', notifications__email_address: 'archive@example.org', notifications__webhook_url: 'https://hooks.example.org/disk2iso' },
+      form: {
+        notifications__email_on_completion: '1',
+        notifications__email_address: 'archive@example.org',
+        notifications__webhook_url: 'https://hooks.example.org/disk2iso',
+      },
     });
     assert.equal(saved.location, '/config?notice=settings_saved#notifications');
-    assert.deepEqual(server.config.notifications, { email_on_completion: true, email_address: 'archive@example.org', webhook_enabled: false, webhook_url: 'https://hooks.example.org/disk2iso', browser: false });
+    assert.deepEqual(server.config.notifications, {
+      email_on_completion: true,
+      email_address: 'archive@example.org',
+      webhook_enabled: false,
+      webhook_url: 'https://hooks.example.org/disk2iso',
+      browser: false,
+    });
     const page = await send('GET', '/config');
     assert.ok(!page.body.includes('data-browser-notifications'), 'browser notifications are no longer offered');
   });

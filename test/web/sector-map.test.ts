@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseMapfile } from '../../src/imaging/mapfile.js';
 import { type CellStatus, type SectorMapView, readSectorMap, sectorMapView } from '../../src/web/sector-map.js';
-import { mountFaultFs } from '../tools/faultfs.js';
 import { requireTool, run } from '../tools/exec.js';
+import { mountFaultFs } from '../tools/faultfs.js';
 
 /** The status of every cell, in reading order, from the runs the page draws. */
 function cellStatuses(view: SectorMapView): CellStatus[] {
@@ -83,7 +83,10 @@ describe('sector map', () => {
     assert.deepEqual(cells.slice(2, 6), ['finished', 'finished', 'finished', 'finished']);
     assert.equal(cells[6], 'nontrimmed');
     assert.equal(cells[7], 'nonscraped');
-    assert.deepEqual(indexesOf(cells, 'nontried'), Array.from({ length: 24 }, (_, index) => index + 8));
+    assert.deepEqual(
+      indexesOf(cells, 'nontried'),
+      Array.from({ length: 24 }, (_, index) => index + 8),
+    );
     assert.deepEqual(view.current, { row: 1, column: 1 }, 'position 0x4800 is cell 9');
     assert.equal(view.totals.nontried, 0xc000);
   });

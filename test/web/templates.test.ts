@@ -7,10 +7,12 @@ import { webRoot } from '../../src/web/paths.js';
 async function files(dir: string, suffix: string): Promise<Array<{ name: string; text: string }>> {
   const entries = await readdir(dir, { withFileTypes: true, recursive: true });
   const found = entries.filter((entry) => entry.isFile() && entry.name.endsWith(suffix));
-  return Promise.all(found.map(async (entry) => {
-    const path = join(entry.parentPath, entry.name);
-    return { name: relative(webRoot(), path), text: await readFile(path, 'utf8') };
-  }));
+  return Promise.all(
+    found.map(async (entry) => {
+      const path = join(entry.parentPath, entry.name);
+      return { name: relative(webRoot(), path), text: await readFile(path, 'utf8') };
+    }),
+  );
 }
 
 /** Rules the strict Content-Security-Policy and output escaping rely on, checked in the sources. */

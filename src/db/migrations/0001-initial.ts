@@ -5,8 +5,7 @@ import { type Kysely, type Migration, sql } from 'kysely';
  * of importing them, so a later change to the TypeScript unions cannot alter what it creates.
  */
 
-const oneOf = (column: string, values: readonly string[]) =>
-  sql<boolean>`${sql.ref(column)} in (${sql.join(values.map((value) => sql.lit(value)))})`;
+const oneOf = (column: string, values: readonly string[]) => sql<boolean>`${sql.ref(column)} in (${sql.join(values.map((value) => sql.lit(value)))})`;
 
 export const initialMigration: Migration = {
   async up(db: Kysely<unknown>): Promise<void> {
@@ -100,11 +99,7 @@ export const initialMigration: Migration = {
       .addColumn('seconds', 'real', (col) => col.notNull())
       .addColumn('requested_by', 'text')
       .execute();
-    await db.schema
-      .createIndex('archive_verifications_archive_id_id')
-      .on('archive_verifications')
-      .columns(['archive_id', 'id'])
-      .execute();
+    await db.schema.createIndex('archive_verifications_archive_id_id').on('archive_verifications').columns(['archive_id', 'id']).execute();
 
     await db.schema
       .createTable('settings')

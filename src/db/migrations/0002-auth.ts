@@ -5,8 +5,7 @@ import { type Kysely, type Migration, sql } from 'kysely';
  * released migration: it lists its own enum values.
  */
 
-const oneOf = (column: string, values: readonly string[]) =>
-  sql<boolean>`${sql.ref(column)} in (${sql.join(values.map((value) => sql.lit(value)))})`;
+const oneOf = (column: string, values: readonly string[]) => sql<boolean>`${sql.ref(column)} in (${sql.join(values.map((value) => sql.lit(value)))})`;
 
 const flag = (column: string) => sql<boolean>`${sql.ref(column)} in (0, 1)`;
 

@@ -8,7 +8,18 @@ import { type Kysely, type Migration, sql } from 'kysely';
  * nothing about what it may do. A reader that finds the counter unchanged knows every user and key
  * still reads the same, so an API key checked earlier need not be looked up again.
  */
-const USER_COLUMNS = ['id', 'name', 'role', 'password_hash', 'password_changed_at', 'password_reset_required', 'disabled', 'credentials_version', 'created_at', 'updated_at'];
+const USER_COLUMNS = [
+  'id',
+  'name',
+  'role',
+  'password_hash',
+  'password_changed_at',
+  'password_reset_required',
+  'disabled',
+  'credentials_version',
+  'created_at',
+  'updated_at',
+];
 const API_KEY_COLUMNS = ['id', 'user_id', 'name', 'prefix', 'key_hash', 'scopes', 'created_at', 'created_by', 'expires_at', 'revoked_at'];
 const TABLES = { users: USER_COLUMNS, api_keys: API_KEY_COLUMNS } as const;
 const raise = sql.raw(`update table_versions set version = version + 1 where name = 'credentials'`);
@@ -19,7 +30,9 @@ export const credentialsVersionMigration: Migration = {
     for (const [table, columns] of Object.entries(TABLES)) {
       await sql`create trigger ${sql.id(`${table}_credentials_after_insert`)} after insert on ${sql.id(table)} begin ${raise}; end`.execute(db);
       await sql`create trigger ${sql.id(`${table}_credentials_after_delete`)} after delete on ${sql.id(table)} begin ${raise}; end`.execute(db);
-      await sql`create trigger ${sql.id(`${table}_credentials_after_update`)} after update of ${sql.join(columns.map((column) => sql.id(column)))} on ${sql.id(table)} begin ${raise}; end`.execute(db);
+      await sql`create trigger ${sql.id(`${table}_credentials_after_update`)} after update of ${sql.join(columns.map((column) => sql.id(column)))} on ${sql.id(table)} begin ${raise}; end`.execute(
+        db,
+      );
     }
   },
   async down(db: Kysely<unknown>) {

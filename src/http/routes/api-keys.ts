@@ -14,14 +14,16 @@ const ApiKey = Type.Object(
     name: Type.String(),
     user: Type.String({ description: 'The owner' }),
     prefix: Type.String({ description: 'The first characters of the key, to recognise it' }),
-    scopes: Nullable(Type.Array(Type.Enum([...PERMISSIONS]), { description: 'null: all of the owner\'s rights' })),
+    scopes: Nullable(Type.Array(Type.Enum([...PERMISSIONS]), { description: "null: all of the owner's rights" })),
     status: Type.Enum(['active', 'expired', 'revoked']),
     created_at: Timestamp,
     created_by: Type.String(),
     expires_at: Nullable(Timestamp),
     revoked_at: Nullable(Timestamp),
     last_used_at: Nullable(Timestamp),
-    parent_id: Nullable(Type.String({ description: 'The key whose request created this one; revoking it revoked this one too. null: made by a signed-in user or the CLI' })),
+    parent_id: Nullable(
+      Type.String({ description: 'The key whose request created this one; revoking it revoked this one too. null: made by a signed-in user or the CLI' }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -40,7 +42,7 @@ const UserName = Type.String({ pattern: '^[a-z][a-z0-9._-]{2,31}$' });
 const ListQuery = Type.Object(
   {
     user: Type.Optional(UserName),
-    all: Type.Optional(Type.Boolean({ description: 'Every user\'s keys (users:admin)' })),
+    all: Type.Optional(Type.Boolean({ description: "Every user's keys (users:admin)" })),
   },
   { additionalProperties: false, description: 'Default: your own keys. A key or bearer token sees only keys whose rights lie within its own.' },
 );
@@ -67,7 +69,7 @@ export function apiKeyRoutes(auth: AuthService) {
           tags: ['users'],
           summary: 'List API keys',
           description:
-            'Your own keys by default; another user\'s (`user=`) or everyone\'s (`all=true`) need users:admin. Through a key or a bearer token, only the keys whose rights lie within its own are listed. Never shows the secrets.',
+            "Your own keys by default; another user's (`user=`) or everyone's (`all=true`) need users:admin. Through a key or a bearer token, only the keys whose rights lie within its own are listed. Never shows the secrets.",
           querystring: ListQuery,
           response: { 200: Type.Object({ api_keys: Type.Array(ApiKey) }, { additionalProperties: false }), ...errors(400, 401, 403, 404) },
         },
@@ -89,7 +91,7 @@ export function apiKeyRoutes(auth: AuthService) {
           tags: ['users'],
           summary: 'Create an API key',
           description:
-            'For yourself, or (users:admin, signed in) for `user`. Scopes cannot exceed the owner\'s rights; without scopes the key carries all of them. ' +
+            "For yourself, or (users:admin, signed in) for `user`. Scopes cannot exceed the owner's rights; without scopes the key carries all of them. " +
             'A request carrying a key or a bearer token creates keys only for its own user, only with explicit scopes it holds itself (`scope_exceeds_rights`), ' +
             'and, when it expires, only keys that expire no later (`expiry_exceeds_credential`); a key made with a key is revoked with it. The key is in this answer only: store it now.',
           body: CreateBody,
@@ -116,7 +118,7 @@ export function apiKeyRoutes(auth: AuthService) {
           tags: ['users'],
           summary: 'Revoke an API key',
           description:
-            'Your own, or anyone\'s with users:admin; through a key or a bearer token only a key whose rights lie within its own (`key_exceeds_rights`). ' +
+            "Your own, or anyone's with users:admin; through a key or a bearer token only a key whose rights lie within its own (`key_exceeds_rights`). " +
             'The key, the keys created with it and the tokens issued for any of them stop working from the next request on.',
           params: Type.Object({ id: KeyId }, { additionalProperties: false }),
           response: { 200: Revoked, ...errors(400, 401, 403, 404, 409) },

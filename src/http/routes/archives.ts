@@ -23,7 +23,9 @@ const ListQuery = Type.Object(
     min_size: Type.Optional(Type.Integer({ minimum: 0 })),
     max_size: Type.Optional(Type.Integer({ minimum: 0 })),
     type: Type.Optional(Type.String({ pattern: listOf(DISC_KINDS), description: `Disc kind, or a comma-separated list: ${DISC_KINDS.join(', ')}` })),
-    status: Type.Optional(Type.String({ pattern: listOf(ARCHIVE_STATUSES), description: `One status or a comma-separated list: ${ARCHIVE_STATUSES.join(', ')}` })),
+    status: Type.Optional(
+      Type.String({ pattern: listOf(ARCHIVE_STATUSES), description: `One status or a comma-separated list: ${ARCHIVE_STATUSES.join(', ')}` }),
+    ),
     sort: Type.Optional(Type.Enum(['name', 'date', 'size'], { default: 'date' })),
     order: Type.Optional(SortOrder),
     limit: Type.Optional(Limit(50, 500)),
@@ -71,7 +73,10 @@ export function archiveRoutes(archives: ArchiveService) {
           summary: 'List and search finished images',
           querystring: ListQuery,
           response: {
-            200: Type.Object({ archives: Type.Array(Archive), total: Type.Integer(), limit: Type.Integer(), offset: Type.Integer() }, { additionalProperties: false }),
+            200: Type.Object(
+              { archives: Type.Array(Archive), total: Type.Integer(), limit: Type.Integer(), offset: Type.Integer() },
+              { additionalProperties: false },
+            ),
             ...errors(400),
           },
         },
@@ -166,7 +171,8 @@ export function archiveRoutes(archives: ArchiveService) {
         schema: {
           tags: ['archives'],
           summary: 'Re-hash the image and compare it with its checksums',
-          description: 'Compares with the sidecar files and with the checksums recorded when the disc was read; the outcome is added to the verification history.',
+          description:
+            'Compares with the sidecar files and with the checksums recorded when the disc was read; the outcome is added to the verification history.',
           params: ArchiveParams,
           response: { 200: Verification, ...errors(400, 404, 409, 503) },
         },

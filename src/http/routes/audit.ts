@@ -43,7 +43,10 @@ export function auditRoutes(audit: Pick<AuditTrail, 'list'>) {
           description: 'Newest first. Append-only: no route changes or removes entries; only the retention setting (security.audit_retention_days) does.',
           querystring: ListQuery,
           response: {
-            200: Type.Object({ entries: Type.Array(AuditEntry), total: Type.Integer(), limit: Type.Integer(), offset: Type.Integer() }, { additionalProperties: false }),
+            200: Type.Object(
+              { entries: Type.Array(AuditEntry), total: Type.Integer(), limit: Type.Integer(), offset: Type.Integer() },
+              { additionalProperties: false },
+            ),
             ...errors(400, 401, 403),
           },
         },

@@ -4,9 +4,9 @@ import type { AuthService } from '../../auth/service.js';
 import { userView } from '../../auth/views.js';
 import type { App } from '../app.js';
 import { clientOf, principalOf } from '../guard.js';
-import { changeOwnPassword, clearSessionCookie, signIn } from '../session-cookie.js';
 import { PERMISSIONS, type Permission } from '../permissions.js';
 import { Timestamp, errors } from '../schemas.js';
+import { changeOwnPassword, clearSessionCookie, signIn } from '../session-cookie.js';
 import { User } from './users.js';
 
 const UserName = Type.String({ minLength: 1, maxLength: 64, description: 'User name' });
@@ -36,7 +36,12 @@ const Me = Type.Object(
     must_change_password: Type.Boolean(),
     csrf_token: Type.Optional(Type.String()),
     api_key_id: Type.Optional(Type.String()),
-    expires_at: Type.Optional(Type.String({ format: 'date-time', description: 'When the key or bearer token of this request expires (ISO 8601 UTC); keys it creates must expire no later' })),
+    expires_at: Type.Optional(
+      Type.String({
+        format: 'date-time',
+        description: 'When the key or bearer token of this request expires (ISO 8601 UTC); keys it creates must expire no later',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -142,8 +147,7 @@ export function authRoutes(auth: AuthService) {
         schema: {
           tags: ['auth'],
           summary: 'Change your own password',
-          description:
-            'Needs the current password. Ends every session and token of the user; a browser that asked gets a new session cookie in the answer.',
+          description: 'Needs the current password. Ends every session and token of the user; a browser that asked gets a new session cookie in the answer.',
           body: PasswordBody,
           response: { 200: Session, 204: Type.Null(), ...errors(400, 401, 403, 429) },
         },
@@ -170,7 +174,7 @@ export function authRoutes(auth: AuthService) {
           tags: ['auth'],
           summary: 'Get a short-lived bearer token',
           description:
-            'For a user name and password or an API key: a key\'s token carries the key\'s current rights and no more, and expires no later than the key. ' +
+            "For a user name and password or an API key: a key's token carries the key's current rights and no more, and expires no later than the key. " +
             'Send it as `Authorization: Bearer <token>`. It stops working when it expires, when the password or role changes, the user is disabled, or its key is revoked. ' +
             'A user whose password must be changed (expired, or reset by an admin) gets no token but 403 `password_change_required`: sign in with `POST /api/v1/auth/login` and change it with `PUT /api/v1/auth/password` first.',
           body: TokenBody,
@@ -180,7 +184,8 @@ export function authRoutes(auth: AuthService) {
       async (request) => {
         const client = clientOf(request);
         const body = request.body;
-        const issued = 'api_key' in body ? await auth.tokens.issueForApiKey(body.api_key, client) : await auth.tokens.issueForPassword(body.username, body.password, client);
+        const issued =
+          'api_key' in body ? await auth.tokens.issueForApiKey(body.api_key, client) : await auth.tokens.issueForPassword(body.username, body.password, client);
         return { access_token: issued.token, token_type: issued.tokenType, expires_in: issued.expiresIn, expires_at: issued.expiresAt };
       },
     );

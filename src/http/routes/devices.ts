@@ -25,7 +25,12 @@ const Device = Type.Object(
         'failed: that probe could not read the medium (media_error); probing: the drive is being checked, the fields are the last answer if any; ' +
         'not_responding: the last probe got no answer in time (media_error), the fields are the last answer if any',
     }),
-    media_checked_at: Nullable(Type.String({ format: 'date-time', description: 'When the media fields were read from the drive (ISO 8601 UTC); null while busy and before the first answer' })),
+    media_checked_at: Nullable(
+      Type.String({
+        format: 'date-time',
+        description: 'When the media fields were read from the drive (ISO 8601 UTC); null while busy and before the first answer',
+      }),
+    ),
     job_id: Nullable(JobId),
   },
   { additionalProperties: false },

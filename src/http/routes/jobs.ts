@@ -10,9 +10,7 @@ const STATUS_LIST = new RegExp(`^(${JOB_STATUSES.join('|')})(,(${JOB_STATUSES.jo
 
 const ListQuery = Type.Object(
   {
-    status: Type.Optional(
-      Type.String({ pattern: STATUS_LIST.source, description: `One status or a comma-separated list: ${JOB_STATUSES.join(', ')}` }),
-    ),
+    status: Type.Optional(Type.String({ pattern: STATUS_LIST.source, description: `One status or a comma-separated list: ${JOB_STATUSES.join(', ')}` })),
     limit: Type.Optional(Limit(50, 500)),
     offset: Type.Optional(Offset),
     sort: Type.Optional(Type.Enum(['created', 'updated', 'name'], { default: 'created' })),
@@ -23,7 +21,9 @@ const ListQuery = Type.Object(
 
 const CreateBody = Type.Object(
   {
-    name: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'Image name (default: the disc label); no path separators, "..", or control characters' })),
+    name: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 200, description: 'Image name (default: the disc label); no path separators, "..", or control characters' }),
+    ),
     device: Type.String({ minLength: 1, maxLength: 4096, description: 'Drive id (sr0) or the device path of a listed drive (/dev/sr0)' }),
     options: Type.Optional(
       Type.Object(
@@ -48,7 +48,8 @@ const UpdateBody = Type.Object(
       Type.String({
         minLength: 1,
         maxLength: 4096,
-        description: 'With resume or retry: continue on this drive (id or device path of a listed drive) from the rescue map, e.g. the same drive under a new name or another drive holding the same disc; it must hold the disc the job started on (volume id and size, checked before reading)',
+        description:
+          'With resume or retry: continue on this drive (id or device path of a listed drive) from the rescue map, e.g. the same drive under a new name or another drive holding the same disc; it must hold the disc the job started on (volume id and size, checked before reading)',
       }),
     ),
     keep_partial: Type.Optional(
@@ -61,7 +62,11 @@ const UpdateBody = Type.Object(
 const RetryBadAreasBody = Type.Object(
   {
     read_attempts: Type.Optional(
-      Type.Integer({ minimum: RETRY_READ_ATTEMPTS.min, maximum: RETRY_READ_ATTEMPTS.max, description: 'Read attempts per bad sector (default: imaging.read_attempts, at least 1)' }),
+      Type.Integer({
+        minimum: RETRY_READ_ATTEMPTS.min,
+        maximum: RETRY_READ_ATTEMPTS.max,
+        description: 'Read attempts per bad sector (default: imaging.read_attempts, at least 1)',
+      }),
     ),
   },
   { additionalProperties: false },
@@ -69,10 +74,7 @@ const RetryBadAreasBody = Type.Object(
 
 const JobParams = Type.Object({ job_id: JobId }, { additionalProperties: false });
 
-const JobList = Type.Object(
-  { jobs: Type.Array(Job), total: Type.Integer(), limit: Type.Integer(), offset: Type.Integer() },
-  { additionalProperties: false },
-);
+const JobList = Type.Object({ jobs: Type.Array(Job), total: Type.Integer(), limit: Type.Integer(), offset: Type.Integer() }, { additionalProperties: false });
 
 /** Responses to the list queries asked most recently (a polling UI's page, several clients on one view). */
 const LIST_RESPONSES_KEPT = 16;
@@ -178,7 +180,8 @@ export function jobRoutes(jobs: JobService) {
         schema: {
           tags: ['jobs'],
           summary: "A job's rescue map",
-          description: 'GNU ddrescue mapfile format: finished (+) and unreadable (-) areas, among others. 404 before reading started or after it was discarded.',
+          description:
+            'GNU ddrescue mapfile format: finished (+) and unreadable (-) areas, among others. 404 before reading started or after it was discarded.',
           params: JobParams,
           response: { 200: Type.String({ description: 'text/plain mapfile' }), ...errors(400, 404) },
         },

@@ -38,7 +38,10 @@ export function logRoutes(eventLog: EventLog) {
             { additionalProperties: false },
           ),
           response: {
-            200: Type.Object({ logs: Type.Array(LogLine), total: Type.Integer(), limit: Type.Integer(), offset: Type.Integer() }, { additionalProperties: false }),
+            200: Type.Object(
+              { logs: Type.Array(LogLine), total: Type.Integer(), limit: Type.Integer(), offset: Type.Integer() },
+              { additionalProperties: false },
+            ),
             ...errors(400),
           },
         },

@@ -46,7 +46,8 @@ const SettingsView = Type.Object(
       description: 'Where each setting comes from: default, config file …, stored settings, environment …, --set …',
     }),
     fixed: Type.Array(Type.String(), {
-      description: 'Settings the API cannot change, fixed by the environment or flags or set on the server only (readOnly in the schema); PATCH refuses them (409)',
+      description:
+        'Settings the API cannot change, fixed by the environment or flags or set on the server only (readOnly in the schema); PATCH refuses them (409)',
     }),
     restart_required: Type.Array(Type.String(), { description: 'Changed settings that take effect after a restart' }),
     data_dir: Type.String(),

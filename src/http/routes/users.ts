@@ -21,7 +21,10 @@ export const User = Type.Object(
   { additionalProperties: false },
 );
 
-const UserName = Type.String({ pattern: '^[a-z][a-z0-9._-]{2,31}$', description: '3 to 32 characters: lower-case letters, digits, . _ -, starting with a letter' });
+const UserName = Type.String({
+  pattern: '^[a-z][a-z0-9._-]{2,31}$',
+  description: '3 to 32 characters: lower-case letters, digits, . _ -, starting with a letter',
+});
 const Role = Type.Enum([...USER_ROLES]);
 const Password = Type.String({ minLength: 1, maxLength: 1024, description: 'At least 12 characters with upper case, lower case and a digit' });
 const UserParams = Type.Object({ name: UserName }, { additionalProperties: false });
@@ -31,7 +34,9 @@ const CreateBody = Type.Object(
     name: UserName,
     role: Role,
     password: Password,
-    require_change: Type.Optional(Type.Boolean({ default: true, description: 'The user must choose a new password at the first login (default true: an admin handed this one out)' })),
+    require_change: Type.Optional(
+      Type.Boolean({ default: true, description: 'The user must choose a new password at the first login (default true: an admin handed this one out)' }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -56,7 +61,11 @@ export function userRoutes(auth: AuthService) {
       '/api/v1/users',
       {
         config: { permission: 'users:admin' },
-        schema: { tags: ['users'], summary: 'List users', response: { 200: Type.Object({ users: Type.Array(User) }, { additionalProperties: false }), ...errors(401, 403) } },
+        schema: {
+          tags: ['users'],
+          summary: 'List users',
+          response: { 200: Type.Object({ users: Type.Array(User) }, { additionalProperties: false }), ...errors(401, 403) },
+        },
       },
       async (request) => ({ users: (await users.list(actorOf(request))).map(userView) }),
     );
@@ -90,7 +99,7 @@ export function userRoutes(auth: AuthService) {
         schema: {
           tags: ['users'],
           summary: 'Change a role, disable or enable a user',
-          description: 'The last enabled admin cannot be demoted or disabled. A role change or disable ends the user\'s sessions and tokens.',
+          description: "The last enabled admin cannot be demoted or disabled. A role change or disable ends the user's sessions and tokens.",
           params: UserParams,
           body: UpdateBody,
           response: { 200: User, ...errors(400, 401, 403, 404, 409) },
@@ -115,7 +124,7 @@ export function userRoutes(auth: AuthService) {
         schema: {
           tags: ['users'],
           summary: "Reset a user's password",
-          description: 'Ends the user\'s sessions and tokens; by default the user must choose a new password at the next login.',
+          description: "Ends the user's sessions and tokens; by default the user must choose a new password at the next login.",
           params: UserParams,
           body: ResetBody,
           response: { 200: User, ...errors(400, 401, 403, 404) },
@@ -131,7 +140,12 @@ export function userRoutes(auth: AuthService) {
       '/api/v1/users/:name',
       {
         config: { permission: 'users:admin' },
-        schema: { tags: ['users'], summary: 'Delete a user (and its keys and sessions)', params: UserParams, response: { 204: Type.Null(), ...errors(400, 401, 403, 404, 409) } },
+        schema: {
+          tags: ['users'],
+          summary: 'Delete a user (and its keys and sessions)',
+          params: UserParams,
+          response: { 204: Type.Null(), ...errors(400, 401, 403, 404, 409) },
+        },
       },
       async (request, reply) => {
         await users.delete(request.params.name, actorOf(request));

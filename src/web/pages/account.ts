@@ -76,19 +76,31 @@ export function registerAccountPages(app: App, deps: WebDeps, accounts: WebAccou
     return reply.redirect(withParams(then, { notice: 'password_changed' }), 303);
   });
 
-  const renderKeys = async (request: FastifyRequest, reply: FastifyReply, extra: { errors?: KeyErrors; form?: Record<string, unknown>; created?: { key: string; name: string } }, status: number) => {
+  const renderKeys = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    extra: { errors?: KeyErrors; form?: Record<string, unknown>; created?: { key: string; name: string } },
+    status: number,
+  ) => {
     const actor = accounts.actor(request);
     const keys = await accounts.apiKeys.list({ user: actor.principal.name }, actor);
     const grantable = PERMISSIONS.filter((permission) => actor.principal.can(permission));
-    return renderPage(request, reply, security, 'api-keys', {
-      title: 'account.keys.title',
-      keys,
-      grantable,
-      errors: extra.errors ?? {},
-      form: extra.form ?? { name: '', scopes: [], expires: '' },
-      created: extra.created ?? null,
-      now: new Date().toISOString(),
-    }, status);
+    return renderPage(
+      request,
+      reply,
+      security,
+      'api-keys',
+      {
+        title: 'account.keys.title',
+        keys,
+        grantable,
+        errors: extra.errors ?? {},
+        form: extra.form ?? { name: '', scopes: [], expires: '' },
+        created: extra.created ?? null,
+        now: new Date().toISOString(),
+      },
+      status,
+    );
   };
 
   // Every role holds keys:manage for its own keys; a key or token used here needs it in its scope. The
@@ -111,7 +123,10 @@ export function registerAccountPages(app: App, deps: WebDeps, accounts: WebAccou
     }
     if (Object.keys(errors).length > 0) return renderKeys(request, reply, { errors, form }, 400);
     try {
-      const created = await accounts.apiKeys.create({ user: actor.principal.name, name: form.name, scopes: form.scopes.length === 0 ? null : form.scopes, expiresAt }, actor);
+      const created = await accounts.apiKeys.create(
+        { user: actor.principal.name, name: form.name, scopes: form.scopes.length === 0 ? null : form.scopes, expiresAt },
+        actor,
+      );
       // The secret is shown on this answer and nowhere else: it is never stored, so no redirect could show it.
       return await renderKeys(request, reply, { created: { key: created.key, name: created.record.name } }, 201);
     } catch (error) {

@@ -1,11 +1,11 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { App } from '../../http/app.js';
 import type { ArchiveListQuery, ArchiveView } from '../../archive/service.js';
 import type { AuditedAction } from '../../audit/trail.js';
 import type { ArchiveSort } from '../../db/archive-repository.js';
 import { ARCHIVE_STATUSES, type ArchiveStatus } from '../../db/schema.js';
 import type { DiscKind } from '../../drives/types.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
+import type { App } from '../../http/app.js';
 import { statusOf } from '../errors.js';
 import { renderPage, requestI18n } from '../render.js';
 import { type FormFields, formFields, withParams } from '../request.js';
@@ -135,10 +135,20 @@ interface MetadataForm {
   notes: string;
 }
 
-function validateMetadata(i18n: I18n, form: MetadataForm): { patch: { label: string; tags: string[]; notes: string } | null; errors: Partial<Record<keyof MetadataForm, string>> } {
+function validateMetadata(
+  i18n: I18n,
+  form: MetadataForm,
+): { patch: { label: string; tags: string[]; notes: string } | null; errors: Partial<Record<keyof MetadataForm, string>> } {
   const errors: Partial<Record<keyof MetadataForm, string>> = {};
   const label = form.label.trim();
-  const tags = [...new Set(form.tags.split(',').map((tag) => tag.trim()).filter((tag) => tag !== ''))];
+  const tags = [
+    ...new Set(
+      form.tags
+        .split(',')
+        .map((tag) => tag.trim())
+        .filter((tag) => tag !== ''),
+    ),
+  ];
   if ([...label].length > MAX_LABEL) errors.label = i18n.t('archive.edit.label_long', { max: MAX_LABEL });
   else if (CONTROL_CHARS.test(label)) errors.label = i18n.t('archive.edit.control_chars');
   if (tags.length > MAX_TAGS) errors.tags = i18n.t('archive.edit.tags_many', { max: MAX_TAGS });
@@ -185,10 +195,24 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
     });
   });
 
-  const renderDetail = async (request: FastifyRequest, reply: FastifyReply, id: string, form: MetadataForm | null, errors: Record<string, string>, status: number) => {
+  const renderDetail = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    id: string,
+    form: MetadataForm | null,
+    errors: Record<string, string>,
+    status: number,
+  ) => {
     const [archive, history] = await Promise.all([archives.get(id), archives.verifications(id, { limit: HISTORY_LIMIT, offset: 0 })]);
     const values: MetadataForm = form ?? { label: archive.metadata.label, tags: archive.metadata.tags.join(', '), notes: archive.metadata.notes };
-    return renderPage(request, reply, security, 'archive-detail', { title: 'archive.detail.title', archive, history: history.verifications, form: values, errors }, status);
+    return renderPage(
+      request,
+      reply,
+      security,
+      'archive-detail',
+      { title: 'archive.detail.title', archive, history: history.verifications, form: values, errors },
+      status,
+    );
   };
 
   app.get<{ Params: { id: string } }>('/archive/:id', { config: { permission: 'archives:read' } }, async (request, reply) => {

@@ -72,7 +72,8 @@ export function registerAuthPages(app: App, deps: WebDeps, accounts: WebAccounts
         if (error instanceof TooManyRequestsError) return tooManyAttempts(request, reply, error, form);
         throw error;
       }
-      if (signedIn.principal.mustChangePassword) return reply.redirect(withParams('/account/password', { next: form.next === '/' ? undefined : form.next }), 303);
+      if (signedIn.principal.mustChangePassword)
+        return reply.redirect(withParams('/account/password', { next: form.next === '/' ? undefined : form.next }), 303);
       return reply.redirect(form.next, 303);
     },
   );
@@ -89,8 +90,14 @@ export function registerAuthPages(app: App, deps: WebDeps, accounts: WebAccounts
     return SETUP_TOKEN.test(token) && (await accounts.setup.isValid(token)) ? 'ready' : 'invalid';
   };
 
-  const renderSetup = (request: FastifyRequest, reply: FastifyReply, state: SetupState, form: { token: string; username: string }, errors: SetupErrors, status: number) =>
-    renderPage(request, reply, security, 'setup', { title: 'auth.setup.title', state, form, errors }, status);
+  const renderSetup = (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    state: SetupState,
+    form: { token: string; username: string },
+    errors: SetupErrors,
+    status: number,
+  ) => renderPage(request, reply, security, 'setup', { title: 'auth.setup.title', state, form, errors }, status);
 
   /** A link that cannot be used, with the status the API gives for the same refusal. */
   const refuseSetup = (request: FastifyRequest, reply: FastifyReply, state: Exclude<SetupState, 'ready'>) =>

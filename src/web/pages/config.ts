@@ -1,8 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { App } from '../../http/app.js';
 import { setPath } from '../../config/load.js';
 import type { JsonObject } from '../../db/values.js';
 import { ConflictError, ValidationError } from '../../errors.js';
+import type { App } from '../../http/app.js';
 import { renderPage, requestI18n } from '../render.js';
 import { type FormFields, formFields, withParams } from '../request.js';
 import { SETTINGS_SECTIONS, type SettingsSection, parseSettingsForm, sectionFields, withSubmitted } from '../settings-form.js';
@@ -42,32 +42,36 @@ export function registerConfigPages(app: App, deps: WebDeps): void {
 
   app.get('/config', { config: { permission: 'system:read' } }, async (request, reply) => renderConfig(request, reply, null, 200));
 
-  app.post<{ Params: { section: string } }>('/config/:section', { config: { permission: 'system:write', audit: { event_type: 'config', action: 'change' } } }, async (request, reply) => {
-    const section = SETTINGS_SECTIONS.find((candidate) => candidate === request.params.section);
-    if (section === undefined) throw new ValidationError(`no settings section ${request.params.section}`, undefined, 'unknown_section');
-    const i18n = requestI18n(request);
-    const form = formFields(request.body);
-    const { changes, errors } = parseSettingsForm(i18n, sectionFields(config, section, i18n), form);
-    if (Object.keys(errors).length > 0) return renderConfig(request, reply, { section, errors, form }, 400);
-    if (Object.keys(changes).length === 0) {
-      // A form sends every field of its section; saving it unchanged changes nothing, so nothing is audited.
-      request.auditDetails = null;
-      return reply.redirect(withParams('/config', { notice: 'settings_unchanged' }) + `#${section}`, 303);
-    }
-    try {
-      await deps.settings.update(nestedPatch(changes), security.user(request).name);
-    } catch (error) {
-      if (error instanceof ValidationError) {
-        const messages = refusalMessages(error, (entry) => i18n.t('config.errors.invalid', { message: String(entry['message'] ?? '') }));
-        return renderConfig(request, reply, { section, errors: messages, form }, 400);
+  app.post<{ Params: { section: string } }>(
+    '/config/:section',
+    { config: { permission: 'system:write', audit: { event_type: 'config', action: 'change' } } },
+    async (request, reply) => {
+      const section = SETTINGS_SECTIONS.find((candidate) => candidate === request.params.section);
+      if (section === undefined) throw new ValidationError(`no settings section ${request.params.section}`, undefined, 'unknown_section');
+      const i18n = requestI18n(request);
+      const form = formFields(request.body);
+      const { changes, errors } = parseSettingsForm(i18n, sectionFields(config, section, i18n), form);
+      if (Object.keys(errors).length > 0) return renderConfig(request, reply, { section, errors, form }, 400);
+      if (Object.keys(changes).length === 0) {
+        // A form sends every field of its section; saving it unchanged changes nothing, so nothing is audited.
+        request.auditDetails = null;
+        return reply.redirect(`${withParams('/config', { notice: 'settings_unchanged' })}#${section}`, 303);
       }
-      if (error instanceof ConflictError) {
-        const messages = refusalMessages(error, (entry) => i18n.t('config.errors.fixed', { source: String(entry['source'] ?? '') }));
-        return renderConfig(request, reply, { section, errors: messages, form }, 409);
+      try {
+        await deps.settings.update(nestedPatch(changes), security.user(request).name);
+      } catch (error) {
+        if (error instanceof ValidationError) {
+          const messages = refusalMessages(error, (entry) => i18n.t('config.errors.invalid', { message: String(entry['message'] ?? '') }));
+          return renderConfig(request, reply, { section, errors: messages, form }, 400);
+        }
+        if (error instanceof ConflictError) {
+          const messages = refusalMessages(error, (entry) => i18n.t('config.errors.fixed', { source: String(entry['source'] ?? '') }));
+          return renderConfig(request, reply, { section, errors: messages, form }, 409);
+        }
+        throw error;
       }
-      throw error;
-    }
-    request.auditDetails = { changed: Object.keys(changes) };
-    return reply.redirect(withParams('/config', { notice: 'settings_saved' }) + `#${section}`, 303);
-  });
+      request.auditDetails = { changed: Object.keys(changes) };
+      return reply.redirect(`${withParams('/config', { notice: 'settings_saved' })}#${section}`, 303);
+    },
+  );
 }

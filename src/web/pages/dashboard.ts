@@ -1,11 +1,11 @@
 import type { FastifyRequest } from 'fastify';
 import type { App } from '../../http/app.js';
 import type { JobView } from '../../jobs/view.js';
+import type { SystemStatus } from '../../system/status.js';
 import { ACTIVE_STATUSES, FINISHED_STATUSES, activeOrder } from '../job-card.js';
 import { renderFragment, renderPage } from '../render.js';
-import { type SectorMapView, readSectorMap } from '../sector-map.js';
 import { formFields, withParams } from '../request.js';
-import type { SystemStatus } from '../../system/status.js';
+import { type SectorMapView, readSectorMap } from '../sector-map.js';
 import type { WebDeps } from '../types.js';
 import { pagination } from './pagination.js';
 
@@ -37,10 +37,18 @@ async function dashboardData(deps: WebDeps, request: FastifyRequest, canSeeSyste
   const finishedLimit = tab === 'finished' ? FINISHED_PAGE_SIZE : RECENT_FINISHED;
   const [active, finished, system] = await Promise.all([
     deps.jobs.list({ status: [...ACTIVE_STATUSES], limit: ACTIVE_LIMIT, offset: 0, sort: 'created', order: 'asc' }),
-    deps.jobs.list({ status: [...FINISHED_STATUSES], limit: finishedLimit, offset: tab === 'finished' ? (page - 1) * FINISHED_PAGE_SIZE : 0, sort: 'updated', order: 'desc' }),
+    deps.jobs.list({
+      status: [...FINISHED_STATUSES],
+      limit: finishedLimit,
+      offset: tab === 'finished' ? (page - 1) * FINISHED_PAGE_SIZE : 0,
+      sort: 'updated',
+      order: 'desc',
+    }),
     canSeeSystem ? deps.system.status() : Promise.resolve(null),
   ]);
-  const overBadAreas = active.jobs.filter((job) => job.status === 'running' && (job.phase === 'trimming' || job.phase === 'scraping' || job.phase === 'retrying'));
+  const overBadAreas = active.jobs.filter(
+    (job) => job.status === 'running' && (job.phase === 'trimming' || job.phase === 'scraping' || job.phase === 'retrying'),
+  );
   const sectorMaps = Object.fromEntries(await Promise.all(overBadAreas.map(async (job) => [job.id, await readSectorMap(job.output_file)] as const)));
   return {
     tab,

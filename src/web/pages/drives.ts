@@ -1,19 +1,26 @@
-import type { App } from '../../http/app.js';
 import { DRIVE_ID_PATTERN } from '../../drives/service.js';
 import { NotFoundError } from '../../errors.js';
+import type { App } from '../../http/app.js';
 import { renderPage, requestI18n } from '../render.js';
-import { mediaProblem } from './jobs.js';
 import { actionDone, actionFailed, returnPath } from '../respond.js';
 import type { WebDeps } from '../types.js';
+import { mediaProblem } from './jobs.js';
 
 export function registerDrivePages(app: App, deps: WebDeps): void {
   const { security } = deps;
 
   app.get('/drives', { config: { permission: 'devices:read' } }, async (request, reply) => {
-    const [devices, active] = await Promise.all([deps.devices.views(), deps.jobs.list({ status: ['running', 'verifying'], limit: 500, offset: 0, sort: 'created' })]);
+    const [devices, active] = await Promise.all([
+      deps.devices.views(),
+      deps.jobs.list({ status: ['running', 'verifying'], limit: 500, offset: 0, sort: 'created' }),
+    ]);
     const i18n = requestI18n(request);
     // A drive offers "Image this disc" only for a disc that can be imaged: not blank, not unreadable.
-    const rows = devices.map((device) => ({ device, problem: mediaProblem(i18n, device), job: active.jobs.find((job) => job.device_id === device.id) ?? null }));
+    const rows = devices.map((device) => ({
+      device,
+      problem: mediaProblem(i18n, device),
+      job: active.jobs.find((job) => job.device_id === device.id) ?? null,
+    }));
     return renderPage(request, reply, security, 'drives', { title: 'drives.title', rows });
   });
 

@@ -1,16 +1,16 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { App } from '../../http/app.js';
 import { HASH_ALGORITHMS, type HashAlgorithm, PRIORITIES, type Priority } from '../../config/schema.js';
 import { DomainError, NotFoundError, ValidationError } from '../../errors.js';
+import type { App } from '../../http/app.js';
 import type { CreateJobInput } from '../../jobs/service.js';
 import type { JobView } from '../../jobs/view.js';
 import type { DeviceView } from '../../system/devices.js';
+import { userMessage } from '../errors.js';
 import { ACTIVE_STATUSES, isJobAction, jobActions } from '../job-card.js';
 import { renderFragment, renderPage, requestI18n } from '../render.js';
 import { formFields, localPath, withParams } from '../request.js';
 import { actionDone, actionFailed, returnPath } from '../respond.js';
 import { readSectorMap } from '../sector-map.js';
-import { userMessage } from '../errors.js';
 import type { I18n, WebDeps } from '../types.js';
 
 interface DriveChoice {
@@ -32,7 +32,19 @@ type FieldErrors = Partial<Record<keyof NewJobForm, string>>;
 
 const JOB_ID = /^job_[a-z0-9]{1,64}$/;
 /** Refusals of the job service that the form shows next to a field instead of an error page. */
-const FORM_ERRORS = new Set(['unknown_device', 'no_media', 'blank_media', 'unsupported_media', 'unknown_size', 'media_probing', 'drive_not_responding', 'probe_backlog', 'media_unreadable', 'invalid_name', 'name_exhausted']);
+const FORM_ERRORS = new Set([
+  'unknown_device',
+  'no_media',
+  'blank_media',
+  'unsupported_media',
+  'unknown_size',
+  'media_probing',
+  'drive_not_responding',
+  'probe_backlog',
+  'media_unreadable',
+  'invalid_name',
+  'name_exhausted',
+]);
 
 /** Why the job service would refuse the drive's disc now, by the rules of KnownDrives.knownMedia (translated), or null. */
 export function mediaProblem(i18n: I18n, device: DeviceView): string | null {
@@ -70,7 +82,9 @@ async function drivesWithSameDisc(deps: WebDeps, job: JobView): Promise<DeviceVi
   const size = disc['size_bytes'];
   const label = disc['label'] ?? null;
   if (typeof size !== 'number') return [];
-  return (await deps.devices.views()).filter((device) => device.id !== job.device_id && device.has_media && device.media_size_bytes === size && device.label === label);
+  return (await deps.devices.views()).filter(
+    (device) => device.id !== job.device_id && device.has_media && device.media_size_bytes === size && device.label === label,
+  );
 }
 
 /** The rule validateImageName broke, as a sentence of the catalog. */
@@ -131,14 +145,21 @@ export function registerJobPages(app: App, deps: WebDeps): void {
     const i18n = requestI18n(request);
     const drives = await driveChoices(deps, i18n);
     const device = form.device !== '' ? form.device : (drives.find((choice) => choice.problem === null)?.device.id ?? '');
-    return renderPage(request, reply, security, 'job-new', {
-      title: 'jobs.new.title',
-      drives,
-      form: { ...form, device },
-      errors,
-      hashAlgorithms: HASH_ALGORITHMS,
-      priorities: PRIORITIES,
-    }, status);
+    return renderPage(
+      request,
+      reply,
+      security,
+      'job-new',
+      {
+        title: 'jobs.new.title',
+        drives,
+        form: { ...form, device },
+        errors,
+        hashAlgorithms: HASH_ALGORITHMS,
+        priorities: PRIORITIES,
+      },
+      status,
+    );
   };
 
   app.get('/jobs/new', { config: { permission: 'jobs:write' } }, async (request, reply) => {
@@ -234,7 +255,8 @@ export function registerJobPages(app: App, deps: WebDeps): void {
     const returnTo = returnPath(request, `/jobs/${id}`);
     const partial = formFields(request.body).one('partial');
     try {
-      if (partial !== 'keep' && partial !== 'discard') throw new ValidationError('choose whether to keep the partial image', [{ field: 'partial' }], 'invalid_action');
+      if (partial !== 'keep' && partial !== 'discard')
+        throw new ValidationError('choose whether to keep the partial image', [{ field: 'partial' }], 'invalid_action');
       await deps.jobs.update(id, { action: 'cancel', keep_partial: partial === 'keep' });
       return actionDone(request, reply, partial === 'keep' ? 'job_cancel_kept' : 'job_cancel', returnTo);
     } catch (error) {
@@ -258,7 +280,8 @@ export function registerJobPages(app: App, deps: WebDeps): void {
     const returnTo = returnPath(request, `/jobs/${id}`);
     const priority = formFields(request.body).one('priority');
     try {
-      if (!(PRIORITIES as readonly (string | undefined)[]).includes(priority)) throw new ValidationError('unknown priority', [{ field: 'priority' }], 'invalid_priority');
+      if (!(PRIORITIES as readonly (string | undefined)[]).includes(priority))
+        throw new ValidationError('unknown priority', [{ field: 'priority' }], 'invalid_priority');
       await deps.jobs.update(id, { priority: priority as Priority });
       return actionDone(request, reply, 'job_priority', returnTo);
     } catch (error) {

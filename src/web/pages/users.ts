@@ -71,7 +71,9 @@ export function registerUserPages(app: App, deps: WebDeps, accounts: WebAccounts
       }
     });
   };
-  userAction('/users/:name/role', 'user_role_changed', (name, request) => accounts.users.setRole(name, formFields(request.body).one('role') ?? '', accounts.actor(request)));
+  userAction('/users/:name/role', 'user_role_changed', (name, request) =>
+    accounts.users.setRole(name, formFields(request.body).one('role') ?? '', accounts.actor(request)),
+  );
   userAction('/users/:name/disable', 'user_disabled', (name, request) => accounts.users.disable(name, accounts.actor(request)));
   userAction('/users/:name/enable', 'user_enabled', (name, request) => accounts.users.enable(name, accounts.actor(request)));
   userAction('/users/:name/delete', 'user_deleted', (name, request) => accounts.users.delete(name, accounts.actor(request)));

@@ -10,9 +10,17 @@ describe('account, API key, user and audit pages', () => {
   let server: WebTestServer;
 
   /** A request of a role's user (default the admin) or of another signed-in session. */
-  async function send(method: 'GET' | 'POST', url: string, options: { form?: Record<string, string | string[]>; user?: TestRole | TestSession; json?: boolean } = {}) {
+  async function send(
+    method: 'GET' | 'POST',
+    url: string,
+    options: { form?: Record<string, string | string[]>; user?: TestRole | TestSession; json?: boolean } = {},
+  ) {
     const user = options.user ?? 'admin';
-    return server.send(method, url, { session: typeof user === 'string' ? server.sessions[user] : user, ...(options.form ? { form: options.form } : {}), ...(options.json ? { json: true } : {}) });
+    return server.send(method, url, {
+      session: typeof user === 'string' ? server.sessions[user] : user,
+      ...(options.form ? { form: options.form } : {}),
+      ...(options.json ? { json: true } : {}),
+    });
   }
 
   before(async () => {
@@ -36,19 +44,34 @@ describe('account, API key, user and audit pages', () => {
   it('changes one’s own password, explaining every refusal next to its field, and stays signed in', async () => {
     await server.auth.users.add({ name: 'pat', role: 'viewer', password: TEST_PASSWORD }, localActor('test'));
     const pat = await server.login('pat');
-    const mismatch = await send('POST', '/account/password', { user: pat, form: { current_password: TEST_PASSWORD, new_password: 'Another-Pass-42', confirm_password: 'Another-Pass-43' } });
+    const mismatch = await send('POST', '/account/password', {
+      user: pat,
+      form: { current_password: TEST_PASSWORD, new_password: 'Another-Pass-42', confirm_password: 'Another-Pass-43' },
+    });
     assert.equal(mismatch.status, 400);
     assert.match(mismatch.body, /id="confirm-password-error">The two new passwords differ/);
 
-    const weak = await send('POST', '/account/password', { user: pat, form: { current_password: TEST_PASSWORD, new_password: 'short', confirm_password: 'short' } });
+    const weak = await send('POST', '/account/password', {
+      user: pat,
+      form: { current_password: TEST_PASSWORD, new_password: 'short', confirm_password: 'short' },
+    });
     assert.equal(weak.status, 400);
-    assert.match(weak.body, /id="new-password-error">This password cannot be used: It needs at least 12 characters\. It needs an upper-case letter\. It needs a digit\./);
+    assert.match(
+      weak.body,
+      /id="new-password-error">This password cannot be used: It needs at least 12 characters\. It needs an upper-case letter\. It needs a digit\./,
+    );
 
-    const wrong = await send('POST', '/account/password', { user: pat, form: { current_password: 'Not-The-Password-1', new_password: 'Another-Pass-42', confirm_password: 'Another-Pass-42' } });
+    const wrong = await send('POST', '/account/password', {
+      user: pat,
+      form: { current_password: 'Not-The-Password-1', new_password: 'Another-Pass-42', confirm_password: 'Another-Pass-42' },
+    });
     assert.equal(wrong.status, 400);
     assert.match(wrong.body, /id="current-password-error">The current password is not right\./);
 
-    const changed = await send('POST', '/account/password', { user: pat, form: { current_password: TEST_PASSWORD, new_password: 'Another-Pass-42', confirm_password: 'Another-Pass-42' } });
+    const changed = await send('POST', '/account/password', {
+      user: pat,
+      form: { current_password: TEST_PASSWORD, new_password: 'Another-Pass-42', confirm_password: 'Another-Pass-42' },
+    });
     assert.equal(changed.status, 303);
     assert.equal(changed.location, '/?notice=password_changed');
     await assert.rejects(server.auth.login('pat', TEST_PASSWORD, CLIENT));
@@ -64,7 +87,10 @@ describe('account, API key, user and audit pages', () => {
   });
 
   it('creates an API key shown once, limited to the chosen scopes, and revokes it', async () => {
-    const created = await send('POST', '/account/api-keys', { user: 'operator', form: { name: 'backup <script>', scopes: ['jobs:read', 'archives:read'], expires_days: '30' } });
+    const created = await send('POST', '/account/api-keys', {
+      user: 'operator',
+      form: { name: 'backup <script>', scopes: ['jobs:read', 'archives:read'], expires_days: '30' },
+    });
     assert.equal(created.status, 201);
     const key = /id="new-key" class="secret" value="(d2i_[A-Za-z0-9_-]+)"/.exec(created.body)?.[1];
     assert.ok(key, 'the key is on the page');
@@ -154,7 +180,14 @@ describe('account, API key, user and audit pages', () => {
   });
 
   it('shows the audit log, filtered and escaped', async () => {
-    await server.auth.audit.record({ event_type: 'config', action: 'change', user: 'admin-user', ip_address: '127.0.0.1', user_agent: null, details: { note: '<script>alert(1)</script>' } });
+    await server.auth.audit.record({
+      event_type: 'config',
+      action: 'change',
+      user: 'admin-user',
+      ip_address: '127.0.0.1',
+      user_agent: null,
+      details: { note: '<script>alert(1)</script>' },
+    });
     const page = await send('GET', '/audit?event_type=config');
     assert.equal(page.status, 200);
     assert.match(page.body, /Showing 1–1 of 1 items/);

@@ -43,7 +43,11 @@ describe('stored hostile text comes back escaped on every page that shows it', (
 
   it('escapes a stored notification address and webhook on the configuration page', async () => {
     const saved = await server.send('POST', '/config/notifications', {
-      form: { notifications__email_address: `${SCRIPT}@example.org`, notifications__webhook_url: `https://example.org/${ATTRIBUTE.replace(/ /g, '')}`, notifications__browser: '1' },
+      form: {
+        notifications__email_address: `${SCRIPT}@example.org`,
+        notifications__webhook_url: `https://example.org/${ATTRIBUTE.replace(/ /g, '')}`,
+        notifications__browser: '1',
+      },
     });
     assert.equal(saved.status, 303, `the form answered ${saved.status}: ${saved.body.slice(0, 300)}`);
     assert.equal(server.config.notifications.email_address, `${SCRIPT}@example.org`, 'stored as typed');

@@ -43,7 +43,10 @@ describe('notifications.browser reaches the live pages', () => {
 
     const edited = await server.send('POST', '/config/notifications', { form: form(masked.replace('/hook?', '/other?')) });
     assert.equal(edited.status, 400);
-    assert.match(edited.body, /id="setting-notifications__webhook_url-error">This value is not accepted: notifications\.webhook_url holds \*{8} where a credential goes/);
+    assert.match(
+      edited.body,
+      /id="setting-notifications__webhook_url-error">This value is not accepted: notifications\.webhook_url holds \*{8} where a credential goes/,
+    );
     assert.equal(server.config.notifications.webhook_url, webhook, 'the mask never replaces the real credentials');
   });
 });

@@ -5,7 +5,10 @@ import { pagination } from '../../../src/web/pages/pagination.js';
 describe('pagination', () => {
   it('says which items are shown and links pages with gaps, as drawn', () => {
     const first = pagination(1, 20, 156);
-    assert.deepEqual({ first: first.first, last: first.last, pages: first.pageCount, previous: first.previous, next: first.next }, { first: 1, last: 20, pages: 8, previous: null, next: 2 });
+    assert.deepEqual(
+      { first: first.first, last: first.last, pages: first.pageCount, previous: first.previous, next: first.next },
+      { first: 1, last: 20, pages: 8, previous: null, next: 2 },
+    );
     assert.deepEqual(first.links, [1, 2, 3, null, 8]);
     assert.deepEqual(pagination(5, 20, 156).links, [1, 2, 3, 4, 5, 6, 7, 8]);
     assert.deepEqual(pagination(5, 20, 400).links, [1, 2, 3, 4, 5, 6, 7, null, 20]);

@@ -67,7 +67,14 @@ describe('signing in and out', () => {
   });
 
   it('never leads a sign-in, a password change or a language switch to another site, however the target is dressed up', async () => {
-    const hostile = ['/.//evil.example/phish', '/..//evil.example/phish', '/%2e%2e//evil.example/phish', '//evil.example/phish', '/\\evil.example/phish', '/\t/evil.example/phish'];
+    const hostile = [
+      '/.//evil.example/phish',
+      '/..//evil.example/phish',
+      '/%2e%2e//evil.example/phish',
+      '//evil.example/phish',
+      '/\\evil.example/phish',
+      '/\t/evil.example/phish',
+    ];
     for (const target of hostile) {
       const what = JSON.stringify(target);
       const signedIn = await signIn('operator-user', TEST_PASSWORD, { next: target });
@@ -92,7 +99,7 @@ describe('signing in and out', () => {
     assert.equal(changed.location, '/?notice=password_changed');
   });
 
-  it('refuses a sign-in form sent from a sandboxed frame (Origin null), so nobody is signed into another\'s account', async () => {
+  it("refuses a sign-in form sent from a sandboxed frame (Origin null), so nobody is signed into another's account", async () => {
     assert.equal((await signIn('operator-user', TEST_PASSWORD)).status, 303, 'the same form from this site signs in');
     for (const headers of [{ origin: 'null' }, { origin: 'null', referer: `${INJECT_ORIGIN}/login` }] as Array<Record<string, string>>) {
       const refused = await server.send('POST', '/login', { session: null, form: { username: 'operator-user', password: TEST_PASSWORD }, headers });
@@ -112,7 +119,11 @@ describe('signing in and out', () => {
     assert.equal(fragment.status, 401);
     assert.equal(JSON.parse(fragment.body).error.code, 'unauthenticated');
 
-    const form = await server.send('POST', '/jobs/job_x/action', { session: null, form: { action: 'pause' }, headers: { referer: 'http://localhost/jobs/job_x?tab=log' } });
+    const form = await server.send('POST', '/jobs/job_x/action', {
+      session: null,
+      form: { action: 'pause' },
+      headers: { referer: 'http://localhost/jobs/job_x?tab=log' },
+    });
     assert.equal(form.status, 401);
     assert.match(form.body, /<form method="post" action="\/login"/);
     assert.match(form.body, /name="next" value="\/jobs\/job_x\?tab=log"/, 'after signing in, back to the page the form came from');
@@ -283,7 +294,10 @@ describe('the first admin, through the setup link', () => {
     assert.match(again.body, /Setup is complete/);
     const reused = await post({ username: 'second-admin', password: 'Second-Admin-Pass-1', confirm_password: 'Second-Admin-Pass-1' });
     assert.equal(reused.status, 409);
-    assert.deepEqual((await server.auth.users.list(ADMIN)).map((user) => [user.name, user.role]), [['first-admin', 'admin']]);
+    assert.deepEqual(
+      (await server.auth.users.list(ADMIN)).map((user) => [user.name, user.role]),
+      [['first-admin', 'admin']],
+    );
     assert.equal((await server.auth.audit.list({ eventType: 'setup', action: 'completed' })).total, 1);
   });
 });

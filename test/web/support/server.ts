@@ -203,7 +203,8 @@ export async function startWebTestServer(options: WebTestServerOptions = {}): Pr
   async function login(name: string, password = TEST_PASSWORD): Promise<TestSession> {
     const signedIn = await send('POST', '/login', { session: null, form: { username: name, password } });
     const id = signedIn.cookies[SESSION_COOKIE];
-    if (signedIn.status !== 303 || id === undefined || id === '') throw new Error(`signing in ${name} failed with ${signedIn.status}: ${signedIn.body.slice(0, 300)}`);
+    if (signedIn.status !== 303 || id === undefined || id === '')
+      throw new Error(`signing in ${name} failed with ${signedIn.status}: ${signedIn.body.slice(0, 300)}`);
     const cookie = `${SESSION_COOKIE}=${id}`;
     const me = await app.inject({ method: 'GET', url: '/api/v1/auth/me', headers: { cookie } });
     const csrf = (me.json() as { csrf_token?: string }).csrf_token;
