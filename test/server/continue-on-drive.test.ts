@@ -13,6 +13,8 @@ import { type WebTestServer, startWebTestServer } from '../web/support/server.js
 
 /** At this delay per FUSE read the 24 MiB disc takes well over ten seconds: long enough to pause it part way. */
 const SLOW_READ_MS = 150;
+/** The engine saves its map within seconds of reading; a pause after this much leaves a clear share of the disc to B. */
+const RESCUED_ON_A_BEFORE_PAUSE = 4 * 1024 * 1024;
 
 interface Drive {
   fault: FaultFs;
@@ -91,13 +93,14 @@ describe('a job continues on another drive holding the same disc, from its rescu
       assert.equal(created.status, 201, JSON.stringify(created.body));
       const id: string = created.body.id;
       const mapPath = `${created.body.output_file}.map`;
+      // Enough rescued on A that what B is spared stands out from B's disc check and the drive-state probes.
       await waitFor(
-        'a saved map with progress',
+        'a saved map with 4 MiB rescued',
         async () =>
           (await readMap(mapPath).then(
             (map) => map.sums()['+'],
             () => 0,
-          )) > 0,
+          )) >= RESCUED_ON_A_BEFORE_PAUSE,
       );
       assert.equal((await patch(id, { action: 'pause' })).status, 200);
       const paused = await settled(id);
