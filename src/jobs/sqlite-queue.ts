@@ -12,6 +12,11 @@ import type { ClaimOptions, JobQueue, LeaseHolder, ProgressPatch, RecoverOptions
  * transaction, so workers in other threads or processes never claim the same job, and a
  * unique partial index on jobs(device_id) backs the one-job-per-drive rule.
  */
+/** The columns of a job that leaves its run: no lease, no stop request, no live rate. */
+function leaseReleased(at: string) {
+  return { lease_owner: null, lease_expires_at: null, lease_holder: null, requested_action: null, speed_bps: null, eta_seconds: null, updated_at: at } as const;
+}
+
 export function createSqliteQueue(database: Database, options: { now?: Clock } = {}): JobQueue {
   const db = database.kysely;
   const now = options.now ?? systemClock;
@@ -61,13 +66,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
             .set({
               status,
               finished_at: status === 'cancelled' ? at : null,
-              lease_owner: null,
-              lease_expires_at: null,
-              lease_holder: null,
-              requested_action: null,
-              speed_bps: null,
-              eta_seconds: null,
-              updated_at: at,
+              ...leaseReleased(at),
             })
             .where('status', 'in', ACTIVE_JOB_STATUSES)
             .where(which)
@@ -209,13 +208,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
               ...(patch.archiveId === undefined ? {} : { archive_id: patch.archiveId }),
               status,
               finished_at: status === 'paused' ? null : at,
-              lease_owner: null,
-              lease_expires_at: null,
-              lease_holder: null,
-              requested_action: null,
-              speed_bps: null,
-              eta_seconds: null,
-              updated_at: at,
+              ...leaseReleased(at),
             })
             .where('id', '=', jobId)
             .where('lease_owner', '=', workerId)

@@ -9,7 +9,7 @@ import { createJobRepository } from '../../src/db/job-repository.js';
 import { createDriveService } from '../../src/drives/service.js';
 import { createDriveStates } from '../../src/drives/state.js';
 import { createEventBus } from '../../src/events/bus.js';
-import type { ImagingRequest, ImagingResult } from '../../src/imaging/types.js';
+import type { ImagingProgress, ImagingRequest, ImagingResult } from '../../src/imaging/types.js';
 import type { JobEvents } from '../../src/jobs/events.js';
 import { currentLeaseHolder, leaseHolderGone } from '../../src/jobs/lease-holder.js';
 import { newWorkerId } from '../../src/jobs/queue.js';
@@ -70,6 +70,24 @@ async function withRunner(
   });
 }
 
+/** A copy-pass progress event at `bytesDone` of `bytesTotal`, shown as `percent`. */
+function copying(bytesDone: number, bytesTotal: number, percent: number): ImagingProgress {
+  return {
+    phase: 'copying',
+    bytesDone,
+    bytesTotal,
+    percent,
+    rateBps: 1e6,
+    etaSeconds: 3,
+    badBytes: 0,
+    errorCount: 0,
+    position: 0,
+    buffered: false,
+    readCalls: 0,
+    readBytes: 0,
+  };
+}
+
 function stopped(request: ImagingRequest, outcome: 'paused' | 'cancelled'): ImagingResult {
   const at = new Date().toISOString();
   return {
@@ -91,21 +109,7 @@ function stopped(request: ImagingRequest, outcome: 'paused' | 'cancelled'): Imag
 function engineStoppingAfterTwoUpdates(outcome: 'paused' | 'cancelled') {
   return async (request: ImagingRequest): Promise<ImagingResult> => {
     const size = request.source.sizeBytes;
-    const report = (percent: number) =>
-      request.onProgress?.({
-        phase: 'copying',
-        bytesDone: Math.round((size * percent) / 100),
-        bytesTotal: size,
-        percent,
-        rateBps: 1e6,
-        etaSeconds: 3,
-        badBytes: 0,
-        errorCount: 0,
-        position: 0,
-        buffered: false,
-        readCalls: 0,
-        readBytes: 0,
-      });
+    const report = (percent: number) => request.onProgress?.(copying(Math.round((size * percent) / 100), size, percent));
     report(10);
     report(60);
     return stopped(request, outcome);
@@ -137,20 +141,7 @@ describe('the job runner when a run stops', () => {
       const engine = async (request: ImagingRequest): Promise<ImagingResult> => {
         await writeFile(`${request.outputPath}.part`, 'rescued');
         await writeFile(`${request.outputPath}.map`, '# map');
-        request.onProgress?.({
-          phase: 'copying',
-          bytesDone: 2048,
-          bytesTotal: request.source.sizeBytes,
-          percent: 1,
-          rateBps: 1e6,
-          etaSeconds: 3,
-          badBytes: 0,
-          errorCount: 0,
-          position: 0,
-          buffered: false,
-          readCalls: 0,
-          readBytes: 0,
-        });
+        request.onProgress?.(copying(2048, request.source.sizeBytes, 1));
         assert.equal(request.options.keepPartialOnCancel, true, 'the engine never deletes; the runner decides after the stop');
         if (!request.signal?.aborted) await new Promise((resolve) => request.signal?.addEventListener('abort', resolve, { once: true }));
         return stopped(request, 'cancelled');
