@@ -2,13 +2,15 @@
  * Domain errors. Services throw these; one HTTP error handler and one CLI handler map them to
  * status codes and exit codes, so no service knows about either.
  */
+import type { ErrorCode } from './error-codes.js';
+
 export type ErrorDetails = Record<string, unknown> | Array<Record<string, unknown>> | undefined;
 
 export class DomainError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly details: ErrorDetails;
 
-  constructor(code: string, message: string, details?: ErrorDetails) {
+  constructor(code: ErrorCode, message: string, details?: ErrorDetails) {
     super(message);
     this.name = new.target.name;
     this.code = code;
@@ -17,32 +19,32 @@ export class DomainError extends Error {
 }
 
 export class ValidationError extends DomainError {
-  constructor(message: string, details?: ErrorDetails, code = 'validation_failed') {
+  constructor(code: ErrorCode, message: string, details?: ErrorDetails) {
     super(code, message, details);
   }
 }
 
 export class NotFoundError extends DomainError {
-  constructor(message: string, details?: ErrorDetails, code = 'not_found') {
+  constructor(code: ErrorCode, message: string, details?: ErrorDetails) {
     super(code, message, details);
   }
 }
 
 export class ConflictError extends DomainError {
-  constructor(message: string, details?: ErrorDetails, code = 'conflict') {
+  constructor(code: ErrorCode, message: string, details?: ErrorDetails) {
     super(code, message, details);
   }
 }
 
 export class ForbiddenError extends DomainError {
-  constructor(message: string, details?: ErrorDetails, code = 'forbidden') {
+  constructor(code: ErrorCode, message: string, details?: ErrorDetails) {
     super(code, message, details);
   }
 }
 
 /** No credentials, or credentials that do not hold (401). */
 export class UnauthenticatedError extends DomainError {
-  constructor(code: string, message: string, details?: ErrorDetails) {
+  constructor(code: ErrorCode, message: string, details?: ErrorDetails) {
     super(code, message, details);
   }
 }
@@ -51,7 +53,7 @@ export class UnauthenticatedError extends DomainError {
 export class TooManyRequestsError extends DomainError {
   readonly retryAfterSeconds: number;
 
-  constructor(code: string, message: string, retryAfterSeconds: number) {
+  constructor(code: ErrorCode, message: string, retryAfterSeconds: number) {
     super(code, message, { retry_after_seconds: Math.ceil(retryAfterSeconds) });
     this.retryAfterSeconds = Math.ceil(retryAfterSeconds);
   }
@@ -59,7 +61,7 @@ export class TooManyRequestsError extends DomainError {
 
 /** A condition outside our control (device gone, disk full) that the user can fix and retry. */
 export class UnavailableError extends DomainError {
-  constructor(code: string, message: string, details?: ErrorDetails) {
+  constructor(code: ErrorCode, message: string, details?: ErrorDetails) {
     super(code, message, details);
   }
 }

@@ -91,7 +91,7 @@ async function clearStaleSocket(path: string): Promise<void> {
     if (errnoCode(error) === 'ENOENT') return;
     throw error;
   }
-  if (!isSocket) throw new ConflictError(`${path} exists and is not a socket; refusing to replace it`, { path }, 'socket_path_taken');
+  if (!isSocket) throw new ConflictError('socket_path_taken', `${path} exists and is not a socket; refusing to replace it`, { path });
   const answering = await new Promise<boolean>((resolve) => {
     const probe = createConnection({ path });
     probe.once('connect', () => {
@@ -100,7 +100,7 @@ async function clearStaleSocket(path: string): Promise<void> {
     });
     probe.once('error', () => resolve(false));
   });
-  if (answering) throw new ConflictError(`another server is listening on ${path}`, { path }, 'socket_in_use');
+  if (answering) throw new ConflictError('socket_in_use', `another server is listening on ${path}`, { path });
   await rm(path, { force: true });
 }
 
@@ -319,9 +319,9 @@ async function listenOnPort(app: App, host: string, port: number, retry: ListenR
       const left = deadline - Date.now();
       if (left <= 0) {
         throw new ConflictError(
+          'address_in_use',
           `${host} port ${port} is still in use after ${Math.round(retry.retryMs / 1000)} s: another process holds it (another disk2iso, or one killed while stuck in a read of a drive); stop it, or choose another port with --port`,
           { host, port },
-          'address_in_use',
         );
       }
       retry.onRetry(`${host} port ${port} is in use; trying again for up to ${Math.ceil(left / 1000)} s`, { host, port });

@@ -17,7 +17,7 @@ const AWKWARD_CHARS = /[<>:"|?*\u0000-\u001f\u007f-\u009f/\\]/gu;
 export function validateImageName(raw: string): string {
   const name = stripIsoSuffix(raw.trim());
   const fail = (reason: string): never => {
-    throw new ValidationError(`invalid name "${printable(raw)}": ${reason}`, [{ field: 'name', reason }], 'invalid_name');
+    throw new ValidationError('invalid_name', `invalid name "${printable(raw)}": ${reason}`, [{ field: 'name', reason }]);
   };
   if (name === '') fail('it is empty');
   if (CONTROL_CHARS.test(name)) fail('it contains control characters');
@@ -69,7 +69,7 @@ export async function allocateImagePath(outputDir: string, name: string, reserve
     assertInside(outputDir, candidate);
     if (!reserved.has(candidate) && !(await anyExists(imageFileSet(candidate)))) return candidate;
   }
-  throw new ValidationError(`too many images named "${name}" in ${outputDir}`, undefined, 'name_exhausted');
+  throw new ValidationError('name_exhausted', `too many images named "${name}" in ${outputDir}`);
 }
 
 async function anyExists(paths: string[]): Promise<boolean> {
@@ -93,11 +93,9 @@ export function isStrictlyInside(dir: string, path: string): boolean {
 /** Throws unless `path` lies strictly inside `dir` (lexically; see resolveInside for symlinks). */
 export function assertInside(dir: string, path: string): void {
   if (!isStrictlyInside(dir, path)) {
-    throw new ValidationError(
-      `path ${path} is outside the output directory ${dir}`,
-      [{ field: 'output', reason: 'outside output directory' }],
-      'path_outside_output_dir',
-    );
+    throw new ValidationError('path_outside_output_dir', `path ${path} is outside the output directory ${dir}`, [
+      { field: 'output', reason: 'outside output directory' },
+    ]);
   }
 }
 
@@ -107,18 +105,18 @@ export function assertInside(dir: string, path: string): void {
  */
 export async function resolveOutputFile(outputDir: string, given: string): Promise<string> {
   if (CONTROL_CHARS.test(given)) {
-    throw new ValidationError(`invalid output "${printable(given)}": it contains control characters`, [{ field: 'output' }], 'invalid_name');
+    throw new ValidationError('invalid_name', `invalid output "${printable(given)}": it contains control characters`, [{ field: 'output' }]);
   }
   const candidate = resolve(outputDir, given.toLowerCase().endsWith('.iso') ? given : `${given}.iso`);
   assertInside(outputDir, candidate);
   validateImageName(basename(candidate));
   const realDir = await realpath(outputDir);
   const realParent = await realpath(dirname(candidate)).catch(() => {
-    throw new ValidationError(`the folder of ${given} does not exist inside ${outputDir}`, [{ field: 'output' }], 'invalid_output');
+    throw new ValidationError('invalid_output', `the folder of ${given} does not exist inside ${outputDir}`, [{ field: 'output' }]);
   });
   const rel = relative(realDir, realParent);
   if (rel.startsWith('..') || isAbsolute(rel)) {
-    throw new ValidationError(`path ${given} leads outside the output directory ${outputDir}`, [{ field: 'output' }], 'path_outside_output_dir');
+    throw new ValidationError('path_outside_output_dir', `path ${given} leads outside the output directory ${outputDir}`, [{ field: 'output' }]);
   }
   return join(realParent, basename(candidate));
 }

@@ -153,22 +153,22 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
 
   async function find(id: string): Promise<ArchiveRecord> {
     const record = await archives.get(id);
-    if (!record) throw new NotFoundError(`no archive ${id}`, { archive_id: id }, 'archive_not_found');
+    if (!record) throw new NotFoundError('archive_not_found', `no archive ${id}`, { archive_id: id });
     return record;
   }
 
   function outsideError(record: ArchiveRecord): ConflictError {
     return new ConflictError(
+      'archive_outside_output_dir',
       `the file of ${record.id} is not inside the output directory ${config.storage.output_dir}; disk2iso only touches files there`,
       { archive_id: record.id },
-      'archive_outside_output_dir',
     );
   }
 
   async function missing(record: ArchiveRecord): Promise<NotFoundError> {
     if (record.status !== 'missing') await archives.setStatus(record.id, 'missing');
     onEvent('warning', `image of ${record.id} is missing: ${record.path}`, { archive_id: record.id });
-    return new NotFoundError(`the image file of ${record.id} is missing`, { archive_id: record.id }, 'archive_file_missing');
+    return new NotFoundError('archive_file_missing', `the image file of ${record.id} is missing`, { archive_id: record.id });
   }
 
   /**
@@ -234,7 +234,7 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
 
     async remove(id) {
       const record = await find(id);
-      if (verifying.has(id)) throw new ConflictError(`${id} is being verified; delete it afterwards`, { archive_id: id }, 'archive_busy');
+      if (verifying.has(id)) throw new ConflictError('archive_busy', `${id} is being verified; delete it afterwards`, { archive_id: id });
       let dir: string | null;
       try {
         dir = await confinedDir(record);
@@ -263,7 +263,7 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
 
     async verify(id, requestedBy) {
       const record = await find(id);
-      if (verifying.has(id)) throw new ConflictError(`${id} is already being verified`, { archive_id: id }, 'verification_running');
+      if (verifying.has(id)) throw new ConflictError('verification_running', `${id} is already being verified`, { archive_id: id });
       verifying.add(id);
       try {
         const image = await confinedImage(record);

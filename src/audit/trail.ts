@@ -75,7 +75,7 @@ export function createAuditTrail(options: { repository: AuditRepository; now?: C
     list: (filter) => repository.list(filter),
     async applyRetention(days) {
       if (!Number.isSafeInteger(days) || days < 1) {
-        throw new ValidationError('Audit retention must be a whole number of days, at least 1', { days });
+        throw new ValidationError('validation_failed', 'Audit retention must be a whole number of days, at least 1', { days });
       }
       return repository.prune(new Date(now().getTime() - days * DAY_MS));
     },

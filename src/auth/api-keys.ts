@@ -82,10 +82,10 @@ export function effectivePermissions(ownerRole: UserRole, scopes: readonly strin
 
 function checkedScopes(scopes: readonly string[] | null | undefined): Permission[] | null {
   if (scopes === undefined || scopes === null) return null;
-  if (scopes.length === 0) throw new ValidationError("Give at least one scope, or none for all of the owner's rights", undefined, 'invalid_scopes');
+  if (scopes.length === 0) throw new ValidationError('invalid_scopes', "Give at least one scope, or none for all of the owner's rights");
   const unknown = scopes.filter((scope) => !isPermission(scope));
   if (unknown.length > 0) {
-    throw new ValidationError(`Unknown scope(s) ${unknown.join(', ')}; known: ${PERMISSIONS.join(', ')}`, { unknown }, 'invalid_scopes');
+    throw new ValidationError('invalid_scopes', `Unknown scope(s) ${unknown.join(', ')}; known: ${PERMISSIONS.join(', ')}`, { unknown });
   }
   return PERMISSIONS.filter((permission) => scopes.includes(permission));
 }
@@ -93,7 +93,7 @@ function checkedScopes(scopes: readonly string[] | null | undefined): Permission
 function checkedLabel(name: string): string {
   const label = name.trim();
   if (label.length === 0 || label.length > MAX_LABEL_LENGTH || /\p{Cc}/u.test(label)) {
-    throw new ValidationError(`API key name must be 1 to ${MAX_LABEL_LENGTH} characters without control characters`, { name }, 'invalid_api_key_name');
+    throw new ValidationError('invalid_api_key_name', `API key name must be 1 to ${MAX_LABEL_LENGTH} characters without control characters`, { name });
   }
   return label;
 }
@@ -119,14 +119,14 @@ function withinActorRights(actor: Actor, record: ApiKeyRecord): boolean {
 /** Refuses a child that would exceed or outlive the key or token creating it. */
 function requireWithinCredential(credential: Principal, user: string, scopes: readonly Permission[] | null, expiresAt: Date | null): void {
   if (credential.name !== user) {
-    throw new ForbiddenError('A key or bearer token creates keys only for its own user; sign in to create keys for others', { user }, 'key_for_other_user');
+    throw new ForbiddenError('key_for_other_user', 'A key or bearer token creates keys only for its own user; sign in to create keys for others', { user });
   }
   if (scopes === null || scopes.some((scope) => !credential.permissions.has(scope))) {
-    throw new ForbiddenError('A key or bearer token can only create keys with explicit scopes it holds itself', undefined, 'scope_exceeds_rights');
+    throw new ForbiddenError('scope_exceeds_rights', 'A key or bearer token can only create keys with explicit scopes it holds itself');
   }
   const limit = credential.expiresAt;
   if (limit !== undefined && (expiresAt === null || expiresAt.getTime() > Date.parse(limit))) {
-    throw new ForbiddenError(`The key must expire no later than the credential creating it, at ${limit}`, { limit }, 'expiry_exceeds_credential');
+    throw new ForbiddenError('expiry_exceeds_credential', `The key must expire no later than the credential creating it, at ${limit}`, { limit });
   }
 }
 
@@ -149,13 +149,13 @@ export function createApiKeyService(deps: Deps): ApiKeyService {
   function requireUsableParent(tx: SyncExecutor, parentId: string, at: Date): void {
     const parent = apiKeys.getWithin(tx, parentId);
     if (parent === null || parent.revokedAt !== null || (parent.expiresAt !== null && Date.parse(parent.expiresAt) <= at.getTime())) {
-      throw new AuthenticationError('The API key of this request was revoked or has expired', 'invalid_credentials');
+      throw new AuthenticationError('invalid_credentials', 'The API key of this request was revoked or has expired');
     }
   }
 
   async function owner(name: string): Promise<StoredUser> {
     const user = await users.findByName(name);
-    if (user === null) throw new NotFoundError(`No user named ${name}`, { name }, 'user_not_found');
+    if (user === null) throw new NotFoundError('user_not_found', `No user named ${name}`, { name });
     return user;
   }
 
@@ -224,19 +224,18 @@ export function createApiKeyService(deps: Deps): ApiKeyService {
       if (credential !== null) requireWithinCredential(credential, input.user, scopes, expiresAt);
       const parentId = credential?.kind === 'api_key' ? (credential.apiKeyId ?? null) : null;
       const user = await owner(input.user);
-      if (user.disabled) throw new ConflictError(`User ${user.name} is disabled`, { user: user.name }, 'user_disabled');
+      if (user.disabled) throw new ConflictError('user_disabled', `User ${user.name} is disabled`, { user: user.name });
       const rights = permissionsOf(user.role);
       const beyond = (scopes ?? []).filter((scope) => !rights.has(scope));
       if (beyond.length > 0) {
-        throw new ValidationError(
-          `Scope(s) ${beyond.join(', ')} exceed the rights of ${user.role} ${user.name}`,
-          { beyond, role: user.role },
-          'scope_exceeds_rights',
-        );
+        throw new ValidationError('scope_exceeds_rights', `Scope(s) ${beyond.join(', ')} exceed the rights of ${user.role} ${user.name}`, {
+          beyond,
+          role: user.role,
+        });
       }
       const at = now();
       if (expiresAt !== null && expiresAt.getTime() <= at.getTime()) {
-        throw new ValidationError('An API key must expire in the future', { expires_at: expiresAt.toISOString() }, 'invalid_expiry');
+        throw new ValidationError('invalid_expiry', 'An API key must expire in the future', { expires_at: expiresAt.toISOString() });
       }
       const key = `${API_KEY_PREFIX}${randomSecret()}`;
       const id = newAuthId('key');
@@ -292,12 +291,12 @@ export function createApiKeyService(deps: Deps): ApiKeyService {
       requirePermission(actor, 'keys:manage');
       return database.writeTransaction((tx) => {
         const record = apiKeys.getWithin(tx, id);
-        if (record === null) throw new NotFoundError(`No API key ${id}`, { id }, 'api_key_not_found');
+        if (record === null) throw new NotFoundError('api_key_not_found', `No API key ${id}`, { id });
         requireOwnerOrAdmin(actor, (principal) => principal.userId === record.userId);
         if (!withinActorRights(actor, record)) {
-          throw new ForbiddenError(`API key ${id} holds rights this credential lacks`, { id }, 'key_exceeds_rights');
+          throw new ForbiddenError('key_exceeds_rights', `API key ${id} holds rights this credential lacks`, { id });
         }
-        if (record.revokedAt !== null) throw new ConflictError(`API key ${id} is already revoked`, { id, revoked_at: record.revokedAt }, 'api_key_revoked');
+        if (record.revokedAt !== null) throw new ConflictError('api_key_revoked', `API key ${id} is already revoked`, { id, revoked_at: record.revokedAt });
         const alsoRevoked = apiKeys.revokeWithin(tx, id, now());
         audit.recordWithin(tx, {
           event_type: 'api_key',

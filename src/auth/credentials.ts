@@ -77,7 +77,7 @@ export function createCredentialChecker(deps: Deps): CredentialChecker {
         countFailure(tx, 'account', account, policy.accountLockout, account, client, failedAt);
         countFailure(tx, 'address', client.ip, policy.addressLockout, account, client, failedAt);
       });
-      throw purpose === 'password_change' ? new AuthenticationError('The current password is wrong', 'wrong_password') : new AuthenticationError();
+      throw purpose === 'password_change' ? new AuthenticationError('wrong_password', 'The current password is wrong') : new AuthenticationError();
     },
   };
 }

@@ -1,3 +1,4 @@
+import type { ErrorCode } from '../error-codes.js';
 import { ForbiddenError, TooManyRequestsError, UnauthenticatedError } from '../errors.js';
 
 /**
@@ -5,7 +6,7 @@ import { ForbiddenError, TooManyRequestsError, UnauthenticatedError } from '../e
  * account, so the answer never tells which names exist.
  */
 export class AuthenticationError extends UnauthenticatedError {
-  constructor(message = 'Invalid user name or password', code = 'invalid_credentials') {
+  constructor(code: ErrorCode = 'invalid_credentials', message = 'Invalid user name or password') {
     super(code, message);
   }
 }
@@ -20,6 +21,6 @@ export class LockedOutError extends TooManyRequestsError {
 /** The password is older than the policy allows or was set by an administrator; only changing it is allowed. */
 export class PasswordChangeRequiredError extends ForbiddenError {
   constructor(message = 'Your password has expired or was reset; change it before doing anything else') {
-    super(message, undefined, 'password_change_required');
+    super('password_change_required', message);
   }
 }

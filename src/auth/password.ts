@@ -45,9 +45,9 @@ export function assertPasswordPolicy(password: string): void {
   const problems = passwordProblems(password);
   if (problems.length > 0) {
     throw new ValidationError(
+      'weak_password',
       `Password ${problems.map((problem) => problem.message).join('; ')}`,
       problems.map((problem) => ({ ...problem })),
-      'weak_password',
     );
   }
 }

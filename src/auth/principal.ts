@@ -126,6 +126,6 @@ export function requirePermission(actor: Actor, permission: Permission): void {
   const { principal } = actor;
   if (principal.mustChangePassword) throw new PasswordChangeRequiredError();
   if (!principal.can(permission)) {
-    throw new ForbiddenError(`${principal.name} lacks the ${permission} permission`, { permission }, 'permission_denied');
+    throw new ForbiddenError('permission_denied', `${principal.name} lacks the ${permission} permission`, { permission });
   }
 }

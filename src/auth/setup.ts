@@ -47,7 +47,7 @@ export function createSetupService(deps: Deps): SetupService {
       const at = now();
       const expiresAt = new Date(at.getTime() + policy.setupTokenLifetimeMs);
       database.writeTransaction((tx) => {
-        if (users.countEnabledAdminsWithin(tx) > 0) throw new ConflictError(SETUP_DONE, undefined, 'setup_done');
+        if (users.countEnabledAdminsWithin(tx) > 0) throw new ConflictError('setup_done', SETUP_DONE);
         setupTokens.replaceWithin(tx, { tokenHash: secretHash(token), at, expiresAt });
         audit.recordWithin(tx, {
           event_type: 'setup',
@@ -73,7 +73,7 @@ export function createSetupService(deps: Deps): SetupService {
       const at = now();
       const admin = database.writeTransaction((tx) => {
         if (!live(setupTokens.findWithin(tx, tokenHash), at)) return null;
-        if (users.countEnabledAdminsWithin(tx) > 0) throw new ConflictError(SETUP_DONE, undefined, 'setup_done');
+        if (users.countEnabledAdminsWithin(tx) > 0) throw new ConflictError('setup_done', SETUP_DONE);
         const created = users.insertWithin(tx, { id: newAuthId('user'), name, role: 'admin', passwordHash, passwordResetRequired: false, at });
         setupTokens.markUsedWithin(tx, tokenHash, at);
         const who = { user: created.name, ip_address: client.ip, user_agent: client.userAgent };
@@ -82,7 +82,7 @@ export function createSetupService(deps: Deps): SetupService {
         return created;
       });
       if (admin === null)
-        throw new AuthenticationError('This setup link is invalid, used or expired; restart the service for a new one', 'invalid_setup_token');
+        throw new AuthenticationError('invalid_setup_token', 'This setup link is invalid, used or expired; restart the service for a new one');
       return publicUser(admin);
     },
   };

@@ -108,7 +108,7 @@ export function createTokenService(deps: Deps): TokenService {
     const limit = notAfter === undefined ? Number.POSITIVE_INFINITY : Math.floor(Date.parse(notAfter) / 1000);
     const lifetimeSeconds = Math.min(Math.floor(policy.tokenLifetimeMs / 1000), limit - iat);
     // A key within its last second: any token would be dead on arrival.
-    if (lifetimeSeconds <= 0) throw new AuthenticationError('Invalid API key', 'invalid_api_key');
+    if (lifetimeSeconds <= 0) throw new AuthenticationError('invalid_api_key', 'Invalid API key');
     const jti = randomUUID();
     const token = await new SignJWT({ role: claims.role, cv: claims.cv, ...(claims.akid === undefined ? {} : { akid: claims.akid, scope: claims.scope }) })
       .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
@@ -154,9 +154,9 @@ export function createTokenService(deps: Deps): TokenService {
 
     async issueForApiKey(apiKey, client) {
       const principal = await apiKeyService.authenticate(apiKey);
-      if (principal === null || principal.apiKeyId === undefined) throw new AuthenticationError('Invalid API key', 'invalid_api_key');
+      if (principal === null || principal.apiKeyId === undefined) throw new AuthenticationError('invalid_api_key', 'Invalid API key');
       const user = await users.get(principal.userId);
-      if (user === null) throw new AuthenticationError('Invalid API key', 'invalid_api_key');
+      if (user === null) throw new AuthenticationError('invalid_api_key', 'Invalid API key');
       return sign(
         { sub: user.id, role: user.role, cv: user.credentialsVersion, akid: principal.apiKeyId, scope: [...principal.permissions].join(' ') },
         { method: 'api_key', user: user.name, client },

@@ -13,15 +13,15 @@ export const USER_NAME_PATTERN = /^[a-z][a-z0-9._-]{2,31}$/;
 export function assertUserName(name: string): void {
   if (!USER_NAME_PATTERN.test(name)) {
     throw new ValidationError(
+      'invalid_user_name',
       'User name must be 3 to 32 characters: a lower-case letter first, then lower-case letters, digits, ".", "_" or "-"',
       { name },
-      'invalid_user_name',
     );
   }
 }
 
 export function assertRole(role: string): asserts role is UserRole {
-  if (!isRole(role)) throw new ValidationError(`Role must be one of ${USER_ROLES.join(', ')}`, { role }, 'invalid_role');
+  if (!isRole(role)) throw new ValidationError('invalid_role', `Role must be one of ${USER_ROLES.join(', ')}`, { role });
 }
 
 export interface NewUserInput {
@@ -57,7 +57,7 @@ export function createUserService(deps: Deps): UserService {
 
   function existing(tx: SyncExecutor, name: string): StoredUser {
     const user = users.findByNameWithin(tx, name);
-    if (user === null) throw new NotFoundError(`No user named ${name}`, { name }, 'user_not_found');
+    if (user === null) throw new NotFoundError('user_not_found', `No user named ${name}`, { name });
     return user;
   }
 
@@ -65,7 +65,7 @@ export function createUserService(deps: Deps): UserService {
   function keepAnAdmin(tx: SyncExecutor, user: StoredUser, what: string): void {
     if (user.role !== 'admin' || user.disabled) return;
     if (users.countEnabledAdminsWithin(tx) <= 1) {
-      throw new ConflictError(`Cannot ${what} ${user.name}: it is the last enabled admin`, { name: user.name }, 'last_admin');
+      throw new ConflictError('last_admin', `Cannot ${what} ${user.name}: it is the last enabled admin`, { name: user.name });
     }
   }
 
@@ -105,7 +105,7 @@ export function createUserService(deps: Deps): UserService {
     async get(name, actor) {
       requirePermission(actor, 'users:admin');
       const user = await users.findByName(name);
-      if (user === null) throw new NotFoundError(`No user named ${name}`, { name }, 'user_not_found');
+      if (user === null) throw new NotFoundError('user_not_found', `No user named ${name}`, { name });
       return publicUser(user);
     },
 
@@ -131,10 +131,10 @@ export function createUserService(deps: Deps): UserService {
 
     async changeOwnPassword(principal, currentPassword, newPassword, client) {
       if (principal.kind !== 'user') {
-        throw new ForbiddenError('A password can only be changed by its owner after signing in with it', undefined, 'password_change_needs_login');
+        throw new ForbiddenError('password_change_needs_login', 'A password can only be changed by its owner after signing in with it');
       }
       assertPasswordPolicy(newPassword);
-      if (newPassword === currentPassword) throw new ValidationError('The new password must differ from the current one', undefined, 'password_unchanged');
+      if (newPassword === currentPassword) throw new ValidationError('password_unchanged', 'The new password must differ from the current one');
       const user = await credentials.verify(principal.name, currentPassword, client, 'password_change');
       const hash = await hasher.hash(newPassword);
       const updated = database.writeTransaction((tx) => {

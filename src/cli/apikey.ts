@@ -15,7 +15,7 @@ export function parseExpiry(text: string, now: Date): Date {
   }
   const absolute = /^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(text) ? Date.parse(text) : Number.NaN;
   if (Number.isNaN(absolute)) {
-    throw new ValidationError(`--expires takes a duration like 30d, 12h or 2w, or an ISO 8601 date; got ${text}`, { expires: text }, 'invalid_expiry');
+    throw new ValidationError('invalid_expiry', `--expires takes a duration like 30d, 12h or 2w, or an ISO 8601 date; got ${text}`, { expires: text });
   }
   return new Date(absolute);
 }

@@ -102,7 +102,7 @@ export function registerCreateCommand(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (options: CreateOptions, command: Command) => {
       const ctx = createCliContext(command.optsWithGlobals<GlobalOptions>());
-      if (options.output && options.name) throw new ValidationError('give either --output or --name, not both', [{ field: 'name' }]);
+      if (options.output && options.name) throw new ValidationError('validation_failed', 'give either --output or --name, not both', [{ field: 'name' }]);
       const drive = await resolveDrive(ctx, options.device);
       const media = await ctx.drives.probe(drive.id);
       const sizeBytes = assertImageable(drive, media);

@@ -37,8 +37,7 @@ function readHidden(prompt: string): Promise<string> {
       for (const char of chunk) {
         if (char === '\r' || char === '\n') return finish();
         // Ctrl-C, or Ctrl-D on an empty line: the person gave up.
-        if (char === '\u0003' || (char === '\u0004' && value === ''))
-          return finish(new ValidationError('Cancelled; no password given', undefined, 'cancelled'));
+        if (char === '\u0003' || (char === '\u0004' && value === '')) return finish(new ValidationError('cancelled', 'Cancelled; no password given'));
         if (char === '\u007f' || char === '\b') value = [...value].slice(0, -1).join('');
         else if (char >= ' ') value += char;
       }
@@ -56,11 +55,11 @@ function readHidden(prompt: string): Promise<string> {
 async function newPassword(name: string, options: PasswordOptions): Promise<string> {
   if (options.passwordStdin) return readStdin();
   if (!process.stdin.isTTY) {
-    throw new ValidationError('No terminal to ask for the password on; pipe it in with --password-stdin', undefined, 'password_required');
+    throw new ValidationError('password_required', 'No terminal to ask for the password on; pipe it in with --password-stdin');
   }
   const first = await readHidden(`New password for ${name}: `);
   const second = await readHidden('Repeat it: ');
-  if (first !== second) throw new ValidationError('The two passwords differ; nothing was changed', undefined, 'password_mismatch');
+  if (first !== second) throw new ValidationError('password_mismatch', 'The two passwords differ; nothing was changed');
   return first;
 }
 

@@ -127,7 +127,7 @@ export function assertValid(settings: unknown, sourceOf: Map<string, string> = n
     });
   const first = details[0] ?? { key: '', message: 'invalid configuration' };
   const from = 'source' in first ? ` (from ${String(first.source)})` : '';
-  throw new ValidationError(`config: ${first.key || '(root)'} ${first.message}${from}`, details, 'invalid_config');
+  throw new ValidationError('invalid_config', `config: ${first.key || '(root)'} ${first.message}${from}`, details);
 }
 
 function flattenFile(file: string, leaves: SettingLeaf[]): Record<string, unknown> {
@@ -135,7 +135,7 @@ function flattenFile(file: string, leaves: SettingLeaf[]): Record<string, unknow
   try {
     parsed = JSON.parse(readFileSync(file, 'utf8'));
   } catch (error) {
-    throw new ValidationError(`config: cannot read ${file}: ${errorMessage(error)}`, undefined, 'invalid_config');
+    throw new ValidationError('invalid_config', `config: cannot read ${file}: ${errorMessage(error)}`);
   }
   const known = new Set(leaves.map((leaf) => leaf.path));
   const flat: Record<string, unknown> = {};
@@ -145,12 +145,12 @@ function flattenFile(file: string, leaves: SettingLeaf[]): Record<string, unknow
       return;
     }
     if (typeof node !== 'object' || node === null || Array.isArray(node)) {
-      throw new ValidationError(`config: ${prefix || '(root)'} must be an object (in ${file})`, [{ key: prefix }], 'invalid_config');
+      throw new ValidationError('invalid_config', `config: ${prefix || '(root)'} must be an object (in ${file})`, [{ key: prefix }]);
     }
     for (const [key, child] of Object.entries(node)) {
       const path = prefix ? `${prefix}.${key}` : key;
       if (!known.has(path) && ![...known].some((leaf) => leaf.startsWith(`${path}.`))) {
-        throw new ValidationError(`config: unknown key ${path} (in ${file})`, [{ key: path }], 'invalid_config');
+        throw new ValidationError('invalid_config', `config: unknown key ${path} (in ${file})`, [{ key: path }]);
       }
       walk(child, path);
     }
@@ -165,7 +165,7 @@ function envLayers(env: NodeJS.ProcessEnv, leaves: SettingLeaf[]): Layer[] {
   for (const [name, raw] of Object.entries(env)) {
     if (!name.startsWith('DISK2ISO_') || raw === undefined || ENV_BOOTSTRAP.has(name)) continue;
     const leaf = byName.get(name) ?? leaves.find((candidate) => candidate.path === ENV_ALIASES[name]);
-    if (!leaf) throw new ValidationError(`config: unknown environment variable ${name}`, [{ key: name }], 'invalid_config');
+    if (!leaf) throw new ValidationError('invalid_config', `config: unknown environment variable ${name}`, [{ key: name }]);
     layers.push({ source: `environment ${name}`, values: { [leaf.path]: coerce(raw, leaf) } });
   }
   return layers;
@@ -173,10 +173,10 @@ function envLayers(env: NodeJS.ProcessEnv, leaves: SettingLeaf[]): Layer[] {
 
 function overrideLayer(assignment: string, leaves: SettingLeaf[]): Layer {
   const eq = assignment.indexOf('=');
-  if (eq <= 0) throw new ValidationError(`config: --set expects KEY=VALUE, got "${assignment}"`, undefined, 'invalid_config');
+  if (eq <= 0) throw new ValidationError('invalid_config', `config: --set expects KEY=VALUE, got "${assignment}"`);
   const key = assignment.slice(0, eq);
   const leaf = leaves.find((candidate) => candidate.path === key);
-  if (!leaf) throw new ValidationError(`config: unknown key ${key} (in --set)`, [{ key }], 'invalid_config');
+  if (!leaf) throw new ValidationError('invalid_config', `config: unknown key ${key} (in --set)`, [{ key }]);
   return { source: `--set ${key}`, values: { [key]: coerce(assignment.slice(eq + 1), leaf) } };
 }
 

@@ -182,7 +182,7 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
     const row = await db.selectFrom('archives').selectAll().where(column, '=', value).executeTakeFirst();
     return row === undefined ? null : rowToArchive(row);
   };
-  const notFound = (id: string) => new NotFoundError(`Archive ${id} not found`, { archive_id: id });
+  const notFound = (id: string) => new NotFoundError('not_found', `Archive ${id} not found`, { archive_id: id });
 
   return {
     async create(input) {

@@ -126,7 +126,7 @@ export function createUserRepository(database: Database): UserRepository {
 
     insertWithin(tx, user) {
       if (tx.first(byName(user.name)) !== undefined) {
-        throw new ConflictError(`User ${user.name} already exists`, { name: user.name }, 'user_exists');
+        throw new ConflictError('user_exists', `User ${user.name} already exists`, { name: user.name });
       }
       const at = timestamp(user.at);
       const row = tx.first(

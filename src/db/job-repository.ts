@@ -352,9 +352,9 @@ export function createJobRepository(database: Database, options: { now?: Clock }
     async delete(id) {
       database.writeTransaction((tx) => {
         const row = tx.first(db.selectFrom('jobs').select('status').where('id', '=', id));
-        if (row === undefined) throw new NotFoundError(`Job ${id} not found`, { job_id: id }, 'job_not_found');
+        if (row === undefined) throw new NotFoundError('job_not_found', `Job ${id} not found`, { job_id: id });
         if ((ACTIVE_JOB_STATUSES as readonly JobStatus[]).includes(row.status)) {
-          throw new ConflictError(`Job ${id} is ${row.status}; cancel it first`, { job_id: id, status: row.status }, 'job_active');
+          throw new ConflictError('job_active', `Job ${id} is ${row.status}; cancel it first`, { job_id: id, status: row.status });
         }
         tx.run(db.deleteFrom('jobs').where('id', '=', id));
       });
@@ -388,6 +388,6 @@ export function createJobRepository(database: Database, options: { now?: Clock }
 /** Checked because it is written into SQL as a keyword. */
 function sortOrder(order: SortOrder | undefined): SortOrder {
   if (order === undefined) return 'desc';
-  if (order !== 'asc' && order !== 'desc') throw new ValidationError('order must be asc or desc', { order });
+  if (order !== 'asc' && order !== 'desc') throw new ValidationError('validation_failed', 'order must be asc or desc', { order });
   return order;
 }

@@ -44,7 +44,7 @@ export function page(limit: number | undefined, offset: number | undefined): Pag
   const checked = { limit: limit ?? DEFAULT_LIMIT, offset: offset ?? 0 };
   for (const [name, value] of Object.entries(checked)) {
     if (!Number.isSafeInteger(value) || value < 0) {
-      throw new ValidationError(`${name} must be a non-negative integer`, { [name]: value });
+      throw new ValidationError('validation_failed', `${name} must be a non-negative integer`, { [name]: value });
     }
   }
   return checked;

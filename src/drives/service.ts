@@ -288,7 +288,7 @@ export function createDriveService(deps: DriveServiceDeps): DriveService {
     if (!source) {
       const known = sources.map((candidate) => candidate.drive.id);
       const listing = known.length > 0 ? `known devices: ${known.join(', ')}` : 'no devices are available';
-      throw new NotFoundError(`unknown device "${id}" (${listing})`, { device: id, known }, 'unknown_device');
+      throw new NotFoundError('unknown_device', `unknown device "${id}" (${listing})`, { device: id, known });
     }
     return source;
   };
@@ -323,14 +323,13 @@ export function createDriveService(deps: DriveServiceDeps): DriveService {
       const { drive } = await find(id);
       if (drive.kind !== 'optical') {
         const what = { demo: 'the demo disc, an image file', file: 'an image file', block: 'a block device without a tray' }[drive.kind];
-        throw new ConflictError(`${drive.id} cannot be ejected: it is ${what}`, { device: drive.id, kind: drive.kind }, 'not_ejectable');
+        throw new ConflictError('not_ejectable', `${drive.id} cannot be ejected: it is ${what}`, { device: drive.id, kind: drive.kind });
       }
       if (!drive.ejectable) {
-        throw new ConflictError(
-          `${drive.id} cannot be ejected: the drive reports that it cannot open its tray`,
-          { device: drive.id, kind: drive.kind },
-          'not_ejectable',
-        );
+        throw new ConflictError('not_ejectable', `${drive.id} cannot be ejected: the drive reports that it cannot open its tray`, {
+          device: drive.id,
+          kind: drive.kind,
+        });
       }
       await ejector(drive.path);
     },

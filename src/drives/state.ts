@@ -1,3 +1,4 @@
+import type { ErrorCode } from '../error-codes.js';
 import { DomainError, NotFoundError, errorMessage } from '../errors.js';
 import { DRIVE_ID_PATTERN, type DriveLogger, type DriveService } from './service.js';
 import type { Drive, MediaInfo } from './types.js';
@@ -28,7 +29,7 @@ export type MediaState = 'probed' | 'failed' | 'probing' | 'not_responding';
 export interface DriveMediaSnapshot {
   state: MediaState;
   media: MediaInfo | null;
-  error: { code: string; message: string } | null;
+  error: { code: ErrorCode; message: string } | null;
   /** When `media` (or the error of a failed probe) was read; null before the first answer. */
   checkedAt: string | null;
 }
@@ -74,7 +75,7 @@ const INTEREST_MS = 120_000;
 /** The timeouts of DriveService.probe: the drive (or those ahead of it) did not answer in time. */
 const NO_ANSWER_CODES = new Set(['drive_not_responding', 'probe_backlog']);
 
-type Answer = { media: MediaInfo; error: null; at: number } | { media: null; error: { code: string; message: string }; at: number };
+type Answer = { media: MediaInfo; error: null; at: number } | { media: null; error: { code: ErrorCode; message: string }; at: number };
 
 interface Entry {
   /** The last probe that answered; kept while later ones do not answer. */
@@ -82,7 +83,7 @@ interface Entry {
   /** The refresher's probe in flight, settled once it answered or timed out. */
   probing: Promise<void> | null;
   /** Why the last probe got no answer, until it (or a later one) answers. */
-  noAnswer: { code: string; message: string } | null;
+  noAnswer: { code: ErrorCode; message: string } | null;
   /** Waits for the answer of a probe that timed out; no probe starts while it does. */
   late: Promise<void> | null;
   refreshRequested: boolean;
@@ -244,7 +245,7 @@ export function createDriveStates(deps: DriveStatesDeps): DriveStates {
       if (!drive) {
         const ids = known.map((candidate) => candidate.id);
         const listing = ids.length > 0 ? `known devices: ${ids.join(', ')}` : 'no devices are available';
-        throw new NotFoundError(`unknown device "${id}" (${listing})`, { device: id, known: ids }, 'unknown_device');
+        throw new NotFoundError('unknown_device', `unknown device "${id}" (${listing})`, { device: id, known: ids });
       }
       return drive;
     },

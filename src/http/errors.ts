@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { ErrorCode } from '../error-codes.js';
 import {
   ConflictError,
   DomainError,
@@ -11,7 +12,7 @@ import {
 } from '../errors.js';
 
 interface ErrorBody {
-  error: { code: string; message: string; details?: unknown };
+  error: { code: ErrorCode; message: string; details?: unknown };
 }
 
 /** The HTTP status of a domain error; the web pages answer with the same ones. */
@@ -27,7 +28,7 @@ export function domainStatus(error: DomainError): number {
 }
 
 /** Fastify's own client errors, by code, as our error codes. */
-const FASTIFY_CLIENT_ERRORS: Record<string, string> = {
+const FASTIFY_CLIENT_ERRORS: Readonly<Record<string, ErrorCode>> = {
   FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
   FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_body',

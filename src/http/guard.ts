@@ -53,7 +53,7 @@ export function clientOf(request: FastifyRequest): ClientInfo {
 
 /** The signed-in principal; throws 401 for a request without one (only public routes can get there). */
 export function principalOf(request: FastifyRequest): Principal {
-  if (request.principal === null) throw new AuthenticationError('Sign in first', 'unauthenticated');
+  if (request.principal === null) throw new AuthenticationError('unauthenticated', 'Sign in first');
   return request.principal;
 }
 
@@ -130,14 +130,14 @@ export function createRequestGuard(deps: { auth: Authenticator; audit: Pick<Audi
       const principal = request.principal;
       if (principal === null) {
         throw presented
-          ? new AuthenticationError('The credentials are invalid, expired or revoked; sign in again', 'invalid_credentials')
-          : new AuthenticationError('Sign in first: send a session cookie, an X-API-Key or a bearer token', 'unauthenticated');
+          ? new AuthenticationError('invalid_credentials', 'The credentials are invalid, expired or revoked; sign in again')
+          : new AuthenticationError('unauthenticated', 'Sign in first: send a session cookie, an X-API-Key or a bearer token');
       }
       if (permission === 'authenticated') return;
       if (principal.mustChangePassword) throw new PasswordChangeRequiredError();
       if (!principal.can(permission)) {
         if (ADMIN_PERMISSIONS.has(permission)) await auditDenial(request, principal, permission);
-        throw new ForbiddenError(`${principal.name} lacks the ${permission} permission`, { permission }, 'permission_denied');
+        throw new ForbiddenError('permission_denied', `${principal.name} lacks the ${permission} permission`, { permission });
       }
     },
 
@@ -152,16 +152,16 @@ export function createRequestGuard(deps: { auth: Authenticator; audit: Pick<Audi
       // Keys and bearer tokens are never sent by a browser on its own, so they need no CSRF defence;
       // a browser's cross-site request shows itself by its Origin whoever it acts for.
       if (claimed !== null && claimed !== expected) {
-        throw new ForbiddenError(`Cross-origin request refused: ${claimed} is not ${expected}`, { origin: claimed }, 'origin_mismatch');
+        throw new ForbiddenError('origin_mismatch', `Cross-origin request refused: ${claimed} is not ${expected}`, { origin: claimed });
       }
       // The stream changes nothing, and a browser cannot send a CSRF token with a WebSocket.
       if (webSocket) return;
       const principal = request.principal;
       // A public route (login, setup) acts for nobody, so a session cookie sent along changes nothing.
       if (principal === null || principal.via !== 'session' || request.routeOptions.config.permission === 'public') return;
-      if (claimed === null) throw new ForbiddenError('A request signed in by cookie must carry an Origin or Referer header', undefined, 'origin_missing');
+      if (claimed === null) throw new ForbiddenError('origin_missing', 'A request signed in by cookie must carry an Origin or Referer header');
       if (!csrfTokenMatches(principal, csrfTokenOf(request))) {
-        throw new ForbiddenError('Missing or wrong CSRF token; reload the page and try again', undefined, 'csrf_failed');
+        throw new ForbiddenError('csrf_failed', 'Missing or wrong CSRF token; reload the page and try again');
       }
     },
   };

@@ -70,17 +70,17 @@ function validate(request: ImagingRequest): void {
   if (!(options.mapSaveIntervalMs > 0)) problems.push('map save interval must be positive');
   if (!(options.stopThresholdPercent > 0 && options.stopThresholdPercent <= 100)) problems.push('stop threshold must be 1..100 percent');
   if (!['auto', 'on', 'off'].includes(options.directIo)) problems.push(`direct I/O mode ${String(options.directIo)} is not auto, on or off`);
-  if (problems.length > 0) throw new ValidationError(`invalid imaging request: ${problems.join('; ')}`, { problems });
+  if (problems.length > 0) throw new ValidationError('validation_failed', `invalid imaging request: ${problems.join('; ')}`, { problems });
 }
 
 async function requireDirectory(dir: string): Promise<void> {
   try {
     if ((await stat(dir)).isDirectory()) return;
   } catch (error) {
-    if (errnoCode(error) === 'ENOENT') throw new NotFoundError(`output directory ${dir} does not exist`, { path: dir }, 'output_dir_not_found');
+    if (errnoCode(error) === 'ENOENT') throw new NotFoundError('output_dir_not_found', `output directory ${dir} does not exist`, { path: dir });
     throw error;
   }
-  throw new ValidationError(`${dir} is not a directory`, { path: dir });
+  throw new ValidationError('validation_failed', `${dir} is not a directory`, { path: dir });
 }
 
 function badSectorSummary(map: RescueMap): BadSectorSummary {
@@ -239,7 +239,7 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
         part = await open(partPath, 'wx', FILE_MODE);
       } catch (error) {
         if (errnoCode(error) === 'EEXIST')
-          throw new ConflictError(`${partPath} appeared while starting; is another run using it?`, { path: partPath }, 'part_exists');
+          throw new ConflictError('part_exists', `${partPath} appeared while starting; is another run using it?`, { path: partPath });
         throw error;
       }
       await part.chmod(FILE_MODE);

@@ -25,15 +25,13 @@ export interface StartState {
  */
 export async function inspectOutput(paths: { outputPath: string; partPath: string; mapPath: string }, sizeBytes: number): Promise<StartState> {
   const { outputPath, partPath, mapPath } = paths;
-  if (await pathExists(outputPath)) throw new ConflictError(`${outputPath} already exists; choose another name`, { path: outputPath }, 'output_exists');
+  if (await pathExists(outputPath)) throw new ConflictError('output_exists', `${outputPath} already exists; choose another name`, { path: outputPath });
   const partExists = await pathExists(partPath);
   if (!(await pathExists(mapPath))) {
     if (partExists) {
-      throw new ConflictError(
-        `${partPath} exists without its rescue map ${basename(mapPath)}; remove it or restore the map`,
-        { path: partPath },
-        'map_missing',
-      );
+      throw new ConflictError('map_missing', `${partPath} exists without its rescue map ${basename(mapPath)}; remove it or restore the map`, {
+        path: partPath,
+      });
     }
     return { map: createRescueMap(sizeBytes), resumed: false };
   }
@@ -41,24 +39,24 @@ export async function inspectOutput(paths: { outputPath: string; partPath: strin
   try {
     ({ map } = parseMapfile(await readFile(mapPath, 'utf8')));
   } catch (error) {
-    throw new ConflictError(`${mapPath} is not a valid rescue map: ${errorMessage(error)}`, { path: mapPath }, 'map_invalid');
+    throw new ConflictError('map_invalid', `${mapPath} is not a valid rescue map: ${errorMessage(error)}`, { path: mapPath });
   }
   if (map.size !== sizeBytes) {
-    throw new ConflictError(
-      `${mapPath} describes ${map.size} bytes but the source has ${sizeBytes}; it belongs to another disc`,
-      { path: mapPath, map_size: map.size, source_size: sizeBytes },
-      'map_size_mismatch',
-    );
+    throw new ConflictError('map_size_mismatch', `${mapPath} describes ${map.size} bytes but the source has ${sizeBytes}; it belongs to another disc`, {
+      path: mapPath,
+      map_size: map.size,
+      source_size: sizeBytes,
+    });
   }
   if (!partExists) {
     // The engine writes the first map before it creates the .part; a crash between the two leaves
     // a map with nothing finished, which is safe to start over from.
-    if (map.sums()['+'] > 0) throw new ConflictError(`${mapPath} records rescued data but ${partPath} is missing`, { path: mapPath }, 'part_missing');
+    if (map.sums()['+'] > 0) throw new ConflictError('part_missing', `${mapPath} records rescued data but ${partPath} is missing`, { path: mapPath });
     return { map: createRescueMap(sizeBytes), resumed: false };
   }
   const partSize = (await stat(partPath)).size;
   if (partSize > sizeBytes) {
-    throw new ConflictError(`${partPath} is larger (${partSize} bytes) than the source (${sizeBytes} bytes)`, { path: partPath }, 'part_size_mismatch');
+    throw new ConflictError('part_size_mismatch', `${partPath} is larger (${partSize} bytes) than the source (${sizeBytes} bytes)`, { path: partPath });
   }
   return { map, resumed: true };
 }

@@ -49,7 +49,7 @@ async function readSidecar(path: string, algorithm: HashAlgorithm): Promise<stri
   const match = /^\\?([0-9a-fA-F]+) [ *]/.exec(line);
   const hex = match?.[1];
   if (hex === undefined || hex.length !== HEX_LENGTH[algorithm]) {
-    throw new ValidationError(`${path} is not a ${algorithm} checksum file`, { path }, 'sidecar_invalid');
+    throw new ValidationError('sidecar_invalid', `${path} is not a ${algorithm} checksum file`, { path });
   }
   return hex.toLowerCase();
 }
@@ -62,10 +62,10 @@ export async function verifyImage(imagePath: string, options: VerifyOptions = {}
   let size: number;
   try {
     const info = await stat(imagePath);
-    if (!info.isFile()) throw new ValidationError(`${imagePath} is not a file`, { path: imagePath });
+    if (!info.isFile()) throw new ValidationError('validation_failed', `${imagePath} is not a file`, { path: imagePath });
     size = info.size;
   } catch (error) {
-    if (errnoCode(error) === 'ENOENT') throw new NotFoundError(`image ${imagePath} does not exist`, { path: imagePath }, 'image_not_found');
+    if (errnoCode(error) === 'ENOENT') throw new NotFoundError('image_not_found', `image ${imagePath} does not exist`, { path: imagePath });
     if (error instanceof ValidationError) throw error;
     throw new UnavailableError('image_unreadable', `cannot read ${imagePath}: ${errorMessage(error)}`, { path: imagePath });
   }
@@ -76,7 +76,7 @@ export async function verifyImage(imagePath: string, options: VerifyOptions = {}
     if (hex !== undefined) expected.set(algorithm, hex);
   }
   if (expected.size === 0) {
-    throw new NotFoundError(`no checksum sidecar (.md5, .sha1, .sha256) next to ${imagePath}`, { path: imagePath }, 'sidecars_not_found');
+    throw new NotFoundError('sidecars_not_found', `no checksum sidecar (.md5, .sha1, .sha256) next to ${imagePath}`, { path: imagePath });
   }
 
   const started = performance.now();

@@ -107,7 +107,7 @@ export function createJobService(deps: JobServiceDeps): JobService {
 
   async function find(id: string): Promise<JobRecord> {
     const job = JOB_ID.test(id) ? await queue.get(id) : null;
-    if (!job) throw new NotFoundError(`no job ${id}`, undefined, 'job_not_found');
+    if (!job) throw new NotFoundError('job_not_found', `no job ${id}`);
     return job;
   }
 
@@ -170,7 +170,7 @@ export function createJobService(deps: JobServiceDeps): JobService {
       if (!job || !ACTIVE.includes(job.status)) return;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    throw new ConflictError(`job ${id} did not stop in time; try again`, undefined, 'job_busy');
+    throw new ConflictError('job_busy', `job ${id} did not stop in time; try again`);
   }
 
   return {
@@ -232,13 +232,13 @@ export function createJobService(deps: JobServiceDeps): JobService {
 
     async update(id, input) {
       if (input.action === undefined && input.priority === undefined) {
-        throw new ValidationError('give an action (pause, resume, cancel, retry) or a priority', [{ field: 'body' }]);
+        throw new ValidationError('validation_failed', 'give an action (pause, resume, cancel, retry) or a priority', [{ field: 'body' }]);
       }
       if (input.device !== undefined && input.action !== 'resume' && input.action !== 'retry') {
-        throw new ValidationError('a device is only taken with the action resume or retry', [{ field: 'device' }]);
+        throw new ValidationError('validation_failed', 'a device is only taken with the action resume or retry', [{ field: 'device' }]);
       }
       if (input.keep_partial !== undefined && input.action !== 'cancel') {
-        throw new ValidationError('keep_partial is only taken with the action cancel', [{ field: 'keep_partial' }]);
+        throw new ValidationError('validation_failed', 'keep_partial is only taken with the action cancel', [{ field: 'keep_partial' }]);
       }
       let job = await find(id);
       const target = input.device === undefined ? undefined : await resolveDrive(input.device);
@@ -246,7 +246,7 @@ export function createJobService(deps: JobServiceDeps): JobService {
       const movedTo = move === undefined ? '' : ` on ${move.drive.id} (${move.drive.path}) instead of ${job.deviceId}`;
       if (input.priority !== undefined) {
         if (FINISHED_JOB_STATUSES.includes(job.status as (typeof FINISHED_JOB_STATUSES)[number])) {
-          throw new ConflictError(`job ${id} is ${job.status}; its priority no longer matters`, { status: job.status }, 'invalid_state');
+          throw new ConflictError('invalid_state', `job ${id} is ${job.status}; its priority no longer matters`, { status: job.status });
         }
         job = await queue.setPriority(id, input.priority);
       }
@@ -263,11 +263,9 @@ export function createJobService(deps: JobServiceDeps): JobService {
         case 'cancel': {
           const keep = input.keep_partial ?? (job.bytesDone > 0 || config.storage.keep_partial_on_cancel);
           if (!keep && job.archiveId !== null) {
-            throw new ConflictError(
-              `job ${id} is reading the bad areas of an archived image again; that image cannot be discarded here`,
-              { archive_id: job.archiveId },
-              'image_in_archive',
-            );
+            throw new ConflictError('image_in_archive', `job ${id} is reading the bad areas of an archived image again; that image cannot be discarded here`, {
+              archive_id: job.archiveId,
+            });
           }
           const wasActive = ACTIVE.includes(job.status);
           // The runner reads the choice from the job when the run has stopped (possibly in another process).
@@ -281,14 +279,14 @@ export function createJobService(deps: JobServiceDeps): JobService {
         }
         case 'resume':
           if (job.status !== 'paused' && job.status !== 'queued') {
-            throw new ConflictError(`job ${id} is ${job.status}; only a paused job can be resumed`, { status: job.status }, 'invalid_state');
+            throw new ConflictError('invalid_state', `job ${id} is ${job.status}; only a paused job can be resumed`, { status: job.status });
           }
           job = await queue.requeue(id, move);
           await logLine(id, `resumed${movedTo}`);
           break;
         case 'retry':
           if (job.status !== 'failed' && job.status !== 'cancelled') {
-            throw new ConflictError(`job ${id} is ${job.status}; only a failed or cancelled job can be retried`, { status: job.status }, 'invalid_state');
+            throw new ConflictError('invalid_state', `job ${id} is ${job.status}; only a failed or cancelled job can be retried`, { status: job.status });
           }
           job = await queue.requeue(id, move);
           await logLine(id, `retry requested${movedTo}`);
@@ -300,15 +298,17 @@ export function createJobService(deps: JobServiceDeps): JobService {
     async retryBadAreas(id, readAttempts) {
       const job = await find(id);
       if (job.status !== 'completed' || job.badBytes === 0 || job.archiveId === null) {
-        throw new ConflictError(`job ${id} has no unreadable sectors to read again`, { status: job.status, bad_bytes: job.badBytes }, 'no_bad_areas');
+        throw new ConflictError('no_bad_areas', `job ${id} has no unreadable sectors to read again`, { status: job.status, bad_bytes: job.badBytes });
       }
       const attempts = readAttempts ?? Math.max(RETRY_READ_ATTEMPTS.min, config.imaging.read_attempts);
       if (!Number.isSafeInteger(attempts) || attempts < RETRY_READ_ATTEMPTS.min || attempts > RETRY_READ_ATTEMPTS.max) {
-        throw new ValidationError(`read_attempts must be ${RETRY_READ_ATTEMPTS.min} to ${RETRY_READ_ATTEMPTS.max}`, [{ field: 'read_attempts' }]);
+        throw new ValidationError('validation_failed', `read_attempts must be ${RETRY_READ_ATTEMPTS.min} to ${RETRY_READ_ATTEMPTS.max}`, [
+          { field: 'read_attempts' },
+        ]);
       }
       // Both files are in the output directory (no drive I/O); without them there is nothing to continue.
       for (const path of [job.outputFile, `${job.outputFile}.map`]) {
-        if (!(await pathExists(path))) throw new ConflictError(`${path} is missing; the bad areas cannot be read again`, { path }, 'map_missing');
+        if (!(await pathExists(path))) throw new ConflictError('map_missing', `${path} is missing; the bad areas cannot be read again`, { path });
       }
       const reopened = await queue.reopenCompleted(id, { read_attempts: attempts });
       await logLine(id, `retry of the bad areas requested: ${reopened.badBytes} bytes, ${attempts} read attempts`);
@@ -320,7 +320,7 @@ export function createJobService(deps: JobServiceDeps): JobService {
       try {
         return await readFile(`${job.outputFile}.map`, 'utf8');
       } catch (error) {
-        if (errnoCode(error) === 'ENOENT') throw new NotFoundError(`job ${id} has no rescue map`, undefined, 'map_not_found');
+        if (errnoCode(error) === 'ENOENT') throw new NotFoundError('map_not_found', `job ${id} has no rescue map`);
         throw error;
       }
     },

@@ -27,12 +27,12 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
 
   const requireRow = (tx: SyncExecutor, jobId: string): Selectable<JobsTable> => {
     const row = tx.first(db.selectFrom('jobs').selectAll().where('id', '=', jobId));
-    if (row === undefined) throw new NotFoundError(`Job ${jobId} not found`, { job_id: jobId }, 'job_not_found');
+    if (row === undefined) throw new NotFoundError('job_not_found', `Job ${jobId} not found`, { job_id: jobId });
     return row;
   };
   const updateRow = (tx: SyncExecutor, jobId: string, changes: Updateable<JobsTable>): JobRecord => {
     const row = tx.first(db.updateTable('jobs').set(changes).where('id', '=', jobId).returningAll());
-    if (row === undefined) throw new NotFoundError(`Job ${jobId} not found`, { job_id: jobId }, 'job_not_found');
+    if (row === undefined) throw new NotFoundError('job_not_found', `Job ${jobId} not found`, { job_id: jobId });
     return rowToJob(row);
   };
 
@@ -217,11 +217,11 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
         );
         if (row !== undefined) return rowToJob(row);
         const current = requireRow(tx, jobId);
-        throw new ConflictError(
-          `Worker ${workerId} no longer holds job ${jobId}`,
-          { job_id: jobId, status: current.status, lease_owner: current.lease_owner },
-          'lease_lost',
-        );
+        throw new ConflictError('lease_lost', `Worker ${workerId} no longer holds job ${jobId}`, {
+          job_id: jobId,
+          status: current.status,
+          lease_owner: current.lease_owner,
+        });
       });
     },
 
@@ -277,7 +277,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
         const row = requireRow(tx, jobId);
         if (row.status === 'queued') return options.drive === undefined ? rowToJob(row) : updateRow(tx, jobId, { ...drive, updated_at: at });
         if (!['paused', 'failed', 'cancelled'].includes(row.status)) {
-          throw new ConflictError(`Job ${jobId} is ${row.status} and cannot be queued again`, { job_id: jobId, status: row.status }, 'invalid_state');
+          throw new ConflictError('invalid_state', `Job ${jobId} is ${row.status} and cannot be queued again`, { job_id: jobId, status: row.status });
         }
         const requeued = tx.first(
           db
@@ -297,7 +297,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
             .where('id', '=', jobId)
             .returningAll(),
         );
-        if (requeued === undefined) throw new NotFoundError(`Job ${jobId} not found`, { job_id: jobId }, 'job_not_found');
+        if (requeued === undefined) throw new NotFoundError('job_not_found', `Job ${jobId} not found`, { job_id: jobId });
         return rowToJob(requeued);
       });
     },
@@ -315,7 +315,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
       return database.writeTransaction((tx) => {
         const row = requireRow(tx, jobId);
         if (row.status !== 'completed') {
-          throw new ConflictError(`Job ${jobId} is ${row.status}, not completed`, { job_id: jobId, status: row.status }, 'invalid_job_state');
+          throw new ConflictError('invalid_job_state', `Job ${jobId} is ${row.status}, not completed`, { job_id: jobId, status: row.status });
         }
         const reopened = tx.first(
           db
@@ -334,7 +334,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
             .where('id', '=', jobId)
             .returningAll(),
         );
-        if (reopened === undefined) throw new NotFoundError(`Job ${jobId} not found`, { job_id: jobId });
+        if (reopened === undefined) throw new NotFoundError('not_found', `Job ${jobId} not found`, { job_id: jobId });
         return rowToJob(reopened);
       });
     },
@@ -350,17 +350,17 @@ function isFinished(status: JobStatus): boolean {
 }
 
 function finishedError(row: Selectable<JobsTable>): ConflictError {
-  return new ConflictError(`Job ${row.id} is already ${row.status}`, { job_id: row.id, status: row.status }, 'invalid_state');
+  return new ConflictError('invalid_state', `Job ${row.id} is already ${row.status}`, { job_id: row.id, status: row.status });
 }
 
 function leaseEnd(from: Date, leaseMs: number): string {
-  if (!Number.isSafeInteger(leaseMs) || leaseMs <= 0) throw new ValidationError('leaseMs must be a positive integer', { leaseMs });
+  if (!Number.isSafeInteger(leaseMs) || leaseMs <= 0) throw new ValidationError('validation_failed', 'leaseMs must be a positive integer', { leaseMs });
   return timestamp(new Date(from.getTime() + leaseMs));
 }
 
 function checkMaxRunning(claim: ClaimOptions): void {
   if (claim.maxRunning !== undefined && (!Number.isSafeInteger(claim.maxRunning) || claim.maxRunning < 1)) {
-    throw new ValidationError('maxRunning must be a positive integer', { maxRunning: claim.maxRunning });
+    throw new ValidationError('validation_failed', 'maxRunning must be a positive integer', { maxRunning: claim.maxRunning });
   }
 }
 

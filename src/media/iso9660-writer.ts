@@ -43,10 +43,10 @@ export async function writeDemoIso(path: string, options: DemoIsoOptions = {}): 
   const sizeMiB = options.sizeMiB ?? DEFAULT_DEMO_SIZE_MIB;
   const label = options.label ?? DEFAULT_DEMO_LABEL;
   if (!Number.isInteger(sizeMiB) || sizeMiB < 1 || sizeMiB > MAX_SIZE_MIB) {
-    throw new ValidationError(`demo disc size must be a whole number of MiB from 1 to ${MAX_SIZE_MIB}, got ${sizeMiB}`, { sizeMiB });
+    throw new ValidationError('validation_failed', `demo disc size must be a whole number of MiB from 1 to ${MAX_SIZE_MIB}, got ${sizeMiB}`, { sizeMiB });
   }
   if (!/^[A-Z0-9_]{1,32}$/.test(label)) {
-    throw new ValidationError(`demo disc label must be 1-32 characters A-Z, 0-9 or _, got "${label}"`, { label });
+    throw new ValidationError('validation_failed', `demo disc label must be 1-32 characters A-Z, 0-9 or _, got "${label}"`, { label });
   }
 
   const totalSectors = (sizeMiB * MiB) / SECTOR;

@@ -124,7 +124,7 @@ export function createDeviceStatusService(deps: DeviceStatusDeps): DeviceStatusS
     async eject(id) {
       const drive = states.get(id);
       if ((await activeJobsByDevice(jobs)).has(drive.id)) {
-        throw new ConflictError(`${drive.id} is busy: a job is reading from it; pause or cancel the job first`, { device: drive.id }, 'device_busy');
+        throw new ConflictError('device_busy', `${drive.id} is busy: a job is reading from it; pause or cancel the job first`, { device: drive.id });
       }
       await drives.eject(drive.id);
       states.refresh(drive.id, { forget: true });

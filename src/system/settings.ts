@@ -155,9 +155,9 @@ export function settingLock(config: Config, leaf: SettingLeaf): SettingLock | nu
 
 function lockError(key: string, lock: SettingLock): ConflictError {
   if (lock.by === 'source')
-    return new ConflictError(`${key} is set by ${lock.source} and cannot be changed here`, { key, source: lock.source }, 'setting_fixed');
+    return new ConflictError('setting_fixed', `${key} is set by ${lock.source} and cannot be changed here`, { key, source: lock.source });
   const setBy = lock.source === null ? '' : `; here it is set by ${lock.source}`;
-  return new ConflictError(`${key} can only be set on the server (config file, environment or flags)${setBy}`, { key }, 'setting_server_only');
+  return new ConflictError('setting_server_only', `${key} can only be set on the server (config file, environment or flags)${setBy}`, { key });
 }
 
 /** What a stored value means at run time: a relative output directory is relative to the data dir. */
@@ -188,9 +188,9 @@ async function assertAllowedOutputDir(config: Config, value: string): Promise<vo
   const realRoots = await Promise.all(roots.map(realPathAsFarAsItExists));
   if (!realRoots.some((root) => target === root || isStrictlyInside(root, target))) {
     throw new ValidationError(
+      'output_dir_not_allowed',
       `storage.output_dir ${target} is outside the folders images may go to (${roots.join(', ')}); an administrator on the server can add one to storage.output_roots`,
       [{ key: 'storage.output_dir', allowed: roots }],
-      'output_dir_not_allowed',
     );
   }
 }
@@ -205,9 +205,9 @@ function flatten(patch: JsonObject, leaves: readonly SettingLeaf[]): Map<string,
       return;
     }
     const isBranch = prefix === '' || leaves.some((leaf) => leaf.path.startsWith(`${prefix}.`));
-    if (!isBranch) throw new ValidationError(`unknown setting ${prefix}`, [{ key: prefix }], 'unknown_setting');
+    if (!isBranch) throw new ValidationError('unknown_setting', `unknown setting ${prefix}`, [{ key: prefix }]);
     if (typeof node !== 'object' || node === null || Array.isArray(node)) {
-      throw new ValidationError(`${prefix || 'settings'} must be an object`, [{ key: prefix }], 'invalid_setting');
+      throw new ValidationError('invalid_setting', `${prefix || 'settings'} must be an object`, [{ key: prefix }]);
     }
     for (const [key, child] of Object.entries(node)) walk(child, prefix === '' ? key : `${prefix}.${key}`);
   };
@@ -270,7 +270,7 @@ export function createSettingsService(deps: { config: Config; settings: Settings
 
     async update(patch, updatedBy) {
       const changes = flatten(patch, leaves);
-      if (changes.size === 0) throw new ValidationError('give at least one setting to change', [{ key: '' }], 'invalid_setting');
+      if (changes.size === 0) throw new ValidationError('invalid_setting', 'give at least one setting to change', [{ key: '' }]);
       for (const [key, value] of [...changes]) {
         const leaf = leafOf(key);
         const current = getPath(config as unknown as Record<string, unknown>, key);
@@ -284,7 +284,7 @@ export function createSettingsService(deps: { config: Config; settings: Settings
         if (lock !== null) throw lockError(key, lock);
         if (holdsMaskedCredential(value)) {
           const message = `${key} holds ${SECRET_MASK} where a credential goes; give the whole value again, credentials included`;
-          throw new ValidationError(message, [{ key, message }], 'masked_value');
+          throw new ValidationError('masked_value', message, [{ key, message }]);
         }
       }
       const candidate = settingsOf(config);

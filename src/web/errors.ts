@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AuthenticationError, PasswordChangeRequiredError } from '../auth/errors.js';
+import type { ErrorCode } from '../error-codes.js';
 import { DomainError, TooManyRequestsError } from '../errors.js';
 import { domainStatus } from '../http/errors.js';
 import { SESSION_COOKIE, ownOrigin } from '../http/guard.js';
@@ -35,7 +36,7 @@ export function userMessage(i18n: I18n, error: unknown): string {
   return i18n.t('errors.internal');
 }
 
-export function errorCode(error: unknown): string {
+export function errorCode(error: unknown): ErrorCode {
   if (error instanceof DomainError) return error.code;
   return statusOf(error) >= 500 ? 'internal_error' : 'bad_request';
 }

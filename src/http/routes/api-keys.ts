@@ -102,7 +102,7 @@ export function apiKeyRoutes(auth: AuthService) {
         const actor = actorOf(request);
         const { name, user, scopes, expires_at: expiresAt, expires_in_days: expiresInDays } = request.body;
         if (expiresAt !== undefined && expiresInDays !== undefined) {
-          throw new ValidationError('Give expires_at or expires_in_days, not both', undefined, 'invalid_expiry');
+          throw new ValidationError('invalid_expiry', 'Give expires_at or expires_in_days, not both');
         }
         const expiry = expiresAt !== undefined ? new Date(expiresAt) : expiresInDays !== undefined ? expiryAfterDays(expiresInDays) : null;
         const created = await apiKeys.create({ user: user ?? actor.principal.name, name, scopes: scopes ?? null, expiresAt: expiry }, actor);

@@ -47,7 +47,7 @@ export function liveRoutes(hub: LiveHub) {
       },
       // A plain GET gets the usual error shape instead of the websocket plugin's bare 404.
       handler: async () => {
-        throw new ValidationError('this endpoint speaks WebSocket: send an Upgrade request', undefined, 'websocket_upgrade_required');
+        throw new ValidationError('websocket_upgrade_required', 'this endpoint speaks WebSocket: send an Upgrade request');
       },
       wsHandler: (socket) => {
         const disconnect = hub.connect(webSocketSink(socket));

@@ -139,7 +139,7 @@ export function registerAccountPages(app: App, deps: WebDeps, accounts: WebAccou
   app.post<{ Params: { id: string } }>('/account/api-keys/:id/revoke', { config: { permission: 'keys:manage' } }, async (request, reply) => {
     const returnTo = returnPath(request, '/account/api-keys');
     try {
-      if (!KEY_ID.test(request.params.id)) throw new NotFoundError(`no API key ${request.params.id}`, undefined, 'api_key_not_found');
+      if (!KEY_ID.test(request.params.id)) throw new NotFoundError('api_key_not_found', `no API key ${request.params.id}`);
       await accounts.apiKeys.revoke(request.params.id, accounts.actor(request));
       return actionDone(request, reply, 'api_key_revoked', returnTo);
     } catch (error) {

@@ -160,13 +160,13 @@ function validateMetadata(
 }
 
 function checkedArchiveId(id: string): string {
-  if (!ARCHIVE_ID.test(id)) throw new NotFoundError(`no archive ${id}`, undefined, 'archive_not_found');
+  if (!ARCHIVE_ID.test(id)) throw new NotFoundError('archive_not_found', `no archive ${id}`);
   return id;
 }
 
 function selectedIds(form: FormFields): string[] {
   const ids = [...new Set(form.all('ids'))];
-  if (ids.length > MAX_BULK) throw new ValidationError(`select at most ${MAX_BULK} archives`, undefined, 'too_many_selected');
+  if (ids.length > MAX_BULK) throw new ValidationError('too_many_selected', `select at most ${MAX_BULK} archives`);
   return ids.map(checkedArchiveId);
 }
 
@@ -234,7 +234,7 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
     const returnTo = returnPath(request, `/archive/${id}`);
     try {
       const result = await archives.verify(id, security.user(request).name);
-      if (!result.ok) throw new ConflictError('the image no longer matches its checksums', { archive_id: id }, 'verification_failed');
+      if (!result.ok) throw new ConflictError('verification_failed', 'the image no longer matches its checksums', { archive_id: id });
       return actionDone(request, reply, 'archive_verified', returnTo);
     } catch (error) {
       return actionFailed(request, reply, error, returnTo);
@@ -257,12 +257,12 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
     const returnTo = returnPath(request, '/archive');
     try {
       const ids = selectedIds(fields);
-      if (ids.length === 0) throw new ValidationError('select at least one archive', undefined, 'nothing_selected');
+      if (ids.length === 0) throw new ValidationError('nothing_selected', 'select at least one archive');
       if (fields.one('action') === 'delete') {
         const selection = await Promise.all(ids.map((id) => archives.get(id)));
         return renderPage(request, reply, security, 'archive-delete', { title: 'archive.delete.title', selection, returnTo });
       }
-      if (fields.one('action') !== 'verify') throw new ValidationError('unknown action', undefined, 'invalid_action');
+      if (fields.one('action') !== 'verify') throw new ValidationError('invalid_action', 'unknown action');
       let failed = 0;
       for (const id of ids) {
         const result = await archives.verify(id, security.user(request).name).catch((error: unknown) => {
@@ -271,7 +271,7 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
         });
         if (result?.ok !== true) failed += 1;
       }
-      if (failed > 0) throw new ConflictError(`${failed} of ${ids.length} images failed verification`, { failed }, 'bulk_verification_failed');
+      if (failed > 0) throw new ConflictError('bulk_verification_failed', `${failed} of ${ids.length} images failed verification`, { failed });
       return actionDone(request, reply, 'archives_verified', returnTo);
     } catch (error) {
       return actionFailed(request, reply, error, returnTo);

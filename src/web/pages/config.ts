@@ -47,7 +47,7 @@ export function registerConfigPages(app: App, deps: WebDeps): void {
     { config: { permission: 'system:write', audit: { event_type: 'config', action: 'change' } } },
     async (request, reply) => {
       const section = SETTINGS_SECTIONS.find((candidate) => candidate === request.params.section);
-      if (section === undefined) throw new ValidationError(`no settings section ${request.params.section}`, undefined, 'unknown_section');
+      if (section === undefined) throw new ValidationError('unknown_section', `no settings section ${request.params.section}`);
       const i18n = requestI18n(request);
       const form = formFields(request.body);
       const { changes, errors } = parseSettingsForm(i18n, sectionFields(config, section, i18n), form);

@@ -28,7 +28,7 @@ export function registerDrivePages(app: App, deps: WebDeps): void {
     const returnTo = returnPath(request, '/drives');
     try {
       const id = request.params.id;
-      if (!DRIVE_ID_PATTERN.test(id)) throw new NotFoundError(`no drive ${id}`, undefined, 'unknown_device');
+      if (!DRIVE_ID_PATTERN.test(id)) throw new NotFoundError('unknown_device', `no drive ${id}`);
       await deps.devices.eject(id);
       return actionDone(request, reply, 'drive_ejected', returnTo);
     } catch (error) {

@@ -227,7 +227,7 @@ export function registerJobPages(app: App, deps: WebDeps): void {
     const device = form.one('device');
     try {
       // Cancel goes through /jobs/:id/cancel, which asks what to do with the data read so far.
-      if (!isJobAction(action) || action === 'cancel') throw new ValidationError('unknown action', [{ field: 'action' }], 'invalid_action');
+      if (!isJobAction(action) || action === 'cancel') throw new ValidationError('invalid_action', 'unknown action', [{ field: 'action' }]);
       await deps.jobs.update(id, { action, ...(device === undefined ? {} : { device }) });
       return actionDone(request, reply, `job_${action}`, returnTo);
     } catch (error) {
@@ -256,7 +256,7 @@ export function registerJobPages(app: App, deps: WebDeps): void {
     const partial = formFields(request.body).one('partial');
     try {
       if (partial !== 'keep' && partial !== 'discard')
-        throw new ValidationError('choose whether to keep the partial image', [{ field: 'partial' }], 'invalid_action');
+        throw new ValidationError('invalid_action', 'choose whether to keep the partial image', [{ field: 'partial' }]);
       await deps.jobs.update(id, { action: 'cancel', keep_partial: partial === 'keep' });
       return actionDone(request, reply, partial === 'keep' ? 'job_cancel_kept' : 'job_cancel', returnTo);
     } catch (error) {
@@ -281,7 +281,7 @@ export function registerJobPages(app: App, deps: WebDeps): void {
     const priority = formFields(request.body).one('priority');
     try {
       if (!(PRIORITIES as readonly (string | undefined)[]).includes(priority))
-        throw new ValidationError('unknown priority', [{ field: 'priority' }], 'invalid_priority');
+        throw new ValidationError('invalid_priority', 'unknown priority', [{ field: 'priority' }]);
       await deps.jobs.update(id, { priority: priority as Priority });
       return actionDone(request, reply, 'job_priority', returnTo);
     } catch (error) {
@@ -292,6 +292,6 @@ export function registerJobPages(app: App, deps: WebDeps): void {
 
 /** Ids are checked before any lookup, so a path-like id never reaches a service. */
 function checkedJobId(id: string): string {
-  if (!JOB_ID.test(id)) throw new NotFoundError(`no job ${id}`, undefined, 'job_not_found');
+  if (!JOB_ID.test(id)) throw new NotFoundError('job_not_found', `no job ${id}`);
   return id;
 }

@@ -17,7 +17,7 @@ const DAY_MS = 86_400_000;
 type NewUserErrors = Partial<Record<'name' | 'role' | 'password', string>>;
 
 function checkedName(name: string): string {
-  if (!USER_NAME.test(name)) throw new NotFoundError(`no user ${name}`, undefined, 'user_not_found');
+  if (!USER_NAME.test(name)) throw new NotFoundError('user_not_found', `no user ${name}`);
   return name;
 }
 
@@ -82,7 +82,7 @@ export function registerUserPages(app: App, deps: WebDeps, accounts: WebAccounts
     const name = checkedName(request.params.name);
     const users = await accounts.users.list(accounts.actor(request));
     const user = users.find((candidate) => candidate.name === name);
-    if (user === undefined) throw new NotFoundError(`no user ${name}`, undefined, 'user_not_found');
+    if (user === undefined) throw new NotFoundError('user_not_found', `no user ${name}`);
     return renderPage(request, reply, security, 'user-delete', { title: 'users.delete.title', target: user });
   });
 
