@@ -100,7 +100,6 @@ export const ERROR_CODES = [
   // Jobs.
   'cancelled',
   'invalid_action',
-  'invalid_job_state',
   'invalid_priority',
   'invalid_state',
   'job_active',

@@ -315,7 +315,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
       return database.writeTransaction((tx) => {
         const row = requireRow(tx, jobId);
         if (row.status !== 'completed') {
-          throw new ConflictError('invalid_job_state', `Job ${jobId} is ${row.status}, not completed`, { job_id: jobId, status: row.status });
+          throw new ConflictError('invalid_state', `Job ${jobId} is ${row.status}, not completed`, { job_id: jobId, status: row.status });
         }
         const reopened = tx.first(
           db
