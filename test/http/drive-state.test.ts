@@ -40,6 +40,19 @@ async function remove(drive: HungDrive | undefined): Promise<void> {
   await drive.fault.unmount();
 }
 
+/**
+ * Releases the drive first (a request that read it, the defect, could only end after this), then
+ * stops the service and removes the drive.
+ */
+async function shutDown(drive: HungDrive | undefined, service: TestServer | undefined): Promise<void> {
+  await release(drive);
+  try {
+    await service?.close();
+  } finally {
+    await remove(drive);
+  }
+}
+
 describe('a request never waits on a drive', () => {
   let work: string;
 
@@ -60,15 +73,7 @@ describe('a request never waits on a drive', () => {
       service = await startTestServer({ devices: [drive.loop.path] });
     });
 
-    after(async () => {
-      // Released first: a request that read the drive (the defect) could only end after this.
-      await release(drive);
-      try {
-        await service?.close();
-      } finally {
-        await remove(drive);
-      }
-    });
+    after(() => shutDown(drive, service));
 
     it('is described from its job by the device list, job creation, the drives page and the status', { timeout: HUNG_TEST_TIMEOUT_MS }, async () => {
       const created = await api(service.url, 'POST', '/api/v1/jobs', { device: drive.loop.name });
@@ -144,14 +149,7 @@ describe('a request never waits on a drive', () => {
       service = await startTestServer({ devices: [drive.loop.path], drives: { probeTimeoutMs: 2000 } });
     });
 
-    after(async () => {
-      await release(drive);
-      try {
-        await service?.close();
-      } finally {
-        await remove(drive);
-      }
-    });
+    after(() => shutDown(drive, service));
 
     it('is listed as not responding, a job for it is refused at once, and it recovers by itself', { timeout: HUNG_TEST_TIMEOUT_MS }, async () => {
       for (let round = 0; round < 6; round += 1) {
