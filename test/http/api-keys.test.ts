@@ -15,6 +15,9 @@ describe('API key routes: a key or bearer token never makes or changes a credent
   const keyHeaders = (key: string) => ({ 'x-api-key': key });
   const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
+  /** POST /api/v1/api-keys with the given credential's headers. */
+  const createKey = (body: Record<string, unknown>, headers: Record<string, string>) => anonymousApi(service.url, 'POST', '/api/v1/api-keys', body, headers);
+
   before(async () => {
     service = await startTestServer();
     await service.server.auth.users.add({ name: 'alice', role: 'operator', password: TEST_PASSWORD }, test);
@@ -28,7 +31,7 @@ describe('API key routes: a key or bearer token never makes or changes a credent
     const full = await auth.apiKeys.create({ user: 'alice', name: 'full rights' }, test);
     const reader = await auth.apiKeys.create({ user: 'alice', name: 'reader', scopes: ['jobs:read'], expiresAt: new Date(Date.now() + DAY_MS) }, test);
 
-    const minted = await anonymousApi(service.url, 'POST', '/api/v1/api-keys', { name: 'forever', scopes: ['jobs:read'] }, keyHeaders(reader.key));
+    const minted = await createKey({ name: 'forever', scopes: ['jobs:read'] }, keyHeaders(reader.key));
     assert.equal(minted.status, 403, JSON.stringify(minted.body));
     assert.equal(minted.body.error.code, 'permission_denied');
     assert.equal((await anonymousApi(service.url, 'GET', '/api/v1/api-keys', undefined, keyHeaders(reader.key))).status, 403);
@@ -47,7 +50,7 @@ describe('API key routes: a key or bearer token never makes or changes a credent
     const listed = await anonymousApi(service.url, 'GET', '/api/v1/api-keys', undefined, keyHeaders(manager.key));
     assert.equal(listed.status, 200);
     assert.deepEqual((listed.body.api_keys as Array<{ name: string }>).map((key) => key.name).sort(), ['manager', 'reader']);
-    const forever = await anonymousApi(service.url, 'POST', '/api/v1/api-keys', { name: 'forever', scopes: ['jobs:read'] }, keyHeaders(manager.key));
+    const forever = await createKey({ name: 'forever', scopes: ['jobs:read'] }, keyHeaders(manager.key));
     assert.equal(forever.status, 403);
     assert.equal(forever.body.error.code, 'expiry_exceeds_credential');
   });
@@ -55,22 +58,10 @@ describe('API key routes: a key or bearer token never makes or changes a credent
   it('refuses a 15-minute bearer token minting a permanent key; what it makes expires with it', async () => {
     const token = await anonymousApi(service.url, 'POST', '/api/v1/auth/token', { username: 'alice', password: TEST_PASSWORD });
     assert.equal(token.status, 200);
-    const permanent = await anonymousApi(
-      service.url,
-      'POST',
-      '/api/v1/api-keys',
-      { name: 'permanent', scopes: ['jobs:read'] },
-      bearer(token.body.access_token),
-    );
+    const permanent = await createKey({ name: 'permanent', scopes: ['jobs:read'] }, bearer(token.body.access_token));
     assert.equal(permanent.status, 403);
     assert.equal(permanent.body.error.code, 'expiry_exceeds_credential');
-    const bounded = await anonymousApi(
-      service.url,
-      'POST',
-      '/api/v1/api-keys',
-      { name: 'bounded', scopes: ['jobs:read'], expires_at: token.body.expires_at },
-      bearer(token.body.access_token),
-    );
+    const bounded = await createKey({ name: 'bounded', scopes: ['jobs:read'], expires_at: token.body.expires_at }, bearer(token.body.access_token));
     assert.equal(bounded.status, 201, JSON.stringify(bounded.body));
     assert.deepEqual([bounded.body.api_key.expires_at, bounded.body.api_key.parent_id], [token.body.expires_at, null]);
   });
@@ -89,13 +80,7 @@ describe('API key routes: a key or bearer token never makes or changes a credent
       ['jwt', ['jobs:read', 'keys:manage'], parent.record.id, token.body.expires_at],
     );
 
-    const made = await anonymousApi(
-      service.url,
-      'POST',
-      '/api/v1/api-keys',
-      { name: 'made by token', scopes: ['jobs:read'], expires_at: token.body.expires_at },
-      bearer(token.body.access_token),
-    );
+    const made = await createKey({ name: 'made by token', scopes: ['jobs:read'], expires_at: token.body.expires_at }, bearer(token.body.access_token));
     assert.equal(made.status, 201, JSON.stringify(made.body));
     assert.equal(made.body.api_key.parent_id, parent.record.id);
     assert.equal((await anonymousApi(service.url, 'GET', '/api/v1/jobs?limit=1', undefined, keyHeaders(made.body.key))).status, 200);
@@ -116,7 +101,7 @@ describe('API key routes: a key or bearer token never makes or changes a credent
     const login = await anonymousApi(service.url, 'POST', '/api/v1/auth/login', { username: 'vera', password: TEST_PASSWORD });
     const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
     const headers = { cookie, 'x-csrf-token': login.body.csrf_token, origin: new URL(service.url).origin };
-    const created = await anonymousApi(service.url, 'POST', '/api/v1/api-keys', { name: 'from a session' }, headers);
+    const created = await createKey({ name: 'from a session' }, headers);
     assert.equal(created.status, 201, JSON.stringify(created.body));
     assert.deepEqual([created.body.api_key.expires_at, created.body.api_key.scopes, created.body.api_key.parent_id], [null, null, null]);
   });
