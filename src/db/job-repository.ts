@@ -5,6 +5,7 @@ import type { Database } from './database.js';
 import {
   ACTIVE_JOB_STATUSES,
   type DB,
+  FINISHED_JOB_STATUSES,
   JOB_STATUSES,
   type JobLogsTable,
   type JobPriority,
@@ -163,6 +164,10 @@ export interface JobPage extends ListResult<JobRecord> {
 
 export interface JobRepository {
   get(id: string): Promise<JobRecord | null>;
+  /** The newest job writing `outputFile`, or null: running `disk2iso create --output` again continues that job. */
+  latestForOutput(outputFile: string): Promise<JobRecord | null>;
+  /** The image files jobs that have not finished will write: a new job never takes one. */
+  unfinishedOutputFiles(): Promise<Set<string>>;
   list(filter?: JobListFilter): Promise<ListResult<JobRecord>>;
   /**
    * `list` plus queue positions, read in the same statement as the page so both show one state of
@@ -307,6 +312,16 @@ export function createJobRepository(database: Database, options: { now?: Clock }
     async get(id) {
       const row = await db.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirst();
       return row === undefined ? null : rowToJob(row);
+    },
+
+    async latestForOutput(outputFile) {
+      const row = await db.selectFrom('jobs').selectAll().where('output_file', '=', outputFile).orderBy('seq', 'desc').limit(1).executeTakeFirst();
+      return row === undefined ? null : rowToJob(row);
+    },
+
+    async unfinishedOutputFiles() {
+      const rows = await db.selectFrom('jobs').select('output_file').where('status', 'not in', FINISHED_JOB_STATUSES).execute();
+      return new Set(rows.map((row) => row.output_file));
     },
 
     async list(filter = {}) {

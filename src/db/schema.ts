@@ -119,6 +119,15 @@ export interface LogsTable {
   details: string | null;
 }
 
+export interface JobWorkersTable {
+  /** The worker id its leases carry. */
+  id: string;
+  /** JSON of its LeaseHolder: which process on which host. */
+  holder: string;
+  started_at: string;
+  seen_at: string;
+}
+
 export interface DB extends AuthTables {
   jobs: JobsTable;
   job_logs: JobLogsTable;
@@ -126,4 +135,5 @@ export interface DB extends AuthTables {
   archive_verifications: ArchiveVerificationsTable;
   settings: SettingsTable;
   logs: LogsTable;
+  job_workers: JobWorkersTable;
 }

@@ -17,7 +17,11 @@ export type { JobPriority, RequestedAction } from '../db/schema.js';
  * `recoverExpired` and continues from its rescue map. At most one job per drive runs at a time.
  */
 export interface JobQueue {
-  /** Adds a job with status queued behind every job of the same priority. */
+  /**
+   * Adds a job with status queued behind every job of the same priority; with `claim`, the job is
+   * running under that worker's lease from the start (ConflictError `device_busy` when a job runs on
+   * its drive), so no other worker can take it first.
+   */
   enqueue(input: EnqueueInput): Promise<JobRecord>;
   get(jobId: string): Promise<JobRecord | null>;
   /**
@@ -26,6 +30,18 @@ export interface JobQueue {
    * run. Sets it running under a lease for `workerId`. Null when nothing may start now.
    */
   claimNext(workerId: string, options: ClaimOptions): Promise<JobRecord | null>;
+  /**
+   * Takes one queued, paused, failed or cancelled job, progress kept, and sets it running under a
+   * lease for `workerId` (a person continuing that very job, whatever the queue order), on `drive`
+   * when given. ConflictError `device_busy` while another job runs on that drive, `invalid_state`
+   * when it is active or completed.
+   */
+  claimJob(jobId: string, workerId: string, claim: Pick<ClaimOptions, 'leaseMs' | 'holder'> & RequeueOptions): Promise<JobRecord>;
+  /** Records that a worker (a service's runner) is alive and claiming jobs; repeat it as a heartbeat. */
+  announceWorker(workerId: string, holder: LeaseHolder): Promise<void>;
+  forgetWorker(workerId: string): Promise<void>;
+  /** Workers seen within `staleMs` whose process `holderGone` does not know to have ended. */
+  liveWorkers(options: { staleMs: number; holderGone: (holder: LeaseHolder) => Promise<boolean> }): Promise<Array<{ id: string; holder: LeaseHolder }>>;
   /** Extends the lease to now + leaseMs. False when the worker no longer holds the job. */
   heartbeat(jobId: string, workerId: string, leaseMs: number): Promise<boolean>;
   /**
@@ -82,6 +98,8 @@ export interface EnqueueInput {
   options?: JobOptions;
   sizeBytes?: number | null;
   createdBy?: string | null;
+  /** Start the job running under this worker's lease at once. */
+  claim?: { workerId: string; leaseMs: number; holder?: LeaseHolder };
 }
 
 export interface ClaimOptions {

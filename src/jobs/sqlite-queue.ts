@@ -36,6 +36,16 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
     return rowToJob(row);
   };
 
+  /** ConflictError `device_busy` while a job other than `exceptJobId` runs on the drive: one job per drive. */
+  const assertDriveFree = (tx: SyncExecutor, deviceId: string, exceptJobId: string | null): void => {
+    let running = db.selectFrom('jobs').select(['id', 'name']).where('device_id', '=', deviceId).where('status', 'in', ACTIVE_JOB_STATUSES);
+    if (exceptJobId !== null) running = running.where('id', '!=', exceptJobId);
+    const busy = tx.first(running);
+    if (busy !== undefined) {
+      throw new ConflictError('device_busy', `${deviceId} is busy with job ${busy.id} (${busy.name})`, { device: deviceId, job_id: busy.id });
+    }
+  };
+
   /** The change a stop request makes to a job, or null when it makes none. */
   const stopChanges = (row: Selectable<JobsTable>, action: RequestedAction, at: string): Updateable<JobsTable> | null => {
     if (isFinished(row.status)) return null;
@@ -95,13 +105,25 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
 
   return {
     async enqueue(input) {
-      const at = timestamp(now());
-      const row = await db
+      const start = now();
+      const at = timestamp(start);
+      const claim = input.claim;
+      const lease =
+        claim === undefined
+          ? { status: 'queued' as const, attempts: 0 }
+          : {
+              status: 'running' as const,
+              attempts: 1,
+              started_at: at,
+              lease_owner: claim.workerId,
+              lease_expires_at: leaseEnd(start, claim.leaseMs),
+              lease_holder: claim.holder === undefined ? null : toJson(claim.holder),
+            };
+      const insert = db
         .insertInto('jobs')
         .values((eb) => ({
           id: newId('job'),
           name: input.name,
-          status: 'queued',
           priority: input.priority ?? 'normal',
           device_id: input.deviceId,
           device_path: input.devicePath,
@@ -117,11 +139,16 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
           created_at: at,
           updated_at: at,
           seq: nextSeq(eb),
-          attempts: 0,
+          ...lease,
         }))
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      return rowToJob(row);
+        .returningAll();
+      if (claim === undefined) return rowToJob(await insert.executeTakeFirstOrThrow());
+      return database.writeTransaction((tx) => {
+        assertDriveFree(tx, input.deviceId, null);
+        const row = tx.first(insert);
+        if (row === undefined) throw new Error('the new job was not stored');
+        return rowToJob(row);
+      });
     },
 
     async get(jobId) {
@@ -169,6 +196,58 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
         );
         return row === undefined ? null : rowToJob(row);
       });
+    },
+
+    async claimJob(jobId, workerId, claim) {
+      const start = now();
+      const at = timestamp(start);
+      const leaseExpiresAt = leaseEnd(start, claim.leaseMs);
+      return database.writeTransaction((tx) => {
+        const row = requireRow(tx, jobId);
+        if (!CLAIMABLE.includes(row.status)) {
+          throw new ConflictError('invalid_state', `Job ${jobId} is ${row.status} and cannot be taken up`, { job_id: jobId, status: row.status });
+        }
+        const deviceId = claim.drive?.id ?? row.device_id;
+        assertDriveFree(tx, deviceId, jobId);
+        return updateRow(tx, jobId, {
+          ...(claim.drive === undefined ? {} : { device_id: claim.drive.id, device_path: claim.drive.path }),
+          status: 'running',
+          lease_owner: workerId,
+          lease_expires_at: leaseExpiresAt,
+          lease_holder: claim.holder === undefined ? null : toJson(claim.holder),
+          started_at: row.started_at ?? at,
+          attempts: row.attempts + 1,
+          requested_action: null,
+          error_code: null,
+          error_message: null,
+          finished_at: null,
+          updated_at: at,
+        });
+      });
+    },
+
+    async announceWorker(workerId, holder) {
+      const at = timestamp(now());
+      await db
+        .insertInto('job_workers')
+        .values({ id: workerId, holder: toJson(holder), started_at: at, seen_at: at })
+        .onConflict((conflict) => conflict.column('id').doUpdateSet({ seen_at: at }))
+        .execute();
+    },
+
+    async forgetWorker(workerId) {
+      await db.deleteFrom('job_workers').where('id', '=', workerId).execute();
+    },
+
+    async liveWorkers({ staleMs, holderGone }) {
+      const since = timestamp(new Date(now().getTime() - staleMs));
+      const rows = await db.selectFrom('job_workers').selectAll().where('seen_at', '>=', since).orderBy('started_at').execute();
+      const live: Array<{ id: string; holder: LeaseHolder }> = [];
+      for (const row of rows) {
+        const holder = fromJson<LeaseHolder>(row.holder);
+        if (!(await holderGone(holder))) live.push({ id: row.id, holder });
+      }
+      return live;
     },
 
     async heartbeat(jobId, workerId, leaseMs) {
@@ -340,6 +419,9 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
     },
   };
 }
+
+/** What claimJob takes up: anything not running and not done. */
+const CLAIMABLE: readonly JobStatus[] = ['queued', 'paused', 'failed', 'cancelled'];
 
 function isActive(status: JobStatus): boolean {
   return (ACTIVE_JOB_STATUSES as readonly JobStatus[]).includes(status);

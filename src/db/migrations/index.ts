@@ -6,6 +6,7 @@ import { jobListMigration } from './0004-job-list.js';
 import { credentialsVersionMigration } from './0005-credentials-version.js';
 import { apiKeyParentMigration } from './0006-api-key-parent.js';
 import { leaseHolderMigration } from './0007-lease-holder.js';
+import { jobWorkersMigration } from './0008-job-workers.js';
 
 /**
  * Every migration, imported statically: compiled code cannot count on a migrations folder at
@@ -19,6 +20,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0005_credentials_version': credentialsVersionMigration,
   '0006_api_key_parent': apiKeyParentMigration,
   '0007_lease_holder': leaseHolderMigration,
+  '0008_job_workers': jobWorkersMigration,
 };
 
 export const migrationProvider: MigrationProvider = {
