@@ -89,6 +89,7 @@ export const ERROR_CODES = [
   'output_dir_not_allowed',
   'output_dir_not_found',
   'output_exists',
+  'output_outside_service',
   'output_unwritable',
   'part_exists',
   'part_missing',

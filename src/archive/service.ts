@@ -180,6 +180,13 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
     let parent: string;
     try {
       outputDir = await realpath(config.storage.output_dir);
+    } catch (error) {
+      // No output directory yet: an image the CLI wrote elsewhere is still there, just not ours to touch.
+      if (errnoCode(error) === 'ENOENT' && !isStrictlyInside(config.storage.output_dir, record.path)) throw outsideError(record);
+      if (errnoCode(error) === 'ENOENT') throw await missing(record);
+      throw error;
+    }
+    try {
       parent = await realpath(dirname(record.path));
     } catch (error) {
       if (errnoCode(error) === 'ENOENT') throw await missing(record);

@@ -28,7 +28,10 @@ export const StorageSchema = Type.Object(
     warn_threshold_percent: Percent(90, 'Warn when the output file system is this full'),
     stop_threshold_percent: Percent(95, 'Pause imaging when the output file system is this full'),
     keep_partial_on_cancel: Type.Boolean({ default: false, description: 'Keep .part and map files of a cancelled job' }),
-    delete_source_on_success: Type.Boolean({ default: false, description: 'Eject the disc once its image is complete' }),
+    delete_source_on_success: Type.Boolean({
+      default: false,
+      description: 'Eject the disc once its image is complete (every sector read) and verified (needs imaging.verify)',
+    }),
     log_retention_days: Type.Integer({ minimum: 1, maximum: 3650, default: 30, description: 'Days to keep job logs' }),
   },
   { additionalProperties: false, default: {} },

@@ -15,6 +15,8 @@ export const Timestamp = Type.String({ format: 'date-time', description: 'ISO 86
 export const JobId = Type.String({ pattern: '^job_[a-z0-9]{1,64}$', description: 'Job id, e.g. job_3f9c…' });
 export const ArchiveId = Type.String({ pattern: '^archive_[a-z0-9]{1,64}$', description: 'Archive id, e.g. archive_3f9c…' });
 export const DeviceId = Type.String({ pattern: '^[a-z][a-z0-9-]{0,63}$', description: 'Drive id from GET /api/v1/devices (sr0, loop3, demo, …)' });
+/** How a request names a drive: its id, or the device path of a listed drive (URL-encoded in a path: %2Fdev%2Fsr0). */
+export const DeviceRef = Type.String({ minLength: 1, maxLength: 4096, description: 'Drive id (sr0) or the device path of a listed drive (/dev/sr0)' });
 
 export const ErrorResponse = Type.Object(
   {
@@ -109,6 +111,9 @@ export const Job = Type.Object(
     finished_at: Nullable(Timestamp),
     archive_id: Nullable(ArchiveId),
     attempts: Type.Integer({ description: 'How often a worker took the job up' }),
+    created_by: Nullable(
+      Type.String({ description: 'Who made the job: the user (a key’s owner for a key), or cli:ACCOUNT for `disk2iso create` run by that unix account' }),
+    ),
     outcome: Nullable(
       Type.Enum(['clean', 'with_errors'], {
         description:

@@ -6,10 +6,11 @@ import type { ArchiveRepository } from '../db/archive-repository.js';
 import type { JobRepository } from '../db/job-repository.js';
 import type { DriveService } from '../drives/service.js';
 import type { MediaInfo } from '../drives/types.js';
-import { DomainError, UnavailableError, errnoCode, errorMessage } from '../errors.js';
+import { ConflictError, DomainError, UnavailableError, errnoCode, errorMessage } from '../errors.js';
 import type { ImagingProgress, ImagingRequest, ImagingResult } from '../imaging/types.js';
 import type { Logger } from '../log.js';
 import type { JobEventBus } from './events.js';
+import { insideOutputDir, shouldEject } from './intake.js';
 import { waitsForSpace } from './pause-reason.js';
 import type { FinishPatch, JobQueue, JobRecord, LeaseHolder } from './queue.js';
 
@@ -29,6 +30,12 @@ export interface JobRunnerDeps {
   holderGone: (holder: LeaseHolder) => Promise<boolean>;
   /** How often the runner looks for new work when nothing woke it. */
   pollMs?: number;
+  /**
+   * Whether this runner may write a job's image file. The service writes only inside its output
+   * directory; a job the CLI made elsewhere (`create --output /backup/…`) fails here, reading
+   * nothing, and is continued by that CLI command. Default: inside storage.output_dir.
+   */
+  outputAllowed?: (file: string) => Promise<boolean>;
 }
 
 export interface JobRunner {
@@ -42,6 +49,11 @@ export interface JobRunner {
   stop(): Promise<void>;
   /** Ids of the jobs this runner is working on. */
   active(): string[];
+  /**
+   * Runs one job this worker already holds (taken with `enqueue` and a claim, or `claimJob`),
+   * outside the claim loop, and resolves once it has stopped: the CLI's own run.
+   */
+  runClaimed(job: JobRecord): Promise<void>;
 }
 
 /** What a stopped job records of its last progress (rate and time left end with the run). */
@@ -102,6 +114,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
   const { config, queue, jobs, archives, drives, events, log, workerId } = deps;
   const leaseMs = config.jobs.lease_seconds * 1000;
   const runs = new Map<string, ActiveRun>();
+  const outputAllowed = deps.outputAllowed ?? ((file: string) => insideOutputDir(config, file));
   let stopping = false;
   let started = false;
   let loop: Promise<void> = Promise.resolve();
@@ -251,6 +264,13 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
       const media = await drives.probe(drive.id);
       if (!media.present || !media.imageSizeBytes) throw new UnavailableError('no_media', `no readable disc in ${drive.id}`);
       const options = job.options as StoredOptions;
+      if (!(await outputAllowed(job.outputFile))) {
+        throw new ConflictError(
+          'output_outside_service',
+          `${job.outputFile} is outside the output directory ${config.storage.output_dir}, so only the command that made this job may write it; nothing was read. Continue it with: disk2iso create --device ${job.deviceId} --output ${job.outputFile}`,
+          { output_file: job.outputFile },
+        );
+      }
       if (differentDisc(options, media)) {
         const expected = options.disc ?? {};
         throw new UnavailableError(
@@ -297,7 +317,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
         const summary = result.badSectors.badBytes > 0 ? `completed with ${result.badSectors.badBytes} unreadable bytes` : 'completed';
         await appendLog(job.id, result.badSectors.badBytes > 0 ? 'warning' : 'info', `${summary}: ${result.outputPath}`);
         await finish(job, 'completed', { archiveId, progress: 100, bytesDone: result.sizeBytes, badBytes: result.badSectors.badBytes, phase: null });
-        if (config.storage.delete_source_on_success && drive.ejectable && result.badSectors.badBytes === 0) {
+        if (shouldEject(config, drive, { badBytes: result.badSectors.badBytes, verified: result.verified })) {
           await drives.eject(drive.id).catch((error: unknown) => appendLog(job.id, 'warning', `eject failed: ${errorMessage(error)}`));
         }
       } else {
@@ -321,13 +341,14 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
     }
   }
 
-  function launch(job: JobRecord): void {
+  function launch(job: JobRecord): Promise<void> {
     const controller = new AbortController();
     const done = run(job, controller).finally(() => {
       runs.delete(job.id);
       wake();
     });
     runs.set(job.id, { controller, deviceId: job.deviceId, done });
+    return done;
   }
 
   async function claimLoop(): Promise<void> {
@@ -339,7 +360,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
         const job = await queue.claimNext(workerId, { leaseMs, busyDeviceIds, holder: deps.leaseHolder, ...(maxRunning ? { maxRunning } : {}) });
         if (job) {
           events.emit('job.updated', { job });
-          launch(job);
+          void launch(job);
           continue;
         }
       } catch (error) {
@@ -369,10 +390,19 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
     events.on('job.stop_requested', ({ jobId, action }) => runs.get(jobId)?.controller.abort(action)),
   ];
 
+  /** Tells `disk2iso create` (another process) that a service takes jobs from this database. */
+  let presence: NodeJS.Timeout | undefined;
+  const announce = (): void => {
+    queue.announceWorker(workerId, deps.leaseHolder).catch((error: unknown) => log.error({ err: error }, 'announcing the job runner failed'));
+  };
+
   return {
     async start() {
       if (started) return;
       started = true;
+      await queue.announceWorker(workerId, deps.leaseHolder);
+      presence = setInterval(announce, Math.max(1000, Math.floor(leaseMs / 3)));
+      presence.unref();
       loop = claimLoop();
     },
     wake,
@@ -382,10 +412,15 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
       for (const active of runs.values()) active.controller.abort('pause');
       await Promise.all([...runs.values()].map((active) => active.done));
       await loop;
+      clearInterval(presence);
+      if (started) await queue.forgetWorker(workerId).catch((error: unknown) => log.error({ err: error }, 'could not sign the job runner off'));
       for (const off of unsubscribe) off();
     },
     active() {
       return [...runs.keys()];
+    },
+    runClaimed(job) {
+      return launch(job);
     },
   };
 }

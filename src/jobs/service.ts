@@ -1,14 +1,13 @@
-import { link, mkdir, readFile, rm, unlink } from 'node:fs/promises';
-import { allocateImagePath, imageNameFromLabel, validateImageName } from '../archive/naming.js';
-import type { Config, HashAlgorithm, Priority } from '../config/schema.js';
+import { link, readFile, rm, unlink } from 'node:fs/promises';
+import type { Config, Priority } from '../config/schema.js';
 import type { JobListFilter, JobLogRecord, JobRepository } from '../db/job-repository.js';
 import { FINISHED_JOB_STATUSES, type JobStatus } from '../db/schema.js';
-import type { Drive } from '../drives/types.js';
-import { ConflictError, NotFoundError, UnavailableError, ValidationError, errnoCode } from '../errors.js';
+import { ConflictError, NotFoundError, ValidationError, errnoCode } from '../errors.js';
 import { pathExists } from '../imaging/output-state.js';
 import type { Logger } from '../log.js';
 import type { KnownDrives } from '../system/devices.js';
 import type { JobEventBus } from './events.js';
+import { type JobChoices, createIntake } from './intake.js';
 import type { JobQueue, JobRecord } from './queue.js';
 import { type JobView, toJobView } from './view.js';
 
@@ -16,14 +15,7 @@ export interface CreateJobInput {
   name?: string | undefined;
   /** A drive id, or the device path of a discovered drive. */
   device: string;
-  options?:
-    | {
-        read_attempts?: number | undefined;
-        verify?: boolean | undefined;
-        checksums?: HashAlgorithm[] | undefined;
-        priority?: Priority | undefined;
-      }
-    | undefined;
+  options?: JobChoices | undefined;
 }
 
 export type JobAction = 'pause' | 'resume' | 'cancel' | 'retry';
@@ -99,11 +91,11 @@ export interface JobServiceDeps {
 }
 
 const ACTIVE: readonly JobStatus[] = ['running', 'verifying'];
-const UNFINISHED: readonly JobStatus[] = ['queued', 'running', 'paused', 'verifying'];
 const JOB_ID = /^job_[a-z0-9]{1,64}$/;
 
 export function createJobService(deps: JobServiceDeps): JobService {
   const { config, queue, jobs, drives, events } = deps;
+  const intake = createIntake({ config, drives, media: (id) => drives.knownMedia(id), reservedOutputs: () => jobs.unfinishedOutputFiles() });
 
   async function find(id: string): Promise<JobRecord> {
     const job = JOB_ID.test(id) ? await queue.get(id) : null;
@@ -113,19 +105,6 @@ export function createJobService(deps: JobServiceDeps): JobService {
 
   async function view(job: JobRecord): Promise<JobView> {
     return toJobView(job, job.status === 'queued' ? await jobs.queuePosition(job.id) : null);
-  }
-
-  async function resolveDrive(given: string): Promise<Drive> {
-    if (given.startsWith('/')) {
-      const match = (await drives.list()).find((drive) => drive.path === given);
-      if (match) return match;
-    }
-    return drives.get(given);
-  }
-
-  async function reservedOutputs(): Promise<Set<string>> {
-    const { items } = await jobs.list({ statuses: UNFINISHED, limit: 10_000 });
-    return new Set(items.map((job) => job.outputFile));
   }
 
   /**
@@ -175,44 +154,13 @@ export function createJobService(deps: JobServiceDeps): JobService {
 
   return {
     async create(input, createdBy) {
-      const drive = await resolveDrive(input.device);
-      const media = await drives.knownMedia(drive.id);
-      if (!media.present) throw new UnavailableError('no_media', `no disc in ${drive.id}`);
-      if (media.kind === 'blank') throw new UnavailableError('blank_media', `the disc in ${drive.id} is blank`);
-      if (media.kind === 'audio') throw new UnavailableError('unsupported_media', `the disc in ${drive.id} is an audio CD, which this version cannot image`);
-      if (!media.imageSizeBytes) throw new UnavailableError('unknown_size', `cannot tell the size of the disc in ${drive.id}`);
-
-      const name = input.name === undefined ? imageNameFromLabel(media.volumeLabel, drive.id) : validateImageName(input.name);
-      await mkdir(config.storage.output_dir, { recursive: true, mode: 0o755 });
-      const outputFile = await allocateImagePath(config.storage.output_dir, name, await reservedOutputs());
-      const options = input.options ?? {};
-      const job = await queue.enqueue({
-        name,
-        deviceId: drive.id,
-        devicePath: drive.path,
-        outputFile,
-        priority: options.priority ?? config.imaging.priority,
-        sizeBytes: media.imageSizeBytes,
-        createdBy,
-        options: {
-          read_attempts: options.read_attempts ?? config.imaging.read_attempts,
-          verify: options.verify ?? config.imaging.verify,
-          checksums: options.checksums ?? [...config.imaging.checksums],
-          // What the disc looked like when the job was made, so a retry can tell it is the same disc.
-          disc: {
-            label: media.volumeLabel,
-            volume_id: media.volumeId,
-            created_at: media.createdAt,
-            kind: media.kind,
-            media_type: media.mediaType,
-            file_systems: media.fileSystems,
-            size_bytes: media.imageSizeBytes,
-            sector_size: media.logicalSectorSize,
-          },
-        },
-      });
+      const { drive, media, job: planned } = await intake.plan({ device: input.device, name: input.name, options: input.options, createdBy });
+      const job = await queue.enqueue(planned);
       events.emit('job.created', { job });
-      await logLine(job.id, `queued: ${drive.description} (${drive.id}), ${media.volumeLabel ?? 'no label'}, ${media.imageSizeBytes} bytes -> ${outputFile}`);
+      await logLine(
+        job.id,
+        `queued: ${drive.description} (${drive.id}), ${media.volumeLabel ?? 'no label'}, ${media.imageSizeBytes} bytes -> ${job.outputFile}`,
+      );
       return view(job);
     },
 
@@ -241,7 +189,7 @@ export function createJobService(deps: JobServiceDeps): JobService {
         throw new ValidationError('validation_failed', 'keep_partial is only taken with the action cancel', [{ field: 'keep_partial' }]);
       }
       let job = await find(id);
-      const target = input.device === undefined ? undefined : await resolveDrive(input.device);
+      const target = input.device === undefined ? undefined : await intake.resolveDrive(input.device);
       const move = target === undefined || target.id === job.deviceId ? undefined : { drive: { id: target.id, path: target.path } };
       const movedTo = move === undefined ? '' : ` on ${move.drive.id} (${move.drive.path}) instead of ${job.deviceId}`;
       if (input.priority !== undefined) {

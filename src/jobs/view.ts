@@ -46,6 +46,7 @@ export interface JobView {
   finished_at: string | null;
   archive_id: string | null;
   attempts: number;
+  created_by: string | null;
   /** null unless the job is completed. */
   outcome: JobOutcome | null;
   /** null while no sector is known to be unreadable. */
@@ -94,6 +95,7 @@ export function toJobView(job: JobRecord, queuePosition: number | null): JobView
     finished_at: job.finishedAt,
     archive_id: job.archiveId,
     attempts: job.attempts,
+    created_by: job.createdBy,
     outcome: jobOutcome(job),
     bad_sectors:
       job.badBytes > 0

@@ -3,6 +3,7 @@ import type { DriveService } from '../drives/service.js';
 import type { DriveStates, MediaState } from '../drives/state.js';
 import type { DiscKind, Drive, FileSystemKind, MediaInfo, MediaType } from '../drives/types.js';
 import { ConflictError, UnavailableError } from '../errors.js';
+import { resolveDrive } from '../jobs/intake.js';
 import { canBeImaged } from '../media/probe.js';
 
 /**
@@ -53,8 +54,8 @@ export interface KnownDrives {
 export interface DeviceStatusService extends KnownDrives {
   /** Every drive with its state and medium, as GET /api/v1/devices shows them. */
   views(): Promise<DeviceView[]>;
-  /** Opens the tray; ConflictError `device_busy` while a job uses the drive. */
-  eject(id: string): Promise<void>;
+  /** Opens the tray of a drive given by id or device path; ConflictError `device_busy` while a job uses the drive. */
+  eject(device: string): Promise<Drive>;
 }
 
 export interface DeviceStatusDeps {
@@ -121,13 +122,14 @@ export function createDeviceStatusService(deps: DeviceStatusDeps): DeviceStatusS
       return states.list().map((drive) => view(drive, active.get(drive.id) ?? null));
     },
 
-    async eject(id) {
-      const drive = states.get(id);
+    async eject(device) {
+      const drive = await resolveDrive({ list: async () => states.list(), get: async (id) => states.get(id) }, device);
       if ((await activeJobsByDevice(jobs)).has(drive.id)) {
         throw new ConflictError('device_busy', `${drive.id} is busy: a job is reading from it; pause or cancel the job first`, { device: drive.id });
       }
       await drives.eject(drive.id);
       states.refresh(drive.id, { forget: true });
+      return drive;
     },
   };
 }

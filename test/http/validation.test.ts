@@ -184,8 +184,10 @@ describe('bad input on every endpoint: the right 4xx, one error shape, nothing c
 
   it('devices, system, logs and unknown routes', async () => {
     await expectRefused([
-      { method: 'POST', url: '/api/v1/devices/SR0/eject', status: 400, code: 'validation_failed', mentions: 'device' },
-      { method: 'POST', url: '/api/v1/devices/..%2Fsda/eject', status: 400, code: 'validation_failed' },
+      // A drive is named by its id or the device path of a listed drive; anything else names no drive.
+      { method: 'POST', url: '/api/v1/devices/SR0/eject', status: 404, code: 'unknown_device' },
+      { method: 'POST', url: '/api/v1/devices/..%2Fsda/eject', status: 404, code: 'unknown_device' },
+      { method: 'POST', url: '/api/v1/devices/%2Fdev%2Fsda/eject', status: 404, code: 'unknown_device' },
       { method: 'POST', url: '/api/v1/devices/sr9/eject', status: 404, code: 'unknown_device' },
       { method: 'POST', url: `/api/v1/devices/${deviceId}/eject`, status: 409, code: 'not_ejectable' },
       {

@@ -1,7 +1,7 @@
 import Type from 'typebox';
 import type { DeviceStatusService } from '../../system/devices.js';
 import type { App } from '../app.js';
-import { DeviceId, DiscKind, JobId, MediaType, Nullable, errors } from '../schemas.js';
+import { DeviceId, DeviceRef, DiscKind, JobId, MediaType, Nullable, errors } from '../schemas.js';
 
 const Device = Type.Object(
   {
@@ -61,7 +61,7 @@ export function deviceRoutes(devices: DeviceStatusService) {
         schema: {
           tags: ['devices'],
           summary: 'Open the tray of a drive',
-          params: Type.Object({ device: DeviceId }, { additionalProperties: false }),
+          params: Type.Object({ device: DeviceRef }, { additionalProperties: false }),
           response: {
             200: Type.Object({ id: DeviceId, ejected: Type.Boolean() }, { additionalProperties: false }),
             ...errors(400, 404, 409),
@@ -69,8 +69,8 @@ export function deviceRoutes(devices: DeviceStatusService) {
         },
       },
       async (request) => {
-        await devices.eject(request.params.device);
-        return { id: request.params.device, ejected: true };
+        const drive = await devices.eject(request.params.device);
+        return { id: drive.id, ejected: true };
       },
     );
   };

@@ -4,7 +4,7 @@ import { type JobService, RETRY_READ_ATTEMPTS } from '../../jobs/service.js';
 import type { App } from '../app.js';
 import { principalOf } from '../guard.js';
 import { createResponseCache } from '../response-cache.js';
-import { HashAlgorithm, Job, JobId, JobLogLine, Limit, Offset, Priority, SortOrder, errors } from '../schemas.js';
+import { DeviceRef, HashAlgorithm, Job, JobId, JobLogLine, Limit, Offset, Priority, SortOrder, errors } from '../schemas.js';
 
 const STATUS_LIST = new RegExp(`^(${JOB_STATUSES.join('|')})(,(${JOB_STATUSES.join('|')}))*$`);
 
@@ -24,7 +24,7 @@ const CreateBody = Type.Object(
     name: Type.Optional(
       Type.String({ minLength: 1, maxLength: 200, description: 'Image name (default: the disc label); no path separators, "..", or control characters' }),
     ),
-    device: Type.String({ minLength: 1, maxLength: 4096, description: 'Drive id (sr0) or the device path of a listed drive (/dev/sr0)' }),
+    device: DeviceRef,
     options: Type.Optional(
       Type.Object(
         {
