@@ -1,9 +1,12 @@
 import type { Command } from 'commander';
 import type { Drive, MediaInfo } from '../drives/types.js';
 import { errorMessage } from '../errors.js';
+import { resolveDrive } from '../jobs/intake.js';
+import { canBeImaged } from '../media/probe.js';
 import { type CliContext, type GlobalOptions, createCliContext } from './context.js';
 import { EXIT } from './exit-codes.js';
 import { formatBytes, printTable } from './format.js';
+import { withLocalService } from './local-service.js';
 
 interface DriveWithMedia {
   drive: Drive;
@@ -58,20 +61,22 @@ export function registerDevicesCommand(program: Command): void {
   const device = program.command('device').description('one drive: check for media, eject');
   device
     .command('has-media')
-    .argument('<device>', 'drive id (see `disk2iso devices`)')
-    .description('exit 0 when the drive holds a readable disc, 1 when not')
-    .action(async (id: string, _options: unknown, command: Command) => {
+    .argument('<device>', 'drive id or device path (see `disk2iso devices`), e.g. sr0 or /dev/sr0')
+    .description('exit 0 when the drive holds a disc that can be imaged, 1 when not (no disc, blank, audio), 2 for an unknown device')
+    .action(async (given: string, _options: unknown, command: Command) => {
       const ctx = createCliContext(command.optsWithGlobals<GlobalOptions>());
-      const media = await ctx.drives.probe(id);
-      process.exitCode = media.present && media.kind !== 'blank' ? EXIT.ok : EXIT.failed;
+      const drive = await resolveDrive(ctx.drives, given);
+      process.exitCode = canBeImaged(await ctx.drives.probe(drive.id)) ? EXIT.ok : EXIT.failed;
     });
   device
     .command('eject')
-    .argument('<device>', 'drive id (see `disk2iso devices`)')
-    .description('open the drive tray')
-    .action(async (id: string, _options: unknown, command: Command) => {
+    .argument('<device>', 'drive id or device path (see `disk2iso devices`), e.g. sr0 or /dev/sr0')
+    .description('open the drive tray (refused while a job reads from the drive)')
+    .action(async (given: string, _options: unknown, command: Command) => {
       const ctx = createCliContext(command.optsWithGlobals<GlobalOptions>());
-      await ctx.drives.eject(id);
-      process.stdout.write(`Ejected ${id}.\n`);
+      const drive = await resolveDrive(ctx.drives, given);
+      await withLocalService(ctx, (local) => local.assertDriveFree(drive));
+      await ctx.drives.eject(drive.id);
+      process.stdout.write(`Ejected ${drive.id}.\n`);
     });
 }

@@ -16,7 +16,7 @@ export async function withDatabase<T>(config: Config, work: (database: Database)
 }
 
 /** The unix account running the CLI; a uid without a passwd entry (containers) is named by number. */
-function unixUser(): string {
+export function unixUser(): string {
   try {
     return userInfo().username;
   } catch {

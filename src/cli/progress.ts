@@ -1,8 +1,11 @@
 import type { ImagingProgress } from '../imaging/types.js';
 import { formatBytes, formatDuration, formatRate } from './format.js';
 
+/** What the bar shows: the engine's own progress, or a job's as the database records it. */
+export type ProgressLine = Pick<ImagingProgress, 'phase' | 'percent' | 'bytesDone' | 'bytesTotal' | 'rateBps' | 'etaSeconds' | 'badBytes' | 'errorCount'>;
+
 export interface ProgressReporter {
-  update(progress: ImagingProgress): void;
+  update(progress: ProgressLine): void;
   /** Ends the live line so following messages start on a fresh line. */
   done(): void;
 }

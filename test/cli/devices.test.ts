@@ -45,6 +45,12 @@ describe('disk2iso devices and device commands', () => {
       const sources = `${disc.path},${empty.path}`;
       assert.equal((await runCli(['device', 'has-media', disc.name], env(sources))).code, 0);
       assert.equal((await runCli(['device', 'has-media', empty.name], env(sources))).code, 1, 'an all-zero device is blank');
+      assert.equal((await runCli(['device', 'has-media', disc.path], env(sources))).code, 0, 'the device path of a discovered drive, as in the spec’s loop');
+      assert.equal((await runCli(['device', 'has-media', empty.path], env(sources))).code, 1);
+      const undiscovered = await runCli(['device', 'has-media', '/dev/null'], env(sources));
+      assert.equal(undiscovered.code, 2, 'a device path disk2iso did not discover is refused');
+      assert.match(undiscovered.stderr, /unknown device "\/dev\/null"/);
+      assert.equal((await runCli(['device', 'eject', disc.path], env(sources))).code, 2);
       const eject = await runCli(['device', 'eject', disc.name], env(sources));
       assert.equal(eject.code, 2);
       assert.match(eject.stderr, /not ejectable|cannot be ejected/i);

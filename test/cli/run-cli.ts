@@ -16,11 +16,18 @@ export interface RunningCli {
   done: Promise<CliResult>;
 }
 
+/** A unix account other than the test's own (root) to run the command as. */
+export interface RunAs {
+  uid: number;
+  gid: number;
+}
+
 /** Starts `bin/disk2iso` as a user would (a separate process, no shell), with its own data dir. */
-export function startCli(args: string[], env: Record<string, string>): RunningCli {
+export function startCli(args: string[], env: Record<string, string>, user?: RunAs): RunningCli {
   const child = spawn(process.execPath, [join(packageRoot(), 'bin', 'disk2iso'), ...args], {
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...user,
   });
   let stdout = '';
   let stderr = '';
@@ -37,6 +44,6 @@ export function startCli(args: string[], env: Record<string, string>): RunningCl
   return { child, stderr: () => stderr, done };
 }
 
-export function runCli(args: string[], env: Record<string, string>): Promise<CliResult> {
-  return startCli(args, env).done;
+export function runCli(args: string[], env: Record<string, string>, user?: RunAs): Promise<CliResult> {
+  return startCli(args, env, user).done;
 }
