@@ -297,7 +297,8 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
         const summary = result.badSectors.badBytes > 0 ? `completed with ${result.badSectors.badBytes} unreadable bytes` : 'completed';
         await appendLog(job.id, result.badSectors.badBytes > 0 ? 'warning' : 'info', `${summary}: ${result.outputPath}`);
         await finish(job, 'completed', { archiveId, progress: 100, bytesDone: result.sizeBytes, badBytes: result.badSectors.badBytes, phase: null });
-        if (config.storage.delete_source_on_success && drive.ejectable && result.badSectors.badBytes === 0) {
+        // Only a disc whose image is whole and matched its checksums leaves the drive, as in the CLI.
+        if (config.storage.delete_source_on_success && drive.ejectable && result.badSectors.badBytes === 0 && result.verified !== false) {
           await drives.eject(drive.id).catch((error: unknown) => appendLog(job.id, 'warning', `eject failed: ${errorMessage(error)}`));
         }
       } else {
