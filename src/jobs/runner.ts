@@ -126,10 +126,11 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
   }
 
   async function finish(job: JobRecord, status: 'completed' | 'failed' | 'cancelled' | 'paused', patch: FinishPatch = {}): Promise<void> {
+    // A shutdown pause is not the user's: put the job back so the next start continues it. Whether
+    // the user asked for a pause is read before finish(), which clears the request with the lease.
+    const shutdownPause = status === 'paused' && stopping && patch.errorCode === undefined && (await queue.get(job.id))?.requestedAction === null;
     const finished = await queue.finish(job.id, workerId, status, patch);
-    // A shutdown pause is not the user's: put the job back so the next start continues it.
-    const final =
-      status === 'paused' && stopping && finished.requestedAction === null && patch.errorCode === undefined ? await queue.requeue(job.id) : finished;
+    const final = shutdownPause ? await queue.requeue(job.id) : finished;
     events.emit('job.finished', { job: final });
   }
 
