@@ -1,9 +1,12 @@
 import { Command, CommanderError } from 'commander';
 import { registerApiKeyCommand } from './cli/apikey.js';
+import { registerConfigCommand } from './cli/config.js';
 import { registerCreateCommand } from './cli/create.js';
 import { registerDevicesCommand } from './cli/devices.js';
 import { EXIT, describeError, exitCodeFor } from './cli/exit-codes.js';
+import { registerLogsCommand } from './cli/logs.js';
 import { registerServeCommand } from './cli/serve.js';
+import { registerStatusCommands } from './cli/status.js';
 import { registerUserCommand } from './cli/user.js';
 import { registerVerifyCommand } from './cli/verify.js';
 
@@ -26,6 +29,9 @@ export function buildProgram(version: string): Command {
   registerUserCommand(program);
   registerApiKeyCommand(program);
   registerServeCommand(program);
+  registerStatusCommands(program);
+  registerConfigCommand(program);
+  registerLogsCommand(program);
   return program;
 }
 

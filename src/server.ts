@@ -38,6 +38,8 @@ import { registerWebRoutes, renderNotFoundPage } from './web/routes.js';
 
 /** Owner and group may connect to the unix socket (e.g. nginx in the disk2iso group), nobody else. */
 const SOCKET_MODE = 0o660;
+/** How often settings stored by another process (`disk2iso config set`) are looked for: a small table, read in well under a millisecond. */
+const SETTINGS_SYNC_INTERVAL_MS = 2000;
 /** How often ended sessions, old login failures and audit entries past retention are removed. */
 const MAINTENANCE_INTERVAL_MS = 60_000;
 /**
@@ -255,10 +257,16 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       details: { version, data_dir: config.data_dir },
     });
     await maintenance.start(url);
+    // `disk2iso config set` stores settings from another process; the service takes them over here.
+    const settingsSync = setInterval(() => {
+      settings.syncStored().catch((error: unknown) => log.error({ err: error }, 'reading stored settings failed'));
+    }, SETTINGS_SYNC_INTERVAL_MS);
+    settingsSync.unref();
 
     const shutdown = async (reason: string): Promise<void> => {
       eventLog.record({ level: 'info', source: 'service', message: `stopping (${reason})` });
       maintenance.stop();
+      clearInterval(settingsSync);
       await runner.stop();
       stopRefreshing();
       await driveStates.stop();

@@ -1,6 +1,9 @@
+import { type AuditTrail, createAuditTrail } from '../audit/trail.js';
 import type { Config } from '../config/schema.js';
 import { type ArchiveRepository, createArchiveRepository } from '../db/archive-repository.js';
+import { createAuditRepository } from '../db/audit-repository.js';
 import { type JobRepository, createJobRepository } from '../db/job-repository.js';
+import { type LogRepository, createLogRepository } from '../db/log-repository.js';
 import { createSettingsRepository } from '../db/settings-repository.js';
 import type { Drive } from '../drives/types.js';
 import { ConflictError } from '../errors.js';
@@ -13,7 +16,7 @@ import { type JobQueue, type LeaseHolder, newWorkerId } from '../jobs/queue.js';
 import { type JobRunner, createJobRunner } from '../jobs/runner.js';
 import { createSqliteQueue } from '../jobs/sqlite-queue.js';
 import { activeJobsByDevice } from '../system/devices.js';
-import { applyStoredSettings } from '../system/settings.js';
+import { type SettingsService, applyStoredSettings, createSettingsService } from '../system/settings.js';
 import type { CliContext } from './context.js';
 import { withDatabase } from './local-auth.js';
 
@@ -21,6 +24,9 @@ import { withDatabase } from './local-auth.js';
 export interface LocalService {
   /** The configuration with the settings stored through the web interface applied, as the service sees it. */
   config: Config;
+  logs: LogRepository;
+  settings: SettingsService;
+  audit: AuditTrail;
   jobs: JobRepository;
   archives: ArchiveRepository;
   queue: JobQueue;
@@ -40,7 +46,8 @@ export interface LocalService {
 export async function withLocalService<T>(ctx: CliContext, work: (local: LocalService) => Promise<T>): Promise<T> {
   const { config } = ctx;
   return withDatabase(config, async (database) => {
-    const stored = await createSettingsRepository(database).list();
+    const settingsRepository = createSettingsRepository(database);
+    const stored = await settingsRepository.list();
     await applyStoredSettings(config, Object.fromEntries(stored.map((setting) => [setting.key, setting.value])), (key, reason) =>
       ctx.log.warn({ key }, `stored setting ${key} ignored: ${reason}`),
     );
@@ -59,6 +66,9 @@ export async function withLocalService<T>(ctx: CliContext, work: (local: LocalSe
     });
     return work({
       config,
+      logs: createLogRepository(database),
+      settings: createSettingsService({ config, settings: settingsRepository }),
+      audit: createAuditTrail({ repository: createAuditRepository(database) }),
       jobs,
       archives,
       queue,

@@ -24,7 +24,7 @@ interface JsonSchemaNode {
   format?: string;
 }
 
-/** Older, shorter environment names that ARCHITECTURE.md documents for the most common settings. */
+/** Older, shorter environment names for the most common settings (README, configuration). */
 const ENV_ALIASES: Record<string, string> = {
   DISK2ISO_OUTPUT_DIR: 'storage.output_dir',
   DISK2ISO_EXTRA_DEVICES: 'drives.extra',

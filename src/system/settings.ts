@@ -41,6 +41,12 @@ export interface SettingsService {
   view(): SettingsView;
   /** Validates, stores and applies a partial settings tree; returns the new view and what needs a restart. */
   update(patch: JsonObject, updatedBy: string | null): Promise<SettingsView>;
+  /**
+   * Applies what another process stored since (`disk2iso config set`), with the same checks and
+   * change reports as `update`; a stored value that no longer passes them is left out. Returns the
+   * keys it applied.
+   */
+  syncStored(): Promise<string[]>;
 }
 
 /** Told of each applied change, with the values as they may be shown (shownValue), never a secret or a URL's credentials. */
@@ -305,6 +311,31 @@ export function createSettingsService(deps: { config: Config; settings: Settings
         deps.onChange?.(key, shownValue(leaf, before), shownValue(leaf, getPath(config as unknown as Record<string, unknown>, key)), needsRestart);
       }
       return view(restartRequired);
+    },
+
+    async syncStored() {
+      const applied: string[] = [];
+      for (const { key, value } of await deps.settings.list()) {
+        const leaf = leaves.find((candidate) => candidate.path === key);
+        if (leaf === undefined || settingLock(config, leaf) !== null) continue;
+        const before = getPath(config as unknown as Record<string, unknown>, key);
+        const next = effectiveValue(config, key, value);
+        if (sameJson(before, next)) continue;
+        const candidate = settingsOf(config);
+        setPath(candidate as unknown as Record<string, unknown>, key, value);
+        try {
+          assertValid(candidate, new Map([[key, STORED_SOURCE]]));
+          if (key === 'storage.output_dir' && typeof value === 'string') await assertAllowedOutputDir(config, value);
+        } catch (error) {
+          if (error instanceof DomainError) continue;
+          throw error;
+        }
+        setPath(config as unknown as Record<string, unknown>, key, next);
+        config.setting_sources[key] = STORED_SOURCE;
+        deps.onChange?.(key, shownValue(leaf, before), shownValue(leaf, next), RESTART_KEYS.has(key));
+        applied.push(key);
+      }
+      return applied;
     },
   };
 }
