@@ -130,11 +130,13 @@ export const ERROR_CODES = [
   'setting_server_only',
   'unknown_section',
   'unknown_setting',
-  // The service itself: database, listening socket.
+  // The service itself: database, listening socket, backups.
   'address_in_use',
+  'backup_invalid',
   'database_migration_failed',
   'database_open_failed',
   'database_unavailable',
+  'service_running',
   'socket_in_use',
   'socket_path_taken',
 ] as const;

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { registerApiKeyCommand } from './cli/apikey.js';
+import { registerBackupCommands } from './cli/backup.js';
 import { registerConfigCommand } from './cli/config.js';
 import { registerCreateCommand } from './cli/create.js';
 import { registerDevicesCommand } from './cli/devices.js';
@@ -32,6 +33,7 @@ export function buildProgram(version: string): Command {
   registerStatusCommands(program);
   registerConfigCommand(program);
   registerLogsCommand(program);
+  registerBackupCommands(program);
   return program;
 }
 

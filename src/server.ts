@@ -30,6 +30,7 @@ import { createJobRunner } from './jobs/runner.js';
 import { createJobService } from './jobs/service.js';
 import { createSqliteQueue } from './jobs/sqlite-queue.js';
 import type { Logger } from './log.js';
+import { runScheduledBackup } from './system/backup.js';
 import { activeJobsByDevice, createDeviceStatusService } from './system/devices.js';
 import { type EventLog, createEventLog } from './system/event-log.js';
 import { applyStoredSettings, createSettingsService } from './system/settings.js';
@@ -38,6 +39,8 @@ import { registerWebRoutes, renderNotFoundPage } from './web/routes.js';
 
 /** Owner and group may connect to the unix socket (e.g. nginx in the disk2iso group), nobody else. */
 const SOCKET_MODE = 0o660;
+/** How often the service looks whether a scheduled backup is due (backup.interval_hours decides when one is). */
+const BACKUP_CHECK_INTERVAL_MS = 10 * 60_000;
 /** How often settings stored by another process (`disk2iso config set`) are looked for: a small table, read in well under a millisecond. */
 const SETTINGS_SYNC_INTERVAL_MS = 2000;
 /** How often ended sessions, old login failures and audit entries past retention are removed. */
@@ -108,7 +111,7 @@ async function clearStaleSocket(path: string): Promise<void> {
 
 export async function startServer(options: StartServerOptions): Promise<RunningServer> {
   const { config, log, version } = options;
-  const database = await openDatabase({ file: databaseFile(config.data_dir), log });
+  const database = await openDatabase({ file: databaseFile(config.data_dir), log, backupDir: config.backup.dir });
   try {
     const jobsRepository = createJobRepository(database);
     const archivesRepository = createArchiveRepository(database);
@@ -262,11 +265,33 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       settings.syncStored().catch((error: unknown) => log.error({ err: error }, 'reading stored settings failed'));
     }, SETTINGS_SYNC_INTERVAL_MS);
     settingsSync.unref();
+    let backupRun: Promise<void> = Promise.resolve();
+    const backUpWhenDue = (): void => {
+      backupRun = backupRun
+        .then(() => runScheduledBackup({ config, database, version }))
+        .then(({ created, removed }) => {
+          if (created !== null)
+            eventLog.record({ level: 'info', source: 'backup', message: `scheduled backup written: ${created}`, details: { file: created } });
+          if (removed.length > 0) {
+            eventLog.record({
+              level: 'info',
+              source: 'backup',
+              message: `${removed.length} backup(s) older than ${config.backup.keep_days} days removed`,
+              details: { removed },
+            });
+          }
+        })
+        .catch((error: unknown) => eventLog.record({ level: 'error', source: 'backup', message: `scheduled backup failed: ${errorMessage(error)}` }));
+    };
+    backUpWhenDue();
+    const backupTimer = setInterval(backUpWhenDue, BACKUP_CHECK_INTERVAL_MS);
+    backupTimer.unref();
 
     const shutdown = async (reason: string): Promise<void> => {
       eventLog.record({ level: 'info', source: 'service', message: `stopping (${reason})` });
       maintenance.stop();
       clearInterval(settingsSync);
+      clearInterval(backupTimer);
       await runner.stop();
       stopRefreshing();
       await driveStates.stop();
@@ -274,6 +299,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       await app.close();
       if (config.server.socket !== '' && url !== null) await rm(config.server.socket, { force: true });
       eventLog.record({ level: 'info', source: 'service', message: 'stopped' });
+      await backupRun;
       await eventLog.flush();
       await database.close();
     };

@@ -7,7 +7,7 @@ import { type Database, databaseFile, openDatabase } from '../db/database.js';
 
 /** Runs `work` with the service's database open (the same file whether or not the service runs), and closes it afterwards. */
 export async function withDatabase<T>(config: Config, work: (database: Database) => Promise<T>): Promise<T> {
-  const database = await openDatabase({ file: databaseFile(config.data_dir) });
+  const database = await openDatabase({ file: databaseFile(config.data_dir), backupDir: config.backup.dir });
   try {
     return await work(database);
   } finally {

@@ -2,6 +2,7 @@ import { type AuditTrail, createAuditTrail } from '../audit/trail.js';
 import type { Config } from '../config/schema.js';
 import { type ArchiveRepository, createArchiveRepository } from '../db/archive-repository.js';
 import { createAuditRepository } from '../db/audit-repository.js';
+import type { Database } from '../db/database.js';
 import { type JobRepository, createJobRepository } from '../db/job-repository.js';
 import { type LogRepository, createLogRepository } from '../db/log-repository.js';
 import { createSettingsRepository } from '../db/settings-repository.js';
@@ -24,6 +25,7 @@ import { withDatabase } from './local-auth.js';
 export interface LocalService {
   /** The configuration with the settings stored through the web interface applied, as the service sees it. */
   config: Config;
+  database: Database;
   logs: LogRepository;
   settings: SettingsService;
   audit: AuditTrail;
@@ -66,6 +68,7 @@ export async function withLocalService<T>(ctx: CliContext, work: (local: LocalSe
     });
     return work({
       config,
+      database,
       logs: createLogRepository(database),
       settings: createSettingsService({ config, settings: settingsRepository }),
       audit: createAuditTrail({ repository: createAuditRepository(database) }),

@@ -95,9 +95,11 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   assertValid(settings, sourceOf);
 
   const outputDir = settings.storage.output_dir === '' ? join(dataDir, 'output') : resolve(dataDir, settings.storage.output_dir);
+  const backupDir = settings.backup.dir === '' ? join(dataDir, 'backups') : resolve(dataDir, settings.backup.dir);
   return {
     ...settings,
     storage: { ...settings.storage, output_dir: outputDir },
+    backup: { ...settings.backup, dir: backupDir },
     data_dir: dataDir,
     config_file: configFile,
     in_checkout: inCheckout,

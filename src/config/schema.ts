@@ -166,6 +166,20 @@ export const NotificationsSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+export const BackupSchema = Type.Object(
+  {
+    dir: Type.String({
+      default: '',
+      readOnly: true,
+      description:
+        'Where scheduled backups and the copies made before a migration or a restore go (absolute, or relative to the data dir; empty: DATA_DIR/backups); set on the server only',
+    }),
+    interval_hours: Type.Integer({ minimum: 0, maximum: 8760, default: 24, description: 'Hours between scheduled backups (0: none)' }),
+    keep_days: Type.Integer({ minimum: 1, maximum: 3650, default: 30, description: 'Days scheduled backups are kept' }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 export const ConfigSchema = Type.Object(
   {
     storage: StorageSchema,
@@ -176,6 +190,7 @@ export const ConfigSchema = Type.Object(
     log: LogSchema,
     security: SecuritySchema,
     notifications: NotificationsSchema,
+    backup: BackupSchema,
   },
   { additionalProperties: false, default: {} },
 );

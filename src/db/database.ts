@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import BetterSqlite3 from 'better-sqlite3';
 import { type Compilable, Kysely, Migrator, type SqliteDatabase, SqliteDialect } from 'kysely';
 import { UnavailableError, errorMessage } from '../errors.js';
-import { migrationProvider } from './migrations/index.js';
+import { MIGRATION_NAMES, migrationProvider } from './migrations/index.js';
 import type { DB } from './schema.js';
 
 /** The slice of a pino logger the database uses. */
@@ -16,6 +16,11 @@ export interface OpenDatabaseOptions {
   /** SQLite file (created with mode 0600), or `:memory:`. */
   file: string;
   log?: DatabaseLogger;
+  /**
+   * Where a copy of the database goes before a migration changes an existing one
+   * (`disk2iso-before-MIGRATION-TIME.db`); none is made without it.
+   */
+  backupDir?: string;
 }
 
 /** Runs compiled kysely queries synchronously on the connection, inside a write transaction. */
@@ -37,6 +42,10 @@ export interface Database {
    * Other processes wait up to the busy timeout for the lock.
    */
   writeTransaction<T>(work: (tx: SyncExecutor) => T): T;
+  /** A consistent copy of the whole database at one moment, taken while others keep reading and writing (SQLite's online backup). */
+  backup(destination: string): Promise<void>;
+  /** The names of the migrations applied to this database, in order: its schema version. */
+  appliedMigrations(): string[];
   close(): Promise<void>;
 }
 
@@ -51,7 +60,7 @@ const FILE_MODE = 0o600;
 /** Opens (creating if needed) the database and brings its schema up to date. */
 export function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
   const file = options.file === ':memory:' ? options.file : resolve(options.file);
-  return oneOpenAtATime(file, () => openNow(file, options.log));
+  return oneOpenAtATime(file, () => openNow(file, options.log, options.backupDir));
 }
 
 // Migrations run under SQLite's write lock across awaits, so a second open of the same file in
@@ -69,12 +78,13 @@ function oneOpenAtATime<T>(file: string, open: () => Promise<T>): Promise<T> {
   return next;
 }
 
-async function openNow(file: string, log: DatabaseLogger | undefined): Promise<Database> {
+async function openNow(file: string, log: DatabaseLogger | undefined, backupDir: string | undefined): Promise<Database> {
   if (file !== ':memory:') createPrivateFile(file);
   const raw = await connect(file);
   const prepare = statementCache(raw);
   const kysely = new Kysely<DB>({ dialect: new SqliteDialect({ database: { prepare, close: () => raw.close() } satisfies SqliteDatabase }) });
   try {
+    if (backupDir !== undefined && file !== ':memory:') await backUpBeforeMigrating(raw, file, backupDir, log);
     await migrate(raw, kysely, file, log);
     if (file !== ':memory:') restrictSidecarFiles(file);
   } catch (error) {
@@ -85,8 +95,39 @@ async function openNow(file: string, log: DatabaseLogger | undefined): Promise<D
     file,
     kysely,
     writeTransaction: (work) => raw.transaction(() => work(createSyncExecutor(prepare))).immediate(),
+    backup: (destination) => copyDatabase(raw, destination),
+    appliedMigrations: () => appliedMigrations(raw),
     close: () => kysely.destroy(),
   };
+}
+
+/** Made private (0600) before SQLite writes into it: the copy holds what the database holds. */
+async function copyDatabase(raw: BetterSqlite3.Database, destination: string): Promise<void> {
+  mkdirSync(dirname(destination), { recursive: true, mode: 0o700 });
+  closeSync(openSync(destination, 'w', FILE_MODE));
+  restrictMode(destination);
+  await raw.backup(destination);
+}
+
+function appliedMigrations(raw: BetterSqlite3.Database): string[] {
+  const table = raw.prepare("select name from sqlite_master where type = 'table' and name = 'kysely_migration'").get();
+  if (table === undefined) return [];
+  return (raw.prepare('select name from kysely_migration order by name').all() as Array<{ name: string }>).map((row) => row.name);
+}
+
+/**
+ * A migration rewrites tables; if it went wrong, or a newer version had to be left, the copy made
+ * just before it is the way back. Only an existing database with a migration pending gets one.
+ */
+async function backUpBeforeMigrating(raw: BetterSqlite3.Database, file: string, backupDir: string, log: DatabaseLogger | undefined): Promise<void> {
+  const applied = new Set(appliedMigrations(raw));
+  if (applied.size === 0) return;
+  const pending = MIGRATION_NAMES.filter((name) => !applied.has(name));
+  if (pending.length === 0) return;
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const copy = join(backupDir, `disk2iso-before-${pending[0]}-${stamp}.db`);
+  await copyDatabase(raw, copy);
+  log?.info({ file, copy, pending }, 'database backed up before migrating');
 }
 
 async function connect(file: string): Promise<BetterSqlite3.Database> {

@@ -26,6 +26,8 @@ export function testEnv(dataDir: string, extraDevices: string[], more: Record<st
     DISK2ISO_DRIVES_DEMO: 'off',
     DISK2ISO_DRIVES_SCAN_OPTICAL: 'false',
     DISK2ISO_IMAGING_MAP_SAVE_INTERVAL_SECONDS: '1',
+    // A backup at every start would only slow the tests down; test/cli/backup.test.ts turns them on.
+    DISK2ISO_BACKUP_INTERVAL_HOURS: '0',
     // Tests fire requests far faster than a person; the limits themselves have their own tests.
     DISK2ISO_SECURITY_RATE_LIMIT_PER_SECOND: '100000',
     DISK2ISO_SECURITY_RATE_LIMIT_BURST: '100000',

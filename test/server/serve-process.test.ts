@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { loadConfig, packageRoot } from '../../src/config/load.js';
+import { loadConfig } from '../../src/config/load.js';
 import { databaseFile, openDatabase } from '../../src/db/database.js';
 import { createJobRepository } from '../../src/db/job-repository.js';
 import { ConflictError } from '../../src/errors.js';
@@ -16,38 +15,7 @@ import { api, createAdminKey, followEvents, testEnv, useApiKey, waitFor } from '
 import { type FaultFs, mountFaultFs } from '../tools/faultfs.js';
 import { type MadeIso, makeIso, sha256File } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
-
-interface ServeProcess {
-  child: ChildProcess;
-  /** From the `disk2iso listening on …` line. */
-  address: Promise<string>;
-  output(): string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-/** `bin/disk2iso serve …` as its own process, the way systemd runs it. */
-function serve(args: string[], env: Record<string, string>): ServeProcess {
-  const child = spawn(process.execPath, [join(packageRoot(), 'bin', 'disk2iso'), 'serve', ...args], {
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('close', (code, signal) => resolve({ code, signal })),
-  );
-  const address = new Promise<string>((resolve, reject) => {
-    const collect = (chunk: Buffer): void => {
-      output += chunk.toString();
-      const match = /^disk2iso listening on (\S+)$/m.exec(output);
-      if (match?.[1]) resolve(match[1]);
-    };
-    child.stdout?.on('data', collect);
-    child.stderr?.on('data', collect);
-    void exited.then(({ code, signal }) => reject(new Error(`serve ended (code ${code}, signal ${signal}) before listening:\n${output}`)));
-  });
-  address.catch(() => undefined);
-  return { child, address, output: () => output, exited };
-}
+import { type ServeProcess, serve } from '../tools/serve.js';
 
 /** Bytes marked finished ('+') in a GNU ddrescue map file; 0 while there is none. */
 async function finishedBytes(mapPath: string): Promise<number> {
