@@ -2,7 +2,7 @@ import { mkdir, statfs } from 'node:fs/promises';
 import { type Command, InvalidArgumentError } from 'commander';
 import { allocateImagePath, imageNameFromLabel, resolveOutputFile, validateImageName } from '../archive/naming.js';
 import { imagingOptionsFrom } from '../config/imaging-options.js';
-import { HASH_ALGORITHMS, type HashAlgorithm } from '../config/schema.js';
+import { HASH_ALGORITHMS, type HashAlgorithm, READ_ATTEMPTS } from '../config/schema.js';
 import type { Drive, MediaInfo } from '../drives/types.js';
 import { UnavailableError, ValidationError } from '../errors.js';
 import { runImaging } from '../imaging/engine.js';
@@ -27,7 +27,9 @@ interface CreateOptions {
 }
 
 function parseReadAttempts(value: string): number {
-  if (!/^\d+$/.test(value) || Number(value) > 100) throw new InvalidArgumentError('expected a whole number from 0 to 100');
+  const { minimum, maximum } = READ_ATTEMPTS;
+  if (!/^\d+$/.test(value) || Number(value) < minimum || Number(value) > maximum)
+    throw new InvalidArgumentError(`expected a whole number from ${minimum} to ${maximum}`);
   return Number(value);
 }
 

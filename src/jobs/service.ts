@@ -1,6 +1,6 @@
 import { link, mkdir, readFile, rm, unlink } from 'node:fs/promises';
 import { allocateImagePath, imageNameFromLabel, validateImageName } from '../archive/naming.js';
-import type { Config, HashAlgorithm, Priority } from '../config/schema.js';
+import { type Config, type HashAlgorithm, type Priority, READ_ATTEMPTS } from '../config/schema.js';
 import type { JobListFilter, JobLogRecord, JobRepository } from '../db/job-repository.js';
 import { FINISHED_JOB_STATUSES, type JobStatus } from '../db/schema.js';
 import type { Drive } from '../drives/types.js';
@@ -44,8 +44,8 @@ export interface UpdateJobInput {
   keep_partial?: boolean | undefined;
 }
 
-/** Read attempts allowed for a run over a job's bad areas (as for a new job). */
-export const RETRY_READ_ATTEMPTS = { min: 1, max: 100 } as const;
+/** Read attempts allowed for a run over a job's bad areas: as for a new job, but at least one, or nothing would be read. */
+export const RETRY_READ_ATTEMPTS = { ...READ_ATTEMPTS, minimum: 1 } as const;
 
 export interface ListJobsQuery {
   status?: JobStatus[] | undefined;
@@ -300,9 +300,9 @@ export function createJobService(deps: JobServiceDeps): JobService {
       if (job.status !== 'completed' || job.badBytes === 0 || job.archiveId === null) {
         throw new ConflictError('no_bad_areas', `job ${id} has no unreadable sectors to read again`, { status: job.status, bad_bytes: job.badBytes });
       }
-      const attempts = readAttempts ?? Math.max(RETRY_READ_ATTEMPTS.min, config.imaging.read_attempts);
-      if (!Number.isSafeInteger(attempts) || attempts < RETRY_READ_ATTEMPTS.min || attempts > RETRY_READ_ATTEMPTS.max) {
-        throw new ValidationError('validation_failed', `read_attempts must be ${RETRY_READ_ATTEMPTS.min} to ${RETRY_READ_ATTEMPTS.max}`, [
+      const attempts = readAttempts ?? Math.max(RETRY_READ_ATTEMPTS.minimum, config.imaging.read_attempts);
+      if (!Number.isSafeInteger(attempts) || attempts < RETRY_READ_ATTEMPTS.minimum || attempts > RETRY_READ_ATTEMPTS.maximum) {
+        throw new ValidationError('validation_failed', `read_attempts must be ${RETRY_READ_ATTEMPTS.minimum} to ${RETRY_READ_ATTEMPTS.maximum}`, [
           { field: 'read_attempts' },
         ]);
       }

@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { HASH_ALGORITHMS, type HashAlgorithm, PRIORITIES, type Priority } from '../../config/schema.js';
+import { HASH_ALGORITHMS, type HashAlgorithm, PRIORITIES, type Priority, READ_ATTEMPTS } from '../../config/schema.js';
 import { DomainError, NotFoundError, ValidationError } from '../../errors.js';
 import type { App } from '../../http/app.js';
 import type { CreateJobInput } from '../../jobs/service.js';
@@ -117,7 +117,8 @@ function validateNewJob(i18n: I18n, form: NewJobForm): { input: CreateJobInput |
   const errors: FieldErrors = {};
   if (form.device === '') errors.device = i18n.t('jobs.new.device_required');
   const readAttempts = /^\d{1,3}$/.test(form.readAttempts) ? Number(form.readAttempts) : NaN;
-  if (!(readAttempts >= 0 && readAttempts <= 100)) errors.readAttempts = i18n.t('jobs.new.read_attempts_invalid', { min: 0, max: 100 });
+  const { minimum, maximum } = READ_ATTEMPTS;
+  if (!(readAttempts >= minimum && readAttempts <= maximum)) errors.readAttempts = i18n.t('jobs.new.read_attempts_invalid', { min: minimum, max: maximum });
   const checksums = form.checksums.filter((value): value is HashAlgorithm => (HASH_ALGORITHMS as readonly string[]).includes(value));
   if (checksums.length === 0 || checksums.length !== form.checksums.length) errors.checksums = i18n.t('jobs.new.checksums_required');
   if (!(PRIORITIES as readonly string[]).includes(form.priority)) errors.priority = i18n.t('jobs.new.priority_invalid');
