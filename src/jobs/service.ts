@@ -1,15 +1,15 @@
 import { link, mkdir, readFile, rm, unlink } from 'node:fs/promises';
 import { allocateImagePath, imageNameFromLabel, validateImageName } from '../archive/naming.js';
-import { type Config, type HashAlgorithm, type Priority, READ_ATTEMPTS } from '../config/schema.js';
-import type { JobListFilter, JobLogRecord, JobRepository } from '../db/job-repository.js';
-import { FINISHED_JOB_STATUSES, type JobStatus } from '../db/schema.js';
+import type { Config, HashAlgorithm, Priority } from '../config/schema.js';
+import type { JobListFilter, JobRepository } from '../db/job-repository.js';
 import type { Drive } from '../drives/types.js';
 import { ConflictError, NotFoundError, UnavailableError, ValidationError, errnoCode } from '../errors.js';
 import { pathExists } from '../imaging/output-state.js';
 import type { Logger } from '../log.js';
 import type { KnownDrives } from '../system/devices.js';
 import type { JobEventBus } from './events.js';
-import type { JobQueue, JobRecord } from './queue.js';
+import { type JobLogRecord, type JobRecord, type JobStatus, RETRY_READ_ATTEMPTS, UNFINISHED_JOB_STATUSES, isActive, isFinished } from './model.js';
+import type { JobQueue } from './queue.js';
 import { type JobView, toJobView } from './view.js';
 
 export interface CreateJobInput {
@@ -43,9 +43,6 @@ export interface UpdateJobInput {
    */
   keep_partial?: boolean | undefined;
 }
-
-/** Read attempts allowed for a run over a job's bad areas: as for a new job, but at least one, or nothing would be read. */
-export const RETRY_READ_ATTEMPTS = { ...READ_ATTEMPTS, minimum: 1 } as const;
 
 export interface ListJobsQuery {
   status?: JobStatus[] | undefined;
@@ -98,8 +95,6 @@ export interface JobServiceDeps {
   removeWaitMs?: number;
 }
 
-const ACTIVE: readonly JobStatus[] = ['running', 'verifying'];
-const UNFINISHED: readonly JobStatus[] = ['queued', 'running', 'paused', 'verifying'];
 const JOB_ID = /^job_[a-z0-9]{1,64}$/;
 
 export function createJobService(deps: JobServiceDeps): JobService {
@@ -124,7 +119,7 @@ export function createJobService(deps: JobServiceDeps): JobService {
   }
 
   async function reservedOutputs(): Promise<Set<string>> {
-    const { items } = await jobs.list({ statuses: UNFINISHED, limit: 10_000 });
+    const { items } = await jobs.list({ statuses: UNFINISHED_JOB_STATUSES, limit: 10_000 });
     return new Set(items.map((job) => job.outputFile));
   }
 
@@ -151,10 +146,7 @@ export function createJobService(deps: JobServiceDeps): JobService {
   }
 
   async function announce(job: JobRecord): Promise<JobView> {
-    events.emit(
-      FINISHED_JOB_STATUSES.includes(job.status as (typeof FINISHED_JOB_STATUSES)[number]) || job.status === 'paused' ? 'job.finished' : 'job.updated',
-      { job },
-    );
+    events.emit(isFinished(job.status) || job.status === 'paused' ? 'job.finished' : 'job.updated', { job });
     return view(job);
   }
 
@@ -167,7 +159,7 @@ export function createJobService(deps: JobServiceDeps): JobService {
     const deadline = Date.now() + (deps.removeWaitMs ?? 30_000);
     while (Date.now() < deadline) {
       const job = await queue.get(id);
-      if (!job || !ACTIVE.includes(job.status)) return;
+      if (!job || !isActive(job.status)) return;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     throw new ConflictError('job_busy', `job ${id} did not stop in time; try again`);
@@ -245,7 +237,7 @@ export function createJobService(deps: JobServiceDeps): JobService {
       const move = target === undefined || target.id === job.deviceId ? undefined : { drive: { id: target.id, path: target.path } };
       const movedTo = move === undefined ? '' : ` on ${move.drive.id} (${move.drive.path}) instead of ${job.deviceId}`;
       if (input.priority !== undefined) {
-        if (FINISHED_JOB_STATUSES.includes(job.status as (typeof FINISHED_JOB_STATUSES)[number])) {
+        if (isFinished(job.status)) {
           throw new ConflictError('invalid_state', `job ${id} is ${job.status}; its priority no longer matters`, { status: job.status });
         }
         job = await queue.setPriority(id, input.priority);
@@ -254,7 +246,7 @@ export function createJobService(deps: JobServiceDeps): JobService {
         case undefined:
           break;
         case 'pause': {
-          const wasActive = ACTIVE.includes(job.status);
+          const wasActive = isActive(job.status);
           job = await queue.requestStop(id, 'pause');
           if (wasActive) events.emit('job.stop_requested', { jobId: id, action: 'pause' });
           await logLine(id, 'pause requested');
@@ -267,10 +259,9 @@ export function createJobService(deps: JobServiceDeps): JobService {
               archive_id: job.archiveId,
             });
           }
-          const wasActive = ACTIVE.includes(job.status);
+          const wasActive = isActive(job.status);
           // The runner reads the choice from the job when the run has stopped (possibly in another process).
-          if (!FINISHED_JOB_STATUSES.includes(job.status as (typeof FINISHED_JOB_STATUSES)[number]))
-            job = await queue.mergeOptions(id, { keep_partial_on_cancel: keep });
+          if (!isFinished(job.status)) job = await queue.mergeOptions(id, { keep_partial_on_cancel: keep });
           job = await queue.requestStop(id, 'cancel');
           if (wasActive) events.emit('job.stop_requested', { jobId: id, action: 'cancel' });
           else if (!keep) await discardPartials(job);
@@ -327,13 +318,13 @@ export function createJobService(deps: JobServiceDeps): JobService {
 
     async remove(id) {
       const job = await find(id);
-      if (ACTIVE.includes(job.status)) {
+      if (isActive(job.status)) {
         await queue.requestStop(id, 'cancel');
         events.emit('job.stop_requested', { jobId: id, action: 'cancel' });
         await waitUntilInactive(id);
       }
       if (job.archiveId !== null && job.status !== 'completed') await restoreArchivedImage(job);
-      else if (!ACTIVE.includes(job.status) && job.status !== 'completed' && !config.storage.keep_partial_on_cancel) await discardPartials(job);
+      else if (!isActive(job.status) && job.status !== 'completed' && !config.storage.keep_partial_on_cancel) await discardPartials(job);
       await jobs.delete(id);
       events.emit('job.removed', { jobId: id });
     },

@@ -7,8 +7,8 @@ import { localActor } from '../../src/auth/principal.js';
 import { loadConfig } from '../../src/config/load.js';
 import { READ_ATTEMPTS } from '../../src/config/schema.js';
 import { ValidationError } from '../../src/errors.js';
-import type { JobRecord } from '../../src/jobs/queue.js';
-import { RETRY_READ_ATTEMPTS } from '../../src/jobs/service.js';
+import type { JobRecord } from '../../src/jobs/model.js';
+import { RETRY_READ_ATTEMPTS } from '../../src/jobs/model.js';
 import { runCli } from '../cli/run-cli.js';
 import { type WebTestServer, startWebTestServer } from '../web/support/server.js';
 

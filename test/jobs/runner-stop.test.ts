@@ -6,6 +6,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { createArchiveRepository } from '../../src/db/archive-repository.js';
 import { openDatabase } from '../../src/db/database.js';
 import { createJobRepository } from '../../src/db/job-repository.js';
+import { createSqliteQueue } from '../../src/db/sqlite-queue.js';
 import { createDriveService } from '../../src/drives/service.js';
 import { createDriveStates } from '../../src/drives/state.js';
 import { createEventBus } from '../../src/events/bus.js';
@@ -15,7 +16,6 @@ import { currentLeaseHolder, leaseHolderGone } from '../../src/jobs/lease-holder
 import { newWorkerId } from '../../src/jobs/queue.js';
 import { createJobRunner } from '../../src/jobs/runner.js';
 import { createJobService } from '../../src/jobs/service.js';
-import { createSqliteQueue } from '../../src/jobs/sqlite-queue.js';
 import { silentLogger } from '../../src/log.js';
 import { activeJobsByDevice, createDeviceStatusService } from '../../src/system/devices.js';
 import { withTempDir } from '../db/support.js';

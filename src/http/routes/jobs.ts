@@ -1,7 +1,7 @@
 import Type, { type Static } from 'typebox';
 import { READ_ATTEMPTS } from '../../config/schema.js';
-import { JOB_STATUSES, type JobStatus } from '../../db/schema.js';
-import { type JobService, RETRY_READ_ATTEMPTS } from '../../jobs/service.js';
+import { JOB_STATUSES, type JobStatus, RETRY_READ_ATTEMPTS } from '../../jobs/model.js';
+import type { JobService } from '../../jobs/service.js';
 import type { App } from '../app.js';
 import { principalOf } from '../guard.js';
 import { createResponseCache } from '../response-cache.js';
