@@ -1,4 +1,4 @@
-import { link, rm, unlink } from 'node:fs/promises';
+import { link, unlink } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { imagingOptionsFrom } from '../config/imaging-options.js';
 import type { Config } from '../config/schema.js';
@@ -7,6 +7,7 @@ import type { JobRepository } from '../db/job-repository.js';
 import type { DriveService } from '../drives/service.js';
 import type { MediaInfo } from '../drives/types.js';
 import { DomainError, UnavailableError, errnoCode, errorMessage } from '../errors.js';
+import { removePartials } from '../imaging/output-state.js';
 import type { ImagingProgress, ImagingRequest, ImagingResult } from '../imaging/types.js';
 import type { Logger } from '../log.js';
 import type { JobEventBus } from './events.js';
@@ -163,9 +164,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
       await appendLog(job.id, 'info', `partial image and map kept: ${basename(result.partPath)}, ${basename(result.mapPath)}`);
       return;
     }
-    await rm(result.partPath, { force: true });
-    await rm(result.mapPath, { force: true });
-    await rm(`${result.mapPath}.tmp`, { force: true });
+    await removePartials(job.outputFile);
     await appendLog(job.id, 'info', 'partial image and map removed');
   }
 

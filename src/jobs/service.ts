@@ -1,10 +1,10 @@
-import { link, mkdir, readFile, rm, unlink } from 'node:fs/promises';
+import { link, mkdir, readFile, unlink } from 'node:fs/promises';
 import { allocateImagePath, imageNameFromLabel, validateImageName } from '../archive/naming.js';
 import type { Config, HashAlgorithm, Priority } from '../config/schema.js';
 import type { JobListFilter, JobRepository } from '../db/job-repository.js';
 import type { Drive } from '../drives/types.js';
 import { ConflictError, NotFoundError, UnavailableError, ValidationError, errnoCode } from '../errors.js';
-import { pathExists } from '../imaging/output-state.js';
+import { pathExists, removePartials } from '../imaging/output-state.js';
 import type { Logger } from '../log.js';
 import type { KnownDrives } from '../system/devices.js';
 import type { JobEventBus } from './events.js';
@@ -141,8 +141,7 @@ export function createJobService(deps: JobServiceDeps): JobService {
   /** A job with an archive entry is improving that image: its .part is the archived image, never removed here. */
   async function discardPartials(job: JobRecord): Promise<void> {
     if (job.archiveId !== null) return;
-    await rm(`${job.outputFile}.part`, { force: true });
-    await rm(`${job.outputFile}.map`, { force: true });
+    await removePartials(job.outputFile);
   }
 
   async function announce(job: JobRecord): Promise<JobView> {
