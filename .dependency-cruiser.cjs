@@ -36,11 +36,11 @@ module.exports = {
     },
     {
       name: 'no-domain-types-from-db',
-      // A warning while 46 imports break it (issue 11 moves the types); an error once they are gone.
-      severity: 'warn',
-      comment: 'Domain types (statuses, records, JSON values) belong to jobs/, archive/, auth/; db/ stores them and imports them, never the reverse.',
+      severity: 'error',
+      comment:
+        'Domain types (statuses, records, job options, roles, JSON values) belong to jobs/, archive/, auth/ and the shared modules; db/ stores them and imports them, never the reverse. Outside db/ only its storage interface is imported: the repositories and the queue (interfaces, factories, query filters) and database.ts (opening it, transactions). Table shapes, column helpers and migrations stay inside, whether a type or a value is imported.',
       from: { path: '^src/', pathNot: '^src/db/' },
-      to: { path: '^src/db/', dependencyTypes: ['type-only'] },
+      to: { path: '^src/db/', pathNot: '^src/db/(database|sqlite-queue|[a-z-]+-repository)\\.ts$' },
     },
     {
       name: 'src-not-to-tests',

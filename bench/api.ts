@@ -7,8 +7,8 @@ import { localActor } from '../src/auth/principal.js';
 import { createAuthService } from '../src/auth/service.js';
 import { packageRoot } from '../src/config/load.js';
 import { databaseFile, openDatabase } from '../src/db/database.js';
+import { createSqliteQueue } from '../src/db/sqlite-queue.js';
 import type { FinishStatus } from '../src/jobs/queue.js';
-import { createSqliteQueue } from '../src/jobs/sqlite-queue.js';
 import { mountFaultFs } from '../test/tools/faultfs.js';
 import { attachLoop } from '../test/tools/loop.js';
 import {

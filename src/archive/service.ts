@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
 import { lstat, realpath, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { type Clock, systemClock } from '../clock.js';
 import type { Config, HashAlgorithm } from '../config/schema.js';
-import type { ArchiveListFilter, ArchiveMetadata, ArchiveRecord, ArchiveRepository, ArchiveSort, ArchiveVerificationRecord } from '../db/archive-repository.js';
-import type { ArchiveStatus } from '../db/schema.js';
-import { type Clock, type JsonObject, systemClock } from '../db/values.js';
+import type { ArchiveListFilter, ArchiveRepository, ArchiveSort } from '../db/archive-repository.js';
 import type { DiscKind } from '../drives/types.js';
 import { ConflictError, NotFoundError, errnoCode } from '../errors.js';
+import type { JsonObject } from '../json.js';
+import type { ArchiveMetadata, ArchiveRecord, ArchiveStatus, ArchiveVerificationRecord } from './model.js';
 import { imageFileSet, isStrictlyInside } from './naming.js';
 
 /** What re-hashing an image against its sidecars reports (the engine's verifyImage). */

@@ -1,7 +1,9 @@
-import type { AuditEntry, AuditListFilter, AuditRepository } from '../db/audit-repository.js';
+import { type Clock, systemClock } from '../clock.js';
+import type { AuditListFilter, AuditRepository } from '../db/audit-repository.js';
 import type { SyncExecutor } from '../db/database.js';
-import { type Clock, type JsonObject, type ListResult, systemClock } from '../db/values.js';
 import { ValidationError } from '../errors.js';
+import type { JsonObject } from '../json.js';
+import type { AuditEntry } from './model.js';
 
 /**
  * Every event the audit trail knows, by type. Services of other areas record theirs here too
@@ -43,7 +45,8 @@ export interface AuditTrail {
   record(event: AuditEvent): Promise<AuditEntry>;
   /** Records inside a caller's write transaction: the action and its entry commit or fail together. */
   recordWithin(tx: SyncExecutor, event: AuditEvent): void;
-  list(filter?: AuditListFilter): Promise<ListResult<AuditEntry>>;
+  /** The repository's page of entries, as it stores them. */
+  list(filter?: AuditListFilter): ReturnType<AuditRepository['list']>;
   /** The retention rule, the only way entries leave the trail: removes entries older than `days`. */
   applyRetention(days: number): Promise<number>;
 }

@@ -1,9 +1,8 @@
-import type { ApiKeyRecord } from '../db/auth-api-key-repository.js';
-import type { StoredUser } from '../db/auth-user-repository.js';
 import type { SyncExecutor } from '../db/database.js';
 import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../errors.js';
 import type { AuthDeps } from './deps.js';
 import { AuthenticationError, PasswordChangeRequiredError } from './errors.js';
+import type { ApiKeyRecord, StoredUser } from './model.js';
 import { type Actor, type Principal, actorForAudit, actorName, createPrincipal, requirePermission } from './principal.js';
 import { PERMISSIONS, type Permission, type UserRole, isPermission, permissionsOf } from './roles.js';
 import { newAuthId, randomSecret, secretHash } from './secrets.js';

@@ -1,9 +1,8 @@
 import type { AuditEvent } from '../audit/trail.js';
-import type { ThrottleScope } from '../db/auth-schema.js';
-import type { StoredUser } from '../db/auth-user-repository.js';
 import type { SyncExecutor } from '../db/database.js';
 import type { AuthDeps } from './deps.js';
 import { AuthenticationError, LockedOutError } from './errors.js';
+import type { StoredUser, ThrottleScope } from './model.js';
 import { DUMMY_PASSWORD_HASH } from './password.js';
 import type { LockoutRule } from './policy.js';
 import type { ClientInfo } from './principal.js';

@@ -1,11 +1,11 @@
 import type { AuditTrail } from '../audit/trail.js';
+import type { Clock } from '../clock.js';
 import type { ApiKeyRepository } from '../db/auth-api-key-repository.js';
 import type { SessionRepository } from '../db/auth-session-repository.js';
 import type { SetupTokenRepository } from '../db/auth-setup-repository.js';
 import type { ThrottleRepository } from '../db/auth-throttle-repository.js';
 import type { UserRepository } from '../db/auth-user-repository.js';
 import type { Database } from '../db/database.js';
-import type { Clock } from '../db/values.js';
 import type { PasswordHasher } from './password.js';
 import type { AuthPolicy } from './policy.js';
 

@@ -1,6 +1,6 @@
-import { type UserRecord, publicUser } from '../db/auth-user-repository.js';
 import type { CredentialChecker } from './credentials.js';
 import type { AuthDeps } from './deps.js';
+import { type UserRecord, publicUser } from './model.js';
 import { type ClientInfo, type Principal, userPrincipal } from './principal.js';
 import { secretHash } from './secrets.js';
 import type { SessionService, StartedSession } from './sessions.js';

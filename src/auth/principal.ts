@@ -1,8 +1,8 @@
 import type { AuditEvent } from '../audit/trail.js';
-import type { StoredUser, UserRecord } from '../db/auth-user-repository.js';
-import type { JsonObject } from '../db/values.js';
 import { ForbiddenError } from '../errors.js';
+import type { JsonObject } from '../json.js';
 import { PasswordChangeRequiredError } from './errors.js';
+import type { StoredUser, UserRecord } from './model.js';
 import { type Permission, type UserRole, permissionsOf } from './roles.js';
 
 /** Who a request acts for, and what it may do. */

@@ -1,8 +1,10 @@
-import { USER_ROLES, type UserRole } from '../db/auth-schema.js';
 import { PERMISSIONS, type Permission } from './permissions.js';
 
-export type { Permission, UserRole };
-export { PERMISSIONS, USER_ROLES };
+export type { Permission };
+export { PERMISSIONS };
+
+export const USER_ROLES = ['admin', 'operator', 'viewer'] as const;
+export type UserRole = (typeof USER_ROLES)[number];
 
 /**
  * What each role may do; the one table every check reads (docs/security.md shows it). An operator

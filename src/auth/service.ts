@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { type AuditTrail, createAuditTrail } from '../audit/trail.js';
+import { type Clock, systemClock } from '../clock.js';
 import { createAuditRepository } from '../db/audit-repository.js';
 import { createApiKeyRepository } from '../db/auth-api-key-repository.js';
 import { createSessionRepository } from '../db/auth-session-repository.js';
@@ -7,7 +8,6 @@ import { createSetupTokenRepository } from '../db/auth-setup-repository.js';
 import { createThrottleRepository } from '../db/auth-throttle-repository.js';
 import { createUserRepository } from '../db/auth-user-repository.js';
 import type { Database } from '../db/database.js';
-import { type Clock, systemClock } from '../db/values.js';
 import { type ApiKeyService, createApiKeyService } from './api-keys.js';
 import { createCredentialChecker } from './credentials.js';
 import type { AuthDeps } from './deps.js';

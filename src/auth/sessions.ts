@@ -1,7 +1,6 @@
-import type { Liveness } from '../db/auth-session-repository.js';
-import type { UserRecord } from '../db/auth-user-repository.js';
 import type { SyncExecutor } from '../db/database.js';
 import type { AuthDeps } from './deps.js';
+import type { Liveness, UserRecord } from './model.js';
 import { type ClientInfo, type Principal, userPrincipal } from './principal.js';
 import { randomSecret, sameSecret, secretHash } from './secrets.js';
 

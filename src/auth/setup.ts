@@ -1,7 +1,7 @@
-import { type UserRecord, publicUser } from '../db/auth-user-repository.js';
 import { ConflictError } from '../errors.js';
 import type { AuthDeps } from './deps.js';
 import { AuthenticationError } from './errors.js';
+import { type UserRecord, publicUser } from './model.js';
 import { assertPasswordPolicy } from './password.js';
 import type { ClientInfo } from './principal.js';
 import { newAuthId, randomSecret, secretHash } from './secrets.js';

@@ -1,8 +1,8 @@
-import { type StoredUser, type UserRecord, publicUser } from '../db/auth-user-repository.js';
 import type { SyncExecutor } from '../db/database.js';
 import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../errors.js';
 import type { CredentialChecker } from './credentials.js';
 import type { AuthDeps } from './deps.js';
+import { type StoredUser, type UserRecord, publicUser } from './model.js';
 import { assertPasswordPolicy } from './password.js';
 import { type Actor, type ClientInfo, type Principal, actorForAudit, requirePermission } from './principal.js';
 import { USER_ROLES, type UserRole, isRole } from './roles.js';

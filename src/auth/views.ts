@@ -1,7 +1,6 @@
-import type { ApiKeyRecord } from '../db/auth-api-key-repository.js';
-import type { UserRole } from '../db/auth-schema.js';
-import type { UserRecord } from '../db/auth-user-repository.js';
+import type { ApiKeyRecord, UserRecord } from './model.js';
 import type { Permission } from './permissions.js';
+import type { UserRole } from './roles.js';
 import { isPermission } from './roles.js';
 
 /** How the API and `--json` output show users and keys: snake_case, no hashes, no secrets. */

@@ -5,7 +5,7 @@ import { databaseFile, openDatabase } from '../db/database.js';
 import { ConflictError } from '../errors.js';
 import { pathExists } from '../imaging/output-state.js';
 import { currentLeaseHolder, leaseHolderGone } from '../jobs/lease-holder.js';
-import type { LeaseHolder } from '../jobs/queue.js';
+import type { LeaseHolder } from '../jobs/model.js';
 import { createBackup, restoreBackup } from '../system/backup.js';
 import { type GlobalOptions, createCliContext } from './context.js';
 import { formatBytes } from './format.js';

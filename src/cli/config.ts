@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { type SettingLeaf, coerce, getPath, setPath, settingLeaves } from '../config/load.js';
-import type { JsonObject } from '../db/values.js';
 import { ValidationError } from '../errors.js';
+import type { JsonObject } from '../json.js';
 import { type GlobalOptions, createCliContext } from './context.js';
 import { unixUser } from './local-auth.js';
 import { withLocalService } from './local-service.js';

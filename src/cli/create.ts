@@ -1,14 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Command, InvalidArgumentError } from 'commander';
+import type { ArchiveRecord } from '../archive/model.js';
 import { toArchiveView } from '../archive/service.js';
-import { HASH_ALGORITHMS, type HashAlgorithm } from '../config/schema.js';
-import type { ArchiveRecord } from '../db/archive-repository.js';
-import { ACTIVE_JOB_STATUSES, type JobStatus } from '../db/schema.js';
+import { HASH_ALGORITHMS, type HashAlgorithm, READ_ATTEMPTS } from '../config/schema.js';
 import type { Drive } from '../drives/types.js';
 import { NotFoundError, ValidationError } from '../errors.js';
 import { type CliOutput, cliOutput } from '../jobs/intake.js';
 import { leaseHolderGone } from '../jobs/lease-holder.js';
-import type { JobRecord } from '../jobs/queue.js';
+import { type JobRecord, isActive } from '../jobs/model.js';
 import { toJobView } from '../jobs/view.js';
 import { type CliContext, type GlobalOptions, createCliContext } from './context.js';
 import { EXIT } from './exit-codes.js';
@@ -32,7 +31,9 @@ interface CreateOptions {
 const FOLLOW_INTERVAL_MS = 500;
 
 function parseReadAttempts(value: string): number {
-  if (!/^\d+$/.test(value) || Number(value) > 100) throw new InvalidArgumentError('expected a whole number from 0 to 100');
+  const { minimum, maximum } = READ_ATTEMPTS;
+  if (!/^\d+$/.test(value) || Number(value) < minimum || Number(value) > maximum)
+    throw new InvalidArgumentError(`expected a whole number from ${minimum} to ${maximum}`);
   return Number(value);
 }
 
@@ -44,10 +45,6 @@ function parseChecksums(value: string): HashAlgorithm[] {
   const unknown = names.filter((name) => !(HASH_ALGORITHMS as readonly string[]).includes(name));
   if (names.length === 0 || unknown.length > 0) throw new InvalidArgumentError(`expected a comma-separated list of ${HASH_ALGORITHMS.join(', ')}`);
   return [...new Set(names)] as HashAlgorithm[];
-}
-
-function isActive(status: JobStatus): boolean {
-  return (ACTIVE_JOB_STATUSES as readonly JobStatus[]).includes(status);
 }
 
 function progressOf(job: JobRecord): ProgressLine {

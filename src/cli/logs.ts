@@ -1,7 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Command, InvalidArgumentError } from 'commander';
-import type { LogRecord } from '../db/log-repository.js';
-import { LOG_LEVELS, type LogLevel } from '../db/schema.js';
+import { LOG_LEVELS, type LogLevel, type LogRecord } from '../log.js';
 import { type GlobalOptions, createCliContext } from './context.js';
 import { withLocalService } from './local-service.js';
 

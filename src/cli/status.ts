@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { ACTIVE_JOB_STATUSES, JOB_STATUSES } from '../db/schema.js';
 import { errorMessage } from '../errors.js';
+import { ACTIVE_JOB_STATUSES, JOB_STATUSES } from '../jobs/model.js';
 import { storageUsage } from '../system/resources.js';
 import { type GlobalOptions, createCliContext } from './context.js';
 import { EXIT } from './exit-codes.js';

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
+import type { UserRecord } from '../auth/model.js';
 import { assertRole, assertUserName } from '../auth/users.js';
 import { userView } from '../auth/views.js';
-import type { UserRecord } from '../db/auth-user-repository.js';
 import { ValidationError } from '../errors.js';
 import { type GlobalOptions, createCliContext } from './context.js';
 import { printTable } from './format.js';

@@ -15,6 +15,13 @@ export type HashAlgorithm = (typeof HASH_ALGORITHMS)[number];
 export const PRIORITIES = ['low', 'normal', 'high'] as const;
 export type Priority = (typeof PRIORITIES)[number];
 
+/**
+ * Retry passes over bad sectors one run may make (0: each bad area is tried once, no retry). The
+ * one declaration of the bounds: the setting, the API, the pages, the CLI and the stored job
+ * options all take them from here (a retry of the bad areas raises the minimum to 1).
+ */
+export const READ_ATTEMPTS = { minimum: 0, maximum: 100 } as const;
+
 const Percent = (defaultValue: number, description: string) => Type.Integer({ minimum: 1, maximum: 100, default: defaultValue, description });
 
 export const StorageSchema = Type.Object(
@@ -39,7 +46,7 @@ export const StorageSchema = Type.Object(
 
 export const ImagingSchema = Type.Object(
   {
-    read_attempts: Type.Integer({ minimum: 0, maximum: 100, default: 5, description: 'Retry passes over bad sectors' }),
+    read_attempts: Type.Integer({ ...READ_ATTEMPTS, default: 5, description: 'Retry passes over bad sectors' }),
     sector_size: Type.Integer({ enum: [512, 2048, 4096], default: 2048, description: 'Sector size in bytes when the device does not report one' }),
     verify: Type.Boolean({ default: true, description: 'Re-read the finished image and compare its checksums' }),
     checksums: Type.Array(Type.Enum([...HASH_ALGORITHMS]), { minItems: 1, uniqueItems: true, default: ['md5', 'sha256'], description: 'Checksums to compute' }),

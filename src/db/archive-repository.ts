@@ -1,58 +1,12 @@
 import type { Selectable } from 'kysely';
-import type { HashAlgorithm } from '../config/schema.js';
-import type { DiscKind, FileSystemKind, MediaType } from '../drives/types.js';
+import type { ArchiveChecksums, ArchiveMetadata, ArchiveRecord, ArchiveSource, ArchiveStatus, ArchiveVerificationRecord } from '../archive/model.js';
+import { type Clock, systemClock } from '../clock.js';
+import type { DiscKind } from '../drives/types.js';
 import { NotFoundError } from '../errors.js';
+import type { JsonObject } from '../json.js';
 import type { Database } from './database.js';
-import type { ArchiveStatus, ArchiveVerificationsTable, ArchivesTable } from './schema.js';
-import { type Clock, type JsonObject, type ListResult, type SortOrder, fromJson, newId, page, systemClock, timestamp, toJson } from './values.js';
-
-export type ArchiveChecksums = Partial<Record<HashAlgorithm, string>>;
-
-export interface ArchiveMetadata {
-  label: string;
-  tags: string[];
-  notes: string;
-}
-
-/** Where an image came from, as the drive and the volume descriptors described it. */
-export interface ArchiveSource {
-  deviceId: string | null;
-  devicePath: string | null;
-  discKind: DiscKind | null;
-  volumeLabel: string | null;
-  volumeId: string | null;
-  mediaType: MediaType | null;
-  fileSystems: FileSystemKind[];
-}
-
-export interface ArchiveRecord {
-  id: string;
-  jobId: string | null;
-  filename: string;
-  path: string;
-  sizeBytes: number;
-  createdAt: string;
-  checksums: ArchiveChecksums;
-  metadata: ArchiveMetadata;
-  source: ArchiveSource;
-  discKind: DiscKind | null;
-  badBytes: number;
-  status: ArchiveStatus;
-  lastVerifiedAt: string | null;
-  lastVerifiedOk: boolean | null;
-}
-
-export interface ArchiveVerificationRecord {
-  id: number;
-  archiveId: string;
-  startedAt: string;
-  finishedAt: string;
-  ok: boolean;
-  /** Per-algorithm outcome and whatever else the verifier reports. */
-  results: JsonObject;
-  seconds: number;
-  requestedBy: string | null;
-}
+import type { ArchiveVerificationsTable, ArchivesTable } from './schema.js';
+import { type ListResult, type SortOrder, fromJson, newId, page, timestamp, toJson } from './values.js';
 
 export interface CreateArchiveInput {
   jobId?: string | null;

@@ -1,19 +1,9 @@
 import type { Insertable, Selectable } from 'kysely';
+import type { AuditEntry } from '../audit/model.js';
+import type { JsonObject } from '../json.js';
 import type { AuditLogTable } from './auth-schema.js';
 import type { Database, SyncExecutor } from './database.js';
-import { type JsonObject, type ListResult, type SortOrder, fromJson, page, timestamp, toJson } from './values.js';
-
-/** One audit entry in the specification's JSON shape, plus its sequence number. */
-export interface AuditEntry {
-  id: number;
-  timestamp: string;
-  event_type: string;
-  action: string;
-  user: string | null;
-  ip_address: string | null;
-  user_agent: string | null;
-  details: JsonObject;
-}
+import { type ListResult, type SortOrder, fromJson, page, timestamp, toJson } from './values.js';
 
 export interface NewAuditEntry {
   at: Date;

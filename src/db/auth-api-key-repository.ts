@@ -1,28 +1,10 @@
 import type { Selectable } from 'kysely';
-import type { ApiKeysTable, UserRole } from './auth-schema.js';
+import type { ApiKeyRecord } from '../auth/model.js';
+import type { UserRole } from '../auth/roles.js';
+import type { ApiKeysTable } from './auth-schema.js';
 import type { Database, SyncExecutor } from './database.js';
 import { readChangeCounter } from './table-versions.js';
 import { fromJson, timestamp, toJson } from './values.js';
-
-export interface ApiKeyRecord {
-  id: string;
-  userId: string;
-  /** The owner's name, joined in for listings. */
-  userName: string;
-  /** The owner's role now, joined in: with the scopes it gives the key's rights. */
-  userRole: UserRole;
-  name: string;
-  prefix: string;
-  /** null: all of the owner's rights. */
-  scopes: string[] | null;
-  createdAt: string;
-  createdBy: string;
-  expiresAt: string | null;
-  revokedAt: string | null;
-  lastUsedAt: string | null;
-  /** The key whose request created this one; null when a person or the CLI made it. */
-  parentId: string | null;
-}
 
 export interface NewApiKey {
   id: string;

@@ -1,15 +1,11 @@
 import type { Generated } from 'kysely';
+import type { ThrottleScope } from '../auth/model.js';
+import type { UserRole } from '../auth/roles.js';
 
 /**
  * Tables of users, credentials, login throttling and the audit trail (migration 0002). Secrets are
  * never stored: passwords as bcrypt hashes, session ids, API keys and setup tokens as SHA-256 hex.
  */
-
-export const USER_ROLES = ['admin', 'operator', 'viewer'] as const;
-export type UserRole = (typeof USER_ROLES)[number];
-
-export const THROTTLE_SCOPES = ['account', 'address'] as const;
-export type ThrottleScope = (typeof THROTTLE_SCOPES)[number];
 
 export interface UsersTable {
   id: string;

@@ -1,4 +1,5 @@
 import type { Selectable } from 'kysely';
+import type { Liveness } from '../auth/model.js';
 import type { SessionsTable } from './auth-schema.js';
 import type { Database, SyncExecutor } from './database.js';
 import { timestamp } from './values.js';
@@ -23,12 +24,6 @@ export interface NewSession {
   expiresAt: Date;
   ipAddress: string | null;
   userAgent: string | null;
-}
-
-/** A session is live while it was seen after `idleSince` and its absolute end is after `now`. */
-export interface Liveness {
-  now: Date;
-  idleSince: Date;
 }
 
 export interface SessionRepository {

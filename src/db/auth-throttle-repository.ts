@@ -1,4 +1,4 @@
-import type { ThrottleScope } from './auth-schema.js';
+import type { ThrottleScope } from '../auth/model.js';
 import type { Database, SyncExecutor } from './database.js';
 import { timestamp } from './values.js';
 

@@ -1,26 +1,10 @@
 import type { Selectable, Updateable } from 'kysely';
+import { type StoredUser, type UserRecord, publicUser } from '../auth/model.js';
+import type { UserRole } from '../auth/roles.js';
 import { ConflictError } from '../errors.js';
-import type { UserRole, UsersTable } from './auth-schema.js';
+import type { UsersTable } from './auth-schema.js';
 import type { Database, SyncExecutor } from './database.js';
 import { timestamp } from './values.js';
-
-export interface UserRecord {
-  id: string;
-  name: string;
-  role: UserRole;
-  disabled: boolean;
-  passwordChangedAt: string;
-  passwordResetRequired: boolean;
-  credentialsVersion: number;
-  createdAt: string;
-  updatedAt: string;
-  lastLoginAt: string | null;
-}
-
-/** A user with the password hash, for the few places that check a password. */
-export interface StoredUser extends UserRecord {
-  passwordHash: string;
-}
 
 export interface NewUser {
   id: string;
@@ -71,12 +55,6 @@ function rowToStoredUser(row: Selectable<UsersTable>): StoredUser {
     lastLoginAt: row.last_login_at,
     passwordHash: row.password_hash,
   };
-}
-
-/** The user without the hash: what listings and services hand out. */
-export function publicUser(user: StoredUser): UserRecord {
-  const { passwordHash: _hidden, ...rest } = user;
-  return rest;
 }
 
 export function createUserRepository(database: Database): UserRepository {

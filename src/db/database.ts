@@ -49,6 +49,11 @@ export interface Database {
   close(): Promise<void>;
 }
 
+/** The migrations in `applied` that this version does not know: those of a newer version, whose schema it could not run. */
+export function unknownMigrations(applied: readonly string[]): string[] {
+  return applied.filter((name) => !MIGRATION_NAMES.includes(name));
+}
+
 /** The service's database inside the data dir; the service and the CLI open the same file. */
 export function databaseFile(dataDir: string): string {
   return join(dataDir, 'disk2iso.db');

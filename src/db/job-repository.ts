@@ -1,78 +1,40 @@
 import { type RawBuilder, type SelectQueryBuilder, type Selectable, sql } from 'kysely';
+import { Compile } from 'typebox/compile';
+import { type Clock, systemClock } from '../clock.js';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
-import type { ImagingPhase } from '../imaging/types.js';
-import type { Database } from './database.js';
 import {
-  ACTIVE_JOB_STATUSES,
-  type DB,
   FINISHED_JOB_STATUSES,
   JOB_STATUSES,
-  type JobLogsTable,
+  type JobLogRecord,
+  type JobOptions,
+  JobOptionsSchema,
   type JobPriority,
+  type JobRecord,
   type JobStatus,
-  type JobsTable,
-  type LogLevel,
-  type RequestedAction,
-} from './schema.js';
+  type LeaseHolder,
+  isActive,
+} from '../jobs/model.js';
+import type { LogLevel } from '../log.js';
+import type { Database } from './database.js';
+import type { DB, JobLogsTable, JobsTable } from './schema.js';
 import { readChangeCounter } from './table-versions.js';
-import { type Clock, type JsonObject, type ListResult, type SortOrder, fromJson, page, systemClock, timestamp } from './values.js';
+import { CorruptRowError, type ListResult, type SortOrder, page, parseJson, timestamp } from './values.js';
 
-/**
- * Imaging options as the API takes them (`read_attempts`, `verify`, `checksums`, …). The job
- * service validates them; this layer stores and returns them unchanged.
- */
-export type JobOptions = JsonObject;
+const jobOptions = Compile(JobOptionsSchema);
 
-/**
- * The process holding a job's lease, as far as another process on the same host can check it: a
- * pid is only that process while its start time (/proc/PID/stat field 22, clock ticks after boot)
- * is the same, within one boot and one pid namespace.
- */
-export interface LeaseHolder {
-  host: string;
-  /** /proc/sys/kernel/random/boot_id */
-  bootId: string;
-  /** The target of /proc/self/ns/pid, e.g. `pid:[4026531836]`. */
-  pidNamespace: string;
-  pid: number;
-  startTicks: number;
-}
-
-export interface JobRecord {
-  id: string;
-  name: string;
-  status: JobStatus;
-  priority: JobPriority;
-  deviceId: string;
-  devicePath: string;
-  outputFile: string;
-  options: JobOptions;
-  phase: ImagingPhase | null;
-  /** 0..100 */
-  progress: number;
-  sizeBytes: number | null;
-  bytesDone: number;
-  speedBps: number | null;
-  etaSeconds: number | null;
-  badBytes: number;
-  errorCount: number;
-  errorCode: string | null;
-  errorMessage: string | null;
-  archiveId: string | null;
-  createdBy: string | null;
-  createdAt: string;
-  updatedAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-  /** Order of entering the queue; re-queueing a paused or failed job gives it a new one. */
-  seq: number;
-  leaseOwner: string | null;
-  leaseExpiresAt: string | null;
-  leaseHolder: LeaseHolder | null;
-  /** How often a worker claimed the job. */
-  attempts: number;
-  /** A stop another process asked the job's worker for (e.g. the CLI's `stop --all`). */
-  requestedAction: RequestedAction | null;
+/** The options column of a job, checked against the options a job may hold. */
+export function readJobOptions(row: Pick<JobRow, 'id' | 'options'>): JobOptions {
+  const value = parseJson(row.options, () => new CorruptRowError('job', row.id, 'options', 'not JSON'));
+  if (jobOptions.Check(value)) return value;
+  const [first] = jobOptions.Errors(value);
+  // A key no option has fails as a `false` schema, whose own message ("schema is false") says nothing.
+  const problem =
+    first === undefined
+      ? 'not valid'
+      : first.keyword === 'boolean'
+        ? `${first.instancePath} is not an option`
+        : `${first.instancePath || 'the value'} ${first.message}`;
+  throw new CorruptRowError('job', row.id, 'options', problem);
 }
 
 export function rowToJob(row: JobRow): JobRecord {
@@ -84,7 +46,7 @@ export function rowToJob(row: JobRow): JobRecord {
     deviceId: row.device_id,
     devicePath: row.device_path,
     outputFile: row.output_file,
-    options: fromJson<JobOptions>(row.options),
+    options: readJobOptions(row),
     phase: row.phase,
     progress: row.progress,
     sizeBytes: row.size_bytes,
@@ -111,7 +73,7 @@ export function rowToJob(row: JobRow): JobRecord {
 }
 
 /** Null for a value that is not a holder's full description (written by a later or broken version): it cannot be checked. */
-function parseLeaseHolder(text: string): LeaseHolder | null {
+export function parseLeaseHolder(text: string): LeaseHolder | null {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -123,14 +85,6 @@ function parseLeaseHolder(text: string): LeaseHolder | null {
   if (typeof host !== 'string' || typeof bootId !== 'string' || typeof pidNamespace !== 'string') return null;
   if (!Number.isSafeInteger(pid) || !Number.isSafeInteger(startTicks)) return null;
   return { host, bootId, pidNamespace, pid: pid as number, startTicks: startTicks as number };
-}
-
-export interface JobLogRecord {
-  id: number;
-  jobId: string;
-  at: string;
-  level: LogLevel;
-  message: string;
 }
 
 function rowToJobLog(row: Selectable<JobLogsTable>): JobLogRecord {
@@ -368,7 +322,7 @@ export function createJobRepository(database: Database, options: { now?: Clock }
       database.writeTransaction((tx) => {
         const row = tx.first(db.selectFrom('jobs').select('status').where('id', '=', id));
         if (row === undefined) throw new NotFoundError('job_not_found', `Job ${id} not found`, { job_id: id });
-        if ((ACTIVE_JOB_STATUSES as readonly JobStatus[]).includes(row.status)) {
+        if (isActive(row.status)) {
           throw new ConflictError('job_active', `Job ${id} is ${row.status}; cancel it first`, { job_id: id, status: row.status });
         }
         tx.run(db.deleteFrom('jobs').where('id', '=', id));

@@ -1,19 +1,11 @@
 import type { Selectable } from 'kysely';
+import { type Clock, systemClock } from '../clock.js';
+import type { JsonObject } from '../json.js';
+import type { LogRecord } from '../log.js';
+import { LOG_LEVELS, type LogLevel } from '../log.js';
 import type { Database } from './database.js';
-import { LOG_LEVELS, type LogLevel, type LogsTable } from './schema.js';
-import { type Clock, type JsonObject, type ListResult, type SortOrder, fromJson, page, systemClock, timestamp, toJson } from './values.js';
-
-/** An application log line, as GET /api/v1/logs and `disk2iso logs` serve them. */
-export interface LogRecord {
-  id: number;
-  at: string;
-  level: LogLevel;
-  /** The part of the service that wrote it (`http`, `jobs`, `drives`, …). */
-  source: string;
-  message: string;
-  jobId: string | null;
-  details: JsonObject | null;
-}
+import type { LogsTable } from './schema.js';
+import { type ListResult, type SortOrder, fromJson, page, timestamp, toJson } from './values.js';
 
 export interface AppendLogInput {
   level: LogLevel;

@@ -1,33 +1,17 @@
 import type { Generated } from 'kysely';
-import type { Priority } from '../config/schema.js';
+import type { ArchiveStatus } from '../archive/model.js';
 import type { DiscKind } from '../drives/types.js';
 import type { ImagingPhase } from '../imaging/types.js';
+import type { JobPriority, JobStatus, RequestedAction } from '../jobs/model.js';
+import type { LogLevel } from '../log.js';
 import type { AuthTables } from './auth-schema.js';
 
 /**
  * Table shapes as kysely sees them: snake_case columns, timestamps as ISO 8601 UTC text, JSON
  * columns as text (the repositories parse and serialise them). The CHECK constraints in the
- * migrations guarantee that the union-typed columns hold only the listed values.
+ * migrations guarantee that the union-typed columns hold only the listed values, which the
+ * capabilities that own them declare (jobs/model.ts, archive/model.ts, auth/roles.ts, log.ts).
  */
-
-export const JOB_STATUSES = ['queued', 'running', 'paused', 'verifying', 'completed', 'failed', 'cancelled'] as const;
-export type JobStatus = (typeof JOB_STATUSES)[number];
-/** Statuses in which a job occupies its drive and holds a lease. */
-export const ACTIVE_JOB_STATUSES = ['running', 'verifying'] as const satisfies readonly JobStatus[];
-export type ActiveJobStatus = (typeof ACTIVE_JOB_STATUSES)[number];
-/** Statuses a job never leaves on its own. */
-export const FINISHED_JOB_STATUSES = ['completed', 'failed', 'cancelled'] as const satisfies readonly JobStatus[];
-
-export type JobPriority = Priority;
-
-export const REQUESTED_ACTIONS = ['pause', 'cancel'] as const;
-export type RequestedAction = (typeof REQUESTED_ACTIONS)[number];
-
-export const LOG_LEVELS = ['debug', 'info', 'warning', 'error'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
-
-export const ARCHIVE_STATUSES = ['ok', 'damaged', 'missing'] as const;
-export type ArchiveStatus = (typeof ARCHIVE_STATUSES)[number];
 
 export interface JobsTable {
   id: string;

@@ -1,7 +1,9 @@
 import type { Selectable } from 'kysely';
+import { type Clock, systemClock } from '../clock.js';
+import type { JsonValue } from '../json.js';
 import type { Database } from './database.js';
 import type { SettingsTable } from './schema.js';
-import { type Clock, type JsonValue, fromJson, systemClock, timestamp, toJson } from './values.js';
+import { fromJson, timestamp, toJson } from './values.js';
 
 /** A setting written through the API or the CLI; it overrides the config file and environment. */
 export interface SettingRecord {

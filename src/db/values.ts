@@ -1,13 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { ValidationError } from '../errors.js';
+import type { JsonValue } from '../json.js';
 
 /** Helpers every repository shares: ids, timestamps, JSON columns, paging. */
-
-export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
-export type JsonObject = { [key: string]: JsonValue };
-
-export type Clock = () => Date;
-export const systemClock: Clock = () => new Date();
 
 /** ISO 8601 UTC with milliseconds and 'Z': one fixed width, so stored timestamps compare as text. */
 export function timestamp(date: Date): string {
@@ -26,6 +21,27 @@ export function toJson(value: JsonValue | object): string {
 /** Parses a JSON column this layer wrote; the caller states the shape it stored there. */
 export function fromJson<T>(text: string): T {
   return JSON.parse(text) as T;
+}
+
+/** Parses a JSON column whose shape the caller checks next; text that is no JSON at all throws `invalid()`. */
+export function parseJson(text: string, invalid: () => Error): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw invalid();
+  }
+}
+
+/**
+ * A stored value without the shape its column promises: the row was changed outside the service, or
+ * by a broken version. Names the row and the column, so the row can be found and repaired; reading
+ * it fails instead of handing on a value nothing checked.
+ */
+export class CorruptRowError extends Error {
+  constructor(kind: string, id: string, column: string, problem: string) {
+    super(`${kind} ${id}: the stored ${column} are invalid: ${problem}`);
+    this.name = 'CorruptRowError';
+  }
 }
 
 export interface ListResult<T> {

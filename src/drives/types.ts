@@ -20,9 +20,12 @@ export interface Drive {
   description: string;
 }
 
-export type FileSystemKind = 'iso9660' | 'joliet' | 'rockridge' | 'udf';
-export type DiscKind = 'data' | 'dvd-video' | 'bd-video' | 'audio' | 'blank' | 'unknown';
-export type MediaType = 'cd' | 'dvd' | 'bd';
+export const FILE_SYSTEM_KINDS = ['iso9660', 'joliet', 'rockridge', 'udf'] as const;
+export type FileSystemKind = (typeof FILE_SYSTEM_KINDS)[number];
+export const DISC_KINDS = ['data', 'dvd-video', 'bd-video', 'audio', 'blank', 'unknown'] as const;
+export type DiscKind = (typeof DISC_KINDS)[number];
+export const MEDIA_TYPES = ['cd', 'dvd', 'bd'] as const;
+export type MediaType = (typeof MEDIA_TYPES)[number];
 
 export interface MediaInfo {
   present: boolean;

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { AuditTrail } from '../audit/trail.js';
-import type { JsonObject } from '../db/values.js';
+import type { JsonObject } from '../json.js';
 import { clientOf } from './guard.js';
 
 declare module 'fastify' {

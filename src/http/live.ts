@@ -1,5 +1,5 @@
 import type { JobEventBus } from '../jobs/events.js';
-import type { JobRecord } from '../jobs/queue.js';
+import type { JobRecord } from '../jobs/model.js';
 import { type JobView, toJobUpdate, toJobView } from '../jobs/view.js';
 
 export const LIVE_MESSAGE_TYPES = ['job_created', 'job_update', 'job_finished', 'job_removed', 'job_log'] as const;

@@ -1,6 +1,9 @@
 import Type, { type TSchema } from 'typebox';
+import { ARCHIVE_STATUSES } from '../archive/model.js';
 import { HASH_ALGORITHMS, PRIORITIES } from '../config/schema.js';
-import { ARCHIVE_STATUSES, JOB_STATUSES, LOG_LEVELS } from '../db/schema.js';
+import { DISC_KINDS, MEDIA_TYPES } from '../drives/types.js';
+import { JOB_STATUSES, JobOptionsSchema } from '../jobs/model.js';
+import { LOG_LEVELS } from '../log.js';
 
 /**
  * Schemas shared by several routes. Every object is closed (additionalProperties false): requests
@@ -46,37 +49,12 @@ export const Priority = Type.Enum([...PRIORITIES]);
 export const HashAlgorithm = Type.Enum([...HASH_ALGORITHMS]);
 export const ArchiveStatus = Type.Enum([...ARCHIVE_STATUSES]);
 export const LogLevel = Type.Enum([...LOG_LEVELS]);
-export const DiscKind = Type.Enum(['data', 'dvd-video', 'bd-video', 'audio', 'blank', 'unknown']);
-export const MediaType = Type.Enum(['cd', 'dvd', 'bd']);
+export const DiscKind = Type.Enum([...DISC_KINDS]);
+export const MediaType = Type.Enum([...MEDIA_TYPES]);
 export const ImagingPhase = Type.Enum(['preparing', 'copying', 'trimming', 'scraping', 'retrying', 'hashing', 'finalizing', 'verifying']);
 
 const Checksums = Type.Object(
   { md5: Type.Optional(Type.String()), sha1: Type.Optional(Type.String()), sha256: Type.Optional(Type.String()) },
-  { additionalProperties: false },
-);
-
-export const JobOptions = Type.Object(
-  {
-    read_attempts: Type.Optional(Type.Integer()),
-    verify: Type.Optional(Type.Boolean()),
-    checksums: Type.Optional(Type.Array(HashAlgorithm)),
-    disc: Type.Optional(
-      Type.Object(
-        {
-          label: Type.Optional(Nullable(Type.String())),
-          volume_id: Type.Optional(Nullable(Type.String())),
-          created_at: Type.Optional(Nullable(Type.String())),
-          kind: Type.Optional(DiscKind),
-          media_type: Type.Optional(Nullable(MediaType)),
-          file_systems: Type.Optional(Type.Array(Type.String())),
-          size_bytes: Type.Optional(Type.Integer()),
-          sector_size: Type.Optional(Type.Integer()),
-        },
-        { additionalProperties: false, description: 'The disc as it was when the job was created (a retry must find the same disc)' },
-      ),
-    ),
-    keep_partial_on_cancel: Type.Optional(Type.Boolean({ description: "The last cancel's choice: keep the partial image and its rescue map" })),
-  },
   { additionalProperties: false },
 );
 
@@ -106,7 +84,7 @@ export const Job = Type.Object(
         description: 'Why a paused job waits (null unless paused): someone asked, or the output storage is too full (error says how); resume continues either',
       }),
     ),
-    options: JobOptions,
+    options: JobOptionsSchema,
     started_at: Nullable(Timestamp),
     finished_at: Nullable(Timestamp),
     archive_id: Nullable(ArchiveId),

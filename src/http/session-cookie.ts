@@ -1,8 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { LoginResult, LoginService } from '../auth/login.js';
+import type { UserRecord } from '../auth/model.js';
 import type { StartedSession } from '../auth/sessions.js';
 import type { UserService } from '../auth/users.js';
-import type { UserRecord } from '../db/auth-user-repository.js';
 import { SESSION_COOKIE, clientOf, credentialsOf, principalOf } from './guard.js';
 
 /** Sets the session cookie: HttpOnly, SameSite=Lax, Secure whenever the browser came over HTTPS. */

@@ -13,12 +13,17 @@ export async function fsyncDirectory(dir: string): Promise<void> {
   }
 }
 
+/** Where writeFileAtomic writes `path`'s next content first; a crash in between leaves it behind. */
+export function temporaryPathOf(path: string): string {
+  return `${path}.tmp`;
+}
+
 /**
  * Replaces `path` with `data` so that a crash at any moment leaves either the old or the new
  * content: write `path.tmp`, fsync it, rename it over `path`, fsync the directory.
  */
 export async function writeFileAtomic(path: string, data: string): Promise<void> {
-  const temporary = `${path}.tmp`;
+  const temporary = temporaryPathOf(path);
   try {
     const handle = await open(temporary, 'w', FILE_MODE);
     try {

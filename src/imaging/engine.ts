@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { type FileHandle, open, rename, rm, stat } from 'node:fs/promises';
+import { type FileHandle, open, rename, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { ConflictError, DomainError, NotFoundError, UnavailableError, ValidationError, errnoCode, errorMessage } from '../errors.js';
 import { FILE_MODE, fsyncDirectory, writeFileAtomic } from './atomic-file.js';
@@ -7,7 +7,7 @@ import { createFailureJournal } from './failure-journal.js';
 import { type Digests, type Hashers, createHashers, hashFile } from './hasher.js';
 import { type ImageWriter, createImageWriter } from './image-writer.js';
 import { type RescueMap, formatMapfile } from './mapfile.js';
-import { inspectOutput, outputSpace, pathExists } from './output-state.js';
+import { inspectOutput, outputSpace, partialPaths, pathExists, removePartials } from './output-state.js';
 import { createProgressTracker } from './progress.js';
 import { type RescueActivity, copyReadBytes, runRescue } from './rescue.js';
 import { type ImageRecord, writeChecksumSidecars, writeImageRecord } from './sidecars.js';
@@ -118,8 +118,7 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
   const size = input.sizeBytes;
   const sectorSize = input.sectorSize;
   const clusterBytes = options.clusterSectors * sectorSize;
-  const partPath = `${outputPath}.part`;
-  const mapPath = `${outputPath}.map`;
+  const { partPath, mapPath } = partialPaths(outputPath);
   const dir = dirname(outputPath);
 
   await requireDirectory(dir);
@@ -344,9 +343,7 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
       if (options.keepPartialOnCancel) {
         log('info', 'cancelled; partial image and map kept');
       } else {
-        await rm(partPath, { force: true });
-        await rm(mapPath, { force: true });
-        await rm(`${mapPath}.tmp`, { force: true });
+        await removePartials(outputPath);
         log('info', 'cancelled; partial image and map removed');
       }
       return result('cancelled', {

@@ -1,7 +1,23 @@
-import { readFile, stat, statfs } from 'node:fs/promises';
+import { readFile, rm, stat, statfs } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { ConflictError, errnoCode, errorMessage } from '../errors.js';
+import { temporaryPathOf } from './atomic-file.js';
 import { type RescueMap, createRescueMap, parseMapfile } from './mapfile.js';
+
+/** The files a run keeps beside NAME.iso until it completes: the partial image and its rescue map. */
+export function partialPaths(outputPath: string): { partPath: string; mapPath: string } {
+  return { partPath: `${outputPath}.part`, mapPath: `${outputPath}.map` };
+}
+
+/**
+ * Removes what a run left beside NAME.iso: the partial image, its rescue map, and a save of the map
+ * cut short. The one clean-up of every way a run's data is discarded (the engine's cancel, the
+ * runner's, the job service's cancel and removal of a job that is not running).
+ */
+export async function removePartials(outputPath: string): Promise<void> {
+  const { partPath, mapPath } = partialPaths(outputPath);
+  for (const path of [partPath, mapPath, temporaryPathOf(mapPath)]) await rm(path, { force: true });
+}
 
 export async function pathExists(path: string): Promise<boolean> {
   try {

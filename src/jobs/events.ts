@@ -1,5 +1,6 @@
 import type { EventBus } from '../events/bus.js';
-import type { JobRecord } from './queue.js';
+import type { LogLevel } from '../log.js';
+import type { JobRecord } from './model.js';
 
 /** What happens to jobs, for live streams (SSE, WebSocket), metrics and notifications. */
 export interface JobEvents {
@@ -9,7 +10,7 @@ export interface JobEvents {
   /** Reached completed, failed, cancelled or paused. */
   'job.finished': { job: JobRecord };
   'job.removed': { jobId: string };
-  'job.log': { jobId: string; level: 'debug' | 'info' | 'warning' | 'error'; message: string; at: string };
+  'job.log': { jobId: string; level: LogLevel; message: string; at: string };
   /** Asks the in-process runner to stop a job now instead of at its next progress update. */
   'job.stop_requested': { jobId: string; action: 'pause' | 'cancel' };
 }

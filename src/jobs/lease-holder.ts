@@ -1,7 +1,7 @@
 import { readFile, readlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { errnoCode } from '../errors.js';
-import type { LeaseHolder } from './queue.js';
+import type { LeaseHolder } from './model.js';
 
 /** State (field 3) and start time (field 22) of a process, from /proc/PID/stat; null when there is no such process. */
 async function processStat(pid: number | 'self'): Promise<{ state: string; startTicks: number } | null> {

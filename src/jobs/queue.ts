@@ -1,11 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { JobOptions, JobRecord, LeaseHolder } from '../db/job-repository.js';
-import type { ActiveJobStatus, JobPriority, RequestedAction } from '../db/schema.js';
 import type { ImagingPhase } from '../imaging/types.js';
-
-export type { JobOptions, JobRecord, LeaseHolder } from '../db/job-repository.js';
-export type { JobPriority, RequestedAction } from '../db/schema.js';
+import type { ActiveJobStatus, JobOptions, JobPriority, JobRecord, LeaseHolder, RequestedAction } from './model.js';
 
 /**
  * The durable job queue, independent of where it stores jobs (SQLite now; Redis or PostgreSQL

@@ -1,18 +1,19 @@
-import { link, rm, unlink } from 'node:fs/promises';
+import { link, unlink } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { imagingOptionsFrom } from '../config/imaging-options.js';
-import type { Config, HashAlgorithm } from '../config/schema.js';
+import type { Config } from '../config/schema.js';
 import type { ArchiveRepository } from '../db/archive-repository.js';
 import type { JobRepository } from '../db/job-repository.js';
 import type { DriveService } from '../drives/service.js';
 import type { MediaInfo } from '../drives/types.js';
 import { ConflictError, DomainError, UnavailableError, errnoCode, errorMessage } from '../errors.js';
+import { removePartials } from '../imaging/output-state.js';
 import type { ImagingProgress, ImagingRequest, ImagingResult } from '../imaging/types.js';
 import type { Logger } from '../log.js';
 import type { JobEventBus } from './events.js';
 import { insideOutputDir, shouldEject } from './intake.js';
-import { waitsForSpace } from './pause-reason.js';
-import type { FinishPatch, JobQueue, JobRecord, LeaseHolder } from './queue.js';
+import { type JobOptions, type JobRecord, type LeaseHolder, waitsForSpace } from './model.js';
+import type { FinishPatch, JobQueue } from './queue.js';
 
 export interface JobRunnerDeps {
   config: Config;
@@ -71,16 +72,6 @@ interface ActiveRun {
   done: Promise<void>;
 }
 
-/** The stored options of a job (validated when it was created). */
-interface StoredOptions {
-  read_attempts?: number;
-  verify?: boolean;
-  checksums?: HashAlgorithm[];
-  disc?: { volume_id?: string | null; created_at?: string | null; size_bytes?: number };
-  /** A cancel's choice (see JobService.update); absent: the configured storage.keep_partial_on_cancel. */
-  keep_partial_on_cancel?: boolean;
-}
-
 /**
  * A job that already has an archive entry runs again only to read its bad areas once more: its
  * finished image goes back to NAME.iso.part beside the kept map, and the engine continues from
@@ -100,7 +91,7 @@ async function reopenImage(outputFile: string): Promise<void> {
 }
 
 /** True when the disc now in the drive is not the one the job started on (a retry must not mix discs). */
-function differentDisc(options: StoredOptions, media: MediaInfo): boolean {
+function differentDisc(options: JobOptions, media: MediaInfo): boolean {
   const disc = options.disc;
   if (!disc) return false;
   return (
@@ -182,14 +173,12 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
   /** Removes a cancelled run's partial image and map, unless the user kept them or they hold an archived image. */
   async function discardIfAsked(job: JobRecord, result: ImagingResult): Promise<void> {
     const current = (await queue.get(job.id)) ?? job;
-    const keep = (current.options as StoredOptions).keep_partial_on_cancel ?? config.storage.keep_partial_on_cancel;
+    const keep = current.options.keep_partial_on_cancel ?? config.storage.keep_partial_on_cancel;
     if (keep || job.archiveId !== null) {
       await appendLog(job.id, 'info', `partial image and map kept: ${basename(result.partPath)}, ${basename(result.mapPath)}`);
       return;
     }
-    await rm(result.partPath, { force: true });
-    await rm(result.mapPath, { force: true });
-    await rm(`${result.mapPath}.tmp`, { force: true });
+    await removePartials(job.outputFile);
     await appendLog(job.id, 'info', 'partial image and map removed');
   }
 
@@ -264,7 +253,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
       const drive = await drives.get(job.deviceId);
       const media = await drives.probe(drive.id);
       if (!media.present || !media.imageSizeBytes) throw new UnavailableError('no_media', `no readable disc in ${drive.id}`);
-      const options = job.options as StoredOptions;
+      const { options } = job;
       if (!(await outputAllowed(job.outputFile))) {
         throw new ConflictError(
           'output_outside_service',

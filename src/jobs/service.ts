@@ -1,14 +1,14 @@
-import { link, readFile, rm, unlink } from 'node:fs/promises';
+import { link, readFile, unlink } from 'node:fs/promises';
 import type { Config, Priority } from '../config/schema.js';
-import type { JobListFilter, JobLogRecord, JobRepository } from '../db/job-repository.js';
-import { FINISHED_JOB_STATUSES, type JobStatus } from '../db/schema.js';
+import type { JobListFilter, JobRepository } from '../db/job-repository.js';
 import { ConflictError, NotFoundError, ValidationError, errnoCode } from '../errors.js';
-import { pathExists } from '../imaging/output-state.js';
+import { pathExists, removePartials } from '../imaging/output-state.js';
 import type { Logger } from '../log.js';
 import type { KnownDrives } from '../system/devices.js';
 import type { JobEventBus } from './events.js';
 import { type JobChoices, createIntake } from './intake.js';
-import type { JobQueue, JobRecord } from './queue.js';
+import { type JobLogRecord, type JobRecord, type JobStatus, RETRY_READ_ATTEMPTS, isActive, isFinished } from './model.js';
+import type { JobQueue } from './queue.js';
 import { type JobView, toJobView } from './view.js';
 
 export interface CreateJobInput {
@@ -35,9 +35,6 @@ export interface UpdateJobInput {
    */
   keep_partial?: boolean | undefined;
 }
-
-/** Read attempts allowed for a run over a job's bad areas (as for a new job). */
-export const RETRY_READ_ATTEMPTS = { min: 1, max: 100 } as const;
 
 export interface ListJobsQuery {
   status?: JobStatus[] | undefined;
@@ -90,7 +87,6 @@ export interface JobServiceDeps {
   removeWaitMs?: number;
 }
 
-const ACTIVE: readonly JobStatus[] = ['running', 'verifying'];
 const JOB_ID = /^job_[a-z0-9]{1,64}$/;
 
 export function createJobService(deps: JobServiceDeps): JobService {
@@ -125,15 +121,11 @@ export function createJobService(deps: JobServiceDeps): JobService {
   /** A job with an archive entry is improving that image: its .part is the archived image, never removed here. */
   async function discardPartials(job: JobRecord): Promise<void> {
     if (job.archiveId !== null) return;
-    await rm(`${job.outputFile}.part`, { force: true });
-    await rm(`${job.outputFile}.map`, { force: true });
+    await removePartials(job.outputFile);
   }
 
   async function announce(job: JobRecord): Promise<JobView> {
-    events.emit(
-      FINISHED_JOB_STATUSES.includes(job.status as (typeof FINISHED_JOB_STATUSES)[number]) || job.status === 'paused' ? 'job.finished' : 'job.updated',
-      { job },
-    );
+    events.emit(isFinished(job.status) || job.status === 'paused' ? 'job.finished' : 'job.updated', { job });
     return view(job);
   }
 
@@ -146,7 +138,7 @@ export function createJobService(deps: JobServiceDeps): JobService {
     const deadline = Date.now() + (deps.removeWaitMs ?? 30_000);
     while (Date.now() < deadline) {
       const job = await queue.get(id);
-      if (!job || !ACTIVE.includes(job.status)) return;
+      if (!job || !isActive(job.status)) return;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     throw new ConflictError('job_busy', `job ${id} did not stop in time; try again`);
@@ -193,7 +185,7 @@ export function createJobService(deps: JobServiceDeps): JobService {
       const move = target === undefined || target.id === job.deviceId ? undefined : { drive: { id: target.id, path: target.path } };
       const movedTo = move === undefined ? '' : ` on ${move.drive.id} (${move.drive.path}) instead of ${job.deviceId}`;
       if (input.priority !== undefined) {
-        if (FINISHED_JOB_STATUSES.includes(job.status as (typeof FINISHED_JOB_STATUSES)[number])) {
+        if (isFinished(job.status)) {
           throw new ConflictError('invalid_state', `job ${id} is ${job.status}; its priority no longer matters`, { status: job.status });
         }
         job = await queue.setPriority(id, input.priority);
@@ -202,7 +194,7 @@ export function createJobService(deps: JobServiceDeps): JobService {
         case undefined:
           break;
         case 'pause': {
-          const wasActive = ACTIVE.includes(job.status);
+          const wasActive = isActive(job.status);
           job = await queue.requestStop(id, 'pause');
           if (wasActive) events.emit('job.stop_requested', { jobId: id, action: 'pause' });
           await logLine(id, 'pause requested');
@@ -215,10 +207,9 @@ export function createJobService(deps: JobServiceDeps): JobService {
               archive_id: job.archiveId,
             });
           }
-          const wasActive = ACTIVE.includes(job.status);
+          const wasActive = isActive(job.status);
           // The runner reads the choice from the job when the run has stopped (possibly in another process).
-          if (!FINISHED_JOB_STATUSES.includes(job.status as (typeof FINISHED_JOB_STATUSES)[number]))
-            job = await queue.mergeOptions(id, { keep_partial_on_cancel: keep });
+          if (!isFinished(job.status)) job = await queue.mergeOptions(id, { keep_partial_on_cancel: keep });
           job = await queue.requestStop(id, 'cancel');
           if (wasActive) events.emit('job.stop_requested', { jobId: id, action: 'cancel' });
           else if (!keep) await discardPartials(job);
@@ -248,9 +239,9 @@ export function createJobService(deps: JobServiceDeps): JobService {
       if (job.status !== 'completed' || job.badBytes === 0 || job.archiveId === null) {
         throw new ConflictError('no_bad_areas', `job ${id} has no unreadable sectors to read again`, { status: job.status, bad_bytes: job.badBytes });
       }
-      const attempts = readAttempts ?? Math.max(RETRY_READ_ATTEMPTS.min, config.imaging.read_attempts);
-      if (!Number.isSafeInteger(attempts) || attempts < RETRY_READ_ATTEMPTS.min || attempts > RETRY_READ_ATTEMPTS.max) {
-        throw new ValidationError('validation_failed', `read_attempts must be ${RETRY_READ_ATTEMPTS.min} to ${RETRY_READ_ATTEMPTS.max}`, [
+      const attempts = readAttempts ?? Math.max(RETRY_READ_ATTEMPTS.minimum, config.imaging.read_attempts);
+      if (!Number.isSafeInteger(attempts) || attempts < RETRY_READ_ATTEMPTS.minimum || attempts > RETRY_READ_ATTEMPTS.maximum) {
+        throw new ValidationError('validation_failed', `read_attempts must be ${RETRY_READ_ATTEMPTS.minimum} to ${RETRY_READ_ATTEMPTS.maximum}`, [
           { field: 'read_attempts' },
         ]);
       }
@@ -275,13 +266,13 @@ export function createJobService(deps: JobServiceDeps): JobService {
 
     async remove(id) {
       const job = await find(id);
-      if (ACTIVE.includes(job.status)) {
+      if (isActive(job.status)) {
         await queue.requestStop(id, 'cancel');
         events.emit('job.stop_requested', { jobId: id, action: 'cancel' });
         await waitUntilInactive(id);
       }
       if (job.archiveId !== null && job.status !== 'completed') await restoreArchivedImage(job);
-      else if (!ACTIVE.includes(job.status) && job.status !== 'completed' && !config.storage.keep_partial_on_cancel) await discardPartials(job);
+      else if (!isActive(job.status) && job.status !== 'completed' && !config.storage.keep_partial_on_cancel) await discardPartials(job);
       await jobs.delete(id);
       events.emit('job.removed', { jobId: id });
     },

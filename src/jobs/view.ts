@@ -1,13 +1,4 @@
-import { type PauseReason, pauseReason } from './pause-reason.js';
-import type { JobRecord } from './queue.js';
-
-/**
- * How a completed job ended: 'clean', or 'with_errors' when some sectors stayed unreadable and are
- * zero-filled in the image. Not a status of its own: the status says where a job is in its life
- * (a completed job has an image in the archive, whatever its outcome), the outcome says how good
- * that image is; clients filtering on status=completed still see every finished image.
- */
-export type JobOutcome = 'clean' | 'with_errors';
+import { type JobOptions, type JobOutcome, type JobRecord, type PauseReason, jobOutcome, pauseReason } from './model.js';
 
 /** The unreadable part of a job's image, as every screen and the API describe it. */
 export interface BadSectorsView {
@@ -54,18 +45,8 @@ export interface JobView {
 }
 
 /** The sector size the job's disc reported, for counting bad sectors from bad bytes. */
-export function jobSectorSize(options: JobRecord['options']): number {
-  const disc = options['disc'];
-  if (typeof disc === 'object' && disc !== null && !Array.isArray(disc)) {
-    const size = (disc as Record<string, unknown>)['sector_size'];
-    if (typeof size === 'number' && size > 0) return size;
-  }
-  return 2048;
-}
-
-export function jobOutcome(job: Pick<JobRecord, 'status' | 'badBytes'>): JobOutcome | null {
-  if (job.status !== 'completed') return null;
-  return job.badBytes > 0 ? 'with_errors' : 'clean';
+export function jobSectorSize(options: JobOptions): number {
+  return options.disc?.sector_size ?? 2048;
 }
 
 export function toJobView(job: JobRecord, queuePosition: number | null): JobView {

@@ -6,8 +6,7 @@ import { promisify } from 'node:util';
 import BetterSqlite3 from 'better-sqlite3';
 import { SIGNING_KEY_FILE } from '../auth/tokens.js';
 import type { Config } from '../config/schema.js';
-import { type Database, databaseFile } from '../db/database.js';
-import { MIGRATION_NAMES } from '../db/migrations/index.js';
+import { type Database, databaseFile, unknownMigrations } from '../db/database.js';
 import { ValidationError, errnoCode, errorMessage } from '../errors.js';
 import { pathExists } from '../imaging/output-state.js';
 
@@ -148,7 +147,7 @@ export async function unpackBackup(file: string, into: string): Promise<BackupMa
     const listed = manifest.files.find((entry) => entry.name === member);
     if (listed === undefined || listed.sha256 !== (await sha256Of(join(into, member)))) throw refuse(file, `${member} does not match its checksum`);
   }
-  const unknown = manifest.schema.migrations.filter((name) => !MIGRATION_NAMES.includes(name));
+  const unknown = unknownMigrations(manifest.schema.migrations);
   if (unknown.length > 0) {
     throw refuse(file, `it comes from a newer disk2iso (${manifest.version}, schema ${unknown.join(', ')}); install that version or newer to restore it`);
   }

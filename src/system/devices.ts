@@ -1,9 +1,10 @@
-import type { JobRecord, JobRepository } from '../db/job-repository.js';
+import type { JobRepository } from '../db/job-repository.js';
 import type { DriveService } from '../drives/service.js';
 import type { DriveStates, MediaState } from '../drives/state.js';
-import type { DiscKind, Drive, FileSystemKind, MediaInfo, MediaType } from '../drives/types.js';
+import type { DiscKind, Drive, MediaInfo, MediaType } from '../drives/types.js';
 import { ConflictError, UnavailableError } from '../errors.js';
 import { resolveDrive } from '../jobs/intake.js';
+import { ACTIVE_JOB_STATUSES, type JobRecord } from '../jobs/model.js';
 import { canBeImaged } from '../media/probe.js';
 
 /**
@@ -67,7 +68,7 @@ export interface DeviceStatusDeps {
 
 /** The running or verifying job of each drive that has one. */
 export async function activeJobsByDevice(jobs: JobRepository): Promise<Map<string, JobRecord>> {
-  const { items } = await jobs.list({ statuses: ['running', 'verifying'], limit: 1000 });
+  const { items } = await jobs.list({ statuses: ACTIVE_JOB_STATUSES, limit: 1000 });
   return new Map(items.map((job) => [job.deviceId, job]));
 }
 
@@ -145,38 +146,23 @@ function mediaFields(media: MediaInfo | null): Pick<DeviceView, 'has_media' | 'm
   };
 }
 
-const DISC_KINDS: readonly DiscKind[] = ['data', 'dvd-video', 'bd-video', 'audio', 'blank', 'unknown'];
-const MEDIA_TYPES: readonly MediaType[] = ['cd', 'dvd', 'bd'];
-const FILE_SYSTEMS: readonly FileSystemKind[] = ['iso9660', 'joliet', 'rockridge', 'udf'];
-
 /**
  * The disc a job reads, as the job service recorded it when the job was made (`options.disc`):
  * a busy drive holds that disc, or the job fails when it notices it does not.
  */
 function discOfJob(job: JobRecord): MediaInfo {
-  const recorded = job.options['disc'];
-  const disc = typeof recorded === 'object' && recorded !== null && !Array.isArray(recorded) ? recorded : {};
-  const text = (key: string): string | null => {
-    const value = disc[key];
-    return typeof value === 'string' ? value : null;
-  };
-  const count = (key: string): number | null => {
-    const value = disc[key];
-    return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : null;
-  };
-  const oneOf = <T extends string>(allowed: readonly T[], value: unknown): T | null => ((allowed as readonly unknown[]).includes(value) ? (value as T) : null);
-  const fileSystems = Array.isArray(disc['file_systems']) ? disc['file_systems'] : [];
+  const disc = job.options.disc ?? {};
   return {
     present: true,
     deviceSizeBytes: null,
-    imageSizeBytes: count('size_bytes') ?? job.sizeBytes,
+    imageSizeBytes: disc.size_bytes ?? job.sizeBytes,
     sizeSource: null,
-    logicalSectorSize: count('sector_size') ?? 2048,
-    fileSystems: fileSystems.flatMap((name) => oneOf(FILE_SYSTEMS, name) ?? []),
-    volumeLabel: text('label'),
-    volumeId: text('volume_id'),
-    createdAt: text('created_at'),
-    kind: oneOf(DISC_KINDS, disc['kind']) ?? 'unknown',
-    mediaType: oneOf(MEDIA_TYPES, disc['media_type']),
+    logicalSectorSize: disc.sector_size ?? 2048,
+    fileSystems: disc.file_systems ?? [],
+    volumeLabel: disc.label ?? null,
+    volumeId: disc.volume_id ?? null,
+    createdAt: disc.created_at ?? null,
+    kind: disc.kind ?? 'unknown',
+    mediaType: disc.media_type ?? null,
   };
 }

@@ -1,8 +1,8 @@
-import type { LogRecord, LogRepository } from '../db/log-repository.js';
-import type { LogLevel } from '../db/schema.js';
-import type { JsonObject } from '../db/values.js';
+import type { LogRepository } from '../db/log-repository.js';
 import type { JobEventBus } from '../jobs/events.js';
-import type { Logger } from '../log.js';
+import { needsAttention } from '../jobs/model.js';
+import type { JsonObject } from '../json.js';
+import { type LogLevel, type LogRecord, type Logger, PINO_LEVEL } from '../log.js';
 
 /**
  * The application log behind GET /api/v1/logs: service events (start, stop, server errors,
@@ -45,8 +45,6 @@ export interface LogView {
   details: JsonObject | null;
 }
 
-const PINO_METHOD = { debug: 'debug', info: 'info', warning: 'warn', error: 'error' } as const;
-
 function toLogView(record: LogRecord): LogView {
   return { id: record.id, at: record.at, level: record.level, source: record.source, message: record.message, job_id: record.jobId, details: record.details };
 }
@@ -56,7 +54,7 @@ export function createEventLog(deps: { logs: LogRepository; log: Logger }): Even
   let pending: Promise<unknown> = Promise.resolve();
 
   const record = (entry: EventEntry): void => {
-    log[PINO_METHOD[entry.level]]({ source: entry.source, jobId: entry.jobId ?? undefined, ...entry.details }, entry.message);
+    log[PINO_LEVEL[entry.level]]({ source: entry.source, jobId: entry.jobId ?? undefined, ...entry.details }, entry.message);
     // Lines are written one after another so the table keeps their order.
     pending = pending
       .then(() => logs.append({ level: entry.level, source: entry.source, message: entry.message, jobId: entry.jobId ?? null, details: entry.details ?? null }))
@@ -84,9 +82,11 @@ export function createEventLog(deps: { logs: LogRepository; log: Logger }): Even
           record({ level: 'info', source: 'jobs', message: `job ${job.id} created: ${job.name} on ${job.deviceId}`, jobId: job.id }),
         ),
         events.on('job.finished', ({ job }) => {
-          const failed = job.status === 'failed';
-          const reason = failed && job.errorMessage ? `: ${job.errorMessage}` : '';
-          record({ level: failed ? 'error' : 'info', source: 'jobs', message: `job ${job.id} is ${job.status}${reason}`, jobId: job.id });
+          // A job that waits for someone stands out from the routine ends: failed as an error, the others as warnings.
+          const attention = needsAttention(job);
+          const level = job.status === 'failed' ? 'error' : attention ? 'warning' : 'info';
+          const reason = !attention ? '' : job.errorMessage ? `: ${job.errorMessage}` : job.badBytes > 0 ? ` with ${job.badBytes} unreadable bytes` : '';
+          record({ level, source: 'jobs', message: `job ${job.id} is ${job.status}${reason}`, jobId: job.id });
         }),
         events.on('job.removed', ({ jobId }) => record({ level: 'info', source: 'jobs', message: `job ${jobId} removed`, jobId })),
       ];

@@ -4,8 +4,8 @@ import { isStrictlyInside } from '../archive/naming.js';
 import { STORED_SOURCE, type SettingLeaf, assertValid, getPath, setPath, settingLeaves } from '../config/load.js';
 import { type Config, ConfigSchema, type Settings } from '../config/schema.js';
 import type { SettingsRepository } from '../db/settings-repository.js';
-import type { JsonObject, JsonValue } from '../db/values.js';
 import { ConflictError, DomainError, ValidationError } from '../errors.js';
+import type { JsonObject, JsonValue } from '../json.js';
 
 /**
  * Shown instead of a secret and of the credentials in a URL; a value sent back exactly as it was

@@ -1,6 +1,6 @@
 import type { Config } from '../config/schema.js';
-import type { JobStatus } from '../db/schema.js';
 import { errorMessage } from '../errors.js';
+import type { JobStatus } from '../jobs/model.js';
 import { type MemorySources, createCpuMeter, memoryUsage, storageUsage } from './resources.js';
 
 export type ServiceState = 'running' | 'stopped' | 'error';

@@ -1,4 +1,4 @@
-import type { JobStatus } from '../db/schema.js';
+import type { JobStatus } from '../jobs/model.js';
 import type { JobAction } from '../jobs/service.js';
 import { type JobView, jobSectorSize as sectorSizeOf } from '../jobs/view.js';
 import type { SectorMapView } from './sector-map.js';
@@ -32,9 +32,6 @@ const ACTIONS: Record<JobStatus, readonly JobAction[]> = {
   cancelled: ['retry'],
   completed: [],
 };
-
-export const ACTIVE_STATUSES: readonly JobStatus[] = ['running', 'verifying', 'paused', 'queued'];
-export const FINISHED_STATUSES: readonly JobStatus[] = ['completed', 'failed', 'cancelled'];
 
 export function jobState(job: Pick<JobView, 'status' | 'outcome'>): JobState {
   return job.outcome === 'with_errors' ? 'completed_with_errors' : job.status;
@@ -92,7 +89,7 @@ export interface RescuePass {
 export function rescuePass(job: JobView, map: SectorMapView | null): RescuePass | null {
   if (job.status !== 'running' || (job.phase !== 'trimming' && job.phase !== 'scraping' && job.phase !== 'retrying')) return null;
   const readAttempts = job.options.read_attempts;
-  const passes = job.phase === 'retrying' && typeof readAttempts === 'number' ? Math.max(1, readAttempts) : 1;
+  const passes = job.phase === 'retrying' && readAttempts !== undefined ? Math.max(1, readAttempts) : 1;
   const pass = Math.min(passes, Math.max(1, map?.currentPass ?? 1));
   const unfinished = Math.max(0, (job.size_bytes ?? 0) - job.bytes_done - job.bad_bytes);
   let leftBytes: number;

@@ -1,8 +1,8 @@
+import type { AuditEntry } from '../../src/audit/model.js';
 import { type PasswordHasher, bcryptHasher } from '../../src/auth/password.js';
 import type { AuthPolicy } from '../../src/auth/policy.js';
 import { type Actor, type ClientInfo, localActor } from '../../src/auth/principal.js';
 import { type AuthService, createAuthService } from '../../src/auth/service.js';
-import type { AuditEntry } from '../../src/db/audit-repository.js';
 import type { Database } from '../../src/db/database.js';
 import { type ManualClock, manualClock, withDatabase } from '../db/support.js';
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type ArchiveRepository, type ArchiveSource, type CreateArchiveInput, createArchiveRepository } from '../../src/db/archive-repository.js';
+import type { ArchiveSource } from '../../src/archive/model.js';
+import { type ArchiveRepository, type CreateArchiveInput, createArchiveRepository } from '../../src/db/archive-repository.js';
 import type { Database } from '../../src/db/database.js';
 import type { DiscKind } from '../../src/drives/types.js';
 import { NotFoundError } from '../../src/errors.js';

@@ -4,9 +4,10 @@ import { describe, it } from 'node:test';
 import { type ArchiveRepository, createArchiveRepository } from '../../src/db/archive-repository.js';
 import { openDatabase } from '../../src/db/database.js';
 import { type JobListFilter, type JobRepository, createJobRepository } from '../../src/db/job-repository.js';
+import { createSqliteQueue } from '../../src/db/sqlite-queue.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../src/errors.js';
-import type { EnqueueInput, JobPriority, JobQueue } from '../../src/jobs/queue.js';
-import { createSqliteQueue } from '../../src/jobs/sqlite-queue.js';
+import type { JobOptions, JobPriority } from '../../src/jobs/model.js';
+import type { EnqueueInput, JobQueue } from '../../src/jobs/queue.js';
 import { manualClock, withDatabase } from './support.js';
 
 function input(name: string, deviceId = 'sr0', createdBy: string | null = null): EnqueueInput {
@@ -41,7 +42,7 @@ describe('job repository', () => {
     await withDatabase(async (database) => {
       const queue = createSqliteQueue(database);
       const jobs = createJobRepository(database);
-      const options = { read_attempts: 7, verify: false, checksums: ['sha1'], note: 'Ümlaut "quoted" \\ back' };
+      const options: JobOptions = { read_attempts: 7, verify: false, checksums: ['sha1'], disc: { label: 'Ümlaut "quoted" \\ back', kind: 'data' } };
       const created = await queue.enqueue({ ...input('disc'), options, sizeBytes: 4_700_000_000 });
       const loaded = await jobs.get(created.id);
       assert.deepEqual(loaded, created);

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createLogRepository } from '../../src/db/log-repository.js';
-import type { LogLevel } from '../../src/db/schema.js';
 import { ValidationError } from '../../src/errors.js';
+import type { LogLevel } from '../../src/log.js';
 import { manualClock, withDatabase } from './support.js';
 
 describe('log repository', () => {

@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Database, databaseFile, openDatabase } from '../../src/db/database.js';
-import type { JobPriority, JobQueue } from '../../src/jobs/queue.js';
-import { createSqliteQueue } from '../../src/jobs/sqlite-queue.js';
+import { createSqliteQueue } from '../../src/db/sqlite-queue.js';
+import type { JobPriority } from '../../src/jobs/model.js';
+import type { JobQueue } from '../../src/jobs/queue.js';
 import { type TestServer, api, startTestServer } from './support.js';
 
 interface ListedJob {

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it, mock } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { JobRecord } from '../../src/db/job-repository.js';
 import { createEventBus } from '../../src/events/bus.js';
 import { type LiveMessage, type LiveSink, createLiveHub } from '../../src/http/live.js';
 import type { JobEvents } from '../../src/jobs/events.js';
+import type { JobRecord } from '../../src/jobs/model.js';
 import { waitFor } from './support.js';
 
 /**

@@ -6,6 +6,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { createArchiveRepository } from '../../src/db/archive-repository.js';
 import { openDatabase } from '../../src/db/database.js';
 import { createJobRepository } from '../../src/db/job-repository.js';
+import { createSqliteQueue } from '../../src/db/sqlite-queue.js';
 import { createDriveService } from '../../src/drives/service.js';
 import { createDriveStates } from '../../src/drives/state.js';
 import { createEventBus } from '../../src/events/bus.js';
@@ -15,7 +16,6 @@ import { currentLeaseHolder, leaseHolderGone } from '../../src/jobs/lease-holder
 import { newWorkerId } from '../../src/jobs/queue.js';
 import { createJobRunner } from '../../src/jobs/runner.js';
 import { createJobService } from '../../src/jobs/service.js';
-import { createSqliteQueue } from '../../src/jobs/sqlite-queue.js';
 import { silentLogger } from '../../src/log.js';
 import { activeJobsByDevice, createDeviceStatusService } from '../../src/system/devices.js';
 import { withTempDir } from '../db/support.js';
@@ -141,6 +141,8 @@ describe('the job runner when a run stops', () => {
       const engine = async (request: ImagingRequest): Promise<ImagingResult> => {
         await writeFile(`${request.outputPath}.part`, 'rescued');
         await writeFile(`${request.outputPath}.map`, '# map');
+        // A save of the map a crash cut short, as an earlier run of the job may have left it.
+        await writeFile(`${request.outputPath}.map.tmp`, '# half a map');
         request.onProgress?.(copying(2048, request.source.sizeBytes, 1));
         assert.equal(request.options.keepPartialOnCancel, true, 'the engine never deletes; the runner decides after the stop');
         if (!request.signal?.aborted) await new Promise((resolve) => request.signal?.addEventListener('abort', resolve, { once: true }));
@@ -152,7 +154,7 @@ describe('the job runner when a run stops', () => {
         await jobs.update(job.id, { action: 'cancel', keep_partial: keep });
         await waitForStatus(jobs, job.id, 'cancelled');
         const left = (await readdir(output)).sort();
-        assert.deepEqual(left, keep ? ['cancelled_run.iso.map', 'cancelled_run.iso.part'] : []);
+        assert.deepEqual(left, keep ? ['cancelled_run.iso.map', 'cancelled_run.iso.map.tmp', 'cancelled_run.iso.part'] : []);
         const log = (await jobs.logs(job.id)).map((line) => line.message).join('\n');
         assert.match(log, keep ? /partial image and map kept/ : /partial image and map removed/);
       });

@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { JobStatus } from '../../src/db/schema.js';
 import { UnavailableError } from '../../src/errors.js';
 import type { ImagingResult } from '../../src/imaging/types.js';
-import { pauseReason } from '../../src/jobs/pause-reason.js';
+import { type JobStatus, pauseReason } from '../../src/jobs/model.js';
 import type { JobQueue } from '../../src/jobs/queue.js';
 import {
   BOUND,

@@ -5,7 +5,7 @@ import type { MediaInfo } from '../../src/drives/types.js';
 import type { ErrorCode } from '../../src/error-codes.js';
 import { DomainError } from '../../src/errors.js';
 import { pathExists } from '../../src/imaging/output-state.js';
-import type { JobRecord } from '../../src/jobs/queue.js';
+import type { JobRecord } from '../../src/jobs/model.js';
 import type { UpdateJobInput } from '../../src/jobs/service.js';
 import {
   BOUND,

@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { openDatabase } from '../../src/db/database.js';
 import { createJobRepository } from '../../src/db/job-repository.js';
+import { createSqliteQueue } from '../../src/db/sqlite-queue.js';
 import { currentLeaseHolder, leaseHolderGone } from '../../src/jobs/lease-holder.js';
-import { createSqliteQueue } from '../../src/jobs/sqlite-queue.js';
 import { type FixtureProcess, startFixture } from '../db/fixture-process.js';
 import { withTempDir } from '../db/support.js';
 

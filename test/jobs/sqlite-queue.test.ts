@@ -3,9 +3,10 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { openDatabase } from '../../src/db/database.js';
+import { createSqliteQueue } from '../../src/db/sqlite-queue.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../src/errors.js';
-import { type EnqueueInput, type JobPriority, type JobQueue, type JobRecord, type LeaseHolder, newWorkerId } from '../../src/jobs/queue.js';
-import { createSqliteQueue } from '../../src/jobs/sqlite-queue.js';
+import type { JobPriority, JobRecord, LeaseHolder } from '../../src/jobs/model.js';
+import { type EnqueueInput, type JobQueue, newWorkerId } from '../../src/jobs/queue.js';
 import { manualClock, withDatabase, withTempDir } from '../db/support.js';
 
 const LEASE_MS = 30_000;

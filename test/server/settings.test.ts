@@ -9,7 +9,7 @@ import { type SettingLeaf, loadConfig, packageRoot, settingLeaves } from '../../
 import type { Config } from '../../src/config/schema.js';
 import { databaseFile, openDatabase } from '../../src/db/database.js';
 import { createSettingsRepository } from '../../src/db/settings-repository.js';
-import type { JsonValue } from '../../src/db/values.js';
+import type { JsonValue } from '../../src/json.js';
 import { type RunningServer, startServer } from '../../src/server.js';
 import { SECRET_MASK, isSecretLeaf, isServerOnlyLeaf, maskSecrets, maskUrlCredentials } from '../../src/system/settings.js';
 import { TEST_PASSWORD, type TestServer, api, createAdminKey, startTestServer, testEnv, useApiKey, waitFor } from '../http/support.js';

@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { ARCHIVE_STATUSES } from '../../src/archive/model.js';
+import { USER_ROLES } from '../../src/auth/roles.js';
 import { PRIORITIES } from '../../src/config/schema.js';
-import { USER_ROLES } from '../../src/db/auth-schema.js';
-import { ARCHIVE_STATUSES, JOB_STATUSES, LOG_LEVELS } from '../../src/db/schema.js';
+import { JOB_STATUSES } from '../../src/jobs/model.js';
+import { LOG_LEVELS } from '../../src/log.js';
 import { LANGUAGES, allCatalogs, cookieValue, createTranslator, flattenCatalog, negotiateLanguage, requestLanguage } from '../../src/web/i18n.js';
 import { webRoot } from '../../src/web/paths.js';
 

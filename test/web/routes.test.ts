@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { access, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { JobRecord } from '../../src/jobs/queue.js';
+import type { JobRecord } from '../../src/jobs/model.js';
 import { type SentRequest as Sent, type TestRole, type WebTestServer, startWebTestServer } from './support/server.js';
 
 const HOSTILE = `<script>alert("x")</script> "onmouseover=alert(1) '&`;

@@ -1,13 +1,12 @@
 import Type from 'typebox';
+import { ARCHIVE_STATUSES, type ArchiveStatus as ArchiveStatusValue } from '../../archive/model.js';
 import type { ArchiveService } from '../../archive/service.js';
-import { ARCHIVE_STATUSES, type ArchiveStatus as ArchiveStatusValue } from '../../db/schema.js';
-import type { DiscKind as DiscKindValue } from '../../drives/types.js';
+import { DISC_KINDS, type DiscKind as DiscKindValue } from '../../drives/types.js';
 import type { App } from '../app.js';
 import { sendImage } from '../download.js';
 import { principalOf } from '../guard.js';
 import { Archive, ArchiveId, Limit, Offset, SortOrder, Verification, errors } from '../schemas.js';
 
-const DISC_KINDS = ['data', 'dvd-video', 'bd-video', 'audio', 'blank', 'unknown'] as const;
 const listOf = (values: readonly string[]) => `^(${values.join('|')})(,(${values.join('|')}))*$`;
 
 /** A day (inclusive) or an exact moment. */

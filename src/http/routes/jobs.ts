@@ -1,6 +1,7 @@
 import Type, { type Static } from 'typebox';
-import { JOB_STATUSES, type JobStatus } from '../../db/schema.js';
-import { type JobService, RETRY_READ_ATTEMPTS } from '../../jobs/service.js';
+import { READ_ATTEMPTS } from '../../config/schema.js';
+import { JOB_STATUSES, type JobStatus, RETRY_READ_ATTEMPTS } from '../../jobs/model.js';
+import type { JobService } from '../../jobs/service.js';
 import type { App } from '../app.js';
 import { principalOf } from '../guard.js';
 import { createResponseCache } from '../response-cache.js';
@@ -28,7 +29,7 @@ const CreateBody = Type.Object(
     options: Type.Optional(
       Type.Object(
         {
-          read_attempts: Type.Optional(Type.Integer({ minimum: 0, maximum: 100 })),
+          read_attempts: Type.Optional(Type.Integer(READ_ATTEMPTS)),
           verify: Type.Optional(Type.Boolean()),
           checksums: Type.Optional(Type.Array(HashAlgorithm, { minItems: 1, uniqueItems: true })),
           priority: Type.Optional(Priority),
@@ -63,8 +64,7 @@ const RetryBadAreasBody = Type.Object(
   {
     read_attempts: Type.Optional(
       Type.Integer({
-        minimum: RETRY_READ_ATTEMPTS.min,
-        maximum: RETRY_READ_ATTEMPTS.max,
+        ...RETRY_READ_ATTEMPTS,
         description: 'Read attempts per bad sector (default: imaging.read_attempts, at least 1)',
       }),
     ),

@@ -1,6 +1,6 @@
 import Type from 'typebox';
 import { ConfigSchema } from '../../config/schema.js';
-import type { JsonObject } from '../../db/values.js';
+import type { JsonObject } from '../../json.js';
 import { type SettingsService, partialSettingsSchema } from '../../system/settings.js';
 import type { SystemStatusService } from '../../system/status.js';
 import type { App } from '../app.js';

@@ -1,8 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { ARCHIVE_STATUSES, type ArchiveStatus } from '../../archive/model.js';
 import type { ArchiveListQuery, ArchiveView } from '../../archive/service.js';
 import type { AuditedAction } from '../../audit/trail.js';
 import type { ArchiveSort } from '../../db/archive-repository.js';
-import { ARCHIVE_STATUSES, type ArchiveStatus } from '../../db/schema.js';
 import type { DiscKind } from '../../drives/types.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import type { App } from '../../http/app.js';

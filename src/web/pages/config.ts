@@ -1,8 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { setPath } from '../../config/load.js';
-import type { JsonObject } from '../../db/values.js';
 import { ConflictError, ValidationError } from '../../errors.js';
 import type { App } from '../../http/app.js';
+import type { JsonObject } from '../../json.js';
 import { renderPage, requestI18n } from '../render.js';
 import { type FormFields, formFields, withParams } from '../request.js';
 import { SETTINGS_SECTIONS, type SettingsSection, parseSettingsForm, sectionFields, withSubmitted } from '../settings-form.js';

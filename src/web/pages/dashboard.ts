@@ -1,8 +1,9 @@
 import type { FastifyRequest } from 'fastify';
 import type { App } from '../../http/app.js';
+import { FINISHED_JOB_STATUSES, UNFINISHED_JOB_STATUSES } from '../../jobs/model.js';
 import type { JobView } from '../../jobs/view.js';
 import type { SystemStatus } from '../../system/status.js';
-import { ACTIVE_STATUSES, FINISHED_STATUSES, activeOrder } from '../job-card.js';
+import { activeOrder } from '../job-card.js';
 import { renderFragment, renderPage } from '../render.js';
 import { formFields, withParams } from '../request.js';
 import { type SectorMapView, readSectorMap } from '../sector-map.js';
@@ -11,7 +12,7 @@ import { pagination } from './pagination.js';
 
 const RECENT_FINISHED = 6;
 const FINISHED_PAGE_SIZE = 20;
-/** More active jobs than drives can exist only as a queue; this bounds one page of it. */
+/** The active tab lists the unfinished jobs; more of them than drives can exist only as a queue, and this bounds one page of it. */
 const ACTIVE_LIMIT = 200;
 
 export interface DashboardData {
@@ -36,9 +37,9 @@ async function dashboardData(deps: WebDeps, request: FastifyRequest, canSeeSyste
   const page = Math.max(1, Number.parseInt(query.one('page') ?? '1', 10) || 1);
   const finishedLimit = tab === 'finished' ? FINISHED_PAGE_SIZE : RECENT_FINISHED;
   const [active, finished, system] = await Promise.all([
-    deps.jobs.list({ status: [...ACTIVE_STATUSES], limit: ACTIVE_LIMIT, offset: 0, sort: 'created', order: 'asc' }),
+    deps.jobs.list({ status: [...UNFINISHED_JOB_STATUSES], limit: ACTIVE_LIMIT, offset: 0, sort: 'created', order: 'asc' }),
     deps.jobs.list({
-      status: [...FINISHED_STATUSES],
+      status: [...FINISHED_JOB_STATUSES],
       limit: finishedLimit,
       offset: tab === 'finished' ? (page - 1) * FINISHED_PAGE_SIZE : 0,
       sort: 'updated',

@@ -1,6 +1,7 @@
 import { DRIVE_ID_PATTERN } from '../../drives/service.js';
 import { NotFoundError } from '../../errors.js';
 import type { App } from '../../http/app.js';
+import { ACTIVE_JOB_STATUSES } from '../../jobs/model.js';
 import { renderPage, requestI18n } from '../render.js';
 import { actionDone, actionFailed, returnPath } from '../respond.js';
 import type { WebDeps } from '../types.js';
@@ -12,7 +13,7 @@ export function registerDrivePages(app: App, deps: WebDeps): void {
   app.get('/drives', { config: { permission: 'devices:read' } }, async (request, reply) => {
     const [devices, active] = await Promise.all([
       deps.devices.views(),
-      deps.jobs.list({ status: ['running', 'verifying'], limit: 500, offset: 0, sort: 'created' }),
+      deps.jobs.list({ status: [...ACTIVE_JOB_STATUSES], limit: 500, offset: 0, sort: 'created' }),
     ]);
     const i18n = requestI18n(request);
     // A drive offers "Image this disc" only for a disc that can be imaged: not blank, not unreadable.

@@ -1,12 +1,13 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { HASH_ALGORITHMS, type HashAlgorithm, PRIORITIES, type Priority } from '../../config/schema.js';
+import { HASH_ALGORITHMS, type HashAlgorithm, PRIORITIES, type Priority, READ_ATTEMPTS } from '../../config/schema.js';
 import { DomainError, NotFoundError, ValidationError } from '../../errors.js';
 import type { App } from '../../http/app.js';
+import { isRequeueable } from '../../jobs/model.js';
 import type { CreateJobInput } from '../../jobs/service.js';
 import type { JobView } from '../../jobs/view.js';
 import type { DeviceView } from '../../system/devices.js';
 import { userMessage } from '../errors.js';
-import { ACTIVE_STATUSES, isJobAction, jobActions } from '../job-card.js';
+import { isJobAction, jobActions } from '../job-card.js';
 import { renderFragment, renderPage, requestI18n } from '../render.js';
 import { formFields, localPath, withParams } from '../request.js';
 import { actionDone, actionFailed, returnPath } from '../respond.js';
@@ -69,19 +70,15 @@ async function driveChoices(deps: WebDeps, i18n: I18n): Promise<DriveChoice[]> {
   return (await deps.devices.views()).map((device) => ({ device, problem: mediaProblem(i18n, device) }));
 }
 
-/** Jobs that can continue on another drive from their rescue map (with resume or retry). */
-const MOVABLE: readonly JobView['status'][] = ['paused', 'failed', 'cancelled'];
-
 /**
  * The other drives whose disc looks like the job's by the listing (label and size), to offer
- * "continue on drive …". The runner checks the volume id and size before it reads.
+ * "continue on drive …" for a job that can be queued again (resume or retry). The runner checks
+ * the volume id and size before it reads.
  */
 async function drivesWithSameDisc(deps: WebDeps, job: JobView): Promise<DeviceView[]> {
-  const disc = job.options['disc'];
-  if (!MOVABLE.includes(job.status) || typeof disc !== 'object' || disc === null || Array.isArray(disc)) return [];
-  const size = disc['size_bytes'];
-  const label = disc['label'] ?? null;
-  if (typeof size !== 'number') return [];
+  const size = job.options.disc?.size_bytes;
+  const label = job.options.disc?.label ?? null;
+  if (!isRequeueable(job.status) || size === undefined) return [];
   return (await deps.devices.views()).filter(
     (device) => device.id !== job.device_id && device.has_media && device.media_size_bytes === size && device.label === label,
   );
@@ -117,7 +114,8 @@ function validateNewJob(i18n: I18n, form: NewJobForm): { input: CreateJobInput |
   const errors: FieldErrors = {};
   if (form.device === '') errors.device = i18n.t('jobs.new.device_required');
   const readAttempts = /^\d{1,3}$/.test(form.readAttempts) ? Number(form.readAttempts) : NaN;
-  if (!(readAttempts >= 0 && readAttempts <= 100)) errors.readAttempts = i18n.t('jobs.new.read_attempts_invalid', { min: 0, max: 100 });
+  const { minimum, maximum } = READ_ATTEMPTS;
+  if (!(readAttempts >= minimum && readAttempts <= maximum)) errors.readAttempts = i18n.t('jobs.new.read_attempts_invalid', { min: minimum, max: maximum });
   const checksums = form.checksums.filter((value): value is HashAlgorithm => (HASH_ALGORITHMS as readonly string[]).includes(value));
   if (checksums.length === 0 || checksums.length !== form.checksums.length) errors.checksums = i18n.t('jobs.new.checksums_required');
   if (!(PRIORITIES as readonly string[]).includes(form.priority)) errors.priority = i18n.t('jobs.new.priority_invalid');
@@ -195,7 +193,7 @@ export function registerJobPages(app: App, deps: WebDeps): void {
   const jobData = async (id: string) => {
     const job = await deps.jobs.get(id);
     const [logs, sectorMap, moveTargets] = await Promise.all([deps.jobs.logs(id), readSectorMap(job.output_file), drivesWithSameDisc(deps, job)]);
-    return { job, logs, sectorMap, moveTargets, lastLogId: logs.at(-1)?.id ?? 0, live: ACTIVE_STATUSES.includes(job.status) };
+    return { job, logs, sectorMap, moveTargets, lastLogId: logs.at(-1)?.id ?? 0 };
   };
 
   app.get<{ Params: { id: string } }>('/jobs/:id', { config: { permission: 'jobs:read' } }, async (request, reply) => {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { localActor } from '../../../src/auth/principal.js';
-import type { JobRecord } from '../../../src/jobs/queue.js';
+import type { JobRecord } from '../../../src/jobs/model.js';
 import { type TestDisc, insertTestDisc } from '../support/discs.js';
 import { type SendOptions, type WebTestServer, startWebTestServer } from '../support/server.js';
 

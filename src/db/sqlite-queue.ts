@@ -1,10 +1,22 @@
 import type { Expression, ExpressionBuilder, Selectable, SqlBool, Updateable } from 'kysely';
-import type { Database, SyncExecutor } from '../db/database.js';
-import { type JobOptions, type JobRecord, priorityRank, rowToJob } from '../db/job-repository.js';
-import { ACTIVE_JOB_STATUSES, type DB, FINISHED_JOB_STATUSES, type JobStatus, type JobsTable, type RequestedAction } from '../db/schema.js';
-import { type Clock, fromJson, newId, systemClock, timestamp, toJson } from '../db/values.js';
+import { type Clock, systemClock } from '../clock.js';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
-import type { ClaimOptions, JobQueue, LeaseHolder, ProgressPatch, RecoverOptions } from './queue.js';
+import {
+  ACTIVE_JOB_STATUSES,
+  FINISHED_JOB_STATUSES,
+  type JobRecord,
+  type JobStatus,
+  type LeaseHolder,
+  type RequestedAction,
+  isActive,
+  isFinished,
+  isRequeueable,
+} from '../jobs/model.js';
+import type { ClaimOptions, JobQueue, ProgressPatch, RecoverOptions } from '../jobs/queue.js';
+import type { Database, SyncExecutor } from './database.js';
+import { parseLeaseHolder, priorityRank, readJobOptions, rowToJob } from './job-repository.js';
+import type { DB, JobsTable } from './schema.js';
+import { newId, timestamp, toJson } from './values.js';
 
 /**
  * The SQLite backend of the job queue: the jobs table itself is the queue. Every decision that
@@ -204,7 +216,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
       const leaseExpiresAt = leaseEnd(start, claim.leaseMs);
       return database.writeTransaction((tx) => {
         const row = requireRow(tx, jobId);
-        if (!CLAIMABLE.includes(row.status)) {
+        if (row.status !== 'queued' && !isRequeueable(row.status)) {
           throw new ConflictError('invalid_state', `Job ${jobId} is ${row.status} and cannot be taken up`, { job_id: jobId, status: row.status });
         }
         const deviceId = claim.drive?.id ?? row.device_id;
@@ -244,8 +256,9 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
       const rows = await db.selectFrom('job_workers').selectAll().where('seen_at', '>=', since).orderBy('started_at').execute();
       const live: Array<{ id: string; holder: LeaseHolder }> = [];
       for (const row of rows) {
-        const holder = fromJson<LeaseHolder>(row.holder);
-        if (!(await holderGone(holder))) live.push({ id: row.id, holder });
+        // A holder this version cannot read cannot be checked, so it does not count as a running service.
+        const holder = parseLeaseHolder(row.holder);
+        if (holder !== null && !(await holderGone(holder))) live.push({ id: row.id, holder });
       }
       return live;
     },
@@ -355,7 +368,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
       return database.writeTransaction((tx) => {
         const row = requireRow(tx, jobId);
         if (row.status === 'queued') return options.drive === undefined ? rowToJob(row) : updateRow(tx, jobId, { ...drive, updated_at: at });
-        if (!['paused', 'failed', 'cancelled'].includes(row.status)) {
+        if (!isRequeueable(row.status)) {
           throw new ConflictError('invalid_state', `Job ${jobId} is ${row.status} and cannot be queued again`, { job_id: jobId, status: row.status });
         }
         const requeued = tx.first(
@@ -385,7 +398,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
       const at = timestamp(now());
       return database.writeTransaction((tx) => {
         const row = requireRow(tx, jobId);
-        return updateRow(tx, jobId, { options: toJson({ ...fromJson<JobOptions>(row.options), ...patch }), updated_at: at });
+        return updateRow(tx, jobId, { options: toJson({ ...readJobOptions(row), ...patch }), updated_at: at });
       });
     },
 
@@ -402,7 +415,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
             .set((eb) => ({
               status: 'queued',
               seq: nextSeq(eb),
-              options: toJson({ ...fromJson<JobOptions>(row.options), ...patch }),
+              options: toJson({ ...readJobOptions(row), ...patch }),
               requested_action: null,
               finished_at: null,
               phase: null,
@@ -418,17 +431,6 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
       });
     },
   };
-}
-
-/** What claimJob takes up: anything not running and not done. */
-const CLAIMABLE: readonly JobStatus[] = ['queued', 'paused', 'failed', 'cancelled'];
-
-function isActive(status: JobStatus): boolean {
-  return (ACTIVE_JOB_STATUSES as readonly JobStatus[]).includes(status);
-}
-
-function isFinished(status: JobStatus): boolean {
-  return (FINISHED_JOB_STATUSES as readonly JobStatus[]).includes(status);
 }
 
 function finishedError(row: Selectable<JobsTable>): ConflictError {

@@ -1,0 +1,3 @@
+/** Where services and repositories take the time from, so tests can set it. */
+export type Clock = () => Date;
+export const systemClock: Clock = () => new Date();

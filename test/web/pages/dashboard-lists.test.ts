@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { JOB_STATUSES, type JobRecord, type JobStatus, isFinished, isUnfinished } from '../../../src/jobs/model.js';
+import { type WebTestServer, startWebTestServer } from '../support/server.js';
+
+const WORKER = 'dashboard-lists-worker';
+
+/** The ids of the job cards inside the section headed `headingId`. */
+function cardsIn(body: string, headingId: string): string[] {
+  const start = body.indexOf(`aria-labelledby="${headingId}"`);
+  assert.ok(start >= 0, `no section ${headingId}`);
+  const section = body.slice(start, body.indexOf('</section>', start));
+  return [...section.matchAll(/<article class="job-card[^"]*" id="job-(job_[a-z0-9]+)"/g)].map((match) => match[1] ?? '');
+}
+
+describe('the dashboard lists jobs by the job model', () => {
+  let server: WebTestServer;
+  const byStatus = new Map<JobStatus, JobRecord>();
+
+  before(async () => {
+    server = await startWebTestServer({ listen: false });
+    const output = server.config.storage.output_dir;
+    const enqueue = (name: string, device: string) =>
+      server.queue.enqueue({ name, deviceId: device, devicePath: `/dev/${device}`, outputFile: join(output, `${name}.iso`), sizeBytes: 2048 });
+    const claim = async (job: JobRecord): Promise<JobRecord> => {
+      const claimed = await server.queue.claimNext(WORKER, { leaseMs: 600_000 });
+      assert.equal(claimed?.id, job.id);
+      return claimed;
+    };
+
+    // The service's own runner claims queued jobs too: each job is claimed (or stopped) as soon as it is queued,
+    // and the one left queued waits behind the running job on its drive, where nothing claims it.
+    const running = await claim(await enqueue('running', 'loop971'));
+    byStatus.set('running', running);
+    byStatus.set('queued', await enqueue('queued', 'loop971'));
+    const verifying = await claim(await enqueue('verifying', 'loop972'));
+    byStatus.set('verifying', (await server.queue.update(verifying.id, WORKER, { status: 'verifying', phase: 'verifying' })) ?? verifying);
+    const ends = ['paused', 'completed', 'failed', 'cancelled'] as const;
+    for (const [index, end] of ends.entries()) {
+      const job = await claim(await enqueue(end, `loop97${3 + index}`));
+      byStatus.set(end, await server.queue.finish(job.id, WORKER, end));
+    }
+    assert.deepEqual([...byStatus.keys()].sort(), [...JOB_STATUSES].sort(), 'one job in every status');
+    for (const [status, job] of byStatus) assert.equal((await server.jobs.get(job.id)).status, status);
+  });
+
+  after(async () => {
+    await server.close();
+  });
+
+  const idsWhere = (predicate: (status: JobStatus) => boolean): string[] =>
+    [...byStatus].flatMap(([status, job]) => (predicate(status) ? [job.id] : [])).sort();
+
+  it('shows every unfinished job under active jobs (verifying included) and no other', async () => {
+    const body = (await server.send('GET', '/')).body;
+    assert.deepEqual(cardsIn(body, 'active-heading').sort(), idsWhere(isUnfinished));
+    assert.ok(cardsIn(body, 'active-heading').includes(byStatus.get('verifying')?.id ?? ''), 'the verifying job is on the active tab');
+    assert.deepEqual(cardsIn(body, 'recent-heading').sort(), idsWhere(isFinished));
+  });
+
+  it('shows every finished job, and only those, on the finished tab', async () => {
+    const body = (await server.send('GET', '/?tab=finished')).body;
+    assert.deepEqual(cardsIn(body, 'finished-heading').sort(), idsWhere(isFinished));
+  });
+});
