@@ -184,6 +184,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       guard: createRequestGuard({ auth, audit }),
       audit,
       trustedProxies: config.security.trusted_proxies,
+      onUnixSocket: config.server.socket !== '',
       pageNotFound: renderNotFoundPage,
       rateLimits: {
         general: () => ({ perSecond: config.security.rate_limit_per_second, burst: config.security.rate_limit_burst }),

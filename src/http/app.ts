@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import { AjvCompiler } from '@fastify/ajv-compiler';
 import fastifyCookie from '@fastify/cookie';
 import proxyAddr from '@fastify/proxy-addr';
@@ -54,6 +55,11 @@ export interface BuildAppOptions {
   rateLimits?: RateLimits;
   /** Peers (addresses, CIDR ranges) whose X-Forwarded-For/-Proto/-Host are believed. */
   trustedProxies?: string[];
+  /**
+   * True when the service listens on a unix socket: its peers have no address and can only be the
+   * proxy (the socket is mode 0660 for the proxy's group), so their X-Forwarded-* headers count.
+   */
+  onUnixSocket?: boolean;
   pageNotFound?: PageNotFoundHandler;
   /** Where routes declaring `config.audit` record their successful requests. */
   audit?: Pick<AuditTrail, 'record'>;
@@ -72,11 +78,12 @@ export interface BuiltApp {
 
 /**
  * Whose X-Forwarded-* headers count: the configured proxies, and a peer on the unix socket, which has
- * no address and can only be the proxy (the socket is mode 0660 for the proxy's group).
+ * no address and can only be the proxy (the socket is mode 0660 for the proxy's group). On TCP a
+ * peer without an address is nobody's proxy: what the service listens on decides, not the address.
  */
-function trustedPeers(proxies: string[]): (address: string | undefined, hop: number) => boolean {
+function trustedPeers(proxies: string[], onUnixSocket: boolean): (address: string | undefined, hop: number) => boolean {
   const listed = proxies.length > 0 ? proxyAddr.compile(proxies) : () => false;
-  return (address, hop) => (address === undefined ? hop === 0 : listed(address, hop));
+  return (address, hop) => (address === undefined ? onUnixSocket && hop === 0 : listed(address, hop));
 }
 
 /** Query strings and paths are text, so numbers and booleans in them are converted; JSON bodies must carry the right types. */
@@ -88,7 +95,7 @@ export async function buildApp(options: BuildAppOptions): Promise<BuiltApp> {
   const app = Fastify({
     loggerInstance: options.logger,
     bodyLimit: options.bodyLimitBytes ?? 64 * 1024,
-    trustProxy: trustedPeers(options.trustedProxies ?? []),
+    trustProxy: trustedPeers(options.trustedProxies ?? [], options.onUnixSocket ?? false),
     logController: new LogController({ disableRequestLogging: true }),
     frameworkErrors: answerFrameworkError,
     schemaController: {
@@ -102,6 +109,10 @@ export async function buildApp(options: BuildAppOptions): Promise<BuiltApp> {
     },
   }).withTypeProvider<TypeBoxTypeProvider>() as App;
 
+  // Node asks the kernel for a TCP peer's address only when it is first read, and a closed socket has
+  // none: a request still handled after its client hung up, whose address nothing had read yet (a
+  // static asset, which the rate limiter skips), would have lost it. Read once here, it is kept.
+  app.server.on('connection', (socket: Socket) => socket.remoteAddress);
   const routeTable = requireDeclaredPermissions(app);
   installErrorHandlers(app, options.onServerError, options.pageNotFound);
   installSecurityHeaders(app);
