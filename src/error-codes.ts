@@ -2,6 +2,7 @@
  * Every error code the service answers with, in one typed set. Error constructors take an
  * `ErrorCode`, so a misspelt code does not compile, and a test proves each code has a message in
  * every language catalogue under `errors.<code>`.
+ * @internal exported for its tests
  */
 export const ERROR_CODES = [
   // Requests in general: the HTTP layer's own answers and the default code of each error class.

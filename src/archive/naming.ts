@@ -3,7 +3,7 @@ import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:pat
 import { ValidationError } from '../errors.js';
 
 /** Longest image name we accept; leaves room for `_NNN.iso.sha256` within a 255-byte file name. */
-export const MAX_NAME_LENGTH = 200;
+const MAX_NAME_LENGTH = 200;
 
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/u;
 const SEPARATORS = /[/\\]/;
@@ -91,7 +91,7 @@ export function isStrictlyInside(dir: string, path: string): boolean {
 }
 
 /** Throws unless `path` lies strictly inside `dir` (lexically; see resolveInside for symlinks). */
-export function assertInside(dir: string, path: string): void {
+function assertInside(dir: string, path: string): void {
   if (!isStrictlyInside(dir, path)) {
     throw new ValidationError('path_outside_output_dir', `path ${path} is outside the output directory ${dir}`, [
       { field: 'output', reason: 'outside output directory' },

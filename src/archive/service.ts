@@ -11,13 +11,13 @@ import type { ArchiveMetadata, ArchiveRecord, ArchiveStatus, ArchiveVerification
 import { imageFileSet, isStrictlyInside } from './naming.js';
 
 /** What re-hashing an image against its sidecars reports (the engine's verifyImage). */
-export interface VerificationReport {
+interface VerificationReport {
   ok: boolean;
   results: Array<{ algorithm: string; expected: string; actual: string; ok: boolean }>;
   bytes: number;
   seconds: number;
 }
-export type ImageVerifier = (imagePath: string) => Promise<VerificationReport>;
+type ImageVerifier = (imagePath: string) => Promise<VerificationReport>;
 
 /** An archive as the API shows it. */
 export interface ArchiveView {
@@ -45,7 +45,7 @@ export interface ArchiveView {
   job_id: string | null;
 }
 
-export interface VerificationView {
+interface VerificationView {
   id: number;
   archive_id: string;
   started_at: string;
@@ -96,7 +96,7 @@ export interface ArchiveService {
 }
 
 /** Things worth a line in the application log. */
-export type ArchiveEventSink = (level: 'info' | 'warning', message: string, details: JsonObject) => void;
+type ArchiveEventSink = (level: 'info' | 'warning', message: string, details: JsonObject) => void;
 
 export interface ArchiveServiceDeps {
   config: Config;

@@ -21,8 +21,8 @@ export const AUDIT_EVENTS = {
   access: ['access_denied'],
 } as const;
 
-export type AuditEventType = keyof typeof AUDIT_EVENTS;
-export type AuditAction<E extends AuditEventType> = (typeof AUDIT_EVENTS)[E][number];
+type AuditEventType = keyof typeof AUDIT_EVENTS;
+type AuditAction<E extends AuditEventType> = (typeof AUDIT_EVENTS)[E][number];
 
 /** An event type with one of its actions, e.g. `{ event_type: 'job', action: 'create' }`. */
 export type AuditedAction = { [E in AuditEventType]: { event_type: E; action: AuditAction<E> } }[AuditEventType];

@@ -8,7 +8,7 @@ import { PERMISSIONS, type Permission, type UserRole, isPermission, permissionsO
 import { newAuthId, randomSecret, secretHash } from './secrets.js';
 
 /** Every key starts with this, so a leaked one is recognisable (secret scanners, logs). */
-export const API_KEY_PREFIX = 'd2i_';
+const API_KEY_PREFIX = 'd2i_';
 /** The furthest expiry a key may be given in days (the API and the key page offer days). */
 export const API_KEY_MAX_EXPIRY_DAYS = 3650;
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -32,7 +32,7 @@ interface RecentKey {
   markedAt: number;
 }
 
-export interface NewApiKeyInput {
+interface NewApiKeyInput {
   /** The owner's user name. */
   user: string;
   /** A label saying what the key is for. */
@@ -42,13 +42,13 @@ export interface NewApiKeyInput {
   expiresAt?: Date | null;
 }
 
-export interface CreatedApiKey {
+interface CreatedApiKey {
   /** The secret itself. Shown once: only its hash is stored. */
   key: string;
   record: ApiKeyRecord;
 }
 
-export interface RevokedApiKey {
+interface RevokedApiKey {
   record: ApiKeyRecord;
   /** The keys descending from it (created with it or with one of those) that were revoked along with it. */
   alsoRevoked: string[];
@@ -73,7 +73,7 @@ export interface ApiKeyService {
 }
 
 /** A key's rights: its scopes within what its owner's role allows today, so a demoted owner's keys lose rights too. */
-export function effectivePermissions(ownerRole: UserRole, scopes: readonly string[] | null): ReadonlySet<Permission> {
+function effectivePermissions(ownerRole: UserRole, scopes: readonly string[] | null): ReadonlySet<Permission> {
   const granted = permissionsOf(ownerRole);
   if (scopes === null) return granted;
   return new Set(PERMISSIONS.filter((permission) => granted.has(permission) && scopes.includes(permission)));

@@ -8,7 +8,7 @@ import type { LockoutRule } from './policy.js';
 import type { ClientInfo } from './principal.js';
 
 /** What a password is being checked for; it decides how a failure is audited. */
-export type CredentialPurpose = 'login' | 'token' | 'password_change';
+type CredentialPurpose = 'login' | 'token' | 'password_change';
 
 export interface CredentialChecker {
   /**
@@ -20,7 +20,7 @@ export interface CredentialChecker {
 }
 
 /** Names arrive from a login form; the longest valid one has 32 characters, the bound keeps junk small. */
-export function accountKey(name: string): string {
+function accountKey(name: string): string {
   return name.toLowerCase().slice(0, 64);
 }
 

@@ -53,5 +53,5 @@ export interface Liveness {
 }
 
 /** Failed logins are counted, and locked out, per account name and per client address. */
-export const THROTTLE_SCOPES = ['account', 'address'] as const;
+const THROTTLE_SCOPES = ['account', 'address'] as const;
 export type ThrottleScope = (typeof THROTTLE_SCOPES)[number];

@@ -31,6 +31,7 @@ const RULES: readonly PasswordRule[] = [
   { rule: 'no_control', message: 'must not contain control characters', broken: (password) => /\p{Cc}/u.test(password) },
 ];
 
+/** @internal exported for its tests */
 export interface PasswordProblem {
   rule: string;
   message: string;

@@ -10,6 +10,7 @@ export type UserRole = (typeof USER_ROLES)[number];
  * What each role may do; the one table every check reads (docs/security.md shows it). An operator
  * runs the drives and the jobs and sees the archive; changing or deleting archives, system settings
  * and users stays with admins. Everyone manages their own API keys (keys:manage).
+ * @internal exported for its tests
  */
 export const ROLE_PERMISSIONS: Readonly<Record<UserRole, readonly Permission[]>> = {
   admin: PERMISSIONS,

@@ -7,7 +7,7 @@ import type { ClientInfo } from './principal.js';
 import { newAuthId, randomSecret, secretHash } from './secrets.js';
 import { assertUserName } from './users.js';
 
-export interface SetupToken {
+interface SetupToken {
   token: string;
   expiresAt: string;
 }

@@ -20,6 +20,7 @@ const AUDIENCE = 'disk2iso-api';
  * The HS256 key, created on first use as DATA_DIR/jwt.key with mode 0600. Creation writes a
  * private temporary file and links it into place, so two processes starting together agree on one key
  * and neither ever reads a half-written file.
+ * @internal exported for its tests
  */
 export async function loadOrCreateSigningKey(file: string): Promise<Uint8Array> {
   try {
@@ -48,7 +49,7 @@ async function readSigningKey(file: string): Promise<Uint8Array> {
   return key;
 }
 
-export interface IssuedToken {
+interface IssuedToken {
   token: string;
   tokenType: 'Bearer';
   expiresAt: string;

@@ -8,7 +8,7 @@ import { type Actor, type ClientInfo, type Principal, actorForAudit, requirePerm
 import { USER_ROLES, type UserRole, isRole } from './roles.js';
 import { newAuthId } from './secrets.js';
 
-export const USER_NAME_PATTERN = /^[a-z][a-z0-9._-]{2,31}$/;
+const USER_NAME_PATTERN = /^[a-z][a-z0-9._-]{2,31}$/;
 
 export function assertUserName(name: string): void {
   if (!USER_NAME_PATTERN.test(name)) {
@@ -24,7 +24,7 @@ export function assertRole(role: string): asserts role is UserRole {
   if (!isRole(role)) throw new ValidationError('invalid_role', `Role must be one of ${USER_ROLES.join(', ')}`, { role });
 }
 
-export interface NewUserInput {
+interface NewUserInput {
   name: string;
   role: string;
   password: string;

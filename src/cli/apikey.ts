@@ -7,7 +7,10 @@ import { withLocalAuth } from './local-auth.js';
 
 const UNIT_MS = { h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 } as const;
 
-/** `30d`, `12h`, `2w`, or an ISO 8601 date or time. */
+/**
+ * `30d`, `12h`, `2w`, or an ISO 8601 date or time.
+ * @internal exported for its tests
+ */
 export function parseExpiry(text: string, now: Date): Date {
   const relative = /^(\d{1,5})([hdw])$/.exec(text);
   if (relative?.[1] !== undefined && relative[2] !== undefined) {

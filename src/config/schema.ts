@@ -24,7 +24,7 @@ export const READ_ATTEMPTS = { minimum: 0, maximum: 100 } as const;
 
 const Percent = (defaultValue: number, description: string) => Type.Integer({ minimum: 1, maximum: 100, default: defaultValue, description });
 
-export const StorageSchema = Type.Object(
+const StorageSchema = Type.Object(
   {
     output_dir: Type.String({ default: '', description: 'Where finished images are written (absolute, or relative to the data dir; empty: DATA_DIR/output)' }),
     output_roots: Type.Array(Type.String({ minLength: 1 }), {
@@ -44,7 +44,7 @@ export const StorageSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
-export const ImagingSchema = Type.Object(
+const ImagingSchema = Type.Object(
   {
     read_attempts: Type.Integer({ ...READ_ATTEMPTS, default: 5, description: 'Retry passes over bad sectors' }),
     sector_size: Type.Integer({ enum: [512, 2048, 4096], default: 2048, description: 'Sector size in bytes when the device does not report one' }),
@@ -70,7 +70,7 @@ export const ImagingSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
-export const DrivesSchema = Type.Object(
+const DrivesSchema = Type.Object(
   {
     extra: Type.Array(Type.String({ minLength: 1 }), {
       default: [],
@@ -86,7 +86,7 @@ export const DrivesSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
-export const ServerSchema = Type.Object(
+const ServerSchema = Type.Object(
   {
     host: Type.String({ minLength: 1, default: '127.0.0.1', readOnly: true, description: 'Address to listen on; set on the server only' }),
     port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, readOnly: true, description: 'Port to listen on; set on the server only' }),
@@ -95,7 +95,7 @@ export const ServerSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
-export const JobsSchema = Type.Object(
+const JobsSchema = Type.Object(
   {
     max_running: Type.Integer({ minimum: 0, maximum: 64, default: 0, description: 'Jobs running at once across all drives (0: one per drive)' }),
     lease_seconds: Type.Integer({
@@ -108,14 +108,14 @@ export const JobsSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
-export const LogSchema = Type.Object(
+const LogSchema = Type.Object(
   {
     level: Type.Enum(['debug', 'info', 'warning', 'error'], { default: 'info', description: 'Lowest level written to the log' }),
   },
   { additionalProperties: false, default: {} },
 );
 
-export const SecuritySchema = Type.Object(
+const SecuritySchema = Type.Object(
   {
     trusted_proxies: Type.Array(Type.String({ minLength: 1, maxLength: 64, pattern: '^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$' }), {
       default: [],
@@ -162,7 +162,7 @@ export const SecuritySchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
-export const NotificationsSchema = Type.Object(
+const NotificationsSchema = Type.Object(
   {
     email_on_completion: Type.Boolean({ default: false, description: 'Send an email when a job completes or fails' }),
     email_address: Type.String({ default: '', maxLength: 254, pattern: '^$|^[^\\s@]+@[^\\s@]+$', description: 'Where completion emails go' }),
@@ -173,7 +173,7 @@ export const NotificationsSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
-export const BackupSchema = Type.Object(
+const BackupSchema = Type.Object(
   {
     dir: Type.String({
       default: '',

@@ -8,6 +8,7 @@ import type { Database } from './database.js';
 import type { ArchiveVerificationsTable, ArchivesTable } from './schema.js';
 import { type ListResult, type SortOrder, fromJson, newId, page, timestamp, toJson } from './values.js';
 
+/** @internal exported for its tests */
 export interface CreateArchiveInput {
   jobId?: string | null;
   filename: string;
@@ -23,7 +24,7 @@ export interface CreateArchiveInput {
   status?: ArchiveStatus;
 }
 
-export interface ReplaceImageInput {
+interface ReplaceImageInput {
   sizeBytes: number;
   checksums: ArchiveChecksums;
   badBytes: number;
@@ -50,7 +51,7 @@ export interface ArchiveListFilter {
   offset?: number;
 }
 
-export interface RecordVerificationInput {
+interface RecordVerificationInput {
   startedAt: Date;
   finishedAt: Date;
   ok: boolean;

@@ -5,7 +5,7 @@ import type { AuditLogTable } from './auth-schema.js';
 import type { Database, SyncExecutor } from './database.js';
 import { type ListResult, type SortOrder, fromJson, page, timestamp, toJson } from './values.js';
 
-export interface NewAuditEntry {
+interface NewAuditEntry {
   at: Date;
   event_type: string;
   action: string;

@@ -6,7 +6,7 @@ import type { Database, SyncExecutor } from './database.js';
 import { readChangeCounter } from './table-versions.js';
 import { fromJson, timestamp, toJson } from './values.js';
 
-export interface NewApiKey {
+interface NewApiKey {
   id: string;
   userId: string;
   name: string;

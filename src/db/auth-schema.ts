@@ -55,7 +55,7 @@ export interface ApiKeysTable {
   parent_id: string | null;
 }
 
-export interface LoginFailuresTable {
+interface LoginFailuresTable {
   id: Generated<number>;
   scope: ThrottleScope;
   /** The normalised account name, or the client address. */
@@ -63,14 +63,14 @@ export interface LoginFailuresTable {
   at: string;
 }
 
-export interface LockoutsTable {
+interface LockoutsTable {
   scope: ThrottleScope;
   key: string;
   locked_at: string;
   until: string;
 }
 
-export interface SetupTokensTable {
+interface SetupTokensTable {
   token_hash: string;
   created_at: string;
   expires_at: string;

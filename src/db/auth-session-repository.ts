@@ -4,7 +4,7 @@ import type { SessionsTable } from './auth-schema.js';
 import type { Database, SyncExecutor } from './database.js';
 import { timestamp } from './values.js';
 
-export interface SessionRecord {
+interface SessionRecord {
   /** SHA-256 of the id the cookie carries; the id itself is never stored. */
   idHash: string;
   userId: string;
@@ -16,7 +16,7 @@ export interface SessionRecord {
   userAgent: string | null;
 }
 
-export interface NewSession {
+interface NewSession {
   idHash: string;
   userId: string;
   csrfToken: string;

@@ -1,7 +1,7 @@
 import type { Database, SyncExecutor } from './database.js';
 import { timestamp } from './values.js';
 
-export interface SetupTokenRecord {
+interface SetupTokenRecord {
   tokenHash: string;
   createdAt: string;
   expiresAt: string;

@@ -2,7 +2,7 @@ import type { ThrottleScope } from '../auth/model.js';
 import type { Database, SyncExecutor } from './database.js';
 import { timestamp } from './values.js';
 
-export interface Lockout {
+interface Lockout {
   scope: ThrottleScope;
   key: string;
   lockedAt: string;

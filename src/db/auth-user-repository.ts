@@ -6,7 +6,7 @@ import type { UsersTable } from './auth-schema.js';
 import type { Database, SyncExecutor } from './database.js';
 import { timestamp } from './values.js';
 
-export interface NewUser {
+interface NewUser {
   id: string;
   name: string;
   role: UserRole;
@@ -15,7 +15,7 @@ export interface NewUser {
   at: Date;
 }
 
-export interface UserChanges {
+interface UserChanges {
   role?: UserRole;
   disabled?: boolean;
   password?: { hash: string; resetRequired: boolean };

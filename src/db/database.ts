@@ -7,7 +7,10 @@ import { UnavailableError, errorMessage } from '../errors.js';
 import { MIGRATION_NAMES, migrationProvider } from './migrations/index.js';
 import type { DB } from './schema.js';
 
-/** The slice of a pino logger the database uses. */
+/**
+ * The slice of a pino logger the database uses.
+ * @internal exported for its tests
+ */
 export interface DatabaseLogger {
   info(details: Record<string, unknown>, message: string): void;
 }

@@ -91,7 +91,7 @@ function rowToJobLog(row: Selectable<JobLogsTable>): JobLogRecord {
   return { id: row.id, jobId: row.job_id, at: row.at, level: row.level, message: row.message };
 }
 
-export type JobSort = 'created' | 'updated' | 'name';
+type JobSort = 'created' | 'updated' | 'name';
 
 export interface JobListFilter {
   statuses?: readonly JobStatus[];
@@ -104,7 +104,7 @@ export interface JobListFilter {
   offset?: number;
 }
 
-export interface JobLogFilter {
+interface JobLogFilter {
   /** Only lines after this id (for following a log). */
   afterId?: number;
   limit?: number;
@@ -112,7 +112,7 @@ export interface JobLogFilter {
 }
 
 /** A page of jobs with the queue position of each queued job on it (1 = the next to be claimed). */
-export interface JobPage extends ListResult<JobRecord> {
+interface JobPage extends ListResult<JobRecord> {
   positions: Map<string, number>;
 }
 

@@ -7,7 +7,7 @@ import type { Database } from './database.js';
 import type { LogsTable } from './schema.js';
 import { type ListResult, type SortOrder, fromJson, page, timestamp, toJson } from './values.js';
 
-export interface AppendLogInput {
+interface AppendLogInput {
   level: LogLevel;
   source: string;
   message: string;
@@ -17,7 +17,7 @@ export interface AppendLogInput {
   at?: Date;
 }
 
-export interface LogListFilter {
+interface LogListFilter {
   /** This level and the more severe ones. */
   minLevel?: LogLevel;
   /** at >= since */

@@ -103,7 +103,7 @@ export interface LogsTable {
   details: string | null;
 }
 
-export interface JobWorkersTable {
+interface JobWorkersTable {
   /** The worker id its leases carry. */
   id: string;
   /** JSON of its LeaseHolder: which process on which host. */

@@ -6,7 +6,7 @@ import type { SettingsTable } from './schema.js';
 import { fromJson, timestamp, toJson } from './values.js';
 
 /** A setting written through the API or the CLI; it overrides the config file and environment. */
-export interface SettingRecord {
+interface SettingRecord {
   /** Dotted path into the configuration, e.g. `imaging.read_attempts`. */
   key: string;
   value: JsonValue;

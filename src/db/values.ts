@@ -54,7 +54,7 @@ export interface Page {
   offset: number;
 }
 
-export const DEFAULT_LIMIT = 50;
+const DEFAULT_LIMIT = 50;
 
 export function page(limit: number | undefined, offset: number | undefined): Page {
   const checked = { limit: limit ?? DEFAULT_LIMIT, offset: offset ?? 0 };

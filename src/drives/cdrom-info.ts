@@ -10,6 +10,7 @@ import { readFile } from 'node:fs/promises';
  */
 export type CdromInfo = Map<string, Map<string, string>>;
 
+/** @internal exported for its tests */
 export function parseCdromInfo(text: string): CdromInfo {
   const drives: CdromInfo = new Map();
   let names: string[] = [];

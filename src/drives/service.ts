@@ -61,11 +61,12 @@ const PROBE_TIMEOUT_MS = 10_000;
  * Threadpool threads that drive I/O may hold at once (of libuv's four): probes and the file-system
  * checks of extra sources share them, so drives that hang leave the rest to the database, images
  * and pages.
+ * @internal exported for its tests
  */
 export const DRIVE_IO_SLOTS = 2;
 
 export const DRIVE_ID_PATTERN = /^[a-z][a-z0-9-]{0,63}$/;
-export const DEMO_DRIVE_ID = 'demo';
+const DEMO_DRIVE_ID = 'demo';
 const DEMO_DESCRIPTION = 'Demo disc: an image file disk2iso made itself, not a real drive';
 
 interface Source {

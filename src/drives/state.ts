@@ -26,7 +26,7 @@ import type { Drive, MediaInfo } from './types.js';
  */
 export type MediaState = 'probed' | 'failed' | 'probing' | 'not_responding';
 
-export interface DriveMediaSnapshot {
+interface DriveMediaSnapshot {
   state: MediaState;
   media: MediaInfo | null;
   error: { code: ErrorCode; message: string } | null;

@@ -1,5 +1,5 @@
 /** What kind of source a drive is; decides how it is discovered, probed and ejected. */
-export type DriveKind = 'optical' | 'block' | 'file' | 'demo';
+type DriveKind = 'optical' | 'block' | 'file' | 'demo';
 
 export interface Drive {
   /** Stable id used everywhere outside this module (`sr0`, `loop3`, `file-<hash>`, `demo`). */

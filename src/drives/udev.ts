@@ -32,7 +32,10 @@ export function createUdevadmReader(options: { command?: string } = {}): UdevRea
     });
 }
 
-/** KEY=VALUE lines; `--export` style single quotes around the value are removed. */
+/**
+ * KEY=VALUE lines; `--export` style single quotes around the value are removed.
+ * @internal exported for its tests
+ */
 export function parseUdevProperties(text: string): Record<string, string> {
   const properties: Record<string, string> = {};
   for (const line of text.split('\n')) {

@@ -3,7 +3,7 @@
  * metrics, notifications, audit) subscribe. A throwing listener is isolated so one broken consumer
  * can never stop a job or starve the others.
  */
-export type Listener<T> = (payload: T) => void;
+type Listener<T> = (payload: T) => void;
 
 export interface EventBus<Events extends object> {
   on<K extends keyof Events>(type: K, listener: Listener<Events[K]>): () => void;

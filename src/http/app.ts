@@ -32,14 +32,14 @@ export type App = FastifyInstance<RawServerDefault, RawRequestDefaultExpression,
 export type RouteModule = (app: App) => void | Promise<void>;
 
 /** Per-address request limits; read on every request, so settings changes apply at once. */
-export interface RateLimits {
+interface RateLimits {
   general: () => RateLimit;
   /** Routes declaring `rateLimit: 'login'` (password and key checks) count against this one as well. */
   login: () => RateLimit;
 }
 
 /** Answers requests for unknown URLs that are not API calls (the web interface's 404 page). */
-export type PageNotFoundHandler = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
+type PageNotFoundHandler = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
 
 export interface BuildAppOptions {
   version: string;

@@ -2,13 +2,17 @@ import { createReadStream } from 'node:fs';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ArchiveFile } from '../archive/service.js';
 
-/** What a Range header asks of a file of a given size (RFC 9110 section 14). */
+/**
+ * What a Range header asks of a file of a given size (RFC 9110 section 14).
+ * @internal exported for its tests
+ */
 export type RangeRequest = { kind: 'full' } | { kind: 'partial'; start: number; end: number } | { kind: 'unsatisfiable' };
 
 /**
  * Single byte ranges only: `bytes=a-b`, `bytes=a-`, `bytes=-n`. A header we do not understand, or
  * one with several ranges, is ignored (the whole file is sent), which the RFC allows; a
  * well-formed range that lies wholly past the end is unsatisfiable.
+ * @internal exported for its tests
  */
 export function parseRange(header: string | undefined, size: number): RangeRequest {
   if (header === undefined) return { kind: 'full' };
@@ -28,7 +32,10 @@ export function parseRange(header: string | undefined, size: number): RangeReque
   return { kind: 'partial', start, end };
 }
 
-/** `attachment; filename="…"; filename*=UTF-8''…`: an ASCII fallback every client takes, and the real name (RFC 6266, RFC 5987). */
+/**
+ * `attachment; filename="…"; filename*=UTF-8''…`: an ASCII fallback every client takes, and the real name (RFC 6266, RFC 5987).
+ * @internal exported for its tests
+ */
 export function contentDisposition(filename: string): string {
   const ascii =
     filename

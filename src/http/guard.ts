@@ -16,9 +16,9 @@ declare module 'fastify' {
 
 /** The web session's cookie. Its value is a random 256-bit id; the database keeps only its hash. */
 export const SESSION_COOKIE = 'disk2iso_session';
-export const CSRF_HEADER = 'x-csrf-token';
+const CSRF_HEADER = 'x-csrf-token';
 /** The form field carrying the CSRF token when JavaScript is off. */
-export const CSRF_FIELD = '_csrf';
+const CSRF_FIELD = '_csrf';
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 /** Denials of these are audited: someone reached for administration they do not hold. */

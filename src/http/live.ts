@@ -3,9 +3,12 @@ import type { JobRecord } from '../jobs/model.js';
 import { type JobView, toJobUpdate, toJobView } from '../jobs/view.js';
 
 export const LIVE_MESSAGE_TYPES = ['job_created', 'job_update', 'job_finished', 'job_removed', 'job_log'] as const;
-export type LiveMessageType = (typeof LIVE_MESSAGE_TYPES)[number];
+type LiveMessageType = (typeof LIVE_MESSAGE_TYPES)[number];
 
-/** The specification's WebSocket message; SSE sends the same JSON as `data:` with the type as event name. */
+/**
+ * The specification's WebSocket message; SSE sends the same JSON as `data:` with the type as event name.
+ * @internal exported for its tests
+ */
 export interface LiveMessage {
   type: LiveMessageType;
   job_id: string;

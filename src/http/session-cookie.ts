@@ -6,7 +6,7 @@ import type { UserService } from '../auth/users.js';
 import { SESSION_COOKIE, clientOf, credentialsOf, principalOf } from './guard.js';
 
 /** Sets the session cookie: HttpOnly, SameSite=Lax, Secure whenever the browser came over HTTPS. */
-export function setSessionCookie(request: FastifyRequest, reply: FastifyReply, session: StartedSession): void {
+function setSessionCookie(request: FastifyRequest, reply: FastifyReply, session: StartedSession): void {
   void reply.setCookie(SESSION_COOKIE, session.id, {
     httpOnly: true,
     sameSite: 'lax',

@@ -17,7 +17,7 @@ export type BlockStatus =
   /** finished */
   | '+';
 
-export const BLOCK_STATUSES: readonly BlockStatus[] = ['?', '*', '/', '-', '+'];
+const BLOCK_STATUSES: readonly BlockStatus[] = ['?', '*', '/', '-', '+'];
 
 /**
  * What the rescue was doing when the map was written: `?` copying, `*` trimming, `/` scraping,

@@ -1,6 +1,9 @@
 import type { ImagingPhase, ImagingProgress } from './types.js';
 
-/** The engine's counters at one moment; the tracker adds percent, rate and ETA. */
+/**
+ * The engine's counters at one moment; the tracker adds percent, rate and ETA.
+ * @internal exported for its tests
+ */
 export interface ProgressSnapshot {
   phase: ImagingPhase;
   bytesDone: number;

@@ -4,6 +4,7 @@
  * and that a read failing on a bad sector, whose data is all lost, costs the drive little; long
  * enough that a fast drive still gets reads of several MiB, which keep the CPU cost per byte low,
  * and that a drive's fixed cost per request stays a small part of each read.
+ * @internal exported for its tests
  */
 export const TARGET_READ_SECONDS = 0.1;
 /**

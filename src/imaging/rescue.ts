@@ -64,6 +64,7 @@ const PROBE_AFTER_MS = 10_000;
  * Copy-pass reads in flight at once: one being waited for and the next ones already queued at the
  * source. Three keep a device busy through the gaps between requests and still leave the event
  * loop's thread pool (four threads by default) a thread for the image writes and map saves.
+ * @internal exported for its tests
  */
 export const READS_IN_FLIGHT = 3;
 /** Upper bound of the skip after consecutive copy-pass errors, besides 1% of the size. */

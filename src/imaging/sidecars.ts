@@ -16,7 +16,7 @@ export async function writeChecksumSidecars(imagePath: string, algorithms: reado
   }
 }
 
-export type VerificationRecord = { verifiedAt: Date; report: VerifyReport } | { verifiedAt: Date; error: string };
+type VerificationRecord = { verifiedAt: Date; report: VerifyReport } | { verifiedAt: Date; error: string };
 
 /** Everything NAME.iso.json records about how an image was made. */
 export interface ImageRecord {

@@ -5,7 +5,7 @@ import { UnavailableError, errnoCode, errorMessage } from '../errors.js';
 export type DirectIoMode = 'auto' | 'on' | 'off';
 
 /** Every read() of the source so far, as the drive saw them. */
-export interface ReadStatistics {
+interface ReadStatistics {
   calls: number;
   /** Bytes asked for, failed reads included. */
   bytes: number;

@@ -76,7 +76,7 @@ export interface ImagingRequest {
   onLog?: (level: 'info' | 'warning' | 'error', message: string) => void;
 }
 
-export type ImagingOutcome = 'completed' | 'paused' | 'cancelled';
+type ImagingOutcome = 'completed' | 'paused' | 'cancelled';
 
 /** The reads of the source one run made: what the drive had to do. */
 export interface ReadSummary {

@@ -7,7 +7,7 @@ import { createSlotPool } from './slots.js';
 import type { DirectIoMode } from './source.js';
 import { CHECKSUM_ALGORITHMS, type ImagingProgress } from './types.js';
 
-export interface VerifyResult {
+interface VerifyResult {
   algorithm: HashAlgorithm;
   expected: string;
   actual: string;

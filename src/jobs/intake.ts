@@ -26,7 +26,7 @@ export interface JobChoices {
   priority?: Priority | undefined;
 }
 
-export interface IntakeRequest {
+interface IntakeRequest {
   /** A drive id (`sr0`) or the device path of a discovered drive (`/dev/sr0`, or a link to it such as `/dev/cdrom`). */
   device: string;
   /** The image's name; default: the volume label. Ignored with `outputFile`. */
@@ -46,7 +46,7 @@ export interface IntakeDeps {
   reservedOutputs(): Promise<ReadonlySet<string>>;
 }
 
-export interface JobPlan {
+interface JobPlan {
   drive: Drive;
   media: MediaInfo;
   job: EnqueueInput;
@@ -78,7 +78,7 @@ export async function resolveDrive(drives: DriveDirectory, given: string): Promi
 }
 
 /** Refuses a disc that cannot be imaged (what canBeImaged tells), saying why; returns the image's size. */
-export function assertImageable(drive: Drive, media: MediaInfo): number {
+function assertImageable(drive: Drive, media: MediaInfo): number {
   if (!media.present) throw new UnavailableError('no_media', `no disc in ${drive.id}`);
   if (media.kind === 'blank') throw new UnavailableError('blank_media', `the disc in ${drive.id} is blank`);
   if (media.kind === 'audio') {

@@ -25,7 +25,7 @@ export type UnfinishedJobStatus = Exclude<JobStatus, FinishedJobStatus>;
 export const UNFINISHED_JOB_STATUSES: readonly UnfinishedJobStatus[] = JOB_STATUSES.filter((status) => isUnfinished(status));
 
 /** Statuses a job can be put back in the queue from (resume, retry, or either on another drive). */
-export const REQUEUEABLE_JOB_STATUSES = ['paused', 'failed', 'cancelled'] as const satisfies readonly JobStatus[];
+const REQUEUEABLE_JOB_STATUSES = ['paused', 'failed', 'cancelled'] as const satisfies readonly JobStatus[];
 
 export function isActive(status: JobStatus): status is ActiveJobStatus {
   return (ACTIVE_JOB_STATUSES as readonly JobStatus[]).includes(status);
@@ -35,6 +35,7 @@ export function isFinished(status: JobStatus): status is FinishedJobStatus {
   return (FINISHED_JOB_STATUSES as readonly JobStatus[]).includes(status);
 }
 
+/** @internal exported for its tests */
 export function isUnfinished(status: JobStatus): status is UnfinishedJobStatus {
   return !isFinished(status);
 }
@@ -45,7 +46,7 @@ export function isRequeueable(status: JobStatus): boolean {
 
 export type JobPriority = Priority;
 
-export const REQUESTED_ACTIONS = ['pause', 'cancel'] as const;
+const REQUESTED_ACTIONS = ['pause', 'cancel'] as const;
 export type RequestedAction = (typeof REQUESTED_ACTIONS)[number];
 
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);

@@ -108,7 +108,7 @@ export interface ClaimOptions {
   holder?: LeaseHolder;
 }
 
-export interface RequeueOptions {
+interface RequeueOptions {
   /** The drive to continue on: the same disc under another name, or in another drive. */
   drive?: { id: string; path: string };
 }
@@ -133,6 +133,7 @@ export interface ProgressPatch {
   errorCount?: number;
 }
 
+/** @internal exported for its tests */
 export type FinishStatus = 'completed' | 'failed' | 'cancelled' | 'paused';
 
 /** Rate and ETA are cleared when a job stops, so a finish does not take them. */

@@ -20,6 +20,7 @@ export interface CreateJobInput {
 
 export type JobAction = 'pause' | 'resume' | 'cancel' | 'retry';
 
+/** @internal exported for its tests */
 export interface UpdateJobInput {
   action?: JobAction | undefined;
   priority?: Priority | undefined;
@@ -36,7 +37,7 @@ export interface UpdateJobInput {
   keep_partial?: boolean | undefined;
 }
 
-export interface ListJobsQuery {
+interface ListJobsQuery {
   status?: JobStatus[] | undefined;
   limit: number;
   offset: number;
@@ -45,7 +46,7 @@ export interface ListJobsQuery {
 }
 
 /** A type, not an interface, so it fits where any JSON object is taken (a response serializer). */
-export type JobList = {
+type JobList = {
   jobs: JobView[];
   total: number;
   limit: number;

@@ -1,7 +1,7 @@
 import { type JobOptions, type JobOutcome, type JobRecord, type PauseReason, jobOutcome, pauseReason } from './model.js';
 
 /** The unreadable part of a job's image, as every screen and the API describe it. */
-export interface BadSectorsView {
+interface BadSectorsView {
   sectors: number;
   bytes: number;
   /** Always true: unreadable sectors read as zeros in the image, as in GNU ddrescue's output. */

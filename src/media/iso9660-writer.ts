@@ -36,8 +36,8 @@ const MAX_SIZE_MIB = 4095;
 const DISC_DATE = { year: 2024, month: 1, day: 1 };
 const WRITE_CHUNK = MiB;
 
-export const DEFAULT_DEMO_LABEL = 'DISK2ISO_DEMO';
-export const DEFAULT_DEMO_SIZE_MIB = 64;
+const DEFAULT_DEMO_LABEL = 'DISK2ISO_DEMO';
+const DEFAULT_DEMO_SIZE_MIB = 64;
 
 export async function writeDemoIso(path: string, options: DemoIsoOptions = {}): Promise<DemoIso> {
   const sizeMiB = options.sizeMiB ?? DEFAULT_DEMO_SIZE_MIB;

@@ -82,6 +82,7 @@ export async function readIso9660(reader: BlockReader, descriptors: IsoVolumeDes
 /**
  * ISO 9660 8.4.26.1: sixteen ASCII digits YYYYMMDDHHMMSScc and a signed offset from GMT in
  * 15-minute units. All zero digits mean "not specified".
+ * @internal exported for its tests
  */
 export function parseDecDateTime(field: Buffer): string | null {
   if (field.length < 17) return null;

@@ -502,7 +502,10 @@ const CRC_TABLE = Array.from({ length: 256 }, (_, byte) => {
   return crc;
 });
 
-/** CRC-ITU-T (polynomial 0x1021, initial value 0), as ECMA-167 uses it for descriptor tags. */
+/**
+ * CRC-ITU-T (polynomial 0x1021, initial value 0), as ECMA-167 uses it for descriptor tags.
+ * @internal exported for its tests
+ */
 export function crc16(bytes: Buffer): number {
   let crc = 0;
   for (const byte of bytes) crc = ((crc << 8) & 0xffff) ^ (CRC_TABLE[((crc >> 8) ^ byte) & 0xff] ?? 0);
@@ -526,7 +529,10 @@ function readDString(field: Buffer): string | null {
   return text === null ? null : trimLabel(text);
 }
 
-/** ECMA-167 1/7.3 timestamp; the time zone is minutes east of UTC, -2047 meaning unknown. */
+/**
+ * ECMA-167 1/7.3 timestamp; the time zone is minutes east of UTC, -2047 meaning unknown.
+ * @internal exported for its tests
+ */
 export function parseTimestamp(field: Buffer): string | null {
   if (field.length < 12) return null;
   const typeAndZone = field.readUInt16LE(0);

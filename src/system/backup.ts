@@ -113,7 +113,7 @@ function refuse(file: string, reason: string): ValidationError {
  * manifest says, a database that passes SQLite's integrity check and whose schema this version
  * knows (a newer one is refused: this version could not run it).
  */
-export async function unpackBackup(file: string, into: string): Promise<BackupManifest> {
+async function unpackBackup(file: string, into: string): Promise<BackupManifest> {
   let listing: string;
   try {
     listing = (await execFileAsync('tar', ['-tzf', file], { maxBuffer: 1024 * 1024 })).stdout;
@@ -225,12 +225,18 @@ export async function restoreBackup(options: { config: Config; input: string }):
   }
 }
 
-/** The name a scheduled backup gets. */
+/**
+ * The name a scheduled backup gets.
+ * @internal exported for its tests
+ */
 export function scheduledBackupFile(config: Config, at: Date): string {
   return join(config.backup.dir, `disk2iso-backup-${at.toISOString().replace(/[:.]/g, '-')}.tar.gz`);
 }
 
-/** Scheduled backups in the folder, newest first, with their times. */
+/**
+ * Scheduled backups in the folder, newest first, with their times.
+ * @internal exported for its tests
+ */
 export async function scheduledBackups(config: Config): Promise<Array<{ file: string; modifiedAt: Date }>> {
   let names: string[];
   try {

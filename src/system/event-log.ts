@@ -19,7 +19,7 @@ export interface EventLog {
   flush(): Promise<void>;
 }
 
-export interface EventEntry {
+interface EventEntry {
   level: LogLevel;
   source: string;
   message: string;
@@ -27,7 +27,7 @@ export interface EventEntry {
   details?: JsonObject | null;
 }
 
-export interface EventLogQuery {
+interface EventLogQuery {
   minLevel?: LogLevel | undefined;
   since?: Date | undefined;
   jobId?: string | undefined;
@@ -35,7 +35,7 @@ export interface EventLogQuery {
   offset: number;
 }
 
-export interface LogView {
+interface LogView {
   id: number;
   at: string;
   level: LogLevel;

@@ -10,6 +10,7 @@ import type { JsonObject, JsonValue } from '../json.js';
 /**
  * Shown instead of a secret and of the credentials in a URL; a value sent back exactly as it was
  * shown keeps what it stands for.
+ * @internal exported for its tests
  */
 export const SECRET_MASK = '********';
 
@@ -26,7 +27,7 @@ const RESTART_KEYS = new Set([
 ]);
 const SECTIONS = Object.keys(ConfigSchema.properties) as Array<keyof Settings>;
 
-export interface SettingsView {
+interface SettingsView {
   settings: Settings;
   /** Where every setting's value comes from: `default`, `config file …`, `stored settings`, `environment …`, `--set …`. */
   sources: Record<string, string>;
@@ -58,7 +59,10 @@ export function isSecretLeaf(leaf: SettingLeaf): boolean {
   return schema.writeOnly === true || schema.format === 'password' || /(password|secret|token|api_key)$/i.test(leaf.path);
 }
 
-/** A leaf only the server's own configuration may set: `readOnly` in ConfigSchema. */
+/**
+ * A leaf only the server's own configuration may set: `readOnly` in ConfigSchema.
+ * @internal exported for its tests
+ */
 export function isServerOnlyLeaf(leaf: SettingLeaf): boolean {
   return leaf.schema.readOnly === true;
 }
@@ -90,6 +94,7 @@ function mapUrlCredentials(text: string, replace: (credential: string) => string
 /**
  * `https://user:pass@host/hook?token=abc` as `https://********@host/hook?token=********`. Query
  * values are all masked, whatever their names: webhooks carry their tokens under any name.
+ * @internal exported for its tests
  */
 export function maskUrlCredentials(text: string): string {
   return mapUrlCredentials(text, (credential) => (credential === '' ? '' : SECRET_MASK));
@@ -119,7 +124,10 @@ export function shownValue(leaf: SettingLeaf, value: unknown): unknown {
   return structuredClone(value);
 }
 
-/** A copy of the settings as they may be shown: every leaf through shownValue. */
+/**
+ * A copy of the settings as they may be shown: every leaf through shownValue.
+ * @internal exported for its tests
+ */
 export function maskSecrets<T extends object>(settings: T, leaves: readonly SettingLeaf[]): T {
   const copy = structuredClone(settings);
   for (const leaf of leaves) {

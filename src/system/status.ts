@@ -3,7 +3,7 @@ import { errorMessage } from '../errors.js';
 import type { JobStatus } from '../jobs/model.js';
 import { type MemorySources, createCpuMeter, memoryUsage, storageUsage } from './resources.js';
 
-export type ServiceState = 'running' | 'stopped' | 'error';
+type ServiceState = 'running' | 'stopped' | 'error';
 
 export interface SystemStatus {
   status: 'healthy' | 'degraded';

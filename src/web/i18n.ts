@@ -18,7 +18,10 @@ export function isLanguage(value: unknown): value is Language {
   return typeof value === 'string' && (LANGUAGES as readonly string[]).includes(value);
 }
 
-/** Nested JSON objects become dotted keys: `{"nav": {"archive": "Archive"}}` -> `nav.archive`. */
+/**
+ * Nested JSON objects become dotted keys: `{"nav": {"archive": "Archive"}}` -> `nav.archive`.
+ * @internal exported for its tests
+ */
 export function flattenCatalog(tree: unknown, prefix = ''): Map<string, string> {
   const flat = new Map<string, string>();
   if (typeof tree !== 'object' || tree === null || Array.isArray(tree)) throw new TypeError(`catalog entry ${prefix || '(root)'} must be an object`);
@@ -30,7 +33,7 @@ export function flattenCatalog(tree: unknown, prefix = ''): Map<string, string> 
   return flat;
 }
 
-export function loadCatalog(language: Language): Catalog {
+function loadCatalog(language: Language): Catalog {
   return flattenCatalog(JSON.parse(readFileSync(join(webRoot(), 'i18n', `${language}.json`), 'utf8')));
 }
 
@@ -53,7 +56,10 @@ export function createTranslator(catalog: Catalog): Translate {
   };
 }
 
-/** The best supported language from an Accept-Language header (`de-CH,de;q=0.9,en;q=0.8`). */
+/**
+ * The best supported language from an Accept-Language header (`de-CH,de;q=0.9,en;q=0.8`).
+ * @internal exported for its tests
+ */
 export function negotiateLanguage(header: string | undefined): Language | undefined {
   if (!header) return undefined;
   const ranked = header
@@ -68,7 +74,10 @@ export function negotiateLanguage(header: string | undefined): Language | undefi
   return ranked.map((entry) => entry.language).find(isLanguage);
 }
 
-/** The value of one cookie from a Cookie header. */
+/**
+ * The value of one cookie from a Cookie header.
+ * @internal exported for its tests
+ */
 export function cookieValue(header: string | undefined, name: string): string | undefined {
   for (const part of (header ?? '').split(';')) {
     const separator = part.indexOf('=');

@@ -48,13 +48,13 @@ export interface Viewer {
 
 export const NOBODY: Viewer = { user: null, csrf: '' };
 
-export function viewerOf(request: FastifyRequest, security: WebSecurity): Viewer {
+function viewerOf(request: FastifyRequest, security: WebSecurity): Viewer {
   const user = security.currentUser(request);
   return user === null ? NOBODY : { user, csrf: security.csrfToken(request) };
 }
 
 /** What every template gets besides its own data. */
-export interface PageContext extends I18n {
+interface PageContext extends I18n {
   /** Null on the public pages when nobody is signed in: the layout then shows no navigation and no account. */
   user: WebUser | null;
   can(permission: Permission): boolean;
@@ -88,7 +88,7 @@ function oneShot(i18n: I18n, prefix: 'notices' | 'errors', code: string | undefi
   return prefix === 'errors' ? i18n.t('errors.action_failed') : null;
 }
 
-export function pageContext(request: FastifyRequest, viewer: Viewer): PageContext {
+function pageContext(request: FastifyRequest, viewer: Viewer): PageContext {
   const i18n = requestI18n(request);
   const { user, csrf } = viewer;
   const here = currentPath(request);

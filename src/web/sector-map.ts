@@ -6,6 +6,7 @@ import { type BlockStatus, type ParsedMapfile, parseMapfile } from '../imaging/m
  * A rescue map drawn like ddrescueview: the disc as a grid of cells in reading order, each cell
  * coloured by the worst status of the bytes it covers, so a single bad sector stays visible
  * however large the disc is.
+ * @internal exported for its tests
  */
 export type CellStatus = 'finished' | 'nontried' | 'nontrimmed' | 'nonscraped' | 'bad';
 
@@ -14,7 +15,7 @@ const STATUS_OF: Record<BlockStatus, CellStatus> = { '+': 'finished', '?': 'nont
 const SEVERITY: Record<CellStatus, number> = { finished: 0, nontried: 1, nontrimmed: 2, nonscraped: 3, bad: 4 };
 
 /** Consecutive cells of one status within a row, drawn as one rectangle. */
-export interface CellRun {
+interface CellRun {
   row: number;
   column: number;
   length: number;
@@ -35,9 +36,10 @@ export interface SectorMapView {
   currentPass: number;
 }
 
-export const MAP_COLUMNS = 64;
-export const MAP_MAX_ROWS = 16;
+const MAP_COLUMNS = 64;
+const MAP_MAX_ROWS = 16;
 
+/** @internal exported for its tests */
 export function sectorMapView(parsed: ParsedMapfile, columns = MAP_COLUMNS, maxRows = MAP_MAX_ROWS): SectorMapView {
   const { map, state } = parsed;
   const size = map.size;

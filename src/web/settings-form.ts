@@ -40,7 +40,7 @@ const REQUIRED_WHILE_ON: Readonly<Record<string, string>> = {
   'notifications.webhook_url': 'notifications.webhook_enabled',
 };
 
-export type FieldKind = 'checkbox' | 'select' | 'number' | 'text' | 'checkboxes' | 'secret';
+type FieldKind = 'checkbox' | 'select' | 'number' | 'text' | 'checkboxes' | 'secret';
 
 export interface SettingField {
   key: string;
@@ -97,7 +97,7 @@ function displayValue(kind: FieldKind, value: unknown): string | boolean | strin
   return value === undefined || value === null ? '' : String(value);
 }
 
-export function fieldName(key: string): string {
+function fieldName(key: string): string {
   return key.replace(/\./g, '__');
 }
 

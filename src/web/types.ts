@@ -48,13 +48,13 @@ export interface WebSecurity {
   currentUser(request: FastifyRequest): WebUser | null;
 }
 
-export type WebArchives = Pick<ArchiveService, 'list' | 'get' | 'updateMetadata' | 'remove' | 'verify' | 'verifications'>;
-export type WebDevices = Pick<DeviceStatusService, 'views' | 'eject'>;
-export type WebSystemStatus = Pick<SystemStatusService, 'status'>;
-export type WebSettings = Pick<SettingsService, 'update'>;
+type WebArchives = Pick<ArchiveService, 'list' | 'get' | 'updateMetadata' | 'remove' | 'verify' | 'verifications'>;
+type WebDevices = Pick<DeviceStatusService, 'views' | 'eject'>;
+type WebSystemStatus = Pick<SystemStatusService, 'status'>;
+type WebSettings = Pick<SettingsService, 'update'>;
 
 /** A signed-in user acting through a request, as the auth layer's `requestActor` makes it. */
-export type RequestActor = Extract<Actor, { kind: 'request' }>;
+type RequestActor = Extract<Actor, { kind: 'request' }>;
 
 /**
  * Signing in and out, the first admin's setup, users, API keys, one's own password and the audit

@@ -13,7 +13,7 @@ import type { LiveMessage } from '../../src/http/live.js';
 import { silentLogger } from '../../src/log.js';
 import { type RunningServer, type StartServerOptions, startServer } from '../../src/server.js';
 
-export const VERSION = '0.0.0-test';
+const VERSION = '0.0.0-test';
 /** Meets the password policy; test users all have it. */
 export const TEST_PASSWORD = 'Correct-Horse-42';
 export const TEST_ADMIN = 'test-admin';
@@ -258,17 +258,6 @@ export function followWebSocket(url: string): Promise<LiveClient & { socket: Web
     socket.once('open', () => resolve(client));
     socket.once('error', reject);
   });
-}
-
-/**
- * The JSON type of every field of an example, recursively: `{a: 1, b: [{c: "x"}]}` gives
- * `{a: 'number', b: [{c: 'string'}]}`. Comparing these checks field names and types, not values.
- */
-export function shapeOf(value: unknown): unknown {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return value.length === 0 ? [] : [shapeOf(value[0])];
-  if (typeof value === 'object') return Object.fromEntries(Object.entries(value as object).map(([key, child]) => [key, shapeOf(child)]));
-  return typeof value;
 }
 
 /**

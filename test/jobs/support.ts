@@ -61,7 +61,7 @@ export function dataDisc(overrides: Partial<MediaInfo> = {}): MediaInfo {
 }
 
 /** Drives with discs the test puts in and takes out; both the runner's drive service and the service's view of drives. */
-export interface FakeDrives extends DriveService, KnownDrives {
+interface FakeDrives extends DriveService, KnownDrives {
   /** Puts `media` in drive `id`: what the next probe reads and what the service knows of the drive. */
   insert(id: string, media: MediaInfo): void;
   /** Ids of the drives ejected, in order. */
@@ -70,7 +70,7 @@ export interface FakeDrives extends DriveService, KnownDrives {
   ejectError: Error | null;
 }
 
-export function fakeDrives(drives: Array<{ drive: Drive; media: MediaInfo }>): FakeDrives {
+function fakeDrives(drives: Array<{ drive: Drive; media: MediaInfo }>): FakeDrives {
   const byId = new Map(drives.map(({ drive }) => [drive.id, drive]));
   const media = new Map(drives.map(({ drive, media }) => [drive.id, media]));
   const get = async (id: string): Promise<Drive> => {

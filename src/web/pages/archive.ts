@@ -15,7 +15,7 @@ import { pagination } from './pagination.js';
 
 const PAGE_SIZE = 20;
 const ARCHIVE_ID = /^archive_[a-z0-9]{1,64}$/;
-export const DISC_KINDS: readonly DiscKind[] = ['data', 'dvd-video', 'bd-video', 'audio', 'unknown'];
+const DISC_KINDS: readonly DiscKind[] = ['data', 'dvd-video', 'bd-video', 'audio', 'unknown'];
 const SORTS: readonly ArchiveSort[] = ['date', 'name', 'size'];
 const MB = 1_000_000;
 const MAX_LABEL = 200;
@@ -121,7 +121,7 @@ function queryParams(query: ArchiveQuery): Record<string, string | undefined> {
 }
 
 /** The checksum a card shows: the first the image has, in the drawing's order. */
-export function cardChecksum(archive: ArchiveView): { algorithm: string; value: string } | null {
+function cardChecksum(archive: ArchiveView): { algorithm: string; value: string } | null {
   for (const algorithm of ['md5', 'sha256', 'sha1'] as const) {
     const value = archive.checksums[algorithm];
     if (value) return { algorithm, value };

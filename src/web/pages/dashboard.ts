@@ -15,7 +15,7 @@ const FINISHED_PAGE_SIZE = 20;
 /** The active tab lists the unfinished jobs; more of them than drives can exist only as a queue, and this bounds one page of it. */
 const ACTIVE_LIMIT = 200;
 
-export interface DashboardData {
+interface DashboardData {
   tab: 'active' | 'finished';
   /** The dashboard address these jobs belong to, for forms that come back to it (also from the fragment). */
   here: string;

@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import { type Browser, type BrowserContext, type BrowserContextOptions, type Page, chromium } from 'playwright-core';
 import { packageRoot } from '../../../src/config/load.js';
 
-export const CHROMIUM = '/usr/bin/chromium';
-export const SCREENSHOT_DIR = join(packageRoot(), 'test-artifacts', 'screenshots');
-export const WIDTHS = { desktop: 1280, phone: 390 } as const;
+const CHROMIUM = '/usr/bin/chromium';
+const SCREENSHOT_DIR = join(packageRoot(), 'test-artifacts', 'screenshots');
+const WIDTHS = { desktop: 1280, phone: 390 } as const;
 
 /**
  * Debian's Chromium, headless, with everything that would reach the network switched off.
@@ -67,7 +67,7 @@ export async function watchedContext(browser: Browser, options: BrowserContextOp
 }
 
 /** The narrowest phone the interface supports. */
-export const NARROWEST = 360;
+const NARROWEST = 360;
 
 /**
  * Full-page screenshots at desktop and phone width (test-artifacts/screenshots/NAME-1280.png and

@@ -3,7 +3,7 @@ import { t } from './strings.js';
 const SETTING = 'disk2iso.browser-notifications';
 
 const supported = () => 'Notification' in window;
-export const notificationsOn = () => supported() && Notification.permission === 'granted' && localStorage.getItem(SETTING) === 'on';
+const notificationsOn = () => supported() && Notification.permission === 'granted' && localStorage.getItem(SETTING) === 'on';
 
 /** A system notification when a job finishes, if this browser was told to show them. */
 export function notify(message) {
