@@ -52,6 +52,38 @@ export interface Database {
   close(): Promise<void>;
 }
 
+/** SQLite's integrity check of a database file nobody has open (a backup's copy): `ok` when it is whole. */
+export function integrityOf(file: string): string {
+  let copy: BetterSqlite3.Database;
+  try {
+    copy = new BetterSqlite3(file, { readonly: true, fileMustExist: true });
+  } catch (error) {
+    return errorMessage(error);
+  }
+  try {
+    return String(copy.pragma('integrity_check', { simple: true }));
+  } catch (error) {
+    return errorMessage(error);
+  } finally {
+    copy.close();
+  }
+}
+
+/**
+ * Empties the register of running services (job_workers) in a database file nobody has open: a
+ * restored copy's rows name processes of the installation it came from, and one of them still
+ * alive on this host would make a service look running.
+ */
+export function forgetWorkersIn(file: string): void {
+  const copy = new BetterSqlite3(file);
+  try {
+    if (copy.prepare("select name from sqlite_master where type = 'table' and name = 'job_workers'").get() !== undefined)
+      copy.prepare('delete from job_workers').run();
+  } finally {
+    copy.close();
+  }
+}
+
 /** The migrations in `applied` that this version does not know: those of a newer version, whose schema it could not run. */
 export function unknownMigrations(applied: readonly string[]): string[] {
   return applied.filter((name) => !MIGRATION_NAMES.includes(name));

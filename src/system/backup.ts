@@ -3,10 +3,9 @@ import { createHash } from 'node:crypto';
 import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import BetterSqlite3 from 'better-sqlite3';
 import { SIGNING_KEY_FILE } from '../auth/tokens.js';
 import type { Config } from '../config/schema.js';
-import { type Database, databaseFile, unknownMigrations } from '../db/database.js';
+import { type Database, databaseFile, forgetWorkersIn, integrityOf, unknownMigrations } from '../db/database.js';
 import { ValidationError, errnoCode, errorMessage } from '../errors.js';
 import { pathExists } from '../imaging/output-state.js';
 
@@ -151,28 +150,9 @@ async function unpackBackup(file: string, into: string): Promise<BackupManifest>
   if (unknown.length > 0) {
     throw refuse(file, `it comes from a newer disk2iso (${manifest.version}, schema ${unknown.join(', ')}); install that version or newer to restore it`);
   }
-  const copy = new BetterSqlite3(join(into, DATABASE_MEMBER), { readonly: true, fileMustExist: true });
-  try {
-    const check = copy.pragma('integrity_check', { simple: true });
-    if (check !== 'ok') throw refuse(file, `its database fails SQLite's integrity check (${String(check)})`);
-  } finally {
-    copy.close();
-  }
+  const integrity = integrityOf(join(into, DATABASE_MEMBER));
+  if (integrity !== 'ok') throw refuse(file, `its database fails SQLite's integrity check (${integrity})`);
   return manifest;
-}
-
-/**
- * The register of running services describes the processes of the installation backed up, not of
- * this one: a restored row of a process still alive on this host would make it look running.
- */
-function forgetWorkers(file: string): void {
-  const copy = new BetterSqlite3(file);
-  try {
-    const table = copy.prepare("select name from sqlite_master where type = 'table' and name = 'job_workers'").get();
-    if (table !== undefined) copy.prepare('delete from job_workers').run();
-  } finally {
-    copy.close();
-  }
 }
 
 export interface RestoreResult {
@@ -193,7 +173,8 @@ export async function restoreBackup(options: { config: Config; input: string }):
   const staging = await mkdtemp(join(config.data_dir, '.disk2iso-restore-'));
   try {
     const manifest = await unpackBackup(input, staging);
-    forgetWorkers(join(staging, DATABASE_MEMBER));
+    // The register of running services describes the processes of the installation backed up, not of this one.
+    forgetWorkersIn(join(staging, DATABASE_MEMBER));
     const target = databaseFile(config.data_dir);
     const configTarget = config.config_file ?? join(config.data_dir, CONFIG_MEMBER);
     const replaced = [target, `${target}-wal`, `${target}-shm`, join(config.data_dir, SIGNING_KEY_FILE), ...(manifest.config_file ? [configTarget] : [])];
