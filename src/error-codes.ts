@@ -134,6 +134,9 @@ export const ERROR_CODES = [
   'database_migration_failed',
   'database_open_failed',
   'database_unavailable',
+  'job_runner_stopped',
+  'output_not_responding',
+  'service_not_running',
   'socket_in_use',
   'socket_path_taken',
 ] as const;

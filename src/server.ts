@@ -22,6 +22,7 @@ import { actorOf, createRequestGuard, principalOf } from './http/guard.js';
 import { createLiveHub } from './http/live.js';
 import type { DeclaredRoute } from './http/permissions.js';
 import { apiRoutes } from './http/routes/index.js';
+import { addressFilter } from './http/routes/metrics.js';
 import { runImaging, verifyImage } from './imaging/engine.js';
 import type { JobEvents } from './jobs/events.js';
 import { currentLeaseHolder, leaseHolderGone } from './jobs/lease-holder.js';
@@ -32,6 +33,9 @@ import { createSqliteQueue } from './jobs/sqlite-queue.js';
 import type { Logger } from './log.js';
 import { activeJobsByDevice, createDeviceStatusService } from './system/devices.js';
 import { type EventLog, createEventLog } from './system/event-log.js';
+import { createServiceMetrics } from './system/metrics.js';
+import { createOutputProbe } from './system/output-probe.js';
+import { createReadiness, runnerCheck, writeDatabaseHeader } from './system/readiness.js';
 import { applyStoredSettings, createSettingsService } from './system/settings.js';
 import { createSystemStatus } from './system/status.js';
 import { registerWebRoutes, renderNotFoundPage } from './web/routes.js';
@@ -125,12 +129,24 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     const drives = createDriveService({ config, log, ...options.drives });
     const driveStates = createDriveStates({ drives, log, busyDeviceIds: async () => new Set((await activeJobsByDevice(jobsRepository)).keys()) });
     const devices = createDeviceStatusService({ drives, states: driveStates, jobs: jobsRepository });
+    const output = createOutputProbe(() => config.storage.output_dir);
+    const metrics = createServiceMetrics({
+      config,
+      version,
+      events,
+      drives: driveStates,
+      output,
+      countJobs: () => jobsRepository.countByStatus(),
+      activeJobs: async () => [...(await activeJobsByDevice(jobsRepository)).values()],
+    });
+    // Verifications after imaging (the runner) and asked for (the archive service) are both counted.
+    const catalogue = metrics.countVerifications(archivesRepository);
     const jobs = createJobService({ config, queue, jobs: jobsRepository, drives: devices, events, log });
     const runner = createJobRunner({
       config,
       queue,
       jobs: jobsRepository,
-      archives: archivesRepository,
+      archives: catalogue,
       drives,
       events,
       log,
@@ -141,7 +157,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     });
     const archives = createArchiveService({
       config,
-      archives: archivesRepository,
+      archives: catalogue,
       verifyImage: (path) => verifyImage(path),
       onEvent: (level, message, details) => eventLog.record({ level, source: 'archives', message, details }),
     });
@@ -179,6 +195,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       guard: createRequestGuard({ auth, audit }),
       audit,
       trustedProxies: config.security.trusted_proxies,
+      observeResponse: (answered) => metrics.observeResponse(answered),
       pageNotFound: renderNotFoundPage,
       rateLimits: {
         general: () => ({ perSecond: config.security.rate_limit_per_second, burst: config.security.rate_limit_burst }),
@@ -205,6 +222,12 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
             await jobsRepository.countByStatus().catch((error: unknown) => {
               throw new UnavailableError('database_unavailable', `the database does not answer: ${errorMessage(error)}`);
             });
+          },
+          readiness: createReadiness({ config, output, writeDatabase: () => writeDatabaseHeader(database), checkRunner: runnerCheck(() => runner.lastPoll()) }),
+          metrics: {
+            contentType: metrics.contentType,
+            render: () => metrics.render(),
+            allowAddress: addressFilter(config.metrics.allow_addresses),
           },
         }),
         (scope) =>
@@ -261,6 +284,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       maintenance.stop();
       await runner.stop();
       stopRefreshing();
+      metrics.close();
       await driveStates.stop();
       stopMirroring();
       await app.close();

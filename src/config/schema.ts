@@ -163,6 +163,18 @@ export const NotificationsSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+export const MetricsSchema = Type.Object(
+  {
+    allow_addresses: Type.Array(Type.String({ minLength: 1, maxLength: 64, pattern: '^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$' }), {
+      default: [],
+      readOnly: true,
+      description:
+        'Addresses or CIDR ranges (e.g. a Prometheus server) that may read GET /metrics without credentials; behind a proxy, the client address it forwards (security.trusted_proxies); set on the server only',
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 export const ConfigSchema = Type.Object(
   {
     storage: StorageSchema,
@@ -173,6 +185,7 @@ export const ConfigSchema = Type.Object(
     log: LogSchema,
     security: SecuritySchema,
     notifications: NotificationsSchema,
+    metrics: MetricsSchema,
   },
   { additionalProperties: false, default: {} },
 );

@@ -42,6 +42,8 @@ export interface JobRunner {
   stop(): Promise<void>;
   /** Ids of the jobs this runner is working on. */
   active(): string[];
+  /** When the claim loop last looked for work (it does every poll interval); null while it is not running. */
+  lastPoll(): Date | null;
 }
 
 /** What a stopped job records of its last progress (rate and time left end with the run). */
@@ -106,6 +108,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
   let started = false;
   let loop: Promise<void> = Promise.resolve();
   let wakeUp: (() => void) | null = null;
+  let lastPollAt: number | null = null;
 
   async function appendLog(jobId: string, level: 'info' | 'warning' | 'error', message: string): Promise<void> {
     const line = await jobs.appendLog(jobId, level, message);
@@ -333,6 +336,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
   async function claimLoop(): Promise<void> {
     const maxRunning = config.jobs.max_running > 0 ? config.jobs.max_running : undefined;
     while (!stopping) {
+      lastPollAt = Date.now();
       try {
         await queue.recoverExpired({ holderGone: deps.holderGone });
         const busyDeviceIds = [...runs.values()].map((active) => active.deviceId);
@@ -378,6 +382,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
     wake,
     async stop() {
       stopping = true;
+      lastPollAt = null;
       wake();
       for (const active of runs.values()) active.controller.abort('pause');
       await Promise.all([...runs.values()].map((active) => active.done));
@@ -386,6 +391,9 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
     },
     active() {
       return [...runs.keys()];
+    },
+    lastPoll() {
+      return lastPollAt === null ? null : new Date(lastPollAt);
     },
   };
 }

@@ -188,6 +188,7 @@ const HOSTILE_SERVER_ONLY: Record<string, (work: string) => JsonValue> = {
   'server.socket': (work) => join(work, 'elsewhere.sock'),
   'security.trusted_proxies': () => ['0.0.0.0/1', '128.0.0.0/1'],
   'security.audit_retention_days': () => 1,
+  'metrics.allow_addresses': () => ['0.0.0.0/0', '::/0'],
 };
 
 function nested(key: string, value: JsonValue): Record<string, Record<string, JsonValue>> {
