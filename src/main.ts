@@ -3,6 +3,7 @@ import { registerApiKeyCommand } from './cli/apikey.js';
 import { registerCreateCommand } from './cli/create.js';
 import { registerDevicesCommand } from './cli/devices.js';
 import { EXIT, describeError, exitCodeFor } from './cli/exit-codes.js';
+import { registerMonitoringCommands } from './cli/monitoring.js';
 import { registerServeCommand } from './cli/serve.js';
 import { registerUserCommand } from './cli/user.js';
 import { registerVerifyCommand } from './cli/verify.js';
@@ -26,6 +27,7 @@ export function buildProgram(version: string): Command {
   registerUserCommand(program);
   registerApiKeyCommand(program);
   registerServeCommand(program);
+  registerMonitoringCommands(program);
   return program;
 }
 
