@@ -59,6 +59,11 @@ describe('GET /metrics and readiness of a real service, scraped by a real Promet
   });
 
   it('lets in a key with metrics:read (as X-API-Key or bearer), refuses others with 403 and no credentials with 401', async () => {
+    const declared = service.server.routeTable.filter((route) => route.url === '/metrics').map((route) => [route.method, route.permission]);
+    assert.deepEqual(declared, [
+      ['GET', 'metrics:read'],
+      ['HEAD', 'metrics:read'],
+    ]);
     const byHeader = await scrape();
     assert.equal(byHeader.status, 200, byHeader.text);
     assert.match(byHeader.contentType, /^text\/plain; version=0\.0\.4/);
