@@ -22,6 +22,7 @@ import { actorOf, createRequestGuard, principalOf } from './http/guard.js';
 import { createLiveHub } from './http/live.js';
 import type { DeclaredRoute } from './http/permissions.js';
 import { apiRoutes } from './http/routes/index.js';
+import { addressFilter } from './http/routes/metrics.js';
 import { runImaging, verifyImage } from './imaging/engine.js';
 import type { JobEvents } from './jobs/events.js';
 import { currentLeaseHolder, leaseHolderGone } from './jobs/lease-holder.js';
@@ -33,6 +34,9 @@ import type { Logger } from './log.js';
 import { runScheduledBackup } from './system/backup.js';
 import { activeJobsByDevice, createDeviceStatusService } from './system/devices.js';
 import { type EventLog, createEventLog } from './system/event-log.js';
+import { createServiceMetrics } from './system/metrics.js';
+import { createOutputProbe } from './system/output-probe.js';
+import { createReadiness, runnerCheck, writeDatabaseHeader } from './system/readiness.js';
 import { applyStoredSettings, createSettingsService } from './system/settings.js';
 import { createSystemStatus } from './system/status.js';
 import { registerWebRoutes, renderNotFoundPage } from './web/routes.js';
@@ -130,12 +134,24 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     const drives = createDriveService({ config, log, ...options.drives });
     const driveStates = createDriveStates({ drives, log, busyDeviceIds: async () => new Set((await activeJobsByDevice(jobsRepository)).keys()) });
     const devices = createDeviceStatusService({ drives, states: driveStates, jobs: jobsRepository });
+    const output = createOutputProbe(() => config.storage.output_dir);
+    const metrics = createServiceMetrics({
+      config,
+      version,
+      events,
+      drives: driveStates,
+      output,
+      countJobs: () => jobsRepository.countByStatus(),
+      activeJobs: async () => [...(await activeJobsByDevice(jobsRepository)).values()],
+    });
+    // Verifications after imaging (the runner) and asked for (the archive service) are both counted.
+    const catalogue = metrics.countVerifications(archivesRepository);
     const jobs = createJobService({ config, queue, jobs: jobsRepository, drives: devices, events, log });
     const runner = createJobRunner({
       config,
       queue,
       jobs: jobsRepository,
-      archives: archivesRepository,
+      archives: catalogue,
       drives,
       events,
       log,
@@ -146,7 +162,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     });
     const archives = createArchiveService({
       config,
-      archives: archivesRepository,
+      archives: catalogue,
       verifyImage: (path) => verifyImage(path),
       onEvent: (level, message, details) => eventLog.record({ level, source: 'archives', message, details }),
     });
@@ -185,6 +201,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       audit,
       trustedProxies: config.security.trusted_proxies,
       onUnixSocket: config.server.socket !== '',
+      observeResponse: (answered) => metrics.observeResponse(answered),
       pageNotFound: renderNotFoundPage,
       rateLimits: {
         general: () => ({ perSecond: config.security.rate_limit_per_second, burst: config.security.rate_limit_burst }),
@@ -211,6 +228,12 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
             await jobsRepository.countByStatus().catch((error: unknown) => {
               throw new UnavailableError('database_unavailable', `the database does not answer: ${errorMessage(error)}`);
             });
+          },
+          readiness: createReadiness({ config, output, writeDatabase: () => writeDatabaseHeader(database), checkRunner: runnerCheck(() => runner.lastPoll()) }),
+          metrics: {
+            contentType: metrics.contentType,
+            render: () => metrics.render(),
+            allowAddress: addressFilter(config.metrics.allow_addresses),
           },
         }),
         (scope) =>
@@ -295,6 +318,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       clearInterval(backupTimer);
       await runner.stop();
       stopRefreshing();
+      metrics.close();
       await driveStates.stop();
       stopMirroring();
       await app.close();

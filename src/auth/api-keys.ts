@@ -8,7 +8,7 @@ import { PERMISSIONS, type Permission, type UserRole, isPermission, permissionsO
 import { newAuthId, randomSecret, secretHash } from './secrets.js';
 
 /** Every key starts with this, so a leaked one is recognisable (secret scanners, logs). */
-const API_KEY_PREFIX = 'd2i_';
+export const API_KEY_PREFIX = 'd2i_';
 /** The furthest expiry a key may be given in days (the API and the key page offer days). */
 export const API_KEY_MAX_EXPIRY_DAYS = 3650;
 const DAY_MS = 24 * 60 * 60 * 1000;

@@ -11,6 +11,8 @@ export const PERMISSIONS = [
   'devices:write',
   'system:read',
   'system:write',
+  // Reading GET /metrics (Prometheus): counts and states the status and job views show, no names or paths.
+  'metrics:read',
   // Creating, listing and revoking API keys. Every role holds it for its own keys; a key or a bearer
   // token needs it in its scope, so a key made for reading jobs cannot mint or revoke keys.
   'keys:manage',

@@ -14,8 +14,8 @@ export type UserRole = (typeof USER_ROLES)[number];
  */
 export const ROLE_PERMISSIONS: Readonly<Record<UserRole, readonly Permission[]>> = {
   admin: PERMISSIONS,
-  operator: ['jobs:read', 'jobs:write', 'archives:read', 'devices:read', 'devices:write', 'system:read', 'keys:manage'],
-  viewer: ['jobs:read', 'archives:read', 'devices:read', 'system:read', 'keys:manage'],
+  operator: ['jobs:read', 'jobs:write', 'archives:read', 'devices:read', 'devices:write', 'system:read', 'metrics:read', 'keys:manage'],
+  viewer: ['jobs:read', 'archives:read', 'devices:read', 'system:read', 'metrics:read', 'keys:manage'],
 };
 
 export function permissionsOf(role: UserRole): ReadonlySet<Permission> {

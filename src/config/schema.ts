@@ -187,6 +187,18 @@ const BackupSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+const MetricsSchema = Type.Object(
+  {
+    allow_addresses: Type.Array(Type.String({ minLength: 1, maxLength: 64, pattern: '^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$' }), {
+      default: [],
+      readOnly: true,
+      description:
+        'Addresses or CIDR ranges (e.g. a Prometheus server) that may read GET /metrics without credentials; behind a proxy, the client address it forwards (security.trusted_proxies); set on the server only',
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 export const ConfigSchema = Type.Object(
   {
     storage: StorageSchema,
@@ -198,6 +210,7 @@ export const ConfigSchema = Type.Object(
     security: SecuritySchema,
     notifications: NotificationsSchema,
     backup: BackupSchema,
+    metrics: MetricsSchema,
   },
   { additionalProperties: false, default: {} },
 );

@@ -48,6 +48,12 @@ export interface DriveStates {
   get(id: string): Drive;
   /** What is known about the medium in a drive. Counts as someone looking at drives. */
   media(id: string): DriveMediaSnapshot;
+  /**
+   * What is known without counting as someone looking and without starting a probe (a metrics
+   * scrape every few seconds must not keep the discs spinning): as `media`, except that an answer of
+   * any age keeps its state while no probe of the drive runs (`checkedAt` tells its age).
+   */
+  peek(id: string): DriveMediaSnapshot;
   /** Asks for a new probe of the drive in the next round, which starts now; `forget` drops what is known until then (after an eject). */
   refresh(id: string, options?: { forget?: boolean }): void;
   /** Resolves once a round after this call has run and every probe then in flight has answered or timed out. */
@@ -90,6 +96,15 @@ interface Entry {
 }
 
 const newEntry = (): Entry => ({ answer: null, probing: null, noAnswer: null, late: null, refreshRequested: false });
+
+/** What is known of an entry's medium; `current` tells whether an answer still counts as what the drive holds. */
+function snapshotOf(entry: Entry, current: (answer: Answer) => boolean): DriveMediaSnapshot {
+  const answer = entry.answer;
+  const shown = { media: answer?.media ?? null, checkedAt: answer ? new Date(answer.at).toISOString() : null };
+  if (entry.noAnswer) return { state: 'not_responding', ...shown, error: entry.noAnswer };
+  if (answer && current(answer)) return { state: answer.error ? 'failed' : 'probed', ...shown, error: answer.error };
+  return { state: 'probing', ...shown, error: null };
+}
 
 export function createDriveStates(deps: DriveStatesDeps): DriveStates {
   const { drives } = deps;
@@ -255,12 +270,15 @@ export function createDriveStates(deps: DriveStatesDeps): DriveStates {
       lastInterest = now;
       if (quiet) wake();
       const entry = entries.get(id) ?? newEntry();
-      const answer = entry.answer;
-      const shown = { media: answer?.media ?? null, checkedAt: answer ? new Date(answer.at).toISOString() : null };
-      if (entry.noAnswer) return { state: 'not_responding', ...shown, error: entry.noAnswer };
-      if (answer && now - answer.at < freshMs) return { state: answer.error ? 'failed' : 'probed', ...shown, error: answer.error };
-      if (entry.probing === null && entry.late === null) wake();
-      return { state: 'probing', ...shown, error: null };
+      const snapshot = snapshotOf(entry, (answer) => now - answer.at < freshMs);
+      if (snapshot.state === 'probing' && entry.probing === null && entry.late === null) wake();
+      return snapshot;
+    },
+    peek(id) {
+      const entry = entries.get(id) ?? newEntry();
+      const inFlight = entry.probing !== null || entry.late !== null;
+      const now = Date.now();
+      return snapshotOf(entry, (answer) => !inFlight || now - answer.at < freshMs);
     },
     refresh(id, options = {}) {
       const entry = entryFor(id);

@@ -68,6 +68,16 @@ export interface BuildAppOptions {
   onServerError?: ServerErrorSink;
   /** Runs first when the app closes, before it waits for open connections (live streams must end here). */
   beforeClose?: () => void | Promise<void>;
+  /** Told every answered request (the HTTP metrics). */
+  observeResponse?: (response: AnsweredRequest) => void;
+}
+
+interface AnsweredRequest {
+  method: string;
+  /** The route's pattern (`/api/v1/jobs/:job_id`), never the URL itself; null when no route matched. */
+  route: string | null;
+  statusCode: number;
+  seconds: number;
 }
 
 export interface BuiltApp {
@@ -152,6 +162,12 @@ export async function buildApp(options: BuildAppOptions): Promise<BuiltApp> {
   app.decorateRequest('principal', null);
   if (guard) app.addHook('preValidation', async (request) => guard.checkRequestOrigin(request));
   if (options.audit) installAuditHook(app, options.audit);
+  const observeResponse = options.observeResponse;
+  if (observeResponse) {
+    app.addHook('onResponse', async (request, reply) => {
+      observeResponse({ method: request.method, route: request.routeOptions.url ?? null, statusCode: reply.statusCode, seconds: reply.elapsedTime / 1000 });
+    });
+  }
 
   await app.register(fastifySwagger, {
     // Every API route has a tag; the web interface's pages have none and are no part of the API.

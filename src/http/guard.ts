@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import type { AuditTrail } from '../audit/trail.js';
+import { API_KEY_PREFIX } from '../auth/api-keys.js';
 import { AuthenticationError, PasswordChangeRequiredError } from '../auth/errors.js';
 import { type Actor, type ClientInfo, type Principal, requestActor } from '../auth/principal.js';
 import type { RequestCredentials } from '../auth/service.js';
@@ -38,10 +39,14 @@ export interface RequestGuard {
 export function credentialsOf(request: FastifyRequest): RequestCredentials {
   const authorization = request.headers.authorization;
   const apiKey = request.headers['x-api-key'];
+  // Any other scheme is carried on as an unusable bearer, so it fails instead of falling back to the cookie.
+  const bearer = authorization === undefined ? undefined : (/^Bearer (\S+)$/i.exec(authorization)?.[1] ?? '');
+  // Clients that can only send a bearer token (Prometheus) send an API key that way: keys carry
+  // their own prefix, which no JWT starts with. An X-API-Key header still comes first.
+  const keyAsBearer = bearer?.startsWith(API_KEY_PREFIX) === true && apiKey === undefined;
   return {
-    apiKeyHeader: typeof apiKey === 'string' ? apiKey : undefined,
-    // Any other scheme is carried on as an unusable bearer, so it fails instead of falling back to the cookie.
-    bearer: authorization === undefined ? undefined : (/^Bearer (\S+)$/i.exec(authorization)?.[1] ?? ''),
+    apiKeyHeader: typeof apiKey === 'string' ? apiKey : keyAsBearer ? bearer : undefined,
+    bearer: keyAsBearer ? undefined : bearer,
     cookie: request.cookies[SESSION_COOKIE],
   };
 }
@@ -129,6 +134,8 @@ export function createRequestGuard(deps: { auth: Authenticator; audit: Pick<Audi
       if (permission === 'public') return;
       const principal = request.principal;
       if (principal === null) {
+        const address: string | undefined = request.ip;
+        if (!presented && address !== undefined && request.routeOptions.config.allowAddress?.(address) === true) return;
         throw presented
           ? new AuthenticationError('invalid_credentials', 'The credentials are invalid, expired or revoked; sign in again')
           : new AuthenticationError('unauthenticated', 'Sign in first: send a session cookie, an X-API-Key or a bearer token');

@@ -18,6 +18,12 @@ declare module 'fastify' {
     rateLimit?: 'login';
     /** A successful request is recorded in the audit trail as this action (with the route's parameters). */
     audit?: AuditedAction;
+    /**
+     * Besides the permission: a request without any credentials from a client address this accepts
+     * passes too (GET /metrics for the addresses in metrics.allow_addresses). Credentials, when sent,
+     * are checked as always.
+     */
+    allowAddress?: (address: string) => boolean;
   }
 }
 

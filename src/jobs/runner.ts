@@ -55,6 +55,8 @@ export interface JobRunner {
    * outside the claim loop, and resolves once it has stopped: the CLI's own run.
    */
   runClaimed(job: JobRecord): Promise<void>;
+  /** When the claim loop last looked for work (it does every poll interval); null while it is not running. */
+  lastPoll(): Date | null;
 }
 
 /** What a stopped job records of its last progress (rate and time left end with the run). */
@@ -110,6 +112,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
   let started = false;
   let loop: Promise<void> = Promise.resolve();
   let wakeUp: (() => void) | null = null;
+  let lastPollAt: number | null = null;
 
   async function appendLog(jobId: string, level: 'info' | 'warning' | 'error', message: string): Promise<void> {
     const line = await jobs.appendLog(jobId, level, message);
@@ -344,6 +347,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
   async function claimLoop(): Promise<void> {
     const maxRunning = config.jobs.max_running > 0 ? config.jobs.max_running : undefined;
     while (!stopping) {
+      lastPollAt = Date.now();
       try {
         await queue.recoverExpired({ holderGone: deps.holderGone });
         const busyDeviceIds = [...runs.values()].map((active) => active.deviceId);
@@ -398,6 +402,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
     wake,
     async stop() {
       stopping = true;
+      lastPollAt = null;
       wake();
       for (const active of runs.values()) active.controller.abort('pause');
       await Promise.all([...runs.values()].map((active) => active.done));
@@ -411,6 +416,9 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
     },
     runClaimed(job) {
       return launch(job);
+    },
+    lastPoll() {
+      return lastPollAt === null ? null : new Date(lastPollAt);
     },
   };
 }

@@ -59,6 +59,7 @@ describe('API keys', () => {
         'jobs:read',
         'jobs:write',
         'keys:manage',
+        'metrics:read',
         'system:read',
       ]);
 

@@ -200,9 +200,18 @@ describe('user service', () => {
   });
 
   it('has the role table the specification describes', () => {
-    assert.deepEqual(ROLE_PERMISSIONS.viewer, ['jobs:read', 'archives:read', 'devices:read', 'system:read', 'keys:manage']);
-    assert.deepEqual(ROLE_PERMISSIONS.operator, ['jobs:read', 'jobs:write', 'archives:read', 'devices:read', 'devices:write', 'system:read', 'keys:manage']);
-    assert.equal(ROLE_PERMISSIONS.admin.length, 10);
+    assert.deepEqual(ROLE_PERMISSIONS.viewer, ['jobs:read', 'archives:read', 'devices:read', 'system:read', 'metrics:read', 'keys:manage']);
+    assert.deepEqual(ROLE_PERMISSIONS.operator, [
+      'jobs:read',
+      'jobs:write',
+      'archives:read',
+      'devices:read',
+      'devices:write',
+      'system:read',
+      'metrics:read',
+      'keys:manage',
+    ]);
+    assert.equal(ROLE_PERMISSIONS.admin.length, 11);
     for (const permission of ROLE_PERMISSIONS.operator) assert.ok(ROLE_PERMISSIONS.admin.includes(permission));
     for (const permission of ROLE_PERMISSIONS.viewer) {
       assert.ok(ROLE_PERMISSIONS.operator.includes(permission));

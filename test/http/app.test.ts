@@ -11,6 +11,7 @@ import { TEST_PASSWORD, type TestServer, anonymousApi, api, startTestServer } fr
 const EXPECTED_ROUTES: Array<[string, string, RoutePermission]> = [
   ['GET', '/api/v1/openapi.json', 'public'],
   ['GET', '/api/v1/health', 'public'],
+  ['GET', '/api/v1/health/ready', 'public'],
   ['GET', '/api/v1/jobs', 'jobs:read'],
   ['POST', '/api/v1/jobs', 'jobs:write'],
   ['GET', '/api/v1/jobs/:job_id', 'jobs:read'],

@@ -82,6 +82,7 @@ describe('authorization matrix: every route x every kind of caller', () => {
   const samples: Record<string, Sample> = {
     'GET /api/v1/openapi.json': { prepare: async () => ({ path: '/api/v1/openapi.json' }), expect: constant(200) },
     'GET /api/v1/health': { prepare: async () => ({ path: '/api/v1/health' }), expect: constant(200) },
+    'GET /api/v1/health/ready': { prepare: async () => ({ path: '/api/v1/health/ready' }), expect: constant(200) },
     'GET /api/v1/jobs': { prepare: async () => ({ path: '/api/v1/jobs?limit=5' }), expect: constant(200) },
     'POST /api/v1/jobs': {
       prepare: async () => {

@@ -3,6 +3,7 @@ import type { AuthService } from '../../auth/service.js';
 import type { JobService } from '../../jobs/service.js';
 import type { DeviceStatusService } from '../../system/devices.js';
 import type { EventLog } from '../../system/event-log.js';
+import type { Readiness } from '../../system/readiness.js';
 import type { SettingsService } from '../../system/settings.js';
 import type { SystemStatusService } from '../../system/status.js';
 import type { RouteModule } from '../app.js';
@@ -16,6 +17,7 @@ import { healthRoutes } from './health.js';
 import { jobRoutes } from './jobs.js';
 import { liveRoutes } from './live.js';
 import { logRoutes } from './logs.js';
+import { type MetricsEndpoint, metricsRoutes } from './metrics.js';
 import { systemRoutes } from './system.js';
 import { userRoutes } from './users.js';
 
@@ -31,11 +33,15 @@ export interface ApiServices {
   auth: AuthService;
   /** Resolves while the service can answer; throws a domain error otherwise. */
   health: () => Promise<void>;
+  /** The readiness checks (database writable, output directory writable and below the stop threshold, job runner alive). */
+  readiness: () => Promise<Readiness>;
+  metrics: MetricsEndpoint;
 }
 
 export function apiRoutes(services: ApiServices): RouteModule[] {
   return [
-    healthRoutes(services.health),
+    healthRoutes(services.health, services.readiness),
+    metricsRoutes(services.metrics),
     jobRoutes(services.jobs),
     archiveRoutes(services.archives),
     deviceRoutes(services.devices),
