@@ -7,7 +7,8 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "disk2iso tests: run as root (they use loop devices, FUSE and tmpfs mounts)" >&2
   exit 1
 fi
-bash scripts/setup.sh xorriso gddrescue fuse3 libfuse3-dev pkg-config udftools coreutils util-linux udev chromium
+# systemd, shellcheck, nginx and openssl: the package's tests (systemd-analyze, sysusers, tmpfiles, systemd-notify).
+bash scripts/setup.sh xorriso gddrescue fuse3 libfuse3-dev pkg-config udftools coreutils util-linux udev chromium systemd shellcheck nginx openssl
 modprobe loop 2>/dev/null || true
 modprobe fuse 2>/dev/null || true
 # The whole run (CI's) first checks types, lint, format, module boundaries and unused code; a run of
