@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { cp, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, cp, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -144,6 +144,39 @@ describe('the Debian package: install into a root, the unit, upgrade, remove, pu
       child.kill('SIGTERM');
     }
     assert.equal(await exited, 0);
+  });
+
+  it('gives root a disk2iso command that runs as the service user, so what it writes stays the service’s', async () => {
+    const account = await accountIn(target, 'disk2iso');
+    assert.ok(account);
+    // The service user must reach the configuration and a data dir of its own inside the test's folder.
+    await chmod(work, 0o711);
+    const dataDir = join(work, 'command-data');
+    await mkdir(dataDir);
+    await chown(dataDir, account.uid, account.gid);
+    // In a mount namespace of its own, the installed /opt and the root's users stand where the command expects them.
+    const inInstallation = (...args: string[]) =>
+      run(
+        'unshare',
+        [
+          '--mount',
+          '--propagation',
+          'private',
+          '--',
+          'sh',
+          '-c',
+          'root=$1; shift; mount --bind "$root/opt" /opt && mount --bind "$root/etc/passwd" /etc/passwd && mount --bind "$root/etc/group" /etc/group && exec "$root/usr/bin/disk2iso" "$@"',
+          'sh',
+          target,
+          ...args,
+        ],
+        { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', DISK2ISO_CONFIG: join(target, 'etc/disk2iso/config.json'), DISK2ISO_DATA_DIR: dataDir } },
+      );
+    const version = (await inInstallation('--version')).stdout.trim();
+    assert.equal(version, JSON.parse(await readFile(join(root, 'package.json'), 'utf8')).version);
+    assert.match((await inInstallation('user', 'list')).stdout, /No users yet/);
+    const database = join(dataDir, 'disk2iso.db');
+    assert.deepEqual(await modeOf(database), { mode: 0o600, uid: account.uid, gid: account.gid }, 'the database belongs to the service');
   });
 
   it('has a unit that systemd-analyze verify passes and security rates 2.5 or lower, reading drives and writing data only', async () => {
