@@ -2,6 +2,7 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { loadConfig } from '../config/load.js';
 import { createLogger } from '../log.js';
 import { startServer } from '../server.js';
+import { createServiceManager } from '../system/service-manager.js';
 import type { GlobalOptions } from './context.js';
 import { EXIT } from './exit-codes.js';
 
@@ -53,6 +54,7 @@ export function registerServeCommand(program: Command): void {
       ];
       const config = loadConfig({ dataDir: globals.dataDir, configFile: globals.config, overrides: [...(globals.set ?? []), ...flags] });
       const log = createLogger({ level: config.log.level });
+      const serviceManager = createServiceManager({ env: process.env, log });
       const server = await startServer({
         config,
         log,
@@ -61,7 +63,12 @@ export function registerServeCommand(program: Command): void {
           process.stdout.write(`No admin exists yet. Create the first one within the hour at\n  ${link}\nor run: disk2iso user add NAME --role admin\n`),
       });
       process.stdout.write(`disk2iso listening on ${server.url}\n`);
-      await stopOnSignal((reason) => server.close(reason));
+      serviceManager.ready(`listening on ${server.url}`);
+      await stopOnSignal((reason) => {
+        serviceManager.stopping();
+        return server.close(reason);
+      });
+      await serviceManager.close();
       log.flush();
       process.exitCode = EXIT.ok;
     });

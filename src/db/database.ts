@@ -1,4 +1,4 @@
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import BetterSqlite3 from 'better-sqlite3';
@@ -206,8 +206,21 @@ async function enableWriteAheadLog(raw: BetterSqlite3.Database): Promise<void> {
 
 function createPrivateFile(file: string): void {
   mkdirSync(dirname(file), { recursive: true });
+  const isNew = !existsSync(file);
   closeSync(openSync(file, 'a', FILE_MODE));
   restrictMode(file);
+  if (isNew) giveToFolderOwner(file);
+}
+
+/**
+ * A database root's command makes in the service's data directory must stay the service's: root
+ * hands it to the folder's owner. SQLite itself gives its -wal and -shm files the database file's
+ * owner when it runs as root.
+ */
+export function giveToFolderOwner(path: string): void {
+  if (process.getuid?.() !== 0) return;
+  const folder = statSync(dirname(path));
+  if (folder.uid !== 0) chownSync(path, folder.uid, folder.gid);
 }
 
 /** SQLite gives -wal and -shm the database file's mode; files left by an older run may differ. */

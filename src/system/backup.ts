@@ -1,11 +1,11 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { SIGNING_KEY_FILE } from '../auth/tokens.js';
 import type { Config } from '../config/schema.js';
-import { type Database, databaseFile, forgetWorkersIn, integrityOf, unknownMigrations } from '../db/database.js';
+import { type Database, databaseFile, forgetWorkersIn, giveToFolderOwner, integrityOf, unknownMigrations } from '../db/database.js';
 import { ValidationError, errnoCode, errorMessage } from '../errors.js';
 import { pathExists } from '../imaging/output-state.js';
 
@@ -178,6 +178,8 @@ export async function restoreBackup(options: { config: Config; input: string }):
     const target = databaseFile(config.data_dir);
     const configTarget = config.config_file ?? join(config.data_dir, CONFIG_MEMBER);
     const replaced = [target, `${target}-wal`, `${target}-shm`, join(config.data_dir, SIGNING_KEY_FILE), ...(manifest.config_file ? [configTarget] : [])];
+    // The configuration file keeps its owner (the package gives it to the service's user).
+    const configOwner = manifest.config_file === null ? null : await stat(configTarget).catch(() => null);
     const present = [];
     for (const path of replaced) if (await pathExists(path)) present.push(path);
     let previous: string | null = null;
@@ -189,15 +191,18 @@ export async function restoreBackup(options: { config: Config; input: string }):
     }
     await moveFile(join(staging, DATABASE_MEMBER), target);
     await chmod(target, PRIVATE);
+    giveToFolderOwner(target);
     if (manifest.files.some((entry) => entry.name === SIGNING_KEY_FILE)) {
       await moveFile(join(staging, SIGNING_KEY_FILE), join(config.data_dir, SIGNING_KEY_FILE));
       await chmod(join(config.data_dir, SIGNING_KEY_FILE), PRIVATE);
+      giveToFolderOwner(join(config.data_dir, SIGNING_KEY_FILE));
     }
     let configFile: string | null = null;
     if (manifest.config_file !== null) {
       await mkdir(dirname(configTarget), { recursive: true, mode: 0o700 });
       await copyFile(join(staging, CONFIG_MEMBER), configTarget);
       await chmod(configTarget, PRIVATE);
+      if (configOwner !== null) await chown(configTarget, configOwner.uid, configOwner.gid);
       configFile = configTarget;
     }
     return { manifest, previous, configFile };
