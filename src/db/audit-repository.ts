@@ -5,15 +5,8 @@ import type { AuditLogTable } from './auth-schema.js';
 import type { Database, SyncExecutor } from './database.js';
 import { type ListResult, type SortOrder, fromJson, page, timestamp, toJson } from './values.js';
 
-interface NewAuditEntry {
-  at: Date;
-  event_type: string;
-  action: string;
-  user: string | null;
-  ip_address: string | null;
-  user_agent: string | null;
-  details: JsonObject;
-}
+/** An entry before it is stored: the trail gives the time, the table the sequence number. */
+type NewAuditEntry = Omit<AuditEntry, 'id' | 'timestamp'> & { at: Date };
 
 export interface AuditListFilter {
   user?: string;

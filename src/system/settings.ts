@@ -229,6 +229,14 @@ function flatten(patch: JsonObject, leaves: readonly SettingLeaf[]): Map<string,
   return flat;
 }
 
+/** Throws unless a stored value would pass the settings service's checks today (the schema, the folders images may go to). */
+async function checkStoredValue(config: Config, key: string, value: JsonValue): Promise<void> {
+  const candidate = settingsOf(config);
+  setPath(candidate as unknown as Record<string, unknown>, key, value);
+  assertValid(candidate, new Map([[key, STORED_SOURCE]]));
+  if (key === 'storage.output_dir' && typeof value === 'string') await assertAllowedOutputDir(config, value);
+}
+
 /**
  * Puts stored settings (the settings table) into a config loaded without them: above defaults and
  * the config file, below the environment and flags. A stored value the settings service would
@@ -250,11 +258,8 @@ export async function applyStoredSettings(config: Config, stored: Record<string,
       onSkipped(key, 'it can only be set on the server now (config file, environment or flags); put it there if it is still wanted');
       continue;
     }
-    const candidate = settingsOf(config);
-    setPath(candidate as unknown as Record<string, unknown>, key, value);
     try {
-      assertValid(candidate, new Map([[key, STORED_SOURCE]]));
-      if (key === 'storage.output_dir' && typeof value === 'string') await assertAllowedOutputDir(config, value);
+      await checkStoredValue(config, key, value);
     } catch (error) {
       onSkipped(key, error instanceof DomainError ? error.message : String(error));
       continue;
@@ -329,11 +334,8 @@ export function createSettingsService(deps: { config: Config; settings: Settings
         const before = getPath(config as unknown as Record<string, unknown>, key);
         const next = effectiveValue(config, key, value);
         if (sameJson(before, next)) continue;
-        const candidate = settingsOf(config);
-        setPath(candidate as unknown as Record<string, unknown>, key, value);
         try {
-          assertValid(candidate, new Map([[key, STORED_SOURCE]]));
-          if (key === 'storage.output_dir' && typeof value === 'string') await assertAllowedOutputDir(config, value);
+          await checkStoredValue(config, key, value);
         } catch (error) {
           if (error instanceof DomainError) continue;
           throw error;
