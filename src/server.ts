@@ -1,7 +1,9 @@
 import { chmod, lstat, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { ArchiveEvents } from './archive/events.js';
 import { createArchiveService } from './archive/service.js';
+import { createVerificationWorker } from './archive/verification-worker.js';
 import { createAuditTrail } from './audit/trail.js';
 import { authPolicyOf } from './auth/policy.js';
 import { type AuthService, createAuthService } from './auth/service.js';
@@ -13,6 +15,7 @@ import { createJobRepository } from './db/job-repository.js';
 import { createLogRepository } from './db/log-repository.js';
 import { createSettingsRepository } from './db/settings-repository.js';
 import type { JsonObject } from './db/values.js';
+import { createVerificationTaskRepository } from './db/verification-task-repository.js';
 import { createDriveService } from './drives/service.js';
 import { createDriveStates } from './drives/state.js';
 import { ConflictError, UnavailableError, errnoCode, errorMessage } from './errors.js';
@@ -111,7 +114,9 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     const jobsRepository = createJobRepository(database);
     const archivesRepository = createArchiveRepository(database);
     const settingsRepository = createSettingsRepository(database);
-    const eventLog = createEventLog({ logs: createLogRepository(database), log });
+    const verificationTasks = createVerificationTaskRepository(database);
+    const logRepository = createLogRepository(database);
+    const eventLog = createEventLog({ logs: logRepository, log });
     const audit = createAuditTrail({ repository: createAuditRepository(database) });
 
     const stored = await settingsRepository.list();
@@ -122,10 +127,12 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     const auth = createAuthService({ database, dataDir: config.data_dir, audit, policy: authPolicyOf(config) });
     const queue = createSqliteQueue(database);
     const events = createEventBus<JobEvents>((error) => log.error({ err: error }, 'an event listener failed'));
+    const archiveEvents = createEventBus<ArchiveEvents>((error) => log.error({ err: error }, 'an archive event listener failed'));
     const drives = createDriveService({ config, log, ...options.drives });
     const driveStates = createDriveStates({ drives, log, busyDeviceIds: async () => new Set((await activeJobsByDevice(jobsRepository)).keys()) });
     const devices = createDeviceStatusService({ drives, states: driveStates, jobs: jobsRepository });
     const jobs = createJobService({ config, queue, jobs: jobsRepository, drives: devices, events, log });
+    const leaseHolder = await currentLeaseHolder();
     const runner = createJobRunner({
       config,
       queue,
@@ -136,14 +143,27 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       log,
       runImaging,
       workerId: newWorkerId(),
-      leaseHolder: await currentLeaseHolder(),
+      leaseHolder,
       holderGone: leaseHolderGone,
     });
     const archives = createArchiveService({
       config,
       archives: archivesRepository,
-      verifyImage: (path) => verifyImage(path),
+      tasks: verificationTasks,
+      events: archiveEvents,
+      verifyImage: (path, verifyOptions) => verifyImage(path, verifyOptions),
       onEvent: (level, message, details) => eventLog.record({ level, source: 'archives', message, details }),
+    });
+    const verifier = createVerificationWorker({
+      tasks: verificationTasks,
+      archives: archivesRepository,
+      check: archives.checkImage,
+      events: archiveEvents,
+      log,
+      workerId: newWorkerId(),
+      leaseHolder,
+      holderGone: leaseHolderGone,
+      leaseMs: config.jobs.lease_seconds * 1000,
     });
     const settings = createSettingsService({
       config,
@@ -164,8 +184,9 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       checkQueue: () => queue.positions(),
       workers: () => (closing ? 'stopped' : 'running'),
       countDrives: async () => driveStates.list().length,
+      countVerificationTasks: () => verificationTasks.countByStatus(),
     });
-    const live = createLiveHub({ events, ...options.live });
+    const live = createLiveHub({ events, archiveEvents, ...options.live });
     const stopMirroring = eventLog.follow(events);
     // A job that ended may have ejected its disc, or the drive may hold another one by now.
     const stopRefreshing = events.on('job.finished', ({ job }) => driveStates.refresh(job.deviceId));
@@ -232,6 +253,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     // Before the runner and before listening: the first answers are there when the first request asks (each probe bounded by its timeout).
     await driveStates.start();
     await runner.start();
+    verifier.start();
     const maintenance = startMaintenance({ auth, config, log, eventLog, onSetupLink: options.onSetupLink });
 
     let url: string | null = null;
@@ -243,6 +265,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         });
       } catch (error) {
         await runner.stop();
+        await verifier.stop();
         await driveStates.stop();
         await app.close();
         throw error;
@@ -259,7 +282,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     const shutdown = async (reason: string): Promise<void> => {
       eventLog.record({ level: 'info', source: 'service', message: `stopping (${reason})` });
       maintenance.stop();
-      await runner.stop();
+      await Promise.all([runner.stop(), verifier.stop()]);
       stopRefreshing();
       await driveStates.stop();
       stopMirroring();

@@ -1,3 +1,4 @@
+import type { VerificationTaskStatus } from '../archive/verification-task.js';
 import type { Config } from '../config/schema.js';
 import type { JobStatus } from '../db/schema.js';
 import { errorMessage } from '../errors.js';
@@ -22,6 +23,7 @@ export interface SystemStatus {
   services: Record<'database' | 'queue' | 'workers', ServiceState>;
   drives: { count: number };
   jobs: Record<JobStatus, number>;
+  verification_tasks: Record<VerificationTaskStatus, number>;
   /** Why the status is degraded, for people. */
   warnings: string[];
 }
@@ -35,6 +37,7 @@ export interface SystemStatusDeps {
   checkQueue(): Promise<unknown>;
   workers(): ServiceState;
   countDrives(): Promise<number>;
+  countVerificationTasks(): Promise<Record<VerificationTaskStatus, number>>;
   startedAt?: Date;
   memorySources?: MemorySources;
 }
@@ -44,6 +47,7 @@ export interface SystemStatusService {
 }
 
 const EMPTY_COUNTS: Record<JobStatus, number> = { queued: 0, running: 0, paused: 0, verifying: 0, completed: 0, failed: 0, cancelled: 0 };
+const NO_TASKS: Record<VerificationTaskStatus, number> = { queued: 0, running: 0, completed: 0, failed: 0, cancelled: 0 };
 
 export function createSystemStatus(deps: SystemStatusDeps): SystemStatusService {
   const startedAt = deps.startedAt ?? new Date();
@@ -69,6 +73,14 @@ export function createSystemStatus(deps: SystemStatusDeps): SystemStatusService 
       }
       const workers = deps.workers();
       if (workers !== 'running') warnings.push('workers are not running: queued jobs will not start');
+      let verificationTasks = NO_TASKS;
+      if (database === 'running') {
+        try {
+          verificationTasks = await deps.countVerificationTasks();
+        } catch (error) {
+          warnings.push(`verification tasks: ${errorMessage(error)}`);
+        }
+      }
 
       const outputDir = deps.config.storage.output_dir;
       const [memory, storage, driveCount] = await Promise.all([
@@ -101,6 +113,7 @@ export function createSystemStatus(deps: SystemStatusDeps): SystemStatusService 
         services: { database, queue, workers },
         drives: { count: driveCount },
         jobs,
+        verification_tasks: verificationTasks,
         warnings,
       };
     },

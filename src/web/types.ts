@@ -48,7 +48,19 @@ export interface WebSecurity {
   currentUser(request: FastifyRequest): WebUser | null;
 }
 
-export type WebArchives = Pick<ArchiveService, 'list' | 'get' | 'updateMetadata' | 'remove' | 'verify' | 'verifications'>;
+export type WebArchives = Pick<
+  ArchiveService,
+  | 'list'
+  | 'get'
+  | 'updateMetadata'
+  | 'remove'
+  | 'startVerification'
+  | 'startVerifications'
+  | 'cancelVerification'
+  | 'activeVerifications'
+  | 'verificationTasks'
+  | 'verifications'
+>;
 export type WebDevices = Pick<DeviceStatusService, 'views' | 'eject'>;
 export type WebSystemStatus = Pick<SystemStatusService, 'status'>;
 export type WebSettings = Pick<SettingsService, 'update'>;

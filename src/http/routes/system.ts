@@ -34,6 +34,10 @@ const Status = Type.Object(
       { queued: Count, running: Count, paused: Count, verifying: Count, completed: Count, failed: Count, cancelled: Count },
       { additionalProperties: false },
     ),
+    verification_tasks: Type.Object(
+      { queued: Count, running: Count, completed: Count, failed: Count, cancelled: Count },
+      { additionalProperties: false, description: 'Background re-hashes of archived images' },
+    ),
     warnings: Type.Array(Type.String(), { description: 'Why the status is degraded' }),
   },
   { additionalProperties: false },
