@@ -35,13 +35,14 @@ import { createSqliteQueue } from './jobs/sqlite-queue.js';
 import type { Logger } from './log.js';
 import { activeJobsByDevice, createDeviceStatusService } from './system/devices.js';
 import { type EventLog, createEventLog } from './system/event-log.js';
+import { type Housekeeping, createHousekeeping } from './system/housekeeping.js';
 import { applyStoredSettings, createSettingsService } from './system/settings.js';
 import { createSystemStatus } from './system/status.js';
 import { registerWebRoutes, renderNotFoundPage } from './web/routes.js';
 
 /** Owner and group may connect to the unix socket (e.g. nginx in the disk2iso group), nobody else. */
 const SOCKET_MODE = 0o660;
-/** How often ended sessions, old login failures and audit entries past retention are removed. */
+/** How often housekeeping runs (system/housekeeping.ts: what past its retention is removed). */
 const MAINTENANCE_INTERVAL_MS = 60_000;
 /**
  * How long a start waits for its TCP port while another process holds it: after `kill -9`, a process
@@ -165,6 +166,13 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       holderGone: leaseHolderGone,
       leaseMs: config.jobs.lease_seconds * 1000,
     });
+    const housekeeping = createHousekeeping({
+      config,
+      auth,
+      pruneJobLogs: (before) => jobsRepository.pruneLogs(before),
+      pruneLogs: (before) => logRepository.prune(before),
+      pruneVerificationTasks: (before) => verificationTasks.pruneFinished(before),
+    });
     const settings = createSettingsService({
       config,
       settings: settingsRepository,
@@ -185,6 +193,11 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       workers: () => (closing ? 'stopped' : 'running'),
       countDrives: async () => driveStates.list().length,
       countVerificationTasks: () => verificationTasks.countByStatus(),
+      housekeeping: () => ({
+        interval_seconds: MAINTENANCE_INTERVAL_MS / 1000,
+        retention_days: housekeeping.retentionDays(),
+        last_run: housekeeping.last(),
+      }),
     });
     const live = createLiveHub({ events, archiveEvents, ...options.live });
     const stopMirroring = eventLog.follow(events);
@@ -254,7 +267,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     await driveStates.start();
     await runner.start();
     verifier.start();
-    const maintenance = startMaintenance({ auth, config, log, eventLog, onSetupLink: options.onSetupLink });
+    const maintenance = startMaintenance({ auth, housekeeping, log, eventLog, onSetupLink: options.onSetupLink });
 
     let url: string | null = null;
     if (options.listen ?? true) {
@@ -355,18 +368,18 @@ async function listenOnPort(app: App, host: string, port: number, retry: ListenR
 
 interface MaintenanceDeps {
   auth: AuthService;
-  config: Config;
+  housekeeping: Housekeeping;
   log: Logger;
   eventLog: Pick<EventLog, 'record'>;
   onSetupLink: ((url: string) => void) | undefined;
 }
 
 /**
- * The service's housekeeping: removes ended sessions and stale login failures, applies the audit
- * retention, and keeps a valid setup link on offer while no admin exists.
+ * The service's periodic upkeep: a housekeeping round (what is past its retention goes), and a
+ * valid setup link on offer while no admin exists.
  */
 function startMaintenance(deps: MaintenanceDeps): { start(url: string | null): Promise<void>; stop(): void } {
-  const { auth, config, log, eventLog } = deps;
+  const { auth, housekeeping, log, eventLog } = deps;
   let timer: NodeJS.Timeout | null = null;
   let setupExpiresMs = 0;
   let baseUrl: string | null = null;
@@ -381,8 +394,17 @@ function startMaintenance(deps: MaintenanceDeps): { start(url: string | null): P
   }
 
   async function tick(): Promise<void> {
-    await auth.prune();
-    await auth.audit.applyRetention(config.security.audit_retention_days);
+    const round = await housekeeping.run();
+    if (round.error !== null) eventLog.record({ level: 'error', source: 'service', message: `housekeeping failed: ${round.error}` });
+    const removed = Object.entries(round.removed).filter(([, count]) => count > 0);
+    if (removed.length > 0) {
+      eventLog.record({
+        level: 'info',
+        source: 'service',
+        message: `housekeeping removed ${removed.map(([kind, count]) => `${count} ${kind.replaceAll('_', ' ')}`).join(', ')}`,
+        details: Object.fromEntries(removed),
+      });
+    }
     await offerSetupLink();
   }
 

@@ -2,6 +2,7 @@ import type { VerificationTaskStatus } from '../archive/verification-task.js';
 import type { Config } from '../config/schema.js';
 import type { JobStatus } from '../db/schema.js';
 import { errorMessage } from '../errors.js';
+import type { HousekeepingRun, RetentionDays } from './housekeeping.js';
 import { type MemorySources, createCpuMeter, memoryUsage, storageUsage } from './resources.js';
 
 export type ServiceState = 'running' | 'stopped' | 'error';
@@ -24,8 +25,16 @@ export interface SystemStatus {
   drives: { count: number };
   jobs: Record<JobStatus, number>;
   verification_tasks: Record<VerificationTaskStatus, number>;
+  housekeeping: HousekeepingStatus;
   /** Why the status is degraded, for people. */
   warnings: string[];
+}
+
+/** What the service removes, how often, and what its latest round removed. */
+export interface HousekeepingStatus {
+  interval_seconds: number;
+  retention_days: RetentionDays;
+  last_run: HousekeepingRun | null;
 }
 
 export interface SystemStatusDeps {
@@ -38,6 +47,7 @@ export interface SystemStatusDeps {
   workers(): ServiceState;
   countDrives(): Promise<number>;
   countVerificationTasks(): Promise<Record<VerificationTaskStatus, number>>;
+  housekeeping(): HousekeepingStatus;
   startedAt?: Date;
   memorySources?: MemorySources;
 }
@@ -81,6 +91,8 @@ export function createSystemStatus(deps: SystemStatusDeps): SystemStatusService 
           warnings.push(`verification tasks: ${errorMessage(error)}`);
         }
       }
+      const housekeeping = deps.housekeeping();
+      if (housekeeping.last_run?.error) warnings.push(`housekeeping failed: ${housekeeping.last_run.error}`);
 
       const outputDir = deps.config.storage.output_dir;
       const [memory, storage, driveCount] = await Promise.all([
@@ -114,6 +126,7 @@ export function createSystemStatus(deps: SystemStatusDeps): SystemStatusService 
         drives: { count: driveCount },
         jobs,
         verification_tasks: verificationTasks,
+        housekeeping,
         warnings,
       };
     },

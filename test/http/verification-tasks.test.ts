@@ -272,6 +272,7 @@ describe('archive verification runs in the background: at once, live, cancellabl
 
     const status = (await api(service.url, 'GET', '/api/v1/system/status')).body;
     assert.deepEqual(status.verification_tasks, { queued: 0, running: 0, completed: 2, failed: 0, cancelled: 3 });
+    assert.notEqual(status.housekeeping.last_run, null, 'a housekeeping round runs at start');
   });
 
   it('refuses to delete an archive while it is being verified', async () => {

@@ -248,7 +248,7 @@ export function archiveRoutes(archives: ArchiveService) {
         schema: {
           tags: ['archives'],
           summary: 'Verification tasks, newest first',
-          description: 'The verification history keeps the outcome of each completed task.',
+          description: 'Finished tasks are kept for storage.log_retention_days; the verification history keeps their outcome for good.',
           querystring: Type.Object(
             {
               archive_id: Type.Optional(ArchiveId),
