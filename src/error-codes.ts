@@ -97,7 +97,6 @@ export const ERROR_CODES = [
   'part_size_mismatch',
   'path_outside_output_dir',
   'storage_threshold',
-  'verification_failed',
   'verification_stopped',
   // Jobs.
   'cancelled',
@@ -123,6 +122,7 @@ export const ERROR_CODES = [
   'sidecar_unreadable',
   'sidecars_not_found',
   'verification_running',
+  'verification_task_not_found',
   // Settings and configuration.
   'invalid_config',
   'invalid_setting',

@@ -1,7 +1,9 @@
 import { chmod, lstat, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { ArchiveEvents } from './archive/events.js';
 import { createArchiveService } from './archive/service.js';
+import { createVerificationWorker } from './archive/verification-worker.js';
 import { createAuditTrail } from './audit/trail.js';
 import { authPolicyOf } from './auth/policy.js';
 import { type AuthService, createAuthService } from './auth/service.js';
@@ -13,6 +15,7 @@ import { createJobRepository } from './db/job-repository.js';
 import { createLogRepository } from './db/log-repository.js';
 import { createSettingsRepository } from './db/settings-repository.js';
 import { createSqliteQueue } from './db/sqlite-queue.js';
+import { createVerificationTaskRepository } from './db/verification-task-repository.js';
 import { createDriveService } from './drives/service.js';
 import { createDriveStates } from './drives/state.js';
 import { ConflictError, UnavailableError, errnoCode, errorMessage } from './errors.js';
@@ -34,6 +37,7 @@ import type { Logger } from './log.js';
 import { runScheduledBackup } from './system/backup.js';
 import { activeJobsByDevice, createDeviceStatusService } from './system/devices.js';
 import { type EventLog, createEventLog } from './system/event-log.js';
+import { type Housekeeping, createHousekeeping } from './system/housekeeping.js';
 import { createServiceMetrics } from './system/metrics.js';
 import { createOutputProbe } from './system/output-probe.js';
 import { createReadiness, runnerCheck, writeDatabaseHeader } from './system/readiness.js';
@@ -47,7 +51,7 @@ const SOCKET_MODE = 0o660;
 const BACKUP_CHECK_INTERVAL_MS = 10 * 60_000;
 /** How often settings stored by another process (`disk2iso config set`) are looked for: a small table, read in well under a millisecond. */
 const SETTINGS_SYNC_INTERVAL_MS = 2000;
-/** How often ended sessions, old login failures and audit entries past retention are removed. */
+/** How often housekeeping runs (system/housekeeping.ts: what past its retention is removed). */
 const MAINTENANCE_INTERVAL_MS = 60_000;
 /**
  * How long a start waits for its TCP port while another process holds it: after `kill -9`, a process
@@ -120,7 +124,9 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     const jobsRepository = createJobRepository(database);
     const archivesRepository = createArchiveRepository(database);
     const settingsRepository = createSettingsRepository(database);
-    const eventLog = createEventLog({ logs: createLogRepository(database), log });
+    const verificationTasks = createVerificationTaskRepository(database);
+    const logRepository = createLogRepository(database);
+    const eventLog = createEventLog({ logs: logRepository, log });
     const audit = createAuditTrail({ repository: createAuditRepository(database) });
 
     const stored = await settingsRepository.list();
@@ -131,6 +137,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     const auth = createAuthService({ database, dataDir: config.data_dir, audit, policy: authPolicyOf(config) });
     const queue = createSqliteQueue(database);
     const events = createEventBus<JobEvents>((error) => log.error({ err: error }, 'an event listener failed'));
+    const archiveEvents = createEventBus<ArchiveEvents>((error) => log.error({ err: error }, 'an archive event listener failed'));
     const drives = createDriveService({ config, log, ...options.drives });
     const driveStates = createDriveStates({ drives, log, busyDeviceIds: async () => new Set((await activeJobsByDevice(jobsRepository)).keys()) });
     const devices = createDeviceStatusService({ drives, states: driveStates, jobs: jobsRepository });
@@ -147,6 +154,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     // Verifications after imaging (the runner) and asked for (the archive service) are both counted.
     const catalogue = metrics.countVerifications(archivesRepository);
     const jobs = createJobService({ config, queue, jobs: jobsRepository, drives: devices, events, log });
+    const leaseHolder = await currentLeaseHolder();
     const runner = createJobRunner({
       config,
       queue,
@@ -157,14 +165,34 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       log,
       runImaging,
       workerId: newWorkerId(),
-      leaseHolder: await currentLeaseHolder(),
+      leaseHolder,
       holderGone: leaseHolderGone,
     });
     const archives = createArchiveService({
       config,
-      archives: catalogue,
-      verifyImage: (path) => verifyImage(path),
+      archives: archivesRepository,
+      tasks: verificationTasks,
+      events: archiveEvents,
+      verifyImage: (path, verifyOptions) => verifyImage(path, verifyOptions),
       onEvent: (level, message, details) => eventLog.record({ level, source: 'archives', message, details }),
+    });
+    const verifier = createVerificationWorker({
+      tasks: verificationTasks,
+      archives: archivesRepository,
+      check: archives.checkImage,
+      events: archiveEvents,
+      log,
+      workerId: newWorkerId(),
+      leaseHolder,
+      holderGone: leaseHolderGone,
+      leaseMs: config.jobs.lease_seconds * 1000,
+    });
+    const housekeeping = createHousekeeping({
+      config,
+      auth,
+      pruneJobLogs: (before) => jobsRepository.pruneLogs(before),
+      pruneLogs: (before) => logRepository.prune(before),
+      pruneVerificationTasks: (before) => verificationTasks.pruneFinished(before),
     });
     const settings = createSettingsService({
       config,
@@ -185,8 +213,14 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       checkQueue: () => queue.positions(),
       workers: () => (closing ? 'stopped' : 'running'),
       countDrives: async () => driveStates.list().length,
+      countVerificationTasks: () => verificationTasks.countByStatus(),
+      housekeeping: () => ({
+        interval_seconds: MAINTENANCE_INTERVAL_MS / 1000,
+        retention_days: housekeeping.retentionDays(),
+        last_run: housekeeping.last(),
+      }),
     });
-    const live = createLiveHub({ events, ...options.live });
+    const live = createLiveHub({ events, archiveEvents, ...options.live });
     const stopMirroring = eventLog.follow(events);
     // A job that ended may have ejected its disc, or the drive may hold another one by now.
     const stopRefreshing = events.on('job.finished', ({ job }) => driveStates.refresh(job.deviceId));
@@ -261,7 +295,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     // Before the runner and before listening: the first answers are there when the first request asks (each probe bounded by its timeout).
     await driveStates.start();
     await runner.start();
-    const maintenance = startMaintenance({ auth, config, log, eventLog, onSetupLink: options.onSetupLink });
+    verifier.start();
+    const maintenance = startMaintenance({ auth, housekeeping, log, eventLog, onSetupLink: options.onSetupLink });
 
     let url: string | null = null;
     if (options.listen ?? true) {
@@ -272,6 +307,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         });
       } catch (error) {
         await runner.stop();
+        await verifier.stop();
         await driveStates.stop();
         await app.close();
         throw error;
@@ -316,7 +352,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       maintenance.stop();
       clearInterval(settingsSync);
       clearInterval(backupTimer);
-      await runner.stop();
+      await Promise.all([runner.stop(), verifier.stop()]);
       stopRefreshing();
       metrics.close();
       await driveStates.stop();
@@ -391,18 +427,18 @@ async function listenOnPort(app: App, host: string, port: number, retry: ListenR
 
 interface MaintenanceDeps {
   auth: AuthService;
-  config: Config;
+  housekeeping: Housekeeping;
   log: Logger;
   eventLog: Pick<EventLog, 'record'>;
   onSetupLink: ((url: string) => void) | undefined;
 }
 
 /**
- * The service's housekeeping: removes ended sessions and stale login failures, applies the audit
- * retention, and keeps a valid setup link on offer while no admin exists.
+ * The service's periodic upkeep: a housekeeping round (what is past its retention goes), and a
+ * valid setup link on offer while no admin exists.
  */
 function startMaintenance(deps: MaintenanceDeps): { start(url: string | null): Promise<void>; stop(): void } {
-  const { auth, config, log, eventLog } = deps;
+  const { auth, housekeeping, log, eventLog } = deps;
   let timer: NodeJS.Timeout | null = null;
   let setupExpiresMs = 0;
   let baseUrl: string | null = null;
@@ -417,8 +453,17 @@ function startMaintenance(deps: MaintenanceDeps): { start(url: string | null): P
   }
 
   async function tick(): Promise<void> {
-    await auth.prune();
-    await auth.audit.applyRetention(config.security.audit_retention_days);
+    const round = await housekeeping.run();
+    if (round.error !== null) eventLog.record({ level: 'error', source: 'service', message: `housekeeping failed: ${round.error}` });
+    const removed = Object.entries(round.removed).filter(([, count]) => count > 0);
+    if (removed.length > 0) {
+      eventLog.record({
+        level: 'info',
+        source: 'service',
+        message: `housekeeping removed ${removed.map(([kind, count]) => `${count} ${kind.replaceAll('_', ' ')}`).join(', ')}`,
+        details: Object.fromEntries(removed),
+      });
+    }
     await offerSetupLink();
   }
 

@@ -3,12 +3,15 @@ import { lstat, realpath, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { type Clock, systemClock } from '../clock.js';
 import type { Config, HashAlgorithm } from '../config/schema.js';
-import type { ArchiveListFilter, ArchiveRepository, ArchiveSort } from '../db/archive-repository.js';
+import type { ArchiveListFilter, ArchiveRepository, ArchiveSort, RecordVerificationInput } from '../db/archive-repository.js';
+import type { VerificationTaskRepository } from '../db/verification-task-repository.js';
 import type { DiscKind } from '../drives/types.js';
-import { ConflictError, NotFoundError, errnoCode } from '../errors.js';
+import { ConflictError, DomainError, NotFoundError, errnoCode } from '../errors.js';
 import type { JsonObject } from '../json.js';
+import type { ArchiveEventBus } from './events.js';
 import type { ArchiveMetadata, ArchiveRecord, ArchiveStatus, ArchiveVerificationRecord } from './model.js';
 import { imageFileSet, isStrictlyInside } from './naming.js';
+import { type VerificationTaskStatus, type VerificationTaskView, toVerificationTaskView } from './verification-task.js';
 
 /** What re-hashing an image against its sidecars reports (the engine's verifyImage). */
 interface VerificationReport {
@@ -17,7 +20,19 @@ interface VerificationReport {
   bytes: number;
   seconds: number;
 }
-type ImageVerifier = (imagePath: string) => Promise<VerificationReport>;
+/** How far a re-hash has come (the engine's progress events carry these and more). */
+export interface VerificationProgress {
+  bytesDone: number;
+  bytesTotal: number;
+  rateBps: number;
+  etaSeconds: number | null;
+}
+interface ImageCheckOptions {
+  /** Aborting stops the re-hash with UnavailableError `verification_stopped`. */
+  signal?: AbortSignal;
+  onProgress?: (progress: VerificationProgress) => void;
+}
+type ImageVerifier = (imagePath: string, options: ImageCheckOptions) => Promise<VerificationReport>;
 
 /** An archive as the API shows it. */
 export interface ArchiveView {
@@ -80,14 +95,50 @@ export interface ArchiveFile {
   etag: string;
 }
 
+interface VerificationTaskQuery {
+  archiveId?: string | undefined;
+  statuses?: VerificationTaskStatus[] | undefined;
+  limit: number;
+  offset: number;
+}
+
+/** An archive a bulk verification could not queue, and why. */
+interface RefusedVerification {
+  archive_id: string;
+  error: { code: string; message: string };
+}
+
 export interface ArchiveService {
   list(query: ArchiveListQuery): Promise<{ archives: ArchiveView[]; total: number; limit: number; offset: number }>;
   get(id: string): Promise<ArchiveView>;
   updateMetadata(id: string, patch: Partial<ArchiveMetadata>): Promise<ArchiveView>;
   /** Removes the image, every sidecar and the map (only inside the output directory), then the record. */
   remove(id: string): Promise<void>;
-  /** Re-hashes the image, compares with its sidecars and the catalogue, and records the outcome with who asked (a key's owner for a key). */
-  verify(id: string, requestedBy: string | null): Promise<VerificationView>;
+  /**
+   * Queues a background re-hash of the image (which must be there, inside the output directory)
+   * and returns at once; the verification worker runs it, and its outcome lands in the history
+   * with who asked (a key's owner for a key). ConflictError `verification_running` while one is
+   * queued or running.
+   */
+  startVerification(id: string, requestedBy: string | null): Promise<VerificationTaskView>;
+  /** `startVerification` for each archive named, or every archive; those that cannot be queued are listed with why. */
+  startVerifications(
+    selection: { ids: readonly string[] } | { all: true },
+    requestedBy: string | null,
+  ): Promise<{ tasks: VerificationTaskView[]; refused: RefusedVerification[] }>;
+  verificationTask(taskId: string): Promise<VerificationTaskView>;
+  /** Newest first. */
+  verificationTasks(query: VerificationTaskQuery): Promise<{ tasks: VerificationTaskView[]; total: number; limit: number; offset: number }>;
+  /** The queued or running task of each of these archives, by archive id. */
+  activeVerifications(archiveIds: readonly string[]): Promise<Map<string, VerificationTaskView>>;
+  /** Cancels a queued task at once, asks a running one to stop; a finished one is returned as it is. */
+  cancelVerification(taskId: string): Promise<VerificationTaskView>;
+  /**
+   * A verification task's work: re-hashes the image and compares it with its sidecars and with
+   * the checksums recorded when the disc was read. Returns what the history records; the worker
+   * stores it together with the task's end.
+   */
+  checkImage(id: string, options: ImageCheckOptions): Promise<RecordVerificationInput>;
   verifications(
     id: string,
     page: { limit: number; offset: number },
@@ -101,7 +152,10 @@ type ArchiveEventSink = (level: 'info' | 'warning', message: string, details: Js
 export interface ArchiveServiceDeps {
   config: Config;
   archives: ArchiveRepository;
+  tasks: VerificationTaskRepository;
   verifyImage: ImageVerifier;
+  /** Told about queued and cancelled verification tasks (the worker and live streams listen). */
+  events?: ArchiveEventBus;
   onEvent?: ArchiveEventSink;
   now?: Clock;
 }
@@ -150,7 +204,9 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
   const { config, archives } = deps;
   const now = deps.now ?? systemClock;
   const onEvent: ArchiveEventSink = deps.onEvent ?? (() => undefined);
-  const verifying = new Set<string>();
+  const { tasks } = deps;
+  /** Bulk verification of every archive reads the catalogue in pages of this many. */
+  const ALL_PAGE = 500;
 
   async function find(id: string): Promise<ArchiveRecord> {
     const record = await archives.get(id);
@@ -211,6 +267,31 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
     return real;
   }
 
+  async function findTask(taskId: string) {
+    const task = await tasks.get(taskId);
+    if (task === null) throw new NotFoundError('verification_task_not_found', `no verification task ${taskId}`, { task_id: taskId });
+    return task;
+  }
+
+  /** The checks that need no reading of the image happen here, so a request that cannot work is refused at once. */
+  async function queue(id: string, requestedBy: string | null): Promise<VerificationTaskView> {
+    const record = await find(id);
+    // Asked before the file is looked at: an image being read may sit on a disk that hangs.
+    if ((await tasks.active([id])).length > 0)
+      throw new ConflictError('verification_running', `${id} is already being verified or waiting to be`, { archive_id: id });
+    const image = await confinedImage(record);
+    let sizeBytes: number;
+    try {
+      sizeBytes = (await stat(image)).size;
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') throw await missing(record);
+      throw error;
+    }
+    const task = await tasks.enqueue({ archiveId: id, bytesTotal: sizeBytes, requestedBy });
+    deps.events?.emit('archive.verification', { task });
+    return toVerificationTaskView(task);
+  }
+
   return {
     async list(query) {
       const filter: ArchiveListFilter = { limit: query.limit, offset: query.offset };
@@ -242,7 +323,10 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
 
     async remove(id) {
       const record = await find(id);
-      if (verifying.has(id)) throw new ConflictError('archive_busy', `${id} is being verified; delete it afterwards`, { archive_id: id });
+      // A queued task goes with the record; a running one is reading the file.
+      if ((await tasks.active([id])).some((task) => task.status === 'running')) {
+        throw new ConflictError('archive_busy', `${id} is being verified; cancel that or delete it afterwards`, { archive_id: id });
+      }
       let dir: string | null;
       try {
         dir = await confinedDir(record);
@@ -269,44 +353,96 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
       onEvent('info', `archive ${id} deleted (${record.filename})`, { archive_id: id, removed_files: removed });
     },
 
-    async verify(id, requestedBy) {
-      const record = await find(id);
-      if (verifying.has(id)) throw new ConflictError('verification_running', `${id} is already being verified`, { archive_id: id });
-      verifying.add(id);
-      try {
-        const image = await confinedImage(record);
-        const startedAt = now();
-        const report = await deps.verifyImage(image);
-        const finishedAt = now();
-        // The sidecars sit next to the image and could have been rewritten with it; the catalogue
-        // keeps the checksums computed while reading the disc, so both must agree.
-        const algorithms = report.results.map((result) => {
-          const catalogued = record.checksums[result.algorithm as HashAlgorithm];
-          const catalogueOk = catalogued === undefined || catalogued === result.actual;
-          return {
-            algorithm: result.algorithm,
-            expected: result.expected,
-            actual: result.actual,
-            sidecar_ok: result.ok,
-            catalogue: catalogued ?? null,
-            ok: result.ok && catalogueOk,
-          };
-        });
-        const ok = report.ok && algorithms.every((result) => result.ok);
-        const verification = await archives.recordVerification(id, {
-          startedAt,
-          finishedAt,
-          ok,
-          results: { source: 'api', bytes: report.bytes, algorithms },
-          seconds: report.seconds,
-          requestedBy,
-          archiveStatus: ok && record.badBytes === 0 ? 'ok' : 'damaged',
-        });
-        onEvent(ok ? 'info' : 'warning', `archive ${id} verification ${ok ? 'passed' : 'FAILED'}`, { archive_id: id });
-        return toVerificationView(verification);
-      } finally {
-        verifying.delete(id);
+    startVerification: queue,
+
+    async startVerifications(selection, requestedBy) {
+      const queued: VerificationTaskView[] = [];
+      const refused: RefusedVerification[] = [];
+      const add = async (id: string): Promise<void> => {
+        try {
+          queued.push(await queue(id, requestedBy));
+        } catch (error) {
+          if (!(error instanceof DomainError)) throw error;
+          refused.push({ archive_id: id, error: { code: error.code, message: error.message } });
+        }
+      };
+      if ('ids' in selection) {
+        for (const id of new Set(selection.ids)) await add(id);
+        return { tasks: queued, refused };
       }
+      // Ids first, then queueing: a page read while entries are added would shift under the offset.
+      const ids: string[] = [];
+      for (let offset = 0; ; offset += ALL_PAGE) {
+        const { items } = await archives.list({ sort: 'date', order: 'asc', limit: ALL_PAGE, offset });
+        ids.push(...items.map((item) => item.id));
+        if (items.length < ALL_PAGE) break;
+      }
+      for (const id of ids) await add(id);
+      return { tasks: queued, refused };
+    },
+
+    async verificationTask(taskId) {
+      return toVerificationTaskView(await findTask(taskId));
+    },
+
+    async verificationTasks(query) {
+      const { items, total } = await tasks.list({
+        ...(query.archiveId === undefined ? {} : { archiveId: query.archiveId }),
+        ...(query.statuses === undefined ? {} : { statuses: query.statuses }),
+        limit: query.limit,
+        offset: query.offset,
+      });
+      return { tasks: items.map(toVerificationTaskView), total, limit: query.limit, offset: query.offset };
+    },
+
+    async activeVerifications(archiveIds) {
+      return new Map((await tasks.active(archiveIds)).map((task) => [task.archiveId, toVerificationTaskView(task)]));
+    },
+
+    async cancelVerification(taskId) {
+      const before = await findTask(taskId);
+      const task = await tasks.requestCancel(taskId);
+      if (task.status !== before.status || task.cancelRequested !== before.cancelRequested) deps.events?.emit('archive.verification', { task });
+      return toVerificationTaskView(task);
+    },
+
+    async checkImage(id, options) {
+      const record = await find(id);
+      const image = await confinedImage(record);
+      const startedAt = now();
+      let report: VerificationReport;
+      try {
+        report = await deps.verifyImage(image, options);
+      } catch (error) {
+        // Gone between the check above and the open: the catalogue says so from now on.
+        if (error instanceof NotFoundError && error.code === 'image_not_found') throw await missing(record);
+        throw error;
+      }
+      const finishedAt = now();
+      // The sidecars sit next to the image and could have been rewritten with it; the catalogue
+      // keeps the checksums computed while reading the disc, so both must agree.
+      const algorithms = report.results.map((result) => {
+        const catalogued = record.checksums[result.algorithm as HashAlgorithm];
+        const catalogueOk = catalogued === undefined || catalogued === result.actual;
+        return {
+          algorithm: result.algorithm,
+          expected: result.expected,
+          actual: result.actual,
+          sidecar_ok: result.ok,
+          catalogue: catalogued ?? null,
+          ok: result.ok && catalogueOk,
+        };
+      });
+      const ok = report.ok && algorithms.every((result) => result.ok);
+      onEvent(ok ? 'info' : 'warning', `archive ${id} verification ${ok ? 'passed' : 'FAILED'}`, { archive_id: id });
+      return {
+        startedAt,
+        finishedAt,
+        ok,
+        results: { source: 'api', bytes: report.bytes, algorithms },
+        seconds: report.seconds,
+        archiveStatus: ok && record.badBytes === 0 ? 'ok' : 'damaged',
+      };
     },
 
     async verifications(id, page) {

@@ -12,6 +12,12 @@ export const API_KEY_PREFIX = 'd2i_';
 /** The furthest expiry a key may be given in days (the API and the key page offer days). */
 export const API_KEY_MAX_EXPIRY_DAYS = 3650;
 const DAY_MS = 24 * 60 * 60 * 1000;
+/**
+ * How long a revoked or expired key stays listed (for an admin looking into what it did; the
+ * audit trail keeps its creation and revocation for security.audit_retention_days) before the
+ * service's housekeeping deletes it.
+ */
+export const ENDED_API_KEY_RETENTION_DAYS = 90;
 
 /** The expiry `days` whole days from `now`. */
 export function expiryAfterDays(days: number, now: Date = new Date()): Date {

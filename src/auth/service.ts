@@ -8,7 +8,7 @@ import { createSetupTokenRepository } from '../db/auth-setup-repository.js';
 import { createThrottleRepository } from '../db/auth-throttle-repository.js';
 import { createUserRepository } from '../db/auth-user-repository.js';
 import type { Database } from '../db/database.js';
-import { type ApiKeyService, createApiKeyService } from './api-keys.js';
+import { type ApiKeyService, ENDED_API_KEY_RETENTION_DAYS, createApiKeyService } from './api-keys.js';
 import { createCredentialChecker } from './credentials.js';
 import type { AuthDeps } from './deps.js';
 import { type LoginService, createLoginService } from './login.js';
@@ -45,9 +45,21 @@ export interface AuthService {
    * would be valid, so a bad key never silently falls back to a browser session.
    */
   authenticateRequest(credentials: RequestCredentials): Promise<Principal | null>;
-  /** Removes ended sessions, old login failures and ended lockouts; returns how many rows went. */
-  prune(): Promise<number>;
+  /**
+   * Removes ended sessions, old login failures and ended lockouts, and keys revoked or expired
+   * more than ENDED_API_KEY_RETENTION_DAYS ago; returns how many of each went.
+   */
+  prune(): Promise<PrunedAuth>;
 }
+
+interface PrunedAuth {
+  sessions: number;
+  /** Login failures older than the longest lockout window, and lockouts that ended. */
+  loginFailures: number;
+  apiKeys: number;
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
 
 export interface CreateAuthServiceOptions {
   database: Database;
@@ -102,8 +114,11 @@ export function createAuthService(options: CreateAuthServiceOptions): AuthServic
     async prune() {
       const at = now();
       const longestWindow = Math.max(policy.accountLockout.windowMs, policy.addressLockout.windowMs);
-      const ended = await sessions.prune();
-      return ended + (await deps.throttle.prune(new Date(at.getTime() - longestWindow), at));
+      return {
+        sessions: await sessions.prune(),
+        loginFailures: await deps.throttle.prune(new Date(at.getTime() - longestWindow), at),
+        apiKeys: await deps.apiKeys.deleteEnded(new Date(at.getTime() - ENDED_API_KEY_RETENTION_DAYS * DAY_MS)),
+      };
     },
   };
 }

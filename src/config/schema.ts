@@ -39,7 +39,12 @@ const StorageSchema = Type.Object(
       default: false,
       description: 'Eject the disc once its image is complete (every sector read) and verified (needs imaging.verify)',
     }),
-    log_retention_days: Type.Integer({ minimum: 1, maximum: 3650, default: 30, description: 'Days to keep job logs' }),
+    log_retention_days: Type.Integer({
+      minimum: 1,
+      maximum: 3650,
+      default: 30,
+      description: 'Days to keep job logs, the application log and finished verification tasks',
+    }),
   },
   { additionalProperties: false, default: {} },
 );

@@ -4,7 +4,7 @@ import { type Clock, systemClock } from '../clock.js';
 import type { DiscKind } from '../drives/types.js';
 import { NotFoundError } from '../errors.js';
 import type { JsonObject } from '../json.js';
-import type { Database } from './database.js';
+import type { Database, SyncExecutor } from './database.js';
 import type { ArchiveVerificationsTable, ArchivesTable } from './schema.js';
 import { type ListResult, type SortOrder, fromJson, newId, page, timestamp, toJson } from './values.js';
 
@@ -51,7 +51,7 @@ export interface ArchiveListFilter {
   offset?: number;
 }
 
-interface RecordVerificationInput {
+export interface RecordVerificationInput {
   startedAt: Date;
   finishedAt: Date;
   ok: boolean;
@@ -74,6 +74,8 @@ export interface ArchiveRepository {
   replaceImage(id: string, input: ReplaceImageInput): Promise<ArchiveRecord>;
   /** Stores a verification run and updates the archive's last verification and status. */
   recordVerification(archiveId: string, input: RecordVerificationInput): Promise<ArchiveVerificationRecord>;
+  /** `recordVerification` inside a caller's write transaction (a verification task ends with it). */
+  recordVerificationWithin(tx: SyncExecutor, archiveId: string, input: RecordVerificationInput): ArchiveVerificationRecord;
   /** Newest first. */
   listVerifications(archiveId: string, options?: { limit?: number; offset?: number }): Promise<ListResult<ArchiveVerificationRecord>>;
   /** Removes the record and its verification history (not the image file). False when unknown. */
@@ -138,6 +140,37 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
     return row === undefined ? null : rowToArchive(row);
   };
   const notFound = (id: string) => new NotFoundError('not_found', `Archive ${id} not found`, { archive_id: id });
+
+  const recordVerificationWithin = (tx: SyncExecutor, archiveId: string, input: RecordVerificationInput): ArchiveVerificationRecord => {
+    const finishedAt = timestamp(input.finishedAt);
+    const changed = tx.run(
+      db
+        .updateTable('archives')
+        .set({
+          last_verified_at: finishedAt,
+          last_verified_ok: input.ok ? 1 : 0,
+          status: input.archiveStatus ?? (input.ok ? 'ok' : 'damaged'),
+        })
+        .where('id', '=', archiveId),
+    );
+    if (changed === 0) throw notFound(archiveId);
+    const row = tx.first(
+      db
+        .insertInto('archive_verifications')
+        .values({
+          archive_id: archiveId,
+          started_at: timestamp(input.startedAt),
+          finished_at: finishedAt,
+          ok: input.ok ? 1 : 0,
+          results: toJson(input.results),
+          seconds: input.seconds,
+          requested_by: input.requestedBy ?? null,
+        })
+        .returningAll(),
+    );
+    if (row === undefined) throw notFound(archiveId);
+    return rowToVerification(row);
+  };
 
   return {
     async create(input) {
@@ -230,37 +263,10 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
     },
 
     async recordVerification(archiveId, input) {
-      return database.writeTransaction((tx) => {
-        const finishedAt = timestamp(input.finishedAt);
-        const changed = tx.run(
-          db
-            .updateTable('archives')
-            .set({
-              last_verified_at: finishedAt,
-              last_verified_ok: input.ok ? 1 : 0,
-              status: input.archiveStatus ?? (input.ok ? 'ok' : 'damaged'),
-            })
-            .where('id', '=', archiveId),
-        );
-        if (changed === 0) throw notFound(archiveId);
-        const row = tx.first(
-          db
-            .insertInto('archive_verifications')
-            .values({
-              archive_id: archiveId,
-              started_at: timestamp(input.startedAt),
-              finished_at: finishedAt,
-              ok: input.ok ? 1 : 0,
-              results: toJson(input.results),
-              seconds: input.seconds,
-              requested_by: input.requestedBy ?? null,
-            })
-            .returningAll(),
-        );
-        if (row === undefined) throw notFound(archiveId);
-        return rowToVerification(row);
-      });
+      return database.writeTransaction((tx) => recordVerificationWithin(tx, archiveId, input));
     },
+
+    recordVerificationWithin,
 
     async listVerifications(archiveId, options = {}) {
       const { limit, offset } = page(options.limit, options.offset);

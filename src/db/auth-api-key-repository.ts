@@ -35,6 +35,11 @@ export interface ApiKeyRepository {
   markUsed(id: string, at: Date, unlessUsedSince: Date): Promise<void>;
   /** Raised by every change to a user or a key other than a last-use stamp, from any process. */
   credentialsVersion(): Promise<number>;
+  /**
+   * Deletes keys revoked before `endedBefore`, and unrevoked ones that expired before it, unless a
+   * key created with them remains; returns how many.
+   */
+  deleteEnded(endedBefore: Date): Promise<number>;
 }
 
 type KeyRow = Selectable<ApiKeysTable> & { user_name: string; user_role: UserRole };
@@ -147,5 +152,22 @@ export function createApiKeyRepository(database: Database): ApiKeyRepository {
     },
 
     credentialsVersion: () => readChangeCounter(db, 'credentials'),
+
+    async deleteEnded(endedBefore) {
+      const cutoff = timestamp(endedBefore);
+      let deleted = 0;
+      // Leaves first, one generation per round: deleting a key deletes the keys created with it
+      // (ON DELETE CASCADE), and one of those may still work.
+      for (;;) {
+        const result = await db
+          .deleteFrom('api_keys')
+          .where((eb) => eb.or([eb('revoked_at', '<', cutoff), eb.and([eb('revoked_at', 'is', null), eb('expires_at', '<', cutoff)])]))
+          .where((eb) => eb.not(eb.exists(eb.selectFrom('api_keys as child').select('child.id').whereRef('child.parent_id', '=', 'api_keys.id'))))
+          .executeTakeFirst();
+        const round = Number(result.numDeletedRows);
+        if (round === 0) return deleted;
+        deleted += round;
+      }
+    },
   };
 }

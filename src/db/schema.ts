@@ -1,5 +1,6 @@
 import type { Generated } from 'kysely';
 import type { ArchiveStatus } from '../archive/model.js';
+import type { VerificationTaskStatus } from '../archive/verification-task.js';
 import type { DiscKind } from '../drives/types.js';
 import type { ImagingPhase } from '../imaging/types.js';
 import type { JobPriority, JobStatus, RequestedAction } from '../jobs/model.js';
@@ -112,6 +113,33 @@ interface JobWorkersTable {
   seen_at: string;
 }
 
+export interface ArchiveVerificationTasksTable {
+  id: string;
+  archive_id: string;
+  status: VerificationTaskStatus;
+  bytes_done: number;
+  bytes_total: number;
+  speed_bps: number | null;
+  eta_seconds: number | null;
+  requested_by: string | null;
+  /** 0 or 1 */
+  cancel_requested: number;
+  attempts: number;
+  lease_owner: string | null;
+  lease_expires_at: string | null;
+  /** JSON of a LeaseHolder; null while no lease is held. */
+  lease_holder: string | null;
+  error_code: string | null;
+  error_message: string | null;
+  verification_id: number | null;
+  /** 0 or 1 for a completed task, else null. */
+  ok: number | null;
+  created_at: string;
+  updated_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
 export interface DB extends AuthTables {
   jobs: JobsTable;
   job_logs: JobLogsTable;
@@ -120,4 +148,5 @@ export interface DB extends AuthTables {
   settings: SettingsTable;
   logs: LogsTable;
   job_workers: JobWorkersTable;
+  archive_verification_tasks: ArchiveVerificationTasksTable;
 }

@@ -239,7 +239,10 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
     },
 
     async announceWorker(workerId, holder) {
-      const at = timestamp(now());
+      const start = now();
+      const at = timestamp(start);
+      // Rows of services that died without signing off (kill -9, power loss) would pile up otherwise.
+      await db.deleteFrom('job_workers').where('seen_at', '<', timestamp(new Date(start.getTime() - FORGOTTEN_WORKER_MS))).execute();
       await db
         .insertInto('job_workers')
         .values({ id: workerId, holder: toJson(holder), started_at: at, seen_at: at })
@@ -432,6 +435,9 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
     },
   };
 }
+
+/** A worker not seen for this long is gone for good: it renews its row every third of a lease (at most 20 minutes). */
+const FORGOTTEN_WORKER_MS = 24 * 60 * 60 * 1000;
 
 function finishedError(row: Selectable<JobsTable>): ConflictError {
   return new ConflictError('invalid_state', `Job ${row.id} is already ${row.status}`, { job_id: row.id, status: row.status });

@@ -1,19 +1,32 @@
+import type { ArchiveEventBus } from '../archive/events.js';
+import { type VerificationTaskView, toVerificationTaskView } from '../archive/verification-task.js';
 import type { JobEventBus } from '../jobs/events.js';
 import type { JobRecord } from '../jobs/model.js';
 import { type JobView, toJobUpdate, toJobView } from '../jobs/view.js';
 
-export const LIVE_MESSAGE_TYPES = ['job_created', 'job_update', 'job_finished', 'job_removed', 'job_log'] as const;
-type LiveMessageType = (typeof LIVE_MESSAGE_TYPES)[number];
+export const LIVE_MESSAGE_TYPES = ['job_created', 'job_update', 'job_finished', 'job_removed', 'job_log', 'archive_verification_update'] as const;
+/** @internal exported for its tests */
+export type LiveMessageType = (typeof LIVE_MESSAGE_TYPES)[number];
 
 /**
  * The specification's WebSocket message; SSE sends the same JSON as `data:` with the type as event name.
  * @internal exported for its tests
  */
-export interface LiveMessage {
-  type: LiveMessageType;
+export interface JobLiveMessage {
+  type: Exclude<LiveMessageType, 'archive_verification_update'>;
   job_id: string;
   data: Record<string, unknown>;
 }
+
+/** A verification task's state (queued, progress, its end): the same task GET /api/v1/archives/verification-tasks/{id} shows. */
+interface VerificationLiveMessage {
+  type: 'archive_verification_update';
+  task_id: string;
+  archive_id: string;
+  data: VerificationTaskView;
+}
+
+export type LiveMessage = JobLiveMessage | VerificationLiveMessage;
 
 /** One connected client, WebSocket or SSE. */
 export interface LiveSink {
@@ -26,8 +39,12 @@ export interface LiveSink {
 }
 
 export interface LiveHub {
-  /** Starts delivering events to the sink; returns the function that stops it. */
-  connect(sink: LiveSink): () => void;
+  /**
+   * Starts delivering events to the sink, those `accepts` lets through (default all: a client
+   * without the right to read archives gets no verification messages); returns the function that
+   * stops it.
+   */
+  connect(sink: LiveSink, accepts?: (message: LiveMessage) => boolean): () => void;
   clientCount(): number;
   /** Closes every client and stops listening (server shutdown). */
   close(): void;
@@ -35,6 +52,8 @@ export interface LiveHub {
 
 export interface LiveHubOptions {
   events: JobEventBus;
+  /** Verification tasks' progress; none without it. */
+  archiveEvents?: ArchiveEventBus;
   /**
    * Each client gets at most one batch per interval (default 50 ms: twenty a second). An event that
    * comes after a quiet interval goes out at once; only events that follow closer are held back, so
@@ -51,6 +70,7 @@ export interface LiveHubOptions {
 
 interface Client {
   sink: LiveSink;
+  accepts: (message: LiveMessage) => boolean;
   /** Ordered by first arrival; a job's newer update replaces its older one in place. */
   pending: Map<string, LiveMessage>;
   logKeys: string[];
@@ -64,9 +84,10 @@ function snapshot(job: JobRecord): Omit<JobView, 'queue_position'> {
 }
 
 /**
- * Fans job events out to live clients. Emitting never waits on a client: an event only updates
- * each client's small pending map, and a timer flushes the maps. Updates coalesce per job, so a
- * slow client's backlog is bounded by the number of jobs (plus a capped number of log lines).
+ * Fans job events and verification progress out to live clients. Emitting never waits on a
+ * client: an event only updates each client's small pending map, and a timer flushes the maps.
+ * Updates coalesce per job and per verification task, so a slow client's backlog is bounded by
+ * their number (plus a capped number of log lines).
  * The flush is a leading-edge throttle: an update at 2 Hz reaches every client without waiting for
  * a timer tick, while a burst is still sent as one batch per interval.
  */
@@ -83,6 +104,7 @@ export function createLiveHub(options: LiveHubOptions): LiveHub {
   const enqueue = (key: string, message: LiveMessage): void => {
     if (clients.size > 0) scheduleFlush();
     for (const client of clients) {
+      if (!client.accepts(message)) continue;
       if (message.type === 'job_finished' || message.type === 'job_removed') client.pending.delete(`update:${message.job_id}`);
       client.pending.set(key, message);
       if (message.type === 'job_log') {
@@ -105,6 +127,19 @@ export function createLiveHub(options: LiveHubOptions): LiveHub {
       enqueue(`log:${logSeq}`, { type: 'job_log', job_id: jobId, data: { level, message, at } });
     }),
   ];
+  if (options.archiveEvents) {
+    // The latest state of a task replaces any older one still pending: its end included, nothing is lost.
+    unsubscribe.push(
+      options.archiveEvents.on('archive.verification', ({ task }) =>
+        enqueue(`verification:${task.id}`, {
+          type: 'archive_verification_update',
+          task_id: task.id,
+          archive_id: task.archiveId,
+          data: toVerificationTaskView(task),
+        }),
+      ),
+    );
+  }
 
   const drop = (client: Client): void => {
     clients.delete(client);
@@ -166,8 +201,8 @@ export function createLiveHub(options: LiveHubOptions): LiveHub {
   heartbeatTimer.unref();
 
   return {
-    connect(sink) {
-      const client: Client = { sink, pending: new Map(), logKeys: [] };
+    connect(sink, accepts = () => true) {
+      const client: Client = { sink, accepts, pending: new Map(), logKeys: [] };
       clients.add(client);
       return () => drop(client);
     },

@@ -1,5 +1,6 @@
 import Type, { type TSchema } from 'typebox';
 import { ARCHIVE_STATUSES } from '../archive/model.js';
+import { VERIFICATION_TASK_STATUSES } from '../archive/verification-task.js';
 import { HASH_ALGORITHMS, PRIORITIES } from '../config/schema.js';
 import { DISC_KINDS, MEDIA_TYPES } from '../drives/types.js';
 import { JOB_STATUSES, JobOptionsSchema } from '../jobs/model.js';
@@ -17,6 +18,7 @@ export const Timestamp = Type.String({ format: 'date-time', description: 'ISO 86
 /** Ids are matched before any lookup, so a path-like or oversized id never reaches a service. */
 export const JobId = Type.String({ pattern: '^job_[a-z0-9]{1,64}$', description: 'Job id, e.g. job_3f9c…' });
 export const ArchiveId = Type.String({ pattern: '^archive_[a-z0-9]{1,64}$', description: 'Archive id, e.g. archive_3f9c…' });
+export const VerificationTaskId = Type.String({ pattern: '^verify_[a-z0-9]{1,64}$', description: 'Verification task id, e.g. verify_3f9c…' });
 export const DeviceId = Type.String({ pattern: '^[a-z][a-z0-9-]{0,63}$', description: 'Drive id from GET /api/v1/devices (sr0, loop3, demo, …)' });
 /** How a request names a drive: its id, or the device path of a listed drive (URL-encoded in a path: %2Fdev%2Fsr0). */
 export const DeviceRef = Type.String({ minLength: 1, maxLength: 4096, description: 'Drive id (sr0) or the device path of a listed drive (/dev/sr0)' });
@@ -171,6 +173,31 @@ export const Verification = Type.Object(
     seconds: Type.Number(),
     requested_by: Nullable(Type.String()),
     results: Type.Record(Type.String(), Type.Unknown(), { description: 'Per-algorithm outcome and what else the verifier reported' }),
+  },
+  { additionalProperties: false },
+);
+
+/** A background re-hash of one image; also the data of the live `archive_verification_update` message. */
+export const VerificationTask = Type.Object(
+  {
+    id: VerificationTaskId,
+    archive_id: ArchiveId,
+    status: Type.Enum([...VERIFICATION_TASK_STATUSES]),
+    progress: Type.Number({ minimum: 0, maximum: 100, description: 'Percent of the image re-hashed' }),
+    bytes_done: Type.Integer(),
+    bytes_total: Type.Integer({ description: 'The image size' }),
+    speed_bps: Nullable(Type.Integer()),
+    eta_seconds: Nullable(Type.Integer()),
+    requested_by: Nullable(Type.String({ description: 'Who asked: the user (a key’s owner for a key)' })),
+    cancel_requested: Type.Boolean({ description: 'A cancel was asked for while it runs; it stops within moments' }),
+    attempts: Type.Integer({ description: 'How often a worker started it (a restart starts it again from the beginning)' }),
+    error: Nullable(Type.Object({ code: Type.String(), message: Type.String() }, { additionalProperties: false, description: 'Why it failed' })),
+    verification_id: Nullable(Type.Integer({ description: 'The entry it added to the verification history (completed only)' })),
+    ok: Nullable(Type.Boolean({ description: 'Whether the image matched its checksums (completed only)' })),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    started_at: Nullable(Timestamp),
+    finished_at: Nullable(Timestamp),
   },
   { additionalProperties: false },
 );

@@ -1,6 +1,8 @@
+import type { VerificationTaskStatus } from '../archive/verification-task.js';
 import type { Config } from '../config/schema.js';
 import { errorMessage } from '../errors.js';
 import type { JobStatus } from '../jobs/model.js';
+import type { HousekeepingRun, RetentionDays } from './housekeeping.js';
 import { type MemorySources, createCpuMeter, memoryUsage, storageUsage } from './resources.js';
 
 type ServiceState = 'running' | 'stopped' | 'error';
@@ -22,8 +24,17 @@ export interface SystemStatus {
   services: Record<'database' | 'queue' | 'workers', ServiceState>;
   drives: { count: number };
   jobs: Record<JobStatus, number>;
+  verification_tasks: Record<VerificationTaskStatus, number>;
+  housekeeping: HousekeepingStatus;
   /** Why the status is degraded, for people. */
   warnings: string[];
+}
+
+/** What the service removes, how often, and what its latest round removed. */
+interface HousekeepingStatus {
+  interval_seconds: number;
+  retention_days: RetentionDays;
+  last_run: HousekeepingRun | null;
 }
 
 export interface SystemStatusDeps {
@@ -35,6 +46,8 @@ export interface SystemStatusDeps {
   checkQueue(): Promise<unknown>;
   workers(): ServiceState;
   countDrives(): Promise<number>;
+  countVerificationTasks(): Promise<Record<VerificationTaskStatus, number>>;
+  housekeeping(): HousekeepingStatus;
   startedAt?: Date;
   memorySources?: MemorySources;
 }
@@ -44,6 +57,7 @@ export interface SystemStatusService {
 }
 
 const EMPTY_COUNTS: Record<JobStatus, number> = { queued: 0, running: 0, paused: 0, verifying: 0, completed: 0, failed: 0, cancelled: 0 };
+const NO_TASKS: Record<VerificationTaskStatus, number> = { queued: 0, running: 0, completed: 0, failed: 0, cancelled: 0 };
 
 export function createSystemStatus(deps: SystemStatusDeps): SystemStatusService {
   const startedAt = deps.startedAt ?? new Date();
@@ -69,6 +83,16 @@ export function createSystemStatus(deps: SystemStatusDeps): SystemStatusService 
       }
       const workers = deps.workers();
       if (workers !== 'running') warnings.push('workers are not running: queued jobs will not start');
+      let verificationTasks = NO_TASKS;
+      if (database === 'running') {
+        try {
+          verificationTasks = await deps.countVerificationTasks();
+        } catch (error) {
+          warnings.push(`verification tasks: ${errorMessage(error)}`);
+        }
+      }
+      const housekeeping = deps.housekeeping();
+      if (housekeeping.last_run?.error) warnings.push(`housekeeping failed: ${housekeeping.last_run.error}`);
 
       const outputDir = deps.config.storage.output_dir;
       const [memory, storage, driveCount] = await Promise.all([
@@ -101,6 +125,8 @@ export function createSystemStatus(deps: SystemStatusDeps): SystemStatusService 
         services: { database, queue, workers },
         drives: { count: driveCount },
         jobs,
+        verification_tasks: verificationTasks,
+        housekeeping,
         warnings,
       };
     },

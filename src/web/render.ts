@@ -76,7 +76,8 @@ interface PageContext extends I18n {
   priorityEditable: typeof priorityEditable;
   badSectors: typeof badSectors;
   jobSectorSize: typeof jobSectorSize;
-  jobError(job: JobView): string;
+  /** A job's or a verification task's error, in the page's language when the catalog knows its code. */
+  jobError(subject: Pick<JobView, 'error'>): string;
   optionLabel(field: SettingField, option: string): string;
 }
 
@@ -119,10 +120,10 @@ function pageContext(request: FastifyRequest, viewer: Viewer): PageContext {
     priorityEditable,
     badSectors,
     jobSectorSize,
-    jobError(job) {
-      if (job.error === null) return '';
-      const key = `errors.${job.error.code}`;
-      return i18n.has(key) ? i18n.t(key) : job.error.message;
+    jobError(subject) {
+      if (subject.error === null) return '';
+      const key = `errors.${subject.error.code}`;
+      return i18n.has(key) ? i18n.t(key) : subject.error.message;
     },
     optionLabel(field, option) {
       const key = `config.options.${field.key}.${option}`;

@@ -48,7 +48,19 @@ export interface WebSecurity {
   currentUser(request: FastifyRequest): WebUser | null;
 }
 
-type WebArchives = Pick<ArchiveService, 'list' | 'get' | 'updateMetadata' | 'remove' | 'verify' | 'verifications'>;
+type WebArchives = Pick<
+  ArchiveService,
+  | 'list'
+  | 'get'
+  | 'updateMetadata'
+  | 'remove'
+  | 'startVerification'
+  | 'startVerifications'
+  | 'cancelVerification'
+  | 'activeVerifications'
+  | 'verificationTasks'
+  | 'verifications'
+>;
 type WebDevices = Pick<DeviceStatusService, 'views' | 'eject'>;
 type WebSystemStatus = Pick<SystemStatusService, 'status'>;
 type WebSettings = Pick<SettingsService, 'update'>;

@@ -9,7 +9,7 @@ import { createAuthService } from '../../src/auth/service.js';
 import { databaseFile, openDatabase } from '../../src/db/database.js';
 import type { DeclaredRoute } from '../../src/http/permissions.js';
 import { makeIso } from '../tools/iso.js';
-import { TEST_PASSWORD, type TestServer, anonymousApi, api, startTestServer, waitFor, webSocketUpgradeStatus } from './support.js';
+import { TEST_PASSWORD, type TestServer, anonymousApi, api, startTestServer, verifyArchive, waitFor, webSocketUpgradeStatus } from './support.js';
 
 /**
  * The authorization matrix. Every route of the live route table (not a hand-picked list) is called
@@ -48,6 +48,7 @@ describe('authorization matrix: every route x every kind of caller', () => {
   const scopedKey = new Map<Permission, string>();
   let sharedJob: string;
   let sharedArchive: string;
+  let sharedTask: string;
   let counter = 0;
   const unique = (prefix: string) => `${prefix}${++counter}`;
 
@@ -69,6 +70,14 @@ describe('authorization matrix: every route x every kind of caller', () => {
       for (const job of active.body.jobs as Array<{ id: string; status: string }>) {
         if (job.status === 'paused' || job.status === 'queued') await api(service.url, 'PATCH', `/api/v1/jobs/${job.id}`, { action: 'cancel' });
       }
+      return active.body.total === 0;
+    });
+  }
+
+  /** Waits until the shared archive has no queued or running verification (one archive has at most one). */
+  async function verificationIdle(): Promise<void> {
+    await waitFor('the shared archive to have no verification running', async () => {
+      const active = await api(service.url, 'GET', `/api/v1/archives/verification-tasks?archive_id=${sharedArchive}&status=queued,running`);
       return active.body.total === 0;
     });
   }
@@ -123,7 +132,30 @@ describe('authorization matrix: every route x every kind of caller', () => {
     },
     'GET /api/v1/archives/:archive_id/download': { prepare: async () => ({ path: `/api/v1/archives/${sharedArchive}/download` }), expect: constant(200) },
     'HEAD /api/v1/archives/:archive_id/download': { prepare: async () => ({ path: `/api/v1/archives/${sharedArchive}/download` }), expect: constant(200) },
-    'POST /api/v1/archives/:archive_id/verify': { prepare: async () => ({ path: `/api/v1/archives/${sharedArchive}/verify` }), expect: constant(200) },
+    'POST /api/v1/archives/:archive_id/verify': {
+      prepare: async () => {
+        await verificationIdle();
+        return { path: `/api/v1/archives/${sharedArchive}/verify` };
+      },
+      expect: constant(202),
+    },
+    'POST /api/v1/archives/verify': {
+      prepare: async () => {
+        await verificationIdle();
+        return { path: '/api/v1/archives/verify', body: { ids: [sharedArchive] } };
+      },
+      expect: constant(202),
+    },
+    'GET /api/v1/archives/verification-tasks': { prepare: async () => ({ path: '/api/v1/archives/verification-tasks' }), expect: constant(200) },
+    'GET /api/v1/archives/verification-tasks/:task_id': {
+      prepare: async () => ({ path: `/api/v1/archives/verification-tasks/${sharedTask}` }),
+      expect: constant(200),
+    },
+    // A finished task is returned as it is: reaching the handler shows as its answer.
+    'DELETE /api/v1/archives/verification-tasks/:task_id': {
+      prepare: async () => ({ path: `/api/v1/archives/verification-tasks/${sharedTask}` }),
+      expect: constant(200),
+    },
     'GET /api/v1/archives/:archive_id/verifications': {
       prepare: async () => ({ path: `/api/v1/archives/${sharedArchive}/verifications` }),
       expect: constant(200),
@@ -299,6 +331,7 @@ describe('authorization matrix: every route x every kind of caller', () => {
     const first = await finishedJob();
     sharedJob = first.id;
     sharedArchive = first.archive;
+    sharedTask = (await verifyArchive(service.url, sharedArchive)).id;
   });
 
   after(async () => {

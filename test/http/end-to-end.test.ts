@@ -4,10 +4,20 @@ import { mkdtemp, open, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { LiveMessage } from '../../src/http/live.js';
 import { type MadeIso, makeIso } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
-import { type LiveClient, type TestServer, api, authHeadersFor, followEvents, followWebSocket, startTestServer, waitFor } from './support.js';
+import {
+  type LiveClient,
+  type ReceivedLiveMessage,
+  type TestServer,
+  api,
+  authHeadersFor,
+  followEvents,
+  followWebSocket,
+  startTestServer,
+  verifyArchive,
+  waitFor,
+} from './support.js';
 
 const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
@@ -16,7 +26,7 @@ async function download(url: string, path: string, headers: Record<string, strin
   return { status: response.status, headers: response.headers, bytes: new Uint8Array(await response.arrayBuffer()) };
 }
 
-function finishedFor(client: LiveClient, jobId: string): LiveMessage | undefined {
+function finishedFor(client: LiveClient, jobId: string): ReceivedLiveMessage | undefined {
   return client.messages.find((message) => message.type === 'job_finished' && message.job_id === jobId);
 }
 
@@ -208,14 +218,19 @@ describe('REST API end to end: a loop device imaged, watched live, downloaded, v
     assert.equal(before.status, 200);
     assert.equal(before.body.total, 1, 'the verification made after imaging');
 
-    const verified = await api(service.url, 'POST', `/api/v1/archives/${archiveId}/verify`);
-    assert.equal(verified.status, 200, JSON.stringify(verified.body));
-    assert.equal(verified.body.ok, true);
-    assert.equal(verified.body.archive_id, archiveId);
-    const algorithms = (verified.body.results.algorithms as Array<{ algorithm: string; ok: boolean; actual: string }>).map((entry) => entry.algorithm).sort();
+    const task = await verifyArchive(service.url, archiveId);
+    assert.equal(task.status, 'completed', JSON.stringify(task));
+    assert.equal(task.ok, true);
+    assert.equal(task.progress, 100);
+    const verified = await api(service.url, 'GET', `/api/v1/archives/${archiveId}/verifications?limit=1`);
+    const entry = verified.body.verifications[0];
+    assert.equal(entry.id, task.verification_id, 'the task names the history entry it added');
+    assert.equal(entry.ok, true);
+    assert.equal(entry.archive_id, archiveId);
+    const algorithms = (entry.results.algorithms as Array<{ algorithm: string; ok: boolean; actual: string }>).map((result) => result.algorithm).sort();
     assert.deepEqual(algorithms, ['md5', 'sha1', 'sha256']);
     assert.equal(
-      (verified.body.results.algorithms as Array<{ algorithm: string; actual: string }>).find((entry) => entry.algorithm === 'sha256')?.actual,
+      (entry.results.algorithms as Array<{ algorithm: string; actual: string }>).find((result) => result.algorithm === 'sha256')?.actual,
       iso.sha256,
     );
 
@@ -229,9 +244,9 @@ describe('REST API end to end: a loop device imaged, watched live, downloaded, v
     } finally {
       await handle.close();
     }
-    const damaged = await api(service.url, 'POST', `/api/v1/archives/${archiveId}/verify`);
-    assert.equal(damaged.status, 200);
-    assert.equal(damaged.body.ok, false);
+    const damaged = await verifyArchive(service.url, archiveId);
+    assert.equal(damaged.status, 'completed');
+    assert.equal(damaged.ok, false);
 
     const history = await api(service.url, 'GET', `/api/v1/archives/${archiveId}/verifications`);
     assert.equal(history.body.total, 3);

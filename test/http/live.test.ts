@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it, mock } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { ArchiveEvents } from '../../src/archive/events.js';
+import type { VerificationTaskRecord } from '../../src/archive/verification-task.js';
 import { createEventBus } from '../../src/events/bus.js';
-import { type LiveMessage, type LiveSink, createLiveHub } from '../../src/http/live.js';
+import { type JobLiveMessage, type LiveMessage, type LiveSink, createLiveHub } from '../../src/http/live.js';
 import type { JobEvents } from '../../src/jobs/events.js';
 import type { JobRecord } from '../../src/jobs/model.js';
 import { waitFor } from './support.js';
@@ -11,14 +13,15 @@ import { waitFor } from './support.js';
  * The hub's clients are sockets; here a sink stands in for the network so a test can decide how
  * far behind a client is (real sockets on loopback would need megabytes of backlog to lag).
  */
-function recordingSink(): LiveSink & { received: LiveMessage[]; backlog: number; closed: boolean; beats: number } {
+function recordingSink(): LiveSink & { received: JobLiveMessage[]; backlog: number; closed: boolean; beats: number } {
   const sink = {
-    received: [] as LiveMessage[],
+    received: [] as JobLiveMessage[],
     backlog: 0,
     closed: false,
     beats: 0,
     send(message: LiveMessage, json: string) {
       assert.deepEqual(JSON.parse(json), message);
+      if (message.type === 'archive_verification_update') throw new Error('these hubs get no archive events');
       sink.received.push(message);
     },
     bufferedBytes: () => sink.backlog,
@@ -227,6 +230,63 @@ describe('live hub', () => {
       await waitFor('a flush', () => healthy.received.length === 1);
       assert.equal(hub.clientCount(), 1);
       assert.equal(healthy.received.length, 1);
+    } finally {
+      hub.close();
+    }
+  });
+
+  it('sends verification tasks, the latest state of each, only to clients that accept them', async () => {
+    const events = createEventBus<JobEvents>((error) => {
+      throw error;
+    });
+    const archiveEvents = createEventBus<ArchiveEvents>((error) => {
+      throw error;
+    });
+    const hub = createLiveHub({ events, archiveEvents, flushIntervalMs: FLUSH_MS, heartbeatMs: 60_000 });
+    const everything: LiveMessage[] = [];
+    const jobsOnly: LiveMessage[] = [];
+    const sink = (into: LiveMessage[]): LiveSink => ({
+      send: (message) => into.push(message),
+      bufferedBytes: () => 0,
+      heartbeat: () => undefined,
+      close: () => undefined,
+    });
+    hub.connect(sink(everything));
+    hub.connect(sink(jobsOnly), (message) => message.type !== 'archive_verification_update');
+    try {
+      const task = (status: VerificationTaskRecord['status'], bytesDone: number): VerificationTaskRecord => ({
+        id: 'verify_a',
+        archiveId: 'archive_a',
+        status,
+        bytesDone,
+        bytesTotal: 1000,
+        speedBps: null,
+        etaSeconds: null,
+        requestedBy: 'alice',
+        cancelRequested: false,
+        attempts: 1,
+        errorCode: null,
+        errorMessage: null,
+        verificationId: null,
+        ok: null,
+        createdAt: new Date(0).toISOString(),
+        updatedAt: new Date(0).toISOString(),
+        startedAt: null,
+        finishedAt: null,
+      });
+      archiveEvents.emit('archive.verification', { task: task('queued', 0) });
+      archiveEvents.emit('archive.verification', { task: task('running', 250) });
+      events.emit('job.removed', { jobId: 'job_x' });
+      await waitFor('a flush to both', () => everything.length === 2 && jobsOnly.length === 1);
+      const [update] = everything;
+      assert.equal(update?.type, 'archive_verification_update');
+      if (update?.type === 'archive_verification_update') {
+        assert.deepEqual([update.task_id, update.archive_id, update.data.status, update.data.progress], ['verify_a', 'archive_a', 'running', 25]);
+      }
+      assert.deepEqual(
+        jobsOnly.map((message) => message.type),
+        ['job_removed'],
+      );
     } finally {
       hub.close();
     }

@@ -9,7 +9,7 @@ import { localActor } from '../../src/auth/principal.js';
 import { type AuthService, createAuthService } from '../../src/auth/service.js';
 import { loadConfig } from '../../src/config/load.js';
 import { databaseFile, openDatabase } from '../../src/db/database.js';
-import type { LiveMessage } from '../../src/http/live.js';
+import type { LiveMessageType } from '../../src/http/live.js';
 import { silentLogger } from '../../src/log.js';
 import { type RunningServer, type StartServerOptions, startServer } from '../../src/server.js';
 
@@ -183,8 +183,34 @@ export async function waitFor(what: string, check: () => Promise<boolean> | bool
   throw new Error(`gave up waiting for ${what}`);
 }
 
+/** A live message as a client parses it: a job's (job_id) or a verification task's (task_id, archive_id). */
+export interface ReceivedLiveMessage {
+  type: LiveMessageType;
+  job_id?: string;
+  task_id?: string;
+  archive_id?: string;
+  data: Record<string, unknown>;
+}
+
+/**
+ * Asks for a verification (202 at once, a task to follow) and waits for its task to finish; returns
+ * the finished task. `headers` as for `api`.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: as for `api`
+export async function verifyArchive(url: string, archiveId: string, headers: Record<string, string> = {}): Promise<any> {
+  const accepted = await api(url, 'POST', `/api/v1/archives/${archiveId}/verify`, undefined, headers);
+  assert.equal(accepted.status, 202, JSON.stringify(accepted.body));
+  assert.equal(accepted.headers.get('location'), `/api/v1/archives/verification-tasks/${accepted.body.task.id}`);
+  let task = accepted.body.task;
+  await waitFor(`verification task ${task.id} to finish`, async () => {
+    task = (await api(url, 'GET', `/api/v1/archives/verification-tasks/${accepted.body.task.id}`)).body;
+    return ['completed', 'failed', 'cancelled'].includes(task.status);
+  });
+  return task;
+}
+
 export interface LiveClient {
-  messages: LiveMessage[];
+  messages: ReceivedLiveMessage[];
   /** SSE comment lines (heartbeats) seen. */
   comments: string[];
   /** SSE event names, in order (they must equal the message types). */
@@ -192,12 +218,15 @@ export interface LiveClient {
   close(): void;
 }
 
-/** Follows /api/v1/events, parsing the text/event-stream framing by hand. Resolves once the stream is open. */
-export function followEvents(url: string): Promise<LiveClient> {
+/**
+ * Follows /api/v1/events as the test admin (or with `headers`), parsing the text/event-stream
+ * framing by hand. Resolves once the stream is open.
+ */
+export function followEvents(url: string, headers: Record<string, string> = { 'x-api-key': adminKeys.get(url) ?? '' }): Promise<LiveClient> {
   return new Promise((resolve, reject) => {
     const client: LiveClient = { messages: [], comments: [], eventNames: [], close: () => undefined };
     let open = false;
-    const request = get(`${url}/api/v1/events`, { headers: { 'x-api-key': adminKeys.get(url) ?? '' } }, (response) => {
+    const request = get(`${url}/api/v1/events`, { headers }, (response) => {
       if (response.statusCode !== 200) {
         reject(new Error(`SSE answered ${response.statusCode}`));
         return;
@@ -219,7 +248,7 @@ export function followEvents(url: string): Promise<LiveClient> {
           }
           if (event !== null) {
             client.eventNames.push(event);
-            client.messages.push(JSON.parse(data.join('\n')) as LiveMessage);
+            client.messages.push(JSON.parse(data.join('\n')) as ReceivedLiveMessage);
           }
         }
       });
@@ -253,8 +282,8 @@ export function webSocketUpgradeStatus(url: string, headers: Record<string, stri
 export function followWebSocket(url: string): Promise<LiveClient & { socket: WebSocket }> {
   return new Promise((resolve, reject) => {
     const socket = new WebSocket(`${url.replace(/^http/, 'ws')}/api/v1/ws/jobs`, { headers: { 'x-api-key': adminKeys.get(url) ?? '' } });
-    const client = { messages: [] as LiveMessage[], comments: [], eventNames: [], socket, close: () => socket.close() };
-    socket.on('message', (data) => client.messages.push(JSON.parse(String(data)) as LiveMessage));
+    const client = { messages: [] as ReceivedLiveMessage[], comments: [], eventNames: [], socket, close: () => socket.close() };
+    socket.on('message', (data) => client.messages.push(JSON.parse(String(data)) as ReceivedLiveMessage));
     socket.once('open', () => resolve(client));
     socket.once('error', reject);
   });

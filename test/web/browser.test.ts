@@ -167,14 +167,18 @@ describe('web interface in Chromium', () => {
     assert.equal(await sha256File(saved), liveDisc.iso.sha256, 'the download is the disc, bit for bit');
 
     await entry.getByRole('button', { name: 'Verify' }).click();
-    await page.locator('.toast', { hasText: 'Verified: the image matches its checksums.' }).waitFor();
-    await page
-      .locator('.archive-card', { hasText: 'WEB_FLOW_DISC' })
-      .getByText(/^Verified /)
-      .waitFor();
+    await page.locator('.toast', { hasText: 'Verification started: the image is re-hashed in the background' }).waitFor();
 
     await page.locator('.archive-card', { hasText: 'WEB_FLOW_DISC' }).getByRole('link', { name: 'Edit' }).click();
-    assert.equal(await page.locator('table.history tbody tr').count(), 2, 'verified after imaging and now');
+    const runs = page.locator('table.history tbody tr');
+    await runs.nth(1).waitFor();
+    assert.equal(await runs.count(), 2, 'verified after imaging and now');
+    // The image's page follows its verification live: the new run appears without a reload.
+    await page.getByRole('button', { name: 'Verify' }).click();
+    await page.locator('.toast', { hasText: 'Verification started' }).waitFor();
+    await runs.nth(2).waitFor();
+    assert.equal(await runs.count(), 3);
+    assert.equal(await runs.first().locator('.badge').textContent(), 'Matches');
     await page.getByLabel('Tags', { exact: true }).fill('family, 2024');
     await page.getByRole('button', { name: 'Save' }).click();
     await page.getByText('Label, tags and notes were saved.').waitFor();
@@ -470,7 +474,7 @@ describe('web interface in Chromium', () => {
     assert.equal(await sha256File(saved), plainDisc.iso.sha256);
 
     await entry.getByRole('button', { name: 'Verify' }).click();
-    await page.getByText('Verified: the image matches its checksums.').waitFor();
+    await page.getByText('Verification started: the image is re-hashed in the background').waitFor();
     await page.locator('.archive-card', { hasText: 'no_script' }).getByRole('link', { name: 'Edit' }).click();
     await page.getByLabel('Tags', { exact: true }).fill('no-js');
     await page.getByRole('button', { name: 'Save' }).click();

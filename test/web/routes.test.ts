@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { access, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { access, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { databaseFile, openDatabase } from '../../src/db/database.js';
+import { createVerificationTaskRepository } from '../../src/db/verification-task-repository.js';
+import { currentLeaseHolder } from '../../src/jobs/lease-holder.js';
 import type { JobRecord } from '../../src/jobs/model.js';
 import { type SentRequest as Sent, type TestRole, type WebTestServer, startWebTestServer } from './support/server.js';
 
@@ -302,23 +306,94 @@ describe('web pages (rendered in-process)', () => {
     await send('POST', `/archive/${id}/delete`, { form: {} });
   });
 
-  it('verifies an image, records it in the history and reports a damaged one', async () => {
+  /** The archive's newest verification task once it has ended. */
+  async function verificationEnded(id: string): Promise<{ status: string; ok: boolean | null }> {
+    for (let attempt = 0; attempt < 1200; attempt += 1) {
+      const task = (await server.archives.verificationTasks({ archiveId: id, limit: 1, offset: 0 })).tasks[0];
+      if (task !== undefined && !['queued', 'running'].includes(task.status)) return task;
+      await sleep(100);
+    }
+    throw new Error(`gave up waiting for the verification of ${id}`);
+  }
+
+  it('starts a verification in the background, then shows it in the history; a damaged one too', async () => {
     const id = await catalogue('verify_me');
     const good = await send('POST', `/archive/${id}/verify`, { form: { return_to: `/archive/${id}` } });
-    assert.equal(good.location, `/archive/${id}?notice=archive_verified`);
-    let page = await send('GET', good.location);
-    assert.match(page.body, /Verified: the image matches its checksums\./);
+    assert.equal(good.location, `/archive/${id}?notice=archive_verification_started`);
+    assert.match((await send('GET', good.location)).body, /Verification started: the image is re-hashed in the background/);
+    const first = await verificationEnded(id);
+    assert.equal(first.status, 'completed');
+    assert.equal(first.ok, true);
+    let page = await send('GET', `/archive/${id}`);
     assert.match(page.body, /<span class="badge status-ok">Matches<\/span>/);
     assert.match(page.body, /admin-user/);
+    const panel = await send('GET', `/archive/${id}/verification`);
+    assert.equal(panel.status, 200);
+    assert.match(panel.body, /<span class="badge status-ok">Matches<\/span>/, 'the live panel is the same history');
+    assert.doesNotMatch(panel.body, /<html/, 'a fragment, no layout');
 
     await writeFile(join(output, 'verify_me.iso'), 'tampered');
-    const bad = await send('POST', `/archive/${id}/verify`, { form: { return_to: `/archive/${id}` } });
-    assert.equal(bad.location, `/archive/${id}?error=verification_failed`);
-    page = await send('GET', bad.location);
-    assert.match(page.body, /Verification failed: the image no longer matches its checksums\./);
+    const bad = await send('POST', `/archive/${id}/verify`, { json: true, form: { return_to: `/archive/${id}` } });
+    assert.equal(bad.status, 200);
+    assert.equal(JSON.parse(bad.body).notice, 'archive_verification_started', 'an inline action gets its toast');
+    assert.equal((await verificationEnded(id)).ok, false);
+    page = await send('GET', `/archive/${id}`);
     assert.match(page.body, /<span class="badge status-damaged">Differs<\/span>/);
     assert.equal((await server.archives.get(id)).status, 'damaged');
+
+    await rm(join(output, 'verify_me.iso.md5'));
+    await send('POST', `/archive/${id}/verify`, { form: { return_to: `/archive/${id}` } });
+    assert.equal((await verificationEnded(id)).status, 'failed');
+    page = await send('GET', `/archive/${id}`);
+    assert.match(page.body, /The last verification could not finish:<\/strong> There are no checksum files next to the image/);
     await send('POST', `/archive/${id}/delete`, { form: {} });
+  });
+
+  it('shows a running verification with its progress and a cancel button, and cancels it', async () => {
+    const id = await catalogue('cancel_me');
+    const waiting = await catalogue('waiting_me');
+    // Held by a worker of this process that is not the service's: it stays running, and the
+    // service's worker (one task at a time) leaves the next one queued.
+    const database = await openDatabase({ file: databaseFile(server.config.data_dir) });
+    try {
+      const tasks = createVerificationTaskRepository(database);
+      const task = await server.archives.startVerification(id, 'admin-user');
+      const claimed = await tasks.claimNext('elsewhere', { leaseMs: 3_600_000, holder: await currentLeaseHolder(), maxRunning: 1 });
+      assert.equal(claimed?.id, task.id, 'the test took the task before the service did');
+      await tasks.progress(task.id, 'elsewhere', { bytesDone: 2048, bytesTotal: 4096, speedBps: 1000, etaSeconds: 2 });
+      const queued = await server.archives.startVerification(waiting, 'admin-user');
+
+      const page = await send('GET', `/archive/${id}`);
+      assert.match(page.body, /data-live="archive"/);
+      assert.match(page.body, /<span class="badge tone-running">Verifying…<\/span>/);
+      assert.match(page.body, /<progress max="100" value="50"/);
+      assert.match(page.body, new RegExp(`action="/archive/verification/${task.id}/cancel"`));
+      const list = await send('GET', '/archive?q=_me');
+      assert.match(list.body, /data-verification-status="running">Verifying… 50%/);
+      assert.match(list.body, /data-verification-status="queued">Waiting to be verified/);
+      assert.doesNotMatch((await send('GET', `/archive/${id}`, { role: 'viewer' })).body, /\/cancel"/, 'a viewer sees the progress, not the button');
+
+      const stopping = await send('POST', `/archive/verification/${task.id}/cancel`, { form: { return_to: `/archive/${id}` } });
+      assert.equal(stopping.location, `/archive/${id}?notice=archive_verification_stopping`);
+      assert.equal((await tasks.get(task.id))?.cancelRequested, true);
+      assert.match((await send('GET', `/archive/${id}/verification`)).body, /Stopping…/);
+      const cancelled = await send('POST', `/archive/verification/${queued.id}/cancel`, { form: { return_to: `/archive/${waiting}` } });
+      assert.equal(cancelled.location, `/archive/${waiting}?notice=archive_verification_cancelled`);
+      assert.equal((await tasks.get(queued.id))?.status, 'cancelled', 'a queued task ends at once');
+
+      await tasks.finish(task.id, 'elsewhere', () => ({ status: 'cancelled' }));
+      assert.match((await send('GET', `/archive/${id}`)).body, /The last verification was cancelled/);
+      assert.equal((await server.archives.verifications(id, { limit: 5, offset: 0 })).total, 0, 'nothing added to the history');
+    } finally {
+      await database.close();
+    }
+    const unknown = await send('POST', '/archive/verification/verify_0000/cancel', { form: { return_to: `/archive/${id}` } });
+    assert.equal(unknown.location, `/archive/${id}?error=verification_task_not_found`);
+    const bogus = await send('POST', '/archive/verification/..%2Fetc/cancel', { form: {} });
+    assert.equal(bogus.location, '/archive?error=verification_task_not_found');
+    assert.equal((await send('POST', `/archive/verification/verify_0000/cancel`, { role: 'operator', form: {} })).status, 403);
+    await send('POST', `/archive/${id}/delete`, { form: {} });
+    await send('POST', `/archive/${waiting}/delete`, { form: {} });
   });
 
   it('deletes only after a confirmation step, files and all', async () => {
@@ -338,7 +413,8 @@ describe('web pages (rendered in-process)', () => {
   it('bulk-verifies and bulk-deletes the selected images', async () => {
     const ids = [await catalogue('bulk_one'), await catalogue('bulk_two')];
     const verified = await send('POST', '/archive/bulk', { form: { action: 'verify', ids, return_to: '/archive?q=bulk' } });
-    assert.equal(verified.location, '/archive?q=bulk&notice=archives_verified');
+    assert.equal(verified.location, '/archive?q=bulk&notice=archives_verification_started');
+    for (const id of ids) assert.equal((await verificationEnded(id)).ok, true);
     for (const id of ids) assert.equal((await server.archives.get(id)).last_verified_ok, true);
 
     const confirm = await send('POST', '/archive/bulk', { form: { action: 'delete', ids, return_to: '/archive?q=bulk' } });

@@ -1,11 +1,13 @@
 import Type from 'typebox';
 import { ARCHIVE_STATUSES, type ArchiveStatus as ArchiveStatusValue } from '../../archive/model.js';
 import type { ArchiveService } from '../../archive/service.js';
+import { VERIFICATION_TASK_STATUSES, type VerificationTaskStatus, type VerificationTaskView } from '../../archive/verification-task.js';
 import { DISC_KINDS, type DiscKind as DiscKindValue } from '../../drives/types.js';
+import { ValidationError } from '../../errors.js';
 import type { App } from '../app.js';
 import { sendImage } from '../download.js';
 import { principalOf } from '../guard.js';
-import { Archive, ArchiveId, Limit, Offset, SortOrder, Verification, errors } from '../schemas.js';
+import { Archive, ArchiveId, Limit, Offset, SortOrder, Verification, VerificationTask, VerificationTaskId, errors } from '../schemas.js';
 
 const listOf = (values: readonly string[]) => `^(${values.join('|')})(,(${values.join('|')}))*$`;
 
@@ -51,6 +53,29 @@ const MetadataBody = Type.Object(
 );
 
 const ArchiveParams = Type.Object({ archive_id: ArchiveId }, { additionalProperties: false });
+const TaskParams = Type.Object({ task_id: VerificationTaskId }, { additionalProperties: false });
+
+const TASKS_PATH = '/api/v1/archives/verification-tasks';
+/** Bulk verification by id names at most this many archives; `all` takes every one. */
+const MAX_BULK_IDS = 500;
+const Links = Type.Object(
+  {
+    task: Type.String({ description: 'Where the task’s progress and outcome can be read (GET) and where it is cancelled (DELETE)' }),
+    events: Type.String({ description: 'The live stream carrying archive_verification_update messages' }),
+  },
+  { additionalProperties: false },
+);
+const linksOf = (task: VerificationTaskView) => ({ task: `${TASKS_PATH}/${task.id}`, events: '/api/v1/events' });
+const Refused = Type.Object(
+  {
+    archive_id: Type.String(),
+    error: Type.Object({ code: Type.String(), message: Type.String() }, { additionalProperties: false }),
+  },
+  { additionalProperties: false },
+);
+
+const VERIFY_DESCRIPTION =
+  'Re-hashing runs in the background, so the answer comes at once, however large the image: follow the task at the `Location` (or `links.task`), or live as `archive_verification_update` messages on /api/v1/events and /api/v1/ws/jobs. Tasks run one at a time, oldest first, and survive a restart (a restarted one re-hashes from the beginning). When done, the outcome — compared with the sidecar files and with the checksums recorded when the disc was read — is added to the verification history and sets the archive’s status.';
 
 /** `2025-12-31` as the end of a range means the whole day. */
 function rangeEnd(value: string): Date {
@@ -169,14 +194,120 @@ export function archiveRoutes(archives: ArchiveService) {
         config: { permission: 'archives:write' },
         schema: {
           tags: ['archives'],
-          summary: 'Re-hash the image and compare it with its checksums',
-          description:
-            'Compares with the sidecar files and with the checksums recorded when the disc was read; the outcome is added to the verification history.',
+          summary: 'Re-hash the image in the background and compare it with its checksums',
+          description: `${VERIFY_DESCRIPTION} 404 \`archive_file_missing\` when the image is gone, 409 \`verification_running\` while the archive already has a queued or running task.`,
           params: ArchiveParams,
-          response: { 200: Verification, ...errors(400, 404, 409, 503) },
+          response: {
+            202: Type.Object({ task: VerificationTask, links: Links }, { additionalProperties: false, description: 'Queued' }),
+            ...errors(400, 404, 409),
+          },
         },
       },
-      async (request) => archives.verify(request.params.archive_id, principalOf(request).name),
+      async (request, reply) => {
+        const task = await archives.startVerification(request.params.archive_id, principalOf(request).name);
+        const links = linksOf(task);
+        return reply.status(202).header('location', links.task).send({ task, links });
+      },
+    );
+
+    app.post(
+      '/api/v1/archives/verify',
+      {
+        config: { permission: 'archives:write' },
+        schema: {
+          tags: ['archives'],
+          summary: 'Re-hash many images in the background',
+          description: `Queues one task per archive: those named in \`ids\` (at most ${MAX_BULK_IDS}), or every archive with \`{"all": true}\`. Archives that cannot be queued (unknown, image missing, outside the output directory, already being verified) are listed in \`refused\` with the error each would have got alone. ${VERIFY_DESCRIPTION}`,
+          body: Type.Object(
+            {
+              ids: Type.Optional(Type.Array(ArchiveId, { minItems: 1, maxItems: MAX_BULK_IDS })),
+              all: Type.Optional(Type.Literal(true)),
+            },
+            { additionalProperties: false, description: 'Either ids or all' },
+          ),
+          response: {
+            202: Type.Object({ tasks: Type.Array(VerificationTask), refused: Type.Array(Refused) }, { additionalProperties: false, description: 'Queued' }),
+            ...errors(400, 413, 415),
+          },
+        },
+      },
+      async (request, reply) => {
+        const { ids, all } = request.body;
+        if ((ids === undefined) === (all === undefined))
+          throw new ValidationError('validation_failed', 'give either ids or "all": true', { fields: ['ids', 'all'] });
+        const selection = ids === undefined ? { all: true as const } : { ids };
+        return reply.status(202).send(await archives.startVerifications(selection, principalOf(request).name));
+      },
+    );
+
+    app.get(
+      TASKS_PATH,
+      {
+        config: { permission: 'archives:read' },
+        schema: {
+          tags: ['archives'],
+          summary: 'Verification tasks, newest first',
+          description: 'Finished tasks are kept for storage.log_retention_days; the verification history keeps their outcome for good.',
+          querystring: Type.Object(
+            {
+              archive_id: Type.Optional(ArchiveId),
+              status: Type.Optional(
+                Type.String({
+                  pattern: listOf(VERIFICATION_TASK_STATUSES),
+                  description: `One status or a comma-separated list: ${VERIFICATION_TASK_STATUSES.join(', ')}`,
+                }),
+              ),
+              limit: Type.Optional(Limit(50, 500)),
+              offset: Type.Optional(Offset),
+            },
+            { additionalProperties: false },
+          ),
+          response: {
+            200: Type.Object(
+              { tasks: Type.Array(VerificationTask), total: Type.Integer(), limit: Type.Integer(), offset: Type.Integer() },
+              { additionalProperties: false },
+            ),
+            ...errors(400),
+          },
+        },
+      },
+      async (request) =>
+        archives.verificationTasks({
+          archiveId: request.query.archive_id,
+          statuses: request.query.status?.split(',') as VerificationTaskStatus[] | undefined,
+          limit: request.query.limit ?? 50,
+          offset: request.query.offset ?? 0,
+        }),
+    );
+
+    app.get(
+      `${TASKS_PATH}/:task_id`,
+      {
+        config: { permission: 'archives:read' },
+        schema: {
+          tags: ['archives'],
+          summary: 'A verification task: its progress, or how it ended',
+          params: TaskParams,
+          response: { 200: VerificationTask, ...errors(400, 404) },
+        },
+      },
+      async (request) => archives.verificationTask(request.params.task_id),
+    );
+
+    app.delete(
+      `${TASKS_PATH}/:task_id`,
+      {
+        config: { permission: 'archives:write' },
+        schema: {
+          tags: ['archives'],
+          summary: 'Cancel a verification task',
+          description:
+            'A queued task is cancelled at once; a running one gets `cancel_requested` and stops within moments (its status then turns cancelled, and nothing is added to the history). A finished task is returned as it is.',
+          params: TaskParams,
+          response: { 200: VerificationTask, ...errors(400, 404) },
+        },
+      },
+      async (request) => archives.cancelVerification(request.params.task_id),
     );
 
     app.get(

@@ -1,8 +1,10 @@
+import type { FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import type { WebSocket } from 'ws';
 import { ValidationError } from '../../errors.js';
 import type { App } from '../app.js';
-import { LIVE_MESSAGE_TYPES, type LiveHub, type LiveSink } from '../live.js';
+import { principalOf } from '../guard.js';
+import { LIVE_MESSAGE_TYPES, type LiveHub, type LiveMessage, type LiveSink } from '../live.js';
 import { errors } from '../schemas.js';
 
 /** How long to wait for a pong before treating a WebSocket client as gone. */
@@ -12,7 +14,14 @@ const MESSAGE_DESCRIPTION = `Messages are JSON: {"type": ${LIVE_MESSAGE_TYPES.ma
 job_update data: status, progress, speed_bps, eta_seconds, phase, bytes_done, size_bytes, bad_bytes, error_count, updated_at (when the job was in that state).
 job_created and job_finished data: the full job (as GET /api/v1/jobs/{job_id}, without queue_position).
 job_log data: level, message, at. job_removed data: {}.
-Updates are coalesced per job and sent to each client at most twenty times a second, each job's progress at most four times (an update after a quiet 50 ms goes out at once); a client that cannot keep up receives only the latest state of each job.`;
+archive_verification_update carries "task_id" and "archive_id" instead of "job_id", and as data the task (as GET /api/v1/archives/verification-tasks/{task_id}): when it is queued, as it progresses, when a cancel is asked for, and when it ends; only clients that may read archives (archives:read) get it.
+Updates are coalesced per job and per task and sent to each client at most twenty times a second, each one's progress at most four times (an update after a quiet 50 ms goes out at once); a client that cannot keep up receives only the latest state of each.`;
+
+/** Verification messages name archives: only for clients that may read them. */
+function acceptsFor(request: FastifyRequest): (message: LiveMessage) => boolean {
+  const readsArchives = principalOf(request).can('archives:read');
+  return (message) => message.type !== 'archive_verification_update' || readsArchives;
+}
 
 function webSocketSink(socket: WebSocket): LiveSink {
   let missedPongs = 0;
@@ -41,7 +50,7 @@ export function liveRoutes(hub: LiveHub) {
       config: { permission: 'jobs:read' },
       schema: {
         tags: ['live'],
-        summary: 'Live job updates over WebSocket',
+        summary: 'Live job updates (and verification progress) over WebSocket',
         description: `Upgrade to a WebSocket. ${MESSAGE_DESCRIPTION} Messages sent by the client are ignored.`,
         response: { 101: Type.Null({ description: 'Switching Protocols: the WebSocket is open' }), ...errors(400) },
       },
@@ -49,8 +58,8 @@ export function liveRoutes(hub: LiveHub) {
       handler: async () => {
         throw new ValidationError('websocket_upgrade_required', 'this endpoint speaks WebSocket: send an Upgrade request');
       },
-      wsHandler: (socket) => {
-        const disconnect = hub.connect(webSocketSink(socket));
+      wsHandler: (socket, request) => {
+        const disconnect = hub.connect(webSocketSink(socket), acceptsFor(request));
         socket.on('close', disconnect);
         socket.on('error', disconnect);
       },
@@ -64,7 +73,7 @@ export function liveRoutes(hub: LiveHub) {
         config: { permission: 'jobs:read' },
         schema: {
           tags: ['live'],
-          summary: 'Live job updates as Server-Sent Events',
+          summary: 'Live job updates (and verification progress) as Server-Sent Events',
           description: `text/event-stream; the event name is the message type and \`data:\` holds the same JSON as the WebSocket message. ${MESSAGE_DESCRIPTION} A comment line is sent every few seconds to keep proxies from closing the stream.`,
           response: { 200: Type.String({ description: 'text/event-stream' }) },
         },
@@ -80,12 +89,15 @@ export function liveRoutes(hub: LiveHub) {
           'x-content-type-options': 'nosniff',
         });
         raw.write(': connected\nretry: 3000\n\n');
-        const disconnect = hub.connect({
-          send: (message, json) => raw.write(`event: ${message.type}\ndata: ${json}\n\n`),
-          bufferedBytes: () => raw.writableLength,
-          heartbeat: () => raw.write(': keep-alive\n\n'),
-          close: () => raw.end(),
-        });
+        const disconnect = hub.connect(
+          {
+            send: (message, json) => raw.write(`event: ${message.type}\ndata: ${json}\n\n`),
+            bufferedBytes: () => raw.writableLength,
+            heartbeat: () => raw.write(': keep-alive\n\n'),
+            close: () => raw.end(),
+          },
+          acceptsFor(request),
+        );
         request.raw.on('close', disconnect);
       },
     );

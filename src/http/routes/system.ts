@@ -5,7 +5,7 @@ import { type SettingsService, partialSettingsSchema } from '../../system/settin
 import type { SystemStatusService } from '../../system/status.js';
 import type { App } from '../app.js';
 import { principalOf } from '../guard.js';
-import { Nullable, errors } from '../schemas.js';
+import { Nullable, Timestamp, errors } from '../schemas.js';
 
 const ServiceState = Type.Enum(['running', 'stopped', 'error']);
 const Count = Type.Integer({ minimum: 0 });
@@ -33,6 +33,45 @@ const Status = Type.Object(
     jobs: Type.Object(
       { queued: Count, running: Count, paused: Count, verifying: Count, completed: Count, failed: Count, cancelled: Count },
       { additionalProperties: false },
+    ),
+    verification_tasks: Type.Object(
+      { queued: Count, running: Count, completed: Count, failed: Count, cancelled: Count },
+      { additionalProperties: false, description: 'Background re-hashes of archived images (finished ones are kept for storage.log_retention_days)' },
+    ),
+    housekeeping: Type.Object(
+      {
+        interval_seconds: Type.Integer({ description: 'How often a round runs (also once at start)' }),
+        retention_days: Type.Object(
+          {
+            logs: Type.Integer({ description: 'storage.log_retention_days: job logs, the application log and ended verification tasks' }),
+            audit: Type.Integer({ description: 'security.audit_retention_days' }),
+            ended_api_keys: Type.Integer({ description: 'How long a revoked or expired API key stays listed' }),
+          },
+          { additionalProperties: false },
+        ),
+        last_run: Nullable(
+          Type.Object(
+            {
+              at: Timestamp,
+              error: Nullable(Type.String({ description: 'Why the round stopped early; what it removed before is counted' })),
+              removed: Type.Object(
+                {
+                  sessions: Count,
+                  login_failures: Count,
+                  api_keys: Count,
+                  job_logs: Count,
+                  logs: Count,
+                  audit_entries: Count,
+                  verification_tasks: Count,
+                },
+                { additionalProperties: false, description: 'Rows the round deleted, by kind' },
+              ),
+            },
+            { additionalProperties: false },
+          ),
+        ),
+      },
+      { additionalProperties: false, description: 'What the service removes so that nothing grows forever, and what its latest round removed' },
     ),
     warnings: Type.Array(Type.String(), { description: 'Why the status is degraded' }),
   },

@@ -6,8 +6,7 @@ import type { ArchiveSort } from '../../db/archive-repository.js';
 import type { DiscKind } from '../../drives/types.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import type { App } from '../../http/app.js';
-import { statusOf } from '../errors.js';
-import { renderPage, requestI18n } from '../render.js';
+import { renderFragment, renderPage, requestI18n } from '../render.js';
 import { type FormFields, formFields, withParams } from '../request.js';
 import { actionDone, actionFailed, returnPath } from '../respond.js';
 import type { I18n, WebDeps } from '../types.js';
@@ -15,6 +14,7 @@ import { pagination } from './pagination.js';
 
 const PAGE_SIZE = 20;
 const ARCHIVE_ID = /^archive_[a-z0-9]{1,64}$/;
+const TASK_ID = /^verify_[a-z0-9]{1,64}$/;
 const DISC_KINDS: readonly DiscKind[] = ['data', 'dvd-video', 'bd-video', 'audio', 'unknown'];
 const SORTS: readonly ArchiveSort[] = ['date', 'name', 'size'];
 const MB = 1_000_000;
@@ -164,6 +164,11 @@ function checkedArchiveId(id: string): string {
   return id;
 }
 
+function checkedTaskId(id: string): string {
+  if (!TASK_ID.test(id)) throw new NotFoundError('verification_task_not_found', `no verification task ${id}`);
+  return id;
+}
+
 function selectedIds(form: FormFields): string[] {
   const ids = [...new Set(form.all('ids'))];
   if (ids.length > MAX_BULK) throw new ValidationError('too_many_selected', `select at most ${MAX_BULK} archives`);
@@ -178,6 +183,7 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
     const query = parseArchiveQuery(formFields(request.query));
     const { filter, errors } = archiveFilter(i18n, query);
     const { archives: items, total } = await archives.list(filter);
+    const verifying = await archives.activeVerifications(items.map((item) => item.id));
     const params = queryParams(query);
     return renderPage(request, reply, security, 'archive', {
       title: 'archive.title',
@@ -191,6 +197,7 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
       statuses: ARCHIVE_STATUSES,
       sorts: SORTS,
       checksumOf: cardChecksum,
+      verifying: Object.fromEntries(verifying),
       here: withParams('/archive', { ...params, page: query.page === 1 ? undefined : String(query.page) }),
     });
   });
@@ -203,16 +210,19 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
     errors: Record<string, string>,
     status: number,
   ) => {
-    const [archive, history] = await Promise.all([archives.get(id), archives.verifications(id, { limit: HISTORY_LIMIT, offset: 0 })]);
+    const [archive, verification] = await Promise.all([archives.get(id), verificationState(id)]);
     const values: MetadataForm = form ?? { label: archive.metadata.label, tags: archive.metadata.tags.join(', '), notes: archive.metadata.notes };
-    return renderPage(
-      request,
-      reply,
-      security,
-      'archive-detail',
-      { title: 'archive.detail.title', archive, history: history.verifications, form: values, errors },
-      status,
-    );
+    return renderPage(request, reply, security, 'archive-detail', { title: 'archive.detail.title', archive, ...verification, form: values, errors }, status);
+  };
+
+  /** The history, and the latest task: running or queued, or how the last one ended when it added nothing to the history. */
+  const verificationState = async (id: string) => {
+    const [history, latest] = await Promise.all([
+      archives.verifications(id, { limit: HISTORY_LIMIT, offset: 0 }),
+      archives.verificationTasks({ archiveId: id, limit: 1, offset: 0 }),
+    ]);
+    const task = latest.tasks[0];
+    return { history: history.verifications, task: task !== undefined && task.status !== 'completed' ? task : null };
   };
 
   app.get<{ Params: { id: string } }>('/archive/:id', { config: { permission: 'archives:read' } }, async (request, reply) => {
@@ -229,13 +239,28 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
     return reply.redirect(withParams(`/archive/${id}`, { notice: 'archive_saved' }), 303);
   });
 
+  app.get<{ Params: { id: string } }>('/archive/:id/verification', { config: { permission: 'archives:read' } }, async (request, reply) => {
+    const id = checkedArchiveId(request.params.id);
+    const [archive, verification] = await Promise.all([archives.get(id), verificationState(id)]);
+    return renderFragment(request, reply, security, 'partials/archive-verification', { archive, ...verification });
+  });
+
   app.post<{ Params: { id: string } }>('/archive/:id/verify', { config: { permission: 'archives:write' } }, async (request, reply) => {
     const id = checkedArchiveId(request.params.id);
     const returnTo = returnPath(request, `/archive/${id}`);
     try {
-      const result = await archives.verify(id, security.user(request).name);
-      if (!result.ok) throw new ConflictError('verification_failed', 'the image no longer matches its checksums', { archive_id: id });
-      return actionDone(request, reply, 'archive_verified', returnTo);
+      await archives.startVerification(id, security.user(request).name);
+      return actionDone(request, reply, 'archive_verification_started', returnTo);
+    } catch (error) {
+      return actionFailed(request, reply, error, returnTo);
+    }
+  });
+
+  app.post<{ Params: { task: string } }>('/archive/verification/:task/cancel', { config: { permission: 'archives:write' } }, async (request, reply) => {
+    const returnTo = returnPath(request, '/archive');
+    try {
+      const task = await archives.cancelVerification(checkedTaskId(request.params.task));
+      return actionDone(request, reply, task.status === 'running' ? 'archive_verification_stopping' : 'archive_verification_cancelled', returnTo);
     } catch (error) {
       return actionFailed(request, reply, error, returnTo);
     }
@@ -251,7 +276,7 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
     return reply.redirect(withParams('/archive', { notice: 'archive_deleted' }), 303);
   });
 
-  /** Bulk verify runs at once; bulk delete first shows what would go, like a single delete. */
+  /** Bulk verify queues one background task per image; bulk delete first shows what would go, like a single delete. */
   app.post('/archive/bulk', { config: { permission: 'archives:write' } }, async (request, reply) => {
     const fields = formFields(request.body);
     const returnTo = returnPath(request, '/archive');
@@ -263,16 +288,15 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
         return renderPage(request, reply, security, 'archive-delete', { title: 'archive.delete.title', selection, returnTo });
       }
       if (fields.one('action') !== 'verify') throw new ValidationError('invalid_action', 'unknown action');
-      let failed = 0;
-      for (const id of ids) {
-        const result = await archives.verify(id, security.user(request).name).catch((error: unknown) => {
-          if (statusOf(error) >= 500) throw error;
-          return null;
+      const { refused } = await archives.startVerifications({ ids }, security.user(request).name);
+      // One already being verified is as good as queued.
+      const failed = refused.filter((entry) => entry.error.code !== 'verification_running');
+      if (failed.length > 0) {
+        throw new ConflictError('bulk_verification_failed', `${failed.length} of ${ids.length} images could not be queued for verification`, {
+          refused: failed.map((entry) => ({ archive_id: entry.archive_id, code: entry.error.code })),
         });
-        if (result?.ok !== true) failed += 1;
       }
-      if (failed > 0) throw new ConflictError('bulk_verification_failed', `${failed} of ${ids.length} images failed verification`, { failed });
-      return actionDone(request, reply, 'archives_verified', returnTo);
+      return actionDone(request, reply, 'archives_verification_started', returnTo);
     } catch (error) {
       return actionFailed(request, reply, error, returnTo);
     }

@@ -11,6 +11,7 @@ import { type ArchiveRepository, createArchiveRepository } from '../../../src/db
 import { databaseFile, openDatabase } from '../../../src/db/database.js';
 import { type JobRepository, createJobRepository } from '../../../src/db/job-repository.js';
 import { createSqliteQueue } from '../../../src/db/sqlite-queue.js';
+import { createVerificationTaskRepository } from '../../../src/db/verification-task-repository.js';
 import { createDriveService } from '../../../src/drives/service.js';
 import { createDriveStates } from '../../../src/drives/state.js';
 import { createEventBus } from '../../../src/events/bus.js';
@@ -169,7 +170,12 @@ export async function startWebTestServer(options: WebTestServerOptions = {}): Pr
   await driveStates.start();
   const devices = createDeviceStatusService({ drives, states: driveStates, jobs: jobRepository });
   const jobs = createJobService({ config, queue, jobs: jobRepository, drives: devices, events: createEventBus<JobEvents>(() => undefined), log });
-  const archives = createArchiveService({ config, archives: archiveRepository, verifyImage: (path) => verifyImage(path) });
+  const archives = createArchiveService({
+    config,
+    archives: archiveRepository,
+    tasks: createVerificationTaskRepository(database),
+    verifyImage: (path, verifyOptions) => verifyImage(path, verifyOptions),
+  });
 
   async function send(method: string, url: string, sendOptions: SendOptions = {}): Promise<SentRequest> {
     const session = sendOptions.session === undefined ? sessions.admin : sendOptions.session;

@@ -5,7 +5,7 @@ import { lang, t } from './strings.js';
 import { toast } from './toast.js';
 
 const EVENTS_URL = '/api/v1/events';
-const MESSAGE_TYPES = ['job_created', 'job_update', 'job_finished', 'job_removed', 'job_log'];
+const MESSAGE_TYPES = ['job_created', 'job_update', 'job_finished', 'job_removed', 'job_log', 'archive_verification_update'];
 /** The specification's fallback when live updates are unavailable. */
 const POLL_MS = 2000;
 /** A running job's sector map and fields are fetched again at most this often. */
@@ -68,6 +68,30 @@ function throttle(run, ms) {
   };
 }
 
+/** An image's page: a running verification's numbers are written in place; any other change fetches the panel again. */
+function archiveView(root) {
+  const archiveId = root.dataset.archiveId;
+  const refresh = async () => replaceContent(root, await fetchHtml(root.dataset.fragment));
+  const scheduleRefresh = debounce(() => refresh().catch(() => undefined), REFRESH_DEBOUNCE_MS);
+  return {
+    refresh,
+    scheduleRefresh,
+    onMessage(message) {
+      if (message.type !== 'archive_verification_update' || message.archive_id !== archiveId) return;
+      const task = message.data;
+      const element = root.querySelector('[data-verification-task]');
+      const cancel = task.cancel_requested ? 'asked' : 'no';
+      const same = element && element.dataset.taskId === task.id && element.dataset.status === task.status && element.dataset.cancel === cancel;
+      if (same && task.status === 'running') {
+        patchJob(element, { progress: task.progress, speed_bps: task.speed_bps, eta_seconds: task.eta_seconds });
+        setText(element, 'done', `${format.bytes(task.bytes_done)} / ${format.bytes(task.bytes_total)}`);
+      } else if (!same) {
+        scheduleRefresh();
+      }
+    },
+  };
+}
+
 function dashboardView(root) {
   const refresh = async () => replaceContent(root, await fetchHtml(root.dataset.fragment));
   const scheduleRefresh = debounce(() => refresh().catch(() => undefined), REFRESH_DEBOUNCE_MS);
@@ -76,6 +100,7 @@ function dashboardView(root) {
     refresh,
     scheduleRefresh,
     onMessage(message) {
+      if (message.job_id === undefined) return;
       if (message.type === 'job_update') {
         const element = card(message.job_id);
         // A new phase can change what a card shows (pass and what is left instead of speed and time left).
@@ -132,6 +157,7 @@ function jobView(root) {
 
 /** Toasts (and browser notifications) for what happened to jobs, on every live page. */
 function announce(message) {
+  if (message.job_id === undefined) return;
   const name = message.data?.name ?? document.querySelector(`[data-job-id="${CSS.escape(message.job_id)}"]`)?.dataset.name ?? message.job_id;
   if (message.type === 'job_created') {
     toast(t('live.job_created', { name }));
@@ -146,14 +172,16 @@ function announce(message) {
   }
 }
 
+const VIEWS = { job: jobView, archive: archiveView, dashboard: dashboardView };
+
 /**
- * Live pages (the dashboard, a job's page) follow the server's Server-Sent Events and update
- * themselves. While the stream is down they fetch their live part every 2 seconds instead.
+ * Live pages (the dashboard, a job's page, an image's page) follow the server's Server-Sent Events
+ * and update themselves. While the stream is down they fetch their live part every 2 seconds instead.
  */
 export function initLive() {
   const root = document.querySelector('[data-live]');
   if (!root) return;
-  const view = root.dataset.live === 'job' ? jobView(root) : dashboardView(root);
+  const view = (VIEWS[root.dataset.live] ?? dashboardView)(root);
   root.addEventListener('disk2iso:refresh', () => view.refresh().catch(() => undefined));
 
   let pollTimer = null;
@@ -192,7 +220,7 @@ export function initLive() {
     } catch {
       return;
     }
-    if (!message || typeof message.job_id !== 'string') return;
+    if (!message || (typeof message.job_id !== 'string' && typeof message.task_id !== 'string')) return;
     message.data ??= {};
     view.onMessage(message);
     announce(message);
