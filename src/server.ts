@@ -8,6 +8,7 @@ import { type AuthService, createAuthService } from './auth/service.js';
 import type { Config } from './config/schema.js';
 import { createArchiveRepository } from './db/archive-repository.js';
 import { createAuditRepository } from './db/audit-repository.js';
+import { createAutomationRepository } from './db/automation-repository.js';
 import { databaseFile, openDatabase } from './db/database.js';
 import { createJobRepository } from './db/job-repository.js';
 import { createLogRepository } from './db/log-repository.js';
@@ -15,6 +16,7 @@ import { createSettingsRepository } from './db/settings-repository.js';
 import { createSqliteQueue } from './db/sqlite-queue.js';
 import { createDriveService } from './drives/service.js';
 import { createDriveStates } from './drives/state.js';
+import { createDiscWatch } from './drives/watch.js';
 import { ConflictError, UnavailableError, errnoCode, errorMessage } from './errors.js';
 import { createEventBus } from './events/bus.js';
 import { type App, buildApp } from './http/app.js';
@@ -23,6 +25,7 @@ import { createLiveHub } from './http/live.js';
 import type { DeclaredRoute } from './http/permissions.js';
 import { apiRoutes } from './http/routes/index.js';
 import { runImaging, verifyImage } from './imaging/engine.js';
+import { type AutomationService, type DiscEventBus, createAutomationService } from './jobs/automation.js';
 import type { JobEvents } from './jobs/events.js';
 import { currentLeaseHolder, leaseHolderGone } from './jobs/lease-holder.js';
 import { newWorkerId } from './jobs/queue.js';
@@ -78,6 +81,9 @@ export interface RunningServer {
   routeTable: DeclaredRoute[];
   config: Config;
   auth: AuthService;
+  /** Discs and drives coming and going (src/drives/watch.ts) and what automation did about them. */
+  discEvents: DiscEventBus;
+  automation: AutomationService;
   /** `http://HOST:PORT` (the real port when 0 was asked for) or `unix:PATH`; null when not listening. */
   url: string | null;
   /**
@@ -128,7 +134,18 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     const queue = createSqliteQueue(database);
     const events = createEventBus<JobEvents>((error) => log.error({ err: error }, 'an event listener failed'));
     const drives = createDriveService({ config, log, ...options.drives });
-    const driveStates = createDriveStates({ drives, log, busyDeviceIds: async () => new Set((await activeJobsByDevice(jobsRepository)).keys()) });
+    const discEvents: DiscEventBus = createEventBus((error) => log.error({ err: error }, 'a disc event listener failed'));
+    const discWatch = createDiscWatch(discEvents);
+    // Set once the automation exists; until then (the first round, the baseline) no drive is watched.
+    let watched: (id: string) => boolean = () => false;
+    const driveStates = createDriveStates({
+      drives,
+      log,
+      busyDeviceIds: async () => new Set((await activeJobsByDevice(jobsRepository)).keys()),
+      watched: (id) => watched(id),
+      onListing: discWatch.listed,
+      onAnswer: discWatch.answered,
+    });
     const devices = createDeviceStatusService({ drives, states: driveStates, jobs: jobsRepository });
     const jobs = createJobService({ config, queue, jobs: jobsRepository, drives: devices, events, log });
     const runner = createJobRunner({
@@ -144,6 +161,14 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       leaseHolder: await currentLeaseHolder(),
       holderGone: leaseHolderGone,
     });
+    const automation = createAutomationService({
+      repository: createAutomationRepository(database),
+      jobs,
+      driveEvents: discEvents,
+      jobEvents: events,
+      onEvent: (level, message, details) => eventLog.record({ level, source: 'automation', message, details }),
+    });
+    watched = automation.watched;
     const archives = createArchiveService({
       config,
       archives: archivesRepository,
@@ -206,6 +231,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           settings,
           eventLog,
           live,
+          automation,
           health: async () => {
             if (closing) throw new UnavailableError('shutting_down', 'the service is shutting down');
             await jobsRepository.countByStatus().catch((error: unknown) => {
@@ -236,6 +262,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     });
 
     // Before the runner and before listening: the first answers are there when the first request asks (each probe bounded by its timeout).
+    await automation.start();
     await driveStates.start();
     await runner.start();
     const maintenance = startMaintenance({ auth, config, log, eventLog, onSetupLink: options.onSetupLink });
@@ -250,6 +277,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       } catch (error) {
         await runner.stop();
         await driveStates.stop();
+        await automation.stop();
         await app.close();
         throw error;
       }
@@ -296,6 +324,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       await runner.stop();
       stopRefreshing();
       await driveStates.stop();
+      await automation.stop();
       stopMirroring();
       await app.close();
       if (config.server.socket !== '' && url !== null) await rm(config.server.socket, { force: true });
@@ -310,6 +339,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       routeTable,
       config,
       auth,
+      discEvents,
+      automation,
       url,
       close(reason = 'requested') {
         closing ??= shutdown(reason);

@@ -2,6 +2,7 @@ import type { Generated } from 'kysely';
 import type { ArchiveStatus } from '../archive/model.js';
 import type { DiscKind } from '../drives/types.js';
 import type { ImagingPhase } from '../imaging/types.js';
+import type { AutomationMode, DuplicatePolicy } from '../jobs/automation-model.js';
 import type { JobPriority, JobStatus, RequestedAction } from '../jobs/model.js';
 import type { LogLevel } from '../log.js';
 import type { AuthTables } from './auth-schema.js';
@@ -112,6 +113,22 @@ export interface JobWorkersTable {
   seen_at: string;
 }
 
+export interface DriveAutomationTable {
+  device_id: string;
+  mode: AutomationMode;
+  name_template: string;
+  read_attempts: number | null;
+  /** JSON array of algorithms, or null for the setting. */
+  checksums: string | null;
+  /** 0 or 1, or null for the setting. */
+  verify: number | null;
+  eject: number;
+  duplicates: DuplicatePolicy;
+  counter: Generated<number>;
+  updated_at: string;
+  updated_by: string | null;
+}
+
 export interface DB extends AuthTables {
   jobs: JobsTable;
   job_logs: JobLogsTable;
@@ -120,4 +137,5 @@ export interface DB extends AuthTables {
   settings: SettingsTable;
   logs: LogsTable;
   job_workers: JobWorkersTable;
+  drive_automation: DriveAutomationTable;
 }
