@@ -16,6 +16,7 @@ import { createSettingsRepository } from './db/settings-repository.js';
 import { createSqliteQueue } from './db/sqlite-queue.js';
 import { createDriveService } from './drives/service.js';
 import { createDriveStates } from './drives/state.js';
+import { startUdevMonitor } from './drives/udev-monitor.js';
 import { createDiscWatch } from './drives/watch.js';
 import { ConflictError, UnavailableError, errnoCode, errorMessage } from './errors.js';
 import { createEventBus } from './events/bus.js';
@@ -247,6 +248,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
             archives,
             system,
             settings,
+            automation,
             security: { user: principalOf, currentUser: (request) => request.principal, csrfToken: (request) => principalOf(request).csrfToken ?? '' },
             accounts: {
               login: auth.login,
@@ -264,6 +266,15 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     // Before the runner and before listening: the first answers are there when the first request asks (each probe bounded by its timeout).
     await automation.start();
     await driveStates.start();
+    // A changed drive is probed at once, not at the next round; a new optical drive is listed at once.
+    const udevMonitor = startUdevMonitor({
+      onDevice: (path) => {
+        const drive = driveStates.list().find((known) => known.path === path);
+        if (drive) driveStates.refresh(drive.id);
+        else if (config.drives.scan_optical && /^\/dev\/sr\d+$/.test(path)) void driveStates.nextRound();
+      },
+      onProblem: (message) => eventLog.record({ level: 'warning', source: 'drives', message }),
+    });
     await runner.start();
     const maintenance = startMaintenance({ auth, config, log, eventLog, onSetupLink: options.onSetupLink });
 
@@ -276,6 +287,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         });
       } catch (error) {
         await runner.stop();
+        udevMonitor.stop();
         await driveStates.stop();
         await automation.stop();
         await app.close();
@@ -323,6 +335,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       clearInterval(backupTimer);
       await runner.stop();
       stopRefreshing();
+      udevMonitor.stop();
       await driveStates.stop();
       await automation.stop();
       stopMirroring();

@@ -25,6 +25,8 @@ export interface DiscNotice {
   name: string;
   reason: 'inserted' | 'duplicate';
   duplicateOf: DuplicateMatch | null;
+  /** The drive's profile for "Image this disc"; null: the settings. */
+  options: Pick<DriveAutomation, 'read_attempts' | 'checksums' | 'verify'>;
   at: string;
 }
 
@@ -87,7 +89,8 @@ export function createAutomationService(deps: AutomationDeps): AutomationService
     const base = { driveId: disc.driveId, label: disc.label, sizeBytes: disc.sizeBytes, duplicateOf, at: now().toISOString() };
     if (profile.mode === 'notify' || (duplicateOf !== null && profile.duplicates === 'ask')) {
       const name = renderNameTemplate(profile.name_template, { label, date: now(), counter: profile.counter + 1 });
-      notify({ ...base, name, reason: duplicateOf === null ? 'inserted' : 'duplicate' });
+      const options = { read_attempts: profile.read_attempts, checksums: profile.checksums, verify: profile.verify };
+      notify({ ...base, name, options, reason: duplicateOf === null ? 'inserted' : 'duplicate' });
       return;
     }
     if (duplicateOf !== null && profile.duplicates === 'skip') {

@@ -8,6 +8,7 @@ import type { SetupService } from '../auth/setup.js';
 import type { UserService } from '../auth/users.js';
 import type { Config } from '../config/schema.js';
 import type { Permission } from '../http/permissions.js';
+import type { AutomationService } from '../jobs/automation.js';
 import type { JobService } from '../jobs/service.js';
 import type { DeviceStatusService } from '../system/devices.js';
 import type { SettingsService } from '../system/settings.js';
@@ -49,7 +50,7 @@ export interface WebSecurity {
 }
 
 export type WebArchives = Pick<ArchiveService, 'list' | 'get' | 'updateMetadata' | 'remove' | 'verify' | 'verifications'>;
-export type WebDevices = Pick<DeviceStatusService, 'views' | 'eject'>;
+export type WebDevices = Pick<DeviceStatusService, 'views' | 'eject' | 'get'>;
 export type WebSystemStatus = Pick<SystemStatusService, 'status'>;
 export type WebSettings = Pick<SettingsService, 'update'>;
 
@@ -81,4 +82,6 @@ export interface WebDeps {
   settings: WebSettings;
   security: WebSecurity;
   accounts: WebAccounts;
+  /** Each drive's automation (the drives page's form) and the discs waiting on the dashboard. */
+  automation: Pick<AutomationService, 'notices' | 'settings' | 'update'>;
 }

@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { DriveEvents } from '../../src/drives/events.js';
 import type { AutomationEvents } from '../../src/jobs/automation.js';
+import { requireTool, run } from '../tools/exec.js';
 import { type MadeIso, makeIso } from '../tools/iso.js';
+import { type LoopDevice, attachLoop } from '../tools/loop.js';
 import { type TestServer, api, startTestServer, waitFor } from './support.js';
 
 type Seen = { [K in keyof (DriveEvents & AutomationEvents)]: { type: K; payload: (DriveEvents & AutomationEvents)[K] } }[keyof (DriveEvents &
@@ -156,5 +158,49 @@ describe('discs put into a drive are seen and acted on per drive', () => {
     assert.equal(reported?.reason, 'blank_media');
     assert.equal(reported?.kind, 'blank');
     assert.equal((await jobs()).length, before);
+  });
+});
+
+/**
+ * A loop device is a drive whose disc is its backing file: detaching it and attaching the same
+ * device node to another image is taking one disc out and putting another in (udev and the kernel
+ * announce both), as `losetup` does it.
+ */
+describe('a loop device in automatic mode whose backing file changes', () => {
+  let work: string;
+  let loop: LoopDevice;
+  let service: TestServer;
+  let second: MadeIso;
+
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), 'disk2iso-automation-loop-'));
+    const first = await makeIso({ dir: join(work, 'a'), label: 'LOOP_FIRST', dataMiB: 1, files: 1, seed: 21 });
+    second = await makeIso({ dir: join(work, 'b'), label: 'LOOP_SECOND', dataMiB: 1, files: 1, seed: 22 });
+    loop = await attachLoop(first.path, { sectorSize: 2048 });
+    service = await startTestServer({ devices: [loop.path] });
+  });
+
+  after(async () => {
+    await service?.close();
+    await loop?.detach();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('images the new disc and archives it without any further request', { timeout: 120_000 }, async () => {
+    const body = { mode: 'automatic', name_template: '{label}', read_attempts: 1, checksums: ['sha256'], verify: true, eject: false, duplicates: 'skip' };
+    const stored = await api(service.url, 'PUT', `/api/v1/devices/${loop.name}/automation`, body);
+    assert.equal(stored.status, 200, JSON.stringify(stored.body));
+    const losetup = await requireTool('losetup', 'mount');
+    await run(losetup, ['--detach', loop.path]);
+    await run(losetup, ['--read-only', '--sector-size', '2048', '--direct-io=off', loop.path, second.path]);
+    await waitFor('the new disc to be archived', async () => {
+      const archives = (await api(service.url, 'GET', '/api/v1/archives')).body.archives as Array<{ filename: string; checksums: Record<string, string> }>;
+      return archives.some((archive) => archive.filename === 'LOOP_SECOND.iso' && archive.checksums['sha256'] === second.sha256);
+    });
+    const jobs = (await api(service.url, 'GET', '/api/v1/jobs')).body.jobs as Array<{ name: string; device_id: string; status: string }>;
+    assert.deepEqual(
+      jobs.map((job) => [job.name, job.device_id, job.status]),
+      [['LOOP_SECOND', loop.name, 'completed']],
+    );
   });
 });
