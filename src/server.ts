@@ -47,6 +47,8 @@ const SOCKET_MODE = 0o660;
 const BACKUP_CHECK_INTERVAL_MS = 10 * 60_000;
 /** How often settings stored by another process (`disk2iso config set`) are looked for: a small table, read in well under a millisecond. */
 const SETTINGS_SYNC_INTERVAL_MS = 2000;
+/** How long after a probe that showed another disc the drive is probed again to confirm it (src/drives/watch.ts). */
+const CONFIRM_CHANGE_MS = 1000;
 /** How often ended sessions, old login failures and audit entries past retention are removed. */
 const MAINTENANCE_INTERVAL_MS = 60_000;
 /**
@@ -136,7 +138,9 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     const events = createEventBus<JobEvents>((error) => log.error({ err: error }, 'an event listener failed'));
     const drives = createDriveService({ config, log, ...options.drives });
     const discEvents: DiscEventBus = createEventBus((error) => log.error({ err: error }, 'a disc event listener failed'));
-    const discWatch = createDiscWatch(discEvents);
+    // Set once the drive states exist: the watch asks them for the probe that confirms a change.
+    let confirmChange: (id: string) => void = () => undefined;
+    const discWatch = createDiscWatch({ events: discEvents, confirm: (id) => confirmChange(id) });
     // Set once the automation exists; until then (the first round, the baseline) no drive is watched.
     let watched: (id: string) => boolean = () => false;
     const driveStates = createDriveStates({
@@ -147,6 +151,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       onListing: discWatch.listed,
       onAnswer: discWatch.answered,
     });
+    confirmChange = (id) => setTimeout(() => driveStates.refresh(id), CONFIRM_CHANGE_MS).unref();
     const devices = createDeviceStatusService({ drives, states: driveStates, jobs: jobsRepository });
     const jobs = createJobService({ config, queue, jobs: jobsRepository, drives: devices, events, log });
     const runner = createJobRunner({

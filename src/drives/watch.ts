@@ -13,6 +13,10 @@ import type { Drive, MediaInfo } from './types.js';
  *
  * What is there at start is the baseline and raises nothing: a restart must not image again the
  * disc that was in the drive. A drive that appears later raises `disc.inserted` for its first disc.
+ *
+ * A change counts once two successive answers agree on it (`confirm` asks for the second one): an
+ * image file still being copied into place grows from probe to probe, and a drive spinning a disc
+ * up may fail its first read, and neither must be imaged or reported as it is at that moment.
  */
 export interface DiscWatch {
   listed(drives: Drive[]): void;
@@ -26,7 +30,15 @@ function holdingOf(answer: { media: MediaInfo | null; error: { code: ErrorCode }
   if (answer.error || !answer.media) return { kind: 'failed', code: answer.error?.code ?? 'media_unreadable' };
   const media = answer.media;
   if (!media.present) return { kind: 'empty' };
-  const identity = JSON.stringify([media.volumeId, media.volumeLabel, media.createdAt, media.kind, media.imageSizeBytes, media.deviceSizeBytes]);
+  const identity = JSON.stringify([
+    media.volumeId,
+    media.volumeLabel,
+    media.createdAt,
+    media.kind,
+    media.imageSizeBytes,
+    media.deviceSizeBytes,
+    media.sourceStamp ?? null,
+  ]);
   return { kind: 'disc', identity, label: media.volumeLabel };
 }
 
@@ -35,11 +47,21 @@ const sameHolding = (a: Holding, b: Holding): boolean =>
   (a.kind !== 'disc' || (b.kind === 'disc' && a.identity === b.identity)) &&
   (a.kind !== 'failed' || (b.kind === 'failed' && a.code === b.code));
 
-export function createDiscWatch(events: Pick<DriveEventBus, 'emit'>): DiscWatch {
+export interface DiscWatchDeps {
+  events: Pick<DriveEventBus, 'emit'>;
+  /** Asks for another probe of the drive soon, to confirm a change its last answer showed. */
+  confirm(driveId: string): void;
+}
+
+export function createDiscWatch(deps: DiscWatchDeps): DiscWatch {
+  const { events } = deps;
   let drives: Map<string, Drive> | null = null;
   /** Drives whose first answer is the baseline: those of the first listing. */
   const silentFirst = new Set<string>();
+  /** What each drive holds, as confirmed by two answers (or the baseline). */
   const holdings = new Map<string, Holding>();
+  /** A change one answer showed, waiting for the next answer to agree. */
+  const candidates = new Map<string, Holding>();
 
   return {
     listed(listing) {
@@ -51,6 +73,7 @@ export function createDiscWatch(events: Pick<DriveEventBus, 'emit'>): DiscWatch 
         for (const id of drives.keys()) {
           if (next.has(id)) continue;
           holdings.delete(id);
+          candidates.delete(id);
           silentFirst.delete(id);
           events.emit('drive.vanished', { driveId: id });
         }
@@ -63,9 +86,22 @@ export function createDiscWatch(events: Pick<DriveEventBus, 'emit'>): DiscWatch 
       if (!drive) return;
       const next = holdingOf(answer);
       const previous = holdings.get(driveId);
+      if (previous === undefined && silentFirst.delete(driveId)) {
+        holdings.set(driveId, next);
+        return;
+      }
+      if (previous !== undefined && sameHolding(previous, next)) {
+        candidates.delete(driveId);
+        return;
+      }
+      const candidate = candidates.get(driveId);
+      if (candidate === undefined || !sameHolding(candidate, next)) {
+        candidates.set(driveId, next);
+        deps.confirm(driveId);
+        return;
+      }
+      candidates.delete(driveId);
       holdings.set(driveId, next);
-      if (previous === undefined && silentFirst.delete(driveId)) return;
-      if (previous !== undefined && sameHolding(previous, next)) return;
       if (previous?.kind === 'disc') events.emit('disc.removed', { driveId, label: previous.label });
       if (next.kind === 'failed') {
         const message = answer.error?.message ?? `the disc in ${driveId} cannot be read`;
