@@ -28,6 +28,8 @@ const EXPECTED_ROUTES: Array<[string, string, RoutePermission]> = [
   ['POST', '/api/v1/archives/:archive_id/verify', 'archives:write'],
   ['GET', '/api/v1/archives/:archive_id/verifications', 'archives:read'],
   ['GET', '/api/v1/devices', 'devices:read'],
+  ['GET', '/api/v1/devices/:device/automation', 'system:read'],
+  ['PUT', '/api/v1/devices/:device/automation', 'system:write'],
   ['POST', '/api/v1/devices/:device/eject', 'devices:write'],
   ['GET', '/api/v1/system/status', 'system:read'],
   ['GET', '/api/v1/system/config', 'system:read'],
