@@ -79,6 +79,7 @@ export const ERROR_CODES = [
   'hash_failed',
   'insufficient_space',
   'invalid_name',
+  'invalid_name_template',
   'invalid_output',
   'map_invalid',
   'map_missing',

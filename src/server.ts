@@ -10,6 +10,7 @@ import { type AuthService, createAuthService } from './auth/service.js';
 import type { Config } from './config/schema.js';
 import { createArchiveRepository } from './db/archive-repository.js';
 import { createAuditRepository } from './db/audit-repository.js';
+import { createAutomationRepository } from './db/automation-repository.js';
 import { databaseFile, openDatabase } from './db/database.js';
 import { createJobRepository } from './db/job-repository.js';
 import { createLogRepository } from './db/log-repository.js';
@@ -18,6 +19,8 @@ import { createSqliteQueue } from './db/sqlite-queue.js';
 import { createVerificationTaskRepository } from './db/verification-task-repository.js';
 import { createDriveService } from './drives/service.js';
 import { createDriveStates } from './drives/state.js';
+import { startUdevMonitor } from './drives/udev-monitor.js';
+import { createDiscWatch } from './drives/watch.js';
 import { ConflictError, UnavailableError, errnoCode, errorMessage } from './errors.js';
 import { createEventBus } from './events/bus.js';
 import { type App, buildApp } from './http/app.js';
@@ -27,6 +30,7 @@ import type { DeclaredRoute } from './http/permissions.js';
 import { apiRoutes } from './http/routes/index.js';
 import { addressFilter } from './http/routes/metrics.js';
 import { runImaging, verifyImage } from './imaging/engine.js';
+import { type AutomationService, type DiscEventBus, createAutomationService } from './jobs/automation.js';
 import type { JobEvents } from './jobs/events.js';
 import { currentLeaseHolder, leaseHolderGone } from './jobs/lease-holder.js';
 import { newWorkerId } from './jobs/queue.js';
@@ -51,6 +55,8 @@ const SOCKET_MODE = 0o660;
 const BACKUP_CHECK_INTERVAL_MS = 10 * 60_000;
 /** How often settings stored by another process (`disk2iso config set`) are looked for: a small table, read in well under a millisecond. */
 const SETTINGS_SYNC_INTERVAL_MS = 2000;
+/** How long after a probe that showed another disc the drive is probed again to confirm it (src/drives/watch.ts). */
+const CONFIRM_CHANGE_MS = 1000;
 /** How often housekeeping runs (system/housekeeping.ts: what past its retention is removed). */
 const MAINTENANCE_INTERVAL_MS = 60_000;
 /**
@@ -86,6 +92,9 @@ export interface RunningServer {
   routeTable: DeclaredRoute[];
   config: Config;
   auth: AuthService;
+  /** Discs and drives coming and going (src/drives/watch.ts) and what automation did about them. */
+  discEvents: DiscEventBus;
+  automation: AutomationService;
   /** `http://HOST:PORT` (the real port when 0 was asked for) or `unix:PATH`; null when not listening. */
   url: string | null;
   /**
@@ -139,7 +148,21 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     const events = createEventBus<JobEvents>((error) => log.error({ err: error }, 'an event listener failed'));
     const archiveEvents = createEventBus<ArchiveEvents>((error) => log.error({ err: error }, 'an archive event listener failed'));
     const drives = createDriveService({ config, log, ...options.drives });
-    const driveStates = createDriveStates({ drives, log, busyDeviceIds: async () => new Set((await activeJobsByDevice(jobsRepository)).keys()) });
+    const discEvents: DiscEventBus = createEventBus((error) => log.error({ err: error }, 'a disc event listener failed'));
+    // Set once the drive states exist: the watch asks them for the probe that confirms a change.
+    let confirmChange: (id: string) => void = () => undefined;
+    const discWatch = createDiscWatch({ events: discEvents, confirm: (id) => confirmChange(id) });
+    // Set once the automation exists; until then (the first round, the baseline) no drive is watched.
+    let watched: (id: string) => boolean = () => false;
+    const driveStates = createDriveStates({
+      drives,
+      log,
+      busyDeviceIds: async () => new Set((await activeJobsByDevice(jobsRepository)).keys()),
+      watched: (id) => watched(id),
+      onListing: discWatch.listed,
+      onAnswer: discWatch.answered,
+    });
+    confirmChange = (id) => setTimeout(() => driveStates.refresh(id), CONFIRM_CHANGE_MS).unref();
     const devices = createDeviceStatusService({ drives, states: driveStates, jobs: jobsRepository });
     const output = createOutputProbe(() => config.storage.output_dir);
     const metrics = createServiceMetrics({
@@ -168,6 +191,14 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       leaseHolder,
       holderGone: leaseHolderGone,
     });
+    const automation = createAutomationService({
+      repository: createAutomationRepository(database),
+      jobs,
+      driveEvents: discEvents,
+      jobEvents: events,
+      onEvent: (level, message, details) => eventLog.record({ level, source: 'automation', message, details }),
+    });
+    watched = automation.watched;
     const archives = createArchiveService({
       config,
       archives: archivesRepository,
@@ -257,6 +288,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           settings,
           eventLog,
           live,
+          automation,
           health: async () => {
             if (closing) throw new UnavailableError('shutting_down', 'the service is shutting down');
             await jobsRepository.countByStatus().catch((error: unknown) => {
@@ -278,6 +310,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
             archives,
             system,
             settings,
+            automation,
             security: { user: principalOf, currentUser: (request) => request.principal, csrfToken: (request) => principalOf(request).csrfToken ?? '' },
             accounts: {
               login: auth.login,
@@ -293,7 +326,17 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     });
 
     // Before the runner and before listening: the first answers are there when the first request asks (each probe bounded by its timeout).
+    await automation.start();
     await driveStates.start();
+    // A changed drive is probed at once, not at the next round; a new optical drive is listed at once.
+    const udevMonitor = startUdevMonitor({
+      onDevice: (path) => {
+        const drive = driveStates.list().find((known) => known.path === path);
+        if (drive) driveStates.refresh(drive.id);
+        else if (config.drives.scan_optical && /^\/dev\/sr\d+$/.test(path)) void driveStates.nextRound();
+      },
+      onProblem: (message) => eventLog.record({ level: 'warning', source: 'drives', message }),
+    });
     await runner.start();
     verifier.start();
     const maintenance = startMaintenance({ auth, housekeeping, log, eventLog, onSetupLink: options.onSetupLink });
@@ -308,7 +351,9 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       } catch (error) {
         await runner.stop();
         await verifier.stop();
+        udevMonitor.stop();
         await driveStates.stop();
+        await automation.stop();
         await app.close();
         throw error;
       }
@@ -355,7 +400,9 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       await Promise.all([runner.stop(), verifier.stop()]);
       stopRefreshing();
       metrics.close();
+      udevMonitor.stop();
       await driveStates.stop();
+      await automation.stop();
       stopMirroring();
       await app.close();
       if (config.server.socket !== '' && url !== null) await rm(config.server.socket, { force: true });
@@ -370,6 +417,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       routeTable,
       config,
       auth,
+      discEvents,
+      automation,
       url,
       close(reason = 'requested') {
         closing ??= shutdown(reason);

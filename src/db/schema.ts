@@ -3,6 +3,7 @@ import type { ArchiveStatus } from '../archive/model.js';
 import type { VerificationTaskStatus } from '../archive/verification-task.js';
 import type { DiscKind } from '../drives/types.js';
 import type { ImagingPhase } from '../imaging/types.js';
+import type { AutomationMode, DuplicatePolicy } from '../jobs/automation-model.js';
 import type { JobPriority, JobStatus, RequestedAction } from '../jobs/model.js';
 import type { LogLevel } from '../log.js';
 import type { AuthTables } from './auth-schema.js';
@@ -140,6 +141,22 @@ export interface ArchiveVerificationTasksTable {
   finished_at: string | null;
 }
 
+export interface DriveAutomationTable {
+  device_id: string;
+  mode: AutomationMode;
+  name_template: string;
+  read_attempts: number | null;
+  /** JSON array of algorithms, or null for the setting. */
+  checksums: string | null;
+  /** 0 or 1, or null for the setting. */
+  verify: number | null;
+  eject: number;
+  duplicates: DuplicatePolicy;
+  counter: Generated<number>;
+  updated_at: string;
+  updated_by: string | null;
+}
+
 export interface DB extends AuthTables {
   jobs: JobsTable;
   job_logs: JobLogsTable;
@@ -149,4 +166,5 @@ export interface DB extends AuthTables {
   logs: LogsTable;
   job_workers: JobWorkersTable;
   archive_verification_tasks: ArchiveVerificationTasksTable;
+  drive_automation: DriveAutomationTable;
 }

@@ -242,7 +242,10 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
       const start = now();
       const at = timestamp(start);
       // Rows of services that died without signing off (kill -9, power loss) would pile up otherwise.
-      await db.deleteFrom('job_workers').where('seen_at', '<', timestamp(new Date(start.getTime() - FORGOTTEN_WORKER_MS))).execute();
+      await db
+        .deleteFrom('job_workers')
+        .where('seen_at', '<', timestamp(new Date(start.getTime() - FORGOTTEN_WORKER_MS)))
+        .execute();
       await db
         .insertInto('job_workers')
         .values({ id: workerId, holder: toJson(holder), started_at: at, seen_at: at })

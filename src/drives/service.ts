@@ -191,7 +191,10 @@ export function createDriveService(deps: DriveServiceDeps): DriveService {
       ejectable: false,
       description: `Image file ${path}`,
     },
-    probe: () => probeMedia(path, { sectorSize: config.imaging.sector_size }),
+    probe: async () => {
+      const [media, stats] = await Promise.all([probeMedia(path, { sectorSize: config.imaging.sector_size }), stat(path)]);
+      return { ...media, sourceStamp: `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeMs}` };
+    },
   });
 
   const checkExtra = async (configured: string): Promise<ExtraCheck> => {

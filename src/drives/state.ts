@@ -12,7 +12,10 @@ import type { Drive, MediaInfo } from './types.js';
  * idle drives that need it: those never answered, those asked to be refreshed (after an eject or
  * a job), and, while someone looked at drives within the last INTEREST_MS, those whose answer is
  * older than a round. So the drives are read every few seconds while someone watches them, and
- * are left alone (discs can spin down) while nobody does. A probe that gets no answer within its
+ * are left alone (discs can spin down) while nobody does; a drive whose discs are acted on at
+ * insertion (`watched`: automation in notify or automatic mode) is read every round regardless.
+ * Every listing and answer is passed on (`onListing`, `onAnswer`) to the disc watch
+ * (src/drives/watch.ts), which tells insertions from them. A probe that gets no answer within its
  * timeout marks the drive as not responding; its answer is taken whenever it comes, and no other
  * probe of that drive starts before. A drive with a running job is never probed: the job's record
  * says what is in it (src/system/devices.ts).
@@ -69,6 +72,12 @@ export interface DriveStatesDeps {
   roundMs?: number;
   /** How old an answer may be to count as current; default FRESH_MS. */
   freshMs?: number;
+  /** Drives probed every round even while nobody looks at drives (those whose discs are imaged or announced on insertion). */
+  watched?: (id: string) => boolean;
+  /** Told every listing that succeeded, so insertion detection sees drives come and go. */
+  onListing?: (drives: Drive[]) => void;
+  /** Told every answer of a probe (including one that came after its timeout), so insertion detection sees the disc change. */
+  onAnswer?: (id: string, answer: { media: MediaInfo | null; error: { code: ErrorCode; message: string } | null }) => void;
 }
 
 /** Pause between two rounds. */
@@ -129,24 +138,26 @@ export function createDriveStates(deps: DriveStatesDeps): DriveStates {
     return entry;
   };
 
-  const record = (entry: Entry, media: MediaInfo): void => {
+  const record = (id: string, entry: Entry, media: MediaInfo): void => {
     entry.answer = { media, error: null, at: Date.now() };
     entry.noAnswer = null;
+    deps.onAnswer?.(id, entry.answer);
   };
 
-  const recordFailure = (entry: Entry, error: unknown): void => {
+  const recordFailure = (id: string, entry: Entry, error: unknown): void => {
     const code = error instanceof DomainError ? error.code : 'media_unreadable';
     entry.answer = { media: null, error: { code, message: errorMessage(error) }, at: Date.now() };
     entry.noAnswer = null;
+    deps.onAnswer?.(id, entry.answer);
   };
 
   const probe = async (id: string, entry: Entry): Promise<void> => {
     entry.refreshRequested = false;
     try {
-      record(entry, await drives.probe(id));
+      record(id, entry, await drives.probe(id));
     } catch (error) {
       if (!(error instanceof DomainError && NO_ANSWER_CODES.has(error.code))) {
-        recordFailure(entry, error);
+        recordFailure(id, entry, error);
         return;
       }
       entry.noAnswer = { code: error.code, message: error.message };
@@ -154,8 +165,8 @@ export function createDriveStates(deps: DriveStatesDeps): DriveStates {
       if (late) {
         entry.late = late
           .then(
-            (media) => record(entry, media),
-            (failure: unknown) => recordFailure(entry, failure),
+            (media) => record(id, entry, media),
+            (failure: unknown) => recordFailure(id, entry, failure),
           )
           .finally(() => {
             entry.late = null;
@@ -166,10 +177,13 @@ export function createDriveStates(deps: DriveStatesDeps): DriveStates {
     }
   };
 
-  const due = (entry: Entry, now: number, interested: boolean): boolean =>
+  const due = (id: string, entry: Entry, now: number, interested: boolean): boolean =>
     entry.probing === null &&
     entry.late === null &&
-    (entry.refreshRequested || entry.answer === null || entry.noAnswer !== null || (interested && now - entry.answer.at >= roundMs));
+    (entry.refreshRequested ||
+      entry.answer === null ||
+      entry.noAnswer !== null ||
+      ((interested || (deps.watched?.(id) ?? false)) && now - entry.answer.at >= roundMs));
 
   /** Lists the drives and starts the probes this round needs; `probed` settles when every probe in flight has. */
   const startRound = async (): Promise<{ probed: Promise<unknown> }> => {
@@ -177,6 +191,7 @@ export function createDriveStates(deps: DriveStatesDeps): DriveStates {
       known = await drives.list();
       const ids = new Set(known.map((drive) => drive.id));
       for (const id of entries.keys()) if (!ids.has(id)) entries.delete(id);
+      deps.onListing?.(known);
     } catch (error) {
       deps.log?.warn({ error: errorMessage(error) }, 'listing the drives failed; the last listing stays');
     }
@@ -192,7 +207,7 @@ export function createDriveStates(deps: DriveStatesDeps): DriveStates {
     const interested = now - lastInterest < INTEREST_MS;
     for (const drive of known) {
       const entry = entryFor(drive.id);
-      if (!busy.has(drive.id) && due(entry, now, interested)) entry.probing = probe(drive.id, entry);
+      if (!busy.has(drive.id) && due(drive.id, entry, now, interested)) entry.probing = probe(drive.id, entry);
     }
     return { probed: Promise.all([...entries.values()].map((entry) => entry.probing)) };
   };

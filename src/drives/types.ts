@@ -45,4 +45,9 @@ export interface MediaInfo {
   createdAt: string | null;
   kind: DiscKind;
   mediaType: MediaType | null;
+  /**
+   * For an image file: its inode, size and modification time, so that its content replaced under
+   * the same volume descriptors still counts as another disc (src/drives/watch.ts). Absent otherwise.
+   */
+  sourceStamp?: string;
 }

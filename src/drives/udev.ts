@@ -32,10 +32,7 @@ export function createUdevadmReader(options: { command?: string } = {}): UdevRea
     });
 }
 
-/**
- * KEY=VALUE lines; `--export` style single quotes around the value are removed.
- * @internal exported for its tests
- */
+/** KEY=VALUE lines; `--export` style single quotes around the value are removed. */
 export function parseUdevProperties(text: string): Record<string, string> {
   const properties: Record<string, string> = {};
   for (const line of text.split('\n')) {

@@ -24,6 +24,8 @@ export interface JobChoices {
   verify?: boolean | undefined;
   checksums?: HashAlgorithm[] | undefined;
   priority?: Priority | undefined;
+  /** Open the tray once the image is complete and verified; default: the setting storage.delete_source_on_success. */
+  eject?: boolean | undefined;
 }
 
 interface IntakeRequest {
@@ -78,7 +80,7 @@ export async function resolveDrive(drives: DriveDirectory, given: string): Promi
 }
 
 /** Refuses a disc that cannot be imaged (what canBeImaged tells), saying why; returns the image's size. */
-function assertImageable(drive: Drive, media: MediaInfo): number {
+export function assertImageable(drive: Drive, media: MediaInfo): number {
   if (!media.present) throw new UnavailableError('no_media', `no disc in ${drive.id}`);
   if (media.kind === 'blank') throw new UnavailableError('blank_media', `the disc in ${drive.id} is blank`);
   if (media.kind === 'audio') {
@@ -93,11 +95,12 @@ function assertImageable(drive: Drive, media: MediaInfo): number {
 
 /**
  * A disc is ejected only when its image is complete (every sector read) and verified against the
- * checksums computed while reading, and only when the settings ask for it: the disc is the only
- * other copy until then.
+ * checksums computed while reading, and only when the job (a drive's automation profile) or else
+ * the settings ask for it: the disc is the only other copy until then.
  */
-export function shouldEject(config: Config, drive: Drive, outcome: { badBytes: number; verified: boolean | null }): boolean {
-  return config.storage.delete_source_on_success && drive.ejectable && outcome.badBytes === 0 && outcome.verified === true;
+export function shouldEject(config: Config, drive: Drive, outcome: { badBytes: number; verified: boolean | null; requested?: boolean | undefined }): boolean {
+  const asked = outcome.requested ?? config.storage.delete_source_on_success;
+  return asked && drive.ejectable && outcome.badBytes === 0 && outcome.verified === true;
 }
 
 /** True when `file` lies in the service's output directory (after symlinks): the only place the service writes images. */
@@ -179,6 +182,7 @@ export function createIntake(deps: IntakeDeps): Intake {
             read_attempts: choices.read_attempts ?? config.imaging.read_attempts,
             verify: choices.verify ?? config.imaging.verify,
             checksums: choices.checksums ?? [...config.imaging.checksums],
+            ...(choices.eject === undefined ? {} : { eject: choices.eject }),
             // What the disc looked like when the job was made, so a later run can tell it is the same disc.
             disc: {
               label: media.volumeLabel,

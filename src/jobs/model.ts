@@ -76,6 +76,7 @@ export const JobOptionsSchema = Type.Object(
         { additionalProperties: false, description: 'The disc as it was when the job was created (a retry must find the same disc)' },
       ),
     ),
+    eject: Type.Optional(Type.Boolean({ description: 'Open the tray once the image is complete and verified (a drive automation profile asked for it)' })),
     keep_partial_on_cancel: Type.Optional(Type.Boolean({ description: "The last cancel's choice: keep the partial image and its rescue map" })),
   },
   { additionalProperties: false },

@@ -310,7 +310,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
         const summary = result.badSectors.badBytes > 0 ? `completed with ${result.badSectors.badBytes} unreadable bytes` : 'completed';
         await appendLog(job.id, result.badSectors.badBytes > 0 ? 'warning' : 'info', `${summary}: ${result.outputPath}`);
         await finish(job, 'completed', { archiveId, progress: 100, bytesDone: result.sizeBytes, badBytes: result.badSectors.badBytes, phase: null });
-        if (shouldEject(config, drive, { badBytes: result.badSectors.badBytes, verified: result.verified })) {
+        if (shouldEject(config, drive, { badBytes: result.badSectors.badBytes, verified: result.verified, requested: job.options.eject })) {
           await drives.eject(drive.id).catch((error: unknown) => appendLog(job.id, 'warning', `eject failed: ${errorMessage(error)}`));
         }
       } else {

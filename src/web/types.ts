@@ -8,6 +8,7 @@ import type { SetupService } from '../auth/setup.js';
 import type { UserService } from '../auth/users.js';
 import type { Config } from '../config/schema.js';
 import type { Permission } from '../http/permissions.js';
+import type { AutomationService } from '../jobs/automation.js';
 import type { JobService } from '../jobs/service.js';
 import type { DeviceStatusService } from '../system/devices.js';
 import type { SettingsService } from '../system/settings.js';
@@ -61,7 +62,7 @@ type WebArchives = Pick<
   | 'verificationTasks'
   | 'verifications'
 >;
-type WebDevices = Pick<DeviceStatusService, 'views' | 'eject'>;
+type WebDevices = Pick<DeviceStatusService, 'views' | 'eject' | 'get'>;
 type WebSystemStatus = Pick<SystemStatusService, 'status'>;
 type WebSettings = Pick<SettingsService, 'update'>;
 
@@ -93,4 +94,6 @@ export interface WebDeps {
   settings: WebSettings;
   security: WebSecurity;
   accounts: WebAccounts;
+  /** Each drive's automation (the drives page's form) and the discs waiting on the dashboard. */
+  automation: Pick<AutomationService, 'notices' | 'settings' | 'update'>;
 }

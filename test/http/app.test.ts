@@ -33,6 +33,8 @@ const EXPECTED_ROUTES: Array<[string, string, RoutePermission]> = [
   ['DELETE', '/api/v1/archives/verification-tasks/:task_id', 'archives:write'],
   ['GET', '/api/v1/archives/:archive_id/verifications', 'archives:read'],
   ['GET', '/api/v1/devices', 'devices:read'],
+  ['GET', '/api/v1/devices/:device/automation', 'system:read'],
+  ['PUT', '/api/v1/devices/:device/automation', 'system:write'],
   ['POST', '/api/v1/devices/:device/eject', 'devices:write'],
   ['GET', '/api/v1/system/status', 'system:read'],
   ['GET', '/api/v1/system/config', 'system:read'],

@@ -163,6 +163,15 @@ describe('authorization matrix: every route x every kind of caller', () => {
     'GET /api/v1/devices': { prepare: async () => ({ path: '/api/v1/devices' }), expect: constant(200) },
     // An image file has no tray: reaching the handler shows as its refusal.
     'POST /api/v1/devices/:device/eject': { prepare: async () => ({ path: `/api/v1/devices/${scratchDevice}/eject` }), expect: constant(409) },
+    'GET /api/v1/devices/:device/automation': { prepare: async () => ({ path: `/api/v1/devices/${scratchDevice}/automation` }), expect: constant(200) },
+    // Manual mode: the sample changes what is stored, nothing happens to the drive.
+    'PUT /api/v1/devices/:device/automation': {
+      prepare: async () => ({
+        path: `/api/v1/devices/${scratchDevice}/automation`,
+        body: { mode: 'manual', name_template: '{label}', read_attempts: null, checksums: null, verify: null, eject: false, duplicates: 'skip' },
+      }),
+      expect: constant(200),
+    },
     'GET /api/v1/system/status': { prepare: async () => ({ path: '/api/v1/system/status' }), expect: constant(200) },
     'GET /api/v1/system/config': { prepare: async () => ({ path: '/api/v1/system/config' }), expect: constant(200) },
     'PATCH /api/v1/system/config': { prepare: async () => ({ path: '/api/v1/system/config', body: { imaging: { read_attempts: 4 } } }), expect: constant(200) },

@@ -8,6 +8,7 @@ import { apiKeyParentMigration } from './0006-api-key-parent.js';
 import { leaseHolderMigration } from './0007-lease-holder.js';
 import { jobWorkersMigration } from './0008-job-workers.js';
 import { verificationTasksMigration } from './0009-verification-tasks.js';
+import { driveAutomationMigration } from './0010-drive-automation.js';
 
 /**
  * Every migration, imported statically: compiled code cannot count on a migrations folder at
@@ -23,6 +24,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0007_lease_holder': leaseHolderMigration,
   '0008_job_workers': jobWorkersMigration,
   '0009_verification_tasks': verificationTasksMigration,
+  '0010_drive_automation': driveAutomationMigration,
 };
 
 export const migrationProvider: MigrationProvider = {

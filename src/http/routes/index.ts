@@ -1,5 +1,6 @@
 import type { ArchiveService } from '../../archive/service.js';
 import type { AuthService } from '../../auth/service.js';
+import type { AutomationService } from '../../jobs/automation.js';
 import type { JobService } from '../../jobs/service.js';
 import type { DeviceStatusService } from '../../system/devices.js';
 import type { EventLog } from '../../system/event-log.js';
@@ -12,6 +13,7 @@ import { apiKeyRoutes } from './api-keys.js';
 import { archiveRoutes } from './archives.js';
 import { auditRoutes } from './audit.js';
 import { authRoutes } from './auth.js';
+import { automationRoutes } from './automation.js';
 import { deviceRoutes } from './devices.js';
 import { healthRoutes } from './health.js';
 import { jobRoutes } from './jobs.js';
@@ -31,6 +33,7 @@ export interface ApiServices {
   eventLog: EventLog;
   live: LiveHub;
   auth: AuthService;
+  automation: AutomationService;
   /** Resolves while the service can answer; throws a domain error otherwise. */
   health: () => Promise<void>;
   /** The readiness checks (database writable, output directory writable and below the stop threshold, job runner alive). */
@@ -45,6 +48,7 @@ export function apiRoutes(services: ApiServices): RouteModule[] {
     jobRoutes(services.jobs),
     archiveRoutes(services.archives),
     deviceRoutes(services.devices),
+    automationRoutes(services.automation, services.devices),
     systemRoutes(services.system, services.settings),
     logRoutes(services.eventLog),
     liveRoutes(services.live),

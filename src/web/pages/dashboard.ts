@@ -1,5 +1,7 @@
 import type { FastifyRequest } from 'fastify';
+import type { HashAlgorithm } from '../../config/schema.js';
 import type { App } from '../../http/app.js';
+import type { DiscNotice } from '../../jobs/automation.js';
 import { FINISHED_JOB_STATUSES, UNFINISHED_JOB_STATUSES } from '../../jobs/model.js';
 import type { JobView } from '../../jobs/view.js';
 import type { SystemStatus } from '../../system/status.js';
@@ -29,6 +31,8 @@ interface DashboardData {
   system: SystemStatus | null;
   /** Rescue maps of the jobs working on bad areas, for their pass and what is left (see rescuePass). */
   sectorMaps: Record<string, SectorMapView | null>;
+  /** Discs that wait for someone to image them (drive automation), with the job their button creates. */
+  discNotices: Array<DiscNotice & { readAttempts: number; checksums: HashAlgorithm[]; verify: boolean; priority: string }>;
 }
 
 async function dashboardData(deps: WebDeps, request: FastifyRequest, canSeeSystem: boolean): Promise<DashboardData> {
@@ -62,6 +66,13 @@ async function dashboardData(deps: WebDeps, request: FastifyRequest, canSeeSyste
     pages: tab === 'finished' ? pagination(page, FINISHED_PAGE_SIZE, finished.total) : null,
     system,
     sectorMaps,
+    discNotices: deps.automation.notices().map((notice) => ({
+      ...notice,
+      readAttempts: notice.options.read_attempts ?? deps.config.imaging.read_attempts,
+      checksums: notice.options.checksums ?? [...deps.config.imaging.checksums],
+      verify: notice.options.verify ?? deps.config.imaging.verify,
+      priority: deps.config.imaging.priority,
+    })),
   };
 }
 
