@@ -201,7 +201,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     watched = automation.watched;
     const archives = createArchiveService({
       config,
-      archives: archivesRepository,
+      archives: catalogue,
       tasks: verificationTasks,
       events: archiveEvents,
       verifyImage: (path, verifyOptions) => verifyImage(path, verifyOptions),
@@ -209,7 +209,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     });
     const verifier = createVerificationWorker({
       tasks: verificationTasks,
-      archives: archivesRepository,
+      archives: catalogue,
       check: archives.checkImage,
       events: archiveEvents,
       log,

@@ -308,13 +308,22 @@ export function createServiceMetrics(deps: ServiceMetricsDeps): ServiceMetrics {
     },
 
     countVerifications(repository) {
+      const count = (input: { ok: boolean; results: { source?: unknown } }): void => {
+        const trigger = input.results.source === 'after imaging' ? 'after_imaging' : 'requested';
+        verifications.inc({ trigger });
+        if (!input.ok) verificationFailures.inc({ trigger });
+      };
       return {
         ...repository,
         async recordVerification(archiveId, input) {
           const recorded = await repository.recordVerification(archiveId, input);
-          const trigger = input.results.source === 'after imaging' ? 'after_imaging' : 'requested';
-          verifications.inc({ trigger });
-          if (!input.ok) verificationFailures.inc({ trigger });
+          count(input);
+          return recorded;
+        },
+        // The verification worker records a task's result inside the transaction that ends the task.
+        recordVerificationWithin(tx, archiveId, input) {
+          const recorded = repository.recordVerificationWithin(tx, archiveId, input);
+          count(input);
           return recorded;
         },
       };
