@@ -11,6 +11,7 @@ import { createAuditRepository } from './db/audit-repository.js';
 import { databaseFile, openDatabase } from './db/database.js';
 import { createJobRepository } from './db/job-repository.js';
 import { createLogRepository } from './db/log-repository.js';
+import { createNotificationRepository } from './db/notification-repository.js';
 import { createSettingsRepository } from './db/settings-repository.js';
 import { createSqliteQueue } from './db/sqlite-queue.js';
 import { createDriveService } from './drives/service.js';
@@ -30,6 +31,7 @@ import { createJobRunner } from './jobs/runner.js';
 import { createJobService } from './jobs/service.js';
 import type { JsonObject } from './json.js';
 import type { Logger } from './log.js';
+import { type OutboxTiming, createNotificationService } from './notifications/service.js';
 import { runScheduledBackup } from './system/backup.js';
 import { activeJobsByDevice, createDeviceStatusService } from './system/devices.js';
 import { type EventLog, createEventLog } from './system/event-log.js';
@@ -66,6 +68,8 @@ export interface StartServerOptions {
   live?: { flushIntervalMs?: number; heartbeatMs?: number; maxBufferedBytes?: number };
   /** Drive checks (tests shorten the probe timeout so a drive that hangs does not hold up their start). */
   drives?: { probeTimeoutMs?: number };
+  /** Outbox timing (tests shorten the pause before a retry). */
+  notifications?: Partial<OutboxTiming>;
   /**
    * Told the one-time setup link while no admin exists: at start, and again whenever the previous
    * link has expired. Default: the log.
@@ -171,6 +175,13 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       countDrives: async () => driveStates.list().length,
     });
     const live = createLiveHub({ events, ...options.live });
+    const notifications = createNotificationService({
+      config,
+      repository: createNotificationRepository(database),
+      events,
+      log,
+      timing: options.notifications,
+    });
     const stopMirroring = eventLog.follow(events);
     // A job that ended may have ejected its disc, or the drive may hold another one by now.
     const stopRefreshing = events.on('job.finished', ({ job }) => driveStates.refresh(job.deviceId));
@@ -206,6 +217,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           settings,
           eventLog,
           live,
+          notifications,
           health: async () => {
             if (closing) throw new UnavailableError('shutting_down', 'the service is shutting down');
             await jobsRepository.countByStatus().catch((error: unknown) => {
@@ -237,6 +249,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
 
     // Before the runner and before listening: the first answers are there when the first request asks (each probe bounded by its timeout).
     await driveStates.start();
+    // Before the runner: a job it takes over from a crashed run is announced as started.
+    notifications.start();
     await runner.start();
     const maintenance = startMaintenance({ auth, config, log, eventLog, onSetupLink: options.onSetupLink });
 
@@ -249,6 +263,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         });
       } catch (error) {
         await runner.stop();
+        await notifications.stop();
         await driveStates.stop();
         await app.close();
         throw error;
@@ -260,6 +275,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       message: `disk2iso ${version} started${url ? ` on ${url}` : ''}`,
       details: { version, data_dir: config.data_dir },
     });
+    notifications.raise('service.started', { version });
     await maintenance.start(url);
     // `disk2iso config set` stores settings from another process; the service takes them over here.
     const settingsSync = setInterval(() => {
@@ -294,6 +310,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       clearInterval(settingsSync);
       clearInterval(backupTimer);
       await runner.stop();
+      // After the runner: the pauses of its jobs at this stop are recorded, and sent after the next start.
+      await notifications.stop();
       stopRefreshing();
       await driveStates.stop();
       stopMirroring();

@@ -166,8 +166,11 @@ export const NotificationsSchema = Type.Object(
   {
     email_on_completion: Type.Boolean({ default: false, description: 'Send an email when a job completes or fails' }),
     email_address: Type.String({ default: '', maxLength: 254, pattern: '^$|^[^\\s@]+@[^\\s@]+$', description: 'Where completion emails go' }),
-    webhook_enabled: Type.Boolean({ default: false, description: 'POST a JSON message to the webhook when a job completes or fails' }),
-    webhook_url: Type.String({ default: '', maxLength: 2048, pattern: '^$|^https?://[^\\s]+$', description: 'The webhook (http or https URL)' }),
+    allow_private_destinations: Type.Boolean({
+      default: false,
+      readOnly: true,
+      description: 'Let webhooks reach loopback, link-local and private addresses (the LAN, the host itself); set on the server only',
+    }),
     browser: Type.Boolean({ default: true, description: 'Offer browser notifications when a job finishes (each browser still asks its user)' }),
   },
   { additionalProperties: false, default: {} },

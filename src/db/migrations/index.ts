@@ -7,6 +7,7 @@ import { credentialsVersionMigration } from './0005-credentials-version.js';
 import { apiKeyParentMigration } from './0006-api-key-parent.js';
 import { leaseHolderMigration } from './0007-lease-holder.js';
 import { jobWorkersMigration } from './0008-job-workers.js';
+import { notificationsMigration } from './0010-notifications.js';
 
 /**
  * Every migration, imported statically: compiled code cannot count on a migrations folder at
@@ -21,6 +22,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0006_api_key_parent': apiKeyParentMigration,
   '0007_lease_holder': leaseHolderMigration,
   '0008_job_workers': jobWorkersMigration,
+  '0010_notifications': notificationsMigration,
 };
 
 export const migrationProvider: MigrationProvider = {

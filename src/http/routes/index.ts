@@ -1,6 +1,7 @@
 import type { ArchiveService } from '../../archive/service.js';
 import type { AuthService } from '../../auth/service.js';
 import type { JobService } from '../../jobs/service.js';
+import type { NotificationService } from '../../notifications/service.js';
 import type { DeviceStatusService } from '../../system/devices.js';
 import type { EventLog } from '../../system/event-log.js';
 import type { SettingsService } from '../../system/settings.js';
@@ -16,6 +17,7 @@ import { healthRoutes } from './health.js';
 import { jobRoutes } from './jobs.js';
 import { liveRoutes } from './live.js';
 import { logRoutes } from './logs.js';
+import { notificationRoutes } from './notifications.js';
 import { systemRoutes } from './system.js';
 import { userRoutes } from './users.js';
 
@@ -29,6 +31,7 @@ export interface ApiServices {
   eventLog: EventLog;
   live: LiveHub;
   auth: AuthService;
+  notifications: NotificationService;
   /** Resolves while the service can answer; throws a domain error otherwise. */
   health: () => Promise<void>;
 }
@@ -46,5 +49,6 @@ export function apiRoutes(services: ApiServices): RouteModule[] {
     userRoutes(services.auth),
     apiKeyRoutes(services.auth),
     auditRoutes(services.auth.audit),
+    notificationRoutes(services.notifications),
   ];
 }
