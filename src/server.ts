@@ -31,7 +31,8 @@ import { createJobRunner } from './jobs/runner.js';
 import { createJobService } from './jobs/service.js';
 import type { JsonObject } from './json.js';
 import type { Logger } from './log.js';
-import { type OutboxTiming, createNotificationService } from './notifications/service.js';
+import { createEmailChannel } from './notifications/email.js';
+import { DEFAULT_OUTBOX_TIMING, type OutboxTiming, createNotificationService } from './notifications/service.js';
 import { runScheduledBackup } from './system/backup.js';
 import { activeJobsByDevice, createDeviceStatusService } from './system/devices.js';
 import { type EventLog, createEventLog } from './system/event-log.js';
@@ -180,6 +181,16 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       repository: createNotificationRepository(database),
       events,
       log,
+      email: createEmailChannel({
+        config,
+        checksumsOf: async (archiveId) => {
+          const archive = await archivesRepository.get(archiveId);
+          return archive === null
+            ? null
+            : Object.fromEntries(Object.entries(archive.checksums).filter((entry): entry is [string, string] => entry[1] !== undefined));
+        },
+        timeoutMs: options.notifications?.timeoutMs ?? DEFAULT_OUTBOX_TIMING.timeoutMs,
+      }),
       timing: options.notifications,
     });
     const stopMirroring = eventLog.follow(events);

@@ -3,12 +3,13 @@ import type { Selectable } from 'kysely';
 import { NotFoundError } from '../errors.js';
 import type { JsonObject } from '../json.js';
 import {
-  DOMAIN_EVENT_TYPES,
   type DeliveryRecord,
   type DeliveryStatus,
   type DomainEvent,
   type DomainEventType,
   type NotificationChannel,
+  SUBSCRIBABLE_EVENT_TYPES,
+  type SubscribableEventType,
   type WebhookEndpoint,
   type WebhookEndpointWithSecret,
 } from '../notifications/model.js';
@@ -47,7 +48,7 @@ export interface DeliveryFilter {
 export interface EndpointInput {
   name: string;
   url: string;
-  events: DomainEventType[];
+  events: SubscribableEventType[];
   enabled: boolean;
 }
 
@@ -72,12 +73,12 @@ export interface NotificationRepository {
   deleteEndpoint(id: string): Promise<void>;
 }
 
-function eventTypes(row: Pick<Selectable<WebhookEndpointsTable>, 'id' | 'events'>): DomainEventType[] {
+function eventTypes(row: Pick<Selectable<WebhookEndpointsTable>, 'id' | 'events'>): SubscribableEventType[] {
   const parsed: unknown = fromJson(row.events);
-  if (!Array.isArray(parsed) || !parsed.every((type) => (DOMAIN_EVENT_TYPES as readonly unknown[]).includes(type))) {
+  if (!Array.isArray(parsed) || !parsed.every((type) => (SUBSCRIBABLE_EVENT_TYPES as readonly unknown[]).includes(type))) {
     throw new CorruptRowError('webhook endpoint', row.id, 'events', 'not a list of event types');
   }
-  return parsed as DomainEventType[];
+  return parsed as SubscribableEventType[];
 }
 
 function rowToEndpoint(row: Selectable<WebhookEndpointsTable>): WebhookEndpoint {
@@ -124,7 +125,9 @@ export function createNotificationRepository(database: Database): NotificationRe
             ? []
             : tx
                 .all(db.selectFrom('webhook_endpoints').selectAll().where('enabled', '=', 1))
-                .filter((row) => (targets.onlyEndpoint !== undefined ? row.id === targets.onlyEndpoint : eventTypes(row).includes(event.type)));
+                .filter((row) =>
+                  targets.onlyEndpoint !== undefined ? row.id === targets.onlyEndpoint : (eventTypes(row) as readonly DomainEventType[]).includes(event.type),
+                );
         const channels: Array<{ channel: NotificationChannel; endpointId: string | null }> = [
           ...endpoints.map((row) => ({ channel: 'webhook' as const, endpointId: row.id })),
           ...(targets.email ? [{ channel: 'email' as const, endpointId: null }] : []),

@@ -1,3 +1,4 @@
+import { NOTIFICATION_EVENT_TYPES } from '../config/schema.js';
 import type { JsonObject } from '../json.js';
 
 /**
@@ -6,22 +7,16 @@ import type { JsonObject } from '../json.js';
  * the pages and the mails share.
  */
 
-/** Every domain event type, in the order the pages list them. A new one is added here and in a rule (see docs/architecture.md). */
-export const DOMAIN_EVENT_TYPES = [
-  'job.queued',
-  'job.started',
-  'job.paused',
-  'job.completed',
-  'job.completed_with_errors',
-  'job.failed',
-  'job.cancelled',
-  'service.started',
-  'notification.test',
-] as const;
+/** Every domain event type. A new one is added to NOTIFICATION_EVENT_TYPES and gets a rule (see notifications/job-events.ts). */
+export const DOMAIN_EVENT_TYPES = [...NOTIFICATION_EVENT_TYPES, 'notification.test'] as const;
 export type DomainEventType = (typeof DOMAIN_EVENT_TYPES)[number];
 
-/** What an endpoint or the e-mail channel can subscribe to: every type but the test, which goes only where it is sent. */
-export const SUBSCRIBABLE_EVENT_TYPES: readonly DomainEventType[] = DOMAIN_EVENT_TYPES.filter((type) => type !== 'notification.test');
+/**
+ * What an endpoint or the e-mail channel can subscribe to: every type but the test, which goes only
+ * where it is sent. Declared with the settings (config/schema.ts), whose email_events list them.
+ */
+export const SUBSCRIBABLE_EVENT_TYPES = NOTIFICATION_EVENT_TYPES;
+export type SubscribableEventType = (typeof SUBSCRIBABLE_EVENT_TYPES)[number];
 
 /** Why a job paused: the user (or another client) asked, the output file system filled up, or the service stopped. */
 export const PAUSE_REASONS = ['user', 'disk_full', 'shutdown'] as const;
@@ -62,7 +57,7 @@ export interface WebhookEndpoint {
   id: string;
   name: string;
   url: string;
-  events: DomainEventType[];
+  events: SubscribableEventType[];
   enabled: boolean;
   createdAt: string;
   updatedAt: string;

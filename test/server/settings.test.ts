@@ -191,6 +191,8 @@ const HOSTILE_SERVER_ONLY: Record<string, (work: string) => JsonValue> = {
   'backup.dir': () => '/tmp',
   // Webhooks into the LAN or the host: whoever may edit webhooks could probe and call internal services.
   'notifications.allow_private_destinations': () => true,
+  // A host file read as certificates: a way to learn whether it exists and what it holds from the error.
+  'notifications.smtp_ca_file': () => '/etc/shadow',
 };
 
 function nested(key: string, value: JsonValue): Record<string, Record<string, JsonValue>> {

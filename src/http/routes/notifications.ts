@@ -185,6 +185,21 @@ export function notificationRoutes(notifications: NotificationService) {
       async (request, reply) => reply.status(202).send(deliveryView(await notifications.sendTest({ endpointId: request.params.id }))),
     );
 
+    app.post(
+      '/api/v1/notifications/email/test',
+      {
+        config: { permission: 'system:write' },
+        schema: {
+          tags: ['notifications'],
+          summary: 'Send a test e-mail',
+          description:
+            'Queues a `notification.test` event for the e-mail channel alone, with the notifications.smtp_* settings in effect; the outbox sends it. Follow it in the delivery log.',
+          response: { 202: Delivery, ...errors(401, 403) },
+        },
+      },
+      async (_request, reply) => reply.status(202).send(deliveryView(await notifications.sendTest({ channel: 'email' }))),
+    );
+
     app.get(
       '/api/v1/notifications/deliveries',
       {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type WebTestServer, startWebTestServer } from '../support/server.js';
+import { NOTIFICATION_FORM_DEFAULTS, type WebTestServer, startWebTestServer } from '../support/server.js';
 
 describe('notifications.browser reaches the live pages', () => {
   let server: WebTestServer;
@@ -16,7 +16,7 @@ describe('notifications.browser reaches the live pages', () => {
     const marker = (body: string) => /data-live="dashboard"[^>]*data-notify-browser="(on|off)"/.exec(body)?.[1];
     assert.equal(marker((await server.send('GET', '/')).body), 'on');
     // A checkbox that is not sent is unticked.
-    const saved = await server.send('POST', '/config/notifications', { form: { notifications__email_address: '' } });
+    const saved = await server.send('POST', '/config/notifications', { form: { ...NOTIFICATION_FORM_DEFAULTS, notifications__email_address: '' } });
     assert.equal(saved.status, 303, saved.body.slice(0, 300));
     assert.equal(server.config.notifications.browser, false);
     assert.equal(marker((await server.send('GET', '/')).body), 'off');
