@@ -244,6 +244,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
             archives,
             system,
             settings,
+            notifications,
             security: { user: principalOf, currentUser: (request) => request.principal, csrfToken: (request) => principalOf(request).csrfToken ?? '' },
             accounts: {
               login: auth.login,

@@ -9,6 +9,7 @@ import type { UserService } from '../auth/users.js';
 import type { Config } from '../config/schema.js';
 import type { Permission } from '../http/permissions.js';
 import type { JobService } from '../jobs/service.js';
+import type { NotificationService } from '../notifications/service.js';
 import type { DeviceStatusService } from '../system/devices.js';
 import type { SettingsService } from '../system/settings.js';
 import type { SystemStatusService } from '../system/status.js';
@@ -52,6 +53,7 @@ export type WebArchives = Pick<ArchiveService, 'list' | 'get' | 'updateMetadata'
 export type WebDevices = Pick<DeviceStatusService, 'views' | 'eject'>;
 export type WebSystemStatus = Pick<SystemStatusService, 'status'>;
 export type WebSettings = Pick<SettingsService, 'update'>;
+export type WebNotifications = Pick<NotificationService, 'listEndpoints' | 'listDeliveries'>;
 
 /** A signed-in user acting through a request, as the auth layer's `requestActor` makes it. */
 export type RequestActor = Extract<Actor, { kind: 'request' }>;
@@ -79,6 +81,7 @@ export interface WebDeps {
   archives: WebArchives;
   system: WebSystemStatus;
   settings: WebSettings;
+  notifications: WebNotifications;
   security: WebSecurity;
   accounts: WebAccounts;
 }

@@ -3,10 +3,14 @@ import { setPath } from '../../config/load.js';
 import { ConflictError, ValidationError } from '../../errors.js';
 import type { App } from '../../http/app.js';
 import type { JsonObject } from '../../json.js';
+import { maskUrlCredentials } from '../../system/settings.js';
 import { renderPage, requestI18n } from '../render.js';
 import { type FormFields, formFields, withParams } from '../request.js';
 import { SETTINGS_SECTIONS, type SettingsSection, parseSettingsForm, sectionFields, withSubmitted } from '../settings-form.js';
 import type { WebDeps } from '../types.js';
+
+/** The newest deliveries the page shows; the API pages through all of them. */
+const DELIVERIES_SHOWN = 20;
 
 /** A section whose form was refused: its messages, and what was submitted to show again. */
 interface Refused {
@@ -37,7 +41,16 @@ export function registerConfigPages(app: App, deps: WebDeps): void {
       const fields = sectionFields(config, section, i18n);
       return refused?.section === section ? { section, fields: withSubmitted(fields, refused.form), errors: refused.errors } : { section, fields, errors: {} };
     });
-    return renderPage(request, reply, security, 'config', { title: 'config.title', sections, browserNotifications: config.notifications.browser }, status);
+    const webhooks = (await deps.notifications.listEndpoints()).map((endpoint) => ({ ...endpoint, url: maskUrlCredentials(endpoint.url) }));
+    const deliveries = (await deps.notifications.listDeliveries({ limit: DELIVERIES_SHOWN })).items;
+    return renderPage(
+      request,
+      reply,
+      security,
+      'config',
+      { title: 'config.title', sections, browserNotifications: config.notifications.browser, webhooks, deliveries },
+      status,
+    );
   };
 
   app.get('/config', { config: { permission: 'system:read' } }, async (request, reply) => renderConfig(request, reply, null, 200));

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { localActor } from '../../../src/auth/principal.js';
 import { NOTIFICATION_FORM_DEFAULTS, type WebTestServer, startWebTestServer } from '../support/server.js';
 
 describe('notifications.browser reaches the live pages', () => {
@@ -20,5 +21,28 @@ describe('notifications.browser reaches the live pages', () => {
     assert.equal(saved.status, 303, saved.body.slice(0, 300));
     assert.equal(server.config.notifications.browser, false);
     assert.equal(marker((await server.send('GET', '/')).body), 'off');
+  });
+
+  it('lists the webhooks, without secrets or URL credentials, and the latest deliveries on the configuration page', async () => {
+    const { key } = await server.auth.apiKeys.create({ user: 'admin-user', name: 'webhooks' }, localActor('test'));
+    const created = await server.app.inject({
+      method: 'POST',
+      url: '/api/v1/notifications/webhooks',
+      headers: { 'x-api-key': key },
+      payload: { name: '<b>home</b>', url: 'https://hookuser:hookpass@hooks.example.org/in?token=tok123', events: ['job.failed'], enabled: false },
+    });
+    assert.equal(created.statusCode, 201, created.body);
+    const { secret } = created.json() as { secret: string };
+    const before = await server.send('GET', '/config', { session: server.sessions.viewer });
+    assert.match(before.body, /data-webhooks/);
+    assert.ok(before.body.includes('&lt;b&gt;home&lt;/b&gt;'), 'the name is escaped');
+    for (const hidden of [secret, 'hookpass', 'tok123', 'hookuser']) assert.ok(!before.body.includes(hidden), `${hidden} on the page`);
+    assert.match(before.body, /Nothing sent yet\./);
+
+    const email = await server.app.inject({ method: 'POST', url: '/api/v1/notifications/email/test', headers: { 'x-api-key': key } });
+    assert.equal(email.statusCode, 202, email.body);
+    const after = await server.send('GET', '/config', { lang: 'de' });
+    assert.match(after.body, /<table class="history" data-deliveries>/);
+    assert.match(after.body, /<td>notification\.test<\/td><td>email<\/td><td>(ausstehend|aufgegeben)<\/td>/);
   });
 });
