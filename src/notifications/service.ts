@@ -86,7 +86,15 @@ export function webhookBody(event: DomainEvent): string {
   return JSON.stringify({ type: event.type, timestamp: event.at, data: { event_id: event.id, ...event.payload } });
 }
 
+function checkEndpoint(input: Partial<EndpointInput>): void {
+  if (input.name !== undefined && (input.name.trim() === '' || input.name.length > 100)) {
+    throw new ValidationError('validation_failed', 'a webhook needs a name of 1 to 100 characters', [{ field: 'name' }]);
+  }
+  if (input.url !== undefined) checkUrl(input.url);
+}
+
 function checkUrl(url: string): void {
+  if (url.length > 2048) throw new ValidationError('validation_failed', 'a webhook URL has at most 2048 characters', [{ field: 'url' }]);
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -211,11 +219,11 @@ export function createNotificationService(deps: NotificationServiceDeps): Notifi
     listEndpoints: () => repository.listEndpoints(),
     getEndpoint: (id) => repository.getEndpoint(id),
     async createEndpoint(input) {
-      checkUrl(input.url);
+      checkEndpoint(input);
       return repository.createEndpoint(input, newWebhookSecret(), now());
     },
     async updateEndpoint(id, patch) {
-      if (patch.url !== undefined) checkUrl(patch.url);
+      checkEndpoint(patch);
       return repository.updateEndpoint(id, patch, now());
     },
     deleteEndpoint: (id) => repository.deleteEndpoint(id),

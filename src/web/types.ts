@@ -53,7 +53,7 @@ export type WebArchives = Pick<ArchiveService, 'list' | 'get' | 'updateMetadata'
 export type WebDevices = Pick<DeviceStatusService, 'views' | 'eject'>;
 export type WebSystemStatus = Pick<SystemStatusService, 'status'>;
 export type WebSettings = Pick<SettingsService, 'update'>;
-export type WebNotifications = Pick<NotificationService, 'listEndpoints' | 'listDeliveries'>;
+export type WebNotifications = Pick<NotificationService, 'listEndpoints' | 'listDeliveries' | 'createEndpoint' | 'deleteEndpoint' | 'sendTest'>;
 
 /** A signed-in user acting through a request, as the auth layer's `requestActor` makes it. */
 export type RequestActor = Extract<Actor, { kind: 'request' }>;

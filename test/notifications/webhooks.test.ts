@@ -128,6 +128,16 @@ describe('webhooks through a running service', () => {
       );
     }
     assert.equal((await api(url, 'GET', `/api/v1/notifications/deliveries?webhook_id=${webhook.id}`)).body.total, 3);
+
+    const audit = await service.server.auth.audit.list({ eventType: 'webhook', limit: 10 });
+    assert.deepEqual(
+      audit.items.map((entry) => [entry.action, entry.details?.id]).sort(),
+      [
+        ['create', other.body.webhook.id],
+        ['create', webhook.id],
+      ].sort(),
+    );
+    assert.ok(!JSON.stringify(audit).includes(secret) && !JSON.stringify(audit).includes('hookpass'), 'no secret in the audit trail');
   });
 
   it('tries again after an answer that is no 2xx, and marks the delivery failed once the attempts are used up', async () => {

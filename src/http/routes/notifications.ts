@@ -102,7 +102,7 @@ export function notificationRoutes(notifications: NotificationService) {
     app.post(
       '/api/v1/notifications/webhooks',
       {
-        config: { permission: 'system:write' },
+        config: { permission: 'system:write', audit: { event_type: 'webhook', action: 'create' } },
         schema: {
           tags: ['notifications'],
           summary: 'Add a webhook endpoint',
@@ -124,6 +124,8 @@ export function notificationRoutes(notifications: NotificationService) {
       async (request, reply) => {
         const { name, url, events, enabled = true } = request.body;
         const created = await notifications.createEndpoint({ name, url, events, enabled });
+        // The answer holds the secret under `secret`, the id one level down: name the id, nothing else.
+        request.auditDetails = { id: created.id };
         return reply.status(201).send({ secret: created.secret, webhook: endpointView(created) });
       },
     );
@@ -131,7 +133,7 @@ export function notificationRoutes(notifications: NotificationService) {
     app.patch(
       '/api/v1/notifications/webhooks/:id',
       {
-        config: { permission: 'system:write' },
+        config: { permission: 'system:write', audit: { event_type: 'webhook', action: 'change' } },
         schema: {
           tags: ['notifications'],
           summary: 'Change a webhook endpoint',
@@ -155,7 +157,7 @@ export function notificationRoutes(notifications: NotificationService) {
     app.delete(
       '/api/v1/notifications/webhooks/:id',
       {
-        config: { permission: 'system:write' },
+        config: { permission: 'system:write', audit: { event_type: 'webhook', action: 'delete' } },
         schema: {
           tags: ['notifications'],
           summary: 'Remove a webhook endpoint',

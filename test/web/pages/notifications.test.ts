@@ -45,4 +45,33 @@ describe('notifications.browser reaches the live pages', () => {
     assert.match(after.body, /<table class="history" data-deliveries>/);
     assert.match(after.body, /<td>notification\.test<\/td><td>email<\/td><td>(ausstehend|aufgegeben)<\/td>/);
   });
+
+  it('adds a webhook from the page, shows its secret once, sends it a test and deletes it', async () => {
+    const added = await server.send('POST', '/config/webhooks', {
+      form: { webhook_name: 'from the page', webhook_url: 'https://hooks.example.org/page', webhook_events: ['job.failed', 'job.completed'] },
+    });
+    assert.equal(added.status, 201, added.body.slice(0, 300));
+    const secret = /data-webhook-secret>[^<]*<code>(whsec_[A-Za-z0-9+/=]+)<\/code>/.exec(added.body)?.[1];
+    assert.ok(secret !== undefined, 'the secret is in the answer');
+    const page = await server.send('GET', '/config');
+    assert.ok(!page.body.includes(secret), 'and never again');
+    const id = /<td>from the page<\/td>[\s\S]*?action="\/config\/webhooks\/(whk_[a-z0-9]+)\/test"/.exec(page.body)?.[1];
+    assert.ok(id !== undefined);
+    assert.match(page.body, /<td>job\.completed, job\.failed<\/td>/);
+
+    const refused = await server.send('POST', '/config/webhooks', { form: { webhook_name: 'bad', webhook_url: 'ftp://hooks.example.org/' } });
+    assert.equal(refused.status, 400);
+    assert.match(refused.body, /a webhook URL starts with http:\/\/ or https:\/\//);
+
+    const viewer = await server.send('POST', `/config/webhooks/${id}/delete`, { session: server.sessions.viewer, form: {} });
+    assert.equal(viewer.status, 403, 'a viewer may not');
+    const tested = await server.send('POST', `/config/webhooks/${id}/test`, { form: {} });
+    assert.equal(tested.location, '/config?notice=notification_test_queued');
+    const deleted = await server.send('POST', `/config/webhooks/${id}/delete`, { form: {} });
+    assert.equal(deleted.location, '/config?notice=webhook_deleted');
+    assert.ok(!(await server.send('GET', '/config')).body.includes(id), 'gone, with its deliveries');
+    const audit = await server.auth.audit.list({ eventType: 'webhook', limit: 10 });
+    const actions = audit.items.filter((entry) => entry.details?.id === id).map((entry) => entry.action);
+    assert.deepEqual(actions, ['delete', 'create'], 'added and deleted are recorded, the test is not');
+  });
 });
