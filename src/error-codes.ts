@@ -144,6 +144,8 @@ export const ERROR_CODES = [
   'service_running',
   'socket_in_use',
   'socket_path_taken',
+  // Notifications.
+  'webhook_endpoint_not_found',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -14,6 +14,7 @@ import { createAutomationRepository } from './db/automation-repository.js';
 import { databaseFile, openDatabase } from './db/database.js';
 import { createJobRepository } from './db/job-repository.js';
 import { createLogRepository } from './db/log-repository.js';
+import { createNotificationRepository } from './db/notification-repository.js';
 import { createSettingsRepository } from './db/settings-repository.js';
 import { createSqliteQueue } from './db/sqlite-queue.js';
 import { createVerificationTaskRepository } from './db/verification-task-repository.js';
@@ -38,6 +39,8 @@ import { createJobRunner } from './jobs/runner.js';
 import { createJobService } from './jobs/service.js';
 import type { JsonObject } from './json.js';
 import type { Logger } from './log.js';
+import { createEmailChannel } from './notifications/email.js';
+import { DEFAULT_OUTBOX_TIMING, type OutboxTiming, createNotificationService } from './notifications/service.js';
 import { runScheduledBackup } from './system/backup.js';
 import { activeJobsByDevice, createDeviceStatusService } from './system/devices.js';
 import { type EventLog, createEventLog } from './system/event-log.js';
@@ -80,6 +83,8 @@ export interface StartServerOptions {
   live?: { flushIntervalMs?: number; heartbeatMs?: number; maxBufferedBytes?: number };
   /** Drive checks (tests shorten the probe timeout so a drive that hangs does not hold up their start). */
   drives?: { probeTimeoutMs?: number };
+  /** Outbox timing (tests shorten the pause before a retry). */
+  notifications?: Partial<OutboxTiming>;
   /**
    * Told the one-time setup link while no admin exists: at start, and again whenever the previous
    * link has expired. Default: the log.
@@ -252,6 +257,23 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       }),
     });
     const live = createLiveHub({ events, archiveEvents, ...options.live });
+    const notifications = createNotificationService({
+      config,
+      repository: createNotificationRepository(database),
+      events,
+      log,
+      email: createEmailChannel({
+        config,
+        checksumsOf: async (archiveId) => {
+          const archive = await archivesRepository.get(archiveId);
+          return archive === null
+            ? null
+            : Object.fromEntries(Object.entries(archive.checksums).filter((entry): entry is [string, string] => entry[1] !== undefined));
+        },
+        timeoutMs: options.notifications?.timeoutMs ?? DEFAULT_OUTBOX_TIMING.timeoutMs,
+      }),
+      timing: options.notifications,
+    });
     const stopMirroring = eventLog.follow(events);
     // A job that ended may have ejected its disc, or the drive may hold another one by now.
     const stopRefreshing = events.on('job.finished', ({ job }) => driveStates.refresh(job.deviceId));
@@ -289,6 +311,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           eventLog,
           live,
           automation,
+          notifications,
           health: async () => {
             if (closing) throw new UnavailableError('shutting_down', 'the service is shutting down');
             await jobsRepository.countByStatus().catch((error: unknown) => {
@@ -311,6 +334,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
             system,
             settings,
             automation,
+            notifications,
             security: { user: principalOf, currentUser: (request) => request.principal, csrfToken: (request) => principalOf(request).csrfToken ?? '' },
             accounts: {
               login: auth.login,
@@ -337,6 +361,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       },
       onProblem: (message) => eventLog.record({ level: 'warning', source: 'drives', message }),
     });
+    // Before the runner: a job it takes over from a crashed run is announced as started.
+    notifications.start();
     await runner.start();
     verifier.start();
     const maintenance = startMaintenance({ auth, housekeeping, log, eventLog, onSetupLink: options.onSetupLink });
@@ -352,6 +378,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         await runner.stop();
         await verifier.stop();
         udevMonitor.stop();
+        await notifications.stop();
         await driveStates.stop();
         await automation.stop();
         await app.close();
@@ -364,6 +391,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       message: `disk2iso ${version} started${url ? ` on ${url}` : ''}`,
       details: { version, data_dir: config.data_dir },
     });
+    notifications.raise('service.started', { version });
     await maintenance.start(url);
     // `disk2iso config set` stores settings from another process; the service takes them over here.
     const settingsSync = setInterval(() => {
@@ -398,6 +426,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       clearInterval(settingsSync);
       clearInterval(backupTimer);
       await Promise.all([runner.stop(), verifier.stop()]);
+      // After the runner: the pauses of its jobs at this stop are recorded, and sent after the next start.
+      await notifications.stop();
       stopRefreshing();
       metrics.close();
       udevMonitor.stop();

@@ -18,6 +18,7 @@ export const AUDIT_EVENTS = {
   config: ['change'],
   job: ['create', 'delete'],
   archive: ['delete'],
+  webhook: ['create', 'change', 'delete'],
   access: ['access_denied'],
 } as const;
 

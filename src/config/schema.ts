@@ -12,6 +12,18 @@ import Type from 'typebox';
 export const HASH_ALGORITHMS = ['md5', 'sha1', 'sha256'] as const;
 export type HashAlgorithm = (typeof HASH_ALGORITHMS)[number];
 
+/** The events notifications can be chosen for (notifications/model.ts holds them with the rest of that model). */
+export const NOTIFICATION_EVENT_TYPES = [
+  'job.queued',
+  'job.started',
+  'job.paused',
+  'job.completed',
+  'job.completed_with_errors',
+  'job.failed',
+  'job.cancelled',
+  'service.started',
+] as const;
+
 export const PRIORITIES = ['low', 'normal', 'high'] as const;
 export type Priority = (typeof PRIORITIES)[number];
 
@@ -169,10 +181,44 @@ const SecuritySchema = Type.Object(
 
 const NotificationsSchema = Type.Object(
   {
-    email_on_completion: Type.Boolean({ default: false, description: 'Send an email when a job completes or fails' }),
-    email_address: Type.String({ default: '', maxLength: 254, pattern: '^$|^[^\\s@]+@[^\\s@]+$', description: 'Where completion emails go' }),
-    webhook_enabled: Type.Boolean({ default: false, description: 'POST a JSON message to the webhook when a job completes or fails' }),
-    webhook_url: Type.String({ default: '', maxLength: 2048, pattern: '^$|^https?://[^\\s]+$', description: 'The webhook (http or https URL)' }),
+    email_on_completion: Type.Boolean({
+      default: false,
+      description: 'Send an e-mail for each of the events chosen in email_events (over the SMTP server below)',
+    }),
+    email_address: Type.String({ default: '', maxLength: 254, pattern: '^$|^[^\\s@]+@[^\\s@]+$', description: 'Where the e-mails go' }),
+    email_events: Type.Array(Type.Enum([...NOTIFICATION_EVENT_TYPES]), {
+      minItems: 1,
+      uniqueItems: true,
+      default: ['job.completed', 'job.completed_with_errors', 'job.failed'],
+      description: 'The events an e-mail is sent for',
+    }),
+    email_language: Type.Enum(['en', 'de'], { default: 'en', description: 'Language of the e-mails' }),
+    email_from: Type.String({ default: '', maxLength: 254, pattern: '^$|^[^\\s@]+@[^\\s@]+$', description: 'Sender address (empty: disk2iso@ the SMTP host)' }),
+    smtp_host: Type.String({ default: '', maxLength: 253, pattern: '^$|^[A-Za-z0-9.:\\[\\]-]+$', description: 'SMTP server that sends the e-mails' }),
+    smtp_port: Type.Integer({ minimum: 1, maximum: 65535, default: 587, description: 'Its port (587 for STARTTLS, 465 for TLS)' }),
+    smtp_security: Type.Enum(['starttls', 'tls', 'none'], {
+      default: 'starttls',
+      description:
+        'starttls: upgrade to TLS before signing in, refuse a server without it; tls: TLS from the start; none: plain text (only inside a trusted network)',
+    }),
+    smtp_user: Type.String({ default: '', maxLength: 254, description: 'User name at the SMTP server (empty: no sign-in)' }),
+    smtp_password: Type.String({ default: '', maxLength: 1024, description: 'Its password' }),
+    smtp_ca_file: Type.String({
+      default: '',
+      readOnly: true,
+      description: "A PEM file of certificates to trust for the SMTP server besides the system's (e.g. a private CA); set on the server only",
+    }),
+    link_base_url: Type.String({
+      default: '',
+      maxLength: 2048,
+      pattern: '^$|^https?://[^\\s]+$',
+      description: 'Address of this service as users reach it (e.g. https://disk2iso.example.org), for links in e-mails; empty: no link',
+    }),
+    allow_private_destinations: Type.Boolean({
+      default: false,
+      readOnly: true,
+      description: 'Let webhooks reach loopback, link-local and private addresses (the LAN, the host itself); set on the server only',
+    }),
     browser: Type.Boolean({ default: true, description: 'Offer browser notifications when a job finishes (each browser still asks its user)' }),
   },
   { additionalProperties: false, default: {} },

@@ -6,6 +6,7 @@ import type { ImagingPhase } from '../imaging/types.js';
 import type { AutomationMode, DuplicatePolicy } from '../jobs/automation-model.js';
 import type { JobPriority, JobStatus, RequestedAction } from '../jobs/model.js';
 import type { LogLevel } from '../log.js';
+import type { DeliveryStatus, NotificationChannel } from '../notifications/model.js';
 import type { AuthTables } from './auth-schema.js';
 
 /**
@@ -167,4 +168,44 @@ export interface DB extends AuthTables {
   job_workers: JobWorkersTable;
   archive_verification_tasks: ArchiveVerificationTasksTable;
   drive_automation: DriveAutomationTable;
+  notification_events: NotificationEventsTable;
+  webhook_endpoints: WebhookEndpointsTable;
+  notification_deliveries: NotificationDeliveriesTable;
+}
+
+interface NotificationEventsTable {
+  id: string;
+  type: string;
+  at: string;
+  /** JSON object. */
+  payload: string;
+}
+
+export interface WebhookEndpointsTable {
+  id: string;
+  name: string;
+  url: string;
+  /** `whsec_…`: the Standard Webhooks signing secret, never shown again after the endpoint's creation. */
+  secret: string;
+  /** JSON array of domain event types. */
+  events: string;
+  /** 0 or 1. */
+  enabled: number;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface NotificationDeliveriesTable {
+  id: string;
+  event_id: string;
+  channel: NotificationChannel;
+  endpoint_id: string | null;
+  status: DeliveryStatus;
+  attempts: number;
+  next_attempt_at: string;
+  last_attempt_at: string | null;
+  last_status_code: number | null;
+  last_error: string | null;
+  created_at: string;
+  updated_at: string;
 }

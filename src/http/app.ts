@@ -192,6 +192,18 @@ export async function buildApp(options: BuildAppOptions): Promise<BuiltApp> {
         { name: 'live', description: 'Live job updates (WebSocket, Server-Sent Events)' },
         { name: 'auth', description: 'Signing in: sessions, bearer tokens, own password, first-admin setup' },
         { name: 'users', description: 'Users, API keys and the audit log' },
+        {
+          name: 'notifications',
+          description:
+            'Webhook endpoints and the delivery log. Each event is POSTed as JSON, signed per Standard Webhooks (https://www.standardwebhooks.com): ' +
+            'headers `webhook-id` (the delivery id, the same on every retry: drop a repeat), `webhook-timestamp` (Unix seconds of the attempt) and ' +
+            '`webhook-signature` (`v1,` and the base64 HMAC-SHA256 of `id.timestamp.body` under the endpoint secret without its `whsec_` prefix, base64-decoded). ' +
+            'Body: `{"type": "job.completed", "timestamp": "2026-01-01T00:00:00.000Z", "data": {"event_id": "evt_…", "job": {"id", "name", "status", ' +
+            '"device_id", "output_file", "size_bytes", "bytes_done", "bad_bytes", "error_code", "error_message", "archive_id", "created_at", "started_at", "finished_at"}}}`; ' +
+            '`job.paused` adds `data.reason` (user, disk_full or shutdown), `service.started` has `data.version`, `notification.test` `data.message`. ' +
+            'Types: job.queued, job.started, job.paused, job.completed, job.completed_with_errors (unreadable sectors), job.failed, job.cancelled, service.started, notification.test. ' +
+            'A 2xx answer within 10 s is a delivery; anything else is tried again after 30 s, doubling up to an hour, 10 attempts in all.',
+        },
       ],
       components: {
         securitySchemes: {

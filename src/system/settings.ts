@@ -94,7 +94,6 @@ function mapUrlCredentials(text: string, replace: (credential: string) => string
 /**
  * `https://user:pass@host/hook?token=abc` as `https://********@host/hook?token=********`. Query
  * values are all masked, whatever their names: webhooks carry their tokens under any name.
- * @internal exported for its tests
  */
 export function maskUrlCredentials(text: string): string {
   return mapUrlCredentials(text, (credential) => (credential === '' ? '' : SECRET_MASK));

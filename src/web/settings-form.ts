@@ -33,11 +33,10 @@ const ADVANCED = new Set(['imaging.cluster_sectors', 'imaging.direct_io', 'imagi
 
 /**
  * Settings that must be filled in while a switch is on, by the switch: e-mails without an address
- * or a webhook without a URL would be turned on to do nothing.
+ * would be turned on to do nothing.
  */
 const REQUIRED_WHILE_ON: Readonly<Record<string, string>> = {
   'notifications.email_address': 'notifications.email_on_completion',
-  'notifications.webhook_url': 'notifications.webhook_enabled',
 };
 
 type FieldKind = 'checkbox' | 'select' | 'number' | 'text' | 'checkboxes' | 'secret';

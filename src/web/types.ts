@@ -10,6 +10,7 @@ import type { Config } from '../config/schema.js';
 import type { Permission } from '../http/permissions.js';
 import type { AutomationService } from '../jobs/automation.js';
 import type { JobService } from '../jobs/service.js';
+import type { NotificationService } from '../notifications/service.js';
 import type { DeviceStatusService } from '../system/devices.js';
 import type { SettingsService } from '../system/settings.js';
 import type { SystemStatusService } from '../system/status.js';
@@ -65,6 +66,7 @@ type WebArchives = Pick<
 type WebDevices = Pick<DeviceStatusService, 'views' | 'eject' | 'get'>;
 type WebSystemStatus = Pick<SystemStatusService, 'status'>;
 type WebSettings = Pick<SettingsService, 'update'>;
+type WebNotifications = Pick<NotificationService, 'listEndpoints' | 'listDeliveries' | 'createEndpoint' | 'deleteEndpoint' | 'sendTest'>;
 
 /** A signed-in user acting through a request, as the auth layer's `requestActor` makes it. */
 type RequestActor = Extract<Actor, { kind: 'request' }>;
@@ -92,6 +94,7 @@ export interface WebDeps {
   archives: WebArchives;
   system: WebSystemStatus;
   settings: WebSettings;
+  notifications: WebNotifications;
   security: WebSecurity;
   accounts: WebAccounts;
   /** Each drive's automation (the drives page's form) and the discs waiting on the dashboard. */

@@ -59,6 +59,13 @@ const EXPECTED_ROUTES: Array<[string, string, RoutePermission]> = [
   ['POST', '/api/v1/api-keys', 'keys:manage'],
   ['DELETE', '/api/v1/api-keys/:id', 'keys:manage'],
   ['GET', '/api/v1/audit', 'users:admin'],
+  ['GET', '/api/v1/notifications/webhooks', 'system:read'],
+  ['POST', '/api/v1/notifications/webhooks', 'system:write'],
+  ['PATCH', '/api/v1/notifications/webhooks/:id', 'system:write'],
+  ['DELETE', '/api/v1/notifications/webhooks/:id', 'system:write'],
+  ['POST', '/api/v1/notifications/webhooks/:id/test', 'system:write'],
+  ['POST', '/api/v1/notifications/email/test', 'system:write'],
+  ['GET', '/api/v1/notifications/deliveries', 'system:read'],
 ];
 
 describe('the API app: permissions, the authorization seam, errors, shutdown', () => {

@@ -82,6 +82,17 @@ describe('authorization matrix: every route x every kind of caller', () => {
     });
   }
 
+  /** A webhook endpoint that sends nothing (disabled, to a public name): what the matrix may change or delete. */
+  async function disabledEndpoint(): Promise<string> {
+    const created = await api(service.url, 'POST', '/api/v1/notifications/webhooks', {
+      name: unique('matrix hook '),
+      url: 'https://hooks.example.org/',
+      events: [],
+      enabled: false,
+    });
+    return created.body.webhook.id as string;
+  }
+
   async function userWithPassword(role: 'viewer' | 'operator' | 'admin'): Promise<string> {
     const name = unique(`tmp-${role}-`);
     await service.server.auth.users.add({ name, role, password: TEST_PASSWORD, requireChange: false }, localActor('test'));
@@ -233,6 +244,27 @@ describe('authorization matrix: every route x every kind of caller', () => {
       },
       expect: constant(200),
     },
+    'GET /api/v1/notifications/webhooks': { prepare: async () => ({ path: '/api/v1/notifications/webhooks' }), expect: constant(200) },
+    'POST /api/v1/notifications/webhooks': {
+      prepare: async () => ({ path: '/api/v1/notifications/webhooks', body: { name: unique('hook '), url: 'https://hooks.example.org/', events: [] } }),
+      expect: constant(201),
+    },
+    'PATCH /api/v1/notifications/webhooks/:id': {
+      prepare: async () => ({ path: `/api/v1/notifications/webhooks/${await disabledEndpoint()}`, body: { name: unique('renamed ') } }),
+      expect: constant(200),
+    },
+    'DELETE /api/v1/notifications/webhooks/:id': {
+      prepare: async () => ({ path: `/api/v1/notifications/webhooks/${await disabledEndpoint()}` }),
+      expect: constant(204),
+    },
+    // A disabled endpoint takes no test: reaching the handler shows as its refusal, and nothing is sent.
+    'POST /api/v1/notifications/webhooks/:id/test': {
+      prepare: async () => ({ path: `/api/v1/notifications/webhooks/${await disabledEndpoint()}/test` }),
+      expect: constant(400),
+    },
+    // No SMTP server is set: the test is queued and its delivery fails in the log, without a connection.
+    'POST /api/v1/notifications/email/test': { prepare: async () => ({ path: '/api/v1/notifications/email/test' }), expect: constant(202) },
+    'GET /api/v1/notifications/deliveries': { prepare: async () => ({ path: '/api/v1/notifications/deliveries' }), expect: constant(200) },
     'GET /api/v1/audit': { prepare: async () => ({ path: '/api/v1/audit?limit=5' }), expect: constant(200) },
     // Near the end: a session that logs out is gone for every later call.
     'POST /api/v1/auth/logout': { prepare: async () => ({ path: '/api/v1/auth/logout' }), expect: constant(204) },

@@ -101,6 +101,7 @@ export interface TestServerOptions {
   live?: StartServerOptions['live'];
   drives?: StartServerOptions['drives'];
   onSetupLink?: StartServerOptions['onSetupLink'];
+  notifications?: StartServerOptions['notifications'];
   /** Leave the user table empty (no test admin, no key): the first-admin setup path. */
   withoutAdmin?: boolean;
 }
@@ -119,6 +120,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     ...(options.live ? { live: options.live } : {}),
     ...(options.drives ? { drives: options.drives } : {}),
     ...(options.onSetupLink ? { onSetupLink: options.onSetupLink } : {}),
+    ...(options.notifications ? { notifications: options.notifications } : {}),
   });
   const key = options.withoutAdmin === true ? '' : await adminKey(server.auth);
   const url = server.url ?? '';

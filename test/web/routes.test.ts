@@ -8,7 +8,7 @@ import { databaseFile, openDatabase } from '../../src/db/database.js';
 import { createVerificationTaskRepository } from '../../src/db/verification-task-repository.js';
 import { currentLeaseHolder } from '../../src/jobs/lease-holder.js';
 import type { JobRecord } from '../../src/jobs/model.js';
-import { type SentRequest as Sent, type TestRole, type WebTestServer, startWebTestServer } from './support/server.js';
+import { NOTIFICATION_FORM_DEFAULTS, type SentRequest as Sent, type TestRole, type WebTestServer, startWebTestServer } from './support/server.js';
 
 const HOSTILE = `<script>alert("x")</script> "onmouseover=alert(1) '&`;
 const HOSTILE_TAG = `<img src=x onerror=alert(2)>`;
@@ -556,50 +556,34 @@ describe('web pages (rendered in-process)', () => {
 
   it('offers the notification settings in both languages and explains refused values next to them', async () => {
     const english = await send('GET', '/config');
-    for (const label of [
-      'Send an e-mail when a job finishes',
-      'E-mail address',
-      'Call a webhook when a job finishes',
-      'Webhook URL',
-      'Offer browser notifications',
-    ]) {
+    for (const label of ['Send e-mails', 'E-mail address', 'E-mail for these events', 'SMTP server', 'SMTP password', 'Offer browser notifications']) {
       assert.ok(english.body.includes(label), label);
     }
     assert.match(english.body, /id="setting-notifications__email_address"[^>]*maxlength="254"/);
     const german = await send('GET', '/config', { lang: 'de' });
-    assert.match(german.body, /E-Mail senden, wenn ein Auftrag endet/);
-    assert.match(german.body, /Webhook-URL/);
+    assert.match(german.body, /E-Mails senden/);
+    assert.match(german.body, /SMTP-Passwort/);
 
     const refused = await send('POST', '/config/notifications', {
       form: {
+        ...NOTIFICATION_FORM_DEFAULTS,
         notifications__email_on_completion: '1',
         notifications__email_address: 'not an address',
-        notifications__webhook_enabled: '1',
-        notifications__webhook_url: '',
         notifications__browser: '1',
       },
     });
     assert.equal(refused.status, 400);
     assert.match(refused.body, /id="setting-notifications__email_address-error">Enter an e-mail address like name@example\.org\./);
-    assert.match(refused.body, /id="setting-notifications__webhook_url-error">Fill this in, or turn off “Call a webhook when a job finishes”\./);
     assert.match(refused.body, /id="setting-notifications__email_address"[^>]*value="not an address"/, 'what the user typed is kept');
     assert.equal(server.config.notifications.email_on_completion, false, 'nothing saved');
 
     const saved = await send('POST', '/config/notifications', {
-      form: {
-        notifications__email_on_completion: '1',
-        notifications__email_address: 'archive@example.org',
-        notifications__webhook_url: 'https://hooks.example.org/disk2iso',
-      },
+      form: { ...NOTIFICATION_FORM_DEFAULTS, notifications__email_on_completion: '1', notifications__email_address: 'archive@example.org' },
     });
     assert.equal(saved.location, '/config?notice=settings_saved#notifications');
-    assert.deepEqual(server.config.notifications, {
-      email_on_completion: true,
-      email_address: 'archive@example.org',
-      webhook_enabled: false,
-      webhook_url: 'https://hooks.example.org/disk2iso',
-      browser: false,
-    });
+    assert.equal(server.config.notifications.email_on_completion, true);
+    assert.equal(server.config.notifications.email_address, 'archive@example.org');
+    assert.equal(server.config.notifications.browser, false);
     const page = await send('GET', '/config');
     assert.ok(!page.body.includes('data-browser-notifications'), 'browser notifications are no longer offered');
   });

@@ -9,6 +9,7 @@ import { leaseHolderMigration } from './0007-lease-holder.js';
 import { jobWorkersMigration } from './0008-job-workers.js';
 import { verificationTasksMigration } from './0009-verification-tasks.js';
 import { driveAutomationMigration } from './0010-drive-automation.js';
+import { notificationsMigration } from './0011-notifications.js';
 
 /**
  * Every migration, imported statically: compiled code cannot count on a migrations folder at
@@ -25,6 +26,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0008_job_workers': jobWorkersMigration,
   '0009_verification_tasks': verificationTasksMigration,
   '0010_drive_automation': driveAutomationMigration,
+  '0011_notifications': notificationsMigration,
 };
 
 export const migrationProvider: MigrationProvider = {

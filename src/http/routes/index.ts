@@ -2,6 +2,7 @@ import type { ArchiveService } from '../../archive/service.js';
 import type { AuthService } from '../../auth/service.js';
 import type { AutomationService } from '../../jobs/automation.js';
 import type { JobService } from '../../jobs/service.js';
+import type { NotificationService } from '../../notifications/service.js';
 import type { DeviceStatusService } from '../../system/devices.js';
 import type { EventLog } from '../../system/event-log.js';
 import type { Readiness } from '../../system/readiness.js';
@@ -20,6 +21,7 @@ import { jobRoutes } from './jobs.js';
 import { liveRoutes } from './live.js';
 import { logRoutes } from './logs.js';
 import { type MetricsEndpoint, metricsRoutes } from './metrics.js';
+import { notificationRoutes } from './notifications.js';
 import { systemRoutes } from './system.js';
 import { userRoutes } from './users.js';
 
@@ -34,6 +36,7 @@ export interface ApiServices {
   live: LiveHub;
   auth: AuthService;
   automation: AutomationService;
+  notifications: NotificationService;
   /** Resolves while the service can answer; throws a domain error otherwise. */
   health: () => Promise<void>;
   /** The readiness checks (database writable, output directory writable and below the stop threshold, job runner alive). */
@@ -56,5 +59,6 @@ export function apiRoutes(services: ApiServices): RouteModule[] {
     userRoutes(services.auth),
     apiKeyRoutes(services.auth),
     auditRoutes(services.auth.audit),
+    notificationRoutes(services.notifications),
   ];
 }

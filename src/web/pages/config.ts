@@ -1,12 +1,26 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { setPath } from '../../config/load.js';
-import { ConflictError, ValidationError } from '../../errors.js';
+import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import type { App } from '../../http/app.js';
 import type { JsonObject } from '../../json.js';
+import { SUBSCRIBABLE_EVENT_TYPES, type SubscribableEventType } from '../../notifications/model.js';
+import { maskUrlCredentials } from '../../system/settings.js';
 import { renderPage, requestI18n } from '../render.js';
 import { type FormFields, formFields, withParams } from '../request.js';
+import { actionDone, actionFailed } from '../respond.js';
 import { SETTINGS_SECTIONS, type SettingsSection, parseSettingsForm, sectionFields, withSubmitted } from '../settings-form.js';
 import type { WebDeps } from '../types.js';
+
+/** The newest deliveries the page shows; the API pages through all of them. */
+const DELIVERIES_SHOWN = 20;
+
+/** What the webhook form shows after a submission: the new endpoint's secret (only this once), or why it was refused. */
+interface WebhookForm {
+  created: { name: string; secret: string } | null;
+  error: string | null;
+}
+
+const ENDPOINT_ID = /^whk_[a-z0-9]{1,64}$/;
 
 /** A section whose form was refused: its messages, and what was submitted to show again. */
 interface Refused {
@@ -31,13 +45,36 @@ function nestedPatch(changes: Record<string, unknown>): JsonObject {
 export function registerConfigPages(app: App, deps: WebDeps): void {
   const { security, config } = deps;
 
-  const renderConfig = async (request: FastifyRequest, reply: FastifyReply, refused: Refused | null, status: number): Promise<FastifyReply> => {
+  const renderConfig = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    refused: Refused | null,
+    status: number,
+    webhookForm: WebhookForm = { created: null, error: null },
+  ): Promise<FastifyReply> => {
     const i18n = requestI18n(request);
     const sections = SETTINGS_SECTIONS.map((section) => {
       const fields = sectionFields(config, section, i18n);
       return refused?.section === section ? { section, fields: withSubmitted(fields, refused.form), errors: refused.errors } : { section, fields, errors: {} };
     });
-    return renderPage(request, reply, security, 'config', { title: 'config.title', sections, browserNotifications: config.notifications.browser }, status);
+    const webhooks = (await deps.notifications.listEndpoints()).map((endpoint) => ({ ...endpoint, url: maskUrlCredentials(endpoint.url) }));
+    const deliveries = (await deps.notifications.listDeliveries({ limit: DELIVERIES_SHOWN })).items;
+    return renderPage(
+      request,
+      reply,
+      security,
+      'config',
+      {
+        title: 'config.title',
+        sections,
+        browserNotifications: config.notifications.browser,
+        webhooks,
+        deliveries,
+        webhookForm,
+        eventTypes: SUBSCRIBABLE_EVENT_TYPES,
+      },
+      status,
+    );
   };
 
   app.get('/config', { config: { permission: 'system:read' } }, async (request, reply) => renderConfig(request, reply, null, 200));
@@ -74,4 +111,51 @@ export function registerConfigPages(app: App, deps: WebDeps): void {
       return reply.redirect(`${withParams('/config', { notice: 'settings_saved' })}#${section}`, 303);
     },
   );
+
+  app.post('/config/webhooks', { config: { permission: 'system:write', audit: { event_type: 'webhook', action: 'create' } } }, async (request, reply) => {
+    const form = formFields(request.body);
+    const events = SUBSCRIBABLE_EVENT_TYPES.filter((type) => form.all('webhook_events').includes(type)) as SubscribableEventType[];
+    try {
+      const created = await deps.notifications.createEndpoint({
+        name: form.one('webhook_name') ?? '',
+        url: form.one('webhook_url') ?? '',
+        events,
+        enabled: true,
+      });
+      request.auditDetails = { id: created.id };
+      return renderConfig(request, reply, null, 201, { created: { name: created.name, secret: created.secret }, error: null });
+    } catch (error) {
+      if (!(error instanceof ValidationError)) throw error;
+      request.auditDetails = null;
+      return renderConfig(request, reply, null, 400, { created: null, error: error.message });
+    }
+  });
+
+  app.post<{ Params: { id: string; action: string } }>(
+    '/config/webhooks/:id/:action',
+    { config: { permission: 'system:write', audit: { event_type: 'webhook', action: 'delete' } } },
+    async (request, reply) => {
+      const { id, action } = request.params;
+      try {
+        if (!ENDPOINT_ID.test(id)) throw new NotFoundError('webhook_endpoint_not_found', `webhook endpoint ${id} does not exist`, { id });
+        if (action === 'delete') {
+          await deps.notifications.deleteEndpoint(id);
+          return actionDone(request, reply, 'webhook_deleted', '/config');
+        }
+        if (action !== 'test') throw new NotFoundError('not_found', `no action ${action}`);
+        // A test sends, it changes nothing: not an audited change.
+        request.auditDetails = null;
+        await deps.notifications.sendTest({ endpointId: id });
+        return actionDone(request, reply, 'notification_test_queued', '/config');
+      } catch (error) {
+        request.auditDetails = null;
+        return actionFailed(request, reply, error, '/config');
+      }
+    },
+  );
+
+  app.post('/config/email/test', { config: { permission: 'system:write' } }, async (request, reply) => {
+    await deps.notifications.sendTest({ channel: 'email' });
+    return actionDone(request, reply, 'notification_test_queued', '/config');
+  });
 }

@@ -249,3 +249,11 @@ export async function startWebTestServer(options: WebTestServerOptions = {}): Pr
     },
   };
 }
+
+/** The notification form's fields that a browser always submits (lists, selects and numbers), as the page shows them by default. */
+export const NOTIFICATION_FORM_DEFAULTS: Record<string, string | string[]> = {
+  notifications__email_events: ['job.completed', 'job.completed_with_errors', 'job.failed'],
+  notifications__email_language: 'en',
+  notifications__smtp_port: '587',
+  notifications__smtp_security: 'starttls',
+};

@@ -1,0 +1,283 @@
+import { randomBytes } from 'node:crypto';
+import type { Selectable } from 'kysely';
+import { NotFoundError } from '../errors.js';
+import type { JsonObject } from '../json.js';
+import {
+  type DeliveryRecord,
+  type DeliveryStatus,
+  type DomainEvent,
+  type DomainEventType,
+  type NotificationChannel,
+  SUBSCRIBABLE_EVENT_TYPES,
+  type SubscribableEventType,
+  type WebhookEndpoint,
+  type WebhookEndpointWithSecret,
+} from '../notifications/model.js';
+import type { Database } from './database.js';
+import type { NotificationDeliveriesTable, WebhookEndpointsTable } from './schema.js';
+import { CorruptRowError, type ListResult, fromJson, page, timestamp, toJson } from './values.js';
+
+/** `evt_3f9c…`: what it names, then 80 random bits in hex, as job and archive ids. */
+export function newNotificationId(prefix: 'evt' | 'msg' | 'whk'): string {
+  return `${prefix}_${randomBytes(10).toString('hex')}`;
+}
+
+/** A delivery the outbox is about to attempt, with what it needs to send it. */
+export interface DueDelivery {
+  delivery: DeliveryRecord;
+  event: DomainEvent;
+  /** Null for e-mail. */
+  endpoint: WebhookEndpointWithSecret | null;
+}
+
+export interface AttemptResult {
+  ok: boolean;
+  statusCode: number | null;
+  error: string | null;
+  /** Null once it is given up (failed) or sent. */
+  retryAt: Date | null;
+}
+
+export interface DeliveryFilter {
+  status?: DeliveryStatus;
+  endpointId?: string;
+  limit?: number;
+  offset?: number;
+}
+
+export interface EndpointInput {
+  name: string;
+  url: string;
+  events: SubscribableEventType[];
+  enabled: boolean;
+}
+
+export interface NotificationRepository {
+  /**
+   * Records the event and one pending delivery for each target, in one transaction, synchronously:
+   * when this returns, the event survives a kill -9. Webhook targets are every enabled endpoint
+   * subscribed to the type (or only `onlyEndpoint`); `email` adds the e-mail channel.
+   */
+  record(event: DomainEvent, targets: { email: boolean; onlyEndpoint?: string; webhooks?: boolean }): DeliveryRecord[];
+  /**
+   * Takes up to `limit` deliveries that are due and moves their next attempt `leaseMs` ahead, so a
+   * second process (or this one, after a crash mid-attempt) leaves them alone until then.
+   */
+  claimDue(now: Date, limit: number, leaseMs: number, skip: readonly string[]): DueDelivery[];
+  settle(id: string, at: Date, result: AttemptResult): void;
+  listDeliveries(filter?: DeliveryFilter): Promise<ListResult<DeliveryRecord>>;
+  listEndpoints(): Promise<WebhookEndpoint[]>;
+  getEndpoint(id: string): Promise<WebhookEndpoint>;
+  createEndpoint(input: EndpointInput, secret: string, at: Date): Promise<WebhookEndpointWithSecret>;
+  updateEndpoint(id: string, patch: Partial<EndpointInput>, at: Date): Promise<WebhookEndpoint>;
+  deleteEndpoint(id: string): Promise<void>;
+}
+
+function eventTypes(row: Pick<Selectable<WebhookEndpointsTable>, 'id' | 'events'>): SubscribableEventType[] {
+  const parsed: unknown = fromJson(row.events);
+  if (!Array.isArray(parsed) || !parsed.every((type) => (SUBSCRIBABLE_EVENT_TYPES as readonly unknown[]).includes(type))) {
+    throw new CorruptRowError('webhook endpoint', row.id, 'events', 'not a list of event types');
+  }
+  return parsed as SubscribableEventType[];
+}
+
+function rowToEndpoint(row: Selectable<WebhookEndpointsTable>): WebhookEndpoint {
+  return {
+    id: row.id,
+    name: row.name,
+    url: row.url,
+    events: eventTypes(row),
+    enabled: row.enabled === 1,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+function rowToDelivery(row: Selectable<NotificationDeliveriesTable> & { event_type: string }): DeliveryRecord {
+  return {
+    id: row.id,
+    eventId: row.event_id,
+    eventType: row.event_type as DomainEventType,
+    channel: row.channel,
+    endpointId: row.endpoint_id,
+    status: row.status,
+    attempts: row.attempts,
+    nextAttemptAt: row.next_attempt_at,
+    lastAttemptAt: row.last_attempt_at,
+    lastStatusCode: row.last_status_code,
+    lastError: row.last_error,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+export function createNotificationRepository(database: Database): NotificationRepository {
+  const db = database.kysely;
+  const deliveriesWithType = () =>
+    db.selectFrom('notification_deliveries').innerJoin('notification_events', 'notification_events.id', 'notification_deliveries.event_id');
+
+  return {
+    record(event, targets) {
+      return database.writeTransaction((tx) => {
+        tx.run(db.insertInto('notification_events').values({ id: event.id, type: event.type, at: event.at, payload: toJson(event.payload) }));
+        const endpoints =
+          targets.webhooks === false
+            ? []
+            : tx
+                .all(db.selectFrom('webhook_endpoints').selectAll().where('enabled', '=', 1))
+                .filter((row) =>
+                  targets.onlyEndpoint !== undefined ? row.id === targets.onlyEndpoint : (eventTypes(row) as readonly DomainEventType[]).includes(event.type),
+                );
+        const channels: Array<{ channel: NotificationChannel; endpointId: string | null }> = [
+          ...endpoints.map((row) => ({ channel: 'webhook' as const, endpointId: row.id })),
+          ...(targets.email ? [{ channel: 'email' as const, endpointId: null }] : []),
+        ];
+        return channels.map(({ channel, endpointId }) => {
+          const row = {
+            id: newNotificationId('msg'),
+            event_id: event.id,
+            channel,
+            endpoint_id: endpointId,
+            status: 'pending' as const,
+            attempts: 0,
+            next_attempt_at: event.at,
+            last_attempt_at: null,
+            last_status_code: null,
+            last_error: null,
+            created_at: event.at,
+            updated_at: event.at,
+          };
+          tx.run(db.insertInto('notification_deliveries').values(row));
+          return rowToDelivery({ ...row, event_type: event.type });
+        });
+      });
+    },
+
+    claimDue(now, limit, leaseMs, skip) {
+      if (limit <= 0) return [];
+      return database.writeTransaction((tx) => {
+        let query = db
+          .selectFrom('notification_deliveries as d')
+          .innerJoin('notification_events as e', 'e.id', 'd.event_id')
+          .leftJoin('webhook_endpoints as w', 'w.id', 'd.endpoint_id')
+          .selectAll('d')
+          .select(['e.type as event_type', 'e.at as event_at', 'e.payload as event_payload'])
+          .select(['w.name as w_name', 'w.url as w_url', 'w.secret as w_secret', 'w.events as w_events', 'w.enabled as w_enabled'])
+          .select(['w.created_at as w_created_at', 'w.updated_at as w_updated_at'])
+          .where('d.status', '=', 'pending')
+          .where('d.next_attempt_at', '<=', timestamp(now))
+          .orderBy('d.next_attempt_at')
+          .limit(limit);
+        if (skip.length > 0) query = query.where('d.id', 'not in', [...skip]);
+        const rows = tx.all(query);
+        const leasedUntil = timestamp(new Date(now.getTime() + leaseMs));
+        return rows.map((row) => {
+          tx.run(db.updateTable('notification_deliveries').set({ next_attempt_at: leasedUntil }).where('id', '=', row.id));
+          const endpoint: WebhookEndpointWithSecret | null =
+            row.endpoint_id === null || row.w_url === null || row.w_secret === null || row.w_name === null || row.w_events === null
+              ? null
+              : {
+                  id: row.endpoint_id,
+                  name: row.w_name,
+                  url: row.w_url,
+                  secret: row.w_secret,
+                  events: eventTypes({ id: row.endpoint_id, events: row.w_events }),
+                  enabled: row.w_enabled === 1,
+                  createdAt: row.w_created_at ?? '',
+                  updatedAt: row.w_updated_at ?? '',
+                };
+          return {
+            delivery: rowToDelivery(row),
+            event: { id: row.event_id, type: row.event_type as DomainEventType, at: row.event_at, payload: fromJson<JsonObject>(row.event_payload) },
+            endpoint,
+          };
+        });
+      });
+    },
+
+    settle(id, at, result) {
+      const when = timestamp(at);
+      database.writeTransaction((tx) =>
+        tx.run(
+          db
+            .updateTable('notification_deliveries')
+            .set((eb) => ({
+              status: result.ok ? 'sent' : result.retryAt === null ? 'failed' : 'pending',
+              attempts: eb('attempts', '+', 1),
+              next_attempt_at: result.retryAt === null ? when : timestamp(result.retryAt),
+              last_attempt_at: when,
+              last_status_code: result.statusCode,
+              last_error: result.error,
+              updated_at: when,
+            }))
+            .where('id', '=', id),
+        ),
+      );
+    },
+
+    async listDeliveries(filter = {}) {
+      const { limit, offset } = page(filter.limit, filter.offset);
+      let query = deliveriesWithType();
+      if (filter.status !== undefined) query = query.where('notification_deliveries.status', '=', filter.status);
+      if (filter.endpointId !== undefined) query = query.where('notification_deliveries.endpoint_id', '=', filter.endpointId);
+      const rows = await query
+        .selectAll('notification_deliveries')
+        .select('notification_events.type as event_type')
+        .orderBy('notification_deliveries.created_at', 'desc')
+        .orderBy('notification_deliveries.id')
+        .limit(limit)
+        .offset(offset)
+        .execute();
+      const total = await query.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+      return { items: rows.map(rowToDelivery), total: Number(total.count) };
+    },
+
+    async listEndpoints() {
+      const rows = await db.selectFrom('webhook_endpoints').selectAll().orderBy('created_at').orderBy('id').execute();
+      return rows.map(rowToEndpoint);
+    },
+
+    async getEndpoint(id) {
+      const row = await db.selectFrom('webhook_endpoints').selectAll().where('id', '=', id).executeTakeFirst();
+      if (row === undefined) throw new NotFoundError('webhook_endpoint_not_found', `webhook endpoint ${id} does not exist`, { id });
+      return rowToEndpoint(row);
+    },
+
+    async createEndpoint(input, secret, at) {
+      const when = timestamp(at);
+      const row = {
+        id: newNotificationId('whk'),
+        name: input.name,
+        url: input.url,
+        secret,
+        events: toJson(input.events),
+        enabled: input.enabled ? 1 : 0,
+        created_at: when,
+        updated_at: when,
+      };
+      await db.insertInto('webhook_endpoints').values(row).execute();
+      return { ...rowToEndpoint(row), secret };
+    },
+
+    async updateEndpoint(id, patch, at) {
+      const changed = await db
+        .updateTable('webhook_endpoints')
+        .set({
+          ...(patch.name === undefined ? {} : { name: patch.name }),
+          ...(patch.url === undefined ? {} : { url: patch.url }),
+          ...(patch.events === undefined ? {} : { events: toJson(patch.events) }),
+          ...(patch.enabled === undefined ? {} : { enabled: patch.enabled ? 1 : 0 }),
+          updated_at: timestamp(at),
+        })
+        .where('id', '=', id)
+        .executeTakeFirst();
+      if (changed.numUpdatedRows === 0n) throw new NotFoundError('webhook_endpoint_not_found', `webhook endpoint ${id} does not exist`, { id });
+      return this.getEndpoint(id);
+    },
+
+    async deleteEndpoint(id) {
+      const deleted = await db.deleteFrom('webhook_endpoints').where('id', '=', id).executeTakeFirst();
+      if (deleted.numDeletedRows === 0n) throw new NotFoundError('webhook_endpoint_not_found', `webhook endpoint ${id} does not exist`, { id });
+    },
+  };
+}
