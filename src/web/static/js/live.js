@@ -204,12 +204,11 @@ export function initLive() {
     return;
   }
   const source = new EventSource(EVENTS_URL);
-  let opened = false;
   source.addEventListener('open', () => {
     stopPolling();
-    // After an outage the page may have missed events: catch up once.
-    if (opened) view.refresh().catch(() => undefined);
-    opened = true;
+    // What changed between the page's rendering and this stream's start (a verification that ended
+    // meanwhile), or during an outage, is not replayed: catch up once on every open.
+    view.refresh().catch(() => undefined);
     warned = false;
   });
   source.addEventListener('error', () => startPolling());
