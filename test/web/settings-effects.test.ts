@@ -214,13 +214,13 @@ const PROBES: Record<string, Probe> = {
 
   async storage__keep_partial_on_cancel(kit) {
     /** A paused job that has a partial image and map but read nothing yet, removed through the API. */
-    const removePausedJob = async (name: string): Promise<string> => {
+    const removePausedJob = async (name: string, deviceId: string): Promise<string> => {
       const outputFile = join(kit.server.config.storage.output_dir, `${name}.iso`);
       await mkdir(dirname(outputFile), { recursive: true });
       const queued = await kit.server.queue.enqueue({
         name,
-        deviceId: `loop9${name.length}`,
-        devicePath: `/dev/loop9${name.length}`,
+        deviceId,
+        devicePath: `/dev/${deviceId}`,
         outputFile,
         sizeBytes: 4096,
         options: {},
@@ -235,10 +235,10 @@ const PROBES: Record<string, Probe> = {
       return outputFile;
     };
     await kit.save('storage', { storage__keep_partial_on_cancel: true });
-    const kept = await removePausedJob('kept');
+    const kept = await removePausedJob('kept', 'loop901');
     assert.ok((await exists(`${kept}.part`)) && (await exists(`${kept}.map`)), 'kept while the setting is on');
     await kit.save('storage', { storage__keep_partial_on_cancel: false });
-    const discarded = await removePausedJob('discarded');
+    const discarded = await removePausedJob('discarded', 'loop902');
     assert.ok(!(await exists(`${discarded}.part`)) && !(await exists(`${discarded}.map`)), 'removed while it is off');
   },
 
@@ -260,19 +260,7 @@ const PROBES: Record<string, Probe> = {
 
   async storage__stop_threshold_percent(kit) {
     await kit.save('storage', { storage__stop_threshold_percent: '1' });
-    const devices = await kit.api<{ devices: Array<{ id: string; path: string }> }>('GET', '/api/v1/devices');
-    const loop = devices.body.devices.find((device) => device.path.startsWith('/dev/loop'));
-    assert.ok(loop !== undefined);
-    const created = await kit.api<ApiJob & { error?: { code: string } }>('POST', '/api/v1/jobs', { device: loop.id });
-    if (created.status !== 201) {
-      assert.match(JSON.stringify(created.body), /full|threshold/, 'refused for the full output file system');
-      return;
-    }
-    let job = created.body;
-    await waitFor('the job to stop', async () => {
-      job = (await kit.api<ApiJob>('GET', `/api/v1/jobs/${created.body.id}`)).body;
-      return TERMINAL.has(job.status);
-    });
+    const job = await kit.job('loop');
     assert.equal(job.status, 'paused');
     assert.equal(job.pause_reason, 'disk_full');
     assert.equal((await kit.api('DELETE', `/api/v1/jobs/${job.id}`)).status, 204);
