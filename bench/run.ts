@@ -1,11 +1,13 @@
 import { benchApi } from './api.js';
 import { benchImaging } from './imaging.js';
+import { benchNotifications } from './notifications.js';
 import { benchRescue } from './rescue.js';
 
 const BENCHMARKS: Record<string, () => Promise<void>> = {
   imaging: benchImaging,
   api: benchApi,
   rescue: benchRescue,
+  notifications: benchNotifications,
 };
 
 const wanted = process.argv[2] ?? 'all';

@@ -18,7 +18,7 @@ import { createNotificationRepository } from './db/notification-repository.js';
 import { createSettingsRepository } from './db/settings-repository.js';
 import { createSqliteQueue } from './db/sqlite-queue.js';
 import { createVerificationTaskRepository } from './db/verification-task-repository.js';
-import { createDriveService } from './drives/service.js';
+import { type DriveServiceDeps, createDriveService } from './drives/service.js';
 import { createDriveStates } from './drives/state.js';
 import { startUdevMonitor } from './drives/udev-monitor.js';
 import { createDiscWatch } from './drives/watch.js';
@@ -81,8 +81,11 @@ export interface StartServerOptions {
   listenRetryMs?: number;
   /** Live stream timing (tests shorten the heartbeat). */
   live?: { flushIntervalMs?: number; heartbeatMs?: number; maxBufferedBytes?: number };
-  /** Drive checks (tests shorten the probe timeout so a drive that hangs does not hold up their start). */
-  drives?: { probeTimeoutMs?: number };
+  /**
+   * Drive checks (tests shorten the probe timeout so a drive that hangs does not hold up their start,
+   * or give a sysfs tree and an ejector of their own to have an optical drive with a tray).
+   */
+  drives?: Omit<DriveServiceDeps, 'config' | 'log'>;
   /** Outbox timing (tests shorten the pause before a retry). */
   notifications?: Partial<OutboxTiming>;
   /**

@@ -68,6 +68,15 @@ export interface LoadConfigOptions {
 
 type Layer = { source: string; values: Record<string, unknown> };
 
+/**
+ * Settings an older version had and this one dropped: still accepted (and ignored) in a config
+ * file, the environment and --set, so an upgrade never stops the service from starting. Their
+ * stored rows are removed by a migration (0012).
+ * - imaging.compression: only `none` was ever allowed and nothing read it; images are always raw.
+ */
+const RETIRED_SETTINGS: ReadonlySet<string> = new Set(['imaging.compression']);
+const retiredEnvName = (path: string): string => `DISK2ISO_${path.replace(/\./g, '_').toUpperCase()}`;
+
 export function loadConfig(options: LoadConfigOptions = {}): Config {
   const env = options.env ?? process.env;
   const root = packageRoot();
@@ -151,6 +160,7 @@ function flattenFile(file: string, leaves: SettingLeaf[]): Record<string, unknow
     }
     for (const [key, child] of Object.entries(node)) {
       const path = prefix ? `${prefix}.${key}` : key;
+      if (RETIRED_SETTINGS.has(path)) continue;
       if (!known.has(path) && ![...known].some((leaf) => leaf.startsWith(`${path}.`))) {
         throw new ValidationError('invalid_config', `config: unknown key ${path} (in ${file})`, [{ key: path }]);
       }
@@ -164,8 +174,9 @@ function flattenFile(file: string, leaves: SettingLeaf[]): Record<string, unknow
 function envLayers(env: NodeJS.ProcessEnv, leaves: SettingLeaf[]): Layer[] {
   const byName = new Map(leaves.map((leaf) => [leaf.envName, leaf]));
   const layers: Layer[] = [];
+  const retired = new Set([...RETIRED_SETTINGS].map(retiredEnvName));
   for (const [name, raw] of Object.entries(env)) {
-    if (!name.startsWith('DISK2ISO_') || raw === undefined || ENV_BOOTSTRAP.has(name)) continue;
+    if (!name.startsWith('DISK2ISO_') || raw === undefined || ENV_BOOTSTRAP.has(name) || retired.has(name)) continue;
     const leaf = byName.get(name) ?? leaves.find((candidate) => candidate.path === ENV_ALIASES[name]);
     if (!leaf) throw new ValidationError('invalid_config', `config: unknown environment variable ${name}`, [{ key: name }]);
     layers.push({ source: `environment ${name}`, values: { [leaf.path]: coerce(raw, leaf) } });
@@ -177,6 +188,7 @@ function overrideLayer(assignment: string, leaves: SettingLeaf[]): Layer {
   const eq = assignment.indexOf('=');
   if (eq <= 0) throw new ValidationError('invalid_config', `config: --set expects KEY=VALUE, got "${assignment}"`);
   const key = assignment.slice(0, eq);
+  if (RETIRED_SETTINGS.has(key)) return { source: `--set ${key}`, values: {} };
   const leaf = leaves.find((candidate) => candidate.path === key);
   if (!leaf) throw new ValidationError('invalid_config', `config: unknown key ${key} (in --set)`, [{ key }]);
   return { source: `--set ${key}`, values: { [key]: coerce(assignment.slice(eq + 1), leaf) } };

@@ -67,7 +67,6 @@ const ImagingSchema = Type.Object(
     sector_size: Type.Integer({ enum: [512, 2048, 4096], default: 2048, description: 'Sector size in bytes when the device does not report one' }),
     verify: Type.Boolean({ default: true, description: 'Re-read the finished image and compare its checksums' }),
     checksums: Type.Array(Type.Enum([...HASH_ALGORITHMS]), { minItems: 1, uniqueItems: true, default: ['md5', 'sha256'], description: 'Checksums to compute' }),
-    compression: Type.Enum(['none'], { default: 'none', description: 'Image compression (only none keeps images mountable and bit-exact)' }),
     priority: Type.Enum([...PRIORITIES], { default: 'normal', description: 'Default job priority' }),
     cluster_sectors: Type.Integer({
       minimum: 1,

@@ -227,6 +227,8 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
         log('warning', `${reason}; reading buffered through the page cache instead`);
       },
     });
+    // With direct_io off the source is buffered from the start, and no fallback says so.
+    buffered = source.buffered;
     reportProgress(map.sums()['+'], true);
 
     if (resumed) {
@@ -260,7 +262,9 @@ export async function runImaging(request: ImagingRequest): Promise<ImagingResult
     let saveWanted = false;
     let saving: Promise<void> | undefined;
     let saveFailure: unknown;
-    let lastSpaceCheck = performance.now();
+    // The first round looks at once: a job started on an output file system already above the stop
+    // threshold writes nothing, instead of up to SPACE_CHECK_BYTES or SPACE_CHECK_MS of image.
+    let lastSpaceCheck = Number.NEGATIVE_INFINITY;
     let lastSpaceCheckBytes = 0;
 
     async function settleSaves(): Promise<void> {

@@ -24,7 +24,6 @@ const ORDER: readonly string[] = [
   'imaging.sector_size',
   'imaging.verify',
   'imaging.checksums',
-  'imaging.compression',
   'imaging.priority',
 ];
 

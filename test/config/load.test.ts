@@ -97,6 +97,14 @@ describe('loadConfig', () => {
     assert.throws(() => loadConfig({ dataDir: dir, configFile: broken, env: {} }), /cannot read .*broken\.json/);
   });
 
+  it('still starts with imaging.compression, which an older version had, in the config file, the environment or --set', async () => {
+    const older = join(dir, 'older.json');
+    await writeFile(older, JSON.stringify({ imaging: { compression: 'none', read_attempts: 4 } }));
+    const config = loadConfig({ dataDir: dir, configFile: older, env: { DISK2ISO_IMAGING_COMPRESSION: 'none' }, overrides: ['imaging.compression=none'] });
+    assert.equal(config.imaging.read_attempts, 4);
+    assert.ok(!('compression' in config.imaging), 'and ignores it');
+  });
+
   it('derives one environment name per setting', () => {
     const names = settingLeaves().map((leaf) => leaf.envName);
     assert.ok(names.includes('DISK2ISO_STORAGE_OUTPUT_DIR'));

@@ -4,6 +4,8 @@ import type { AddressInfo } from 'node:net';
 
 /** What a webhook receiver got: the headers and the raw body, as sent. */
 export interface ReceivedWebhook {
+  /** The path and query it was sent to (absent where a test makes one up). */
+  url?: string;
   headers: IncomingHttpHeaders;
   body: string;
 }
@@ -24,7 +26,7 @@ export async function startReceiver(port = 0): Promise<WebhookReceiver> {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', () => {
-      received.push({ headers: request.headers, body: Buffer.concat(chunks).toString('utf8') });
+      received.push({ url: request.url ?? '', headers: request.headers, body: Buffer.concat(chunks).toString('utf8') });
       response.writeHead(status).end();
     });
   });

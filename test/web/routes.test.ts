@@ -465,7 +465,6 @@ describe('web pages (rendered in-process)', () => {
         imaging__sector_size: '2048',
         imaging__verify: '1',
         imaging__checksums: ['md5', 'sha1'],
-        imaging__compression: 'none',
         imaging__priority: 'high',
         imaging__cluster_sectors: '32',
         imaging__direct_io: 'auto',

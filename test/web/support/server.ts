@@ -22,7 +22,7 @@ import type { JobEvents } from '../../../src/jobs/events.js';
 import type { JobQueue } from '../../../src/jobs/queue.js';
 import { type JobService, createJobService } from '../../../src/jobs/service.js';
 import { silentLogger } from '../../../src/log.js';
-import { startServer } from '../../../src/server.js';
+import { type StartServerOptions, startServer } from '../../../src/server.js';
 import { activeJobsByDevice, createDeviceStatusService } from '../../../src/system/devices.js';
 
 /**
@@ -109,6 +109,12 @@ export interface WebTestServerOptions {
    * much faster than a person). True keeps the service's defaults.
    */
   defaultRateLimits?: boolean;
+  /** More DISK2ISO_* variables, over the harness's own; an empty value leaves a variable of the harness out. */
+  env?: Record<string, string>;
+  /** Outbox timing (see StartServerOptions). */
+  notifications?: StartServerOptions['notifications'];
+  /** The service's drive checks (see StartServerOptions): a sysfs tree and an ejector of the test's own. */
+  drives?: StartServerOptions['drives'];
 }
 
 /** Cookies from Set-Cookie headers: name to value. */
@@ -123,6 +129,11 @@ function setCookies(header: unknown): Record<string, string> {
   );
 }
 
+/** The harness's variables with the test's on top; an empty value of the test's removes the variable. */
+function harnessEnv(more: Record<string, string>, base: Record<string, string | undefined>): Record<string, string> {
+  return Object.fromEntries(Object.entries({ ...base, ...more }).filter((entry): entry is [string, string] => entry[1] !== undefined && entry[1] !== ''));
+}
+
 export async function startWebTestServer(options: WebTestServerOptions = {}): Promise<WebTestServer> {
   const dataDir = await mkdtemp(join(tmpdir(), 'disk2iso-web-'));
   const raised = options.defaultRateLimits
@@ -134,7 +145,7 @@ export async function startWebTestServer(options: WebTestServerOptions = {}): Pr
         DISK2ISO_SECURITY_LOGIN_RATE_BURST: '100000',
       };
   const config = loadConfig({
-    env: {
+    env: harnessEnv(options.env ?? {}, {
       DISK2ISO_DATA_DIR: dataDir,
       DISK2ISO_SERVER_HOST: '127.0.0.1',
       DISK2ISO_SERVER_PORT: '0',
@@ -143,7 +154,7 @@ export async function startWebTestServer(options: WebTestServerOptions = {}): Pr
       DISK2ISO_DRIVES_SCAN_OPTICAL: 'false',
       DISK2ISO_IMAGING_MAP_SAVE_INTERVAL_SECONDS: '1',
       ...raised,
-    },
+    }),
   });
   let announced: (link: string) => void = () => undefined;
   const setupLink = new Promise<string>((resolve) => {
@@ -155,6 +166,8 @@ export async function startWebTestServer(options: WebTestServerOptions = {}): Pr
     version: 'test',
     listen: options.listen ?? true,
     live: { flushIntervalMs: 100, heartbeatMs: 2000 },
+    ...(options.notifications === undefined ? {} : { notifications: options.notifications }),
+    ...(options.drives === undefined ? {} : { drives: options.drives }),
     onSetupLink: (link) => announced(link),
   });
   const { app, auth } = server;

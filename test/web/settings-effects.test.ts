@@ -1,0 +1,700 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { access, copyFile, mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { SMTPServer, type SMTPServerSession } from 'smtp-server';
+import { localActor } from '../../src/auth/principal.js';
+import { databaseFile, openDatabase } from '../../src/db/database.js';
+import { runScheduledBackup } from '../../src/system/backup.js';
+import { LANGUAGE_COOKIE } from '../../src/web/i18n.js';
+import { CDROM_INFO_FIXTURE, SYSFS_FIXTURE, mockUdevLayer } from '../drives/fixtures.js';
+import { type WebhookReceiver, startReceiver } from '../notifications/receiver.js';
+import { type TestDisc, insertTestDisc } from './support/discs.js';
+import { type WebTestServer, startWebTestServer } from './support/server.js';
+
+/**
+ * Every setting the configuration page offers does what its help text says. The test reads the
+ * page as an admin sees it, takes every field of its forms, and runs the probe of that field from
+ * PROBES: the probe changes the setting the way the page does (its form, as a browser submits it)
+ * and watches the behaviour the help text promises. A field without a probe fails the walk, so a
+ * new setting brings its probe along. Each probe's changes are undone after it, through the page.
+ */
+
+interface ReceivedMail {
+  id: string | null;
+  from: string;
+  to: string[];
+  raw: string;
+  user: string | null;
+}
+
+interface MailServer {
+  port: number;
+  mails: ReceivedMail[];
+  close(): Promise<void>;
+}
+
+const SMTP_USER = 'mailer';
+const SMTP_PASSWORD = 'smtp-Walk-31';
+
+/** A plain SMTP server on 127.0.0.1 without STARTTLS; a sign-in is optional but must be right. */
+async function startMailServer(): Promise<MailServer> {
+  const mails: ReceivedMail[] = [];
+  const server = new SMTPServer({
+    disabledCommands: ['STARTTLS'],
+    authOptional: true,
+    allowInsecureAuth: true,
+    logger: false,
+    onAuth(auth, _session, callback) {
+      if (auth.username === SMTP_USER && auth.password === SMTP_PASSWORD) callback(null, { user: auth.username });
+      else callback(Object.assign(new Error('authentication failed'), { responseCode: 535 }));
+    },
+    onData(stream, session: SMTPServerSession, callback) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stream.on('end', () => {
+        const raw = Buffer.concat(chunks).toString('utf8');
+        mails.push({
+          id: /^Message-ID: <([^@>]+)@disk2iso>/im.exec(raw)?.[1] ?? null,
+          from: session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address,
+          to: session.envelope.rcptTo.map((entry) => entry.address),
+          raw,
+          user: typeof session.user === 'string' ? session.user : null,
+        });
+        callback();
+      });
+    },
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.server.address();
+  assert.ok(address !== null && typeof address === 'object');
+  return { port: address.port, mails, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function waitFor(what: string, check: () => Promise<boolean> | boolean, attempts = 600): Promise<void> {
+  for (let attempt = 0; attempt < attempts; attempt += 1) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+const ENTITIES: Record<string, string> = { '&amp;': '&', '&lt;': '<', '&gt;': '>', '&quot;': '"', '&#39;': "'" };
+const decode = (text: string): string => text.replace(/&(amp|lt|gt|quot|#39);/g, (entity) => ENTITIES[entity] ?? entity);
+const attribute = (attributes: string, name: string): string | null => {
+  const match = new RegExp(`\\s${name}="([^"]*)"`).exec(attributes);
+  return match?.[1] === undefined ? null : decode(match[1]);
+};
+const flag = (attributes: string, name: string): boolean => new RegExp(`\\s${name}(\\s|$|>|=)`).test(attributes);
+
+/** A form of the page: where it posts, the names of the fields a user can change, and what a browser would send unchanged. */
+interface PageForm {
+  action: string;
+  names: string[];
+  values: Map<string, string[]>;
+}
+
+/** The page's forms as a browser sees them: disabled fields are neither changeable nor sent, unticked boxes not sent. */
+function pageForms(html: string): PageForm[] {
+  const forms: PageForm[] = [];
+  for (const form of html.matchAll(/<form\b([^>]*)>([\s\S]*?)<\/form>/g)) {
+    const action = attribute(form[1] ?? '', 'action') ?? '';
+    const names = new Set<string>();
+    const values = new Map<string, string[]>();
+    const add = (name: string, value: string | null): void => {
+      if (value !== null) values.set(name, [...(values.get(name) ?? []), value]);
+    };
+    const body = form[2] ?? '';
+    for (const input of body.matchAll(/<input\b([^>]*)>/g)) {
+      const attributes = input[1] ?? '';
+      const name = attribute(attributes, 'name');
+      if (name === null || name === '_csrf' || flag(attributes, 'disabled')) continue;
+      names.add(name);
+      const type = attribute(attributes, 'type') ?? 'text';
+      if (type === 'checkbox') add(name, flag(attributes, 'checked') ? (attribute(attributes, 'value') ?? 'on') : null);
+      else add(name, attribute(attributes, 'value') ?? '');
+    }
+    for (const select of body.matchAll(/<select\b([^>]*)>([\s\S]*?)<\/select>/g)) {
+      const name = attribute(select[1] ?? '', 'name');
+      if (name === null || flag(select[1] ?? '', 'disabled')) continue;
+      names.add(name);
+      const selected = [...(select[2] ?? '').matchAll(/<option\b([^>]*)>/g)].find((option) => flag(option[1] ?? '', 'selected'));
+      add(name, attribute(selected?.[1] ?? '', 'value'));
+    }
+    forms.push({ action, names: [...names], values });
+  }
+  return forms;
+}
+
+interface ApiJob {
+  id: string;
+  status: string;
+  priority: string;
+  output_file: string;
+  pause_reason: string | null;
+  archive_id: string | null;
+  options: { read_attempts: number; verify: boolean; checksums: string[]; disc?: { sector_size?: number } };
+}
+
+/** The NAME.iso.json the engine writes next to an image: what it ran with and how it read. */
+interface ImageRecord {
+  source: { direct_io: boolean };
+  options: { cluster_sectors: number; map_save_interval_ms: number; verify: boolean; checksums: string[] };
+  checksums: Record<string, string>;
+  verification: unknown;
+}
+
+interface Delivery {
+  id: string;
+  event_id: string;
+  event_type: string;
+  channel: string;
+  status: string;
+  attempts: number;
+  last_error: string | null;
+}
+
+/** What a probe works with: the page, the API, the drives, the mail servers and the webhook receivers. */
+interface ProbeKit {
+  server: WebTestServer;
+  /** Saves a settings form as a browser submits it, with `changes` on top of what the page shows (true/false: tick or untick). */
+  save(section: string, changes: Record<string, string | string[] | boolean>): Promise<void>;
+  api<T>(method: string, url: string, body?: unknown): Promise<{ status: number; body: T }>;
+  /** Creates a job on the drive with the settings' defaults and waits until it stops. */
+  job(device: 'loop' | 'file' | 'optical'): Promise<ApiJob>;
+  imageRecord(job: ApiJob): Promise<ImageRecord>;
+  /** Sends the test e-mail from the page; its delivery after the first attempt and the mail that arrived for it (or null). */
+  testMail(at?: MailServer): Promise<{ delivery: Delivery; mail: ReceivedMail | null }>;
+  /** The events a job raised (as the witness webhook got them, all subscribed), once its last one arrived. */
+  jobEvents(job: ApiJob): Promise<Array<{ type: string; eventId: string }>>;
+  deliveries(): Promise<Delivery[]>;
+  mail: MailServer;
+  otherMail: MailServer;
+  receiver: WebhookReceiver;
+  ejected: string[];
+}
+
+type Probe = (kit: ProbeKit) => Promise<void>;
+
+const TERMINAL = new Set(['completed', 'failed', 'paused', 'cancelled']);
+const JOB_END_EVENTS = new Set(['job.completed', 'job.completed_with_errors', 'job.failed', 'job.cancelled', 'job.paused']);
+
+/**
+ * The probe of each field of the page, by its form name. A setting new on the page fails the walk
+ * until a probe is added here: one that changes it through the page and fails when nothing reads it.
+ */
+const PROBES: Record<string, Probe> = {
+  async storage__output_dir(kit) {
+    await kit.save('storage', { storage__output_dir: 'walk-out' });
+    const job = await kit.job('loop');
+    assert.equal(job.status, 'completed');
+    assert.equal(dirname(job.output_file), join(kit.server.config.data_dir, 'walk-out'));
+    assert.ok(await exists(job.output_file), 'the image is in the new folder');
+  },
+
+  async storage__delete_source_on_success(kit) {
+    await kit.save('storage', { storage__delete_source_on_success: true });
+    const ejecting = await kit.job('optical');
+    assert.equal(ejecting.status, 'completed');
+    await waitFor('the tray to open', () => kit.ejected.length === 1);
+    await kit.save('storage', { storage__delete_source_on_success: false });
+    const keeping = await kit.job('optical');
+    assert.equal(keeping.status, 'completed');
+    assert.equal(kit.ejected.length, 1, 'no eject once the setting is off');
+  },
+
+  async storage__keep_partial_on_cancel(kit) {
+    /** A paused job that has a partial image and map but read nothing yet, removed through the API. */
+    const removePausedJob = async (name: string, deviceId: string): Promise<string> => {
+      const outputFile = join(kit.server.config.storage.output_dir, `${name}.iso`);
+      await mkdir(dirname(outputFile), { recursive: true });
+      const queued = await kit.server.queue.enqueue({
+        name,
+        deviceId,
+        devicePath: `/dev/${deviceId}`,
+        outputFile,
+        sizeBytes: 4096,
+        options: {},
+      });
+      const claimed = await kit.server.queue.claimNext('walk-worker', { leaseMs: 600_000, busyDeviceIds: [] });
+      assert.equal(claimed?.id, queued.id);
+      await writeFile(`${outputFile}.part`, Buffer.alloc(4096, 1));
+      await writeFile(`${outputFile}.map`, '# map\n');
+      await kit.server.queue.finish(queued.id, 'walk-worker', 'paused');
+      const removed = await kit.api('DELETE', `/api/v1/jobs/${queued.id}`);
+      assert.equal(removed.status, 204, JSON.stringify(removed.body));
+      return outputFile;
+    };
+    await kit.save('storage', { storage__keep_partial_on_cancel: true });
+    const kept = await removePausedJob('kept', 'loop901');
+    assert.ok((await exists(`${kept}.part`)) && (await exists(`${kept}.map`)), 'kept while the setting is on');
+    await kit.save('storage', { storage__keep_partial_on_cancel: false });
+    const discarded = await removePausedJob('discarded', 'loop902');
+    assert.ok(!(await exists(`${discarded}.part`)) && !(await exists(`${discarded}.map`)), 'removed while it is off');
+  },
+
+  async storage__log_retention_days(kit) {
+    await kit.save('storage', { storage__log_retention_days: '7' });
+    const status = await kit.api<{ housekeeping: { retention_days: { logs: number } } }>('GET', '/api/v1/system/status');
+    assert.equal(status.body.housekeeping.retention_days.logs, 7, 'the housekeeping of the service keeps logs for the new number of days');
+  },
+
+  async storage__warn_threshold_percent(kit) {
+    await kit.save('storage', { storage__warn_threshold_percent: '1' });
+    const status = await kit.api<{ status: string; warnings: string[] }>('GET', '/api/v1/system/status');
+    assert.ok(
+      status.body.warnings.some((warning) => warning.includes('warning at 1%')),
+      JSON.stringify(status.body.warnings),
+    );
+    assert.equal(status.body.status, 'degraded');
+  },
+
+  async storage__stop_threshold_percent(kit) {
+    await kit.save('storage', { storage__stop_threshold_percent: '1' });
+    const job = await kit.job('loop');
+    assert.equal(job.status, 'paused');
+    assert.equal(job.pause_reason, 'disk_full');
+    assert.equal((await kit.api('DELETE', `/api/v1/jobs/${job.id}`)).status, 204);
+  },
+
+  async imaging__read_attempts(kit) {
+    await kit.save('imaging', { imaging__read_attempts: '7' });
+    assert.equal((await kit.job('loop')).options.read_attempts, 7);
+  },
+
+  async imaging__sector_size(kit) {
+    const changedAt = new Date().toISOString();
+    await kit.save('imaging', { imaging__sector_size: '512' });
+    // A drive's disc is probed again every few seconds while someone looks; the next probe reads with the new size.
+    await waitFor('the next probe of the drives', async () => {
+      const devices = (await kit.api<{ devices: Array<{ path: string; media_checked_at: string | null }> }>('GET', '/api/v1/devices')).body.devices;
+      return devices.every((device) => device.media_checked_at !== null && device.media_checked_at > changedAt);
+    });
+    const job = await kit.job('file');
+    assert.equal(job.options.disc?.sector_size, 512, 'a file without a file system tells no sector size: the setting is taken');
+  },
+
+  async imaging__verify(kit) {
+    await kit.save('imaging', { imaging__verify: false });
+    const job = await kit.job('loop');
+    assert.equal(job.status, 'completed');
+    const record = await kit.imageRecord(job);
+    assert.equal(record.options.verify, false);
+    assert.equal(record.verification, null, 'the image was not read again');
+  },
+
+  async imaging__checksums(kit) {
+    await kit.save('imaging', { imaging__checksums: ['sha1'] });
+    const record = await kit.imageRecord(await kit.job('loop'));
+    assert.deepEqual(Object.keys(record.checksums), ['sha1']);
+  },
+
+  async imaging__priority(kit) {
+    await kit.save('imaging', { imaging__priority: 'high' });
+    assert.equal((await kit.job('loop')).priority, 'high');
+  },
+
+  async imaging__cluster_sectors(kit) {
+    await kit.save('imaging', { imaging__cluster_sectors: '8' });
+    assert.equal((await kit.imageRecord(await kit.job('loop'))).options.cluster_sectors, 8, 'the engine read in clusters of 8 sectors');
+  },
+
+  async imaging__direct_io(kit) {
+    await kit.save('imaging', { imaging__direct_io: 'off' });
+    const record = await kit.imageRecord(await kit.job('loop'));
+    assert.equal(record.source.direct_io, false, 'a loop device takes O_DIRECT, so only the setting makes the reads buffered');
+  },
+
+  async imaging__map_save_interval_seconds(kit) {
+    await kit.save('imaging', { imaging__map_save_interval_seconds: '17' });
+    assert.equal((await kit.imageRecord(await kit.job('loop'))).options.map_save_interval_ms, 17_000);
+  },
+
+  async notifications__email_on_completion(kit) {
+    await kit.save('notifications', { notifications__email_on_completion: false });
+    const silent = await kit.jobEvents(await kit.job('loop'));
+    const silentIds = new Set(silent.map((event) => event.eventId));
+    assert.deepEqual(
+      (await kit.deliveries()).filter((delivery) => delivery.channel === 'email' && silentIds.has(delivery.event_id)),
+      [],
+      'no e-mail while it is off',
+    );
+    await kit.save('notifications', { notifications__email_on_completion: true });
+    const mailed = await kit.jobEvents(await kit.job('loop'));
+    const completed = mailed.find((event) => event.type === 'job.completed');
+    assert.ok((await kit.deliveries()).some((delivery) => delivery.channel === 'email' && delivery.event_id === completed?.eventId));
+  },
+
+  async notifications__email_address(kit) {
+    await kit.save('notifications', { notifications__email_address: 'walk@example.org' });
+    const { mail } = await kit.testMail();
+    assert.deepEqual(mail?.to, ['walk@example.org']);
+  },
+
+  async notifications__email_events(kit) {
+    await kit.save('notifications', { notifications__email_events: ['job.started'] });
+    const events = await kit.jobEvents(await kit.job('loop'));
+    const byId = new Map(events.map((event) => [event.eventId, event.type]));
+    const mailed = (await kit.deliveries()).filter((delivery) => delivery.channel === 'email' && byId.has(delivery.event_id));
+    assert.deepEqual(
+      mailed.map((delivery) => delivery.event_type),
+      ['job.started'],
+    );
+    assert.ok(
+      events.some((event) => event.type === 'job.completed'),
+      'the job raised other events too',
+    );
+  },
+
+  async notifications__email_language(kit) {
+    await kit.save('notifications', { notifications__email_language: 'de' });
+    const { mail } = await kit.testMail();
+    assert.match(mail?.raw ?? '', /^Subject: disk2iso: Test-E-Mail\r$/m);
+  },
+
+  async notifications__email_from(kit) {
+    const before = await kit.testMail();
+    assert.equal(before.mail?.from, 'disk2iso@127.0.0.1', 'empty: disk2iso@ the SMTP host');
+    await kit.save('notifications', { notifications__email_from: 'sender@example.org' });
+    const { mail } = await kit.testMail();
+    assert.equal(mail?.from, 'sender@example.org');
+  },
+
+  async notifications__smtp_host(kit) {
+    // 127.0.0.2 is this host as well, but the mail server listens on 127.0.0.1 only.
+    await kit.save('notifications', { notifications__smtp_host: '127.0.0.2' });
+    const { delivery, mail } = await kit.testMail();
+    assert.equal(mail, null);
+    assert.match(delivery.last_error ?? '', /ECONNREFUSED|127\.0\.0\.2/);
+  },
+
+  async notifications__smtp_port(kit) {
+    await kit.save('notifications', { notifications__smtp_port: String(kit.otherMail.port) });
+    const { mail } = await kit.testMail(kit.otherMail);
+    assert.ok(mail !== null, 'the mail reached the server on the new port');
+  },
+
+  async notifications__smtp_security(kit) {
+    await kit.save('notifications', { notifications__smtp_security: 'starttls' });
+    const { delivery, mail } = await kit.testMail();
+    assert.equal(mail, null, 'a server without STARTTLS is refused');
+    assert.match(delivery.last_error ?? '', /STARTTLS/i);
+  },
+
+  async notifications__smtp_user(kit) {
+    const before = await kit.testMail();
+    assert.equal(before.mail?.user, null);
+    await kit.save('notifications', { notifications__smtp_user: SMTP_USER, notifications__smtp_password: SMTP_PASSWORD });
+    const { mail } = await kit.testMail();
+    assert.equal(mail?.user, SMTP_USER, 'signed in');
+  },
+
+  async notifications__smtp_password(kit) {
+    await kit.save('notifications', { notifications__smtp_user: SMTP_USER, notifications__smtp_password: 'not-the-password' });
+    const refused = await kit.testMail();
+    assert.equal(refused.mail, null);
+    assert.match(refused.delivery.last_error ?? '', /535|auth/i);
+    await kit.save('notifications', { notifications__smtp_password: SMTP_PASSWORD });
+    assert.equal((await kit.testMail()).mail?.user, SMTP_USER);
+  },
+
+  async notifications__link_base_url(kit) {
+    await kit.save('notifications', { notifications__link_base_url: 'https://walk.example.org/' });
+    const job = await kit.job('loop');
+    const completed = (await kit.jobEvents(job)).find((event) => event.type === 'job.completed');
+    const delivery = (await kit.deliveries()).find((entry) => entry.channel === 'email' && entry.event_id === completed?.eventId);
+    assert.ok(delivery !== undefined);
+    await waitFor('the e-mail', () => kit.mail.mails.some((mail) => mail.id === delivery.id));
+    const mail = kit.mail.mails.find((entry) => entry.id === delivery.id);
+    assert.ok(mail?.raw.includes(`https://walk.example.org/jobs/${job.id}`), mail?.raw);
+  },
+
+  async notifications__browser(kit) {
+    const marker = async (): Promise<string | undefined> =>
+      /data-live="dashboard"[^>]*data-notify-browser="(on|off)"/.exec((await kit.server.send('GET', '/')).body)?.[1];
+    assert.equal(await marker(), 'on');
+    await kit.save('notifications', { notifications__browser: false });
+    assert.equal(await marker(), 'off');
+  },
+
+  async backup__interval_hours(kit) {
+    // The service's backup timer runs runScheduledBackup with its own config, which the page changed.
+    const database = await openDatabase({ file: databaseFile(kit.server.config.data_dir) });
+    try {
+      const later = new Date(Date.now() + 2 * 3_600_000);
+      assert.equal((await runScheduledBackup({ config: kit.server.config, database, version: 'walk', now: later })).created, null, 'none due within 24 hours');
+      await kit.save('backup', { backup__interval_hours: '1' });
+      assert.notEqual((await runScheduledBackup({ config: kit.server.config, database, version: 'walk', now: later })).created, null, 'due after 1 hour');
+      await kit.save('backup', { backup__interval_hours: '0' });
+      const never = new Date(Date.now() + 100 * 24 * 3_600_000);
+      assert.equal((await runScheduledBackup({ config: kit.server.config, database, version: 'walk', now: never })).created, null, '0: none');
+    } finally {
+      await database.close();
+    }
+  },
+
+  async backup__keep_days(kit) {
+    const database = await openDatabase({ file: databaseFile(kit.server.config.data_dir) });
+    try {
+      const dir = kit.server.config.backup.dir;
+      const tenDaysAgo = new Date(Date.now() - 10 * 24 * 3_600_000);
+      for (const name of await readdir(dir)) await utimes(join(dir, name), tenDaysAgo, tenDaysAgo);
+      const old = await readdir(dir);
+      assert.ok(old.length > 0, 'the service made a backup at its start');
+      const kept = await runScheduledBackup({ config: kit.server.config, database, version: 'walk' });
+      assert.deepEqual(kept.removed, [], '10 days old is kept for 30 days');
+      await kit.save('backup', { backup__keep_days: '5' });
+      const { removed } = await runScheduledBackup({ config: kit.server.config, database, version: 'walk' });
+      assert.ok(removed.length > 0, 'older than 5 days is removed');
+      assert.ok(removed.every((file) => old.includes(basename(file))));
+    } finally {
+      await database.close();
+    }
+  },
+
+  async lang(kit) {
+    const chosen = await kit.server.send('POST', '/language', { form: { lang: 'de', return_to: '/config' } });
+    assert.equal(chosen.status, 303);
+    assert.equal(chosen.cookies[LANGUAGE_COOKIE], 'de');
+    const page = await kit.server.send('GET', '/config', { cookie: `${LANGUAGE_COOKIE}=${chosen.cookies[LANGUAGE_COOKIE]}` });
+    assert.match(page.body, /<html lang="de"/);
+  },
+
+  async return_to(kit) {
+    const chosen = await kit.server.send('POST', '/language', { form: { lang: 'en', return_to: '/jobs?state=done' } });
+    assert.equal(chosen.location, '/jobs?state=done', 'back where the language was chosen');
+  },
+
+  async webhook_name(kit) {
+    const added = await kit.server.send('POST', '/config/webhooks', {
+      form: { webhook_name: 'walk <name>', webhook_url: `http://127.0.0.1:${kit.receiver.port}/named`, webhook_events: ['job.failed'] },
+    });
+    assert.equal(added.status, 201, added.body.slice(0, 300));
+    const page = (await kit.server.send('GET', '/config')).body;
+    assert.ok(page.includes('<td>walk &lt;name&gt;</td>'), 'listed under its name');
+  },
+
+  async webhook_url(kit) {
+    const added = await kit.server.send('POST', '/config/webhooks', {
+      form: { webhook_name: 'walk url', webhook_url: `http://127.0.0.1:${kit.receiver.port}/walk-url`, webhook_events: ['job.failed'] },
+    });
+    assert.equal(added.status, 201, added.body.slice(0, 300));
+    const id = /<td>walk url<\/td>[\s\S]*?action="\/config\/webhooks\/(whk_[a-z0-9]+)\/test"/.exec((await kit.server.send('GET', '/config')).body)?.[1];
+    assert.equal((await kit.server.send('POST', `/config/webhooks/${id}/test`, { form: {} })).status, 303);
+    await waitFor('the test webhook', () => kit.receiver.received.some((request) => request.url === '/walk-url'));
+  },
+
+  async webhook_events(kit) {
+    const added = await kit.server.send('POST', '/config/webhooks', {
+      form: { webhook_name: 'walk events', webhook_url: `http://127.0.0.1:${kit.receiver.port}/walk-events`, webhook_events: ['job.started'] },
+    });
+    assert.equal(added.status, 201, added.body.slice(0, 300));
+    const job = await kit.job('loop');
+    const events = await kit.jobEvents(job);
+    const ids = new Set(events.map((event) => event.eventId));
+    const got = kit.receiver.received
+      .filter((request) => request.url === '/walk-events')
+      .map((request) => JSON.parse(request.body) as { type: string; data: { event_id: string } })
+      .filter((body) => ids.has(body.data.event_id));
+    assert.deepEqual(
+      got.map((body) => body.type),
+      ['job.started'],
+    );
+  },
+};
+
+describe('every setting on the configuration page has an effect', () => {
+  let work: string;
+  let disc: TestDisc;
+  let server: WebTestServer;
+  let apiKey: string;
+  let mail: MailServer;
+  let otherMail: MailServer;
+  let receiver: WebhookReceiver;
+  let kit: ProbeKit;
+  const ejected: string[] = [];
+  let devRoot: string;
+  /** An image file without a file system: nothing in it tells a sector size. */
+  let rawFile: string;
+
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), 'disk2iso-walk-'));
+    disc = await insertTestDisc({ dir: work, label: 'WALK', dataMiB: 2 });
+    rawFile = join(work, 'raw.img');
+    await writeFile(rawFile, randomBytes(1024 * 1024));
+    devRoot = join(work, 'dev');
+    await mkdir(devRoot);
+    await copyFile(disc.iso.path, join(devRoot, 'sr0'));
+    [mail, otherMail, receiver] = await Promise.all([startMailServer(), startMailServer(), startReceiver()]);
+    server = await startWebTestServer({
+      listen: false,
+      devices: [disc.loop.path, rawFile],
+      // Every field of the page changeable: the harness fixes the map save interval by the environment.
+      env: { DISK2ISO_IMAGING_MAP_SAVE_INTERVAL_SECONDS: '', DISK2ISO_DRIVES_SCAN_OPTICAL: 'true', DISK2ISO_NOTIFICATIONS_ALLOW_PRIVATE_DESTINATIONS: 'true' },
+      // Quick first attempts; a failed one waits long enough not to be retried during the walk.
+      notifications: { pollMs: 50, retryBaseMs: 600_000, retryMaxMs: 600_000 },
+      drives: {
+        sysfsRoot: SYSFS_FIXTURE,
+        procCdromInfo: CDROM_INFO_FIXTURE,
+        devRoot,
+        udev: mockUdevLayer({ [join(devRoot, 'sr0')]: 'sr0-dvd-data' }),
+        ejector: async (path) => {
+          ejected.push(path);
+        },
+      },
+    });
+    ({ key: apiKey } = await server.auth.apiKeys.create({ user: 'admin-user', name: 'walk' }, localActor('test')));
+
+    const api = async <T>(method: string, url: string, body?: unknown): Promise<{ status: number; body: T }> => {
+      const response = await server.app.inject({
+        method: method as 'GET',
+        url,
+        headers: { 'x-api-key': apiKey, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        ...(body === undefined ? {} : { payload: JSON.stringify(body) }),
+      });
+      return { status: response.statusCode, body: (response.body === '' ? null : response.json()) as T };
+    };
+
+    const save: ProbeKit['save'] = async (section, changes) => {
+      const form = pageForms((await server.send('GET', '/config')).body).find((candidate) => candidate.action === `/config/${section}`);
+      assert.ok(form !== undefined, `no form for ${section}`);
+      const values: Record<string, string[]> = Object.fromEntries(form.values);
+      for (const [name, value] of Object.entries(changes)) {
+        assert.ok(form.names.includes(name), `${name} is not a field of ${section}`);
+        if (value === false) delete values[name];
+        else values[name] = value === true ? ['1'] : Array.isArray(value) ? value : [value];
+      }
+      const saved = await server.send('POST', `/config/${section}`, { form: values });
+      assert.equal(saved.status, 303, saved.body.slice(0, 500));
+      assert.match(saved.location ?? '', /notice=settings_(saved|unchanged)/);
+    };
+
+    const deviceIds = async (): Promise<Record<'loop' | 'file' | 'optical', string>> => {
+      const devices = (await api<{ devices: Array<{ id: string; path: string }> }>('GET', '/api/v1/devices')).body.devices;
+      const id = (match: (path: string) => boolean): string => {
+        const found = devices.find((device) => match(device.path));
+        assert.ok(found !== undefined, JSON.stringify(devices));
+        return found.id;
+      };
+      return { loop: id((path) => path === disc.loop.path), file: id((path) => path === rawFile), optical: id((path) => path === join(devRoot, 'sr0')) };
+    };
+
+    const deliveries = async (): Promise<Delivery[]> =>
+      (await api<{ deliveries: Delivery[] }>('GET', '/api/v1/notifications/deliveries?limit=500')).body.deliveries;
+
+    const job: ProbeKit['job'] = async (device) => {
+      const created = await api<ApiJob>('POST', '/api/v1/jobs', { device: (await deviceIds())[device] });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      let current = created.body;
+      await waitFor(`job ${current.id} to stop`, async () => {
+        current = (await api<ApiJob>('GET', `/api/v1/jobs/${created.body.id}`)).body;
+        return TERMINAL.has(current.status);
+      });
+      return current;
+    };
+
+    const witnessed = (jobId: string) =>
+      receiver.received
+        .filter((request) => request.url === '/witness')
+        .map((request) => JSON.parse(request.body) as { type: string; data: { event_id: string; job?: { id?: string } } })
+        .filter((body) => body.data.job?.id === jobId);
+
+    kit = {
+      server,
+      save,
+      api,
+      job,
+      async imageRecord(done) {
+        assert.equal(done.status, 'completed');
+        return JSON.parse(await readFile(`${done.output_file}.json`, 'utf8')) as ImageRecord;
+      },
+      async testMail(at = mail) {
+        const known = new Set((await deliveries()).map((delivery) => delivery.id));
+        assert.equal((await server.send('POST', '/config/email/test', { form: {} })).status, 303);
+        let delivery: Delivery | undefined;
+        await waitFor('the test e-mail to be tried', async () => {
+          delivery = (await deliveries()).find((entry) => !known.has(entry.id) && entry.event_type === 'notification.test');
+          return delivery !== undefined && delivery.attempts > 0;
+        });
+        assert.ok(delivery !== undefined);
+        const id = delivery.id;
+        return { delivery, mail: delivery.status === 'sent' ? (at.mails.find((entry) => entry.id === id) ?? null) : null };
+      },
+      async jobEvents(done) {
+        await waitFor(`the last event of ${done.id}`, () => witnessed(done.id).some((body) => JOB_END_EVENTS.has(body.type)));
+        return witnessed(done.id).map((body) => ({ type: body.type, eventId: body.data.event_id }));
+      },
+      deliveries,
+      mail,
+      otherMail,
+      receiver,
+      ejected,
+    };
+
+    // The e-mail channel as the probes start from it: on, to the test's mail server, without TLS.
+    await save('notifications', {
+      notifications__email_on_completion: true,
+      notifications__email_address: 'archive@example.org',
+      notifications__smtp_host: '127.0.0.1',
+      notifications__smtp_port: String(mail.port),
+      notifications__smtp_security: 'none',
+    });
+    // The witness: a webhook for every event, which tells when a job's events were recorded.
+    const witness = await api('POST', '/api/v1/notifications/webhooks', {
+      name: 'witness',
+      url: `http://127.0.0.1:${receiver.port}/witness`,
+      events: ['job.queued', 'job.started', 'job.paused', 'job.completed', 'job.completed_with_errors', 'job.failed', 'job.cancelled'],
+      enabled: true,
+    });
+    assert.equal(witness.status, 201, JSON.stringify(witness.body));
+  });
+
+  after(async () => {
+    await server?.close();
+    await Promise.all([mail?.close(), otherMail?.close(), receiver?.close()]);
+    await disc?.release();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('has a probe for every field of the page, and no probe for a field that is gone', async () => {
+    const fields = pageForms((await server.send('GET', '/config')).body).flatMap((form) => form.names);
+    assert.ok(fields.length > 20, `the page offers ${fields.length} fields`);
+    assert.deepEqual(
+      fields.filter((name) => !(name in PROBES)),
+      [],
+      'fields without a probe',
+    );
+    assert.deepEqual(
+      Object.keys(PROBES).filter((name) => !fields.includes(name)),
+      [],
+      'probes of fields the page does not offer',
+    );
+  });
+
+  for (const [name, probe] of Object.entries(PROBES)) {
+    it(`${name} has the effect its help text promises`, async () => {
+      const page = pageForms((await server.send('GET', '/config')).body);
+      const section = page.find((form) => form.names.includes(name));
+      assert.ok(section !== undefined, `${name} is not on the page`);
+      const before = page.filter((form) => /^\/config\/[a-z]+$/.test(form.action) && form.action !== '/config/webhooks');
+      try {
+        await probe(kit);
+      } finally {
+        // What the probe changed goes back through the page, so the next probe starts from the same settings.
+        for (const form of before) {
+          const restored = await server.send('POST', form.action, { form: Object.fromEntries(form.values) });
+          assert.equal(restored.status, 303, restored.body.slice(0, 300));
+        }
+      }
+    });
+  }
+});
