@@ -90,11 +90,14 @@ function connectionKey(settings: MqttSettings): string | null {
 /** The Home Assistant node id of this service: its topic prefix as one level. */
 const nodeIdOf = (topicPrefix: string): string => topicPrefix.replaceAll('/', '_');
 
+const activityOf = (job: JobRecord | undefined): DriveActivity | null =>
+  job === undefined ? null : job.status === 'verifying' || job.phase === 'verifying' ? 'verifying' : 'imaging';
+
 /** The drive's state from its running job, else from the refresher's last answer. */
 function driveState(drive: Drive, job: JobRecord | undefined, drives: Pick<DriveStates, 'peek'>): DriveStatePayload {
   if (job !== undefined) {
     return {
-      state: job.status === 'verifying' || job.phase === 'verifying' ? 'verifying' : 'imaging',
+      state: activityOf(job) ?? 'imaging',
       progress: Math.round(job.progress * 10) / 10,
       label: job.options.disc?.label ?? '',
       rate: job.speedBps === null ? 0 : Math.round(job.speedBps / 100_000) / 10,
@@ -190,8 +193,16 @@ export function createMqttChannel(deps: MqttChannelDeps): MqttChannel {
   }
 
   function trackJob({ job }: { job: JobRecord }): void {
+    const before = jobs.get(job.deviceId);
     if (isActive(job.status)) jobs.set(job.deviceId, job);
-    else if (jobs.get(job.deviceId)?.id === job.id) jobs.delete(job.deviceId);
+    else if (before?.id === job.id) jobs.delete(job.deviceId);
+    // A job starting, verifying or ending is published at once, so a short job is not missed between
+    // two ticks; progress waits for the tick (a handful of messages per job, at most one a second).
+    const after = jobs.get(job.deviceId);
+    const current = session;
+    if (current === null || !current.discovered.has(job.deviceId) || activityOf(before) === activityOf(after)) return;
+    const drive = drives.list().find((candidate) => candidate.id === job.deviceId);
+    if (drive !== undefined) publishState(current, drive);
   }
 
   /** Publishes only on a live connection: offline, nothing piles up, and `connect` publishes everything again. */
@@ -224,11 +235,15 @@ export function createMqttChannel(deps: MqttChannelDeps): MqttChannel {
     }
     for (const drive of listed) {
       if (!current.discovered.has(drive.id)) announce(current, drive);
-      const payload = JSON.stringify(driveState(drive, jobs.get(drive.id), drives));
-      if (current.published.get(drive.id) === payload) continue;
-      publish(current, `${current.settings.topic_prefix}/${drive.id}/state`, payload, true);
-      current.published.set(drive.id, payload);
+      publishState(current, drive);
     }
+  }
+
+  function publishState(current: Session, drive: Drive): void {
+    const payload = JSON.stringify(driveState(drive, jobs.get(drive.id), drives));
+    if (current.published.get(drive.id) === payload) return;
+    publish(current, `${current.settings.topic_prefix}/${drive.id}/state`, payload, true);
+    current.published.set(drive.id, payload);
   }
 
   function onCommand(current: Session, topic: string, message: Buffer): void {
