@@ -179,7 +179,7 @@ describe('MQTT with Home Assistant discovery, against mosquitto', () => {
     await waitFor('the service to connect again', async () => (await mqttStatus()).state === 'connected');
   });
 
-  it('says offline when it stops', async () => {
+  it('says offline and removes its entities when turned off', async () => {
     const before = home.on(`${PREFIX}/status`).length;
     await apiCall('PATCH', '/api/v1/system/config', { mqtt: { enabled: false } });
     await waitFor('offline', () =>
@@ -189,6 +189,9 @@ describe('MQTT with Home Assistant discovery, against mosquitto', () => {
         .some((message) => message.payload === 'offline'),
     );
     assert.equal((await mqttStatus()).state, 'disabled');
+    // Turned off, it takes its entities out of Home Assistant: an empty retained config removes one.
+    const config = `homeassistant/sensor/${PREFIX}/${loop.name}_state/config`;
+    await waitFor('the discovery to be removed', () => home.on(config).at(-1)?.payload === '');
   });
 
   it("leaves `offline` to the broker's last will when the service is killed", { timeout: 60_000 }, async () => {
