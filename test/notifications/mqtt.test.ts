@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { type AddressInfo, type Socket, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -192,6 +193,27 @@ describe('MQTT with Home Assistant discovery, against mosquitto', () => {
     // Turned off, it takes its entities out of Home Assistant: an empty retained config removes one.
     const config = `homeassistant/sensor/${PREFIX}/${loop.name}_state/config`;
     await waitFor('the discovery to be removed', () => home.on(config).at(-1)?.payload === '');
+  });
+
+  it('images undisturbed while the broker takes the connection and never answers', { timeout: 120_000 }, async () => {
+    const sockets: Socket[] = [];
+    const silent = createServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = silent.address() as AddressInfo;
+      const changed = await apiCall('PATCH', '/api/v1/system/config', { mqtt: { enabled: true, broker_url: `mqtt://127.0.0.1:${port}` } });
+      assert.equal(changed.status, 200, JSON.stringify(changed.body));
+      await waitFor('the service to reach the silent broker', () => sockets.length > 0);
+      const created = await apiCall('POST', '/api/v1/jobs', { device: loop.name, name: 'MQTT_SILENT' });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      await waitFor('the job to complete', async () => (await apiCall('GET', `/api/v1/jobs/${created.body.id}`)).body.status === 'completed');
+      assert.ok(['connecting', 'error'].includes((await mqttStatus()).state));
+      await apiCall('PATCH', '/api/v1/system/config', { mqtt: { enabled: false } });
+      await waitFor('the channel to be off', async () => (await mqttStatus()).state === 'disabled');
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 
   it("leaves `offline` to the broker's last will when the service is killed", { timeout: 60_000 }, async () => {
