@@ -40,6 +40,7 @@ import { createJobService } from './jobs/service.js';
 import type { JsonObject } from './json.js';
 import type { Logger } from './log.js';
 import { createEmailChannel } from './notifications/email.js';
+import { createMqttChannel } from './notifications/mqtt.js';
 import { DEFAULT_OUTBOX_TIMING, type OutboxTiming, createNotificationService } from './notifications/service.js';
 import { runScheduledBackup } from './system/backup.js';
 import { activeJobsByDevice, createDeviceStatusService } from './system/devices.js';
@@ -277,6 +278,15 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       }),
       timing: options.notifications,
     });
+    const mqtt = createMqttChannel({
+      config,
+      drives: driveStates,
+      jobEvents: events,
+      activeJobs: () => activeJobsByDevice(jobsRepository),
+      eject: (driveId) => devices.eject(driveId),
+      onEvent: (level, message, details) => eventLog.record({ level, source: 'mqtt', message, details }),
+      version,
+    });
     const stopMirroring = eventLog.follow(events);
     // A job that ended may have ejected its disc, or the drive may hold another one by now.
     const stopRefreshing = events.on('job.finished', ({ job }) => driveStates.refresh(job.deviceId));
@@ -315,6 +325,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           live,
           automation,
           notifications,
+          mqtt,
           health: async () => {
             if (closing) throw new UnavailableError('shutting_down', 'the service is shutting down');
             await jobsRepository.countByStatus().catch((error: unknown) => {
@@ -338,6 +349,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
             settings,
             automation,
             notifications,
+            mqtt,
             security: { user: principalOf, currentUser: (request) => request.principal, csrfToken: (request) => principalOf(request).csrfToken ?? '' },
             accounts: {
               login: auth.login,
@@ -366,6 +378,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     });
     // Before the runner: a job it takes over from a crashed run is announced as started.
     notifications.start();
+    await mqtt.start();
     await runner.start();
     verifier.start();
     const maintenance = startMaintenance({ auth, housekeeping, log, eventLog, onSetupLink: options.onSetupLink });
@@ -382,6 +395,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         await verifier.stop();
         udevMonitor.stop();
         await notifications.stop();
+        await mqtt.stop();
         await driveStates.stop();
         await automation.stop();
         await app.close();
@@ -431,6 +445,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       await Promise.all([runner.stop(), verifier.stop()]);
       // After the runner: the pauses of its jobs at this stop are recorded, and sent after the next start.
       await notifications.stop();
+      // After the runner: the last states are out, then `offline` (a kill leaves that to the broker's last will).
+      await mqtt.stop();
       stopRefreshing();
       metrics.close();
       udevMonitor.stop();

@@ -223,6 +223,42 @@ const NotificationsSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+/** A topic level path: words of letters, digits, _ and -, separated by single slashes (no wildcards, no empty level). */
+const TOPIC_PATH = '^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$';
+
+const MqttSchema = Type.Object(
+  {
+    enabled: Type.Boolean({ default: false, description: 'Publish drive states to an MQTT broker, with Home Assistant discovery' }),
+    broker_url: Type.String({
+      default: '',
+      maxLength: 2048,
+      pattern: '^$|^mqtts?://[^\\s/?#]+/?$',
+      description: 'The broker, as mqtt://host:1883 or mqtts://host:8883 (TLS, checked against the system certificates)',
+    }),
+    username: Type.String({ default: '', maxLength: 254, description: 'User name at the broker (empty: no sign-in)' }),
+    password: Type.String({ default: '', maxLength: 1024, description: 'Its password' }),
+    client_id: Type.String({
+      default: '',
+      maxLength: 64,
+      pattern: '^[A-Za-z0-9_-]*$',
+      description: 'Client id at the broker (empty: disk2iso- and the host name)',
+    }),
+    topic_prefix: Type.String({
+      default: 'disk2iso',
+      maxLength: 100,
+      pattern: TOPIC_PATH,
+      description: 'Topics of states, availability and commands start with this',
+    }),
+    discovery_prefix: Type.String({
+      default: 'homeassistant',
+      maxLength: 100,
+      pattern: TOPIC_PATH,
+      description: "Home Assistant's discovery prefix, under which the entity configurations are published",
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 const BackupSchema = Type.Object(
   {
     dir: Type.String({
@@ -259,6 +295,7 @@ export const ConfigSchema = Type.Object(
     log: LogSchema,
     security: SecuritySchema,
     notifications: NotificationsSchema,
+    mqtt: MqttSchema,
     backup: BackupSchema,
     metrics: MetricsSchema,
   },

@@ -9,8 +9,8 @@ import type { I18n } from './types.js';
  * input type from the setting's type, its label from the catalog. Settings the schema gains later
  * (notifications) appear by themselves.
  */
-export type SettingsSection = 'storage' | 'imaging' | 'notifications' | 'backup';
-export const SETTINGS_SECTIONS: readonly SettingsSection[] = ['storage', 'imaging', 'notifications', 'backup'];
+export type SettingsSection = 'storage' | 'imaging' | 'notifications' | 'mqtt' | 'backup';
+export const SETTINGS_SECTIONS: readonly SettingsSection[] = ['storage', 'imaging', 'notifications', 'mqtt', 'backup'];
 
 /** Order on the page where it differs from the schema's: the specification's drawings first. */
 const ORDER: readonly string[] = [
@@ -36,6 +36,7 @@ const ADVANCED = new Set(['imaging.cluster_sectors', 'imaging.direct_io', 'imagi
  */
 const REQUIRED_WHILE_ON: Readonly<Record<string, string>> = {
   'notifications.email_address': 'notifications.email_on_completion',
+  'mqtt.broker_url': 'mqtt.enabled',
 };
 
 type FieldKind = 'checkbox' | 'select' | 'number' | 'text' | 'checkboxes' | 'secret';

@@ -10,6 +10,7 @@ import type { Config } from '../config/schema.js';
 import type { Permission } from '../http/permissions.js';
 import type { AutomationService } from '../jobs/automation.js';
 import type { JobService } from '../jobs/service.js';
+import type { MqttChannel } from '../notifications/mqtt.js';
 import type { NotificationService } from '../notifications/service.js';
 import type { DeviceStatusService } from '../system/devices.js';
 import type { SettingsService } from '../system/settings.js';
@@ -95,6 +96,8 @@ export interface WebDeps {
   system: WebSystemStatus;
   settings: WebSettings;
   notifications: WebNotifications;
+  /** The MQTT connection, for the status line of the configuration page's MQTT section. */
+  mqtt: Pick<MqttChannel, 'status'>;
   security: WebSecurity;
   accounts: WebAccounts;
   /** Each drive's automation (the drives page's form) and the discs waiting on the dashboard. */

@@ -66,6 +66,7 @@ const EXPECTED_ROUTES: Array<[string, string, RoutePermission]> = [
   ['POST', '/api/v1/notifications/webhooks/:id/test', 'system:write'],
   ['POST', '/api/v1/notifications/email/test', 'system:write'],
   ['GET', '/api/v1/notifications/deliveries', 'system:read'],
+  ['GET', '/api/v1/notifications/mqtt', 'system:read'],
 ];
 
 describe('the API app: permissions, the authorization seam, errors, shutdown', () => {

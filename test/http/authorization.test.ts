@@ -265,6 +265,7 @@ describe('authorization matrix: every route x every kind of caller', () => {
     // No SMTP server is set: the test is queued and its delivery fails in the log, without a connection.
     'POST /api/v1/notifications/email/test': { prepare: async () => ({ path: '/api/v1/notifications/email/test' }), expect: constant(202) },
     'GET /api/v1/notifications/deliveries': { prepare: async () => ({ path: '/api/v1/notifications/deliveries' }), expect: constant(200) },
+    'GET /api/v1/notifications/mqtt': { prepare: async () => ({ path: '/api/v1/notifications/mqtt' }), expect: constant(200) },
     'GET /api/v1/audit': { prepare: async () => ({ path: '/api/v1/audit?limit=5' }), expect: constant(200) },
     // Near the end: a session that logs out is gone for every later call.
     'POST /api/v1/auth/logout': { prepare: async () => ({ path: '/api/v1/auth/logout' }), expect: constant(204) },

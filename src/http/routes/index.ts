@@ -2,6 +2,7 @@ import type { ArchiveService } from '../../archive/service.js';
 import type { AuthService } from '../../auth/service.js';
 import type { AutomationService } from '../../jobs/automation.js';
 import type { JobService } from '../../jobs/service.js';
+import type { MqttChannel } from '../../notifications/mqtt.js';
 import type { NotificationService } from '../../notifications/service.js';
 import type { DeviceStatusService } from '../../system/devices.js';
 import type { EventLog } from '../../system/event-log.js';
@@ -37,6 +38,7 @@ export interface ApiServices {
   auth: AuthService;
   automation: AutomationService;
   notifications: NotificationService;
+  mqtt: Pick<MqttChannel, 'status'>;
   /** Resolves while the service can answer; throws a domain error otherwise. */
   health: () => Promise<void>;
   /** The readiness checks (database writable, output directory writable and below the stop threshold, job runner alive). */
@@ -59,6 +61,6 @@ export function apiRoutes(services: ApiServices): RouteModule[] {
     userRoutes(services.auth),
     apiKeyRoutes(services.auth),
     auditRoutes(services.auth.audit),
-    notificationRoutes(services.notifications),
+    notificationRoutes(services.notifications, services.mqtt),
   ];
 }

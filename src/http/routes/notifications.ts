@@ -7,6 +7,7 @@ import {
   SUBSCRIBABLE_EVENT_TYPES,
   type WebhookEndpoint,
 } from '../../notifications/model.js';
+import type { MqttChannel } from '../../notifications/mqtt.js';
 import type { NotificationService } from '../../notifications/service.js';
 import { maskUrlCredentials } from '../../system/settings.js';
 import type { App } from '../app.js';
@@ -83,8 +84,32 @@ function deliveryView(delivery: DeliveryRecord) {
   };
 }
 
-export function notificationRoutes(notifications: NotificationService) {
+const MqttStatusView = Type.Object(
+  {
+    state: Type.Enum(['disabled', 'connecting', 'connected', 'error'], { description: 'error: the last attempt failed (it is tried again every few seconds)' }),
+    broker: Nullable(Type.String({ description: 'The broker URL, credentials masked' })),
+    error: Nullable(Type.String({ description: 'The last connection error, kept while reconnecting' })),
+    since: Timestamp,
+  },
+  { additionalProperties: false },
+);
+
+export function notificationRoutes(notifications: NotificationService, mqtt: Pick<MqttChannel, 'status'>) {
   return (app: App): void => {
+    app.get(
+      '/api/v1/notifications/mqtt',
+      {
+        config: { permission: 'system:read' },
+        schema: {
+          tags: ['notifications'],
+          summary: 'The MQTT connection',
+          description: 'Whether the service is connected to the broker of the mqtt.* settings, and the last error. Never shows the password.',
+          response: { 200: MqttStatusView, ...errors(401, 403) },
+        },
+      },
+      async () => mqtt.status(),
+    );
+
     app.get(
       '/api/v1/notifications/webhooks',
       {

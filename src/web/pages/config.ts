@@ -68,6 +68,7 @@ export function registerConfigPages(app: App, deps: WebDeps): void {
         title: 'config.title',
         sections,
         browserNotifications: config.notifications.browser,
+        mqtt: deps.mqtt.status(),
         webhooks,
         deliveries,
         webhookForm,
