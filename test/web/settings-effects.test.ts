@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { access, copyFile, mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -11,6 +12,7 @@ import { runScheduledBackup } from '../../src/system/backup.js';
 import { LANGUAGE_COOKIE } from '../../src/web/i18n.js';
 import { CDROM_INFO_FIXTURE, SYSFS_FIXTURE, mockUdevLayer } from '../drives/fixtures.js';
 import { type WebhookReceiver, startReceiver } from '../notifications/receiver.js';
+import { type Mosquitto, observe, startMosquitto } from '../tools/mosquitto.js';
 import { type TestDisc, insertTestDisc } from './support/discs.js';
 import { type WebTestServer, startWebTestServer } from './support/server.js';
 
@@ -36,6 +38,8 @@ interface MailServer {
   close(): Promise<void>;
 }
 
+const MQTT_USER = 'walker';
+const MQTT_PASSWORD = 'mqtt-Walk-47';
 const SMTP_USER = 'mailer';
 const SMTP_PASSWORD = 'smtp-Walk-31';
 
@@ -181,6 +185,41 @@ interface ProbeKit {
   otherMail: MailServer;
   receiver: WebhookReceiver;
   ejected: string[];
+  broker: Mosquitto;
+}
+
+interface MqttStatus {
+  state: string;
+  error: string | null;
+}
+
+/** The MQTT form's fields for a working connection to the test's broker. */
+const mqttOn = (kit: ProbeKit): Record<string, string | boolean> => ({
+  mqtt__enabled: true,
+  mqtt__broker_url: kit.broker.url,
+  mqtt__username: MQTT_USER,
+  mqtt__password: MQTT_PASSWORD,
+});
+
+const mqttStatus = async (kit: ProbeKit): Promise<MqttStatus> => (await kit.api<MqttStatus>('GET', '/api/v1/notifications/mqtt')).body;
+
+async function waitForMqtt(kit: ProbeKit, state: string): Promise<MqttStatus> {
+  let status: MqttStatus = { state: '', error: null };
+  await waitFor(`the MQTT channel to be ${state}`, async () => {
+    status = await mqttStatus(kit);
+    return status.state === state;
+  });
+  return status;
+}
+
+/** A port nobody listens on: the kernel's pick for a server closed again at once. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  assert.ok(address !== null && typeof address === 'object');
+  await new Promise((resolve) => server.close(resolve));
+  return address.port;
 }
 
 type Probe = (kit: ProbeKit) => Promise<void>;
@@ -426,6 +465,68 @@ const PROBES: Record<string, Probe> = {
     assert.equal(await marker(), 'off');
   },
 
+  async mqtt__enabled(kit) {
+    const watcher = await observe(kit.broker.url, { username: MQTT_USER, password: MQTT_PASSWORD }, ['disk2iso/status']);
+    try {
+      await kit.save('mqtt', { ...mqttOn(kit) });
+      await waitFor('online at the broker', () => watcher.on('disk2iso/status').at(-1)?.payload === 'online');
+      await kit.save('mqtt', { mqtt__enabled: false });
+      await waitFor('offline at the broker', () => watcher.on('disk2iso/status').at(-1)?.payload === 'offline');
+      assert.equal((await mqttStatus(kit)).state, 'disabled');
+    } finally {
+      await watcher.close();
+    }
+  },
+
+  async mqtt__broker_url(kit) {
+    await kit.save('mqtt', { ...mqttOn(kit), mqtt__broker_url: `mqtt://127.0.0.1:${await closedPort()}` });
+    await waitForMqtt(kit, 'error');
+    await kit.save('mqtt', { mqtt__broker_url: kit.broker.url });
+    await waitForMqtt(kit, 'connected');
+  },
+
+  async mqtt__username(kit) {
+    await kit.save('mqtt', { ...mqttOn(kit), mqtt__username: 'stranger' });
+    assert.match((await waitForMqtt(kit, 'error')).error ?? '', /authori[sz]ed/i);
+    await kit.save('mqtt', { mqtt__username: MQTT_USER });
+    await waitForMqtt(kit, 'connected');
+  },
+
+  async mqtt__password(kit) {
+    await kit.save('mqtt', { ...mqttOn(kit), mqtt__password: 'not-the-password' });
+    assert.match((await waitForMqtt(kit, 'error')).error ?? '', /authori[sz]ed/i);
+    await kit.save('mqtt', { mqtt__password: MQTT_PASSWORD });
+    await waitForMqtt(kit, 'connected');
+  },
+
+  async mqtt__client_id(kit) {
+    await kit.save('mqtt', { ...mqttOn(kit), mqtt__client_id: 'walk-client' });
+    await waitForMqtt(kit, 'connected');
+    await waitFor('the broker to log the client id', () => / as walk-client /.test(kit.broker.output()));
+  },
+
+  async mqtt__topic_prefix(kit) {
+    const watcher = await observe(kit.broker.url, { username: MQTT_USER, password: MQTT_PASSWORD }, ['walkprefix/status']);
+    try {
+      await kit.save('mqtt', { ...mqttOn(kit), mqtt__topic_prefix: 'walkprefix' });
+      await waitFor('online under the new prefix', () => watcher.on('walkprefix/status').at(-1)?.payload === 'online');
+    } finally {
+      await watcher.close();
+    }
+  },
+
+  async mqtt__discovery_prefix(kit) {
+    const watcher = await observe(kit.broker.url, { username: MQTT_USER, password: MQTT_PASSWORD }, ['walkha/#']);
+    try {
+      await kit.save('mqtt', { ...mqttOn(kit), mqtt__discovery_prefix: 'walkha' });
+      await waitFor('discovery configs under the new prefix', () =>
+        watcher.messages.some((message) => message.topic.startsWith('walkha/') && message.topic.endsWith('/config') && message.payload !== ''),
+      );
+    } finally {
+      await watcher.close();
+    }
+  },
+
   async backup__interval_hours(kit) {
     // The service's backup timer runs runScheduledBackup with its own config, which the page changed.
     const database = await openDatabase({ file: databaseFile(kit.server.config.data_dir) });
@@ -520,6 +621,7 @@ describe('every setting on the configuration page has an effect', () => {
   let mail: MailServer;
   let otherMail: MailServer;
   let receiver: WebhookReceiver;
+  let broker: Mosquitto;
   let kit: ProbeKit;
   const ejected: string[] = [];
   let devRoot: string;
@@ -534,7 +636,12 @@ describe('every setting on the configuration page has an effect', () => {
     devRoot = join(work, 'dev');
     await mkdir(devRoot);
     await copyFile(disc.iso.path, join(devRoot, 'sr0'));
-    [mail, otherMail, receiver] = await Promise.all([startMailServer(), startMailServer(), startReceiver()]);
+    [mail, otherMail, receiver, broker] = await Promise.all([
+      startMailServer(),
+      startMailServer(),
+      startReceiver(),
+      startMosquitto({ [MQTT_USER]: MQTT_PASSWORD }),
+    ]);
     server = await startWebTestServer({
       listen: false,
       devices: [disc.loop.path, rawFile],
@@ -638,6 +745,7 @@ describe('every setting on the configuration page has an effect', () => {
       otherMail,
       receiver,
       ejected,
+      broker,
     };
 
     // The e-mail channel as the probes start from it: on, to the test's mail server, without TLS.
@@ -660,7 +768,7 @@ describe('every setting on the configuration page has an effect', () => {
 
   after(async () => {
     await server?.close();
-    await Promise.all([mail?.close(), otherMail?.close(), receiver?.close()]);
+    await Promise.all([mail?.close(), otherMail?.close(), receiver?.close(), broker?.stop()]);
     await disc?.release();
     await rm(work, { recursive: true, force: true });
   });
