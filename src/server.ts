@@ -40,7 +40,9 @@ import { createJobService } from './jobs/service.js';
 import type { JsonObject } from './json.js';
 import type { Logger } from './log.js';
 import { createEmailChannel } from './notifications/email.js';
-import { DEFAULT_OUTBOX_TIMING, type OutboxTiming, createNotificationService } from './notifications/service.js';
+import { DEFAULT_OUTBOX_TIMING, type NotificationService, type OutboxTiming, createNotificationService } from './notifications/service.js';
+import { STORAGE_EVENT_TYPES, storageEvent, storageLevelAfter } from './notifications/storage-events.js';
+import { announceVerifications } from './notifications/verification-events.js';
 import { runScheduledBackup } from './system/backup.js';
 import { activeJobsByDevice, createDeviceStatusService } from './system/devices.js';
 import { type EventLog, createEventLog } from './system/event-log.js';
@@ -50,6 +52,7 @@ import { createOutputProbe } from './system/output-probe.js';
 import { createReadiness, runnerCheck, writeDatabaseHeader } from './system/readiness.js';
 import { applyStoredSettings, createSettingsService } from './system/settings.js';
 import { createSystemStatus } from './system/status.js';
+import { createStorageWatch } from './system/storage-watch.js';
 import { registerWebRoutes, renderNotFoundPage } from './web/routes.js';
 
 /** Owner and group may connect to the unix socket (e.g. nginx in the disk2iso group), nobody else. */
@@ -85,6 +88,8 @@ export interface StartServerOptions {
   drives?: { probeTimeoutMs?: number };
   /** Outbox timing (tests shorten the pause before a retry). */
   notifications?: Partial<OutboxTiming>;
+  /** How often free space is compared with the storage thresholds (tests shorten it). */
+  storage?: { intervalMs?: number };
   /**
    * Told the one-time setup link while no admin exists: at start, and again whenever the previous
    * link has expired. Default: the log.
@@ -100,6 +105,8 @@ export interface RunningServer {
   /** Discs and drives coming and going (src/drives/watch.ts) and what automation did about them. */
   discEvents: DiscEventBus;
   automation: AutomationService;
+  /** The durable stream of domain events and its channels. */
+  notifications: NotificationService;
   /** `http://HOST:PORT` (the real port when 0 was asked for) or `unix:PATH`; null when not listening. */
   url: string | null;
   /**
@@ -179,8 +186,43 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       countJobs: () => jobsRepository.countByStatus(),
       activeJobs: async () => [...(await activeJobsByDevice(jobsRepository)).values()],
     });
-    // Verifications after imaging (the runner) and asked for (the archive service) are both counted.
-    const catalogue = metrics.countVerifications(archivesRepository);
+    const notifications = createNotificationService({
+      config,
+      repository: createNotificationRepository(database),
+      events,
+      discEvents,
+      log,
+      email: createEmailChannel({
+        config,
+        checksumsOf: async (archiveId) => {
+          const archive = await archivesRepository.get(archiveId);
+          return archive === null
+            ? null
+            : Object.fromEntries(Object.entries(archive.checksums).filter((entry): entry is [string, string] => entry[1] !== undefined));
+        },
+        timeoutMs: options.notifications?.timeoutMs ?? DEFAULT_OUTBOX_TIMING.timeoutMs,
+      }),
+      timing: options.notifications,
+    });
+    // Verifications after imaging (the runner), asked for (the archive service) and by the background
+    // worker are all counted, and each raises its domain event in the transaction that records it.
+    const catalogue = metrics.countVerifications(
+      announceVerifications(archivesRepository, {
+        transact: (work) => database.writeTransaction(work),
+        raise: (draft) => notifications.raise(draft.type, draft.payload),
+      }),
+    );
+    const storageWatch = createStorageWatch({
+      config,
+      output,
+      initialLevel: async () => storageLevelAfter((await notifications.listEvents({ types: STORAGE_EVENT_TYPES, limit: 1 }))[0]),
+      onCrossing: (crossing) => {
+        const draft = storageEvent(crossing);
+        notifications.raise(draft.type, draft.payload);
+      },
+      onProblem: (message) => eventLog.record({ level: 'warning', source: 'storage', message }),
+      ...options.storage,
+    });
     const jobs = createJobService({ config, queue, jobs: jobsRepository, drives: devices, events, log });
     const leaseHolder = await currentLeaseHolder();
     const runner = createJobRunner({
@@ -256,24 +298,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         last_run: housekeeping.last(),
       }),
     });
-    const live = createLiveHub({ events, archiveEvents, ...options.live });
-    const notifications = createNotificationService({
-      config,
-      repository: createNotificationRepository(database),
-      events,
-      log,
-      email: createEmailChannel({
-        config,
-        checksumsOf: async (archiveId) => {
-          const archive = await archivesRepository.get(archiveId);
-          return archive === null
-            ? null
-            : Object.fromEntries(Object.entries(archive.checksums).filter((entry): entry is [string, string] => entry[1] !== undefined));
-        },
-        timeoutMs: options.notifications?.timeoutMs ?? DEFAULT_OUTBOX_TIMING.timeoutMs,
-      }),
-      timing: options.notifications,
-    });
+    const live = createLiveHub({ events, archiveEvents, domainEvents: notifications, ...options.live });
     const stopMirroring = eventLog.follow(events);
     // A job that ended may have ejected its disc, or the drive may hold another one by now.
     const stopRefreshing = events.on('job.finished', ({ job }) => driveStates.refresh(job.deviceId));
@@ -363,6 +388,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     });
     // Before the runner: a job it takes over from a crashed run is announced as started.
     notifications.start();
+    await storageWatch.start();
     await runner.start();
     verifier.start();
     const maintenance = startMaintenance({ auth, housekeeping, log, eventLog, onSetupLink: options.onSetupLink });
@@ -378,6 +404,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         await runner.stop();
         await verifier.stop();
         udevMonitor.stop();
+        await storageWatch.stop();
         await notifications.stop();
         await driveStates.stop();
         await automation.stop();
@@ -425,7 +452,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       maintenance.stop();
       clearInterval(settingsSync);
       clearInterval(backupTimer);
-      await Promise.all([runner.stop(), verifier.stop()]);
+      await Promise.all([runner.stop(), verifier.stop(), storageWatch.stop()]);
       // After the runner: the pauses of its jobs at this stop are recorded, and sent after the next start.
       await notifications.stop();
       stopRefreshing();
@@ -449,6 +476,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       auth,
       discEvents,
       automation,
+      notifications,
       url,
       close(reason = 'requested') {
         closing ??= shutdown(reason);

@@ -22,6 +22,19 @@ export const NOTIFICATION_EVENT_TYPES = [
   'job.failed',
   'job.cancelled',
   'service.started',
+  'disc.inserted',
+  'disc.removed',
+  'disc.unimageable',
+  'disc.waiting',
+  'disc.duplicate_skipped',
+  'drive.appeared',
+  'drive.vanished',
+  'verification.passed',
+  'verification.failed',
+  'storage.warning_passed',
+  'storage.warning_cleared',
+  'storage.stop_passed',
+  'storage.stop_cleared',
 ] as const;
 
 export const PRIORITIES = ['low', 'normal', 'high'] as const;
