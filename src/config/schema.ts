@@ -232,7 +232,7 @@ const NotificationsSchema = Type.Object(
       readOnly: true,
       description: 'Let webhooks reach loopback, link-local and private addresses (the LAN, the host itself); set on the server only',
     }),
-    browser: Type.Boolean({ default: true, description: 'Offer browser notifications when a job finishes (each browser still asks its user)' }),
+    browser: Type.Boolean({ default: true, description: 'Offer browser notifications for the events each browser chooses (each browser still asks its user)' }),
   },
   { additionalProperties: false, default: {} },
 );

@@ -351,3 +351,38 @@ describe('the storage thresholds, on a small file system of its own', () => {
     assert.deepEqual((await types()).slice(4), ['storage.warning_passed']);
   });
 });
+
+describe('the live stream sends a domain event only to clients that may read its subject', () => {
+  let service: TestServer;
+  before(async () => {
+    service = await startTestServer();
+  });
+  after(async () => {
+    await service?.close();
+  });
+
+  it('gives a key that reads only jobs the job events, not those of discs or the output disk', { timeout: 30_000 }, async () => {
+    const created = await api(service.url, 'POST', '/api/v1/api-keys', { name: 'jobs only', scopes: ['jobs:read'] });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const limited = await followEvents(service.url, { 'x-api-key': created.body.key });
+    const full = await followEvents(service.url);
+    try {
+      const disc = service.server.notifications.raise('disc.inserted', { drive_id: 'sr0', label: 'SECRET_LABEL' });
+      const storage = service.server.notifications.raise('storage.stop_passed', { path: '/srv/out' });
+      const job = service.server.notifications.raise('job.queued', { job: { id: 'job_1', name: 'VISIBLE' } });
+      const carried = (client: LiveClient) => client.messages.filter((message) => message.type === 'domain_event').map((message) => message.event_id);
+      await waitFor('the job event to reach both', () => carried(limited).includes(job.id) && carried(full).includes(job.id));
+      assert.deepEqual(carried(full), [disc.id, storage.id, job.id]);
+      assert.deepEqual(carried(limited), [job.id]);
+      assert.deepEqual(limited.messages.find((message) => message.event_id === job.id)?.data, {
+        id: job.id,
+        type: 'job.queued',
+        at: job.at,
+        payload: { job: { id: 'job_1', name: 'VISIBLE' } },
+      });
+    } finally {
+      limited.close();
+      full.close();
+    }
+  });
+});
