@@ -116,7 +116,8 @@ export function createStorageWatch(deps: StorageWatchDeps): StorageWatch {
   return {
     async start() {
       level = await deps.initialLevel();
-      await check();
+      // Not awaited: a hung output mount must not hold up the start (the look ends at the probe's timeout).
+      void check();
       timer = setInterval(() => void check(), deps.intervalMs ?? DEFAULT_INTERVAL_MS);
       timer.unref();
     },

@@ -49,6 +49,7 @@ describe('disc and drive events are recorded, sent to webhooks and carried by th
   let first: MadeIso;
   let second: MadeIso;
   let blank: string;
+  let otherBlank: string;
   let laterDrive: string;
   let dataDir: string;
   let receiver: WebhookReceiver;
@@ -58,9 +59,10 @@ describe('disc and drive events are recorded, sent to webhooks and carried by th
   let losetup: string;
 
   const start = () => startTestServer({ devices: [loop.path, laterDrive], dataDir, env: ALLOW_PRIVATE, notifications: FAST_RETRIES });
-  const swapDisc = async (file: string | null) => {
+  // Detached only for a moment: tests running in parallel take free loop devices.
+  const swapDisc = async (file: string) => {
     await run(losetup, ['--detach', loop.path]);
-    if (file !== null) await run(losetup, ['--read-only', '--sector-size', '2048', '--direct-io=off', loop.path, file]);
+    await run(losetup, ['--read-only', '--sector-size', '2048', '--direct-io=off', loop.path, file]);
   };
   const ofType = async (type: DomainEventType) => (await recorded(service as TestServer, [type])).map((event) => event.payload);
 
@@ -75,6 +77,8 @@ describe('disc and drive events are recorded, sent to webhooks and carried by th
     // Zeros: no volume descriptors, nothing that tells a size to image.
     blank = join(work, 'blank.bin');
     await writeFile(blank, Buffer.alloc(4 * 1024 * 1024));
+    otherBlank = join(work, 'other-blank.bin');
+    await writeFile(otherBlank, Buffer.alloc(6 * 1024 * 1024));
     laterDrive = join(work, 'later.iso');
     losetup = await requireTool('losetup', 'mount');
     loop = await attachLoop(first.path, { sectorSize: 2048 });
@@ -137,7 +141,7 @@ describe('disc and drive events are recorded, sent to webhooks and carried by th
     );
   });
 
-  it('keeps the waiting disc across a restart, and drops it once the disc left while the service was down', { timeout: 60_000 }, async () => {
+  it('keeps the waiting disc across a restart, and drops it once another disc took its place while the service was down', { timeout: 60_000 }, async () => {
     live.close();
     await service?.close();
     service = await start();
@@ -149,7 +153,7 @@ describe('disc and drive events are recorded, sent to webhooks and carried by th
     assert.equal((await ofType('disc.inserted')).length, 1);
 
     await service.close();
-    await swapDisc(null);
+    await swapDisc(blank);
     service = await start();
     // The first look at each drive, done before the start returns, already finds the disc gone.
     assert.deepEqual(service.server.automation.notices(), []);
@@ -160,7 +164,7 @@ describe('disc and drive events are recorded, sent to webhooks and carried by th
   });
 
   it('records a disc that cannot be imaged, with why, and queues nothing', { timeout: 60_000 }, async () => {
-    await run(losetup, ['--read-only', '--sector-size', '2048', '--direct-io=off', loop.path, blank]);
+    await swapDisc(otherBlank);
     await waitFor('the unimageable disc to be recorded', async () => (await ofType('disc.unimageable')).length === 1);
     const [unimageable] = await ofType('disc.unimageable');
     assert.equal(unimageable?.drive_id, loop.name);
