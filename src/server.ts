@@ -41,7 +41,9 @@ import type { JsonObject } from './json.js';
 import type { Logger } from './log.js';
 import { createEmailChannel } from './notifications/email.js';
 import { createMqttChannel } from './notifications/mqtt.js';
-import { DEFAULT_OUTBOX_TIMING, type OutboxTiming, createNotificationService } from './notifications/service.js';
+import { DEFAULT_OUTBOX_TIMING, type NotificationService, type OutboxTiming, createNotificationService } from './notifications/service.js';
+import { STORAGE_EVENT_TYPES, storageEvent, storageLevelAfter } from './notifications/storage-events.js';
+import { announceVerifications } from './notifications/verification-events.js';
 import { runScheduledBackup } from './system/backup.js';
 import { activeJobsByDevice, createDeviceStatusService } from './system/devices.js';
 import { type EventLog, createEventLog } from './system/event-log.js';
@@ -51,6 +53,7 @@ import { createOutputProbe } from './system/output-probe.js';
 import { createReadiness, runnerCheck, writeDatabaseHeader } from './system/readiness.js';
 import { applyStoredSettings, createSettingsService } from './system/settings.js';
 import { createSystemStatus } from './system/status.js';
+import { createStorageWatch } from './system/storage-watch.js';
 import { registerWebRoutes, renderNotFoundPage } from './web/routes.js';
 
 /** Owner and group may connect to the unix socket (e.g. nginx in the disk2iso group), nobody else. */
@@ -89,6 +92,8 @@ export interface StartServerOptions {
   drives?: Omit<DriveServiceDeps, 'config' | 'log'>;
   /** Outbox timing (tests shorten the pause before a retry). */
   notifications?: Partial<OutboxTiming>;
+  /** How often free space is compared with the storage thresholds (tests shorten it). */
+  storage?: { intervalMs?: number };
   /**
    * Told the one-time setup link while no admin exists: at start, and again whenever the previous
    * link has expired. Default: the log.
@@ -104,6 +109,8 @@ export interface RunningServer {
   /** Discs and drives coming and going (src/drives/watch.ts) and what automation did about them. */
   discEvents: DiscEventBus;
   automation: AutomationService;
+  /** The durable stream of domain events and its channels. */
+  notifications: NotificationService;
   /** `http://HOST:PORT` (the real port when 0 was asked for) or `unix:PATH`; null when not listening. */
   url: string | null;
   /**
@@ -183,8 +190,43 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       countJobs: () => jobsRepository.countByStatus(),
       activeJobs: async () => [...(await activeJobsByDevice(jobsRepository)).values()],
     });
-    // Verifications after imaging (the runner) and asked for (the archive service) are both counted.
-    const catalogue = metrics.countVerifications(archivesRepository);
+    const notifications = createNotificationService({
+      config,
+      repository: createNotificationRepository(database),
+      events,
+      discEvents,
+      log,
+      email: createEmailChannel({
+        config,
+        checksumsOf: async (archiveId) => {
+          const archive = await archivesRepository.get(archiveId);
+          return archive === null
+            ? null
+            : Object.fromEntries(Object.entries(archive.checksums).filter((entry): entry is [string, string] => entry[1] !== undefined));
+        },
+        timeoutMs: options.notifications?.timeoutMs ?? DEFAULT_OUTBOX_TIMING.timeoutMs,
+      }),
+      timing: options.notifications,
+    });
+    // Verifications after imaging (the runner), asked for (the archive service) and by the background
+    // worker are all counted, and each raises its domain event in the transaction that records it.
+    const catalogue = metrics.countVerifications(
+      announceVerifications(archivesRepository, {
+        transact: (work) => database.writeTransaction(work),
+        raise: (draft) => notifications.raise(draft.type, draft.payload),
+      }),
+    );
+    const storageWatch = createStorageWatch({
+      config,
+      output,
+      initialLevel: async () => storageLevelAfter((await notifications.listEvents({ types: STORAGE_EVENT_TYPES, limit: 1 }))[0]),
+      onCrossing: (crossing) => {
+        const draft = storageEvent(crossing);
+        notifications.raise(draft.type, draft.payload);
+      },
+      onProblem: (message) => eventLog.record({ level: 'warning', source: 'storage', message }),
+      ...options.storage,
+    });
     const jobs = createJobService({ config, queue, jobs: jobsRepository, drives: devices, events, log });
     const leaseHolder = await currentLeaseHolder();
     const runner = createJobRunner({
@@ -260,24 +302,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         last_run: housekeeping.last(),
       }),
     });
-    const live = createLiveHub({ events, archiveEvents, ...options.live });
-    const notifications = createNotificationService({
-      config,
-      repository: createNotificationRepository(database),
-      events,
-      log,
-      email: createEmailChannel({
-        config,
-        checksumsOf: async (archiveId) => {
-          const archive = await archivesRepository.get(archiveId);
-          return archive === null
-            ? null
-            : Object.fromEntries(Object.entries(archive.checksums).filter((entry): entry is [string, string] => entry[1] !== undefined));
-        },
-        timeoutMs: options.notifications?.timeoutMs ?? DEFAULT_OUTBOX_TIMING.timeoutMs,
-      }),
-      timing: options.notifications,
-    });
+    const live = createLiveHub({ events, archiveEvents, domainEvents: notifications, ...options.live });
     const mqtt = createMqttChannel({
       config,
       drives: driveStates,
@@ -379,6 +404,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     // Before the runner: a job it takes over from a crashed run is announced as started.
     notifications.start();
     await mqtt.start();
+    await storageWatch.start();
     await runner.start();
     verifier.start();
     const maintenance = startMaintenance({ auth, housekeeping, log, eventLog, onSetupLink: options.onSetupLink });
@@ -394,6 +420,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         await runner.stop();
         await verifier.stop();
         udevMonitor.stop();
+        await storageWatch.stop();
         await notifications.stop();
         await mqtt.stop();
         await driveStates.stop();
@@ -442,7 +469,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       maintenance.stop();
       clearInterval(settingsSync);
       clearInterval(backupTimer);
-      await Promise.all([runner.stop(), verifier.stop()]);
+      await Promise.all([runner.stop(), verifier.stop(), storageWatch.stop()]);
       // After the runner: the pauses of its jobs at this stop are recorded, and sent after the next start.
       await notifications.stop();
       // After the runner: the last states are out, then `offline` (a kill leaves that to the broker's last will).
@@ -468,6 +495,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       auth,
       discEvents,
       automation,
+      notifications,
       url,
       close(reason = 'requested') {
         closing ??= shutdown(reason);

@@ -22,6 +22,19 @@ export const NOTIFICATION_EVENT_TYPES = [
   'job.failed',
   'job.cancelled',
   'service.started',
+  'disc.inserted',
+  'disc.removed',
+  'disc.unimageable',
+  'disc.waiting',
+  'disc.duplicate_skipped',
+  'drive.appeared',
+  'drive.vanished',
+  'verification.passed',
+  'verification.failed',
+  'storage.warning_passed',
+  'storage.warning_cleared',
+  'storage.stop_passed',
+  'storage.stop_cleared',
 ] as const;
 
 export const PRIORITIES = ['low', 'normal', 'high'] as const;
@@ -218,7 +231,7 @@ const NotificationsSchema = Type.Object(
       readOnly: true,
       description: 'Let webhooks reach loopback, link-local and private addresses (the LAN, the host itself); set on the server only',
     }),
-    browser: Type.Boolean({ default: true, description: 'Offer browser notifications when a job finishes (each browser still asks its user)' }),
+    browser: Type.Boolean({ default: true, description: 'Offer browser notifications for the events each browser chooses (each browser still asks its user)' }),
   },
   { additionalProperties: false, default: {} },
 );

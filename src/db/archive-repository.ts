@@ -65,6 +65,8 @@ export interface RecordVerificationInput {
 export interface ArchiveRepository {
   create(input: CreateArchiveInput): Promise<ArchiveRecord>;
   get(id: string): Promise<ArchiveRecord | null>;
+  /** `get` inside a caller's write transaction (what a recorded verification is announced with). */
+  getWithin(tx: SyncExecutor, id: string): ArchiveRecord | null;
   getByPath(path: string): Promise<ArchiveRecord | null>;
   list(filter?: ArchiveListFilter): Promise<ListResult<ArchiveRecord>>;
   /** Replaces the given metadata fields, keeps the others. NotFoundError for an unknown id. */
@@ -173,6 +175,10 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
   };
 
   return {
+    getWithin(tx, id) {
+      const row = tx.first(db.selectFrom('archives').selectAll().where('id', '=', id));
+      return row === undefined ? null : rowToArchive(row);
+    },
     async create(input) {
       const metadata = { ...EMPTY_METADATA, ...input.metadata };
       const badBytes = input.badBytes ?? 0;

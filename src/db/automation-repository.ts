@@ -1,16 +1,10 @@
 import type { Selectable } from 'kysely';
 import { type Clock, systemClock } from '../clock.js';
 import type { HashAlgorithm } from '../config/schema.js';
-import type { DriveAutomation, DriveAutomationRecord } from '../jobs/automation-model.js';
+import type { DiscNotice, DriveAutomation, DriveAutomationRecord, DuplicateMatch } from '../jobs/automation-model.js';
 import type { Database } from './database.js';
-import type { DriveAutomationTable } from './schema.js';
+import type { DiscNoticesTable, DriveAutomationTable } from './schema.js';
 import { fromJson, timestamp, toJson } from './values.js';
-
-/** An archived image that looks like the same disc: same volume id, image size and volume creation time. */
-export interface DuplicateMatch {
-  archiveId: string;
-  filename: string;
-}
 
 export interface AutomationRepository {
   /** The stored settings of a drive, or null when it has none (it is manual). */
@@ -27,6 +21,18 @@ export interface AutomationRepository {
    * or creation time is never called a duplicate: too many discs share an empty identity.
    */
   findDuplicate(disc: { volumeId: string | null; sizeBytes: number; createdAt: string | null }): Promise<DuplicateMatch | null>;
+  /** The notices waiting on the dashboard, kept across a restart; oldest first. A row that cannot be read is left out. */
+  listNotices(): Promise<DiscNotice[]>;
+  /** Stores the drive's notice, replacing the one it had. */
+  saveNotice(notice: DiscNotice): Promise<void>;
+  deleteNotice(driveId: string): Promise<void>;
+}
+
+function rowToNotice(row: Selectable<DiscNoticesTable>): DiscNotice | null {
+  const notice = fromJson<Partial<DiscNotice> | null>(row.notice);
+  if (notice === null || typeof notice !== 'object' || typeof notice.name !== 'string' || typeof notice.sizeBytes !== 'number') return null;
+  if (notice.reason !== 'inserted' && notice.reason !== 'duplicate') return null;
+  return { ...(notice as DiscNotice), driveId: row.drive_id, at: row.at };
 }
 
 function rowToRecord(row: Selectable<DriveAutomationTable>): DriveAutomationRecord {
@@ -86,6 +92,21 @@ export function createAutomationRepository(database: Database, options: { now?: 
         .returning('counter')
         .executeTakeFirst();
       return row?.counter ?? 1;
+    },
+    async listNotices() {
+      const rows = await db.selectFrom('disc_notices').selectAll().orderBy('at').execute();
+      return rows.map(rowToNotice).filter((notice): notice is DiscNotice => notice !== null);
+    },
+    async saveNotice(notice) {
+      const values = { at: notice.at, notice: toJson(notice) };
+      await db
+        .insertInto('disc_notices')
+        .values({ drive_id: notice.driveId, ...values })
+        .onConflict((conflict) => conflict.column('drive_id').doUpdateSet(values))
+        .execute();
+    },
+    async deleteNotice(driveId) {
+      await db.deleteFrom('disc_notices').where('drive_id', '=', driveId).execute();
     },
     async findDuplicate(disc) {
       if (disc.volumeId === null || disc.createdAt === null) return null;

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Selectable } from 'kysely';
+import { type Selectable, sql } from 'kysely';
 import { NotFoundError } from '../errors.js';
 import type { JsonObject } from '../json.js';
 import {
@@ -65,6 +65,8 @@ export interface NotificationRepository {
    */
   claimDue(now: Date, limit: number, leaseMs: number, skip: readonly string[]): DueDelivery[];
   settle(id: string, at: Date, result: AttemptResult): void;
+  /** Recorded events, newest first; only those of `types` when given. */
+  listEvents(filter?: { types?: readonly DomainEventType[]; limit?: number }): Promise<DomainEvent[]>;
   listDeliveries(filter?: DeliveryFilter): Promise<ListResult<DeliveryRecord>>;
   listEndpoints(): Promise<WebhookEndpoint[]>;
   getEndpoint(id: string): Promise<WebhookEndpoint>;
@@ -193,6 +195,18 @@ export function createNotificationRepository(database: Database): NotificationRe
           };
         });
       });
+    },
+
+    async listEvents(filter = {}) {
+      // rowid: the order of recording, also among events of the same millisecond.
+      let query = db
+        .selectFrom('notification_events')
+        .selectAll()
+        .orderBy(sql`rowid`, 'desc')
+        .limit(filter.limit ?? 100);
+      if (filter.types !== undefined) query = query.where('type', 'in', filter.types.length > 0 ? [...filter.types] : ['']);
+      const rows = await query.execute();
+      return rows.map((row) => ({ id: row.id, type: row.type as DomainEventType, at: row.at, payload: fromJson<JsonObject>(row.payload) }));
     },
 
     settle(id, at, result) {

@@ -171,6 +171,15 @@ export interface DB extends AuthTables {
   notification_events: NotificationEventsTable;
   webhook_endpoints: WebhookEndpointsTable;
   notification_deliveries: NotificationDeliveriesTable;
+  disc_notices: DiscNoticesTable;
+}
+
+/** A disc waiting on the dashboard (notify mode, or a duplicate automatic mode asks about), one per drive. */
+export interface DiscNoticesTable {
+  drive_id: string;
+  at: string;
+  /** JSON: the notice as the dashboard shows it (jobs/automation-model.ts DiscNotice). */
+  notice: string;
 }
 
 interface NotificationEventsTable {

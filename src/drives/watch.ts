@@ -2,7 +2,7 @@ import type { ErrorCode } from '../error-codes.js';
 import { DomainError, errorMessage } from '../errors.js';
 import { assertImageable } from '../jobs/intake.js';
 import type { DriveEventBus } from './events.js';
-import type { Drive, MediaInfo } from './types.js';
+import type { DiscKind, Drive, MediaInfo } from './types.js';
 
 /**
  * Tells insertions, removals and drives coming and going by comparing what successive probes of
@@ -24,7 +24,10 @@ export interface DiscWatch {
 }
 
 /** What a drive held at its last answer: nothing, a disc (by identity), or a failure to read it. */
-type Holding = { kind: 'empty' } | { kind: 'disc'; identity: string; label: string | null } | { kind: 'failed'; code: ErrorCode };
+type Holding =
+  | { kind: 'empty' }
+  | { kind: 'disc'; identity: string; label: string | null; discKind: DiscKind; sizeBytes: number | null }
+  | { kind: 'failed'; code: ErrorCode };
 
 function holdingOf(answer: { media: MediaInfo | null; error: { code: ErrorCode } | null }): Holding {
   if (answer.error || !answer.media) return { kind: 'failed', code: answer.error?.code ?? 'media_unreadable' };
@@ -39,7 +42,7 @@ function holdingOf(answer: { media: MediaInfo | null; error: { code: ErrorCode }
     media.deviceSizeBytes,
     media.sourceStamp ?? null,
   ]);
-  return { kind: 'disc', identity, label: media.volumeLabel };
+  return { kind: 'disc', identity, label: media.volumeLabel, discKind: media.kind, sizeBytes: media.imageSizeBytes ?? media.deviceSizeBytes };
 }
 
 const sameHolding = (a: Holding, b: Holding): boolean =>
@@ -88,6 +91,8 @@ export function createDiscWatch(deps: DiscWatchDeps): DiscWatch {
       const previous = holdings.get(driveId);
       if (previous === undefined && silentFirst.delete(driveId)) {
         holdings.set(driveId, next);
+        const disc = next.kind === 'disc' ? next : null;
+        events.emit('drive.baseline', { driveId, holding: next.kind, label: disc?.label ?? null, sizeBytes: disc?.sizeBytes ?? null });
         return;
       }
       if (previous !== undefined && sameHolding(previous, next)) {
@@ -102,7 +107,7 @@ export function createDiscWatch(deps: DiscWatchDeps): DiscWatch {
       }
       candidates.delete(driveId);
       holdings.set(driveId, next);
-      if (previous?.kind === 'disc') events.emit('disc.removed', { driveId, label: previous.label });
+      if (previous?.kind === 'disc') events.emit('disc.removed', { driveId, label: previous.label, kind: previous.discKind, sizeBytes: previous.sizeBytes });
       if (next.kind === 'failed') {
         const message = answer.error?.message ?? `the disc in ${driveId} cannot be read`;
         events.emit('disc.unimageable', { driveId, label: null, kind: null, reason: next.code, message });

@@ -201,7 +201,17 @@ export async function buildApp(options: BuildAppOptions): Promise<BuiltApp> {
             'Body: `{"type": "job.completed", "timestamp": "2026-01-01T00:00:00.000Z", "data": {"event_id": "evt_…", "job": {"id", "name", "status", ' +
             '"device_id", "output_file", "size_bytes", "bytes_done", "bad_bytes", "error_code", "error_message", "archive_id", "created_at", "started_at", "finished_at"}}}`; ' +
             '`job.paused` adds `data.reason` (user, disk_full or shutdown), `service.started` has `data.version`, `notification.test` `data.message`. ' +
-            'Types: job.queued, job.started, job.paused, job.completed, job.completed_with_errors (unreadable sectors), job.failed, job.cancelled, service.started, notification.test. ' +
+            "Discs and drives (`data.drive_id` always): `disc.inserted` has `label`, `kind` (data, dvd-video, bd-video, …), `media_type` (cd, dvd, bd or null), `size_bytes` (of the image to make), `volume_id`, `created_at` (the volume's); " +
+            '`disc.removed` `label`, `kind`, `size_bytes` of the disc that left; `disc.unimageable` `label`, `kind` (null when unreadable), `reason` (an error code: audio_disc, blank_disc, unknown_size, media_unreadable, …) and `message`; ' +
+            '`disc.waiting` (notify mode, or a likely duplicate automatic mode asks about) `label`, `size_bytes`, `name` (what "Image this disc" names it), `reason` (inserted or duplicate), `duplicate_of` ({"archive_id", "filename"} or null); ' +
+            '`disc.duplicate_skipped` `label`, `duplicate_of`; `drive.appeared` `path`, `kind` (optical, block, file), `description`; `drive.vanished` only `drive_id`. ' +
+            'Verifications, raised where a result is recorded (after imaging, asked for, in the background): `verification.passed` and `verification.failed` have `archive` ({"id", "filename", "path", "size_bytes", "status"}), `verification_id`, ' +
+            '`trigger` (after_imaging or requested), `requested_by`, `started_at`, `finished_at` and `checksums`: [{"algorithm", "expected" (the archive\'s), "actual" (read now; null when only after imaging and failed), "ok"}], so bit rot shows as expected != actual. ' +
+            'The output file system, looked at every 30 s: `storage.warning_passed`, `storage.stop_passed` (imaging pauses), `storage.stop_cleared`, `storage.warning_cleared` have `threshold` (warning or stop), `threshold_percent`, `used_percent`, `free_bytes`, `total_bytes`, `path`; ' +
+            'each crossing is sent once: a level is left only 1 percentage point below its threshold, and a restart does not repeat the last one. ' +
+            'Types: job.queued, job.started, job.paused, job.completed, job.completed_with_errors (unreadable sectors), job.failed, job.cancelled, service.started, ' +
+            'disc.inserted, disc.removed, disc.unimageable, disc.waiting, disc.duplicate_skipped, drive.appeared, drive.vanished, verification.passed, verification.failed, ' +
+            'storage.warning_passed, storage.stop_passed, storage.stop_cleared, storage.warning_cleared, notification.test. ' +
             'A 2xx answer within 10 s is a delivery; anything else is tried again after 30 s, doubling up to an hour, 10 attempts in all.',
         },
       ],

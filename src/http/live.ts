@@ -3,8 +3,19 @@ import { type VerificationTaskView, toVerificationTaskView } from '../archive/ve
 import type { JobEventBus } from '../jobs/events.js';
 import type { JobRecord } from '../jobs/model.js';
 import { type JobView, toJobUpdate, toJobView } from '../jobs/view.js';
+import type { JsonObject } from '../json.js';
+import type { DomainEventType } from '../notifications/model.js';
+import type { NotificationService } from '../notifications/service.js';
 
-export const LIVE_MESSAGE_TYPES = ['job_created', 'job_update', 'job_finished', 'job_removed', 'job_log', 'archive_verification_update'] as const;
+export const LIVE_MESSAGE_TYPES = [
+  'job_created',
+  'job_update',
+  'job_finished',
+  'job_removed',
+  'job_log',
+  'archive_verification_update',
+  'domain_event',
+] as const;
 /** @internal exported for its tests */
 export type LiveMessageType = (typeof LIVE_MESSAGE_TYPES)[number];
 
@@ -13,7 +24,7 @@ export type LiveMessageType = (typeof LIVE_MESSAGE_TYPES)[number];
  * @internal exported for its tests
  */
 export interface JobLiveMessage {
-  type: Exclude<LiveMessageType, 'archive_verification_update'>;
+  type: Exclude<LiveMessageType, 'archive_verification_update' | 'domain_event'>;
   job_id: string;
   data: Record<string, unknown>;
 }
@@ -26,7 +37,14 @@ interface VerificationLiveMessage {
   data: VerificationTaskView;
 }
 
-export type LiveMessage = JobLiveMessage | VerificationLiveMessage;
+/** A domain event as the durable stream recorded it (and webhooks and e-mails carry it): never coalesced, each one is sent. */
+interface DomainEventLiveMessage {
+  type: 'domain_event';
+  event_id: string;
+  data: { id: string; type: DomainEventType; at: string; payload: JsonObject };
+}
+
+export type LiveMessage = JobLiveMessage | VerificationLiveMessage | DomainEventLiveMessage;
 
 /** One connected client, WebSocket or SSE. */
 export interface LiveSink {
@@ -54,6 +72,8 @@ export interface LiveHubOptions {
   events: JobEventBus;
   /** Verification tasks' progress; none without it. */
   archiveEvents?: ArchiveEventBus;
+  /** The durable stream's events as they are recorded; none without it. */
+  domainEvents?: Pick<NotificationService, 'follow'>;
   /**
    * Each client gets at most one batch per interval (default 50 ms: twenty a second). An event that
    * comes after a quiet interval goes out at once; only events that follow closer are held back, so
@@ -64,7 +84,7 @@ export interface LiveHubOptions {
   heartbeatMs?: number;
   /** A client with more unsent bytes than this gets nothing new until it catches up, only the latest state per job. */
   maxBufferedBytes?: number;
-  /** Log lines kept per lagging client; older ones are dropped. */
+  /** Log lines (and, apart, domain events) kept per lagging client; older ones are dropped. */
   maxPendingLogLines?: number;
 }
 
@@ -74,6 +94,7 @@ interface Client {
   /** Ordered by first arrival; a job's newer update replaces its older one in place. */
   pending: Map<string, LiveMessage>;
   logKeys: string[];
+  domainKeys: string[];
 }
 
 /** A job's full state for job_created/job_finished; queue positions are not tracked live, so they are left out. */
@@ -107,10 +128,12 @@ export function createLiveHub(options: LiveHubOptions): LiveHub {
       if (!client.accepts(message)) continue;
       if (message.type === 'job_finished' || message.type === 'job_removed') client.pending.delete(`update:${message.job_id}`);
       client.pending.set(key, message);
-      if (message.type === 'job_log') {
-        client.logKeys.push(key);
-        if (client.logKeys.length > maxPendingLogLines) {
-          const oldest = client.logKeys.shift();
+      // Lines and events are not coalesced: a client that lags keeps the newest of them only.
+      const kept = message.type === 'job_log' ? client.logKeys : message.type === 'domain_event' ? client.domainKeys : null;
+      if (kept !== null) {
+        kept.push(key);
+        if (kept.length > maxPendingLogLines) {
+          const oldest = kept.shift();
           if (oldest !== undefined) client.pending.delete(oldest);
         }
       }
@@ -127,6 +150,17 @@ export function createLiveHub(options: LiveHubOptions): LiveHub {
       enqueue(`log:${logSeq}`, { type: 'job_log', job_id: jobId, data: { level, message, at } });
     }),
   ];
+  if (options.domainEvents) {
+    unsubscribe.push(
+      options.domainEvents.follow((event) =>
+        enqueue(`domain:${event.id}`, {
+          type: 'domain_event',
+          event_id: event.id,
+          data: { id: event.id, type: event.type, at: event.at, payload: event.payload },
+        }),
+      ),
+    );
+  }
   if (options.archiveEvents) {
     // The latest state of a task replaces any older one still pending: its end included, nothing is lost.
     unsubscribe.push(
@@ -167,6 +201,7 @@ export function createLiveHub(options: LiveHubOptions): LiveHub {
       const batch = [...client.pending.values()];
       client.pending.clear();
       client.logKeys = [];
+      client.domainKeys = [];
       try {
         for (const message of batch) client.sink.send(message, json(message));
       } catch {
@@ -202,7 +237,7 @@ export function createLiveHub(options: LiveHubOptions): LiveHub {
 
   return {
     connect(sink, accepts = () => true) {
-      const client: Client = { sink, accepts, pending: new Map(), logKeys: [] };
+      const client: Client = { sink, accepts, pending: new Map(), logKeys: [], domainKeys: [] };
       clients.add(client);
       return () => drop(client);
     },

@@ -80,3 +80,23 @@ export function renderNameTemplate(template: string, values: { label: string; da
   const date = values.date.toISOString().slice(0, 10);
   return template.replace(PLACEHOLDER, (_, name: string) => (name === 'label' ? values.label : name === 'date' ? date : String(values.counter)));
 }
+
+/** An archived image that looks like the same disc: same volume id, image size and volume creation time. */
+export interface DuplicateMatch {
+  archiveId: string;
+  filename: string;
+}
+
+/** A disc someone is asked about on the dashboard: `inserted` in notify mode, `duplicate` when automatic mode asks. */
+export interface DiscNotice {
+  driveId: string;
+  label: string | null;
+  sizeBytes: number;
+  /** What "Image this disc" names the image: the drive's name template filled in. */
+  name: string;
+  reason: 'inserted' | 'duplicate';
+  duplicateOf: DuplicateMatch | null;
+  /** The drive's profile for "Image this disc"; null: the settings. */
+  options: Pick<DriveAutomation, 'read_attempts' | 'checksums' | 'verify'>;
+  at: string;
+}

@@ -1,11 +1,19 @@
 import { imageNameFromLabel } from '../archive/naming.js';
-import type { AutomationRepository, DuplicateMatch } from '../db/automation-repository.js';
+import type { AutomationRepository } from '../db/automation-repository.js';
 import type { DriveEvents } from '../drives/events.js';
 import { errorMessage } from '../errors.js';
 import type { EventBus } from '../events/bus.js';
 import type { JsonObject } from '../json.js';
 import type { LogLevel } from '../log.js';
-import { DEFAULT_AUTOMATION, type DriveAutomation, type DriveAutomationRecord, renderNameTemplate, validateNameTemplate } from './automation-model.js';
+import {
+  DEFAULT_AUTOMATION,
+  type DiscNotice,
+  type DriveAutomation,
+  type DriveAutomationRecord,
+  type DuplicateMatch,
+  renderNameTemplate,
+  validateNameTemplate,
+} from './automation-model.js';
 import type { JobEventBus } from './events.js';
 import type { JobService } from './service.js';
 
@@ -16,21 +24,7 @@ import type { JobService } from './service.js';
  * drive's disc is read from the drive-state cache, never from the drive.
  */
 
-/** A disc someone is asked about on the dashboard: `inserted` in notify mode, `duplicate` when automatic mode asks. */
-export interface DiscNotice {
-  driveId: string;
-  label: string | null;
-  sizeBytes: number;
-  /** What "Image this disc" names the image: the drive's name template filled in. */
-  name: string;
-  reason: 'inserted' | 'duplicate';
-  duplicateOf: DuplicateMatch | null;
-  /** The drive's profile for "Image this disc"; null: the settings. */
-  options: Pick<DriveAutomation, 'read_attempts' | 'checksums' | 'verify'>;
-  at: string;
-}
-
-/** @internal exported for its tests */
+/** Automation's own events on the disc bus (notifications/disc-events.ts makes domain events of them). */
 export interface AutomationEvents {
   /** A disc waits for someone to decide (notify mode, or a likely duplicate in automatic mode set to ask). */
   'disc.notice': DiscNotice;
@@ -77,9 +71,25 @@ export function createAutomationService(deps: AutomationDeps): AutomationService
 
   const settings = async (deviceId: string): Promise<DriveAutomationRecord> => (await repository.get(deviceId)) ?? defaults(deviceId);
 
-  const notify = (notice: DiscNotice): void => {
+  const notify = async (notice: DiscNotice): Promise<void> => {
     notices.set(notice.driveId, notice);
+    await repository.saveNotice(notice);
     deps.driveEvents.emit('disc.notice', notice);
+  };
+
+  /** The drive's notice is answered or moot: off the dashboard, and not back after a restart. */
+  const clear = (driveId: string): void => {
+    if (!notices.delete(driveId)) return;
+    repository
+      .deleteNotice(driveId)
+      .catch((error: unknown) => deps.onEvent('warning', `the notice of ${driveId} could not be removed: ${errorMessage(error)}`, { device: driveId }));
+  };
+
+  /** A notice kept from before a restart stays only while the drive still holds that disc. */
+  const baseline = ({ driveId, holding, label, sizeBytes }: DriveEvents['drive.baseline']): void => {
+    const notice = notices.get(driveId);
+    if (notice === undefined || holding === 'failed') return;
+    if (holding === 'empty' || label !== notice.label || sizeBytes !== notice.sizeBytes) clear(driveId);
   };
 
   const inserted = async (disc: DriveEvents['disc.inserted']): Promise<void> => {
@@ -91,7 +101,7 @@ export function createAutomationService(deps: AutomationDeps): AutomationService
     if (profile.mode === 'notify' || (duplicateOf !== null && profile.duplicates === 'ask')) {
       const name = renderNameTemplate(profile.name_template, { label, date: now(), counter: profile.counter + 1 });
       const options = { read_attempts: profile.read_attempts, checksums: profile.checksums, verify: profile.verify };
-      notify({ ...base, name, options, reason: duplicateOf === null ? 'inserted' : 'duplicate' });
+      await notify({ ...base, name, options, reason: duplicateOf === null ? 'inserted' : 'duplicate' });
       return;
     }
     if (duplicateOf !== null && profile.duplicates === 'skip') {
@@ -124,19 +134,21 @@ export function createAutomationService(deps: AutomationDeps): AutomationService
     async update(deviceId, input, updatedBy) {
       const stored = await repository.set(deviceId, { ...input, name_template: validateNameTemplate(input.name_template) }, updatedBy);
       modes.set(deviceId, stored.mode);
-      if (stored.mode === 'manual') notices.delete(deviceId);
+      if (stored.mode === 'manual') clear(deviceId);
       return stored;
     },
     watched: (deviceId) => (modes.get(deviceId) ?? 'manual') !== 'manual',
     notices: () => [...notices.values()].sort((a, b) => a.at.localeCompare(b.at)),
     async start() {
       for (const record of await repository.list()) modes.set(record.deviceId, record.mode);
+      for (const notice of await repository.listNotices()) notices.set(notice.driveId, notice);
       unsubscribe = [
         deps.driveEvents.on('disc.inserted', (disc) => handle(() => inserted(disc), disc.driveId)),
-        deps.driveEvents.on('disc.removed', ({ driveId }) => notices.delete(driveId)),
-        deps.driveEvents.on('drive.vanished', ({ driveId }) => notices.delete(driveId)),
+        deps.driveEvents.on('drive.baseline', baseline),
+        deps.driveEvents.on('disc.removed', ({ driveId }) => clear(driveId)),
+        deps.driveEvents.on('drive.vanished', ({ driveId }) => clear(driveId)),
         // Someone imaged the disc (by the notice's button or otherwise): nothing is left to decide.
-        deps.jobEvents.on('job.created', ({ job }) => notices.delete(job.deviceId)),
+        deps.jobEvents.on('job.created', ({ job }) => clear(job.deviceId)),
       ];
     },
     async stop() {

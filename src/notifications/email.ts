@@ -33,6 +33,46 @@ const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (character
 const asString = (value: JsonValue | undefined): string | null => (typeof value === 'string' ? value : null);
 const asNumber = (value: JsonValue | undefined): number | null => (typeof value === 'number' ? value : null);
 
+const asObject = (value: JsonValue | undefined): JsonObject | null => (typeof value === 'object' && value !== null && !Array.isArray(value) ? value : null);
+
+/** The rows an event about a disc, drive, verification or the output disk adds: what its payload says, labelled. */
+function eventRows(event: DomainEvent, t: ReturnType<typeof createTranslator>, format: ReturnType<typeof createFormatters>): Array<[string, string]> {
+  const { payload } = event;
+  const rows: Array<[string, string]> = [];
+  const add = (label: string, value: string | null): void => {
+    if (value !== null && value !== '') rows.push([t(`email.labels.${label}`), value]);
+  };
+  if (event.type.startsWith('disc.') || event.type.startsWith('drive.')) {
+    add('drive', asString(payload.drive_id));
+    add('label', asString(payload.label));
+    add('kind', asString(payload.kind));
+    if (asNumber(payload.size_bytes) !== null) add('size', format.bytes(asNumber(payload.size_bytes)));
+    add('message', asString(payload.message));
+    add('duplicate_of', asString(asObject(payload.duplicate_of)?.filename));
+    add('path', asString(payload.path));
+  }
+  const archive = asObject(payload.archive);
+  if (archive !== null) {
+    add('archive', asString(archive.filename));
+    add('path', asString(archive.path));
+  }
+  for (const entry of Array.isArray(payload.checksums) ? payload.checksums : []) {
+    const result = asObject(entry);
+    const algorithm = asString(result?.algorithm)?.toUpperCase() ?? '';
+    const expected = asString(result?.expected);
+    const actual = asString(result?.actual);
+    if (expected !== null) rows.push([t('email.labels.expected', { algorithm }), expected]);
+    if (actual !== null) rows.push([t('email.labels.actual', { algorithm }), actual]);
+  }
+  if (event.type.startsWith('storage.')) {
+    add('path', asString(payload.path));
+    const threshold = asNumber(payload.threshold_percent);
+    if (threshold !== null) add('threshold', format.percent(threshold));
+    if (asNumber(payload.free_bytes) !== null) add('free', format.bytes(asNumber(payload.free_bytes)));
+  }
+  return rows;
+}
+
 /** The message for an event, in `language`; `checksums` and `link` are left out when null. */
 function composeEmail(
   event: DomainEvent,
@@ -42,11 +82,14 @@ function composeEmail(
 ): EmailMessage {
   const t = createTranslator(allCatalogs()[language]);
   const format = createFormatters(language);
-  const job = (
-    typeof event.payload.job === 'object' && event.payload.job !== null && !Array.isArray(event.payload.job) ? event.payload.job : null
-  ) as JsonObject | null;
-  const name = asString(job?.name) ?? '';
-  const subject = t(`email.subject.${event.type}`, { name });
+  const { payload } = event;
+  const job = asObject(payload.job);
+  const archive = asObject(payload.archive);
+  const drive = asString(payload.drive_id) ?? '';
+  const usedPercent = asNumber(payload.used_percent);
+  const used = usedPercent === null ? '' : format.percent(usedPercent);
+  const name = asString(job?.name) ?? asString(archive?.filename) ?? asString(payload.label) ?? drive;
+  const subject = t(`email.subject.${event.type}`, { name, drive, used });
   const rows: Array<[string, string]> = [];
   if (job !== null) {
     const started = asString(job.started_at);
@@ -60,12 +103,13 @@ function composeEmail(
     const error = asString(job.error_message);
     if (error !== null && event.type !== 'job.completed') rows.push([t('email.labels.error'), error]);
   }
-  const reason = asString(event.payload.reason);
-  if (reason !== null) rows.push([t('email.labels.reason'), t(`email.reasons.${reason}`)]);
+  rows.push(...eventRows(event, t, format));
+  const reason = asString(payload.reason);
+  if (reason !== null && event.type === 'job.paused') rows.push([t('email.labels.reason'), t(`email.reasons.${reason}`)]);
   const jobId = asString(job?.id);
   const link = linkBase !== '' && jobId !== null ? `${linkBase.replace(/\/+$/, '')}/jobs/${encodeURIComponent(jobId)}` : null;
   if (link !== null) rows.push([t('email.labels.link'), link]);
-  const intro = t(`email.intro.${event.type}`, { name });
+  const intro = t(`email.intro.${event.type}`, { name, drive, used });
 
   const text = [intro, '', ...rows.map(([label, value]) => `${label}: ${value}`), '', t('email.footer')].join('\n');
   const htmlRows = rows
@@ -96,7 +140,7 @@ export function createEmailChannel(deps: EmailChannelDeps): ExtraChannel {
     async send(due: DueDelivery, signal: AbortSignal): Promise<ChannelOutcome> {
       const s = settings();
       if (s.smtp_host === '' || s.email_address === '') return { ok: false, statusCode: null, error: 'no SMTP server or address is set' };
-      const archiveId = typeof due.event.payload.job === 'object' ? asString((due.event.payload.job as JsonObject).archive_id) : null;
+      const archiveId = asString(asObject(due.event.payload.job)?.archive_id);
       const checksums = archiveId === null ? null : await deps.checksumsOf(archiveId);
       const message = composeEmail(due.event, s.email_language, checksums, s.link_base_url);
       const transport = nodemailer.createTransport({

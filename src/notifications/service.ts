@@ -3,9 +3,11 @@ import type { Config } from '../config/schema.js';
 import type { AttemptResult, DeliveryFilter, DueDelivery, EndpointInput, NotificationRepository } from '../db/notification-repository.js';
 import { newNotificationId } from '../db/notification-repository.js';
 import { ValidationError, errorMessage } from '../errors.js';
+import type { DiscEventBus } from '../jobs/automation.js';
 import type { JobEventBus } from '../jobs/events.js';
 import type { JsonObject } from '../json.js';
 import type { Logger } from '../log.js';
+import { followDiscEvents } from './disc-events.js';
 import { createJobEventMapper } from './job-events.js';
 import type { DeliveryRecord, DomainEvent, DomainEventType, NotificationChannel, WebhookEndpoint, WebhookEndpointWithSecret } from './model.js';
 import { DestinationRefusedError, newWebhookSecret, postJson, resolveDestination, signatureHeaders } from './webhook.js';
@@ -57,6 +59,8 @@ export interface NotificationServiceDeps {
   config: Config;
   repository: NotificationRepository;
   events: JobEventBus;
+  /** Discs and drives coming and going, and what automation did about them; none without it. */
+  discEvents?: Pick<DiscEventBus, 'onAny'>;
   log: Logger;
   email?: ExtraChannel;
   now?: Clock;
@@ -68,8 +72,15 @@ export interface NotificationService {
   start(): void;
   /** Stops recording and sending; an attempt under way is broken off and stays pending for the next start. */
   stop(): Promise<void>;
-  /** Records an event that does not come from the job bus (service.started). */
+  /**
+   * Records an event that does not come from a bus (service.started, a verification, a storage
+   * threshold). Synchronous: it may run inside a caller's transaction, and nests in it.
+   */
   raise(type: DomainEventType, payload: JsonObject): DomainEvent;
+  /** Tells `listener` of every event once it is recorded (the live stream); returns the function that stops it. */
+  follow(listener: (event: DomainEvent) => void): () => void;
+  /** Recorded events, newest first. */
+  listEvents(filter?: Parameters<NotificationRepository['listEvents']>[0]): Promise<DomainEvent[]>;
   listEndpoints(): Promise<WebhookEndpoint[]>;
   getEndpoint(id: string): Promise<WebhookEndpoint>;
   /** The secret is generated here and returned only in this answer. */
@@ -115,11 +126,21 @@ export function createNotificationService(deps: NotificationServiceDeps): Notifi
   const unsubscribe: Array<() => void> = [];
   let running = false;
   let timer: NodeJS.Timeout | null = null;
+  const followers = new Set<(event: DomainEvent) => void>();
 
   function record(type: DomainEventType, payload: JsonObject, targets: Parameters<NotificationRepository['record']>[1]) {
     const event: DomainEvent = { id: newNotificationId('evt'), type, at: now().toISOString(), payload };
     const deliveries = repository.record(event, targets);
     if (deliveries.length > 0) wake();
+    if (event.type !== 'notification.test') {
+      for (const follower of followers) {
+        try {
+          follower(event);
+        } catch (error) {
+          log.error({ err: error, event: event.id }, 'a domain event follower failed');
+        }
+      }
+    }
     return { event, deliveries };
   }
 
@@ -203,6 +224,7 @@ export function createNotificationService(deps: NotificationServiceDeps): Notifi
   return {
     start() {
       unsubscribe.push(onJob('job.created'), onJob('job.updated'), onJob('job.finished'));
+      if (deps.discEvents) unsubscribe.push(followDiscEvents(deps.discEvents, (draft) => raise(draft.type, draft.payload)));
       running = true;
       timer = setInterval(pump, timing.pollMs);
       timer.unref();
@@ -216,6 +238,11 @@ export function createNotificationService(deps: NotificationServiceDeps): Notifi
       await Promise.all(inFlight.values());
     },
     raise,
+    follow(listener) {
+      followers.add(listener);
+      return () => followers.delete(listener);
+    },
+    listEvents: (filter) => repository.listEvents(filter),
     listEndpoints: () => repository.listEndpoints(),
     getEndpoint: (id) => repository.getEndpoint(id),
     async createEndpoint(input) {

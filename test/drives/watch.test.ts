@@ -36,16 +36,32 @@ function watching() {
     throw error;
   });
   const seen: string[] = [];
-  events.onAny((type, payload) =>
-    seen.push(`${String(type)} ${'label' in payload ? payload.label : 'driveId' in payload ? payload.driveId : payload.drive.id}`),
-  );
+  const baselines: Array<DriveEvents['drive.baseline']> = [];
+  events.onAny((type, payload) => {
+    if (type === 'drive.baseline') baselines.push(payload as DriveEvents['drive.baseline']);
+    else seen.push(`${String(type)} ${'label' in payload ? payload.label : 'driveId' in payload ? payload.driveId : payload.drive.id}`);
+  });
   const confirmations: string[] = [];
   const watch = createDiscWatch({ events, confirm: (id) => confirmations.push(id) });
   const answer = (id: string, media: MediaInfo) => watch.answered(id, { media, error: null });
-  return { events, watch, seen, confirmations, answer };
+  return { events, watch, seen, baselines, confirmations, answer };
 }
 
 describe('the disc watch', () => {
+  it('tells what each drive of the first listing held at its first answer, and only then', () => {
+    const { watch, seen, baselines, answer } = watching();
+    watch.listed([drive('one'), drive('two')]);
+    answer('one', disc('AT_START'));
+    watch.answered('two', { media: { ...disc('X'), present: false }, error: null });
+    assert.deepEqual(baselines, [
+      { driveId: 'one', holding: 'disc', label: 'AT_START', sizeBytes: 4_194_304 },
+      { driveId: 'two', holding: 'empty', label: null, sizeBytes: null },
+    ]);
+    answer('one', disc('AT_START'));
+    assert.equal(baselines.length, 2);
+    assert.deepEqual(seen, []);
+  });
+
   it('raises nothing for what is there at start, and a change once two answers agree on it', () => {
     const { watch, seen, confirmations, answer } = watching();
     watch.listed([drive('one')]);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { DriveEvents } from '../../src/drives/events.js';
 import type { AutomationEvents } from '../../src/jobs/automation.js';
+import { type WebhookReceiver, signatureValid, startReceiver } from '../notifications/receiver.js';
 import { requireTool, run } from '../tools/exec.js';
 import { type MadeIso, makeIso } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
@@ -25,7 +26,14 @@ describe('discs put into a drive are seen and acted on per drive', () => {
   let third: MadeIso;
   let service: TestServer;
   let driveId: string;
+  let receiver: WebhookReceiver;
+  let hookSecret: string;
   const seen: Seen[] = [];
+  const hooked = (type: string) =>
+    receiver.received
+      .filter((hook) => signatureValid(hookSecret, hook))
+      .map((hook) => JSON.parse(hook.body) as { type: string; data: Record<string, unknown> })
+      .filter((hook) => hook.type === type);
 
   const insert = async (file: string): Promise<void> => {
     const staged = join(work, 'staged.iso');
@@ -59,7 +67,19 @@ describe('discs put into a drive are seen and acted on per drive', () => {
     ]);
     drivePath = join(work, 'drive.iso');
     await copyFile(first.path, drivePath);
-    service = await startTestServer({ devices: [drivePath] });
+    receiver = await startReceiver();
+    service = await startTestServer({
+      devices: [drivePath],
+      env: { DISK2ISO_NOTIFICATIONS_ALLOW_PRIVATE_DESTINATIONS: 'true' },
+      notifications: { pollMs: 50, retryBaseMs: 1, retryMaxMs: 1 },
+    });
+    const hook = await api(service.url, 'POST', '/api/v1/notifications/webhooks', {
+      name: 'duplicates',
+      url: `http://127.0.0.1:${receiver.port}/`,
+      events: ['disc.duplicate_skipped', 'disc.waiting'],
+    });
+    assert.equal(hook.status, 201, JSON.stringify(hook.body));
+    hookSecret = hook.body.secret;
     service.server.discEvents.onAny((type, payload) => seen.push({ type, payload } as Seen));
     const devices = (await api(service.url, 'GET', '/api/v1/devices')).body.devices as Array<{ id: string; path: string }>;
     driveId = devices.find((device) => device.path === drivePath)?.id ?? '';
@@ -68,6 +88,7 @@ describe('discs put into a drive are seen and acted on per drive', () => {
 
   after(async () => {
     await service?.close();
+    await receiver?.close();
     await rm(work, { recursive: true, force: true });
   });
 
@@ -125,6 +146,14 @@ describe('discs put into a drive are seen and acted on per drive', () => {
     await waitFor('the duplicate to be skipped', () => events('disc.skipped').length === 1);
     assert.equal(events('disc.skipped')[0]?.payload.duplicateOf.filename, 'SECOND_DISC_1.iso');
     assert.equal((await jobs()).filter((job) => job.name.startsWith('SECOND_DISC')).length, 1);
+    const [recorded] = await service.server.notifications.listEvents({ types: ['disc.duplicate_skipped'] });
+    assert.deepEqual(recorded?.payload, {
+      drive_id: driveId,
+      label: 'SECOND_DISC',
+      duplicate_of: { archive_id: events('disc.skipped')[0]?.payload.duplicateOf.archiveId, filename: 'SECOND_DISC_1.iso' },
+    });
+    await waitFor('the skip to reach the webhook', () => hooked('disc.duplicate_skipped').length === 1);
+    assert.equal(hooked('disc.duplicate_skipped')[0]?.data.event_id, recorded?.id);
   });
 
   it('announces a duplicate instead when its setting says ask, and images it again when it says image', { timeout: 60_000 }, async () => {
@@ -136,6 +165,10 @@ describe('discs put into a drive are seen and acted on per drive', () => {
     const notice = events('disc.notice')[0]?.payload;
     assert.equal(notice?.reason, 'duplicate');
     assert.equal(notice?.duplicateOf?.filename, 'SECOND_DISC_1.iso');
+    const [announced] = await service.server.notifications.listEvents({ types: ['disc.waiting'] });
+    assert.equal(announced?.payload.reason, 'duplicate');
+    assert.deepEqual(announced?.payload.duplicate_of, { archive_id: notice?.duplicateOf?.archiveId, filename: 'SECOND_DISC_1.iso' });
+    await waitFor('the announcement to reach the webhook', () => hooked('disc.waiting').length === 1);
     assert.deepEqual(
       service.server.automation.notices().map((shown) => shown.driveId),
       [driveId],

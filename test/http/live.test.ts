@@ -21,7 +21,7 @@ function recordingSink(): LiveSink & { received: JobLiveMessage[]; backlog: numb
     beats: 0,
     send(message: LiveMessage, json: string) {
       assert.deepEqual(JSON.parse(json), message);
-      if (message.type === 'archive_verification_update') throw new Error('these hubs get no archive events');
+      if (message.type === 'archive_verification_update' || message.type === 'domain_event') throw new Error('these hubs get no archive or domain events');
       sink.received.push(message);
     },
     bufferedBytes: () => sink.backlog,

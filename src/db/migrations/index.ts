@@ -11,6 +11,7 @@ import { verificationTasksMigration } from './0009-verification-tasks.js';
 import { driveAutomationMigration } from './0010-drive-automation.js';
 import { notificationsMigration } from './0011-notifications.js';
 import { retireCompressionMigration } from './0012-retire-compression.js';
+import { discNoticesMigration } from './0013-disc-notices.js';
 
 /**
  * Every migration, imported statically: compiled code cannot count on a migrations folder at
@@ -29,6 +30,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0010_drive_automation': driveAutomationMigration,
   '0011_notifications': notificationsMigration,
   '0012_retire_compression': retireCompressionMigration,
+  '0013_disc_notices': discNoticesMigration,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -2,9 +2,11 @@ import type { FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import type { WebSocket } from 'ws';
 import { ValidationError } from '../../errors.js';
+import type { DomainEventType } from '../../notifications/model.js';
 import type { App } from '../app.js';
 import { principalOf } from '../guard.js';
 import { LIVE_MESSAGE_TYPES, type LiveHub, type LiveMessage, type LiveSink } from '../live.js';
+import type { Permission } from '../permissions.js';
 import { errors } from '../schemas.js';
 
 /** How long to wait for a pong before treating a WebSocket client as gone. */
@@ -15,12 +17,50 @@ job_update data: status, progress, speed_bps, eta_seconds, phase, bytes_done, si
 job_created and job_finished data: the full job (as GET /api/v1/jobs/{job_id}, without queue_position).
 job_log data: level, message, at. job_removed data: {}.
 archive_verification_update carries "task_id" and "archive_id" instead of "job_id", and as data the task (as GET /api/v1/archives/verification-tasks/{task_id}): when it is queued, as it progresses, when a cancel is asked for, and when it ends; only clients that may read archives (archives:read) get it.
+domain_event carries "event_id" instead of "job_id", and as data each event of the durable stream once it is recorded: {id, type, at, payload}, the payload as webhooks get it (docs/api.md); never coalesced; only to clients that may read its subject (jobs:read for job.*, devices:read for disc.* and drive.*, archives:read for verification.*, system:read for storage.* and service.started).
 Updates are coalesced per job and per task and sent to each client at most twenty times a second, each one's progress at most four times (an update after a quiet 50 ms goes out at once); a client that cannot keep up receives only the latest state of each.`;
 
-/** Verification messages name archives: only for clients that may read them. */
+/**
+ * Who may see a domain event on the live stream: who may read what it is about (a job, a drive or
+ * disc, an archive, the service). The test event goes only to its channel.
+ */
+const DOMAIN_EVENT_PERMISSIONS: Record<DomainEventType, Permission | null> = {
+  'job.queued': 'jobs:read',
+  'job.started': 'jobs:read',
+  'job.paused': 'jobs:read',
+  'job.completed': 'jobs:read',
+  'job.completed_with_errors': 'jobs:read',
+  'job.failed': 'jobs:read',
+  'job.cancelled': 'jobs:read',
+  'service.started': 'system:read',
+  'disc.inserted': 'devices:read',
+  'disc.removed': 'devices:read',
+  'disc.unimageable': 'devices:read',
+  'disc.waiting': 'devices:read',
+  'disc.duplicate_skipped': 'devices:read',
+  'drive.appeared': 'devices:read',
+  'drive.vanished': 'devices:read',
+  'verification.passed': 'archives:read',
+  'verification.failed': 'archives:read',
+  'storage.warning_passed': 'system:read',
+  'storage.warning_cleared': 'system:read',
+  'storage.stop_passed': 'system:read',
+  'storage.stop_cleared': 'system:read',
+  'notification.test': null,
+};
+
+/** Verification messages name archives: only for clients that may read them; a domain event only for who may read its subject. */
 function acceptsFor(request: FastifyRequest): (message: LiveMessage) => boolean {
-  const readsArchives = principalOf(request).can('archives:read');
-  return (message) => message.type !== 'archive_verification_update' || readsArchives;
+  const principal = principalOf(request);
+  const readsArchives = principal.can('archives:read');
+  return (message) => {
+    if (message.type === 'archive_verification_update') return readsArchives;
+    if (message.type === 'domain_event') {
+      const needed = DOMAIN_EVENT_PERMISSIONS[message.data.type];
+      return needed !== null && principal.can(needed);
+    }
+    return true;
+  };
 }
 
 function webSocketSink(socket: WebSocket): LiveSink {

@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { HashAlgorithm } from '../../config/schema.js';
 import type { App } from '../../http/app.js';
-import type { DiscNotice } from '../../jobs/automation.js';
+import type { DiscNotice } from '../../jobs/automation-model.js';
 import { FINISHED_JOB_STATUSES, UNFINISHED_JOB_STATUSES } from '../../jobs/model.js';
 import type { JobView } from '../../jobs/view.js';
 import type { SystemStatus } from '../../system/status.js';

@@ -22,6 +22,7 @@ import type { JobEvents } from '../../../src/jobs/events.js';
 import type { JobQueue } from '../../../src/jobs/queue.js';
 import { type JobService, createJobService } from '../../../src/jobs/service.js';
 import { silentLogger } from '../../../src/log.js';
+import type { NotificationService } from '../../../src/notifications/service.js';
 import { type StartServerOptions, startServer } from '../../../src/server.js';
 import { activeJobsByDevice, createDeviceStatusService } from '../../../src/system/devices.js';
 
@@ -89,6 +90,8 @@ export interface WebTestServer {
   jobRepository: JobRepository;
   archives: ArchiveService;
   archiveRepository: ArchiveRepository;
+  /** The service's durable stream of domain events (raising one sends it to the live streams). */
+  notifications: NotificationService;
   /** The first setup link the service announced (it does while no admin exists). */
   setupLink: Promise<string>;
   /** Signs in through POST /login and returns the new session. */
@@ -251,6 +254,7 @@ export async function startWebTestServer(options: WebTestServerOptions = {}): Pr
     jobRepository,
     archives,
     archiveRepository,
+    notifications: server.notifications,
     setupLink,
     login,
     send,

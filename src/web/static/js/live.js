@@ -1,11 +1,11 @@
 import { createFormat } from './format.js';
 import { fetchHtml, parseItems, replaceContent } from './fragments.js';
-import { notify } from './notify.js';
+import { notifyEvent } from './notify.js';
 import { lang, t } from './strings.js';
 import { toast } from './toast.js';
 
 const EVENTS_URL = '/api/v1/events';
-const MESSAGE_TYPES = ['job_created', 'job_update', 'job_finished', 'job_removed', 'job_log', 'archive_verification_update'];
+const MESSAGE_TYPES = ['job_created', 'job_update', 'job_finished', 'job_removed', 'job_log', 'archive_verification_update', 'domain_event'];
 /** The specification's fallback when live updates are unavailable. */
 const POLL_MS = 2000;
 /** A running job's sector map and fields are fetched again at most this often. */
@@ -100,6 +100,8 @@ function dashboardView(root) {
     refresh,
     scheduleRefresh,
     onMessage(message) {
+      // A disc that came, went or waits changes the "Discs waiting" list.
+      if (message.type === 'domain_event' && message.data.type?.startsWith('disc.')) scheduleRefresh();
       if (message.job_id === undefined) return;
       if (message.type === 'job_update') {
         const element = card(message.job_id);
@@ -155,7 +157,7 @@ function jobView(root) {
   };
 }
 
-/** Toasts (and browser notifications) for what happened to jobs, on every live page. */
+/** Toasts for what happened to jobs, on every live page. */
 function announce(message) {
   if (message.job_id === undefined) return;
   const name = message.data?.name ?? document.querySelector(`[data-job-id="${CSS.escape(message.job_id)}"]`)?.dataset.name ?? message.job_id;
@@ -165,11 +167,28 @@ function announce(message) {
     const withErrors = message.data?.status === 'completed' && message.data.bad_bytes > 0;
     const key = withErrors ? 'live.job_completed_with_errors' : FINISH_MESSAGES[message.data?.status];
     if (!key) return;
-    const text = t(key, { name });
-    toast(text, message.data.status === 'failed' ? 'error' : message.data.status === 'completed' && !withErrors ? 'ok' : 'info');
-    // An administrator can switch browser notifications off for everyone (notifications.browser).
-    if (document.querySelector('[data-live]')?.dataset.notifyBrowser !== 'off') notify(text);
+    toast(t(key, { name }), message.data.status === 'failed' ? 'error' : message.data.status === 'completed' && !withErrors ? 'ok' : 'info');
   }
+}
+
+/** The text of a domain event's notification: what it is about (a job, an image, a disc or drive, the output disk) filled in. */
+function eventText(event) {
+  const payload = event.payload ?? {};
+  const drive = payload.drive_id ?? '';
+  const name = payload.job?.name ?? payload.archive?.filename ?? payload.label ?? drive;
+  const used = typeof payload.used_percent === 'number' ? format.percent(payload.used_percent) : '';
+  return t(`live.events.${event.type}`, { name, drive, used });
+}
+
+/**
+ * Browser notifications follow the durable stream's domain events (the same that webhooks and
+ * e-mails carry), for the types this browser chose, unless an administrator switched them off for
+ * everyone (notifications.browser).
+ */
+function announceEvent(message) {
+  if (message.type !== 'domain_event' || typeof message.data.type !== 'string') return;
+  if (document.querySelector('[data-live]')?.dataset.notifyBrowser === 'off') return;
+  notifyEvent(message.data, eventText(message.data));
 }
 
 const VIEWS = { job: jobView, archive: archiveView, dashboard: dashboardView };
@@ -219,10 +238,11 @@ export function initLive() {
     } catch {
       return;
     }
-    if (!message || (typeof message.job_id !== 'string' && typeof message.task_id !== 'string')) return;
+    if (!message || (typeof message.job_id !== 'string' && typeof message.task_id !== 'string' && typeof message.event_id !== 'string')) return;
     message.data ??= {};
     view.onMessage(message);
     announce(message);
+    announceEvent(message);
   };
   for (const type of MESSAGE_TYPES) source.addEventListener(type, receive);
   window.addEventListener('pagehide', () => source.close());
