@@ -2,7 +2,7 @@ import { openIso9660 } from './image-iso9660.js';
 import { type ImageEntry, type ImageTree, openImageWith } from './image-tree.js';
 import { openUdf } from './image-udf.js';
 
-export { IMAGE_ERROR_CODES, IMAGE_LIMITS, type ImageEntry, type ImageTree } from './image-tree.js';
+export type { ImageEntry, ImageTree } from './image-tree.js';
 
 /**
  * Opens an image file to look inside it, without mounting: UDF first (DVDs and BDs carry their

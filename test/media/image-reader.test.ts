@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { DomainError } from '../../src/errors.js';
-import { IMAGE_LIMITS, type ImageTree, listImageEntries, openImage } from '../../src/media/image-reader.js';
+import { type ImageTree, listImageEntries, openImage } from '../../src/media/image-reader.js';
+import { IMAGE_LIMITS } from '../../src/media/image-tree.js';
 import {
   listSourceTree,
   makeSparseXorrisoImage,

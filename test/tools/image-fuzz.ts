@@ -1,6 +1,7 @@
 import { copyFile, open, readFile } from 'node:fs/promises';
 import { DomainError } from '../../src/errors.js';
-import { IMAGE_ERROR_CODES, openImage } from '../../src/media/image-reader.js';
+import { openImage } from '../../src/media/image-reader.js';
+import { IMAGE_ERROR_CODES } from '../../src/media/image-tree.js';
 
 /**
  * Mutation fuzzing of the image reader: a real image's metadata area (volume descriptors,
