@@ -343,6 +343,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
             jobs,
             devices,
             archives,
+            archiveFiles,
             system,
             settings,
             automation,

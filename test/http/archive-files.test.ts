@@ -146,6 +146,21 @@ describe('files inside archived images', () => {
     assert.ok(listed.some((line) => line.endsWith('bottom.txt')));
   });
 
+  it('the archive page browses the image without JavaScript: folders, breadcrumbs, download links, escaped names', async () => {
+    const page = await raw(`/archive/${archiveId}?path=${encodeURIComponent('deep/level0')}`);
+    assert.equal(page.status, 200);
+    const html = await page.text();
+    assert.ok(html.includes(`href="/archive/${archiveId}?path=deep%2Flevel0%2Flevel1#files-heading"`), 'a folder links to its listing');
+    assert.ok(html.includes(`href="/archive/${archiveId}?path=deep#files-heading"`), 'a breadcrumb leads back');
+    assert.ok(html.includes(`/api/v1/archives/${archiveId}/files/archive?path=deep%2Flevel0`), 'the folder downloads as tar');
+    const root = await (await raw(`/archive/${archiveId}`)).text();
+    assert.ok(root.includes(`/api/v1/archives/${archiveId}/files/content?path=random.bin`), 'a file downloads');
+    const broken = await (await raw(`/archive/${brokenId}`)).text();
+    assert.match(broken, /role="alert"/, 'an unreadable image shows why, and the page still renders');
+    const hostile = await raw(`/archive/${archiveId}?path=${encodeURIComponent('<script>x</script>')}`);
+    assert.ok(!(await hostile.text()).includes('<script>x</script>'), 'a path is escaped');
+  });
+
   it('indexes the images in the background and finds files by name, best first', async () => {
     await waitFor('the image to be indexed', async () => {
       const answer = await api(service.url, 'GET', '/api/v1/archives/files/search?q=bottom');
