@@ -39,6 +39,8 @@ export const IMAGE_LIMITS = {
   maxEntriesPerImage: 2_000_000,
   /** A directory's records (ISO) or identifiers (UDF) are read whole; beyond this the image is refused. */
   maxDirectoryBytes: 32 * 1024 * 1024,
+  /** Folder records one walk may read in all: overlapping folders could otherwise make a small image cost terabytes of reads. */
+  maxDirectoryBytesPerWalk: 1024 * 1024 * 1024,
   /** Extents of one file; a 4 GiB ISO 9660 section each, so 64 cover a 256 GiB file. */
   maxExtentsPerFile: 4096,
   maxNameBytes: 1024,
@@ -254,6 +256,7 @@ function createImageTree(handle: FileHandle, source: ImageSource, fileSystem: Im
       const visited = new Set<string>([top.key]);
       const stack: Array<{ node: ImageNode; path: string; depth: number }> = [{ node: top, path: prefix, depth: splitImagePath(path).length }];
       let entries = 0;
+      let directoryBytes = top.size;
       while (stack.length > 0) {
         signal?.throwIfAborted();
         const { node, path: directoryPath, depth } = stack.pop() as { node: ImageNode; path: string; depth: number };
@@ -268,6 +271,8 @@ function createImageTree(handle: FileHandle, source: ImageSource, fileSystem: Im
             if (visited.has(child.key)) throw corrupt(`the folder ${childPath} contains itself`, { path: childPath });
             if (depth + 1 > IMAGE_LIMITS.maxDepth) throw limitExceeded(`folders nest deeper than ${IMAGE_LIMITS.maxDepth}`, { path: childPath });
             visited.add(child.key);
+            directoryBytes += child.size;
+            if (directoryBytes > IMAGE_LIMITS.maxDirectoryBytesPerWalk) throw limitExceeded('the folders of the image hold too many bytes of records');
             subdirectories.push({ node: child, path: childPath, depth: depth + 1 });
           }
         }

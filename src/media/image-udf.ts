@@ -62,6 +62,11 @@ function readTag(bytes: Buffer, offset = 0): Tag | null {
   return { id: bytes.readUInt16LE(offset), location: bytes.readUInt32LE(offset + 12) };
 }
 
+/** The domain identifier's revision is BCD: 0x0250 is UDF 2.50. */
+function revisionText(revision: number): string {
+  return `${(revision >> 8).toString(16)}.${(revision & 0xff).toString(16).padStart(2, '0')}`;
+}
+
 function decodeCs0(bytes: Buffer): string | null {
   const compression = bytes[0];
   if (compression === 8 || compression === 254) return bytes.subarray(1).toString('latin1');
@@ -119,7 +124,7 @@ export async function openUdf(source: ImageSource): Promise<ImageFileSystem | nu
     } else {
       const identifier = logicalVolume.toString('latin1', at + 5, at + 28).replace(/\0+$/u, '');
       if (identifier !== '*UDF Metadata Partition' || length < 64) {
-        throw unsupported(`UDF revision ${revision.toString(16)} with a "${identifier}" partition is not supported`, { revision });
+        throw unsupported(`UDF revision ${revisionText(revision)} with a "${identifier}" partition is not supported`, { revision });
       }
       pendingMetadata.push({ index, partition: logicalVolume.readUInt16LE(at + 38), fileLocation: logicalVolume.readUInt32LE(at + 40) });
       maps.push({ kind: 'metadata', physical: -1, runs: [] });

@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test';
 import { DomainError } from '../../src/errors.js';
 import { type ImageTree, listImageEntries, openImage } from '../../src/media/image-reader.js';
 import { IMAGE_LIMITS } from '../../src/media/image-tree.js';
+import { requireTool, run } from '../tools/exec.js';
 import {
   listSourceTree,
   makeSparseXorrisoImage,
@@ -204,6 +205,19 @@ test('folders nested deeper than the limit are refused, not walked for ever', as
   await mkdir(bottom, { recursive: true });
   const image = await makeXorrisoImage(deepSource, join(workdir, 'too-deep.iso'), ['-R']);
   await expectImageError(() => listing(image), 'image_limit_exceeded');
+});
+
+test('a UDF variant the reader does not follow (a BD-R virtual partition) is refused by name', async () => {
+  const mkudffs = await requireTool('mkudffs', 'udftools');
+  const image = join(workdir, 'vat.img');
+  await (await open(image, 'w')).truncate(64 * 1024 * 1024);
+  await run(mkudffs, ['--media-type=bdr', '--udfrev=2.50', image]);
+  await assert.rejects(openImage(image), (error: unknown) => {
+    assert.ok(error instanceof DomainError);
+    assert.equal(error.code, 'image_format_unsupported');
+    assert.match(error.message, /UDF revision 2\.50 .*Virtual Partition/);
+    return true;
+  });
 });
 
 test('a file that is no image is refused with a clear error', async () => {
