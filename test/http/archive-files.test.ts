@@ -183,5 +183,9 @@ describe('files inside archived images', () => {
     assert.equal(syntax.status, 200, 'FTS5 syntax in a search is taken as words');
     const noWords = await api(service.url, 'GET', `/api/v1/archives/files/search?q=${encodeURIComponent('"*(')}`);
     assert.equal(noWords.status, 400);
+
+    assert.equal((await api(service.url, 'DELETE', `/api/v1/archives/${archiveId}`)).status, 204);
+    const gone = await api(service.url, 'GET', '/api/v1/archives/files/search?q=bottom');
+    assert.deepEqual(gone.body.results, [], 'a deleted archive’s files leave the index with it');
   });
 });
