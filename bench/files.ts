@@ -20,16 +20,29 @@ const FILES = 50_000;
 const FOLDERS = 500;
 const SEARCH_ROWS = 2_000_000;
 const QUERIES = 300;
-const WORDS = ['holiday', 'invoice', 'report', 'backup', 'photo', 'letter', 'draft', 'final', 'scan', 'music', 'video', 'setup', 'readme', 'notes'];
-
 const source = { deviceId: null, devicePath: null, discKind: 'data' as const, volumeLabel: null, volumeId: null, mediaType: null, fileSystems: [] };
 
-/** A seeded word picker, so every run searches the same data. */
+/** Distinct words of the generated names; a real collection's names have many, a few of them common. */
+const VOCABULARY = 20_000;
+const SYLLABLES = ['ka', 'lo', 'mi', 'ten', 'ru', 'sa', 'vo', 'pe', 'dri', 'no', 'gul', 'ha', 'fe', 'zo', 'bar', 'qui', 'wen', 'tor', 'ly', 'ex'];
+
+function wordAt(index: number): string {
+  let word = '';
+  let rest = index;
+  do {
+    word += SYLLABLES[rest % SYLLABLES.length];
+    rest = Math.floor(rest / SYLLABLES.length);
+  } while (rest > 0);
+  return word;
+}
+
+/** A seeded word picker, skewed like real names (a few words common, most rare), so every run searches the same data. */
 function picker(seed: number): () => string {
   let state = seed;
   return () => {
     state = (Math.imul(state, 1103515245) + 12345) >>> 0;
-    return WORDS[state % WORDS.length] ?? 'x';
+    const uniform = state / 2 ** 32;
+    return wordAt(Math.floor(VOCABULARY * uniform * uniform));
   };
 }
 
@@ -89,7 +102,7 @@ async function benchSearch(work: string): Promise<string[][]> {
     const like: number[] = [];
     const query = picker(7);
     for (let index_ = 0; index_ < QUERIES; index_ += 1) {
-      const terms = `${query()} ${query().slice(0, 4)}`;
+      const terms = `${query()} ${query().slice(0, 3)}`;
       let started = performance.now();
       await index.search(
         terms

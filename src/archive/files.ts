@@ -82,14 +82,19 @@ function normalisePath(path: string): string {
     .join('/');
 }
 
-/** Words become prefix terms, all required; quotes keep FTS5's syntax out of the user's hands. */
+/**
+ * Words become terms, all required; quotes keep FTS5's syntax out of the user's hands. Words of
+ * three characters or more match as prefixes (served by the index's 3-character prefix table);
+ * shorter ones only as whole words, as a one-letter prefix would expand to half the vocabulary.
+ */
 const MAX_SEARCH_TERMS = 8;
+const MIN_PREFIX = 3;
 function ftsQuery(query: string): string {
   const terms = query.match(/[\p{L}\p{N}]+/gu) ?? [];
   if (terms.length === 0) throw new ValidationError('validation_failed', 'the search needs at least one letter or digit', { fields: ['q'] });
   return terms
     .slice(0, MAX_SEARCH_TERMS)
-    .map((term) => `"${term}"*`)
+    .map((term) => (term.length >= MIN_PREFIX ? `"${term}"*` : `"${term}"`))
     .join(' ');
 }
 

@@ -19,7 +19,7 @@ export const fileIndexMigration: Migration = {
     )`.execute(db);
     await sql`create index archive_file_entries_archive on archive_file_entries (archive_id)`.execute(db);
     await sql`create virtual table archive_file_search using fts5(
-      name, path, content = 'archive_file_entries', content_rowid = 'id', tokenize = 'unicode61 remove_diacritics 2'
+      name, path, content = 'archive_file_entries', content_rowid = 'id', tokenize = 'unicode61 remove_diacritics 2', prefix = '3'
     )`.execute(db);
     await sql`create trigger archive_file_entries_added after insert on archive_file_entries begin
       insert into archive_file_search (rowid, name, path) values (new.id, new.name, new.path);
