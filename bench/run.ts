@@ -1,4 +1,5 @@
 import { benchApi } from './api.js';
+import { benchFiles } from './files.js';
 import { benchImaging } from './imaging.js';
 import { benchNotifications } from './notifications.js';
 import { benchRescue } from './rescue.js';
@@ -8,6 +9,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   api: benchApi,
   rescue: benchRescue,
   notifications: benchNotifications,
+  files: benchFiles,
 };
 
 const wanted = process.argv[2] ?? 'all';

@@ -7,10 +7,11 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "disk2iso tests: run as root (they use loop devices, FUSE and tmpfs mounts)" >&2
   exit 1
 fi
-# mosquitto: the MQTT channel's broker; par2: recovery data for archived images.
+# mosquitto: the MQTT channel's broker; par2: recovery data for archived images; udfclient:
+# the UDF reader's tests fill an mkudffs image with it, without mounting.
 # systemd, shellcheck, nginx and openssl: the package's and the proxy's tests (systemd-analyze,
 # sysusers, tmpfiles, systemd-notify; a real nginx with a test CA); prometheus scrapes /metrics.
-bash scripts/setup.sh mosquitto par2 xorriso gddrescue fuse3 libfuse3-dev pkg-config udftools coreutils util-linux udev chromium bsdutils socat nginx openssl prometheus systemd shellcheck
+bash scripts/setup.sh mosquitto par2 udfclient xorriso gddrescue fuse3 libfuse3-dev pkg-config udftools coreutils util-linux udev chromium bsdutils socat nginx openssl prometheus systemd shellcheck
 modprobe loop 2>/dev/null || true
 modprobe fuse 2>/dev/null || true
 # The whole run (CI's) first checks types, lint, format, module boundaries and unused code; a run of

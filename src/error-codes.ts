@@ -124,6 +124,14 @@ export const ERROR_CODES = [
   'sidecars_not_found',
   'verification_running',
   'verification_task_not_found',
+  // Looking inside archived images (src/media/image-reader.ts).
+  'image_corrupt',
+  'image_format_unsupported',
+  'image_limit_exceeded',
+  'image_not_a_directory',
+  'image_not_a_file',
+  'image_path_invalid',
+  'image_path_not_found',
   // Settings and configuration.
   'invalid_config',
   'invalid_setting',

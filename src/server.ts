@@ -2,6 +2,7 @@ import { chmod, lstat, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ArchiveEvents } from './archive/events.js';
+import { createArchiveFiles, createFileIndexer } from './archive/files.js';
 import { createArchiveService } from './archive/service.js';
 import { createVerificationWorker } from './archive/verification-worker.js';
 import { createAuditTrail } from './audit/trail.js';
@@ -12,6 +13,7 @@ import { createArchiveRepository } from './db/archive-repository.js';
 import { createAuditRepository } from './db/audit-repository.js';
 import { createAutomationRepository } from './db/automation-repository.js';
 import { databaseFile, openDatabase } from './db/database.js';
+import { createFileIndexRepository } from './db/file-index-repository.js';
 import { createJobRepository } from './db/job-repository.js';
 import { createLogRepository } from './db/log-repository.js';
 import { createNotificationRepository } from './db/notification-repository.js';
@@ -258,6 +260,13 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       verifyImage: (path, verifyOptions) => verifyImage(path, verifyOptions),
       onEvent: (level, message, details) => eventLog.record({ level, source: 'archives', message, details }),
     });
+    const fileIndex = createFileIndexRepository(database);
+    const archiveFiles = createArchiveFiles({ openArchiveImage: archives.openFile, index: fileIndex });
+    const fileIndexer = createFileIndexer({
+      index: fileIndex,
+      openArchiveImage: archives.openFile,
+      onEvent: (level, message, details) => eventLog.record({ level, source: 'archives', message, details }),
+    });
     const verifier = createVerificationWorker({
       tasks: verificationTasks,
       archives: catalogue,
@@ -315,6 +324,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     const stopMirroring = eventLog.follow(events);
     // A job that ended may have ejected its disc, or the drive may hold another one by now.
     const stopRefreshing = events.on('job.finished', ({ job }) => driveStates.refresh(job.deviceId));
+    // A finished job may have archived an image: its files are indexed in the background.
+    const stopIndexing = events.on('job.finished', () => fileIndexer.wake());
 
     const { app, routeTable } = await buildApp({
       version,
@@ -342,6 +353,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         ...apiRoutes({
           jobs,
           archives,
+          archiveFiles,
           devices,
           auth,
           system,
@@ -370,6 +382,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
             jobs,
             devices,
             archives,
+            archiveFiles,
             system,
             settings,
             automation,
@@ -407,6 +420,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     await storageWatch.start();
     await runner.start();
     verifier.start();
+    fileIndexer.start();
     const maintenance = startMaintenance({ auth, housekeeping, log, eventLog, onSetupLink: options.onSetupLink });
 
     let url: string | null = null;
@@ -419,6 +433,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       } catch (error) {
         await runner.stop();
         await verifier.stop();
+        await fileIndexer.stop();
         udevMonitor.stop();
         await storageWatch.stop();
         await notifications.stop();
@@ -469,12 +484,13 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       maintenance.stop();
       clearInterval(settingsSync);
       clearInterval(backupTimer);
-      await Promise.all([runner.stop(), verifier.stop(), storageWatch.stop()]);
+      await Promise.all([runner.stop(), verifier.stop(), storageWatch.stop(), fileIndexer.stop()]);
       // After the runner: the pauses of its jobs at this stop are recorded, and sent after the next start.
       await notifications.stop();
       // After the runner: the last states are out, then `offline` (a kill leaves that to the broker's last will).
       await mqtt.stop();
       stopRefreshing();
+      stopIndexing();
       metrics.close();
       udevMonitor.stop();
       await driveStates.stop();

@@ -4,7 +4,6 @@ import type { ArchiveFile } from '../archive/service.js';
 
 /**
  * What a Range header asks of a file of a given size (RFC 9110 section 14).
- * @internal exported for its tests
  */
 export type RangeRequest = { kind: 'full' } | { kind: 'partial'; start: number; end: number } | { kind: 'unsatisfiable' };
 
@@ -12,7 +11,6 @@ export type RangeRequest = { kind: 'full' } | { kind: 'partial'; start: number; 
  * Single byte ranges only: `bytes=a-b`, `bytes=a-`, `bytes=-n`. A header we do not understand, or
  * one with several ranges, is ignored (the whole file is sent), which the RFC allows; a
  * well-formed range that lies wholly past the end is unsatisfiable.
- * @internal exported for its tests
  */
 export function parseRange(header: string | undefined, size: number): RangeRequest {
   if (header === undefined) return { kind: 'full' };
@@ -34,7 +32,6 @@ export function parseRange(header: string | undefined, size: number): RangeReque
 
 /**
  * `attachment; filename="…"; filename*=UTF-8''…`: an ASCII fallback every client takes, and the real name (RFC 6266, RFC 5987).
- * @internal exported for its tests
  */
 export function contentDisposition(filename: string): string {
   const ascii =

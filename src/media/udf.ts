@@ -531,7 +531,6 @@ function readDString(field: Buffer): string | null {
 
 /**
  * ECMA-167 1/7.3 timestamp; the time zone is minutes east of UTC, -2047 meaning unknown.
- * @internal exported for its tests
  */
 export function parseTimestamp(field: Buffer): string | null {
   if (field.length < 12) return null;

@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify';
+import type { ArchiveFiles } from '../archive/files.js';
 import type { ArchiveService } from '../archive/service.js';
 import type { AuditTrail } from '../audit/trail.js';
 import type { ApiKeyService } from '../auth/api-keys.js';
@@ -93,6 +94,8 @@ export interface WebDeps {
   jobs: JobService;
   devices: WebDevices;
   archives: WebArchives;
+  /** Folders and files inside archived images (the archive page's file browser). */
+  archiveFiles: Pick<ArchiveFiles, 'list'>;
   system: WebSystemStatus;
   settings: WebSettings;
   notifications: WebNotifications;

@@ -143,6 +143,20 @@ describe('authorization matrix: every route x every kind of caller', () => {
     },
     'GET /api/v1/archives/:archive_id/download': { prepare: async () => ({ path: `/api/v1/archives/${sharedArchive}/download` }), expect: constant(200) },
     'HEAD /api/v1/archives/:archive_id/download': { prepare: async () => ({ path: `/api/v1/archives/${sharedArchive}/download` }), expect: constant(200) },
+    'GET /api/v1/archives/:archive_id/files': { prepare: async () => ({ path: `/api/v1/archives/${sharedArchive}/files?path=data` }), expect: constant(200) },
+    'GET /api/v1/archives/:archive_id/files/content': {
+      prepare: async () => ({ path: `/api/v1/archives/${sharedArchive}/files/content?path=readme.txt` }),
+      expect: constant(200),
+    },
+    'HEAD /api/v1/archives/:archive_id/files/content': {
+      prepare: async () => ({ path: `/api/v1/archives/${sharedArchive}/files/content?path=readme.txt` }),
+      expect: constant(200),
+    },
+    'GET /api/v1/archives/:archive_id/files/archive': {
+      prepare: async () => ({ path: `/api/v1/archives/${sharedArchive}/files/archive?path=data` }),
+      expect: constant(200),
+    },
+    'GET /api/v1/archives/files/search': { prepare: async () => ({ path: '/api/v1/archives/files/search?q=readme' }), expect: constant(200) },
     'POST /api/v1/archives/:archive_id/verify': {
       prepare: async () => {
         await verificationIdle();
@@ -273,7 +287,7 @@ describe('authorization matrix: every route x every kind of caller', () => {
 
   async function call(method: string, path: string, body: unknown, headers: Record<string, string>): Promise<number> {
     if (path === '/api/v1/ws/jobs' && method === 'GET') return webSocketUpgradeStatus(service.url, headers);
-    if (path === '/api/v1/events' || method === 'HEAD' || path.endsWith('/download')) {
+    if (path === '/api/v1/events' || method === 'HEAD' || path.endsWith('/download') || path.includes('/files/')) {
       const response = await fetch(`${service.url}${path}`, { method, headers });
       await response.body?.cancel();
       return response.status;

@@ -12,6 +12,7 @@ import { driveAutomationMigration } from './0010-drive-automation.js';
 import { notificationsMigration } from './0011-notifications.js';
 import { retireCompressionMigration } from './0012-retire-compression.js';
 import { discNoticesMigration } from './0013-disc-notices.js';
+import { fileIndexMigration } from './0014-file-index.js';
 
 /**
  * Every migration, imported statically: compiled code cannot count on a migrations folder at
@@ -31,6 +32,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0011_notifications': notificationsMigration,
   '0012_retire_compression': retireCompressionMigration,
   '0013_disc_notices': discNoticesMigration,
+  '0014_file_index': fileIndexMigration,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -1,3 +1,4 @@
+import type { ArchiveFiles } from '../../archive/files.js';
 import type { ArchiveService } from '../../archive/service.js';
 import type { AuthService } from '../../auth/service.js';
 import type { AutomationService } from '../../jobs/automation.js';
@@ -12,6 +13,7 @@ import type { SystemStatusService } from '../../system/status.js';
 import type { RouteModule } from '../app.js';
 import type { LiveHub } from '../live.js';
 import { apiKeyRoutes } from './api-keys.js';
+import { archiveFileRoutes } from './archive-files.js';
 import { archiveRoutes } from './archives.js';
 import { auditRoutes } from './audit.js';
 import { authRoutes } from './auth.js';
@@ -30,6 +32,7 @@ import { userRoutes } from './users.js';
 export interface ApiServices {
   jobs: JobService;
   archives: ArchiveService;
+  archiveFiles: ArchiveFiles;
   devices: DeviceStatusService;
   system: SystemStatusService;
   settings: SettingsService;
@@ -51,6 +54,7 @@ export function apiRoutes(services: ApiServices): RouteModule[] {
     healthRoutes(services.health, services.readiness),
     metricsRoutes(services.metrics),
     jobRoutes(services.jobs),
+    archiveFileRoutes(services.archiveFiles),
     archiveRoutes(services.archives),
     deviceRoutes(services.devices),
     automationRoutes(services.automation, services.devices),

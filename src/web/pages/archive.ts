@@ -4,8 +4,9 @@ import type { ArchiveListQuery, ArchiveView } from '../../archive/service.js';
 import type { AuditedAction } from '../../audit/trail.js';
 import type { ArchiveSort } from '../../db/archive-repository.js';
 import type { DiscKind } from '../../drives/types.js';
-import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
+import { ConflictError, DomainError, NotFoundError, ValidationError } from '../../errors.js';
 import type { App } from '../../http/app.js';
+import { userMessage } from '../errors.js';
 import { renderFragment, renderPage, requestI18n } from '../render.js';
 import { type FormFields, formFields, withParams } from '../request.js';
 import { actionDone, actionFailed, returnPath } from '../respond.js';
@@ -212,7 +213,48 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
   ) => {
     const [archive, verification] = await Promise.all([archives.get(id), verificationState(id)]);
     const values: MetadataForm = form ?? { label: archive.metadata.label, tags: archive.metadata.tags.join(', '), notes: archive.metadata.notes };
-    return renderPage(request, reply, security, 'archive-detail', { title: 'archive.detail.title', archive, ...verification, form: values, errors }, status);
+    const folder = await folderOf(request, id);
+    return renderPage(
+      request,
+      reply,
+      security,
+      'archive-detail',
+      { title: 'archive.detail.title', archive, ...verification, form: values, errors, folder },
+      status,
+    );
+  };
+
+  /**
+   * The folder of the image the page shows (`?path=`, the root by default), with its breadcrumbs
+   * and the links of its entries. An image that cannot be read shows why instead of failing the page.
+   */
+  const folderOf = async (request: FastifyRequest, id: string) => {
+    const query = request.query as { path?: unknown };
+    const path = typeof query.path === 'string' ? query.path : '';
+    const names = path.split('/').filter((name) => name !== '');
+    const crumbs = names.map((name, index) => ({ name, path: names.slice(0, index + 1).join('/') }));
+    const api = `/api/v1/archives/${id}/files`;
+    try {
+      const listing = await deps.archiveFiles.list(id, path);
+      const prefix = listing.path === '' ? '' : `${listing.path}/`;
+      return {
+        path: listing.path,
+        crumbs,
+        tar: withParams(`${api}/archive`, { path: listing.path }),
+        error: null,
+        entries: listing.entries.map((entry) => ({
+          ...entry,
+          href:
+            entry.type === 'directory'
+              ? `${withParams(`/archive/${id}`, { path: `${prefix}${entry.name}` })}#files-heading`
+              : withParams(`${api}/content`, { path: `${prefix}${entry.name}` }),
+          tar: entry.type === 'directory' ? withParams(`${api}/archive`, { path: `${prefix}${entry.name}` }) : null,
+        })),
+      };
+    } catch (error) {
+      if (!(error instanceof DomainError)) throw error;
+      return { path, crumbs, tar: null, entries: [], error: userMessage(requestI18n(request), error) };
+    }
   };
 
   /** The history, and the latest task: running or queued, or how the last one ended when it added nothing to the history. */

@@ -1,0 +1,132 @@
+import { CompiledQuery, sql } from 'kysely';
+import type { Database, SyncExecutor } from './database.js';
+
+/** One file or folder inside an archived image, as the index stores it. */
+export interface IndexedEntry {
+  path: string;
+  name: string;
+  kind: 'file' | 'directory';
+  sizeBytes: number;
+  mtime: string | null;
+}
+
+export interface FileSearchHit extends IndexedEntry {
+  archiveId: string;
+  archiveFilename: string;
+  archiveLabel: string | null;
+  rank: number;
+}
+
+export interface FileIndexRepository {
+  /** Archives with no index state yet (new ones, and those archived before the index existed), oldest first. */
+  unindexed(limit: number): Promise<Array<{ id: string; path: string }>>;
+  /** Drops what an archive had (a re-index starts clean). */
+  clear(archiveId: string): void;
+  /** Adds a batch of entries in one transaction. */
+  add(archiveId: string, entries: readonly IndexedEntry[]): void;
+  /** Records how indexing an archive ended. */
+  finish(
+    archiveId: string,
+    outcome: { status: 'indexed'; entries: number } | { status: 'failed'; entries: number; code: string; message: string },
+    at: string,
+  ): void;
+  state(archiveId: string): Promise<{ status: string; entries: number; errorCode: string | null; indexedAt: string } | null>;
+  /** Best matches first (bm25, a name counting ten times a path). `match` is an FTS5 query built by the caller. */
+  search(match: string, limit: number): Promise<FileSearchHit[]>;
+}
+
+const raw = (text: string, parameters: readonly unknown[]) => ({ compile: () => CompiledQuery.raw(text, [...parameters]) });
+
+export function createFileIndexRepository(database: Database): FileIndexRepository {
+  const db = database.kysely;
+  return {
+    async unindexed(limit) {
+      const { rows } = await sql<{ id: string; path: string }>`
+        select a.id, a.path from archives a
+        where not exists (select 1 from archive_file_index i where i.archive_id = a.id)
+        order by a.created_at, a.id limit ${limit}`.execute(db);
+      return rows;
+    },
+    clear(archiveId) {
+      database.writeTransaction((tx: SyncExecutor) => {
+        tx.run(raw('delete from archive_file_entries where archive_id = ?', [archiveId]));
+        tx.run(raw('delete from archive_file_index where archive_id = ?', [archiveId]));
+      });
+    },
+    add(archiveId, entries) {
+      database.writeTransaction((tx) => {
+        for (const entry of entries) {
+          tx.run(
+            raw('insert into archive_file_entries (archive_id, path, name, kind, size_bytes, mtime) values (?, ?, ?, ?, ?, ?)', [
+              archiveId,
+              entry.path,
+              entry.name,
+              entry.kind,
+              entry.sizeBytes,
+              entry.mtime,
+            ]),
+          );
+        }
+      });
+    },
+    finish(archiveId, outcome, at) {
+      database.writeTransaction((tx) => {
+        // The archive may have been deleted while its image was read: then there is nothing to record.
+        tx.run(
+          raw(
+            `insert into archive_file_index (archive_id, status, entries, error_code, error_message, indexed_at)
+             select ?, ?, ?, ?, ?, ? where exists (select 1 from archives where id = ?)
+             on conflict (archive_id) do update set status = excluded.status, entries = excluded.entries,
+               error_code = excluded.error_code, error_message = excluded.error_message, indexed_at = excluded.indexed_at`,
+            [
+              archiveId,
+              outcome.status,
+              outcome.entries,
+              outcome.status === 'failed' ? outcome.code : null,
+              outcome.status === 'failed' ? outcome.message : null,
+              at,
+              archiveId,
+            ],
+          ),
+        );
+      });
+    },
+    async state(archiveId) {
+      const { rows } = await sql<{ status: string; entries: number; error_code: string | null; indexed_at: string }>`
+        select status, entries, error_code, indexed_at from archive_file_index where archive_id = ${archiveId}`.execute(db);
+      const row = rows[0];
+      return row === undefined ? null : { status: row.status, entries: row.entries, errorCode: row.error_code, indexedAt: row.indexed_at };
+    },
+    async search(match, limit) {
+      const { rows } = await sql<{
+        archive_id: string;
+        path: string;
+        name: string;
+        kind: 'file' | 'directory';
+        size_bytes: number;
+        mtime: string | null;
+        filename: string;
+        label: string | null;
+        rank: number;
+      }>`
+        select e.archive_id, e.path, e.name, e.kind, e.size_bytes, e.mtime, a.filename,
+               nullif(json_extract(a.metadata, '$.label'), '') as label, s.rank
+        from (select rowid, bm25(archive_file_search, 10.0, 1.0) as rank from archive_file_search
+              where archive_file_search match ${match} order by rank limit ${limit}) s
+        join archive_file_entries e on e.id = s.rowid
+        join archives a on a.id = e.archive_id
+        order by s.rank`.execute(db);
+      return rows.map((row) => ({
+        archiveId: row.archive_id,
+        path: row.path,
+        name: row.name,
+        kind: row.kind,
+        sizeBytes: row.size_bytes,
+        mtime: row.mtime,
+        archiveFilename: row.filename,
+        archiveLabel: row.label,
+        rank: row.rank,
+      }));
+    },
+  };
+}
