@@ -1,6 +1,7 @@
 import { chmod, lstat, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createCatalogueService } from './archive/catalogue.js';
 import type { ArchiveEvents } from './archive/events.js';
 import { createArchiveService } from './archive/service.js';
 import { createVerificationWorker } from './archive/verification-worker.js';
@@ -11,6 +12,7 @@ import type { Config } from './config/schema.js';
 import { createArchiveRepository } from './db/archive-repository.js';
 import { createAuditRepository } from './db/audit-repository.js';
 import { createAutomationRepository } from './db/automation-repository.js';
+import { createCategoryRepository, createPreferenceRepository } from './db/catalogue-repository.js';
 import { databaseFile, openDatabase } from './db/database.js';
 import { createJobRepository } from './db/job-repository.js';
 import { createLogRepository } from './db/log-repository.js';
@@ -212,6 +214,13 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       verifyImage: (path, verifyOptions) => verifyImage(path, verifyOptions),
       onEvent: (level, message, details) => eventLog.record({ level, source: 'archives', message, details }),
     });
+    const catalogueService = createCatalogueService({
+      outputDir: config.storage.output_dir,
+      archives: catalogue,
+      archiveService: archives,
+      categories: createCategoryRepository(database),
+      preferences: createPreferenceRepository(database),
+    });
     const verifier = createVerificationWorker({
       tasks: verificationTasks,
       archives: catalogue,
@@ -304,6 +313,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         ...apiRoutes({
           jobs,
           archives,
+          catalogue: catalogueService,
           devices,
           auth,
           system,

@@ -1,3 +1,4 @@
+import type { CatalogueService } from '../../archive/catalogue.js';
 import type { ArchiveService } from '../../archive/service.js';
 import type { AuthService } from '../../auth/service.js';
 import type { AutomationService } from '../../jobs/automation.js';
@@ -15,6 +16,7 @@ import { archiveRoutes } from './archives.js';
 import { auditRoutes } from './audit.js';
 import { authRoutes } from './auth.js';
 import { automationRoutes } from './automation.js';
+import { catalogueRoutes } from './catalogue.js';
 import { deviceRoutes } from './devices.js';
 import { healthRoutes } from './health.js';
 import { jobRoutes } from './jobs.js';
@@ -29,6 +31,7 @@ import { userRoutes } from './users.js';
 export interface ApiServices {
   jobs: JobService;
   archives: ArchiveService;
+  catalogue: CatalogueService;
   devices: DeviceStatusService;
   system: SystemStatusService;
   settings: SettingsService;
@@ -50,6 +53,7 @@ export function apiRoutes(services: ApiServices): RouteModule[] {
     metricsRoutes(services.metrics),
     jobRoutes(services.jobs),
     archiveRoutes(services.archives),
+    catalogueRoutes(services.archives, services.catalogue),
     deviceRoutes(services.devices),
     automationRoutes(services.automation, services.devices),
     systemRoutes(services.system, services.settings),
