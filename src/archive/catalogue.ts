@@ -4,7 +4,7 @@ import type { CategoryRepository, PreferenceRepository } from '../db/catalogue-r
 import { NotFoundError, ValidationError } from '../errors.js';
 import type { ArchiveCategory, ArchiveRecord } from './model.js';
 import { isStrictlyInside } from './naming.js';
-import { type ArchiveListQuery, type ArchiveService, type ArchiveView, normaliseTags } from './service.js';
+import { type ArchiveListQuery, type ArchiveService, type ArchiveView, checkedCustomFields, normaliseTags } from './service.js';
 
 /** How the archive page lists images; each user's choice is remembered on the server. */
 const ARCHIVE_VIEWS = ['cards', 'table'] as const;
@@ -161,6 +161,8 @@ export function createCatalogueService(deps: CatalogueServiceDeps): CatalogueSer
     },
 
     async importCatalogue(document) {
+      // Checked as a whole first: a document with one bad entry changes nothing.
+      const customFields = document.archives.map((entry) => checkedCustomFields(entry.metadata.custom_fields));
       const report: ImportReport = { created: 0, updated: 0, skipped: 0, categories_created: 0, entries: [] };
       const byName = new Map((await categories.list()).map((category) => [category.name.toLowerCase(), category.id]));
       const wantedNames = [
@@ -180,7 +182,7 @@ export function createCatalogueService(deps: CatalogueServiceDeps): CatalogueSer
           notes: entry.metadata.notes,
           categoryId: category === null ? null : (byName.get(categoryName(category).toLowerCase()) ?? null),
           rating: entry.metadata.rating,
-          customFields: entry.metadata.custom_fields,
+          customFields: customFields[index] ?? {},
         };
         let existing = await archives.getByPath(entry.path);
         if (existing === null && entry.checksums.sha256 !== undefined) {

@@ -43,6 +43,24 @@ export function normaliseTag(tag: string): string {
   return tag.normalize('NFC').trim().replace(/\s+/gu, ' ').toLowerCase();
 }
 
+export const CUSTOM_FIELD_LIMITS = { count: 20, keyLength: 40, valueLength: 500 } as const;
+const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/u;
+
+/**
+ * Free key/value pairs, trimmed; null when they break a limit (too many, an empty or long key, a
+ * long value, control characters), so every way in (API, form, import) refuses the same things.
+ */
+export function cleanCustomFields(fields: Readonly<Record<string, string>>): Record<string, string> | null {
+  const entries = Object.entries(fields).map(([key, value]) => [key.trim(), value.trim()] as const);
+  if (entries.length > CUSTOM_FIELD_LIMITS.count) return null;
+  for (const [key, value] of entries) {
+    if (key === '' || [...key].length > CUSTOM_FIELD_LIMITS.keyLength || [...value].length > CUSTOM_FIELD_LIMITS.valueLength) return null;
+    if (CONTROL_CHARS.test(key) || CONTROL_CHARS.test(value)) return null;
+  }
+  if (new Set(entries.map(([key]) => key)).size !== entries.length) return null;
+  return Object.fromEntries(entries);
+}
+
 /** An entry of the admin-managed list of categories an image can be put in. */
 export interface ArchiveCategory {
   id: string;

@@ -6,7 +6,7 @@ import type { Config, HashAlgorithm } from '../config/schema.js';
 import type { ArchiveListFilter, ArchiveRepository, ArchiveSort, RecordVerificationInput } from '../db/archive-repository.js';
 import type { VerificationTaskRepository } from '../db/verification-task-repository.js';
 import type { DiscKind, FileSystemKind } from '../drives/types.js';
-import { ConflictError, DomainError, NotFoundError, errnoCode } from '../errors.js';
+import { ConflictError, DomainError, NotFoundError, ValidationError, errnoCode } from '../errors.js';
 import type { JsonObject } from '../json.js';
 import type { ArchiveEventBus } from './events.js';
 import {
@@ -15,7 +15,9 @@ import {
   type ArchiveRecord,
   type ArchiveStatus,
   type ArchiveVerificationRecord,
+  CUSTOM_FIELD_LIMITS,
   archiveCondition,
+  cleanCustomFields,
   normaliseTag,
 } from './model.js';
 import { imageFileSet, isStrictlyInside } from './naming.js';
@@ -221,6 +223,19 @@ export function toArchiveView(record: ArchiveRecord): ArchiveView {
   };
 }
 
+export function checkedCustomFields(fields: Readonly<Record<string, string>>): Record<string, string> {
+  const cleaned = cleanCustomFields(fields);
+  if (cleaned === null) {
+    const { count, keyLength, valueLength } = CUSTOM_FIELD_LIMITS;
+    throw new ValidationError(
+      'validation_failed',
+      `custom fields: at most ${count}, each with a distinct key of 1 to ${keyLength} characters and a value of at most ${valueLength}, no control characters`,
+      { fields: ['custom_fields'] },
+    );
+  }
+  return cleaned;
+}
+
 export function normaliseTags(tags: readonly string[]): string[] {
   return [...new Set(tags.map(normaliseTag).filter((tag) => tag !== ''))];
 }
@@ -371,10 +386,10 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
       const cleaned: Partial<ArchiveMetadata> = { ...patch };
       if (patch.label !== undefined) cleaned.label = patch.label.trim();
       if (patch.tags !== undefined) cleaned.tags = normaliseTags(patch.tags);
-      if (patch.customFields !== undefined) {
-        cleaned.customFields = Object.fromEntries(Object.entries(patch.customFields).map(([key, value]) => [key.trim(), value.trim()]));
-      }
-      return toArchiveView(await archives.updateMetadata(id, cleaned));
+      if (patch.customFields !== undefined) cleaned.customFields = checkedCustomFields(patch.customFields);
+      const [view] = await withDuplicates([await archives.updateMetadata(id, cleaned)]);
+      if (view === undefined) throw new NotFoundError('archive_not_found', `no archive ${id}`, { archive_id: id });
+      return view;
     },
 
     async remove(id) {
