@@ -341,6 +341,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
             jobs,
             devices,
             archives,
+            catalogue: catalogueService,
             system,
             settings,
             automation,

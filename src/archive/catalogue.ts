@@ -7,7 +7,7 @@ import { isStrictlyInside } from './naming.js';
 import { type ArchiveListQuery, type ArchiveService, type ArchiveView, checkedCustomFields, normaliseTags } from './service.js';
 
 /** How the archive page lists images; each user's choice is remembered on the server. */
-const ARCHIVE_VIEWS = ['cards', 'table'] as const;
+export const ARCHIVE_VIEWS = ['cards', 'table'] as const;
 type ArchiveViewMode = (typeof ARCHIVE_VIEWS)[number];
 const VIEW_PREFERENCE = 'archive.view';
 
@@ -51,7 +51,7 @@ interface ImportReport {
   entries: ImportOutcome[];
 }
 
-interface CategoryView {
+export interface CategoryView {
   id: string;
   name: string;
   created_at: string;
@@ -92,6 +92,7 @@ export interface CatalogueServiceDeps {
 }
 
 const EXPORT_PAGE = 500;
+const MAX_CATEGORY_NAME = 100;
 
 function toCategoryView(category: ArchiveCategory): CategoryView {
   return { id: category.id, name: category.name, created_at: category.createdAt };
@@ -100,7 +101,11 @@ function toCategoryView(category: ArchiveCategory): CategoryView {
 /** Category names are single-line text; spacing is tidied so `Films ` and `Films` are one name. */
 function categoryName(name: string): string {
   const tidy = name.normalize('NFC').trim().replace(/\s+/gu, ' ');
-  if (tidy === '') throw new ValidationError('validation_failed', 'a category needs a name', { fields: ['name'] });
+  if (tidy === '' || [...tidy].length > MAX_CATEGORY_NAME || /[\u0000-\u001f\u007f-\u009f]/u.test(tidy)) {
+    throw new ValidationError('validation_failed', `a category needs a name of 1 to ${MAX_CATEGORY_NAME} characters, without control characters`, {
+      fields: ['name'],
+    });
+  }
   return tidy;
 }
 

@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify';
+import type { CatalogueService } from '../archive/catalogue.js';
 import type { ArchiveService } from '../archive/service.js';
 import type { AuditTrail } from '../audit/trail.js';
 import type { ApiKeyService } from '../auth/api-keys.js';
@@ -92,6 +93,8 @@ export interface WebDeps {
   jobs: JobService;
   devices: WebDevices;
   archives: WebArchives;
+  /** Categories, bulk edits and the archive page's remembered view. */
+  catalogue: Pick<CatalogueService, 'categories' | 'createCategory' | 'renameCategory' | 'deleteCategory' | 'bulkEdit' | 'viewOf' | 'setView'>;
   system: WebSystemStatus;
   settings: WebSettings;
   notifications: WebNotifications;
