@@ -1,4 +1,5 @@
 import { benchApi } from './api.js';
+import { benchCatalogue } from './catalogue.js';
 import { benchImaging } from './imaging.js';
 import { benchRescue } from './rescue.js';
 
@@ -6,6 +7,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   imaging: benchImaging,
   api: benchApi,
   rescue: benchRescue,
+  catalogue: benchCatalogue,
 };
 
 const wanted = process.argv[2] ?? 'all';
