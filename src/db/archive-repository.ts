@@ -344,10 +344,18 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
               ? // Unrated images come last either way.
                 sql`archives.rating is null, archives.rating ${direction}, archives.created_at desc`
               : sql`${sql.ref(`archives.${SORT_COLUMNS[sort === 'relevance' ? 'date' : sort]}`)} ${direction}`;
-      const rows = await sql<Selectable<ArchivesTable>>`select archives.* from ${from} ${whereClause}
+      // Sorting carries ids only; the page's full rows (large JSON columns) are read afterwards.
+      const pageIds = await sql<{ id: string }>`select archives.id as id from ${from} ${whereClause}
         order by ${orderBy}, archives.id ${direction} limit ${limit} offset ${offset}`.execute(db);
+      const ids = pageIds.rows.map((row) => row.id);
+      const rows = ids.length === 0 ? [] : await db.selectFrom('archives').selectAll().where('id', 'in', ids).execute();
+      const byId = new Map(rows.map((row) => [row.id, row]));
+      const items = ids.flatMap((id) => {
+        const row = byId.get(id);
+        return row === undefined ? [] : [rowToArchive(row)];
+      });
       const counted = await sql<{ total: number }>`select count(*) as total from ${from} ${whereClause}`.execute(db);
-      return { items: rows.rows.map(rowToArchive), total: counted.rows[0]?.total ?? 0 };
+      return { items, total: counted.rows[0]?.total ?? 0 };
     },
 
     async updateMetadata(id, patch) {
