@@ -47,6 +47,9 @@ describe('the archive table view and bulk edit in Chromium', () => {
     await page.getByRole('button', { name: 'Table', exact: true }).click();
     const table = page.locator('[data-archive-table]');
     await table.waitFor();
+    const rowOf = async (selector: string) => (await page.locator(selector).boundingBox())?.y;
+    assert.equal(await rowOf('#archive-q'), await rowOf('#archive-sort'), 'search, filter and sort share one row on a desktop');
+    assert.equal(await rowOf('details.filters > summary'), await rowOf('#archive-sort'));
 
     // Another device of the same user opens the table too.
     const elsewhere = await watchedContext(browser);
