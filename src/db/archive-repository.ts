@@ -145,8 +145,9 @@ function metadataOf(row: Pick<Selectable<ArchivesTable>, 'metadata' | 'category_
  * @internal exported for its tests
  */
 export function ftsQuery(text: string): string | null {
+  // Control characters (a NUL ends SQLite's reading of the query) separate words like spaces.
   const terms = text
-    .split(/\s+/u)
+    .split(/[\s\p{Cc}]+/u)
     .filter((term) => /[\p{L}\p{N}]/u.test(term))
     .slice(0, 20)
     .map((term) => `"${term.replaceAll('"', '""')}"*`);

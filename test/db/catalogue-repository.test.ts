@@ -50,7 +50,8 @@ describe('catalogue repository', () => {
       await archives.create(image('a', { metadata: { label: 'NOT OR AND' } }));
       assert.equal(ftsQuery('"x* OR y'), '"""x*"* "OR"* "y"*');
       assert.deepEqual(ids(await archives.list({ match: 'NOT' })), ['a.iso']);
-      for (const hostile of ['"', 'label:x', '*', 'a OR', 'NEAR(a b)', ')']) await archives.list({ match: hostile });
+      for (const hostile of ['"', 'label:x', '*', 'a OR', 'NEAR(a b)', ')', 'nul\u0000byte', '\u202Eevil']) await archives.list({ match: hostile });
+      assert.equal(ftsQuery('nul\u0000byte'), '"nul"* "byte"*');
       assert.deepEqual(await archives.list({ match: '%%% ***' }), { items: [], total: 0 });
     });
   });

@@ -188,7 +188,14 @@ export function catalogueRoutes(archives: ArchiveService, catalogue: CatalogueSe
       async (request) => {
         const { ids, ...edit } = request.body;
         const updated = await catalogue.bulkEdit(ids, edit);
-        request.auditDetails = { ids, ...edit, updated } as unknown as NonNullable<typeof request.auditDetails>;
+        request.auditDetails = {
+          ids,
+          updated,
+          ...(edit.add_tags === undefined ? {} : { add_tags: edit.add_tags }),
+          ...(edit.remove_tags === undefined ? {} : { remove_tags: edit.remove_tags }),
+          ...(edit.category_id === undefined ? {} : { category_id: edit.category_id }),
+          ...(edit.rating === undefined ? {} : { rating: edit.rating }),
+        };
         return { updated };
       },
     );
@@ -208,17 +215,24 @@ export function catalogueRoutes(archives: ArchiveService, catalogue: CatalogueSe
       },
       async (request, reply) => {
         const format = request.query.format ?? 'json';
-        const entries = catalogue.entries(searchOf(request.query));
+        const iterator = catalogue.entries(searchOf(request.query));
+        // The first page is read before the answer starts: a query that fails gets an error answer, not a cut-off file.
+        const head = await iterator.next();
         const categories = (await catalogue.categories()).map((category) => category.name);
+        async function* entries() {
+          if (head.done === true) return;
+          yield head.value;
+          yield* iterator;
+        }
         async function* body(): AsyncGenerator<string> {
           if (format === 'csv') {
             yield `\ufeff${CSV_COLUMNS.map(csvCell).join(',')}\r\n`;
-            for await (const entry of entries) yield csvRow(entry);
+            for await (const entry of entries()) yield csvRow(entry);
             return;
           }
           yield jsonHead(categories);
           let first = true;
-          for await (const entry of entries) {
+          for await (const entry of entries()) {
             yield `${first ? '' : ','}\n${JSON.stringify(entry)}`;
             first = false;
           }
