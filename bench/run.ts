@@ -1,4 +1,5 @@
 import { benchApi } from './api.js';
+import { benchCatalogue } from './catalogue.js';
 import { benchFiles } from './files.js';
 import { benchImaging } from './imaging.js';
 import { benchNotifications } from './notifications.js';
@@ -10,6 +11,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   rescue: benchRescue,
   notifications: benchNotifications,
   files: benchFiles,
+  catalogue: benchCatalogue,
 };
 
 const wanted = process.argv[2] ?? 'all';

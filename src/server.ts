@@ -1,6 +1,7 @@
 import { chmod, lstat, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createCatalogueService } from './archive/catalogue.js';
 import type { ArchiveEvents } from './archive/events.js';
 import { createArchiveFiles, createFileIndexer } from './archive/files.js';
 import { createArchiveService } from './archive/service.js';
@@ -12,6 +13,7 @@ import type { Config } from './config/schema.js';
 import { createArchiveRepository } from './db/archive-repository.js';
 import { createAuditRepository } from './db/audit-repository.js';
 import { createAutomationRepository } from './db/automation-repository.js';
+import { createCategoryRepository, createPreferenceRepository } from './db/catalogue-repository.js';
 import { databaseFile, openDatabase } from './db/database.js';
 import { createFileIndexRepository } from './db/file-index-repository.js';
 import { createJobRepository } from './db/job-repository.js';
@@ -267,6 +269,13 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       openArchiveImage: archives.openFile,
       onEvent: (level, message, details) => eventLog.record({ level, source: 'archives', message, details }),
     });
+    const catalogueService = createCatalogueService({
+      outputDir: () => config.storage.output_dir,
+      archives: catalogue,
+      archiveService: archives,
+      categories: createCategoryRepository(database),
+      preferences: createPreferenceRepository(database),
+    });
     const verifier = createVerificationWorker({
       tasks: verificationTasks,
       archives: catalogue,
@@ -354,6 +363,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           jobs,
           archives,
           archiveFiles,
+          catalogue: catalogueService,
           devices,
           auth,
           system,
@@ -383,6 +393,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
             devices,
             archives,
             archiveFiles,
+            catalogue: catalogueService,
             system,
             settings,
             automation,

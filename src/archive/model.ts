@@ -10,10 +10,62 @@ export type ArchiveStatus = (typeof ARCHIVE_STATUSES)[number];
 
 export type ArchiveChecksums = Partial<Record<HashAlgorithm, string>>;
 
+/**
+ * What a user says about an image. Tags are normalised (see normaliseTag); categoryId names an entry
+ * of the admin-managed category list; customFields are free key/value pairs.
+ */
 export interface ArchiveMetadata {
   label: string;
   tags: string[];
   notes: string;
+  categoryId: string | null;
+  /** 1 to 5, or null when unrated. */
+  rating: number | null;
+  customFields: Record<string, string>;
+}
+
+/**
+ * What the archive page's badge says: the stored status refined by what is known. An image whose only
+ * fault is zero-filled unreadable sectors was completed with errors; one whose verification failed is
+ * damaged; one never verified after imaging is unverified.
+ */
+export const ARCHIVE_CONDITIONS = ['ok', 'completed_with_errors', 'damaged', 'missing', 'unverified'] as const;
+export type ArchiveCondition = (typeof ARCHIVE_CONDITIONS)[number];
+
+export function archiveCondition(record: Pick<ArchiveRecord, 'status' | 'badBytes' | 'lastVerifiedAt' | 'lastVerifiedOk'>): ArchiveCondition {
+  if (record.status === 'missing') return 'missing';
+  if (record.status === 'damaged') return record.badBytes > 0 && record.lastVerifiedOk !== false ? 'completed_with_errors' : 'damaged';
+  return record.lastVerifiedAt === null ? 'unverified' : 'ok';
+}
+
+/** Tags compare case-insensitively and ignore spacing: `  Road   Trip ` and `road trip` are one tag. */
+export function normaliseTag(tag: string): string {
+  return tag.normalize('NFC').trim().replace(/\s+/gu, ' ').toLowerCase();
+}
+
+export const CUSTOM_FIELD_LIMITS = { count: 20, keyLength: 40, valueLength: 500 } as const;
+const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/u;
+
+/**
+ * Free key/value pairs, trimmed; null when they break a limit (too many, an empty or long key, a
+ * long value, control characters), so every way in (API, form, import) refuses the same things.
+ */
+export function cleanCustomFields(fields: Readonly<Record<string, string>>): Record<string, string> | null {
+  const entries = Object.entries(fields).map(([key, value]) => [key.trim(), value.trim()] as const);
+  if (entries.length > CUSTOM_FIELD_LIMITS.count) return null;
+  for (const [key, value] of entries) {
+    if (key === '' || [...key].length > CUSTOM_FIELD_LIMITS.keyLength || [...value].length > CUSTOM_FIELD_LIMITS.valueLength) return null;
+    if (CONTROL_CHARS.test(key) || CONTROL_CHARS.test(value)) return null;
+  }
+  if (new Set(entries.map(([key]) => key)).size !== entries.length) return null;
+  return Object.fromEntries(entries);
+}
+
+/** An entry of the admin-managed list of categories an image can be put in. */
+export interface ArchiveCategory {
+  id: string;
+  name: string;
+  createdAt: string;
 }
 
 /** Where an image came from, as the drive and the volume descriptors described it. */

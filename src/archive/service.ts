@@ -5,11 +5,21 @@ import { type Clock, systemClock } from '../clock.js';
 import type { Config, HashAlgorithm } from '../config/schema.js';
 import type { ArchiveListFilter, ArchiveRepository, ArchiveSort, RecordVerificationInput } from '../db/archive-repository.js';
 import type { VerificationTaskRepository } from '../db/verification-task-repository.js';
-import type { DiscKind } from '../drives/types.js';
-import { ConflictError, DomainError, NotFoundError, errnoCode } from '../errors.js';
+import type { DiscKind, FileSystemKind } from '../drives/types.js';
+import { ConflictError, DomainError, NotFoundError, ValidationError, errnoCode } from '../errors.js';
 import type { JsonObject } from '../json.js';
 import type { ArchiveEventBus } from './events.js';
-import type { ArchiveMetadata, ArchiveRecord, ArchiveStatus, ArchiveVerificationRecord } from './model.js';
+import {
+  type ArchiveCondition,
+  type ArchiveMetadata,
+  type ArchiveRecord,
+  type ArchiveStatus,
+  type ArchiveVerificationRecord,
+  CUSTOM_FIELD_LIMITS,
+  archiveCondition,
+  cleanCustomFields,
+  normaliseTag,
+} from './model.js';
 import { imageFileSet, isStrictlyInside } from './naming.js';
 import { type VerificationTaskStatus, type VerificationTaskView, toVerificationTaskView } from './verification-task.js';
 
@@ -42,7 +52,14 @@ export interface ArchiveView {
   size_bytes: number;
   created_at: string;
   checksums: Partial<Record<HashAlgorithm, string>>;
-  metadata: ArchiveMetadata;
+  metadata: {
+    label: string;
+    tags: string[];
+    notes: string;
+    category_id: string | null;
+    rating: number | null;
+    custom_fields: Record<string, string>;
+  };
   source: {
     device_id: string | null;
     device_path: string | null;
@@ -50,14 +67,18 @@ export interface ArchiveView {
     volume_label: string | null;
     volume_id: string | null;
     media_type: 'cd' | 'dvd' | 'bd' | null;
-    file_systems: string[];
+    file_systems: FileSystemKind[];
   };
   disc_kind: DiscKind | null;
   status: ArchiveStatus;
+  /** What the badge says: the status refined by bad sectors and verification (see archiveCondition). */
+  condition: ArchiveCondition;
   bad_bytes: number;
   last_verified_at: string | null;
   last_verified_ok: boolean | null;
   job_id: string | null;
+  /** Ids of the other archives with the same SHA-256: identical images (list and get fill it in). */
+  duplicates?: string[];
 }
 
 interface VerificationView {
@@ -80,6 +101,12 @@ export interface ArchiveListQuery {
   maxSizeBytes?: number | undefined;
   discKinds?: DiscKind[] | undefined;
   statuses?: ArchiveStatus[] | undefined;
+  /** Full-text words, ranked (see ArchiveListFilter.match). */
+  match?: string | undefined;
+  conditions?: ArchiveCondition[] | undefined;
+  categoryId?: string | undefined;
+  tag?: string | undefined;
+  minRating?: number | undefined;
   sort?: ArchiveSort | undefined;
   order?: 'asc' | 'desc' | undefined;
   limit: number;
@@ -111,6 +138,7 @@ interface RefusedVerification {
 export interface ArchiveService {
   list(query: ArchiveListQuery): Promise<{ archives: ArchiveView[]; total: number; limit: number; offset: number }>;
   get(id: string): Promise<ArchiveView>;
+  /** Tags are normalised (normaliseTag) and de-duplicated; ValidationError `unknown_category` for a category that does not exist. */
   updateMetadata(id: string, patch: Partial<ArchiveMetadata>): Promise<ArchiveView>;
   /** Removes the image, every sidecar and the map (only inside the output directory), then the record. */
   remove(id: string): Promise<void>;
@@ -168,7 +196,14 @@ export function toArchiveView(record: ArchiveRecord): ArchiveView {
     size_bytes: record.sizeBytes,
     created_at: record.createdAt,
     checksums: record.checksums,
-    metadata: { label: record.metadata.label, tags: [...record.metadata.tags], notes: record.metadata.notes },
+    metadata: {
+      label: record.metadata.label,
+      tags: [...record.metadata.tags],
+      notes: record.metadata.notes,
+      category_id: record.metadata.categoryId,
+      rating: record.metadata.rating,
+      custom_fields: { ...record.metadata.customFields },
+    },
     source: {
       device_id: record.source.deviceId,
       device_path: record.source.devicePath,
@@ -180,11 +215,29 @@ export function toArchiveView(record: ArchiveRecord): ArchiveView {
     },
     disc_kind: record.discKind,
     status: record.status,
+    condition: archiveCondition(record),
     bad_bytes: record.badBytes,
     last_verified_at: record.lastVerifiedAt,
     last_verified_ok: record.lastVerifiedOk,
     job_id: record.jobId,
   };
+}
+
+export function checkedCustomFields(fields: Readonly<Record<string, string>>): Record<string, string> {
+  const cleaned = cleanCustomFields(fields);
+  if (cleaned === null) {
+    const { count, keyLength, valueLength } = CUSTOM_FIELD_LIMITS;
+    throw new ValidationError(
+      'validation_failed',
+      `custom fields: at most ${count}, each with a distinct key of 1 to ${keyLength} characters and a value of at most ${valueLength}, no control characters`,
+      { fields: ['custom_fields'] },
+    );
+  }
+  return cleaned;
+}
+
+export function normaliseTags(tags: readonly string[]): string[] {
+  return [...new Set(tags.map(normaliseTag).filter((tag) => tag !== ''))];
 }
 
 function toVerificationView(record: ArchiveVerificationRecord): VerificationView {
@@ -267,6 +320,15 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
     return real;
   }
 
+  async function withDuplicates(records: readonly ArchiveRecord[]): Promise<ArchiveView[]> {
+    const same = await archives.withSha256(records.flatMap((record) => (record.checksums.sha256 === undefined ? [] : [record.checksums.sha256])));
+    return records.map((record) => {
+      const sha256 = record.checksums.sha256;
+      const others = sha256 === undefined ? [] : (same.get(sha256) ?? []).filter((other) => other.id !== record.id);
+      return { ...toArchiveView(record), duplicates: others.map((other) => other.id) };
+    });
+  }
+
   async function findTask(taskId: string) {
     const task = await tasks.get(taskId);
     if (task === null) throw new NotFoundError('verification_task_not_found', `no verification task ${taskId}`, { task_id: taskId });
@@ -302,23 +364,32 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
       if (query.maxSizeBytes !== undefined) filter.maxSizeBytes = query.maxSizeBytes;
       if (query.discKinds !== undefined) filter.discKinds = query.discKinds;
       if (query.statuses !== undefined) filter.statuses = query.statuses;
+      if (query.match !== undefined) filter.match = query.match;
+      if (query.conditions !== undefined) filter.conditions = query.conditions;
+      if (query.categoryId !== undefined) filter.categoryId = query.categoryId;
+      if (query.tag !== undefined) filter.tag = normaliseTag(query.tag);
+      if (query.minRating !== undefined) filter.minRating = query.minRating;
       if (query.sort !== undefined) filter.sort = query.sort;
       if (query.order !== undefined) filter.order = query.order;
       const { items, total } = await archives.list(filter);
-      return { archives: items.map(toArchiveView), total, limit: query.limit, offset: query.offset };
+      return { archives: await withDuplicates(items), total, limit: query.limit, offset: query.offset };
     },
 
     async get(id) {
-      return toArchiveView(await find(id));
+      const [view] = await withDuplicates([await find(id)]);
+      if (view === undefined) throw new NotFoundError('archive_not_found', `no archive ${id}`, { archive_id: id });
+      return view;
     },
 
     async updateMetadata(id, patch) {
       await find(id);
-      const cleaned: Partial<ArchiveMetadata> = {};
+      const cleaned: Partial<ArchiveMetadata> = { ...patch };
       if (patch.label !== undefined) cleaned.label = patch.label.trim();
-      if (patch.notes !== undefined) cleaned.notes = patch.notes;
-      if (patch.tags !== undefined) cleaned.tags = [...new Set(patch.tags.map((tag) => tag.trim()).filter((tag) => tag !== ''))];
-      return toArchiveView(await archives.updateMetadata(id, cleaned));
+      if (patch.tags !== undefined) cleaned.tags = normaliseTags(patch.tags);
+      if (patch.customFields !== undefined) cleaned.customFields = checkedCustomFields(patch.customFields);
+      const [view] = await withDuplicates([await archives.updateMetadata(id, cleaned)]);
+      if (view === undefined) throw new NotFoundError('archive_not_found', `no archive ${id}`, { archive_id: id });
+      return view;
     },
 
     async remove(id) {

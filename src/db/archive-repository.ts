@@ -1,8 +1,16 @@
-import type { Selectable } from 'kysely';
-import type { ArchiveChecksums, ArchiveMetadata, ArchiveRecord, ArchiveSource, ArchiveStatus, ArchiveVerificationRecord } from '../archive/model.js';
+import { type RawBuilder, type Selectable, sql } from 'kysely';
+import type {
+  ArchiveChecksums,
+  ArchiveCondition,
+  ArchiveMetadata,
+  ArchiveRecord,
+  ArchiveSource,
+  ArchiveStatus,
+  ArchiveVerificationRecord,
+} from '../archive/model.js';
 import { type Clock, systemClock } from '../clock.js';
 import type { DiscKind } from '../drives/types.js';
-import { NotFoundError } from '../errors.js';
+import { NotFoundError, ValidationError } from '../errors.js';
 import type { JsonObject } from '../json.js';
 import type { Database, SyncExecutor } from './database.js';
 import type { ArchiveVerificationsTable, ArchivesTable } from './schema.js';
@@ -31,7 +39,8 @@ interface ReplaceImageInput {
   status: ArchiveStatus;
 }
 
-export type ArchiveSort = 'name' | 'date' | 'size';
+/** relevance: best full-text match first (bm25); only with `match`. */
+export type ArchiveSort = 'name' | 'date' | 'size' | 'rating' | 'relevance';
 
 export interface ArchiveListFilter {
   /** Words that must all occur (case-insensitively) in the filename, label, notes or tags. */
@@ -44,7 +53,15 @@ export interface ArchiveListFilter {
   maxSizeBytes?: number;
   discKinds?: readonly DiscKind[];
   statuses?: readonly ArchiveStatus[];
-  /** Default: date, newest first. */
+  /** Full-text words (FTS5, prefix match, all must occur) in the name, label, volume label, tags, notes or custom field values. */
+  match?: string;
+  /** The badge's conditions (see archiveCondition), any of them. */
+  conditions?: readonly ArchiveCondition[];
+  categoryId?: string;
+  /** A normalised tag the archive must carry. */
+  tag?: string;
+  minRating?: number;
+  /** Default: relevance with `match`, else date, newest first. */
   sort?: ArchiveSort;
   order?: SortOrder;
   limit?: number;
@@ -80,11 +97,82 @@ export interface ArchiveRepository {
   recordVerificationWithin(tx: SyncExecutor, archiveId: string, input: RecordVerificationInput): ArchiveVerificationRecord;
   /** Newest first. */
   listVerifications(archiveId: string, options?: { limit?: number; offset?: number }): Promise<ListResult<ArchiveVerificationRecord>>;
+  /**
+   * One change applied to several archives in one transaction: tags added and removed, category
+   * and rating set (null clears). NotFoundError naming the unknown ids, and nothing changed, when any is unknown.
+   */
+  bulkUpdateMetadata(ids: readonly string[], change: BulkMetadataChange): Promise<number>;
+  /** Archives with the same SHA-256 as one of these, by that SHA-256 (an archive is listed under its own too). */
+  withSha256(sha256s: readonly string[]): Promise<Map<string, ArchiveRecord[]>>;
   /** Removes the record and its verification history (not the image file). False when unknown. */
   delete(id: string): Promise<boolean>;
 }
 
-const EMPTY_METADATA: ArchiveMetadata = { label: '', tags: [], notes: '' };
+export interface BulkMetadataChange {
+  addTags?: readonly string[];
+  removeTags?: readonly string[];
+  categoryId?: string | null;
+  rating?: number | null;
+}
+
+const EMPTY_METADATA: ArchiveMetadata = { label: '', tags: [], notes: '', categoryId: null, rating: null, customFields: {} };
+
+/** The part of the metadata kept as JSON; category and rating are columns the list filters and sorts on. */
+interface StoredMetadata {
+  label: string;
+  tags: string[];
+  notes: string;
+  customFields?: Record<string, string>;
+}
+
+function storedMetadata(metadata: ArchiveMetadata): string {
+  return toJson({ label: metadata.label, tags: metadata.tags, notes: metadata.notes, customFields: metadata.customFields });
+}
+
+function metadataOf(row: Pick<Selectable<ArchivesTable>, 'metadata' | 'category_id' | 'rating'>): ArchiveMetadata {
+  const stored = fromJson<StoredMetadata>(row.metadata);
+  return {
+    label: stored.label,
+    tags: stored.tags,
+    notes: stored.notes,
+    categoryId: row.category_id,
+    rating: row.rating,
+    customFields: stored.customFields ?? {},
+  };
+}
+
+/**
+ * The words of a query as an FTS5 expression: each becomes a quoted prefix term, so quotes, stars,
+ * colons and the words AND/OR/NOT are plain text, never query syntax. Null when nothing searchable is left.
+ * @internal exported for its tests
+ */
+export function ftsQuery(text: string): string | null {
+  // Control characters (a NUL ends SQLite's reading of the query) separate words like spaces.
+  const terms = text
+    .split(/[\s\p{Cc}]+/u)
+    .filter((term) => /[\p{L}\p{N}]/u.test(term))
+    .slice(0, 20)
+    .map((term) => `"${term.replaceAll('"', '""')}"*`);
+  return terms.length === 0 ? null : terms.join(' ');
+}
+
+/** bm25 weights per FTS column (archive_id, name, label, volume, tags, notes, fields): a label or tag hit counts most. */
+const BM25 = sql`bm25(archives_fts, 0, 4, 10, 5, 8, 1, 2)`;
+
+function conditionSql(condition: ArchiveCondition): RawBuilder<unknown> {
+  switch (condition) {
+    case 'missing':
+      return sql`archives.status = 'missing'`;
+    case 'damaged':
+      return sql`(archives.status = 'damaged' and (archives.bad_bytes = 0 or archives.last_verified_ok = 0))`;
+    case 'completed_with_errors':
+      return sql`(archives.status = 'damaged' and archives.bad_bytes > 0 and coalesce(archives.last_verified_ok, 1) = 1)`;
+    case 'unverified':
+      return sql`(archives.status = 'ok' and archives.last_verified_at is null)`;
+    case 'ok':
+      return sql`(archives.status = 'ok' and archives.last_verified_at is not null)`;
+  }
+}
 
 function rowToArchive(row: Selectable<ArchivesTable>): ArchiveRecord {
   return {
@@ -95,7 +183,7 @@ function rowToArchive(row: Selectable<ArchivesTable>): ArchiveRecord {
     sizeBytes: row.size_bytes,
     createdAt: row.created_at,
     checksums: fromJson<ArchiveChecksums>(row.checksums),
-    metadata: fromJson<ArchiveMetadata>(row.metadata),
+    metadata: metadataOf(row),
     source: fromJson<ArchiveSource>(row.source),
     discKind: row.disc_kind,
     badBytes: row.bad_bytes,
@@ -120,7 +208,7 @@ function rowToVerification(row: Selectable<ArchiveVerificationsTable>): ArchiveV
 
 /** Search compares lower-cased text by substring, so `%`, `_` and quotes in a query are plain characters. */
 /** The disc's volume label is searchable too: an entry's title is its job's name, which may differ from it. */
-function searchText(filename: string, metadata: ArchiveMetadata, volumeLabel: string | null): string {
+function searchText(filename: string, metadata: Pick<ArchiveMetadata, 'label' | 'notes' | 'tags'>, volumeLabel: string | null): string {
   return [filename, metadata.label, volumeLabel ?? '', metadata.notes, ...metadata.tags].join('\n').toLowerCase();
 }
 
@@ -174,6 +262,17 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
     return rowToVerification(row);
   };
 
+  const writeMetadata = (id: string, row: Pick<Selectable<ArchivesTable>, 'filename' | 'source'>, metadata: ArchiveMetadata) =>
+    db
+      .updateTable('archives')
+      .set({
+        metadata: storedMetadata(metadata),
+        category_id: metadata.categoryId,
+        rating: metadata.rating,
+        search_text: searchText(row.filename, metadata, fromJson<ArchiveSource>(row.source).volumeLabel),
+      })
+      .where('id', '=', id);
+
   return {
     getWithin(tx, id) {
       const row = tx.first(db.selectFrom('archives').selectAll().where('id', '=', id));
@@ -192,7 +291,9 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
           size_bytes: input.sizeBytes,
           created_at: timestamp(input.createdAt ?? now()),
           checksums: toJson(input.checksums),
-          metadata: toJson(metadata),
+          metadata: storedMetadata(metadata),
+          category_id: metadata.categoryId,
+          rating: metadata.rating,
           source: toJson(input.source),
           disc_kind: input.source.discKind,
           bad_bytes: badBytes,
@@ -209,46 +310,114 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
 
     async list(filter = {}) {
       const { limit, offset } = page(filter.limit, filter.offset);
-      let query = db.selectFrom('archives');
-      for (const term of searchTerms(filter.search)) {
-        query = query.where((eb) => eb(eb.fn<number>('instr', ['search_text', eb.val(term)]), '>', 0));
+      const where: RawBuilder<unknown>[] = [];
+      for (const term of searchTerms(filter.search)) where.push(sql`instr(archives.search_text, ${term}) > 0`);
+      if (filter.createdFrom !== undefined) where.push(sql`archives.created_at >= ${timestamp(filter.createdFrom)}`);
+      if (filter.createdBefore !== undefined) where.push(sql`archives.created_at < ${timestamp(filter.createdBefore)}`);
+      if (filter.minSizeBytes !== undefined) where.push(sql`archives.size_bytes >= ${filter.minSizeBytes}`);
+      if (filter.maxSizeBytes !== undefined) where.push(sql`archives.size_bytes <= ${filter.maxSizeBytes}`);
+      for (const [column, values] of [
+        ['disc_kind', filter.discKinds],
+        ['status', filter.statuses],
+      ] as const) {
+        if (values === undefined) continue;
+        if (values.length === 0) return { items: [], total: 0 };
+        where.push(sql`${sql.ref(`archives.${column}`)} in (${sql.join(values)})`);
       }
-      if (filter.createdFrom !== undefined) query = query.where('created_at', '>=', timestamp(filter.createdFrom));
-      if (filter.createdBefore !== undefined) query = query.where('created_at', '<', timestamp(filter.createdBefore));
-      if (filter.minSizeBytes !== undefined) query = query.where('size_bytes', '>=', filter.minSizeBytes);
-      if (filter.maxSizeBytes !== undefined) query = query.where('size_bytes', '<=', filter.maxSizeBytes);
-      if (filter.discKinds !== undefined) {
-        if (filter.discKinds.length === 0) return { items: [], total: 0 };
-        query = query.where('disc_kind', 'in', filter.discKinds);
+      if (filter.conditions !== undefined) {
+        if (filter.conditions.length === 0) return { items: [], total: 0 };
+        where.push(sql`(${sql.join(filter.conditions.map(conditionSql), sql` or `)})`);
       }
-      if (filter.statuses !== undefined) {
-        if (filter.statuses.length === 0) return { items: [], total: 0 };
-        query = query.where('status', 'in', filter.statuses);
+      if (filter.categoryId !== undefined) where.push(sql`archives.category_id = ${filter.categoryId}`);
+      if (filter.minRating !== undefined) where.push(sql`archives.rating >= ${filter.minRating}`);
+      if (filter.tag !== undefined) where.push(sql`exists (select 1 from json_each(archives.metadata, '$.tags') where value = ${filter.tag})`);
+      let from = sql`archives`;
+      if (filter.match !== undefined) {
+        const match = ftsQuery(filter.match);
+        if (match === null) return { items: [], total: 0 };
+        // The index is asked once; its hits are joined to the archives they belong to.
+        from = sql`(select archive_id, ${BM25} as rank from archives_fts where archives_fts match ${match}) as hits join archives on archives.id = hits.archive_id`;
       }
-      const sort = filter.sort ?? 'date';
-      const order = filter.order ?? (sort === 'name' ? 'asc' : 'desc');
-      const sorted =
-        sort === 'name' ? query.orderBy((eb) => eb.fn('lower', ['filename']), order).orderBy('filename', order) : query.orderBy(SORT_COLUMNS[sort], order);
-      const rows = await sorted.orderBy('id', order).selectAll().limit(limit).offset(offset).execute();
-      const { total } = await query.select((eb) => eb.fn.countAll<number>().as('total')).executeTakeFirstOrThrow();
-      return { items: rows.map(rowToArchive), total };
+      const whereClause = where.length === 0 ? sql`` : sql`where ${sql.join(where, sql` and `)}`;
+      const sort = filter.sort ?? (filter.match !== undefined ? 'relevance' : 'date');
+      const order = filter.order ?? (sort === 'name' || sort === 'relevance' ? 'asc' : 'desc');
+      const direction = sql.raw(order);
+      const orderBy =
+        sort === 'relevance' && filter.match !== undefined
+          ? sql`hits.rank ${direction}, archives.created_at desc`
+          : sort === 'name'
+            ? sql`lower(archives.filename) ${direction}, archives.filename ${direction}`
+            : sort === 'rating'
+              ? // Unrated images come last either way.
+                sql`archives.rating is null, archives.rating ${direction}, archives.created_at desc`
+              : sql`${sql.ref(`archives.${SORT_COLUMNS[sort === 'relevance' ? 'date' : sort]}`)} ${direction}`;
+      // Sorting carries ids only; the page's full rows (large JSON columns) are read afterwards.
+      const pageIds = await sql<{ id: string }>`select archives.id as id from ${from} ${whereClause}
+        order by ${orderBy}, archives.id ${direction} limit ${limit} offset ${offset}`.execute(db);
+      const ids = pageIds.rows.map((row) => row.id);
+      const rows = ids.length === 0 ? [] : await db.selectFrom('archives').selectAll().where('id', 'in', ids).execute();
+      const byId = new Map(rows.map((row) => [row.id, row]));
+      const items = ids.flatMap((id) => {
+        const row = byId.get(id);
+        return row === undefined ? [] : [rowToArchive(row)];
+      });
+      const counted = await sql<{ total: number }>`select count(*) as total from ${from} ${whereClause}`.execute(db);
+      return { items, total: counted.rows[0]?.total ?? 0 };
     },
 
     async updateMetadata(id, patch) {
-      return database.writeTransaction((tx) => {
-        const row = tx.first(db.selectFrom('archives').select(['filename', 'metadata', 'source']).where('id', '=', id));
-        if (row === undefined) throw notFound(id);
-        const metadata: ArchiveMetadata = { ...fromJson<ArchiveMetadata>(row.metadata), ...definedFields(patch) };
-        const updated = tx.first(
-          db
-            .updateTable('archives')
-            .set({ metadata: toJson(metadata), search_text: searchText(row.filename, metadata, fromJson<ArchiveSource>(row.source).volumeLabel) })
-            .where('id', '=', id)
-            .returningAll(),
-        );
-        if (updated === undefined) throw notFound(id);
-        return rowToArchive(updated);
-      });
+      return withKnownCategory(() =>
+        database.writeTransaction((tx) => {
+          const row = tx.first(db.selectFrom('archives').select(['filename', 'metadata', 'source', 'category_id', 'rating']).where('id', '=', id));
+          if (row === undefined) throw notFound(id);
+          const updated = tx.first(writeMetadata(id, row, { ...metadataOf(row), ...definedFields(patch) }).returningAll());
+          if (updated === undefined) throw notFound(id);
+          return rowToArchive(updated);
+        }),
+      );
+    },
+
+    async bulkUpdateMetadata(ids, change) {
+      const unique = [...new Set(ids)];
+      if (unique.length === 0) return 0;
+      return withKnownCategory(() =>
+        database.writeTransaction((tx) => {
+          const rows = tx.all(db.selectFrom('archives').select(['id', 'filename', 'metadata', 'source', 'category_id', 'rating']).where('id', 'in', unique));
+          const unknown = unique.filter((id) => !rows.some((row) => row.id === id));
+          if (unknown.length > 0) throw new NotFoundError('archive_not_found', `no archive ${unknown.join(', ')}`, { archive_ids: unknown });
+          const removed = new Set(change.removeTags ?? []);
+          for (const row of rows) {
+            const metadata = metadataOf(row);
+            const tags = [...new Set([...metadata.tags.filter((tag) => !removed.has(tag)), ...(change.addTags ?? [])])];
+            tx.run(
+              writeMetadata(row.id, row, {
+                ...metadata,
+                tags,
+                ...(change.categoryId !== undefined ? { categoryId: change.categoryId } : {}),
+                ...(change.rating !== undefined ? { rating: change.rating } : {}),
+              }),
+            );
+          }
+          return rows.length;
+        }),
+      );
+    },
+
+    async withSha256(sha256s) {
+      const wanted = [...new Set(sha256s)];
+      const found = new Map<string, ArchiveRecord[]>();
+      if (wanted.length === 0) return found;
+      const rows = await db
+        .selectFrom('archives')
+        .selectAll()
+        .where(sql<string>`json_extract(checksums, '$.sha256')`, 'in', wanted)
+        .orderBy('created_at')
+        .execute();
+      for (const record of rows.map(rowToArchive)) {
+        const sha256 = record.checksums.sha256;
+        if (sha256 !== undefined) found.set(sha256, [...(found.get(sha256) ?? []), record]);
+      }
+      return found;
     },
 
     async setStatus(id, status) {
@@ -287,6 +456,18 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
       return result.numDeletedRows > 0n;
     },
   };
+}
+
+/** Setting a category that does not exist (or was deleted meanwhile) is the caller's mistake, not a crash. */
+function withKnownCategory<T>(work: () => T): T {
+  try {
+    return work();
+  } catch (error) {
+    if (error instanceof Error && (error as { code?: unknown }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
+      throw new ValidationError('unknown_category', 'no such category', { fields: ['category_id'] });
+    }
+    throw error;
+  }
 }
 
 /** A patch's fields that are set: `{ label: undefined }` leaves the label alone. */

@@ -76,6 +76,34 @@ export interface ArchivesTable {
   last_verified_ok: number | null;
   /** Lower-cased filename, label, notes and tags, one per line: what archive search matches against. */
   search_text: string;
+  /** An archive_categories id; set to null when the category is deleted. */
+  category_id: string | null;
+  /** 1 to 5, or null. */
+  rating: number | null;
+}
+
+export interface ArchiveCategoriesTable {
+  id: string;
+  name: string;
+  created_at: string;
+}
+
+/** A signed-in user's choices that follow them across devices (the archive page's view). */
+interface UserPreferencesTable {
+  user_name: string;
+  key: string;
+  value: string;
+}
+
+/** FTS5 index of each archive's words, kept in sync by triggers on archives (migration 0015). */
+interface ArchivesFtsTable {
+  archive_id: string;
+  name: string;
+  label: string;
+  volume: string;
+  tags: string;
+  notes: string;
+  fields: string;
 }
 
 export interface ArchiveVerificationsTable {
@@ -162,6 +190,9 @@ export interface DB extends AuthTables {
   jobs: JobsTable;
   job_logs: JobLogsTable;
   archives: ArchivesTable;
+  archive_categories: ArchiveCategoriesTable;
+  archives_fts: ArchivesFtsTable;
+  user_preferences: UserPreferencesTable;
   archive_verifications: ArchiveVerificationsTable;
   settings: SettingsTable;
   logs: LogsTable;

@@ -1,5 +1,5 @@
 import Type, { type TSchema } from 'typebox';
-import { ARCHIVE_STATUSES } from '../archive/model.js';
+import { ARCHIVE_CONDITIONS, ARCHIVE_STATUSES } from '../archive/model.js';
 import { VERIFICATION_TASK_STATUSES } from '../archive/verification-task.js';
 import { HASH_ALGORITHMS, PRIORITIES } from '../config/schema.js';
 import { DISC_KINDS, MEDIA_TYPES } from '../drives/types.js';
@@ -140,7 +140,17 @@ export const Archive = Type.Object(
     size_bytes: Type.Integer(),
     created_at: Timestamp,
     checksums: Checksums,
-    metadata: Type.Object({ label: Type.String(), tags: Type.Array(Type.String()), notes: Type.String() }, { additionalProperties: false }),
+    metadata: Type.Object(
+      {
+        label: Type.String(),
+        tags: Type.Array(Type.String()),
+        notes: Type.String(),
+        category_id: Nullable(Type.String({ description: 'An entry of /api/v1/archive-categories' })),
+        rating: Nullable(Type.Integer({ minimum: 1, maximum: 5 })),
+        custom_fields: Type.Record(Type.String(), Type.String()),
+      },
+      { additionalProperties: false },
+    ),
     source: Type.Object(
       {
         device_id: Nullable(Type.String()),
@@ -155,10 +165,14 @@ export const Archive = Type.Object(
     ),
     disc_kind: Nullable(DiscKind),
     status: ArchiveStatus,
+    condition: Type.Enum([...ARCHIVE_CONDITIONS], {
+      description: 'What the badge says: completed_with_errors (zero-filled unreadable sectors), damaged (failed verification), unverified (never verified)',
+    }),
     bad_bytes: Type.Integer(),
     last_verified_at: Nullable(Timestamp),
     last_verified_ok: Nullable(Type.Boolean()),
     job_id: Nullable(JobId),
+    duplicates: Type.Optional(Type.Array(ArchiveId, { description: 'Other archives with the same SHA-256 (identical images)' })),
   },
   { additionalProperties: false },
 );

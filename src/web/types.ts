@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify';
+import type { CatalogueService } from '../archive/catalogue.js';
 import type { ArchiveFiles } from '../archive/files.js';
 import type { ArchiveService } from '../archive/service.js';
 import type { AuditTrail } from '../audit/trail.js';
@@ -96,6 +97,8 @@ export interface WebDeps {
   archives: WebArchives;
   /** Folders and files inside archived images (the archive page's file browser). */
   archiveFiles: Pick<ArchiveFiles, 'list'>;
+  /** Categories, bulk edits and the archive page's remembered view. */
+  catalogue: Pick<CatalogueService, 'categories' | 'createCategory' | 'renameCategory' | 'deleteCategory' | 'bulkEdit' | 'viewOf' | 'setView'>;
   system: WebSystemStatus;
   settings: WebSettings;
   notifications: WebNotifications;

@@ -80,7 +80,14 @@ describe('archive repository', () => {
         sizeBytes: 4_700_000_000,
         createdAt: '2025-12-30T20:00:00.000Z',
         checksums: { md5: 'a3b4c5d6e7f8a9b0a3b4c5d6e7f8a9b0', sha256: 'f7'.repeat(32) },
-        metadata: { label: 'Movie Collection Vol 1', tags: ['movies', 'backup'], notes: 'Personal movie collection' },
+        metadata: {
+          label: 'Movie Collection Vol 1',
+          tags: ['movies', 'backup'],
+          notes: 'Personal movie collection',
+          categoryId: null,
+          rating: null,
+          customFields: {},
+        },
         source: source('dvd-video'),
         discKind: 'dvd-video',
         badBytes: 0,
@@ -89,7 +96,7 @@ describe('archive repository', () => {
         lastVerifiedOk: null,
       });
       assert.match(ids.movies ?? '', /^archive_[0-9a-f]{20}$/);
-      assert.deepEqual((await archives.get(ids.blank ?? ''))?.metadata, { label: '', tags: [], notes: '' });
+      assert.deepEqual((await archives.get(ids.blank ?? ''))?.metadata, { label: '', tags: [], notes: '', categoryId: null, rating: null, customFields: {} });
       assert.equal((await archives.get(ids.audio ?? ''))?.status, 'damaged', 'bad sectors make an image damaged');
       assert.equal((await archives.getByPath('/out/audio.iso'))?.id, ids.audio);
       assert.equal(await archives.get('archive_unknown'), null);
@@ -196,7 +203,14 @@ describe('archive repository', () => {
     await withArchives(async (archives, ids) => {
       const id = ids.movies ?? '';
       const updated = await archives.updateMetadata(id, { tags: ['films', '2024'], notes: undefined });
-      assert.deepEqual(updated.metadata, { label: 'Movie Collection Vol 1', tags: ['films', '2024'], notes: 'Personal movie collection' });
+      assert.deepEqual(updated.metadata, {
+        label: 'Movie Collection Vol 1',
+        tags: ['films', '2024'],
+        notes: 'Personal movie collection',
+        categoryId: null,
+        rating: null,
+        customFields: {},
+      });
       assert.deepEqual(await archives.get(id), updated);
       assert.deepEqual(
         (await archives.list({ search: 'films' })).items.map((item) => item.id),

@@ -51,6 +51,7 @@ describe('authorization matrix: every route x every kind of caller', () => {
   let sharedTask: string;
   let counter = 0;
   const unique = (prefix: string) => `${prefix}${++counter}`;
+  const newCategory = async (): Promise<string> => (await api(service.url, 'POST', '/api/v1/archive-categories', { name: unique('category ') })).body.id;
 
   async function finishedJob(): Promise<{ id: string; archive: string }> {
     const created = await api(service.url, 'POST', '/api/v1/jobs', { device: scratchDevice, name: unique('MATRIX_') });
@@ -184,6 +185,29 @@ describe('authorization matrix: every route x every kind of caller', () => {
     'GET /api/v1/archives/:archive_id/verifications': {
       prepare: async () => ({ path: `/api/v1/archives/${sharedArchive}/verifications` }),
       expect: constant(200),
+    },
+    'GET /api/v1/archives/search': { prepare: async () => ({ path: '/api/v1/archives/search?q=matrix' }), expect: constant(200) },
+    'POST /api/v1/archives/bulk-edit': {
+      prepare: async () => ({ path: '/api/v1/archives/bulk-edit', body: { ids: [sharedArchive], rating: 3 } }),
+      expect: constant(200),
+    },
+    'GET /api/v1/archives/export': { prepare: async () => ({ path: '/api/v1/archives/export?format=csv' }), expect: constant(200) },
+    'POST /api/v1/archives/import': {
+      prepare: async () => ({ path: '/api/v1/archives/import', body: { format: 'disk2iso-catalogue', version: 1, categories: [], archives: [] } }),
+      expect: constant(200),
+    },
+    'GET /api/v1/archive-categories': { prepare: async () => ({ path: '/api/v1/archive-categories' }), expect: constant(200) },
+    'POST /api/v1/archive-categories': {
+      prepare: async () => ({ path: '/api/v1/archive-categories', body: { name: unique('matrix category ') } }),
+      expect: constant(201),
+    },
+    'PATCH /api/v1/archive-categories/:category_id': {
+      prepare: async () => ({ path: `/api/v1/archive-categories/${await newCategory()}`, body: { name: unique('renamed category ') } }),
+      expect: constant(200),
+    },
+    'DELETE /api/v1/archive-categories/:category_id': {
+      prepare: async () => ({ path: `/api/v1/archive-categories/${await newCategory()}` }),
+      expect: constant(204),
     },
     'GET /api/v1/devices': { prepare: async () => ({ path: '/api/v1/devices' }), expect: constant(200) },
     // An image file has no tray: reaching the handler shows as its refusal.

@@ -265,7 +265,14 @@ describe('REST API end to end: a loop device imaged, watched live, downloaded, v
       metadata: { label: 'Family Photos 2019', tags: ['photos', 'backup', ' photos '], notes: 'shelf 3\nbox 2' },
     });
     assert.equal(edited.status, 200, JSON.stringify(edited.body));
-    assert.deepEqual(edited.body.metadata, { label: 'Family Photos 2019', tags: ['photos', 'backup'], notes: 'shelf 3\nbox 2' });
+    assert.deepEqual(edited.body.metadata, {
+      label: 'Family Photos 2019',
+      tags: ['photos', 'backup'],
+      notes: 'shelf 3\nbox 2',
+      category_id: null,
+      rating: null,
+      custom_fields: {},
+    });
     const labelOnly = await api(service.url, 'PATCH', `/api/v1/archives/${archiveId}`, { metadata: { label: 'Family Photos 2019 (scan)' } });
     assert.deepEqual(labelOnly.body.metadata.tags, ['photos', 'backup'], 'fields left out stay');
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { ARCHIVE_STATUSES } from '../../src/archive/model.js';
+import { ARCHIVE_CONDITIONS, ARCHIVE_STATUSES } from '../../src/archive/model.js';
 import { USER_ROLES } from '../../src/auth/roles.js';
 import { PRIORITIES } from '../../src/config/schema.js';
 import { JOB_STATUSES } from '../../src/jobs/model.js';
@@ -51,6 +51,7 @@ describe('translations', () => {
       ['priority', PRIORITIES],
       ['log', LOG_LEVELS],
       ['archive_status', ARCHIVE_STATUSES],
+      ['archive_condition', ARCHIVE_CONDITIONS],
       ['disc_kind', ['data', 'dvd-video', 'bd-video', 'audio', 'blank', 'unknown']],
       ['drive_kind', ['optical', 'block', 'file', 'demo']],
       ['roles', USER_ROLES],

@@ -122,7 +122,7 @@ describe('web pages (rendered in-process)', () => {
       ['job detail', () => `/jobs/${running.id}`, [/Sector map/, /Log/, /Details/, /42\.5%/, /2\.5 MB\/s/, /4:23/]],
       ['drives', () => '/drives', [/Drives/]],
       ['archive', () => '/archive', [/Showing 1–1 of 1 items/, /movie_collection_disc1\.iso/, /MD5:/, /Download/]],
-      ['archive detail', () => `/archive/${archiveId}`, [/Verification history/, /Label, tags and notes/]],
+      ['archive detail', () => `/archive/${archiveId}`, [/Verification history/, /Description/]],
       ['archive delete', () => `/archive/${archiveId}/delete`, [/Delete 1 image/, /cannot be undone/]],
       ['settings', () => '/config', [/Storage/, /Imaging defaults/, /Notifications/, /Users and authentication/, /Read attempts/]],
       ['dashboard fragment', () => '/fragments/dashboard', [/Active jobs/]],
@@ -293,7 +293,14 @@ describe('web pages (rendered in-process)', () => {
     assert.equal(saved.status, 303);
     assert.equal(saved.location, `/archive/${id}?notice=archive_saved`);
     const archive = await server.archives.get(id);
-    assert.deepEqual(archive.metadata, { label: 'Software 2024', tags: ['software', 'backup', '2024'], notes: 'line one\nline two' });
+    assert.deepEqual(archive.metadata, {
+      label: 'Software 2024',
+      tags: ['software', 'backup', '2024'],
+      notes: 'line one\nline two',
+      category_id: null,
+      rating: null,
+      custom_fields: {},
+    });
     const found = await send('GET', '/archive?q=backup');
     assert.match(found.body, /Showing 1–1 of 1 items/);
     assert.match(found.body, /Software 2024/);

@@ -13,6 +13,7 @@ import { notificationsMigration } from './0011-notifications.js';
 import { retireCompressionMigration } from './0012-retire-compression.js';
 import { discNoticesMigration } from './0013-disc-notices.js';
 import { fileIndexMigration } from './0014-file-index.js';
+import { catalogueMigration } from './0015-catalogue.js';
 
 /**
  * Every migration, imported statically: compiled code cannot count on a migrations folder at
@@ -33,6 +34,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0012_retire_compression': retireCompressionMigration,
   '0013_disc_notices': discNoticesMigration,
   '0014_file_index': fileIndexMigration,
+  '0015_catalogue': catalogueMigration,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -8,6 +8,7 @@ import type { App } from '../app.js';
 import { sendImage } from '../download.js';
 import { principalOf } from '../guard.js';
 import { Archive, ArchiveId, Limit, Offset, SortOrder, Verification, VerificationTask, VerificationTaskId, errors } from '../schemas.js';
+import { MetadataPatch, metadataPatchOf } from './catalogue.js';
 
 const listOf = (values: readonly string[]) => `^(${values.join('|')})(,(${values.join('|')}))*$`;
 
@@ -35,22 +36,7 @@ const ListQuery = Type.Object(
   { additionalProperties: false },
 );
 
-/** Printable text only: a label or tag ends up in file listings, HTML and CSV exports. */
-const SingleLine = (maxLength: number) => Type.String({ maxLength, pattern: '^[^\\u0000-\\u001f\\u007f]*$' });
-
-const MetadataBody = Type.Object(
-  {
-    metadata: Type.Object(
-      {
-        label: Type.Optional(SingleLine(200)),
-        tags: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64, pattern: '^[^\\u0000-\\u001f\\u007f,]*$' }), { maxItems: 50 })),
-        notes: Type.Optional(Type.String({ maxLength: 10_000, pattern: '^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f]*$' })),
-      },
-      { additionalProperties: false },
-    ),
-  },
-  { additionalProperties: false },
-);
+const MetadataBody = Type.Object({ metadata: MetadataPatch }, { additionalProperties: false });
 
 const ArchiveParams = Type.Object({ archive_id: ArchiveId }, { additionalProperties: false });
 const TaskParams = Type.Object({ task_id: VerificationTaskId }, { additionalProperties: false });
@@ -135,17 +121,18 @@ export function archiveRoutes(archives: ArchiveService) {
     app.patch(
       '/api/v1/archives/:archive_id',
       {
-        config: { permission: 'archives:write' },
+        config: { permission: 'archives:write', audit: { event_type: 'archive', action: 'edit' } },
         schema: {
           tags: ['archives'],
-          summary: "Edit an archive's label, tags or notes",
-          description: 'Fields left out stay as they are. Tags are trimmed and de-duplicated.',
+          summary: "Edit an archive's label, tags, notes, category, rating or custom fields",
+          description:
+            'Fields left out stay as they are; null clears the category or rating. Tags are normalised (trimmed, inner spacing collapsed, lower-cased) and de-duplicated; custom fields replace the old ones as a whole. 400 `unknown_category` for a category that does not exist.',
           params: ArchiveParams,
           body: MetadataBody,
           response: { 200: Archive, ...errors(400, 404, 413, 415) },
         },
       },
-      async (request) => archives.updateMetadata(request.params.archive_id, request.body.metadata),
+      async (request) => archives.updateMetadata(request.params.archive_id, metadataPatchOf(request.body.metadata)),
     );
 
     app.delete(

@@ -1,3 +1,4 @@
+import type { CatalogueService } from '../../archive/catalogue.js';
 import type { ArchiveFiles } from '../../archive/files.js';
 import type { ArchiveService } from '../../archive/service.js';
 import type { AuthService } from '../../auth/service.js';
@@ -18,6 +19,7 @@ import { archiveRoutes } from './archives.js';
 import { auditRoutes } from './audit.js';
 import { authRoutes } from './auth.js';
 import { automationRoutes } from './automation.js';
+import { catalogueRoutes } from './catalogue.js';
 import { deviceRoutes } from './devices.js';
 import { healthRoutes } from './health.js';
 import { jobRoutes } from './jobs.js';
@@ -33,6 +35,7 @@ export interface ApiServices {
   jobs: JobService;
   archives: ArchiveService;
   archiveFiles: ArchiveFiles;
+  catalogue: CatalogueService;
   devices: DeviceStatusService;
   system: SystemStatusService;
   settings: SettingsService;
@@ -56,6 +59,7 @@ export function apiRoutes(services: ApiServices): RouteModule[] {
     jobRoutes(services.jobs),
     archiveFileRoutes(services.archiveFiles),
     archiveRoutes(services.archives),
+    catalogueRoutes(services.archives, services.catalogue),
     deviceRoutes(services.devices),
     automationRoutes(services.automation, services.devices),
     systemRoutes(services.system, services.settings),

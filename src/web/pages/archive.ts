@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { ARCHIVE_STATUSES, type ArchiveStatus } from '../../archive/model.js';
+import { ARCHIVE_VIEWS, type CategoryView } from '../../archive/catalogue.js';
+import { ARCHIVE_CONDITIONS, type ArchiveCondition, CUSTOM_FIELD_LIMITS, cleanCustomFields } from '../../archive/model.js';
 import type { ArchiveListQuery, ArchiveView } from '../../archive/service.js';
 import type { AuditedAction } from '../../audit/trail.js';
 import type { ArchiveSort } from '../../db/archive-repository.js';
@@ -17,7 +18,9 @@ const PAGE_SIZE = 20;
 const ARCHIVE_ID = /^archive_[a-z0-9]{1,64}$/;
 const TASK_ID = /^verify_[a-z0-9]{1,64}$/;
 const DISC_KINDS: readonly DiscKind[] = ['data', 'dvd-video', 'bd-video', 'audio', 'unknown'];
-const SORTS: readonly ArchiveSort[] = ['date', 'name', 'size'];
+const SORTS: readonly ArchiveSort[] = ['relevance', 'date', 'name', 'size', 'rating'];
+const RATINGS = ['1', '2', '3', '4', '5'] as const;
+const CATEGORY_ID = /^category_[a-z0-9]{1,64}$/;
 const MB = 1_000_000;
 const MAX_LABEL = 200;
 const MAX_TAGS = 20;
@@ -29,6 +32,25 @@ const MAX_BULK = 100;
 const HISTORY_LIMIT = 50;
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/u;
 const ARCHIVE_DELETE: AuditedAction = { event_type: 'archive', action: 'delete' };
+const ARCHIVE_BULK_EDIT: AuditedAction = { event_type: 'archive', action: 'bulk_edit' };
+const ARCHIVE_EDIT: AuditedAction = { event_type: 'archive', action: 'edit' };
+
+/** The bulk form's change; null when a tag, the category or the rating is not valid. `none` clears a category or rating. */
+function bulkEditOf(fields: FormFields): { add_tags: string[]; remove_tags: string[]; category_id?: string | null; rating?: number | null } | null {
+  const add = splitTags(fields.one('add_tags') ?? '');
+  const remove = splitTags(fields.one('remove_tags') ?? '');
+  if ([...add, ...remove].some((tag) => [...tag].length > MAX_TAG || CONTROL_CHARS.test(tag)) || add.length > MAX_TAGS) return null;
+  const edit: { add_tags: string[]; remove_tags: string[]; category_id?: string | null; rating?: number | null } = { add_tags: add, remove_tags: remove };
+  const category = fields.one('category') ?? '';
+  if (category === 'none') edit.category_id = null;
+  else if (CATEGORY_ID.test(category)) edit.category_id = category;
+  else if (category !== '') return null;
+  const rating = fields.one('rating') ?? '';
+  if (rating === 'none') edit.rating = null;
+  else if (RATINGS.some((value) => value === rating)) edit.rating = Number(rating);
+  else if (rating !== '') return null;
+  return edit;
+}
 
 interface ArchiveQuery {
   q: string;
@@ -38,6 +60,9 @@ interface ArchiveQuery {
   maxSize: string;
   type: string;
   status: string;
+  category: string;
+  tag: string;
+  rating: string;
   sort: ArchiveSort;
   order: 'asc' | 'desc';
   page: number;
@@ -58,27 +83,37 @@ function parseMegabytes(value: string): number | null {
 
 function parseArchiveQuery(form: FormFields): ArchiveQuery {
   const sortValue = form.one('sort');
-  const sort = SORTS.find((candidate) => candidate === sortValue) ?? 'date';
+  const q = (form.one('q') ?? '').slice(0, 200);
+  // Relevance needs words to rank by; without them the newest come first.
+  const sort = SORTS.find((candidate) => candidate === sortValue && (candidate !== 'relevance' || q.trim() !== '')) ?? (q.trim() === '' ? 'date' : 'relevance');
   const orderValue = form.one('order');
+  const categoryValue = form.one('category') ?? '';
   return {
-    q: (form.one('q') ?? '').slice(0, 200),
+    q,
     from: form.one('from') ?? '',
     to: form.one('to') ?? '',
     minSize: form.one('min_size') ?? '',
     maxSize: form.one('max_size') ?? '',
     type: DISC_KINDS.find((kind) => kind === form.one('type')) ?? '',
-    status: ARCHIVE_STATUSES.find((status) => status === form.one('status')) ?? '',
+    status: ARCHIVE_CONDITIONS.find((condition) => condition === form.one('status')) ?? '',
+    category: CATEGORY_ID.test(categoryValue) ? categoryValue : '',
+    tag: (form.one('tag') ?? '').slice(0, 64),
+    rating: RATINGS.find((rating) => rating === form.one('rating')) ?? '',
     sort,
-    order: orderValue === 'asc' || orderValue === 'desc' ? orderValue : sort === 'name' ? 'asc' : 'desc',
+    order: orderValue === 'asc' || orderValue === 'desc' ? orderValue : defaultOrder(sort),
     page: Math.max(1, Number.parseInt(form.one('page') ?? '1', 10) || 1),
   };
+}
+
+function defaultOrder(sort: ArchiveSort): 'asc' | 'desc' {
+  return sort === 'name' || sort === 'relevance' ? 'asc' : 'desc';
 }
 
 /** The archive service query for the page's query; values that do not parse are left out and named in the errors. */
 function archiveFilter(i18n: I18n, query: ArchiveQuery): { filter: ArchiveListQuery; errors: QueryErrors } {
   const errors: QueryErrors = {};
   const filter: ArchiveListQuery = { sort: query.sort, order: query.order, limit: PAGE_SIZE, offset: (query.page - 1) * PAGE_SIZE };
-  if (query.q !== '') filter.search = query.q;
+  if (query.q.trim() !== '') filter.match = query.q;
   if (query.from !== '') {
     const from = parseDate(query.from);
     if (from) filter.from = from;
@@ -101,7 +136,10 @@ function archiveFilter(i18n: I18n, query: ArchiveQuery): { filter: ArchiveListQu
     else errors.maxSize = i18n.t('archive.filter.size_invalid');
   }
   if (query.type !== '') filter.discKinds = [query.type as DiscKind];
-  if (query.status !== '') filter.statuses = [query.status as ArchiveStatus];
+  if (query.status !== '') filter.conditions = [query.status as ArchiveCondition];
+  if (query.category !== '') filter.categoryId = query.category;
+  if (query.tag.trim() !== '') filter.tag = query.tag;
+  if (query.rating !== '') filter.minRating = Number(query.rating);
   return { filter, errors };
 }
 
@@ -116,8 +154,11 @@ function queryParams(query: ArchiveQuery): Record<string, string | undefined> {
     max_size: value(query.maxSize),
     type: value(query.type),
     status: value(query.status),
-    sort: query.sort === 'date' ? undefined : query.sort,
-    order: query.order === (query.sort === 'name' ? 'asc' : 'desc') ? undefined : query.order,
+    category: value(query.category),
+    tag: value(query.tag),
+    rating: value(query.rating),
+    sort: query.sort === (query.q.trim() === '' ? 'date' : 'relevance') ? undefined : query.sort,
+    order: query.order === defaultOrder(query.sort) ? undefined : query.order,
   };
 }
 
@@ -134,30 +175,90 @@ interface MetadataForm {
   label: string;
   tags: string;
   notes: string;
+  category: string;
+  rating: string;
+  /** One `key: value` per line. */
+  fields: string;
 }
 
-function validateMetadata(
-  i18n: I18n,
-  form: MetadataForm,
-): { patch: { label: string; tags: string[]; notes: string } | null; errors: Partial<Record<keyof MetadataForm, string>> } {
+interface MetadataPatch {
+  label: string;
+  tags: string[];
+  notes: string;
+  categoryId: string | null;
+  rating: number | null;
+  customFields: Record<string, string>;
+}
+
+function splitTags(text: string): string[] {
+  return text
+    .split(',')
+    .map((tag) => tag.trim())
+    .filter((tag) => tag !== '');
+}
+
+/** `key: value` lines as custom fields; null when a line has no colon. */
+function parseFieldLines(text: string): Record<string, string> | null {
+  const fields: Record<string, string> = {};
+  for (const line of text.split(/\r?\n/u)) {
+    if (line.trim() === '') continue;
+    const colon = line.indexOf(':');
+    if (colon <= 0) return null;
+    fields[line.slice(0, colon).trim()] = line.slice(colon + 1).trim();
+  }
+  return fields;
+}
+
+function formOfArchive(archive: ArchiveView): MetadataForm {
+  return {
+    label: archive.metadata.label,
+    tags: archive.metadata.tags.join(', '),
+    notes: archive.metadata.notes,
+    category: archive.metadata.category_id ?? '',
+    rating: archive.metadata.rating === null ? '' : String(archive.metadata.rating),
+    fields: Object.entries(archive.metadata.custom_fields)
+      .map(([key, value]) => `${key}: ${value}`)
+      .join('\n'),
+  };
+}
+
+function validateMetadata(i18n: I18n, form: MetadataForm): { patch: MetadataPatch | null; errors: Partial<Record<keyof MetadataForm, string>> } {
   const errors: Partial<Record<keyof MetadataForm, string>> = {};
   const label = form.label.trim();
-  const tags = [
-    ...new Set(
-      form.tags
-        .split(',')
-        .map((tag) => tag.trim())
-        .filter((tag) => tag !== ''),
-    ),
-  ];
+  const tags = [...new Set(splitTags(form.tags))];
   if ([...label].length > MAX_LABEL) errors.label = i18n.t('archive.edit.label_long', { max: MAX_LABEL });
   else if (CONTROL_CHARS.test(label)) errors.label = i18n.t('archive.edit.control_chars');
   if (tags.length > MAX_TAGS) errors.tags = i18n.t('archive.edit.tags_many', { max: MAX_TAGS });
   else if (tags.some((tag) => [...tag].length > MAX_TAG)) errors.tags = i18n.t('archive.edit.tag_long', { max: MAX_TAG });
   else if (tags.some((tag) => CONTROL_CHARS.test(tag))) errors.tags = i18n.t('archive.edit.control_chars');
   if ([...form.notes].length > MAX_NOTES) errors.notes = i18n.t('archive.edit.notes_long', { max: MAX_NOTES });
-  if (Object.keys(errors).length > 0) return { patch: null, errors };
-  return { patch: { label, tags, notes: form.notes.replace(/\r\n/g, '\n') }, errors };
+  if (form.category !== '' && !CATEGORY_ID.test(form.category)) errors.category = i18n.t('errors.unknown_category');
+  if (form.rating !== '' && !RATINGS.some((rating) => rating === form.rating)) errors.rating = i18n.t('archive.edit.rating_invalid');
+  const lines = parseFieldLines(form.fields);
+  const customFields = lines === null ? null : cleanCustomFields(lines);
+  if (customFields === null) errors.fields = i18n.t('archive.edit.fields_invalid', { ...CUSTOM_FIELD_LIMITS });
+  if (Object.keys(errors).length > 0 || customFields === null) return { patch: null, errors };
+  return {
+    patch: {
+      label,
+      tags,
+      notes: form.notes.replace(/\r\n/g, '\n'),
+      categoryId: form.category === '' ? null : form.category,
+      rating: form.rating === '' ? null : Number(form.rating),
+      customFields,
+    },
+    errors,
+  };
+}
+
+function categoryNames(categories: readonly CategoryView[]): (id: string | null) => string | null {
+  const names = new Map(categories.map((category) => [category.id, category.name]));
+  return (id) => (id === null ? null : (names.get(id) ?? null));
+}
+
+function checkedCategoryId(id: string): string {
+  if (!CATEGORY_ID.test(id)) throw new NotFoundError('category_not_found', `no category ${id}`);
+  return id;
 }
 
 function checkedArchiveId(id: string): string {
@@ -177,15 +278,20 @@ function selectedIds(form: FormFields): string[] {
 }
 
 export function registerArchivePages(app: App, deps: WebDeps): void {
-  const { security, archives } = deps;
+  const { security, archives, catalogue } = deps;
 
   app.get('/archive', { config: { permission: 'archives:read' } }, async (request, reply) => {
     const i18n = requestI18n(request);
     const query = parseArchiveQuery(formFields(request.query));
     const { filter, errors } = archiveFilter(i18n, query);
-    const { archives: items, total } = await archives.list(filter);
+    const [{ archives: items, total }, categories, view] = await Promise.all([
+      archives.list(filter),
+      catalogue.categories(),
+      catalogue.viewOf(security.user(request).name),
+    ]);
     const verifying = await archives.activeVerifications(items.map((item) => item.id));
     const params = queryParams(query);
+    const here = withParams('/archive', { ...params, page: query.page === 1 ? undefined : String(query.page) });
     return renderPage(request, reply, security, 'archive', {
       title: 'archive.title',
       query,
@@ -195,12 +301,94 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
       pageLink: (page: number) => withParams('/archive', { ...params, page: page === 1 ? undefined : String(page) }),
       filtered: Object.values({ ...params, sort: undefined, order: undefined }).some((value) => value !== undefined),
       discKinds: DISC_KINDS,
-      statuses: ARCHIVE_STATUSES,
-      sorts: SORTS,
+      statuses: ARCHIVE_CONDITIONS,
+      sorts: query.q.trim() === '' ? SORTS.filter((sort) => sort !== 'relevance') : SORTS,
+      ratings: RATINGS,
+      categories,
+      categoryName: categoryNames(categories),
+      view,
+      views: ARCHIVE_VIEWS,
+      /** A column heading's link: sorts by it, or turns the order round when it is the current sort. */
+      sortLink: (sort: ArchiveSort) =>
+        withParams('/archive', {
+          ...params,
+          sort,
+          order: query.sort === sort ? (query.order === 'asc' ? 'desc' : 'asc') : undefined,
+        }),
+      exportLink: (format: 'csv' | 'json') =>
+        withParams('/api/v1/archives/export', {
+          format,
+          q: params.q,
+          condition: params.status,
+          category: params.category,
+          tag: params.tag,
+          min_rating: params.rating,
+          sort: query.sort,
+          order: query.order,
+        }),
       checksumOf: cardChecksum,
       verifying: Object.fromEntries(verifying),
-      here: withParams('/archive', { ...params, page: query.page === 1 ? undefined : String(query.page) }),
+      here,
     });
+  });
+
+  const CATEGORIES_AUDIT = {
+    create: { event_type: 'archive_category', action: 'create' },
+    change: { event_type: 'archive_category', action: 'change' },
+    delete: { event_type: 'archive_category', action: 'delete' },
+  } as const satisfies Record<string, AuditedAction>;
+
+  /** The admins' list of categories: add, rename, delete. */
+  app.get('/archive/categories', { config: { permission: 'system:write' } }, async (request, reply) => {
+    return renderPage(request, reply, security, 'archive-categories', { title: 'archive.categories.title', categories: await catalogue.categories() });
+  });
+
+  app.post('/archive/categories', { config: { permission: 'system:write', audit: CATEGORIES_AUDIT.create } }, async (request, reply) => {
+    try {
+      await catalogue.createCategory(formFields(request.body).one('name') ?? '');
+      return actionDone(request, reply, 'category_saved', '/archive/categories');
+    } catch (error) {
+      request.auditDetails = null;
+      return actionFailed(request, reply, error, '/archive/categories');
+    }
+  });
+
+  app.post<{ Params: { id: string } }>(
+    '/archive/categories/:id',
+    { config: { permission: 'system:write', audit: CATEGORIES_AUDIT.change } },
+    async (request, reply) => {
+      try {
+        await catalogue.renameCategory(checkedCategoryId(request.params.id), formFields(request.body).one('name') ?? '');
+        return actionDone(request, reply, 'category_saved', '/archive/categories');
+      } catch (error) {
+        request.auditDetails = null;
+        return actionFailed(request, reply, error, '/archive/categories');
+      }
+    },
+  );
+
+  app.post<{ Params: { id: string } }>(
+    '/archive/categories/:id/delete',
+    { config: { permission: 'system:write', audit: CATEGORIES_AUDIT.delete } },
+    async (request, reply) => {
+      try {
+        await catalogue.deleteCategory(checkedCategoryId(request.params.id));
+        return actionDone(request, reply, 'category_deleted', '/archive/categories');
+      } catch (error) {
+        request.auditDetails = null;
+        return actionFailed(request, reply, error, '/archive/categories');
+      }
+    },
+  );
+
+  /** The card or table view is the user's, kept on the server so it follows them to every device. */
+  app.post('/archive/view', { config: { permission: 'archives:read' } }, async (request, reply) => {
+    const returnTo = returnPath(request, '/archive');
+    const chosen = formFields(request.body).one('view');
+    const view = ARCHIVE_VIEWS.find((candidate) => candidate === chosen);
+    if (view === undefined) return actionFailed(request, reply, new ValidationError('invalid_action', 'unknown view'), returnTo);
+    await catalogue.setView(security.user(request).name, view);
+    return reply.redirect(returnTo, 303);
   });
 
   const renderDetail = async (
@@ -211,15 +399,26 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
     errors: Record<string, string>,
     status: number,
   ) => {
-    const [archive, verification] = await Promise.all([archives.get(id), verificationState(id)]);
-    const values: MetadataForm = form ?? { label: archive.metadata.label, tags: archive.metadata.tags.join(', '), notes: archive.metadata.notes };
+    const [archive, verification, categories] = await Promise.all([archives.get(id), verificationState(id), catalogue.categories()]);
+    const duplicates = await Promise.all((archive.duplicates ?? []).map((other) => archives.get(other)));
     const folder = await folderOf(request, id);
     return renderPage(
       request,
       reply,
       security,
       'archive-detail',
-      { title: 'archive.detail.title', archive, ...verification, form: values, errors, folder },
+      {
+        title: 'archive.detail.title',
+        archive,
+        ...verification,
+        form: form ?? formOfArchive(archive),
+        errors,
+        categories,
+        categoryName: categoryNames(categories),
+        ratings: RATINGS,
+        duplicates,
+        folder,
+      },
       status,
     );
   };
@@ -271,10 +470,17 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
     return renderDetail(request, reply, checkedArchiveId(request.params.id), null, {}, 200);
   });
 
-  app.post<{ Params: { id: string } }>('/archive/:id', { config: { permission: 'archives:write' } }, async (request, reply) => {
+  app.post<{ Params: { id: string } }>('/archive/:id', { config: { permission: 'archives:write', audit: ARCHIVE_EDIT } }, async (request, reply) => {
     const id = checkedArchiveId(request.params.id);
     const fields = formFields(request.body);
-    const form: MetadataForm = { label: fields.one('label') ?? '', tags: fields.one('tags') ?? '', notes: fields.all('notes')[0] ?? '' };
+    const form: MetadataForm = {
+      label: fields.one('label') ?? '',
+      tags: fields.one('tags') ?? '',
+      notes: fields.all('notes')[0] ?? '',
+      category: fields.one('category') ?? '',
+      rating: fields.one('rating') ?? '',
+      fields: fields.all('custom_fields')[0] ?? '',
+    };
     const { patch, errors } = validateMetadata(requestI18n(request), form);
     if (patch === null) return renderDetail(request, reply, id, form, errors, 400);
     await archives.updateMetadata(id, patch);
@@ -340,6 +546,24 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
       }
       return actionDone(request, reply, 'archives_verification_started', returnTo);
     } catch (error) {
+      return actionFailed(request, reply, error, returnTo);
+    }
+  });
+
+  /** Tags added and removed, category and rating set on every selected image at once; empty fields leave that part alone. */
+  app.post('/archive/bulk-edit', { config: { permission: 'archives:write', audit: ARCHIVE_BULK_EDIT } }, async (request, reply) => {
+    const fields = formFields(request.body);
+    const returnTo = returnPath(request, '/archive');
+    try {
+      const ids = selectedIds(fields);
+      if (ids.length === 0) throw new ValidationError('nothing_selected', 'select at least one archive');
+      const edit = bulkEditOf(fields);
+      if (edit === null) throw new ValidationError('validation_failed', 'tags, category or rating are not valid', { fields: ['tags', 'category', 'rating'] });
+      await catalogue.bulkEdit(ids, edit);
+      request.auditDetails = { ids, ...edit };
+      return actionDone(request, reply, 'archives_edited', returnTo);
+    } catch (error) {
+      request.auditDetails = null;
       return actionFailed(request, reply, error, returnTo);
     }
   });
