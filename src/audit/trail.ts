@@ -17,7 +17,7 @@ export const AUDIT_EVENTS = {
   setup: ['token_created', 'completed'],
   config: ['change'],
   job: ['create', 'delete'],
-  archive: ['delete'],
+  archive: ['delete', 'create_recovery', 'repair', 'adopt'],
   webhook: ['create', 'change', 'delete'],
   access: ['access_denied'],
 } as const;

@@ -1,5 +1,6 @@
 import type { Generated } from 'kysely';
-import type { ArchiveStatus } from '../archive/model.js';
+import type { MaintenanceKind, MaintenanceStatus } from '../archive/maintenance-task.js';
+import type { ArchiveStatus, VerificationOrigin } from '../archive/model.js';
 import type { VerificationTaskStatus } from '../archive/verification-task.js';
 import type { DiscKind } from '../drives/types.js';
 import type { ImagingPhase } from '../imaging/types.js';
@@ -76,6 +77,8 @@ export interface ArchivesTable {
   last_verified_ok: number | null;
   /** Lower-cased filename, label, notes and tags, one per line: what archive search matches against. */
   search_text: string;
+  /** JSON of its ArchiveRecovery (migration 0016), or null without PAR2 data. */
+  recovery: string | null;
 }
 
 export interface ArchiveVerificationsTable {
@@ -87,6 +90,7 @@ export interface ArchiveVerificationsTable {
   results: string;
   seconds: number;
   requested_by: string | null;
+  origin: Generated<VerificationOrigin>;
 }
 
 export interface SettingsTable {
@@ -124,6 +128,7 @@ export interface ArchiveVerificationTasksTable {
   speed_bps: number | null;
   eta_seconds: number | null;
   requested_by: string | null;
+  origin: Generated<VerificationOrigin>;
   /** 0 or 1 */
   cancel_requested: number;
   attempts: number;
@@ -136,6 +141,27 @@ export interface ArchiveVerificationTasksTable {
   verification_id: number | null;
   /** 0 or 1 for a completed task, else null. */
   ok: number | null;
+  created_at: string;
+  updated_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+export interface ArchiveMaintenanceTasksTable {
+  id: string;
+  kind: MaintenanceKind;
+  archive_id: string | null;
+  status: MaintenanceStatus;
+  progress: number;
+  /** JSON of what the task was asked to do. */
+  params: string;
+  /** JSON of what it did, once it ended. */
+  result: string | null;
+  requested_by: string | null;
+  cancel_requested: number;
+  attempts: number;
+  error_code: string | null;
+  error_message: string | null;
   created_at: string;
   updated_at: string;
   started_at: string | null;
@@ -167,6 +193,7 @@ export interface DB extends AuthTables {
   logs: LogsTable;
   job_workers: JobWorkersTable;
   archive_verification_tasks: ArchiveVerificationTasksTable;
+  archive_maintenance_tasks: ArchiveMaintenanceTasksTable;
   drive_automation: DriveAutomationTable;
   notification_events: NotificationEventsTable;
   webhook_endpoints: WebhookEndpointsTable;

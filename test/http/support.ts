@@ -102,6 +102,7 @@ export interface TestServerOptions {
   drives?: StartServerOptions['drives'];
   onSetupLink?: StartServerOptions['onSetupLink'];
   notifications?: StartServerOptions['notifications'];
+  archive?: StartServerOptions['archive'];
   /** Leave the user table empty (no test admin, no key): the first-admin setup path. */
   withoutAdmin?: boolean;
 }
@@ -121,6 +122,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     ...(options.drives ? { drives: options.drives } : {}),
     ...(options.onSetupLink ? { onSetupLink: options.onSetupLink } : {}),
     ...(options.notifications ? { notifications: options.notifications } : {}),
+    ...(options.archive ? { archive: options.archive } : {}),
   });
   const key = options.withoutAdmin === true ? '' : await adminKey(server.auth);
   const url = server.url ?? '';

@@ -10,6 +10,7 @@ import { jobWorkersMigration } from './0008-job-workers.js';
 import { verificationTasksMigration } from './0009-verification-tasks.js';
 import { driveAutomationMigration } from './0010-drive-automation.js';
 import { notificationsMigration } from './0011-notifications.js';
+import { integrityMigration } from './0016-integrity.js';
 
 /**
  * Every migration, imported statically: compiled code cannot count on a migrations folder at
@@ -27,6 +28,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0009_verification_tasks': verificationTasksMigration,
   '0010_drive_automation': driveAutomationMigration,
   '0011_notifications': notificationsMigration,
+  '0016_integrity': integrityMigration,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -11,6 +11,7 @@ import type { SystemStatusService } from '../../system/status.js';
 import type { RouteModule } from '../app.js';
 import type { LiveHub } from '../live.js';
 import { apiKeyRoutes } from './api-keys.js';
+import { archiveIntegrityRoutes } from './archive-integrity.js';
 import { archiveRoutes } from './archives.js';
 import { auditRoutes } from './audit.js';
 import { authRoutes } from './auth.js';
@@ -42,6 +43,8 @@ export interface ApiServices {
   /** The readiness checks (database writable, output directory writable and below the stop threshold, job runner alive). */
   readiness: () => Promise<Readiness>;
   metrics: MetricsEndpoint;
+  /** PAR2 recovery data, repair, and adopting existing images. */
+  integrity: Parameters<typeof archiveIntegrityRoutes>[0];
 }
 
 export function apiRoutes(services: ApiServices): RouteModule[] {
@@ -50,6 +53,7 @@ export function apiRoutes(services: ApiServices): RouteModule[] {
     metricsRoutes(services.metrics),
     jobRoutes(services.jobs),
     archiveRoutes(services.archives),
+    archiveIntegrityRoutes(services.integrity),
     deviceRoutes(services.devices),
     automationRoutes(services.automation, services.devices),
     systemRoutes(services.system, services.settings),
