@@ -1,11 +1,13 @@
 import { benchApi } from './api.js';
 import { benchImaging } from './imaging.js';
 import { benchRescue } from './rescue.js';
+import { benchVerify } from './verify.js';
 
 const BENCHMARKS: Record<string, () => Promise<void>> = {
   imaging: benchImaging,
   api: benchApi,
   rescue: benchRescue,
+  verify: benchVerify,
 };
 
 const wanted = process.argv[2] ?? 'all';
