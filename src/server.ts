@@ -397,6 +397,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
             settings,
             automation,
             notifications,
+            integrity: { recovery, adoption, defaultRedundancy },
             security: { user: principalOf, currentUser: (request) => request.principal, csrfToken: (request) => principalOf(request).csrfToken ?? '' },
             accounts: {
               login: auth.login,
