@@ -4,6 +4,7 @@ import { benchFiles } from './files.js';
 import { benchImaging } from './imaging.js';
 import { benchNotifications } from './notifications.js';
 import { benchRescue } from './rescue.js';
+import { benchVerify } from './verify.js';
 
 const BENCHMARKS: Record<string, () => Promise<void>> = {
   imaging: benchImaging,
@@ -12,6 +13,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   notifications: benchNotifications,
   files: benchFiles,
   catalogue: benchCatalogue,
+  verify: benchVerify,
 };
 
 const wanted = process.argv[2] ?? 'all';

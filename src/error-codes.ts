@@ -136,6 +136,13 @@ export const ERROR_CODES = [
   'image_not_a_file',
   'image_path_invalid',
   'image_path_not_found',
+  'maintenance_running',
+  'maintenance_task_not_found',
+  'recovery_not_found',
+  'recovery_failed',
+  'par2_unavailable',
+  'adopt_path_refused',
+  'adopt_folder_not_found',
   // Settings and configuration.
   'invalid_config',
   'invalid_setting',

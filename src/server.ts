@@ -1,9 +1,14 @@
 import { chmod, lstat, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createAdoptionService } from './archive/adopt.js';
 import { createCatalogueService } from './archive/catalogue.js';
 import type { ArchiveEvents } from './archive/events.js';
 import { createArchiveFiles, createFileIndexer } from './archive/files.js';
+import type { MaintenanceTaskRecord } from './archive/maintenance-task.js';
+import { createMaintenanceWorker } from './archive/maintenance-worker.js';
+import { createRecoveryService } from './archive/recovery.js';
+import { createReverifySchedule } from './archive/reverify-schedule.js';
 import { createArchiveService } from './archive/service.js';
 import { createVerificationWorker } from './archive/verification-worker.js';
 import { createAuditTrail } from './audit/trail.js';
@@ -18,6 +23,7 @@ import { databaseFile, openDatabase } from './db/database.js';
 import { createFileIndexRepository } from './db/file-index-repository.js';
 import { createJobRepository } from './db/job-repository.js';
 import { createLogRepository } from './db/log-repository.js';
+import { createMaintenanceTaskRepository } from './db/maintenance-task-repository.js';
 import { createNotificationRepository } from './db/notification-repository.js';
 import { createSettingsRepository } from './db/settings-repository.js';
 import { createSqliteQueue } from './db/sqlite-queue.js';
@@ -103,6 +109,8 @@ export interface StartServerOptions {
    * link has expired. Default: the log.
    */
   onSetupLink?: (url: string) => void;
+  /** Archive background work timing (tests look for due verifications more often). */
+  archive?: { reverifyCheckMs?: number };
 }
 
 export interface RunningServer {
@@ -276,7 +284,17 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       categories: createCategoryRepository(database),
       preferences: createPreferenceRepository(database),
     });
+    const reverify = createReverifySchedule({
+      config,
+      archives: archivesRepository,
+      tasks: verificationTasks,
+      startVerification: archives.startVerification,
+      imagingRunning: async () => (await jobsRepository.countByStatus()).running > 0,
+      log,
+      ...(options.archive?.reverifyCheckMs === undefined ? {} : { checkMs: options.archive.reverifyCheckMs }),
+    });
     const verifier = createVerificationWorker({
+      throttleFor: reverify.throttleFor,
       tasks: verificationTasks,
       archives: catalogue,
       check: archives.checkImage,
@@ -287,6 +305,33 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       holderGone: leaseHolderGone,
       leaseMs: config.jobs.lease_seconds * 1000,
     });
+    const maintenanceTasks = createMaintenanceTaskRepository(database);
+    let pokeMaintenance: (task: MaintenanceTaskRecord) => void = () => undefined;
+    const recovery = createRecoveryService({
+      archives: archivesRepository,
+      service: archives,
+      tasks: maintenanceTasks,
+      onQueued: (task) => pokeMaintenance(task),
+    });
+    // Through the catalogue imaging writes to: an adopted image is created the way an imaged one is.
+    const adoption = createAdoptionService({ config, archives: catalogue, tasks: maintenanceTasks, onQueued: (task) => pokeMaintenance(task) });
+    const archiveMaintenance = createMaintenanceWorker({
+      tasks: maintenanceTasks,
+      handlers: { ...recovery.handlers, adopt: adoption.handler },
+      onChange: (task) => {
+        if (task.status === 'failed')
+          eventLog.record({
+            level: 'warning',
+            source: 'archives',
+            message: `${task.kind} task ${task.id} failed: ${task.errorMessage ?? ''}`,
+            details: { task_id: task.id, archive_id: task.archiveId },
+          });
+      },
+      log,
+    });
+    pokeMaintenance = archiveMaintenance.poke;
+    /** The redundancy of recovery data asked for without one, and made for every new image when set. */
+    const defaultRedundancy = () => (config.archive.recovery_redundancy_percent > 0 ? config.archive.recovery_redundancy_percent : 10);
     const housekeeping = createHousekeeping({
       config,
       auth,
@@ -335,6 +380,22 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     const stopRefreshing = events.on('job.finished', ({ job }) => driveStates.refresh(job.deviceId));
     // A finished job may have archived an image: its files are indexed in the background.
     const stopIndexing = events.on('job.finished', () => fileIndexer.wake());
+    // archive.recovery_redundancy_percent: every image a job archives gets recovery data of it.
+    const stopRecoveryDefault = events.on('job.finished', ({ job }) => {
+      if (job.status !== 'completed' || job.archiveId === null || config.archive.recovery_redundancy_percent === 0) return;
+      recovery
+        .create(job.archiveId, config.archive.recovery_redundancy_percent, null)
+        .catch((error: unknown) =>
+          eventLog.record({ level: 'warning', source: 'archives', message: `recovery data for ${job.archiveId} not queued: ${errorMessage(error)}` }),
+        );
+    });
+    // Scheduled verifications hold while a disc is imaged (archive.reverify_pause_while_imaging).
+    const stopWatchingImaging = [
+      events.on('job.updated', ({ job }) => {
+        if (job.status === 'running') reverify.imagingChanged(true);
+      }),
+      events.on('job.finished', () => reverify.imagingChanged()),
+    ];
 
     const { app, routeTable } = await buildApp({
       version,
@@ -373,6 +434,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           automation,
           notifications,
           mqtt,
+          integrity: { recovery, adoption, defaultRedundancy },
           health: async () => {
             if (closing) throw new UnavailableError('shutting_down', 'the service is shutting down');
             await jobsRepository.countByStatus().catch((error: unknown) => {
@@ -399,6 +461,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
             automation,
             notifications,
             mqtt,
+            integrity: { recovery, adoption, defaultRedundancy },
             security: { user: principalOf, currentUser: (request) => request.principal, csrfToken: (request) => principalOf(request).csrfToken ?? '' },
             accounts: {
               login: auth.login,
@@ -432,6 +495,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     await runner.start();
     verifier.start();
     fileIndexer.start();
+    reverify.start();
+    await archiveMaintenance.start();
     const maintenance = startMaintenance({ auth, housekeeping, log, eventLog, onSetupLink: options.onSetupLink });
 
     let url: string | null = null;
@@ -443,8 +508,10 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         });
       } catch (error) {
         await runner.stop();
+        await reverify.stop();
         await verifier.stop();
         await fileIndexer.stop();
+        await archiveMaintenance.stop();
         udevMonitor.stop();
         await storageWatch.stop();
         await notifications.stop();
@@ -495,13 +562,17 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       maintenance.stop();
       clearInterval(settingsSync);
       clearInterval(backupTimer);
-      await Promise.all([runner.stop(), verifier.stop(), storageWatch.stop(), fileIndexer.stop()]);
+      // First: no scheduled verification is queued while the workers stop.
+      await reverify.stop();
+      await Promise.all([runner.stop(), verifier.stop(), storageWatch.stop(), fileIndexer.stop(), archiveMaintenance.stop()]);
       // After the runner: the pauses of its jobs at this stop are recorded, and sent after the next start.
       await notifications.stop();
       // After the runner: the last states are out, then `offline` (a kill leaves that to the broker's last will).
       await mqtt.stop();
       stopRefreshing();
       stopIndexing();
+      for (const stop of stopWatchingImaging) stop();
+      stopRecoveryDefault();
       metrics.close();
       udevMonitor.stop();
       await driveStates.stop();

@@ -8,6 +8,18 @@ import type { JsonObject } from '../json.js';
 export const ARCHIVE_STATUSES = ['ok', 'damaged', 'missing'] as const;
 export type ArchiveStatus = (typeof ARCHIVE_STATUSES)[number];
 
+/** What started a verification: the check after imaging, a person, the re-verification schedule, a repair, an adoption. */
+export const VERIFICATION_ORIGINS = ['imaging', 'manual', 'schedule', 'repair', 'adoption'] as const;
+export type VerificationOrigin = (typeof VERIFICATION_ORIGINS)[number];
+
+/** PAR2 recovery data made for an image (in the folder recoveryDirOf names, beside the image): how much it can repair. */
+export interface ArchiveRecovery {
+  /** Percent of the image's size the recovery blocks add up to. */
+  redundancyPercent: number;
+  createdAt: string;
+  sizeBytes: number;
+}
+
 export type ArchiveChecksums = Partial<Record<HashAlgorithm, string>>;
 
 /**
@@ -94,6 +106,7 @@ export interface ArchiveRecord {
   status: ArchiveStatus;
   lastVerifiedAt: string | null;
   lastVerifiedOk: boolean | null;
+  recovery: ArchiveRecovery | null;
 }
 
 export interface ArchiveVerificationRecord {
@@ -106,4 +119,5 @@ export interface ArchiveVerificationRecord {
   results: JsonObject;
   seconds: number;
   requestedBy: string | null;
+  origin: VerificationOrigin;
 }

@@ -53,6 +53,11 @@ function printable(text: string): string {
   return JSON.stringify(text).slice(1, -1);
 }
 
+/** The folder of an image's PAR2 recovery data: beside the image, named after it, removed with it. */
+export function recoveryDirOf(imagePath: string): string {
+  return `${imagePath}.recovery`;
+}
+
 /** Files that belong to the image `base` (.iso) and make its name taken. */
 export function imageFileSet(imagePath: string): string[] {
   return ['', '.part', '.map', '.md5', '.sha1', '.sha256', '.json'].map((suffix) => `${imagePath}${suffix}`);

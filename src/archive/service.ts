@@ -7,6 +7,7 @@ import type { ArchiveListFilter, ArchiveRepository, ArchiveSort, RecordVerificat
 import type { VerificationTaskRepository } from '../db/verification-task-repository.js';
 import type { DiscKind, FileSystemKind } from '../drives/types.js';
 import { ConflictError, DomainError, NotFoundError, ValidationError, errnoCode } from '../errors.js';
+import type { ReadThrottle } from '../imaging/throttle.js';
 import type { JsonObject } from '../json.js';
 import type { ArchiveEventBus } from './events.js';
 import {
@@ -16,11 +17,12 @@ import {
   type ArchiveStatus,
   type ArchiveVerificationRecord,
   CUSTOM_FIELD_LIMITS,
+  type VerificationOrigin,
   archiveCondition,
   cleanCustomFields,
   normaliseTag,
 } from './model.js';
-import { imageFileSet, isStrictlyInside } from './naming.js';
+import { imageFileSet, isStrictlyInside, recoveryDirOf } from './naming.js';
 import { type VerificationTaskStatus, type VerificationTaskView, toVerificationTaskView } from './verification-task.js';
 
 /** What re-hashing an image against its sidecars reports (the engine's verifyImage). */
@@ -41,6 +43,8 @@ interface ImageCheckOptions {
   /** Aborting stops the re-hash with UnavailableError `verification_stopped`. */
   signal?: AbortSignal;
   onProgress?: (progress: VerificationProgress) => void;
+  /** Caps the reading speed (a scheduled verification). */
+  throttle?: ReadThrottle | undefined;
 }
 type ImageVerifier = (imagePath: string, options: ImageCheckOptions) => Promise<VerificationReport>;
 
@@ -79,6 +83,7 @@ export interface ArchiveView {
   job_id: string | null;
   /** Ids of the other archives with the same SHA-256: identical images (list and get fill it in). */
   duplicates?: string[];
+  recovery: { redundancy_percent: number; created_at: string; size_bytes: number } | null;
 }
 
 interface VerificationView {
@@ -89,6 +94,7 @@ interface VerificationView {
   ok: boolean;
   seconds: number;
   requested_by: string | null;
+  origin: VerificationOrigin;
   results: JsonObject;
 }
 
@@ -148,7 +154,7 @@ export interface ArchiveService {
    * with who asked (a key's owner for a key). ConflictError `verification_running` while one is
    * queued or running.
    */
-  startVerification(id: string, requestedBy: string | null): Promise<VerificationTaskView>;
+  startVerification(id: string, requestedBy: string | null, origin?: VerificationOrigin): Promise<VerificationTaskView>;
   /** `startVerification` for each archive named, or every archive; those that cannot be queued are listed with why. */
   startVerifications(
     selection: { ids: readonly string[] } | { all: true },
@@ -172,6 +178,11 @@ export interface ArchiveService {
     page: { limit: number; offset: number },
   ): Promise<{ verifications: VerificationView[]; total: number; limit: number; offset: number }>;
   openFile(id: string): Promise<ArchiveFile>;
+  /**
+   * The record and its image's real path, inside the output directory (NotFoundError
+   * `archive_file_missing`, and the record marked missing, when the image is gone).
+   */
+  locateImage(id: string): Promise<{ record: ArchiveRecord; path: string }>;
 }
 
 /** Things worth a line in the application log. */
@@ -220,6 +231,10 @@ export function toArchiveView(record: ArchiveRecord): ArchiveView {
     last_verified_at: record.lastVerifiedAt,
     last_verified_ok: record.lastVerifiedOk,
     job_id: record.jobId,
+    recovery:
+      record.recovery === null
+        ? null
+        : { redundancy_percent: record.recovery.redundancyPercent, created_at: record.recovery.createdAt, size_bytes: record.recovery.sizeBytes },
   };
 }
 
@@ -249,6 +264,7 @@ function toVerificationView(record: ArchiveVerificationRecord): VerificationView
     ok: record.ok,
     seconds: record.seconds,
     requested_by: record.requestedBy,
+    origin: record.origin,
     results: record.results,
   };
 }
@@ -282,31 +298,45 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
   }
 
   /**
-   * The directory the record's files live in, resolved through symlinks, when it lies inside the
-   * (equally resolved) output directory; a catalogue entry can never make us touch anything else.
+   * The folders archived images may lie in, resolved through symlinks: the output directory and
+   * the folders an admin allowed images to be adopted from (archive.adopt_roots). Those that do
+   * not exist are left out.
+   */
+  async function imageRoots(): Promise<string[]> {
+    const roots: string[] = [];
+    for (const root of [config.storage.output_dir, ...config.archive.adopt_roots]) {
+      try {
+        roots.push(await realpath(root));
+      } catch (error) {
+        if (errnoCode(error) !== 'ENOENT') throw error;
+      }
+    }
+    return roots;
+  }
+
+  /**
+   * The directory the record's files live in, resolved through symlinks, when it lies inside one of
+   * the (equally resolved) image roots; a catalogue entry can never make us touch anything else.
    */
   async function confinedDir(record: ArchiveRecord): Promise<string> {
-    let outputDir: string;
-    let parent: string;
-    try {
-      outputDir = await realpath(config.storage.output_dir);
-    } catch (error) {
+    const roots = await imageRoots();
+    if (roots.length === 0) {
       // No output directory yet: an image the CLI wrote elsewhere is still there, just not ours to touch.
-      if (errnoCode(error) === 'ENOENT' && !isStrictlyInside(config.storage.output_dir, record.path)) throw outsideError(record);
-      if (errnoCode(error) === 'ENOENT') throw await missing(record);
-      throw error;
+      if (!isStrictlyInside(config.storage.output_dir, record.path)) throw outsideError(record);
+      throw await missing(record);
     }
+    let parent: string;
     try {
       parent = await realpath(dirname(record.path));
     } catch (error) {
       if (errnoCode(error) === 'ENOENT') throw await missing(record);
       throw error;
     }
-    if (parent !== outputDir && !isStrictlyInside(outputDir, parent)) throw outsideError(record);
+    if (!roots.some((root) => parent === root || isStrictlyInside(root, parent))) throw outsideError(record);
     return parent;
   }
 
-  /** The image's real path, refusing a symlink that leads out of the output directory. */
+  /** The image's real path, refusing a symlink that leads out of the image roots. */
   async function confinedImage(record: ArchiveRecord): Promise<string> {
     const dir = await confinedDir(record);
     let real: string;
@@ -316,7 +346,7 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
       if (errnoCode(error) === 'ENOENT') throw await missing(record);
       throw error;
     }
-    if (!isStrictlyInside(await realpath(config.storage.output_dir), real)) throw outsideError(record);
+    if (!(await imageRoots()).some((root) => isStrictlyInside(root, real))) throw outsideError(record);
     return real;
   }
 
@@ -336,7 +366,7 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
   }
 
   /** The checks that need no reading of the image happen here, so a request that cannot work is refused at once. */
-  async function queue(id: string, requestedBy: string | null): Promise<VerificationTaskView> {
+  async function queue(id: string, requestedBy: string | null, origin: VerificationOrigin = 'manual'): Promise<VerificationTaskView> {
     const record = await find(id);
     // Asked before the file is looked at: an image being read may sit on a disk that hangs.
     if ((await tasks.active([id])).length > 0)
@@ -349,7 +379,7 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
       if (errnoCode(error) === 'ENOENT') throw await missing(record);
       throw error;
     }
-    const task = await tasks.enqueue({ archiveId: id, bytesTotal: sizeBytes, requestedBy });
+    const task = await tasks.enqueue({ archiveId: id, bytesTotal: sizeBytes, requestedBy, origin });
     deps.events?.emit('archive.verification', { task });
     return toVerificationTaskView(task);
   }
@@ -419,6 +449,16 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
           await rm(file, { force: true });
           removed.push(basename(file));
         }
+        const recovery = recoveryDirOf(join(dir, basename(record.path)));
+        const info = await lstat(recovery).catch((error: unknown) => {
+          if (errnoCode(error) === 'ENOENT') return null;
+          throw error;
+        });
+        // A symlink in its place is removed itself; rm never follows it.
+        if (info !== null) {
+          await rm(recovery, { recursive: info.isDirectory(), force: true });
+          removed.push(basename(recovery));
+        }
       }
       await archives.delete(id);
       onEvent('info', `archive ${id} deleted (${record.filename})`, { archive_id: id, removed_files: removed });
@@ -431,7 +471,7 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
       const refused: RefusedVerification[] = [];
       const add = async (id: string): Promise<void> => {
         try {
-          queued.push(await queue(id, requestedBy));
+          queued.push(await queue(id, requestedBy, 'manual'));
         } catch (error) {
           if (!(error instanceof DomainError)) throw error;
           refused.push({ archive_id: id, error: { code: error.code, message: error.message } });
@@ -520,6 +560,18 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
       await find(id);
       const { items, total } = await archives.listVerifications(id, page);
       return { verifications: items.map(toVerificationView), total, limit: page.limit, offset: page.offset };
+    },
+
+    async locateImage(id) {
+      const record = await find(id);
+      const path = await confinedImage(record);
+      try {
+        if (!(await stat(path)).isFile()) throw await missing(record);
+      } catch (error) {
+        if (errnoCode(error) === 'ENOENT') throw await missing(record);
+        throw error;
+      }
+      return { record, path };
     },
 
     async openFile(id) {

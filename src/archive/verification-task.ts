@@ -1,3 +1,5 @@
+import type { VerificationOrigin } from './model.js';
+
 /**
  * A request to re-hash one archived image, run in the background by the service's verification
  * worker: queued -> running -> completed | failed | cancelled. It is stored, so a restart continues
@@ -21,6 +23,8 @@ export interface VerificationTaskRecord {
   speedBps: number | null;
   etaSeconds: number | null;
   requestedBy: string | null;
+  /** What queued it; a scheduled task reads at the bandwidth cap and pauses outside its window. */
+  origin: VerificationOrigin;
   /** A cancel asked for while it runs; its worker stops at the next progress step. */
   cancelRequested: boolean;
   /** How often a worker took it up. */
@@ -48,6 +52,7 @@ export interface VerificationTaskView {
   speed_bps: number | null;
   eta_seconds: number | null;
   requested_by: string | null;
+  origin: VerificationOrigin;
   cancel_requested: boolean;
   attempts: number;
   error: { code: string; message: string } | null;
@@ -71,6 +76,7 @@ export function toVerificationTaskView(task: VerificationTaskRecord): Verificati
     speed_bps: task.speedBps,
     eta_seconds: task.etaSeconds,
     requested_by: task.requestedBy,
+    origin: task.origin,
     cancel_requested: task.cancelRequested,
     attempts: task.attempts,
     error: task.errorCode === null ? null : { code: task.errorCode, message: task.errorMessage ?? '' },

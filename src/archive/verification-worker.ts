@@ -1,6 +1,7 @@
 import type { ArchiveRepository } from '../db/archive-repository.js';
 import type { VerificationTaskRepository } from '../db/verification-task-repository.js';
 import { DomainError, errorMessage } from '../errors.js';
+import type { ReadThrottle } from '../imaging/throttle.js';
 import type { LeaseHolder } from '../jobs/model.js';
 import type { Logger } from '../log.js';
 import type { ArchiveEventBus } from './events.js';
@@ -19,6 +20,8 @@ export interface VerificationWorkerDeps {
   leaseHolder: LeaseHolder;
   holderGone: (holder: LeaseHolder) => Promise<boolean>;
   leaseMs: number;
+  /** The bandwidth cap a task reads under, if any (the re-verification schedule's, for the tasks it queued). */
+  throttleFor?: (task: VerificationTaskRecord) => ReadThrottle | undefined;
   /** How often the worker looks for work when nothing woke it (default 1 s). */
   pollMs?: number;
 }
@@ -106,11 +109,12 @@ export function createVerificationWorker(deps: VerificationWorkerDeps): Verifica
     };
 
     try {
-      const input = await deps.check(task.archiveId, { signal: controller.signal, onProgress });
+      const throttle = deps.throttleFor?.(task);
+      const input = await deps.check(task.archiveId, { signal: controller.signal, onProgress, ...(throttle === undefined ? {} : { throttle }) });
       await pendingWrite;
       publish(
         await tasks.finish(task.id, workerId, (tx) => {
-          const entry = deps.archives.recordVerificationWithin(tx, task.archiveId, { ...input, requestedBy: task.requestedBy });
+          const entry = deps.archives.recordVerificationWithin(tx, task.archiveId, { ...input, requestedBy: task.requestedBy, origin: task.origin });
           return { status: 'completed', verificationId: entry.id, ok: entry.ok };
         }),
       );

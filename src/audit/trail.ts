@@ -17,7 +17,7 @@ export const AUDIT_EVENTS = {
   setup: ['token_created', 'completed'],
   config: ['change'],
   job: ['create', 'delete'],
-  archive: ['delete', 'edit', 'bulk_edit', 'import', 'file_download', 'folder_download'],
+  archive: ['delete', 'edit', 'bulk_edit', 'import', 'file_download', 'folder_download', 'create_recovery', 'repair', 'adopt'],
   archive_category: ['create', 'change', 'delete'],
   webhook: ['create', 'change', 'delete'],
   access: ['access_denied'],

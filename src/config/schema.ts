@@ -99,6 +99,44 @@ const ImagingSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+const Hour = (defaultValue: number, description: string) => Type.Integer({ minimum: 0, maximum: 23, default: defaultValue, description });
+
+/** Integrity over years: re-verification on a schedule, PAR2 recovery data, adopting existing images. */
+const ArchiveSchema = Type.Object(
+  {
+    reverify_interval_days: Type.Integer({
+      minimum: 0,
+      maximum: 3650,
+      default: 0,
+      description: 'Re-hash every image when its last verification is this many days old, the longest unverified first (0: no scheduled verification)',
+    }),
+    reverify_window_start_hour: Hour(1, 'Scheduled verifications run from this hour (local time of the server)'),
+    reverify_window_end_hour: Hour(6, 'until this hour (the same as the start: all day; a window may span midnight); a running one pauses outside it'),
+    reverify_max_mib_per_second: Type.Integer({
+      minimum: 0,
+      maximum: 100000,
+      default: 50,
+      description: 'Bandwidth cap of a scheduled verification in MiB/s (0: no cap); verifications users ask for read at full speed',
+    }),
+    reverify_pause_while_imaging: Type.Boolean({
+      default: true,
+      description: 'Hold scheduled verifications while a disc is being imaged, so the copy gets the whole disk',
+    }),
+    recovery_redundancy_percent: Type.Integer({
+      minimum: 0,
+      maximum: 100,
+      default: 0,
+      description: 'Create PAR2 recovery data of this redundancy for every newly archived image (0: only when asked for an image)',
+    }),
+    adopt_roots: Type.Array(Type.String({ minLength: 1 }), {
+      default: [],
+      readOnly: true,
+      description: 'Folders besides the output directory and storage.output_roots from which existing images may be adopted; set on the server only',
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 const DrivesSchema = Type.Object(
   {
     extra: Type.Array(Type.String({ minLength: 1 }), {
@@ -302,6 +340,7 @@ export const ConfigSchema = Type.Object(
   {
     storage: StorageSchema,
     imaging: ImagingSchema,
+    archive: ArchiveSchema,
     drives: DrivesSchema,
     server: ServerSchema,
     jobs: JobsSchema,

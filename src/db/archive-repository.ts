@@ -4,9 +4,11 @@ import type {
   ArchiveCondition,
   ArchiveMetadata,
   ArchiveRecord,
+  ArchiveRecovery,
   ArchiveSource,
   ArchiveStatus,
   ArchiveVerificationRecord,
+  VerificationOrigin,
 } from '../archive/model.js';
 import { type Clock, systemClock } from '../clock.js';
 import type { DiscKind } from '../drives/types.js';
@@ -75,6 +77,8 @@ export interface RecordVerificationInput {
   results: JsonObject;
   seconds: number;
   requestedBy?: string | null;
+  /** Default: manual. */
+  origin?: VerificationOrigin;
   /** The archive's status afterwards. Default: ok when ok, else damaged. */
   archiveStatus?: ArchiveStatus;
 }
@@ -104,6 +108,13 @@ export interface ArchiveRepository {
   bulkUpdateMetadata(ids: readonly string[], change: BulkMetadataChange): Promise<number>;
   /** Archives with the same SHA-256 as one of these, by that SHA-256 (an archive is listed under its own too). */
   withSha256(sha256s: readonly string[]): Promise<Map<string, ArchiveRecord[]>>;
+  /**
+   * Archives due for a scheduled verification: never verified, or last verified before `before`;
+   * the longest unverified first. Missing images are left out (nothing to read until they return).
+   */
+  dueForVerification(before: Date, options: { limit: number; excludeIds?: readonly string[] }): Promise<ArchiveRecord[]>;
+  /** Records (or, with null, forgets) the PAR2 recovery data of an image. */
+  setRecovery(id: string, recovery: ArchiveRecovery | null): Promise<ArchiveRecord>;
   /** Removes the record and its verification history (not the image file). False when unknown. */
   delete(id: string): Promise<boolean>;
 }
@@ -190,6 +201,7 @@ function rowToArchive(row: Selectable<ArchivesTable>): ArchiveRecord {
     status: row.status,
     lastVerifiedAt: row.last_verified_at,
     lastVerifiedOk: row.last_verified_ok === null ? null : row.last_verified_ok === 1,
+    recovery: row.recovery === null ? null : fromJson<ArchiveRecovery>(row.recovery),
   };
 }
 
@@ -203,6 +215,7 @@ function rowToVerification(row: Selectable<ArchiveVerificationsTable>): ArchiveV
     results: fromJson<JsonObject>(row.results),
     seconds: row.seconds,
     requestedBy: row.requested_by,
+    origin: row.origin,
   };
 }
 
@@ -255,6 +268,7 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
           results: toJson(input.results),
           seconds: input.seconds,
           requested_by: input.requestedBy ?? null,
+          origin: input.origin ?? 'manual',
         })
         .returningAll(),
     );
@@ -449,6 +463,29 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
       const rows = await query.selectAll().orderBy('id', 'desc').limit(limit).offset(offset).execute();
       const { total } = await query.select((eb) => eb.fn.countAll<number>().as('total')).executeTakeFirstOrThrow();
       return { items: rows.map(rowToVerification), total };
+    },
+
+    async dueForVerification(before, options) {
+      let query = db
+        .selectFrom('archives')
+        .selectAll()
+        .where('status', '!=', 'missing')
+        .where((eb) => eb.or([eb('last_verified_at', 'is', null), eb('last_verified_at', '<', timestamp(before))]));
+      if (options.excludeIds !== undefined && options.excludeIds.length > 0) query = query.where('id', 'not in', options.excludeIds);
+      // Never verified sorts first (NULLS FIRST is SQLite's default for ascending order).
+      const rows = await query.orderBy('last_verified_at', 'asc').orderBy('created_at', 'asc').orderBy('id', 'asc').limit(options.limit).execute();
+      return rows.map(rowToArchive);
+    },
+
+    async setRecovery(id, recovery) {
+      const row = await db
+        .updateTable('archives')
+        .set({ recovery: recovery === null ? null : toJson(recovery) })
+        .where('id', '=', id)
+        .returningAll()
+        .executeTakeFirst();
+      if (row === undefined) throw notFound(id);
+      return rowToArchive(row);
     },
 
     async delete(id) {

@@ -1,5 +1,6 @@
 import type { Generated } from 'kysely';
-import type { ArchiveStatus } from '../archive/model.js';
+import type { MaintenanceKind, MaintenanceStatus } from '../archive/maintenance-task.js';
+import type { ArchiveStatus, VerificationOrigin } from '../archive/model.js';
 import type { VerificationTaskStatus } from '../archive/verification-task.js';
 import type { DiscKind } from '../drives/types.js';
 import type { ImagingPhase } from '../imaging/types.js';
@@ -80,6 +81,8 @@ export interface ArchivesTable {
   category_id: string | null;
   /** 1 to 5, or null. */
   rating: number | null;
+  /** JSON of its ArchiveRecovery (migration 0016), or null without PAR2 data. */
+  recovery: string | null;
 }
 
 export interface ArchiveCategoriesTable {
@@ -115,6 +118,7 @@ export interface ArchiveVerificationsTable {
   results: string;
   seconds: number;
   requested_by: string | null;
+  origin: Generated<VerificationOrigin>;
 }
 
 export interface SettingsTable {
@@ -152,6 +156,7 @@ export interface ArchiveVerificationTasksTable {
   speed_bps: number | null;
   eta_seconds: number | null;
   requested_by: string | null;
+  origin: Generated<VerificationOrigin>;
   /** 0 or 1 */
   cancel_requested: number;
   attempts: number;
@@ -164,6 +169,27 @@ export interface ArchiveVerificationTasksTable {
   verification_id: number | null;
   /** 0 or 1 for a completed task, else null. */
   ok: number | null;
+  created_at: string;
+  updated_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+export interface ArchiveMaintenanceTasksTable {
+  id: string;
+  kind: MaintenanceKind;
+  archive_id: string | null;
+  status: MaintenanceStatus;
+  progress: number;
+  /** JSON of what the task was asked to do. */
+  params: string;
+  /** JSON of what it did, once it ended. */
+  result: string | null;
+  requested_by: string | null;
+  cancel_requested: number;
+  attempts: number;
+  error_code: string | null;
+  error_message: string | null;
   created_at: string;
   updated_at: string;
   started_at: string | null;
@@ -198,6 +224,7 @@ export interface DB extends AuthTables {
   logs: LogsTable;
   job_workers: JobWorkersTable;
   archive_verification_tasks: ArchiveVerificationTasksTable;
+  archive_maintenance_tasks: ArchiveMaintenanceTasksTable;
   drive_automation: DriveAutomationTable;
   notification_events: NotificationEventsTable;
   webhook_endpoints: WebhookEndpointsTable;

@@ -10,7 +10,7 @@ export function timestamp(date: Date): string {
 }
 
 /** `job_3f9c…`: a prefix saying what it names, then 80 random bits in hex. */
-export function newId(prefix: 'job' | 'archive' | 'verify' | 'category'): string {
+export function newId(prefix: 'job' | 'archive' | 'verify' | 'category' | 'task'): string {
   return `${prefix}_${randomBytes(10).toString('hex')}`;
 }
 

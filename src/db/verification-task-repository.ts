@@ -1,4 +1,5 @@
 import { type Selectable, type Updateable, sql } from 'kysely';
+import type { VerificationOrigin } from '../archive/model.js';
 import {
   ACTIVE_VERIFICATION_STATUSES,
   FINISHED_VERIFICATION_STATUSES,
@@ -41,7 +42,7 @@ type VerificationTaskOutcome =
  */
 export interface VerificationTaskRepository {
   /** Queues a task. ConflictError `verification_running` while the archive has a queued or running one. */
-  enqueue(input: { archiveId: string; bytesTotal: number; requestedBy: string | null }): Promise<VerificationTaskRecord>;
+  enqueue(input: { archiveId: string; bytesTotal: number; requestedBy: string | null; origin?: VerificationOrigin }): Promise<VerificationTaskRecord>;
   get(id: string): Promise<VerificationTaskRecord | null>;
   /** Newest first. */
   list(filter?: VerificationTaskFilter): Promise<ListResult<VerificationTaskRecord>>;
@@ -86,6 +87,7 @@ function rowToTask(row: Selectable<ArchiveVerificationTasksTable>): Verification
     speedBps: row.speed_bps === null ? null : Math.round(row.speed_bps),
     etaSeconds: row.eta_seconds === null ? null : Math.round(row.eta_seconds),
     requestedBy: row.requested_by,
+    origin: row.origin,
     cancelRequested: row.cancel_requested === 1,
     attempts: row.attempts,
     errorCode: row.error_code,
@@ -164,6 +166,7 @@ export function createVerificationTaskRepository(database: Database, options: { 
                 bytes_done: 0,
                 bytes_total: input.bytesTotal,
                 requested_by: input.requestedBy,
+                origin: input.origin ?? 'manual',
                 cancel_requested: 0,
                 attempts: 0,
                 created_at: at,

@@ -1,5 +1,5 @@
 import Type, { type TSchema } from 'typebox';
-import { ARCHIVE_CONDITIONS, ARCHIVE_STATUSES } from '../archive/model.js';
+import { ARCHIVE_CONDITIONS, ARCHIVE_STATUSES, VERIFICATION_ORIGINS } from '../archive/model.js';
 import { VERIFICATION_TASK_STATUSES } from '../archive/verification-task.js';
 import { HASH_ALGORITHMS, PRIORITIES } from '../config/schema.js';
 import { DISC_KINDS, MEDIA_TYPES } from '../drives/types.js';
@@ -132,6 +132,19 @@ export const JobUpdate = Type.Object(
   { additionalProperties: false },
 );
 
+const VerificationOrigin = Type.Enum([...VERIFICATION_ORIGINS], {
+  description: 'What started it: imaging (the check after a disc was read), manual (a user), schedule (the re-verification schedule), repair, adoption',
+});
+
+const ArchiveRecovery = Type.Object(
+  {
+    redundancy_percent: Type.Integer({ description: 'Share of the image the PAR2 recovery blocks can restore' }),
+    created_at: Timestamp,
+    size_bytes: Type.Integer({ description: 'Size of the PAR2 files' }),
+  },
+  { additionalProperties: false, description: 'PAR2 recovery data kept beside the image' },
+);
+
 export const Archive = Type.Object(
   {
     id: ArchiveId,
@@ -173,6 +186,7 @@ export const Archive = Type.Object(
     last_verified_ok: Nullable(Type.Boolean()),
     job_id: Nullable(JobId),
     duplicates: Type.Optional(Type.Array(ArchiveId, { description: 'Other archives with the same SHA-256 (identical images)' })),
+    recovery: Nullable(ArchiveRecovery),
   },
   { additionalProperties: false },
 );
@@ -186,6 +200,7 @@ export const Verification = Type.Object(
     ok: Type.Boolean(),
     seconds: Type.Number(),
     requested_by: Nullable(Type.String()),
+    origin: VerificationOrigin,
     results: Type.Record(Type.String(), Type.Unknown(), { description: 'Per-algorithm outcome and what else the verifier reported' }),
   },
   { additionalProperties: false },
@@ -203,6 +218,7 @@ export const VerificationTask = Type.Object(
     speed_bps: Nullable(Type.Integer()),
     eta_seconds: Nullable(Type.Integer()),
     requested_by: Nullable(Type.String({ description: 'Who asked: the user (a key’s owner for a key)' })),
+    origin: VerificationOrigin,
     cancel_requested: Type.Boolean({ description: 'A cancel was asked for while it runs; it stops within moments' }),
     attempts: Type.Integer({ description: 'How often a worker started it (a restart starts it again from the beginning)' }),
     error: Nullable(Type.Object({ code: Type.String(), message: Type.String() }, { additionalProperties: false, description: 'Why it failed' })),

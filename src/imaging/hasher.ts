@@ -4,6 +4,7 @@ import { UnavailableError, errnoCode, errorMessage } from '../errors.js';
 import type { HashWorkerData, HashWorkerReply, HashWorkerRequest } from './hash-worker.js';
 import type { Slot, SlotPool } from './slots.js';
 import { type DirectIoMode, openSource } from './source.js';
+import type { ReadThrottle } from './throttle.js';
 
 export type Digests = Partial<Record<HashAlgorithm, string>>;
 
@@ -121,6 +122,8 @@ export interface HashFileOptions {
   /** Called after each chunk with the position reached. */
   onPosition?: (position: number) => void;
   onFallback?: (reason: string) => void;
+  /** Holds each read back to a bandwidth cap (scheduled re-verification). */
+  throttle?: ReadThrottle | undefined;
 }
 
 /**
@@ -151,9 +154,13 @@ export async function hashFile(options: HashFileOptions): Promise<boolean> {
       if (signal?.aborted) return false;
       const failure = hashers.failure();
       if (failure !== undefined) throw failure;
+      const length = Math.min(chunk, end - position);
+      if (options.throttle !== undefined) {
+        await options.throttle.take(length, signal);
+        if (signal?.aborted) return false;
+      }
       const slot = await slots.acquire();
       try {
-        const length = Math.min(chunk, end - position);
         // Direct reads need an aligned length; the file simply ends inside the last one.
         const request = source.buffered ? length : Math.ceil(length / FILE_ALIGNMENT) * FILE_ALIGNMENT;
         let filled = 0;

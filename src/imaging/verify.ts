@@ -5,6 +5,7 @@ import { createHashers, hashFile } from './hasher.js';
 import { createProgressTracker } from './progress.js';
 import { createSlotPool } from './slots.js';
 import type { DirectIoMode } from './source.js';
+import type { ReadThrottle } from './throttle.js';
 import { CHECKSUM_ALGORITHMS, type ImagingProgress } from './types.js';
 
 interface VerifyResult {
@@ -30,6 +31,8 @@ export interface VerifyOptions {
   /** Default `auto`: read around the page cache where the file system allows it, so the disk is what is checked. */
   directIo?: DirectIoMode;
   onLog?: ((level: 'info' | 'warning' | 'error', message: string) => void) | undefined;
+  /** Caps the reading speed (scheduled re-verification must not starve imaging). */
+  throttle?: ReadThrottle | undefined;
 }
 
 const HEX_LENGTH: Record<HashAlgorithm, number> = { md5: 32, sha1: 40, sha256: 64 };
@@ -37,7 +40,7 @@ const SLOT_BYTES = 1024 * 1024;
 const SLOT_COUNT = 8;
 
 /** The hex digest of a coreutils checksum file (`<hex>  NAME` or `<hex> *NAME`), or undefined when there is none. */
-async function readSidecar(path: string, algorithm: HashAlgorithm): Promise<string | undefined> {
+export async function readSidecar(path: string, algorithm: HashAlgorithm): Promise<string | undefined> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -104,6 +107,7 @@ export async function verifyImage(imagePath: string, options: VerifyOptions = {}
       hashers,
       slots,
       signal: options.signal,
+      throttle: options.throttle,
       onPosition: (position) => progress.update(snapshot(position)),
       onFallback: (reason) => options.onLog?.('info', `verifying with buffered reads: ${reason}`),
     });
@@ -115,6 +119,35 @@ export async function verifyImage(imagePath: string, options: VerifyOptions = {}
       return { algorithm, expected: hex, actual, ok: actual === hex };
     });
     return { ok: results.every((result) => result.ok), results, bytes: size, seconds: (performance.now() - started) / 1000 };
+  } finally {
+    await hashers.close();
+  }
+}
+
+/**
+ * Hashes a whole file with these algorithms at once (one worker thread each, shared buffers).
+ * Returns null when the signal stopped it.
+ */
+export async function hashWholeFile(
+  path: string,
+  sizeBytes: number,
+  algorithms: readonly HashAlgorithm[],
+  options: { signal?: AbortSignal; onPosition?: (position: number) => void; directIo?: DirectIoMode } = {},
+): Promise<Partial<Record<HashAlgorithm, string>> | null> {
+  const slots = createSlotPool(SLOT_BYTES, SLOT_COUNT);
+  const hashers = createHashers(algorithms, slots);
+  try {
+    const complete = await hashFile({
+      path,
+      start: 0,
+      end: sizeBytes,
+      directIo: options.directIo ?? 'auto',
+      hashers,
+      slots,
+      signal: options.signal,
+      ...(options.onPosition ? { onPosition: options.onPosition } : {}),
+    });
+    return complete ? await hashers.digest() : null;
   } finally {
     await hashers.close();
   }

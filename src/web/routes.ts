@@ -5,6 +5,7 @@ import type { App } from '../http/app.js';
 import { createPageErrorHandler } from './errors.js';
 import { registerAccountPages } from './pages/account.js';
 import { registerArchivePages } from './pages/archive.js';
+import { registerArchiveIntegrityPages } from './pages/archive-integrity.js';
 import { registerAuthPages } from './pages/auth.js';
 import { registerConfigPages } from './pages/config.js';
 import { registerDashboard } from './pages/dashboard.js';
@@ -37,6 +38,7 @@ export async function registerWebRoutes(app: App, deps: WebDeps): Promise<void> 
   registerDashboard(app, deps);
   registerJobPages(app, deps);
   registerDrivePages(app, deps);
+  registerArchiveIntegrityPages(app, deps, deps.integrity);
   registerArchivePages(app, deps);
   registerConfigPages(app, deps);
   registerAccountPages(app, deps, deps.accounts);

@@ -9,8 +9,8 @@ import type { I18n } from './types.js';
  * input type from the setting's type, its label from the catalog. Settings the schema gains later
  * (notifications) appear by themselves.
  */
-export type SettingsSection = 'storage' | 'imaging' | 'notifications' | 'mqtt' | 'backup';
-export const SETTINGS_SECTIONS: readonly SettingsSection[] = ['storage', 'imaging', 'notifications', 'mqtt', 'backup'];
+export type SettingsSection = 'storage' | 'imaging' | 'archive' | 'notifications' | 'mqtt' | 'backup';
+export const SETTINGS_SECTIONS: readonly SettingsSection[] = ['storage', 'imaging', 'archive', 'notifications', 'mqtt', 'backup'];
 
 /** Order on the page where it differs from the schema's: the specification's drawings first. */
 const ORDER: readonly string[] = [

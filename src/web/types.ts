@@ -1,6 +1,8 @@
 import type { FastifyRequest } from 'fastify';
+import type { AdoptionService } from '../archive/adopt.js';
 import type { CatalogueService } from '../archive/catalogue.js';
 import type { ArchiveFiles } from '../archive/files.js';
+import type { RecoveryService } from '../archive/recovery.js';
 import type { ArchiveService } from '../archive/service.js';
 import type { AuditTrail } from '../audit/trail.js';
 import type { ApiKeyService } from '../auth/api-keys.js';
@@ -89,6 +91,14 @@ export interface WebAccounts {
   actor(request: FastifyRequest): RequestActor;
 }
 
+/** Recovery data, repair and adoption, as the pages use them. */
+interface WebIntegrity {
+  recovery: Pick<RecoveryService, 'create' | 'repair'>;
+  adoption: Pick<AdoptionService, 'start'>;
+  /** The redundancy the form suggests. */
+  defaultRedundancy: () => number;
+}
+
 export interface WebDeps {
   /** The running service's configuration, shared with the services; settings changes show here. */
   config: Config;
@@ -108,4 +118,6 @@ export interface WebDeps {
   accounts: WebAccounts;
   /** Each drive's automation (the drives page's form) and the discs waiting on the dashboard. */
   automation: Pick<AutomationService, 'notices' | 'settings' | 'update'>;
+  /** Recovery data, repair and adoption (src/web/pages/archive-integrity.ts). */
+  integrity: WebIntegrity;
 }

@@ -182,6 +182,22 @@ describe('authorization matrix: every route x every kind of caller', () => {
       prepare: async () => ({ path: `/api/v1/archives/verification-tasks/${sharedTask}` }),
       expect: constant(200),
     },
+    // Recovery work and adoption: requests each handler refuses before queueing anything, so reaching it shows as its refusal.
+    'POST /api/v1/archives/:archive_id/recovery': {
+      prepare: async () => ({ path: `/api/v1/archives/${sharedArchive}/recovery`, body: { redundancy_percent: 0 } }),
+      expect: constant(400),
+    },
+    'POST /api/v1/archives/:archive_id/repair': { prepare: async () => ({ path: `/api/v1/archives/${sharedArchive}/repair` }), expect: constant(404) },
+    'POST /api/v1/archives/adopt': { prepare: async () => ({ path: '/api/v1/archives/adopt', body: { folder: '/etc' } }), expect: constant(400) },
+    'GET /api/v1/archives/maintenance-tasks': { prepare: async () => ({ path: '/api/v1/archives/maintenance-tasks' }), expect: constant(200) },
+    'GET /api/v1/archives/maintenance-tasks/:task_id': {
+      prepare: async () => ({ path: '/api/v1/archives/maintenance-tasks/task_0000' }),
+      expect: constant(404),
+    },
+    'DELETE /api/v1/archives/maintenance-tasks/:task_id': {
+      prepare: async () => ({ path: '/api/v1/archives/maintenance-tasks/task_0000' }),
+      expect: constant(404),
+    },
     'GET /api/v1/archives/:archive_id/verifications': {
       prepare: async () => ({ path: `/api/v1/archives/${sharedArchive}/verifications` }),
       expect: constant(200),

@@ -260,6 +260,7 @@ describe('live hub', () => {
         status,
         bytesDone,
         bytesTotal: 1000,
+        origin: 'manual',
         speedBps: null,
         etaSeconds: null,
         requestedBy: 'alice',

@@ -103,6 +103,7 @@ export interface TestServerOptions {
   onSetupLink?: StartServerOptions['onSetupLink'];
   notifications?: StartServerOptions['notifications'];
   storage?: StartServerOptions['storage'];
+  archive?: StartServerOptions['archive'];
   /** Leave the user table empty (no test admin, no key): the first-admin setup path. */
   withoutAdmin?: boolean;
 }
@@ -123,6 +124,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     ...(options.onSetupLink ? { onSetupLink: options.onSetupLink } : {}),
     ...(options.notifications ? { notifications: options.notifications } : {}),
     ...(options.storage ? { storage: options.storage } : {}),
+    ...(options.archive ? { archive: options.archive } : {}),
   });
   const key = options.withoutAdmin === true ? '' : await adminKey(server.auth);
   const url = server.url ?? '';

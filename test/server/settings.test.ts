@@ -181,6 +181,8 @@ describe('secret masking', () => {
 /** What a hostile admin would send for each server-only setting; its keys are the decision (docs/security.md says why). */
 const HOSTILE_SERVER_ONLY: Record<string, (work: string) => JsonValue> = {
   'storage.output_roots': () => ['/'],
+  // Every *.iso on the host would become adoptable, downloadable and deletable.
+  'archive.adopt_roots': () => ['/'],
   'drives.extra': (work) => [join(work, 'host-secret')],
   'server.host': () => '0.0.0.0',
   'server.port': () => 1,

@@ -14,6 +14,7 @@ import { retireCompressionMigration } from './0012-retire-compression.js';
 import { discNoticesMigration } from './0013-disc-notices.js';
 import { fileIndexMigration } from './0014-file-index.js';
 import { catalogueMigration } from './0015-catalogue.js';
+import { integrityMigration } from './0016-integrity.js';
 
 /**
  * Every migration, imported statically: compiled code cannot count on a migrations folder at
@@ -35,6 +36,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0013_disc_notices': discNoticesMigration,
   '0014_file_index': fileIndexMigration,
   '0015_catalogue': catalogueMigration,
+  '0016_integrity': integrityMigration,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -15,6 +15,7 @@ import type { RouteModule } from '../app.js';
 import type { LiveHub } from '../live.js';
 import { apiKeyRoutes } from './api-keys.js';
 import { archiveFileRoutes } from './archive-files.js';
+import { archiveIntegrityRoutes } from './archive-integrity.js';
 import { archiveRoutes } from './archives.js';
 import { auditRoutes } from './audit.js';
 import { authRoutes } from './auth.js';
@@ -50,6 +51,8 @@ export interface ApiServices {
   /** The readiness checks (database writable, output directory writable and below the stop threshold, job runner alive). */
   readiness: () => Promise<Readiness>;
   metrics: MetricsEndpoint;
+  /** PAR2 recovery data, repair, and adopting existing images. */
+  integrity: Parameters<typeof archiveIntegrityRoutes>[0];
 }
 
 export function apiRoutes(services: ApiServices): RouteModule[] {
@@ -60,6 +63,7 @@ export function apiRoutes(services: ApiServices): RouteModule[] {
     archiveFileRoutes(services.archiveFiles),
     archiveRoutes(services.archives),
     catalogueRoutes(services.archives, services.catalogue),
+    archiveIntegrityRoutes(services.integrity),
     deviceRoutes(services.devices),
     automationRoutes(services.automation, services.devices),
     systemRoutes(services.system, services.settings),
