@@ -6,8 +6,10 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SMTPServer, type SMTPServerSession } from 'smtp-server';
+import { createReverifySchedule } from '../../src/archive/reverify-schedule.js';
 import { localActor } from '../../src/auth/principal.js';
 import { databaseFile, openDatabase } from '../../src/db/database.js';
+import { silentLogger } from '../../src/log.js';
 import { runScheduledBackup } from '../../src/system/backup.js';
 import { LANGUAGE_COOKIE } from '../../src/web/i18n.js';
 import { CDROM_INFO_FIXTURE, SYSFS_FIXTURE, mockUdevLayer } from '../drives/fixtures.js';
@@ -222,6 +224,28 @@ async function closedPort(): Promise<number> {
   return address.port;
 }
 
+/**
+ * The re-verification schedule as the service builds it, on the service's own config (which the page
+ * changes in place), archives and verification path, at a fixed local hour and with imaging running
+ * or not as the probe says. A fresh image archived without verification is due whenever the schedule allows.
+ */
+async function reverifySchedule(kit: ProbeKit, at: { hour: number; imaging?: boolean }) {
+  await kit.save('imaging', { imaging__verify: false });
+  const job = await kit.job('loop');
+  assert.equal(job.status, 'completed');
+  const now = new Date();
+  now.setHours(at.hour, 30, 0, 0);
+  return createReverifySchedule({
+    config: kit.server.config,
+    archives: kit.server.archiveRepository,
+    tasks: { active: async () => [] },
+    startVerification: kit.server.archives.startVerification,
+    imagingRunning: async () => at.imaging ?? false,
+    log: silentLogger(),
+    now: () => now,
+  });
+}
+
 type Probe = (kit: ProbeKit) => Promise<void>;
 
 const TERMINAL = new Set(['completed', 'failed', 'paused', 'cancelled']);
@@ -356,6 +380,70 @@ const PROBES: Record<string, Probe> = {
   async imaging__map_save_interval_seconds(kit) {
     await kit.save('imaging', { imaging__map_save_interval_seconds: '17' });
     assert.equal((await kit.imageRecord(await kit.job('loop'))).options.map_save_interval_ms, 17_000);
+  },
+
+  async archive__reverify_interval_days(kit) {
+    const schedule = await reverifySchedule(kit, { hour: 12 });
+    await kit.save('archive', { archive__reverify_window_start_hour: '0', archive__reverify_window_end_hour: '0' });
+    assert.equal(await schedule.check(), null, '0: no scheduled verification');
+    await kit.save('archive', { archive__reverify_interval_days: '1' });
+    assert.notEqual(await schedule.check(), null, 'an image never verified is due after a day');
+  },
+
+  async archive__reverify_window_start_hour(kit) {
+    const schedule = await reverifySchedule(kit, { hour: 12 });
+    await kit.save('archive', { archive__reverify_interval_days: '1', archive__reverify_window_start_hour: '13', archive__reverify_window_end_hour: '14' });
+    assert.equal(await schedule.check(), null, '12:30 is outside 13 to 14');
+    await kit.save('archive', { archive__reverify_window_start_hour: '12' });
+    assert.notEqual(await schedule.check(), null, '12:30 is inside 12 to 14');
+  },
+
+  async archive__reverify_window_end_hour(kit) {
+    const schedule = await reverifySchedule(kit, { hour: 12 });
+    await kit.save('archive', { archive__reverify_interval_days: '1', archive__reverify_window_start_hour: '10', archive__reverify_window_end_hour: '12' });
+    assert.equal(await schedule.check(), null, '12:30 is past a window ending at 12');
+    await kit.save('archive', { archive__reverify_window_end_hour: '13' });
+    assert.notEqual(await schedule.check(), null, '12:30 is inside 10 to 13');
+  },
+
+  async archive__reverify_pause_while_imaging(kit) {
+    const schedule = await reverifySchedule(kit, { hour: 12, imaging: true });
+    await kit.save('archive', { archive__reverify_interval_days: '1', archive__reverify_window_start_hour: '0', archive__reverify_window_end_hour: '0' });
+    assert.equal(await schedule.check(), null, 'held while a disc is imaged');
+    await kit.save('archive', { archive__reverify_pause_while_imaging: false });
+    assert.notEqual(await schedule.check(), null, 'queued beside imaging once the setting is off');
+  },
+
+  async archive__reverify_max_mib_per_second(kit) {
+    const schedule = await reverifySchedule(kit, { hour: 12 });
+    await kit.save('archive', { archive__reverify_window_start_hour: '0', archive__reverify_window_end_hour: '0', archive__reverify_max_mib_per_second: '0' });
+    const throttle = schedule.throttleFor({ origin: 'schedule' } as Parameters<typeof schedule.throttleFor>[0]);
+    assert.ok(throttle !== undefined);
+    /** Whether reading `bytes` is allowed before the event loop turns once more. */
+    const allowedAtOnce = async (bytes: number): Promise<boolean> => {
+      const stop = new AbortController();
+      let allowed = false;
+      const taking = throttle.take(bytes, stop.signal).then(() => {
+        allowed = !stop.signal.aborted;
+      });
+      await new Promise((resolve) => setImmediate(resolve));
+      stop.abort();
+      await taking;
+      return allowed;
+    };
+    assert.equal(await allowedAtOnce(64 * 1024 * 1024), true, '0: no cap');
+    await kit.save('archive', { archive__reverify_max_mib_per_second: '1' });
+    assert.equal(await allowedAtOnce(64 * 1024 * 1024), false, '64 MiB wait for the 1 MiB/s cap');
+  },
+
+  async archive__recovery_redundancy_percent(kit) {
+    await kit.save('archive', { archive__recovery_redundancy_percent: '10' });
+    const job = await kit.job('loop');
+    assert.equal(job.status, 'completed');
+    const recovery = async () =>
+      (await kit.api<{ recovery: { redundancy_percent: number } | null }>('GET', `/api/v1/archives/${job.archive_id}`)).body.recovery;
+    await waitFor('the recovery data of the new image', async () => (await recovery()) !== null);
+    assert.equal((await recovery())?.redundancy_percent, 10);
   },
 
   async notifications__email_on_completion(kit) {
