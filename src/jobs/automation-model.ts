@@ -97,6 +97,6 @@ export interface DiscNotice {
   reason: 'inserted' | 'duplicate';
   duplicateOf: DuplicateMatch | null;
   /** The drive's profile for "Image this disc"; null: the settings. */
-  options: Pick<DriveAutomation, 'read_attempts' | 'checksums' | 'verify'>;
+  options: Pick<DriveAutomation, 'read_attempts' | 'checksums' | 'verify'> & { eject?: boolean };
   at: string;
 }

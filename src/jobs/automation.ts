@@ -100,7 +100,7 @@ export function createAutomationService(deps: AutomationDeps): AutomationService
     const base = { driveId: disc.driveId, label: disc.label, sizeBytes: disc.sizeBytes, duplicateOf, at: now().toISOString() };
     if (profile.mode === 'notify' || (duplicateOf !== null && profile.duplicates === 'ask')) {
       const name = renderNameTemplate(profile.name_template, { label, date: now(), counter: profile.counter + 1 });
-      const options = { read_attempts: profile.read_attempts, checksums: profile.checksums, verify: profile.verify };
+      const options = { read_attempts: profile.read_attempts, checksums: profile.checksums, verify: profile.verify, eject: profile.eject };
       await notify({ ...base, name, options, reason: duplicateOf === null ? 'inserted' : 'duplicate' });
       return;
     }

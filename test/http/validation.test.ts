@@ -80,6 +80,7 @@ describe('bad input on every endpoint: the right 4xx, one error shape, nothing c
       create({ device: deviceId, extra: 1 }, 400, 'validation_failed', 'body.extra'),
       create({ device: deviceId, options: { read_attempts: '5' } }, 400, 'validation_failed', 'body.options.read_attempts'),
       create({ device: deviceId, options: { verify: 'yes' } }, 400, 'validation_failed', 'body.options.verify'),
+      create({ device: deviceId, options: { eject: 'yes' } }, 400, 'validation_failed', 'body.options.eject'),
       create({ device: deviceId, options: { read_attempts: 101 } }, 400, 'validation_failed', 'read_attempts'),
       create({ device: deviceId, options: { checksums: ['crc32'] } }, 400, 'validation_failed', 'checksums'),
       create({ device: deviceId, options: { checksums: [] } }, 400, 'validation_failed', 'checksums'),

@@ -118,7 +118,11 @@ describe('web pages (rendered in-process)', () => {
         [/Active jobs \(\d+\)/, /Completed \(\d+\)/, /New imaging job/, /System status/, /Available drives/, /Storage free/, /CPU usage/, /Memory/],
       ],
       ['finished jobs', () => '/?tab=finished', [/Finished jobs/, /scratched_disc/]],
-      ['new job', () => '/jobs/new', [/New imaging job/, /Read attempts/, /Start imaging/]],
+      [
+        'new job',
+        () => '/jobs/new',
+        [/New imaging job/, /Read attempts/, /<input type="checkbox" id="eject" name="eject" value="1" aria-describedby="eject-help">/, /Start imaging/],
+      ],
       ['job detail', () => `/jobs/${running.id}`, [/Sector map/, /Log/, /Details/, /42\.5%/, /2\.5 MB\/s/, /4:23/]],
       ['drives', () => '/drives', [/Drives/]],
       ['archive', () => '/archive', [/Showing 1–1 of 1 items/, /movie_collection_disc1\.iso/, /MD5:/, /Download/]],

@@ -33,6 +33,9 @@ const CreateBody = Type.Object(
           verify: Type.Optional(Type.Boolean()),
           checksums: Type.Optional(Type.Array(HashAlgorithm, { minItems: 1, uniqueItems: true })),
           priority: Type.Optional(Priority),
+          eject: Type.Optional(
+            Type.Boolean({ description: 'Open the tray once the image is complete and verified (default: the setting storage.delete_source_on_success)' }),
+          ),
         },
         { additionalProperties: false },
       ),

@@ -71,6 +71,7 @@ async function dashboardData(deps: WebDeps, request: FastifyRequest, canSeeSyste
       readAttempts: notice.options.read_attempts ?? deps.config.imaging.read_attempts,
       checksums: notice.options.checksums ?? [...deps.config.imaging.checksums],
       verify: notice.options.verify ?? deps.config.imaging.verify,
+      eject: notice.options.eject ?? deps.config.storage.delete_source_on_success,
       priority: deps.config.imaging.priority,
     })),
   };

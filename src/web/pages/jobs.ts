@@ -27,6 +27,7 @@ interface NewJobForm {
   verify: boolean;
   checksums: string[];
   priority: string;
+  eject: boolean;
 }
 
 type FieldErrors = Partial<Record<keyof NewJobForm, string>>;
@@ -107,6 +108,7 @@ function parseNewJob(source: unknown): NewJobForm {
     verify: form.has('verify'),
     checksums: form.all('checksums'),
     priority: form.one('priority') ?? '',
+    eject: form.has('eject'),
   };
 }
 
@@ -124,7 +126,13 @@ function validateNewJob(i18n: I18n, form: NewJobForm): { input: CreateJobInput |
     input: {
       device: form.device,
       ...(form.name === '' ? {} : { name: form.name }),
-      options: { read_attempts: readAttempts, verify: form.verify, checksums: [...new Set(checksums)], priority: form.priority as Priority },
+      options: {
+        read_attempts: readAttempts,
+        verify: form.verify,
+        checksums: [...new Set(checksums)],
+        priority: form.priority as Priority,
+        eject: form.eject,
+      },
     },
     errors,
   };
@@ -169,6 +177,7 @@ export function registerJobPages(app: App, deps: WebDeps): void {
       verify: config.imaging.verify,
       checksums: [...config.imaging.checksums],
       priority: config.imaging.priority,
+      eject: config.storage.delete_source_on_success,
     };
     return renderNewJob(request, reply, defaults, {}, 200);
   });

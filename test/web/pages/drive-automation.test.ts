@@ -60,9 +60,9 @@ describe('drive automation on the pages', () => {
     assert.match(page.body, /<option value="manual" selected>/);
   });
 
-  it('in notify mode, an inserted disc waits on the dashboard with a button that images it', { timeout: 60_000 }, async () => {
+  it('in notify mode, an inserted disc waits on the dashboard with a button that images it as the profile says', { timeout: 60_000 }, async () => {
     const saved = await server.send('POST', `/drives/${driveId}/automation`, {
-      form: { mode: 'notify', name_template: '{label}_{counter}', read_attempts: '2', checksums: ['sha1'], verify: 'no', duplicates: 'ask' },
+      form: { mode: 'notify', name_template: '{label}_{counter}', read_attempts: '2', checksums: ['sha1'], verify: 'no', eject: '1', duplicates: 'ask' },
     });
     assert.equal(saved.location, '/drives?notice=automation_saved');
     const page = await server.send('GET', '/drives');
@@ -86,6 +86,7 @@ describe('drive automation on the pages', () => {
       name: 'NEW_DISC_1',
       read_attempts: '2',
       checksums: 'sha1',
+      eject: '1',
       priority: 'normal',
     });
     assert.equal((await server.jobs.list({ limit: 10, offset: 0, sort: 'created' })).total, 0, 'notify mode queues nothing by itself');
@@ -94,8 +95,8 @@ describe('drive automation on the pages', () => {
     assert.equal(created.status, 303, created.body.slice(0, 300));
     const jobs = await server.jobs.list({ limit: 10, offset: 0, sort: 'created' });
     assert.deepEqual(
-      jobs.jobs.map((job) => [job.name, job.device_id, job.options.read_attempts, job.options.verify, job.options.checksums]),
-      [['NEW_DISC_1', driveId, 2, false, ['sha1']]],
+      jobs.jobs.map((job) => [job.name, job.device_id, job.options.read_attempts, job.options.verify, job.options.checksums, job.options.eject]),
+      [['NEW_DISC_1', driveId, 2, false, ['sha1'], true]],
     );
     await waitFor('the notice to go once the disc is queued', async () => noticeForm((await server.send('GET', '/')).body, driveId) === null);
   });
