@@ -73,8 +73,11 @@ type Layer = { source: string; values: Record<string, unknown> };
  * file, the environment and --set, so an upgrade never stops the service from starting. Their
  * stored rows are removed by a migration (0012).
  * - imaging.compression: only `none` was ever allowed and nothing read it; images are always raw.
+ * - notifications.webhook_enabled and webhook_url: they sent nothing; webhooks are endpoints now, each
+ *   with its own secret and events (migration 0011 turned a stored URL into one; a URL in a config
+ *   file is added on the configuration page, since its secret must be shown once).
  */
-const RETIRED_SETTINGS: ReadonlySet<string> = new Set(['imaging.compression']);
+const RETIRED_SETTINGS: ReadonlySet<string> = new Set(['imaging.compression', 'notifications.webhook_enabled', 'notifications.webhook_url']);
 const retiredEnvName = (path: string): string => `DISK2ISO_${path.replace(/\./g, '_').toUpperCase()}`;
 
 export function loadConfig(options: LoadConfigOptions = {}): Config {

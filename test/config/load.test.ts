@@ -105,6 +105,19 @@ describe('loadConfig', () => {
     assert.ok(!('compression' in config.imaging), 'and ignores it');
   });
 
+  it('still starts with the webhook settings an older version had, which webhook endpoints replaced', async () => {
+    const older = join(dir, 'older-webhook.json');
+    await writeFile(older, JSON.stringify({ notifications: { webhook_enabled: true, webhook_url: 'https://hooks.example.org/x', smtp_port: 2525 } }));
+    const config = loadConfig({
+      dataDir: dir,
+      configFile: older,
+      env: { DISK2ISO_NOTIFICATIONS_WEBHOOK_URL: 'https://hooks.example.org/y' },
+      overrides: ['notifications.webhook_enabled=false'],
+    });
+    assert.equal(config.notifications.smtp_port, 2525);
+    assert.ok(!('webhook_url' in config.notifications) && !('webhook_enabled' in config.notifications), 'and ignores them');
+  });
+
   it('derives one environment name per setting', () => {
     const names = settingLeaves().map((leaf) => leaf.envName);
     assert.ok(names.includes('DISK2ISO_STORAGE_OUTPUT_DIR'));
