@@ -443,6 +443,32 @@ describe('web pages (rendered in-process)', () => {
     assert.equal(nothing.location, '/archive?error=nothing_selected');
   });
 
+  it('shows the sector map of an image with unreadable sectors, from the rescue map beside it, and none for a whole one', async () => {
+    const whole = await catalogue('whole_disc');
+    assert.ok(!(await send('GET', `/archive/${whole}`)).body.includes('id="map-heading"'), 'no map panel without bad sectors');
+
+    const path = join(output, 'scratched_disc.iso');
+    await writeFile(path, Buffer.alloc(8 * 2048));
+    // ddrescue's map: 6 sectors read, 2 unreadable (the "-" status) at 12 KiB.
+    await writeFile(
+      `${path}.map`,
+      '# Mapfile\n0x00004000     +       1\n#      pos        size  status\n0x00000000  0x00003000  +\n0x00003000  0x00001000  -\n',
+    );
+    const scratched = await server.archiveRepository.create({
+      filename: 'scratched_disc.iso',
+      path,
+      sizeBytes: 8 * 2048,
+      checksums: {},
+      badBytes: 4096,
+      source: { deviceId: 'sr0', devicePath: '/dev/sr0', discKind: 'data', volumeLabel: 'SCRATCHED', volumeId: 'SCRATCHED', mediaType: 'cd', fileSystems: [] },
+    });
+    const page = await send('GET', `/archive/${scratched.id}`);
+    assert.equal(page.status, 200);
+    assert.match(page.body, /<h2 id="map-heading">Sector map<\/h2>/);
+    assert.match(page.body, /class="cell-bad"/, 'the unreadable sectors are drawn');
+    assert.match(page.body, /12(\.3)? kB of 16(\.4)? kB rescued, 4(\.1)? kB bad\./, 'the summary counts 3 of 4 KiB-blocks read');
+  });
+
   it('pages, sorts and filters the archive', async () => {
     const ids: string[] = [];
     for (let index = 1; index <= 22; index++) ids.push(await catalogue(`paging_${String(index).padStart(2, '0')}`));

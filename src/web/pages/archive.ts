@@ -11,6 +11,7 @@ import { userMessage } from '../errors.js';
 import { renderFragment, renderPage, requestI18n } from '../render.js';
 import { type FormFields, formFields, withParams } from '../request.js';
 import { actionDone, actionFailed, returnPath } from '../respond.js';
+import { readSectorMap } from '../sector-map.js';
 import type { I18n, WebDeps } from '../types.js';
 import { pagination } from './pagination.js';
 
@@ -402,6 +403,8 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
     const [archive, verification, categories] = await Promise.all([archives.get(id), verificationState(id), catalogue.categories()]);
     const duplicates = await Promise.all((archive.duplicates ?? []).map((other) => archives.get(other)));
     const folder = await folderOf(request, id);
+    // Where sectors stayed unreadable, the rescue map kept beside the image shows where they lie.
+    const sectorMap = archive.bad_bytes > 0 ? await readSectorMap(archive.path) : null;
     return renderPage(
       request,
       reply,
@@ -418,6 +421,7 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
         ratings: RATINGS,
         duplicates,
         folder,
+        sectorMap,
       },
       status,
     );
