@@ -106,7 +106,7 @@ export interface WebDeps {
   devices: WebDevices;
   archives: WebArchives;
   /** Folders and files inside archived images (the archive page's file browser). */
-  archiveFiles: Pick<ArchiveFiles, 'list'>;
+  archiveFiles: Pick<ArchiveFiles, 'list' | 'search'>;
   /** Categories, bulk edits and the archive page's remembered view. */
   catalogue: Pick<CatalogueService, 'categories' | 'createCategory' | 'renameCategory' | 'deleteCategory' | 'bulkEdit' | 'viewOf' | 'setView'>;
   system: WebSystemStatus;

@@ -15,6 +15,9 @@ import type { I18n, WebDeps } from '../types.js';
 import { pagination } from './pagination.js';
 
 const PAGE_SIZE = 20;
+/** File hits shown per step; "more files" shows the next step as well. */
+const FILE_PAGE_SIZE = 10;
+const MAX_FILE_PAGES = 50;
 const ARCHIVE_ID = /^archive_[a-z0-9]{1,64}$/;
 const TASK_ID = /^verify_[a-z0-9]{1,64}$/;
 const DISC_KINDS: readonly DiscKind[] = ['data', 'dvd-video', 'bd-video', 'audio', 'unknown'];
@@ -66,6 +69,8 @@ interface ArchiveQuery {
   sort: ArchiveSort;
   order: 'asc' | 'desc';
   page: number;
+  /** How many steps of file hits the page shows. */
+  filePages: number;
 }
 
 type QueryErrors = Partial<Record<'from' | 'to' | 'minSize' | 'maxSize', string>>;
@@ -102,6 +107,7 @@ function parseArchiveQuery(form: FormFields): ArchiveQuery {
     sort,
     order: orderValue === 'asc' || orderValue === 'desc' ? orderValue : defaultOrder(sort),
     page: Math.max(1, Number.parseInt(form.one('page') ?? '1', 10) || 1),
+    filePages: Math.min(MAX_FILE_PAGES, Math.max(1, Number.parseInt(form.one('files') ?? '1', 10) || 1)),
   };
 }
 
@@ -290,6 +296,7 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
       catalogue.viewOf(security.user(request).name),
     ]);
     const verifying = await archives.activeVerifications(items.map((item) => item.id));
+    const files = await fileHits(query);
     const params = queryParams(query);
     const here = withParams('/archive', { ...params, page: query.page === 1 ? undefined : String(query.page) });
     return renderPage(request, reply, security, 'archive', {
@@ -328,9 +335,32 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
         }),
       checksumOf: cardChecksum,
       verifying: Object.fromEntries(verifying),
+      files,
+      moreFilesLink: `${withParams('/archive', { ...params, page: query.page === 1 ? undefined : String(query.page), files: String(query.filePages + 1) })}#files-results`,
       here,
     });
   });
+
+  /**
+   * The files whose name or path matches the page's words, best first, each with the folder it
+   * lies in on its disc. One more than shown is asked for, to know whether there are more.
+   */
+  const fileHits = async (query: ArchiveQuery) => {
+    if (!/[\p{L}\p{N}]/u.test(query.q)) return null;
+    const shown = query.filePages * FILE_PAGE_SIZE;
+    const { results } = await deps.archiveFiles.search(query.q, shown + 1);
+    return {
+      more: results.length > shown,
+      hits: results.slice(0, shown).map((hit) => {
+        const folder = hit.type === 'directory' ? hit.path : hit.path.split('/').slice(0, -1).join('/');
+        return {
+          ...hit,
+          discName: hit.archive_label ?? hit.archive_filename,
+          folderLink: `${withParams(`/archive/${hit.archive_id}`, { path: folder === '' ? undefined : folder })}#files-heading`,
+        };
+      }),
+    };
+  };
 
   const CATEGORIES_AUDIT = {
     create: { event_type: 'archive_category', action: 'create' },
