@@ -7,6 +7,7 @@ import type { ArchiveSort } from '../../db/archive-repository.js';
 import type { DiscKind } from '../../drives/types.js';
 import { ConflictError, DomainError, NotFoundError, ValidationError } from '../../errors.js';
 import type { App } from '../../http/app.js';
+import { checkCatalogueDocument } from '../../http/routes/catalogue.js';
 import { userMessage } from '../errors.js';
 import { renderFragment, renderPage, requestI18n } from '../render.js';
 import { type FormFields, formFields, withParams } from '../request.js';
@@ -37,6 +38,11 @@ const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/u;
 const ARCHIVE_DELETE: AuditedAction = { event_type: 'archive', action: 'delete' };
 const ARCHIVE_BULK_EDIT: AuditedAction = { event_type: 'archive', action: 'bulk_edit' };
 const ARCHIVE_EDIT: AuditedAction = { event_type: 'archive', action: 'edit' };
+const ARCHIVE_IMPORT: AuditedAction = { event_type: 'archive', action: 'import' };
+/** The import form's text: a catalogue of some thousand described images. Larger ones go through the API. */
+const MAX_IMPORT_CHARS = 2_000_000;
+/** Form-encoding can triple JSON's punctuation; the body may be that much larger than the text. */
+const IMPORT_BODY_LIMIT = 4 * MAX_IMPORT_CHARS;
 
 /** The bulk form's change; null when a tag, the category or the rating is not valid. `none` clears a category or rating. */
 function bulkEditOf(fields: FormFields): { add_tags: string[]; remove_tags: string[]; category_id?: string | null; rating?: number | null } | null {
@@ -410,6 +416,57 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
       }
     },
   );
+
+  /** Reading a catalogue exported as JSON back in: the same import as the API's, from a pasted document. */
+  app.get('/archive/import', { config: { permission: 'archives:write' } }, async (request, reply) => {
+    return renderPage(request, reply, security, 'archive-import', {
+      title: 'archive.import.title',
+      document: '',
+      error: null,
+      report: null,
+      maxChars: MAX_IMPORT_CHARS,
+    });
+  });
+
+  app.post('/archive/import', { bodyLimit: IMPORT_BODY_LIMIT, config: { permission: 'archives:write', audit: ARCHIVE_IMPORT } }, async (request, reply) => {
+    const i18n = requestI18n(request);
+    const text = formFields(request.body).all('document')[0] ?? '';
+    const refuse = (error: string) => {
+      request.auditDetails = null;
+      return renderPage(
+        request,
+        reply,
+        security,
+        'archive-import',
+        { title: 'archive.import.title', document: text, error, report: null, maxChars: MAX_IMPORT_CHARS },
+        400,
+      );
+    };
+    if (text.trim() === '') return refuse(i18n.t('archive.import.empty'));
+    if (text.length > MAX_IMPORT_CHARS) return refuse(i18n.t('archive.import.too_long', { max: i18n.fmt.number(MAX_IMPORT_CHARS) }));
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (error) {
+      return refuse(i18n.t('archive.import.not_json', { detail: error instanceof Error ? error.message : String(error) }));
+    }
+    const checked = checkCatalogueDocument(parsed);
+    if ('problem' in checked) return refuse(i18n.t('archive.import.not_catalogue', { detail: checked.problem }));
+    try {
+      const report = await catalogue.importCatalogue(checked.document);
+      request.auditDetails = { created: report.created, updated: report.updated, skipped: report.skipped, categories_created: report.categories_created };
+      return renderPage(request, reply, security, 'archive-import', {
+        title: 'archive.import.title',
+        document: '',
+        error: null,
+        report,
+        maxChars: MAX_IMPORT_CHARS,
+      });
+    } catch (error) {
+      if (!(error instanceof DomainError)) throw error;
+      return refuse(userMessage(i18n, error));
+    }
+  });
 
   /** The card or table view is the user's, kept on the server so it follows them to every device. */
   app.post('/archive/view', { config: { permission: 'archives:read' } }, async (request, reply) => {
