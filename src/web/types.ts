@@ -106,9 +106,12 @@ export interface WebDeps {
   devices: WebDevices;
   archives: WebArchives;
   /** Folders and files inside archived images (the archive page's file browser). */
-  archiveFiles: Pick<ArchiveFiles, 'list'>;
+  archiveFiles: Pick<ArchiveFiles, 'list' | 'search'>;
   /** Categories, bulk edits and the archive page's remembered view. */
-  catalogue: Pick<CatalogueService, 'categories' | 'createCategory' | 'renameCategory' | 'deleteCategory' | 'bulkEdit' | 'viewOf' | 'setView'>;
+  catalogue: Pick<
+    CatalogueService,
+    'categories' | 'createCategory' | 'renameCategory' | 'deleteCategory' | 'bulkEdit' | 'viewOf' | 'setView' | 'importCatalogue'
+  >;
   system: WebSystemStatus;
   settings: WebSettings;
   notifications: WebNotifications;

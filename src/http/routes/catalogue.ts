@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import Type, { type Static } from 'typebox';
+import { Compile } from 'typebox/compile';
 import { CATALOGUE_FORMAT, CATALOGUE_VERSION, CSV_COLUMNS, type CatalogueService, csvCell, csvRow } from '../../archive/catalogue.js';
 import { ARCHIVE_CONDITIONS, ARCHIVE_STATUSES, type ArchiveCondition } from '../../archive/model.js';
 import type { ArchiveListQuery, ArchiveService } from '../../archive/service.js';
@@ -127,6 +128,18 @@ const CatalogueDocumentSchema = Type.Object(
   },
   { additionalProperties: false },
 );
+
+const catalogueDocument = Compile(CatalogueDocumentSchema);
+
+/**
+ * A catalogue document checked as the import endpoint checks its body, for the import form of the
+ * pages; when it is not one, where and what the first problem is.
+ */
+export function checkCatalogueDocument(value: unknown): { document: Static<typeof CatalogueDocumentSchema> } | { problem: string } {
+  if (catalogueDocument.Check(value)) return { document: value };
+  const [first] = catalogueDocument.Errors(value);
+  return { problem: first === undefined ? 'not a catalogue document' : `${first.instancePath === '' ? '/' : first.instancePath}: ${first.message}` };
+}
 
 const Category = Type.Object({ id: CategoryId, name: Type.String(), created_at: Type.String() }, { additionalProperties: false });
 const CategoryBody = Type.Object({ name: SingleLine(100, 1) }, { additionalProperties: false });

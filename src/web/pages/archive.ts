@@ -7,6 +7,7 @@ import type { ArchiveSort } from '../../db/archive-repository.js';
 import type { DiscKind } from '../../drives/types.js';
 import { ConflictError, DomainError, NotFoundError, ValidationError } from '../../errors.js';
 import type { App } from '../../http/app.js';
+import { checkCatalogueDocument } from '../../http/routes/catalogue.js';
 import { userMessage } from '../errors.js';
 import { renderFragment, renderPage, requestI18n } from '../render.js';
 import { type FormFields, formFields, withParams } from '../request.js';
@@ -16,6 +17,9 @@ import type { I18n, WebDeps } from '../types.js';
 import { pagination } from './pagination.js';
 
 const PAGE_SIZE = 20;
+/** File hits shown per step; "more files" shows the next step as well. */
+const FILE_PAGE_SIZE = 10;
+const MAX_FILE_PAGES = 50;
 const ARCHIVE_ID = /^archive_[a-z0-9]{1,64}$/;
 const TASK_ID = /^verify_[a-z0-9]{1,64}$/;
 const DISC_KINDS: readonly DiscKind[] = ['data', 'dvd-video', 'bd-video', 'audio', 'unknown'];
@@ -35,6 +39,11 @@ const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/u;
 const ARCHIVE_DELETE: AuditedAction = { event_type: 'archive', action: 'delete' };
 const ARCHIVE_BULK_EDIT: AuditedAction = { event_type: 'archive', action: 'bulk_edit' };
 const ARCHIVE_EDIT: AuditedAction = { event_type: 'archive', action: 'edit' };
+const ARCHIVE_IMPORT: AuditedAction = { event_type: 'archive', action: 'import' };
+/** The import form's text: a catalogue of some thousand described images. Larger ones go through the API. */
+const MAX_IMPORT_CHARS = 2_000_000;
+/** Form-encoding can triple JSON's punctuation; the body may be that much larger than the text. */
+const IMPORT_BODY_LIMIT = 4 * MAX_IMPORT_CHARS;
 
 /** The bulk form's change; null when a tag, the category or the rating is not valid. `none` clears a category or rating. */
 function bulkEditOf(fields: FormFields): { add_tags: string[]; remove_tags: string[]; category_id?: string | null; rating?: number | null } | null {
@@ -67,6 +76,8 @@ interface ArchiveQuery {
   sort: ArchiveSort;
   order: 'asc' | 'desc';
   page: number;
+  /** How many steps of file hits the page shows. */
+  filePages: number;
 }
 
 type QueryErrors = Partial<Record<'from' | 'to' | 'minSize' | 'maxSize', string>>;
@@ -103,6 +114,7 @@ function parseArchiveQuery(form: FormFields): ArchiveQuery {
     sort,
     order: orderValue === 'asc' || orderValue === 'desc' ? orderValue : defaultOrder(sort),
     page: Math.max(1, Number.parseInt(form.one('page') ?? '1', 10) || 1),
+    filePages: Math.min(MAX_FILE_PAGES, Math.max(1, Number.parseInt(form.one('files') ?? '1', 10) || 1)),
   };
 }
 
@@ -291,6 +303,7 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
       catalogue.viewOf(security.user(request).name),
     ]);
     const verifying = await archives.activeVerifications(items.map((item) => item.id));
+    const files = await fileHits(query);
     const params = queryParams(query);
     const here = withParams('/archive', { ...params, page: query.page === 1 ? undefined : String(query.page) });
     return renderPage(request, reply, security, 'archive', {
@@ -329,9 +342,32 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
         }),
       checksumOf: cardChecksum,
       verifying: Object.fromEntries(verifying),
+      files,
+      moreFilesLink: `${withParams('/archive', { ...params, page: query.page === 1 ? undefined : String(query.page), files: String(query.filePages + 1) })}#files-results`,
       here,
     });
   });
+
+  /**
+   * The files whose name or path matches the page's words, best first, each with the folder it
+   * lies in on its disc. One more than shown is asked for, to know whether there are more.
+   */
+  const fileHits = async (query: ArchiveQuery) => {
+    if (!/[\p{L}\p{N}]/u.test(query.q)) return null;
+    const shown = query.filePages * FILE_PAGE_SIZE;
+    const { results } = await deps.archiveFiles.search(query.q, shown + 1);
+    return {
+      more: results.length > shown,
+      hits: results.slice(0, shown).map((hit) => {
+        const folder = hit.type === 'directory' ? hit.path : hit.path.split('/').slice(0, -1).join('/');
+        return {
+          ...hit,
+          discName: hit.archive_label ?? hit.archive_filename,
+          folderLink: `${withParams(`/archive/${hit.archive_id}`, { path: folder === '' ? undefined : folder })}#files-heading`,
+        };
+      }),
+    };
+  };
 
   const CATEGORIES_AUDIT = {
     create: { event_type: 'archive_category', action: 'create' },
@@ -381,6 +417,57 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
       }
     },
   );
+
+  /** Reading a catalogue exported as JSON back in: the same import as the API's, from a pasted document. */
+  app.get('/archive/import', { config: { permission: 'archives:write' } }, async (request, reply) => {
+    return renderPage(request, reply, security, 'archive-import', {
+      title: 'archive.import.title',
+      document: '',
+      error: null,
+      report: null,
+      maxChars: MAX_IMPORT_CHARS,
+    });
+  });
+
+  app.post('/archive/import', { bodyLimit: IMPORT_BODY_LIMIT, config: { permission: 'archives:write', audit: ARCHIVE_IMPORT } }, async (request, reply) => {
+    const i18n = requestI18n(request);
+    const text = formFields(request.body).all('document')[0] ?? '';
+    const refuse = (error: string) => {
+      request.auditDetails = null;
+      return renderPage(
+        request,
+        reply,
+        security,
+        'archive-import',
+        { title: 'archive.import.title', document: text, error, report: null, maxChars: MAX_IMPORT_CHARS },
+        400,
+      );
+    };
+    if (text.trim() === '') return refuse(i18n.t('archive.import.empty'));
+    if (text.length > MAX_IMPORT_CHARS) return refuse(i18n.t('archive.import.too_long', { max: i18n.fmt.number(MAX_IMPORT_CHARS) }));
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (error) {
+      return refuse(i18n.t('archive.import.not_json', { detail: error instanceof Error ? error.message : String(error) }));
+    }
+    const checked = checkCatalogueDocument(parsed);
+    if ('problem' in checked) return refuse(i18n.t('archive.import.not_catalogue', { detail: checked.problem }));
+    try {
+      const report = await catalogue.importCatalogue(checked.document);
+      request.auditDetails = { created: report.created, updated: report.updated, skipped: report.skipped, categories_created: report.categories_created };
+      return renderPage(request, reply, security, 'archive-import', {
+        title: 'archive.import.title',
+        document: '',
+        error: null,
+        report,
+        maxChars: MAX_IMPORT_CHARS,
+      });
+    } catch (error) {
+      if (!(error instanceof DomainError)) throw error;
+      return refuse(userMessage(i18n, error));
+    }
+  });
 
   /** The card or table view is the user's, kept on the server so it follows them to every device. */
   app.post('/archive/view', { config: { permission: 'archives:read' } }, async (request, reply) => {
