@@ -139,6 +139,14 @@ export async function benchFiles(): Promise<void> {
       `${QUERIES} searches of two words (the second a prefix), 50 results each:`,
       '',
       markdownTable(['query', 'p50 ms', 'p99 ms'], search),
+      '',
+      'What was tried (same data, 300 queries, one-off runs on the loaded CI machine, p99 ms): prefix index `3` only, bm25() 128 to 252;',
+      'FTS5 `rank` column with `rank MATCH bm25(10.0, 1.0)` 206 (no gain: FTS5 still scores every match); no ranking at all 55, a plain',
+      'count(*) 62, so the cost was the two-letter prefix (`"ka"*`) merging every term that starts with it, not the ranking. Prefix index',
+      '`2 3` (migration 0017, +13 % file): bm25() 34 to 68, count(*) 5.5; `mmap_size` 1 GiB on top 27 to 46 (not adopted: SIGBUS on an I/O error).',
+      'Ranking only the first N matches cannot bound bm25(): it counts the rows of each phrase over the whole index for its IDF anyway,',
+      'and `rowid in (select rowid ... match ? limit N)` with MATCH outside re-runs the whole MATCH per candidate: 10 candidates 749 ms,',
+      '100 candidates 7.2 s for `"ka"* "kaw"*` (prefix 3), so the earlier attempt with N = 10,000 needed minutes per query and never finished.',
     ].join('\n');
     console.log(body);
     await writeSection('files', body);

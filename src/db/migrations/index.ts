@@ -15,6 +15,7 @@ import { discNoticesMigration } from './0013-disc-notices.js';
 import { fileIndexMigration } from './0014-file-index.js';
 import { catalogueMigration } from './0015-catalogue.js';
 import { integrityMigration } from './0016-integrity.js';
+import { fileSearchPrefixesMigration } from './0017-file-search-prefixes.js';
 
 /**
  * Every migration, imported statically: compiled code cannot count on a migrations folder at
@@ -37,6 +38,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0014_file_index': fileIndexMigration,
   '0015_catalogue': catalogueMigration,
   '0016_integrity': integrityMigration,
+  '0017_file_search_prefixes': fileSearchPrefixesMigration,
 };
 
 export const migrationProvider: MigrationProvider = {

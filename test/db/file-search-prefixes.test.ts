@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import BetterSqlite3 from 'better-sqlite3';
+import { Kysely, Migrator, SqliteDialect, sql } from 'kysely';
+import { openDatabase } from '../../src/db/database.js';
+import { createFileIndexRepository } from '../../src/db/file-index-repository.js';
+import { migrationProvider } from '../../src/db/migrations/index.js';
+import { withTempDir } from './support.js';
+
+describe('migration 0017: two-letter prefixes in the file-name index', () => {
+  it('indexes prefixes of two and three letters and keeps the entries indexed before it searchable', async () => {
+    await withTempDir(async (dir) => {
+      const file = join(dir, 'disk2iso.db');
+      const raw = new BetterSqlite3(file);
+      const db = new Kysely<unknown>({ dialect: new SqliteDialect({ database: raw }) });
+      try {
+        assert.equal((await new Migrator({ db, provider: migrationProvider }).migrateTo('0016_integrity')).error, undefined);
+        raw
+          .prepare(
+            `insert into archives (id, filename, path, size_bytes, created_at, checksums, metadata, source, status, search_text)
+             values ('a1', 'old.iso', '/archive/old.iso', 0, '2026-01-01T00:00:00.000Z', '{}', '{}', '{}', 'ok', '')`,
+          )
+          .run();
+        const insert = raw.prepare(`insert into archive_file_entries (archive_id, path, name, kind, size_bytes) values ('a1', ?, ?, 'file', 1)`);
+        insert.run('docs/kalimba.txt', 'kalimba.txt');
+        insert.run('docs/other.txt', 'other.txt');
+      } finally {
+        await db.destroy();
+      }
+      const database = await openDatabase({ file });
+      try {
+        const { rows } = await sql<{ sql: string }>`select sql from sqlite_master where name = 'archive_file_search'`.execute(database.kysely);
+        assert.match(rows[0]?.sql ?? '', /prefix = '2 3'/);
+        const index = createFileIndexRepository(database);
+        assert.deepEqual(
+          (await index.search('"ka"*', 10)).map((hit) => hit.path),
+          ['docs/kalimba.txt'],
+        );
+        index.clear('a1');
+        assert.deepEqual(await index.search('"ka"*', 10), []);
+        index.add('a1', [{ path: 'new/karaoke.mp3', name: 'karaoke.mp3', kind: 'file', sizeBytes: 2, mtime: null }]);
+        assert.deepEqual(
+          (await index.search('"ka"*', 10)).map((hit) => hit.path),
+          ['new/karaoke.mp3'],
+        );
+      } finally {
+        await database.close();
+      }
+    });
+  });
+});
