@@ -130,7 +130,7 @@ export async function benchFiles(): Promise<void> {
     const indexing = await benchIndexing(work);
     const search = await benchSearch(work);
     const body = [
-      '## File index (`npm run bench -- files`)',
+      '## File index (`npm run bench:files`)',
       '',
       machineDescription(),
       '',

@@ -6,6 +6,7 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "disk2iso bench: run as root (it attaches loop devices and drops the page cache)" >&2
   exit 1
 fi
-# fuse3, libfuse3-dev and pkg-config build and mount the faulty disc of the rescue benchmark (test/tools/faultfs.c).
-bash scripts/setup.sh gddrescue time coreutils util-linux fuse3 libfuse3-dev pkg-config
+# fuse3, libfuse3-dev and pkg-config build and mount the faulty disc of the rescue benchmark (test/tools/faultfs.c);
+# xorriso builds the 50,000-file image of the file index benchmark.
+bash scripts/setup.sh gddrescue time coreutils util-linux fuse3 libfuse3-dev pkg-config xorriso
 exec node dist/bench/run.js "$@"
