@@ -11,7 +11,7 @@ import type { JsonObject } from '../json.js';
 import { probeMedia } from '../media/probe.js';
 import { type MaintenanceTaskRecord, type MaintenanceTaskView, toMaintenanceTaskView } from './maintenance-task.js';
 import type { MaintenanceHandler } from './maintenance-worker.js';
-import { isStrictlyInside } from './naming.js';
+import { isStrictlyInside, resolvedImageRoots } from './naming.js';
 
 export interface AdoptionDeps {
   config: Config;
@@ -45,18 +45,6 @@ export function createAdoptionService(deps: AdoptionDeps): AdoptionService {
   const { config, archives, tasks } = deps;
   const now = deps.now ?? systemClock;
 
-  async function allowedRoots(): Promise<string[]> {
-    const roots: string[] = [];
-    for (const root of [config.storage.output_dir, ...config.archive.adopt_roots]) {
-      try {
-        roots.push(await realpath(root));
-      } catch (error) {
-        if (errnoCode(error) !== 'ENOENT') throw error;
-      }
-    }
-    return roots;
-  }
-
   /** The folder's real path, when it lies in (or is) an allowed root. */
   async function confinedFolder(folder: string): Promise<string> {
     if (!isAbsolute(folder) || folder.includes('\0')) throw new ValidationError('validation_failed', 'the folder must be an absolute path', { folder });
@@ -68,7 +56,7 @@ export function createAdoptionService(deps: AdoptionDeps): AdoptionService {
         throw new NotFoundError('adopt_folder_not_found', `there is no folder ${folder}`, { folder });
       throw error;
     }
-    const roots = await allowedRoots();
+    const roots = await resolvedImageRoots(config);
     if (!roots.some((root) => real === root || isStrictlyInside(root, real)))
       throw new ValidationError('adopt_path_refused', `${folder} is not inside the output directory or a folder allowed for adoption (archive.adopt_roots)`, {
         folder,

@@ -1,6 +1,7 @@
 import { lstat, realpath } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
-import { ValidationError } from '../errors.js';
+import type { Config } from '../config/schema.js';
+import { ValidationError, errnoCode } from '../errors.js';
 
 /** Longest image name we accept; leaves room for `_NNN.iso.sha256` within a 255-byte file name. */
 const MAX_NAME_LENGTH = 200;
@@ -124,4 +125,21 @@ export async function resolveOutputFile(outputDir: string, given: string): Promi
     throw new ValidationError('path_outside_output_dir', `path ${given} leads outside the output directory ${outputDir}`, [{ field: 'output' }]);
   }
   return join(realParent, basename(candidate));
+}
+
+/**
+ * The folders archived images may lie in, resolved through symlinks: the output directory and the
+ * folders an admin allowed images to be adopted from (archive.adopt_roots). Those that do not exist
+ * are left out. Read at each call: both settings may change while the service runs.
+ */
+export async function resolvedImageRoots(config: Pick<Config, 'storage' | 'archive'>): Promise<string[]> {
+  const roots: string[] = [];
+  for (const root of [config.storage.output_dir, ...config.archive.adopt_roots]) {
+    try {
+      roots.push(await realpath(root));
+    } catch (error) {
+      if (errnoCode(error) !== 'ENOENT') throw error;
+    }
+  }
+  return roots;
 }

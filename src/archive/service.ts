@@ -22,7 +22,7 @@ import {
   cleanCustomFields,
   normaliseTag,
 } from './model.js';
-import { imageFileSet, isStrictlyInside, recoveryDirOf } from './naming.js';
+import { imageFileSet, isStrictlyInside, recoveryDirOf, resolvedImageRoots } from './naming.js';
 import { type VerificationTaskStatus, type VerificationTaskView, toVerificationTaskView } from './verification-task.js';
 
 /** What re-hashing an image against its sidecars reports (the engine's verifyImage). */
@@ -298,28 +298,11 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
   }
 
   /**
-   * The folders archived images may lie in, resolved through symlinks: the output directory and
-   * the folders an admin allowed images to be adopted from (archive.adopt_roots). Those that do
-   * not exist are left out.
-   */
-  async function imageRoots(): Promise<string[]> {
-    const roots: string[] = [];
-    for (const root of [config.storage.output_dir, ...config.archive.adopt_roots]) {
-      try {
-        roots.push(await realpath(root));
-      } catch (error) {
-        if (errnoCode(error) !== 'ENOENT') throw error;
-      }
-    }
-    return roots;
-  }
-
-  /**
    * The directory the record's files live in, resolved through symlinks, when it lies inside one of
    * the (equally resolved) image roots; a catalogue entry can never make us touch anything else.
    */
   async function confinedDir(record: ArchiveRecord): Promise<string> {
-    const roots = await imageRoots();
+    const roots = await resolvedImageRoots(config);
     if (roots.length === 0) {
       // No output directory yet: an image the CLI wrote elsewhere is still there, just not ours to touch.
       if (!isStrictlyInside(config.storage.output_dir, record.path)) throw outsideError(record);
@@ -346,7 +329,7 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
       if (errnoCode(error) === 'ENOENT') throw await missing(record);
       throw error;
     }
-    if (!(await imageRoots()).some((root) => isStrictlyInside(root, real))) throw outsideError(record);
+    if (!(await resolvedImageRoots(config)).some((root) => isStrictlyInside(root, real))) throw outsideError(record);
     return real;
   }
 

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ARCHIVE_VIEWS, type CategoryView } from '../../archive/catalogue.js';
-import { ARCHIVE_CONDITIONS, type ArchiveCondition, CUSTOM_FIELD_LIMITS, cleanCustomFields } from '../../archive/model.js';
+import { ARCHIVE_CONDITIONS, type ArchiveCondition, type ArchiveMetadata, CUSTOM_FIELD_LIMITS, cleanCustomFields } from '../../archive/model.js';
 import type { ArchiveListQuery, ArchiveView } from '../../archive/service.js';
 import type { AuditedAction } from '../../audit/trail.js';
 import type { ArchiveSort } from '../../db/archive-repository.js';
@@ -194,15 +194,6 @@ interface MetadataForm {
   fields: string;
 }
 
-interface MetadataPatch {
-  label: string;
-  tags: string[];
-  notes: string;
-  categoryId: string | null;
-  rating: number | null;
-  customFields: Record<string, string>;
-}
-
 function splitTags(text: string): string[] {
   return text
     .split(',')
@@ -235,7 +226,7 @@ function formOfArchive(archive: ArchiveView): MetadataForm {
   };
 }
 
-function validateMetadata(i18n: I18n, form: MetadataForm): { patch: MetadataPatch | null; errors: Partial<Record<keyof MetadataForm, string>> } {
+function validateMetadata(i18n: I18n, form: MetadataForm): { patch: ArchiveMetadata | null; errors: Partial<Record<keyof MetadataForm, string>> } {
   const errors: Partial<Record<keyof MetadataForm, string>> = {};
   const label = form.label.trim();
   const tags = [...new Set(splitTags(form.tags))];
