@@ -93,7 +93,7 @@ export interface WebAccounts {
 
 /** Recovery data, repair and adoption, as the pages use them. */
 interface WebIntegrity {
-  recovery: Pick<RecoveryService, 'create' | 'repair'>;
+  recovery: Pick<RecoveryService, 'create' | 'repair' | 'tasks'>;
   adoption: Pick<AdoptionService, 'start'>;
   /** The redundancy the form suggests. */
   defaultRedundancy: () => number;

@@ -73,13 +73,15 @@ export function registerArchiveIntegrityPages(app: App, deps: WebDeps, integrity
       title: 'archive.adopt.title',
       outputDir: deps.config.storage.output_dir,
       roots: deps.config.archive.adopt_roots,
+      // What was started here (and recovery work) runs in the background: its progress and outcome are listed below the form.
+      tasks: (await integrity.recovery.tasks({ limit: 20, offset: 0 })).tasks,
     }),
   );
 
   app.post('/archive/adopt', { config: { permission: 'system:write', audit: { event_type: 'archive', action: 'adopt' } } }, async (request, reply) => {
     try {
       await integrity.adoption.start(formFields(request.body).one('folder') ?? '', security.user(request).name);
-      return actionDone(request, reply, 'archive_adopt_started', '/archive');
+      return actionDone(request, reply, 'archive_adopt_started', '/archive/adopt');
     } catch (error) {
       return actionFailed(request, reply, error, '/archive/adopt');
     }

@@ -483,6 +483,9 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
     const folder = await folderOf(request, id);
     // Where sectors stayed unreadable, the rescue map kept beside the image shows where they lie.
     const sectorMap = archive.bad_bytes > 0 ? await readSectorMap(archive.path) : null;
+    // Recovery work on this image runs in the background: the page says how far it is.
+    const { tasks } = await deps.integrity.recovery.tasks({ archiveId: id, limit: 1, offset: 0 });
+    const recoveryTask = tasks.find((task) => task.status === 'queued' || task.status === 'running') ?? null;
     return renderPage(
       request,
       reply,
@@ -500,6 +503,7 @@ export function registerArchivePages(app: App, deps: WebDeps): void {
         duplicates,
         folder,
         sectorMap,
+        recoveryTask,
       },
       status,
     );

@@ -2,6 +2,9 @@ import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { databaseFile, openDatabase } from '../../../src/db/database.js';
+import { createMaintenanceTaskRepository } from '../../../src/db/maintenance-task-repository.js';
+import { waitFor } from '../../http/support.js';
 import { type WebTestServer, startWebTestServer } from '../support/server.js';
 
 const source = { deviceId: null, devicePath: null, discKind: 'data' as const, volumeLabel: null, volumeId: null, mediaType: null, fileSystems: [] };
@@ -60,5 +63,37 @@ describe('the image page: verification history with its origins, recovery data, 
     const shown = await web.send('GET', refused.location ?? '/archive/adopt');
     assert.match(shown.body, /only be adopted from the output directory/);
     assert.equal((await web.send('GET', '/archive/adopt', { session: web.sessions.operator })).status, 403);
+  });
+
+  it('lists the background tasks on the adoption page, with what an adoption did', async () => {
+    assert.match((await web.send('GET', '/archive/adopt')).body, /No adoption or recovery task has run yet/);
+    const started = await web.send('POST', '/archive/adopt', { form: { folder: web.config.storage.output_dir } });
+    assert.equal(started.location, '/archive/adopt?notice=archive_adopt_started', 'back to the page that shows its progress');
+    await waitFor('the adoption to finish', async () => /<td>Done<\/td>/.test((await web.send('GET', '/archive/adopt')).body));
+    const page = (await web.send('GET', '/archive/adopt')).body;
+    assert.match(page, /Adopt the folder <code class="path">[^<]+<\/code>/);
+    assert.match(page, /0 adopted, 1 skipped, 0 failed/, 'page.iso is archived already');
+  });
+
+  it('shows the recovery work running on an image, and how far it is', async () => {
+    const database = await openDatabase({ file: databaseFile(web.config.data_dir) });
+    try {
+      const tasks = createMaintenanceTaskRepository(database);
+      // Claimed here, so the service's worker leaves it alone: a task under way at a known step.
+      let claimed = null;
+      for (let attempt = 0; attempt < 5 && claimed === null; attempt += 1) {
+        const queued = await tasks.enqueue({ kind: 'par2_create', archiveId, params: { redundancy_percent: 10 }, requestedBy: 'admin' });
+        const next = await tasks.claimNext();
+        if (next?.id === queued.id) claimed = next;
+      }
+      assert.ok(claimed !== null);
+      await tasks.progress(claimed.id, 42);
+      const page = (await web.send('GET', `/archive/${archiveId}`)).body;
+      assert.match(page, /data-recovery-task>Create recovery data for page\.iso: Running, 42 %/);
+      await tasks.finish(claimed.id, { status: 'cancelled' });
+      assert.ok(!(await web.send('GET', `/archive/${archiveId}`)).body.includes('data-recovery-task'), 'nothing once it ended');
+    } finally {
+      await database.close();
+    }
   });
 });
