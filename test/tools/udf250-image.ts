@@ -46,6 +46,8 @@ export interface Udf250Image {
   /** Byte offsets of the metadata file's and the mirror file's entries, for tests that damage them. */
   metadataFileEntryOffset: number;
   mirrorFileEntryOffset: number;
+  /** Bytes from the image's start to the end of the mirror file: every structure, no file data. */
+  structureBytes: number;
 }
 
 const BLOCK = 2048;
@@ -237,6 +239,7 @@ export async function buildUdf250Image(options: Udf250Options): Promise<Udf250Im
     sizeBytes: image.length,
     metadataFileEntryOffset: (PARTITION_START + METADATA_FILE_ENTRY) * BLOCK,
     mirrorFileEntryOffset: (PARTITION_START + MIRROR_FILE_ENTRY) * BLOCK,
+    structureBytes: (PARTITION_START + DATA_START) * BLOCK,
   };
 }
 
