@@ -192,13 +192,13 @@ test('UDF 2.50 with a metadata partition (the Blu-ray layout): the tree and byte
 
   const tree = await openImage(image);
   try {
-    const random = files.find((file) => file.path === 'random.bin')?.content ?? Buffer.alloc(0);
+    const random = files.find((file) => file.path === 'random.bin')?.content ?? assert.fail('the sample has random.bin');
     const node = await tree.resolve('random.bin');
     assert.equal(node.extents.length, 2, 'two allocation descriptors');
     const first = node.extents[0];
     assert.ok(first?.kind === 'data');
     assert.deepEqual(await bytesOf(tree, 'random.bin', first.length - 5, first.length + 4), random.subarray(first.length - 5, first.length + 5));
-    assert.ok((await tree.resolve('many')).extents.length === 2, 'the big folder crosses from one metadata extent to the other');
+    assert.equal((await tree.resolve('many')).extents.length, 2, 'the big folder crosses from one metadata extent to the other');
   } finally {
     await tree.close();
   }
@@ -206,6 +206,12 @@ test('UDF 2.50 with a metadata partition (the Blu-ray layout): the tree and byte
   const media = await probeMedia(image);
   assert.deepEqual(media.fileSystems, ['udf']);
   assert.equal(media.volumeLabel, 'BD_SAMPLE');
+  const folders = generatedListing(files).filter((entry) => entry.kind === 'directory').length;
+  // udftools' udfinfo, independent of both: the revision, label and counts the image declares.
+  const { stdout } = await run(await requireTool('udfinfo', 'udftools'), [image]);
+  for (const line of ['udfrev=2.50', 'lvid=BD_SAMPLE', 'integrity=closed', `numfiles=${files.length}`, `numdirs=${folders + 1}`]) {
+    assert.ok(stdout.split('\n').includes(line), `${line} in\n${stdout}`);
+  }
 
   const extracted = await extractWithUdfclient(image, join(workdir, 'udf250-udfclient'));
   const independent = (await listSourceTree(extracted)).sort((left, right) => left.path.localeCompare(right.path));
