@@ -2,6 +2,7 @@ import {
   IMAGE_LIMITS,
   type ImageExtent,
   type ImageFileSystem,
+  ImageFormatError,
   type ImageNode,
   type ImageSource,
   checkExtents,
@@ -18,7 +19,8 @@ import { parseTimestamp } from './udf.js';
  * UDF (ECMA-167 with the OSTA UDF profile) as DVDs, BDs and mkudffs write it: the anchor at block
  * 256, the volume descriptor sequence's partition and logical volume, the file set, and file
  * entries (plain and extended) with short, long or embedded allocation. The metadata partition of
- * UDF 2.50+ is mapped through its metadata file; virtual (VAT) and sparable partitions are refused.
+ * UDF 2.50+ is mapped through its metadata file, or its mirror file when the metadata file's entry
+ * cannot be read; virtual (VAT) and sparable partitions are refused.
  */
 
 const ANCHOR_BLOCK = 256;
@@ -46,7 +48,7 @@ interface Tag {
   location: number;
 }
 
-type PartitionMap = { kind: 'physical'; start: number; length: number } | { kind: 'metadata'; physical: number; runs: MetadataRun[] };
+type PartitionMap = { kind: 'physical'; number: number; start: number; length: number } | { kind: 'metadata'; physical: number; runs: MetadataRun[] };
 /** Metadata partition blocks [first, first + count) lie at physical partition block `at`. */
 interface MetadataRun {
   first: number;
@@ -93,14 +95,15 @@ export async function openUdf(source: ImageSource): Promise<ImageFileSystem | nu
 
   const sequenceLength = Math.min(Math.floor(anchor.readUInt32LE(16) / blockSize), MAX_SEQUENCE_BLOCKS);
   const sequenceStart = anchor.readUInt32LE(20);
-  const partitions = new Map<number, { start: number; length: number }>();
+  const partitions = new Map<number, { number: number; start: number; length: number }>();
   let logicalVolume: Buffer | null = null;
   for (let index = 0; index < sequenceLength; index += 1) {
     const descriptor = await block(sequenceStart + index, 'a UDF volume descriptor');
     const tag = readTag(descriptor);
     if (tag === null || tag.id === TAG.terminator) break;
     if (tag.id === TAG.partition && !partitions.has(descriptor.readUInt16LE(22))) {
-      partitions.set(descriptor.readUInt16LE(22), { start: descriptor.readUInt32LE(188), length: descriptor.readUInt32LE(192) });
+      const number = descriptor.readUInt16LE(22);
+      partitions.set(number, { number, start: descriptor.readUInt32LE(188), length: descriptor.readUInt32LE(192) });
     }
     if (tag.id === TAG.logicalVolume && logicalVolume === null) logicalVolume = descriptor;
   }
@@ -111,7 +114,7 @@ export async function openUdf(source: ImageSource): Promise<ImageFileSystem | nu
   const mapCount = logicalVolume.readUInt32LE(268);
   if (mapCount < 1 || mapCount > MAX_PARTITION_MAPS) throw corrupt(`the UDF volume has ${mapCount} partition maps`);
   const maps: PartitionMap[] = [];
-  const pendingMetadata: Array<{ index: number; partition: number; fileLocation: number }> = [];
+  const pendingMetadata: Array<{ index: number; partition: number; fileLocations: [number, number] }> = [];
   let at = 440;
   for (let index = 0; index < mapCount; index += 1) {
     const type = logicalVolume[at];
@@ -126,7 +129,11 @@ export async function openUdf(source: ImageSource): Promise<ImageFileSystem | nu
       if (identifier !== '*UDF Metadata Partition' || length < 64) {
         throw unsupported(`UDF revision ${revisionText(revision)} with a "${identifier}" partition is not supported`, { revision });
       }
-      pendingMetadata.push({ index, partition: logicalVolume.readUInt16LE(at + 38), fileLocation: logicalVolume.readUInt32LE(at + 40) });
+      pendingMetadata.push({
+        index,
+        partition: logicalVolume.readUInt16LE(at + 38),
+        fileLocations: [logicalVolume.readUInt32LE(at + 40), logicalVolume.readUInt32LE(at + 44)],
+      });
       maps.push({ kind: 'metadata', physical: -1, runs: [] });
     }
     at += length;
@@ -240,15 +247,41 @@ export async function openUdf(source: ImageSource): Promise<ImageFileSystem | nu
     return extents;
   };
 
-  for (const pending of pendingMetadata) {
-    const physical = maps.findIndex((map, index) => map.kind === 'physical' && index !== pending.index);
-    if (physical < 0) throw corrupt('the UDF metadata partition has no physical partition');
-    const metadataFile = await readEntryForMetadata(source, blockSize, position(physical, pending.fileLocation));
+  /**
+   * The metadata partition's blocks, from the metadata file's allocation; its extents must lie in
+   * the physical partition, so a bad one is noticed here, while the mirror can still stand in.
+   */
+  const metadataRuns = async (physical: number, partitionLength: number, fileLocation: number): Promise<MetadataRun[]> => {
+    const metadataFile = await readEntryForMetadata(source, blockSize, position(physical, fileLocation));
     let first = 0;
     const runs: MetadataRun[] = [];
     for (const extent of allocationExtentsOfMetadata(metadataFile, blockSize)) {
-      runs.push({ first, count: Math.ceil(extent.length / blockSize), at: extent.block });
-      first += Math.ceil(extent.length / blockSize);
+      const count = Math.ceil(extent.length / blockSize);
+      if (extent.block + count > partitionLength) throw corrupt('the UDF metadata file lies past its partition');
+      runs.push({ first, count, at: extent.block });
+      first += count;
+    }
+    return runs;
+  };
+
+  for (const pending of pendingMetadata) {
+    // The map names its partition by number (UDF 2.2.10), not by its place in the map table.
+    const physical = maps.findIndex((map) => map.kind === 'physical' && map.number === pending.partition);
+    const partition = maps[physical];
+    if (partition?.kind !== 'physical') throw corrupt('the UDF metadata partition names a partition without a map');
+    // UDF 2.2.13: the metadata mirror file stands in when the metadata file cannot be read.
+    const [mainLocation, mirrorLocation] = pending.fileLocations;
+    let runs: MetadataRun[];
+    try {
+      runs = await metadataRuns(physical, partition.length, mainLocation);
+    } catch (error) {
+      if (!(error instanceof ImageFormatError) || (error.code !== 'image_corrupt' && error.code !== 'image_unreadable')) throw error;
+      try {
+        runs = await metadataRuns(physical, partition.length, mirrorLocation);
+      } catch (mirrorError) {
+        if (!(mirrorError instanceof ImageFormatError)) throw mirrorError;
+        throw corrupt(`the UDF metadata file and its mirror are both unreadable: ${error.message}; ${mirrorError.message}`);
+      }
     }
     maps[pending.index] = { kind: 'metadata', physical, runs };
   }

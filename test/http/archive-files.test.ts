@@ -7,6 +7,7 @@ import { createArchiveRepository } from '../../src/db/archive-repository.js';
 import { databaseFile, openDatabase } from '../../src/db/database.js';
 import { requireTool, run } from '../tools/exec.js';
 import { listSourceTree, makeXorrisoImage, readSourceFile, writeSourceTree } from '../tools/image-fixtures.js';
+import { type Udf250File, buildUdf250Image, udf250SampleFiles } from '../tools/udf250-image.js';
 import { type TestServer, api, authHeadersFor, startTestServer, waitFor } from './support.js';
 
 /** Looking inside archived images over HTTP: listings, one file with ranges, folders as tar, the file index. */
@@ -187,5 +188,106 @@ describe('files inside archived images', () => {
     assert.equal((await api(service.url, 'DELETE', `/api/v1/archives/${archiveId}`)).status, 204);
     const gone = await api(service.url, 'GET', '/api/v1/archives/files/search?q=bottom');
     assert.deepEqual(gone.body.results, [], 'a deleted archive’s files leave the index with it');
+  });
+});
+
+/**
+ * The same routes on a UDF 2.50 image with a metadata partition (the Blu-ray layout, which mkudffs
+ * cannot make): its own service, so its files do not mix with the ISO's in the searches above.
+ */
+describe('files inside an archived UDF 2.50 image', () => {
+  let work: string;
+  let service: TestServer;
+  let archiveId: string;
+  let files: Udf250File[];
+
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), 'archive-files-udf250-'));
+    service = await startTestServer();
+    await mkdir(service.outputDir, { recursive: true });
+    files = udf250SampleFiles();
+    const image = await buildUdf250Image({ path: join(service.outputDir, 'bluray.img'), label: 'BD_SAMPLE', files });
+    const database = await openDatabase({ file: databaseFile(service.dataDir) });
+    try {
+      const source = {
+        deviceId: null,
+        devicePath: null,
+        discKind: 'bd-video' as const,
+        volumeLabel: 'BD_SAMPLE',
+        volumeId: null,
+        mediaType: null,
+        fileSystems: ['udf' as const],
+      };
+      archiveId = (
+        await createArchiveRepository(database).create({ filename: 'bluray.img', path: image.path, sizeBytes: image.sizeBytes, checksums: {}, source })
+      ).id;
+    } finally {
+      await database.close();
+    }
+  });
+
+  after(async () => {
+    await service?.close();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  const raw = (path: string, headers: Record<string, string> = {}) =>
+    fetch(`${service.url}${path}`, { headers: { ...authHeadersFor(service.url), ...headers } });
+  const content = (path: string): Buffer => files.find((file) => file.path === path)?.content ?? assert.fail(`no ${path} in the sample`);
+
+  it('lists folders and downloads files, with ranges across a file’s two extents', async () => {
+    const root = await api(service.url, 'GET', `/api/v1/archives/${archiveId}/files`);
+    assert.equal(root.status, 200, JSON.stringify(root.body));
+    assert.equal(root.body.file_system, 'udf');
+    assert.deepEqual(
+      root.body.entries.map((entry: { name: string }) => entry.name),
+      ['Grüße – 日本', 'deep', 'many', 'café.txt', 'empty.dat', 'hello.txt', 'random.bin'],
+    );
+    const nested = await api(service.url, 'GET', `/api/v1/archives/${archiveId}/files?path=${encodeURIComponent('Grüße – 日本')}`);
+    assert.deepEqual(
+      nested.body.entries.map((entry: { name: string; size: number }) => [entry.name, entry.size]),
+      [['Ünïcödé ✓.txt', 8]],
+    );
+    const random = content('random.bin');
+    const whole = await raw(`/api/v1/archives/${archiveId}/files/content?path=random.bin`);
+    assert.deepEqual(Buffer.from(await whole.arrayBuffer()), random);
+    // The generator splits a file larger than 64 KiB after its first half, rounded down to whole blocks.
+    const boundary = Math.floor(random.length / 2 / 2048) * 2048;
+    const across = await raw(`/api/v1/archives/${archiveId}/files/content?path=random.bin`, { range: `bytes=${boundary - 10}-${boundary + 10}` });
+    assert.equal(across.status, 206);
+    assert.deepEqual(Buffer.from(await across.arrayBuffer()), random.subarray(boundary - 10, boundary + 11));
+    const empty = await raw(`/api/v1/archives/${archiveId}/files/content?path=empty.dat`);
+    assert.equal(empty.status, 200);
+    assert.equal((await empty.arrayBuffer()).byteLength, 0);
+  });
+
+  it('downloads the whole image as tar whose files match the generated ones', async () => {
+    const tar = await requireTool('tar', 'tar');
+    const answer = await raw(`/api/v1/archives/${archiveId}/files/archive?path=`);
+    assert.equal(answer.status, 200);
+    const file = join(work, 'all.tar');
+    await writeFile(file, Buffer.from(await answer.arrayBuffer()));
+    const out = join(work, 'untarred');
+    await mkdir(out);
+    await run(tar, ['-xf', file, '-C', out]);
+    for (const generated of files) assert.deepEqual(await readFile(join(out, 'bluray', generated.path)), generated.content, generated.path);
+  });
+
+  it('indexes the image and finds its files by name', async () => {
+    await waitFor('the UDF 2.50 image to be indexed', async () => {
+      const answer = await api(service.url, 'GET', '/api/v1/archives/files/search?q=bottom');
+      return answer.status === 200 && answer.body.results.length > 0;
+    });
+    const [hit] = (await api(service.url, 'GET', '/api/v1/archives/files/search?q=bottom')).body.results;
+    assert.equal(hit.archive_id, archiveId);
+    assert.equal(hit.name, 'bottom.txt');
+    assert.equal(await (await raw(hit.link)).text(), 'the bottom\n');
+    const unicode = await api(service.url, 'GET', `/api/v1/archives/files/search?q=${encodeURIComponent('unicode')}`);
+    assert.ok(
+      unicode.body.results.some((result: { name: string }) => result.name === 'Ünïcödé ✓.txt'),
+      JSON.stringify(unicode.body.results),
+    );
+    const many = await api(service.url, 'GET', '/api/v1/archives/files/search?q=long-name');
+    assert.equal(many.body.results.length, 10, 'every file of the folder that crosses the metadata extents');
   });
 });

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { makeUdfImage, makeXorrisoImage, writeSourceTree } from '../tools/image-fixtures.js';
 import { fuzzImage } from '../tools/image-fuzz.js';
+import { buildUdf250Image, udf250SampleFiles } from '../tools/udf250-image.js';
 
 let workdir: string;
 
@@ -38,6 +39,15 @@ test('mutated UDF images give typed errors or listings, nothing else', async () 
     { path: 'x.txt', content: Buffer.from('x') },
   ]);
   const report = await fuzzImage(image, join(workdir, 'fuzz-scratch.udf'), { seed: 14, iterations: 1500, metadataBytes: 1024 * 1024 });
+  assert.deepEqual(report.findings, []);
+  assert.ok(report.typedErrors > 0 && report.clean > 0, `both outcomes occur: ${JSON.stringify({ ...report, findings: undefined })}`);
+  assert.ok(report.peakHeapBytes < HEAP_BOUND, `heap ${report.peakHeapBytes}`);
+});
+
+test('mutated UDF 2.50 images (metadata partition, mirror file) give typed errors or listings, nothing else', async () => {
+  const image = await buildUdf250Image({ path: join(workdir, 'fuzz-250.udf'), label: 'FUZZ', files: udf250SampleFiles() });
+  // Descriptors, both metadata file entries and both copies of the metadata partition.
+  const report = await fuzzImage(image.path, join(workdir, 'fuzz-scratch-250.udf'), { seed: 14, iterations: 1500, metadataBytes: image.structureBytes });
   assert.deepEqual(report.findings, []);
   assert.ok(report.typedErrors > 0 && report.clean > 0, `both outcomes occur: ${JSON.stringify({ ...report, findings: undefined })}`);
   assert.ok(report.peakHeapBytes < HEAP_BOUND, `heap ${report.peakHeapBytes}`);

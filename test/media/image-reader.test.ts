@@ -7,16 +7,20 @@ import { after, before, test } from 'node:test';
 import { DomainError } from '../../src/errors.js';
 import { type ImageTree, listImageEntries, openImage } from '../../src/media/image-reader.js';
 import { IMAGE_LIMITS } from '../../src/media/image-tree.js';
+import { probeMedia } from '../../src/media/probe.js';
 import { requireTool, run } from '../tools/exec.js';
 import {
+  extractWithUdfclient,
   listSourceTree,
   makeSparseXorrisoImage,
   makeUdfImage,
   makeXorrisoImage,
   readSourceFile,
+  udfclientName,
   writeSourceTree,
   writeSparseFile,
 } from '../tools/image-fixtures.js';
+import { type Udf250File, type Udf250Options, buildUdf250Image, udf250SampleFiles } from '../tools/udf250-image.js';
 
 let workdir: string;
 let source: string;
@@ -137,6 +141,129 @@ test('UDF 2.01 from mkudffs, filled by udfclient: listing and bytes', async () =
   assert.ok(paths.includes('random.bin'));
 });
 
+/** The listing a generated image must show: its files and every folder on their paths. */
+function generatedListing(files: Udf250File[]): Array<{ path: string; kind: string; size: number }> {
+  const folders = new Set(
+    files.flatMap((file) =>
+      file.path
+        .split('/')
+        .slice(0, -1)
+        .map((_, index, parts) => parts.slice(0, index + 1).join('/')),
+    ),
+  );
+  return [
+    ...[...folders].map((path) => ({ path, kind: 'directory', size: 0 })),
+    ...files.map((file) => ({ path: file.path, kind: 'file', size: file.content.length })),
+  ].sort((left, right) => left.path.localeCompare(right.path));
+}
+
+async function expectGeneratedTree(image: string, files: Udf250File[]): Promise<void> {
+  assert.deepEqual(await listing(image), generatedListing(files));
+  const tree = await openImage(image);
+  try {
+    assert.equal(tree.fileSystem, 'udf');
+    for (const file of files) assert.deepEqual(await bytesOf(tree, file.path), file.content, file.path);
+  } finally {
+    await tree.close();
+  }
+}
+
+async function buildUdf250(name: string, overrides: Partial<Udf250Options> = {}) {
+  const files = udf250SampleFiles();
+  const image = await buildUdf250Image({ path: join(workdir, name), label: 'BD_SAMPLE', files, ...overrides });
+  return { ...image, files };
+}
+
+async function damageTagChecksum(image: string, descriptorOffset: number): Promise<void> {
+  const handle = await open(image, 'r+');
+  try {
+    const checksum = Buffer.alloc(1);
+    await handle.read(checksum, 0, 1, descriptorOffset + 4);
+    checksum[0] = (checksum[0] ?? 0) ^ 0xff;
+    await handle.write(checksum, 0, 1, descriptorOffset + 4);
+  } finally {
+    await handle.close();
+  }
+}
+
+test('UDF 2.50 with a metadata partition (the Blu-ray layout): the tree and bytes match the generator and udfclient', async () => {
+  const { path: image, files } = await buildUdf250('udf250.img');
+  await expectGeneratedTree(image, files);
+
+  const tree = await openImage(image);
+  try {
+    const random = files.find((file) => file.path === 'random.bin')?.content ?? assert.fail('the sample has random.bin');
+    const node = await tree.resolve('random.bin');
+    assert.equal(node.extents.length, 2, 'two allocation descriptors');
+    const first = node.extents[0];
+    assert.ok(first?.kind === 'data');
+    assert.deepEqual(await bytesOf(tree, 'random.bin', first.length - 5, first.length + 4), random.subarray(first.length - 5, first.length + 5));
+    assert.equal((await tree.resolve('many')).extents.length, 2, 'the big folder crosses from one metadata extent to the other');
+  } finally {
+    await tree.close();
+  }
+
+  const media = await probeMedia(image);
+  assert.deepEqual(media.fileSystems, ['udf']);
+  assert.equal(media.volumeLabel, 'BD_SAMPLE');
+  const folders = generatedListing(files).filter((entry) => entry.kind === 'directory').length;
+  // udftools' udfinfo, independent of both: the revision, label and counts the image declares.
+  const { stdout } = await run(await requireTool('udfinfo', 'udftools'), [image]);
+  for (const line of ['udfrev=2.50', 'lvid=BD_SAMPLE', 'integrity=closed', `numfiles=${files.length}`, `numdirs=${folders + 1}`]) {
+    assert.ok(stdout.split('\n').includes(line), `${line} in\n${stdout}`);
+  }
+
+  const extracted = await extractWithUdfclient(image, join(workdir, 'udf250-udfclient'));
+  const independent = (await listSourceTree(extracted)).sort((left, right) => left.path.localeCompare(right.path));
+  const ours = (await listing(image)).map((entry) => ({ ...entry, path: entry.path.split('/').map(udfclientName).join('/') }));
+  assert.deepEqual(
+    independent,
+    ours.sort((left, right) => left.path.localeCompare(right.path)),
+  );
+  const oursTree = await openImage(image);
+  try {
+    for (const file of files) {
+      assert.deepEqual(await readSourceFile(extracted, file.path.split('/').map(udfclientName).join('/')), await bytesOf(oursTree, file.path), file.path);
+    }
+  } finally {
+    await oursTree.close();
+  }
+});
+
+test('UDF 2.50: when the metadata file entry is damaged or lies outside the partition, the mirror file stands in', async () => {
+  const damaged = await buildUdf250('udf250-damaged-metadata.img');
+  await damageTagChecksum(damaged.path, damaged.metadataFileEntryOffset);
+  await expectGeneratedTree(damaged.path, damaged.files);
+
+  const outside = await buildUdf250('udf250-metadata-outside.img', { metadataFileLocation: 0x7fff_0000 });
+  await expectGeneratedTree(outside.path, outside.files);
+});
+
+test('UDF 2.50: with the metadata file and its mirror both unreadable the image is refused as corrupt', async () => {
+  const bothOutside = await buildUdf250('udf250-both-outside.img', { metadataFileLocation: 0x7fff_0000, mirrorFileLocation: 0xffff_fff0 });
+  await expectImageError(() => listing(bothOutside.path), 'image_corrupt');
+
+  const bothDamaged = await buildUdf250('udf250-both-damaged.img');
+  await damageTagChecksum(bothDamaged.path, bothDamaged.metadataFileEntryOffset);
+  await damageTagChecksum(bothDamaged.path, bothDamaged.mirrorFileEntryOffset);
+  await assert.rejects(listing(bothDamaged.path), (error: unknown) => {
+    assert.ok(error instanceof DomainError);
+    assert.equal(error.code, 'image_corrupt');
+    assert.match(error.message, /metadata file and its mirror/);
+    return true;
+  });
+});
+
+test('UDF 2.50: a metadata partition map on a partition that has no map is refused, not read from another partition', async () => {
+  const unmapped = await buildUdf250('udf250-unmapped.img', { metadataPartitionNumber: 5 });
+  await assert.rejects(listing(unmapped.path), (error: unknown) => {
+    assert.ok(error instanceof DomainError);
+    assert.equal(error.code, 'image_corrupt');
+    assert.match(error.message, /partition without a map/);
+    return true;
+  });
+});
+
 /** A copy of the Rock Ridge image with the directory record named `isoName` in the root changed by `patch`. */
 async function patchRootRecord(name: string, isoName: string, patch: (record: Buffer, rootExtent: number) => void): Promise<string> {
   const copy = join(workdir, name);
@@ -210,7 +337,9 @@ test('folders nested deeper than the limit are refused, not walked for ever', as
 test('a UDF variant the reader does not follow (a BD-R virtual partition) is refused by name', async () => {
   const mkudffs = await requireTool('mkudffs', 'udftools');
   const image = join(workdir, 'vat.img');
-  await (await open(image, 'w')).truncate(64 * 1024 * 1024);
+  const handle = await open(image, 'w');
+  await handle.truncate(64 * 1024 * 1024);
+  await handle.close();
   await run(mkudffs, ['--media-type=bdr', '--udfrev=2.50', image]);
   await assert.rejects(openImage(image), (error: unknown) => {
     assert.ok(error instanceof DomainError);

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { requireTool, run } from './exec.js';
+import { crc16 } from './udf250-image.js';
 
 /**
  * Images made by the real tools, for the image reader's tests: xorriso for ISO 9660 (with Rock
@@ -128,6 +129,37 @@ export async function makeUdfImage(output: string, files: Array<{ path: string; 
   commands.push('quit');
   await feed(udfclient, ['-W', '-b', '2048', output], `${commands.join('\n')}\n`, staging);
   return output;
+}
+
+/**
+ * Copies a whole UDF volume out with udfclient, an independent reader (it follows UDF 2.50
+ * metadata partitions), into `output`; returns the folder that holds the volume's root. udfclient
+ * names files the Unix way of UDF 2.60 4.2.2.1, see `udfclientName`.
+ */
+export async function extractWithUdfclient(image: string, output: string): Promise<string> {
+  const udfclient = await requireTool('udfclient', 'udfclient');
+  await mkdir(output, { recursive: true });
+  const listing = await feed(udfclient, ['-b', '2048', image], 'ls\nquit\n', output);
+  // The root lists each logical volume as `volume set:primary volume:logical volume:file set`.
+  const volume = /^d\S+\s+\S+\s+\S+\s+\d+\s+(\S+:\S+:\S+:\S+)$/mu.exec(listing)?.[1];
+  if (volume === undefined) throw new Error(`udfclient shows no volume:\n${listing}`);
+  await feed(udfclient, ['-b', '2048', image], `mget ${volume}\nquit\n`, output);
+  return join(output, volume);
+}
+
+/**
+ * The name udfclient gives a file on Unix (the file name translation of UDF 2.60 4.2.2.1): a name with
+ * characters outside printable ASCII gets each run of them replaced by one `_`, and `#` with the
+ * CRC of the UCS-2 name in hex before an extension of up to five characters.
+ */
+export function udfclientName(name: string): string {
+  if (/^[\x20-\x7e]*$/u.test(name)) return name;
+  const foreign = /[^\x20-\x7e]+/gu;
+  const crc = crc16(Buffer.from(name, 'utf16le').swap16()).toString(16).toUpperCase().padStart(4, '0');
+  const dot = name.lastIndexOf('.');
+  const extension = dot > 0 && name.length - dot - 1 <= 5 ? name.slice(dot) : '';
+  const stem = name.slice(0, name.length - extension.length);
+  return `${stem.replace(foreign, '_')}#${crc}${extension.replace(foreign, '_')}`;
 }
 
 function feed(command: string, args: string[], input: string, cwd: string): Promise<string> {
