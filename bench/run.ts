@@ -2,6 +2,7 @@ import { benchApi } from './api.js';
 import { benchCatalogue } from './catalogue.js';
 import { benchFiles } from './files.js';
 import { benchImaging } from './imaging.js';
+import { benchLighthouse } from './lighthouse.js';
 import { benchNotifications } from './notifications.js';
 import { benchRescue } from './rescue.js';
 import { benchVerify } from './verify.js';
@@ -14,6 +15,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   files: benchFiles,
   catalogue: benchCatalogue,
   verify: benchVerify,
+  lighthouse: benchLighthouse,
 };
 
 const wanted = process.argv[2] ?? 'all';
