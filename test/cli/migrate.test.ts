@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import BetterSqlite3 from 'better-sqlite3';
+import { sql } from 'kysely';
 import pg from 'pg';
+import { packageRoot } from '../../src/config/load.js';
 import { createArchiveRepository } from '../../src/db/archive-repository.js';
 import { databaseFile, openDatabase } from '../../src/db/database.js';
 import { fullTextHits } from '../../src/db/dialect.js';
@@ -69,10 +72,10 @@ async function fillDataDir(dir: string): Promise<void> {
         startedAt: new Date(),
         finishedAt: new Date(),
         ok: true,
-        results: [],
+        results: { source: 'test' },
         seconds: 1.25,
         requestedBy: 'alice',
-      } as never);
+      });
       files.add(archive.id, [
         { path: 'DCIM', name: 'DCIM', kind: 'directory', sizeBytes: 0, mtime: null },
         { path: `DCIM/IMG_000${index}.JPG`, name: `IMG_000${index}.JPG`, kind: 'file', sizeBytes: 1234, mtime: '2020-01-01T00:00:00.000Z' },
@@ -93,8 +96,6 @@ async function fillDataDir(dir: string): Promise<void> {
 
 async function runCliWithInput(args: string[], env: Record<string, string>, stdin?: string) {
   if (stdin === undefined) return runCli(args, env);
-  const { spawn } = await import('node:child_process');
-  const { packageRoot } = await import('../../src/config/load.js');
   const child = spawn(process.execPath, [join(packageRoot(), 'bin', 'disk2iso'), ...args], {
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -187,7 +188,6 @@ test('migrate copies every table into PostgreSQL, checked by counts and checksum
   try {
     const hits = fullTextHits('postgres', 'archives', [{ text: 'kreta', prefix: true }], 'hits');
     assert.ok(hits !== null);
-    const { sql } = await import('kysely');
     const found = await sql<{ filename: string }>`select archives.filename from ${hits} join archives on archives.id = hits.id`.execute(target.kysely);
     assert.deepEqual(found.rows, [{ filename: 'image-0.iso' }], 'the rebuilt search index finds a copied archive');
     // The identity columns continue after the copied ids.
@@ -254,4 +254,20 @@ test('migrate refuses while the service is running, before touching the target',
   assert.equal(refused.code, 2);
   assert.match(refused.stderr, new RegExp(`the service is running \\(pid ${process.pid} on .*\\); stop it first`));
   assert.deepEqual(await targetCounts(url), {}, 'the target was not even migrated');
+});
+
+test('migrate refuses a target with a schema of a newer version, and changes nothing', async () => {
+  const dir = copyOfFilled('newer');
+  const url = await server().createDatabase();
+  const target = await openPostgres(url);
+  await sql`insert into kysely_migration (name, timestamp) values ('9999_future', ${new Date().toISOString()})`.execute(target.kysely);
+  await target.close();
+  const before = await targetCounts(url);
+  const refused = await runCli(['migrate', '--to', url], { DISK2ISO_DATA_DIR: dir });
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.match(
+    refused.stderr,
+    /has another schema \(9999_future; this version makes 0017_file_search_prefixes\): migrate into an empty database\. Nothing was changed/,
+  );
+  assert.deepEqual(await targetCounts(url), before);
 });
