@@ -9,9 +9,11 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 # mosquitto: the MQTT channel's broker; par2: recovery data for archived images; udfclient:
 # the UDF reader's tests fill an mkudffs image with it, without mounting.
+# postgresql: the cluster mode's tests start throwaway servers of their own (test/support/postgres.ts),
+# whether or not the package's post-install created and started a system cluster.
 # systemd, shellcheck, nginx and openssl: the package's and the proxy's tests (systemd-analyze,
 # sysusers, tmpfiles, systemd-notify; a real nginx with a test CA); prometheus scrapes /metrics.
-bash scripts/setup.sh mosquitto par2 udfclient xorriso gddrescue fuse3 libfuse3-dev pkg-config udftools coreutils util-linux udev chromium bsdutils socat nginx openssl prometheus systemd shellcheck
+bash scripts/setup.sh mosquitto par2 udfclient xorriso gddrescue fuse3 libfuse3-dev pkg-config udftools coreutils util-linux udev chromium bsdutils socat nginx openssl prometheus systemd shellcheck postgresql
 modprobe loop 2>/dev/null || true
 modprobe fuse 2>/dev/null || true
 # The whole run (CI's) first checks types, lint, format, module boundaries and unused code; a run of

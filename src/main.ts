@@ -6,6 +6,7 @@ import { registerCreateCommand } from './cli/create.js';
 import { registerDevicesCommand } from './cli/devices.js';
 import { EXIT, describeError, exitCodeFor } from './cli/exit-codes.js';
 import { registerLogsCommand } from './cli/logs.js';
+import { registerMigrateCommand } from './cli/migrate.js';
 import { registerMonitoringCommands } from './cli/monitoring.js';
 import { registerServeCommand } from './cli/serve.js';
 import { registerStatusCommands } from './cli/status.js';
@@ -36,6 +37,7 @@ export function buildProgram(version: string): Command {
   registerLogsCommand(program);
   registerBackupCommands(program);
   registerMonitoringCommands(program);
+  registerMigrateCommand(program);
   return program;
 }
 

@@ -7,10 +7,7 @@ import { UnavailableError, errorMessage } from '../errors.js';
 import { MIGRATION_NAMES, migrationProvider } from './migrations/index.js';
 import type { DB } from './schema.js';
 
-/**
- * The slice of a pino logger the database uses.
- * @internal exported for its tests
- */
+/** The slice of a pino logger the database uses (src/db/postgres.ts too). */
 export interface DatabaseLogger {
   info(details: Record<string, unknown>, message: string): void;
 }

@@ -1,4 +1,5 @@
-import { type Kysely, type Migration, sql } from 'kysely';
+import { type ColumnDefinitionBuilder, type Kysely, type Migration, sql } from 'kysely';
+import { sqlDialect } from '../dialect.js';
 
 /**
  * Users, sessions, API keys, login throttling, setup tokens and the audit trail. Frozen like every
@@ -11,6 +12,9 @@ const flag = (column: string) => sql<boolean>`${sql.ref(column)} in (0, 1)`;
 
 export const authMigration: Migration = {
   async up(db: Kysely<unknown>): Promise<void> {
+    const postgres = sqlDialect(db) === 'postgres';
+    const big = postgres ? 'bigint' : 'integer';
+    const autoIncrement = (col: ColumnDefinitionBuilder) => (postgres ? col.primaryKey().generatedByDefaultAsIdentity() : col.primaryKey().autoIncrement());
     await db.schema
       .createTable('users')
       .addColumn('id', 'text', (col) => col.primaryKey())
@@ -57,7 +61,7 @@ export const authMigration: Migration = {
 
     await db.schema
       .createTable('login_failures')
-      .addColumn('id', 'integer', (col) => col.primaryKey().autoIncrement())
+      .addColumn('id', big, autoIncrement)
       .addColumn('scope', 'text', (col) => col.notNull().check(oneOf('scope', ['account', 'address'])))
       .addColumn('key', 'text', (col) => col.notNull())
       .addColumn('at', 'text', (col) => col.notNull())
@@ -84,7 +88,7 @@ export const authMigration: Migration = {
 
     await db.schema
       .createTable('audit_log')
-      .addColumn('id', 'integer', (col) => col.primaryKey().autoIncrement())
+      .addColumn('id', big, autoIncrement)
       .addColumn('timestamp', 'text', (col) => col.notNull())
       .addColumn('event_type', 'text', (col) => col.notNull())
       .addColumn('action', 'text', (col) => col.notNull())
@@ -98,8 +102,14 @@ export const authMigration: Migration = {
     await db.schema.createIndex('audit_log_event_type_timestamp').on('audit_log').columns(['event_type', 'timestamp']).execute();
     // The trail is append-only below the application too: no statement may rewrite an entry.
     // Deleting stays possible because retention prunes old entries.
-    await sql`create trigger audit_log_append_only before update on audit_log
+    if (postgres) {
+      await sql`create function audit_log_append_only() returns trigger language plpgsql as $$
+        begin raise exception 'audit_log is append-only'; end $$`.execute(db);
+      await sql`create trigger audit_log_append_only before update on audit_log for each row execute function audit_log_append_only()`.execute(db);
+    } else {
+      await sql`create trigger audit_log_append_only before update on audit_log
       begin select raise(abort, 'audit_log is append-only'); end`.execute(db);
+    }
   },
 
   async down(db: Kysely<unknown>): Promise<void> {

@@ -1,4 +1,5 @@
 import { type Kysely, type Migration, sql } from 'kysely';
+import { sqlDialect } from '../dialect.js';
 
 /**
  * Two aids to reading the job list, frozen like every released migration:
@@ -17,12 +18,23 @@ export const jobListMigration: Migration = {
     await db.schema.createIndex('jobs_status_updated_at_seq').on('jobs').columns(['status', 'updated_at', 'seq']).execute();
     await db.schema.createIndex('jobs_status_name_seq').on('jobs').columns(['status', 'name', 'seq']).execute();
 
+    const postgres = sqlDialect(db) === 'postgres';
     await db.schema
       .createTable('table_versions')
       .addColumn('name', 'text', (col) => col.primaryKey())
-      .addColumn('version', 'integer', (col) => col.notNull())
+      .addColumn('version', postgres ? 'bigint' : 'integer', (col) => col.notNull())
       .execute();
     await sql`insert into table_versions (name, version) values ('jobs', 0)`.execute(db);
+    if (postgres) {
+      // One function raises any counter, named by the trigger's argument (0005 uses it for credentials).
+      await sql`create function raise_table_version() returns trigger language plpgsql as $$
+        begin update table_versions set version = version + 1 where name = tg_argv[0]; return null; end $$`.execute(db);
+      for (const event of ['insert', 'update', 'delete']) {
+        await sql`create trigger ${sql.id(`jobs_version_after_${event}`)} after ${sql.raw(event)} on jobs
+          for each row execute function raise_table_version('jobs')`.execute(db);
+      }
+      return;
+    }
     for (const event of ['insert', 'update', 'delete']) {
       await sql`create trigger ${sql.id(`jobs_version_after_${event}`)} after ${sql.raw(event)} on jobs
         begin update table_versions set version = version + 1 where name = 'jobs'; end`.execute(db);

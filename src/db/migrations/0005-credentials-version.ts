@@ -1,4 +1,5 @@
 import { type Kysely, type Migration, sql } from 'kysely';
+import { sqlDialect } from '../dialect.js';
 
 /**
  * A change counter for credentials, kept in table_versions like the jobs' (0004) and frozen like
@@ -27,6 +28,17 @@ const raise = sql.raw(`update table_versions set version = version + 1 where nam
 export const credentialsVersionMigration: Migration = {
   async up(db: Kysely<unknown>) {
     await sql`insert into table_versions (name, version) values ('credentials', 0)`.execute(db);
+    if (sqlDialect(db) === 'postgres') {
+      for (const [table, columns] of Object.entries(TABLES)) {
+        const run = sql.raw(`on ${table} for each row execute function raise_table_version('credentials')`);
+        await sql`create trigger ${sql.id(`${table}_credentials_after_insert`)} after insert ${run}`.execute(db);
+        await sql`create trigger ${sql.id(`${table}_credentials_after_delete`)} after delete ${run}`.execute(db);
+        await sql`create trigger ${sql.id(`${table}_credentials_after_update`)} after update of ${sql.join(columns.map((column) => sql.id(column)))} ${run}`.execute(
+          db,
+        );
+      }
+      return;
+    }
     for (const [table, columns] of Object.entries(TABLES)) {
       await sql`create trigger ${sql.id(`${table}_credentials_after_insert`)} after insert on ${sql.id(table)} begin ${raise}; end`.execute(db);
       await sql`create trigger ${sql.id(`${table}_credentials_after_delete`)} after delete on ${sql.id(table)} begin ${raise}; end`.execute(db);

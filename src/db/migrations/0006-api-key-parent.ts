@@ -1,4 +1,5 @@
 import { type Kysely, type Migration, sql } from 'kysely';
+import { sqlDialect } from '../dialect.js';
 
 /**
  * The key a key was created with, frozen like every released migration. A key (or a bearer token
@@ -13,6 +14,12 @@ const OLD_COLUMNS = ['id', 'user_id', 'name', 'prefix', 'key_hash', 'scopes', 'c
 const raise = sql.raw(`update table_versions set version = version + 1 where name = 'credentials'`);
 
 async function updateTrigger(db: Kysely<unknown>, columns: readonly string[]): Promise<void> {
+  if (sqlDialect(db) === 'postgres') {
+    await sql`drop trigger if exists api_keys_credentials_after_update on api_keys`.execute(db);
+    await sql`create trigger api_keys_credentials_after_update after update of ${sql.join(columns.map((column) => sql.id(column)))} on api_keys
+      for each row execute function raise_table_version('credentials')`.execute(db);
+    return;
+  }
   await sql`drop trigger if exists api_keys_credentials_after_update`.execute(db);
   await sql`create trigger api_keys_credentials_after_update after update of ${sql.join(columns.map((column) => sql.id(column)))} on api_keys
     begin ${raise}; end`.execute(db);

@@ -1,4 +1,5 @@
 import { type Kysely, type Migration, sql } from 'kysely';
+import { sqlDialect } from '../dialect.js';
 
 const oneOf = (column: string, values: readonly string[]) => sql<boolean>`${sql.ref(column)} in (${sql.join(values.map((value) => sql.lit(value)))})`;
 
@@ -11,15 +12,20 @@ const oneOf = (column: string, values: readonly string[]) => sql<boolean>`${sql.
  */
 export const verificationTasksMigration: Migration = {
   async up(db: Kysely<unknown>) {
-    await db.schema
-      .createTable('archive_verification_tasks')
+    const postgres = sqlDialect(db) === 'postgres';
+    const big = postgres ? 'bigint' : 'integer';
+    const real = postgres ? 'double precision' : 'real';
+    let table = db.schema.createTable('archive_verification_tasks');
+    // The tasks are listed in the order they were recorded (SQLite's rowid); PostgreSQL has no rowid of its own.
+    if (postgres) table = table.addColumn('rowid', 'bigint', (col) => col.notNull().unique().generatedByDefaultAsIdentity());
+    await table
       .addColumn('id', 'text', (col) => col.primaryKey())
       .addColumn('archive_id', 'text', (col) => col.notNull().references('archives.id').onDelete('cascade'))
       .addColumn('status', 'text', (col) => col.notNull().check(oneOf('status', ['queued', 'running', 'completed', 'failed', 'cancelled'])))
-      .addColumn('bytes_done', 'integer', (col) => col.notNull().defaultTo(0))
-      .addColumn('bytes_total', 'integer', (col) => col.notNull())
-      .addColumn('speed_bps', 'real')
-      .addColumn('eta_seconds', 'real')
+      .addColumn('bytes_done', big, (col) => col.notNull().defaultTo(0))
+      .addColumn('bytes_total', big, (col) => col.notNull())
+      .addColumn('speed_bps', real)
+      .addColumn('eta_seconds', real)
       .addColumn('requested_by', 'text')
       .addColumn('cancel_requested', 'integer', (col) => col.notNull().defaultTo(0).check(sql`cancel_requested in (0, 1)`))
       .addColumn('attempts', 'integer', (col) => col.notNull().defaultTo(0))
@@ -28,7 +34,7 @@ export const verificationTasksMigration: Migration = {
       .addColumn('lease_holder', 'text')
       .addColumn('error_code', 'text')
       .addColumn('error_message', 'text')
-      .addColumn('verification_id', 'integer', (col) => col.references('archive_verifications.id').onDelete('set null'))
+      .addColumn('verification_id', big, (col) => col.references('archive_verifications.id').onDelete('set null'))
       .addColumn('ok', 'integer', (col) => col.check(sql`ok in (0, 1)`))
       .addColumn('created_at', 'text', (col) => col.notNull())
       .addColumn('updated_at', 'text', (col) => col.notNull())

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { type Kysely, type Migration, sql } from 'kysely';
+import { sqlDialect } from '../dialect.js';
 
 /**
  * Notifications: the durable stream of domain events, the webhook endpoints, and the outbox of
@@ -12,8 +13,10 @@ import { type Kysely, type Migration, sql } from 'kysely';
  */
 export const notificationsMigration: Migration = {
   async up(db: Kysely<unknown>) {
-    await db.schema
-      .createTable('notification_events')
+    let events = db.schema.createTable('notification_events');
+    // Events are listed in the order they were recorded (SQLite's rowid); PostgreSQL has no rowid of its own.
+    if (sqlDialect(db) === 'postgres') events = events.addColumn('rowid', 'bigint', (column) => column.notNull().unique().generatedByDefaultAsIdentity());
+    await events
       .addColumn('id', 'text', (column) => column.primaryKey())
       .addColumn('type', 'text', (column) => column.notNull())
       .addColumn('at', 'text', (column) => column.notNull())

@@ -1,4 +1,5 @@
 import { type Kysely, type Migration, sql } from 'kysely';
+import { sqlDialect } from '../dialect.js';
 
 /** What the full-text index holds for an archive row (`row` is `new` in the triggers). */
 const FTS_VALUES = (row: string) => `${row}.id, ${row}.filename,
@@ -19,6 +20,7 @@ const FTS_COLUMNS = 'archive_id, name, label, volume, tags, notes, fields';
  */
 export const catalogueMigration: Migration = {
   async up(db: Kysely<unknown>) {
+    const postgres = sqlDialect(db) === 'postgres';
     await db.schema
       .createTable('archive_categories')
       .addColumn('id', 'text', (column) => column.primaryKey())
@@ -36,7 +38,8 @@ export const catalogueMigration: Migration = {
       .execute();
     await db.schema.createIndex('archives_category_id').on('archives').column('category_id').execute();
     await db.schema.createIndex('archives_rating').on('archives').column('rating').execute();
-    await sql`create index archives_sha256 on archives (json_extract(checksums, '$.sha256'))`.execute(db);
+    if (postgres) await sql`create index archives_sha256 on archives ((checksums::jsonb ->> 'sha256'))`.execute(db);
+    else await sql`create index archives_sha256 on archives (json_extract(checksums, '$.sha256'))`.execute(db);
 
     await db.schema
       .createTable('user_preferences')
@@ -46,6 +49,10 @@ export const catalogueMigration: Migration = {
       .addPrimaryKeyConstraint('user_preferences_pk', ['user_name', 'key'])
       .execute();
 
+    if (postgres) {
+      await postgresSearchIndex(db);
+      return;
+    }
     // archive_id is not indexed for matching; rows are found by it when an archive changes.
     await sql
       .raw(`create virtual table archives_fts using fts5(
@@ -78,3 +85,36 @@ export const catalogueMigration: Migration = {
     await db.schema.dropTable('archive_categories').execute();
   },
 };
+
+/**
+ * PostgreSQL's counterpart of archives_fts: one tsvector per archive, kept by triggers, with the
+ * FTS5 columns' bm25 weights folded into PostgreSQL's four weight classes (label and tags A, name
+ * and volume label B, custom field values C, notes D). Text is normalised by 0014's
+ * disk2iso_search_words. A deleted archive's row goes by its foreign key.
+ */
+async function postgresSearchIndex(db: Kysely<unknown>): Promise<void> {
+  await sql`create table archives_fts (
+    archive_id text primary key references archives(id) on delete cascade,
+    document tsvector not null
+  )`.execute(db);
+  await sql`create index archives_fts_document on archives_fts using gin (document)`.execute(db);
+  await sql`create function archives_fts_document(filename text, metadata text, source text) returns tsvector language sql stable as $$
+    select setweight(to_tsvector('simple', disk2iso_search_words(filename)), 'B')
+      || setweight(to_tsvector('simple', disk2iso_search_words(coalesce(meta ->> 'label', ''))), 'A')
+      || setweight(to_tsvector('simple', disk2iso_search_words(coalesce(source::jsonb ->> 'volumeLabel', ''))), 'B')
+      || setweight(to_tsvector('simple', disk2iso_search_words(coalesce((select string_agg(value, ' ')
+           from jsonb_array_elements_text(case jsonb_typeof(meta -> 'tags') when 'array' then meta -> 'tags' else '[]' end)), ''))), 'A')
+      || setweight(to_tsvector('simple', disk2iso_search_words(coalesce(meta ->> 'notes', ''))), 'D')
+      || setweight(to_tsvector('simple', disk2iso_search_words(coalesce((select string_agg(value, ' ')
+           from jsonb_each_text(case jsonb_typeof(meta -> 'customFields') when 'object' then meta -> 'customFields' else '{}' end)), ''))), 'C')
+    from (select metadata::jsonb as meta) as parsed $$`.execute(db);
+  await sql`create function archives_fts_refresh() returns trigger language plpgsql as $$ begin
+    insert into archives_fts (archive_id, document) values (new.id, archives_fts_document(new.filename, new.metadata, new.source))
+      on conflict (archive_id) do update set document = excluded.document;
+    return null;
+  end $$`.execute(db);
+  await sql`create trigger archives_fts_insert after insert on archives for each row execute function archives_fts_refresh()`.execute(db);
+  await sql`create trigger archives_fts_update after update of filename, metadata, source on archives
+    for each row execute function archives_fts_refresh()`.execute(db);
+  await sql`insert into archives_fts (archive_id, document) select id, archives_fts_document(filename, metadata, source) from archives`.execute(db);
+}

@@ -1,4 +1,5 @@
 import { type Kysely, type Migration, sql } from 'kysely';
+import { sqlDialect } from '../dialect.js';
 
 const oneOf = (column: string, values: readonly string[]) => sql<boolean>`${sql.ref(column)} in (${sql.join(values.map((value) => sql.lit(value)))})`;
 const ORIGINS = ['imaging', 'manual', 'schedule', 'repair', 'adoption'];
@@ -13,6 +14,7 @@ const ORIGINS = ['imaging', 'manual', 'schedule', 'repair', 'adoption'];
  */
 export const integrityMigration: Migration = {
   async up(db: Kysely<unknown>) {
+    const postgres = sqlDialect(db) === 'postgres';
     await db.schema
       .alterTable('archive_verification_tasks')
       .addColumn('origin', 'text', (col) => col.notNull().defaultTo('manual').check(oneOf('origin', ORIGINS)))
@@ -21,15 +23,18 @@ export const integrityMigration: Migration = {
       .alterTable('archive_verifications')
       .addColumn('origin', 'text', (col) => col.notNull().defaultTo('manual').check(oneOf('origin', ORIGINS)))
       .execute();
-    await sql`update archive_verifications set origin = 'imaging' where json_extract(results, '$.source') = 'after imaging'`.execute(db);
+    if (postgres) await sql`update archive_verifications set origin = 'imaging' where results::jsonb ->> 'source' = 'after imaging'`.execute(db);
+    else await sql`update archive_verifications set origin = 'imaging' where json_extract(results, '$.source') = 'after imaging'`.execute(db);
     await db.schema.alterTable('archives').addColumn('recovery', 'text').execute();
-    await db.schema
-      .createTable('archive_maintenance_tasks')
+    let tasks = db.schema.createTable('archive_maintenance_tasks');
+    // The tasks are listed in the order they were recorded (SQLite's rowid); PostgreSQL has no rowid of its own.
+    if (postgres) tasks = tasks.addColumn('rowid', 'bigint', (col) => col.notNull().unique().generatedByDefaultAsIdentity());
+    await tasks
       .addColumn('id', 'text', (col) => col.primaryKey())
       .addColumn('kind', 'text', (col) => col.notNull().check(oneOf('kind', ['par2_create', 'par2_repair', 'adopt'])))
       .addColumn('archive_id', 'text', (col) => col.references('archives.id').onDelete('cascade'))
       .addColumn('status', 'text', (col) => col.notNull().check(oneOf('status', ['queued', 'running', 'completed', 'failed', 'cancelled'])))
-      .addColumn('progress', 'real', (col) => col.notNull().defaultTo(0))
+      .addColumn('progress', postgres ? 'double precision' : 'real', (col) => col.notNull().defaultTo(0))
       .addColumn('params', 'text', (col) => col.notNull())
       .addColumn('result', 'text')
       .addColumn('requested_by', 'text')
