@@ -19,6 +19,7 @@ const Device = Type.Object(
     label: Nullable(Type.String()),
     ejectable: Type.Boolean(),
     media_error: Nullable(Type.String({ description: 'Why the medium could not be read, or why the drive gives no answer' })),
+    media_error_code: Nullable(Type.String({ description: 'The error code of media_error (drive_not_responding, media_unreadable, …)' })),
     media_state: Type.Enum(['job', 'probed', 'failed', 'probing', 'not_responding'], {
       description:
         'Where the media fields come from. job: the drive is busy and they are what its job recorded; probed: a probe of the idle drive in the last 15 s; ' +

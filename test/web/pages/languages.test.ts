@@ -4,6 +4,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type Language, allCatalogs } from '../../../src/web/i18n.js';
 import { type MadeIso, makeIso } from '../../tools/iso.js';
 import { type TestDisc, insertTestDisc } from '../support/discs.js';
@@ -45,14 +46,24 @@ describe('every page in Spanish, French and German shows no catalog key and no E
   let server: WebTestServer;
   let scratch: string;
   let disc: TestDisc;
+  /** A disc of which no sector can be read: its drive's probe fails with media_unreadable. */
+  let unreadable: TestDisc;
   let imageFile: MadeIso;
   const urls: Array<[string, string]> = [];
 
   before(async () => {
     scratch = await mkdtemp(join(tmpdir(), 'disk2iso-languages-'));
     disc = await insertTestDisc({ dir: scratch, label: 'HOLIDAY_2024' });
+    unreadable = await insertTestDisc({ dir: scratch, label: 'SCRATCHED_CD', dataMiB: 1, seed: 2, badRanges: [[0, 1 << 30]] });
     imageFile = await makeIso({ dir: scratch, label: 'PHOTOS_2019', dataMiB: 1, files: 2, seed: 3 });
-    server = await startWebTestServer({ listen: false, devices: [disc.loop.path, imageFile.path] });
+    server = await startWebTestServer({ listen: false, devices: [disc.loop.path, unreadable.loop.path, imageFile.path] });
+    // Until its probe has failed the drive shows "being checked"; the pages are to show the failure.
+    for (;;) {
+      const listed = await server.send('GET', '/api/v1/devices', { json: true });
+      const devices = (JSON.parse(listed.body) as { devices: Array<{ id: string; media_state: string }> }).devices;
+      if (devices.find((device) => device.id === unreadable.loop.name)?.media_state === 'failed') break;
+      await sleep(100);
+    }
     const output = server.config.storage.output_dir;
     await mkdir(output, { recursive: true });
 
@@ -137,6 +148,7 @@ describe('every page in Spanish, French and German shows no catalog key and no E
   after(async () => {
     await server?.close();
     await disc?.release();
+    await unreadable?.release();
     await rm(scratch, { recursive: true, force: true });
   });
 
@@ -180,6 +192,7 @@ describe('every page in Spanish, French and German shows no catalog key and no E
     const drives = await page('/drives', 'es');
     assert.ok(drives.includes(`Dispositivo loop ${disc.loop.path}`), 'the loop device, described in Spanish');
     assert.ok(drives.includes(`Archivo de imagen ${imageFile.path}`), 'the image file, described in Spanish');
+    assert.ok(drives.includes('El disco de esta unidad no se puede leer.'), 'the failed probe, explained in Spanish');
     const settings = await page('/config', 'fr');
     assert.ok(settings.includes('Défini par la variable d’environnement DISK2ISO_IMAGING_MAP_SAVE_INTERVAL_SECONDS ; modifiez-le à cet endroit.'));
   });
