@@ -25,6 +25,8 @@ export interface DeviceView {
   id: string;
   kind: Drive['kind'];
   description: string;
+  /** The file behind a loop device; null for other drives. */
+  backing_file: string | null;
   media_kind: DiscKind | null;
   label: string | null;
   ejectable: boolean;
@@ -86,6 +88,7 @@ export function createDeviceStatusService(deps: DeviceStatusDeps): DeviceStatusS
       id: drive.id,
       kind: drive.kind,
       description: drive.description,
+      backing_file: drive.backingFile ?? null,
       ejectable: drive.ejectable,
     };
     if (job)

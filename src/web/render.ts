@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import { Eta } from 'eta';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Drive } from '../drives/types.js';
 import type { Permission } from '../http/permissions.js';
 import type { JobView } from '../jobs/view.js';
+import type { DeviceView } from '../system/devices.js';
 import { createFormatters } from './format.js';
 import { LANGUAGES, type Language, type Translate, allCatalogs, createPluralTranslator, createTranslator, requestLanguage } from './i18n.js';
 import { badSectors, canRetryBadAreas, cardTone, jobActions, jobSectorSize, jobState, priorityEditable, rescuePass } from './job-card.js';
@@ -83,7 +83,7 @@ interface PageContext extends I18n {
   driveName(drive: DescribedDrive): string;
 }
 
-type DescribedDrive = Pick<Drive, 'id' | 'path' | 'kind' | 'vendor' | 'model'>;
+type DescribedDrive = Pick<DeviceView, 'id' | 'path' | 'kind' | 'vendor' | 'model' | 'backing_file'>;
 
 /**
  * A drive's name in the reader's language: the drives module describes drives in English for the
@@ -95,7 +95,7 @@ function driveName(t: Translate, drive: DescribedDrive): string {
     case 'optical':
       return product || t('drive_name.optical', { id: drive.id });
     case 'block':
-      if (drive.id.startsWith('loop')) return t('drive_name.loop', { path: drive.path });
+      if (drive.backing_file !== null) return t('drive_name.loop', { path: drive.path, file: drive.backing_file });
       return product ? t('drive_name.block_product', { path: drive.path, product }) : t('drive_name.block', { path: drive.path });
     case 'file':
       return t('drive_name.file', { path: drive.path });

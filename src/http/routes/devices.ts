@@ -15,6 +15,7 @@ const Device = Type.Object(
     id: DeviceId,
     kind: Type.Enum(['optical', 'block', 'file', 'demo']),
     description: Type.String(),
+    backing_file: Nullable(Type.String({ description: 'The file behind a loop device; null for other drives' })),
     media_kind: Nullable(DiscKind),
     label: Nullable(Type.String()),
     ejectable: Type.Boolean(),

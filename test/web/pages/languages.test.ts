@@ -190,7 +190,7 @@ describe('every page in Spanish, French and German shows no catalog key and no E
 
   it('names drives and where a fixed setting comes from in the reader’s language', async () => {
     const drives = await page('/drives', 'es');
-    assert.ok(drives.includes(`Dispositivo loop ${disc.loop.path}`), 'the loop device, described in Spanish');
+    assert.ok(drives.includes(`Dispositivo loop ${disc.loop.path} (archivo de respaldo ${disc.iso.path})`), `the loop device, described in Spanish`);
     assert.ok(drives.includes(`Archivo de imagen ${imageFile.path}`), 'the image file, described in Spanish');
     assert.ok(drives.includes('El disco de esta unidad no se puede leer.'), 'the failed probe, explained in Spanish');
     const settings = await page('/config', 'fr');
