@@ -87,6 +87,11 @@ describe('every page in Spanish, French and German shows no catalog key and no E
       etaSeconds: 263,
       badBytes: 4096,
     });
+    // Its rescue map, so the sector map and its legend are on the page: read, bad, not tried yet.
+    await writeFile(
+      join(output, 'HOLIDAY_2024.iso.map'),
+      '# Mapfile\n0x10001000 ? 1\n0x00000000 0x10000000 +\n0x10000000 0x00001000 -\n0x10001000 0x19B91700 ?\n',
+    );
     const waiting = await enqueue('BACKUP_DVD');
     const cancelled = await server.queue.requestStop((await enqueue('SCRATCHED')).id, 'cancel');
 
@@ -112,6 +117,10 @@ describe('every page in Spanish, French and German shows no catalog key and no E
         fileSystems: ['iso9660'],
       },
     });
+
+    // A verification in its history.
+    await server.archives.startVerification(archive.id, 'admin-user');
+    while ((await server.archives.verifications(archive.id, { limit: 1, offset: 0 })).total === 0) await sleep(100);
 
     urls.push(
       ['dashboard', '/'],
@@ -206,6 +215,9 @@ describe('every page in Spanish, French and German shows no catalog key and no E
     const today = new Intl.DateTimeFormat('es-ES', { day: 'numeric', month: 'short', year: 'numeric' }).format(new Date());
     assert.ok(archiveEs.includes(today), `the date as ${today}`);
     assert.doesNotMatch(archiveEs, /\b\d{1,2}\/\d{1,2}\/\d{4}\b/, 'no date with the month as a number');
+    const url = (name: string) => urls.find(([each]) => each === name)?.[1] ?? '';
+    assert.match(await page(url('job detail'), 'fr'), /Chaque case représente /, 'the sector map is shown');
+    assert.match(await page(url('archive detail'), 'es'), />Coincide</, 'the verification history is shown');
     const job = await page('/', 'de');
     assert.match(job, /42,5\s%/);
     assert.match(job, /297,5 MB \/ 700 MB/);
