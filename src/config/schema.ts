@@ -242,7 +242,7 @@ const NotificationsSchema = Type.Object(
       default: ['job.completed', 'job.completed_with_errors', 'job.failed'],
       description: 'The events an e-mail is sent for',
     }),
-    email_language: Type.Enum(['en', 'de'], { default: 'en', description: 'Language of the e-mails' }),
+    email_language: Type.Enum(['en', 'de', 'es', 'fr'], { default: 'en', description: 'Language of the e-mails' }),
     email_from: Type.String({ default: '', maxLength: 254, pattern: '^$|^[^\\s@]+@[^\\s@]+$', description: 'Sender address (empty: disk2iso@ the SMTP host)' }),
     smtp_host: Type.String({ default: '', maxLength: 253, pattern: '^$|^[A-Za-z0-9.:\\[\\]-]+$', description: 'SMTP server that sends the e-mails' }),
     smtp_port: Type.Integer({ minimum: 1, maximum: 65535, default: 587, description: 'Its port (587 for STARTTLS, 465 for TLS)' }),

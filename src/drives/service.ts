@@ -171,6 +171,7 @@ export function createDriveService(deps: DriveServiceDeps): DriveService {
         capabilities: [],
         ejectable: false,
         description,
+        ...(backingFile ? { backingFile } : {}),
       },
       probe: async () => {
         const geometry = await readBlockGeometry(sysfsRoot, name);

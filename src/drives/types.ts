@@ -18,6 +18,8 @@ export interface Drive {
   ejectable: boolean;
   /** Human description, e.g. "ASUS DRW-24B1ST" or "Demo disc (image file, not a real drive)". */
   description: string;
+  /** The file behind a loop device, when the kernel names one. */
+  backingFile?: string;
 }
 
 export const FILE_SYSTEM_KINDS = ['iso9660', 'joliet', 'rockridge', 'udf'] as const;

@@ -2,6 +2,7 @@ import type { JobRepository } from '../db/job-repository.js';
 import type { DriveService } from '../drives/service.js';
 import type { DriveStates, MediaState } from '../drives/state.js';
 import type { DiscKind, Drive, MediaInfo, MediaType } from '../drives/types.js';
+import type { ErrorCode } from '../error-codes.js';
 import { ConflictError, UnavailableError } from '../errors.js';
 import { resolveDrive } from '../jobs/intake.js';
 import { ACTIVE_JOB_STATUSES, type JobRecord } from '../jobs/model.js';
@@ -24,11 +25,15 @@ export interface DeviceView {
   id: string;
   kind: Drive['kind'];
   description: string;
+  /** The file behind a loop device; null for other drives. */
+  backing_file: string | null;
   media_kind: DiscKind | null;
   label: string | null;
   ejectable: boolean;
   /** Why the medium could not be read, or why the drive gives no answer. */
   media_error: string | null;
+  /** The code of media_error, for a message in the reader's language. */
+  media_error_code: ErrorCode | null;
   /** `job`: the drive is busy and the media fields are its job's disc; otherwise how current the last probe is. */
   media_state: 'job' | MediaState;
   /** When the media fields were read from the drive; null for a busy drive and before the first answer. */
@@ -83,15 +88,27 @@ export function createDeviceStatusService(deps: DeviceStatusDeps): DeviceStatusS
       id: drive.id,
       kind: drive.kind,
       description: drive.description,
+      backing_file: drive.backingFile ?? null,
       ejectable: drive.ejectable,
     };
-    if (job) return { ...base, status: 'busy', ...mediaFields(discOfJob(job)), media_error: null, media_state: 'job', media_checked_at: null, job_id: job.id };
+    if (job)
+      return {
+        ...base,
+        status: 'busy',
+        ...mediaFields(discOfJob(job)),
+        media_error: null,
+        media_error_code: null,
+        media_state: 'job',
+        media_checked_at: null,
+        job_id: job.id,
+      };
     const known = states.media(drive.id);
     return {
       ...base,
       status: 'idle',
       ...mediaFields(known.media),
       media_error: known.error?.message ?? null,
+      media_error_code: known.error?.code ?? null,
       media_state: known.state,
       media_checked_at: known.checkedAt,
       job_id: null,

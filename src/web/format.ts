@@ -20,6 +20,7 @@ export interface Formatters {
 
 const UNITS = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
 const DASH = '–';
+const DATE_PARTS: Intl.DateTimeFormatOptions = { day: 'numeric', month: 'short', year: 'numeric' };
 
 export function createFormatters(language: Language): Formatters {
   const locale = LOCALES[language];
@@ -33,9 +34,11 @@ export function createFormatters(language: Language): Formatters {
     return format;
   };
   const percentFormat = new Intl.NumberFormat(locale, { style: 'percent', maximumFractionDigits: 1 });
-  const dateTimeFormat = new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeStyle: 'short' });
-  const timestampFormat = new Intl.DateTimeFormat(locale, { dateStyle: 'short', timeStyle: 'medium' });
-  const dateFormat = new Intl.DateTimeFormat(locale, { dateStyle: 'medium' });
+  // The month as a word ("4 Dec 2026", "4. Dez. 2026", "4 dic 2026"): numeric dates read differently
+  // in each country (04/12 is April in one and December in another); the time is always 24-hour.
+  const dateTimeFormat = new Intl.DateTimeFormat(locale, { ...DATE_PARTS, hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+  const timestampFormat = new Intl.DateTimeFormat(locale, { ...DATE_PARTS, hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
+  const dateFormat = new Intl.DateTimeFormat(locale, DATE_PARTS);
 
   const bytes = (value: number | null): string => {
     if (value === null || !Number.isFinite(value)) return DASH;

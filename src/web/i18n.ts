@@ -3,16 +3,18 @@ import { join } from 'node:path';
 import { webRoot } from './paths.js';
 
 /** The interface languages, first the one used when the browser asks for none of them. */
-export const LANGUAGES = ['en', 'de'] as const;
+export const LANGUAGES = ['en', 'de', 'es', 'fr'] as const;
 export type Language = (typeof LANGUAGES)[number];
 
 /** Which Intl locale formats numbers and dates for each language. */
-export const LOCALES: Record<Language, string> = { en: 'en-GB', de: 'de-DE' };
+export const LOCALES: Record<Language, string> = { en: 'en-GB', de: 'de-DE', es: 'es-ES', fr: 'fr-FR' };
 
 export const LANGUAGE_COOKIE = 'lang';
 
 export type Catalog = ReadonlyMap<string, string>;
 export type Translate = (key: string, params?: Record<string, string | number>) => string;
+/** A text that depends on a count: `key` is a group of plural forms (`one`, `other`, …) chosen by the language's rules. */
+export type TranslatePlural = (key: string, count: number, params?: Record<string, string | number>) => string;
 
 export function isLanguage(value: unknown): value is Language {
   return typeof value === 'string' && (LANGUAGES as readonly string[]).includes(value);
@@ -40,7 +42,7 @@ function loadCatalog(language: Language): Catalog {
 let catalogs: Record<Language, Catalog> | undefined;
 
 export function allCatalogs(): Record<Language, Catalog> {
-  catalogs ??= { en: loadCatalog('en'), de: loadCatalog('de') };
+  catalogs ??= Object.fromEntries(LANGUAGES.map((language) => [language, loadCatalog(language)])) as Record<Language, Catalog>;
   return catalogs;
 }
 
@@ -53,6 +55,20 @@ export function createTranslator(catalog: Catalog): Translate {
     const text = catalog.get(key) ?? key;
     if (params === undefined) return text;
     return text.replace(/\{(\w+)\}/g, (whole, name: string) => (name in params ? String(params[name]) : whole));
+  };
+}
+
+/**
+ * Plural forms as CLDR names them for the language (`one`, `few`, `many`, `other`, …). English and
+ * German need `one` and `other`; French and Spanish also have `many` (for millions), which falls back
+ * to `other` as the numbers here are written in digits. The browser does the same in static/js/format.js.
+ */
+export function createPluralTranslator(catalog: Catalog, language: Language): TranslatePlural {
+  const rules = new Intl.PluralRules(LOCALES[language]);
+  const t = createTranslator(catalog);
+  return (key, count, params) => {
+    const form = `${key}.${rules.select(count)}`;
+    return t(catalog.has(form) ? form : `${key}.other`, params);
   };
 }
 

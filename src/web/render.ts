@@ -3,8 +3,9 @@ import { Eta } from 'eta';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Permission } from '../http/permissions.js';
 import type { JobView } from '../jobs/view.js';
+import type { DeviceView } from '../system/devices.js';
 import { createFormatters } from './format.js';
-import { LANGUAGES, type Language, allCatalogs, createTranslator, requestLanguage } from './i18n.js';
+import { LANGUAGES, type Language, type Translate, allCatalogs, createPluralTranslator, createTranslator, requestLanguage } from './i18n.js';
 import { badSectors, canRetryBadAreas, cardTone, jobActions, jobSectorSize, jobState, priorityEditable, rescuePass } from './job-card.js';
 import { webRoot } from './paths.js';
 import { currentPath, formFields, withParams } from './request.js';
@@ -25,7 +26,7 @@ const CLIENT_KEYS = ['status.', 'phase.', 'live.', 'config.browser_notifications
 export function requestI18n(request: FastifyRequest): I18n {
   const lang = requestLanguage(request.headers);
   const catalog = allCatalogs()[lang];
-  return { lang, t: createTranslator(catalog), has: (key) => catalog.has(key), fmt: createFormatters(lang) };
+  return { lang, t: createTranslator(catalog), tn: createPluralTranslator(catalog, lang), has: (key) => catalog.has(key), fmt: createFormatters(lang) };
 }
 
 let engine: Eta | undefined;
@@ -79,6 +80,28 @@ interface PageContext extends I18n {
   /** A job's or a verification task's error, in the page's language when the catalog knows its code. */
   jobError(subject: Pick<JobView, 'error'>): string;
   optionLabel(field: SettingField, option: string): string;
+  driveName(drive: DescribedDrive): string;
+}
+
+type DescribedDrive = Pick<DeviceView, 'id' | 'path' | 'kind' | 'vendor' | 'model' | 'backing_file'>;
+
+/**
+ * A drive's name in the reader's language: the drives module describes drives in English for the
+ * API, the CLI and MQTT; the pages build the same description from the drive's fields.
+ */
+function driveName(t: Translate, drive: DescribedDrive): string {
+  const product = [drive.vendor, drive.model].filter((part) => part !== null).join(' ');
+  switch (drive.kind) {
+    case 'optical':
+      return product || t('drive_name.optical', { id: drive.id });
+    case 'block':
+      if (drive.backing_file !== null) return t('drive_name.loop', { path: drive.path, file: drive.backing_file });
+      return product ? t('drive_name.block_product', { path: drive.path, product }) : t('drive_name.block', { path: drive.path });
+    case 'file':
+      return t('drive_name.file', { path: drive.path });
+    case 'demo':
+      return t('drive_name.demo');
+  }
 }
 
 /** Builds a message from a code, when the catalog knows it; codes come from our own redirects. */
@@ -126,9 +149,11 @@ function pageContext(request: FastifyRequest, viewer: Viewer): PageContext {
       return i18n.has(key) ? i18n.t(key) : subject.error.message;
     },
     optionLabel(field, option) {
-      const key = `config.options.${field.key}.${option}`;
+      // Event choices are named like everywhere else events are offered.
+      const key = field.key === 'notifications.email_events' ? `event_type.${option}` : `config.options.${field.key}.${option}`;
       return i18n.has(key) ? i18n.t(key) : option;
     },
+    driveName: (drive) => driveName(i18n.t, drive),
   };
 }
 

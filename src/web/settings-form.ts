@@ -1,4 +1,4 @@
-import { getPath, settingLeaves } from '../config/load.js';
+import { STORED_SOURCE, getPath, settingLeaves } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { isSecretLeaf, settingLock, shownValue } from '../system/settings.js';
 import type { FormFields } from './request.js';
@@ -100,6 +100,21 @@ function fieldName(key: string): string {
   return key.replace(/\./g, '__');
 }
 
+/**
+ * Where a value comes from, in the reader's language. The config loader names its layers in English
+ * for logs and the API (`environment DISK2ISO_X`, `--set key`, `config file /path`, STORED_SOURCE, `default`);
+ * the pages translate the kind and keep the name, which is code.
+ */
+function settingOrigin(i18n: I18n, source: string): string {
+  const named = /^(environment|config file|--set) (.+)$/.exec(source);
+  if (named?.[1] === 'environment') return i18n.t('config.origin.environment', { name: named[2] as string });
+  if (named?.[1] === 'config file') return i18n.t('config.origin.file', { path: named[2] as string });
+  if (named?.[1] === '--set') return i18n.t('config.origin.flag', { flag: `--set ${named[2] as string}` });
+  if (source === STORED_SOURCE) return i18n.t('config.origin.stored');
+  if (source === 'default') return i18n.t('config.origin.default');
+  return source;
+}
+
 export function sectionFields(config: Config, section: SettingsSection, i18n: I18n): SettingField[] {
   const rank = (key: string): number => (ORDER.includes(key) ? ORDER.indexOf(key) : ORDER.length);
   return settingLeaves()
@@ -128,7 +143,7 @@ export function sectionFields(config: Config, section: SettingsSection, i18n: I1
         pattern: schema.pattern ?? null,
         label: i18n.has(labelKey) ? i18n.t(labelKey) : (schema.description ?? leaf.path),
         help: i18n.has(helpKey) ? i18n.t(helpKey) : '',
-        fixedBy: lock === null ? null : (lock.source ?? i18n.t('config.server_only')),
+        fixedBy: lock === null ? null : lock.source === null ? i18n.t('config.server_only') : settingOrigin(i18n, lock.source),
         advanced: ADVANCED.has(leaf.path),
       };
     });

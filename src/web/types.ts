@@ -20,7 +20,7 @@ import type { DeviceStatusService } from '../system/devices.js';
 import type { SettingsService } from '../system/settings.js';
 import type { SystemStatusService } from '../system/status.js';
 import type { Formatters } from './format.js';
-import type { Language, Translate } from './i18n.js';
+import type { Language, Translate, TranslatePlural } from './i18n.js';
 
 /**
  * What the pages need from the rest of the service: the same services the REST API uses, called
@@ -31,6 +31,8 @@ import type { Language, Translate } from './i18n.js';
 export interface I18n {
   lang: Language;
   t: Translate;
+  /** A text chosen by a count, in the language's plural forms. */
+  tn: TranslatePlural;
   /** True when the catalog has the key (for messages chosen by a code). */
   has(key: string): boolean;
   fmt: Formatters;

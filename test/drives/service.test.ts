@@ -299,6 +299,8 @@ describe('extra sources from drives.extra', () => {
       );
       assert.equal(drives[0]?.path, loop.path);
       assert.match(drives[0]?.description ?? '', new RegExp(`Loop device ${loop.path} \\(backing file .*padded\\.iso\\)`));
+      assert.match(drives[0]?.backingFile ?? '', /padded\.iso$/, 'the pages describe a loop device by its backing file');
+      assert.equal(drives[1]?.backingFile, undefined);
       assert.equal(drives[1]?.path, await realpath(imageFile));
       assert.deepEqual(
         warnings.map((warning) => warning.details['path']),

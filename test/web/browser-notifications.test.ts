@@ -66,10 +66,10 @@ describe('browser notifications in Chromium follow the domain events', () => {
     await box.getByRole('button', { name: 'Turn on in this browser' }).click();
     await box.getByText('On in this browser.').waitFor();
     // The end of a job is chosen until the user chooses otherwise.
-    assert.equal(await box.getByRole('checkbox', { name: 'job.completed', exact: true }).isChecked(), true);
-    assert.equal(await box.getByRole('checkbox', { name: 'disc.inserted', exact: true }).isChecked(), false);
-    await box.getByRole('checkbox', { name: 'disc.inserted', exact: true }).check();
-    await box.getByRole('checkbox', { name: 'verification.failed', exact: true }).check();
+    assert.equal(await box.getByRole('checkbox', { name: 'Job completed', exact: true }).isChecked(), true);
+    assert.equal(await box.getByRole('checkbox', { name: 'Disc inserted', exact: true }).isChecked(), false);
+    await box.getByRole('checkbox', { name: 'Disc inserted', exact: true }).check();
+    await box.getByRole('checkbox', { name: 'Verification failed', exact: true }).check();
 
     // The stream's headers come after the server connected it to the events.
     const streamOpen = page.waitForResponse((response) => new URL(response.url()).pathname === '/api/v1/events');

@@ -157,7 +157,7 @@ describe('web interface in Chromium', () => {
     await page.getByRole('link', { name: 'Archive', exact: true }).click();
     await page.getByLabel('Search the archive', { exact: true }).fill('web_flow');
     await page.getByRole('button', { name: 'Search', exact: true }).click();
-    await page.getByText('Showing 1–1 of 1 items').waitFor();
+    await page.getByText('Showing 1–1 of 1 item').waitFor();
     const entry = page.locator('.archive-card', { hasText: 'WEB_FLOW_DISC' });
     await screenshots(page, 'archive');
 
@@ -184,11 +184,11 @@ describe('web interface in Chromium', () => {
     await page.getByText('Label, tags and notes were saved.').waitFor();
     await screenshots(page, 'archive-detail');
     await page.goto(`${server.url}/archive?q=family`);
-    await page.getByText('Showing 1–1 of 1 items').waitFor();
+    await page.getByText('Showing 1–1 of 1 item').waitFor();
     await page.locator('.archive-card .tag', { hasText: 'family' }).waitFor();
 
     await page.locator('.archive-card', { hasText: 'WEB_FLOW_DISC' }).getByRole('link', { name: 'Delete' }).click();
-    await page.getByRole('heading', { name: 'Delete 1 image(s)?' }).waitFor();
+    await page.getByRole('heading', { name: 'Delete 1 image?' }).waitFor();
     await screenshots(page, 'archive-delete');
     await page.getByRole('button', { name: 'Delete for good' }).click();
     await page.getByText('The image was deleted.').waitFor();
@@ -466,7 +466,7 @@ describe('web interface in Chromium', () => {
     await page.goto(`${server.url}/archive`);
     await page.getByLabel('Search the archive', { exact: true }).fill('plain_disc');
     await page.getByRole('button', { name: 'Search', exact: true }).click();
-    await page.getByText('Showing 1–1 of 1 items').waitFor();
+    await page.getByText('Showing 1–1 of 1 item').waitFor();
     const entry = page.locator('.archive-card', { hasText: 'no_script' });
     const [download] = await Promise.all([page.waitForEvent('download'), entry.getByRole('link', { name: 'Download' }).click()]);
     const saved = join(work, 'downloaded-plain.iso');

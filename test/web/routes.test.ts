@@ -125,7 +125,7 @@ describe('web pages (rendered in-process)', () => {
       ],
       ['job detail', () => `/jobs/${running.id}`, [/Sector map/, /Log/, /Details/, /42\.5%/, /2\.5 MB\/s/, /4:23/]],
       ['drives', () => '/drives', [/Drives/]],
-      ['archive', () => '/archive', [/Showing 1–1 of 1 items/, /movie_collection_disc1\.iso/, /MD5:/, /Download/]],
+      ['archive', () => '/archive', [/Showing 1–1 of 1 item/, /movie_collection_disc1\.iso/, /MD5:/, /Download/]],
       ['archive detail', () => `/archive/${archiveId}`, [/Verification history/, /Description/]],
       ['archive delete', () => `/archive/${archiveId}/delete`, [/Delete 1 image/, /cannot be undone/]],
       ['settings', () => '/config', [/Storage/, /Imaging defaults/, /Notifications/, /Users and authentication/, /Read attempts/]],
@@ -306,7 +306,7 @@ describe('web pages (rendered in-process)', () => {
       custom_fields: {},
     });
     const found = await send('GET', '/archive?q=backup');
-    assert.match(found.body, /Showing 1–1 of 1 items/);
+    assert.match(found.body, /Showing 1–1 of 1 item/);
     assert.match(found.body, /Software 2024/);
 
     const tooLong = await send('POST', `/archive/${id}`, { form: { label: 'x'.repeat(201), tags: 'a\tb', notes: '' } });
@@ -430,7 +430,7 @@ describe('web pages (rendered in-process)', () => {
 
     const confirm = await send('POST', '/archive/bulk', { form: { action: 'delete', ids, return_to: '/archive?q=bulk' } });
     assert.equal(confirm.status, 200);
-    assert.match(confirm.body, /Delete 2 image\(s\)\?/);
+    assert.match(confirm.body, /Delete 2 images\?/);
     assert.match(confirm.body, /bulk_one\.iso/);
     assert.match(confirm.body, /bulk_two\.iso/);
     assert.equal((await server.archives.get(ids[0] as string)).filename, 'bulk_one.iso', 'nothing deleted before confirming');
@@ -534,7 +534,7 @@ describe('web pages (rendered in-process)', () => {
   it('shows settings fixed by the environment as read-only, with where they come from', async () => {
     const page = await send('GET', '/config');
     assert.match(page.body, /id="setting-imaging__map_save_interval_seconds"[^>]* disabled/);
-    assert.match(page.body, /Set by environment DISK2ISO_IMAGING_MAP_SAVE_INTERVAL_SECONDS; change it there\./);
+    assert.match(page.body, /Set by the environment variable DISK2ISO_IMAGING_MAP_SAVE_INTERVAL_SECONDS; change it there\./);
   });
 
   it("answers unknown page addresses with a page in the user's language, and API addresses with JSON", async () => {

@@ -15,10 +15,12 @@ const Device = Type.Object(
     id: DeviceId,
     kind: Type.Enum(['optical', 'block', 'file', 'demo']),
     description: Type.String(),
+    backing_file: Nullable(Type.String({ description: 'The file behind a loop device; null for other drives' })),
     media_kind: Nullable(DiscKind),
     label: Nullable(Type.String()),
     ejectable: Type.Boolean(),
     media_error: Nullable(Type.String({ description: 'Why the medium could not be read, or why the drive gives no answer' })),
+    media_error_code: Nullable(Type.String({ description: 'The error code of media_error (drive_not_responding, media_unreadable, …)' })),
     media_state: Type.Enum(['job', 'probed', 'failed', 'probing', 'not_responding'], {
       description:
         'Where the media fields come from. job: the drive is busy and they are what its job recorded; probed: a probe of the idle drive in the last 15 s; ' +

@@ -20,9 +20,9 @@ type SetupErrors = Partial<Record<'username' | 'password' | 'confirm', string>>;
 
 /** "30 seconds", "2 minutes": how long a locked-out or throttled user has to wait. */
 function waitText(i18n: I18n, seconds: number): string {
-  if (seconds < 60) return i18n.t(seconds === 1 ? 'auth.wait.second' : 'auth.wait.seconds', { n: seconds });
+  if (seconds < 60) return i18n.tn('auth.wait.seconds', seconds, { n: i18n.fmt.number(seconds) });
   const minutes = Math.ceil(seconds / 60);
-  return i18n.t(minutes === 1 ? 'auth.wait.minute' : 'auth.wait.minutes', { n: minutes });
+  return i18n.tn('auth.wait.minutes', minutes, { n: i18n.fmt.number(minutes) });
 }
 
 /**

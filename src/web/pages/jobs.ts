@@ -48,11 +48,17 @@ const FORM_ERRORS = new Set([
   'name_exhausted',
 ]);
 
+/** Why a drive's last probe failed: the catalog's sentence for its code, else the probe's own message. */
+function probeError(i18n: I18n, device: Pick<DeviceView, 'media_error' | 'media_error_code'>): string {
+  const key = `errors.${device.media_error_code}`;
+  return device.media_error_code !== null && i18n.has(key) ? i18n.t(key) : i18n.t('errors.generic', { message: device.media_error ?? '' });
+}
+
 /** Why the job service would refuse the drive's disc now, by the rules of KnownDrives.knownMedia (translated), or null. */
 export function mediaProblem(i18n: I18n, device: DeviceView): string | null {
   if (device.media_state === 'job') return null;
   if (device.media_state === 'not_responding') return i18n.t('errors.drive_not_responding');
-  if (device.media_error !== null) return i18n.t('errors.generic', { message: device.media_error });
+  if (device.media_error !== null) return probeError(i18n, device);
   const refusal = discProblem(device);
   if (refusal === null) return null;
   // A refusal from an older answer is not trusted: the drive is being checked again.

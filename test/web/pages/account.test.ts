@@ -190,7 +190,7 @@ describe('account, API key, user and audit pages', () => {
     });
     const page = await send('GET', '/audit?event_type=config');
     assert.equal(page.status, 200);
-    assert.match(page.body, /Showing 1–1 of 1 items/);
+    assert.match(page.body, /Showing 1–1 of 1 item/);
     assert.ok(!page.body.includes('<script>alert(1)'));
     assert.match(page.body, /&lt;script&gt;alert\(1\)&lt;\/script&gt;/);
     const byUser = await send('GET', '/audit?event_type=user&user=admin-user');

@@ -77,7 +77,7 @@ describe('the catalogue import form', () => {
     assert.match(answer.body, /<dd data-import-created>1<\/dd>/);
     assert.match(answer.body, /<dd data-import-updated>2<\/dd>/);
     assert.match(answer.body, /<dd data-import-skipped>1<\/dd>/);
-    assert.match(answer.body, /1 entries matched no image and lie outside the output directory/);
+    assert.match(answer.body, /1 entry matched no image and lies outside the output directory/);
     assert.deepEqual(await labels(), ['One, described', 'Two, described']);
     const two = await server.archiveRepository.get(bySha);
     assert.deepEqual(two?.metadata.tags, ['imported']);

@@ -57,7 +57,7 @@ describe('notifications.browser reaches the live pages', () => {
     assert.ok(!page.body.includes(secret), 'and never again');
     const id = /<td>from the page<\/td>[\s\S]*?action="\/config\/webhooks\/(whk_[a-z0-9]+)\/test"/.exec(page.body)?.[1];
     assert.ok(id !== undefined);
-    assert.match(page.body, /<td>job\.completed, job\.failed<\/td>/);
+    assert.match(page.body, /<td>Job completed, Job failed<\/td>/, 'the events by their names, not their codes');
 
     const refused = await server.send('POST', '/config/webhooks', { form: { webhook_name: 'bad', webhook_url: 'ftp://hooks.example.org/' } });
     assert.equal(refused.status, 400);

@@ -1,5 +1,5 @@
 // Formats live values like the server does (src/web/format.ts); keep the two in step.
-const LOCALES = { en: 'en-GB', de: 'de-DE' };
+const LOCALES = { en: 'en-GB', de: 'de-DE', es: 'es-ES', fr: 'fr-FR' };
 const UNITS = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
 const DASH = '–';
 
