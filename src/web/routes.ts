@@ -12,6 +12,7 @@ import { registerDashboard } from './pages/dashboard.js';
 import { registerDrivePages } from './pages/drives.js';
 import { registerJobPages } from './pages/jobs.js';
 import { registerLanguageSwitch } from './pages/language.js';
+import { registerThemeSwitch } from './pages/theme.js';
 import { registerUserPages } from './pages/users.js';
 import { webRoot } from './paths.js';
 import type { WebDeps } from './types.js';
@@ -35,6 +36,7 @@ export async function registerWebRoutes(app: App, deps: WebDeps): Promise<void> 
   app.setErrorHandler(pageErrors);
   registerAuthPages(app, deps, deps.accounts, pageErrors);
   registerLanguageSwitch(app);
+  registerThemeSwitch(app, deps);
   registerDashboard(app, deps);
   registerJobPages(app, deps);
   registerDrivePages(app, deps);
