@@ -35,7 +35,7 @@ async function exists(path: string): Promise<boolean> {
 }
 
 function card(page: Page, name: string): Locator {
-  return page.locator(`article.job-card[data-name="${name}"]`);
+  return page.locator(`[data-job-id][data-name="${name}"]`);
 }
 
 async function assertNoProblems(watched: WatchedContext, page: Page): Promise<void> {
@@ -455,7 +455,7 @@ describe('web interface in Chromium', () => {
     await page.getByLabel('Name', { exact: true }).fill('no_script <b>disc<b> "q"');
     await page.getByRole('button', { name: 'Start imaging' }).click();
     await page.getByText('The imaging job was created.').waitFor();
-    const job = page.locator('article.job-card').filter({ hasText: 'no_script <b>disc<b> "q"' });
+    const job = page.locator('[data-job-id]').filter({ hasText: 'no_script <b>disc<b> "q"' });
     await job.waitFor();
     // Without JavaScript nothing updates by itself: the user reloads.
     await waitUntil('the job to complete', async () => {

@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type WebTestServer, startWebTestServer } from '../support/server.js';
 
-/** The colour scheme the page was rendered in: the value on <html>. */
-function renderedTheme(body: string): string | undefined {
-  return /<html [^>]*data-theme="([a-z]+)"/.exec(body)?.[1];
+/** The colour scheme the page was rendered in: the value on <html>; none follows the system. */
+function renderedTheme(body: string): string {
+  const html = /<html [^>]*>/.exec(body)?.[0];
+  assert.ok(html !== undefined, 'a page');
+  return /data-theme="([a-z]+)"/.exec(html)?.[1] ?? 'system';
 }
 
 describe('colour scheme', () => {
