@@ -52,6 +52,7 @@ describe('colour scheme', () => {
       assert.equal(refused.location, '/?error=validation_failed');
     }
     const json = await server.send('POST', '/theme', { session: server.sessions.admin, form: { theme: 'blue' }, json: true });
+    assert.equal(JSON.parse(json.body).error.code, 'validation_failed');
     assert.equal(json.status, 400);
     assert.equal(renderedTheme((await server.send('GET', '/')).body), 'dark');
   });
@@ -62,6 +63,11 @@ describe('colour scheme', () => {
     const forged = await server.send('POST', '/theme', { session: server.sessions.viewer, form: { theme: 'dark' }, csrf: false });
     assert.equal(forged.status, 403);
     assert.equal(renderedTheme((await server.send('GET', '/', { session: server.sessions.viewer })).body), 'system');
+    // Error pages are the user's too: the guard's refusal comes before the route's hooks read the scheme.
+    await server.send('POST', '/theme', { session: server.sessions.viewer, form: { theme: 'dark' } });
+    const forbidden = await server.send('GET', '/users', { session: server.sessions.viewer });
+    assert.equal(forbidden.status, 403);
+    assert.equal(renderedTheme(forbidden.body), 'dark');
     const signIn = await server.send('GET', '/login', { session: null });
     assert.equal(renderedTheme(signIn.body), 'system');
     assert.ok(!signIn.body.includes('action="/theme"'), 'no switch without a user to remember it for');
