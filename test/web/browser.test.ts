@@ -143,7 +143,9 @@ describe('web interface in Chromium', () => {
     });
     await screenshots(page, 'dashboard');
     await waitUntil('the job to complete', async () => (await job.getAttribute('data-status')) === 'completed');
-    assert.equal(await progressOf(job), 100);
+    // A finished job leaves its big card for a compact row under "Recently finished".
+    assert.equal(await job.evaluate((element) => element.closest('section')?.getAttribute('aria-labelledby')), 'recent-heading');
+    assert.equal(await job.locator('[data-field="status"]').textContent(), 'Completed');
     assert.equal(await page.evaluate('window.__sameDocument'), true, 'the page was never reloaded');
     assert.equal(navigations, navigationsBefore, 'no navigation while the job ran');
     await page.locator('.toast', { hasText: 'WEB_FLOW_DISC is complete.' }).waitFor();
