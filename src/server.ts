@@ -277,12 +277,13 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       openArchiveImage: archives.openFile,
       onEvent: (level, message, details) => eventLog.record({ level, source: 'archives', message, details }),
     });
+    const preferences = createPreferenceRepository(database);
     const catalogueService = createCatalogueService({
       outputDir: () => config.storage.output_dir,
       archives: catalogue,
       archiveService: archives,
       categories: createCategoryRepository(database),
-      preferences: createPreferenceRepository(database),
+      preferences,
     });
     const reverify = createReverifySchedule({
       config,
@@ -462,6 +463,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
             notifications,
             mqtt,
             integrity: { recovery, adoption, defaultRedundancy },
+            preferences,
             security: { user: principalOf, currentUser: (request) => request.principal, csrfToken: (request) => principalOf(request).csrfToken ?? '' },
             accounts: {
               login: auth.login,

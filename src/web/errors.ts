@@ -107,7 +107,7 @@ function passwordChangeRequired(error: PasswordChangeRequiredError, request: Fas
  * the status the API would give. Details of internal errors go to the log only. Missing sign-in
  * and a password that must be changed first lead to the pages that resolve them.
  */
-export function createPageErrorHandler(security: WebSecurity): PageErrorHandler {
+export function createPageErrorHandler(security: WebSecurity, loadTheme: (request: FastifyRequest) => Promise<void>): PageErrorHandler {
   return async (error, request, reply) => {
     if (error instanceof PasswordChangeRequiredError) return passwordChangeRequired(error, request, reply);
     if (isSignInRequired(error)) return signInRequired(error, request, reply);
@@ -117,6 +117,9 @@ export function createPageErrorHandler(security: WebSecurity): PageErrorHandler 
     const i18n = requestI18n(request);
     const message = userMessage(i18n, error);
     if (wantsJson(request)) return reply.status(status).send({ error: { code: errorCode(error), message } });
+    // A refusal before the route's own hooks (the guard's 403) has not read the user's scheme yet. The
+    // error page must appear even when the database is what failed: then it follows the system.
+    await loadTheme(request).catch(() => undefined);
     return renderPage(
       request,
       reply,

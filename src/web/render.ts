@@ -10,6 +10,7 @@ import { badSectors, canRetryBadAreas, cardTone, jobActions, jobSectorSize, jobS
 import { webRoot } from './paths.js';
 import { currentPath, formFields, withParams } from './request.js';
 import type { SettingField } from './settings-form.js';
+import { THEMES, type Theme, themeOf } from './theme.js';
 import type { I18n, WebSecurity, WebUser } from './types.js';
 
 /** The navigation bar: path, catalog key, and what a user needs to see the entry. */
@@ -63,6 +64,9 @@ interface PageContext extends I18n {
   /** Path and query of this page, for forms that return here. */
   here: string;
   languages: readonly Language[];
+  /** The signed-in user's colour scheme (the layout puts it on <html>) and the choices the switch offers. */
+  theme: Theme;
+  themes: readonly Theme[];
   nav: Array<{ path: string; label: string; current: boolean }>;
   /** One-shot message after a redirect (`?notice=code` / `?error=code`), already translated. */
   notice: string | null;
@@ -127,6 +131,8 @@ function pageContext(request: FastifyRequest, viewer: Viewer): PageContext {
     csrf,
     here: withParams(here, {}),
     languages: LANGUAGES,
+    theme: themeOf(request),
+    themes: THEMES,
     nav: NAVIGATION.filter((entry) => user?.can(entry.permission) ?? false).map((entry) => ({
       path: entry.path,
       label: i18n.t(entry.key),

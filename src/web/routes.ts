@@ -12,6 +12,7 @@ import { registerDashboard } from './pages/dashboard.js';
 import { registerDrivePages } from './pages/drives.js';
 import { registerJobPages } from './pages/jobs.js';
 import { registerLanguageSwitch } from './pages/language.js';
+import { createThemeLoader, registerThemeSwitch } from './pages/theme.js';
 import { registerUserPages } from './pages/users.js';
 import { webRoot } from './paths.js';
 import type { WebDeps } from './types.js';
@@ -31,10 +32,12 @@ export async function registerWebRoutes(app: App, deps: WebDeps): Promise<void> 
   await app.register(fastifyStatic, { root: join(webRoot(), 'static'), prefix: '/static/', decorateReply: false, index: false, list: false });
   if (!app.hasContentTypeParser('application/x-www-form-urlencoded')) await app.register(fastifyFormbody);
 
-  const pageErrors = createPageErrorHandler(deps.security);
+  const loadTheme = createThemeLoader(deps);
+  const pageErrors = createPageErrorHandler(deps.security, loadTheme);
   app.setErrorHandler(pageErrors);
   registerAuthPages(app, deps, deps.accounts, pageErrors);
   registerLanguageSwitch(app);
+  registerThemeSwitch(app, deps, loadTheme);
   registerDashboard(app, deps);
   registerJobPages(app, deps);
   registerDrivePages(app, deps);

@@ -11,6 +11,7 @@ import type { Actor } from '../auth/principal.js';
 import type { SetupService } from '../auth/setup.js';
 import type { UserService } from '../auth/users.js';
 import type { Config } from '../config/schema.js';
+import type { PreferenceRepository } from '../db/catalogue-repository.js';
 import type { Permission } from '../http/permissions.js';
 import type { AutomationService } from '../jobs/automation.js';
 import type { JobService } from '../jobs/service.js';
@@ -125,4 +126,6 @@ export interface WebDeps {
   automation: Pick<AutomationService, 'notices' | 'settings' | 'update'>;
   /** Recovery data, repair and adoption (src/web/pages/archive-integrity.ts). */
   integrity: WebIntegrity;
+  /** Each user's small choices that follow them to every device (the colour scheme). */
+  preferences: PreferenceRepository;
 }

@@ -35,7 +35,7 @@ async function exists(path: string): Promise<boolean> {
 }
 
 function card(page: Page, name: string): Locator {
-  return page.locator(`article.job-card[data-name="${name}"]`);
+  return page.locator(`[data-job-id][data-name="${name}"]`);
 }
 
 async function assertNoProblems(watched: WatchedContext, page: Page): Promise<void> {
@@ -143,7 +143,9 @@ describe('web interface in Chromium', () => {
     });
     await screenshots(page, 'dashboard');
     await waitUntil('the job to complete', async () => (await job.getAttribute('data-status')) === 'completed');
-    assert.equal(await progressOf(job), 100);
+    // A finished job leaves its big card for a compact row under "Recently finished".
+    assert.equal(await job.evaluate((element) => element.closest('section')?.getAttribute('aria-labelledby')), 'recent-heading');
+    assert.equal(await job.locator('[data-field="status"]').textContent(), 'Completed');
     assert.equal(await page.evaluate('window.__sameDocument'), true, 'the page was never reloaded');
     assert.equal(navigations, navigationsBefore, 'no navigation while the job ran');
     await page.locator('.toast', { hasText: 'WEB_FLOW_DISC is complete.' }).waitFor();
@@ -455,7 +457,7 @@ describe('web interface in Chromium', () => {
     await page.getByLabel('Name', { exact: true }).fill('no_script <b>disc<b> "q"');
     await page.getByRole('button', { name: 'Start imaging' }).click();
     await page.getByText('The imaging job was created.').waitFor();
-    const job = page.locator('article.job-card').filter({ hasText: 'no_script <b>disc<b> "q"' });
+    const job = page.locator('[data-job-id]').filter({ hasText: 'no_script <b>disc<b> "q"' });
     await job.waitFor();
     // Without JavaScript nothing updates by itself: the user reloads.
     await waitUntil('the job to complete', async () => {

@@ -658,6 +658,14 @@ const PROBES: Record<string, Probe> = {
     assert.match(page.body, /<html lang="de"/);
   },
 
+  async theme(kit) {
+    const chosen = await kit.server.send('POST', '/theme', { form: { theme: 'dark', return_to: '/config' } });
+    assert.equal(chosen.status, 303);
+    assert.match((await kit.server.send('GET', '/config')).body, /<html lang="[a-z]+" data-theme="dark">/);
+    await kit.server.send('POST', '/theme', { form: { theme: 'system', return_to: '/config' } });
+    assert.match((await kit.server.send('GET', '/config')).body, /<html lang="[a-z]+">/, 'following the system needs no attribute');
+  },
+
   async return_to(kit) {
     const chosen = await kit.server.send('POST', '/language', { form: { lang: 'en', return_to: '/jobs?state=done' } });
     assert.equal(chosen.location, '/jobs?state=done', 'back where the language was chosen');
@@ -669,7 +677,7 @@ const PROBES: Record<string, Probe> = {
     });
     assert.equal(added.status, 201, added.body.slice(0, 300));
     const page = (await kit.server.send('GET', '/config')).body;
-    assert.ok(page.includes('<td>walk &lt;name&gt;</td>'), 'listed under its name');
+    assert.ok(/<td[^>]*>walk &lt;name&gt;<\/td>/.test(page), 'listed under its name');
   },
 
   async webhook_url(kit) {
@@ -677,7 +685,7 @@ const PROBES: Record<string, Probe> = {
       form: { webhook_name: 'walk url', webhook_url: `http://127.0.0.1:${kit.receiver.port}/walk-url`, webhook_events: ['job.failed'] },
     });
     assert.equal(added.status, 201, added.body.slice(0, 300));
-    const id = /<td>walk url<\/td>[\s\S]*?action="\/config\/webhooks\/(whk_[a-z0-9]+)\/test"/.exec((await kit.server.send('GET', '/config')).body)?.[1];
+    const id = /<td[^>]*>walk url<\/td>[\s\S]*?action="\/config\/webhooks\/(whk_[a-z0-9]+)\/test"/.exec((await kit.server.send('GET', '/config')).body)?.[1];
     assert.equal((await kit.server.send('POST', `/config/webhooks/${id}/test`, { form: {} })).status, 303);
     await waitFor('the test webhook', () => kit.receiver.received.some((request) => request.url === '/walk-url'));
   },

@@ -2,14 +2,16 @@ import type { FastifyRequest } from 'fastify';
 import type { HashAlgorithm } from '../../config/schema.js';
 import type { App } from '../../http/app.js';
 import type { DiscNotice } from '../../jobs/automation-model.js';
-import { FINISHED_JOB_STATUSES, UNFINISHED_JOB_STATUSES } from '../../jobs/model.js';
+import { FINISHED_JOB_STATUSES, UNFINISHED_JOB_STATUSES, isActive } from '../../jobs/model.js';
 import type { JobView } from '../../jobs/view.js';
 import type { SystemStatus } from '../../system/status.js';
+import { DRIVE_STATE_TONE, type DriveStatusRow, driveState } from '../drive-state.js';
 import { activeOrder } from '../job-card.js';
-import { renderFragment, renderPage } from '../render.js';
+import { renderFragment, renderPage, requestI18n } from '../render.js';
 import { formFields, withParams } from '../request.js';
 import { type SectorMapView, readSectorMap } from '../sector-map.js';
 import type { WebDeps } from '../types.js';
+import { mediaProblem } from './jobs.js';
 import { pagination } from './pagination.js';
 
 const RECENT_FINISHED = 6;
@@ -23,8 +25,14 @@ interface DashboardData {
   here: string;
   /** Where the page's script fetches this data again as a fragment. */
   fragmentUrl: string;
-  active: JobView[];
+  /** Jobs reading or verifying: each gets a big card with its progress. */
+  running: JobView[];
+  /** The other unfinished jobs (queued, paused): one compact row each. */
+  waiting: JobView[];
   activeTotal: number;
+  /** Each drive and what it is doing; null for a user who may not see the drives. */
+  drives: DriveStatusRow[] | null;
+  driveTone: typeof DRIVE_STATE_TONE;
   finished: JobView[];
   finishedTotal: number;
   pages: ReturnType<typeof pagination> | null;
@@ -33,6 +41,28 @@ interface DashboardData {
   sectorMaps: Record<string, SectorMapView | null>;
   /** Discs that wait for someone to image them (drive automation), with the job their button creates. */
   discNotices: Array<DiscNotice & { readAttempts: number; checksums: HashAlgorithm[]; verify: boolean; priority: string }>;
+}
+
+/** The drives as the dashboard lists them: the device status with the jobs and disc notices that concern each. */
+async function driveRows(deps: WebDeps, request: FastifyRequest, unfinished: JobView[], noticeDrives: ReadonlySet<string>): Promise<DriveStatusRow[]> {
+  const i18n = requestI18n(request);
+  const canSeeAutomation = deps.security.user(request).can('system:read');
+  const devices = await deps.devices.views();
+  return Promise.all(
+    devices.map(async (device) => {
+      const problem = mediaProblem(i18n, device);
+      const reading = device.job_id === null ? undefined : unfinished.find((job) => job.id === device.job_id);
+      const queued = unfinished.find((job) => job.device_id === device.id && job.status === 'queued');
+      const job = reading ?? queued ?? null;
+      return {
+        device,
+        state: driveState(device, problem, { job: queued !== undefined, notice: noticeDrives.has(device.id) }),
+        problem,
+        job: job === null ? null : { id: job.id, name: job.name },
+        mode: canSeeAutomation ? (await deps.automation.settings(device.id)).mode : null,
+      };
+    }),
+  );
 }
 
 async function dashboardData(deps: WebDeps, request: FastifyRequest, canSeeSystem: boolean): Promise<DashboardData> {
@@ -54,19 +84,26 @@ async function dashboardData(deps: WebDeps, request: FastifyRequest, canSeeSyste
   const overBadAreas = active.jobs.filter(
     (job) => job.status === 'running' && (job.phase === 'trimming' || job.phase === 'scraping' || job.phase === 'retrying'),
   );
+  const notices = deps.automation.notices();
+  const canSeeDrives = deps.security.user(request).can('devices:read');
+  const drives = canSeeDrives ? await driveRows(deps, request, active.jobs, new Set(notices.map((notice) => notice.driveId))) : null;
+  const ordered = [...active.jobs].sort(activeOrder);
   const sectorMaps = Object.fromEntries(await Promise.all(overBadAreas.map(async (job) => [job.id, await readSectorMap(job.output_file)] as const)));
   return {
     tab,
     here: tab === 'finished' ? withParams('/', { tab, page: String(page) }) : '/',
     fragmentUrl: tab === 'finished' ? withParams('/fragments/dashboard', { tab, page: String(page) }) : '/fragments/dashboard',
-    active: [...active.jobs].sort(activeOrder),
+    running: ordered.filter((job) => isActive(job.status)),
+    waiting: ordered.filter((job) => !isActive(job.status)),
+    drives,
+    driveTone: DRIVE_STATE_TONE,
     activeTotal: active.total,
     finished: finished.jobs,
     finishedTotal: finished.total,
     pages: tab === 'finished' ? pagination(page, FINISHED_PAGE_SIZE, finished.total) : null,
     system,
     sectorMaps,
-    discNotices: deps.automation.notices().map((notice) => ({
+    discNotices: notices.map((notice) => ({
       ...notice,
       readAttempts: notice.options.read_attempts ?? deps.config.imaging.read_attempts,
       checksums: notice.options.checksums ?? [...deps.config.imaging.checksums],

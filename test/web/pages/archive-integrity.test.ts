@@ -69,7 +69,7 @@ describe('the image page: verification history with its origins, recovery data, 
     assert.match((await web.send('GET', '/archive/adopt')).body, /No adoption or recovery task has run yet/);
     const started = await web.send('POST', '/archive/adopt', { form: { folder: web.config.storage.output_dir } });
     assert.equal(started.location, '/archive/adopt?notice=archive_adopt_started', 'back to the page that shows its progress');
-    await waitFor('the adoption to finish', async () => /<td>Done<\/td>/.test((await web.send('GET', '/archive/adopt')).body));
+    await waitFor('the adoption to finish', async () => /<td[^>]*>Done<\/td>/.test((await web.send('GET', '/archive/adopt')).body));
     const page = (await web.send('GET', '/archive/adopt')).body;
     assert.match(page, /Adopt the folder <code class="path">[^<]+<\/code>/);
     assert.match(page, /0 adopted, 1 skipped, 0 failed/, 'page.iso is archived already');

@@ -1,17 +1,18 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { JOB_STATUSES, type JobRecord, type JobStatus, isFinished, isUnfinished } from '../../../src/jobs/model.js';
+import { JOB_STATUSES, type JobRecord, type JobStatus, isActive, isFinished, isUnfinished } from '../../../src/jobs/model.js';
 import { type WebTestServer, startWebTestServer } from '../support/server.js';
 
 const WORKER = 'dashboard-lists-worker';
 
-/** The ids of the job cards inside the section headed `headingId`. */
-function cardsIn(body: string, headingId: string): string[] {
+/** The ids of the jobs inside the section headed `headingId`: big cards, compact rows, or both. */
+function cardsIn(body: string, headingId: string, kind: 'card' | 'row' | 'any' = 'any'): string[] {
   const start = body.indexOf(`aria-labelledby="${headingId}"`);
   assert.ok(start >= 0, `no section ${headingId}`);
   const section = body.slice(start, body.indexOf('</section>', start));
-  return [...section.matchAll(/<article class="job-card[^"]*" id="job-(job_[a-z0-9]+)"/g)].map((match) => match[1] ?? '');
+  const element = { card: '<article class="job-card', row: '<li class="job-row', any: '<(?:article class="job-card|li class="job-row)' }[kind];
+  return [...section.matchAll(new RegExp(`${element}[^"]*" id="job-(job_[a-z0-9]+)"`, 'g'))].map((match) => match[1] ?? '');
 }
 
 describe('the dashboard lists jobs by the job model', () => {
@@ -57,6 +58,23 @@ describe('the dashboard lists jobs by the job model', () => {
     assert.deepEqual(cardsIn(body, 'active-heading').sort(), idsWhere(isUnfinished));
     assert.ok(cardsIn(body, 'active-heading').includes(byStatus.get('verifying')?.id ?? ''), 'the verifying job is on the active tab');
     assert.deepEqual(cardsIn(body, 'recent-heading').sort(), idsWhere(isFinished));
+  });
+
+  it('gives only the running and verifying jobs a big card; queued, paused and finished ones are compact rows', async () => {
+    const body = (await server.send('GET', '/')).body;
+    assert.deepEqual(cardsIn(body, 'active-heading', 'card').sort(), idsWhere(isActive));
+    assert.deepEqual(
+      cardsIn(body, 'active-heading', 'row').sort(),
+      idsWhere((status) => isUnfinished(status) && !isActive(status)),
+    );
+    assert.deepEqual(cardsIn(body, 'recent-heading', 'row').sort(), idsWhere(isFinished));
+    // The fragment the live stream fetches is the same content.
+    const fragment = (await server.send('GET', '/fragments/dashboard')).body;
+    assert.deepEqual(cardsIn(fragment, 'active-heading', 'card').sort(), idsWhere(isActive));
+    assert.deepEqual(
+      cardsIn(fragment, 'active-heading', 'row').sort(),
+      idsWhere((status) => isUnfinished(status) && !isActive(status)),
+    );
   });
 
   it('shows every finished job, and only those, on the finished tab', async () => {

@@ -19,10 +19,12 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
+/** A job's big card (running) or compact row (any other state) on the dashboard. */
 function cardOf(body: string, jobId: string): string {
-  const start = body.lastIndexOf('<article', body.indexOf(`id="job-${jobId}"`));
+  const start = body.lastIndexOf('<', body.indexOf(`id="job-${jobId}"`));
   assert.ok(start >= 0, `no card for ${jobId}`);
-  return body.slice(start, body.indexOf('</article>', start));
+  const element = body.startsWith('<li', start) ? 'li' : 'article';
+  return body.slice(start, body.indexOf(`</${element}>`, start));
 }
 
 describe('honest job states in the pages and the API', () => {
@@ -154,7 +156,7 @@ describe('honest job states in the pages and the API', () => {
   it('shows a job completed with unreadable sectors in amber on the dashboard, its page, the archive and the API', async () => {
     const job = await jobThatRead('scratched', 2 * 1024 * 1024 - 8192, 'completed', 8192);
     const card = cardOf((await send('GET', '/')).body, job.id);
-    assert.match(card, /class="job-card tone-with-errors"/);
+    assert.match(card, /class="job-row tone-with-errors"/);
     assert.match(card, /data-field="status">Completed with errors</);
     assert.match(card, /4 sectors \(8\.2 kB\) could not be read; they are zero-filled in the image\./);
     assert.match(card, new RegExp(`href="/jobs/${job.id}#map-heading"`));

@@ -17,6 +17,7 @@ import { createDriveStates } from '../../../src/drives/state.js';
 import { createEventBus } from '../../../src/events/bus.js';
 import type { App } from '../../../src/http/app.js';
 import { SESSION_COOKIE } from '../../../src/http/guard.js';
+import type { DeclaredRoute } from '../../../src/http/permissions.js';
 import { verifyImage } from '../../../src/imaging/engine.js';
 import type { JobEvents } from '../../../src/jobs/events.js';
 import type { JobQueue } from '../../../src/jobs/queue.js';
@@ -92,6 +93,8 @@ export interface WebTestServer {
   archiveRepository: ArchiveRepository;
   /** The service's durable stream of domain events (raising one sends it to the live streams). */
   notifications: NotificationService;
+  /** Every route the service registered, with its method and permission. */
+  routeTable: DeclaredRoute[];
   /** The first setup link the service announced (it does while no admin exists). */
   setupLink: Promise<string>;
   /** Signs in through POST /login and returns the new session. */
@@ -255,6 +258,7 @@ export async function startWebTestServer(options: WebTestServerOptions = {}): Pr
     archives,
     archiveRepository,
     notifications: server.notifications,
+    routeTable: server.routeTable,
     setupLink,
     login,
     send,

@@ -1,5 +1,37 @@
+import { signInAgain } from './fragments.js';
+import { t } from './strings.js';
+import { toast } from './toast.js';
+
+/**
+ * The colour scheme switch: the page changes colour at once and the choice is saved in the
+ * background (the same POST the form makes without script), so the next page, on any device, is
+ * rendered in it.
+ */
+function initThemeSwitch() {
+  const form = document.querySelector('form[data-theme-form]');
+  const select = form?.querySelector('select[name="theme"]');
+  if (!form || !select) return;
+  select.addEventListener('change', async () => {
+    document.documentElement.dataset.theme = select.value;
+    try {
+      const response = await fetch(form.getAttribute('action') ?? '/theme', {
+        method: 'POST',
+        body: new URLSearchParams(new FormData(form)),
+        headers: { Accept: 'application/json', 'X-CSRF-Token': form.querySelector('input[name="_csrf"]')?.value ?? '' },
+        credentials: 'same-origin',
+      });
+      if (response.status === 401) signInAgain();
+      else if (!response.ok) toast(t('errors.action_failed'), 'error');
+    } catch {
+      toast(t('errors.action_failed'), 'error');
+    }
+  });
+}
+
 /** Small conveniences on top of forms that work without JavaScript. */
 export function initForms() {
+  initThemeSwitch();
+
   // The language switch applies on choice; its button is for browsers without JavaScript.
   for (const select of document.querySelectorAll('select[data-autosubmit]')) {
     select.addEventListener('change', () => select.form?.requestSubmit());

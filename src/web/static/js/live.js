@@ -100,8 +100,8 @@ function dashboardView(root) {
     refresh,
     scheduleRefresh,
     onMessage(message) {
-      // A disc that came, went or waits changes the "Discs waiting" list.
-      if (message.type === 'domain_event' && message.data.type?.startsWith('disc.')) scheduleRefresh();
+      // A disc that came, went or waits, or a drive that appeared or vanished, changes the drives and "Discs waiting".
+      if (message.type === 'domain_event' && /^(disc|drive)\./.test(message.data.type ?? '')) scheduleRefresh();
       if (message.job_id === undefined) return;
       if (message.type === 'job_update') {
         const element = card(message.job_id);
