@@ -18,6 +18,8 @@ const IDLE_WITH_DISC: DeviceView = {
   label: 'HOLIDAY',
   ejectable: true,
   media_error: null,
+  media_error_code: null,
+  backing_file: null,
   media_state: 'probed',
   media_checked_at: '2026-12-04T21:00:00.000Z',
   job_id: null,
