@@ -47,7 +47,8 @@ self.addEventListener('fetch', (event) => {
     return;
   }
   if (PRECACHE.includes(url.pathname) && url.search === '') {
-    event.respondWith(caches.match(request, { cacheName: CACHE }).then((cached) => cached ?? fetch(request)));
+    // Network first: a page of a newer version never gets an older script; the kept copy is for the offline page.
+    event.respondWith(fetch(request).catch(() => caches.match(request, { cacheName: CACHE })));
   }
   // Everything else (API calls, fragments, downloads, live streams) is left to the browser: not stored.
 });
