@@ -20,7 +20,19 @@ const NAVIGATION: ReadonlyArray<{ path: string; key: string; permission: Permiss
 ];
 
 /** Strings the browser scripts show (toasts, live labels); passed to them in a data attribute. */
-const CLIENT_KEYS = ['status.', 'phase.', 'live.', 'config.browser_notifications.', 'account.push.', 'errors.action_failed'];
+const CLIENT_KEYS = [
+  'status.',
+  'phase.',
+  'live.',
+  'config.browser_notifications.',
+  'account.push.state_',
+  'account.push.unsupported',
+  'account.push.denied',
+  'account.push.failed',
+  'account.push.no_events',
+  'account.push.label_default',
+  'errors.action_failed',
+];
 
 export function requestI18n(request: FastifyRequest): I18n {
   const lang = requestLanguage(request.headers);

@@ -7,7 +7,7 @@ import type { Browser, Page } from 'playwright-core';
 import { SESSION_COOKIE } from '../../src/http/guard.js';
 import { shellFiles } from '../../src/web/pages/pwa.js';
 import { launchBrowser, launchProfileBrowser, watchedContext } from './support/browser.js';
-import { type WebTestServer, startWebTestServer } from './support/server.js';
+import { INJECT_ORIGIN, type WebTestServer, startWebTestServer } from './support/server.js';
 
 /**
  * The installable app: manifest, service worker and offline page, asked of the service (headers,
@@ -129,5 +129,57 @@ describe('the installable web app', () => {
     } finally {
       await restarted.close();
     }
+  });
+});
+
+describe('the account page: notifications on this device', () => {
+  let server: WebTestServer;
+  before(async () => {
+    server = await startWebTestServer({ env: { DISK2ISO_NOTIFICATIONS_PUSH_ALLOWED_HOSTS: 'localhost' } });
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  /** What the page's script sends for a subscribed browser, as the viewer's session (CSRF token and Origin as a page sends them). */
+  const subscribe = (label: string, csrf = true) =>
+    server.app.inject({
+      method: 'POST',
+      url: '/api/v1/notifications/push/subscriptions',
+      headers: { cookie: server.sessions.viewer.cookie, origin: INJECT_ORIGIN, ...(csrf ? { 'x-csrf-token': server.sessions.viewer.csrf } : {}) },
+      payload: {
+        endpoint: `https://localhost/push/${encodeURIComponent(label)}`,
+        keys: { p256dh: Buffer.concat([Buffer.from([4]), Buffer.alloc(64, 3)]).toString('base64url'), auth: Buffer.alloc(16, 5).toString('base64url') },
+        label,
+        events: ['job.completed'],
+      },
+    });
+
+  it("lists the user's own devices only, and removes one after asking, without JavaScript", async () => {
+    const refused = await subscribe('Forged', false);
+    assert.equal(refused.statusCode, 403, 'a session needs its CSRF token, as on every other route');
+    const created = await subscribe('Phone <b>');
+    assert.equal(created.statusCode, 201, created.body);
+    const id = (created.json() as { id: string }).id;
+
+    const own = await server.send('GET', '/account/notifications', { session: server.sessions.viewer });
+    assert.equal(own.status, 200);
+    assert.match(own.body, /Phone &lt;b&gt;/);
+    assert.match(own.body, /Push notifications need JavaScript/);
+    const others = await server.send('GET', '/account/notifications', { session: server.sessions.operator });
+    assert.doesNotMatch(others.body, /Phone &lt;b&gt;/);
+    assert.doesNotMatch((await server.send('GET', `/account/notifications?remove=${id}`, { session: server.sessions.operator })).body, /Remove the device/);
+
+    const asking = await server.send('GET', `/account/notifications?remove=${id}`, { session: server.sessions.viewer });
+    assert.match(asking.body, /Remove the device Phone &lt;b&gt;\?/);
+    const taken = await server.send('POST', `/account/notifications/${id}/remove`, { session: server.sessions.operator, form: {} });
+    assert.equal(taken.status, 303);
+    assert.match(taken.location ?? '', /error=push_subscription_not_found/);
+    assert.match((await server.send('GET', '/account/notifications', { session: server.sessions.viewer })).body, /Phone &lt;b&gt;/, 'still there');
+
+    const removed = await server.send('POST', `/account/notifications/${id}/remove`, { session: server.sessions.viewer, form: {} });
+    assert.equal(removed.status, 303);
+    assert.match(removed.location ?? '', /notice=push_device_removed/);
+    assert.match((await server.send('GET', '/account/notifications', { session: server.sessions.viewer })).body, /No device of yours gets notifications yet/);
   });
 });
