@@ -138,7 +138,16 @@ export function createNotificationRepository(database: Database): NotificationRe
                 );
         const devices =
           targets.push === true
-            ? tx.all(db.selectFrom('push_subscriptions').select(['id', 'events'])).filter((row) => (fromJson(row.events) as unknown[]).includes(event.type))
+            ? tx
+                // A disabled user's devices hear nothing until the user is enabled again.
+                .all(
+                  db
+                    .selectFrom('push_subscriptions')
+                    .innerJoin('users', 'users.id', 'push_subscriptions.user_id')
+                    .where('users.disabled', '=', 0)
+                    .select(['push_subscriptions.id', 'push_subscriptions.events']),
+                )
+                .filter((row) => (fromJson(row.events) as unknown[]).includes(event.type))
             : [];
         const channels: Array<{ channel: NotificationChannel; endpointId: string | null; subscriptionId: string | null }> = [
           ...endpoints.map((row) => ({ channel: 'webhook' as const, endpointId: row.id, subscriptionId: null })),

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, link, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { dirname, join } from 'node:path';
 import webPush from 'web-push';
 import type { Config } from '../config/schema.js';
@@ -97,7 +98,7 @@ async function checkEndpoint(config: Config, endpoint: string): Promise<void> {
   if (url.protocol !== 'https:') throw refused('a push endpoint must be an https:// URL');
   if (url.username !== '' || url.password !== '') throw refused('a push endpoint carries no credentials');
   if (allowedInternal(config, url)) return;
-  if (isInternalAddress(hostOf(url)) && /^[\d.:a-f]+$/i.test(hostOf(url))) {
+  if (isIP(hostOf(url)) !== 0 && isInternalAddress(hostOf(url))) {
     throw refused(`${hostOf(url)} is a loopback, link-local or private address; notifications.push_allowed_hosts allows a host by name`);
   }
   try {

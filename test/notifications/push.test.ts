@@ -142,6 +142,26 @@ describe('push notifications through a push service', () => {
     assert.equal(messagesTo('/push/laptop').length, 1, 'it was tried once');
   });
 
+  it("sends nothing to a disabled user's devices", { timeout: 120_000 }, async () => {
+    await service.server.auth.users.add({ name: 'push-leaver', role: 'operator', password: TEST_PASSWORD, requireChange: false }, localActor('test'));
+    const leaverKey = (await service.server.auth.apiKeys.create({ user: 'push-leaver', name: 'push' }, localActor('test'))).key;
+    const desk = pushService.subscribe('/push/leaver');
+    assert.equal((await subscribe(desk, ['job.completed'], { 'x-api-key': leaverKey }, 'Desk')).status, 201);
+    const watcher = pushService.subscribe('/push/watcher');
+    assert.equal((await subscribe(watcher, ['job.completed'], {}, 'Watcher')).status, 201);
+    await service.server.auth.users.disable('push-leaver', localActor('test'));
+    await finishedJob('PUSH_AFTER_LEAVING');
+    await waitFor('the push message to the enabled user', () => messagesTo('/push/watcher').length > 0);
+    assert.match(payloadOf(watcher, 0).title, /PUSH_AFTER_LEAVING/);
+    await waitFor('every push delivery to be settled', async () => {
+      const pending = (await api(service.url, 'GET', '/api/v1/notifications/deliveries?status=pending&limit=500')).body.deliveries as Array<{
+        channel: string;
+      }>;
+      return pending.every((entry) => entry.channel !== 'push');
+    });
+    assert.deepEqual(messagesTo('/push/leaver'), []);
+  });
+
   it('refuses endpoints on loopback, private and link-local addresses, and plain http', async () => {
     const browser = pushService.subscribe('/push/refused');
     const port = new URL(pushService.origin).port;
