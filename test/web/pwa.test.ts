@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { SESSION_COOKIE } from '../../src/http/guard.js';
 import { shellFiles } from '../../src/web/pages/pwa.js';
 import { launchBrowser, launchProfileBrowser, watchedContext } from './support/browser.js';
@@ -95,6 +95,7 @@ describe('the installable web app', () => {
     assert.deepEqual(problems, []);
 
     await showsPushSection(page);
+    await showsPushedNotification(context, page);
 
     await server.close();
     await page.goto(`${server.url}/config`);
@@ -104,6 +105,44 @@ describe('the installable web app', () => {
     await context.close();
     await rm(profile, { recursive: true, force: true });
   });
+
+  /**
+   * The worker's push handler, given a message by Chromium itself (CDP ServiceWorker.deliverPushMessage,
+   * as the push service would deliver it; no subscription is faked): it shows the notification with
+   * the icon and the page a click opens. Delivery through a real push service is test/notifications/push.test.ts.
+   */
+  async function showsPushedNotification(context: BrowserContext, page: Page): Promise<void> {
+    await context.grantPermissions(['notifications'], { origin: server.url });
+    const cdp = await context.newCDPSession(page);
+    const registration = new Promise<string>((resolve) => {
+      cdp.on(
+        'ServiceWorker.workerRegistrationUpdated',
+        ({ registrations }: { registrations: Array<{ registrationId: string; scopeURL: string; isDeleted: boolean }> }) => {
+          const found = registrations.find((entry) => entry.scopeURL === `${server.url}/` && !entry.isDeleted);
+          if (found) resolve(found.registrationId);
+        },
+      );
+    });
+    await cdp.send('ServiceWorker.enable');
+    const message = {
+      title: 'disk2iso: PWA_DISC is archived',
+      body: 'The image PWA_DISC is complete and in the archive.',
+      url: '/jobs/job_1234',
+      tag: 'evt_1234',
+      type: 'job.completed',
+    };
+    await cdp.send('ServiceWorker.deliverPushMessage', { origin: server.url, registrationId: await registration, data: JSON.stringify(message) });
+    let shown: Array<{ title: string; body: string; icon: string; url: string; tag: string }> = [];
+    for (let attempt = 0; attempt < 100 && shown.length === 0; attempt++) {
+      shown = (await page.evaluate(`navigator.serviceWorker.ready
+        .then((registration) => registration.getNotifications())
+        .then((list) => list.map((entry) => ({ title: entry.title, body: entry.body, icon: entry.icon, url: entry.data.url, tag: entry.tag })))`)) as typeof shown;
+      if (shown.length === 0) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.deepEqual(shown, [
+      { title: message.title, body: message.body, icon: `${server.url}/static/icons/icon-192.png`, url: '/jobs/job_1234', tag: 'evt_1234' },
+    ]);
+  }
 
   async function showsPushSection(page: Page): Promise<void> {
     await page.goto(`${server.url}/account/notifications`);
