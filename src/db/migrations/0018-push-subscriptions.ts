@@ -46,4 +46,29 @@ export const pushSubscriptionsMigration: Migration = {
     await sql`create index notification_deliveries_created on notification_deliveries (created_at)`.execute(db);
     await sql`create index notification_deliveries_subscription on notification_deliveries (subscription_id)`.execute(db);
   },
+  /** Back to the outbox of 0011: push deliveries cannot be kept there, so they go with the devices. */
+  async down(db: Kysely<unknown>) {
+    await sql`create table notification_deliveries_previous (
+      id text primary key,
+      event_id text not null references notification_events(id) on delete cascade,
+      channel text not null check (channel in ('webhook', 'email')),
+      endpoint_id text references webhook_endpoints(id) on delete cascade,
+      status text not null check (status in ('pending', 'sent', 'failed')),
+      attempts integer not null default 0,
+      next_attempt_at text not null,
+      last_attempt_at text,
+      last_status_code integer,
+      last_error text,
+      created_at text not null,
+      updated_at text not null
+    )`.execute(db);
+    await sql`insert into notification_deliveries_previous
+      select id, event_id, channel, endpoint_id, status, attempts, next_attempt_at, last_attempt_at, last_status_code, last_error, created_at, updated_at
+      from notification_deliveries where channel != 'push'`.execute(db);
+    await sql`drop table notification_deliveries`.execute(db);
+    await sql`alter table notification_deliveries_previous rename to notification_deliveries`.execute(db);
+    await sql`create index notification_deliveries_due on notification_deliveries (status, next_attempt_at)`.execute(db);
+    await sql`create index notification_deliveries_created on notification_deliveries (created_at)`.execute(db);
+    await sql`drop table push_subscriptions`.execute(db);
+  },
 };
