@@ -168,6 +168,9 @@ export const ERROR_CODES = [
   'socket_path_taken',
   // Notifications.
   'webhook_endpoint_not_found',
+  'push_subscription_not_found',
+  'push_subscription_limit',
+  'push_endpoint_refused',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

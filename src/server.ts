@@ -1,5 +1,6 @@
 import { chmod, lstat, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createAdoptionService } from './archive/adopt.js';
 import { createCatalogueService } from './archive/catalogue.js';
@@ -25,6 +26,7 @@ import { createJobRepository } from './db/job-repository.js';
 import { createLogRepository } from './db/log-repository.js';
 import { createMaintenanceTaskRepository } from './db/maintenance-task-repository.js';
 import { createNotificationRepository } from './db/notification-repository.js';
+import { createPushSubscriptionRepository } from './db/push-subscription-repository.js';
 import { createSettingsRepository } from './db/settings-repository.js';
 import { createSqliteQueue } from './db/sqlite-queue.js';
 import { createVerificationTaskRepository } from './db/verification-task-repository.js';
@@ -51,6 +53,7 @@ import type { JsonObject } from './json.js';
 import type { Logger } from './log.js';
 import { createEmailChannel } from './notifications/email.js';
 import { createMqttChannel } from './notifications/mqtt.js';
+import { VAPID_KEY_FILE, createPushChannel } from './notifications/push.js';
 import { DEFAULT_OUTBOX_TIMING, type NotificationService, type OutboxTiming, createNotificationService } from './notifications/service.js';
 import { STORAGE_EVENT_TYPES, storageEvent, storageLevelAfter } from './notifications/storage-events.js';
 import { announceVerifications } from './notifications/verification-events.js';
@@ -202,9 +205,11 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       countJobs: () => jobsRepository.countByStatus(),
       activeJobs: async () => [...(await activeJobsByDevice(jobsRepository)).values()],
     });
+    const push = createPushChannel({ config, subscriptions: createPushSubscriptionRepository(database), keyFile: join(config.data_dir, VAPID_KEY_FILE) });
     const notifications = createNotificationService({
       config,
       repository: createNotificationRepository(database),
+      push,
       events,
       discEvents,
       log,
@@ -435,6 +440,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           automation,
           notifications,
           mqtt,
+          push,
           integrity: { recovery, adoption, defaultRedundancy },
           health: async () => {
             if (closing) throw new UnavailableError('shutting_down', 'the service is shutting down');
@@ -464,6 +470,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
             mqtt,
             integrity: { recovery, adoption, defaultRedundancy },
             preferences,
+            push,
             security: { user: principalOf, currentUser: (request) => request.principal, csrfToken: (request) => principalOf(request).csrfToken ?? '' },
             accounts: {
               login: auth.login,
@@ -492,6 +499,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     });
     // Before the runner: a job it takes over from a crashed run is announced as started.
     notifications.start();
+    // The VAPID key pair is made at the first start, not when the first browser asks for it.
+    push.publicKey().catch((error: unknown) => log.error({ err: error }, 'the VAPID key for push notifications cannot be made'));
     await mqtt.start();
     await storageWatch.start();
     await runner.start();

@@ -270,6 +270,18 @@ const NotificationsSchema = Type.Object(
       description: 'Let webhooks reach loopback, link-local and private addresses (the LAN, the host itself); set on the server only',
     }),
     browser: Type.Boolean({ default: true, description: 'Offer browser notifications for the events each browser chooses (each browser still asks its user)' }),
+    push_allowed_hosts: Type.Array(Type.String({ minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9.-]+$' }), {
+      default: [],
+      maxItems: 50,
+      readOnly: true,
+      description:
+        'Host names of push services that may be at a loopback, link-local or private address (your own push relay); every other push endpoint must be public. Set on the server only',
+    }),
+    push_ca_file: Type.String({
+      default: '',
+      readOnly: true,
+      description: "A PEM file of certificates to trust for push services besides the system's (e.g. your relay's private CA); set on the server only",
+    }),
   },
   { additionalProperties: false, default: {} },
 );

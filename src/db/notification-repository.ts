@@ -8,12 +8,14 @@ import {
   type DomainEvent,
   type DomainEventType,
   type NotificationChannel,
+  type PushSubscriptionWithKeys,
   SUBSCRIBABLE_EVENT_TYPES,
   type SubscribableEventType,
   type WebhookEndpoint,
   type WebhookEndpointWithSecret,
 } from '../notifications/model.js';
 import type { Database } from './database.js';
+import { rowToPushSubscription } from './push-subscription-repository.js';
 import type { NotificationDeliveriesTable, WebhookEndpointsTable } from './schema.js';
 import { CorruptRowError, type ListResult, fromJson, page, timestamp, toJson } from './values.js';
 
@@ -26,8 +28,10 @@ export function newNotificationId(prefix: 'evt' | 'msg' | 'whk'): string {
 export interface DueDelivery {
   delivery: DeliveryRecord;
   event: DomainEvent;
-  /** Null for e-mail. */
+  /** Null for e-mail and push. */
   endpoint: WebhookEndpointWithSecret | null;
+  /** The device of a push delivery; null for the other channels. */
+  subscription: PushSubscriptionWithKeys | null;
 }
 
 export interface AttemptResult {
@@ -56,9 +60,10 @@ export interface NotificationRepository {
   /**
    * Records the event and one pending delivery for each target, in one transaction, synchronously:
    * when this returns, the event survives a kill -9. Webhook targets are every enabled endpoint
-   * subscribed to the type (or only `onlyEndpoint`); `email` adds the e-mail channel.
+   * subscribed to the type (or only `onlyEndpoint`); `email` adds the e-mail channel; `push` every
+   * device subscribed to the type.
    */
-  record(event: DomainEvent, targets: { email: boolean; onlyEndpoint?: string; webhooks?: boolean }): DeliveryRecord[];
+  record(event: DomainEvent, targets: { email: boolean; onlyEndpoint?: string; webhooks?: boolean; push?: boolean }): DeliveryRecord[];
   /**
    * Takes up to `limit` deliveries that are due and moves their next attempt `leaseMs` ahead, so a
    * second process (or this one, after a crash mid-attempt) leaves them alone until then.
@@ -102,6 +107,7 @@ function rowToDelivery(row: Selectable<NotificationDeliveriesTable> & { event_ty
     eventType: row.event_type as DomainEventType,
     channel: row.channel,
     endpointId: row.endpoint_id,
+    subscriptionId: row.subscription_id,
     status: row.status,
     attempts: row.attempts,
     nextAttemptAt: row.next_attempt_at,
@@ -130,16 +136,31 @@ export function createNotificationRepository(database: Database): NotificationRe
                 .filter((row) =>
                   targets.onlyEndpoint !== undefined ? row.id === targets.onlyEndpoint : (eventTypes(row) as readonly DomainEventType[]).includes(event.type),
                 );
-        const channels: Array<{ channel: NotificationChannel; endpointId: string | null }> = [
-          ...endpoints.map((row) => ({ channel: 'webhook' as const, endpointId: row.id })),
-          ...(targets.email ? [{ channel: 'email' as const, endpointId: null }] : []),
+        const devices =
+          targets.push === true
+            ? tx
+                // A disabled user's devices hear nothing until the user is enabled again.
+                .all(
+                  db
+                    .selectFrom('push_subscriptions')
+                    .innerJoin('users', 'users.id', 'push_subscriptions.user_id')
+                    .where('users.disabled', '=', 0)
+                    .select(['push_subscriptions.id', 'push_subscriptions.events']),
+                )
+                .filter((row) => (fromJson(row.events) as unknown[]).includes(event.type))
+            : [];
+        const channels: Array<{ channel: NotificationChannel; endpointId: string | null; subscriptionId: string | null }> = [
+          ...endpoints.map((row) => ({ channel: 'webhook' as const, endpointId: row.id, subscriptionId: null })),
+          ...(targets.email ? [{ channel: 'email' as const, endpointId: null, subscriptionId: null }] : []),
+          ...devices.map((row) => ({ channel: 'push' as const, endpointId: null, subscriptionId: row.id })),
         ];
-        return channels.map(({ channel, endpointId }) => {
+        return channels.map(({ channel, endpointId, subscriptionId }) => {
           const row = {
             id: newNotificationId('msg'),
             event_id: event.id,
             channel,
             endpoint_id: endpointId,
+            subscription_id: subscriptionId,
             status: 'pending' as const,
             attempts: 0,
             next_attempt_at: event.at,
@@ -166,6 +187,9 @@ export function createNotificationRepository(database: Database): NotificationRe
           .select(['e.type as event_type', 'e.at as event_at', 'e.payload as event_payload'])
           .select(['w.name as w_name', 'w.url as w_url', 'w.secret as w_secret', 'w.events as w_events', 'w.enabled as w_enabled'])
           .select(['w.created_at as w_created_at', 'w.updated_at as w_updated_at'])
+          .leftJoin('push_subscriptions as p', 'p.id', 'd.subscription_id')
+          .select(['p.user_id as p_user_id', 'p.endpoint as p_endpoint', 'p.p256dh as p_p256dh', 'p.auth as p_auth', 'p.label as p_label'])
+          .select(['p.events as p_events', 'p.created_at as p_created_at'])
           .where('d.status', '=', 'pending')
           .where('d.next_attempt_at', '<=', timestamp(now))
           .orderBy('d.next_attempt_at')
@@ -192,6 +216,26 @@ export function createNotificationRepository(database: Database): NotificationRe
             delivery: rowToDelivery(row),
             event: { id: row.event_id, type: row.event_type as DomainEventType, at: row.event_at, payload: fromJson<JsonObject>(row.event_payload) },
             endpoint,
+            subscription:
+              row.subscription_id === null ||
+              row.p_user_id === null ||
+              row.p_endpoint === null ||
+              row.p_p256dh === null ||
+              row.p_auth === null ||
+              row.p_label === null ||
+              row.p_events === null ||
+              row.p_created_at === null
+                ? null
+                : rowToPushSubscription({
+                    id: row.subscription_id,
+                    user_id: row.p_user_id,
+                    endpoint: row.p_endpoint,
+                    p256dh: row.p_p256dh,
+                    auth: row.p_auth,
+                    label: row.p_label,
+                    events: row.p_events,
+                    created_at: row.p_created_at,
+                  }),
           };
         });
       });

@@ -230,6 +230,23 @@ export interface DB extends AuthTables {
   webhook_endpoints: WebhookEndpointsTable;
   notification_deliveries: NotificationDeliveriesTable;
   disc_notices: DiscNoticesTable;
+  push_subscriptions: PushSubscriptionsTable;
+}
+
+/** A browser (device) a user subscribed to Web Push: where the push service takes messages for it, and its keys. */
+export interface PushSubscriptionsTable {
+  id: string;
+  user_id: string;
+  /** The push service's URL for this browser (https). A capability: whoever knows it and the keys can message the device. */
+  endpoint: string;
+  /** The browser's P-256 public key (base64url), for the payload encryption. */
+  p256dh: string;
+  /** The browser's 16-byte auth secret (base64url). */
+  auth: string;
+  label: string;
+  /** JSON array of domain event types. */
+  events: string;
+  created_at: string;
 }
 
 /** A disc waiting on the dashboard (notify mode, or a duplicate automatic mode asks about), one per drive. */
@@ -267,6 +284,8 @@ export interface NotificationDeliveriesTable {
   event_id: string;
   channel: NotificationChannel;
   endpoint_id: string | null;
+  /** The push subscription (device) a `push` delivery goes to; null for the other channels. */
+  subscription_id: string | null;
   status: DeliveryStatus;
   attempts: number;
   next_attempt_at: string;

@@ -30,7 +30,7 @@ export interface DomainEvent {
   payload: JsonObject;
 }
 
-export const NOTIFICATION_CHANNELS = ['webhook', 'email'] as const;
+export const NOTIFICATION_CHANNELS = ['webhook', 'email', 'push'] as const;
 export type NotificationChannel = (typeof NOTIFICATION_CHANNELS)[number];
 
 export const DELIVERY_STATUSES = ['pending', 'sent', 'failed'] as const;
@@ -43,6 +43,8 @@ export interface DeliveryRecord {
   eventType: DomainEventType;
   channel: NotificationChannel;
   endpointId: string | null;
+  /** The device a `push` delivery goes to; null for the other channels. */
+  subscriptionId: string | null;
   status: DeliveryStatus;
   attempts: number;
   nextAttemptAt: string;
@@ -66,4 +68,38 @@ export interface WebhookEndpoint {
 /** An endpoint with its signing secret: only the outbox and the one answer to its creation see it. */
 export interface WebhookEndpointWithSecret extends WebhookEndpoint {
   secret: string;
+}
+
+/**
+ * What a device can be notified of by Web Push: the events someone wants on their phone when away
+ * from the screen (a job's end, a disc to decide about, damage found), not every state change.
+ */
+export const PUSH_EVENT_TYPES = [
+  'job.completed',
+  'job.completed_with_errors',
+  'job.failed',
+  'disc.inserted',
+  'disc.waiting',
+  'disc.unimageable',
+  'verification.failed',
+  'storage.stop_passed',
+] as const satisfies readonly SubscribableEventType[];
+export type PushEventType = (typeof PUSH_EVENT_TYPES)[number];
+
+/** A browser (device) subscribed to Web Push by a user. The endpoint and keys never leave the server again. */
+export interface PushSubscription {
+  id: string;
+  userId: string;
+  label: string;
+  events: PushEventType[];
+  /** Only the origin of the push service (e.g. https://fcm.googleapis.com): the full endpoint is a capability. */
+  service: string;
+  createdAt: string;
+}
+
+/** With what sending needs: the endpoint and the browser's keys (base64url). */
+export interface PushSubscriptionWithKeys extends PushSubscription {
+  endpoint: string;
+  p256dh: string;
+  auth: string;
 }

@@ -63,6 +63,8 @@ export interface NotificationServiceDeps {
   discEvents?: Pick<DiscEventBus, 'onAny'>;
   log: Logger;
   email?: ExtraChannel;
+  /** Web Push to the devices users subscribed; none without it. */
+  push?: Pick<ExtraChannel, 'send'>;
   now?: Clock;
   timing?: Partial<OutboxTiming>;
 }
@@ -118,7 +120,7 @@ function checkUrl(url: string): void {
 }
 
 export function createNotificationService(deps: NotificationServiceDeps): NotificationService {
-  const { config, repository, events, log, email } = deps;
+  const { config, repository, events, log, email, push } = deps;
   const now = deps.now ?? systemClock;
   const timing: OutboxTiming = { ...DEFAULT_OUTBOX_TIMING, ...deps.timing };
   const inFlight = new Map<string, Promise<void>>();
@@ -145,7 +147,7 @@ export function createNotificationService(deps: NotificationServiceDeps): Notifi
   }
 
   function raise(type: DomainEventType, payload: JsonObject): DomainEvent {
-    return record(type, payload, { email: email?.wants(type) ?? false }).event;
+    return record(type, payload, { email: email?.wants(type) ?? false, push: push !== undefined }).event;
   }
 
   function retryAfter(attempts: number): Date | null {
@@ -169,7 +171,10 @@ export function createNotificationService(deps: NotificationServiceDeps): Notifi
     let outcome: ChannelOutcome;
     try {
       if (due.delivery.channel === 'webhook') outcome = await sendWebhook(due);
-      else if (email !== undefined) outcome = await email.send(due, stopSending.signal);
+      else if (due.delivery.channel === 'push') {
+        const signal = AbortSignal.any([stopSending.signal, AbortSignal.timeout(timing.timeoutMs)]);
+        outcome = push === undefined ? { ok: false, statusCode: null, error: 'push is not configured' } : await push.send(due, signal);
+      } else if (email !== undefined) outcome = await email.send(due, stopSending.signal);
       else outcome = { ok: false, statusCode: null, error: 'e-mail is not configured' };
     } catch (error) {
       outcome = { ok: false, statusCode: null, error: error instanceof DestinationRefusedError ? error.message : errorMessage(error) };
@@ -218,7 +223,7 @@ export function createNotificationService(deps: NotificationServiceDeps): Notifi
   const onJob = (source: 'job.created' | 'job.updated' | 'job.finished') =>
     events.on(source, ({ job }) => {
       const draft = mapJob(source, job);
-      if (draft !== null) record(draft.type, draft.payload, { email: email?.wants(draft.type) ?? false });
+      if (draft !== null) record(draft.type, draft.payload, { email: email?.wants(draft.type) ?? false, push: push !== undefined });
     });
 
   return {

@@ -3,6 +3,7 @@ import { lookup } from 'node:dns/promises';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { BlockList, type LookupFunction, isIP } from 'node:net';
+import { rootCertificates } from 'node:tls';
 import { Webhook } from 'standardwebhooks';
 
 /**
@@ -57,7 +58,7 @@ for (const [network, prefix] of [
   INTERNAL.addSubnet(network, prefix, 'ipv6');
 }
 
-/** @internal exported for its tests */
+/** Whether an address is one of those above (a name that is no address counts as internal). */
 export function isInternalAddress(address: string): boolean {
   const family = isIP(address);
   if (family === 4) return INTERNAL.check(address, 'ipv4');
@@ -85,7 +86,11 @@ export interface ResolvedDestination {
  * address checked here (pinned), so a DNS answer that changes between check and connect cannot
  * lead it inside.
  */
-export async function resolveDestination(url: URL, allowInternal: boolean): Promise<ResolvedDestination> {
+export async function resolveDestination(
+  url: URL,
+  allowInternal: boolean,
+  allowedBy = 'notifications.allow_private_destinations',
+): Promise<ResolvedDestination> {
   const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
   const addresses = await lookup(host, { all: true, verbatim: true });
   const first = addresses[0];
@@ -93,9 +98,7 @@ export async function resolveDestination(url: URL, allowInternal: boolean): Prom
   if (!allowInternal) {
     const internal = addresses.find((entry) => isInternalAddress(entry.address));
     if (internal !== undefined) {
-      throw new DestinationRefusedError(
-        `${host} resolves to ${internal.address}, a loopback, link-local or private address; notifications.allow_private_destinations allows it`,
-      );
+      throw new DestinationRefusedError(`${host} resolves to ${internal.address}, a loopback, link-local or private address; ${allowedBy} allows it`);
     }
   }
   return { address: first.address, family: first.family === 6 ? 6 : 4 };
@@ -110,6 +113,21 @@ const MAX_RESPONSE_BYTES = 64 * 1024;
 
 /** POSTs `body` to `url` at the pinned address; `signal` (the caller's timeout) ends the whole exchange, answered or not. */
 export function postJson(url: URL, destination: ResolvedDestination, headers: Record<string, string>, body: string, signal: AbortSignal): Promise<PostResult> {
+  return postBody(url, destination, { 'content-type': 'application/json', 'user-agent': 'disk2iso-webhooks', ...headers }, body, signal);
+}
+
+/**
+ * POSTs `body` as it is, with `headers`, to `url` at the pinned address. `ca`: certificates to trust
+ * besides the system's (a private CA of the receiver).
+ */
+export function postBody(
+  url: URL,
+  destination: ResolvedDestination,
+  headers: Record<string, string>,
+  body: string | Buffer,
+  signal: AbortSignal,
+  ca: string[] = [],
+): Promise<PostResult> {
   const pinned: LookupFunction = (_hostname, options, callback) => {
     if (options.all) callback(null, [{ address: destination.address, family: destination.family }]);
     else callback(null, destination.address, destination.family);
@@ -122,7 +140,8 @@ export function postJson(url: URL, destination: ResolvedDestination, headers: Re
         method: 'POST',
         lookup: pinned,
         signal,
-        headers: { 'content-type': 'application/json', 'user-agent': 'disk2iso-webhooks', 'content-length': Buffer.byteLength(body), ...headers },
+        headers: { ...headers, 'content-length': Buffer.byteLength(body) },
+        ...(ca.length === 0 ? {} : { ca: [...rootCertificates, ...ca] }),
       },
       (response) => {
         let received = 0;

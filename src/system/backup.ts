@@ -8,6 +8,7 @@ import type { Config } from '../config/schema.js';
 import { type Database, databaseFile, forgetWorkersIn, giveToFolderOwner, integrityOf, unknownMigrations } from '../db/database.js';
 import { ValidationError, errnoCode, errorMessage } from '../errors.js';
 import { pathExists } from '../imaging/output-state.js';
+import { VAPID_KEY_FILE } from '../notifications/push.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -17,7 +18,9 @@ const MANIFEST = 'manifest.json';
 const DATABASE_MEMBER = 'disk2iso.db';
 const CONFIG_MEMBER = 'config.json';
 /** Everything a backup may hold; anything else in an archive means it is not one of ours. */
-const MEMBERS = new Set([MANIFEST, DATABASE_MEMBER, SIGNING_KEY_FILE, CONFIG_MEMBER]);
+/** The data dir's private keys: the token signing key, and the VAPID key pair subscribed devices know the service by. */
+const KEY_FILES = [SIGNING_KEY_FILE, VAPID_KEY_FILE];
+const MEMBERS = new Set([MANIFEST, DATABASE_MEMBER, ...KEY_FILES, CONFIG_MEMBER]);
 const PRIVATE = 0o600;
 /** Scheduled backups are named so pruning can never touch another file in the folder. */
 const SCHEDULED = /^disk2iso-backup-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z\.tar\.gz$/;
@@ -65,7 +68,7 @@ async function copyIfPresent(from: string, to: string): Promise<boolean> {
 
 /**
  * One .tar.gz with the database (SQLite's online backup: consistent while jobs keep writing), the
- * token signing key, the configuration file and a manifest with the schema version and every
+ * token signing key, the VAPID key pair, the configuration file and a manifest with the schema version and every
  * file's checksum. The archive is written next to its destination first and renamed into place,
  * mode 0600: it holds password hashes and the signing key.
  */
@@ -76,7 +79,7 @@ export async function createBackup(options: { config: Config; database: Database
   try {
     await database.backup(join(staging, DATABASE_MEMBER));
     const names = [DATABASE_MEMBER];
-    if (await copyIfPresent(join(config.data_dir, SIGNING_KEY_FILE), join(staging, SIGNING_KEY_FILE))) names.push(SIGNING_KEY_FILE);
+    for (const key of KEY_FILES) if (await copyIfPresent(join(config.data_dir, key), join(staging, key))) names.push(key);
     if (config.config_file !== null && (await copyIfPresent(config.config_file, join(staging, CONFIG_MEMBER)))) names.push(CONFIG_MEMBER);
     const files = [];
     for (const name of names) {
@@ -177,7 +180,13 @@ export async function restoreBackup(options: { config: Config; input: string }):
     forgetWorkersIn(join(staging, DATABASE_MEMBER));
     const target = databaseFile(config.data_dir);
     const configTarget = config.config_file ?? join(config.data_dir, CONFIG_MEMBER);
-    const replaced = [target, `${target}-wal`, `${target}-shm`, join(config.data_dir, SIGNING_KEY_FILE), ...(manifest.config_file ? [configTarget] : [])];
+    const replaced = [
+      target,
+      `${target}-wal`,
+      `${target}-shm`,
+      ...KEY_FILES.map((key) => join(config.data_dir, key)),
+      ...(manifest.config_file ? [configTarget] : []),
+    ];
     // The configuration file keeps its owner (the package gives it to the service's user).
     const configOwner = manifest.config_file === null ? null : await stat(configTarget).catch(() => null);
     const present = [];
@@ -192,10 +201,10 @@ export async function restoreBackup(options: { config: Config; input: string }):
     await moveFile(join(staging, DATABASE_MEMBER), target);
     await chmod(target, PRIVATE);
     giveToFolderOwner(target);
-    if (manifest.files.some((entry) => entry.name === SIGNING_KEY_FILE)) {
-      await moveFile(join(staging, SIGNING_KEY_FILE), join(config.data_dir, SIGNING_KEY_FILE));
-      await chmod(join(config.data_dir, SIGNING_KEY_FILE), PRIVATE);
-      giveToFolderOwner(join(config.data_dir, SIGNING_KEY_FILE));
+    for (const key of KEY_FILES.filter((name) => manifest.files.some((entry) => entry.name === name))) {
+      await moveFile(join(staging, key), join(config.data_dir, key));
+      await chmod(join(config.data_dir, key), PRIVATE);
+      giveToFolderOwner(join(config.data_dir, key));
     }
     let configFile: string | null = null;
     if (manifest.config_file !== null) {

@@ -22,7 +22,19 @@ const NAVIGATION: ReadonlyArray<{ path: string; key: string; permission: Permiss
 ];
 
 /** Strings the browser scripts show (toasts, live labels); passed to them in a data attribute. */
-const CLIENT_KEYS = ['status.', 'phase.', 'live.', 'config.browser_notifications.', 'errors.action_failed'];
+const CLIENT_KEYS = [
+  'status.',
+  'phase.',
+  'live.',
+  'config.browser_notifications.',
+  'account.push.state_',
+  'account.push.unsupported',
+  'account.push.denied',
+  'account.push.failed',
+  'account.push.no_events',
+  'account.push.label_default',
+  'errors.action_failed',
+];
 
 export function requestI18n(request: FastifyRequest): I18n {
   const lang = requestLanguage(request.headers);
@@ -198,4 +210,10 @@ export async function renderFragment(
 ): Promise<FastifyReply> {
   const html = templates().render(template, { ...pageContext(request, viewerOf(request, security)), ...data });
   return reply.header('cache-control', 'no-store').type('text/html; charset=utf-8').send(html);
+}
+
+/** Renders a whole page that stands alone (no layout, no user): the offline page the service worker keeps. */
+export function renderStandalone(template: string, language: Language): string {
+  const catalog = allCatalogs()[language];
+  return templates().render(template, { lang: language, t: createTranslator(catalog) });
 }

@@ -4,6 +4,7 @@ import fastifyStatic from '@fastify/static';
 import type { App } from '../http/app.js';
 import { createPageErrorHandler } from './errors.js';
 import { registerAccountPages } from './pages/account.js';
+import { registerAccountNotificationPages } from './pages/account-notifications.js';
 import { registerArchivePages } from './pages/archive.js';
 import { registerArchiveIntegrityPages } from './pages/archive-integrity.js';
 import { registerAuthPages } from './pages/auth.js';
@@ -13,6 +14,7 @@ import { registerDrivePages } from './pages/drives.js';
 import { registerJobPages } from './pages/jobs.js';
 import { registerLanguageSwitch } from './pages/language.js';
 import { createThemeLoader, registerThemeSwitch } from './pages/theme.js';
+import { registerPwaRoutes } from './pages/pwa.js';
 import { registerUserPages } from './pages/users.js';
 import { webRoot } from './paths.js';
 import type { WebDeps } from './types.js';
@@ -38,6 +40,7 @@ export async function registerWebRoutes(app: App, deps: WebDeps): Promise<void> 
   registerAuthPages(app, deps, deps.accounts, pageErrors);
   registerLanguageSwitch(app);
   registerThemeSwitch(app, deps, loadTheme);
+  registerPwaRoutes(app);
   registerDashboard(app, deps);
   registerJobPages(app, deps);
   registerDrivePages(app, deps);
@@ -45,5 +48,6 @@ export async function registerWebRoutes(app: App, deps: WebDeps): Promise<void> 
   registerArchivePages(app, deps);
   registerConfigPages(app, deps);
   registerAccountPages(app, deps, deps.accounts);
+  registerAccountNotificationPages(app, deps);
   registerUserPages(app, deps, deps.accounts);
 }

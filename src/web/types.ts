@@ -16,6 +16,7 @@ import type { Permission } from '../http/permissions.js';
 import type { AutomationService } from '../jobs/automation.js';
 import type { JobService } from '../jobs/service.js';
 import type { MqttChannel } from '../notifications/mqtt.js';
+import type { PushChannel } from '../notifications/push.js';
 import type { NotificationService } from '../notifications/service.js';
 import type { DeviceStatusService } from '../system/devices.js';
 import type { SettingsService } from '../system/settings.js';
@@ -41,6 +42,8 @@ export interface I18n {
 
 /** Who is looking at a page. The auth layer's principal satisfies this. */
 export interface WebUser {
+  /** Whose push devices the account page shows. */
+  userId: string;
   name: string;
   role: string;
   /** The password expired or was reset: nothing but changing it is allowed (`can` is false for everything). */
@@ -128,4 +131,6 @@ export interface WebDeps {
   integrity: WebIntegrity;
   /** Each user's small choices that follow them to every device (the colour scheme). */
   preferences: PreferenceRepository;
+  /** The signed-in user's push devices (the account's notifications page). */
+  push: Pick<PushChannel, 'list' | 'unsubscribe'>;
 }

@@ -90,7 +90,10 @@ describe('disk2iso backup and restore', () => {
     backupFile = join(work, 'backup', 'disk2iso_backup.tar.gz');
     const result = await runCli(['backup', '--output', backupFile], env());
     assert.equal(result.code, 0, result.stderr);
-    assert.match(result.stdout, /^Backed up the running service's database online \(pid \d+\) to .*disk2iso_backup\.tar\.gz: disk2iso\.db, jwt\.key \(/);
+    assert.match(
+      result.stdout,
+      /^Backed up the running service's database online \(pid \d+\) to .*disk2iso_backup\.tar\.gz: disk2iso\.db, jwt\.key, vapid\.json \(/,
+    );
     assert.equal((await stat(backupFile)).mode & 0o777, 0o600);
     assert.equal((await api(url, 'GET', `/api/v1/jobs/${created.body.id}`)).body.status, 'running', 'the job went on reading');
     const atBackup = dump(dataDir);
@@ -105,6 +108,9 @@ describe('disk2iso backup and restore', () => {
     assert.deepEqual(back.audit_log, (atBackup.audit_log as Array<{ id: number }>).slice(0, (back.audit_log as unknown[]).length));
     assert.ok((back.audit_log as unknown[]).length > 0);
     assert.deepEqual(await readFile(join(fresh, 'jwt.key')), await readFile(join(dataDir, 'jwt.key')));
+    // Subscribed devices know the service by its VAPID key: a restore keeps it, privately.
+    assert.deepEqual(await readFile(join(fresh, 'vapid.json')), await readFile(join(dataDir, 'vapid.json')));
+    assert.equal((await stat(join(fresh, 'vapid.json'))).mode & 0o777, 0o600);
     assert.equal((await stat(databaseFile(fresh))).mode & 0o777, 0o600);
 
     // A service on the restored directory knows the old API key.

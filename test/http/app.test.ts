@@ -85,6 +85,10 @@ const EXPECTED_ROUTES: Array<[string, string, RoutePermission]> = [
   ['POST', '/api/v1/notifications/email/test', 'system:write'],
   ['GET', '/api/v1/notifications/deliveries', 'system:read'],
   ['GET', '/api/v1/notifications/mqtt', 'system:read'],
+  ['GET', '/api/v1/notifications/push/key', 'jobs:read'],
+  ['GET', '/api/v1/notifications/push/subscriptions', 'jobs:read'],
+  ['POST', '/api/v1/notifications/push/subscriptions', 'jobs:read'],
+  ['DELETE', '/api/v1/notifications/push/subscriptions/:id', 'jobs:read'],
 ];
 
 describe('the API app: permissions, the authorization seam, errors, shutdown', () => {

@@ -94,6 +94,14 @@ describe('authorization matrix: every route x every kind of caller', () => {
     return created.body.webhook.id as string;
   }
 
+  /** A browser's subscription to a push service at `localhost` (allowed by the service's push_allowed_hosts; nothing listens there). */
+  const pushBody = (device: string) => ({
+    endpoint: `https://localhost/push/${encodeURIComponent(device)}`,
+    keys: { p256dh: Buffer.concat([Buffer.from([4]), Buffer.alloc(64, 7)]).toString('base64url'), auth: Buffer.alloc(16, 9).toString('base64url') },
+    label: 'matrix device',
+    events: ['job.failed'],
+  });
+
   async function userWithPassword(role: 'viewer' | 'operator' | 'admin'): Promise<string> {
     const name = unique(`tmp-${role}-`);
     await service.server.auth.users.add({ name, role, password: TEST_PASSWORD, requireChange: false }, localActor('test'));
@@ -320,6 +328,23 @@ describe('authorization matrix: every route x every kind of caller', () => {
     'POST /api/v1/notifications/email/test': { prepare: async () => ({ path: '/api/v1/notifications/email/test' }), expect: constant(202) },
     'GET /api/v1/notifications/deliveries': { prepare: async () => ({ path: '/api/v1/notifications/deliveries' }), expect: constant(200) },
     'GET /api/v1/notifications/mqtt': { prepare: async () => ({ path: '/api/v1/notifications/mqtt' }), expect: constant(200) },
+    'GET /api/v1/notifications/push/key': { prepare: async () => ({ path: '/api/v1/notifications/push/key' }), expect: constant(200) },
+    'GET /api/v1/notifications/push/subscriptions': { prepare: async () => ({ path: '/api/v1/notifications/push/subscriptions' }), expect: constant(200) },
+    // One endpoint per user: the same browser again replaces its subscription, so the per-user limit is never reached.
+    'POST /api/v1/notifications/push/subscriptions': {
+      prepare: async (caller) => ({ path: '/api/v1/notifications/push/subscriptions', body: pushBody(`${caller.user || 'nobody'}`) }),
+      expect: constant(201),
+    },
+    // A device is removed only by its owner: the doomed one belongs to the caller where the caller can subscribe one.
+    'DELETE /api/v1/notifications/push/subscriptions/:id': {
+      prepare: async (caller) => {
+        const owner = caller.valid && caller.permissions.has('jobs:read') ? caller.headers : {};
+        const created = await api(service.url, 'POST', '/api/v1/notifications/push/subscriptions', pushBody(`${caller.user || 'nobody'}-doomed`), owner);
+        assert.equal(created.status, 201, JSON.stringify(created.body));
+        return { path: `/api/v1/notifications/push/subscriptions/${created.body.id}` };
+      },
+      expect: constant(204),
+    },
     'GET /api/v1/audit': { prepare: async () => ({ path: '/api/v1/audit?limit=5' }), expect: constant(200) },
     // Near the end: a session that logs out is gone for every later call.
     'POST /api/v1/auth/logout': { prepare: async () => ({ path: '/api/v1/auth/logout' }), expect: constant(204) },
@@ -349,7 +374,7 @@ describe('authorization matrix: every route x every kind of caller', () => {
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'disk2iso-matrix-'));
     const iso = await makeIso({ dir: work, label: 'MATRIX', dataMiB: 1, files: 1 });
-    service = await startTestServer({ devices: [iso.path] });
+    service = await startTestServer({ devices: [iso.path], env: { DISK2ISO_NOTIFICATIONS_PUSH_ALLOWED_HOSTS: 'localhost' } });
     scratchDevice = (await api(service.url, 'GET', '/api/v1/devices')).body.devices[0].id;
     const test = localActor('test');
     const { auth } = service.server;

@@ -62,3 +62,40 @@ describe('migration 0010: the old webhook setting', () => {
     });
   });
 });
+
+describe('migration 0018: push as a delivery channel', () => {
+  it('keeps every delivery of the outbox it copies, and then takes push deliveries', async () => {
+    await withTempDir(async (dir) => {
+      const file = join(dir, 'disk2iso.db');
+      const raw = new BetterSqlite3(file);
+      const db = new Kysely<unknown>({ dialect: new SqliteDialect({ database: raw }) });
+      try {
+        assert.equal((await new Migrator({ db, provider: migrationProvider }).migrateTo('0017_file_search_prefixes')).error, undefined);
+        const at = '2026-01-01T00:00:00.000Z';
+        raw.prepare('insert into notification_events (id, type, at, payload) values (?, ?, ?, ?)').run('evt_1', 'job.failed', at, '{}');
+        raw
+          .prepare(
+            `insert into notification_deliveries (id, event_id, channel, endpoint_id, status, attempts, next_attempt_at, last_attempt_at, last_status_code, last_error, created_at, updated_at)
+             values ('msg_1', 'evt_1', 'email', null, 'pending', 3, ?, ?, 451, 'greylisted', ?, ?)`,
+          )
+          .run(at, at, at, at);
+      } finally {
+        await db.destroy();
+      }
+      const database = await openDatabase({ file });
+      try {
+        const { items } = await createNotificationRepository(database).listDeliveries();
+        assert.deepEqual(
+          items.map((entry) => [entry.id, entry.channel, entry.status, entry.attempts, entry.lastStatusCode, entry.lastError, entry.subscriptionId]),
+          [['msg_1', 'email', 'pending', 3, 451, 'greylisted', null]],
+        );
+        // The wider CHECK constraint: the old table refused any channel but webhook and email.
+        assert.doesNotThrow(() =>
+          database.writeTransaction((tx) => tx.run(database.kysely.updateTable('notification_deliveries').set({ channel: 'push' }).where('id', '=', 'msg_1'))),
+        );
+      } finally {
+        await database.close();
+      }
+    });
+  });
+});

@@ -19,7 +19,7 @@ async function walk(dir: string): Promise<string[]> {
 /** The mode each kind of file the service writes must have; anything unlisted fails the test. */
 function expectedMode(path: string, isDirectory: boolean): number | null {
   if (isDirectory) return path.endsWith('/output') ? 0o755 : null;
-  if (/\/disk2iso\.db(-wal|-shm)?$/.test(path) || path.endsWith('/jwt.key')) return 0o600;
+  if (/\/disk2iso\.db(-wal|-shm)?$/.test(path) || path.endsWith('/jwt.key') || path.endsWith('/vapid.json')) return 0o600;
   if (/\/output\/[^/]+\.(iso|md5|sha1|sha256|json|map)$/.test(path)) return 0o644;
   return null;
 }
@@ -62,7 +62,17 @@ describe('file modes of everything the service writes', () => {
       if (mode !== expected) wrong.push(`${name} is ${mode.toString(8)}, expected ${expected.toString(8)}`);
     }
     assert.deepEqual(wrong, []);
-    for (const kind of ['disk2iso.db', 'jwt.key', 'output', 'output/*.iso', 'output/*.md5', 'output/*.sha1', 'output/*.sha256', 'output/*.json']) {
+    for (const kind of [
+      'disk2iso.db',
+      'jwt.key',
+      'vapid.json',
+      'output',
+      'output/*.iso',
+      'output/*.md5',
+      'output/*.sha1',
+      'output/*.sha256',
+      'output/*.json',
+    ]) {
       assert.ok(kinds.has(kind), `${kind} was written and checked (saw ${[...kinds].join(', ')})`);
     }
   });

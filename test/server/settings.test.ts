@@ -196,6 +196,10 @@ const HOSTILE_SERVER_ONLY: Record<string, (work: string) => JsonValue> = {
   'notifications.allow_private_destinations': () => true,
   // A host file read as certificates: a way to learn whether it exists and what it holds from the error.
   'notifications.smtp_ca_file': () => '/etc/shadow',
+  // Push messages to the cloud metadata service or the host itself, under a name the admin allowed.
+  'notifications.push_allowed_hosts': () => ['169.254.169.254', 'localhost'],
+  // The same host file, read as certificates for push services.
+  'notifications.push_ca_file': () => '/etc/shadow',
 };
 
 function nested(key: string, value: JsonValue): Record<string, Record<string, JsonValue>> {

@@ -16,6 +16,7 @@ import { fileIndexMigration } from './0014-file-index.js';
 import { catalogueMigration } from './0015-catalogue.js';
 import { integrityMigration } from './0016-integrity.js';
 import { fileSearchPrefixesMigration } from './0017-file-search-prefixes.js';
+import { pushSubscriptionsMigration } from './0018-push-subscriptions.js';
 
 /**
  * Every migration, imported statically: compiled code cannot count on a migrations folder at
@@ -39,6 +40,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0015_catalogue': catalogueMigration,
   '0016_integrity': integrityMigration,
   '0017_file_search_prefixes': fileSearchPrefixesMigration,
+  '0018_push_subscriptions': pushSubscriptionsMigration,
 };
 
 export const migrationProvider: MigrationProvider = {

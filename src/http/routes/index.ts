@@ -5,6 +5,7 @@ import type { AuthService } from '../../auth/service.js';
 import type { AutomationService } from '../../jobs/automation.js';
 import type { JobService } from '../../jobs/service.js';
 import type { MqttChannel } from '../../notifications/mqtt.js';
+import type { PushChannel } from '../../notifications/push.js';
 import type { NotificationService } from '../../notifications/service.js';
 import type { DeviceStatusService } from '../../system/devices.js';
 import type { EventLog } from '../../system/event-log.js';
@@ -28,6 +29,7 @@ import { liveRoutes } from './live.js';
 import { logRoutes } from './logs.js';
 import { type MetricsEndpoint, metricsRoutes } from './metrics.js';
 import { notificationRoutes } from './notifications.js';
+import { pushRoutes } from './push.js';
 import { systemRoutes } from './system.js';
 import { userRoutes } from './users.js';
 
@@ -46,6 +48,7 @@ export interface ApiServices {
   automation: AutomationService;
   notifications: NotificationService;
   mqtt: Pick<MqttChannel, 'status'>;
+  push: PushChannel;
   /** Resolves while the service can answer; throws a domain error otherwise. */
   health: () => Promise<void>;
   /** The readiness checks (database writable, output directory writable and below the stop threshold, job runner alive). */
@@ -74,5 +77,6 @@ export function apiRoutes(services: ApiServices): RouteModule[] {
     apiKeyRoutes(services.auth),
     auditRoutes(services.auth.audit),
     notificationRoutes(services.notifications, services.mqtt),
+    pushRoutes(services.push),
   ];
 }

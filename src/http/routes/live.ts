@@ -24,7 +24,7 @@ Updates are coalesced per job and per task and sent to each client at most twent
  * Who may see a domain event on the live stream: who may read what it is about (a job, a drive or
  * disc, an archive, the service). The test event goes only to its channel.
  */
-const DOMAIN_EVENT_PERMISSIONS: Record<DomainEventType, Permission | null> = {
+export const DOMAIN_EVENT_PERMISSIONS: Record<DomainEventType, Permission | null> = {
   'job.queued': 'jobs:read',
   'job.started': 'jobs:read',
   'job.paused': 'jobs:read',

@@ -11,20 +11,30 @@ const WIDTHS = { desktop: 1280, phone: 390 } as const;
  * Debian's Chromium, headless, with everything that would reach the network switched off.
  * Playwright gives every launch a fresh temporary profile (its own --user-data-dir).
  */
+const LAUNCH = {
+  executablePath: CHROMIUM,
+  headless: true,
+  args: [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
+};
+
 export function launchBrowser(): Promise<Browser> {
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  return chromium.launch(LAUNCH);
+}
+
+/**
+ * The same browser with a profile in `userDataDir`: an ordinary window, not an incognito-like
+ * context, which is what Chromium requires before it calls a web app installable.
+ */
+export function launchProfileBrowser(userDataDir: string): Promise<BrowserContext> {
+  return chromium.launchPersistentContext(userDataDir, { ...LAUNCH, viewport: { width: WIDTHS.desktop, height: 900 } });
 }
 
 /** Records what must never happen on a page: CSP violations, console errors, uncaught exceptions. */
