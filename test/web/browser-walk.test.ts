@@ -4,6 +4,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { packageRoot } from '../../src/config/load.js';
 import { SESSION_COOKIE } from '../../src/http/guard.js';
@@ -22,7 +23,7 @@ import { type TestRole, type WebTestServer, startWebTestServer } from './support
  * test-artifacts/walk/ for a person to look at.
  */
 
-const AXE_SOURCE = readFileSync(join(packageRoot(), 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
+const AXE_SOURCE = readFileSync(fileURLToPath(import.meta.resolve('axe-core/axe.min.js')), 'utf8');
 const WALK_DIR = join(packageRoot(), 'test-artifacts', 'walk');
 const WIDTHS = [1280, 390] as const;
 const PHONE = 390;
