@@ -16,6 +16,7 @@ const PAGES = [
 ] as const;
 const CATEGORIES = ['accessibility', 'best-practices'] as const;
 const FORM_FACTORS = ['mobile', 'desktop'] as const;
+const SCHEMES = ['light', 'dark'] as const;
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -46,9 +47,9 @@ async function installability(context: BrowserContext, url: string): Promise<str
 
 /**
  * Lighthouse 12 (run locally against Debian's Chromium) on the dashboard, the archive and the
- * configuration page, signed in as an admin, as a phone and as a desktop: the accessibility and
- * best-practices scores, and Chromium's own installability check (Lighthouse 12 no longer has a
- * PWA category; the install prompt's checks are what it audited).
+ * configuration page, signed in as an admin, in the light and the dark scheme, as a phone and as a
+ * desktop: the accessibility and best-practices scores, and Chromium's own installability check
+ * (Lighthouse 12 no longer has a PWA category; the install prompt's checks are what it audited).
  */
 export async function benchLighthouse(): Promise<void> {
   const service = await startWebTestServer();
@@ -73,26 +74,31 @@ export async function benchLighthouse(): Promise<void> {
     const [cookieName, cookieValue] = cookie.split('=') as [string, string];
     await browser.addCookies([{ name: cookieName, value: cookieValue, url: service.url }]);
     const rows: string[][] = [];
-    for (const page of PAGES) {
-      const url = `${service.url}${page.path}`;
-      const installable = await installability(browser, url);
-      for (const formFactor of FORM_FACTORS) {
-        const flags: Flags = { port, output: 'json', logLevel: 'error', onlyCategories: [...CATEGORIES], extraHeaders: { Cookie: cookie } };
-        const result = await lighthouse(url, flags, formFactor === 'desktop' ? desktopConfig : undefined);
-        if (result === undefined) throw new Error(`Lighthouse returned nothing for ${url}`);
-        const scores = CATEGORIES.map((category) => {
-          const score = result.lhr.categories[category]?.score;
-          if (score === null || score === undefined) throw new Error(`no ${category} score for ${url}: ${result.lhr.runtimeError?.message ?? 'unknown'}`);
-          return Math.round(score * 100);
-        });
-        const failing = Object.values(result.lhr.audits)
-          .filter((audit) => audit.score !== null && audit.score < 1 && audit.scoreDisplayMode === 'binary')
-          .map((audit) => audit.id);
-        rows.push([page.name, formFactor, ...scores.map(String), installable, failing.join(', ') || 'none']);
-        console.log(`${page.name} ${formFactor}: ${scores.join(' / ')} ${installable} ${failing.join(', ')}`);
+    for (const scheme of SCHEMES) {
+      // The admin's stored choice, as the header's switch saves it: the page is rendered in it.
+      const saved = await service.send('POST', '/theme', { form: { theme: scheme } });
+      if (saved.status !== 303) throw new Error(`choosing the ${scheme} scheme failed with ${saved.status}`);
+      for (const page of PAGES) {
+        const url = `${service.url}${page.path}`;
+        const installable = await installability(browser, url);
+        for (const formFactor of FORM_FACTORS) {
+          const flags: Flags = { port, output: 'json', logLevel: 'error', onlyCategories: [...CATEGORIES], extraHeaders: { Cookie: cookie } };
+          const result = await lighthouse(url, flags, formFactor === 'desktop' ? desktopConfig : undefined);
+          if (result === undefined) throw new Error(`Lighthouse returned nothing for ${url}`);
+          const scores = CATEGORIES.map((category) => {
+            const score = result.lhr.categories[category]?.score;
+            if (score === null || score === undefined) throw new Error(`no ${category} score for ${url}: ${result.lhr.runtimeError?.message ?? 'unknown'}`);
+            return Math.round(score * 100);
+          });
+          const failing = Object.values(result.lhr.audits)
+            .filter((audit) => audit.score !== null && audit.score < 1 && audit.scoreDisplayMode === 'binary')
+            .map((audit) => audit.id);
+          rows.push([page.name, scheme, formFactor, ...scores.map(String), installable, failing.join(', ') || 'none']);
+          console.log(`${page.name} ${scheme} ${formFactor}: ${scores.join(' / ')} ${installable} ${failing.join(', ')}`);
+        }
       }
     }
-    const table = markdownTable(['Page', 'Form factor', 'Accessibility', 'Best practices', 'Chromium installability', 'Failed audits'], rows);
+    const table = markdownTable(['Page', 'Scheme', 'Form factor', 'Accessibility', 'Best practices', 'Chromium installability', 'Failed audits'], rows);
     await writeSection(
       'lighthouse',
       `## Lighthouse: accessibility, best practices, installability\n\n${machineDescription()}; Lighthouse 12, Debian's Chromium, signed in as an admin.\n\n${table}`,
