@@ -90,7 +90,7 @@ async function benchSearch(work: string): Promise<string[][]> {
     const word = picker(14);
     const batch = 10_000;
     for (let done = 0; done < SEARCH_ROWS; done += batch) {
-      index.add(
+      await index.add(
         archive.id,
         Array.from({ length: batch }, (_, offset) => {
           const name = `${word()}-${word()}-${done + offset}.dat`;

@@ -229,17 +229,17 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     // worker are all counted, and each raises its domain event in the transaction that records it.
     const catalogue = metrics.countVerifications(
       announceVerifications(archivesRepository, {
-        transact: (work) => database.writeTransaction(work),
-        raise: (draft) => notifications.raise(draft.type, draft.payload),
+        transaction: (work) => database.transaction(work),
+        raiseWithin: (tx, draft) => notifications.raiseWithin(tx, draft.type, draft.payload),
       }),
     );
     const storageWatch = createStorageWatch({
       config,
       output,
       initialLevel: async () => storageLevelAfter((await notifications.listEvents({ types: STORAGE_EVENT_TYPES, limit: 1 }))[0]),
-      onCrossing: (crossing) => {
+      onCrossing: async (crossing) => {
         const draft = storageEvent(crossing);
-        notifications.raise(draft.type, draft.payload);
+        await notifications.raise(draft.type, draft.payload);
       },
       onProblem: (message) => eventLog.record({ level: 'warning', source: 'storage', message }),
       ...options.storage,
@@ -362,7 +362,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       version,
       countJobs: () => jobsRepository.countByStatus(),
       checkQueue: () => queue.positions(),
-      workers: () => (closing ? 'stopped' : 'running'),
+      workers: () => (closing !== null ? 'stopped' : 'running'),
       countDrives: async () => driveStates.list().length,
       countVerificationTasks: () => verificationTasks.countByStatus(),
       housekeeping: () => ({
@@ -443,7 +443,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           push,
           integrity: { recovery, adoption, defaultRedundancy },
           health: async () => {
-            if (closing) throw new UnavailableError('shutting_down', 'the service is shutting down');
+            if (closing !== null) throw new UnavailableError('shutting_down', 'the service is shutting down');
             await jobsRepository.countByStatus().catch((error: unknown) => {
               throw new UnavailableError('database_unavailable', `the database does not answer: ${errorMessage(error)}`);
             });
@@ -539,7 +539,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       message: `disk2iso ${version} started${url ? ` on ${url}` : ''}`,
       details: { version, data_dir: config.data_dir },
     });
-    notifications.raise('service.started', { version });
+    await notifications.raise('service.started', { version });
     await maintenance.start(url);
     // `disk2iso config set` stores settings from another process; the service takes them over here.
     const settingsSync = setInterval(() => {

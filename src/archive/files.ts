@@ -234,7 +234,7 @@ export function createFileIndexer(deps: FileIndexerDeps): FileIndexer {
   const abort = new AbortController();
 
   const indexOne = async (archive: { id: string; path: string }): Promise<void> => {
-    deps.index.clear(archive.id);
+    await deps.index.clear(archive.id);
     let count = 0;
     try {
       const image = await deps.openArchiveImage(archive.id);
@@ -242,19 +242,19 @@ export function createFileIndexer(deps: FileIndexerDeps): FileIndexer {
       for await (const entry of listImageEntries(image.path, abort.signal)) {
         batch.push({ path: entry.path, name: entry.name, kind: entry.kind, sizeBytes: entry.kind === 'file' ? entry.size : 0, mtime: entry.mtime });
         if (batch.length >= INDEX_BATCH) {
-          deps.index.add(archive.id, batch);
+          await deps.index.add(archive.id, batch);
           count += batch.length;
           batch = [];
         }
       }
-      deps.index.add(archive.id, batch);
+      await deps.index.add(archive.id, batch);
       count += batch.length;
-      deps.index.finish(archive.id, { status: 'indexed', entries: count }, now().toISOString());
+      await deps.index.finish(archive.id, { status: 'indexed', entries: count }, now().toISOString());
       deps.onEvent?.('info', `indexed ${count} files and folders of archive ${archive.id}`, { archive_id: archive.id, entries: count });
     } catch (error) {
       if (abort.signal.aborted) return;
       const code = error instanceof DomainError ? error.code : 'internal_error';
-      deps.index.finish(archive.id, { status: 'failed', entries: count, code, message: errorMessage(error) }, now().toISOString());
+      await deps.index.finish(archive.id, { status: 'failed', entries: count, code, message: errorMessage(error) }, now().toISOString());
       deps.onEvent?.('warning', `cannot index archive ${archive.id}: ${errorMessage(error)}`, { archive_id: archive.id, code });
     }
   };

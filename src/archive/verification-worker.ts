@@ -113,8 +113,8 @@ export function createVerificationWorker(deps: VerificationWorkerDeps): Verifica
       const input = await deps.check(task.archiveId, { signal: controller.signal, onProgress, ...(throttle === undefined ? {} : { throttle }) });
       await pendingWrite;
       publish(
-        await tasks.finish(task.id, workerId, (tx) => {
-          const entry = deps.archives.recordVerificationWithin(tx, task.archiveId, { ...input, requestedBy: task.requestedBy, origin: task.origin });
+        await tasks.finish(task.id, workerId, async (tx) => {
+          const entry = await deps.archives.recordVerificationWithin(tx, task.archiveId, { ...input, requestedBy: task.requestedBy, origin: task.origin });
           return { status: 'completed', verificationId: entry.id, ok: entry.ok };
         }),
       );
@@ -122,13 +122,13 @@ export function createVerificationWorker(deps: VerificationWorkerDeps): Verifica
       await pendingWrite;
       const reason = controller.signal.aborted ? (controller.signal.reason as StopReason) : null;
       if (reason === 'shutdown') publish(await tasks.release(task.id, workerId));
-      else if (reason === 'cancel') publish(await tasks.finish(task.id, workerId, () => ({ status: 'cancelled' })));
+      else if (reason === 'cancel') publish(await tasks.finish(task.id, workerId, async () => ({ status: 'cancelled' })));
       else if (reason === 'lease_lost') log.warn({ taskId: task.id }, 'verification lease lost; another worker may run the task');
       else {
         if (!(error instanceof DomainError)) log.error({ err: error, taskId: task.id }, 'verification failed unexpectedly');
         const errorCode = error instanceof DomainError ? error.code : 'internal_error';
         const message = error instanceof DomainError ? error.message : `internal error: ${errorMessage(error)}`;
-        publish(await tasks.finish(task.id, workerId, () => ({ status: 'failed', errorCode, errorMessage: message })));
+        publish(await tasks.finish(task.id, workerId, async () => ({ status: 'failed', errorCode, errorMessage: message })));
       }
     } finally {
       clearInterval(heartbeat);

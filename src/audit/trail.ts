@@ -1,6 +1,6 @@
 import { type Clock, systemClock } from '../clock.js';
 import type { AuditListFilter, AuditRepository } from '../db/audit-repository.js';
-import type { SyncExecutor } from '../db/database.js';
+import type { Executor } from '../db/database.js';
 import { ValidationError } from '../errors.js';
 import type { JsonObject } from '../json.js';
 import type { AuditEntry } from './model.js';
@@ -46,7 +46,7 @@ export type AuditEvent = {
 export interface AuditTrail {
   record(event: AuditEvent): Promise<AuditEntry>;
   /** Records inside a caller's write transaction: the action and its entry commit or fail together. */
-  recordWithin(tx: SyncExecutor, event: AuditEvent): void;
+  recordWithin(tx: Executor, event: AuditEvent): Promise<void>;
   /** The repository's page of entries, as it stores them. */
   list(filter?: AuditListFilter): ReturnType<AuditRepository['list']>;
   /** The retention rule, the only way entries leave the trail: removes entries older than `days`. */

@@ -1,4 +1,4 @@
-import type { SyncExecutor } from '../db/database.js';
+import type { Executor } from '../db/database.js';
 import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../errors.js';
 import type { AuthDeps } from './deps.js';
 import { AuthenticationError, PasswordChangeRequiredError } from './errors.js';
@@ -151,8 +151,8 @@ export function createApiKeyService(deps: Deps): ApiKeyService {
   }
 
   /** The parent must still be usable when its child is written: a revocation committed since the request began wins. */
-  function requireUsableParent(tx: SyncExecutor, parentId: string, at: Date): void {
-    const parent = apiKeys.getWithin(tx, parentId);
+  async function requireUsableParent(tx: Executor, parentId: string, at: Date): Promise<void> {
+    const parent = await apiKeys.getWithin(tx, parentId);
     if (parent === null || parent.revokedAt !== null || (parent.expiresAt !== null && Date.parse(parent.expiresAt) <= at.getTime())) {
       throw new AuthenticationError('invalid_credentials', 'The API key of this request was revoked or has expired');
     }
@@ -244,9 +244,9 @@ export function createApiKeyService(deps: Deps): ApiKeyService {
       }
       const key = `${API_KEY_PREFIX}${randomSecret()}`;
       const id = newAuthId('key');
-      const record = database.writeTransaction((tx) => {
-        if (parentId !== null) requireUsableParent(tx, parentId, at);
-        apiKeys.insertWithin(tx, {
+      const record = await database.transaction(async (tx) => {
+        if (parentId !== null) await requireUsableParent(tx, parentId, at);
+        await apiKeys.insertWithin(tx, {
           id,
           userId: user.id,
           name: label,
@@ -258,7 +258,7 @@ export function createApiKeyService(deps: Deps): ApiKeyService {
           expiresAt,
           parentId,
         });
-        audit.recordWithin(tx, {
+        await audit.recordWithin(tx, {
           event_type: 'api_key',
           action: 'create',
           ...actorForAudit(actor, {
@@ -271,7 +271,7 @@ export function createApiKeyService(deps: Deps): ApiKeyService {
             parent_id: parentId,
           }),
         });
-        const stored = apiKeys.getWithin(tx, id);
+        const stored = await apiKeys.getWithin(tx, id);
         if (stored === null) throw new Error(`API key ${id} vanished inside its own transaction`);
         return stored;
       });
@@ -294,16 +294,16 @@ export function createApiKeyService(deps: Deps): ApiKeyService {
 
     async revoke(id, actor) {
       requirePermission(actor, 'keys:manage');
-      return database.writeTransaction((tx) => {
-        const record = apiKeys.getWithin(tx, id);
+      return database.transaction(async (tx) => {
+        const record = await apiKeys.getWithin(tx, id);
         if (record === null) throw new NotFoundError('api_key_not_found', `No API key ${id}`, { id });
         requireOwnerOrAdmin(actor, (principal) => principal.userId === record.userId);
         if (!withinActorRights(actor, record)) {
           throw new ForbiddenError('key_exceeds_rights', `API key ${id} holds rights this credential lacks`, { id });
         }
         if (record.revokedAt !== null) throw new ConflictError('api_key_revoked', `API key ${id} is already revoked`, { id, revoked_at: record.revokedAt });
-        const alsoRevoked = apiKeys.revokeWithin(tx, id, now());
-        audit.recordWithin(tx, {
+        const alsoRevoked = await apiKeys.revokeWithin(tx, id, now());
+        await audit.recordWithin(tx, {
           event_type: 'api_key',
           action: 'revoke',
           ...actorForAudit(actor, {
@@ -313,7 +313,7 @@ export function createApiKeyService(deps: Deps): ApiKeyService {
             ...(alsoRevoked.length === 0 ? {} : { also_revoked: alsoRevoked }),
           }),
         });
-        const revoked = apiKeys.getWithin(tx, id);
+        const revoked = await apiKeys.getWithin(tx, id);
         if (revoked === null) throw new Error(`API key ${id} vanished inside its own transaction`);
         return { record: revoked, alsoRevoked };
       });

@@ -1,5 +1,5 @@
 import type { AuditEvent } from '../audit/trail.js';
-import type { SyncExecutor } from '../db/database.js';
+import type { Executor } from '../db/database.js';
 import type { AuthDeps } from './deps.js';
 import { AuthenticationError, LockedOutError } from './errors.js';
 import type { StoredUser, ThrottleScope } from './model.js';
@@ -35,13 +35,21 @@ export function createCredentialChecker(deps: Deps): CredentialChecker {
     return { event_type: 'authentication', action: 'login_failure', ...who, details: { reason, method: 'password', purpose } };
   }
 
-  function countFailure(tx: SyncExecutor, scope: ThrottleScope, key: string, rule: LockoutRule, account: string, client: ClientInfo, at: Date): void {
-    throttle.addFailureWithin(tx, scope, key, at);
-    const failures = throttle.countFailuresWithin(tx, scope, key, new Date(at.getTime() - rule.windowMs));
+  async function countFailure(
+    tx: Executor,
+    scope: ThrottleScope,
+    key: string,
+    rule: LockoutRule,
+    account: string,
+    client: ClientInfo,
+    at: Date,
+  ): Promise<void> {
+    await throttle.addFailureWithin(tx, scope, key, at);
+    const failures = await throttle.countFailuresWithin(tx, scope, key, new Date(at.getTime() - rule.windowMs));
     if (failures < rule.failures) return;
     const until = new Date(at.getTime() + rule.lockMs);
-    throttle.lockWithin(tx, scope, key, at, until);
-    audit.recordWithin(tx, {
+    await throttle.lockWithin(tx, scope, key, at, until);
+    await audit.recordWithin(tx, {
       event_type: 'authentication',
       action: 'lockout',
       user: account,
@@ -55,9 +63,10 @@ export function createCredentialChecker(deps: Deps): CredentialChecker {
     async verify(name, password, client, purpose) {
       const account = accountKey(name);
       const checkedAt = now();
-      const lockout = database.writeTransaction((tx) => {
-        const found = throttle.activeLockoutWithin(tx, 'account', account, checkedAt) ?? throttle.activeLockoutWithin(tx, 'address', client.ip, checkedAt);
-        if (found !== null) audit.recordWithin(tx, failureEvent(purpose, account, client, `locked_out_${found.scope}`));
+      const lockout = await database.transaction(async (tx) => {
+        const found =
+          (await throttle.activeLockoutWithin(tx, 'account', account, checkedAt)) ?? (await throttle.activeLockoutWithin(tx, 'address', client.ip, checkedAt));
+        if (found !== null) await audit.recordWithin(tx, failureEvent(purpose, account, client, `locked_out_${found.scope}`));
         return found;
       });
       if (lockout !== null) throw new LockedOutError(Math.max(1, Math.ceil((Date.parse(lockout.until) - checkedAt.getTime()) / 1000)));
@@ -65,16 +74,16 @@ export function createCredentialChecker(deps: Deps): CredentialChecker {
       const user = await users.findByName(account);
       const matches = await hasher.verify(password, user?.passwordHash ?? DUMMY_PASSWORD_HASH);
       if (user !== null && matches && !user.disabled) {
-        database.writeTransaction((tx) => throttle.clearWithin(tx, 'account', account));
+        await database.transaction((tx) => throttle.clearWithin(tx, 'account', account));
         return user;
       }
 
       const reason = user === null ? 'unknown_user' : user.disabled ? 'disabled' : 'wrong_password';
       const failedAt = now();
-      database.writeTransaction((tx) => {
-        audit.recordWithin(tx, failureEvent(purpose, account, client, reason));
-        countFailure(tx, 'account', account, policy.accountLockout, account, client, failedAt);
-        countFailure(tx, 'address', client.ip, policy.addressLockout, account, client, failedAt);
+      await database.transaction(async (tx) => {
+        await audit.recordWithin(tx, failureEvent(purpose, account, client, reason));
+        await countFailure(tx, 'account', account, policy.accountLockout, account, client, failedAt);
+        await countFailure(tx, 'address', client.ip, policy.addressLockout, account, client, failedAt);
       });
       throw purpose === 'password_change' ? new AuthenticationError('wrong_password', 'The current password is wrong') : new AuthenticationError();
     },

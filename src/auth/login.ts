@@ -34,11 +34,11 @@ export function createLoginService(deps: Deps): LoginService {
     async login(name, password, client, options = {}) {
       const user = await credentials.verify(name, password, client, 'login');
       const at = now();
-      const session = database.writeTransaction((tx) => {
-        if (options.replacingSessionId !== undefined) sessions.deleteWithin(tx, [secretHash(options.replacingSessionId)]);
-        const started = sessionService.startWithin(tx, user, client, at);
-        users.recordLoginWithin(tx, user.id, at);
-        audit.recordWithin(tx, {
+      const session = await database.transaction(async (tx) => {
+        if (options.replacingSessionId !== undefined) await sessions.deleteWithin(tx, [secretHash(options.replacingSessionId)]);
+        const started = await sessionService.startWithin(tx, user, client, at);
+        await users.recordLoginWithin(tx, user.id, at);
+        await audit.recordWithin(tx, {
           event_type: 'authentication',
           action: 'login_success',
           user: user.name,
@@ -54,7 +54,7 @@ export function createLoginService(deps: Deps): LoginService {
 
     async logout(principal, client) {
       if (principal.sessionId === undefined) return;
-      sessionService.end(principal.sessionId);
+      await sessionService.end(principal.sessionId);
       await audit.record({
         event_type: 'authentication',
         action: 'logout',

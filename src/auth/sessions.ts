@@ -1,4 +1,4 @@
-import type { SyncExecutor } from '../db/database.js';
+import type { Executor } from '../db/database.js';
 import type { AuthDeps } from './deps.js';
 import type { Liveness, UserRecord } from './model.js';
 import { type ClientInfo, type Principal, userPrincipal } from './principal.js';
@@ -22,11 +22,11 @@ export interface StartedSession {
  */
 export interface SessionService {
   /** Starts a session inside the caller's transaction (the login that earned it commits with it). */
-  startWithin(tx: SyncExecutor, user: UserRecord, client: ClientInfo, at: Date): StartedSession;
+  startWithin(tx: Executor, user: UserRecord, client: ClientInfo, at: Date): Promise<StartedSession>;
   /** The principal of a live session (and extends it), or null. */
-  authenticate(sessionId: string): Principal | null;
+  authenticate(sessionId: string): Promise<Principal | null>;
   /** Ends a session by the hash a principal carries; false when it had already ended. */
-  end(idHash: string): boolean;
+  end(idHash: string): Promise<boolean>;
   /** Deletes sessions that have ended; returns how many. */
   prune(): Promise<number>;
 }
@@ -44,39 +44,39 @@ export function createSessionService(deps: Deps): SessionService {
   const liveness = (at: Date): Liveness => ({ now: at, idleSince: new Date(at.getTime() - policy.sessionIdleMs) });
 
   return {
-    startWithin(tx, user, client, at) {
+    async startWithin(tx, user, client, at) {
       const id = randomSecret();
       const idHash = secretHash(id);
       const csrfToken = randomSecret();
       const expiresAt = new Date(at.getTime() + policy.sessionAbsoluteMs);
-      const others = sessions.listLiveWithin(tx, user.id, liveness(at));
+      const others = await sessions.listLiveWithin(tx, user.id, liveness(at));
       const excess = others.slice(0, Math.max(0, others.length - (policy.maxSessionsPerUser - 1)));
-      const endedSessions = sessions.deleteWithin(
+      const endedSessions = await sessions.deleteWithin(
         tx,
         excess.map((session) => session.idHash),
       );
-      sessions.insertWithin(tx, { idHash, userId: user.id, csrfToken, at, expiresAt, ipAddress: client.ip, userAgent: client.userAgent });
+      await sessions.insertWithin(tx, { idHash, userId: user.id, csrfToken, at, expiresAt, ipAddress: client.ip, userAgent: client.userAgent });
       return { id, csrfToken, createdAt: at.toISOString(), expiresAt: expiresAt.toISOString(), endedSessions };
     },
 
-    authenticate(sessionId) {
+    async authenticate(sessionId) {
       const at = now();
       const idHash = secretHash(sessionId);
-      return database.writeTransaction((tx) => {
-        const session = sessions.findLiveWithin(tx, idHash, liveness(at));
+      return database.transaction(async (tx) => {
+        const session = await sessions.findLiveWithin(tx, idHash, liveness(at));
         if (session === null) return null;
-        const user = users.getWithin(tx, session.userId);
+        const user = await users.getWithin(tx, session.userId);
         if (user === null || user.disabled) {
-          sessions.deleteWithin(tx, [idHash]);
+          await sessions.deleteWithin(tx, [idHash]);
           return null;
         }
-        sessions.touchWithin(tx, idHash, at);
+        await sessions.touchWithin(tx, idHash, at);
         return userPrincipal(user, at, policy.passwordMaxAgeMs, { session: { idHash, csrfToken: session.csrfToken } });
       });
     },
 
-    end(idHash) {
-      return database.writeTransaction((tx) => sessions.deleteWithin(tx, [idHash])) > 0;
+    async end(idHash) {
+      return (await database.transaction((tx) => sessions.deleteWithin(tx, [idHash]))) > 0;
     },
 
     prune() {

@@ -46,10 +46,10 @@ export function createSetupService(deps: Deps): SetupService {
       const token = randomSecret();
       const at = now();
       const expiresAt = new Date(at.getTime() + policy.setupTokenLifetimeMs);
-      database.writeTransaction((tx) => {
-        if (users.countEnabledAdminsWithin(tx) > 0) throw new ConflictError('setup_done', SETUP_DONE);
-        setupTokens.replaceWithin(tx, { tokenHash: secretHash(token), at, expiresAt });
-        audit.recordWithin(tx, {
+      await database.transaction(async (tx) => {
+        if ((await users.countEnabledAdminsWithin(tx)) > 0) throw new ConflictError('setup_done', SETUP_DONE);
+        await setupTokens.replaceWithin(tx, { tokenHash: secretHash(token), at, expiresAt });
+        await audit.recordWithin(tx, {
           event_type: 'setup',
           action: 'token_created',
           user: null,
@@ -71,14 +71,14 @@ export function createSetupService(deps: Deps): SetupService {
       const passwordHash = await hasher.hash(password);
       const tokenHash = secretHash(token);
       const at = now();
-      const admin = database.writeTransaction((tx) => {
-        if (!live(setupTokens.findWithin(tx, tokenHash), at)) return null;
-        if (users.countEnabledAdminsWithin(tx) > 0) throw new ConflictError('setup_done', SETUP_DONE);
-        const created = users.insertWithin(tx, { id: newAuthId('user'), name, role: 'admin', passwordHash, passwordResetRequired: false, at });
-        setupTokens.markUsedWithin(tx, tokenHash, at);
+      const admin = await database.transaction(async (tx) => {
+        if (!live(await setupTokens.findWithin(tx, tokenHash), at)) return null;
+        if ((await users.countEnabledAdminsWithin(tx)) > 0) throw new ConflictError('setup_done', SETUP_DONE);
+        const created = await users.insertWithin(tx, { id: newAuthId('user'), name, role: 'admin', passwordHash, passwordResetRequired: false, at });
+        await setupTokens.markUsedWithin(tx, tokenHash, at);
         const who = { user: created.name, ip_address: client.ip, user_agent: client.userAgent };
-        audit.recordWithin(tx, { event_type: 'user', action: 'add', ...who, details: { name: created.name, role: 'admin', via: 'setup_token' } });
-        audit.recordWithin(tx, { event_type: 'setup', action: 'completed', ...who, details: {} });
+        await audit.recordWithin(tx, { event_type: 'user', action: 'add', ...who, details: { name: created.name, role: 'admin', via: 'setup_token' } });
+        await audit.recordWithin(tx, { event_type: 'setup', action: 'completed', ...who, details: {} });
         return created;
       });
       if (admin === null)

@@ -1,4 +1,4 @@
-import type { SyncExecutor } from '../db/database.js';
+import type { Executor } from '../db/database.js';
 import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../errors.js';
 import type { CredentialChecker } from './credentials.js';
 import type { AuthDeps } from './deps.js';
@@ -55,16 +55,16 @@ type Deps = Pick<AuthDeps, 'database' | 'users' | 'sessions' | 'throttle' | 'aud
 export function createUserService(deps: Deps): UserService {
   const { database, users, sessions, throttle, audit, hasher, now, credentials } = deps;
 
-  function existing(tx: SyncExecutor, name: string): StoredUser {
-    const user = users.findByNameWithin(tx, name);
+  async function existing(tx: Executor, name: string): Promise<StoredUser> {
+    const user = await users.findByNameWithin(tx, name);
     if (user === null) throw new NotFoundError('user_not_found', `No user named ${name}`, { name });
     return user;
   }
 
   /** Refuses a change that would leave no enabled admin: nobody could manage the service any more. */
-  function keepAnAdmin(tx: SyncExecutor, user: StoredUser, what: string): void {
+  async function keepAnAdmin(tx: Executor, user: StoredUser, what: string): Promise<void> {
     if (user.role !== 'admin' || user.disabled) return;
-    if (users.countEnabledAdminsWithin(tx) <= 1) {
+    if ((await users.countEnabledAdminsWithin(tx)) <= 1) {
       throw new ConflictError('last_admin', `Cannot ${what} ${user.name}: it is the last enabled admin`, { name: user.name });
     }
   }
@@ -78,8 +78,8 @@ export function createUserService(deps: Deps): UserService {
       assertPasswordPolicy(input.password);
       const passwordHash = await hasher.hash(input.password);
       const requireChange = input.requireChange ?? false;
-      const user = database.writeTransaction((tx) => {
-        const created = users.insertWithin(tx, {
+      const user = await database.transaction(async (tx) => {
+        const created = await users.insertWithin(tx, {
           id: newAuthId('user'),
           name: input.name,
           role,
@@ -87,7 +87,7 @@ export function createUserService(deps: Deps): UserService {
           passwordResetRequired: requireChange,
           at: now(),
         });
-        audit.recordWithin(tx, {
+        await audit.recordWithin(tx, {
           event_type: 'user',
           action: 'add',
           ...actorForAudit(actor, { name: created.name, role, require_password_change: requireChange }),
@@ -114,12 +114,12 @@ export function createUserService(deps: Deps): UserService {
       assertPasswordPolicy(password);
       const hash = await hasher.hash(password);
       const requireChange = options.requireChange ?? false;
-      const user = database.writeTransaction((tx) => {
-        const target = existing(tx, name);
-        const updated = users.updateWithin(tx, target.id, { password: { hash, resetRequired: requireChange } }, { at: now(), bumpCredentials: true });
-        const sessionsEnded = sessions.deleteForUserWithin(tx, target.id);
-        throttle.clearWithin(tx, 'account', target.name);
-        audit.recordWithin(tx, {
+      const user = await database.transaction(async (tx) => {
+        const target = await existing(tx, name);
+        const updated = await users.updateWithin(tx, target.id, { password: { hash, resetRequired: requireChange } }, { at: now(), bumpCredentials: true });
+        const sessionsEnded = await sessions.deleteForUserWithin(tx, target.id);
+        await throttle.clearWithin(tx, 'account', target.name);
+        await audit.recordWithin(tx, {
           event_type: 'user',
           action: 'reset_password',
           ...actorForAudit(actor, { name: target.name, sessions_ended: sessionsEnded, require_password_change: requireChange }),
@@ -137,10 +137,10 @@ export function createUserService(deps: Deps): UserService {
       if (newPassword === currentPassword) throw new ValidationError('password_unchanged', 'The new password must differ from the current one');
       const user = await credentials.verify(principal.name, currentPassword, client, 'password_change');
       const hash = await hasher.hash(newPassword);
-      const updated = database.writeTransaction((tx) => {
-        const changed = users.updateWithin(tx, user.id, { password: { hash, resetRequired: false } }, { at: now(), bumpCredentials: true });
-        const sessionsEnded = sessions.deleteForUserWithin(tx, user.id);
-        audit.recordWithin(tx, {
+      const updated = await database.transaction(async (tx) => {
+        const changed = await users.updateWithin(tx, user.id, { password: { hash, resetRequired: false } }, { at: now(), bumpCredentials: true });
+        const sessionsEnded = await sessions.deleteForUserWithin(tx, user.id);
+        await audit.recordWithin(tx, {
           event_type: 'password_change',
           action: 'change',
           user: user.name,
@@ -156,12 +156,16 @@ export function createUserService(deps: Deps): UserService {
     async setRole(name, role, actor) {
       requirePermission(actor, 'users:admin');
       assertRole(role);
-      const user = database.writeTransaction((tx) => {
-        const target = existing(tx, name);
+      const user = await database.transaction(async (tx) => {
+        const target = await existing(tx, name);
         if (target.role === role) return target;
-        if (role !== 'admin') keepAnAdmin(tx, target, 'demote');
-        const updated = users.updateWithin(tx, target.id, { role }, { at: now(), bumpCredentials: true });
-        audit.recordWithin(tx, { event_type: 'user', action: 'role_change', ...actorForAudit(actor, { name: target.name, from: target.role, to: role }) });
+        if (role !== 'admin') await keepAnAdmin(tx, target, 'demote');
+        const updated = await users.updateWithin(tx, target.id, { role }, { at: now(), bumpCredentials: true });
+        await audit.recordWithin(tx, {
+          event_type: 'user',
+          action: 'role_change',
+          ...actorForAudit(actor, { name: target.name, from: target.role, to: role }),
+        });
         return updated;
       });
       return publicUser(user);
@@ -169,13 +173,13 @@ export function createUserService(deps: Deps): UserService {
 
     async disable(name, actor) {
       requirePermission(actor, 'users:admin');
-      const user = database.writeTransaction((tx) => {
-        const target = existing(tx, name);
+      const user = await database.transaction(async (tx) => {
+        const target = await existing(tx, name);
         if (target.disabled) return target;
-        keepAnAdmin(tx, target, 'disable');
-        const updated = users.updateWithin(tx, target.id, { disabled: true }, { at: now(), bumpCredentials: true });
-        const sessionsEnded = sessions.deleteForUserWithin(tx, target.id);
-        audit.recordWithin(tx, { event_type: 'user', action: 'disable', ...actorForAudit(actor, { name: target.name, sessions_ended: sessionsEnded }) });
+        await keepAnAdmin(tx, target, 'disable');
+        const updated = await users.updateWithin(tx, target.id, { disabled: true }, { at: now(), bumpCredentials: true });
+        const sessionsEnded = await sessions.deleteForUserWithin(tx, target.id);
+        await audit.recordWithin(tx, { event_type: 'user', action: 'disable', ...actorForAudit(actor, { name: target.name, sessions_ended: sessionsEnded }) });
         return updated;
       });
       return publicUser(user);
@@ -183,11 +187,11 @@ export function createUserService(deps: Deps): UserService {
 
     async enable(name, actor) {
       requirePermission(actor, 'users:admin');
-      const user = database.writeTransaction((tx) => {
-        const target = existing(tx, name);
+      const user = await database.transaction(async (tx) => {
+        const target = await existing(tx, name);
         if (!target.disabled) return target;
-        const updated = users.updateWithin(tx, target.id, { disabled: false }, { at: now(), bumpCredentials: false });
-        audit.recordWithin(tx, { event_type: 'user', action: 'enable', ...actorForAudit(actor, { name: target.name }) });
+        const updated = await users.updateWithin(tx, target.id, { disabled: false }, { at: now(), bumpCredentials: false });
+        await audit.recordWithin(tx, { event_type: 'user', action: 'enable', ...actorForAudit(actor, { name: target.name }) });
         return updated;
       });
       return publicUser(user);
@@ -195,11 +199,11 @@ export function createUserService(deps: Deps): UserService {
 
     async delete(name, actor) {
       requirePermission(actor, 'users:admin');
-      database.writeTransaction((tx) => {
-        const target = existing(tx, name);
-        keepAnAdmin(tx, target, 'delete');
-        users.deleteWithin(tx, target.id);
-        audit.recordWithin(tx, { event_type: 'user', action: 'delete', ...actorForAudit(actor, { name: target.name, role: target.role }) });
+      await database.transaction(async (tx) => {
+        const target = await existing(tx, name);
+        await keepAnAdmin(tx, target, 'delete');
+        await users.deleteWithin(tx, target.id);
+        await audit.recordWithin(tx, { event_type: 'user', action: 'delete', ...actorForAudit(actor, { name: target.name, role: target.role }) });
       });
     },
   };

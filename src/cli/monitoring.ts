@@ -79,7 +79,7 @@ async function withDataDir<T>(config: Config, work: (database: Database) => Prom
 
 /** The readiness checks run here, on the data directory: the job runner's fails, since no service runs. */
 async function checkDataDir(config: Config, why: string): Promise<Readiness> {
-  const check = (writeDatabase: () => void): Promise<Readiness> =>
+  const check = (writeDatabase: () => Promise<void>): Promise<Readiness> =>
     createReadiness({
       config,
       output: createOutputProbe(() => config.storage.output_dir),

@@ -14,7 +14,7 @@ import { type Clock, systemClock } from '../clock.js';
 import type { DiscKind } from '../drives/types.js';
 import { NotFoundError, ValidationError } from '../errors.js';
 import type { JsonObject } from '../json.js';
-import type { Database, SyncExecutor } from './database.js';
+import type { Database, Executor } from './database.js';
 import type { ArchiveVerificationsTable, ArchivesTable } from './schema.js';
 import { type ListResult, type SortOrder, fromJson, newId, page, timestamp, toJson } from './values.js';
 
@@ -87,7 +87,7 @@ export interface ArchiveRepository {
   create(input: CreateArchiveInput): Promise<ArchiveRecord>;
   get(id: string): Promise<ArchiveRecord | null>;
   /** `get` inside a caller's write transaction (what a recorded verification is announced with). */
-  getWithin(tx: SyncExecutor, id: string): ArchiveRecord | null;
+  getWithin(tx: Executor, id: string): Promise<ArchiveRecord | null>;
   getByPath(path: string): Promise<ArchiveRecord | null>;
   list(filter?: ArchiveListFilter): Promise<ListResult<ArchiveRecord>>;
   /** Replaces the given metadata fields, keeps the others. NotFoundError for an unknown id. */
@@ -98,7 +98,7 @@ export interface ArchiveRepository {
   /** Stores a verification run and updates the archive's last verification and status. */
   recordVerification(archiveId: string, input: RecordVerificationInput): Promise<ArchiveVerificationRecord>;
   /** `recordVerification` inside a caller's write transaction (a verification task ends with it). */
-  recordVerificationWithin(tx: SyncExecutor, archiveId: string, input: RecordVerificationInput): ArchiveVerificationRecord;
+  recordVerificationWithin(tx: Executor, archiveId: string, input: RecordVerificationInput): Promise<ArchiveVerificationRecord>;
   /** Newest first. */
   listVerifications(archiveId: string, options?: { limit?: number; offset?: number }): Promise<ListResult<ArchiveVerificationRecord>>;
   /**
@@ -244,9 +244,9 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
   };
   const notFound = (id: string) => new NotFoundError('not_found', `Archive ${id} not found`, { archive_id: id });
 
-  const recordVerificationWithin = (tx: SyncExecutor, archiveId: string, input: RecordVerificationInput): ArchiveVerificationRecord => {
+  const recordVerificationWithin = async (tx: Executor, archiveId: string, input: RecordVerificationInput): Promise<ArchiveVerificationRecord> => {
     const finishedAt = timestamp(input.finishedAt);
-    const changed = tx.run(
+    const changed = await tx.run(
       db
         .updateTable('archives')
         .set({
@@ -257,7 +257,7 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
         .where('id', '=', archiveId),
     );
     if (changed === 0) throw notFound(archiveId);
-    const row = tx.first(
+    const row = await tx.first(
       db
         .insertInto('archive_verifications')
         .values({
@@ -288,8 +288,8 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
       .where('id', '=', id);
 
   return {
-    getWithin(tx, id) {
-      const row = tx.first(db.selectFrom('archives').selectAll().where('id', '=', id));
+    async getWithin(tx, id) {
+      const row = await tx.first(db.selectFrom('archives').selectAll().where('id', '=', id));
       return row === undefined ? null : rowToArchive(row);
     },
     async create(input) {
@@ -381,10 +381,10 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
 
     async updateMetadata(id, patch) {
       return withKnownCategory(() =>
-        database.writeTransaction((tx) => {
-          const row = tx.first(db.selectFrom('archives').select(['filename', 'metadata', 'source', 'category_id', 'rating']).where('id', '=', id));
+        database.transaction(async (tx) => {
+          const row = await tx.first(db.selectFrom('archives').select(['filename', 'metadata', 'source', 'category_id', 'rating']).where('id', '=', id));
           if (row === undefined) throw notFound(id);
-          const updated = tx.first(writeMetadata(id, row, { ...metadataOf(row), ...definedFields(patch) }).returningAll());
+          const updated = await tx.first(writeMetadata(id, row, { ...metadataOf(row), ...definedFields(patch) }).returningAll());
           if (updated === undefined) throw notFound(id);
           return rowToArchive(updated);
         }),
@@ -395,15 +395,17 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
       const unique = [...new Set(ids)];
       if (unique.length === 0) return 0;
       return withKnownCategory(() =>
-        database.writeTransaction((tx) => {
-          const rows = tx.all(db.selectFrom('archives').select(['id', 'filename', 'metadata', 'source', 'category_id', 'rating']).where('id', 'in', unique));
+        database.transaction(async (tx) => {
+          const rows = await tx.all(
+            db.selectFrom('archives').select(['id', 'filename', 'metadata', 'source', 'category_id', 'rating']).where('id', 'in', unique),
+          );
           const unknown = unique.filter((id) => !rows.some((row) => row.id === id));
           if (unknown.length > 0) throw new NotFoundError('archive_not_found', `no archive ${unknown.join(', ')}`, { archive_ids: unknown });
           const removed = new Set(change.removeTags ?? []);
           for (const row of rows) {
             const metadata = metadataOf(row);
             const tags = [...new Set([...metadata.tags.filter((tag) => !removed.has(tag)), ...(change.addTags ?? [])])];
-            tx.run(
+            await tx.run(
               writeMetadata(row.id, row, {
                 ...metadata,
                 tags,
@@ -452,7 +454,7 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
     },
 
     async recordVerification(archiveId, input) {
-      return database.writeTransaction((tx) => recordVerificationWithin(tx, archiveId, input));
+      return database.transaction((tx) => recordVerificationWithin(tx, archiveId, input));
     },
 
     recordVerificationWithin,
@@ -496,9 +498,9 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
 }
 
 /** Setting a category that does not exist (or was deleted meanwhile) is the caller's mistake, not a crash. */
-function withKnownCategory<T>(work: () => T): T {
+async function withKnownCategory<T>(work: () => Promise<T>): Promise<T> {
   try {
-    return work();
+    return await work();
   } catch (error) {
     if (error instanceof Error && (error as { code?: unknown }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
       throw new ValidationError('unknown_category', 'no such category', { fields: ['category_id'] });

@@ -2,7 +2,7 @@ import type { Insertable, Selectable } from 'kysely';
 import type { AuditEntry } from '../audit/model.js';
 import type { JsonObject } from '../json.js';
 import type { AuditLogTable } from './auth-schema.js';
-import type { Database, SyncExecutor } from './database.js';
+import type { Database, Executor } from './database.js';
 import { type ListResult, type SortOrder, fromJson, page, timestamp, toJson } from './values.js';
 
 /** An entry before it is stored: the trail gives the time, the table the sequence number. */
@@ -29,7 +29,7 @@ export interface AuditListFilter {
 export interface AuditRepository {
   append(entry: NewAuditEntry): Promise<AuditEntry>;
   /** Appends inside a caller's write transaction, so an action and its entry commit together. */
-  appendWithin(tx: SyncExecutor, entry: NewAuditEntry): void;
+  appendWithin(tx: Executor, entry: NewAuditEntry): Promise<void>;
   list(filter?: AuditListFilter): Promise<ListResult<AuditEntry>>;
   /** Deletes entries older than `before`; returns how many. */
   prune(before: Date): Promise<number>;
@@ -69,8 +69,8 @@ export function createAuditRepository(database: Database): AuditRepository {
       return rowToEntry(row);
     },
 
-    appendWithin(tx, entry) {
-      tx.run(db.insertInto('audit_log').values(entryToRow(entry)));
+    async appendWithin(tx, entry) {
+      await tx.run(db.insertInto('audit_log').values(entryToRow(entry)));
     },
 
     async list(filter = {}) {

@@ -2,7 +2,7 @@ import type { Selectable } from 'kysely';
 import type { ApiKeyRecord } from '../auth/model.js';
 import type { UserRole } from '../auth/roles.js';
 import type { ApiKeysTable } from './auth-schema.js';
-import type { Database, SyncExecutor } from './database.js';
+import type { Database, Executor } from './database.js';
 import { readChangeCounter } from './table-versions.js';
 import { fromJson, timestamp, toJson } from './values.js';
 
@@ -20,9 +20,9 @@ interface NewApiKey {
 }
 
 export interface ApiKeyRepository {
-  insertWithin(tx: SyncExecutor, key: NewApiKey): void;
+  insertWithin(tx: Executor, key: NewApiKey): Promise<void>;
   get(id: string): Promise<ApiKeyRecord | null>;
-  getWithin(tx: SyncExecutor, id: string): ApiKeyRecord | null;
+  getWithin(tx: Executor, id: string): Promise<ApiKeyRecord | null>;
   findByHash(keyHash: string): Promise<ApiKeyRecord | null>;
   /** Newest first; all keys or one user's. */
   list(filter?: { userId?: string }): Promise<ApiKeyRecord[]>;
@@ -30,7 +30,7 @@ export interface ApiKeyRepository {
    * Revokes the key and every key descending from it (created with it, or with one of those) that
    * is still unrevoked. Returns the descendants it revoked, ids in creation order.
    */
-  revokeWithin(tx: SyncExecutor, id: string, at: Date): string[];
+  revokeWithin(tx: Executor, id: string, at: Date): Promise<string[]>;
   /** Sets last_used_at unless it was set after `unlessUsedSince`; keeps a busy key from writing on every request. */
   markUsed(id: string, at: Date, unlessUsedSince: Date): Promise<void>;
   /** Raised by every change to a user or a key other than a last-use stamp, from any process. */
@@ -72,8 +72,8 @@ export function createApiKeyRepository(database: Database): ApiKeyRepository {
       .select(['users.name as user_name', 'users.role as user_role']);
 
   return {
-    insertWithin(tx, key) {
-      tx.run(
+    async insertWithin(tx, key) {
+      await tx.run(
         db.insertInto('api_keys').values({
           id: key.id,
           user_id: key.userId,
@@ -96,8 +96,8 @@ export function createApiKeyRepository(database: Database): ApiKeyRepository {
       return row === undefined ? null : rowToApiKey(row);
     },
 
-    getWithin(tx, id) {
-      const row = tx.first(withOwner().where('api_keys.id', '=', id));
+    async getWithin(tx, id) {
+      const row = await tx.first(withOwner().where('api_keys.id', '=', id));
       return row === undefined ? null : rowToApiKey(row);
     },
 
@@ -113,9 +113,9 @@ export function createApiKeyRepository(database: Database): ApiKeyRepository {
       return rows.map(rowToApiKey);
     },
 
-    revokeWithin(tx, id, at) {
-      const tree = tx
-        .all(
+    async revokeWithin(tx, id, at) {
+      const tree = (
+        await tx.all(
           db
             .withRecursive('tree(id)', (cte) =>
               cte
@@ -131,9 +131,9 @@ export function createApiKeyRepository(database: Database): ApiKeyRepository {
             .orderBy('api_keys.created_at')
             .orderBy('api_keys.id'),
         )
-        .map((row) => row.id);
+      ).map((row) => row.id);
       if (tree.length === 0) return [];
-      tx.run(
+      await tx.run(
         db
           .updateTable('api_keys')
           .set({ revoked_at: timestamp(at) })

@@ -1,7 +1,7 @@
 import type { Selectable } from 'kysely';
 import type { Liveness } from '../auth/model.js';
 import type { SessionsTable } from './auth-schema.js';
-import type { Database, SyncExecutor } from './database.js';
+import type { Database, Executor } from './database.js';
 import { timestamp } from './values.js';
 
 interface SessionRecord {
@@ -27,15 +27,15 @@ interface NewSession {
 }
 
 export interface SessionRepository {
-  insertWithin(tx: SyncExecutor, session: NewSession): void;
+  insertWithin(tx: Executor, session: NewSession): Promise<void>;
   /** The session if it is live, else null (an ended one is deleted on the way). */
-  findLiveWithin(tx: SyncExecutor, idHash: string, liveness: Liveness): SessionRecord | null;
-  touchWithin(tx: SyncExecutor, idHash: string, at: Date): void;
+  findLiveWithin(tx: Executor, idHash: string, liveness: Liveness): Promise<SessionRecord | null>;
+  touchWithin(tx: Executor, idHash: string, at: Date): Promise<void>;
   /** The user's live sessions, oldest first. */
-  listLiveWithin(tx: SyncExecutor, userId: string, liveness: Liveness): SessionRecord[];
+  listLiveWithin(tx: Executor, userId: string, liveness: Liveness): Promise<SessionRecord[]>;
   /** Returns how many it deleted. */
-  deleteWithin(tx: SyncExecutor, idHashes: readonly string[]): number;
-  deleteForUserWithin(tx: SyncExecutor, userId: string): number;
+  deleteWithin(tx: Executor, idHashes: readonly string[]): Promise<number>;
+  deleteForUserWithin(tx: Executor, userId: string): Promise<number>;
   /** Removes sessions that are no longer live; returns how many. */
   pruneEnded(liveness: Liveness): Promise<number>;
 }
@@ -61,9 +61,9 @@ export function createSessionRepository(database: Database): SessionRepository {
   const db = database.kysely;
 
   return {
-    insertWithin(tx, session) {
+    async insertWithin(tx, session) {
       const at = timestamp(session.at);
-      tx.run(
+      await tx.run(
         db.insertInto('sessions').values({
           id_hash: session.idHash,
           user_id: session.userId,
@@ -77,17 +77,17 @@ export function createSessionRepository(database: Database): SessionRepository {
       );
     },
 
-    findLiveWithin(tx, idHash, liveness) {
-      const row = tx.first(db.selectFrom('sessions').selectAll().where('id_hash', '=', idHash));
+    async findLiveWithin(tx, idHash, liveness) {
+      const row = await tx.first(db.selectFrom('sessions').selectAll().where('id_hash', '=', idHash));
       if (row === undefined) return null;
       const session = rowToSession(row);
       if (isLive(session, liveness)) return session;
-      tx.run(db.deleteFrom('sessions').where('id_hash', '=', idHash));
+      await tx.run(db.deleteFrom('sessions').where('id_hash', '=', idHash));
       return null;
     },
 
-    touchWithin(tx, idHash, at) {
-      tx.run(
+    async touchWithin(tx, idHash, at) {
+      await tx.run(
         db
           .updateTable('sessions')
           .set({ last_seen_at: timestamp(at) })
@@ -95,9 +95,9 @@ export function createSessionRepository(database: Database): SessionRepository {
       );
     },
 
-    listLiveWithin(tx, userId, liveness) {
-      return tx
-        .all(
+    async listLiveWithin(tx, userId, liveness) {
+      return (
+        await tx.all(
           db
             .selectFrom('sessions')
             .selectAll()
@@ -107,16 +107,16 @@ export function createSessionRepository(database: Database): SessionRepository {
             .orderBy('created_at')
             .orderBy('last_seen_at'),
         )
-        .map(rowToSession);
+      ).map(rowToSession);
     },
 
-    deleteWithin(tx, idHashes) {
+    async deleteWithin(tx, idHashes) {
       if (idHashes.length === 0) return 0;
       return tx.run(db.deleteFrom('sessions').where('id_hash', 'in', idHashes));
     },
 
-    deleteForUserWithin(tx, userId) {
-      return tx.run(db.deleteFrom('sessions').where('user_id', '=', userId));
+    async deleteForUserWithin(tx, userId) {
+      return await tx.run(db.deleteFrom('sessions').where('user_id', '=', userId));
     },
 
     async pruneEnded(liveness) {

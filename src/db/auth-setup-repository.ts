@@ -1,4 +1,4 @@
-import type { Database, SyncExecutor } from './database.js';
+import type { Database, Executor } from './database.js';
 import { timestamp } from './values.js';
 
 interface SetupTokenRecord {
@@ -11,10 +11,10 @@ interface SetupTokenRecord {
 /** One-time tokens that let the first admin be created from the browser. */
 export interface SetupTokenRepository {
   /** Stores a new token and drops every unused one: only the token printed last works. */
-  replaceWithin(tx: SyncExecutor, token: { tokenHash: string; at: Date; expiresAt: Date }): void;
+  replaceWithin(tx: Executor, token: { tokenHash: string; at: Date; expiresAt: Date }): Promise<void>;
   find(tokenHash: string): Promise<SetupTokenRecord | null>;
-  findWithin(tx: SyncExecutor, tokenHash: string): SetupTokenRecord | null;
-  markUsedWithin(tx: SyncExecutor, tokenHash: string, at: Date): void;
+  findWithin(tx: Executor, tokenHash: string): Promise<SetupTokenRecord | null>;
+  markUsedWithin(tx: Executor, tokenHash: string, at: Date): Promise<void>;
 }
 
 export function createSetupTokenRepository(database: Database): SetupTokenRepository {
@@ -28,9 +28,9 @@ export function createSetupTokenRepository(database: Database): SetupTokenReposi
   });
 
   return {
-    replaceWithin(tx, token) {
-      tx.run(db.deleteFrom('setup_tokens').where('used_at', 'is', null));
-      tx.run(
+    async replaceWithin(tx, token) {
+      await tx.run(db.deleteFrom('setup_tokens').where('used_at', 'is', null));
+      await tx.run(
         db.insertInto('setup_tokens').values({
           token_hash: token.tokenHash,
           created_at: timestamp(token.at),
@@ -45,13 +45,13 @@ export function createSetupTokenRepository(database: Database): SetupTokenReposi
       return row === undefined ? null : toRecord(row);
     },
 
-    findWithin(tx, tokenHash) {
-      const row = tx.first(byHash(tokenHash));
+    async findWithin(tx, tokenHash) {
+      const row = await tx.first(byHash(tokenHash));
       return row === undefined ? null : toRecord(row);
     },
 
-    markUsedWithin(tx, tokenHash, at) {
-      tx.run(
+    async markUsedWithin(tx, tokenHash, at) {
+      await tx.run(
         db
           .updateTable('setup_tokens')
           .set({ used_at: timestamp(at) })

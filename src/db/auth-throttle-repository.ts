@@ -1,5 +1,5 @@
 import type { ThrottleScope } from '../auth/model.js';
-import type { Database, SyncExecutor } from './database.js';
+import type { Database, Executor } from './database.js';
 import { timestamp } from './values.js';
 
 interface Lockout {
@@ -12,14 +12,14 @@ interface Lockout {
 /** Failed logins and the lockouts they caused, per account name and per client address. */
 export interface ThrottleRepository {
   /** The lockout on this key that lasts beyond `now`, if any. */
-  activeLockoutWithin(tx: SyncExecutor, scope: ThrottleScope, key: string, now: Date): Lockout | null;
-  addFailureWithin(tx: SyncExecutor, scope: ThrottleScope, key: string, at: Date): void;
+  activeLockoutWithin(tx: Executor, scope: ThrottleScope, key: string, now: Date): Promise<Lockout | null>;
+  addFailureWithin(tx: Executor, scope: ThrottleScope, key: string, at: Date): Promise<void>;
   /** Failures on this key at or after `since`. */
-  countFailuresWithin(tx: SyncExecutor, scope: ThrottleScope, key: string, since: Date): number;
+  countFailuresWithin(tx: Executor, scope: ThrottleScope, key: string, since: Date): Promise<number>;
   /** Locks the key until `until` and forgets the failures that led there, so the count starts afresh after it. */
-  lockWithin(tx: SyncExecutor, scope: ThrottleScope, key: string, at: Date, until: Date): void;
+  lockWithin(tx: Executor, scope: ThrottleScope, key: string, at: Date, until: Date): Promise<void>;
   /** Forgets the key's failures and lifts its lockout. */
-  clearWithin(tx: SyncExecutor, scope: ThrottleScope, key: string): void;
+  clearWithin(tx: Executor, scope: ThrottleScope, key: string): Promise<void>;
   /** Forgets failures before `failuresBefore` and lockouts that ended before `now`; returns how many rows went. */
   prune(failuresBefore: Date, now: Date): Promise<number>;
 }
@@ -29,17 +29,17 @@ export function createThrottleRepository(database: Database): ThrottleRepository
   const failuresOf = (scope: ThrottleScope, key: string) => db.deleteFrom('login_failures').where('scope', '=', scope).where('key', '=', key);
 
   return {
-    activeLockoutWithin(tx, scope, key, now) {
-      const row = tx.first(db.selectFrom('lockouts').selectAll().where('scope', '=', scope).where('key', '=', key).where('until', '>', timestamp(now)));
+    async activeLockoutWithin(tx, scope, key, now) {
+      const row = await tx.first(db.selectFrom('lockouts').selectAll().where('scope', '=', scope).where('key', '=', key).where('until', '>', timestamp(now)));
       return row === undefined ? null : { scope: row.scope, key: row.key, lockedAt: row.locked_at, until: row.until };
     },
 
-    addFailureWithin(tx, scope, key, at) {
-      tx.run(db.insertInto('login_failures').values({ scope, key, at: timestamp(at) }));
+    async addFailureWithin(tx, scope, key, at) {
+      await tx.run(db.insertInto('login_failures').values({ scope, key, at: timestamp(at) }));
     },
 
-    countFailuresWithin(tx, scope, key, since) {
-      const row = tx.first(
+    async countFailuresWithin(tx, scope, key, since) {
+      const row = await tx.first(
         db
           .selectFrom('login_failures')
           .select((eb) => eb.fn.countAll<number>().as('count'))
@@ -50,8 +50,8 @@ export function createThrottleRepository(database: Database): ThrottleRepository
       return row?.count ?? 0;
     },
 
-    lockWithin(tx, scope, key, at, until) {
-      tx.run(
+    async lockWithin(tx, scope, key, at, until) {
+      await tx.run(
         db
           .insertInto('lockouts')
           .values({ scope, key, locked_at: timestamp(at), until: timestamp(until) })
@@ -59,12 +59,12 @@ export function createThrottleRepository(database: Database): ThrottleRepository
             conflict.columns(['scope', 'key']).doUpdateSet((eb) => ({ locked_at: eb.ref('excluded.locked_at'), until: eb.ref('excluded.until') })),
           ),
       );
-      tx.run(failuresOf(scope, key));
+      await tx.run(failuresOf(scope, key));
     },
 
-    clearWithin(tx, scope, key) {
-      tx.run(failuresOf(scope, key));
-      tx.run(db.deleteFrom('lockouts').where('scope', '=', scope).where('key', '=', key));
+    async clearWithin(tx, scope, key) {
+      await tx.run(failuresOf(scope, key));
+      await tx.run(db.deleteFrom('lockouts').where('scope', '=', scope).where('key', '=', key));
     },
 
     async prune(failuresBefore, now) {

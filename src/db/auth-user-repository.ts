@@ -3,7 +3,7 @@ import { type StoredUser, type UserRecord, publicUser } from '../auth/model.js';
 import type { UserRole } from '../auth/roles.js';
 import { ConflictError } from '../errors.js';
 import type { UsersTable } from './auth-schema.js';
-import type { Database, SyncExecutor } from './database.js';
+import type { Database, Executor } from './database.js';
 import { timestamp } from './values.js';
 
 interface NewUser {
@@ -30,15 +30,15 @@ export interface UserRepository {
   findByName(name: string): Promise<StoredUser | null>;
   /** Sorted by name. */
   list(): Promise<UserRecord[]>;
-  getWithin(tx: SyncExecutor, id: string): StoredUser | null;
-  findByNameWithin(tx: SyncExecutor, name: string): StoredUser | null;
+  getWithin(tx: Executor, id: string): Promise<StoredUser | null>;
+  findByNameWithin(tx: Executor, name: string): Promise<StoredUser | null>;
   countEnabledAdmins(): Promise<number>;
-  countEnabledAdminsWithin(tx: SyncExecutor): number;
-  insertWithin(tx: SyncExecutor, user: NewUser): StoredUser;
+  countEnabledAdminsWithin(tx: Executor): Promise<number>;
+  insertWithin(tx: Executor, user: NewUser): Promise<StoredUser>;
   /** Applies the changes; `bumpCredentials` invalidates every token issued before. */
-  updateWithin(tx: SyncExecutor, id: string, changes: UserChanges, options: { at: Date; bumpCredentials: boolean }): StoredUser;
-  deleteWithin(tx: SyncExecutor, id: string): void;
-  recordLoginWithin(tx: SyncExecutor, id: string, at: Date): void;
+  updateWithin(tx: Executor, id: string, changes: UserChanges, options: { at: Date; bumpCredentials: boolean }): Promise<StoredUser>;
+  deleteWithin(tx: Executor, id: string): Promise<void>;
+  recordLoginWithin(tx: Executor, id: string, at: Date): Promise<void>;
 }
 
 function rowToStoredUser(row: Selectable<UsersTable>): StoredUser {
@@ -84,13 +84,13 @@ export function createUserRepository(database: Database): UserRepository {
       return rows.map((row) => publicUser(rowToStoredUser(row)));
     },
 
-    getWithin(tx, id) {
-      const row = tx.first(byId(id));
+    async getWithin(tx, id) {
+      const row = await tx.first(byId(id));
       return row === undefined ? null : rowToStoredUser(row);
     },
 
-    findByNameWithin(tx, name) {
-      const row = tx.first(byName(name));
+    async findByNameWithin(tx, name) {
+      const row = await tx.first(byName(name));
       return row === undefined ? null : rowToStoredUser(row);
     },
 
@@ -98,16 +98,16 @@ export function createUserRepository(database: Database): UserRepository {
       return (await enabledAdmins().executeTakeFirstOrThrow()).count;
     },
 
-    countEnabledAdminsWithin(tx) {
-      return tx.first(enabledAdmins())?.count ?? 0;
+    async countEnabledAdminsWithin(tx) {
+      return (await tx.first(enabledAdmins()))?.count ?? 0;
     },
 
-    insertWithin(tx, user) {
-      if (tx.first(byName(user.name)) !== undefined) {
+    async insertWithin(tx, user) {
+      if ((await tx.first(byName(user.name))) !== undefined) {
         throw new ConflictError('user_exists', `User ${user.name} already exists`, { name: user.name });
       }
       const at = timestamp(user.at);
-      const row = tx.first(
+      const row = await tx.first(
         db
           .insertInto('users')
           .values({
@@ -129,7 +129,7 @@ export function createUserRepository(database: Database): UserRepository {
       return rowToStoredUser(row);
     },
 
-    updateWithin(tx, id, changes, options) {
+    async updateWithin(tx, id, changes, options) {
       const at = timestamp(options.at);
       const values: Updateable<UsersTable> = { updated_at: at };
       if (changes.role !== undefined) values.role = changes.role;
@@ -139,7 +139,7 @@ export function createUserRepository(database: Database): UserRepository {
         values.password_changed_at = at;
         values.password_reset_required = changes.password.resetRequired ? 1 : 0;
       }
-      const row = tx.first(
+      const row = await tx.first(
         db
           .updateTable('users')
           .set((eb) => ({
@@ -153,12 +153,12 @@ export function createUserRepository(database: Database): UserRepository {
       return rowToStoredUser(row);
     },
 
-    deleteWithin(tx, id) {
-      tx.run(db.deleteFrom('users').where('id', '=', id));
+    async deleteWithin(tx, id) {
+      await tx.run(db.deleteFrom('users').where('id', '=', id));
     },
 
-    recordLoginWithin(tx, id, at) {
-      tx.run(
+    async recordLoginWithin(tx, id, at) {
+      await tx.run(
         db
           .updateTable('users')
           .set({ last_login_at: timestamp(at) })

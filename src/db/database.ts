@@ -2,7 +2,19 @@ import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, statS
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import BetterSqlite3 from 'better-sqlite3';
-import { type Compilable, Kysely, Migrator, type SqliteDatabase, SqliteDialect } from 'kysely';
+import {
+  type Compilable,
+  CompiledQuery,
+  type DatabaseConnection,
+  type Driver,
+  Kysely,
+  Migrator,
+  type SqliteDatabase,
+  SqliteDialect,
+  type SqliteDialectConfig,
+  SqliteDriver,
+  type Transaction,
+} from 'kysely';
 import { UnavailableError, errorMessage } from '../errors.js';
 import { MIGRATION_NAMES, migrationProvider } from './migrations/index.js';
 import type { DB } from './schema.js';
@@ -23,25 +35,43 @@ export interface OpenDatabaseOptions {
   backupDir?: string;
 }
 
-/** Runs compiled kysely queries synchronously on the connection, inside a write transaction. */
-export interface SyncExecutor {
-  all<R>(query: Compilable<R>): R[];
-  first<R>(query: Compilable<R>): R | undefined;
-  /** Returns the number of rows changed. */
-  run(query: Compilable<unknown>): number;
+/**
+ * Runs queries built with `database.kysely` on the connection of an open transaction. Build them
+ * with `database.kysely` and hand them over unexecuted: `tx.all(kysely.selectFrom(...))`.
+ */
+export interface Executor {
+  all<R>(query: Compilable<R>): Promise<R[]>;
+  first<R>(query: Compilable<R>): Promise<R | undefined>;
+  /** Resolves to the number of rows changed. */
+  run(query: Compilable<unknown>): Promise<number>;
+  /**
+   * Runs `callback` once the transaction has committed; never when it rolls back, and only for the
+   * run of `work` that committed. The way to announce what the transaction wrote (events, metrics,
+   * in-memory state). It must not throw.
+   */
+  afterCommit(callback: () => void): void;
 }
 
 export interface Database {
   readonly file: string;
-  /** For single statements. Never call `kysely.transaction()`: use `writeTransaction`. */
+  /** For single statements outside a transaction. Never call `kysely.transaction()`: use `transaction`. */
   readonly kysely: Kysely<DB>;
   /**
-   * Runs `work` in one `BEGIN IMMEDIATE` transaction and commits, or rolls back when it throws.
-   * `work` must be synchronous: a transaction that stayed open across an `await` would hold
-   * SQLite's write lock while other connections in this thread block on it synchronously.
-   * Other processes wait up to the busy timeout for the lock.
+   * Runs `work` in one write transaction and commits what it wrote, or rolls everything back when
+   * it throws. On SQLite it is `BEGIN IMMEDIATE`: the write lock is taken at the start, so a
+   * transaction that reads and then writes never fails because another process wrote in between;
+   * other processes wait up to the busy timeout for it. No other statement of this process runs
+   * while it is open: they wait for the single connection.
+   *
+   * Rules for `work`:
+   * - It touches the database only through `tx`. A query through `database.kysely` or a nested
+   *   `transaction()` waits for the connection this transaction holds: it never returns.
+   * - It does no other I/O and has no side effects outside the database (no events, no changes to
+   *   in-memory state, no files): it may be run more than once (a database that refuses a
+   *   transaction for a serialization conflict gets it retried), and the transaction blocks every
+   *   other statement while it waits. Do those after `transaction()` resolved, from its result.
    */
-  writeTransaction<T>(work: (tx: SyncExecutor) => T): T;
+  transaction<T>(work: (tx: Executor) => Promise<T>): Promise<T>;
   /** A consistent copy of the whole database at one moment, taken while others keep reading and writing (SQLite's online backup). */
   backup(destination: string): Promise<void>;
   /** The names of the migrations applied to this database, in order: its schema version. */
@@ -119,23 +149,92 @@ async function openNow(file: string, log: DatabaseLogger | undefined, backupDir:
   if (file !== ':memory:') createPrivateFile(file);
   const raw = await connect(file);
   const prepare = statementCache(raw);
-  const kysely = new Kysely<DB>({ dialect: new SqliteDialect({ database: { prepare, close: () => raw.close() } satisfies SqliteDatabase }) });
+  const turns = turnsOf(file);
+  // The connection is closed here, in a turn of its own, not by kysely (which closes only what it has used).
+  const connection = { prepare, close: () => undefined } satisfies SqliteDatabase;
+  const kysely = new Kysely<DB>({ dialect: new ImmediateSqliteDialect(raw, turns, { database: connection }) });
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      await kysely.destroy();
+      const end = await turns.take();
+      raw.close();
+      end();
+      turns.leave();
+    })();
+    return closing;
+  };
   try {
-    if (backupDir !== undefined && file !== ':memory:') await backUpBeforeMigrating(raw, file, backupDir, log);
-    await migrate(raw, kysely, file, log);
+    const end = await turns.take();
+    // Its own kysely, outside the turns, which this open holds until the schema is current.
+    const migrating = new Kysely<DB>({ dialect: new SqliteDialect({ database: connection }) });
+    try {
+      if (backupDir !== undefined && file !== ':memory:') await backUpBeforeMigrating(raw, file, backupDir, log);
+      await migrate(raw, migrating, file, log);
+    } finally {
+      await migrating.destroy();
+      end();
+    }
     if (file !== ':memory:') restrictSidecarFiles(file);
   } catch (error) {
-    await kysely.destroy();
+    await close();
     throw error;
   }
   return {
     file,
     kysely,
-    writeTransaction: (work) => raw.transaction(() => work(createSyncExecutor(prepare))).immediate(),
+    transaction: (work) => transactionOn(kysely, work),
     backup: (destination) => copyDatabase(raw, destination),
     appliedMigrations: () => appliedMigrations(raw),
-    close: () => kysely.destroy(),
+    close,
   };
+}
+
+/**
+ * Who uses the connections to one database file in this process, one at a time, first come first
+ * served. A transaction stays open across awaits; a second connection of this thread that then
+ * asked SQLite for the write lock would block the thread in the busy timeout, and with it the
+ * transaction it waits for. Taking turns here, every statement and transaction waits without
+ * blocking instead. The service opens one connection; tests and the CLI's checks open more.
+ */
+interface Turns {
+  /** Resolves once it is the caller's turn, with the function that ends it. */
+  take(): Promise<() => void>;
+  /** Drops one connection's hold on these turns (at its close). */
+  leave(): void;
+}
+
+const turnsByFile = new Map<string | symbol, { turns: Turns; connections: number }>();
+
+function turnsOf(file: string): Turns {
+  // Every `:memory:` database is a database of its own.
+  const key = file === ':memory:' ? Symbol(file) : file;
+  const known = turnsByFile.get(key);
+  if (known !== undefined) {
+    known.connections += 1;
+    return known.turns;
+  }
+  let last: Promise<void> = Promise.resolve();
+  const entry = {
+    connections: 1,
+    turns: {
+      async take() {
+        const before = last;
+        let end = (): void => undefined;
+        last = new Promise<void>((resolve) => {
+          end = resolve;
+        });
+        await before;
+        return end;
+      },
+      leave() {
+        entry.connections -= 1;
+        if (entry.connections === 0) turnsByFile.delete(key);
+      },
+    },
+  };
+  turnsByFile.set(key, entry);
+  return entry.turns;
 }
 
 /** Made private (0600) before SQLite writes into it: the copy holds what the database holds. */
@@ -280,23 +379,82 @@ function statementCache(raw: BetterSqlite3.Database): (sql: string) => BetterSql
   };
 }
 
-function createSyncExecutor(prepare: (sql: string) => BetterSqlite3.Statement): SyncExecutor {
-  const statement = (query: Compilable<unknown>) => {
-    const { sql, parameters } = query.compile();
-    return { prepared: prepare(sql), parameters: [...parameters] };
-  };
+/**
+ * kysely's SQLite driver begins deferred transactions: one that reads and then writes fails at once
+ * with SQLITE_BUSY, without waiting, when another process wrote in between. Its single connection
+ * is held under a mutex from BEGIN to COMMIT, so no other statement of this process interleaves.
+ */
+class ImmediateSqliteDialect extends SqliteDialect {
+  constructor(
+    private readonly raw: BetterSqlite3.Database,
+    private readonly turns: Turns,
+    private readonly driverConfig: SqliteDialectConfig,
+  ) {
+    super(driverConfig);
+  }
+
+  override createDriver(): Driver {
+    return new ImmediateSqliteDriver(this.raw, this.turns, this.driverConfig);
+  }
+}
+
+class ImmediateSqliteDriver extends SqliteDriver {
+  private endTurn: (() => void) | undefined;
+
+  constructor(
+    private readonly raw: BetterSqlite3.Database,
+    private readonly turns: Turns,
+    config: SqliteDialectConfig,
+  ) {
+    super(config);
+  }
+
+  /** The file's turn first: the connection's own mutex then never waits, as only one caller holds the turn. */
+  override async acquireConnection(): Promise<DatabaseConnection> {
+    const end = await this.turns.take();
+    this.endTurn = end;
+    return super.acquireConnection();
+  }
+
+  override async releaseConnection(): Promise<void> {
+    const end = this.endTurn;
+    this.endTurn = undefined;
+    await super.releaseConnection();
+    end?.();
+  }
+
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+  }
+
+  /** SQLite rolls back by itself after some errors (a full disk, an I/O error); a second rollback would hide the error that caused it. */
+  override async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    if (this.raw.inTransaction) await connection.executeQuery(CompiledQuery.raw('rollback'));
+  }
+}
+
+async function transactionOn<T>(kysely: Kysely<DB>, work: (tx: Executor) => Promise<T>): Promise<T> {
+  const committed: Array<() => void> = [];
+  const result = await kysely.transaction().execute((trx) => work(executorOf(trx, committed)));
+  for (const callback of committed) callback();
+  return result;
+}
+
+function executorOf(trx: Transaction<DB>, committed: Array<() => void>): Executor {
   return {
-    all<R>(query: Compilable<R>): R[] {
-      const { prepared, parameters } = statement(query);
-      return prepared.all(parameters) as R[];
+    afterCommit(callback: () => void): void {
+      committed.push(callback);
     },
-    first<R>(query: Compilable<R>): R | undefined {
-      const { prepared, parameters } = statement(query);
-      return prepared.get(parameters) as R | undefined;
+    async all<R>(query: Compilable<R>): Promise<R[]> {
+      return (await trx.executeQuery(query.compile())).rows;
     },
-    run(query: Compilable<unknown>): number {
-      const { prepared, parameters } = statement(query);
-      return prepared.run(parameters).changes;
+    async first<R>(query: Compilable<R>): Promise<R | undefined> {
+      return (await trx.executeQuery(query.compile())).rows[0];
+    },
+    async run(query: Compilable<unknown>): Promise<number> {
+      const result = await trx.executeQuery(query.compile());
+      // A statement with RETURNING runs as a query, which reports its rows instead of a count.
+      return Number(result.numAffectedRows ?? BigInt(result.rows.length));
     },
   };
 }

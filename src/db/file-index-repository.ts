@@ -1,5 +1,5 @@
 import { CompiledQuery, sql } from 'kysely';
-import type { Database, SyncExecutor } from './database.js';
+import type { Database } from './database.js';
 
 /** One file or folder inside an archived image, as the index stores it. */
 export interface IndexedEntry {
@@ -21,15 +21,15 @@ export interface FileIndexRepository {
   /** Archives with no index state yet (new ones, and those archived before the index existed), oldest first. */
   unindexed(limit: number): Promise<Array<{ id: string; path: string }>>;
   /** Drops what an archive had (a re-index starts clean). */
-  clear(archiveId: string): void;
+  clear(archiveId: string): Promise<void>;
   /** Adds a batch of entries in one transaction. */
-  add(archiveId: string, entries: readonly IndexedEntry[]): void;
+  add(archiveId: string, entries: readonly IndexedEntry[]): Promise<void>;
   /** Records how indexing an archive ended. */
   finish(
     archiveId: string,
     outcome: { status: 'indexed'; entries: number } | { status: 'failed'; entries: number; code: string; message: string },
     at: string,
-  ): void;
+  ): Promise<void>;
   state(archiveId: string): Promise<{ status: string; entries: number; errorCode: string | null; indexedAt: string } | null>;
   /** Best matches first (bm25, a name counting ten times a path). `match` is an FTS5 query built by the caller. */
   search(match: string, limit: number): Promise<FileSearchHit[]>;
@@ -47,16 +47,16 @@ export function createFileIndexRepository(database: Database): FileIndexReposito
         order by a.created_at, a.id limit ${limit}`.execute(db);
       return rows;
     },
-    clear(archiveId) {
-      database.writeTransaction((tx: SyncExecutor) => {
-        tx.run(raw('delete from archive_file_entries where archive_id = ?', [archiveId]));
-        tx.run(raw('delete from archive_file_index where archive_id = ?', [archiveId]));
+    async clear(archiveId) {
+      await database.transaction(async (tx) => {
+        await tx.run(raw('delete from archive_file_entries where archive_id = ?', [archiveId]));
+        await tx.run(raw('delete from archive_file_index where archive_id = ?', [archiveId]));
       });
     },
-    add(archiveId, entries) {
-      database.writeTransaction((tx) => {
+    async add(archiveId, entries) {
+      await database.transaction(async (tx) => {
         for (const entry of entries) {
-          tx.run(
+          await tx.run(
             raw('insert into archive_file_entries (archive_id, path, name, kind, size_bytes, mtime) values (?, ?, ?, ?, ?, ?)', [
               archiveId,
               entry.path,
@@ -69,10 +69,10 @@ export function createFileIndexRepository(database: Database): FileIndexReposito
         }
       });
     },
-    finish(archiveId, outcome, at) {
-      database.writeTransaction((tx) => {
+    async finish(archiveId, outcome, at) {
+      await database.transaction(async (tx) => {
         // The archive may have been deleted while its image was read: then there is nothing to record.
-        tx.run(
+        await tx.run(
           raw(
             `insert into archive_file_index (archive_id, status, entries, error_code, error_message, indexed_at)
              select ?, ?, ?, ?, ?, ? where exists (select 1 from archives where id = ?)

@@ -319,13 +319,13 @@ export function createJobRepository(database: Database, options: { now?: Clock }
     },
 
     async delete(id) {
-      database.writeTransaction((tx) => {
-        const row = tx.first(db.selectFrom('jobs').select('status').where('id', '=', id));
+      await database.transaction(async (tx) => {
+        const row = await tx.first(db.selectFrom('jobs').select('status').where('id', '=', id));
         if (row === undefined) throw new NotFoundError('job_not_found', `Job ${id} not found`, { job_id: id });
         if (isActive(row.status)) {
           throw new ConflictError('job_active', `Job ${id} is ${row.status}; cancel it first`, { job_id: id, status: row.status });
         }
-        tx.run(db.deleteFrom('jobs').where('id', '=', id));
+        await tx.run(db.deleteFrom('jobs').where('id', '=', id));
       });
     },
 

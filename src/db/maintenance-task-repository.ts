@@ -66,12 +66,13 @@ export function createMaintenanceTaskRepository(database: Database, options: { n
     async enqueue(input) {
       const at = timestamp(now());
       try {
-        return database.writeTransaction((tx) => {
+        // Awaited here, so that the catch below sees the unique index's refusal.
+        return await database.transaction(async (tx) => {
           if (input.archiveId !== null) {
-            const active = tx.first(tasks().select('id').where('archive_id', '=', input.archiveId).where('status', 'in', ['queued', 'running']));
+            const active = await tx.first(tasks().select('id').where('archive_id', '=', input.archiveId).where('status', 'in', ['queued', 'running']));
             if (active !== undefined) throw busy(input.archiveId);
           }
-          const row = tx.first(
+          const row = await tx.first(
             db
               .insertInto('archive_maintenance_tasks')
               .values({
@@ -118,10 +119,10 @@ export function createMaintenanceTaskRepository(database: Database, options: { n
 
     async claimNext() {
       const at = timestamp(now());
-      return database.writeTransaction((tx) => {
-        const next = tx.first(tasks().select('id').where('status', '=', 'queued').orderBy('created_at').orderBy(sql`rowid`).limit(1));
+      return database.transaction(async (tx) => {
+        const next = await tx.first(tasks().select('id').where('status', '=', 'queued').orderBy('created_at').orderBy(sql`rowid`).limit(1));
         if (next === undefined) return null;
-        const row = tx.first(
+        const row = await tx.first(
           db
             .updateTable('archive_maintenance_tasks')
             .set((eb) => ({ status: 'running', progress: 0, attempts: eb('attempts', '+', 1), started_at: at, updated_at: at }))
@@ -172,12 +173,12 @@ export function createMaintenanceTaskRepository(database: Database, options: { n
 
     async requestCancel(id) {
       const at = timestamp(now());
-      return database.writeTransaction((tx) => {
-        const row = tx.first(tasks().selectAll().where('id', '=', id));
+      return database.transaction(async (tx) => {
+        const row = await tx.first(tasks().selectAll().where('id', '=', id));
         if (row === undefined) throw new NotFoundError('maintenance_task_not_found', `no task ${id}`, { task_id: id });
         if (row.status !== 'queued' && row.status !== 'running') return rowToTask(row);
         const changes = row.status === 'queued' ? ({ status: 'cancelled', finished_at: at, updated_at: at } as const) : { cancel_requested: 1, updated_at: at };
-        const updated = tx.first(db.updateTable('archive_maintenance_tasks').set(changes).where('id', '=', id).returningAll());
+        const updated = await tx.first(db.updateTable('archive_maintenance_tasks').set(changes).where('id', '=', id).returningAll());
         if (updated === undefined) throw new NotFoundError('maintenance_task_not_found', `no task ${id}`, { task_id: id });
         return rowToTask(updated);
       });

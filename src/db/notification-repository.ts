@@ -14,7 +14,7 @@ import {
   type WebhookEndpoint,
   type WebhookEndpointWithSecret,
 } from '../notifications/model.js';
-import type { Database } from './database.js';
+import type { Database, Executor } from './database.js';
 import { rowToPushSubscription } from './push-subscription-repository.js';
 import type { NotificationDeliveriesTable, WebhookEndpointsTable } from './schema.js';
 import { CorruptRowError, type ListResult, fromJson, page, timestamp, toJson } from './values.js';
@@ -25,6 +25,8 @@ export function newNotificationId(prefix: 'evt' | 'msg' | 'whk'): string {
 }
 
 /** A delivery the outbox is about to attempt, with what it needs to send it. */
+type DeliveryTargets = { email: boolean; onlyEndpoint?: string; webhooks?: boolean; push?: boolean };
+
 export interface DueDelivery {
   delivery: DeliveryRecord;
   event: DomainEvent;
@@ -58,18 +60,20 @@ export interface EndpointInput {
 
 export interface NotificationRepository {
   /**
-   * Records the event and one pending delivery for each target, in one transaction, synchronously:
-   * when this returns, the event survives a kill -9. Webhook targets are every enabled endpoint
-   * subscribed to the type (or only `onlyEndpoint`); `email` adds the e-mail channel; `push` every
-   * device subscribed to the type.
+   * Records the event and one pending delivery for each target, in one transaction: once it has
+   * resolved, the event survives a kill -9. Webhook targets are every enabled endpoint subscribed to
+   * the type (or only `onlyEndpoint`); `email` adds the e-mail channel; `push` every device
+   * subscribed to the type.
    */
-  record(event: DomainEvent, targets: { email: boolean; onlyEndpoint?: string; webhooks?: boolean; push?: boolean }): DeliveryRecord[];
+  record(event: DomainEvent, targets: DeliveryTargets): Promise<DeliveryRecord[]>;
+  /** `record` inside a caller's transaction: the event commits with what it reports. */
+  recordWithin(tx: Executor, event: DomainEvent, targets: DeliveryTargets): Promise<DeliveryRecord[]>;
   /**
    * Takes up to `limit` deliveries that are due and moves their next attempt `leaseMs` ahead, so a
    * second process (or this one, after a crash mid-attempt) leaves them alone until then.
    */
-  claimDue(now: Date, limit: number, leaseMs: number, skip: readonly string[]): DueDelivery[];
-  settle(id: string, at: Date, result: AttemptResult): void;
+  claimDue(now: Date, limit: number, leaseMs: number, skip: readonly string[]): Promise<DueDelivery[]>;
+  settle(id: string, at: Date, result: AttemptResult): Promise<void>;
   /** Recorded events, newest first; only those of `types` when given. */
   listEvents(filter?: { types?: readonly DomainEventType[]; limit?: number }): Promise<DomainEvent[]>;
   listDeliveries(filter?: DeliveryFilter): Promise<ListResult<DeliveryRecord>>;
@@ -124,61 +128,62 @@ export function createNotificationRepository(database: Database): NotificationRe
   const deliveriesWithType = () =>
     db.selectFrom('notification_deliveries').innerJoin('notification_events', 'notification_events.id', 'notification_deliveries.event_id');
 
-  return {
-    record(event, targets) {
-      return database.writeTransaction((tx) => {
-        tx.run(db.insertInto('notification_events').values({ id: event.id, type: event.type, at: event.at, payload: toJson(event.payload) }));
-        const endpoints =
-          targets.webhooks === false
-            ? []
-            : tx
-                .all(db.selectFrom('webhook_endpoints').selectAll().where('enabled', '=', 1))
-                .filter((row) =>
-                  targets.onlyEndpoint !== undefined ? row.id === targets.onlyEndpoint : (eventTypes(row) as readonly DomainEventType[]).includes(event.type),
-                );
-        const devices =
-          targets.push === true
-            ? tx
-                // A disabled user's devices hear nothing until the user is enabled again.
-                .all(
-                  db
-                    .selectFrom('push_subscriptions')
-                    .innerJoin('users', 'users.id', 'push_subscriptions.user_id')
-                    .where('users.disabled', '=', 0)
-                    .select(['push_subscriptions.id', 'push_subscriptions.events']),
-                )
-                .filter((row) => (fromJson(row.events) as unknown[]).includes(event.type))
-            : [];
-        const channels: Array<{ channel: NotificationChannel; endpointId: string | null; subscriptionId: string | null }> = [
-          ...endpoints.map((row) => ({ channel: 'webhook' as const, endpointId: row.id, subscriptionId: null })),
-          ...(targets.email ? [{ channel: 'email' as const, endpointId: null, subscriptionId: null }] : []),
-          ...devices.map((row) => ({ channel: 'push' as const, endpointId: null, subscriptionId: row.id })),
-        ];
-        return channels.map(({ channel, endpointId, subscriptionId }) => {
-          const row = {
-            id: newNotificationId('msg'),
-            event_id: event.id,
-            channel,
-            endpoint_id: endpointId,
-            subscription_id: subscriptionId,
-            status: 'pending' as const,
-            attempts: 0,
-            next_attempt_at: event.at,
-            last_attempt_at: null,
-            last_status_code: null,
-            last_error: null,
-            created_at: event.at,
-            updated_at: event.at,
-          };
-          tx.run(db.insertInto('notification_deliveries').values(row));
-          return rowToDelivery({ ...row, event_type: event.type });
-        });
-      });
-    },
+  const recordWithin = async (tx: Executor, event: DomainEvent, targets: DeliveryTargets): Promise<DeliveryRecord[]> => {
+    await tx.run(db.insertInto('notification_events').values({ id: event.id, type: event.type, at: event.at, payload: toJson(event.payload) }));
+    const endpoints =
+      targets.webhooks === false
+        ? []
+        : (await tx.all(db.selectFrom('webhook_endpoints').selectAll().where('enabled', '=', 1))).filter((row) =>
+            targets.onlyEndpoint !== undefined ? row.id === targets.onlyEndpoint : (eventTypes(row) as readonly DomainEventType[]).includes(event.type),
+          );
+    const devices =
+      targets.push === true
+        ? (
+            await tx.all(
+              // A disabled user's devices hear nothing until the user is enabled again.
+              db
+                .selectFrom('push_subscriptions')
+                .innerJoin('users', 'users.id', 'push_subscriptions.user_id')
+                .where('users.disabled', '=', 0)
+                .select(['push_subscriptions.id', 'push_subscriptions.events']),
+            )
+          ).filter((row) => (fromJson(row.events) as unknown[]).includes(event.type))
+        : [];
+    const channels: Array<{ channel: NotificationChannel; endpointId: string | null; subscriptionId: string | null }> = [
+      ...endpoints.map((row) => ({ channel: 'webhook' as const, endpointId: row.id, subscriptionId: null })),
+      ...(targets.email ? [{ channel: 'email' as const, endpointId: null, subscriptionId: null }] : []),
+      ...devices.map((row) => ({ channel: 'push' as const, endpointId: null, subscriptionId: row.id })),
+    ];
+    const deliveries: DeliveryRecord[] = [];
+    for (const { channel, endpointId, subscriptionId } of channels) {
+      const row = {
+        id: newNotificationId('msg'),
+        event_id: event.id,
+        channel,
+        endpoint_id: endpointId,
+        subscription_id: subscriptionId,
+        status: 'pending' as const,
+        attempts: 0,
+        next_attempt_at: event.at,
+        last_attempt_at: null,
+        last_status_code: null,
+        last_error: null,
+        created_at: event.at,
+        updated_at: event.at,
+      };
+      await tx.run(db.insertInto('notification_deliveries').values(row));
+      deliveries.push(rowToDelivery({ ...row, event_type: event.type }));
+    }
+    return deliveries;
+  };
 
-    claimDue(now, limit, leaseMs, skip) {
+  return {
+    record: (event, targets) => database.transaction((tx) => recordWithin(tx, event, targets)),
+    recordWithin,
+
+    async claimDue(now, limit, leaseMs, skip) {
       if (limit <= 0) return [];
-      return database.writeTransaction((tx) => {
+      return database.transaction(async (tx) => {
         let query = db
           .selectFrom('notification_deliveries as d')
           .innerJoin('notification_events as e', 'e.id', 'd.event_id')
@@ -195,10 +200,11 @@ export function createNotificationRepository(database: Database): NotificationRe
           .orderBy('d.next_attempt_at')
           .limit(limit);
         if (skip.length > 0) query = query.where('d.id', 'not in', [...skip]);
-        const rows = tx.all(query);
+        const rows = await tx.all(query);
         const leasedUntil = timestamp(new Date(now.getTime() + leaseMs));
-        return rows.map((row) => {
-          tx.run(db.updateTable('notification_deliveries').set({ next_attempt_at: leasedUntil }).where('id', '=', row.id));
+        const due: DueDelivery[] = [];
+        for (const row of rows) {
+          await tx.run(db.updateTable('notification_deliveries').set({ next_attempt_at: leasedUntil }).where('id', '=', row.id));
           const endpoint: WebhookEndpointWithSecret | null =
             row.endpoint_id === null || row.w_url === null || row.w_secret === null || row.w_name === null || row.w_events === null
               ? null
@@ -212,7 +218,7 @@ export function createNotificationRepository(database: Database): NotificationRe
                   createdAt: row.w_created_at ?? '',
                   updatedAt: row.w_updated_at ?? '',
                 };
-          return {
+          due.push({
             delivery: rowToDelivery(row),
             event: { id: row.event_id, type: row.event_type as DomainEventType, at: row.event_at, payload: fromJson<JsonObject>(row.event_payload) },
             endpoint,
@@ -236,8 +242,9 @@ export function createNotificationRepository(database: Database): NotificationRe
                     events: row.p_events,
                     created_at: row.p_created_at,
                   }),
-          };
-        });
+          });
+        }
+        return due;
       });
     },
 
@@ -253,9 +260,9 @@ export function createNotificationRepository(database: Database): NotificationRe
       return rows.map((row) => ({ id: row.id, type: row.type as DomainEventType, at: row.at, payload: fromJson<JsonObject>(row.payload) }));
     },
 
-    settle(id, at, result) {
+    async settle(id, at, result) {
       const when = timestamp(at);
-      database.writeTransaction((tx) =>
+      await database.transaction((tx) =>
         tx.run(
           db
             .updateTable('notification_deliveries')

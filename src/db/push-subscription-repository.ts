@@ -21,7 +21,7 @@ export interface PushSubscriptionRepository {
    * row, whoever it belonged to: a browser profile has one endpoint, and it now notifies whoever
    * subscribed it last. Refuses a user's device beyond `limit`.
    */
-  save(userId: string, input: PushSubscriptionInput, at: Date, limit: number): PushSubscription;
+  save(userId: string, input: PushSubscriptionInput, at: Date, limit: number): Promise<PushSubscription>;
   listForUser(userId: string): Promise<PushSubscription[]>;
   /** Removes one of the user's devices; another user's (or none) is not found. */
   deleteForUser(userId: string, id: string): Promise<void>;
@@ -57,9 +57,9 @@ export function createPushSubscriptionRepository(database: Database): PushSubscr
   const db = database.kysely;
   return {
     save(userId, input, at, limit) {
-      return database.writeTransaction((tx) => {
-        tx.run(db.deleteFrom('push_subscriptions').where('endpoint', '=', input.endpoint));
-        const held = tx.first(
+      return database.transaction(async (tx) => {
+        await tx.run(db.deleteFrom('push_subscriptions').where('endpoint', '=', input.endpoint));
+        const held = await tx.first(
           db
             .selectFrom('push_subscriptions')
             .select((eb) => eb.fn.countAll<number>().as('count'))
@@ -78,7 +78,7 @@ export function createPushSubscriptionRepository(database: Database): PushSubscr
           events: toJson(input.events),
           created_at: timestamp(at),
         };
-        tx.run(db.insertInto('push_subscriptions').values(row));
+        await tx.run(db.insertInto('push_subscriptions').values(row));
         return withoutKeys(rowToPushSubscription(row));
       });
     },

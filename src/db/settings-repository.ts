@@ -45,25 +45,26 @@ export function createSettingsRepository(database: Database, options: { now?: Cl
 
     async set(entries, updatedBy = null) {
       const at = timestamp(now());
-      return database.writeTransaction((tx) =>
-        Object.entries(entries).flatMap(([key, value]) =>
-          tx
-            .all(
-              db
-                .insertInto('settings')
-                .values({ key, value: toJson(value), updated_at: at, updated_by: updatedBy })
-                .onConflict((conflict) =>
-                  conflict.column('key').doUpdateSet((eb) => ({
-                    value: eb.ref('excluded.value'),
-                    updated_at: eb.ref('excluded.updated_at'),
-                    updated_by: eb.ref('excluded.updated_by'),
-                  })),
-                )
-                .returningAll(),
-            )
-            .map(rowToSetting),
-        ),
-      );
+      return database.transaction(async (tx) => {
+        const stored: SettingRecord[] = [];
+        for (const [key, value] of Object.entries(entries)) {
+          const rows = await tx.all(
+            db
+              .insertInto('settings')
+              .values({ key, value: toJson(value), updated_at: at, updated_by: updatedBy })
+              .onConflict((conflict) =>
+                conflict.column('key').doUpdateSet((eb) => ({
+                  value: eb.ref('excluded.value'),
+                  updated_at: eb.ref('excluded.updated_at'),
+                  updated_by: eb.ref('excluded.updated_by'),
+                })),
+              )
+              .returningAll(),
+          );
+          stored.push(...rows.map(rowToSetting));
+        }
+        return stored;
+      });
     },
 
     async delete(keys) {

@@ -13,7 +13,7 @@ import {
   isRequeueable,
 } from '../jobs/model.js';
 import type { ClaimOptions, JobQueue, ProgressPatch, RecoverOptions } from '../jobs/queue.js';
-import type { Database, SyncExecutor } from './database.js';
+import type { Database, Executor } from './database.js';
 import { parseLeaseHolder, priorityRank, readJobOptions, rowToJob } from './job-repository.js';
 import type { DB, JobsTable } from './schema.js';
 import { newId, timestamp, toJson } from './values.js';
@@ -37,22 +37,22 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
     eb.selectFrom('jobs as latest').select((inner) => inner(inner.fn.coalesce(inner.fn.max('latest.seq'), inner.lit(0)), '+', 1).as('seq'));
   const queuedInClaimOrder = () => db.selectFrom('jobs').where('status', '=', 'queued').orderBy(priorityRank('priority'), 'desc').orderBy('seq', 'asc');
 
-  const requireRow = (tx: SyncExecutor, jobId: string): Selectable<JobsTable> => {
-    const row = tx.first(db.selectFrom('jobs').selectAll().where('id', '=', jobId));
+  const requireRow = async (tx: Executor, jobId: string): Promise<Selectable<JobsTable>> => {
+    const row = await tx.first(db.selectFrom('jobs').selectAll().where('id', '=', jobId));
     if (row === undefined) throw new NotFoundError('job_not_found', `Job ${jobId} not found`, { job_id: jobId });
     return row;
   };
-  const updateRow = (tx: SyncExecutor, jobId: string, changes: Updateable<JobsTable>): JobRecord => {
-    const row = tx.first(db.updateTable('jobs').set(changes).where('id', '=', jobId).returningAll());
+  const updateRow = async (tx: Executor, jobId: string, changes: Updateable<JobsTable>): Promise<JobRecord> => {
+    const row = await tx.first(db.updateTable('jobs').set(changes).where('id', '=', jobId).returningAll());
     if (row === undefined) throw new NotFoundError('job_not_found', `Job ${jobId} not found`, { job_id: jobId });
     return rowToJob(row);
   };
 
   /** ConflictError `device_busy` while a job other than `exceptJobId` runs on the drive: one job per drive. */
-  const assertDriveFree = (tx: SyncExecutor, deviceId: string, exceptJobId: string | null): void => {
+  const assertDriveFree = async (tx: Executor, deviceId: string, exceptJobId: string | null): Promise<void> => {
     let running = db.selectFrom('jobs').select(['id', 'name']).where('device_id', '=', deviceId).where('status', 'in', ACTIVE_JOB_STATUSES);
     if (exceptJobId !== null) running = running.where('id', '!=', exceptJobId);
-    const busy = tx.first(running);
+    const busy = await tx.first(running);
     if (busy !== undefined) {
       throw new ConflictError('device_busy', `${deviceId} is busy with job ${busy.id} (${busy.name})`, { device: deviceId, job_id: busy.id });
     }
@@ -74,29 +74,30 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
    * Ends the leases of the active jobs `which` picks: each goes back to the queue, or to the stop
    * that was asked for.
    */
-  const release = (tx: SyncExecutor, at: string, which: (eb: ExpressionBuilder<DB, 'jobs'>) => Expression<SqlBool>): JobRecord[] => {
+  const release = async (tx: Executor, at: string, which: (eb: ExpressionBuilder<DB, 'jobs'>) => Expression<SqlBool>): Promise<JobRecord[]> => {
     const outcomes: Array<{ asked: RequestedAction | null; status: JobStatus }> = [
       { asked: 'cancel', status: 'cancelled' },
       { asked: 'pause', status: 'paused' },
       { asked: null, status: 'queued' },
     ];
-    return outcomes.flatMap(({ asked, status }) =>
-      tx
-        .all(
-          db
-            .updateTable('jobs')
-            .set({
-              status,
-              finished_at: status === 'cancelled' ? at : null,
-              ...leaseReleased(at),
-            })
-            .where('status', 'in', ACTIVE_JOB_STATUSES)
-            .where(which)
-            .where((eb) => (asked === null ? eb('requested_action', 'is', null) : eb('requested_action', '=', asked)))
-            .returningAll(),
-        )
-        .map(rowToJob),
-    );
+    const released: JobRecord[] = [];
+    for (const { asked, status } of outcomes) {
+      const rows = await tx.all(
+        db
+          .updateTable('jobs')
+          .set({
+            status,
+            finished_at: status === 'cancelled' ? at : null,
+            ...leaseReleased(at),
+          })
+          .where('status', 'in', ACTIVE_JOB_STATUSES)
+          .where(which)
+          .where((eb) => (asked === null ? eb('requested_action', 'is', null) : eb('requested_action', '=', asked)))
+          .returningAll(),
+      );
+      released.push(...rows.map(rowToJob));
+    }
+    return released;
   };
 
   /** Active jobs under a lease that has not run out, whose holder `holderGone` says has ended. */
@@ -155,9 +156,9 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
         }))
         .returningAll();
       if (claim === undefined) return rowToJob(await insert.executeTakeFirstOrThrow());
-      return database.writeTransaction((tx) => {
-        assertDriveFree(tx, input.deviceId, null);
-        const row = tx.first(insert);
+      return database.transaction(async (tx) => {
+        await assertDriveFree(tx, input.deviceId, null);
+        const row = await tx.first(insert);
         if (row === undefined) throw new Error('the new job was not stored');
         return rowToJob(row);
       });
@@ -173,9 +174,9 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
       const leaseExpiresAt = leaseEnd(start, claim.leaseMs);
       const at = timestamp(start);
       checkMaxRunning(claim);
-      return database.writeTransaction((tx) => {
+      return database.transaction(async (tx) => {
         if (claim.maxRunning !== undefined) {
-          const active = tx.first(
+          const active = await tx.first(
             db
               .selectFrom('jobs')
               .select((eb) => eb.fn.countAll<number>().as('count'))
@@ -188,9 +189,9 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
         );
         const busy = claim.busyDeviceIds ?? [];
         if (busy.length > 0) candidates = candidates.where('device_id', 'not in', busy);
-        const next = tx.first(candidates.select('id').limit(1));
+        const next = await tx.first(candidates.select('id').limit(1));
         if (next === undefined) return null;
-        const row = tx.first(
+        const row = await tx.first(
           db
             .updateTable('jobs')
             .set((eb) => ({
@@ -214,13 +215,13 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
       const start = now();
       const at = timestamp(start);
       const leaseExpiresAt = leaseEnd(start, claim.leaseMs);
-      return database.writeTransaction((tx) => {
-        const row = requireRow(tx, jobId);
+      return database.transaction(async (tx) => {
+        const row = await requireRow(tx, jobId);
         if (row.status !== 'queued' && !isRequeueable(row.status)) {
           throw new ConflictError('invalid_state', `Job ${jobId} is ${row.status} and cannot be taken up`, { job_id: jobId, status: row.status });
         }
         const deviceId = claim.drive?.id ?? row.device_id;
-        assertDriveFree(tx, deviceId, jobId);
+        await assertDriveFree(tx, deviceId, jobId);
         return updateRow(tx, jobId, {
           ...(claim.drive === undefined ? {} : { device_id: claim.drive.id, device_path: claim.drive.path }),
           status: 'running',
@@ -295,8 +296,8 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
 
     async finish(jobId, workerId, status, patch = {}) {
       const at = timestamp(now());
-      return database.writeTransaction((tx) => {
-        const row = tx.first(
+      return database.transaction(async (tx) => {
+        const row = await tx.first(
           db
             .updateTable('jobs')
             .set({
@@ -314,7 +315,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
             .returningAll(),
         );
         if (row !== undefined) return rowToJob(row);
-        const current = requireRow(tx, jobId);
+        const current = await requireRow(tx, jobId);
         throw new ConflictError('lease_lost', `Worker ${workerId} no longer holds job ${jobId}`, {
           job_id: jobId,
           status: current.status,
@@ -326,11 +327,12 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
     async recoverExpired(options: RecoverOptions = {}) {
       const at = timestamp(now());
       const abandoned = options.holderGone === undefined ? [] : await abandonedLeases(at, options.holderGone);
-      return database.writeTransaction((tx) => [
-        ...release(tx, at, (eb) => eb.or([eb('lease_expires_at', '<', at), eb('lease_expires_at', 'is', null)])),
+      return database.transaction(async (tx) => {
+        const released = await release(tx, at, (eb) => eb.or([eb('lease_expires_at', '<', at), eb('lease_expires_at', 'is', null)]));
         // Only while the dead holder still holds it: it may have been released and claimed again meanwhile.
-        ...abandoned.flatMap(({ id, owner }) => release(tx, at, (eb) => eb.and([eb('id', '=', id), eb('lease_owner', '=', owner)]))),
-      ]);
+        for (const { id, owner } of abandoned) released.push(...(await release(tx, at, (eb) => eb.and([eb('id', '=', id), eb('lease_owner', '=', owner)]))));
+        return released;
+      });
     },
 
     async positions() {
@@ -340,8 +342,8 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
 
     async setPriority(jobId, priority) {
       const at = timestamp(now());
-      return database.writeTransaction((tx) => {
-        const row = requireRow(tx, jobId);
+      return database.transaction(async (tx) => {
+        const row = await requireRow(tx, jobId);
         if (isFinished(row.status)) throw finishedError(row);
         return updateRow(tx, jobId, { priority, updated_at: at });
       });
@@ -349,35 +351,37 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
 
     async requestStop(jobId, action) {
       const at = timestamp(now());
-      return database.writeTransaction((tx) => {
-        const row = requireRow(tx, jobId);
+      return database.transaction(async (tx) => {
+        const row = await requireRow(tx, jobId);
         if (isFinished(row.status)) throw finishedError(row);
         const changes = stopChanges(row, action, at);
-        return changes === null ? rowToJob(row) : updateRow(tx, jobId, changes);
+        return changes === null ? rowToJob(row) : await updateRow(tx, jobId, changes);
       });
     },
 
     async requestStopAll(action) {
       const at = timestamp(now());
-      return database.writeTransaction((tx) => {
-        const rows = tx.all(db.selectFrom('jobs').selectAll().where('status', 'not in', FINISHED_JOB_STATUSES).orderBy('seq'));
-        return rows.flatMap((row) => {
+      return database.transaction(async (tx) => {
+        const rows = await tx.all(db.selectFrom('jobs').selectAll().where('status', 'not in', FINISHED_JOB_STATUSES).orderBy('seq'));
+        const stopped: JobRecord[] = [];
+        for (const row of rows) {
           const changes = stopChanges(row, action, at);
-          return changes === null ? [] : [updateRow(tx, row.id, changes)];
-        });
+          if (changes !== null) stopped.push(await updateRow(tx, row.id, changes));
+        }
+        return stopped;
       });
     },
 
     async requeue(jobId, options = {}) {
       const at = timestamp(now());
       const drive = options.drive === undefined ? {} : { device_id: options.drive.id, device_path: options.drive.path };
-      return database.writeTransaction((tx) => {
-        const row = requireRow(tx, jobId);
-        if (row.status === 'queued') return options.drive === undefined ? rowToJob(row) : updateRow(tx, jobId, { ...drive, updated_at: at });
+      return database.transaction(async (tx) => {
+        const row = await requireRow(tx, jobId);
+        if (row.status === 'queued') return options.drive === undefined ? rowToJob(row) : await updateRow(tx, jobId, { ...drive, updated_at: at });
         if (!isRequeueable(row.status)) {
           throw new ConflictError('invalid_state', `Job ${jobId} is ${row.status} and cannot be queued again`, { job_id: jobId, status: row.status });
         }
-        const requeued = tx.first(
+        const requeued = await tx.first(
           db
             .updateTable('jobs')
             .set((eb) => ({
@@ -402,20 +406,20 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
 
     async mergeOptions(jobId, patch) {
       const at = timestamp(now());
-      return database.writeTransaction((tx) => {
-        const row = requireRow(tx, jobId);
+      return database.transaction(async (tx) => {
+        const row = await requireRow(tx, jobId);
         return updateRow(tx, jobId, { options: toJson({ ...readJobOptions(row), ...patch }), updated_at: at });
       });
     },
 
     async reopenCompleted(jobId, patch) {
       const at = timestamp(now());
-      return database.writeTransaction((tx) => {
-        const row = requireRow(tx, jobId);
+      return database.transaction(async (tx) => {
+        const row = await requireRow(tx, jobId);
         if (row.status !== 'completed') {
           throw new ConflictError('invalid_state', `Job ${jobId} is ${row.status}, not completed`, { job_id: jobId, status: row.status });
         }
-        const reopened = tx.first(
+        const reopened = await tx.first(
           db
             .updateTable('jobs')
             .set((eb) => ({

@@ -10,7 +10,7 @@ import {
 import { type Clock, systemClock } from '../clock.js';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
 import type { LeaseHolder } from '../jobs/model.js';
-import type { Database, SyncExecutor } from './database.js';
+import type { Database, Executor } from './database.js';
 import type { ArchiveVerificationTasksTable } from './schema.js';
 import { type ListResult, fromJson, newId, page, timestamp, toJson } from './values.js';
 
@@ -63,7 +63,7 @@ export interface VerificationTaskRepository {
    * transaction, so a task never completes without its entry, nor adds one twice. Null (and
    * nothing written) when the worker no longer holds the task.
    */
-  finish(id: string, workerId: string, end: (tx: SyncExecutor) => VerificationTaskOutcome): Promise<VerificationTaskRecord | null>;
+  finish(id: string, workerId: string, end: (tx: Executor) => Promise<VerificationTaskOutcome>): Promise<VerificationTaskRecord | null>;
   /** Gives a running task back to the queue (the service stops); one whose cancel was asked for ends cancelled. */
   release(id: string, workerId: string): Promise<VerificationTaskRecord | null>;
   /**
@@ -123,14 +123,19 @@ export function createVerificationTaskRepository(database: Database, options: { 
   const runningConflict = (archiveId: string) =>
     new ConflictError('verification_running', `${archiveId} is already being verified or waiting to be`, { archive_id: archiveId });
 
-  const updateHeld = (tx: SyncExecutor, id: string, workerId: string, changes: Updateable<ArchiveVerificationTasksTable>): VerificationTaskRecord | null => {
-    const row = tx.first(heldBy(id, workerId).set(changes).returningAll());
+  const updateHeld = async (
+    tx: Executor,
+    id: string,
+    workerId: string,
+    changes: Updateable<ArchiveVerificationTasksTable>,
+  ): Promise<VerificationTaskRecord | null> => {
+    const row = await tx.first(heldBy(id, workerId).set(changes).returningAll());
     return row === undefined ? null : rowToTask(row);
   };
 
   /** Ends a run that did not finish while `owner` still holds it: back to the queue, or cancelled when that was asked for. */
-  const requeueWithin = (tx: SyncExecutor, id: string, owner: string | null, at: string): VerificationTaskRecord | null => {
-    const row = tx.first(
+  const requeueWithin = async (tx: Executor, id: string, owner: string | null, at: string): Promise<VerificationTaskRecord | null> => {
+    const row = await tx.first(
       tasks()
         .select('cancel_requested')
         .where('id', '=', id)
@@ -139,7 +144,7 @@ export function createVerificationTaskRepository(database: Database, options: { 
     );
     if (row === undefined) return null;
     const end = row.cancel_requested === 1 ? { status: 'cancelled' as const, finished_at: at } : { status: 'queued' as const, bytes_done: 0 };
-    const updated = tx.first(
+    const updated = await tx.first(
       db
         .updateTable('archive_verification_tasks')
         .set({ ...end, ...leaseReleased(at) })
@@ -153,10 +158,11 @@ export function createVerificationTaskRepository(database: Database, options: { 
     async enqueue(input) {
       const at = timestamp(now());
       try {
-        return database.writeTransaction((tx) => {
-          const running = tx.first(tasks().select('id').where('archive_id', '=', input.archiveId).where('status', 'in', ACTIVE_VERIFICATION_STATUSES));
+        // Awaited here, so that the catch below sees the unique index's refusal.
+        return await database.transaction(async (tx) => {
+          const running = await tx.first(tasks().select('id').where('archive_id', '=', input.archiveId).where('status', 'in', ACTIVE_VERIFICATION_STATUSES));
           if (running !== undefined) throw runningConflict(input.archiveId);
-          const row = tx.first(
+          const row = await tx.first(
             db
               .insertInto('archive_verification_tasks')
               .values({
@@ -223,16 +229,16 @@ export function createVerificationTaskRepository(database: Database, options: { 
       const start = now();
       const at = timestamp(start);
       const leaseExpiresAt = leaseEnd(start, claim.leaseMs);
-      return database.writeTransaction((tx) => {
-        const running = tx.first(
+      return database.transaction(async (tx) => {
+        const running = await tx.first(
           tasks()
             .select((eb) => eb.fn.countAll<number>().as('count'))
             .where('status', '=', 'running'),
         );
         if ((running?.count ?? 0) >= claim.maxRunning) return null;
-        const next = tx.first(tasks().select('id').where('status', '=', 'queued').orderBy('created_at').orderBy(sql`rowid`).limit(1));
+        const next = await tx.first(tasks().select('id').where('status', '=', 'queued').orderBy('created_at').orderBy(sql`rowid`).limit(1));
         if (next === undefined) return null;
-        const row = tx.first(
+        const row = await tx.first(
           db
             .updateTable('archive_verification_tasks')
             .set((eb) => ({
@@ -277,10 +283,10 @@ export function createVerificationTaskRepository(database: Database, options: { 
 
     async finish(id, workerId, end) {
       const at = timestamp(now());
-      return database.writeTransaction((tx) => {
-        const held = tx.first(tasks().select('id').where('id', '=', id).where('lease_owner', '=', workerId).where('status', '=', 'running'));
+      return database.transaction(async (tx) => {
+        const held = await tx.first(tasks().select('id').where('id', '=', id).where('lease_owner', '=', workerId).where('status', '=', 'running'));
         if (held === undefined) return null;
-        const outcome = end(tx);
+        const outcome = await end(tx);
         const status: FinishedVerificationStatus = outcome.status;
         return updateHeld(tx, id, workerId, {
           status,
@@ -296,13 +302,13 @@ export function createVerificationTaskRepository(database: Database, options: { 
 
     async release(id, workerId) {
       const at = timestamp(now());
-      return database.writeTransaction((tx) => requeueWithin(tx, id, workerId, at));
+      return database.transaction((tx) => requeueWithin(tx, id, workerId, at));
     },
 
     async requestCancel(id) {
       const at = timestamp(now());
-      return database.writeTransaction((tx) => {
-        const row = tx.first(tasks().selectAll().where('id', '=', id));
+      return database.transaction(async (tx) => {
+        const row = await tx.first(tasks().selectAll().where('id', '=', id));
         if (row === undefined) throw new NotFoundError('verification_task_not_found', `no verification task ${id}`, { task_id: id });
         const changes: Updateable<ArchiveVerificationTasksTable> | null =
           row.status === 'queued'
@@ -311,7 +317,7 @@ export function createVerificationTaskRepository(database: Database, options: { 
               ? { cancel_requested: 1, updated_at: at }
               : null;
         if (changes === null) return rowToTask(row);
-        const updated = tx.first(db.updateTable('archive_verification_tasks').set(changes).where('id', '=', id).returningAll());
+        const updated = await tx.first(db.updateTable('archive_verification_tasks').set(changes).where('id', '=', id).returningAll());
         if (updated === undefined) throw new NotFoundError('verification_task_not_found', `no verification task ${id}`, { task_id: id });
         return rowToTask(updated);
       });
@@ -331,18 +337,20 @@ export function createVerificationTaskRepository(database: Database, options: { 
           abandoned.push({ id: row.id, owner: row.lease_owner });
         }
       }
-      return database.writeTransaction((tx) => {
-        const expired = tx.all(
+      return database.transaction(async (tx) => {
+        const expired = await tx.all(
           tasks()
             .select(['id', 'lease_owner'])
             .where('status', '=', 'running')
             .where((eb) => eb.or([eb('lease_expires_at', '<', at), eb('lease_expires_at', 'is', null)])),
         );
         // Only while the dead holder still holds it: it may have been released and claimed again meanwhile.
-        return [...expired.map((row) => ({ id: row.id, owner: row.lease_owner })), ...abandoned].flatMap(({ id, owner }) => {
-          const task = requeueWithin(tx, id, owner, at);
-          return task === null ? [] : [task];
-        });
+        const requeued: VerificationTaskRecord[] = [];
+        for (const { id, owner } of [...expired.map((row) => ({ id: row.id, owner: row.lease_owner })), ...abandoned]) {
+          const task = await requeueWithin(tx, id, owner, at);
+          if (task !== null) requeued.push(task);
+        }
+        return requeued;
       });
     },
 

@@ -208,7 +208,7 @@ export function createDriveService(deps: DriveServiceDeps): DriveService {
   const lookUpExtra = async (configured: string): Promise<ExtraCheck | { error: unknown }> => {
     const known = lastExtraChecks.get(configured);
     // The last check still waits for its file system: another one would wait just as long.
-    if (known && extraChecks.pending(configured)) return known;
+    if (known && extraChecks.pending(configured) !== null) return known;
     try {
       const checked = await extraChecks.run(
         configured,

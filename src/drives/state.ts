@@ -162,7 +162,7 @@ export function createDriveStates(deps: DriveStatesDeps): DriveStates {
       }
       entry.noAnswer = { code: error.code, message: error.message };
       const late = drives.pending(id);
-      if (late) {
+      if (late !== null) {
         entry.late = late
           .then(
             (media) => record(id, entry, media),

@@ -1,5 +1,6 @@
 import { type Clock, systemClock } from '../clock.js';
 import type { Config } from '../config/schema.js';
+import type { Executor } from '../db/database.js';
 import type { AttemptResult, DeliveryFilter, DueDelivery, EndpointInput, NotificationRepository } from '../db/notification-repository.js';
 import { newNotificationId } from '../db/notification-repository.js';
 import { ValidationError, errorMessage } from '../errors.js';
@@ -74,11 +75,13 @@ export interface NotificationService {
   start(): void;
   /** Stops recording and sending; an attempt under way is broken off and stays pending for the next start. */
   stop(): Promise<void>;
+  /** Records an event that does not come from a bus (service.started, a storage threshold). */
+  raise(type: DomainEventType, payload: JsonObject): Promise<DomainEvent>;
   /**
-   * Records an event that does not come from a bus (service.started, a verification, a storage
-   * threshold). Synchronous: it may run inside a caller's transaction, and nests in it.
+   * Records an event inside a caller's transaction (a verification and its result commit together);
+   * followers and the outbox hear of it once that transaction has committed.
    */
-  raise(type: DomainEventType, payload: JsonObject): DomainEvent;
+  raiseWithin(tx: Executor, type: DomainEventType, payload: JsonObject): Promise<DomainEvent>;
   /** Tells `listener` of every event once it is recorded (the live stream); returns the function that stops it. */
   follow(listener: (event: DomainEvent) => void): () => void;
   /** Recorded events, newest first. */
@@ -129,10 +132,24 @@ export function createNotificationService(deps: NotificationServiceDeps): Notifi
   let running = false;
   let timer: NodeJS.Timeout | null = null;
   const followers = new Set<(event: DomainEvent) => void>();
+  // Events from the buses are recorded without their emitter waiting; stop() waits for them.
+  const recording = new Set<Promise<void>>();
+  // One pump at a time: two that both counted the free slots before either claimed would exceed the concurrency.
+  let pumping: Promise<void> | null = null;
+  let pumpAgain = false;
 
-  function record(type: DomainEventType, payload: JsonObject, targets: Parameters<NotificationRepository['record']>[1]) {
-    const event: DomainEvent = { id: newNotificationId('evt'), type, at: now().toISOString(), payload };
-    const deliveries = repository.record(event, targets);
+  const newEvent = (type: DomainEventType, payload: JsonObject): DomainEvent => ({ id: newNotificationId('evt'), type, at: now().toISOString(), payload });
+  const targetsOf = (type: DomainEventType) => ({ email: email?.wants(type) ?? false, push: push !== undefined });
+
+  async function record(type: DomainEventType, payload: JsonObject, targets: Parameters<NotificationRepository['record']>[1]) {
+    const event = newEvent(type, payload);
+    const deliveries = await repository.record(event, targets);
+    announce(event, deliveries);
+    return { event, deliveries };
+  }
+
+  /** Only once the event is committed: a follower or the outbox must never see one that was rolled back. */
+  function announce(event: DomainEvent, deliveries: readonly DeliveryRecord[]): void {
     if (deliveries.length > 0) wake();
     if (event.type !== 'notification.test') {
       for (const follower of followers) {
@@ -143,11 +160,26 @@ export function createNotificationService(deps: NotificationServiceDeps): Notifi
         }
       }
     }
-    return { event, deliveries };
   }
 
-  function raise(type: DomainEventType, payload: JsonObject): DomainEvent {
-    return record(type, payload, { email: email?.wants(type) ?? false, push: push !== undefined }).event;
+  async function raise(type: DomainEventType, payload: JsonObject): Promise<DomainEvent> {
+    return (await record(type, payload, targetsOf(type))).event;
+  }
+
+  async function raiseWithin(tx: Executor, type: DomainEventType, payload: JsonObject): Promise<DomainEvent> {
+    const event = newEvent(type, payload);
+    const deliveries = await repository.recordWithin(tx, event, targetsOf(type));
+    tx.afterCommit(() => announce(event, deliveries));
+    return event;
+  }
+
+  function raiseFromBus(type: DomainEventType, payload: JsonObject): void {
+    const pending = raise(type, payload).then(
+      () => undefined,
+      (error: unknown) => log.error({ err: error, type }, 'recording a domain event failed'),
+    );
+    recording.add(pending);
+    void pending.finally(() => recording.delete(pending));
   }
 
   function retryAfter(attempts: number): Date | null {
@@ -184,7 +216,7 @@ export function createNotificationService(deps: NotificationServiceDeps): Notifi
     const retryAt = stopSending.signal.aborted && !outcome.ok ? now() : retryAfter(attempts);
     const result: AttemptResult = { ...outcome, retryAt: outcome.ok ? null : retryAt };
     try {
-      repository.settle(due.delivery.id, now(), result);
+      await repository.settle(due.delivery.id, now(), result);
     } catch (error) {
       log.error({ err: error, delivery: due.delivery.id }, 'recording a notification attempt failed');
     }
@@ -198,9 +230,23 @@ export function createNotificationService(deps: NotificationServiceDeps): Notifi
 
   function pump(): void {
     if (!running) return;
+    if (pumping !== null) {
+      pumpAgain = true;
+      return;
+    }
+    pumping = claimAndSend().finally(() => {
+      pumping = null;
+      if (pumpAgain) {
+        pumpAgain = false;
+        pump();
+      }
+    });
+  }
+
+  async function claimAndSend(): Promise<void> {
     let due: DueDelivery[] = [];
     try {
-      due = repository.claimDue(now(), timing.concurrency - inFlight.size, timing.timeoutMs + 30_000, [...inFlight.keys()]);
+      due = await repository.claimDue(now(), timing.concurrency - inFlight.size, timing.timeoutMs + 30_000, [...inFlight.keys()]);
     } catch (error) {
       log.error({ err: error }, 'reading the notification outbox failed');
     }
@@ -223,13 +269,13 @@ export function createNotificationService(deps: NotificationServiceDeps): Notifi
   const onJob = (source: 'job.created' | 'job.updated' | 'job.finished') =>
     events.on(source, ({ job }) => {
       const draft = mapJob(source, job);
-      if (draft !== null) record(draft.type, draft.payload, { email: email?.wants(draft.type) ?? false, push: push !== undefined });
+      if (draft !== null) raiseFromBus(draft.type, draft.payload);
     });
 
   return {
     start() {
       unsubscribe.push(onJob('job.created'), onJob('job.updated'), onJob('job.finished'));
-      if (deps.discEvents) unsubscribe.push(followDiscEvents(deps.discEvents, (draft) => raise(draft.type, draft.payload)));
+      if (deps.discEvents) unsubscribe.push(followDiscEvents(deps.discEvents, (draft) => raiseFromBus(draft.type, draft.payload)));
       running = true;
       timer = setInterval(pump, timing.pollMs);
       timer.unref();
@@ -240,9 +286,12 @@ export function createNotificationService(deps: NotificationServiceDeps): Notifi
       if (timer) clearInterval(timer);
       for (const off of unsubscribe.splice(0)) off();
       stopSending.abort();
+      await Promise.all(recording);
+      await pumping;
       await Promise.all(inFlight.values());
     },
     raise,
+    raiseWithin,
     follow(listener) {
       followers.add(listener);
       return () => followers.delete(listener);
@@ -265,8 +314,8 @@ export function createNotificationService(deps: NotificationServiceDeps): Notifi
       const payload: JsonObject = { message: 'A test notification from disk2iso' };
       const { deliveries } =
         'endpointId' in target
-          ? record('notification.test', payload, { email: false, onlyEndpoint: (await repository.getEndpoint(target.endpointId)).id })
-          : record('notification.test', payload, { email: true, webhooks: false });
+          ? await record('notification.test', payload, { email: false, onlyEndpoint: (await repository.getEndpoint(target.endpointId)).id })
+          : await record('notification.test', payload, { email: true, webhooks: false });
       const delivery = deliveries[0];
       if (delivery === undefined) throw new ValidationError('validation_failed', `the ${channel} channel is disabled`, [{ field: 'channel' }]);
       return delivery;

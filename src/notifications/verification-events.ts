@@ -1,6 +1,6 @@
 import type { ArchiveRecord, ArchiveVerificationRecord } from '../archive/model.js';
 import type { ArchiveRepository, RecordVerificationInput } from '../db/archive-repository.js';
-import type { Database } from '../db/database.js';
+import type { Database, Executor } from '../db/database.js';
 import type { JsonObject, JsonValue } from '../json.js';
 import type { DomainEventDraft } from './job-events.js';
 
@@ -53,24 +53,23 @@ function verificationEvent(archive: ArchiveRecord, verification: ArchiveVerifica
  * The archive repository, raising a domain event with every verification it records, in the same
  * transaction: the result and its event are stored together or not at all. Every verifier (after
  * imaging, the background worker, scheduled re-verification) records through here, so each gets
- * its event without knowing of notifications. `raise` must record synchronously (it nests in the
- * transaction).
+ * its event without knowing of notifications.
  */
 export function announceVerifications(
   repository: ArchiveRepository,
-  deps: { transact: Database['writeTransaction']; raise: (draft: DomainEventDraft) => void },
+  deps: { transaction: Database['transaction']; raiseWithin: (tx: Executor, draft: DomainEventDraft) => Promise<unknown> },
 ): ArchiveRepository {
-  const recordVerificationWithin: ArchiveRepository['recordVerificationWithin'] = (tx, archiveId, input: RecordVerificationInput) => {
-    const verification = repository.recordVerificationWithin(tx, archiveId, input);
-    const archive = repository.getWithin(tx, archiveId);
-    if (archive !== null) deps.raise(verificationEvent(archive, verification));
+  const recordVerificationWithin: ArchiveRepository['recordVerificationWithin'] = async (tx, archiveId, input: RecordVerificationInput) => {
+    const verification = await repository.recordVerificationWithin(tx, archiveId, input);
+    const archive = await repository.getWithin(tx, archiveId);
+    if (archive !== null) await deps.raiseWithin(tx, verificationEvent(archive, verification));
     return verification;
   };
   return {
     ...repository,
     recordVerificationWithin,
     async recordVerification(archiveId, input) {
-      return deps.transact((tx) => recordVerificationWithin(tx, archiveId, input));
+      return deps.transaction((tx) => recordVerificationWithin(tx, archiveId, input));
     },
   };
 }

@@ -321,9 +321,9 @@ export function createServiceMetrics(deps: ServiceMetricsDeps): ServiceMetrics {
           return recorded;
         },
         // The verification worker records a task's result inside the transaction that ends the task.
-        recordVerificationWithin(tx, archiveId, input) {
-          const recorded = repository.recordVerificationWithin(tx, archiveId, input);
-          count(input);
+        async recordVerificationWithin(tx, archiveId, input) {
+          const recorded = await repository.recordVerificationWithin(tx, archiveId, input);
+          tx.afterCommit(() => count(input));
           return recorded;
         },
       };

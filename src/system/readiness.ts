@@ -28,7 +28,7 @@ export interface Readiness {
 export interface ReadinessDeps {
   config: Config;
   /** Writes to the database once; throws when it cannot. */
-  writeDatabase(): void | Promise<void>;
+  writeDatabase(): Promise<void>;
   output: OutputProbe;
   /** Whether a job runner looks for work; throws a DomainError saying why not. */
   checkRunner(): void;
@@ -39,12 +39,12 @@ export interface ReadinessDeps {
  * read-only or failing file system, or a lock another process holds beyond the busy timeout, refuses.
  * Nothing reads user_version (the migrations keep their own table).
  */
-export function writeDatabaseHeader(database: Database): void {
-  database.writeTransaction((tx) => {
-    const row = tx.first<{ user_version: number }>({ compile: () => CompiledQuery.raw('PRAGMA user_version') });
+export async function writeDatabaseHeader(database: Database): Promise<void> {
+  await database.transaction(async (tx) => {
+    const row = await tx.first<{ user_version: number }>({ compile: () => CompiledQuery.raw('PRAGMA user_version') });
     const version = row?.user_version ?? 0;
     if (!Number.isSafeInteger(version)) throw new UnavailableError('database_unavailable', `the database header holds ${String(version)}`);
-    tx.run({ compile: () => CompiledQuery.raw(`PRAGMA user_version = ${version}`) });
+    await tx.run({ compile: () => CompiledQuery.raw(`PRAGMA user_version = ${version}`) });
   });
 }
 

@@ -21,7 +21,8 @@ export interface StorageWatchDeps {
   output: Pick<OutputProbe, 'usage'>;
   /** The level the last crossing left (from the durable stream), so a restart announces no crossing twice. */
   initialLevel(): Promise<StorageLevel>;
-  onCrossing(crossing: StorageCrossing): void;
+  /** Awaited: the next crossing is announced after this one. */
+  onCrossing(crossing: StorageCrossing): void | Promise<void>;
   onProblem(message: string): void;
   /** How often free space is looked at (default 30 s): one statfs, no drive I/O. */
   intervalMs?: number;
@@ -105,7 +106,7 @@ export function createStorageWatch(deps: StorageWatchDeps): StorageWatch {
       if (next === 'ok') crossings.push(crossing('warning', 'cleared'));
     }
     level = next;
-    for (const each of crossings) deps.onCrossing(each);
+    for (const each of crossings) await deps.onCrossing(each);
   }
 
   const check = (): Promise<void> => {

@@ -112,7 +112,10 @@ describe('audit trail', () => {
         /audit_log is append-only/,
       );
       await assert.rejects(sql`update audit_log set details = '{}'`.execute(database.kysely), /append-only/);
-      assert.throws(() => database.writeTransaction((tx) => tx.run(database.kysely.updateTable('audit_log').set({ action: 'nothing' }))), /append-only/);
+      await assert.rejects(
+        database.transaction((tx) => tx.run(database.kysely.updateTable('audit_log').set({ action: 'nothing' }))),
+        /append-only/,
+      );
       const [unchanged] = (await audit.list()).items;
       assert.deepEqual(unchanged, entry);
     });
@@ -122,14 +125,15 @@ describe('audit trail', () => {
     await withDatabase(async (database) => {
       const audit = createAuditTrail({ repository: createAuditRepository(database) });
       const event: AuditEvent = { event_type: 'user', action: 'add', user: 'cli:root', ip_address: 'local', user_agent: null };
-      assert.throws(() =>
-        database.writeTransaction((tx) => {
-          audit.recordWithin(tx, event);
+      await assert.rejects(
+        database.transaction(async (tx) => {
+          await audit.recordWithin(tx, event);
           throw new Error('the action failed');
         }),
+        /the action failed/,
       );
       assert.equal((await audit.list()).total, 0);
-      database.writeTransaction((tx) => audit.recordWithin(tx, event));
+      await database.transaction((tx) => audit.recordWithin(tx, event));
       assert.equal((await audit.list()).total, 1);
     });
   });

@@ -76,11 +76,11 @@ async function fillDataDir(dir: string): Promise<void> {
         seconds: 1.25,
         requestedBy: 'alice',
       });
-      files.add(archive.id, [
+      await files.add(archive.id, [
         { path: 'DCIM', name: 'DCIM', kind: 'directory', sizeBytes: 0, mtime: null },
         { path: `DCIM/IMG_000${index}.JPG`, name: `IMG_000${index}.JPG`, kind: 'file', sizeBytes: 1234, mtime: '2020-01-01T00:00:00.000Z' },
       ]);
-      files.finish(archive.id, { status: 'indexed', entries: 2 }, new Date().toISOString());
+      await files.finish(archive.id, { status: 'indexed', entries: 2 }, new Date().toISOString());
     }
     const notifications = createNotificationRepository(database);
     await notifications.createEndpoint(
@@ -88,7 +88,10 @@ async function fillDataDir(dir: string): Promise<void> {
       'whsec_test',
       new Date(),
     );
-    notifications.record({ id: 'evt_1', type: 'job.completed', at: new Date().toISOString(), payload: { job_id: 'x' } }, { email: false, webhooks: true });
+    await notifications.record(
+      { id: 'evt_1', type: 'job.completed', at: new Date().toISOString(), payload: { job_id: 'x' } },
+      { email: false, webhooks: true },
+    );
   } finally {
     await database.close();
   }

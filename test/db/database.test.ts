@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import BetterSqlite3 from 'better-sqlite3';
 import { sql } from 'kysely';
-import { type DatabaseLogger, openDatabase } from '../../src/db/database.js';
+import { type Database, type DatabaseLogger, openDatabase } from '../../src/db/database.js';
 import { MIGRATION_NAMES } from '../../src/db/migrations/index.js';
 import { UnavailableError } from '../../src/errors.js';
 import { withTempDir } from './support.js';
@@ -192,12 +192,29 @@ describe('openDatabase', () => {
   });
 });
 
-describe('writeTransaction', () => {
+describe('transaction', () => {
+  const counter = (database: Database) => database.kysely.selectFrom('settings').select('value').where('key', '=', 'counter');
+  const setCounter = (database: Database, value: number) =>
+    database.kysely
+      .updateTable('settings')
+      .set({ value: String(value) })
+      .where('key', '=', 'counter');
+  const withCounter = (work: (database: Database) => Promise<void>) =>
+    withTempDir(async (dir) => {
+      const database = await openDatabase({ file: join(dir, 'db.sqlite') });
+      try {
+        await database.kysely.insertInto('settings').values({ key: 'counter', value: '0', updated_at: 'now', updated_by: null }).execute();
+        await work(database);
+      } finally {
+        await database.close();
+      }
+    });
+
   it('commits what the work wrote', async () => {
     await withTempDir(async (dir) => {
       const database = await openDatabase({ file: join(dir, 'db.sqlite') });
       try {
-        const changed = database.writeTransaction((tx) =>
+        const changed = await database.transaction((tx) =>
           tx.run(database.kysely.insertInto('settings').values({ key: 'a', value: '1', updated_at: 'now', updated_by: null })),
         );
         assert.equal(changed, 1);
@@ -213,12 +230,11 @@ describe('writeTransaction', () => {
     await withTempDir(async (dir) => {
       const database = await openDatabase({ file: join(dir, 'db.sqlite') });
       try {
-        assert.throws(
-          () =>
-            database.writeTransaction((tx) => {
-              tx.run(database.kysely.insertInto('settings').values({ key: 'a', value: '1', updated_at: 'now', updated_by: null }));
-              throw new Error('boom');
-            }),
+        await assert.rejects(
+          database.transaction(async (tx) => {
+            await tx.run(database.kysely.insertInto('settings').values({ key: 'a', value: '1', updated_at: 'now', updated_by: null }));
+            throw new Error('boom');
+          }),
           /boom/,
         );
         assert.deepEqual(await database.kysely.selectFrom('settings').select('key').execute(), []);
@@ -228,14 +244,53 @@ describe('writeTransaction', () => {
     });
   });
 
-  it('refuses asynchronous work, which would hold the write lock across an await', async () => {
-    await withTempDir(async (dir) => {
-      const database = await openDatabase({ file: join(dir, 'db.sqlite') });
-      try {
-        assert.throws(() => database.writeTransaction(async () => undefined), TypeError);
-      } finally {
-        await database.close();
-      }
+  it('never interleaves two transactions of the process, even across awaits', async () => {
+    await withCounter(async (database) => {
+      const increment = () =>
+        database.transaction(async (tx) => {
+          const row = await tx.first(counter(database));
+          await sleep(20);
+          await tx.run(setCounter(database, Number(row?.value) + 1));
+        });
+      await Promise.all([increment(), increment(), increment()]);
+      assert.equal((await counter(database).executeTakeFirst())?.value, '3');
+    });
+  });
+
+  it('lets no other statement of the process see what an open transaction has not committed', async () => {
+    await withCounter(async (database) => {
+      let outsideRead: Promise<{ value: string } | undefined> | undefined;
+      await assert.rejects(
+        database.transaction(async (tx) => {
+          await tx.run(setCounter(database, 7));
+          outsideRead = counter(database).executeTakeFirst();
+          await sleep(20);
+          throw new Error('changed my mind');
+        }),
+        /changed my mind/,
+      );
+      assert.deepEqual(await outsideRead, { value: '0' });
+    });
+  });
+
+  it('runs what waits for the commit after it, and never after a rollback', async () => {
+    await withCounter(async (database) => {
+      const seen: string[] = [];
+      await database.transaction(async (tx) => {
+        await tx.run(setCounter(database, 1));
+        tx.afterCommit(() => seen.push('committed'));
+        assert.deepEqual(seen, [], 'not before the commit');
+      });
+      assert.deepEqual(seen, ['committed']);
+      await assert.rejects(
+        database.transaction(async (tx) => {
+          await tx.run(setCounter(database, 2));
+          tx.afterCommit(() => seen.push('rolled back'));
+          throw new Error('no');
+        }),
+        /no/,
+      );
+      assert.deepEqual(seen, ['committed']);
     });
   });
 });

@@ -37,9 +37,9 @@ describe('migration 0017: two-letter prefixes in the file-name index', () => {
           (await index.search('"ka"*', 10)).map((hit) => hit.path),
           ['docs/kalimba.txt'],
         );
-        index.clear('a1');
+        await index.clear('a1');
         assert.deepEqual(await index.search('"ka"*', 10), []);
-        index.add('a1', [{ path: 'new/karaoke.mp3', name: 'karaoke.mp3', kind: 'file', sizeBytes: 2, mtime: null }]);
+        await index.add('a1', [{ path: 'new/karaoke.mp3', name: 'karaoke.mp3', kind: 'file', sizeBytes: 2, mtime: null }]);
         assert.deepEqual(
           (await index.search('"ka"*', 10)).map((hit) => hit.path),
           ['new/karaoke.mp3'],

@@ -37,17 +37,18 @@ async function withTasks(work: (fixture: Fixture) => Promise<void>): Promise<voi
   });
 }
 
-const verification = (archives: ArchiveRepository, archiveId: string, ok: boolean) => (tx: Parameters<ArchiveRepository['recordVerificationWithin']>[0]) => {
-  const entry = archives.recordVerificationWithin(tx, archiveId, {
-    startedAt: new Date(),
-    finishedAt: new Date(),
-    ok,
-    results: {},
-    seconds: 1,
-    requestedBy: 'alice',
-  });
-  return { status: 'completed' as const, verificationId: entry.id, ok: entry.ok };
-};
+const verification =
+  (archives: ArchiveRepository, archiveId: string, ok: boolean) => async (tx: Parameters<ArchiveRepository['recordVerificationWithin']>[0]) => {
+    const entry = await archives.recordVerificationWithin(tx, archiveId, {
+      startedAt: new Date(),
+      finishedAt: new Date(),
+      ok,
+      results: {},
+      seconds: 1,
+      requestedBy: 'alice',
+    });
+    return { status: 'completed' as const, verificationId: entry.id, ok: entry.ok };
+  };
 
 describe('verification task repository', () => {
   it('queues one task per archive at a time, runs the oldest first, one at a time', async () => {

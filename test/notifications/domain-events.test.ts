@@ -372,9 +372,9 @@ describe('the live stream sends a domain event only to clients that may read its
     const limited = await followEvents(service.url, { 'x-api-key': created.body.key });
     const full = await followEvents(service.url);
     try {
-      const disc = service.server.notifications.raise('disc.inserted', { drive_id: 'sr0', label: 'SECRET_LABEL' });
-      const storage = service.server.notifications.raise('storage.stop_passed', { path: '/srv/out' });
-      const job = service.server.notifications.raise('job.queued', { job: { id: 'job_1', name: 'VISIBLE' } });
+      const disc = await service.server.notifications.raise('disc.inserted', { drive_id: 'sr0', label: 'SECRET_LABEL' });
+      const storage = await service.server.notifications.raise('storage.stop_passed', { path: '/srv/out' });
+      const job = await service.server.notifications.raise('job.queued', { job: { id: 'job_1', name: 'VISIBLE' } });
       const carried = (client: LiveClient) => client.messages.filter((message) => message.type === 'domain_event').map((message) => message.event_id);
       await waitFor('the job event to reach both', () => carried(limited).includes(job.id) && carried(full).includes(job.id));
       assert.deepEqual(carried(full), [disc.id, storage.id, job.id]);

@@ -90,8 +90,8 @@ describe('migration 0018: push as a delivery channel', () => {
           [['msg_1', 'email', 'pending', 3, 451, 'greylisted', null]],
         );
         // The wider CHECK constraint: the old table refused any channel but webhook and email.
-        assert.doesNotThrow(() =>
-          database.writeTransaction((tx) => tx.run(database.kysely.updateTable('notification_deliveries').set({ channel: 'push' }).where('id', '=', 'msg_1'))),
+        await assert.doesNotReject(
+          database.transaction((tx) => tx.run(database.kysely.updateTable('notification_deliveries').set({ channel: 'push' }).where('id', '=', 'msg_1'))),
         );
       } finally {
         await database.close();

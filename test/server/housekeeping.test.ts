@@ -83,7 +83,7 @@ describe('housekeeping', () => {
       await auth.apiKeys.revoke(revokedEarly.record.id, CLI);
       const expiring = await auth.apiKeys.create({ user: 'alice', name: 'expires on day 1', expiresAt: new Date(clock.now().getTime() + DAY) }, CLI);
       // Its parent expires with it, but it was given longer: deleting the parent would take it along.
-      database.writeTransaction((tx) =>
+      await database.transaction((tx) =>
         keys.insertWithin(tx, {
           id: 'key_child',
           userId: expiring.record.userId,

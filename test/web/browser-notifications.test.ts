@@ -75,8 +75,8 @@ describe('browser notifications in Chromium follow the domain events', () => {
     const streamOpen = page.waitForResponse((response) => new URL(response.url()).pathname === '/api/v1/events');
     await page.goto(`${server.url}/`);
     assert.equal((await streamOpen).status(), 200);
-    server.notifications.raise('drive.appeared', { drive_id: 'sr1', path: '/dev/sr1', kind: 'optical', description: 'not chosen' });
-    const inserted = server.notifications.raise('disc.inserted', {
+    await server.notifications.raise('drive.appeared', { drive_id: 'sr1', path: '/dev/sr1', kind: 'optical', description: 'not chosen' });
+    const inserted = await server.notifications.raise('disc.inserted', {
       drive_id: 'sr0',
       label: 'HOLIDAY_2024',
       kind: 'data',
@@ -86,7 +86,7 @@ describe('browser notifications in Chromium follow the domain events', () => {
       created_at: null,
     });
     await waitUntil('the notification', async () => (await shown(page)).length > 0);
-    const failed = server.notifications.raise('verification.failed', {
+    const failed = await server.notifications.raise('verification.failed', {
       archive: { id: 'archive_x', filename: 'HOLIDAY_2023.iso', path: '/srv/HOLIDAY_2023.iso', size_bytes: 1, status: 'damaged' },
       checksums: [],
     });

@@ -392,7 +392,7 @@ describe('web pages (rendered in-process)', () => {
       assert.equal(cancelled.location, `/archive/${waiting}?notice=archive_verification_cancelled`);
       assert.equal((await tasks.get(queued.id))?.status, 'cancelled', 'a queued task ends at once');
 
-      await tasks.finish(task.id, 'elsewhere', () => ({ status: 'cancelled' }));
+      await tasks.finish(task.id, 'elsewhere', async () => ({ status: 'cancelled' }));
       assert.match((await send('GET', `/archive/${id}`)).body, /The last verification was cancelled/);
       assert.equal((await server.archives.verifications(id, { limit: 5, offset: 0 })).total, 0, 'nothing added to the history');
     } finally {

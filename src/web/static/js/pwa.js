@@ -92,5 +92,5 @@ export function initPushDevices() {
     await (await registration?.pushManager.getSubscription())?.unsubscribe();
     await show();
   });
-  show();
+  void show();
 }
