@@ -5,7 +5,7 @@ import type { DiscNotice } from '../../jobs/automation-model.js';
 import { FINISHED_JOB_STATUSES, UNFINISHED_JOB_STATUSES } from '../../jobs/model.js';
 import type { JobView } from '../../jobs/view.js';
 import type { SystemStatus } from '../../system/status.js';
-import { activeOrder } from '../job-card.js';
+import { activeOrder, movesOnItsOwn } from '../job-card.js';
 import { renderFragment, renderPage } from '../render.js';
 import { formFields, withParams } from '../request.js';
 import { type SectorMapView, readSectorMap } from '../sector-map.js';
@@ -82,7 +82,12 @@ export function registerDashboard(app: App, deps: WebDeps): void {
 
   app.get('/', { config: { permission: 'jobs:read' } }, async (request, reply) => {
     const data = await dashboardData(deps, request, security.user(request).can('system:read'));
-    return renderPage(request, reply, security, 'dashboard', { ...data, title: 'dashboard.title', browserNotifications: deps.config.notifications.browser });
+    return renderPage(request, reply, security, 'dashboard', {
+      ...data,
+      title: 'dashboard.title',
+      browserNotifications: deps.config.notifications.browser,
+      autoRefresh: data.active.some(movesOnItsOwn),
+    });
   });
 
   /** The live part of the dashboard, fetched by the page's script when jobs change state. */

@@ -69,6 +69,7 @@ export function registerDrivePages(app: App, deps: WebDeps): void {
       modes: AUTOMATION_MODES,
       duplicatePolicies: DUPLICATE_POLICIES,
       readAttempts: READ_ATTEMPTS,
+      autoRefresh: rows.some((row) => row.job !== null),
     });
   });
 

@@ -7,7 +7,7 @@ import type { CreateJobInput } from '../../jobs/service.js';
 import type { JobView } from '../../jobs/view.js';
 import type { DeviceView } from '../../system/devices.js';
 import { userMessage } from '../errors.js';
-import { isJobAction, jobActions } from '../job-card.js';
+import { isJobAction, jobActions, movesOnItsOwn } from '../job-card.js';
 import { renderFragment, renderPage, requestI18n } from '../render.js';
 import { formFields, localPath, withParams } from '../request.js';
 import { actionDone, actionFailed, returnPath } from '../respond.js';
@@ -207,7 +207,12 @@ export function registerJobPages(app: App, deps: WebDeps): void {
 
   app.get<{ Params: { id: string } }>('/jobs/:id', { config: { permission: 'jobs:read' } }, async (request, reply) => {
     const data = await jobData(checkedJobId(request.params.id));
-    return renderPage(request, reply, security, 'job-detail', { ...data, title: 'jobs.detail.title', browserNotifications: deps.config.notifications.browser });
+    return renderPage(request, reply, security, 'job-detail', {
+      ...data,
+      title: 'jobs.detail.title',
+      browserNotifications: deps.config.notifications.browser,
+      autoRefresh: movesOnItsOwn(data.job),
+    });
   });
 
   /** Progress, fields and sector map of one job, fetched by the detail page's script while the job runs. */
