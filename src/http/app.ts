@@ -224,7 +224,7 @@ export async function buildApp(options: BuildAppOptions): Promise<BuiltApp> {
       },
     },
   });
-  await app.register(fastifySwaggerUi, { routePrefix: '/api/docs', staticCSP: true });
+  await app.register(fastifySwaggerUi, { routePrefix: '/api/docs', staticCSP: true, theme: { title: `disk2iso ${options.version} API` } });
 
   app.get('/api/v1/openapi.json', { config: { permission: 'public' }, schema: { hide: true } }, async () => app.swagger());
   for (const register of options.routes) await app.register(async (scope) => register(scope as App));
