@@ -190,7 +190,8 @@ export function registerJobPages(app: App, deps: WebDeps): void {
     try {
       const job = await deps.jobs.create(input, security.user(request).name);
       request.auditDetails = { id: job.id };
-      return reply.redirect(withParams('/', { notice: 'job_created' }), 303);
+      // The job's id goes with the notice, so the page can take the notice away once the job has moved on.
+      return reply.redirect(withParams('/', { notice: 'job_created', notice_job: job.id }), 303);
     } catch (error) {
       if (!(error instanceof DomainError) || !FORM_ERRORS.has(error.code)) throw error;
       const field = fieldOfError(error);
@@ -241,7 +242,7 @@ export function registerJobPages(app: App, deps: WebDeps): void {
       // Cancel goes through /jobs/:id/cancel, which asks what to do with the data read so far.
       if (!isJobAction(action) || action === 'cancel') throw new ValidationError('invalid_action', 'unknown action', [{ field: 'action' }]);
       await deps.jobs.update(id, { action, ...(device === undefined ? {} : { device }) });
-      return actionDone(request, reply, `job_${action}`, returnTo);
+      return actionDone(request, reply, `job_${action}`, returnTo, action === 'pause' ? `job:${id}:paused` : undefined);
     } catch (error) {
       return actionFailed(request, reply, error, returnTo);
     }
@@ -270,7 +271,7 @@ export function registerJobPages(app: App, deps: WebDeps): void {
       if (partial !== 'keep' && partial !== 'discard')
         throw new ValidationError('invalid_action', 'choose whether to keep the partial image', [{ field: 'partial' }]);
       await deps.jobs.update(id, { action: 'cancel', keep_partial: partial === 'keep' });
-      return actionDone(request, reply, partial === 'keep' ? 'job_cancel_kept' : 'job_cancel', returnTo);
+      return actionDone(request, reply, partial === 'keep' ? 'job_cancel_kept' : 'job_cancel', returnTo, `job:${id}:cancelled`);
     } catch (error) {
       return actionFailed(request, reply, error, returnTo);
     }

@@ -7,7 +7,8 @@ import type { JobRecord } from '../../../src/jobs/model.js';
 import { type WebTestServer, startWebTestServer } from '../support/server.js';
 
 const WORKER = 'refresh-worker';
-const NOSCRIPT_REFRESH = '<noscript><meta http-equiv="refresh" content="2"></noscript>';
+/** The refresh, inside <noscript> so it never fires while scripts run; it reloads the page without its one-shot notice. */
+const NOSCRIPT_REFRESH = /<noscript><meta http-equiv="refresh" content="2; url=([^"]*)"><\/noscript>/;
 
 describe('pages showing an active job refresh themselves without JavaScript', () => {
   let work: string;
@@ -56,9 +57,21 @@ describe('pages showing an active job refresh themselves without JavaScript', ()
     for (const path of ['/', '/?tab=finished', `/jobs/${job.id}`, '/drives']) {
       const page = await server.send('GET', path, { session: server.sessions.viewer });
       assert.equal(page.status, 200, path);
-      assert.ok(page.body.includes(NOSCRIPT_REFRESH), `${path} refreshes itself without JavaScript`);
+      assert.match(page.body, NOSCRIPT_REFRESH, `${path} refreshes itself without JavaScript`);
       assert.equal(page.body.split('http-equiv="refresh"').length, 2, `${path}: one refresh, in the <noscript> only`);
     }
+    const noticed = await server.send('GET', `/?notice=job_created&notice_job=${job.id}`, { session: server.sessions.operator });
+    assert.match(
+      noticed.body,
+      new RegExp(`<div class="banner banner-ok" role="status" data-one-shot data-notice-job="${job.id}">The imaging job was created.`),
+    );
+    assert.equal(NOSCRIPT_REFRESH.exec(noticed.body)?.[1], '/', 'the refresh does not show the notice again');
+    const forged = await server.send('GET', '/?notice=job_created&notice_job=%22%3E%3Cscript%3E', { session: server.sessions.operator });
+    assert.match(forged.body, /<div class="banner banner-ok" role="status" data-one-shot>/, 'no job, no attribute');
+
+    const paused = await server.send('POST', `/jobs/${job.id}/action`, { session: server.sessions.operator, form: { action: 'pause' }, json: true });
+    assert.equal(paused.status, 200, paused.body);
+    assert.equal(JSON.parse(paused.body).subject, `job:${job.id}:paused`, 'the answer names the outcome the live stream reports too');
     await server.queue.finish(job.id, WORKER, 'completed');
     for (const path of ['/', `/jobs/${job.id}`, '/drives']) {
       const page = await server.send('GET', path, { session: server.sessions.viewer });
