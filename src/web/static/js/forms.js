@@ -65,6 +65,7 @@ export function initForms() {
   if (url.searchParams.has('notice') || url.searchParams.has('error')) {
     url.searchParams.delete('notice');
     url.searchParams.delete('error');
+    url.searchParams.delete('notice_job');
     history.replaceState(history.state, '', `${url.pathname}${url.search}${url.hash}`);
   }
 }
