@@ -148,6 +148,7 @@ export const ERROR_CODES = [
   'invalid_setting',
   'masked_value',
   'setting_fixed',
+  'setting_order',
   'setting_server_only',
   'unknown_section',
   'unknown_setting',

@@ -37,7 +37,7 @@ import { createDiscWatch } from './drives/watch.js';
 import { ConflictError, UnavailableError, errnoCode, errorMessage } from './errors.js';
 import { createEventBus } from './events/bus.js';
 import { type App, buildApp } from './http/app.js';
-import { actorOf, createRequestGuard, principalOf } from './http/guard.js';
+import { actorOf, createRequestGuard, credentialsOf, principalOf } from './http/guard.js';
 import { createLiveHub } from './http/live.js';
 import type { DeclaredRoute } from './http/permissions.js';
 import { apiRoutes } from './http/routes/index.js';
@@ -68,6 +68,7 @@ import { applyStoredSettings, createSettingsService } from './system/settings.js
 import { createSystemStatus } from './system/status.js';
 import { createStorageWatch } from './system/storage-watch.js';
 import { registerWebRoutes, renderNotFoundPage } from './web/routes.js';
+import type { WebSecurity } from './web/types.js';
 
 /** Owner and group may connect to the unix socket (e.g. nginx in the disk2iso group), nobody else. */
 const SOCKET_MODE = 0o660;
@@ -403,6 +404,11 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       events.on('job.finished', () => reverify.imagingChanged()),
     ];
 
+    const webSecurity: WebSecurity = {
+      user: principalOf,
+      currentUser: (request) => request.principal,
+      csrfToken: (request) => principalOf(request).csrfToken ?? '',
+    };
     const { app, routeTable } = await buildApp({
       version,
       logger: log,
@@ -414,7 +420,12 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       trustedProxies: config.security.trusted_proxies,
       onUnixSocket: config.server.socket !== '',
       observeResponse: (answered) => metrics.observeResponse(answered),
-      pageNotFound: renderNotFoundPage,
+      // No route's guard runs for an unknown URL: the session is looked up here, so the page keeps the user's navigation.
+      pageNotFound: async (request, reply) => {
+        const cookie = credentialsOf(request).cookie;
+        request.principal = cookie === undefined ? null : await auth.authenticateRequest({ cookie }).catch(() => null);
+        return renderNotFoundPage(request, reply, webSecurity);
+      },
       rateLimits: {
         general: () => ({ perSecond: config.security.rate_limit_per_second, burst: config.security.rate_limit_burst }),
         login: () => ({ perSecond: config.security.login_rate_per_minute / 60, burst: config.security.login_rate_burst }),
@@ -471,7 +482,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
             integrity: { recovery, adoption, defaultRedundancy },
             preferences,
             push,
-            security: { user: principalOf, currentUser: (request) => request.principal, csrfToken: (request) => principalOf(request).csrfToken ?? '' },
+            security: webSecurity,
             accounts: {
               login: auth.login,
               logout: auth.logout,

@@ -226,7 +226,14 @@ export async function buildApp(options: BuildAppOptions): Promise<BuiltApp> {
       },
     },
   });
-  await app.register(fastifySwaggerUi, { routePrefix: '/api/docs', staticCSP: true });
+  // BaseLayout: without Swagger UI's top bar, whose logo is an SVG with an inline <style> the
+  // page's CSP refuses. The page is named after the product; its heading is the document's title and version.
+  await app.register(fastifySwaggerUi, {
+    routePrefix: '/api/docs',
+    staticCSP: true,
+    theme: { title: `disk2iso ${options.version} API` },
+    uiConfig: { layout: 'BaseLayout' },
+  });
 
   app.get('/api/v1/openapi.json', { config: { permission: 'public' }, schema: { hide: true } }, async () => app.swagger());
   // biome-ignore lint/nursery/noMisusedPromises: register takes async plugins (FastifyPluginAsync); the lint reads only its callback overload.

@@ -42,6 +42,8 @@ export interface SettingsService {
   view(): SettingsView;
   /** Validates, stores and applies a partial settings tree; returns the new view and what needs a restart. */
   update(patch: JsonObject, updatedBy: string | null): Promise<SettingsView>;
+  /** Runs every check `update` runs, changing nothing: a form shows all its refusals at once, those of values it could not parse included. */
+  check(patch: JsonObject): Promise<void>;
   /**
    * Applies what another process stored since (`disk2iso config set`), with the same checks and
    * change reports as `update`; a stored value that no longer passes them is left out. Returns the
@@ -208,6 +210,60 @@ async function assertAllowedOutputDir(config: Config, value: string): Promise<vo
   }
 }
 
+/**
+ * Pairs of settings where the first must stay below the second. A change to either is checked
+ * against the other's value in effect, so a form (or API call) changing one alone is checked too.
+ */
+const ORDERED_PAIRS: ReadonlyArray<{ lower: string; upper: string }> = [{ lower: 'storage.warn_threshold_percent', upper: 'storage.stop_threshold_percent' }];
+
+function orderRefusal(candidate: Record<string, unknown>, changes: ReadonlyMap<string, JsonValue>): ValidationError | null {
+  const details = ORDERED_PAIRS.filter(({ lower, upper }) => changes.has(lower) || changes.has(upper))
+    .map(({ lower, upper }) => ({ lower, upper, below: getPath(candidate, lower), above: getPath(candidate, upper) }))
+    .filter(({ below, above }) => typeof below === 'number' && typeof above === 'number' && below >= above)
+    .map(({ lower, upper, below, above }) => ({ key: changes.has(lower) ? lower : upper, lower, upper, lower_value: below, upper_value: above }));
+  if (details.length === 0) return null;
+  const message = details
+    .map((entry) => `${entry.lower} (${String(entry.lower_value)}) must be below ${entry.upper} (${String(entry.upper_value)})`)
+    .join('; ');
+  return new ValidationError('setting_order', message, details);
+}
+
+/**
+ * Every reason a candidate change is refused, all at once: a form shows each at its field rather
+ * than one per attempt. One refusal keeps its own code; several are `invalid_setting`, with each
+ * detail carrying the code of the check it failed.
+ */
+async function assertAcceptable(config: Config, candidate: Settings, changes: ReadonlyMap<string, JsonValue>): Promise<void> {
+  const refusals: ValidationError[] = [];
+  try {
+    assertValid(candidate, new Map([...changes.keys()].map((key) => [key, 'the request'])));
+  } catch (error) {
+    if (!(error instanceof ValidationError)) throw error;
+    refusals.push(error);
+  }
+  const order = orderRefusal(candidate as unknown as Record<string, unknown>, changes);
+  if (order !== null) refusals.push(order);
+  const outputDir = changes.get('storage.output_dir');
+  if (typeof outputDir === 'string') {
+    try {
+      await assertAllowedOutputDir(config, outputDir);
+    } catch (error) {
+      if (!(error instanceof ValidationError)) throw error;
+      refusals.push(error);
+    }
+  }
+  const [first] = refusals;
+  if (first === undefined) return;
+  if (refusals.length === 1) throw first;
+  const details = refusals.flatMap((refusal) => detailList(refusal).map((entry) => ({ ...entry, code: refusal.code })));
+  throw new ValidationError('invalid_setting', refusals.map((refusal) => refusal.message).join('; '), details);
+}
+
+function detailList(error: DomainError): Array<Record<string, unknown>> {
+  if (error.details === undefined) return [];
+  return Array.isArray(error.details) ? error.details : [error.details];
+}
+
 /** Leaves named by a nested partial settings object, refusing keys the schema does not know. */
 function flatten(patch: JsonObject, leaves: readonly SettingLeaf[]): Map<string, JsonValue> {
   const known = new Set(leaves.map((leaf) => leaf.path));
@@ -283,34 +339,41 @@ export function createSettingsService(deps: { config: Config; settings: Settings
     config_file: config.config_file,
   });
 
+  /** The changes a patch makes, each checked: throws the refusal a form shows at its fields. */
+  const checkedChanges = async (patch: JsonObject): Promise<Map<string, JsonValue>> => {
+    const changes = flatten(patch, leaves);
+    if (changes.size === 0) throw new ValidationError('invalid_setting', 'give at least one setting to change', [{ key: '' }]);
+    for (const [key, value] of [...changes]) {
+      const leaf = leafOf(key);
+      const current = getPath(config as unknown as Record<string, unknown>, key);
+      const shown = shownValue(leaf, current);
+      // What GET or the page showed, sent back as it was, keeps the value behind the mask.
+      if ((isSecretLeaf(leaf) && value === SECRET_MASK) || (sameJson(value, shown) && !sameJson(shown, current))) {
+        changes.delete(key);
+        continue;
+      }
+      const lock = settingLock(config, leaf);
+      if (lock !== null) throw lockError(key, lock);
+      if (holdsMaskedCredential(value)) {
+        const message = `${key} holds ${SECRET_MASK} where a credential goes; give the whole value again, credentials included`;
+        throw new ValidationError('masked_value', message, [{ key, message }]);
+      }
+    }
+    const candidate = settingsOf(config);
+    for (const [key, value] of changes) setPath(candidate as unknown as Record<string, unknown>, key, value);
+    await assertAcceptable(config, candidate, changes);
+    return changes;
+  };
+
   return {
     view: () => view(),
 
-    async update(patch, updatedBy) {
-      const changes = flatten(patch, leaves);
-      if (changes.size === 0) throw new ValidationError('invalid_setting', 'give at least one setting to change', [{ key: '' }]);
-      for (const [key, value] of [...changes]) {
-        const leaf = leafOf(key);
-        const current = getPath(config as unknown as Record<string, unknown>, key);
-        const shown = shownValue(leaf, current);
-        // What GET or the page showed, sent back as it was, keeps the value behind the mask.
-        if ((isSecretLeaf(leaf) && value === SECRET_MASK) || (sameJson(value, shown) && !sameJson(shown, current))) {
-          changes.delete(key);
-          continue;
-        }
-        const lock = settingLock(config, leaf);
-        if (lock !== null) throw lockError(key, lock);
-        if (holdsMaskedCredential(value)) {
-          const message = `${key} holds ${SECRET_MASK} where a credential goes; give the whole value again, credentials included`;
-          throw new ValidationError('masked_value', message, [{ key, message }]);
-        }
-      }
-      const candidate = settingsOf(config);
-      for (const [key, value] of changes) setPath(candidate as unknown as Record<string, unknown>, key, value);
-      assertValid(candidate, new Map([...changes.keys()].map((key) => [key, 'the request'])));
-      const outputDir = changes.get('storage.output_dir');
-      if (typeof outputDir === 'string') await assertAllowedOutputDir(config, outputDir);
+    check: async (patch) => {
+      await checkedChanges(patch);
+    },
 
+    async update(patch, updatedBy) {
+      const changes = await checkedChanges(patch);
       if (changes.size > 0) await deps.settings.set(Object.fromEntries(changes), updatedBy);
       const restartRequired: string[] = [];
       for (const [key, value] of changes) {

@@ -41,6 +41,11 @@ export function errorCode(error: unknown): ErrorCode {
   return statusOf(error) >= 500 ? 'internal_error' : 'bad_request';
 }
 
+/** A refusal for want of a permission (not a stale form's, which is also a 403). */
+function isRoleRefusal(error: unknown): boolean {
+  return error instanceof DomainError && error.code === 'permission_denied';
+}
+
 export type PageErrorHandler = (error: unknown, request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply>;
 
 /** The guard's refusals of a request without valid credentials (a wrong password typed into a form is no such thing). */
@@ -120,6 +125,12 @@ export function createPageErrorHandler(security: WebSecurity, loadTheme: (reques
     // A refusal before the route's own hooks (the guard's 403) has not read the user's scheme yet. The
     // error page must appear even when the database is what failed: then it follows the system.
     await loadTheme(request).catch(() => undefined);
+    const user = security.currentUser(request);
+    // A role's refusal says whose role it was and who can help, rather than that something went wrong.
+    if (isRoleRefusal(error) && user !== null) {
+      const shown = i18n.t('errors.forbidden_role', { role: i18n.t(`roles.${user.role}`) });
+      return renderPage(request, reply, security, 'error', { status, message: shown, title: i18n.t('errors.forbidden_title') }, status);
+    }
     return renderPage(
       request,
       reply,
@@ -133,12 +144,12 @@ export function createPageErrorHandler(security: WebSecurity, loadTheme: (reques
 
 /**
  * The answer to a URL nothing is registered for (outside /api/, whose 404 stays JSON): a page in
- * the user's language. It runs at the root of the app, where no route's guard has looked at the
- * request, so it shows nobody's navigation; "back to the dashboard" leads on from there.
+ * the user's language, with the signed-in user's navigation (the caller looks the session up: no
+ * route's guard has seen the request).
  */
-export async function renderNotFoundPage(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+export async function renderNotFoundPage(request: FastifyRequest, reply: FastifyReply, security: WebSecurity): Promise<FastifyReply> {
   const i18n = requestI18n(request);
-  const message = i18n.t('errors.not_found');
+  const message = i18n.t('errors.page_not_found');
   if (wantsJson(request)) return reply.status(404).send({ error: { code: 'not_found', message } });
-  return renderView(request, reply, NOBODY, 'error', { status: 404, message, title: i18n.t('errors.not_found_title') }, 404);
+  return renderPage(request, reply, security, 'error', { status: 404, message, title: i18n.t('errors.not_found_title') }, 404);
 }

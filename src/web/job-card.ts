@@ -33,6 +33,15 @@ const ACTIONS: Record<JobStatus, readonly JobAction[]> = {
   completed: [],
 };
 
+/**
+ * Jobs that move on by themselves (queued, running, verifying): a page showing one refreshes itself
+ * every 2 seconds without JavaScript (the specification's auto-refresh); with it, the live stream
+ * updates the page instead. Paused and finished jobs wait for someone.
+ */
+export function movesOnItsOwn(job: Pick<JobView, 'status'>): boolean {
+  return job.status === 'queued' || job.status === 'running' || job.status === 'verifying';
+}
+
 export function jobState(job: Pick<JobView, 'status' | 'outcome'>): JobState {
   return job.outcome === 'with_errors' ? 'completed_with_errors' : job.status;
 }

@@ -82,6 +82,8 @@ interface PageContext extends I18n {
   nav: Array<{ path: string; label: string; current: boolean }>;
   /** One-shot message after a redirect (`?notice=code` / `?error=code`), already translated. */
   notice: string | null;
+  /** The job a "job created" notice is about: the page's script removes the notice once that job has moved on. */
+  noticeJob: string | null;
   failure: string | null;
   clientStrings: string;
   /** Helpers templates call. */
@@ -151,6 +153,7 @@ function pageContext(request: FastifyRequest, viewer: Viewer): PageContext {
       current: entry.path === '/' ? path === '/' || path.startsWith('/jobs') : path.startsWith(entry.path),
     })),
     notice: oneShot(i18n, 'notices', query.one('notice')),
+    noticeJob: /^job_[a-z0-9]{1,64}$/.test(query.one('notice_job') ?? '') ? (query.one('notice_job') ?? null) : null,
     failure: oneShot(i18n, 'errors', query.one('error')),
     clientStrings: JSON.stringify(clientStrings),
     cardTone,

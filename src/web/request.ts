@@ -68,6 +68,7 @@ export function withParams(path: string, params: Record<string, string | undefin
   if (url === null) return '/';
   url.searchParams.delete('notice');
   url.searchParams.delete('error');
+  url.searchParams.delete('notice_job');
   for (const [key, value] of Object.entries(params)) {
     if (value === undefined) url.searchParams.delete(key);
     else url.searchParams.set(key, value);

@@ -12,10 +12,14 @@ export function returnPath(request: FastifyRequest, fallback: string): string {
   return localPath(formFields(request.body).one('return_to'), fallback);
 }
 
-export function actionDone(request: FastifyRequest, reply: FastifyReply, notice: string, returnTo: string): FastifyReply {
+/**
+ * `subject` names what the action's outcome is about (`job:<id>:cancelled`), as the live stream's
+ * toasts name it: the page shows one toast per outcome, whichever of the two reports it first.
+ */
+export function actionDone(request: FastifyRequest, reply: FastifyReply, notice: string, returnTo: string, subject?: string): FastifyReply {
   if (wantsJson(request)) {
     const i18n = requestI18n(request);
-    return reply.send({ ok: true, notice, message: i18n.t(`notices.${notice}`) });
+    return reply.send({ ok: true, notice, message: i18n.t(`notices.${notice}`), ...(subject === undefined ? {} : { subject }) });
   }
   return reply.redirect(withParams(returnTo, { notice }), 303);
 }

@@ -76,7 +76,7 @@ type WebArchives = Pick<
 >;
 type WebDevices = Pick<DeviceStatusService, 'views' | 'eject' | 'get'>;
 type WebSystemStatus = Pick<SystemStatusService, 'status'>;
-type WebSettings = Pick<SettingsService, 'update'>;
+type WebSettings = Pick<SettingsService, 'update' | 'check'>;
 type WebNotifications = Pick<NotificationService, 'listEndpoints' | 'listDeliveries' | 'createEndpoint' | 'deleteEndpoint' | 'sendTest'>;
 
 /** A signed-in user acting through a request, as the auth layer's `requestActor` makes it. */

@@ -3,6 +3,7 @@ import { API_KEY_MAX_EXPIRY_DAYS, expiryAfterDays } from '../../auth/api-keys.js
 import { PERMISSIONS } from '../../auth/roles.js';
 import { DomainError, NotFoundError, ValidationError } from '../../errors.js';
 import type { App } from '../../http/app.js';
+import { ownOrigin } from '../../http/guard.js';
 import { changeOwnPassword } from '../../http/session-cookie.js';
 import { userMessage } from '../errors.js';
 import { renderPage, requestI18n } from '../render.js';
@@ -15,6 +16,18 @@ const KEY_ID = /^key_[a-z0-9]{1,64}$/;
 
 type PasswordErrors = Partial<Record<'current' | 'next' | 'confirm', string>>;
 type KeyErrors = Partial<Record<'name' | 'scopes' | 'expires', string>>;
+
+/** The new-key form as shown; `allRights` is the explicit choice of a key that follows the user's rights. */
+interface KeyForm {
+  name: string;
+  scopes: string[];
+  allRights: boolean;
+  expires: string;
+}
+
+function isReadScope(permission: string): boolean {
+  return permission.endsWith(':read');
+}
 
 /** The password rules a refused password broke, each as a sentence of the catalog. */
 export function passwordRuleMessages(i18n: I18n, error: DomainError): string {
@@ -79,12 +92,14 @@ export function registerAccountPages(app: App, deps: WebDeps, accounts: WebAccou
   const renderKeys = async (
     request: FastifyRequest,
     reply: FastifyReply,
-    extra: { errors?: KeyErrors; form?: Record<string, unknown>; created?: { key: string; name: string } },
+    extra: { errors?: KeyErrors; form?: KeyForm; created?: { key: string; name: string; tryPath: string } },
     status: number,
   ) => {
     const actor = accounts.actor(request);
     const keys = await accounts.apiKeys.list({ user: actor.principal.name }, actor);
     const grantable = PERMISSIONS.filter((permission) => actor.principal.can(permission));
+    // A new key starts with the least: reading what the user may read. More is ticked on purpose.
+    const fresh: KeyForm = { name: '', scopes: grantable.filter(isReadScope), allRights: false, expires: '' };
     return renderPage(
       request,
       reply,
@@ -95,8 +110,10 @@ export function registerAccountPages(app: App, deps: WebDeps, accounts: WebAccou
         keys,
         grantable,
         errors: extra.errors ?? {},
-        form: extra.form ?? { name: '', scopes: [], expires: '' },
+        form: extra.form ?? fresh,
         created: extra.created ?? null,
+        // The address the browser reached the service at (X-Forwarded-* only from security.trusted_proxies).
+        origin: ownOrigin(request),
         now: new Date().toISOString(),
       },
       status,
@@ -112,9 +129,16 @@ export function registerAccountPages(app: App, deps: WebDeps, accounts: WebAccou
     const actor = accounts.actor(request);
     const i18n = requestI18n(request);
     const fields = formFields(request.body);
-    const form = { name: fields.one('name') ?? '', scopes: fields.all('scopes'), expires: fields.one('expires_days') ?? '' };
+    const form: KeyForm = {
+      name: fields.one('name') ?? '',
+      scopes: fields.all('scopes'),
+      allRights: fields.has('all_rights'),
+      expires: fields.one('expires_days') ?? '',
+    };
     const errors: KeyErrors = {};
     if (form.name === '') errors.name = i18n.t('account.keys.name_required');
+    // No scope ticked is a slip, not a wish for every right: that takes its own box.
+    if (!form.allRights && form.scopes.length === 0) errors.scopes = i18n.t('account.keys.scopes_required');
     let expiresAt: Date | null = null;
     if (form.expires !== '') {
       const days = /^\d{1,4}$/.test(form.expires) ? Number(form.expires) : NaN;
@@ -124,11 +148,12 @@ export function registerAccountPages(app: App, deps: WebDeps, accounts: WebAccou
     if (Object.keys(errors).length > 0) return renderKeys(request, reply, { errors, form }, 400);
     try {
       const created = await accounts.apiKeys.create(
-        { user: actor.principal.name, name: form.name, scopes: form.scopes.length === 0 ? null : form.scopes, expiresAt },
+        { user: actor.principal.name, name: form.name, scopes: form.allRights ? null : form.scopes, expiresAt },
         actor,
       );
+      const tryPath = form.allRights || form.scopes.includes('jobs:read') ? '/api/v1/jobs' : '/api/v1/auth/me';
       // The secret is shown on this answer and nowhere else: it is never stored, so no redirect could show it.
-      return await renderKeys(request, reply, { created: { key: created.key, name: created.record.name } }, 201);
+      return await renderKeys(request, reply, { created: { key: created.key, name: created.record.name, tryPath } }, 201);
     } catch (error) {
       const fieldErrors = keyErrorsOf(i18n, error);
       if (fieldErrors === null) throw error;

@@ -32,8 +32,9 @@ function waitText(i18n: I18n, seconds: number): string {
 export function registerAuthPages(app: App, deps: WebDeps, accounts: WebAccounts, pageErrors: PageErrorHandler): void {
   const { security } = deps;
 
-  const renderLogin = (request: FastifyRequest, reply: FastifyReply, form: LoginForm, status: number) =>
-    renderPage(request, reply, security, 'login', loginView(form), status);
+  // While no admin exists nobody can sign in: the page says how to create the first one instead of leaving the visitor guessing.
+  const renderLogin = async (request: FastifyRequest, reply: FastifyReply, form: LoginForm, status: number) =>
+    renderPage(request, reply, security, 'login', { ...loginView(form), firstRun: await accounts.setup.needed() }, status);
 
   /** Too many attempts: from this address (the rate limit) or for this account or address (a lockout). The form stays. */
   const tooManyAttempts = (request: FastifyRequest, reply: FastifyReply, error: TooManyRequestsError, form: Omit<LoginForm, 'problem'>) => {

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { setPath } from '../../config/load.js';
-import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
+import { ConflictError, type DomainError, NotFoundError, ValidationError } from '../../errors.js';
 import type { App } from '../../http/app.js';
 import type { JsonObject } from '../../json.js';
 import { SUBSCRIBABLE_EVENT_TYPES, type SubscribableEventType } from '../../notifications/model.js';
@@ -9,7 +9,7 @@ import { renderPage, requestI18n } from '../render.js';
 import { type FormFields, formFields, withParams } from '../request.js';
 import { actionDone, actionFailed } from '../respond.js';
 import { SETTINGS_SECTIONS, type SettingsSection, parseSettingsForm, sectionFields, withSubmitted } from '../settings-form.js';
-import type { WebDeps } from '../types.js';
+import type { I18n, WebDeps } from '../types.js';
 
 /** The newest deliveries the page shows; the API pages through all of them. */
 const DELIVERIES_SHOWN = 20;
@@ -29,10 +29,40 @@ interface Refused {
   form: FormFields;
 }
 
-/** Per-key details of the settings service's refusals (one entry or a list), as field messages. */
-function refusalMessages(error: ValidationError | ConflictError, message: (entry: Record<string, unknown>) => string): Record<string, string> {
+/** Codes whose catalog sentence says only that something is invalid: the detail's own reason says more. */
+const UNSPECIFIC_CODES: ReadonlySet<string> = new Set(['invalid_config', 'invalid_setting', 'validation_failed']);
+
+/**
+ * The settings service's refusals as a message per field, in the user's language: the catalog's
+ * sentence for the check the value failed (a detail names it when one refusal holds several), and
+ * the server's reason where the catalog has none of its own (the schema's words, the folders allowed).
+ */
+function refusalMessages(i18n: I18n, error: DomainError, labelOf: (key: string) => string): Record<string, string> {
   const details = error.details === undefined ? [] : Array.isArray(error.details) ? error.details : [error.details];
-  return Object.fromEntries(details.filter((entry) => typeof entry['key'] === 'string').map((entry) => [entry['key'] as string, message(entry)]));
+  const messages: Record<string, string> = {};
+  for (const entry of details) {
+    const key = entry['key'];
+    if (typeof key !== 'string' || key === '') continue;
+    const code = typeof entry['code'] === 'string' ? entry['code'] : error.code;
+    const parts = [refusalSentence(i18n, code, error, entry, labelOf)];
+    const allowed = entry['allowed'];
+    if (Array.isArray(allowed) && allowed.length > 0) parts.push(i18n.t('config.errors.allowed', { values: allowed.map(String).join(', ') }));
+    messages[key] = messages[key] === undefined ? parts.join(' ') : `${messages[key]} ${parts.join(' ')}`;
+  }
+  return messages;
+}
+
+function refusalSentence(i18n: I18n, code: string, error: DomainError, entry: Record<string, unknown>, labelOf: (key: string) => string): string {
+  if (code === 'setting_order') {
+    const isLower = entry['key'] === entry['lower'];
+    const other = String(isLower ? entry['upper'] : entry['lower']);
+    const value = String(isLower ? entry['upper_value'] : entry['lower_value']);
+    return i18n.t(isLower ? 'config.errors.below' : 'config.errors.above', { other: labelOf(other), value });
+  }
+  if (code === 'setting_fixed') return i18n.t('config.errors.fixed', { source: String(entry['source'] ?? '') });
+  if (i18n.has(`errors.${code}`) && !UNSPECIFIC_CODES.has(code)) return i18n.t(`errors.${code}`);
+  const reason = typeof entry['message'] === 'string' ? entry['message'] : error.message;
+  return i18n.t('config.errors.invalid', { message: reason });
 }
 
 /** `{"imaging.read_attempts": 3}` -> `{"imaging": {"read_attempts": 3}}`, the shape the settings service takes. */
@@ -44,6 +74,18 @@ function nestedPatch(changes: Record<string, unknown>): JsonObject {
 
 export function registerConfigPages(app: App, deps: WebDeps): void {
   const { security, config } = deps;
+
+  /** Runs a settings call; its refusal as field messages (and whether a setting is locked), or null when it passed. */
+  const serviceRefusal = async (i18n: I18n, call: () => Promise<unknown>): Promise<{ messages: Record<string, string>; conflict: boolean } | null> => {
+    try {
+      await call();
+      return null;
+    } catch (error) {
+      if (!(error instanceof ValidationError || error instanceof ConflictError)) throw error;
+      const labels = new Map(SETTINGS_SECTIONS.flatMap((candidate) => sectionFields(config, candidate, i18n)).map((field) => [field.key, field.label]));
+      return { messages: refusalMessages(i18n, error, (key) => labels.get(key) ?? key), conflict: error instanceof ConflictError };
+    }
+  };
 
   const renderConfig = async (
     request: FastifyRequest,
@@ -89,25 +131,19 @@ export function registerConfigPages(app: App, deps: WebDeps): void {
       const i18n = requestI18n(request);
       const form = formFields(request.body);
       const { changes, errors } = parseSettingsForm(i18n, sectionFields(config, section, i18n), form);
-      if (Object.keys(errors).length > 0) return renderConfig(request, reply, { section, errors, form }, 400);
+      // The service's checks run on what did parse, so the page shows every refusal at once rather than one kind per attempt.
+      const refused = Object.keys(changes).length === 0 ? null : await serviceRefusal(i18n, () => deps.settings.check(nestedPatch(changes)));
+      if (Object.keys(errors).length > 0 || refused !== null) {
+        const status = refused?.conflict === true ? 409 : 400;
+        return renderConfig(request, reply, { section, errors: { ...refused?.messages, ...errors }, form }, status);
+      }
       if (Object.keys(changes).length === 0) {
         // A form sends every field of its section; saving it unchanged changes nothing, so nothing is audited.
         request.auditDetails = null;
         return reply.redirect(`${withParams('/config', { notice: 'settings_unchanged' })}#${section}`, 303);
       }
-      try {
-        await deps.settings.update(nestedPatch(changes), security.user(request).name);
-      } catch (error) {
-        if (error instanceof ValidationError) {
-          const messages = refusalMessages(error, (entry) => i18n.t('config.errors.invalid', { message: String(entry['message'] ?? '') }));
-          return renderConfig(request, reply, { section, errors: messages, form }, 400);
-        }
-        if (error instanceof ConflictError) {
-          const messages = refusalMessages(error, (entry) => i18n.t('config.errors.fixed', { source: String(entry['source'] ?? '') }));
-          return renderConfig(request, reply, { section, errors: messages, form }, 409);
-        }
-        throw error;
-      }
+      const failed = await serviceRefusal(i18n, () => deps.settings.update(nestedPatch(changes), security.user(request).name));
+      if (failed !== null) return renderConfig(request, reply, { section, errors: failed.messages, form }, failed.conflict ? 409 : 400);
       request.auditDetails = { changed: Object.keys(changes) };
       return reply.redirect(`${withParams('/config', { notice: 'settings_saved' })}#${section}`, 303);
     },

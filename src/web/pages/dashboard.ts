@@ -6,7 +6,7 @@ import { FINISHED_JOB_STATUSES, UNFINISHED_JOB_STATUSES, isActive } from '../../
 import type { JobView } from '../../jobs/view.js';
 import type { SystemStatus } from '../../system/status.js';
 import { DRIVE_STATE_TONE, type DriveStatusRow, driveState } from '../drive-state.js';
-import { activeOrder } from '../job-card.js';
+import { activeOrder, movesOnItsOwn } from '../job-card.js';
 import { renderFragment, renderPage, requestI18n } from '../render.js';
 import { formFields, withParams } from '../request.js';
 import { type SectorMapView, readSectorMap } from '../sector-map.js';
@@ -119,7 +119,12 @@ export function registerDashboard(app: App, deps: WebDeps): void {
 
   app.get('/', { config: { permission: 'jobs:read' } }, async (request, reply) => {
     const data = await dashboardData(deps, request, security.user(request).can('system:read'));
-    return renderPage(request, reply, security, 'dashboard', { ...data, title: 'dashboard.title', browserNotifications: deps.config.notifications.browser });
+    return renderPage(request, reply, security, 'dashboard', {
+      ...data,
+      title: 'dashboard.title',
+      browserNotifications: deps.config.notifications.browser,
+      autoRefresh: [...data.running, ...data.waiting].some(movesOnItsOwn),
+    });
   });
 
   /** The live part of the dashboard, fetched by the page's script when jobs change state. */

@@ -7,7 +7,7 @@ import type { CreateJobInput } from '../../jobs/service.js';
 import type { JobView } from '../../jobs/view.js';
 import type { DeviceView } from '../../system/devices.js';
 import { userMessage } from '../errors.js';
-import { isJobAction, jobActions } from '../job-card.js';
+import { isJobAction, jobActions, movesOnItsOwn } from '../job-card.js';
 import { renderFragment, renderPage, requestI18n } from '../render.js';
 import { formFields, localPath, withParams } from '../request.js';
 import { actionDone, actionFailed, returnPath } from '../respond.js';
@@ -196,7 +196,8 @@ export function registerJobPages(app: App, deps: WebDeps): void {
     try {
       const job = await deps.jobs.create(input, security.user(request).name);
       request.auditDetails = { id: job.id };
-      return reply.redirect(withParams('/', { notice: 'job_created' }), 303);
+      // The job's id goes with the notice, so the page can take the notice away once the job has moved on.
+      return reply.redirect(withParams('/', { notice: 'job_created', notice_job: job.id }), 303);
     } catch (error) {
       if (!(error instanceof DomainError) || !FORM_ERRORS.has(error.code)) throw error;
       const field = fieldOfError(error);
@@ -213,7 +214,12 @@ export function registerJobPages(app: App, deps: WebDeps): void {
 
   app.get<{ Params: { id: string } }>('/jobs/:id', { config: { permission: 'jobs:read' } }, async (request, reply) => {
     const data = await jobData(checkedJobId(request.params.id));
-    return renderPage(request, reply, security, 'job-detail', { ...data, title: 'jobs.detail.title', browserNotifications: deps.config.notifications.browser });
+    return renderPage(request, reply, security, 'job-detail', {
+      ...data,
+      title: 'jobs.detail.title',
+      browserNotifications: deps.config.notifications.browser,
+      autoRefresh: movesOnItsOwn(data.job),
+    });
   });
 
   /** Progress, fields and sector map of one job, fetched by the detail page's script while the job runs. */
@@ -242,7 +248,7 @@ export function registerJobPages(app: App, deps: WebDeps): void {
       // Cancel goes through /jobs/:id/cancel, which asks what to do with the data read so far.
       if (!isJobAction(action) || action === 'cancel') throw new ValidationError('invalid_action', 'unknown action', [{ field: 'action' }]);
       await deps.jobs.update(id, { action, ...(device === undefined ? {} : { device }) });
-      return actionDone(request, reply, `job_${action}`, returnTo);
+      return actionDone(request, reply, `job_${action}`, returnTo, action === 'pause' ? `job:${id}:paused` : undefined);
     } catch (error) {
       return actionFailed(request, reply, error, returnTo);
     }
@@ -271,7 +277,7 @@ export function registerJobPages(app: App, deps: WebDeps): void {
       if (partial !== 'keep' && partial !== 'discard')
         throw new ValidationError('invalid_action', 'choose whether to keep the partial image', [{ field: 'partial' }]);
       await deps.jobs.update(id, { action: 'cancel', keep_partial: partial === 'keep' });
-      return actionDone(request, reply, partial === 'keep' ? 'job_cancel_kept' : 'job_cancel', returnTo);
+      return actionDone(request, reply, partial === 'keep' ? 'job_cancel_kept' : 'job_cancel', returnTo, `job:${id}:cancelled`);
     } catch (error) {
       return actionFailed(request, reply, error, returnTo);
     }

@@ -50,7 +50,33 @@ describe('drive automation on the pages', () => {
     const refused = await server.send('POST', `/drives/${driveId}/automation`, {
       form: { mode: 'automatic', name_template: '{label}_{when}', read_attempts: '', verify: 'setting', duplicates: 'skip' },
     });
-    assert.equal(refused.location, '/drives?error=invalid_name_template');
+    assert.equal(refused.status, 400);
+    assert.match(refused.body, new RegExp(`id="auto-${driveId}-name-error">This name template has an unknown placeholder`), 'the reason at the field');
+    assert.match(
+      refused.body,
+      new RegExp(`id="auto-${driveId}-name" name="name_template" value="\\{label\\}_\\{when\\}"[^>]*aria-invalid="true"`),
+      'the input is kept',
+    );
+    assert.match(refused.body, new RegExp(`aria-describedby="auto-${driveId}-name-help auto-${driveId}-name-error"`));
+    assert.match(refused.body, /<option value="automatic" selected>/, 'the chosen mode is kept');
+
+    const several = await server.send('POST', `/drives/${driveId}/automation`, {
+      form: { mode: 'sometimes', name_template: '{label}', read_attempts: '1000', checksums: ['crc64'], verify: 'setting', duplicates: 'skip' },
+    });
+    assert.equal(several.status, 400);
+    for (const field of ['mode', 'attempts', 'checksums'])
+      assert.match(several.body, new RegExp(`<p class="field-error" id="auto-${driveId}-${field}-error">`), `every field error at once: ${field}`);
+    assert.match(several.body, new RegExp(`id="auto-${driveId}-attempts"[^>]*value="1000"`), 'the typed number is shown again');
+    assert.match(several.body, /Enter a whole number from 0 to 100\./);
+    assert.match(
+      (
+        await server.send('POST', `/drives/${driveId}/automation`, {
+          lang: 'de',
+          form: { mode: 'automatic', name_template: '{x}', verify: 'setting', duplicates: 'skip' },
+        })
+      ).body,
+      /Diese Namensvorlage/,
+    );
     const operator = await server.send('POST', `/drives/${driveId}/automation`, {
       session: server.sessions.operator,
       form: { mode: 'automatic', name_template: '{label}', read_attempts: '', verify: 'setting', duplicates: 'skip' },

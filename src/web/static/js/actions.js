@@ -55,7 +55,7 @@ export function initInlineActions() {
         return;
       }
       const result = await response.json().catch(() => null);
-      if (response.ok) toast(result?.message, 'ok');
+      if (response.ok) toast(result?.message, 'ok', typeof result?.subject === 'string' ? result.subject : undefined);
       else toast(result?.error?.message ?? t('errors.action_failed'), 'error');
     } catch {
       toast(t('errors.action_failed'), 'error');

@@ -63,11 +63,41 @@ export function initForms() {
     selectAll.hidden = false;
   }
 
+  // Copy buttons (a new API key, its curl line): without JavaScript they stay hidden and the text stays selectable.
+  for (const button of document.querySelectorAll('button[data-copy]')) {
+    const source = document.getElementById(button.dataset.copy ?? '');
+    if (!source) continue;
+    const label = button.textContent;
+    button.addEventListener('click', async () => {
+      const text = source instanceof HTMLInputElement ? source.value : (source.textContent ?? '');
+      try {
+        await navigator.clipboard.writeText(text);
+      } catch {
+        // No clipboard access (a page served over plain HTTP to another host): select the text for Ctrl+C instead.
+        if (source instanceof HTMLInputElement) {
+          source.select();
+        } else {
+          const range = document.createRange();
+          range.selectNodeContents(source);
+          window.getSelection()?.removeAllRanges();
+          window.getSelection()?.addRange(range);
+        }
+        return;
+      }
+      button.textContent = button.dataset.copied ?? label;
+      setTimeout(() => {
+        button.textContent = label;
+      }, 2000);
+    });
+    button.hidden = false;
+  }
+
   // A notice or error from a redirect is shown once: reloading the page must not repeat it.
   const url = new URL(window.location.href);
   if (url.searchParams.has('notice') || url.searchParams.has('error')) {
     url.searchParams.delete('notice');
     url.searchParams.delete('error');
+    url.searchParams.delete('notice_job');
     history.replaceState(history.state, '', `${url.pathname}${url.search}${url.hash}`);
   }
 }

@@ -160,14 +160,18 @@ function jobView(root) {
 /** Toasts for what happened to jobs, on every live page. */
 function announce(message) {
   if (message.job_id === undefined) return;
+  // A "job created" notice is stale once its job has started or ended.
+  const movedOn = message.type === 'job_finished' || (message.type === 'job_update' && message.data?.status && message.data.status !== 'queued');
+  if (movedOn) document.querySelector(`[data-notice-job="${CSS.escape(message.job_id)}"]`)?.remove();
   const name = message.data?.name ?? document.querySelector(`[data-job-id="${CSS.escape(message.job_id)}"]`)?.dataset.name ?? message.job_id;
   if (message.type === 'job_created') {
-    toast(t('live.job_created', { name }));
+    toast(t('live.job_created', { name }), 'info', `job:${message.job_id}:created`);
   } else if (message.type === 'job_finished') {
     const withErrors = message.data?.status === 'completed' && message.data.bad_bytes > 0;
     const key = withErrors ? 'live.job_completed_with_errors' : FINISH_MESSAGES[message.data?.status];
     if (!key) return;
-    toast(t(key, { name }), message.data.status === 'failed' ? 'error' : message.data.status === 'completed' && !withErrors ? 'ok' : 'info');
+    const kind = message.data.status === 'failed' ? 'error' : message.data.status === 'completed' && !withErrors ? 'ok' : 'info';
+    toast(t(key, { name }), kind, `job:${message.job_id}:${message.data.status}`);
   }
 }
 
