@@ -46,7 +46,7 @@ mkdir -p "$opt/bin" "$opt/node/bin" "$opt/dist" "$opt/src/web" "$opt/share/nginx
 install -m 0755 bin/disk2iso "$opt/bin/disk2iso"
 install -m 0644 package.json "$opt/package.json"
 tar -C dist --exclude='*.map' -cf - src | tar -C "$opt/dist" -xf -
-tar -C src/web -cf - templates i18n static | tar -C "$opt/src/web" -xf -
+tar -C src/web -cf - templates i18n static pwa | tar -C "$opt/src/web" -xf -
 mapfile -t production < <(npm ls --omit=dev --all --parseable 2>/dev/null | tail -n +2 | sed "s|^$PWD/||" | sort -u)
 [ ${#production[@]} -gt 0 ] || { echo "build-deb.sh: npm ls found no production dependencies" >&2; exit 1; }
 # Build leftovers of the native modules (objects, the SQLite sources) are not needed to run.

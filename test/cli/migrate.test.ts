@@ -13,6 +13,7 @@ import { createArchiveRepository } from '../../src/db/archive-repository.js';
 import { databaseFile, openDatabase } from '../../src/db/database.js';
 import { fullTextHits } from '../../src/db/dialect.js';
 import { createFileIndexRepository } from '../../src/db/file-index-repository.js';
+import { MIGRATION_NAMES } from '../../src/db/migrations/index.js';
 import { createNotificationRepository } from '../../src/db/notification-repository.js';
 import { openPostgres } from '../../src/db/postgres.js';
 import { createSettingsRepository } from '../../src/db/settings-repository.js';
@@ -268,9 +269,11 @@ test('migrate refuses a target with a schema of a newer version, and changes not
   const before = await targetCounts(url);
   const refused = await runCli(['migrate', '--to', url], { DISK2ISO_DATA_DIR: dir });
   assert.equal(refused.code, 2, refused.stderr);
-  assert.match(
+  assert.ok(
+    refused.stderr.includes(
+      `has another schema (9999_future; this version makes ${MIGRATION_NAMES.at(-1)}): migrate into an empty database. Nothing was changed`,
+    ),
     refused.stderr,
-    /has another schema \(9999_future; this version makes 0017_file_search_prefixes\): migrate into an empty database\. Nothing was changed/,
   );
   assert.deepEqual(await targetCounts(url), before);
 });

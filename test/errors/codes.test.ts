@@ -8,7 +8,7 @@ import { ConflictError, ForbiddenError, NotFoundError, UnauthenticatedError, Una
 import { LANGUAGES, allCatalogs } from '../../src/web/i18n.js';
 
 /** Keys under `errors.` that are page texts and fallbacks, not codes: titles, the link back, and the messages chosen by status alone. */
-const PAGE_KEYS = ['title', 'not_found_title', 'back', 'generic', 'action_failed', 'internal'];
+const PAGE_KEYS = ['title', 'not_found_title', 'forbidden_title', 'forbidden_role', 'page_not_found', 'back', 'generic', 'action_failed', 'internal'];
 
 const sourceRoot = join(import.meta.dirname, '..', '..', '..', 'src');
 

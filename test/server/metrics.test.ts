@@ -187,7 +187,8 @@ describe('GET /metrics and readiness of a real service, scraped by a real Promet
   });
 
   it('is not ready while the output file system is above the stop threshold', async () => {
-    assert.equal((await api(service.url, 'PATCH', '/api/v1/system/config', { storage: { stop_threshold_percent: 1 } })).status, 200);
+    // The warning threshold stays below the stop threshold (a rule of the settings): both go down together.
+    assert.equal((await api(service.url, 'PATCH', '/api/v1/system/config', { storage: { warn_threshold_percent: 1, stop_threshold_percent: 2 } })).status, 200);
     try {
       const answer = await anonymousApi(service.url, 'GET', '/api/v1/health/ready');
       assert.equal(answer.status, 503);
@@ -195,9 +196,12 @@ describe('GET /metrics and readiness of a real service, scraped by a real Promet
       assert.deepEqual(answer.body.checks.output_dir, { ok: false, code: 'storage_threshold' });
       assert.deepEqual(answer.body.checks.database, { ok: true, code: null });
       const { text } = await scrape();
-      assert.equal(sample(text, 'disk2iso_output_filesystem_stop_threshold_ratio'), 0.01);
+      assert.equal(sample(text, 'disk2iso_output_filesystem_stop_threshold_ratio'), 0.02);
     } finally {
-      assert.equal((await api(service.url, 'PATCH', '/api/v1/system/config', { storage: { stop_threshold_percent: 95 } })).status, 200);
+      assert.equal(
+        (await api(service.url, 'PATCH', '/api/v1/system/config', { storage: { warn_threshold_percent: 90, stop_threshold_percent: 95 } })).status,
+        200,
+      );
     }
   });
 

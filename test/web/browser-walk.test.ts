@@ -37,6 +37,8 @@ const NOT_PAGES: Record<string, string> = {
   '/jobs/:id/log': 'log lines appended to a job page by its script',
   '/archive/:id/verification': 'the verification panel of an image page, fetched by its script',
   '/metrics': 'Prometheus text for a scraper',
+  '/manifest.webmanifest': 'the web app manifest, JSON for the browser (test/web/pwa.test.ts checks it installs)',
+  '/sw.js': 'the service worker script',
 };
 
 interface WalkPage {
@@ -159,6 +161,8 @@ describe('every page in Chromium: axe, phone width, both schemes, every language
       { name: 'user-delete', route: '/users/:name/delete', path: '/users/viewer-user/delete', role: 'admin', status: 200 },
       { name: 'account-password', route: '/account/password', path: '/account/password', role: 'admin', status: 200 },
       { name: 'api-keys', route: '/account/api-keys', path: '/account/api-keys', role: 'admin', status: 200 },
+      { name: 'account-notifications', route: '/account/notifications', path: '/account/notifications', role: 'admin', status: 200 },
+      { name: 'offline', route: '/offline/:lang', path: '/offline/en', role: null, status: 200 },
       { name: 'audit', route: '/audit', path: '/audit', role: 'admin', status: 200 },
       { name: 'not-found', route: null, path: '/no/such/page', role: 'admin', status: 404 },
       { name: 'forbidden', route: '/users', path: '/users', role: 'viewer', status: 403 },

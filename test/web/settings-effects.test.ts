@@ -322,7 +322,8 @@ const PROBES: Record<string, Probe> = {
   },
 
   async storage__stop_threshold_percent(kit) {
-    await kit.save('storage', { storage__stop_threshold_percent: '1' });
+    // The warning threshold must stay below the stop threshold, so it goes down with it.
+    await kit.save('storage', { storage__warn_threshold_percent: '1', storage__stop_threshold_percent: '2' });
     const job = await kit.job('loop');
     assert.equal(job.status, 'paused');
     assert.equal(job.pause_reason, 'disk_full');
