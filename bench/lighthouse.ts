@@ -85,6 +85,8 @@ export async function benchLighthouse(): Promise<void> {
           const flags: Flags = { port, output: 'json', logLevel: 'error', onlyCategories: [...CATEGORIES], extraHeaders: { Cookie: cookie } };
           const result = await lighthouse(url, flags, formFactor === 'desktop' ? desktopConfig : undefined);
           if (result === undefined) throw new Error(`Lighthouse returned nothing for ${url}`);
+          // Signed out, the page would redirect to the sign-in page, and that would be what was scored.
+          if (new URL(result.lhr.finalDisplayedUrl).pathname !== page.path) throw new Error(`Lighthouse audited ${result.lhr.finalDisplayedUrl}, not ${url}`);
           const scores = CATEGORIES.map((category) => {
             const score = result.lhr.categories[category]?.score;
             if (score === null || score === undefined) throw new Error(`no ${category} score for ${url}: ${result.lhr.runtimeError?.message ?? 'unknown'}`);
@@ -101,7 +103,7 @@ export async function benchLighthouse(): Promise<void> {
     const table = markdownTable(['Page', 'Scheme', 'Form factor', 'Accessibility', 'Best practices', 'Chromium installability', 'Failed audits'], rows);
     await writeSection(
       'lighthouse',
-      `## Lighthouse: accessibility, best practices, installability\n\n${machineDescription()}; Lighthouse 12, Debian's Chromium, signed in as an admin.\n\n${table}`,
+      `## Lighthouse: accessibility, best practices, installability (\`npm run bench:lighthouse\`)\n\n${machineDescription()}; Lighthouse 12, Debian's Chromium, signed in as an admin.\n\n${table}`,
     );
   } finally {
     await browser.close();
