@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import lighthouse, { type Flags } from 'lighthouse';
 import desktopConfig from 'lighthouse/core/config/desktop-config.js';
-import { type BrowserContext, chromium } from 'playwright-core';
+import type { BrowserContext } from 'playwright-core';
+import { launchProfileBrowser } from '../test/web/support/browser.js';
 import { startWebTestServer } from '../test/web/support/server.js';
 import { machineDescription, markdownTable, writeSection } from './report.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const PAGES = [
   { name: 'Dashboard', path: '/' },
   { name: 'Archive', path: '/archive' },
@@ -55,20 +55,7 @@ export async function benchLighthouse(): Promise<void> {
   const service = await startWebTestServer();
   const port = await freePort();
   const profile = await mkdtemp(join(tmpdir(), 'disk2iso-bench-lighthouse-'));
-  const browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      `--remote-debugging-port=${port}`,
-    ],
-  });
+  const browser = await launchProfileBrowser(profile, [`--remote-debugging-port=${port}`]);
   try {
     const cookie = service.sessions.admin.cookie;
     const [cookieName, cookieValue] = cookie.split('=') as [string, string];

@@ -31,10 +31,11 @@ export function launchBrowser(): Promise<Browser> {
 
 /**
  * The same browser with a profile in `userDataDir`: an ordinary window, not an incognito-like
- * context, which is what Chromium requires before it calls a web app installable.
+ * context, which is what Chromium requires before it calls a web app installable. `extraArgs`
+ * add to the command line (the Lighthouse benchmark's debugging port).
  */
-export function launchProfileBrowser(userDataDir: string): Promise<BrowserContext> {
-  return chromium.launchPersistentContext(userDataDir, { ...LAUNCH, viewport: { width: WIDTHS.desktop, height: 900 } });
+export function launchProfileBrowser(userDataDir: string, extraArgs: readonly string[] = []): Promise<BrowserContext> {
+  return chromium.launchPersistentContext(userDataDir, { ...LAUNCH, args: [...LAUNCH.args, ...extraArgs], viewport: { width: WIDTHS.desktop, height: 900 } });
 }
 
 /** Records what must never happen on a page: CSP violations, console errors, uncaught exceptions. */
