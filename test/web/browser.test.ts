@@ -119,8 +119,13 @@ describe('web interface in Chromium', () => {
     watched.problems.length = 0;
     await screenshots(page, 'job-new');
     await page.locator('.drive-choice', { hasText: 'WEB_FLOW_DISC' }).getByRole('radio').check();
+    // The page the form lands on says so; its script takes the notice away as soon as the job starts,
+    // which may be before a locator looks, so the notice is read from the page as the service sent it.
+    const landing = page.waitForResponse(
+      (response) => response.request().isNavigationRequest() && response.request().method() === 'GET' && response.url().includes('notice='),
+    );
     await page.getByRole('button', { name: 'Start imaging' }).click();
-    await page.getByText('The imaging job was created.').waitFor();
+    assert.ok((await (await landing).text()).includes('The imaging job was created.'), 'the landing page carries the notice');
     await waitUntil('the one-shot notice to leave the address', async () => new URL(page.url()).search === '');
 
     const job = card(page, 'WEB_FLOW_DISC');
@@ -265,13 +270,17 @@ describe('web interface in Chromium', () => {
     const scratched = scratchedDisc;
     const faults = scratched.faults;
     assert.ok(faults !== null);
+    // The dashboard is open before the job starts: its end must reach the page live, as a toast (a job
+    // created first could end before the page's live stream opens, and then no toast is due).
+    const watched = await signedInContext('admin');
+    const page = await watched.newPage();
+    const streamOpen = page.waitForResponse((response) => new URL(response.url()).pathname === '/api/v1/events');
+    await page.goto(server.url);
+    await streamOpen;
     const created = await server.jobs.create(
       { device: scratched.loop.name, name: 'scratched_copy', options: { read_attempts: 1, checksums: ['sha256'] } },
       'admin-user',
     );
-    const watched = await signedInContext('admin');
-    const page = await watched.newPage();
-    await page.goto(server.url);
     const job = card(page, 'scratched_copy');
     await waitUntil('the job to complete', async () => (await job.getAttribute('data-status')) === 'completed');
 
