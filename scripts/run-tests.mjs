@@ -2,6 +2,9 @@
 // Runs every compiled test file (Node 20's test runner expands no globs), or the ones named.
 // --unit: only the unit tier (`npm run test:unit`): no root, FUSE, Chromium, processes of the CLI or
 // the service, nor the whole service in-process; see INTEGRATION_MODULES.
+// Then the PostgreSQL pass: every selected file that opens its databases through the engine switch
+// (test/support/database.js, directly or through other test modules) runs again with its state in
+// PostgreSQL. --sqlite-only leaves that pass out, --postgres-only runs only it.
 import { spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -54,9 +57,25 @@ function isIntegration(file, visiting = new Set()) {
   return result;
 }
 
+const ENGINE_SWITCH = join(root, 'dist', 'test', 'support', 'database.js');
+const switchable = new Map();
+function usesEngineSwitch(file, visiting = new Set()) {
+  const known = switchable.get(file);
+  if (known !== undefined) return known;
+  if (visiting.has(file)) return false;
+  visiting.add(file);
+  const imports = relativeImports(readFileSync(file, 'utf8'), file);
+  const result = imports.includes(ENGINE_SWITCH) || imports.some((imported) => imported.startsWith(testRoot) && usesEngineSwitch(imported, visiting));
+  switchable.set(file, result);
+  return result;
+}
+
+const OPTIONS = ['--unit', '--sqlite-only', '--postgres-only'];
 const args = process.argv.slice(2);
 const unitOnly = args.includes('--unit');
-const filters = args.filter((arg) => arg !== '--unit');
+const sqlitePass = !args.includes('--postgres-only');
+const postgresPass = !args.includes('--sqlite-only') && !unitOnly;
+const filters = args.filter((arg) => !OPTIONS.includes(arg));
 const files = findTests(testRoot)
   .filter((file) => filters.length === 0 || filters.some((filter) => relative(root, file).includes(filter)))
   .filter((file) => !unitOnly || !isIntegration(file))
@@ -67,8 +86,32 @@ if (files.length === 0) {
 }
 // --test-force-exit: a handle a failed test leaves open (a listening server) must not keep the run
 // going until CI's time limit; the failure is reported either way.
-const result = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-force-exit', '--test-reporter=spec', ...files], {
-  stdio: 'inherit',
-  cwd: root,
-});
-process.exit(result.status ?? 1);
+function runFiles(selected, env) {
+  const result = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-force-exit', '--test-reporter=spec', ...selected], {
+    stdio: 'inherit',
+    cwd: root,
+    env,
+  });
+  return result.status ?? 1;
+}
+
+let status = 0;
+if (sqlitePass) status = runFiles(files, process.env);
+const postgresFiles = postgresPass ? files.filter((file) => usesEngineSwitch(file)) : [];
+if (postgresFiles.length > 0) {
+  console.log(`# PostgreSQL pass: ${postgresFiles.length} test files again with their state in PostgreSQL`);
+  const { startPostgres } = await import(join(root, 'dist', 'test', 'support', 'postgres.js'));
+  const { openPostgres } = await import(join(root, 'dist', 'src', 'db', 'postgres.js'));
+  const server = await startPostgres();
+  try {
+    const template = 'disk2iso_template';
+    const migrated = await openPostgres(await server.createDatabase(template));
+    await migrated.close();
+    const pass = { adminUrl: server.url('postgres'), template };
+    const passStatus = runFiles(postgresFiles, { ...process.env, DISK2ISO_TEST_POSTGRES: JSON.stringify(pass) });
+    if (status === 0) status = passStatus;
+  } finally {
+    await server.stop();
+  }
+}
+process.exit(status);

@@ -155,6 +155,7 @@ export const ERROR_CODES = [
   // The service itself: database, listening socket, backups.
   'address_in_use',
   'backup_invalid',
+  'backup_not_embedded',
   'database_migration_failed',
   'database_open_failed',
   'database_unavailable',

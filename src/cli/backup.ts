@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
-import { databaseFile, openDatabase } from '../db/database.js';
+import { databaseFile, embeddedOnly, openDatabase } from '../db/database.js';
 import { ConflictError } from '../errors.js';
 import { pathExists } from '../imaging/output-state.js';
 import { currentLeaseHolder, leaseHolderGone } from '../jobs/lease-holder.js';
@@ -38,7 +38,7 @@ export function registerBackupCommands(program: Command): void {
       const output = resolve(options.output);
       await withLocalService(ctx, async (local) => {
         const service = await local.runningService();
-        const manifest = await createBackup({ config: local.config, database: local.database, output, version: program.version() ?? 'unknown' });
+        const manifest = await createBackup({ config: local.config, database: embeddedOnly(local.database), output, version: program.version() ?? 'unknown' });
         const size = manifest.files.reduce((sum, file) => sum + file.size, 0);
         process.stdout.write(
           `Backed up ${service === null ? 'the data directory (no service is running)' : `the running service's database online (pid ${service.holder.pid})`} to ${output}: ${manifest.files.map((file) => file.name).join(', ')} (${formatBytes(size)}), schema ${manifest.schema.migrations.at(-1) ?? 'empty'}.\n`,
@@ -69,7 +69,7 @@ export function registerBackupCommands(program: Command): void {
       const result = await restoreBackup({ config: ctx.config, input });
       // Opening it brings an older schema up to date, and proves the restored database works.
       const database = await openDatabase({ file: databaseFile(ctx.config.data_dir), backupDir: ctx.config.backup.dir });
-      const schema = database.appliedMigrations().at(-1);
+      const schema = (await database.appliedMigrations()).at(-1);
       await database.close();
       const lines = [
         `Restored ${input} (disk2iso ${result.manifest.version}, made ${result.manifest.created_at}) into ${ctx.config.data_dir}; schema now ${schema}.`,

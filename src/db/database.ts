@@ -15,7 +15,7 @@ import {
   SqliteDriver,
   type Transaction,
 } from 'kysely';
-import { UnavailableError, errorMessage } from '../errors.js';
+import { ConflictError, UnavailableError, errorMessage } from '../errors.js';
 import { MIGRATION_NAMES, migrationProvider } from './migrations/index.js';
 import type { DB } from './schema.js';
 
@@ -52,8 +52,15 @@ export interface Executor {
   afterCommit(callback: () => void): void;
 }
 
+/**
+ * The service's state, on either engine: the embedded SQLite file (the default) or PostgreSQL (the
+ * cluster mode, src/db/postgres.ts). Repositories take this and nothing engine-specific; where the
+ * SQL differs they ask `dialect` (src/db/dialect.ts).
+ */
 export interface Database {
-  readonly file: string;
+  readonly dialect: 'sqlite' | 'postgres';
+  /** Where the data is, for messages and logs: the SQLite file, or the URL without its password. */
+  readonly location: string;
   /** For single statements outside a transaction. Never call `kysely.transaction()`: use `transaction`. */
   readonly kysely: Kysely<DB>;
   /**
@@ -61,22 +68,38 @@ export interface Database {
    * it throws. On SQLite it is `BEGIN IMMEDIATE`: the write lock is taken at the start, so a
    * transaction that reads and then writes never fails because another process wrote in between;
    * other processes wait up to the busy timeout for it. No other statement of this process runs
-   * while it is open: they wait for the single connection.
+   * while it is open: they wait for the single connection. On PostgreSQL it runs on a connection of
+   * the pool, concurrently with others, and is run again when the server refuses it for a
+   * serialization conflict or a deadlock.
    *
    * Rules for `work`:
    * - It touches the database only through `tx`. A query through `database.kysely` or a nested
    *   `transaction()` waits for the connection this transaction holds: it never returns.
    * - It does no other I/O and has no side effects outside the database (no events, no changes to
-   *   in-memory state, no files): it may be run more than once (a database that refuses a
-   *   transaction for a serialization conflict gets it retried), and the transaction blocks every
+   *   in-memory state, no files): it may be run more than once, and the transaction blocks every
    *   other statement while it waits. Do those after `transaction()` resolved, from its result.
    */
   transaction<T>(work: (tx: Executor) => Promise<T>): Promise<T>;
+  /** The names of the migrations applied to this database, in order: its schema version. */
+  appliedMigrations(): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+/** The embedded database: one SQLite file, which can be copied while in use. */
+export interface EmbeddedDatabase extends Database {
+  readonly dialect: 'sqlite';
+  readonly file: string;
   /** A consistent copy of the whole database at one moment, taken while others keep reading and writing (SQLite's online backup). */
   backup(destination: string): Promise<void>;
-  /** The names of the migrations applied to this database, in order: its schema version. */
-  appliedMigrations(): string[];
-  close(): Promise<void>;
+}
+
+/** The embedded database itself, for what only a SQLite file allows (an online copy); ConflictError in the cluster mode. */
+export function embeddedOnly(database: Database): EmbeddedDatabase {
+  if (database.dialect !== 'sqlite' || !('backup' in database))
+    throw new ConflictError('backup_not_embedded', `The state is in PostgreSQL (${database.location}): back it up with pg_dump or base backups`, {
+      location: database.location,
+    });
+  return database as EmbeddedDatabase;
 }
 
 /** SQLite's integrity check of a database file nobody has open (a backup's copy): `ok` when it is whole. */
@@ -125,7 +148,7 @@ const BUSY_TIMEOUT_MS = 5000;
 const FILE_MODE = 0o600;
 
 /** Opens (creating if needed) the database and brings its schema up to date. */
-export function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
+export function openDatabase(options: OpenDatabaseOptions): Promise<EmbeddedDatabase> {
   const file = options.file === ':memory:' ? options.file : resolve(options.file);
   return oneOpenAtATime(file, () => openNow(file, options.log, options.backupDir));
 }
@@ -145,7 +168,7 @@ function oneOpenAtATime<T>(file: string, open: () => Promise<T>): Promise<T> {
   return next;
 }
 
-async function openNow(file: string, log: DatabaseLogger | undefined, backupDir: string | undefined): Promise<Database> {
+async function openNow(file: string, log: DatabaseLogger | undefined, backupDir: string | undefined): Promise<EmbeddedDatabase> {
   if (file !== ':memory:') createPrivateFile(file);
   const raw = await connect(file);
   const prepare = statementCache(raw);
@@ -181,11 +204,13 @@ async function openNow(file: string, log: DatabaseLogger | undefined, backupDir:
     throw error;
   }
   return {
+    dialect: 'sqlite',
+    location: file,
     file,
     kysely,
     transaction: (work) => transactionOn(kysely, work),
     backup: (destination) => copyDatabase(raw, destination),
-    appliedMigrations: () => appliedMigrations(raw),
+    appliedMigrations: async () => appliedMigrations(raw),
     close,
   };
 }
@@ -433,7 +458,8 @@ class ImmediateSqliteDriver extends SqliteDriver {
   }
 }
 
-async function transactionOn<T>(kysely: Kysely<DB>, work: (tx: Executor) => Promise<T>): Promise<T> {
+/** Runs `work` in a kysely transaction and then the callbacks it registered with `afterCommit` (also PostgreSQL's). */
+export async function transactionOn<T>(kysely: Kysely<DB>, work: (tx: Executor) => Promise<T>): Promise<T> {
   const committed: Array<() => void> = [];
   const result = await kysely.transaction().execute((trx) => work(executorOf(trx, committed)));
   for (const callback of committed) callback();

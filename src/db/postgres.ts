@@ -1,19 +1,15 @@
 import { Kysely, Migrator, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { UnavailableError, errorMessage } from '../errors.js';
-import type { DatabaseLogger } from './database.js';
+import { type Database, type DatabaseLogger, type Executor, transactionOn } from './database.js';
 import { migrationProvider } from './migrations/index.js';
 import type { DB } from './schema.js';
 
 /** The cluster mode's database: PostgreSQL 15 or newer, with the same schema and migrations as the embedded one. */
-export interface PostgresDatabase {
+export interface PostgresDatabase extends Database {
   readonly dialect: 'postgres';
-  /** The URL without its password, for messages and logs. */
+  /** The URL without its password, for messages and logs (also `location`). */
   readonly url: string;
-  readonly kysely: Kysely<DB>;
-  /** The names of the migrations applied to this database, in order: its schema version. */
-  appliedMigrations(): Promise<string[]>;
-  close(): Promise<void>;
 }
 
 export interface OpenPostgresOptions {
@@ -92,10 +88,27 @@ export async function openPostgres(url: string, log?: DatabaseLogger, options: O
   return {
     dialect: 'postgres',
     url: shownUrl,
+    location: shownUrl,
     kysely,
+    transaction: (work) => retriedTransaction(kysely, work),
     appliedMigrations: () => appliedMigrations(kysely),
     close: () => kysely.destroy(),
   };
+}
+
+/** serialization_failure and deadlock_detected: the server gave up one transaction so others could go on; run it again. */
+const RETRYABLE_CODES = new Set(['40001', '40P01']);
+const TRANSACTION_ATTEMPTS = 5;
+
+async function retriedTransaction<T>(kysely: Kysely<DB>, work: (tx: Executor) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await transactionOn(kysely, work);
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (attempt >= TRANSACTION_ATTEMPTS || typeof code !== 'string' || !RETRYABLE_CODES.has(code)) throw error;
+    }
+  }
 }
 
 async function connect(pool: pg.Pool, shownUrl: string): Promise<pg.PoolClient> {

@@ -5,7 +5,7 @@ import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { SIGNING_KEY_FILE } from '../auth/tokens.js';
 import type { Config } from '../config/schema.js';
-import { type Database, databaseFile, forgetWorkersIn, giveToFolderOwner, integrityOf, unknownMigrations } from '../db/database.js';
+import { type EmbeddedDatabase, databaseFile, forgetWorkersIn, giveToFolderOwner, integrityOf, unknownMigrations } from '../db/database.js';
 import { ValidationError, errnoCode, errorMessage } from '../errors.js';
 import { pathExists } from '../imaging/output-state.js';
 import { VAPID_KEY_FILE } from '../notifications/push.js';
@@ -72,7 +72,13 @@ async function copyIfPresent(from: string, to: string): Promise<boolean> {
  * file's checksum. The archive is written next to its destination first and renamed into place,
  * mode 0600: it holds password hashes and the signing key.
  */
-export async function createBackup(options: { config: Config; database: Database; output: string; version: string; now?: Date }): Promise<BackupManifest> {
+export async function createBackup(options: {
+  config: Config;
+  database: EmbeddedDatabase;
+  output: string;
+  version: string;
+  now?: Date;
+}): Promise<BackupManifest> {
   const { config, database, output } = options;
   await mkdir(dirname(output), { recursive: true, mode: 0o700 });
   const staging = await mkdtemp(join(dirname(output), '.disk2iso-backup-'));
@@ -91,7 +97,7 @@ export async function createBackup(options: { config: Config; database: Database
       app: 'disk2iso',
       version: options.version,
       created_at: (options.now ?? new Date()).toISOString(),
-      schema: { migrations: database.appliedMigrations() },
+      schema: { migrations: await database.appliedMigrations() },
       config_file: names.includes(CONFIG_MEMBER) ? config.config_file : null,
       files,
     };
@@ -255,7 +261,7 @@ export async function scheduledBackups(config: Config): Promise<Array<{ file: st
  */
 export async function runScheduledBackup(options: {
   config: Config;
-  database: Database;
+  database: EmbeddedDatabase;
   version: string;
   now?: Date;
 }): Promise<{ created: string | null; removed: string[] }> {

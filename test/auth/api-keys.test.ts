@@ -5,8 +5,8 @@ import { describe, it } from 'node:test';
 import { type Actor, requestActor } from '../../src/auth/principal.js';
 import { secretHash } from '../../src/auth/secrets.js';
 import { type AuthService, createAuthService } from '../../src/auth/service.js';
-import { openDatabase } from '../../src/db/database.js';
 import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../../src/errors.js';
+import { openAgain } from '../support/database.js';
 import { ADMIN_PASSWORD, CLI, CLIENT, DAY, HOUR, MINUTE, USER_PASSWORD, withAuth } from './support.js';
 
 describe('API keys', () => {
@@ -119,7 +119,7 @@ describe('API keys', () => {
       const first = await auth.apiKeys.create({ user: 'alice', name: 'one' }, CLI);
       const second = await auth.apiKeys.create({ user: 'alice', name: 'two' }, CLI);
       // The CLI is another process with its own connection and its own services.
-      const other = await openDatabase({ file: database.file });
+      const other = await openAgain(database);
       try {
         const cli = createAuthService({ database: other, dataDir: dir, now: clock.now });
         assert.equal((await auth.authenticateRequest({ apiKeyHeader: first.key }))?.can('users:admin'), true);
@@ -369,7 +369,7 @@ describe('API keys made with a key or a bearer token never exceed or outlive it'
       for (const key of [child.key, grandchild.key, cousin.key]) assert.ok(await auth.authenticateRequest({ apiKeyHeader: key }));
 
       // The CLI is another process with its own connection and its own services.
-      const other = await openDatabase({ file: database.file });
+      const other = await openAgain(database);
       try {
         const cli = createAuthService({ database: other, dataDir: dir, now: clock.now });
         const revoked = await cli.apiKeys.revoke(parent.record.id, CLI);

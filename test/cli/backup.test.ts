@@ -238,7 +238,7 @@ describe('disk2iso backup and restore', () => {
     await sql`delete from kysely_migration where name = ${latest}`.execute(older.kysely);
     await older.close();
     const migrated = await openDatabase({ file, backupDir });
-    assert.equal(migrated.appliedMigrations().at(-1), latest);
+    assert.equal((await migrated.appliedMigrations()).at(-1), latest);
     await migrated.close();
     const copies = await readdir(backupDir);
     assert.equal(copies.length, 1);

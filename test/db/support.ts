@@ -1,7 +1,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Database, openDatabase } from '../../src/db/database.js';
+import type { Database } from '../../src/db/database.js';
+import { openTestDatabase } from '../support/database.js';
 
 /** Runs `work` with a fresh directory under the system temp dir and removes it afterwards. */
 export async function withTempDir<T>(work: (dir: string) => Promise<T>): Promise<T> {
@@ -13,10 +14,13 @@ export async function withTempDir<T>(work: (dir: string) => Promise<T>): Promise
   }
 }
 
-/** Runs `work` with a database in a fresh file, closed and removed afterwards. */
+/**
+ * Runs `work` with a fresh database, closed and removed afterwards: a SQLite file, or a PostgreSQL
+ * database in the test runner's PostgreSQL pass (test/support/database.ts).
+ */
 export async function withDatabase<T>(work: (database: Database, dir: string) => Promise<T>): Promise<T> {
   return withTempDir(async (dir) => {
-    const database = await openDatabase({ file: join(dir, 'disk2iso.sqlite') });
+    const database = await openTestDatabase(dir);
     try {
       return await work(database, dir);
     } finally {

@@ -23,8 +23,8 @@ export interface PostgresServer {
   readonly password: string;
   /** Milliseconds from initdb to the server accepting connections. */
   readonly startMs: number;
-  /** A new empty database; returns its TCP URL (with the password). */
-  createDatabase(): Promise<string>;
+  /** A new empty database (`name` or a name of its own); returns its TCP URL (with the password). */
+  createDatabase(name?: string): Promise<string>;
   /** The TCP URL of an existing database. */
   url(database: string): string;
   /** Stops the server (fast shutdown) and removes its directory. Safe to call twice. */
@@ -165,9 +165,10 @@ export async function startPostgres(): Promise<PostgresServer> {
       password,
       startMs,
       url,
-      async createDatabase() {
+      async createDatabase(chosen?: string) {
         databases += 1;
-        const name = `test_${process.pid}_${databases}`;
+        const name = chosen ?? `test_${process.pid}_${databases}`;
+        if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`createDatabase: ${name} is not a plain database name`);
         await withAdmin(dir, port, (client) => client.query(`create database ${name}`));
         return url(name);
       },
