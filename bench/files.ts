@@ -105,10 +105,7 @@ async function benchSearch(work: string): Promise<string[][]> {
       const terms = `${query()} ${query().slice(0, 3)}`;
       let started = performance.now();
       await index.search(
-        terms
-          .split(' ')
-          .map((term) => `"${term}"*`)
-          .join(' '),
+        terms.split(' ').map((text) => ({ text, prefix: true })),
         50,
       );
       fts.push(performance.now() - started);

@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pack as tarPack } from 'tar-stream';
 import { type Clock, systemClock } from '../clock.js';
-import type { FileIndexRepository, FileSearchHit, IndexedEntry } from '../db/file-index-repository.js';
+import type { FileIndexRepository, FileSearchHit, IndexedEntry, SearchTerm } from '../db/file-index-repository.js';
 import { DomainError, ValidationError, errorMessage } from '../errors.js';
 import type { JsonObject } from '../json.js';
 import { type ImageTree, listImageEntries, openImage } from '../media/image-reader.js';
@@ -10,7 +10,7 @@ import type { ArchiveFile } from './service.js';
 
 /**
  * Looking inside archived images: list a folder, stream one file or a folder as tar, and the
- * file-name index (filled in the background, searched with FTS5). Every path is resolved inside
+ * file-name index (filled in the background, searched by its full-text index). Every path is resolved inside
  * the image's own tree by the reader; nothing here touches the host file system but the image.
  */
 
@@ -83,19 +83,16 @@ function normalisePath(path: string): string {
 }
 
 /**
- * Words become terms, all required; quotes keep FTS5's syntax out of the user's hands. Words of
- * three characters or more match as prefixes (served by the index's 3-character prefix table);
- * shorter ones only as whole words, as a one-letter prefix would expand to half the vocabulary.
+ * Runs of letters and digits become terms, all required, so no query syntax reaches the index.
+ * Words of three characters or more match as prefixes (on SQLite served by the index's prefix
+ * tables); shorter ones only as whole words, as a one-letter prefix would expand to half the vocabulary.
  */
 const MAX_SEARCH_TERMS = 8;
 const MIN_PREFIX = 3;
-function ftsQuery(query: string): string {
-  const terms = query.match(/[\p{L}\p{N}]+/gu) ?? [];
-  if (terms.length === 0) throw new ValidationError('validation_failed', 'the search needs at least one letter or digit', { fields: ['q'] });
-  return terms
-    .slice(0, MAX_SEARCH_TERMS)
-    .map((term) => (term.length >= MIN_PREFIX ? `"${term}"*` : `"${term}"`))
-    .join(' ');
+function fileSearchTerms(query: string): SearchTerm[] {
+  const words = query.match(/[\p{L}\p{N}]+/gu) ?? [];
+  if (words.length === 0) throw new ValidationError('validation_failed', 'the search needs at least one letter or digit', { fields: ['q'] });
+  return words.slice(0, MAX_SEARCH_TERMS).map((word) => ({ text: word, prefix: word.length >= MIN_PREFIX }));
 }
 
 function encodePath(path: string): string {
@@ -202,7 +199,7 @@ export function createArchiveFiles(deps: ArchiveFilesDeps): ArchiveFiles {
     },
 
     async search(query, limit) {
-      const hits = await deps.index.search(ftsQuery(query), limit);
+      const hits = await deps.index.search(fileSearchTerms(query), limit);
       return { query, results: hits.map(toResult) };
     },
   };

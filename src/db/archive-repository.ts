@@ -15,8 +15,9 @@ import type { DiscKind } from '../drives/types.js';
 import { NotFoundError, ValidationError } from '../errors.js';
 import type { JsonObject } from '../json.js';
 import type { Database, Executor } from './database.js';
+import { type SearchTerm, containsText, fullTextHits, isForeignKeyViolation, jsonArrayValues, jsonText } from './dialect.js';
 import type { ArchiveVerificationsTable, ArchivesTable } from './schema.js';
-import { type ListResult, type SortOrder, fromJson, newId, page, timestamp, toJson } from './values.js';
+import { type ListResult, type SortOrder, fromJson, newId, page, timestamp, toJson, withoutNul } from './values.js';
 
 /** @internal exported for its tests */
 export interface CreateArchiveInput {
@@ -41,7 +42,7 @@ interface ReplaceImageInput {
   status: ArchiveStatus;
 }
 
-/** relevance: best full-text match first (bm25); only with `match`. */
+/** relevance: best full-text match first (bm25 on SQLite, ts_rank on PostgreSQL); only with `match`. */
 export type ArchiveSort = 'name' | 'date' | 'size' | 'rating' | 'relevance';
 
 export interface ArchiveListFilter {
@@ -55,7 +56,7 @@ export interface ArchiveListFilter {
   maxSizeBytes?: number;
   discKinds?: readonly DiscKind[];
   statuses?: readonly ArchiveStatus[];
-  /** Full-text words (FTS5, prefix match, all must occur) in the name, label, volume label, tags, notes or custom field values. */
+  /** Full-text words (prefix match, all must occur) in the name, label, volume label, tags, notes or custom field values. */
   match?: string;
   /** The badge's conditions (see archiveCondition), any of them. */
   conditions?: readonly ArchiveCondition[];
@@ -153,22 +154,18 @@ function metadataOf(row: Pick<Selectable<ArchivesTable>, 'metadata' | 'category_
 }
 
 /**
- * The words of a query as an FTS5 expression: each becomes a quoted prefix term, so quotes, stars,
- * colons and the words AND/OR/NOT are plain text, never query syntax. Null when nothing searchable is left.
+ * The words of a full-text query, each a prefix term that must occur. Quotes, stars, colons and
+ * AND/OR/NOT stay plain text (the dialect's fullTextHits never reads them as query syntax).
  * @internal exported for its tests
  */
-export function ftsQuery(text: string): string | null {
-  // Control characters (a NUL ends SQLite's reading of the query) separate words like spaces.
-  const terms = text
+export function matchTerms(text: string): SearchTerm[] {
+  // Control characters (a NUL ends SQLite's reading of a query, PostgreSQL refuses it) separate words like spaces.
+  return text
     .split(/[\s\p{Cc}]+/u)
     .filter((term) => /[\p{L}\p{N}]/u.test(term))
     .slice(0, 20)
-    .map((term) => `"${term.replaceAll('"', '""')}"*`);
-  return terms.length === 0 ? null : terms.join(' ');
+    .map((term) => ({ text: term, prefix: true }));
 }
-
-/** bm25 weights per FTS column (archive_id, name, label, volume, tags, notes, fields): a label or tag hit counts most. */
-const BM25 = sql`bm25(archives_fts, 0, 4, 10, 5, 8, 1, 2)`;
 
 function conditionSql(condition: ArchiveCondition): RawBuilder<unknown> {
   switch (condition) {
@@ -225,10 +222,11 @@ function searchText(filename: string, metadata: Pick<ArchiveMetadata, 'label' | 
   return [filename, metadata.label, volumeLabel ?? '', metadata.notes, ...metadata.tags].join('\n').toLowerCase();
 }
 
+/** Control characters separate words like spaces (the search text's fields are joined by newlines; PostgreSQL refuses a NUL in a query). */
 function searchTerms(search: string | undefined): string[] {
   return (search ?? '')
     .toLowerCase()
-    .split(/\s+/)
+    .split(/[\s\p{Cc}]+/u)
     .filter((term) => term.length > 0);
 }
 
@@ -276,8 +274,9 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
     return rowToVerification(row);
   };
 
-  const writeMetadata = (id: string, row: Pick<Selectable<ArchivesTable>, 'filename' | 'source'>, metadata: ArchiveMetadata) =>
-    db
+  const writeMetadata = (id: string, row: Pick<Selectable<ArchivesTable>, 'filename' | 'source'>, patched: ArchiveMetadata) => {
+    const metadata = withoutNul(patched);
+    return db
       .updateTable('archives')
       .set({
         metadata: storedMetadata(metadata),
@@ -286,6 +285,7 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
         search_text: searchText(row.filename, metadata, fromJson<ArchiveSource>(row.source).volumeLabel),
       })
       .where('id', '=', id);
+  };
 
   return {
     async getWithin(tx, id) {
@@ -293,7 +293,9 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
       return row === undefined ? null : rowToArchive(row);
     },
     async create(input) {
-      const metadata = { ...EMPTY_METADATA, ...input.metadata };
+      // The volume label (and the label taken from it) is read from the disc: see withoutNul.
+      const metadata = withoutNul({ ...EMPTY_METADATA, ...input.metadata });
+      const source = withoutNul(input.source);
       const badBytes = input.badBytes ?? 0;
       const row = await db
         .insertInto('archives')
@@ -308,11 +310,11 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
           metadata: storedMetadata(metadata),
           category_id: metadata.categoryId,
           rating: metadata.rating,
-          source: toJson(input.source),
-          disc_kind: input.source.discKind,
+          source: toJson(source),
+          disc_kind: source.discKind,
           bad_bytes: badBytes,
           status: input.status ?? (badBytes > 0 ? 'damaged' : 'ok'),
-          search_text: searchText(input.filename, metadata, input.source.volumeLabel),
+          search_text: searchText(input.filename, metadata, source.volumeLabel),
         })
         .returningAll()
         .executeTakeFirstOrThrow();
@@ -325,7 +327,7 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
     async list(filter = {}) {
       const { limit, offset } = page(filter.limit, filter.offset);
       const where: RawBuilder<unknown>[] = [];
-      for (const term of searchTerms(filter.search)) where.push(sql`instr(archives.search_text, ${term}) > 0`);
+      for (const term of searchTerms(filter.search)) where.push(containsText(database.dialect, sql.ref('archives.search_text'), term));
       if (filter.createdFrom !== undefined) where.push(sql`archives.created_at >= ${timestamp(filter.createdFrom)}`);
       if (filter.createdBefore !== undefined) where.push(sql`archives.created_at < ${timestamp(filter.createdBefore)}`);
       if (filter.minSizeBytes !== undefined) where.push(sql`archives.size_bytes >= ${filter.minSizeBytes}`);
@@ -344,13 +346,14 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
       }
       if (filter.categoryId !== undefined) where.push(sql`archives.category_id = ${filter.categoryId}`);
       if (filter.minRating !== undefined) where.push(sql`archives.rating >= ${filter.minRating}`);
-      if (filter.tag !== undefined) where.push(sql`exists (select 1 from json_each(archives.metadata, '$.tags') where value = ${filter.tag})`);
+      if (filter.tag !== undefined)
+        where.push(sql`exists (select 1 from ${jsonArrayValues(database.dialect, 'archives.metadata', 'tags', 'tag')} where value = ${filter.tag})`);
       let from = sql`archives`;
       if (filter.match !== undefined) {
-        const match = ftsQuery(filter.match);
-        if (match === null) return { items: [], total: 0 };
+        const hits = fullTextHits(database.dialect, 'archives', matchTerms(filter.match), 'hits');
+        if (hits === null) return { items: [], total: 0 };
         // The index is asked once; its hits are joined to the archives they belong to.
-        from = sql`(select archive_id, ${BM25} as rank from archives_fts where archives_fts match ${match}) as hits join archives on archives.id = hits.archive_id`;
+        from = sql`${hits} join archives on archives.id = hits.id`;
       }
       const whereClause = where.length === 0 ? sql`` : sql`where ${sql.join(where, sql` and `)}`;
       const sort = filter.sort ?? (filter.match !== undefined ? 'relevance' : 'date');
@@ -426,7 +429,7 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
       const rows = await db
         .selectFrom('archives')
         .selectAll()
-        .where(sql<string>`json_extract(checksums, '$.sha256')`, 'in', wanted)
+        .where(jsonText(database.dialect, 'checksums', 'sha256'), 'in', wanted)
         .orderBy('created_at')
         .execute();
       for (const record of rows.map(rowToArchive)) {
@@ -474,8 +477,8 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
         .where('status', '!=', 'missing')
         .where((eb) => eb.or([eb('last_verified_at', 'is', null), eb('last_verified_at', '<', timestamp(before))]));
       if (options.excludeIds !== undefined && options.excludeIds.length > 0) query = query.where('id', 'not in', options.excludeIds);
-      // Never verified sorts first (NULLS FIRST is SQLite's default for ascending order).
-      const rows = await query.orderBy('last_verified_at', 'asc').orderBy('created_at', 'asc').orderBy('id', 'asc').limit(options.limit).execute();
+      // Never verified sorts first: SQLite's default for ascending order, not PostgreSQL's.
+      const rows = await query.orderBy(sql`last_verified_at asc nulls first`).orderBy('created_at', 'asc').orderBy('id', 'asc').limit(options.limit).execute();
       return rows.map(rowToArchive);
     },
 
@@ -502,7 +505,7 @@ async function withKnownCategory<T>(work: () => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (error) {
-    if (error instanceof Error && (error as { code?: unknown }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
+    if (isForeignKeyViolation(error)) {
       throw new ValidationError('unknown_category', 'no such category', { fields: ['category_id'] });
     }
     throw error;

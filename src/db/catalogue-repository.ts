@@ -2,6 +2,7 @@ import type { ArchiveCategory } from '../archive/model.js';
 import { type Clock, systemClock } from '../clock.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import type { Database } from './database.js';
+import { isUniqueViolation } from './dialect.js';
 import type { ArchiveCategoriesTable } from './schema.js';
 import { newId, timestamp } from './values.js';
 
@@ -25,10 +26,6 @@ export interface PreferenceRepository {
 
 function toCategory(row: ArchiveCategoriesTable): ArchiveCategory {
   return { id: row.id, name: row.name, createdAt: row.created_at };
-}
-
-function isUniqueViolation(error: unknown): boolean {
-  return error instanceof Error && (error as { code?: unknown }).code === 'SQLITE_CONSTRAINT_UNIQUE';
 }
 
 export function createCategoryRepository(database: Database, options: { now?: Clock } = {}): CategoryRepository {

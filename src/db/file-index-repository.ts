@@ -1,5 +1,10 @@
-import { CompiledQuery, sql } from 'kysely';
+import { type Compilable, type RawBuilder, sql } from 'kysely';
 import type { Database } from './database.js';
+import { type SearchTerm, fullTextHits, jsonText } from './dialect.js';
+import { withoutNul } from './values.js';
+
+/** A word of a search (the index's own type, handed on: the callers build terms, the dialect turns them into SQL). */
+export type { SearchTerm };
 
 /** One file or folder inside an archived image, as the index stores it. */
 export interface IndexedEntry {
@@ -31,14 +36,14 @@ export interface FileIndexRepository {
     at: string,
   ): Promise<void>;
   state(archiveId: string): Promise<{ status: string; entries: number; errorCode: string | null; indexedAt: string } | null>;
-  /** Best matches first (bm25, a name counting ten times a path). `match` is an FTS5 query built by the caller. */
-  search(match: string, limit: number): Promise<FileSearchHit[]>;
+  /** Entries holding every term, best matches first (a name counting ten times a path). */
+  search(terms: readonly SearchTerm[], limit: number): Promise<FileSearchHit[]>;
 }
-
-const raw = (text: string, parameters: readonly unknown[]) => ({ compile: () => CompiledQuery.raw(text, [...parameters]) });
 
 export function createFileIndexRepository(database: Database): FileIndexRepository {
   const db = database.kysely;
+  /** A `sql` statement for a transaction's executor, compiled with the engine's own parameter syntax. */
+  const statement = (query: RawBuilder<unknown>): Compilable<unknown> => ({ compile: () => query.compile(db) });
   return {
     async unindexed(limit) {
       const { rows } = await sql<{ id: string; path: string }>`
@@ -49,22 +54,16 @@ export function createFileIndexRepository(database: Database): FileIndexReposito
     },
     async clear(archiveId) {
       await database.transaction(async (tx) => {
-        await tx.run(raw('delete from archive_file_entries where archive_id = ?', [archiveId]));
-        await tx.run(raw('delete from archive_file_index where archive_id = ?', [archiveId]));
+        await tx.run(statement(sql`delete from archive_file_entries where archive_id = ${archiveId}`));
+        await tx.run(statement(sql`delete from archive_file_index where archive_id = ${archiveId}`));
       });
     },
     async add(archiveId, entries) {
       await database.transaction(async (tx) => {
         for (const entry of entries) {
           await tx.run(
-            raw('insert into archive_file_entries (archive_id, path, name, kind, size_bytes, mtime) values (?, ?, ?, ?, ?, ?)', [
-              archiveId,
-              entry.path,
-              entry.name,
-              entry.kind,
-              entry.sizeBytes,
-              entry.mtime,
-            ]),
+            statement(sql`insert into archive_file_entries (archive_id, path, name, kind, size_bytes, mtime)
+              values (${archiveId}, ${withoutNul(entry.path)}, ${withoutNul(entry.name)}, ${entry.kind}, ${entry.sizeBytes}, ${entry.mtime})`),
           );
         }
       });
@@ -73,21 +72,12 @@ export function createFileIndexRepository(database: Database): FileIndexReposito
       await database.transaction(async (tx) => {
         // The archive may have been deleted while its image was read: then there is nothing to record.
         await tx.run(
-          raw(
-            `insert into archive_file_index (archive_id, status, entries, error_code, error_message, indexed_at)
-             select ?, ?, ?, ?, ?, ? where exists (select 1 from archives where id = ?)
-             on conflict (archive_id) do update set status = excluded.status, entries = excluded.entries,
-               error_code = excluded.error_code, error_message = excluded.error_message, indexed_at = excluded.indexed_at`,
-            [
-              archiveId,
-              outcome.status,
-              outcome.entries,
-              outcome.status === 'failed' ? outcome.code : null,
-              outcome.status === 'failed' ? outcome.message : null,
-              at,
-              archiveId,
-            ],
-          ),
+          statement(sql`insert into archive_file_index (archive_id, status, entries, error_code, error_message, indexed_at)
+              select ${archiveId}, ${outcome.status}, ${outcome.entries}, ${outcome.status === 'failed' ? outcome.code : null},
+                ${outcome.status === 'failed' ? outcome.message : null}, ${at}
+              where exists (select 1 from archives where id = ${archiveId})
+              on conflict (archive_id) do update set status = excluded.status, entries = excluded.entries,
+                error_code = excluded.error_code, error_message = excluded.error_message, indexed_at = excluded.indexed_at`),
         );
       });
     },
@@ -97,7 +87,9 @@ export function createFileIndexRepository(database: Database): FileIndexReposito
       const row = rows[0];
       return row === undefined ? null : { status: row.status, entries: row.entries, errorCode: row.error_code, indexedAt: row.indexed_at };
     },
-    async search(match, limit) {
+    async search(terms, limit) {
+      const hits = fullTextHits(database.dialect, 'files', terms, 'hits');
+      if (hits === null) return [];
       const { rows } = await sql<{
         archive_id: string;
         path: string;
@@ -110,12 +102,11 @@ export function createFileIndexRepository(database: Database): FileIndexReposito
         rank: number;
       }>`
         select e.archive_id, e.path, e.name, e.kind, e.size_bytes, e.mtime, a.filename,
-               nullif(json_extract(a.metadata, '$.label'), '') as label, s.rank
-        from (select rowid, bm25(archive_file_search, 10.0, 1.0) as rank from archive_file_search
-              where archive_file_search match ${match} order by rank limit ${limit}) s
-        join archive_file_entries e on e.id = s.rowid
+               nullif(${jsonText(database.dialect, 'a.metadata', 'label')}, '') as label, s.rank
+        from (select hits.id, hits.rank from ${hits} order by hits.rank, hits.id limit ${limit}) s
+        join archive_file_entries e on e.id = s.id
         join archives a on a.id = e.archive_id
-        order by s.rank`.execute(db);
+        order by s.rank, s.id`.execute(db);
       return rows.map((row) => ({
         archiveId: row.archive_id,
         path: row.path,

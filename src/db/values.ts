@@ -18,6 +18,19 @@ export function toJson(value: JsonValue | object): string {
   return JSON.stringify(value);
 }
 
+/**
+ * The value with every NUL character removed from its strings (object keys too). Names read from a
+ * disc (a volume label, a file name) may carry one; PostgreSQL refuses it in text and in JSON, and
+ * it means nothing in a name, so it is dropped before storing on either engine.
+ */
+export function withoutNul<T>(value: T): T {
+  if (typeof value === 'string') return value.replaceAll('\u0000', '') as T;
+  if (Array.isArray(value)) return value.map(withoutNul) as T;
+  if (value !== null && typeof value === 'object')
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [withoutNul(key), withoutNul(item)])) as T;
+  return value;
+}
+
 /** Parses a JSON column this layer wrote; the caller states the shape it stored there. */
 export function fromJson<T>(text: string): T {
   return JSON.parse(text) as T;

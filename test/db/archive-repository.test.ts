@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import type { ArchiveSource } from '../../src/archive/model.js';
 import { type ArchiveRepository, type CreateArchiveInput, createArchiveRepository } from '../../src/db/archive-repository.js';
 import type { Database } from '../../src/db/database.js';
+import { isUniqueViolation } from '../../src/db/dialect.js';
 import type { DiscKind } from '../../src/drives/types.js';
 import { NotFoundError } from '../../src/errors.js';
 import { manualClock, withDatabase } from './support.js';
@@ -118,7 +119,8 @@ describe('archive repository', () => {
       };
       const created = await archives.create(input);
       assert.equal(created.createdAt, '2026-01-15T10:00:00.000Z');
-      await assert.rejects(archives.create(input), /UNIQUE constraint failed: archives\.path/);
+      // SQLite names the column (archives.path), PostgreSQL the unique index on it (archives_path_key).
+      await assert.rejects(archives.create(input), (error: Error) => isUniqueViolation(error) && /archives[._]path/.test(error.message));
     });
   });
 
@@ -142,6 +144,9 @@ describe('archive repository', () => {
       ['label', []],
       ['tags', []],
       ['  ', ['audio', 'blank', 'lookalike', 'movies', 'software']],
+      // A control character (PostgreSQL refuses a NUL in text) separates words like a space.
+      ['soft\u0000ware', ['software']],
+      ['movie\u0007backup', ['movies']],
     ];
     for (const [search, expected] of cases) {
       it(`finds ${JSON.stringify(expected)} for ${JSON.stringify(search)}`, async () => {
@@ -219,6 +224,36 @@ describe('archive repository', () => {
       );
       assert.equal((await archives.list({ search: 'backup' })).total, 0, 'the old tag is no longer found');
       await assert.rejects(archives.updateMetadata('archive_unknown', { label: 'x' }), NotFoundError);
+    });
+  });
+
+  it('drops NUL characters of a disc volume label and metadata before storing them, on either engine', async () => {
+    await withDatabase(async (database) => {
+      const archives = createArchiveRepository(database);
+      const created = await archives.create({
+        filename: 'nul.iso',
+        path: '/out/nul.iso',
+        sizeBytes: 1,
+        checksums: {},
+        source: { ...source('data'), volumeLabel: 'GAME\u0000DISC\u0000', volumeId: '\u0000ID' },
+        metadata: { label: 'GAME\u0000DISC', tags: ['t\u0000ag'], customFields: { 'sh\u0000elf': 'A\u00001' } },
+      });
+      assert.equal(created.source.volumeLabel, 'GAMEDISC');
+      assert.equal(created.source.volumeId, 'ID');
+      assert.deepEqual(created.metadata, { label: 'GAMEDISC', tags: ['tag'], notes: '', categoryId: null, rating: null, customFields: { shelf: 'A1' } });
+      assert.deepEqual(await archives.get(created.id), created);
+      assert.deepEqual(
+        (await archives.list({ match: 'gamedisc' })).items.map((item) => item.id),
+        [created.id],
+      );
+      assert.deepEqual(
+        (await archives.list({ search: 'gamedisc', tag: 'tag' })).items.map((item) => item.id),
+        [created.id],
+      );
+      const updated = await archives.updateMetadata(created.id, { notes: 'in the\u0000 attic' });
+      assert.equal(updated.metadata.notes, 'in the attic');
+      await archives.bulkUpdateMetadata([created.id], { addTags: ['ne\u0000w'] });
+      assert.deepEqual((await archives.get(created.id))?.metadata.tags, ['tag', 'new']);
     });
   });
 
