@@ -260,6 +260,8 @@ export function createEventBridge(options: EventBridgeOptions): EventBridge {
         wait = Math.min(wait * 2, RECONNECT_MAX_MS);
         continue;
       }
+      // Closed while connecting: close() ends the new connection.
+      if (closed.signal.aborted) return;
       // What was on the way while no one listened is gone, and so is any half-received message.
       assembling.clear();
       lastSeq.clear();
@@ -337,9 +339,9 @@ export function createEventBridge(options: EventBridgeOptions): EventBridge {
       if (closed.signal.aborted) return;
       closed.abort();
       clearInterval(pingTimer);
+      await reconnecting;
       const client = listener;
       listener = undefined;
-      await reconnecting;
       await client?.end().catch(() => undefined);
       for (const item of outgoing.splice(0)) item.reject(new Error('the cluster event bridge is closed'));
       await sender.end();
