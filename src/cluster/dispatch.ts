@@ -29,6 +29,11 @@ export interface Dispatch {
    * start yet (its drive is busy), and the same job is delivered again after the retry delay.
    */
   onWork(handler: (jobId: string) => Promise<void>): void;
+  /**
+   * Looks for work now instead of at the end of the polling interval: for a message to this node
+   * that another instance announced (a message this instance sends to itself wakes it by itself).
+   */
+  wake(): void;
 }
 
 export interface DispatchOptions {
@@ -99,6 +104,8 @@ export function createDispatch(options: DispatchOptions): Dispatch {
   let handler: ((jobId: string) => Promise<void>) | undefined;
   let started = false;
   const stopping = new AbortController();
+  /** Ends the idle wait of the delivery loop early. */
+  let idle: AbortController | undefined;
   let loop: Promise<void> | undefined;
 
   /**
@@ -116,7 +123,11 @@ export function createDispatch(options: DispatchOptions): Dispatch {
         log.warn({ err: error, url: shownUrl }, 'the job dispatch could not look for work');
       }
       if (message !== undefined) await deliver(work, message);
-      else await sleep(pollMs, undefined, { signal: stopping.signal }).catch(() => undefined);
+      else {
+        idle = new AbortController();
+        await sleep(pollMs, undefined, { signal: AbortSignal.any([stopping.signal, idle.signal]) }).catch(() => undefined);
+        idle = undefined;
+      }
     }
   }
 
@@ -152,6 +163,7 @@ export function createDispatch(options: DispatchOptions): Dispatch {
 
     async stop() {
       stopping.abort();
+      idle = undefined;
       await loop;
       if (started) await boss.stop({ graceful: false, close: true });
     },
@@ -159,10 +171,15 @@ export function createDispatch(options: DispatchOptions): Dispatch {
     async sendWithin(tx, nodeId, jobId, priority) {
       const queue = nodeQueue(nodeId);
       const send = () => boss.send(queue, { jobId }, { priority: PRIORITY[priority], db: insideTransaction(tx) });
+      if (queue === ownQueue) tx.afterCommit(() => idle?.abort());
       if ((await send()) !== null) return;
       // No row: the queue does not exist yet (pg-boss inserts through a join with its queue table).
       await tx.all({ compile: () => CompiledQuery.raw('select pgboss.create_queue($1, $2)', [queue, JSON.stringify(queueOptions)]) });
       if ((await send()) === null) throw new Error(`pg-boss did not accept a message to ${queue}`);
+    },
+
+    wake() {
+      idle?.abort();
     },
 
     onWork(work) {

@@ -21,8 +21,8 @@ async function database(): Promise<{ url: string; database: Database }> {
   return { url, database: opened };
 }
 
-async function dispatch(url: string, nodeId: string, retryDelaySeconds = 1): Promise<Dispatch> {
-  const created = createDispatch({ url, nodeId, log: recordingLogger(), pollMs: 100, retryDelaySeconds });
+async function dispatch(url: string, nodeId: string, retryDelaySeconds = 1, pollMs = 100): Promise<Dispatch> {
+  const created = createDispatch({ url, nodeId, log: recordingLogger(), pollMs, retryDelaySeconds });
   cleanups.push(() => created.stop());
   await created.start();
   return created;
@@ -113,6 +113,30 @@ test('a job whose handler throws (its drive is busy) is delivered again until th
   await until(async () => (await messagesOf(url, 'job_waiting'))[0]?.state === 'completed', 'the waiting job was taken');
   assert.deepEqual(attempts, ['job_waiting', 'job_waiting', 'job_waiting']);
   assert.equal((await messagesOf(url, 'job_waiting'))[0]?.retry_count, 2);
+});
+
+test('an idle node looks for work at once when its own send commits or when it is woken', async () => {
+  const { url, database: db } = await database();
+  // Polling every ten minutes: within the test, only a wake-up brings a delivery.
+  const [nodeA, nodeB] = [await dispatch(url, 'node-a', 1, 600_000), await dispatch(url, 'node-b', 1, 600_000)];
+  const received: string[] = [];
+  await db.transaction((tx) => nodeA.sendWithin(tx, 'node-a', 'job_first', 'normal'));
+  nodeA.onWork(async (jobId) => {
+    received.push(jobId);
+  });
+  await until(() => received.length === 1, 'the first job was delivered when the handler came');
+  // Lets the loop finish that delivery, look once more and settle into its wait.
+  await until(async () => (await messagesOf(url, 'job_first'))[0]?.state === 'completed', 'the first delivery was completed');
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  await db.transaction((tx) => nodeA.sendWithin(tx, 'node-a', 'job_own', 'normal'));
+  await until(() => received.length === 2, 'its own send woke the node');
+  await until(async () => (await messagesOf(url, 'job_own'))[0]?.state === 'completed', 'the second delivery was completed');
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  // Another instance's send: that instance announces it (through the event bridge), and the node is woken.
+  await db.transaction((tx) => nodeB.sendWithin(tx, 'node-a', 'job_other', 'normal'));
+  nodeA.wake();
+  await until(() => received.length === 3, 'wake() brought the job another instance sent');
+  assert.deepEqual(received, ['job_first', 'job_own', 'job_other']);
 });
 
 test('delivery resumes after a PostgreSQL restart', async () => {
