@@ -303,6 +303,7 @@ export function createEventBridge(options: EventBridgeOptions): EventBridge {
 
   return {
     async start() {
+      if (listener !== undefined || reconnecting !== undefined) return;
       await listen();
       pingTimer = setInterval(ping, pingMs);
       pingTimer.unref();
