@@ -1,5 +1,6 @@
 import { benchApi } from './api.js';
 import { benchCatalogue } from './catalogue.js';
+import { benchCluster } from './cluster.js';
 import { benchFiles } from './files.js';
 import { benchImaging } from './imaging.js';
 import { benchLighthouse } from './lighthouse.js';
@@ -16,6 +17,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   catalogue: benchCatalogue,
   verify: benchVerify,
   lighthouse: benchLighthouse,
+  cluster: benchCluster,
 };
 
 const wanted = process.argv[2] ?? 'all';

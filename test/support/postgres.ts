@@ -15,7 +15,7 @@ import pg from 'pg';
  */
 export interface PostgresServer {
   readonly port: number;
-  /** The postmaster's process id. */
+  /** The postmaster's process id (a new one after `restart`). */
   readonly pid: number;
   /** The directory holding the cluster and the unix socket. */
   readonly dir: string;
@@ -27,6 +27,8 @@ export interface PostgresServer {
   createDatabase(name?: string): Promise<string>;
   /** The TCP URL of an existing database. */
   url(database: string): string;
+  /** Stops the server (fast shutdown, every connection cut) and starts it again on the same port and data. */
+  restart(): Promise<void>;
   /** Stops the server (fast shutdown) and removes its directory. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -116,16 +118,15 @@ export async function startPostgres(): Promise<PostgresServer> {
     rmSync(passwordFile);
     let port = 0;
     let lastError = '';
-    // A port found free can be taken by someone else before the server binds it: try again then.
-    for (let attempt = 0; attempt < 5 && server === undefined; attempt++) {
-      port = await freePort();
+    /** The postmaster on `port`, or the reason it did not start (a taken port). */
+    const launch = async (on: number): Promise<ChildProcess | string> => {
       const candidate = spawn(
         'setpriv',
         asPostgres(join(bin, 'postgres'), [
           '-D',
           data,
           '-p',
-          String(port),
+          String(on),
           '-k',
           dir,
           '-c',
@@ -146,21 +147,33 @@ export async function startPostgres(): Promise<PostgresServer> {
       candidate.stderr?.on('data', (chunk: Buffer) => {
         stderr += chunk.toString();
       });
-      if (await acceptsConnections(candidate, dir, port)) {
-        server = candidate;
-      } else {
-        candidate.kill('SIGQUIT');
-        lastError = stderr;
-      }
+      if (await acceptsConnections(candidate, dir, on)) return candidate;
+      candidate.kill('SIGQUIT');
+      return stderr;
+    };
+    // A port found free can be taken by someone else before the server binds it: try again then.
+    for (let attempt = 0; attempt < 5 && server === undefined; attempt++) {
+      port = await freePort();
+      const launched = await launch(port);
+      if (typeof launched === 'string') lastError = launched;
+      else server = launched;
     }
     if (server === undefined) throw new Error(`postgres did not start: ${lastError}`);
-    const running = server;
+    let running = server;
     const startMs = Math.round(performance.now() - started);
     let databases = 0;
     const url = (database: string) => `postgres://${SUPERUSER}:${password}@127.0.0.1:${port}/${database}`;
+    const shutDown = async (): Promise<void> => {
+      if (running.exitCode !== null || running.signalCode !== null) return;
+      const exited = new Promise((resolveExit) => running.once('exit', resolveExit));
+      running.kill('SIGINT');
+      await exited;
+    };
     return {
       port,
-      pid: running.pid ?? 0,
+      get pid() {
+        return running.pid ?? 0;
+      },
       dir,
       password,
       startMs,
@@ -172,12 +185,15 @@ export async function startPostgres(): Promise<PostgresServer> {
         await withAdmin(dir, port, (client) => client.query(`create database ${name}`));
         return url(name);
       },
+      async restart() {
+        await shutDown();
+        const launched = await launch(port);
+        if (typeof launched === 'string') throw new Error(`postgres did not start again on port ${port}: ${launched}`);
+        running = launched;
+        server = launched;
+      },
       async stop() {
-        if (running.exitCode === null) {
-          const exited = new Promise((resolveExit) => running.once('exit', resolveExit));
-          running.kill('SIGINT');
-          await exited;
-        }
+        await shutDown();
         process.removeListener('exit', remove);
         rmSync(dir, { recursive: true, force: true });
       },
