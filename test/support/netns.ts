@@ -71,9 +71,21 @@ function ownerOf(name: string | undefined): number | undefined {
   return match === null ? undefined : Number(match[1]);
 }
 
+function killInside(namespace: string): void {
+  for (const pid of ip(['netns', 'pids', namespace])
+    .stdout.split('\n')
+    .filter((line) => line !== '')) {
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+}
+
 /**
- * Removes the namespaces and links of test processes that were killed before they could (their
- * processes were started with a parent-death signal, so none is left inside).
+ * Removes the namespaces and links of test processes that were killed before they could, and
+ * whatever still runs inside.
  */
 function removeAbandoned(): void {
   const abandoned = (name: string | undefined) => {
@@ -83,7 +95,13 @@ function removeAbandoned(): void {
   const links = JSON.parse(mustIp(['-j', 'link', 'show', 'type', 'veth']) || '[]') as Array<{ ifname: string; ifalias?: string }>;
   for (const link of links) if (ROOT_INTERFACE.test(link.ifname) && abandoned(link.ifalias)) ip(['link', 'del', link.ifname]);
   const namespaces = JSON.parse(mustIp(['-j', 'netns', 'list']) || '[]') as Array<{ name: string }>;
-  for (const { name } of namespaces) if (abandoned(name)) ip(['netns', 'del', name]);
+  for (const { name } of namespaces) {
+    if (!abandoned(name)) continue;
+    // Started by the dead test process, and missed by the parent-death signal if it died before
+    // the signal was armed.
+    killInside(name);
+    ip(['netns', 'del', name]);
+  }
 }
 
 function addressAt(index: number, offset: number): string {
@@ -118,15 +136,7 @@ export function createNetworkHost({ name }: { name: string }): NetworkHost {
     process.removeListener('exit', destroy);
     for (const child of children) child.kill('SIGKILL');
     // Processes the spawned ones started themselves.
-    for (const pid of ip(['netns', 'pids', namespace])
-      .stdout.split('\n')
-      .filter((line) => line !== '')) {
-      try {
-        process.kill(Number(pid), 'SIGKILL');
-      } catch {
-        // Gone meanwhile.
-      }
-    }
+    killInside(namespace);
     // Deleting the root side takes its peer with it at once; the namespace's own teardown, which
     // would take it too, runs later in the kernel.
     if (rootInterface !== undefined) ip(['link', 'del', rootInterface]);
