@@ -37,7 +37,7 @@ export interface NetworkHost {
 }
 
 const IP = '/usr/sbin/ip';
-const PREFIX = 'disk2iso-';
+const PREFIX = 'disk2iso-host-';
 /** 10.231.0.0/16 holds 16,384 networks of 4 addresses. */
 const SUBNETS = 16_384;
 const ROOT_INTERFACE = /^d2i\d+$/;
@@ -67,7 +67,7 @@ function isRunning(pid: number): boolean {
 
 /** The process id a name of this harness carries, if it is one. */
 function ownerOf(name: string | undefined): number | undefined {
-  const match = /^disk2iso-(\d+)-/.exec(name ?? '');
+  const match = /^disk2iso-host-(\d+)-/.exec(name ?? '');
   return match === null ? undefined : Number(match[1]);
 }
 
