@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { type IncomingMessage, request } from 'node:http';
+import { createInterface } from 'node:readline';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { type FixtureProcess, startFixture } from '../db/fixture-process.js';
+import { createNetworkHost } from './netns.js';
 import { type UpstreamProxy, startUpstreamProxy } from './nginx-upstream.js';
 
 const BACKEND = new URL('./fixtures/http-backend.js', import.meta.url);
@@ -23,9 +26,9 @@ after(async () => {
   await Promise.all(backends.map((backend) => backend.exited));
 });
 
-function send(method: string, path: string): Promise<{ status: number; body: string }> {
+function send(method: string, path: string, origin = proxy.origin): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const sent = request(`${proxy.origin}${path}`, { method, agent: false }, (response) => {
+    const sent = request(`${origin}${path}`, { method, agent: false }, (response) => {
       let body = '';
       response.setEncoding('utf8').on('data', (chunk: string) => {
         body += chunk;
@@ -106,6 +109,41 @@ test('with one backend killed, every request, POST included, is answered by the 
     answers.map((answer) => `${answer.status} ${answer.body}`),
     ['200 beta GET', '200 beta POST', '200 beta GET', '200 beta POST', '200 beta GET', '200 beta POST'],
   );
+});
+
+test('a backend whose host is cut off is skipped after the connect timeout, and used again once it is back', async () => {
+  const host = createNetworkHost({ name: 'web' });
+  const inside = host.spawn(process.execPath, [fileURLToPath(BACKEND), 'gamma', host.address], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const outside = startFixture(BACKEND, ['delta']);
+  let cluster: UpstreamProxy | undefined;
+  try {
+    assert.ok(inside.stdout !== null);
+    const [insidePort] = await createInterface({ input: inside.stdout })
+      [Symbol.asyncIterator]()
+      .next()
+      .then((next) => [String(next.value)]);
+    cluster = await startUpstreamProxy({ backends: [`${host.address}:${insidePort}`, `127.0.0.1:${await outside.nextLine()}`] });
+    const { origin } = cluster;
+    const bodies = async (count: number) => {
+      const answers = [];
+      for (let index = 0; index < count; index++) answers.push(await send('GET', '/who', origin));
+      return answers.map((answer) => `${answer.status} ${answer.body}`);
+    };
+    assert.deepEqual([...new Set(await bodies(4))].sort(), ['200 delta GET', '200 gamma GET']);
+
+    // Its packets are dropped, not refused: nginx learns of it only from the connect timeout.
+    host.cut();
+    assert.deepEqual(await bodies(4), ['200 delta GET', '200 delta GET', '200 delta GET', '200 delta GET']);
+
+    host.restore();
+    const seen = new Set<string>();
+    while (!seen.has('200 gamma GET')) for (const body of await bodies(2)) seen.add(body);
+  } finally {
+    await cluster?.stop();
+    await host.remove();
+    outside.child.kill('SIGKILL');
+    await outside.exited;
+  }
 });
 
 test('a stopped proxy refuses connections', async () => {
