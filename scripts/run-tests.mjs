@@ -16,11 +16,14 @@ const testRoot = join(root, 'dist', 'test');
  * `--unit` leaves out every test file that uses one of these, directly or through other test
  * modules (src/ never imports test/, npm run depcruise checks it, so following test/'s own imports
  * is enough): loop devices need root, the FUSE file system root and fuse3, the browser Chromium,
- * and the service and auth stacks hash with real bcrypt (cost 12), minutes of CPU in all.
+ * and the service and auth stacks hash with real bcrypt (cost 12), minutes of CPU in all. Network
+ * namespaces need root too, and so does nginx, whose workers run as www-data.
  */
 const INTEGRATION_MODULES = [
   'test/tools/loop.js',
   'test/tools/faultfs.js',
+  'test/support/netns.js',
+  'test/support/nginx-upstream.js',
   'test/web/support/browser.js',
   'test/http/support.js',
   'test/web/support/server.js',

@@ -83,3 +83,46 @@ function isZombie(pid: number): boolean {
     return true;
   }
 }
+
+test('a restart keeps the port and the data, and a pool reconnects by itself', async () => {
+  const server = await startPostgres();
+  const pool = new pg.Pool({ connectionString: await server.createDatabase(), max: 2 });
+  // The restart ends the pool's idle connections; unheard, that error would end the test process.
+  const poolErrors: string[] = [];
+  pool.on('error', (error) => poolErrors.push(error instanceof pg.DatabaseError ? String(error.code) : error.message));
+  try {
+    await pool.query("create table marker (value text); insert into marker values ('before')");
+    const { port, pid } = server;
+    await server.restart();
+    assert.equal(server.port, port);
+    assert.notEqual(server.pid, pid, 'a new postmaster');
+    assert.equal(isRunning(pid), false, 'the old one is gone');
+    assert.deepEqual(poolErrors, ['57P01'], 'the idle connection was ended by the shutdown (admin_shutdown)');
+    assert.deepEqual((await pool.query('select value from marker')).rows, [{ value: 'before' }]);
+
+    await server.stop({ keepData: true });
+    assert.equal(isRunning(server.pid), false);
+    assert.equal(existsSync(server.dir), true, 'the cluster is kept');
+    await assert.rejects(pool.query('select 1'), { code: 'ECONNREFUSED' });
+    await server.start();
+    await pool.query("insert into marker values ('after')");
+    assert.deepEqual((await pool.query('select value from marker order by value desc')).rows, [{ value: 'before' }, { value: 'after' }]);
+  } finally {
+    await pool.end();
+    await server.stop();
+  }
+  assert.equal(existsSync(server.dir), false, 'stop() without keepData removes the cluster');
+  await assert.rejects(server.start(), /start after stop\(\) removed the cluster/);
+});
+
+test('an address to listen on besides 127.0.0.1 must be an address and a network of its family', async () => {
+  for (const listen of [
+    { address: '10.231.0.1,*', clients: '10.231.0.0/30' },
+    { address: '10.231.0.1', clients: '10.231.0.0/33' },
+    { address: '10.231.0.1', clients: 'all' },
+    { address: '10.231.0.1', clients: '::1/128' },
+    { address: '10.231.0.1', clients: '10.231.0.0/30 trust' },
+  ]) {
+    await assert.rejects(startPostgres({ listen: [listen] }), /is not an address and a network \(CIDR\) of the same family/, JSON.stringify(listen));
+  }
+});

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { type IncomingHttpHeaders, type IncomingMessage, request as httpRequest } from 'node:http';
 import { type ClientHttp2Session, connect as connectHttp2 } from 'node:http2';
 import { request as httpsRequest } from 'node:https';
-import { connect as connectTcp, createServer } from 'node:net';
+import { connect as connectTcp } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -16,11 +15,11 @@ import { localActor } from '../../src/auth/principal.js';
 import { packageRoot } from '../../src/config/load.js';
 import { CONTENT_SECURITY_POLICY } from '../../src/http/security-headers.js';
 import { TEST_PASSWORD, type TestServer, startTestServer, waitFor } from '../http/support.js';
+import { NGINX_HTTP_PART, type NginxProcess, freePorts, startNginx } from '../support/nginx-upstream.js';
 import { run } from '../tools/exec.js';
 import { type MadeIso, makeIso, requireTool } from '../tools/iso.js';
 
 const SITE = join(packageRoot(), 'deploy', 'nginx', 'disk2iso.conf');
-const HTTP_PART = join(packageRoot(), 'deploy', 'nginx', 'disk2iso-http.conf');
 const HSTS = 'max-age=31536000; includeSubDomains';
 
 interface Certificates {
@@ -59,25 +58,6 @@ async function makeCertificates(openssl: string, dir: string): Promise<Certifica
   const signing = ['-CA', file('ca.crt'), '-CAkey', file('ca.key'), '-CAcreateserial', '-days', '2', '-extfile', file('server.ext')];
   await run(openssl, ['x509', '-req', '-in', file('server.csr'), ...signing, '-out', file('server.crt')]);
   return { ca: await readFile(file('ca.crt'), 'utf8'), cert: file('server.crt'), key: file('server.key') };
-}
-
-/** Ports nothing listens on right now. */
-async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: count }, async () => {
-      const server = createServer();
-      server.listen(0, '127.0.0.1');
-      await once(server, 'listening');
-      return server;
-    }),
-  );
-  const ports = servers.map((server) => {
-    const address = server.address();
-    assert.ok(address !== null && typeof address === 'object');
-    return address.port;
-  });
-  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
-  return ports;
 }
 
 /**
@@ -122,9 +102,7 @@ describe('nginx in front of the service (deploy/nginx)', () => {
   let iso: MadeIso;
   let certificates: Certificates;
   let service: TestServer;
-  let nginx: ChildProcess | undefined;
-  let nginxArgs: string[];
-  let nginxPath: string;
+  let nginx: NginxProcess | undefined;
   let httpsPort: number;
   let httpPort: number;
   let origin: string;
@@ -171,11 +149,10 @@ describe('nginx in front of the service (deploy/nginx)', () => {
   }
 
   before(async () => {
-    nginxPath = await requireTool('nginx', 'nginx');
     const openssl = await requireTool('openssl', 'openssl');
     work = await mkdtemp(join(tmpdir(), 'disk2iso-nginx-'));
-    // nginx's workers run as www-data, as on Debian; they must reach the socket's directory.
-    await chmod(work, 0o755);
+    // nginx's workers run as www-data, as on Debian; they must reach the socket's directory
+    // (startNginx opens the directory to them).
     const wwwData = Number((await run('id', ['-g', 'www-data'])).stdout.trim());
     iso = await makeIso({ dir: work, label: 'PROXIED', dataMiB: 3, files: 2, seed: 5 });
     certificates = await makeCertificates(openssl, work);
@@ -201,69 +178,29 @@ describe('nginx in front of the service (deploy/nginx)', () => {
       ['/run/disk2iso/disk2iso.sock', socket, 2],
     ]);
     await writeFile(join(work, 'disk2iso.conf'), site);
-    const temp = join(work, 'nginx-temp');
-    await mkdir(temp);
-    // Debian's /etc/nginx/nginx.conf in the parts that matter (its http-wide TLS settings included,
-    // which the site must override), with this test's files instead of the system's.
-    const main = `user www-data;
-worker_processes 1;
-events { worker_connections 512; }
-http {
-    sendfile on;
-    tcp_nopush on;
-    types_hash_max_size 2048;
-    include /etc/nginx/mime.types;
-    default_type application/octet-stream;
-    ssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3;
-    ssl_prefer_server_ciphers on;
-    gzip on;
-    access_log ${join(work, 'access.log')};
-    client_body_temp_path ${join(temp, 'body')};
-    proxy_temp_path ${join(temp, 'proxy')};
-    fastcgi_temp_path ${join(temp, 'fastcgi')};
-    uwsgi_temp_path ${join(temp, 'uwsgi')};
-    scgi_temp_path ${join(temp, 'scgi')};
-    include ${HTTP_PART};
-    include ${join(work, 'disk2iso.conf')};
-}
-`;
-    await writeFile(join(work, 'nginx.conf'), main);
-    nginxArgs = ['-p', work, '-c', join(work, 'nginx.conf'), '-e', join(work, 'error.log')];
-    const pidFile = `pid ${join(work, 'nginx.pid')};`;
-    const started = spawn(nginxPath, [...nginxArgs, '-g', `daemon off; ${pidFile}`], { stdio: ['ignore', 'ignore', 'pipe'] });
-    nginx = started;
-    let stderr = '';
-    started.stderr?.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    let exited = false;
-    started.once('exit', () => {
-      exited = true;
-    });
-    await waitFor('nginx to listen', async () => {
-      if (exited) throw new Error(`nginx exited: ${stderr}${await readFile(join(work, 'error.log'), 'utf8').catch(() => '')}`);
-      return new Promise<boolean>((resolve) => {
-        const probe = connectTls({ host: '127.0.0.1', port: httpsPort, ca: certificates.ca }, () => {
-          probe.destroy();
-          resolve(true);
-        });
-        probe.on('error', () => resolve(false));
-      });
+    nginx = await startNginx({
+      dir: work,
+      includes: [NGINX_HTTP_PART, join(work, 'disk2iso.conf')],
+      isListening: () =>
+        new Promise<boolean>((resolve) => {
+          const probe = connectTls({ host: '127.0.0.1', port: httpsPort, ca: certificates.ca }, () => {
+            probe.destroy();
+            resolve(true);
+          });
+          probe.on('error', () => resolve(false));
+        }),
     });
   });
 
   after(async () => {
-    if (nginx && nginx.exitCode === null) {
-      const exited = once(nginx, 'exit');
-      nginx.kill('SIGQUIT');
-      await exited;
-    }
+    await nginx?.stop();
     await service?.close();
     if (work) await rm(work, { recursive: true, force: true });
   });
 
   it('passes nginx -t without a warning, with the http part included as documented', async () => {
-    const checked = await run(nginxPath, ['-t', ...nginxArgs, '-g', `pid ${join(work, 'nginx-t.pid')};`]);
+    assert.ok(nginx);
+    const checked = await run(nginx.command, ['-t', ...nginx.args, '-g', `pid ${join(work, 'nginx-t.pid')};`]);
     assert.match(checked.stderr, /syntax is ok/);
     assert.match(checked.stderr, /test is successful/);
     assert.doesNotMatch(checked.stderr, /\[(warn|emerg|alert|crit)\]/, checked.stderr);

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before } from 'node:test';
@@ -15,7 +15,7 @@ import pg from 'pg';
  */
 export interface PostgresServer {
   readonly port: number;
-  /** The postmaster's process id (a new one after `restart`). */
+  /** The postmaster's process id (a new one after a restart). */
   readonly pid: number;
   /** The directory holding the cluster and the unix socket. */
   readonly dir: string;
@@ -25,12 +25,29 @@ export interface PostgresServer {
   readonly startMs: number;
   /** A new empty database (`name` or a name of its own); returns its TCP URL (with the password). */
   createDatabase(name?: string): Promise<string>;
-  /** The TCP URL of an existing database. */
-  url(database: string): string;
-  /** Stops the server (fast shutdown, every connection cut) and starts it again on the same port and data. */
+  /** The TCP URL of an existing database, through 127.0.0.1 or another of the addresses it listens on. */
+  url(database: string, host?: string): string;
+  /**
+   * Stops the server (fast shutdown: open sessions are ended, each client sees its connection
+   * close) and removes its directory. Safe to call twice. With `keepData` the cluster stays for
+   * `start()`, and is still removed when the test process exits.
+   */
+  stop(options?: { keepData?: boolean }): Promise<void>;
+  /** Starts a server stopped with `keepData` again: the same port, data, password and databases. */
+  start(): Promise<void>;
+  /** `stop({ keepData: true })`, then `start()`: what a database restart looks like to its clients. */
   restart(): Promise<void>;
-  /** Stops the server (fast shutdown) and removes its directory. Safe to call twice. */
-  stop(): Promise<void>;
+}
+
+/** An address to listen on besides 127.0.0.1, and the clients (CIDR) that may connect through it with the password. */
+interface PostgresListenAddress {
+  readonly address: string;
+  readonly clients: string;
+}
+
+export interface PostgresOptions {
+  /** By default the server listens on 127.0.0.1 alone. */
+  readonly listen?: readonly PostgresListenAddress[];
 }
 
 const SUPERUSER = 'postgres';
@@ -70,8 +87,19 @@ function asPostgres(program: string, args: readonly string[]): string[] {
   return ['--reuid', SUPERUSER, '--regid', SUPERUSER, '--init-groups', '--pdeathsig', 'QUIT', '--', program, ...args];
 }
 
-export async function startPostgres(): Promise<PostgresServer> {
+/** Refuses anything but a plain address and a network of the same family: both end up in the server's configuration. */
+function checkListenAddress({ address, clients }: PostgresListenAddress): void {
+  const [network, prefix, ...rest] = clients.split('/');
+  const family = isIP(address);
+  const bits = Number(prefix);
+  const valid = family !== 0 && isIP(network ?? '') === family && rest.length === 0 && /^\d{1,3}$/.test(prefix ?? '') && bits <= (family === 4 ? 32 : 128);
+  if (!valid) throw new Error(`startPostgres: listen ${address} for ${clients} is not an address and a network (CIDR) of the same family`);
+}
+
+export async function startPostgres(options: PostgresOptions = {}): Promise<PostgresServer> {
   const started = performance.now();
+  const extraListen = options.listen ?? [];
+  for (const listen of extraListen) checkListenAddress(listen);
   const bin = postgresBinaries();
   const dir = mkdtempSync(join(tmpdir(), 'disk2iso-pg-'));
   const owner = spawnSync('id', ['-u', SUPERUSER], { encoding: 'utf8' });
@@ -84,7 +112,7 @@ export async function startPostgres(): Promise<PostgresServer> {
   chownSync(passwordFile, Number(owner.stdout), Number(group.stdout));
   let server: ChildProcess | undefined;
   const remove = (): void => {
-    if (server?.exitCode === null && server.pid !== undefined) {
+    if (server?.exitCode === null && server.signalCode === null && server.pid !== undefined) {
       try {
         process.kill(server.pid, 'SIGQUIT');
       } catch {
@@ -95,8 +123,42 @@ export async function startPostgres(): Promise<PostgresServer> {
   };
   // A test file that ends by an uncaught exception skips its after hooks; this still runs.
   process.once('exit', remove);
+  const data = join(dir, 'data');
+  const listenAddresses = ['127.0.0.1', ...extraListen.map((listen) => listen.address)].join(',');
+  /** The postmaster on `port` once it accepts connections, or what it said when it could not start (a taken port). */
+  const launch = async (port: number): Promise<{ process: ChildProcess } | { error: string }> => {
+    const candidate = spawn(
+      'setpriv',
+      asPostgres(join(bin, 'postgres'), [
+        '-D',
+        data,
+        '-p',
+        String(port),
+        '-k',
+        dir,
+        '-c',
+        `listen_addresses=${listenAddresses}`,
+        // Durability is worthless for a throwaway cluster and costs the tests time.
+        '-c',
+        'fsync=off',
+        '-c',
+        'synchronous_commit=off',
+        '-c',
+        'full_page_writes=off',
+        '-c',
+        'max_connections=50',
+      ]),
+      { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let stderr = '';
+    candidate.stderr?.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    if (await acceptsConnections(candidate, dir, port)) return { process: candidate };
+    candidate.kill('SIGQUIT');
+    return { error: stderr };
+  };
   try {
-    const data = join(dir, 'data');
     const init = spawnSync(
       'setpriv',
       asPostgres(join(bin, 'initdb'), [
@@ -116,63 +178,42 @@ export async function startPostgres(): Promise<PostgresServer> {
     );
     if (init.status !== 0) throw new Error(`initdb failed (${init.status}): ${init.stderr}`);
     rmSync(passwordFile);
+    // initdb's own lines admit the loopback addresses only; each further address admits its clients, with the password.
+    if (extraListen.length > 0) {
+      appendFileSync(join(data, 'pg_hba.conf'), extraListen.map((listen) => `host all all ${listen.clients} scram-sha-256\n`).join(''));
+    }
     let port = 0;
     let lastError = '';
-    /** The postmaster on `port`, or the reason it did not start (a taken port). */
-    const launch = async (on: number): Promise<ChildProcess | string> => {
-      const candidate = spawn(
-        'setpriv',
-        asPostgres(join(bin, 'postgres'), [
-          '-D',
-          data,
-          '-p',
-          String(on),
-          '-k',
-          dir,
-          '-c',
-          'listen_addresses=127.0.0.1',
-          // Durability is worthless for a throwaway cluster and costs the tests time.
-          '-c',
-          'fsync=off',
-          '-c',
-          'synchronous_commit=off',
-          '-c',
-          'full_page_writes=off',
-          '-c',
-          'max_connections=50',
-        ]),
-        { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] },
-      );
-      let stderr = '';
-      candidate.stderr?.on('data', (chunk: Buffer) => {
-        stderr += chunk.toString();
-      });
-      if (await acceptsConnections(candidate, dir, on)) return candidate;
-      candidate.kill('SIGQUIT');
-      return stderr;
-    };
     // A port found free can be taken by someone else before the server binds it: try again then.
     for (let attempt = 0; attempt < 5 && server === undefined; attempt++) {
       port = await freePort();
       const launched = await launch(port);
-      if (typeof launched === 'string') lastError = launched;
-      else server = launched;
+      if ('process' in launched) server = launched.process;
+      else lastError = launched.error;
     }
     if (server === undefined) throw new Error(`postgres did not start: ${lastError}`);
-    let running = server;
     const startMs = Math.round(performance.now() - started);
     let databases = 0;
-    const url = (database: string) => `postgres://${SUPERUSER}:${password}@127.0.0.1:${port}/${database}`;
-    const shutDown = async (): Promise<void> => {
-      if (running.exitCode !== null || running.signalCode !== null) return;
+    const url = (database: string, host = '127.0.0.1') => `postgres://${SUPERUSER}:${password}@${isIP(host) === 6 ? `[${host}]` : host}:${port}/${database}`;
+    let removed = false;
+    const shutdown = async (): Promise<void> => {
+      const running = server;
+      if (running === undefined || running.exitCode !== null || running.signalCode !== null) return;
       const exited = new Promise((resolveExit) => running.once('exit', resolveExit));
       running.kill('SIGINT');
       await exited;
     };
+    const start = async (): Promise<void> => {
+      if (removed) throw new Error('postgres: start after stop() removed the cluster');
+      if (server?.exitCode === null && server.signalCode === null) throw new Error('postgres: start while the server runs');
+      const launched = await launch(port);
+      if ('error' in launched) throw new Error(`postgres did not start again on port ${port}: ${launched.error}`);
+      server = launched.process;
+    };
     return {
       port,
       get pid() {
-        return running.pid ?? 0;
+        return server?.pid ?? 0;
       },
       dir,
       password,
@@ -185,17 +226,17 @@ export async function startPostgres(): Promise<PostgresServer> {
         await withAdmin(dir, port, (client) => client.query(`create database ${name}`));
         return url(name);
       },
-      async restart() {
-        await shutDown();
-        const launched = await launch(port);
-        if (typeof launched === 'string') throw new Error(`postgres did not start again on port ${port}: ${launched}`);
-        running = launched;
-        server = launched;
-      },
-      async stop() {
-        await shutDown();
+      async stop(stopOptions = {}) {
+        await shutdown();
+        if (stopOptions.keepData === true) return;
+        removed = true;
         process.removeListener('exit', remove);
         rmSync(dir, { recursive: true, force: true });
+      },
+      start,
+      async restart() {
+        await shutdown();
+        await start();
       },
     };
   } catch (error) {
@@ -241,11 +282,11 @@ interface PostgresForFile {
  * stopped and removed after its last, whether they passed or not. Node 20 runs a file's top-level
  * before hooks concurrently, so a hook of the file that needs the server awaits `ready()`.
  */
-export function usePostgres(): PostgresForFile {
+export function usePostgres(options: PostgresOptions = {}): PostgresForFile {
   let starting: Promise<PostgresServer> | undefined;
   let server: PostgresServer | undefined;
   const ready = (): Promise<PostgresServer> => {
-    starting ??= startPostgres().then((started) => {
+    starting ??= startPostgres(options).then((started) => {
       server = started;
       process.stderr.write(`# postgres harness started in ${started.startMs} ms on port ${started.port}\n`);
       return started;
