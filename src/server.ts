@@ -19,7 +19,7 @@ import { type AuthService, createAuthService } from './auth/service.js';
 import { systemClock } from './clock.js';
 import type { NodeRole } from './cluster/model.js';
 import { createNodeRegistry, driveReport, processAlive } from './cluster/registry.js';
-import { assertRoleFits, partsOfRole, routesOfRole } from './cluster/roles.js';
+import { assertRoleFits, partsOfRole, routesOfRole, sharesNodeList } from './cluster/roles.js';
 import type { Config } from './config/schema.js';
 import { createArchiveRepository } from './db/archive-repository.js';
 import { createAuditRepository } from './db/audit-repository.js';
@@ -216,6 +216,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       version,
       node: { id: config.cluster.node_name, role, hostname: hostname(), pid: process.pid, internalUrl: null },
       drives: () => (parts.drives ? driveStates.list().map((drive) => driveReport(drive, driveStates.peek(drive.id))) : []),
+      exclusiveName: sharesNodeList(database.dialect),
       processAlive,
       onProblem: (message) => eventLog.record({ level: 'warning', source: 'cluster', message }),
     });
@@ -531,7 +532,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       ]),
     });
 
-    // First: a name another live process holds is refused before anything of this one runs.
+    // First: in the cluster, a name another live process holds is refused before anything of this one runs.
     await nodeRegistry.start();
     // Before the runner and before listening: the first answers are there when the first request asks (each probe bounded by its timeout).
     if (parts.drives) {

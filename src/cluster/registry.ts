@@ -26,6 +26,12 @@ export interface NodeRegistryDeps {
   node: Omit<NodeRegistration, 'version' | 'startedAt'>;
   /** The drives this node owns, as its heartbeat reports them (none for a web instance). */
   drives: () => NodeDriveReport[];
+  /**
+   * Whether a name another live process holds is refused: in the cluster database, where nodes share
+   * the list. The embedded database serves one service; a second process on it (or on a restored
+   * copy of it) takes the entry over, and its port or socket decides which one runs.
+   */
+  exclusiveName: boolean;
   /** Whether a process of this host is alive; another live process may not take over the node's name. */
   processAlive: (pid: number) => boolean;
   /** A heartbeat that could not be written (the database away): told, and tried again at the next beat. */
@@ -35,7 +41,7 @@ export interface NodeRegistryDeps {
 }
 
 export interface NodeRegistry {
-  /** Registers this node (refusing a name a live node of another process holds) and starts the heartbeat. */
+  /** Registers this node (refusing, with `exclusiveName`, a name a live node of another process holds) and starts the heartbeat. */
   start(): Promise<void>;
   /** One heartbeat now: renews the entry and the drives, or registers again when the entry was removed. */
   beat(): Promise<void>;
@@ -118,7 +124,7 @@ export function createNodeRegistry(deps: NodeRegistryDeps): NodeRegistry {
   return {
     async start() {
       const existing = await repository.get(node.id);
-      if (existing !== null && heldByAnother(existing)) {
+      if (deps.exclusiveName && existing !== null && heldByAnother(existing)) {
         throw new ConflictError(
           'node_name_taken',
           `the node name ${node.id} is in use by pid ${existing.pid} on ${existing.hostname} (heartbeat ${existing.heartbeatAt}); give this process another cluster.node_name`,

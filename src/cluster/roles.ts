@@ -34,12 +34,17 @@ export function isNodeRole(value: string): value is NodeRole {
   return (NODE_ROLES as readonly string[]).includes(value);
 }
 
+/** Whether processes on this database form a cluster (PostgreSQL), or it serves one service alone (the embedded SQLite file). */
+export function sharesNodeList(dialect: Database['dialect']): boolean {
+  return dialect === 'postgres';
+}
+
 /**
  * Refuses a split role on the embedded database: one SQLite file serves one process, so a web
  * instance there would have no worker and a worker no pages.
  */
 export function assertRoleFits(role: NodeRole, dialect: Database['dialect']): void {
-  if (role !== 'all' && dialect !== 'postgres') {
+  if (role !== 'all' && !sharesNodeList(dialect)) {
     throw new ValidationError(
       'role_needs_cluster',
       `--role ${role} needs the cluster database (database.url set to a PostgreSQL URL); the embedded database runs every part in one process (--role all)`,

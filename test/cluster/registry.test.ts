@@ -26,6 +26,7 @@ interface Harness {
     pid?: number;
     drives?: NodeDriveReport[];
     alive?: (pid: number) => boolean;
+    exclusiveName?: boolean;
   }): ReturnType<typeof createNodeRegistry>;
 }
 
@@ -47,6 +48,7 @@ function harness(database: Database, repository: ClusterRepository = createClust
         version: options.version ?? '2.0.0',
         node: { id: options.id, role: 'all', hostname: options.hostname ?? 'tower', pid: options.pid ?? 1000, internalUrl: null },
         drives: () => options.drives ?? [],
+        exclusiveName: options.exclusiveName ?? true,
         processAlive: options.alive ?? (() => false),
         onProblem: (message) => problems.push(message),
         every: (ms, beat) => {
@@ -134,6 +136,15 @@ describe('node registry', () => {
       h.clock.advance(15_000);
       await h.registry({ id: 'tower', hostname: 'host-2', pid: 4000 }).start();
       assert.deepEqual([(await h.repository.get('tower'))?.hostname], ['host-2']);
+    });
+  });
+
+  it('on the embedded database a second process takes the entry over: the file serves one service, its port decides which', async () => {
+    await withDatabase(async (database) => {
+      const h = harness(database);
+      await h.registry({ id: 'tower', hostname: 'host-1', pid: 1000, exclusiveName: false }).start();
+      await h.registry({ id: 'tower', hostname: 'host-1', pid: 2000, alive: () => true, exclusiveName: false }).start();
+      assert.equal((await h.repository.get('tower'))?.pid, 2000);
     });
   });
 

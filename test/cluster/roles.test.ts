@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { assertRoleFits, isNodeRole, partsOfRole, routesOfRole } from '../../src/cluster/roles.js';
+import { assertRoleFits, isNodeRole, partsOfRole, routesOfRole, sharesNodeList } from '../../src/cluster/roles.js';
 import { loadConfig } from '../../src/config/load.js';
 import { DomainError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
@@ -22,6 +22,7 @@ describe('node roles', () => {
   });
 
   it('the embedded database takes only all; the cluster database every role', () => {
+    assert.deepEqual([sharesNodeList('sqlite'), sharesNodeList('postgres')], [false, true]);
     assertRoleFits('all', 'sqlite');
     for (const role of ['all', 'web', 'worker'] as const) assertRoleFits(role, 'postgres');
     for (const role of ['web', 'worker'] as const) {
