@@ -35,7 +35,7 @@ function nodeLines(nodes: readonly NodeView[], version: string): string[] {
     for (const drive of node.drives) {
       const disc = drive.state.label === null ? (drive.state.present === false ? ', empty' : '') : `, disc ${JSON.stringify(drive.state.label)}`;
       lines.push(
-        `    ${JSON.stringify(drive.deviceId)} ${JSON.stringify(drive.label)}: ${drive.state.media}${disc}${drive.state.error === null ? '' : ` (${drive.state.error})`}`,
+        `    ${JSON.stringify(drive.deviceId)} ${JSON.stringify(drive.path)}${drive.label === '' ? '' : ` ${JSON.stringify(drive.label)}`}: ${drive.state.media}${disc}${drive.state.error === null ? '' : ` (${drive.state.error})`}`,
       );
     }
   }

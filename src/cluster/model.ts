@@ -21,7 +21,7 @@ export interface NodeDriveState {
 export interface NodeDrive {
   deviceId: string;
   path: string;
-  /** The drive's model or description ("ASUS DRW-24B1ST"). */
+  /** The drive's vendor and model ("ASUS DRW-24B1ST"), '' when it names none: a name in no language, which every reader's page shows as it is. */
   label: string;
   state: NodeDriveState;
   updatedAt: string;

@@ -85,7 +85,7 @@ export function driveReport(drive: Drive, snapshot: ReturnType<DriveStates['peek
   return {
     deviceId: drive.id,
     path: drive.path,
-    label: drive.description,
+    label: [drive.vendor, drive.model].filter((part) => part !== null).join(' '),
     state: {
       media: snapshot.state,
       present: snapshot.media?.present ?? null,

@@ -101,7 +101,7 @@ describe('the operator’s CLI lines of the specification, against a running ser
         'm',
       ),
     );
-    assert.match(result.stdout, /^ {4}"loop\d+" ".*": (probed|probing), disc "OPERATE_DISC"$/m);
+    assert.match(result.stdout, /^ {4}"loop\d+" "\/dev\/loop\d+": (probed|probing), disc "OPERATE_DISC"$/m);
     const json = JSON.parse((await runCli(['status', '--json'], env())).stdout);
     assert.equal(json.service.running, true);
     assert.equal(json.service.process.pid, process.pid);

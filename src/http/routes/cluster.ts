@@ -8,7 +8,7 @@ const NodeDriveView = Type.Object(
   {
     device_id: Type.String(),
     path: Type.String(),
-    label: Type.String({ description: "The drive's model or description" }),
+    label: Type.String({ description: "The drive's vendor and model, empty when it names none" }),
     state: Type.Object(
       {
         media: Type.Enum(['probed', 'failed', 'probing', 'not_responding'], { description: 'What the node knows of the medium' }),
