@@ -150,6 +150,8 @@ export const ERROR_CODES = [
   'setting_fixed',
   'setting_order',
   'setting_server_only',
+  'role_needs_cluster',
+  'node_name_taken',
   'unknown_section',
   'unknown_setting',
   // The service itself: database, listening socket, backups.

@@ -1,5 +1,6 @@
 import { chmod, lstat, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createAdoptionService } from './archive/adopt.js';
@@ -15,11 +16,16 @@ import { createVerificationWorker } from './archive/verification-worker.js';
 import { createAuditTrail } from './audit/trail.js';
 import { authPolicyOf } from './auth/policy.js';
 import { type AuthService, createAuthService } from './auth/service.js';
+import { systemClock } from './clock.js';
+import type { NodeRole } from './cluster/model.js';
+import { createNodeRegistry, driveReport, processAlive } from './cluster/registry.js';
+import { assertRoleFits, partsOfRole, routesOfRole, sharesNodeList } from './cluster/roles.js';
 import type { Config } from './config/schema.js';
 import { createArchiveRepository } from './db/archive-repository.js';
 import { createAuditRepository } from './db/audit-repository.js';
 import { createAutomationRepository } from './db/automation-repository.js';
 import { createCategoryRepository, createPreferenceRepository } from './db/catalogue-repository.js';
+import { createClusterRepository } from './db/cluster-repository.js';
 import { databaseFile, openDatabase } from './db/database.js';
 import { createFileIndexRepository } from './db/file-index-repository.js';
 import { createJobRepository } from './db/job-repository.js';
@@ -40,7 +46,7 @@ import { type App, buildApp } from './http/app.js';
 import { actorOf, createRequestGuard, credentialsOf, principalOf } from './http/guard.js';
 import { createLiveHub } from './http/live.js';
 import type { DeclaredRoute } from './http/permissions.js';
-import { apiRoutes } from './http/routes/index.js';
+import { apiRoutes, probeRoutes } from './http/routes/index.js';
 import { addressFilter } from './http/routes/metrics.js';
 import { runImaging, verifyImage } from './imaging/engine.js';
 import { type AutomationService, type DiscEventBus, createAutomationService } from './jobs/automation.js';
@@ -115,6 +121,8 @@ export interface StartServerOptions {
   onSetupLink?: (url: string) => void;
   /** Archive background work timing (tests look for due verifications more often). */
   archive?: { reverifyCheckMs?: number };
+  /** What this process runs in the cluster (`disk2iso serve --role`); default `all`, the only role of the embedded database. */
+  role?: NodeRole;
 }
 
 export interface RunningServer {
@@ -162,6 +170,9 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const { config, log, version } = options;
   const database = await openDatabase({ file: databaseFile(config.data_dir), log, backupDir: config.backup.dir });
   try {
+    const role = options.role ?? 'all';
+    assertRoleFits(role, database.dialect);
+    const parts = partsOfRole(role);
     const jobsRepository = createJobRepository(database);
     const archivesRepository = createArchiveRepository(database);
     const settingsRepository = createSettingsRepository(database);
@@ -196,6 +207,19 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     });
     confirmChange = (id) => setTimeout(() => driveStates.refresh(id), CONFIRM_CHANGE_MS).unref();
     const devices = createDeviceStatusService({ drives, states: driveStates, jobs: jobsRepository });
+    // This process in the cluster's list of nodes, with the drives it owns (none for a web instance).
+    const nodeRegistry = createNodeRegistry({
+      repository: createClusterRepository(database),
+      clock: systemClock,
+      heartbeatMs: config.cluster.heartbeat_seconds * 1000,
+      offlineAfterMs: config.cluster.offline_after_seconds * 1000,
+      version,
+      node: { id: config.cluster.node_name, role, hostname: hostname(), pid: process.pid, internalUrl: null },
+      drives: () => (parts.drives ? driveStates.list().map((drive) => driveReport(drive, driveStates.peek(drive.id))) : []),
+      exclusiveName: sharesNodeList(database.dialect),
+      processAlive,
+      onProblem: (message) => eventLog.record({ level: 'warning', source: 'cluster', message }),
+    });
     const output = createOutputProbe(() => config.storage.output_dir);
     const metrics = createServiceMetrics({
       config,
@@ -409,6 +433,26 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       currentUser: (request) => request.principal,
       csrfToken: (request) => principalOf(request).csrfToken ?? '',
     };
+    const probes = {
+      health: async () => {
+        if (closing !== null) throw new UnavailableError('shutting_down', 'the service is shutting down');
+        await jobsRepository.countByStatus().catch((error: unknown) => {
+          throw new UnavailableError('database_unavailable', `the database does not answer: ${errorMessage(error)}`);
+        });
+      },
+      readiness: createReadiness({
+        config,
+        output,
+        writeDatabase: () => writeDatabaseHeader(database),
+        // A web instance runs no jobs: its readiness does not hang on a runner it does not have.
+        checkRunner: parts.jobs ? runnerCheck(() => runner.lastPoll()) : () => undefined,
+      }),
+      metrics: {
+        contentType: metrics.contentType,
+        render: () => metrics.render(),
+        allowAddress: addressFilter(config.metrics.allow_addresses),
+      },
+    };
     const { app, routeTable } = await buildApp({
       version,
       logger: log,
@@ -436,7 +480,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           source: 'http',
           message: `${request.method} ${request.routeOptions.url ?? request.url} failed: ${errorMessage(error)}`,
         }),
-      routes: [
+      // A worker serves no pages and no API: what load balancers and monitoring ask for, no more.
+      routes: routesOfRole(parts, probeRoutes(probes), [
         ...apiRoutes({
           jobs,
           archives,
@@ -445,6 +490,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           devices,
           auth,
           system,
+          nodes: nodeRegistry,
           settings,
           eventLog,
           live,
@@ -453,18 +499,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           mqtt,
           push,
           integrity: { recovery, adoption, defaultRedundancy },
-          health: async () => {
-            if (closing !== null) throw new UnavailableError('shutting_down', 'the service is shutting down');
-            await jobsRepository.countByStatus().catch((error: unknown) => {
-              throw new UnavailableError('database_unavailable', `the database does not answer: ${errorMessage(error)}`);
-            });
-          },
-          readiness: createReadiness({ config, output, writeDatabase: () => writeDatabaseHeader(database), checkRunner: runnerCheck(() => runner.lastPoll()) }),
-          metrics: {
-            contentType: metrics.contentType,
-            render: () => metrics.render(),
-            allowAddress: addressFilter(config.metrics.allow_addresses),
-          },
+          ...probes,
         }),
         (scope) =>
           registerWebRoutes(scope, {
@@ -475,6 +510,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
             archiveFiles,
             catalogue: catalogueService,
             system,
+            nodes: nodeRegistry,
             settings,
             automation,
             notifications,
@@ -493,32 +529,42 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
               actor: actorOf,
             },
           }),
-      ],
+      ]),
     });
 
+    // First: in the cluster, a name another live process holds is refused before anything of this one runs.
+    await nodeRegistry.start();
     // Before the runner and before listening: the first answers are there when the first request asks (each probe bounded by its timeout).
-    await automation.start();
-    await driveStates.start();
+    if (parts.drives) {
+      await automation.start();
+      await driveStates.start();
+      // The drives of the first round in the list of nodes now, not at the next heartbeat.
+      await nodeRegistry.beat();
+    }
     // A changed drive is probed at once, not at the next round; a new optical drive is listed at once.
-    const udevMonitor = startUdevMonitor({
-      onDevice: (path) => {
-        const drive = driveStates.list().find((known) => known.path === path);
-        if (drive) driveStates.refresh(drive.id);
-        else if (config.drives.scan_optical && /^\/dev\/sr\d+$/.test(path)) void driveStates.nextRound();
-      },
-      onProblem: (message) => eventLog.record({ level: 'warning', source: 'drives', message }),
-    });
+    const udevMonitor = !parts.drives
+      ? null
+      : startUdevMonitor({
+          onDevice: (path) => {
+            const drive = driveStates.list().find((known) => known.path === path);
+            if (drive) driveStates.refresh(drive.id);
+            else if (config.drives.scan_optical && /^\/dev\/sr\d+$/.test(path)) void driveStates.nextRound();
+          },
+          onProblem: (message) => eventLog.record({ level: 'warning', source: 'drives', message }),
+        });
     // Before the runner: a job it takes over from a crashed run is announced as started.
     notifications.start();
     // The VAPID key pair is made at the first start, not when the first browser asks for it.
     push.publicKey().catch((error: unknown) => log.error({ err: error }, 'the VAPID key for push notifications cannot be made'));
     await mqtt.start();
     await storageWatch.start();
-    await runner.start();
-    verifier.start();
-    fileIndexer.start();
-    reverify.start();
-    await archiveMaintenance.start();
+    if (parts.jobs) await runner.start();
+    if (parts.archiveWork) {
+      verifier.start();
+      fileIndexer.start();
+      reverify.start();
+      await archiveMaintenance.start();
+    }
     const maintenance = startMaintenance({ auth, housekeeping, log, eventLog, onSetupLink: options.onSetupLink });
 
     let url: string | null = null;
@@ -534,7 +580,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         await verifier.stop();
         await fileIndexer.stop();
         await archiveMaintenance.stop();
-        udevMonitor.stop();
+        udevMonitor?.stop();
+        await nodeRegistry.stop();
         await storageWatch.stop();
         await notifications.stop();
         await mqtt.stop();
@@ -596,11 +643,13 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       for (const stop of stopWatchingImaging) stop();
       stopRecoveryDefault();
       metrics.close();
-      udevMonitor.stop();
+      udevMonitor?.stop();
       await driveStates.stop();
       await automation.stop();
       stopMirroring();
       await app.close();
+      // After the last request: the node leaves the list once it answers no more.
+      await nodeRegistry.stop().catch((error: unknown) => log.error({ err: error }, 'the node could not leave the list of nodes'));
       if (config.server.socket !== '' && url !== null) await rm(config.server.socket, { force: true });
       eventLog.record({ level: 'info', source: 'service', message: 'stopped' });
       await backupRun;

@@ -1,4 +1,6 @@
 import { type Command, InvalidArgumentError } from 'commander';
+import { NODE_ROLES, type NodeRole } from '../cluster/model.js';
+import { isNodeRole } from '../cluster/roles.js';
 import { loadConfig } from '../config/load.js';
 import { createLogger } from '../log.js';
 import { startServer } from '../server.js';
@@ -10,11 +12,17 @@ interface ServeOptions {
   host?: string;
   port?: number;
   socket?: string;
+  role: NodeRole;
 }
 
 function parsePort(value: string): number {
   if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) throw new InvalidArgumentError('expected a port number from 0 to 65535');
   return Number(value);
+}
+
+function parseRole(value: string): NodeRole {
+  if (!isNodeRole(value)) throw new InvalidArgumentError(`expected one of ${NODE_ROLES.join(', ')}`);
+  return value;
 }
 
 /** Resolves once the server has been asked to stop by SIGTERM or SIGINT and has stopped. */
@@ -45,6 +53,12 @@ export function registerServeCommand(program: Command): void {
     .option('--host <host>', 'address to listen on (server.host, default 127.0.0.1)')
     .option('--port <port>', 'port to listen on, 0 for any free port (server.port, default 8080)', parsePort)
     .option('--socket <path>', 'listen on this unix socket instead (server.socket)')
+    .option(
+      '--role <role>',
+      'what this process runs: all (the default), web (pages and API, no drives) or worker (drives and jobs, health and metrics only); web and worker need the cluster database',
+      parseRole,
+      'all',
+    )
     .action(async (options: ServeOptions, command: Command) => {
       const globals = command.optsWithGlobals<GlobalOptions>();
       const flags = [
@@ -59,6 +73,7 @@ export function registerServeCommand(program: Command): void {
         config,
         log,
         version: program.version() ?? 'unknown',
+        role: options.role,
         onSetupLink: (link) =>
           process.stdout.write(`No admin exists yet. Create the first one within the hour at\n  ${link}\nor run: disk2iso user add NAME --role admin\n`),
       });

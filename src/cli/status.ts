@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { type NodeView, nodeJson, nodeViews } from '../cluster/registry.js';
+import { createClusterRepository } from '../db/cluster-repository.js';
 import { errorMessage } from '../errors.js';
 import { ACTIVE_JOB_STATUSES, JOB_STATUSES } from '../jobs/model.js';
 import { storageUsage } from '../system/resources.js';
@@ -18,10 +20,32 @@ async function serviceLine(local: LocalService): Promise<{ running: boolean; lin
   };
 }
 
+/**
+ * The cluster's nodes, one line each with its drives below: names and labels come from other
+ * processes and from discs, so they are printed as JSON strings (no control character reaches the terminal).
+ */
+function nodeLines(nodes: readonly NodeView[], version: string): string[] {
+  if (nodes.length === 0) return ['Nodes: none registered (a running service registers itself)'];
+  const lines = [`Nodes: ${nodes.length} (${nodes.filter((node) => node.online).length} online)`];
+  for (const node of nodes) {
+    const mismatch = node.versionMismatch ? ` [VERSION MISMATCH: this disk2iso is ${version}]` : '';
+    lines.push(
+      `  ${JSON.stringify(node.id)} ${node.role}, version ${JSON.stringify(node.version)}${mismatch}: ${node.online ? 'online' : 'OFFLINE'}, heartbeat ${formatDuration(node.heartbeatAgeSeconds)} ago, pid ${node.pid} on ${JSON.stringify(node.hostname)}, ${node.drives.length} drive(s)`,
+    );
+    for (const drive of node.drives) {
+      const disc = drive.state.label === null ? (drive.state.present === false ? ', empty' : '') : `, disc ${JSON.stringify(drive.state.label)}`;
+      lines.push(
+        `    ${JSON.stringify(drive.deviceId)} ${JSON.stringify(drive.path)}${drive.label === '' ? '' : ` ${JSON.stringify(drive.label)}`}: ${drive.state.media}${disc}${drive.state.error === null ? '' : ` (${drive.state.error})`}`,
+      );
+    }
+  }
+  return lines;
+}
+
 export function registerStatusCommands(program: Command): void {
   program
     .command('status')
-    .description('the service, its jobs and the output folder; exit 0 when the service runs, 1 when it does not')
+    .description("the service, its jobs, the output folder and the cluster's nodes; exit 0 when the service runs, 1 when it does not")
     .option('--json', 'print JSON')
     .action(async (options: { json?: boolean }, command: Command) => {
       const ctx = createCliContext(command.optsWithGlobals<GlobalOptions>());
@@ -31,6 +55,13 @@ export function registerStatusCommands(program: Command): void {
         const { items: active } = await local.jobs.list({ statuses: [...ACTIVE_JOB_STATUSES], limit: 100 });
         const outputDir = local.config.storage.output_dir;
         const storage = await storageUsage(outputDir).catch((error: unknown) => ({ error: errorMessage(error) }));
+        const version = program.version() ?? 'unknown';
+        const nodes = nodeViews(await createClusterRepository(local.database).list(), {
+          now: new Date(),
+          offlineAfterMs: local.config.cluster.offline_after_seconds * 1000,
+          version,
+          selfId: null,
+        });
         process.exitCode = running ? EXIT.ok : EXIT.failed;
         if (options.json) {
           process.stdout.write(
@@ -50,6 +81,7 @@ export function registerStatusCommands(program: Command): void {
                   eta_seconds: job.etaSeconds,
                 })),
                 storage: { output_dir: outputDir, ...storage },
+                nodes: nodes.map(nodeJson),
               },
               null,
               2,
@@ -70,6 +102,7 @@ export function registerStatusCommands(program: Command): void {
             `Output: ${outputDir}: ${formatBytes(storage.freeBytes)} free of ${formatBytes(storage.totalBytes)} (${usedPercent}% used; warning at ${local.config.storage.warn_threshold_percent}%, imaging pauses at ${local.config.storage.stop_threshold_percent}%)`,
           );
         }
+        lines.push(...nodeLines(nodes, version));
         process.stdout.write(`${lines.join('\n')}\n`);
       });
     });

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Value from 'typebox/value';
@@ -105,6 +106,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     }
   }
   assertValid(settings, sourceOf);
+  assertClusterTiming(settings, sourceOf);
 
   const outputDir = settings.storage.output_dir === '' ? join(dataDir, 'output') : resolve(dataDir, settings.storage.output_dir);
   const backupDir = settings.backup.dir === '' ? join(dataDir, 'backups') : resolve(dataDir, settings.backup.dir);
@@ -112,6 +114,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     ...settings,
     storage: { ...settings.storage, output_dir: outputDir },
     backup: { ...settings.backup, dir: backupDir },
+    cluster: { ...settings.cluster, node_name: settings.cluster.node_name === '' ? nodeNameOf(hostname()) : settings.cluster.node_name },
     data_dir: dataDir,
     config_file: configFile,
     in_checkout: inCheckout,
@@ -142,6 +145,33 @@ export function assertValid(settings: unknown, sourceOf: Map<string, string> = n
   const first = details[0] ?? { key: '', message: 'invalid configuration' };
   const from = 'source' in first ? ` (from ${String(first.source)})` : '';
   throw new ValidationError('invalid_config', `config: ${first.key || '(root)'} ${first.message}${from}`, details);
+}
+
+/** A node is called offline only after it missed a heartbeat: a shorter limit would flag every node between two beats. */
+function assertClusterTiming(settings: Settings, sourceOf: Map<string, string>): void {
+  const { heartbeat_seconds: heartbeat, offline_after_seconds: offlineAfter } = settings.cluster;
+  if (offlineAfter > heartbeat) return;
+  const key = 'cluster.offline_after_seconds';
+  const source = sourceOf.get(key) ?? sourceOf.get('cluster.heartbeat_seconds');
+  throw new ValidationError(
+    'invalid_config',
+    `config: ${key} (${offlineAfter}) must exceed cluster.heartbeat_seconds (${heartbeat})${source ? ` (from ${source})` : ''}`,
+    [{ key, message: 'must exceed cluster.heartbeat_seconds', ...(source ? { source } : {}) }],
+  );
+}
+
+/**
+ * The host name as a node name: its first label, lower-cased, with anything but letters, digits and
+ * hyphens made a hyphen (cluster.node_name's rule); `node` when nothing is left.
+ * @internal exported for its tests
+ */
+export function nodeNameOf(host: string): string {
+  const name = (host.split('.')[0] ?? '')
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^-+/, '')
+    .slice(0, 63);
+  return name === '' ? 'node' : name;
 }
 
 function flattenFile(file: string, leaves: SettingLeaf[]): Record<string, unknown> {

@@ -348,6 +348,34 @@ const MetricsSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+const ClusterSchema = Type.Object(
+  {
+    node_name: Type.String({
+      default: '',
+      maxLength: 63,
+      pattern: '^([a-z0-9][a-z0-9-]*)?$',
+      readOnly: true,
+      description:
+        "This process's name in the cluster's list of nodes: lower-case letters, digits and hyphens (empty: the host name, made to fit); set on the server only",
+    }),
+    heartbeat_seconds: Type.Integer({
+      minimum: 1,
+      maximum: 300,
+      default: 5,
+      readOnly: true,
+      description: 'How often a node renews its entry and its drives in the list of nodes; set on the server only',
+    }),
+    offline_after_seconds: Type.Integer({
+      minimum: 2,
+      maximum: 3600,
+      default: 15,
+      readOnly: true,
+      description: 'A node whose last heartbeat is older than this shows as offline; must exceed cluster.heartbeat_seconds; set on the server only',
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 export const ConfigSchema = Type.Object(
   {
     storage: StorageSchema,
@@ -362,6 +390,7 @@ export const ConfigSchema = Type.Object(
     mqtt: MqttSchema,
     backup: BackupSchema,
     metrics: MetricsSchema,
+    cluster: ClusterSchema,
   },
   { additionalProperties: false, default: {} },
 );

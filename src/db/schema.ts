@@ -49,6 +49,8 @@ export interface JobsTable {
   lease_holder: string | null;
   attempts: number;
   requested_action: RequestedAction | null;
+  /** The cluster node whose drive the job reads (migration 0019); null in the embedded mode. */
+  node_id: string | null;
 }
 
 export interface JobLogsTable {
@@ -83,6 +85,8 @@ export interface ArchivesTable {
   rating: number | null;
   /** JSON of its ArchiveRecovery (migration 0016), or null without PAR2 data. */
   recovery: string | null;
+  /** The cluster node whose disk holds the image when the output folder is not shared (migration 0019); null otherwise. */
+  node_id: string | null;
 }
 
 export interface ArchiveCategoriesTable {
@@ -231,6 +235,8 @@ export interface DB extends AuthTables {
   notification_deliveries: NotificationDeliveriesTable;
   disc_notices: DiscNoticesTable;
   push_subscriptions: PushSubscriptionsTable;
+  cluster_nodes: ClusterNodesTable;
+  cluster_drives: ClusterDrivesTable;
 }
 
 /** A browser (device) a user subscribed to Web Push: where the push service takes messages for it, and its keys. */
@@ -293,5 +299,29 @@ export interface NotificationDeliveriesTable {
   last_status_code: number | null;
   last_error: string | null;
   created_at: string;
+  updated_at: string;
+}
+
+/** A process of the cluster (one row in the embedded mode): who it is, what it runs, when it last said so (migration 0019). */
+export interface ClusterNodesTable {
+  id: string;
+  role: 'all' | 'web' | 'worker';
+  version: string;
+  hostname: string;
+  pid: number;
+  started_at: string;
+  heartbeat_at: string;
+  /** Where a web instance reaches this node's internal endpoints; null while it offers none. */
+  internal_url: string | null;
+}
+
+/** A drive a node owns, as of its latest heartbeat. */
+export interface ClusterDrivesTable {
+  node_id: string;
+  device_id: string;
+  path: string;
+  label: string;
+  /** JSON of the drive's last known state (src/cluster/registry.ts). */
+  state: string;
   updated_at: string;
 }

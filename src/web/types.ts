@@ -10,6 +10,7 @@ import type { LoginService } from '../auth/login.js';
 import type { Actor } from '../auth/principal.js';
 import type { SetupService } from '../auth/setup.js';
 import type { UserService } from '../auth/users.js';
+import type { NodeRegistry } from '../cluster/registry.js';
 import type { Config } from '../config/schema.js';
 import type { PreferenceRepository } from '../db/catalogue-repository.js';
 import type { Permission } from '../http/permissions.js';
@@ -119,6 +120,8 @@ export interface WebDeps {
     'categories' | 'createCategory' | 'renameCategory' | 'deleteCategory' | 'bulkEdit' | 'viewOf' | 'setView' | 'importCatalogue'
   >;
   system: WebSystemStatus;
+  /** The cluster's nodes (the dashboard's system panel; the embedded mode: this process alone). */
+  nodes: Pick<NodeRegistry, 'nodes'>;
   settings: WebSettings;
   notifications: WebNotifications;
   /** The MQTT connection, for the status line of the configuration page's MQTT section. */

@@ -4,7 +4,7 @@ import { lstat, mkdir, mkdtemp, rm, symlink, truncate, writeFile } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { packageRoot } from '../../src/config/load.js';
+import { loadConfig, packageRoot } from '../../src/config/load.js';
 import { type TestServer, api, startTestServer, testEnv, waitFor } from '../http/support.js';
 import { type FaultFs, mountFaultFs } from '../tools/faultfs.js';
 import { makeIso, sha256File } from '../tools/iso.js';
@@ -91,9 +91,30 @@ describe('the operator’s CLI lines of the specification, against a running ser
     assert.match(result.stdout, new RegExp(`^Service: running \\(pid ${process.pid} on `, 'm'));
     assert.match(result.stdout, /^Jobs: 0 queued, 0 running/m);
     assert.match(result.stdout, /^Output: .*free of .*imaging pauses at 95%/m);
+    // The embedded mode's one node: the service itself, with the drives it watches.
+    const node = loadConfig({ env: env() }).cluster.node_name;
+    assert.match(result.stdout, /^Nodes: 1 \(1 online\)$/m);
+    assert.match(
+      result.stdout,
+      new RegExp(
+        `^  "${node}" all, version "0\\.0\\.0-test" \\[VERSION MISMATCH: this disk2iso is \\d[^\\]]*\\]: online, heartbeat \\d+:\\d\\d ago, pid ${process.pid} on ".+", 3 drive\\(s\\)$`,
+        'm',
+      ),
+    );
+    assert.match(result.stdout, /^ {4}"loop\d+" "\/dev\/loop\d+": (probed|probing), disc "OPERATE_DISC"$/m);
     const json = JSON.parse((await runCli(['status', '--json'], env())).stdout);
     assert.equal(json.service.running, true);
     assert.equal(json.service.process.pid, process.pid);
+    assert.deepEqual(
+      json.nodes.map((entry: { id: string; role: string; online: boolean; version_mismatch: boolean; pid: number }) => [
+        entry.id,
+        entry.role,
+        entry.online,
+        entry.version_mismatch,
+        entry.pid,
+      ]),
+      [[node, 'all', true, true, process.pid]],
+    );
   });
 
   it('disk2iso stop --all: pauses a running job of the service, keeping what it read', async () => {
@@ -210,5 +231,6 @@ done`,
     assert.equal(result.code, 1);
     assert.match(result.stdout, new RegExp(`^Service: not running \\(read from the data directory ${dataDir}\\)`, 'm'));
     assert.match(result.stdout, /^Jobs: .*1 completed, 1 failed/m);
+    assert.match(result.stdout, /^Nodes: none registered/m, 'a service stopped on purpose leaves the list');
   });
 });

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { loadConfig, settingLeaves } from '../../src/config/load.js';
+import { loadConfig, nodeNameOf, settingLeaves } from '../../src/config/load.js';
 import { ValidationError } from '../../src/errors.js';
 
 describe('loadConfig', () => {
@@ -123,5 +123,35 @@ describe('loadConfig', () => {
     assert.ok(names.includes('DISK2ISO_STORAGE_OUTPUT_DIR'));
     assert.ok(names.includes('DISK2ISO_IMAGING_READ_ATTEMPTS'));
     assert.equal(new Set(names).size, names.length);
+  });
+
+  it('names the node after the host unless cluster.node_name says otherwise, and refuses a name that could leave its place', () => {
+    assert.equal(loadConfig({ dataDir: dir, env: {} }).cluster.node_name, nodeNameOf(hostname()));
+    assert.equal(loadConfig({ dataDir: dir, env: { DISK2ISO_CLUSTER_NODE_NAME: 'tower-2' } }).cluster.node_name, 'tower-2');
+    for (const bad of ['../etc', 'Tower', 'tower.lan', 'tower/2', '-tower', 'a'.repeat(64)]) {
+      assert.throws(
+        () => loadConfig({ dataDir: dir, env: { DISK2ISO_CLUSTER_NODE_NAME: bad } }),
+        (error: unknown) => error instanceof ValidationError && /cluster\.node_name/.test(error.message),
+        bad,
+      );
+    }
+    assert.deepEqual(['Tower-2.example.org', 'NAS_01', '.', '-x'].map(nodeNameOf), ['tower-2', 'nas-01', 'node', 'x']);
+  });
+
+  it('refuses an offline limit that does not exceed the heartbeat, naming both', () => {
+    const config = loadConfig({ dataDir: dir, env: {} });
+    assert.deepEqual([config.cluster.heartbeat_seconds, config.cluster.offline_after_seconds], [5, 15]);
+    assert.throws(
+      () => loadConfig({ dataDir: dir, env: { DISK2ISO_CLUSTER_HEARTBEAT_SECONDS: '20' } }),
+      (error: unknown) =>
+        error instanceof ValidationError &&
+        error.message ===
+          'config: cluster.offline_after_seconds (15) must exceed cluster.heartbeat_seconds (20) (from environment DISK2ISO_CLUSTER_HEARTBEAT_SECONDS)',
+    );
+    assert.throws(
+      () => loadConfig({ dataDir: dir, env: {}, overrides: ['cluster.offline_after_seconds=5'] }),
+      /offline_after_seconds \(5\) must exceed cluster\.heartbeat_seconds \(5\) \(from --set/,
+    );
+    assert.equal(loadConfig({ dataDir: dir, env: {}, overrides: ['cluster.offline_after_seconds=6'] }).cluster.offline_after_seconds, 6);
   });
 });

@@ -56,6 +56,7 @@ const EXPECTED_ROUTES: Array<[string, string, RoutePermission]> = [
   ['POST', '/api/v1/devices/:device/eject', 'devices:write'],
   ['GET', '/api/v1/system/status', 'system:read'],
   ['GET', '/api/v1/system/config', 'system:read'],
+  ['GET', '/api/v1/system/nodes', 'system:read'],
   ['PATCH', '/api/v1/system/config', 'system:write'],
   ['GET', '/api/v1/logs', 'system:read'],
   ['GET', '/api/v1/ws/jobs', 'jobs:read'],

@@ -247,6 +247,7 @@ describe('authorization matrix: every route x every kind of caller', () => {
     },
     'GET /api/v1/system/status': { prepare: async () => ({ path: '/api/v1/system/status' }), expect: constant(200) },
     'GET /api/v1/system/config': { prepare: async () => ({ path: '/api/v1/system/config' }), expect: constant(200) },
+    'GET /api/v1/system/nodes': { prepare: async () => ({ path: '/api/v1/system/nodes' }), expect: constant(200) },
     'PATCH /api/v1/system/config': { prepare: async () => ({ path: '/api/v1/system/config', body: { imaging: { read_attempts: 4 } } }), expect: constant(200) },
     'GET /api/v1/logs': { prepare: async () => ({ path: '/api/v1/logs?limit=5' }), expect: constant(200) },
     'GET /api/v1/ws/jobs': { prepare: async () => ({ path: '/api/v1/ws/jobs' }), expect: constant(101) },

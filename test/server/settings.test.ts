@@ -200,6 +200,11 @@ const HOSTILE_SERVER_ONLY: Record<string, (work: string) => JsonValue> = {
   'notifications.push_allowed_hosts': () => ['169.254.169.254', 'localhost'],
   // The same host file, read as certificates for push services.
   'notifications.push_ca_file': () => '/etc/shadow',
+  // Another node's name: this process would take over its entry in the shared list of nodes.
+  'cluster.node_name': () => 'another-node',
+  // A heartbeat so rare, or a limit so long, that a dead node shows as online for an hour.
+  'cluster.heartbeat_seconds': () => 300,
+  'cluster.offline_after_seconds': () => 3600,
 };
 
 function nested(key: string, value: JsonValue): Record<string, Record<string, JsonValue>> {

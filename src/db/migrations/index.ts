@@ -17,6 +17,7 @@ import { catalogueMigration } from './0015-catalogue.js';
 import { integrityMigration } from './0016-integrity.js';
 import { fileSearchPrefixesMigration } from './0017-file-search-prefixes.js';
 import { pushSubscriptionsMigration } from './0018-push-subscriptions.js';
+import { clusterNodesMigration } from './0019-cluster-nodes.js';
 
 /**
  * Every migration, imported statically: compiled code cannot count on a migrations folder at
@@ -41,6 +42,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0016_integrity': integrityMigration,
   '0017_file_search_prefixes': fileSearchPrefixesMigration,
   '0018_push_subscriptions': pushSubscriptionsMigration,
+  '0019_cluster_nodes': clusterNodesMigration,
 };
 
 export const migrationProvider: MigrationProvider = {

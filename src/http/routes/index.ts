@@ -2,6 +2,7 @@ import type { CatalogueService } from '../../archive/catalogue.js';
 import type { ArchiveFiles } from '../../archive/files.js';
 import type { ArchiveService } from '../../archive/service.js';
 import type { AuthService } from '../../auth/service.js';
+import type { NodeRegistry } from '../../cluster/registry.js';
 import type { AutomationService } from '../../jobs/automation.js';
 import type { JobService } from '../../jobs/service.js';
 import type { MqttChannel } from '../../notifications/mqtt.js';
@@ -22,6 +23,7 @@ import { auditRoutes } from './audit.js';
 import { authRoutes } from './auth.js';
 import { automationRoutes } from './automation.js';
 import { catalogueRoutes } from './catalogue.js';
+import { clusterRoutes } from './cluster.js';
 import { deviceRoutes } from './devices.js';
 import { healthRoutes } from './health.js';
 import { jobRoutes } from './jobs.js';
@@ -41,6 +43,8 @@ export interface ApiServices {
   catalogue: CatalogueService;
   devices: DeviceStatusService;
   system: SystemStatusService;
+  /** The cluster's nodes (the embedded mode: this process alone). */
+  nodes: Pick<NodeRegistry, 'nodes'>;
   settings: SettingsService;
   eventLog: EventLog;
   live: LiveHub;
@@ -70,6 +74,7 @@ export function apiRoutes(services: ApiServices): RouteModule[] {
     deviceRoutes(services.devices),
     automationRoutes(services.automation, services.devices),
     systemRoutes(services.system, services.settings),
+    clusterRoutes(services.nodes),
     logRoutes(services.eventLog),
     liveRoutes(services.live),
     authRoutes(services.auth),
@@ -79,4 +84,9 @@ export function apiRoutes(services: ApiServices): RouteModule[] {
     notificationRoutes(services.notifications, services.mqtt),
     pushRoutes(services.push),
   ];
+}
+
+/** A process serving no pages and no API (a cluster worker): what load balancers and monitoring ask for, no more. */
+export function probeRoutes(services: Pick<ApiServices, 'health' | 'readiness' | 'metrics'>): RouteModule[] {
+  return [healthRoutes(services.health, services.readiness), metricsRoutes(services.metrics)];
 }

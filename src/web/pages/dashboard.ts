@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify';
+import type { NodeView } from '../../cluster/registry.js';
 import type { HashAlgorithm } from '../../config/schema.js';
 import type { App } from '../../http/app.js';
 import type { DiscNotice } from '../../jobs/automation-model.js';
@@ -37,6 +38,8 @@ interface DashboardData {
   finishedTotal: number;
   pages: ReturnType<typeof pagination> | null;
   system: SystemStatus | null;
+  /** The cluster's nodes, with the system status (null alongside it). */
+  nodes: NodeView[] | null;
   /** Rescue maps of the jobs working on bad areas, for their pass and what is left (see rescuePass). */
   sectorMaps: Record<string, SectorMapView | null>;
   /** Discs that wait for someone to image them (drive automation), with the job their button creates. */
@@ -70,7 +73,7 @@ async function dashboardData(deps: WebDeps, request: FastifyRequest, canSeeSyste
   const tab = query.one('tab') === 'finished' ? 'finished' : 'active';
   const page = Math.max(1, Number.parseInt(query.one('page') ?? '1', 10) || 1);
   const finishedLimit = tab === 'finished' ? FINISHED_PAGE_SIZE : RECENT_FINISHED;
-  const [active, finished, system] = await Promise.all([
+  const [active, finished, system, nodes] = await Promise.all([
     deps.jobs.list({ status: [...UNFINISHED_JOB_STATUSES], limit: ACTIVE_LIMIT, offset: 0, sort: 'created', order: 'asc' }),
     deps.jobs.list({
       status: [...FINISHED_JOB_STATUSES],
@@ -80,6 +83,7 @@ async function dashboardData(deps: WebDeps, request: FastifyRequest, canSeeSyste
       order: 'desc',
     }),
     canSeeSystem ? deps.system.status() : Promise.resolve(null),
+    canSeeSystem ? deps.nodes.nodes() : Promise.resolve(null),
   ]);
   const overBadAreas = active.jobs.filter(
     (job) => job.status === 'running' && (job.phase === 'trimming' || job.phase === 'scraping' || job.phase === 'retrying'),
@@ -102,6 +106,7 @@ async function dashboardData(deps: WebDeps, request: FastifyRequest, canSeeSyste
     finishedTotal: finished.total,
     pages: tab === 'finished' ? pagination(page, FINISHED_PAGE_SIZE, finished.total) : null,
     system,
+    nodes,
     sectorMaps,
     discNotices: notices.map((notice) => ({
       ...notice,
