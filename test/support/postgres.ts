@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -119,6 +119,8 @@ export async function startPostgres(): Promise<PostgresServer> {
     // A port found free can be taken by someone else before the server binds it: try again then.
     for (let attempt = 0; attempt < 5 && server === undefined; attempt++) {
       port = await freePort();
+      const logFile = join(dir, `server-${attempt}.log`);
+      const log = openSync(logFile, 'a', 0o600);
       const candidate = spawn(
         'setpriv',
         asPostgres(join(bin, 'postgres'), [
@@ -140,17 +142,17 @@ export async function startPostgres(): Promise<PostgresServer> {
           '-c',
           'max_connections=50',
         ]),
-        { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] },
+        // Its log goes to a file, not a pipe: scripts/run-tests.mjs waits for the test processes in
+        // spawnSync and reads no pipe meanwhile, and a server whose log pipe is full blocks in its
+        // next log line (the checkpointer's, under DROP DATABASE) with every test waiting for it.
+        { cwd: dir, stdio: ['ignore', 'ignore', log] },
       );
-      let stderr = '';
-      candidate.stderr?.on('data', (chunk: Buffer) => {
-        stderr += chunk.toString();
-      });
+      closeSync(log);
       if (await acceptsConnections(candidate, dir, port)) {
         server = candidate;
       } else {
         candidate.kill('SIGQUIT');
-        lastError = stderr;
+        lastError = readFileSync(logFile, 'utf8');
       }
     }
     if (server === undefined) throw new Error(`postgres did not start: ${lastError}`);
