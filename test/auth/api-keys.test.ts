@@ -423,6 +423,29 @@ describe('API keys made with a key or a bearer token never exceed or outlive it'
     });
   });
 
+  it('leaves no live child under a parent revoked at the same moment through another connection', async () => {
+    await withAuth(async ({ auth, database, dir, clock }) => {
+      await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
+      const expiresAt = new Date(clock.now().getTime() + DAY);
+      const other = await openAgain(database);
+      try {
+        const elsewhere = createAuthService({ database: other, dataDir: dir, now: clock.now });
+        for (let round = 0; round < 10; round += 1) {
+          const parent = await auth.apiKeys.create({ user: 'alice', name: `parent-${round}`, scopes: ['jobs:read', 'keys:manage'], expiresAt }, CLI);
+          const actor = await keyActor(auth, { apiKeyHeader: parent.key });
+          const [child] = await Promise.allSettled([
+            auth.apiKeys.create({ user: 'alice', name: `child-${round}`, scopes: ['jobs:read'], expiresAt }, actor),
+            elsewhere.apiKeys.revoke(parent.record.id, CLI),
+          ]);
+          const live = (await auth.apiKeys.list({ user: 'alice' }, CLI)).filter((key) => key.revokedAt === null).map((key) => key.name);
+          assert.deepEqual(live, [], `round ${round}: ${child.status === 'fulfilled' ? 'the child was revoked with its parent' : 'the child was refused'}`);
+        }
+      } finally {
+        await other.close();
+      }
+    });
+  });
+
   it("never lets a key see or revoke a key with rights it lacks, its owner's full-rights key included", async () => {
     await withAuth(async ({ auth, clock }) => {
       await auth.users.add({ name: 'admin', role: 'admin', password: ADMIN_PASSWORD }, CLI);
