@@ -97,7 +97,10 @@ export function createApiKeyRepository(database: Database): ApiKeyRepository {
     },
 
     async getWithin(tx, id) {
-      const row = await tx.first(withOwner().where('api_keys.id', '=', id));
+      // Locked on PostgreSQL: a child key made from this key and a revocation of it take turns, so
+      // the child is refused or revoked with it, never left live under a revoked parent.
+      const query = withOwner().where('api_keys.id', '=', id);
+      const row = await tx.first(database.dialect === 'postgres' ? query.forUpdate(['api_keys']) : query);
       return row === undefined ? null : rowToApiKey(row);
     },
 

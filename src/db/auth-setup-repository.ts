@@ -1,4 +1,5 @@
 import type { Database, Executor } from './database.js';
+import { lockedRows } from './row-locks.js';
 import { timestamp } from './values.js';
 
 interface SetupTokenRecord {
@@ -46,7 +47,8 @@ export function createSetupTokenRepository(database: Database): SetupTokenReposi
     },
 
     async findWithin(tx, tokenHash) {
-      const row = await tx.first(byHash(tokenHash));
+      // Locked on PostgreSQL: a second use of the same token at once waits and then finds it used.
+      const row = await tx.first(lockedRows(database, byHash(tokenHash)));
       return row === undefined ? null : toRecord(row);
     },
 

@@ -4,6 +4,7 @@ import type { UserRole } from '../auth/roles.js';
 import { ConflictError } from '../errors.js';
 import type { UsersTable } from './auth-schema.js';
 import type { Database, Executor } from './database.js';
+import { lockedRows } from './row-locks.js';
 import { timestamp } from './values.js';
 
 interface NewUser {
@@ -99,7 +100,10 @@ export function createUserRepository(database: Database): UserRepository {
     },
 
     async countEnabledAdminsWithin(tx) {
-      return (await tx.first(enabledAdmins()))?.count ?? 0;
+      // The rows themselves, locked on PostgreSQL: two admins demoting each other at once would
+      // otherwise both count two and leave none. The second waits, then counts what the first left.
+      const admins = db.selectFrom('users').select('id').where('role', '=', 'admin').where('disabled', '=', 0);
+      return (await tx.all(lockedRows(database, admins))).length;
     },
 
     async insertWithin(tx, user) {

@@ -102,10 +102,7 @@ export function fullTextHits(dialect: SqlDialect, index: SearchIndex, terms: rea
     from ${sql.raw(table)}, (select ${query} as query) as search where document @@ search.query) as ${sql.id(alias)}`;
 }
 
-/**
- * The error a unique index or primary key raised, on either engine.
- * @internal
- */
+/** The error a unique index or primary key raised, on either engine. */
 export function isUniqueViolation(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   return code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === '23505';

@@ -4,6 +4,8 @@ import { type Clock, systemClock } from '../clock.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import type { JsonObject } from '../json.js';
 import type { Database } from './database.js';
+import { isUniqueViolation } from './dialect.js';
+import { QUEUE_LOCKS, lockedRows, takeQueueLock } from './row-locks.js';
 import type { ArchiveMaintenanceTasksTable } from './schema.js';
 import { type ListResult, fromJson, newId, page, timestamp, toJson } from './values.js';
 
@@ -94,7 +96,7 @@ export function createMaintenanceTaskRepository(database: Database, options: { n
           return rowToTask(row);
         });
       } catch (error) {
-        if ((error as { code?: unknown }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw busy(input.archiveId);
+        if (isUniqueViolation(error)) throw busy(input.archiveId);
         throw error;
       }
     },
@@ -120,7 +122,11 @@ export function createMaintenanceTaskRepository(database: Database, options: { n
     async claimNext() {
       const at = timestamp(now());
       return database.transaction(async (tx) => {
-        const next = await tx.first(tasks().select('id').where('status', '=', 'queued').orderBy('created_at').orderBy(sql`rowid`).limit(1));
+        // On PostgreSQL one claimer at a time, so no two take the same task (src/db/row-locks.ts).
+        await takeQueueLock(database, tx, QUEUE_LOCKS.maintenance);
+        const next = await tx.first(
+          lockedRows(database, tasks().select('id').where('status', '=', 'queued').orderBy('created_at').orderBy(sql`rowid`).limit(1)),
+        );
         if (next === undefined) return null;
         const row = await tx.first(
           db
@@ -174,7 +180,7 @@ export function createMaintenanceTaskRepository(database: Database, options: { n
     async requestCancel(id) {
       const at = timestamp(now());
       return database.transaction(async (tx) => {
-        const row = await tx.first(tasks().selectAll().where('id', '=', id));
+        const row = await tx.first(lockedRows(database, tasks().selectAll().where('id', '=', id)));
         if (row === undefined) throw new NotFoundError('maintenance_task_not_found', `no task ${id}`, { task_id: id });
         if (row.status !== 'queued' && row.status !== 'running') return rowToTask(row);
         const changes = row.status === 'queued' ? ({ status: 'cancelled', finished_at: at, updated_at: at } as const) : { cancel_requested: 1, updated_at: at };

@@ -200,6 +200,9 @@ export function createNotificationRepository(database: Database): NotificationRe
           .orderBy('d.next_attempt_at')
           .limit(limit);
         if (skip.length > 0) query = query.where('d.id', 'not in', [...skip]);
+        // PostgreSQL: another dispatcher's claim in progress is passed over, never sent twice (src/db/row-locks.ts);
+        // only the deliveries are locked, the outer joins' tables cannot be.
+        if (database.dialect === 'postgres') query = query.forUpdate(['d']).skipLocked();
         const rows = await tx.all(query);
         const leasedUntil = timestamp(new Date(now.getTime() + leaseMs));
         const due: DueDelivery[] = [];

@@ -14,15 +14,33 @@ import {
 } from '../jobs/model.js';
 import type { ClaimOptions, JobQueue, ProgressPatch, RecoverOptions } from '../jobs/queue.js';
 import type { Database, Executor } from './database.js';
+import { isUniqueViolation } from './dialect.js';
 import { parseLeaseHolder, priorityRank, readJobOptions, rowToJob } from './job-repository.js';
+import { QUEUE_LOCKS, lockedRows as lockedOn, takeQueueLock } from './row-locks.js';
 import type { DB, JobsTable } from './schema.js';
 import { newId, timestamp, toJson } from './values.js';
 
 /**
- * The SQLite backend of the job queue: the jobs table itself is the queue. Every decision that
- * reads and then writes (claiming, recovering, stopping) runs in one BEGIN IMMEDIATE
- * transaction, so workers in other threads or processes never claim the same job, and a
- * unique partial index on jobs(device_id) backs the one-job-per-drive rule.
+ * The job queue of both engines: the jobs table itself is the queue. Every decision that reads and
+ * then writes (claiming, stopping, requeueing) runs in one transaction, so workers in other
+ * threads, processes or (with PostgreSQL) machines never claim the same job, and a unique partial
+ * index on jobs(device_id) backs the one-job-per-drive rule.
+ *
+ * SQLite runs those transactions one after another (BEGIN IMMEDIATE takes the write lock first).
+ * PostgreSQL runs them concurrently under READ COMMITTED, where two claimers would both read the
+ * same queued job, the same free drive and the same count of running jobs. There each decision
+ * about the queue as a whole (which job runs next, whether a drive is free, how many run, the next
+ * seq) first takes one transaction-level advisory lock (takeQueueLock), so those decisions are
+ * made one at a time across the cluster exactly as SQLite makes them; each statement after the
+ * lock reads what every earlier decision committed. A claim is a few short statements: serialising
+ * them costs nothing next to a job's minutes. A per-drive lock would not do: maxRunning and seq are
+ * decisions about every drive at once.
+ * A row a write then depends on is read `for update` (lockedRow), so a stop or requeue of the same
+ * job elsewhere waits instead of writing over a claim from a stale read. Single statements
+ * (heartbeat, update, finish, the releases of recoverExpired) need neither: PostgreSQL re-checks an
+ * UPDATE's WHERE on the newest version of a row it had to wait for. Should two jobs still become
+ * active on one drive, the unique index fails the second commit; that lost race is reported as
+ * device_busy (claimNext: no claim), never as two runs.
  */
 /** The columns of a job that leaves its run: no lease, no stop request, no live rate. */
 function leaseReleased(at: string) {
@@ -37,8 +55,19 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
     eb.selectFrom('jobs as latest').select((inner) => inner(inner.fn.coalesce(inner.fn.max('latest.seq'), inner.lit(0)), '+', 1).as('seq'));
   const queuedInClaimOrder = () => db.selectFrom('jobs').where('status', '=', 'queued').orderBy(priorityRank('priority'), 'desc').orderBy('seq', 'asc');
 
+  /** `work` in a transaction that holds the queue's lock on PostgreSQL. */
+  const queueTransaction = <T>(work: (tx: Executor) => Promise<T>): Promise<T> =>
+    database.transaction(async (tx) => {
+      await takeQueueLock(database, tx, QUEUE_LOCKS.jobs);
+      return work(tx);
+    });
+  const lockedRows = <Q extends { forUpdate(): Q }>(query: Q): Q => lockedOn(database, query);
+  /** A lost race for the drive, caught by the unique index jobs_one_active_per_device, as the same error the check before it gives. */
+  const driveRaceLost = (error: unknown, deviceId: string): unknown =>
+    isUniqueViolation(error) ? new ConflictError('device_busy', `${deviceId} is busy with another job`, { device: deviceId }) : error;
+
   const requireRow = async (tx: Executor, jobId: string): Promise<Selectable<JobsTable>> => {
-    const row = await tx.first(db.selectFrom('jobs').selectAll().where('id', '=', jobId));
+    const row = await tx.first(lockedRows(db.selectFrom('jobs').selectAll().where('id', '=', jobId)));
     if (row === undefined) throw new NotFoundError('job_not_found', `Job ${jobId} not found`, { job_id: jobId });
     return row;
   };
@@ -155,13 +184,16 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
           ...lease,
         }))
         .returningAll();
-      if (claim === undefined) return rowToJob(await insert.executeTakeFirstOrThrow());
-      return database.transaction(async (tx) => {
-        await assertDriveFree(tx, input.deviceId, null);
-        const row = await tx.first(insert);
-        if (row === undefined) throw new Error('the new job was not stored');
-        return rowToJob(row);
-      });
+      try {
+        return await queueTransaction(async (tx) => {
+          if (claim !== undefined) await assertDriveFree(tx, input.deviceId, null);
+          const row = await tx.first(insert);
+          if (row === undefined) throw new Error('the new job was not stored');
+          return rowToJob(row);
+        });
+      } catch (error) {
+        throw claim === undefined ? error : driveRaceLost(error, input.deviceId);
+      }
     },
 
     async get(jobId) {
@@ -174,7 +206,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
       const leaseExpiresAt = leaseEnd(start, claim.leaseMs);
       const at = timestamp(start);
       checkMaxRunning(claim);
-      return database.transaction(async (tx) => {
+      const claimed = queueTransaction(async (tx) => {
         if (claim.maxRunning !== undefined) {
           const active = await tx.first(
             db
@@ -189,7 +221,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
         );
         const busy = claim.busyDeviceIds ?? [];
         if (busy.length > 0) candidates = candidates.where('device_id', 'not in', busy);
-        const next = await tx.first(candidates.select('id').limit(1));
+        const next = await tx.first(lockedRows(candidates.select('id').limit(1)));
         if (next === undefined) return null;
         const row = await tx.first(
           db
@@ -209,20 +241,25 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
         );
         return row === undefined ? null : rowToJob(row);
       });
+      // A drive another claim took first: this claim takes nothing, as when no job was queued.
+      return claimed.catch((error: unknown) => {
+        if (isUniqueViolation(error)) return null;
+        throw error;
+      });
     },
 
     async claimJob(jobId, workerId, claim) {
       const start = now();
       const at = timestamp(start);
       const leaseExpiresAt = leaseEnd(start, claim.leaseMs);
-      return database.transaction(async (tx) => {
+      return queueTransaction(async (tx) => {
         const row = await requireRow(tx, jobId);
         if (row.status !== 'queued' && !isRequeueable(row.status)) {
           throw new ConflictError('invalid_state', `Job ${jobId} is ${row.status} and cannot be taken up`, { job_id: jobId, status: row.status });
         }
         const deviceId = claim.drive?.id ?? row.device_id;
         await assertDriveFree(tx, deviceId, jobId);
-        return updateRow(tx, jobId, {
+        const claimed = updateRow(tx, jobId, {
           ...(claim.drive === undefined ? {} : { device_id: claim.drive.id, device_path: claim.drive.path }),
           status: 'running',
           lease_owner: workerId,
@@ -235,6 +272,10 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
           error_message: null,
           finished_at: null,
           updated_at: at,
+        });
+        // The transaction rolls back either way; the error says why.
+        return claimed.catch((error: unknown) => {
+          throw driveRaceLost(error, deviceId);
         });
       });
     },
@@ -362,7 +403,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
     async requestStopAll(action) {
       const at = timestamp(now());
       return database.transaction(async (tx) => {
-        const rows = await tx.all(db.selectFrom('jobs').selectAll().where('status', 'not in', FINISHED_JOB_STATUSES).orderBy('seq'));
+        const rows = await tx.all(lockedRows(db.selectFrom('jobs').selectAll().where('status', 'not in', FINISHED_JOB_STATUSES).orderBy('seq')));
         const stopped: JobRecord[] = [];
         for (const row of rows) {
           const changes = stopChanges(row, action, at);
@@ -375,7 +416,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
     async requeue(jobId, options = {}) {
       const at = timestamp(now());
       const drive = options.drive === undefined ? {} : { device_id: options.drive.id, device_path: options.drive.path };
-      return database.transaction(async (tx) => {
+      return queueTransaction(async (tx) => {
         const row = await requireRow(tx, jobId);
         if (row.status === 'queued') return options.drive === undefined ? rowToJob(row) : await updateRow(tx, jobId, { ...drive, updated_at: at });
         if (!isRequeueable(row.status)) {
@@ -414,7 +455,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
 
     async reopenCompleted(jobId, patch) {
       const at = timestamp(now());
-      return database.transaction(async (tx) => {
+      return queueTransaction(async (tx) => {
         const row = await requireRow(tx, jobId);
         if (row.status !== 'completed') {
           throw new ConflictError('invalid_state', `Job ${jobId} is ${row.status}, not completed`, { job_id: jobId, status: row.status });

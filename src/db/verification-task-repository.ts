@@ -11,6 +11,8 @@ import { type Clock, systemClock } from '../clock.js';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
 import type { LeaseHolder } from '../jobs/model.js';
 import type { Database, Executor } from './database.js';
+import { isUniqueViolation } from './dialect.js';
+import { QUEUE_LOCKS, lockedRows, takeQueueLock } from './row-locks.js';
 import type { ArchiveVerificationTasksTable } from './schema.js';
 import { type ListResult, fromJson, newId, page, timestamp, toJson } from './values.js';
 
@@ -37,8 +39,9 @@ type VerificationTaskOutcome =
 
 /**
  * The stored verification tasks, which are also their queue (like the jobs table): every decision
- * that reads and then writes runs in one BEGIN IMMEDIATE transaction, so two workers never take
- * the same task, and a unique partial index keeps an archive to one queued or running task.
+ * that reads and then writes runs in one transaction (on PostgreSQL under the verification queue's
+ * lock and with its rows read `for update`, src/db/row-locks.ts), so two workers never take the
+ * same task, and a unique partial index keeps an archive to one queued or running task.
  */
 export interface VerificationTaskRepository {
   /** Queues a task. ConflictError `verification_running` while the archive has a queued or running one. */
@@ -111,8 +114,6 @@ function leaseEnd(from: Date, leaseMs: number): string {
   return timestamp(new Date(from.getTime() + leaseMs));
 }
 
-const UNIQUE_VIOLATION = 'SQLITE_CONSTRAINT_UNIQUE';
-
 export function createVerificationTaskRepository(database: Database, options: { now?: Clock } = {}): VerificationTaskRepository {
   const db = database.kysely;
   const now = options.now ?? systemClock;
@@ -136,11 +137,14 @@ export function createVerificationTaskRepository(database: Database, options: { 
   /** Ends a run that did not finish while `owner` still holds it: back to the queue, or cancelled when that was asked for. */
   const requeueWithin = async (tx: Executor, id: string, owner: string | null, at: string): Promise<VerificationTaskRecord | null> => {
     const row = await tx.first(
-      tasks()
-        .select('cancel_requested')
-        .where('id', '=', id)
-        .where('status', '=', 'running')
-        .where((eb) => (owner === null ? eb('lease_owner', 'is', null) : eb('lease_owner', '=', owner))),
+      lockedRows(
+        database,
+        tasks()
+          .select('cancel_requested')
+          .where('id', '=', id)
+          .where('status', '=', 'running')
+          .where((eb) => (owner === null ? eb('lease_owner', 'is', null) : eb('lease_owner', '=', owner))),
+      ),
     );
     if (row === undefined) return null;
     const end = row.cancel_requested === 1 ? { status: 'cancelled' as const, finished_at: at } : { status: 'queued' as const, bytes_done: 0 };
@@ -185,7 +189,7 @@ export function createVerificationTaskRepository(database: Database, options: { 
         });
       } catch (error) {
         // Another process queued one between our check and our insert: the index refused the second.
-        if ((error as { code?: unknown }).code === UNIQUE_VIOLATION) throw runningConflict(input.archiveId);
+        if (isUniqueViolation(error)) throw runningConflict(input.archiveId);
         throw error;
       }
     },
@@ -230,13 +234,17 @@ export function createVerificationTaskRepository(database: Database, options: { 
       const at = timestamp(start);
       const leaseExpiresAt = leaseEnd(start, claim.leaseMs);
       return database.transaction(async (tx) => {
+        // On PostgreSQL the count and the pick are made by one claimer at a time (src/db/row-locks.ts).
+        await takeQueueLock(database, tx, QUEUE_LOCKS.verification);
         const running = await tx.first(
           tasks()
             .select((eb) => eb.fn.countAll<number>().as('count'))
             .where('status', '=', 'running'),
         );
         if ((running?.count ?? 0) >= claim.maxRunning) return null;
-        const next = await tx.first(tasks().select('id').where('status', '=', 'queued').orderBy('created_at').orderBy(sql`rowid`).limit(1));
+        const next = await tx.first(
+          lockedRows(database, tasks().select('id').where('status', '=', 'queued').orderBy('created_at').orderBy(sql`rowid`).limit(1)),
+        );
         if (next === undefined) return null;
         const row = await tx.first(
           db
@@ -284,7 +292,10 @@ export function createVerificationTaskRepository(database: Database, options: { 
     async finish(id, workerId, end) {
       const at = timestamp(now());
       return database.transaction(async (tx) => {
-        const held = await tx.first(tasks().select('id').where('id', '=', id).where('lease_owner', '=', workerId).where('status', '=', 'running'));
+        // Locked, so no recovery requeues the task between its history entry and its end.
+        const held = await tx.first(
+          lockedRows(database, tasks().select('id').where('id', '=', id).where('lease_owner', '=', workerId).where('status', '=', 'running')),
+        );
         if (held === undefined) return null;
         const outcome = await end(tx);
         const status: FinishedVerificationStatus = outcome.status;
@@ -308,7 +319,7 @@ export function createVerificationTaskRepository(database: Database, options: { 
     async requestCancel(id) {
       const at = timestamp(now());
       return database.transaction(async (tx) => {
-        const row = await tx.first(tasks().selectAll().where('id', '=', id));
+        const row = await tx.first(lockedRows(database, tasks().selectAll().where('id', '=', id)));
         if (row === undefined) throw new NotFoundError('verification_task_not_found', `no verification task ${id}`, { task_id: id });
         const changes: Updateable<ArchiveVerificationTasksTable> | null =
           row.status === 'queued'

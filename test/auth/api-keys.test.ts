@@ -1,17 +1,29 @@
 import assert from 'node:assert/strict';
-import { readFile, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { sql } from 'kysely';
 import { type Actor, requestActor } from '../../src/auth/principal.js';
 import { secretHash } from '../../src/auth/secrets.js';
 import { type AuthService, createAuthService } from '../../src/auth/service.js';
+import type { Database } from '../../src/db/database.js';
 import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../../src/errors.js';
 import { openAgain } from '../support/database.js';
 import { ADMIN_PASSWORD, CLI, CLIENT, DAY, HOUR, MINUTE, USER_PASSWORD, withAuth } from './support.js';
 
+/** The text of every row of every table of `database`, on either engine. */
+async function everythingStored(database: Database): Promise<string> {
+  const tables = await database.kysely.introspection.getTables();
+  assert.ok(tables.some((table) => table.name === 'api_keys'));
+  const rows: string[] = [];
+  for (const table of tables) {
+    const all = await sql`select * from ${sql.table(table.name)}`.execute(database.kysely);
+    rows.push(JSON.stringify(all.rows));
+  }
+  return rows.join('\n');
+}
+
 describe('API keys', () => {
   it('creates a d2i_ key of 256 random bits, shows it once and keeps only its hash and a short prefix', async () => {
-    await withAuth(async ({ auth, database, dir }) => {
+    await withAuth(async ({ auth, database }) => {
       await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
       const { key, record } = await auth.apiKeys.create({ user: 'alice', name: 'backup script', scopes: ['jobs:read'] }, CLI);
       assert.match(key, /^d2i_[A-Za-z0-9_-]{43}$/);
@@ -26,14 +38,11 @@ describe('API keys', () => {
 
       const row = await database.kysely.selectFrom('api_keys').selectAll().executeTakeFirstOrThrow();
       assert.equal(row.key_hash, secretHash(key));
-      // Everything SQLite wrote (database, WAL, shared memory): neither the key nor its secret part is in there.
-      const files = (await readdir(dir)).filter((name) => name.startsWith('disk2iso.sqlite'));
-      assert.ok(files.length >= 1);
-      const onDisk = Buffer.concat(await Promise.all(files.map((name) => readFile(join(dir, name)))));
-      assert.equal(onDisk.includes(key), false);
-      assert.equal(onDisk.includes(key.slice(12)), false);
-      assert.equal(onDisk.includes(Buffer.from(key.slice(4), 'base64url')), false);
-      assert.equal(onDisk.includes(row.key_hash), true, 'the check itself reads the right files');
+      // Every row of every table (test/auth/api-keys-file.test.ts reads SQLite's files byte by byte): neither the key nor its secret part is in there.
+      const stored = await everythingStored(database);
+      const secret = Buffer.from(key.slice(4), 'base64url');
+      for (const form of [key, key.slice(12), secret.toString('hex'), secret.toString('base64')]) assert.equal(stored.includes(form), false);
+      assert.equal(stored.includes(row.key_hash), true, 'the check itself reads the right rows');
     });
   });
 
@@ -411,6 +420,29 @@ describe('API keys made with a key or a bearer token never exceed or outlive it'
         (await auth.apiKeys.list({ user: 'alice' }, CLI)).map((key) => key.name),
         ['parent'],
       );
+    });
+  });
+
+  it('leaves no live child under a parent revoked at the same moment through another connection', async () => {
+    await withAuth(async ({ auth, database, dir, clock }) => {
+      await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
+      const expiresAt = new Date(clock.now().getTime() + DAY);
+      const other = await openAgain(database);
+      try {
+        const elsewhere = createAuthService({ database: other, dataDir: dir, now: clock.now });
+        for (let round = 0; round < 10; round += 1) {
+          const parent = await auth.apiKeys.create({ user: 'alice', name: `parent-${round}`, scopes: ['jobs:read', 'keys:manage'], expiresAt }, CLI);
+          const actor = await keyActor(auth, { apiKeyHeader: parent.key });
+          const [child] = await Promise.allSettled([
+            auth.apiKeys.create({ user: 'alice', name: `child-${round}`, scopes: ['jobs:read'], expiresAt }, actor),
+            elsewhere.apiKeys.revoke(parent.record.id, CLI),
+          ]);
+          const live = (await auth.apiKeys.list({ user: 'alice' }, CLI)).filter((key) => key.revokedAt === null).map((key) => key.name);
+          assert.deepEqual(live, [], `round ${round}: ${child.status === 'fulfilled' ? 'the child was revoked with its parent' : 'the child was refused'}`);
+        }
+      } finally {
+        await other.close();
+      }
     });
   });
 

@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AuthenticationError } from '../../src/auth/errors.js';
+import { type PasswordHasher, bcryptHasher } from '../../src/auth/password.js';
 import { secretHash } from '../../src/auth/secrets.js';
+import { createAuthService } from '../../src/auth/service.js';
 import { ConflictError } from '../../src/errors.js';
+import { openAgain } from '../support/database.js';
 import { ADMIN_PASSWORD, CLI, CLIENT, HOUR, USER_PASSWORD, withAuth } from './support.js';
 
 describe('first-admin setup token', () => {
@@ -41,6 +44,45 @@ describe('first-admin setup token', () => {
         ],
       );
     });
+  });
+
+  it('creates one admin when the same link is used twice at the same moment through two connections', async () => {
+    // Both uses hash their password first; they then go on together, so their transactions overlap.
+    let hashed = 0;
+    let release = (): void => undefined;
+    const bothHashed = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const hasher: PasswordHasher = {
+      async hash(password) {
+        const hash = await bcryptHasher.hash(password);
+        hashed += 1;
+        if (hashed === 2) release();
+        await bothHashed;
+        return hash;
+      },
+      verify: (password, hash) => bcryptHasher.verify(password, hash),
+    };
+    await withAuth(
+      async ({ auth, database, dir, clock }) => {
+        const other = await openAgain(database);
+        try {
+          const elsewhere = createAuthService({ database: other, dataDir: dir, now: clock.now, hasher });
+          const { token } = await auth.setup.createToken();
+          const outcomes = await Promise.allSettled([
+            auth.setup.complete(token, 'root', ADMIN_PASSWORD, CLIENT),
+            elsewhere.setup.complete(token, 'other-root', ADMIN_PASSWORD, CLIENT),
+          ]);
+          assert.equal(outcomes.filter((outcome) => outcome.status === 'fulfilled').length, 1, 'one use of the link succeeds');
+          const refused = outcomes.find((outcome) => outcome.status === 'rejected');
+          assert.ok(refused?.reason instanceof AuthenticationError, 'the other finds the link used');
+          assert.equal((await auth.users.list(CLI)).length, 1);
+        } finally {
+          await other.close();
+        }
+      },
+      { hasher },
+    );
   });
 
   it('expires after an hour', async () => {

@@ -4,7 +4,9 @@ import { AuthenticationError, PasswordChangeRequiredError } from '../../src/auth
 import { hashCost } from '../../src/auth/password.js';
 import { requestActor } from '../../src/auth/principal.js';
 import { ROLE_PERMISSIONS } from '../../src/auth/roles.js';
+import { createAuthService } from '../../src/auth/service.js';
 import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../../src/errors.js';
+import { openAgain } from '../support/database.js';
 import { ADMIN_PASSWORD, CLI, CLIENT, DAY, USER_PASSWORD, withAuth } from './support.js';
 
 describe('user service', () => {
@@ -53,6 +55,28 @@ describe('user service', () => {
       const { principal } = await auth.login('second', ADMIN_PASSWORD, CLIENT);
       await assert.rejects(auth.users.setRole('second', 'operator', requestActor(principal, CLIENT)), { code: 'last_admin' });
       assert.equal((await auth.users.get('second', CLI)).role, 'admin');
+    });
+  });
+
+  it('keeps an admin when the last two demote each other at the same moment through two connections', async () => {
+    await withAuth(async ({ auth, database, dir, clock }) => {
+      await auth.users.add({ name: 'ada', role: 'admin', password: ADMIN_PASSWORD }, CLI);
+      await auth.users.add({ name: 'bob', role: 'admin', password: ADMIN_PASSWORD }, CLI);
+      const other = await openAgain(database);
+      try {
+        const elsewhere = createAuthService({ database: other, dataDir: dir, now: clock.now });
+        for (let round = 0; round < 10; round += 1) {
+          const outcomes = await Promise.allSettled([auth.users.setRole('ada', 'operator', CLI), elsewhere.users.setRole('bob', 'operator', CLI)]);
+          const refused = outcomes.filter((outcome) => outcome.status === 'rejected');
+          assert.equal(refused.length, 1, `round ${round}: exactly one demotion is refused`);
+          assert.equal((refused[0] as PromiseRejectedResult).reason.code, 'last_admin');
+          const admins = (await auth.users.list(CLI)).filter((user) => user.role === 'admin');
+          assert.equal(admins.length, 1, `round ${round}: one admin is left`);
+          await auth.users.setRole(admins[0]?.name === 'ada' ? 'bob' : 'ada', 'admin', CLI);
+        }
+      } finally {
+        await other.close();
+      }
     });
   });
 

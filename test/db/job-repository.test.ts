@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { type ArchiveRepository, createArchiveRepository } from '../../src/db/archive-repository.js';
-import { openDatabase } from '../../src/db/database.js';
+import { isForeignKeyViolation } from '../../src/db/dialect.js';
 import { type JobListFilter, type JobRepository, createJobRepository } from '../../src/db/job-repository.js';
 import { createSqliteQueue } from '../../src/db/sqlite-queue.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../src/errors.js';
 import type { JobOptions, JobPriority } from '../../src/jobs/model.js';
 import type { EnqueueInput, JobQueue } from '../../src/jobs/queue.js';
+import { openAgain } from '../support/database.js';
 import { manualClock, withDatabase } from './support.js';
 
 function input(name: string, deviceId = 'sr0', createdBy: string | null = null): EnqueueInput {
@@ -219,7 +219,7 @@ describe('job repository', () => {
         [second.id],
       );
       assert.equal(paged.total, 3);
-      await assert.rejects(jobs.appendLog('job_missing', 'info', 'x'), /FOREIGN KEY/);
+      await assert.rejects(jobs.appendLog('job_missing', 'info', 'x'), isForeignKeyViolation);
 
       assert.equal(await jobs.pruneLogs(new Date('2026-01-15T10:01:00.000Z')), 1);
       assert.deepEqual(
@@ -288,7 +288,7 @@ describe('job repository', () => {
   });
 
   it('raises the jobs version on every change to a job, through any connection, and on nothing else', async () => {
-    await withDatabase(async (database, dir) => {
+    await withDatabase(async (database) => {
       const queue = createSqliteQueue(database);
       const jobs = createJobRepository(database);
       const archives = createArchiveRepository(database);
@@ -322,7 +322,7 @@ describe('job repository', () => {
       assert.equal((await jobs.get(job.id))?.archiveId, null);
       await changes('deleting a job', () => jobs.delete(job.id));
 
-      const other = await openDatabase({ file: join(dir, 'disk2iso.sqlite') });
+      const other = await openAgain(database);
       try {
         const queued = (await jobs.list({ statuses: ['queued'] })).items[0];
         assert.ok(queued);

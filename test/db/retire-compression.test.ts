@@ -5,7 +5,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect } from 'kysely';
 import { openDatabase } from '../../src/db/database.js';
 import { migrationProvider } from '../../src/db/migrations/index.js';
-import { withTempDir } from './support.js';
+import { withTempDir } from '../support/temp-dir.js';
 
 describe('migration 0012: the retired setting imaging.compression', () => {
   it('removes its stored value and keeps every other setting', async () => {

@@ -1,18 +1,8 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Database } from '../../src/db/database.js';
 import { openTestDatabase } from '../support/database.js';
+import { withTempDir } from '../support/temp-dir.js';
 
-/** Runs `work` with a fresh directory under the system temp dir and removes it afterwards. */
-export async function withTempDir<T>(work: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(join(tmpdir(), 'disk2iso-db-test-'));
-  try {
-    return await work(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
+export { withTempDir };
 
 /**
  * Runs `work` with a fresh database, closed and removed afterwards: a SQLite file, or a PostgreSQL

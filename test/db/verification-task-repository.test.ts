@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { type ArchiveRepository, createArchiveRepository } from '../../src/db/archive-repository.js';
 import type { Database } from '../../src/db/database.js';
 import { type VerificationTaskRepository, createVerificationTaskRepository } from '../../src/db/verification-task-repository.js';
 import { ConflictError, NotFoundError } from '../../src/errors.js';
 import type { LeaseHolder } from '../../src/jobs/model.js';
+import { openAgain } from '../support/database.js';
 import { type ManualClock, manualClock, withDatabase } from './support.js';
 
 const HOLDER: LeaseHolder = { host: 'here', bootId: 'boot', pidNamespace: 'pid:[1]', pid: 42, startTicks: 7 };
@@ -78,6 +80,43 @@ describe('verification task repository', () => {
         [a.id],
       );
       assert.deepEqual(await tasks.active([]), []);
+    });
+  });
+
+  it('never gives one task to two claimers on two connections, nor runs more than maxRunning at once', async () => {
+    await withTasks(async ({ database, tasks, archive }) => {
+      const count = 40;
+      for (let index = 0; index < count; index += 1) await tasks.enqueue({ archiveId: await archive(`disc-${index}`), bytesTotal: 4096, requestedBy: null });
+      const other = await openAgain(database);
+      try {
+        const claims = new Map<string, string[]>();
+        let overLimit = 0;
+        const work = async (repository: VerificationTaskRepository, worker: string): Promise<void> => {
+          for (;;) {
+            const task = await repository.claimNext(worker, { ...LEASE, maxRunning: 2 });
+            if (task === null) {
+              if ((await repository.countByStatus()).queued === 0) return;
+              await yieldToEventLoop();
+              continue;
+            }
+            claims.set(task.id, [...(claims.get(task.id) ?? []), worker]);
+            if ((await repository.countByStatus()).running > 2) overLimit += 1;
+            await yieldToEventLoop();
+            await repository.finish(task.id, worker, async () => ({ status: 'cancelled' }));
+          }
+        };
+        const repositories = [tasks, createVerificationTaskRepository(other)];
+        await Promise.all(repositories.flatMap((repository, index) => [work(repository, `conn${index}-a`), work(repository, `conn${index}-b`)]));
+        assert.equal(claims.size, count);
+        assert.deepEqual(
+          [...claims].filter(([, workers]) => workers.length > 1),
+          [],
+          'no task was claimed twice',
+        );
+        assert.equal(overLimit, 0, 'never more than maxRunning ran at once');
+      } finally {
+        await other.close();
+      }
     });
   });
 

@@ -3,7 +3,6 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/load.js';
-import { openDatabase } from '../../src/db/database.js';
 import { createJobRepository } from '../../src/db/job-repository.js';
 import { createSqliteQueue } from '../../src/db/sqlite-queue.js';
 import { NotFoundError } from '../../src/errors.js';
@@ -15,6 +14,7 @@ import { type JobService, createJobService } from '../../src/jobs/service.js';
 import { silentLogger } from '../../src/log.js';
 import type { KnownDrives } from '../../src/system/devices.js';
 import { withTempDir } from '../db/support.js';
+import { openTestDatabase } from '../support/database.js';
 
 /** What a run leaves beside NAME.iso: the partial image, its map, and a map save a crash cut short. */
 const PARTIALS = ['.part', '.map', '.map.tmp'];
@@ -37,7 +37,7 @@ async function withService(work: (context: { service: JobService; queue: JobQueu
     const output = join(dir, 'images');
     await mkdir(output);
     const config = loadConfig({ env: { DISK2ISO_DATA_DIR: dir, DISK2ISO_STORAGE_OUTPUT_DIR: output, DISK2ISO_DRIVES_DEMO: 'off' } });
-    const database = await openDatabase({ file: join(dir, 'jobs.db') });
+    const database = await openTestDatabase(dir);
     try {
       const queue = createSqliteQueue(database);
       const jobs = createJobRepository(database);

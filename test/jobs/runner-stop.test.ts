@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/load.js';
 import { createArchiveRepository } from '../../src/db/archive-repository.js';
-import { openDatabase } from '../../src/db/database.js';
 import { createJobRepository } from '../../src/db/job-repository.js';
 import { createSqliteQueue } from '../../src/db/sqlite-queue.js';
 import { createDriveService } from '../../src/drives/service.js';
@@ -19,6 +18,7 @@ import { createJobService } from '../../src/jobs/service.js';
 import { silentLogger } from '../../src/log.js';
 import { activeJobsByDevice, createDeviceStatusService } from '../../src/system/devices.js';
 import { withTempDir } from '../db/support.js';
+import { openTestDatabase } from '../support/database.js';
 
 /**
  * The runner with the real queue, repositories, drive service (its demo drive) and job service;
@@ -35,7 +35,7 @@ async function withRunner(
     const config = loadConfig({
       env: { DISK2ISO_DATA_DIR: dir, DISK2ISO_STORAGE_OUTPUT_DIR: output, DISK2ISO_DRIVES_DEMO: 'on', DISK2ISO_DRIVES_SCAN_OPTICAL: 'false' },
     });
-    const database = await openDatabase({ file: join(dir, 'jobs.db') });
+    const database = await openTestDatabase(dir);
     const queue = createSqliteQueue(database);
     const jobRepository = createJobRepository(database);
     const log = silentLogger();

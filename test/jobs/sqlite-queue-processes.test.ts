@@ -1,19 +1,17 @@
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { openDatabase } from '../../src/db/database.js';
 import { createJobRepository } from '../../src/db/job-repository.js';
 import { createSqliteQueue } from '../../src/db/sqlite-queue.js';
 import { currentLeaseHolder, leaseHolderGone } from '../../src/jobs/lease-holder.js';
 import { type FixtureProcess, startFixture } from '../db/fixture-process.js';
 import { withTempDir } from '../db/support.js';
+import { databaseAddress, openTestDatabase } from '../support/database.js';
 
-describe('SQLite job queue across processes', () => {
+describe('job queue across processes', () => {
   it('never hands one job to two processes, nor two jobs of one drive', async () => {
     await withTempDir(async (dir) => {
-      const file = join(dir, 'queue.sqlite');
       const jobCount = 240;
-      const database = await openDatabase({ file });
+      const database = await openTestDatabase(dir);
       const processes: FixtureProcess[] = [];
       try {
         const queue = createSqliteQueue(database);
@@ -21,7 +19,7 @@ describe('SQLite job queue across processes', () => {
           await queue.enqueue({ name: `job-${index}`, deviceId: `dev${index % 8}`, devicePath: `/dev/loop${index % 8}`, outputFile: `/out/${index}.iso` });
         }
         for (let index = 0; index < 4; index += 1) {
-          processes.push(startFixture(new URL('./fixtures/claim-loop.js', import.meta.url), [file, `process-${index}`]));
+          processes.push(startFixture(new URL('./fixtures/claim-loop.js', import.meta.url), [databaseAddress(database), `process-${index}`]));
         }
         for (const fixture of processes) assert.equal(await fixture.nextLine(), 'ready');
         for (const fixture of processes) fixture.child.stdin.write('go\n');
@@ -51,13 +49,12 @@ describe('SQLite job queue across processes', () => {
 
   it('finds the job of a killed worker once its lease has expired, and runs it again', async () => {
     await withTempDir(async (dir) => {
-      const file = join(dir, 'queue.sqlite');
       const leaseMs = 60_000;
-      const database = await openDatabase({ file });
+      const database = await openTestDatabase(dir);
       let fixture: FixtureProcess | undefined;
       try {
         const queued = await createSqliteQueue(database).enqueue({ name: 'disc', deviceId: 'sr0', devicePath: '/dev/sr0', outputFile: '/out/disc.iso' });
-        fixture = startFixture(new URL('./fixtures/claim-and-hang.js', import.meta.url), [file, 'doomed-worker', String(leaseMs)]);
+        fixture = startFixture(new URL('./fixtures/claim-and-hang.js', import.meta.url), [databaseAddress(database), 'doomed-worker', String(leaseMs)]);
         assert.equal(await fixture.nextLine(), queued.id);
         fixture.child.kill('SIGKILL');
         assert.equal((await fixture.exited).signal, 'SIGKILL');
@@ -86,14 +83,13 @@ describe('SQLite job queue across processes', () => {
 
   it('takes over the job of a killed worker on this host at once, but waits while the worker still exists, even stopped', async () => {
     await withTempDir(async (dir) => {
-      const file = join(dir, 'queue.sqlite');
       const leaseMs = 3_600_000;
-      const database = await openDatabase({ file });
+      const database = await openTestDatabase(dir);
       let fixture: FixtureProcess | undefined;
       try {
         const queue = createSqliteQueue(database);
         const queued = await queue.enqueue({ name: 'disc', deviceId: 'sr0', devicePath: '/dev/sr0', outputFile: '/out/disc.iso' });
-        fixture = startFixture(new URL('./fixtures/claim-and-hang.js', import.meta.url), [file, 'doomed-worker', String(leaseMs)]);
+        fixture = startFixture(new URL('./fixtures/claim-and-hang.js', import.meta.url), [databaseAddress(database), 'doomed-worker', String(leaseMs)]);
         assert.equal(await fixture.nextLine(), queued.id);
         const held = await queue.get(queued.id);
         const self = await currentLeaseHolder();

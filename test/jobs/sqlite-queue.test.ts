@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { openDatabase } from '../../src/db/database.js';
 import { createSqliteQueue } from '../../src/db/sqlite-queue.js';
 import { ConflictError, NotFoundError, ValidationError } from '../../src/errors.js';
 import type { JobPriority, JobRecord, LeaseHolder } from '../../src/jobs/model.js';
 import { type EnqueueInput, type JobQueue, newWorkerId } from '../../src/jobs/queue.js';
-import { manualClock, withDatabase, withTempDir } from '../db/support.js';
+import { manualClock, withDatabase } from '../db/support.js';
+import { openAgain } from '../support/database.js';
 
 const LEASE_MS = 30_000;
 
@@ -29,7 +28,7 @@ async function claimAll(queue: JobQueue, workerId: string): Promise<string[]> {
   return names;
 }
 
-describe('SQLite job queue', () => {
+describe('job queue', () => {
   it('enqueues a job as queued with defaults, options and a growing seq', async () => {
     await withDatabase(async (database) => {
       const clock = manualClock();
@@ -153,10 +152,8 @@ describe('SQLite job queue', () => {
   });
 
   it('never hands one job to two claimers on two connections, nor two jobs of one drive', async () => {
-    await withTempDir(async (dir) => {
-      const file = join(dir, 'queue.sqlite');
-      const first = await openDatabase({ file });
-      const second = await openDatabase({ file });
+    await withDatabase(async (first) => {
+      const second = await openAgain(first);
       try {
         const queues = [createSqliteQueue(first), createSqliteQueue(second)];
         const jobCount = 120;
@@ -199,7 +196,6 @@ describe('SQLite job queue', () => {
           );
         }
       } finally {
-        await first.close();
         await second.close();
       }
     });

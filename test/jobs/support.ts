@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { type ArchiveRepository, createArchiveRepository } from '../../src/db/archive-repository.js';
-import { openDatabase } from '../../src/db/database.js';
 import { type JobRepository, createJobRepository } from '../../src/db/job-repository.js';
 import { createSqliteQueue } from '../../src/db/sqlite-queue.js';
 import type { DriveService } from '../../src/drives/service.js';
@@ -20,10 +19,11 @@ import { type JobService, type JobServiceDeps, createJobService } from '../../sr
 import { silentLogger } from '../../src/log.js';
 import type { KnownDrives } from '../../src/system/devices.js';
 import { withTempDir } from '../db/support.js';
+import { openTestDatabase } from '../support/database.js';
 
 /**
- * The job runner and the job service with everything real that needs no root (the SQLite queue
- * and repositories on a temporary file, the event bus, the output directory) and fakes for what
+ * The job runner and the job service with everything real that needs no root (the queue and
+ * repositories on a fresh database of either engine, the event bus, the output directory) and fakes for what
  * does: the drives (sysfs, device nodes, eject) and the imaging engine (reads of a device).
  */
 
@@ -245,7 +245,7 @@ export async function withJobs(options: HarnessOptions, work: (harness: JobsHarn
     const output = join(dir, 'images');
     await mkdir(output);
     const config = loadConfig({ env: { DISK2ISO_DATA_DIR: dir, DISK2ISO_STORAGE_OUTPUT_DIR: output, ...options.env } });
-    const database = await openDatabase({ file: join(dir, 'jobs.db') });
+    const database = await openTestDatabase(dir);
     const queue = createSqliteQueue(database);
     const jobRepository = createJobRepository(database);
     const archives = createArchiveRepository(database);

@@ -6,7 +6,7 @@ import { Kysely, Migrator, SqliteDialect } from 'kysely';
 import { openDatabase } from '../../src/db/database.js';
 import { migrationProvider } from '../../src/db/migrations/index.js';
 import { createNotificationRepository } from '../../src/db/notification-repository.js';
-import { withTempDir } from '../db/support.js';
+import { withTempDir } from '../support/temp-dir.js';
 
 /** A database as the version before notifications left it, with the given settings stored. */
 async function databaseBeforeNotifications(file: string, settings: Record<string, unknown>): Promise<void> {

@@ -79,10 +79,23 @@ async function dropTestDatabase(url: string): Promise<void> {
  * database in place.
  */
 export function openAgain(database: Database): Promise<Database> {
-  if (database.dialect === 'sqlite') return openDatabase({ file: database.location });
+  return openAddress(databaseAddress(database));
+}
+
+/**
+ * Where `database` is, for a process of its own (a fixture) to open with `openAddress`: the SQLite
+ * file, or the PostgreSQL URL with its password.
+ */
+export function databaseAddress(database: Database): string {
+  if (database.dialect === 'sqlite') return database.location;
   const url = urls.get(database);
-  if (url === undefined) throw new Error('openAgain: a PostgreSQL database not opened by openTestDatabase');
-  return openPostgres(url);
+  if (url === undefined) throw new Error('databaseAddress: a PostgreSQL database not opened by openTestDatabase');
+  return url;
+}
+
+/** Opens the database at an address of `databaseAddress`, in this process or another. */
+export function openAddress(address: string): Promise<Database> {
+  return address.startsWith('postgres://') || address.startsWith('postgresql://') ? openPostgres(address) : openDatabase({ file: address });
 }
 
 async function withAdmin<T>(pass: PostgresPass, work: (client: pg.Client) => Promise<T>): Promise<T> {

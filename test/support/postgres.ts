@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chownSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -126,7 +126,11 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
   const data = join(dir, 'data');
   const listenAddresses = ['127.0.0.1', ...extraListen.map((listen) => listen.address)].join(',');
   /** The postmaster on `port` once it accepts connections, or what it said when it could not start (a taken port). */
+  let launches = 0;
   const launch = async (port: number): Promise<{ process: ChildProcess } | { error: string }> => {
+    launches += 1;
+    const logFile = join(dir, `server-${launches}.log`);
+    const log = openSync(logFile, 'a', 0o600);
     const candidate = spawn(
       'setpriv',
       asPostgres(join(bin, 'postgres'), [
@@ -146,17 +150,17 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
         '-c',
         'full_page_writes=off',
         '-c',
-        'max_connections=50',
+        'max_connections=200',
       ]),
-      { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] },
+      // Its log goes to a file, not a pipe: scripts/run-tests.mjs waits for the test processes in
+      // spawnSync and reads no pipe meanwhile, and a server whose log pipe is full blocks in its
+      // next log line (the checkpointer's, under DROP DATABASE) with every test waiting for it.
+      { cwd: dir, stdio: ['ignore', 'ignore', log] },
     );
-    let stderr = '';
-    candidate.stderr?.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
+    closeSync(log);
     if (await acceptsConnections(candidate, dir, port)) return { process: candidate };
     candidate.kill('SIGQUIT');
-    return { error: stderr };
+    return { error: readFileSync(logFile, 'utf8') };
   };
   try {
     const init = spawnSync(
