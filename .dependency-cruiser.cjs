@@ -38,9 +38,9 @@ module.exports = {
       name: 'no-domain-types-from-db',
       severity: 'error',
       comment:
-        'Domain types (statuses, records, job options, roles, JSON values) belong to jobs/, archive/, auth/ and the shared modules; db/ stores them and imports them, never the reverse. Outside db/ only its storage interface is imported: the repositories and the queue (interfaces, factories, query filters) and database.ts (opening it, transactions), postgres.ts and copy-to-postgres.ts (the cluster database, `disk2iso migrate`). Table shapes, column helpers and migrations stay inside, whether a type or a value is imported.',
+        'Domain types (statuses, records, job options, roles, JSON values) belong to jobs/, archive/, auth/ and the shared modules; db/ stores them and imports them, never the reverse. Outside db/ only its storage interface is imported: the repositories and the queue (interfaces, factories, query filters) and database.ts (opening it, transactions), open.ts (the configured one), postgres.ts and copy-to-postgres.ts (the cluster database, `disk2iso migrate`). Table shapes, column helpers and migrations stay inside, whether a type or a value is imported.',
       from: { path: '^src/', pathNot: '^src/db/' },
-      to: { path: '^src/db/', pathNot: '^src/db/(database|postgres|copy-to-postgres|sqlite-queue|[a-z-]+-repository)\\.ts$' },
+      to: { path: '^src/db/', pathNot: '^src/db/(database|open|postgres|copy-to-postgres|sqlite-queue|[a-z-]+-repository)\\.ts$' },
     },
     {
       name: 'src-not-to-tests',

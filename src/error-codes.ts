@@ -161,6 +161,7 @@ export const ERROR_CODES = [
   'database_migration_failed',
   'database_open_failed',
   'database_unavailable',
+  'migrate_already_postgres',
   'migrate_schema_mismatch',
   'migrate_target_not_empty',
   'migrate_verification_failed',

@@ -26,12 +26,13 @@ import { createAuditRepository } from './db/audit-repository.js';
 import { createAutomationRepository } from './db/automation-repository.js';
 import { createCategoryRepository, createPreferenceRepository } from './db/catalogue-repository.js';
 import { createClusterRepository } from './db/cluster-repository.js';
-import { databaseFile, openDatabase } from './db/database.js';
+import { type EmbeddedDatabase, embeddedOnly } from './db/database.js';
 import { createFileIndexRepository } from './db/file-index-repository.js';
 import { createJobRepository } from './db/job-repository.js';
 import { createLogRepository } from './db/log-repository.js';
 import { createMaintenanceTaskRepository } from './db/maintenance-task-repository.js';
 import { createNotificationRepository } from './db/notification-repository.js';
+import { openConfiguredDatabase } from './db/open.js';
 import { createPushSubscriptionRepository } from './db/push-subscription-repository.js';
 import { createSettingsRepository } from './db/settings-repository.js';
 import { createSqliteQueue } from './db/sqlite-queue.js';
@@ -69,7 +70,7 @@ import { type EventLog, createEventLog } from './system/event-log.js';
 import { type Housekeeping, createHousekeeping } from './system/housekeeping.js';
 import { createServiceMetrics } from './system/metrics.js';
 import { createOutputProbe } from './system/output-probe.js';
-import { createReadiness, runnerCheck, writeDatabaseHeader } from './system/readiness.js';
+import { createReadiness, probeDatabaseWrite, runnerCheck } from './system/readiness.js';
 import { applyStoredSettings, createSettingsService } from './system/settings.js';
 import { createSystemStatus } from './system/status.js';
 import { createStorageWatch } from './system/storage-watch.js';
@@ -168,7 +169,7 @@ async function clearStaleSocket(path: string): Promise<void> {
 
 export async function startServer(options: StartServerOptions): Promise<RunningServer> {
   const { config, log, version } = options;
-  const database = await openDatabase({ file: databaseFile(config.data_dir), log, backupDir: config.backup.dir });
+  const database = await openConfiguredDatabase(config, log);
   try {
     const role = options.role ?? 'all';
     assertRoleFits(role, database.dialect);
@@ -443,7 +444,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       readiness: createReadiness({
         config,
         output,
-        writeDatabase: () => writeDatabaseHeader(database),
+        writeDatabase: () => probeDatabaseWrite(database),
         // A web instance runs no jobs: its readiness does not hang on a runner it does not have.
         checkRunner: parts.jobs ? runnerCheck(() => runner.lastPoll()) : () => undefined,
       }),
@@ -605,9 +606,12 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     }, SETTINGS_SYNC_INTERVAL_MS);
     settingsSync.unref();
     let backupRun: Promise<void> = Promise.resolve();
-    const backUpWhenDue = (): void => {
+    // Scheduled backups copy the embedded file; PostgreSQL is backed up with its own tools (pg_dump,
+    // base backups), and the backup settings are locked as not applicable there (settingLock).
+    const embedded = database.dialect === 'sqlite' ? embeddedOnly(database) : null;
+    const backUpWhenDue = (target: EmbeddedDatabase): void => {
       backupRun = backupRun
-        .then(() => runScheduledBackup({ config, database, version }))
+        .then(() => runScheduledBackup({ config, database: target, version }))
         .then(({ created, removed }) => {
           if (created !== null)
             eventLog.record({ level: 'info', source: 'backup', message: `scheduled backup written: ${created}`, details: { file: created } });
@@ -622,9 +626,12 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         })
         .catch((error: unknown) => eventLog.record({ level: 'error', source: 'backup', message: `scheduled backup failed: ${errorMessage(error)}` }));
     };
-    backUpWhenDue();
-    const backupTimer = setInterval(backUpWhenDue, BACKUP_CHECK_INTERVAL_MS);
-    backupTimer.unref();
+    let backupTimer: NodeJS.Timeout | undefined;
+    if (embedded !== null) {
+      backUpWhenDue(embedded);
+      backupTimer = setInterval(() => backUpWhenDue(embedded), BACKUP_CHECK_INTERVAL_MS);
+      backupTimer.unref();
+    }
 
     const shutdown = async (reason: string): Promise<void> => {
       eventLog.record({ level: 'info', source: 'service', message: `stopping (${reason})` });

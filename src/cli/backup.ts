@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { databaseFile, embeddedOnly, openDatabase } from '../db/database.js';
+import { redactedUrl } from '../db/postgres.js';
 import { ConflictError } from '../errors.js';
 import { pathExists } from '../imaging/output-state.js';
 import { currentLeaseHolder, leaseHolderGone } from '../jobs/lease-holder.js';
@@ -53,6 +54,15 @@ export function registerBackupCommands(program: Command): void {
     .option('--stop-service', 'stop the running service first (SIGTERM: its jobs pause), instead of refusing')
     .action(async (options: { input: string; stopService?: boolean }, command: Command) => {
       const ctx = createCliContext(command.optsWithGlobals<GlobalOptions>());
+      const configured = ctx.config.database.url;
+      // A restored file would sit in the data dir unread while the service keeps its state in PostgreSQL.
+      if (configured !== null) {
+        throw new ConflictError(
+          'backup_not_embedded',
+          `The state is in PostgreSQL (${redactedUrl(configured)}): restore it with pg_restore or from a base backup; disk2iso restores only the embedded database. Nothing was changed`,
+          { url: redactedUrl(configured) },
+        );
+      }
       const input = resolve(options.input);
       // A data directory without a database has no service; opening one would create it.
       const service = (await pathExists(databaseFile(ctx.config.data_dir))) ? await withLocalService(ctx, (local) => local.runningService()) : null;

@@ -3,11 +3,15 @@ import { authPolicyOf } from '../auth/policy.js';
 import { type Actor, localActor } from '../auth/principal.js';
 import { type AuthService, createAuthService } from '../auth/service.js';
 import type { Config } from '../config/schema.js';
-import { type Database, databaseFile, openDatabase } from '../db/database.js';
+import type { Database } from '../db/database.js';
+import { openConfiguredDatabase } from '../db/open.js';
 
-/** Runs `work` with the service's database open (the same file whether or not the service runs), and closes it afterwards. */
+/**
+ * Runs `work` with the service's database open (the same file, or the same PostgreSQL database of
+ * `database.url`, whether or not the service runs), and closes it afterwards.
+ */
 export async function withDatabase<T>(config: Config, work: (database: Database) => Promise<T>): Promise<T> {
-  const database = await openDatabase({ file: databaseFile(config.data_dir), backupDir: config.backup.dir });
+  const database = await openConfiguredDatabase(config);
   try {
     return await work(database);
   } finally {

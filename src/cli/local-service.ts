@@ -83,6 +83,10 @@ export async function withLocalService<T>(ctx: CliContext, work: (local: LocalSe
       leaseMs,
       async runningService() {
         // A service heartbeats a third of a lease apart: one lease without a heartbeat means it is gone.
+        // Its process is checked by pid on this host only (leaseHolderGone); a service on another host
+        // counts as running while it heartbeats. With PostgreSQL on one host this is the embedded
+        // mode's answer; the cluster work (issue 15, roles and nodes) replaces it by the node registry,
+        // whose heartbeats tell which node's service runs, and asks for this host's node here.
         const [service] = await queue.liveWorkers({ staleMs: leaseMs, holderGone: leaseHolderGone });
         return service ?? null;
       },

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { type MigrateReport, migrateToPostgres } from '../db/copy-to-postgres.js';
 import { databaseFile } from '../db/database.js';
 import { redactedUrl } from '../db/postgres.js';
-import { ValidationError } from '../errors.js';
+import { ConflictError, ValidationError } from '../errors.js';
 import { pathExists } from '../imaging/output-state.js';
 import { leaseHolderGone } from '../jobs/lease-holder.js';
 import { type GlobalOptions, createCliContext } from './context.js';
@@ -33,6 +33,14 @@ export function registerMigrateCommand(program: Command): void {
         throw new ValidationError('validation_failed', `--to needs a postgres://user:password@host:port/database URL, not ${redactedUrl(options.to)}`, {
           fields: ['to'],
         });
+      }
+      const configured = ctx.config.database.url;
+      if (configured !== null) {
+        throw new ConflictError(
+          'migrate_already_postgres',
+          `database.url already keeps the state in PostgreSQL (${redactedUrl(configured)}): migrate copies the embedded database of the data directory, so run it without database.url set, then set database.url to the target`,
+          { url: redactedUrl(configured) },
+        );
       }
       const file = databaseFile(ctx.config.data_dir);
       if (!(await pathExists(file)))

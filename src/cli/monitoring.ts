@@ -9,7 +9,7 @@ import { UnavailableError, ValidationError, errorMessage } from '../errors.js';
 import { activeJobsByDevice } from '../system/devices.js';
 import { renderDataDirMetrics } from '../system/metrics.js';
 import { createOutputProbe } from '../system/output-probe.js';
-import { READINESS_CHECKS, type Readiness, createReadiness, writeDatabaseHeader } from '../system/readiness.js';
+import { READINESS_CHECKS, type Readiness, createReadiness, probeDatabaseWrite } from '../system/readiness.js';
 import { applyStoredSettings } from '../system/settings.js';
 import { type GlobalOptions, createCliContext } from './context.js';
 import { EXIT } from './exit-codes.js';
@@ -66,7 +66,7 @@ function whyNotTheService(config: Config, answer: ServiceAnswer | NoAnswer): str
 /** Runs `work` on the data directory's database with the stored settings applied, as the service sees them. Never creates a database. */
 async function withDataDir<T>(config: Config, work: (database: Database) => Promise<T>): Promise<T> {
   const file = databaseFile(config.data_dir);
-  if (!existsSync(file)) {
+  if (config.database.url === null && !existsSync(file)) {
     throw new ValidationError('database_open_failed', `no database at ${file}: is this the data directory (--data-dir, DISK2ISO_DATA_DIR)?`, { file });
   }
   return withDatabase(config, async (database) => {
@@ -89,7 +89,7 @@ async function checkDataDir(config: Config, why: string): Promise<Readiness> {
       },
     })();
   try {
-    return await withDataDir(config, (database) => check(() => writeDatabaseHeader(database)));
+    return await withDataDir(config, (database) => check(() => probeDatabaseWrite(database)));
   } catch (error) {
     return check(() => {
       throw new UnavailableError('database_unavailable', errorMessage(error));

@@ -12,10 +12,12 @@ import { type LocalService, withLocalService } from './local-service.js';
 /** Where the answer came from: the running service (its database rows, renewed by it), or the data directory alone. */
 async function serviceLine(local: LocalService): Promise<{ running: boolean; line: string; service: unknown }> {
   const service = await local.runningService();
-  if (service === null) return { running: false, line: `not running (read from the data directory ${local.config.data_dir})`, service: null };
+  const { database } = local;
+  const where = database.dialect === 'sqlite' ? `the data directory ${local.config.data_dir}` : database.location;
+  if (service === null) return { running: false, line: `not running (read from ${where})`, service: null };
   return {
     running: true,
-    line: `running (pid ${service.holder.pid} on ${service.holder.host}; read from its database in ${local.config.data_dir})`,
+    line: `running (pid ${service.holder.pid} on ${service.holder.host}; read from its database in ${where})`,
     service: { pid: service.holder.pid, host: service.holder.host, worker_id: service.id },
   };
 }

@@ -17,6 +17,8 @@ interface JsonSchemaNode {
   type?: string;
   properties?: Record<string, JsonSchemaNode>;
   items?: JsonSchemaNode;
+  /** A nullable setting (database.url): null or a value of the other schema. */
+  anyOf?: JsonSchemaNode[];
   enum?: unknown[];
   description?: string;
   /** Set on the server only (see ConfigSchema). */
@@ -133,7 +135,8 @@ export function assertValid(settings: unknown, sourceOf: Map<string, string> = n
   const errors = [...Value.Errors(ConfigSchema, settings)];
   if (errors.length === 0) return;
   const details = errors
-    .filter((error) => error.keyword !== 'boolean')
+    // A nullable setting's value fails both `null` and the other schema; the other one says what is wrong.
+    .filter((error) => error.keyword !== 'boolean' && error.keyword !== 'anyOf' && !(error.keyword === 'type' && error.params.type === 'null'))
     .map((error) => {
       const key = error.instancePath
         .replace(/^\//, '')
@@ -232,6 +235,8 @@ function overrideLayer(assignment: string, leaves: SettingLeaf[]): Layer {
  * not convert is passed through unchanged so validation names it with the schema's own message.
  */
 export function coerce(raw: string, leaf: SettingLeaf): unknown {
+  // An empty variable or `--set key=` puts a nullable setting back to null.
+  if (raw.trim() === '' && leaf.schema.anyOf?.some((option) => option.type === 'null')) return null;
   switch (leaf.schema.type) {
     case 'integer':
     case 'number':

@@ -376,6 +376,23 @@ const ClusterSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+/**
+ * Where the service's state lives. Empty (null): the embedded SQLite file in the data dir. A URL
+ * switches the service and the CLI to PostgreSQL (the cluster mode). The URL carries the
+ * database's password: it is shown and logged only with its credentials masked.
+ */
+const DatabaseSchema = Type.Object(
+  {
+    url: Type.Union([Type.Null(), Type.String({ pattern: '^postgres(ql)?://[^\\s]+$' })], {
+      default: null,
+      readOnly: true,
+      description:
+        'A postgres:// or postgresql:// URL of a PostgreSQL 15+ database to keep the state in (the cluster mode); null: the embedded SQLite file in the data dir; set on the server only',
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 export const ConfigSchema = Type.Object(
   {
     storage: StorageSchema,
@@ -391,6 +408,7 @@ export const ConfigSchema = Type.Object(
     backup: BackupSchema,
     metrics: MetricsSchema,
     cluster: ClusterSchema,
+    database: DatabaseSchema,
   },
   { additionalProperties: false, default: {} },
 );

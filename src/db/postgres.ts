@@ -19,11 +19,15 @@ export interface OpenPostgresOptions {
   maxConnections?: number;
 }
 
-/** A postgres:// URL with its password replaced, safe to print and log. */
+/** Query parameters of a connection URL that carry a secret: libpq's, which pg reads from the URL too. */
+const SECRET_PARAMETERS = ['password', 'sslpassword'];
+
+/** A postgres:// URL with its password replaced (in the user info or as a parameter), safe to print and log. */
 export function redactedUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password !== '') parsed.password = '***';
+    for (const name of SECRET_PARAMETERS) if (parsed.searchParams.has(name)) parsed.searchParams.set(name, '***');
     return parsed.toString();
   } catch {
     return '(an unreadable database URL)';

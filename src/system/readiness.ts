@@ -34,12 +34,26 @@ export interface ReadinessDeps {
   checkRunner(): void;
 }
 
+/** How long the PostgreSQL write probe waits for a lock: the embedded database's busy timeout. */
+const PROBE_LOCK_TIMEOUT_MS = 5000;
+
 /**
- * Writes the database's header page (its user_version, set to what it is): a real write, which a
- * read-only or failing file system, or a lock another process holds beyond the busy timeout, refuses.
- * Nothing reads user_version (the migrations keep their own table).
+ * A real write that changes nothing, which a database that cannot take writes now refuses. On
+ * SQLite the header page's user_version, set to what it is: a read-only or failing file system, or
+ * a lock another process holds beyond the busy timeout, refuses it; nothing reads user_version (the
+ * migrations keep their own table). On PostgreSQL a row of table_versions updated to itself: a
+ * read-only server (a standby, default_transaction_read_only), a lost connection or a lock held
+ * beyond the timeout refuses it, and no trigger fires (the change counters' triggers are on the counted tables, not on this one).
  */
-export async function writeDatabaseHeader(database: Database): Promise<void> {
+export async function probeDatabaseWrite(database: Database): Promise<void> {
+  if (database.dialect === 'postgres') {
+    await database.transaction(async (tx) => {
+      // As SQLite's busy timeout bounds its wait: a row lock another session holds longer fails the probe instead of hanging it.
+      await tx.run({ compile: () => CompiledQuery.raw(`set local lock_timeout = ${PROBE_LOCK_TIMEOUT_MS}`) });
+      await tx.run({ compile: () => CompiledQuery.raw("update table_versions set version = version where name = 'jobs'") });
+    });
+    return;
+  }
   await database.transaction(async (tx) => {
     const row = await tx.first<{ user_version: number }>({ compile: () => CompiledQuery.raw('PRAGMA user_version') });
     const version = row?.user_version ?? 0;

@@ -155,7 +155,16 @@ function isFixedSource(source: string | undefined): source is string {
  * Why a setting cannot be changed at run time: it is server-only (and may also be set by the
  * environment or a flag, `source`), or the environment variable or flag `source` sets it.
  */
-export type SettingLock = { by: 'server'; source: string | null } | { by: 'source'; source: string };
+export type SettingLock = { by: 'server'; source: string | null } | { by: 'source'; source: string } | { by: 'cluster' };
+
+/**
+ * Settings nothing reads while the state is in PostgreSQL (database.url): backups copy the embedded
+ * file, so there are no scheduled ones and no copies before migrations; PostgreSQL is backed up
+ * with its own tools.
+ */
+function appliesOnlyToEmbedded(config: Config, leaf: SettingLeaf): boolean {
+  return config.database.url !== null && leaf.path.startsWith('backup.');
+}
 
 /**
  * The one rule for what may change at run time, which the API, the pages (through the settings
@@ -165,10 +174,17 @@ export function settingLock(config: Config, leaf: SettingLeaf): SettingLock | nu
   const source = config.setting_sources[leaf.path];
   const fixedBy = isFixedSource(source) ? source : null;
   if (isServerOnlyLeaf(leaf)) return { by: 'server', source: fixedBy };
+  if (appliesOnlyToEmbedded(config, leaf)) return { by: 'cluster' };
   return fixedBy === null ? null : { by: 'source', source: fixedBy };
 }
 
 function lockError(key: string, lock: SettingLock): ConflictError {
+  if (lock.by === 'cluster')
+    return new ConflictError(
+      'backup_not_embedded',
+      `${key} does not apply while the state is in PostgreSQL (database.url): back it up with pg_dump or base backups`,
+      { key },
+    );
   if (lock.by === 'source')
     return new ConflictError('setting_fixed', `${key} is set by ${lock.source} and cannot be changed here`, { key, source: lock.source });
   const setBy = lock.source === null ? '' : `; here it is set by ${lock.source}`;
@@ -308,7 +324,8 @@ export async function applyStoredSettings(config: Config, stored: Record<string,
       continue;
     }
     const lock = settingLock(config, leaf);
-    if (lock?.by === 'source') continue;
+    // A backup setting stored while the state was embedded waits, unread, for a return to SQLite.
+    if (lock?.by === 'source' || lock?.by === 'cluster') continue;
     if (lock?.by === 'server') {
       onSkipped(key, 'it can only be set on the server now (config file, environment or flags); put it there if it is still wanted');
       continue;

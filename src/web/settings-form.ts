@@ -1,6 +1,6 @@
 import { STORED_SOURCE, getPath, settingLeaves } from '../config/load.js';
 import type { Config } from '../config/schema.js';
-import { isSecretLeaf, settingLock, shownValue } from '../system/settings.js';
+import { type SettingLock, isSecretLeaf, settingLock, shownValue } from '../system/settings.js';
 import type { FormFields } from './request.js';
 import type { I18n } from './types.js';
 
@@ -65,8 +65,10 @@ export interface SettingField {
   pattern: string | null;
   label: string;
   help: string;
-  /** Where a value comes from that this page cannot override, or null. */
+  /** Where a value comes from that this page cannot override (or, when `notApplicable`, why nothing reads it), or null. */
   fixedBy: string | null;
+  /** The setting does nothing in this mode (backups while the state is in PostgreSQL). */
+  notApplicable: boolean;
   advanced: boolean;
 }
 
@@ -115,6 +117,12 @@ function settingOrigin(i18n: I18n, source: string): string {
   return source;
 }
 
+function lockText(i18n: I18n, lock: SettingLock | null): string | null {
+  if (lock === null) return null;
+  if (lock.by === 'cluster') return i18n.t('config.not_in_cluster');
+  return lock.source === null ? i18n.t('config.server_only') : settingOrigin(i18n, lock.source);
+}
+
 export function sectionFields(config: Config, section: SettingsSection, i18n: I18n): SettingField[] {
   const rank = (key: string): number => (ORDER.includes(key) ? ORDER.indexOf(key) : ORDER.length);
   return settingLeaves()
@@ -143,7 +151,8 @@ export function sectionFields(config: Config, section: SettingsSection, i18n: I1
         pattern: schema.pattern ?? null,
         label: i18n.has(labelKey) ? i18n.t(labelKey) : (schema.description ?? leaf.path),
         help: i18n.has(helpKey) ? i18n.t(helpKey) : '',
-        fixedBy: lock === null ? null : lock.source === null ? i18n.t('config.server_only') : settingOrigin(i18n, lock.source),
+        fixedBy: lockText(i18n, lock),
+        notApplicable: lock?.by === 'cluster',
         advanced: ADVANCED.has(leaf.path),
       };
     });

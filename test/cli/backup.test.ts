@@ -8,16 +8,30 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import BetterSqlite3 from 'better-sqlite3';
 import { sql } from 'kysely';
+import { createAuthService } from '../../src/auth/service.js';
 import { loadConfig } from '../../src/config/load.js';
 import { databaseFile, openDatabase } from '../../src/db/database.js';
 import { MIGRATION_NAMES, migrationProvider } from '../../src/db/migrations/index.js';
 import { runScheduledBackup, scheduledBackupFile, scheduledBackups } from '../../src/system/backup.js';
-import { api, createAdminKey, testEnv, useApiKey, waitFor } from '../http/support.js';
+import { api, embeddedTestEnv, adminKey as testAdminKey, useApiKey, waitFor } from '../http/client.js';
 import { type FaultFs, mountFaultFs } from '../tools/faultfs.js';
 import { makeIso } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
 import { type ServeProcess, serve } from '../tools/serve.js';
 import { runCli } from './run-cli.js';
+
+/**
+ * Backups copy the embedded database's file: this file is about SQLite alone and stays out of the
+ * PostgreSQL pass (test/server/database-url.test.ts shows the refusals there).
+ */
+async function createAdminKey(dataDir: string): Promise<string> {
+  const database = await openDatabase({ file: databaseFile(dataDir) });
+  try {
+    return await testAdminKey(createAuthService({ database, dataDir }));
+  } finally {
+    await database.close();
+  }
+}
 
 const execFileAsync = promisify(execFile);
 const DUMPED_TABLES = ['users', 'api_keys', 'archives', 'settings'] as const;
@@ -57,7 +71,7 @@ describe('disk2iso backup and restore', () => {
   let url: string;
   let adminKey: string;
   let backupFile: string;
-  const env = (dir = dataDir) => testEnv(dir, [loop.path], { DISK2ISO_SERVER_PORT: '0', DISK2ISO_BACKUP_INTERVAL_HOURS: '24' });
+  const env = (dir = dataDir) => embeddedTestEnv(dir, [loop.path], { DISK2ISO_SERVER_PORT: '0', DISK2ISO_BACKUP_INTERVAL_HOURS: '24' });
 
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'disk2iso-backup-'));

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { imageFileSet } from '../../src/archive/naming.js';
 import { type TestServer, api, startTestServer, testEnv, waitFor } from '../http/support.js';
+import { attachTestDatabase, detachTestDatabase } from '../support/database.js';
 import { type FaultFs, mountFaultFs } from '../tools/faultfs.js';
 import { makeIso, sha256File } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
@@ -39,6 +40,7 @@ describe('disk2iso create uses the service’s queue, archive and drive lock', (
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'disk2iso-cli-service-'));
     dataDir = join(work, 'data');
+    await attachTestDatabase(dataDir);
     await mkdir(dataDir);
     iso = await makeIso({ dir: work, label: 'INTAKE_DISC', dataMiB: 24, files: 6, seed: 11 });
     // Behind a FUSE file whose reads can be slowed, so a run can be caught in the middle.
@@ -52,6 +54,7 @@ describe('disk2iso create uses the service’s queue, archive and drive lock', (
     for (const file of imageFileSet(EMERGENCY_OUTPUT)) await rm(file, { force: true });
     if (createdBackupDir) await rmdir('/backup').catch(() => undefined);
     await rm(work, { recursive: true, force: true });
+    await detachTestDatabase(dataDir);
   });
 
   describe('with no service running', () => {

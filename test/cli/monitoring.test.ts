@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { localActor } from '../../src/auth/principal.js';
 import { packageRoot } from '../../src/config/load.js';
 import { TEST_ADMIN, type TestServer, startTestServer, testEnv, waitFor } from '../http/support.js';
+import { attachTestDatabase, detachTestDatabase } from '../support/database.js';
 import { type MadeIso, makeIso } from '../tools/iso.js';
 import { promtoolCheck } from '../tools/prometheus.js';
 import { type CliResult, runCli } from './run-cli.js';
@@ -49,6 +50,7 @@ describe('disk2iso metrics and disk2iso health, with the service on its unix soc
     work = await mkdtemp(join(tmpdir(), 'disk2iso-monitoring-'));
     iso = await makeIso({ dir: work, label: 'MONITOR_DISC', dataMiB: 2, files: 1, seed: 9 });
     dataDir = join(work, 'data');
+    await attachTestDatabase(dataDir);
     socket = join(work, 'disk2iso.sock');
     service = await startTestServer({ devices: [iso.path], dataDir, env: { DISK2ISO_SERVER_SOCKET: socket } });
     env = testEnv(dataDir, [iso.path], { DISK2ISO_SERVER_SOCKET: socket });
@@ -72,6 +74,7 @@ describe('disk2iso metrics and disk2iso health, with the service on its unix soc
       await service?.close();
     } finally {
       await rm(work, { recursive: true, force: true });
+      await detachTestDatabase(dataDir);
     }
   });
 
@@ -149,7 +152,9 @@ describe('disk2iso metrics and disk2iso health, with the service on its unix soc
     assert.match(format.stderr, /Allowed choices are prometheus/);
 
     const nowhere = join(work, 'nowhere');
-    const elsewhere = { ...env, DISK2ISO_DATA_DIR: nowhere };
+    // The embedded database (no database.url) of a folder that holds none.
+    const { DISK2ISO_DATABASE_URL: _configured, ...embedded } = env;
+    const elsewhere = { ...embedded, DISK2ISO_DATA_DIR: nowhere };
     const metrics = await runCli(['metrics'], elsewhere);
     assert.equal(metrics.code, 2);
     assert.match(metrics.stderr, /no database at .*nowhere\/disk2iso\.db/);

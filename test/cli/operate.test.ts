@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig, packageRoot } from '../../src/config/load.js';
 import { type TestServer, api, startTestServer, testEnv, waitFor } from '../http/support.js';
+import { attachTestDatabase, detachTestDatabase, shownDatabaseOf } from '../support/database.js';
 import { type FaultFs, mountFaultFs } from '../tools/faultfs.js';
 import { makeIso, sha256File } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
@@ -63,6 +64,7 @@ describe('the operator’s CLI lines of the specification, against a running ser
     }
     work = await mkdtemp(join(tmpdir(), 'disk2iso-operate-'));
     dataDir = join(work, 'data');
+    await attachTestDatabase(dataDir);
     await mkdir(dataDir);
     const iso = await makeIso({ dir: work, label: 'OPERATE_DISC', dataMiB: 16, files: 4, seed: 21 });
     await mkdir(join(work, 'other'));
@@ -83,6 +85,7 @@ describe('the operator’s CLI lines of the specification, against a running ser
     await fault?.unmount();
     for (const path of madeForTest.reverse()) await rm(path, { recursive: true, force: true });
     await rm(work, { recursive: true, force: true });
+    await detachTestDatabase(dataDir);
   });
 
   it('disk2iso status: says the service runs, with its jobs and the output folder', async () => {
@@ -229,7 +232,7 @@ done`,
     await service.close();
     const result = await runCli(['status'], env());
     assert.equal(result.code, 1);
-    assert.match(result.stdout, new RegExp(`^Service: not running \\(read from the data directory ${dataDir}\\)`, 'm'));
+    assert.ok(result.stdout.split('\n').includes(`Service: not running (read from ${shownDatabaseOf(dataDir)})`), result.stdout);
     assert.match(result.stdout, /^Jobs: .*1 completed, 1 failed/m);
     assert.match(result.stdout, /^Nodes: none registered/m, 'a service stopped on purpose leaves the list');
   });

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createArchiveRepository } from '../../src/db/archive-repository.js';
-import { databaseFile, openDatabase } from '../../src/db/database.js';
+import { openDataDirDatabase } from '../support/database.js';
 import { requireTool, run } from '../tools/exec.js';
 import { listSourceTree, makeXorrisoImage, readSourceFile, writeSourceTree } from '../tools/image-fixtures.js';
 import { type Udf250File, buildUdf250Image, udf250SampleFiles } from '../tools/udf250-image.js';
@@ -32,7 +32,7 @@ describe('files inside archived images', () => {
     await handle.write(Buffer.alloc(2048, 0xff), 0, 2048, 16 * 2048);
     await handle.write(Buffer.from('\x01CD001\x01'), 0, 7, 16 * 2048);
     await handle.close();
-    const database = await openDatabase({ file: databaseFile(service.dataDir) });
+    const database = await openDataDirDatabase(service.dataDir);
     try {
       const archives = createArchiveRepository(database);
       const sourceInfo = {
@@ -207,7 +207,7 @@ describe('files inside an archived UDF 2.50 image', () => {
     await mkdir(service.outputDir, { recursive: true });
     files = udf250SampleFiles();
     const image = await buildUdf250Image({ path: join(service.outputDir, 'bluray.img'), label: 'BD_SAMPLE', files });
-    const database = await openDatabase({ file: databaseFile(service.dataDir) });
+    const database = await openDataDirDatabase(service.dataDir);
     try {
       const source = {
         deviceId: null,

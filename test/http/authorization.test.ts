@@ -6,8 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import { localActor } from '../../src/auth/principal.js';
 import { PERMISSIONS, type Permission, permissionsOf } from '../../src/auth/roles.js';
 import { createAuthService } from '../../src/auth/service.js';
-import { databaseFile, openDatabase } from '../../src/db/database.js';
 import type { DeclaredRoute } from '../../src/http/permissions.js';
+import { openDataDirDatabase } from '../support/database.js';
 import { makeIso } from '../tools/iso.js';
 import { TEST_PASSWORD, type TestServer, anonymousApi, api, startTestServer, verifyArchive, waitFor, webSocketUpgradeStatus } from './support.js';
 
@@ -413,7 +413,7 @@ describe('authorization matrix: every route x every kind of caller', () => {
     await auth.users.resetPassword('jwt-changer', 'Changed-Horse-44', test, { requireChange: false });
 
     // An hour in the past, with the service's own key file: what it issues then has expired now.
-    const database = await openDatabase({ file: databaseFile(service.dataDir) });
+    const database = await openDataDirDatabase(service.dataDir);
     let expiredToken: string;
     let expiredKey: string;
     try {

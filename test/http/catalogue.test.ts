@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { ArchiveSource } from '../../src/archive/model.js';
 import { createArchiveRepository } from '../../src/db/archive-repository.js';
-import { databaseFile, openDatabase } from '../../src/db/database.js';
+import { openDataDirDatabase } from '../support/database.js';
 import { type TestServer, startTestServer } from './support.js';
 
 const source = (volumeLabel: string): ArchiveSource => ({
@@ -34,7 +34,7 @@ describe('the catalogue over HTTP: describe, search, bulk edit, export and impor
 
   before(async () => {
     service = await startTestServer({ listen: false });
-    const database = await openDatabase({ file: databaseFile(service.dataDir) });
+    const database = await openDataDirDatabase(service.dataDir);
     try {
       const archives = createArchiveRepository(database);
       const create = async (key: string, label: string, checksums: Record<string, string> = {}) => {

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createArchiveRepository } from '../../src/db/archive-repository.js';
-import { databaseFile, openDatabase } from '../../src/db/database.js';
 import { writeDemoIso } from '../../src/media/iso9660-writer.js';
+import { createTestDataDir, openDataDirDatabase, removeTestDataDir } from '../support/database.js';
 import { type TestServer, api, startTestServer, waitFor } from './support.js';
 
 const MiB = 1024 * 1024;
@@ -39,7 +39,7 @@ describe('scheduled re-verification, PAR2 repair, adoption and missing images', 
   };
   /** As if the last verification were two days old: the schedule (every day) finds it due again. */
   const ageLastVerification = async (id: string) => {
-    const database = await openDatabase({ file: databaseFile(dataDir) });
+    const database = await openDataDirDatabase(dataDir);
     try {
       await database.kysely
         .updateTable('archives')
@@ -52,7 +52,7 @@ describe('scheduled re-verification, PAR2 repair, adoption and missing images', 
   };
 
   before(async () => {
-    dataDir = await mkdtemp(join(tmpdir(), 'disk2iso-integrity-'));
+    dataDir = await createTestDataDir('disk2iso-integrity-');
     outside = await mkdtemp(join(tmpdir(), 'disk2iso-outside-'));
     const outputDir = join(dataDir, 'output');
     await mkdir(outputDir, { recursive: true });
@@ -64,7 +64,7 @@ describe('scheduled re-verification, PAR2 repair, adoption and missing images', 
     const gonePath = join(outputDir, 'gone.iso');
     await writeFile(gonePath, original.subarray(0, MiB));
     await writeFile(`${gonePath}.sha256`, `${sha256(original.subarray(0, MiB))}  gone.iso\n`);
-    const database = await openDatabase({ file: databaseFile(dataDir) });
+    const database = await openDataDirDatabase(dataDir);
     try {
       const archives = createArchiveRepository(database);
       const checksums = { sha256: sha256(original), md5: md5(original) };
@@ -92,7 +92,7 @@ describe('scheduled re-verification, PAR2 repair, adoption and missing images', 
 
   after(async () => {
     await service?.close();
-    await rm(dataDir, { recursive: true, force: true });
+    await removeTestDataDir(dataDir);
     await rm(outside, { recursive: true, force: true });
   });
 

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type Database, databaseFile, openDatabase } from '../../src/db/database.js';
+import type { Database } from '../../src/db/database.js';
 import { createSqliteQueue } from '../../src/db/sqlite-queue.js';
 import type { JobPriority } from '../../src/jobs/model.js';
 import type { JobQueue } from '../../src/jobs/queue.js';
+import { createTestDataDir, openDataDirDatabase, removeTestDataDir } from '../support/database.js';
 import { type TestServer, api, startTestServer } from './support.js';
 
 interface ListedJob {
@@ -37,8 +36,8 @@ describe('GET /api/v1/jobs: queue positions on every page', () => {
   const queuedIds: string[] = [];
 
   before(async () => {
-    dataDir = await mkdtemp(join(tmpdir(), 'disk2iso-jobs-list-'));
-    database = await openDatabase({ file: databaseFile(dataDir) });
+    dataDir = await createTestDataDir('disk2iso-jobs-list-');
+    database = await openDataDirDatabase(dataDir);
     queue = createSqliteQueue(database);
     const job = (name: string, deviceId: string, priority: JobPriority = 'normal') => ({
       name,
@@ -62,7 +61,7 @@ describe('GET /api/v1/jobs: queue positions on every page', () => {
       await service?.close();
       await database?.close();
     } finally {
-      await rm(dataDir, { recursive: true, force: true });
+      await removeTestDataDir(dataDir);
     }
   });
 

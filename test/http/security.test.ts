@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { AuditEntry } from '../../src/audit/model.js';
 import { localActor } from '../../src/auth/principal.js';
-import { databaseFile, openDatabase } from '../../src/db/database.js';
 import { createJobRepository } from '../../src/db/job-repository.js';
 import { createSettingsRepository } from '../../src/db/settings-repository.js';
 import { CONTENT_SECURITY_POLICY } from '../../src/http/security-headers.js';
+import { openDataDirDatabase } from '../support/database.js';
 import { makeIso } from '../tools/iso.js';
 import { TEST_ADMIN, TEST_PASSWORD, type TestServer, anonymousApi, api, startTestServer, verifyArchive, waitFor, webSocketUpgradeStatus } from './support.js';
 
@@ -311,7 +311,7 @@ describe('the HTTP security layer: sessions, CSRF, headers, lockout, tokens, aud
     );
     assert.equal((await api(service.url, 'PATCH', '/api/v1/system/config', { imaging: { read_attempts: 4 } }, service.authHeaders)).status, 200);
 
-    const database = await openDatabase({ file: databaseFile(service.dataDir) });
+    const database = await openDataDirDatabase(service.dataDir);
     try {
       assert.equal((await createJobRepository(database).get(created.body.id))?.createdBy, 'alice', "the key's owner created the job");
       assert.equal((await createSettingsRepository(database).get('imaging.read_attempts'))?.updatedBy, TEST_ADMIN);

@@ -1,40 +1,24 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { get } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
-import { localActor } from '../../src/auth/principal.js';
-import { type AuthService, createAuthService } from '../../src/auth/service.js';
+import { createAuthService } from '../../src/auth/service.js';
 import { loadConfig } from '../../src/config/load.js';
-import { databaseFile, openDatabase } from '../../src/db/database.js';
 import type { LiveMessageType } from '../../src/http/live.js';
 import { silentLogger } from '../../src/log.js';
 import { type RunningServer, type StartServerOptions, startServer } from '../../src/server.js';
+import { createTestDataDir, databaseEnv, openDataDirDatabase, removeTestDataDir } from '../support/database.js';
+import { adminKey, adminKeys, api, embeddedTestEnv, waitFor } from './client.js';
+
+export { TEST_ADMIN, TEST_PASSWORD, anonymousApi, api, authHeadersFor, useApiKey, waitFor } from './client.js';
 
 const VERSION = '0.0.0-test';
-/** Meets the password policy; test users all have it. */
-export const TEST_PASSWORD = 'Correct-Horse-42';
-export const TEST_ADMIN = 'test-admin';
 
-/** The environment every test service gets: its own data dir, only the given sources, fast map saves. */
+/**
+ * The environment every test service gets: embeddedTestEnv, and in the PostgreSQL pass the data
+ * dir's database as database.url (the dir must come from createTestDataDir or attachTestDatabase).
+ */
 export function testEnv(dataDir: string, extraDevices: string[], more: Record<string, string> = {}): Record<string, string> {
-  return {
-    DISK2ISO_DATA_DIR: dataDir,
-    DISK2ISO_EXTRA_DEVICES: extraDevices.join(','),
-    DISK2ISO_DRIVES_DEMO: 'off',
-    DISK2ISO_DRIVES_SCAN_OPTICAL: 'false',
-    DISK2ISO_IMAGING_MAP_SAVE_INTERVAL_SECONDS: '1',
-    // A backup at every start would only slow the tests down; test/cli/backup.test.ts turns them on.
-    DISK2ISO_BACKUP_INTERVAL_HOURS: '0',
-    // Tests fire requests far faster than a person; the limits themselves have their own tests.
-    DISK2ISO_SECURITY_RATE_LIMIT_PER_SECOND: '100000',
-    DISK2ISO_SECURITY_RATE_LIMIT_BURST: '100000',
-    DISK2ISO_SECURITY_LOGIN_RATE_PER_MINUTE: '100000',
-    DISK2ISO_SECURITY_LOGIN_RATE_BURST: '100000',
-    ...more,
-  };
+  return embeddedTestEnv(dataDir, extraDevices, { ...databaseEnv(dataDir), ...more });
 }
 
 export interface TestServer {
@@ -50,29 +34,12 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-/** The admin key of each listening test service, by its URL, so `api(url, …)` can sign requests in. */
-const adminKeys = new Map<string, string>();
-
-/** Makes `api(url, …)` sign in with `key` (for services started as their own process). */
-export function useApiKey(url: string, key: string): void {
-  adminKeys.set(url, key);
-}
-
-/** A new API key of the test admin, who is added first when missing. */
-async function adminKey(auth: AuthService): Promise<string> {
-  const test = localActor('test');
-  if ((await auth.users.list(test)).every((user) => user.name !== TEST_ADMIN)) {
-    await auth.users.add({ name: TEST_ADMIN, role: 'admin', password: TEST_PASSWORD }, test);
-  }
-  return (await auth.apiKeys.create({ user: TEST_ADMIN, name: 'tests' }, test)).key;
-}
-
 /**
  * Creates the test admin and an API key for it in a data dir, the way the CLI does, before or
  * without a running service.
  */
 export async function createAdminKey(dataDir: string): Promise<string> {
-  const database = await openDatabase({ file: databaseFile(dataDir) });
+  const database = await openDataDirDatabase(dataDir);
   try {
     return await adminKey(createAuthService({ database, dataDir }));
   } finally {
@@ -80,22 +47,12 @@ export async function createAdminKey(dataDir: string): Promise<string> {
   }
 }
 
-/** The test admin's key for the service at `url`, as headers (for raw fetch calls). */
-export function authHeadersFor(url: string): Record<string, string> {
-  const key = adminKeys.get(url);
-  return key === undefined ? {} : { 'x-api-key': key };
-}
-
-function hasCredentials(headers: Record<string, string>): boolean {
-  return Object.keys(headers).some((name) => ['x-api-key', 'authorization', 'cookie'].includes(name.toLowerCase()));
-}
-
 export interface TestServerOptions {
   /** Block devices or image files offered as drives. */
   devices?: string[];
   /** More DISK2ISO_* variables. */
   env?: Record<string, string>;
-  /** An existing data dir (a restart); default a fresh one, removed on close. */
+  /** An existing data dir of createTestDataDir (a restart); default a fresh one, removed on close. */
   dataDir?: string;
   listen?: boolean;
   live?: StartServerOptions['live'];
@@ -108,10 +65,10 @@ export interface TestServerOptions {
   withoutAdmin?: boolean;
 }
 
-/** A real service in this process: real SQLite file, real drives, real engine, real HTTP on 127.0.0.1:0. */
+/** A real service in this process: real database (SQLite file, or PostgreSQL in that pass), real drives, real engine, real HTTP on 127.0.0.1:0. */
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
   const ownDir = options.dataDir === undefined;
-  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'disk2iso-http-')));
+  const dataDir = options.dataDir ?? (await createTestDataDir('disk2iso-http-'));
   const env = testEnv(dataDir, options.devices ?? [], { DISK2ISO_SERVER_PORT: '0', ...options.env });
   const config = loadConfig({ env });
   const server = await startServer({
@@ -139,54 +96,9 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     async close() {
       adminKeys.delete(url);
       await server.close('test finished');
-      if (ownDir) await rm(dataDir, { recursive: true, force: true });
+      if (ownDir) await removeTestDataDir(dataDir);
     },
   };
-}
-
-export interface ApiResponse<T = unknown> {
-  status: number;
-  headers: Headers;
-  body: T;
-}
-
-/**
- * One JSON request as the test admin (unless `headers` bring credentials of their own); the body is
- * parsed when the answer is JSON. `any` by default because tests read bodies field by field; the
- * contract tests check their shapes against the specification.
- */
-// biome-ignore lint/suspicious/noExplicitAny: tests read bodies field by field (see above)
-export async function api<T = any>(url: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse<T>> {
-  const key = adminKeys.get(url);
-  return anonymousApi<T>(url, method, path, body, hasCredentials(headers) || key === undefined ? headers : { 'x-api-key': key, ...headers });
-}
-
-/** One JSON request with exactly the given headers: no credentials unless they carry some (`any` as for `api`). */
-// biome-ignore lint/suspicious/noExplicitAny: as for `api`
-export async function anonymousApi<T = any>(
-  url: string,
-  method: string,
-  path: string,
-  body?: unknown,
-  headers: Record<string, string> = {},
-): Promise<ApiResponse<T>> {
-  const response = await fetch(`${url}${path}`, {
-    method,
-    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
-    ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
-  });
-  const text = await response.text();
-  const isJson = (response.headers.get('content-type') ?? '').includes('application/json');
-  return { status: response.status, headers: response.headers, body: (isJson && text !== '' ? JSON.parse(text) : text) as T };
-}
-
-/** Polls until `check` is true; the bound only keeps a broken run from hanging, it is no speed requirement. */
-export async function waitFor(what: string, check: () => Promise<boolean> | boolean, attempts = 1200): Promise<void> {
-  for (let attempt = 0; attempt < attempts; attempt += 1) {
-    if (await check()) return;
-    await sleep(100);
-  }
-  throw new Error(`gave up waiting for ${what}`);
 }
 
 /** A live message as a client parses it: a job's (job_id) or a verification task's (task_id, archive_id). */

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createArchiveRepository } from '../../src/db/archive-repository.js';
-import { databaseFile, openDatabase } from '../../src/db/database.js';
+import { openDataDirDatabase } from '../support/database.js';
 import { makeIso } from '../tools/iso.js';
 import { type TestServer, startTestServer } from './support.js';
 
@@ -239,7 +239,7 @@ describe('bad input on every endpoint: the right 4xx, one error shape, nothing c
 
   it('archive files are only touched inside the output directory', async () => {
     // Catalogue entries written straight into the database: one pointing outside, one through a symlink.
-    const database = await openDatabase({ file: databaseFile(service.dataDir) });
+    const database = await openDataDirDatabase(service.dataDir);
     const outputDir = service.outputDir;
     await mkdir(outputDir, { recursive: true });
     const link = join(outputDir, 'linked.iso');

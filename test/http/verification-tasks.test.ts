@@ -7,9 +7,9 @@ import { after, before, describe, it } from 'node:test';
 import Value from 'typebox/value';
 import { localActor } from '../../src/auth/principal.js';
 import { createArchiveRepository } from '../../src/db/archive-repository.js';
-import { databaseFile, openDatabase } from '../../src/db/database.js';
 import { createVerificationTaskRepository } from '../../src/db/verification-task-repository.js';
 import { VerificationTask } from '../../src/http/schemas.js';
+import { createTestDataDir, openDataDirDatabase, removeTestDataDir } from '../support/database.js';
 import { requireTool, run } from '../tools/exec.js';
 import { type FaultFs, mountFaultFs } from '../tools/faultfs.js';
 import { type LiveClient, TEST_ADMIN, type TestServer, api, followEvents, followWebSocket, startTestServer, waitFor } from './support.js';
@@ -69,7 +69,7 @@ describe('archive verification runs in the background: at once, live, cancellabl
 
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'disk2iso-verify-'));
-    dataDir = await mkdtemp(join(tmpdir(), 'disk2iso-verify-data-'));
+    dataDir = await createTestDataDir('disk2iso-verify-data-');
     slowImage = image(IMAGE_BYTES);
     const backing = join(work, 'slow-backing.iso');
     await writeFile(backing, slowImage.bytes);
@@ -89,7 +89,7 @@ describe('archive verification runs in the background: at once, live, cancellabl
     await writeFile(quickPath, quickImage.bytes);
     await writeSidecars(quickPath, 'quick.iso', quickImage);
 
-    const database = await openDatabase({ file: databaseFile(dataDir) });
+    const database = await openDataDirDatabase(dataDir);
     try {
       const archives = createArchiveRepository(database);
       const source = { deviceId: null, devicePath: null, discKind: 'data' as const, volumeLabel: null, volumeId: null, mediaType: null, fileSystems: [] };
@@ -108,7 +108,7 @@ describe('archive verification runs in the background: at once, live, cancellabl
       if (bound) await run(umount, [slowPath]);
       await fault?.unmount();
       await rm(work, { recursive: true, force: true });
-      await rm(dataDir, { recursive: true, force: true });
+      await removeTestDataDir(dataDir);
     }
   });
 
@@ -242,7 +242,7 @@ describe('archive verification runs in the background: at once, live, cancellabl
     assert.equal((await task(waiting.id)).status, 'queued');
 
     await service.close();
-    const database = await openDatabase({ file: databaseFile(dataDir) });
+    const database = await openDataDirDatabase(dataDir);
     try {
       const tasks = createVerificationTaskRepository(database);
       const stopped = await tasks.get(running.id);

@@ -3,8 +3,11 @@ import { lstat, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { TEST_ADMIN, TEST_PASSWORD, type TestServer, anonymousApi, api, startTestServer, waitFor } from '../http/support.js';
+import { createAuthService } from '../../src/auth/service.js';
+import { databaseFile, openDatabase } from '../../src/db/database.js';
+import { TEST_ADMIN, TEST_PASSWORD, adminKey, anonymousApi, api, embeddedTestEnv, useApiKey, waitFor } from '../http/client.js';
 import { makeIso } from '../tools/iso.js';
+import { type ServeProcess, serve } from '../tools/serve.js';
 
 async function walk(dir: string): Promise<string[]> {
   const found: string[] = [];
@@ -24,34 +27,50 @@ function expectedMode(path: string, isDirectory: boolean): number | null {
   return null;
 }
 
+/**
+ * The embedded database's file is among what the service writes: this file is about SQLite alone
+ * (test/http/client.ts, no engine switch), and starts `disk2iso serve` as systemd does.
+ */
 describe('file modes of everything the service writes', () => {
   let work: string;
-  let service: TestServer;
+  let dataDir: string;
+  let service: ServeProcess | undefined;
 
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'disk2iso-modes-'));
+    dataDir = join(work, 'data');
     const iso = await makeIso({ dir: work, label: 'MODES', dataMiB: 1, files: 1 });
-    service = await startTestServer({ devices: [iso.path] });
-    const device = (await api(service.url, 'GET', '/api/v1/devices')).body.devices[0].id;
-    const created = await api(service.url, 'POST', '/api/v1/jobs', { device, options: { checksums: ['md5', 'sha1', 'sha256'] } });
+    const database = await openDatabase({ file: databaseFile(dataDir) });
+    let key: string;
+    try {
+      key = await adminKey(createAuthService({ database, dataDir }));
+    } finally {
+      await database.close();
+    }
+    service = serve(['--port', '0'], embeddedTestEnv(dataDir, [iso.path]));
+    const url = await service.address;
+    useApiKey(url, key);
+    const device = (await api(url, 'GET', '/api/v1/devices')).body.devices[0].id;
+    const created = await api(url, 'POST', '/api/v1/jobs', { device, options: { checksums: ['md5', 'sha1', 'sha256'] } });
     assert.equal(created.status, 201);
-    await waitFor('the job to complete', async () => (await api(service.url, 'GET', `/api/v1/jobs/${created.body.id}`)).body.status === 'completed');
+    await waitFor('the job to complete', async () => (await api(url, 'GET', `/api/v1/jobs/${created.body.id}`)).body.status === 'completed');
     // The signing key is made on first use.
-    assert.equal((await anonymousApi(service.url, 'POST', '/api/v1/auth/token', { username: TEST_ADMIN, password: TEST_PASSWORD })).status, 200);
+    assert.equal((await anonymousApi(url, 'POST', '/api/v1/auth/token', { username: TEST_ADMIN, password: TEST_PASSWORD })).status, 200);
   });
   after(async () => {
-    await service?.close();
+    service?.child.kill('SIGTERM');
+    await service?.exited;
     await rm(work, { recursive: true, force: true });
   });
 
   it('keeps the database and secrets 0600, images and sidecars 0644, the output folder 0755, nothing world-writable', async () => {
-    const paths = await walk(service.dataDir);
+    const paths = await walk(dataDir);
     const kinds = new Set<string>();
     const wrong: string[] = [];
     for (const path of paths) {
       const info = await lstat(path);
       const mode = info.mode & 0o777;
-      const name = relative(service.dataDir, path);
+      const name = relative(dataDir, path);
       if ((mode & 0o002) !== 0) wrong.push(`${name} is world-writable (${mode.toString(8)})`);
       const expected = expectedMode(path, info.isDirectory());
       if (expected === null) {

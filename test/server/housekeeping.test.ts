@@ -1,13 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { createAuthService } from '../../src/auth/service.js';
 import { loadConfig } from '../../src/config/load.js';
 import { createArchiveRepository } from '../../src/db/archive-repository.js';
 import { createApiKeyRepository } from '../../src/db/auth-api-key-repository.js';
-import { type Database, databaseFile, openDatabase } from '../../src/db/database.js';
+import type { Database } from '../../src/db/database.js';
 import { createJobRepository } from '../../src/db/job-repository.js';
 import { createLogRepository } from '../../src/db/log-repository.js';
 import { createSqliteQueue } from '../../src/db/sqlite-queue.js';
@@ -16,6 +13,7 @@ import { createHousekeeping } from '../../src/system/housekeeping.js';
 import { CLI, CLIENT, DAY, USER_PASSWORD } from '../auth/support.js';
 import { manualClock, withDatabase } from '../db/support.js';
 import { api, startTestServer } from '../http/support.js';
+import { createTestDataDir, openDataDirDatabase, removeTestDataDir } from '../support/database.js';
 
 /** What is left of each kind, counted in the database itself. */
 async function remaining(database: Database) {
@@ -174,10 +172,10 @@ describe('housekeeping', () => {
       [undefined, 1],
       ['60', 0],
     ] as const) {
-      const dataDir = await mkdtemp(join(tmpdir(), 'disk2iso-housekeeping-'));
+      const dataDir = await createTestDataDir('disk2iso-housekeeping-');
       try {
         // Written before the service starts: one line 40 days old, one from now.
-        const database = await openDatabase({ file: databaseFile(dataDir) });
+        const database = await openDataDirDatabase(dataDir);
         let jobId: string;
         try {
           const queue = createSqliteQueue(database);
@@ -207,7 +205,7 @@ describe('housekeeping', () => {
           await service.close();
         }
       } finally {
-        await rm(dataDir, { recursive: true, force: true });
+        await removeTestDataDir(dataDir);
       }
     }
   });

@@ -3,10 +3,9 @@ import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import BetterSqlite3 from 'better-sqlite3';
 import { localActor } from '../../src/auth/principal.js';
-import { databaseFile } from '../../src/db/database.js';
 import { TEST_ADMIN, type TestServer, anonymousApi, api, startTestServer, verifyArchive, waitFor } from '../http/support.js';
+import { holdWriteLock } from '../support/database.js';
 import { type MadeIso, makeIso } from '../tools/iso.js';
 import { type RunningPrometheus, promtoolCheck, startPrometheus } from '../tools/prometheus.js';
 
@@ -232,9 +231,8 @@ describe('GET /metrics and readiness of a real service, scraped by a real Promet
   });
 
   it('is not ready while another process holds the database locked beyond the busy timeout', async () => {
-    const holder = new BetterSqlite3(databaseFile(service.dataDir), { timeout: 5000 });
+    const release = await holdWriteLock(service.dataDir);
     try {
-      holder.exec('BEGIN IMMEDIATE');
       // Anonymous: a key's request would itself wait on the lock to note the key's use.
       const answer = await anonymousApi(service.url, 'GET', '/api/v1/health/ready');
       assert.equal(answer.status, 503);
@@ -244,8 +242,7 @@ describe('GET /metrics and readiness of a real service, scraped by a real Promet
       // The output check is not asserted: the service's event loop waits on the lock (every write
       // of the service does), and the output check's 5 s may run out meanwhile.
     } finally {
-      holder.exec('ROLLBACK');
-      holder.close();
+      await release();
     }
     assert.equal((await anonymousApi(service.url, 'GET', '/api/v1/health/ready')).status, 200);
   });

@@ -6,12 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/load.js';
-import { databaseFile, openDatabase } from '../../src/db/database.js';
 import { createJobRepository } from '../../src/db/job-repository.js';
 import { ConflictError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { startServer } from '../../src/server.js';
 import { api, createAdminKey, followEvents, testEnv, useApiKey, waitFor } from '../http/support.js';
+import { attachTestDatabase, openDataDirDatabase } from '../support/database.js';
 import { type FaultFs, mountFaultFs } from '../tools/faultfs.js';
 import { type MadeIso, makeIso, sha256File } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
@@ -29,7 +29,7 @@ async function finishedBytes(mapPath: string): Promise<number> {
 }
 
 async function jobInDatabase(dataDir: string, jobId: string) {
-  const database = await openDatabase({ file: databaseFile(dataDir) });
+  const database = await openDataDirDatabase(dataDir);
   try {
     const job = await createJobRepository(database).get(jobId);
     assert.ok(job, `${jobId} is in the database`);
@@ -89,6 +89,7 @@ describe('the service as a process: kill -9, SIGTERM, a port in use, unix socket
 
   async function dataDir(name: string, leaseSeconds = 5): Promise<{ dir: string; env: Record<string, string> }> {
     const dir = await mkdtemp(join(work, `${name}-`));
+    await attachTestDatabase(dir);
     const env = testEnv(dir, [loop.path], { DISK2ISO_JOBS_LEASE_SECONDS: String(leaseSeconds) });
     adminKeyOf.set(env, await createAdminKey(dir));
     return { dir, env };
@@ -96,6 +97,7 @@ describe('the service as a process: kill -9, SIGTERM, a port in use, unix socket
 
   it('prints a one-time setup link at start while no admin exists, and none once one does', async () => {
     const dir = await mkdtemp(join(work, 'fresh-'));
+    await attachTestDatabase(dir);
     const env = testEnv(dir, [loop.path]);
     const first = start(['--port', '0'], env);
     const url = await first.address;
@@ -235,6 +237,7 @@ describe('the service as a process: kill -9, SIGTERM, a port in use, unix socket
 
   it('gives up on a port that stays in use after the retry time, with a clear error', async () => {
     const dir = await mkdtemp(join(work, 'port-taken-'));
+    await attachTestDatabase(dir);
     const holder = createServer();
     await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
     const port = (holder.address() as AddressInfo).port;

@@ -6,12 +6,12 @@ import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { type SettingLeaf, loadConfig, packageRoot, settingLeaves } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
-import { databaseFile, openDatabase } from '../../src/db/database.js';
 import { createSettingsRepository } from '../../src/db/settings-repository.js';
 import type { JsonValue } from '../../src/json.js';
 import { type RunningServer, startServer } from '../../src/server.js';
 import { SECRET_MASK, isSecretLeaf, isServerOnlyLeaf, maskSecrets, maskUrlCredentials } from '../../src/system/settings.js';
 import { type TestServer, api, createAdminKey, startTestServer, testEnv, useApiKey, waitFor } from '../http/support.js';
+import { attachTestDatabase, detachTestDatabase, openDataDirDatabase } from '../support/database.js';
 import { makeIso } from '../tools/iso.js';
 
 describe('settings through the API: view, change, store, apply, survive a restart', () => {
@@ -23,11 +23,13 @@ describe('settings through the API: view, change, store, apply, survive a restar
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'disk2iso-settings-'));
     dataDir = join(work, 'data');
+    await attachTestDatabase(dataDir);
     isoPath = (await makeIso({ dir: work, label: 'SETTINGS', dataMiB: 1, files: 1 })).path;
   });
   after(async () => {
     await service?.close();
     await rm(work, { recursive: true, force: true });
+    await detachTestDatabase(dataDir);
   });
 
   async function stop(): Promise<void> {
@@ -132,7 +134,7 @@ describe('settings through the API: view, change, store, apply, survive a restar
 
   it('ignores a stored value that no longer validates, and says so in the log', async () => {
     await stop();
-    const database = await openDatabase({ file: databaseFile(dataDir) });
+    const database = await openDataDirDatabase(dataDir);
     try {
       await createSettingsRepository(database).set({ 'imaging.read_attempts': 'lots', 'imaging.vanished_setting': true });
     } finally {
@@ -205,6 +207,8 @@ const HOSTILE_SERVER_ONLY: Record<string, (work: string) => JsonValue> = {
   // A heartbeat so rare, or a limit so long, that a dead node shows as online for an hour.
   'cluster.heartbeat_seconds': () => 300,
   'cluster.offline_after_seconds': () => 3600,
+  // Users, keys and the audit trail moved to a database of the admin's choosing.
+  'database.url': () => 'postgres://loot:loot@attacker.example.org/loot',
 };
 
 function nested(key: string, value: JsonValue): Record<string, Record<string, JsonValue>> {
@@ -213,7 +217,7 @@ function nested(key: string, value: JsonValue): Record<string, Record<string, Js
 }
 
 async function storeSettings(dataDir: string, entries: Record<string, JsonValue>): Promise<void> {
-  const database = await openDatabase({ file: databaseFile(dataDir) });
+  const database = await openDataDirDatabase(dataDir);
   try {
     await createSettingsRepository(database).set(entries);
   } finally {
@@ -222,7 +226,7 @@ async function storeSettings(dataDir: string, entries: Record<string, JsonValue>
 }
 
 async function storedSetting(dataDir: string, key: string): Promise<JsonValue | undefined> {
-  const database = await openDatabase({ file: databaseFile(dataDir) });
+  const database = await openDataDirDatabase(dataDir);
   try {
     return (await createSettingsRepository(database).get(key))?.value;
   } finally {
@@ -242,6 +246,7 @@ describe('settings that name host paths, devices or the listening address are se
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'disk2iso-server-only-'));
     dataDir = join(work, 'data');
+    await attachTestDatabase(dataDir);
     await mkdir(dataDir);
     isoPath = (await makeIso({ dir: work, label: 'ALLOWED', dataMiB: 1, files: 1 })).path;
     hostSecret = join(work, 'host-secret');
@@ -255,6 +260,7 @@ describe('settings that name host paths, devices or the listening address are se
   after(async () => {
     await running?.server.close('test finished');
     await rm(work, { recursive: true, force: true });
+    await detachTestDatabase(dataDir);
   });
 
   /** The service as `disk2iso serve --config FILE` runs it, its process log (stdout) going to a file. */

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { packageRoot } from '../../src/config/load.js';
 import { testEnv, waitFor } from '../http/support.js';
+import { attachTestDatabase, detachTestDatabase } from '../support/database.js';
 
 /**
  * A stand-in for systemd's notification socket (Node cannot bind a unix datagram socket): prints
@@ -53,12 +54,14 @@ describe('telling systemd: READY once listening, WATCHDOG while running, STOPPIN
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'disk2iso-notify-'));
     listener = await listen(join(work, 'notify.sock'));
+    await attachTestDatabase(join(work, 'data'));
   });
 
   after(async () => {
     service?.kill('SIGKILL');
     listener.process.kill('SIGKILL');
     await rm(work, { recursive: true, force: true });
+    await detachTestDatabase(join(work, 'data'));
   });
 
   it('sends READY=1 with the address it listens on, feeds the watchdog, and sends STOPPING=1 before it exits', async () => {

@@ -1,8 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
-import { type Database, openDatabase } from '../../src/db/database.js';
-import { openPostgres } from '../../src/db/postgres.js';
+import { type Database, databaseFile, openDatabase } from '../../src/db/database.js';
+import { openPostgres, redactedUrl } from '../../src/db/postgres.js';
 
 /**
  * The engine switch of the repository and service suites. `scripts/run-tests.mjs` runs every test
@@ -106,4 +109,90 @@ async function withAdmin<T>(pass: PostgresPass, work: (client: pg.Client) => Pro
   } finally {
     await client.end();
   }
+}
+
+/** The PostgreSQL database of each data dir made by createTestDataDir in the PostgreSQL pass. */
+const dataDirDatabases = new Map<string, string>();
+
+/**
+ * A fresh data dir for a service or CLI under test. In the PostgreSQL pass it comes with a new
+ * database of its own, which `databaseEnv` hands to every process started on the data dir as
+ * `database.url`, as an installation in the cluster mode names it in its configuration.
+ */
+export async function createTestDataDir(prefix = 'disk2iso-test-'): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  await attachTestDatabase(dir);
+  return dir;
+}
+
+/** Gives a data dir the test made itself (e.g. inside its work folder) a database of its own in the PostgreSQL pass, as createTestDataDir does. */
+export async function attachTestDatabase(dataDir: string): Promise<void> {
+  if (postgresPass() === null) return;
+  const key = resolve(dataDir);
+  if (dataDirDatabases.has(key)) throw new Error(`attachTestDatabase: ${dataDir} has a database already`);
+  dataDirDatabases.set(key, await createTestDatabase());
+}
+
+/**
+ * What a service or CLI process on `dataDir` needs to find its database: nothing on SQLite (the
+ * file in the data dir), `DISK2ISO_DATABASE_URL` in the PostgreSQL pass. A data dir without a
+ * database of the pass fails there, so no test silently keeps its state in SQLite in that pass.
+ */
+export function databaseEnv(dataDir: string): Record<string, string> {
+  if (postgresPass() === null) return {};
+  const url = dataDirDatabases.get(resolve(dataDir));
+  if (url === undefined) throw new Error(`databaseEnv: ${dataDir} was not made by createTestDataDir nor given a database by attachTestDatabase`);
+  return { DISK2ISO_DATABASE_URL: url };
+}
+
+/** The database of a data dir, opened as another process on it opens it (the CLI, a test's look at what the service wrote). */
+export function openDataDirDatabase(dataDir: string): Promise<Database> {
+  const url = databaseEnv(dataDir).DISK2ISO_DATABASE_URL;
+  return url === undefined ? openDatabase({ file: databaseFile(dataDir) }) : openPostgres(url);
+}
+
+/** Drops the database of a data dir in the PostgreSQL pass (ending what connections to it are left). */
+export async function detachTestDatabase(dataDir: string): Promise<void> {
+  const key = resolve(dataDir);
+  const url = dataDirDatabases.get(key);
+  if (url === undefined) return;
+  dataDirDatabases.delete(key);
+  await dropTestDatabase(url);
+}
+
+/** Removes a data dir of createTestDataDir, and drops its database in the PostgreSQL pass. */
+export async function removeTestDataDir(dataDir: string): Promise<void> {
+  await rm(dataDir, { recursive: true, force: true });
+  await detachTestDatabase(dataDir);
+}
+
+/**
+ * Another process holding the write lock a data dir's service needs, until the returned function
+ * releases it: SQLite's write lock on the file (BEGIN IMMEDIATE), or on PostgreSQL the row of
+ * table_versions every write to the jobs raises (and the readiness probe writes).
+ */
+export async function holdWriteLock(dataDir: string): Promise<() => Promise<void>> {
+  const url = databaseEnv(dataDir).DISK2ISO_DATABASE_URL;
+  if (url === undefined) {
+    const holder = new BetterSqlite3(databaseFile(dataDir), { timeout: 5000 });
+    holder.exec('BEGIN IMMEDIATE');
+    return async () => {
+      holder.exec('ROLLBACK');
+      holder.close();
+    };
+  }
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  await client.query('begin');
+  await client.query("select version from table_versions where name = 'jobs' for update");
+  return async () => {
+    await client.query('rollback');
+    await client.end();
+  };
+}
+
+/** Where `disk2iso status` says it read a data dir's state from: the data directory, or the database's URL with its password masked. */
+export function shownDatabaseOf(dataDir: string): string {
+  const url = databaseEnv(dataDir).DISK2ISO_DATABASE_URL;
+  return url === undefined ? `the data directory ${dataDir}` : redactedUrl(url);
 }

@@ -1,6 +1,3 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { type ArchiveService, createArchiveService } from '../../../src/archive/service.js';
 import { localActor } from '../../../src/auth/principal.js';
 import { USER_ROLES, type UserRole } from '../../../src/auth/roles.js';
@@ -8,7 +5,6 @@ import type { AuthService } from '../../../src/auth/service.js';
 import { loadConfig } from '../../../src/config/load.js';
 import type { Config } from '../../../src/config/schema.js';
 import { type ArchiveRepository, createArchiveRepository } from '../../../src/db/archive-repository.js';
-import { databaseFile, openDatabase } from '../../../src/db/database.js';
 import { type JobRepository, createJobRepository } from '../../../src/db/job-repository.js';
 import { createSqliteQueue } from '../../../src/db/sqlite-queue.js';
 import { createVerificationTaskRepository } from '../../../src/db/verification-task-repository.js';
@@ -26,9 +22,10 @@ import { silentLogger } from '../../../src/log.js';
 import type { NotificationService } from '../../../src/notifications/service.js';
 import { type StartServerOptions, startServer } from '../../../src/server.js';
 import { activeJobsByDevice, createDeviceStatusService } from '../../../src/system/devices.js';
+import { createTestDataDir, databaseEnv, openDataDirDatabase, removeTestDataDir } from '../../support/database.js';
 
 /**
- * The real service (startServer: real SQLite file, real auth, the REST API and the pages as they
+ * The real service (startServer: real database, SQLite or in that pass PostgreSQL; real auth, the REST API and the pages as they
  * run), with a real user per role, each signed in through the sign-in page. Requests carry the
  * session cookie of their role and, for forms, the CSRF token of that session and an Origin, as a
  * browser does.
@@ -141,7 +138,7 @@ function harnessEnv(more: Record<string, string>, base: Record<string, string | 
 }
 
 export async function startWebTestServer(options: WebTestServerOptions = {}): Promise<WebTestServer> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'disk2iso-web-'));
+  const dataDir = await createTestDataDir('disk2iso-web-');
   const raised = options.defaultRateLimits
     ? {}
     : {
@@ -159,6 +156,7 @@ export async function startWebTestServer(options: WebTestServerOptions = {}): Pr
       DISK2ISO_DRIVES_DEMO: 'off',
       DISK2ISO_DRIVES_SCAN_OPTICAL: 'false',
       DISK2ISO_IMAGING_MAP_SAVE_INTERVAL_SECONDS: '1',
+      ...databaseEnv(dataDir),
       ...raised,
     }),
   });
@@ -178,7 +176,7 @@ export async function startWebTestServer(options: WebTestServerOptions = {}): Pr
   });
   const { app, auth } = server;
 
-  const database = await openDatabase({ file: databaseFile(dataDir) });
+  const database = await openDataDirDatabase(dataDir);
   const queue = createSqliteQueue(database);
   const jobRepository = createJobRepository(database);
   const archiveRepository = createArchiveRepository(database);
@@ -266,7 +264,7 @@ export async function startWebTestServer(options: WebTestServerOptions = {}): Pr
       await driveStates.stop();
       await database.close();
       await server.close('test finished');
-      await rm(dataDir, { recursive: true, force: true });
+      await removeTestDataDir(dataDir);
     },
   };
 }
