@@ -24,7 +24,6 @@ function checkedKey(key: string): string {
  * The text of a top-level key of a JSON object stored as text (null when absent). On PostgreSQL
  * the column is cast to jsonb; an index on this expression (archives_sha256) is used only by a
  * query that spells it the same way.
- * @internal
  */
 export function jsonText(dialect: SqlDialect, column: string, key: string): RawBuilder<string | null> {
   const name = checkedKey(key);
@@ -34,7 +33,6 @@ export function jsonText(dialect: SqlDialect, column: string, key: string): RawB
 /**
  * A FROM item with one column `value`: the text of each element of the JSON array under `key`
  * (none when the key is absent), named `alias`. Use: `exists (select 1 from ${...} where value = ?)`.
- * @internal
  */
 export function jsonArrayValues(dialect: SqlDialect, column: string, key: string, alias: string): RawBuilder<unknown> {
   const name = checkedKey(key);
@@ -45,7 +43,6 @@ export function jsonArrayValues(dialect: SqlDialect, column: string, key: string
 
 /**
  * True when `needle` occurs in `haystack`, case-sensitively, with no pattern characters (SQLite's instr).
- * @internal
  */
 export function containsText(dialect: SqlDialect, haystack: RawBuilder<unknown>, needle: string): RawBuilder<boolean> {
   return dialect === 'postgres' ? sql<boolean>`(strpos(${haystack}, ${needle}) > 0)` : sql<boolean>`(instr(${haystack}, ${needle}) > 0)`;
@@ -54,7 +51,6 @@ export function containsText(dialect: SqlDialect, haystack: RawBuilder<unknown>,
 /**
  * One term of a full-text search: its words must occur in this order (a phrase; in practice one
  * word), the last one as a prefix when `prefix` is set. Text is taken literally, never as query syntax.
- * @internal
  */
 export interface SearchTerm {
   text: string;
@@ -73,7 +69,6 @@ const SEARCH_INDEXES = {
   files: { table: 'archive_file_search', sqliteId: 'rowid', bm25: [10, 1], postgresId: 'entry_id', classWeights: '{0.1, 0, 0, 1}' },
 } as const;
 
-/** @internal */
 export type SearchIndex = keyof typeof SEARCH_INDEXES;
 
 /**
@@ -81,7 +76,6 @@ export type SearchIndex = keyof typeof SEARCH_INDEXES;
  * columns `id` (archives: the archive id; files: the archive_file_entries id) and `rank` (lower
  * is better on both engines: FTS5's bm25, PostgreSQL's negated ts_rank). Null when no term has
  * anything searchable. The two engines' ranks put hits in a like order but differ in value.
- * @internal
  */
 export function fullTextHits(dialect: SqlDialect, index: SearchIndex, terms: readonly SearchTerm[], alias: string): RawBuilder<unknown> | null {
   const searchable = terms.filter((term) => /[\p{L}\p{N}]/u.test(term.text));
@@ -110,7 +104,6 @@ export function isUniqueViolation(error: unknown): boolean {
 
 /**
  * The error a foreign key raised, on either engine.
- * @internal
  */
 export function isForeignKeyViolation(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
