@@ -148,7 +148,7 @@ export function archiveFileRoutes(files: ArchiveFiles) {
           tags: ['archives'],
           summary: 'Search the files inside archived images by name',
           description:
-            'Every word must occur (as a word or the start of one) in the file’s name or path; best matches first (bm25, the name counting more than the folders). Images are indexed in the background after archiving, so a new archive’s files appear shortly after it.',
+            'Every word must occur (as a word or the start of one) in the file’s name or path; best matches first (bm25 on SQLite, ts_rank in the cluster mode’s PostgreSQL; the name counting more than the folders on both). Images are indexed in the background after archiving, so a new archive’s files appear shortly after it.',
           querystring: Type.Object({ q: Type.String({ minLength: 1, maxLength: 200 }), limit: Type.Optional(Limit(50, 200)) }, { additionalProperties: false }),
           response: { 200: Type.Object({ query: Type.String(), results: Type.Array(SearchResult) }, { additionalProperties: false }), ...errors(400) },
         },

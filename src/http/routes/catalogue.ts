@@ -163,7 +163,7 @@ export function catalogueRoutes(archives: ArchiveService, catalogue: CatalogueSe
           tags: ['archives'],
           summary: 'Find discs: full-text search with filters, best match first',
           description:
-            'Searches the name, label, volume label, tags, notes and custom field values (SQLite FTS5, each word a prefix, all words must occur, ranked by bm25 with label and tag hits weighing most). Filters by badge condition, category, tag and minimum rating. File names inside images are not searched here.',
+            'Searches the name, label, volume label, tags, notes and custom field values (SQLite FTS5, or in the cluster mode PostgreSQL’s full-text search; each word a prefix, all words must occur, ranked by bm25 or ts_rank with label and tag hits weighing most; PostgreSQL also folds `ß` to `ss`). Filters by badge condition, category, tag and minimum rating. File names inside images are not searched here.',
           querystring: Type.Object({ ...SearchQuery, limit: Type.Optional(Limit(50, 500)), offset: Type.Optional(Offset) }, { additionalProperties: false }),
           response: {
             200: Type.Object(
