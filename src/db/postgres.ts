@@ -63,17 +63,31 @@ const typeParsers = {
  */
 const MIGRATION_LOCK_KEY = 0x6469_736b; // "disk"
 
+/** How long a new connection may take before the statement waiting for it fails (a server that is down or out of reach). */
+const CONNECT_TIMEOUT_MS = 10_000;
+
 /** Connects to a PostgreSQL database and brings its schema up to date (like openDatabase for SQLite). */
 export async function openPostgres(url: string, log?: DatabaseLogger, options: OpenPostgresOptions = {}): Promise<PostgresDatabase> {
   const shownUrl = redactedUrl(url);
   let pool: pg.Pool;
   try {
-    pool = new pg.Pool({ connectionString: url, max: options.maxConnections ?? 10, types: typeParsers });
+    // keepAlive: a link cut without a reset (a dead route) is found by the kernel instead of hanging for the TCP timeout.
+    pool = new pg.Pool({
+      connectionString: url,
+      max: options.maxConnections ?? 10,
+      types: typeParsers,
+      keepAlive: true,
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    });
   } catch (error) {
     throw new UnavailableError('database_open_failed', `Cannot open database ${shownUrl}: ${errorMessage(error)}`, { url: shownUrl });
   }
-  // An idle connection the server drops (restart, network) must not crash the process.
-  pool.on('error', () => undefined);
+  // A connection the server drops (restart, network) must not crash the process: the pool reports
+  // an idle one here; a checked-out one emits on its client, whose statement fails with the same
+  // error anyway, and without a listener that emit would be an uncaught exception.
+  const dropped = (error: Error): void => log?.info({ url: shownUrl, reason: errorMessage(error) }, 'database connection lost');
+  pool.on('error', dropped);
+  pool.on('connect', (client) => client.on('error', dropped));
   const kysely = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
   try {
     const client = await connect(pool, shownUrl);
