@@ -32,7 +32,7 @@ import { createJobRepository } from './db/job-repository.js';
 import { createLogRepository } from './db/log-repository.js';
 import { createMaintenanceTaskRepository } from './db/maintenance-task-repository.js';
 import { createNotificationRepository } from './db/notification-repository.js';
-import { openConfiguredDatabase } from './db/open.js';
+import { openConfiguredDatabase, queueNodeOf } from './db/open.js';
 import { createPushSubscriptionRepository } from './db/push-subscription-repository.js';
 import { createSettingsRepository } from './db/settings-repository.js';
 import { createSqliteQueue } from './db/sqlite-queue.js';
@@ -188,7 +188,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     );
 
     const auth = createAuthService({ database, dataDir: config.data_dir, audit, policy: authPolicyOf(config) });
-    const queue = createSqliteQueue(database);
+    const queue = createSqliteQueue(database, { nodeId: queueNodeOf(config, database) });
     const events = createEventBus<JobEvents>((error) => log.error({ err: error }, 'an event listener failed'));
     const archiveEvents = createEventBus<ArchiveEvents>((error) => log.error({ err: error }, 'an archive event listener failed'));
     const drives = createDriveService({ config, log, ...options.drives });

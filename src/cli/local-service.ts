@@ -5,6 +5,7 @@ import { createAuditRepository } from '../db/audit-repository.js';
 import type { Database } from '../db/database.js';
 import { type JobRepository, createJobRepository } from '../db/job-repository.js';
 import { type LogRepository, createLogRepository } from '../db/log-repository.js';
+import { queueNodeOf } from '../db/open.js';
 import { createSettingsRepository } from '../db/settings-repository.js';
 import { createSqliteQueue } from '../db/sqlite-queue.js';
 import type { Drive } from '../drives/types.js';
@@ -56,7 +57,7 @@ export async function withLocalService<T>(ctx: CliContext, work: (local: LocalSe
     );
     const jobs = createJobRepository(database);
     const archives = createArchiveRepository(database);
-    const queue = createSqliteQueue(database);
+    const queue = createSqliteQueue(database, { nodeId: queueNodeOf(config, database) });
     const events = createEventBus<JobEvents>((error) => ctx.log.error({ err: error }, 'an event listener failed'));
     const workerId = newWorkerId();
     const holder = await currentLeaseHolder();
@@ -84,9 +85,8 @@ export async function withLocalService<T>(ctx: CliContext, work: (local: LocalSe
       async runningService() {
         // A service heartbeats a third of a lease apart: one lease without a heartbeat means it is gone.
         // Its process is checked by pid on this host only (leaseHolderGone); a service on another host
-        // counts as running while it heartbeats. With PostgreSQL on one host this is the embedded
-        // mode's answer; the cluster work (issue 15, roles and nodes) replaces it by the node registry,
-        // whose heartbeats tell which node's service runs, and asks for this host's node here.
+        // counts as running while it heartbeats, which is right while one instance runs per database
+        // (README, "When to switch to PostgreSQL").
         const [service] = await queue.liveWorkers({ staleMs: leaseMs, holderGone: leaseHolderGone });
         return service ?? null;
       },

@@ -11,3 +11,11 @@ export function openConfiguredDatabase(config: Config, log?: DatabaseLogger): Pr
   if (config.database.url !== null) return openPostgres(config.database.url, log);
   return openDatabase({ file: databaseFile(config.data_dir), log, backupDir: config.backup.dir });
 }
+
+/**
+ * The node whose drives a queue serves (src/db/sqlite-queue.ts): this process's `cluster.node_name`
+ * on the shared PostgreSQL database, none on the embedded one, whose jobs are all this host's.
+ */
+export function queueNodeOf(config: Config, database: Database): string | null {
+  return database.dialect === 'postgres' ? config.cluster.node_name : null;
+}

@@ -1,4 +1,4 @@
-import type { Expression, ExpressionBuilder, Selectable, SqlBool, Updateable } from 'kysely';
+import { type Expression, type ExpressionBuilder, type Selectable, type SqlBool, type Updateable, sql } from 'kysely';
 import { type Clock, systemClock } from '../clock.js';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
 import {
@@ -41,19 +41,32 @@ import { newId, timestamp, toJson } from './values.js';
  * UPDATE's WHERE on the newest version of a row it had to wait for. Should two jobs still become
  * active on one drive, the unique index fails the second commit; that lost race is reported as
  * device_busy (claimNext: no claim), never as two runs.
+ *
+ * A queue belongs to a node (`nodeId`, null in the embedded mode). A job names the node whose drive
+ * it reads (jobs.node_id): a node's queue adds jobs under its own name and claims only them, and
+ * its drives are busy only with its own jobs, since two nodes' `sr0` are two drives (the unique
+ * index is on the node and the drive). A job that names no node (one moved from the embedded
+ * database by `disk2iso migrate`) is claimed by the first node that takes it up, which then owns it.
  */
 /** The columns of a job that leaves its run: no lease, no stop request, no live rate. */
 function leaseReleased(at: string) {
   return { lease_owner: null, lease_expires_at: null, lease_holder: null, requested_action: null, speed_bps: null, eta_seconds: null, updated_at: at } as const;
 }
 
-export function createSqliteQueue(database: Database, options: { now?: Clock } = {}): JobQueue {
+export function createSqliteQueue(database: Database, options: { now?: Clock; nodeId?: string | null } = {}): JobQueue {
   const db = database.kysely;
   const now = options.now ?? systemClock;
+  const nodeId = options.nodeId ?? null;
+  /** A job of this node: on its drives, so in its queue. */
+  const onThisNode = (column: 'jobs.node_id' | 'active.node_id') => sql<SqlBool>`coalesce(${sql.ref(column)}, '') = ${nodeId ?? ''}`;
+  /** A job this node may claim: its own, or one that names no node yet. */
+  const claimable = (eb: ExpressionBuilder<DB, 'jobs'>) =>
+    nodeId === null ? eb('jobs.node_id', 'is', null) : eb.or([eb('jobs.node_id', '=', nodeId), eb('jobs.node_id', 'is', null)]);
 
   const nextSeq = (eb: ExpressionBuilder<DB, 'jobs'>) =>
     eb.selectFrom('jobs as latest').select((inner) => inner(inner.fn.coalesce(inner.fn.max('latest.seq'), inner.lit(0)), '+', 1).as('seq'));
-  const queuedInClaimOrder = () => db.selectFrom('jobs').where('status', '=', 'queued').orderBy(priorityRank('priority'), 'desc').orderBy('seq', 'asc');
+  const queuedInClaimOrder = () =>
+    db.selectFrom('jobs').where('status', '=', 'queued').where(claimable).orderBy(priorityRank('priority'), 'desc').orderBy('seq', 'asc');
 
   /** `work` in a transaction that holds the queue's lock on PostgreSQL. */
   const queueTransaction = <T>(work: (tx: Executor) => Promise<T>): Promise<T> =>
@@ -79,7 +92,12 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
 
   /** ConflictError `device_busy` while a job other than `exceptJobId` runs on the drive: one job per drive. */
   const assertDriveFree = async (tx: Executor, deviceId: string, exceptJobId: string | null): Promise<void> => {
-    let running = db.selectFrom('jobs').select(['id', 'name']).where('device_id', '=', deviceId).where('status', 'in', ACTIVE_JOB_STATUSES);
+    let running = db
+      .selectFrom('jobs')
+      .select(['id', 'name'])
+      .where('device_id', '=', deviceId)
+      .where('status', 'in', ACTIVE_JOB_STATUSES)
+      .where(onThisNode('jobs.node_id'));
     if (exceptJobId !== null) running = running.where('id', '!=', exceptJobId);
     const busy = await tx.first(running);
     if (busy !== undefined) {
@@ -169,6 +187,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
           priority: input.priority ?? 'normal',
           device_id: input.deviceId,
           device_path: input.devicePath,
+          node_id: nodeId,
           output_file: input.outputFile,
           options: toJson(input.options ?? {}),
           phase: null,
@@ -212,12 +231,13 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
             db
               .selectFrom('jobs')
               .select((eb) => eb.fn.countAll<number>().as('count'))
-              .where('status', 'in', ACTIVE_JOB_STATUSES),
+              .where('status', 'in', ACTIVE_JOB_STATUSES)
+              .where(onThisNode('jobs.node_id')),
           );
           if ((active?.count ?? 0) >= claim.maxRunning) return null;
         }
         let candidates = queuedInClaimOrder().where('device_id', 'not in', (eb) =>
-          eb.selectFrom('jobs as active').select('active.device_id').where('active.status', 'in', ACTIVE_JOB_STATUSES),
+          eb.selectFrom('jobs as active').select('active.device_id').where('active.status', 'in', ACTIVE_JOB_STATUSES).where(onThisNode('active.node_id')),
         );
         const busy = claim.busyDeviceIds ?? [];
         if (busy.length > 0) candidates = candidates.where('device_id', 'not in', busy);
@@ -228,6 +248,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
             .updateTable('jobs')
             .set((eb) => ({
               status: 'running',
+              node_id: nodeId,
               lease_owner: workerId,
               lease_expires_at: leaseExpiresAt,
               lease_holder: claim.holder === undefined ? null : toJson(claim.holder),
@@ -257,11 +278,18 @@ export function createSqliteQueue(database: Database, options: { now?: Clock } =
         if (row.status !== 'queued' && !isRequeueable(row.status)) {
           throw new ConflictError('invalid_state', `Job ${jobId} is ${row.status} and cannot be taken up`, { job_id: jobId, status: row.status });
         }
+        if (row.node_id !== null && row.node_id !== nodeId) {
+          throw new ConflictError('invalid_state', `Job ${jobId} reads a drive of node ${row.node_id}; only that node can take it up`, {
+            job_id: jobId,
+            status: row.status,
+          });
+        }
         const deviceId = claim.drive?.id ?? row.device_id;
         await assertDriveFree(tx, deviceId, jobId);
         const claimed = updateRow(tx, jobId, {
           ...(claim.drive === undefined ? {} : { device_id: claim.drive.id, device_path: claim.drive.path }),
           status: 'running',
+          node_id: nodeId,
           lease_owner: workerId,
           lease_expires_at: leaseExpiresAt,
           lease_holder: claim.holder === undefined ? null : toJson(claim.holder),

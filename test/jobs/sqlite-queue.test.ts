@@ -141,6 +141,48 @@ describe('job queue', () => {
     });
   });
 
+  it('gives each node its own jobs and drives: a job is claimed only by the node whose drive it names', async () => {
+    await withDatabase(async (database) => {
+      const nodeA = createSqliteQueue(database, { nodeId: 'tower-a' });
+      const nodeB = createSqliteQueue(database, { nodeId: 'tower-b' });
+      const forA = await nodeA.enqueue(job('on-a', 'sr0'));
+      assert.equal(await nodeB.claimNext('worker-b', { leaseMs: LEASE_MS }), null, 'node B never claims a job of node A');
+      await assert.rejects(nodeB.claimJob(forA.id, 'worker-b', { leaseMs: LEASE_MS }), (error: unknown) => {
+        assert.ok(error instanceof ConflictError);
+        assert.equal(error.code, 'invalid_state');
+        assert.match(error.message, /node tower-a/);
+        return true;
+      });
+      // Both nodes' sr0 are drives of their own: one job runs on each at once.
+      const forB = await nodeB.enqueue(job('on-b', 'sr0'));
+      assert.equal((await nodeA.claimNext('worker-a', { leaseMs: LEASE_MS }))?.id, forA.id);
+      const claimedB = await nodeB.claimNext('worker-b', { leaseMs: LEASE_MS, maxRunning: 1 });
+      assert.equal(claimedB?.id, forB.id, 'node A running a job neither blocks sr0 of node B nor counts against its maxRunning');
+      // Within one node the drive is still taken: a second job on A's sr0 waits.
+      await nodeA.enqueue(job('on-a-later', 'sr0'));
+      assert.equal(await nodeA.claimNext('worker-a', { leaseMs: LEASE_MS }), null);
+      await assert.rejects(
+        nodeA.enqueue({ ...job('on-a-now', 'sr0'), claim: { workerId: 'worker-a', leaseMs: LEASE_MS } }),
+        (error: unknown) => error instanceof ConflictError && error.code === 'device_busy',
+      );
+    });
+  });
+
+  it('lets the first node that takes up a job naming no node (moved from the embedded database) own it', async () => {
+    await withDatabase(async (database) => {
+      const embedded = createSqliteQueue(database);
+      const moved = await embedded.enqueue(job('moved', 'sr1'));
+      const nodeA = createSqliteQueue(database, { nodeId: 'tower-a' });
+      const nodeB = createSqliteQueue(database, { nodeId: 'tower-b' });
+      const claimed = await nodeA.claimNext('worker-a', { leaseMs: LEASE_MS });
+      assert.equal(claimed?.id, moved.id);
+      const row = await database.kysely.selectFrom('jobs').select('node_id').where('id', '=', moved.id).executeTakeFirstOrThrow();
+      assert.equal(row.node_id, 'tower-a');
+      await nodeA.finish(moved.id, 'worker-a', 'paused');
+      assert.equal(await nodeB.claimNext('worker-b', { leaseMs: LEASE_MS }), null, 'once owned, it stays with its node');
+    });
+  });
+
   it('rejects a lease or limit that is not a positive integer', async () => {
     await withDatabase(async (database) => {
       const queue = createSqliteQueue(database);

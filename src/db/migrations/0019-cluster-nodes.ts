@@ -31,8 +31,14 @@ export const clusterNodesMigration: Migration = {
     )`.execute(db);
     await db.schema.alterTable('jobs').addColumn('node_id', 'text').execute();
     await db.schema.alterTable('archives').addColumn('node_id', 'text').execute();
+    // One active job per drive of a node: two nodes' sr0 are two drives. A job of the embedded
+    // mode names no node, so its drives stay one set, as before.
+    await db.schema.dropIndex('jobs_one_active_per_device').execute();
+    await sql`create unique index jobs_one_active_per_device on jobs (coalesce(node_id, ''), device_id) where status in ('running', 'verifying')`.execute(db);
   },
   async down(db: Kysely<unknown>) {
+    await db.schema.dropIndex('jobs_one_active_per_device').execute();
+    await sql`create unique index jobs_one_active_per_device on jobs (device_id) where status in ('running', 'verifying')`.execute(db);
     await db.schema.alterTable('archives').dropColumn('node_id').execute();
     await db.schema.alterTable('jobs').dropColumn('node_id').execute();
     await db.schema.dropTable('cluster_drives').execute();
