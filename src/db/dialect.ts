@@ -3,8 +3,8 @@ import { type Kysely, PostgresAdapter, type RawBuilder, sql } from 'kysely';
 /**
  * The SQL that differs between the embedded database (SQLite) and the cluster database
  * (PostgreSQL), as small fragments, so one set of repositories and migrations serves both.
- * docs/cluster-sql.md lists where the repositories need which; until they use them, the fragments
- * are tagged internal for knip (their tests in test/db/dialect.test.ts run each on both engines).
+ * docs/cluster-sql.md lists where the repositories use which; test/db/dialect.test.ts runs each
+ * fragment on both engines.
  */
 export type SqlDialect = 'sqlite' | 'postgres';
 
