@@ -45,33 +45,28 @@ function relativeImports(source, file) {
   return [...source.matchAll(/\b(?:from|import)\s*\(?\s*['"](\.{1,2}\/[^'"]+\.js)['"]/g)].map((match) => resolve(dirname(file), match[1]));
 }
 
-const integration = new Map();
-function isIntegration(file, visiting = new Set()) {
-  const known = integration.get(file);
-  if (known !== undefined) return known;
-  if (visiting.has(file)) return false;
-  visiting.add(file);
-  const source = readFileSync(file, 'utf8');
-  const result =
-    INTEGRATION_MODULES.includes(file) ||
-    STARTS_CLI.test(source) ||
-    relativeImports(source, file).some((imported) => imported.startsWith(testRoot) && isIntegration(imported, visiting));
-  integration.set(file, result);
-  return result;
+/**
+ * Whether a compiled test module, or a test module it imports (directly or further down), is one
+ * `picks(file, source)` names: one walk over the imports for each question, each answer kept.
+ */
+function reachesAny(picks) {
+  const known = new Map();
+  const reaches = (file, visiting = new Set()) => {
+    const answer = known.get(file);
+    if (answer !== undefined) return answer;
+    if (visiting.has(file)) return false;
+    visiting.add(file);
+    const source = readFileSync(file, 'utf8');
+    const result = picks(file, source) || relativeImports(source, file).some((imported) => imported.startsWith(testRoot) && reaches(imported, visiting));
+    known.set(file, result);
+    return result;
+  };
+  return reaches;
 }
 
+const isIntegration = reachesAny((file, source) => INTEGRATION_MODULES.includes(file) || STARTS_CLI.test(source));
 const ENGINE_SWITCH = join(root, 'dist', 'test', 'support', 'database.js');
-const switchable = new Map();
-function usesEngineSwitch(file, visiting = new Set()) {
-  const known = switchable.get(file);
-  if (known !== undefined) return known;
-  if (visiting.has(file)) return false;
-  visiting.add(file);
-  const imports = relativeImports(readFileSync(file, 'utf8'), file);
-  const result = imports.includes(ENGINE_SWITCH) || imports.some((imported) => imported.startsWith(testRoot) && usesEngineSwitch(imported, visiting));
-  switchable.set(file, result);
-  return result;
-}
+const usesEngineSwitch = reachesAny((file) => file === ENGINE_SWITCH);
 
 const OPTIONS = ['--unit', '--sqlite-only', '--postgres-only'];
 const args = process.argv.slice(2);
