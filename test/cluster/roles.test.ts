@@ -9,7 +9,7 @@ import { DomainError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { startServer } from '../../src/server.js';
 import { runCli } from '../cli/run-cli.js';
-import { testEnv } from '../http/support.js';
+import { embeddedTestEnv } from '../http/client.js';
 
 describe('node roles', () => {
   it('all runs every part; web the pages without drives, jobs or archive work; worker those without the pages', () => {
@@ -37,7 +37,7 @@ describe('node roles', () => {
   it('a service on the embedded database refuses a web or worker role, and starts as all', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'disk2iso-roles-'));
     try {
-      const config = loadConfig({ env: testEnv(dataDir, [], { DISK2ISO_SERVER_PORT: '0' }) });
+      const config = loadConfig({ env: embeddedTestEnv(dataDir, [], { DISK2ISO_SERVER_PORT: '0' }) });
       for (const role of ['web', 'worker'] as const) {
         await assert.rejects(startServer({ config, log: silentLogger(), version: '0.0.0-test', listen: false, role }), (error: unknown) => {
           return error instanceof DomainError && error.code === 'role_needs_cluster';
@@ -58,7 +58,7 @@ describe('node roles', () => {
   it('disk2iso serve: an unknown role and a split role on the embedded database are usage errors (exit 2) with a clear message', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'disk2iso-roles-cli-'));
     try {
-      const env = testEnv(dataDir, []);
+      const env = embeddedTestEnv(dataDir, []);
       const unknown = await runCli(['serve', '--port', '0', '--role', 'both'], env);
       assert.equal(unknown.code, 2, unknown.stderr);
       assert.match(unknown.stderr, /option '--role <role>' argument 'both' is invalid\. expected one of all, web, worker/);
