@@ -105,15 +105,15 @@ export function createClusterRepository(database: Database): ClusterRepository {
       return rowToNode(row, drives.map(rowToDrive));
     },
 
-    list() {
-      // One transaction: the drives read belong to the nodes read, even while a heartbeat replaces them.
-      return database.transaction(async (tx) => {
-        const nodes = await tx.all(db.selectFrom('cluster_nodes').selectAll().orderBy('id'));
-        const drives = await tx.all(db.selectFrom('cluster_drives').selectAll().orderBy('node_id').orderBy('device_id'));
-        const byNode = new Map<string, NodeDrive[]>();
-        for (const row of drives) byNode.set(row.node_id, [...(byNode.get(row.node_id) ?? []), rowToDrive(row)]);
-        return nodes.map((row) => rowToNode(row, byNode.get(row.id) ?? []));
-      });
+    async list() {
+      // Two plain reads, not a write transaction (the dashboard asks often): a heartbeat between them
+      // gives a node's newer drives, which are as current, and drives of a node that left in between
+      // have no node row to go with and are dropped.
+      const nodes = await db.selectFrom('cluster_nodes').selectAll().orderBy('id').execute();
+      const drives = await db.selectFrom('cluster_drives').selectAll().orderBy('node_id').orderBy('device_id').execute();
+      const byNode = new Map<string, NodeDrive[]>();
+      for (const row of drives) byNode.set(row.node_id, [...(byNode.get(row.node_id) ?? []), rowToDrive(row)]);
+      return nodes.map((row) => rowToNode(row, byNode.get(row.id) ?? []));
     },
   };
 }

@@ -18,7 +18,7 @@ import Fastify, {
   type RawServerDefault,
 } from 'fastify';
 import type { AuditTrail } from '../audit/trail.js';
-import { TooManyRequestsError, UnavailableError } from '../errors.js';
+import { TooManyRequestsError, UnavailableError, ValidationError } from '../errors.js';
 import { installAuditHook } from './audit-hook.js';
 import { type ServerErrorSink, answerFrameworkError, installErrorHandlers } from './errors.js';
 import type { RequestGuard } from './guard.js';
@@ -163,6 +163,12 @@ export async function buildApp(options: BuildAppOptions): Promise<BuiltApp> {
   });
   app.decorateRequest('principal', null);
   if (guard) app.addHook('preValidation', async (request) => guard.checkRequestOrigin(request));
+  // No field of the API or a page takes a NUL character, and PostgreSQL refuses one in text (the
+  // statement would fail as a server error): refused as bad input on both engines, before any route.
+  app.addHook('preValidation', async (request) => {
+    const field = nulField('params', request.params) ?? nulField('query', request.query) ?? nulField('body', request.body);
+    if (field !== null) throw new ValidationError('validation_failed', `${field} contains a NUL character (U+0000), which no field takes`, { field });
+  });
   if (options.audit) installAuditHook(app, options.audit);
   const observeResponse = options.observeResponse;
   if (observeResponse) {
@@ -240,4 +246,26 @@ export async function buildApp(options: BuildAppOptions): Promise<BuiltApp> {
   for (const register of options.routes) await app.register(async (scope) => register(scope as App));
   await app.ready();
   return { app, routeTable };
+}
+
+/**
+ * Where a parsed request part (strings, and arrays and objects of them, as JSON and forms give)
+ * holds U+0000, as a path like `body.metadata.notes`, or null when it holds none.
+ */
+function nulField(path: string, value: unknown): string | null {
+  if (typeof value === 'string') return value.includes('\u0000') ? path : null;
+  if (Array.isArray(value)) {
+    for (const [index, inner] of value.entries()) {
+      const found = nulField(`${path}[${index}]`, inner);
+      if (found !== null) return found;
+    }
+    return null;
+  }
+  if (value === null || typeof value !== 'object' || Buffer.isBuffer(value)) return null;
+  for (const [key, inner] of Object.entries(value)) {
+    if (key.includes('\u0000')) return `${path} (a key)`;
+    const found = nulField(`${path}.${key}`, inner);
+    if (found !== null) return found;
+  }
+  return null;
 }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createClusterRepository } from '../../src/db/cluster-repository.js';
-import { databaseFile, openDatabase } from '../../src/db/database.js';
+import { openDataDirDatabase } from '../support/database.js';
 import { makeIso } from '../tools/iso.js';
 import { type TestServer, startTestServer, waitFor } from './support.js';
 
@@ -44,7 +44,7 @@ describe('GET /api/v1/system/nodes', () => {
   });
 
   it('lists another node too: its version flagged, offline once its heartbeat is old', async () => {
-    const database = await openDatabase({ file: databaseFile(service.dataDir) });
+    const database = await openDataDirDatabase(service.dataDir);
     try {
       const repository = createClusterRepository(database);
       await repository.register({

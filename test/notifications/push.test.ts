@@ -5,12 +5,12 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { localActor } from '../../src/auth/principal.js';
 import { loadConfig } from '../../src/config/load.js';
-import { databaseFile, openDatabase } from '../../src/db/database.js';
 import type { DueDelivery } from '../../src/db/notification-repository.js';
 import type { PushSubscriptionRepository } from '../../src/db/push-subscription-repository.js';
 import { createSqliteQueue } from '../../src/db/sqlite-queue.js';
 import { PUSH_SUBSCRIPTIONS_PER_USER, createPushChannel, loadOrCreateVapidKeys } from '../../src/notifications/push.js';
 import { TEST_PASSWORD, type TestServer, api, startTestServer, testEnv, waitFor } from '../http/support.js';
+import { openDataDirDatabase } from '../support/database.js';
 import { makeIso } from '../tools/iso.js';
 import { type BrowserSubscription, type PushService, decryptPush, startPushService } from './push-service.js';
 
@@ -101,7 +101,7 @@ describe('push notifications through a push service', () => {
     assert.equal(request?.claims.aud, pushService.origin);
 
     // A real job that fails: its drive is gone when the runner takes it.
-    const database = await openDatabase({ file: databaseFile(service.dataDir) });
+    const database = await openDataDirDatabase(service.dataDir);
     try {
       await createSqliteQueue(database).enqueue({
         name: 'PUSH_GONE',

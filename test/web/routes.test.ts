@@ -4,10 +4,10 @@ import { access, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { databaseFile, openDatabase } from '../../src/db/database.js';
 import { createVerificationTaskRepository } from '../../src/db/verification-task-repository.js';
 import { currentLeaseHolder } from '../../src/jobs/lease-holder.js';
 import type { JobRecord } from '../../src/jobs/model.js';
+import { openDataDirDatabase } from '../support/database.js';
 import { NOTIFICATION_FORM_DEFAULTS, type SentRequest as Sent, type TestRole, type WebTestServer, startWebTestServer } from './support/server.js';
 
 const HOSTILE = `<script>alert("x")</script> "onmouseover=alert(1) '&`;
@@ -365,7 +365,7 @@ describe('web pages (rendered in-process)', () => {
     const waiting = await catalogue('waiting_me');
     // Held by a worker of this process that is not the service's: it stays running, and the
     // service's worker (one task at a time) leaves the next one queued.
-    const database = await openDatabase({ file: databaseFile(server.config.data_dir) });
+    const database = await openDataDirDatabase(server.config.data_dir);
     try {
       const tasks = createVerificationTaskRepository(database);
       const task = await server.archives.startVerification(id, 'admin-user');

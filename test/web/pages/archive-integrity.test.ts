@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { databaseFile, openDatabase } from '../../../src/db/database.js';
 import { createMaintenanceTaskRepository } from '../../../src/db/maintenance-task-repository.js';
 import { waitFor } from '../../http/support.js';
+import { openDataDirDatabase } from '../../support/database.js';
 import { type WebTestServer, startWebTestServer } from '../support/server.js';
 
 const source = { deviceId: null, devicePath: null, discKind: 'data' as const, volumeLabel: null, volumeId: null, mediaType: null, fileSystems: [] };
@@ -76,7 +76,7 @@ describe('the image page: verification history with its origins, recovery data, 
   });
 
   it('shows the recovery work running on an image, and how far it is', async () => {
-    const database = await openDatabase({ file: databaseFile(web.config.data_dir) });
+    const database = await openDataDirDatabase(web.config.data_dir);
     try {
       const tasks = createMaintenanceTaskRepository(database);
       // Claimed here, so the service's worker leaves it alone: a task under way at a known step.

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createArchiveRepository } from '../../../src/db/archive-repository.js';
-import { databaseFile, openDatabase } from '../../../src/db/database.js';
 import { type TestServer, api, authHeadersFor, startTestServer, waitFor } from '../../http/support.js';
+import { openDataDirDatabase } from '../../support/database.js';
 import { makeXorrisoImage } from '../../tools/image-fixtures.js';
 
 const HOSTILE_NAME = '<script>alert(7)<img src=x onerror=alert(8)>hostile.txt';
@@ -27,7 +27,7 @@ describe('the archive page finds files inside archived images', () => {
     service = await startTestServer();
     await mkdir(service.outputDir, { recursive: true });
     const image = await makeXorrisoImage(source, join(service.outputDir, 'taxes.iso'), ['-R', '-J', '-joliet-long']);
-    const database = await openDatabase({ file: databaseFile(service.dataDir) });
+    const database = await openDataDirDatabase(service.dataDir);
     try {
       const created = await createArchiveRepository(database).create({
         filename: 'taxes.iso',

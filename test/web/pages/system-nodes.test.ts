@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createClusterRepository } from '../../../src/db/cluster-repository.js';
-import { databaseFile, openDatabase } from '../../../src/db/database.js';
 import { waitFor } from '../../http/support.js';
+import { openDataDirDatabase } from '../../support/database.js';
 import { makeIso } from '../../tools/iso.js';
 import { type WebTestServer, startWebTestServer } from '../support/server.js';
 
@@ -47,7 +47,7 @@ describe('the system status shows the cluster nodes', () => {
   });
 
   it('lists this node with its role, version, heartbeat and drives, and another node offline with its version flagged, escaped', async () => {
-    const database = await openDatabase({ file: databaseFile(server.config.data_dir) });
+    const database = await openDataDirDatabase(server.config.data_dir);
     try {
       const repository = createClusterRepository(database);
       await repository.register({
