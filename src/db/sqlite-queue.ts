@@ -44,9 +44,10 @@ import { newId, timestamp, toJson } from './values.js';
  *
  * A queue belongs to a node (`nodeId`, null in the embedded mode). A job names the node whose drive
  * it reads (jobs.node_id): a node's queue adds jobs under its own name and claims only them, and
- * its drives are busy only with its own jobs, since two nodes' `sr0` are two drives (the unique
- * index is on the node and the drive). A job that names no node (one moved from the embedded
- * database by `disk2iso migrate`) is claimed by the first node that takes it up, which then owns it.
+ * other nodes' jobs neither take its drives nor count against its limit, since two nodes' `sr0` are
+ * two drives (the unique index is on the node and the drive). A job that names no node (one moved
+ * from the embedded database by `disk2iso migrate`) is claimed by the first node that takes it up,
+ * which then owns it; while it runs unowned it counts against every node.
  */
 /** The columns of a job that leaves its run: no lease, no stop request, no live rate. */
 function leaseReleased(at: string) {
@@ -57,8 +58,12 @@ export function createSqliteQueue(database: Database, options: { now?: Clock; no
   const db = database.kysely;
   const now = options.now ?? systemClock;
   const nodeId = options.nodeId ?? null;
-  /** A job of this node: on its drives, so in its queue. */
-  const onThisNode = (column: 'jobs.node_id' | 'active.node_id') => sql<SqlBool>`coalesce(${sql.ref(column)}, '') = ${nodeId ?? ''}`;
+  /**
+   * A job that may be on this node's drives: its own, or one that names no node (it may run on
+   * any node's drive, so it counts against every node's drives and limit, never against none).
+   */
+  const onThisNode = (column: 'jobs.node_id' | 'active.node_id') =>
+    nodeId === null ? sql<SqlBool>`${sql.ref(column)} is null` : sql<SqlBool>`(${sql.ref(column)} = ${nodeId} or ${sql.ref(column)} is null)`;
   /** A job this node may claim: its own, or one that names no node yet. */
   const claimable = (eb: ExpressionBuilder<DB, 'jobs'>) =>
     nodeId === null ? eb('jobs.node_id', 'is', null) : eb.or([eb('jobs.node_id', '=', nodeId), eb('jobs.node_id', 'is', null)]);
