@@ -59,19 +59,17 @@ export function createSqliteQueue(database: Database, options: { now?: Clock; no
   const now = options.now ?? systemClock;
   const nodeId = options.nodeId ?? null;
   /**
-   * A job that may be on this node's drives: its own, or one that names no node (it may run on
-   * any node's drive, so it counts against every node's drives and limit, never against none).
+   * A job that may be on this node's drives, so one it may claim and one that takes its drive and
+   * counts against its limit: its own, or one that names no node (which may run on any node's drive,
+   * so it counts against every node, never against none).
    */
   const onThisNode = (column: 'jobs.node_id' | 'active.node_id') =>
     nodeId === null ? sql<SqlBool>`${sql.ref(column)} is null` : sql<SqlBool>`(${sql.ref(column)} = ${nodeId} or ${sql.ref(column)} is null)`;
-  /** A job this node may claim: its own, or one that names no node yet. */
-  const claimable = (eb: ExpressionBuilder<DB, 'jobs'>) =>
-    nodeId === null ? eb('jobs.node_id', 'is', null) : eb.or([eb('jobs.node_id', '=', nodeId), eb('jobs.node_id', 'is', null)]);
 
   const nextSeq = (eb: ExpressionBuilder<DB, 'jobs'>) =>
     eb.selectFrom('jobs as latest').select((inner) => inner(inner.fn.coalesce(inner.fn.max('latest.seq'), inner.lit(0)), '+', 1).as('seq'));
   const queuedInClaimOrder = () =>
-    db.selectFrom('jobs').where('status', '=', 'queued').where(claimable).orderBy(priorityRank('priority'), 'desc').orderBy('seq', 'asc');
+    db.selectFrom('jobs').where('status', '=', 'queued').where(onThisNode('jobs.node_id')).orderBy(priorityRank('priority'), 'desc').orderBy('seq', 'asc');
 
   /** `work` in a transaction that holds the queue's lock on PostgreSQL. */
   const queueTransaction = <T>(work: (tx: Executor) => Promise<T>): Promise<T> =>
