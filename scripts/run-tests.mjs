@@ -122,8 +122,15 @@ if (postgresFiles.length > 0) {
   const server = await startPostgres();
   try {
     const template = 'disk2iso_template';
-    const migrated = await openPostgres(await server.createDatabase(template));
+    const templateUrl = await server.createDatabase(template);
+    const migrated = await openPostgres(templateUrl);
     await migrated.close();
+    // The job dispatch's schema too (pg-boss installs it at a service's first start): each test database is cloned with it.
+    const { default: PgBoss } = await import('pg-boss');
+    const boss = new PgBoss({ connectionString: templateUrl, supervise: false, schedule: false });
+    boss.on('error', () => undefined);
+    await boss.start();
+    await boss.stop({ graceful: false, close: true });
     const pass = { adminUrl: server.url('postgres'), template };
     const passStatus = runFiles(postgresFiles, { ...process.env, DISK2ISO_TEST_POSTGRES: JSON.stringify(pass) });
     if (status === 0) status = passStatus;

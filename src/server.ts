@@ -17,9 +17,13 @@ import { createAuditTrail } from './audit/trail.js';
 import { authPolicyOf } from './auth/policy.js';
 import { type AuthService, createAuthService } from './auth/service.js';
 import { systemClock } from './clock.js';
+import { type Dispatch, createDispatch } from './cluster/dispatch.js';
+import { type EventBridge, createEventBridge } from './cluster/event-bridge.js';
 import type { NodeRole } from './cluster/model.js';
 import { createNodeRegistry, driveReport, processAlive } from './cluster/registry.js';
+import { createRemoteDrives, followDriveCommands } from './cluster/remote-drives.js';
 import { assertRoleFits, partsOfRole, routesOfRole, sharesNodeList } from './cluster/roles.js';
+import { shareLiveEvents } from './cluster/share-events.js';
 import type { Config } from './config/schema.js';
 import { createArchiveRepository } from './db/archive-repository.js';
 import { createAuditRepository } from './db/audit-repository.js';
@@ -77,6 +81,13 @@ import { createStorageWatch } from './system/storage-watch.js';
 import { registerWebRoutes, renderNotFoundPage } from './web/routes.js';
 import type { WebSecurity } from './web/types.js';
 
+/**
+ * How often a cluster node's runner looks for work by itself: the dispatch brings it at once, so this
+ * only catches a job whose message was lost (sent by `disk2iso create`, or left from a dead run).
+ */
+const CLUSTER_RUNNER_POLL_MS = 5000;
+/** After missed cluster events, the live streams are sent the states of this many of the most recently changed jobs. */
+const RESYNC_JOBS = 200;
 /** Owner and group may connect to the unix socket (e.g. nginx in the disk2iso group), nobody else. */
 const SOCKET_MODE = 0o660;
 /** How often the service looks whether a scheduled backup is due (backup.interval_hours decides when one is). */
@@ -188,10 +199,22 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     );
 
     const auth = createAuthService({ database, dataDir: config.data_dir, audit, policy: authPolicyOf(config) });
-    const queue = createSqliteQueue(database, { nodeId: queueNodeOf(config, database) });
+    // The cluster mode: live events cross instances through LISTEN/NOTIFY, work goes to a node through pg-boss.
+    const clusterUrl = database.dialect === 'postgres' ? config.database.url : null;
+    const nodeName = config.cluster.node_name;
+    const bridge: EventBridge | null = clusterUrl === null ? null : createEventBridge({ url: clusterUrl, nodeId: nodeName, log });
+    const dispatch: Dispatch | null = clusterUrl === null ? null : createDispatch({ url: clusterUrl, nodeId: nodeName, log });
+    const queue = createSqliteQueue(database, {
+      nodeId: queueNodeOf(config, database),
+      ...(dispatch === null ? {} : { onRunnable: (tx, job) => dispatch.sendWithin(tx, job.nodeId ?? nodeName, job.id, job.priority) }),
+    });
     const events = createEventBus<JobEvents>((error) => log.error({ err: error }, 'an event listener failed'));
     const archiveEvents = createEventBus<ArchiveEvents>((error) => log.error({ err: error }, 'an archive event listener failed'));
-    const drives = createDriveService({ config, log, ...options.drives });
+    /** What live streams show: this instance's events, and in the cluster the other instances' too (attached below). */
+    const liveEvents = bridge === null ? events : createEventBus<JobEvents>((error) => log.error({ err: error }, 'a live event listener failed'));
+    const liveArchiveEvents =
+      bridge === null ? archiveEvents : createEventBus<ArchiveEvents>((error) => log.error({ err: error }, 'a live archive event listener failed'));
+    const drives = createDriveService({ config, log, ...(clusterUrl === null ? {} : { node: nodeName }), ...options.drives });
     const discEvents: DiscEventBus = createEventBus((error) => log.error({ err: error }, 'a disc event listener failed'));
     // Set once the drive states exist: the watch asks them for the probe that confirms a change.
     let confirmChange: (id: string) => void = () => undefined;
@@ -207,7 +230,12 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       onAnswer: discWatch.answered,
     });
     confirmChange = (id) => setTimeout(() => driveStates.refresh(id), CONFIRM_CHANGE_MS).unref();
-    const devices = createDeviceStatusService({ drives, states: driveStates, jobs: jobsRepository });
+    const devices = createDeviceStatusService({
+      drives,
+      states: driveStates,
+      jobs: jobsRepository,
+      ...(bridge === null ? {} : { remote: createRemoteDrives({ nodes: () => nodeRegistry.nodes(), bridge, log }) }),
+    });
     // This process in the cluster's list of nodes, with the drives it owns (none for a web instance).
     const nodeRegistry = createNodeRegistry({
       repository: createClusterRepository(database),
@@ -284,6 +312,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       workerId: newWorkerId(),
       leaseHolder,
       holderGone: leaseHolderGone,
+      // In the cluster, work arrives through the dispatch; the runner's own look is the safety net for a message that was lost.
+      ...(dispatch === null ? {} : { pollMs: CLUSTER_RUNNER_POLL_MS }),
     });
     const automation = createAutomationService({
       repository: createAutomationRepository(database),
@@ -397,7 +427,17 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         last_run: housekeeping.last(),
       }),
     });
-    const live = createLiveHub({ events, archiveEvents, domainEvents: notifications, ...options.live });
+    const sharing =
+      bridge === null
+        ? null
+        : shareLiveEvents({
+            bridge,
+            local: { jobs: events, archive: archiveEvents, domain: notifications },
+            live: { jobs: liveEvents, archive: liveArchiveEvents },
+            onListenerError: (error) => log.error({ err: error }, 'a live event listener failed'),
+            recentJobs: async () => (await jobsRepository.list({ sort: 'updated', order: 'desc', limit: RESYNC_JOBS })).items,
+          });
+    const live = createLiveHub({ events: liveEvents, archiveEvents: liveArchiveEvents, domainEvents: sharing?.domainEvents ?? notifications, ...options.live });
     const mqtt = createMqttChannel({
       config,
       drives: driveStates,
@@ -535,6 +575,26 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
 
     // First: in the cluster, a name another live process holds is refused before anything of this one runs.
     await nodeRegistry.start();
+    // Before anything makes a job runnable: its message to the node goes out in the same transaction.
+    await bridge?.start();
+    await dispatch?.start();
+    const clusterLinks: Array<() => void> = [];
+    if (bridge !== null && dispatch !== null) {
+      // A job another instance made runnable for this node: its message is fetched now, not at the next poll.
+      const forThisNode = (job: { nodeId: string | null; status: string }) => job.status === 'queued' && job.nodeId === nodeName;
+      clusterLinks.push(
+        liveEvents.on('job.created', ({ job }) => {
+          if (forThisNode(job)) dispatch.wake();
+        }),
+        liveEvents.on('job.updated', ({ job }) => {
+          if (forThisNode(job)) dispatch.wake();
+        }),
+      );
+      if (parts.drives)
+        clusterLinks.push(
+          followDriveCommands(bridge, { node: nodeName, eject: (deviceId) => devices.eject(deviceId), looked: () => driveStates.noteInterest(), log }),
+        );
+    }
     // Before the runner and before listening: the first answers are there when the first request asks (each probe bounded by its timeout).
     if (parts.drives) {
       await automation.start();
@@ -559,13 +619,23 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     push.publicKey().catch((error: unknown) => log.error({ err: error }, 'the VAPID key for push notifications cannot be made'));
     await mqtt.start();
     await storageWatch.start();
-    if (parts.jobs) await runner.start();
+    if (parts.jobs) {
+      await runner.start();
+      dispatch?.onWork((jobId) => runner.offer(jobId));
+    }
     if (parts.archiveWork) {
       verifier.start();
       fileIndexer.start();
       reverify.start();
       await archiveMaintenance.start();
     }
+    /** Last: the runner's pauses at a stop still send their messages, and live streams have ended before the bridge closes. */
+    const leaveCluster = async (): Promise<void> => {
+      for (const unlink of clusterLinks) unlink();
+      sharing?.stop();
+      await dispatch?.stop().catch((error: unknown) => log.error({ err: error }, 'the job dispatch did not stop cleanly'));
+      await bridge?.close().catch((error: unknown) => log.error({ err: error }, 'the cluster event bridge did not close cleanly'));
+    };
     const maintenance = startMaintenance({ auth, housekeeping, log, eventLog, onSetupLink: options.onSetupLink });
 
     let url: string | null = null;
@@ -589,6 +659,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         await driveStates.stop();
         await automation.stop();
         await app.close();
+        await leaveCluster();
         throw error;
       }
     }
@@ -655,6 +726,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       await automation.stop();
       stopMirroring();
       await app.close();
+      await leaveCluster();
       // After the last request: the node leaves the list once it answers no more.
       await nodeRegistry.stop().catch((error: unknown) => log.error({ err: error }, 'the node could not leave the list of nodes'));
       if (config.server.socket !== '' && url !== null) await rm(config.server.socket, { force: true });

@@ -21,8 +21,9 @@ export interface BridgedEvent {
 
 /**
  * Events may have been missed: the listening connection was down (`reconnected`, after `downMs`),
- * or a publisher's sequence skipped some (`missed`: it could not send them). A live stream then
- * tells its clients to load the state again.
+ * or a publisher's sequence skipped some (`missed`: it could not send them). The live streams are
+ * then sent the current states of the recently changed jobs (src/cluster/share-events.ts).
+ * @internal exported for its tests
  */
 export type Resync = { reason: 'reconnected'; downMs: number } | { reason: 'missed'; from: string };
 
@@ -40,9 +41,12 @@ export interface EventBridge {
   onResync(listener: (resync: Resync) => void): () => void;
   /**
    * Forwards a local bus's events out under `stream`, and emits the events other instances
-   * published under it into the bus; an event that came from outside is not sent back out.
+   * published under it into `live`: the bus live streams read, which then carries this instance's
+   * events and the others'. The local bus's own listeners (side effects: the event log,
+   * notifications, metrics) see only what happened here, so nothing is done twice in the cluster.
+   * Without `live`, the others' events go into the local bus itself, and none is sent back out.
    */
-  attachBus<Events extends object>(bus: EventBus<Events>, stream: string): () => void;
+  attachBus<Events extends object>(local: EventBus<Events>, stream: string, live?: EventBus<Events>): () => void;
   close(): Promise<void>;
 }
 
@@ -76,6 +80,7 @@ export function checkNodeId(nodeId: string): string {
 /**
  * Splits text into pieces of at most `maxBytes` UTF-8 bytes, never inside a character. `maxBytes`
  * must hold the longest character (4 bytes).
+ * @internal exported for its tests
  */
 export function utf8Parts(text: string, maxBytes: number): string[] {
   const bytes = Buffer.from(text, 'utf8');
@@ -317,10 +322,11 @@ export function createEventBridge(options: EventBridgeOptions): EventBridge {
       return () => resyncListeners.delete(listen);
     },
 
-    attachBus<Events extends object>(bus: EventBus<Events>, stream: string) {
+    attachBus<Events extends object>(local: EventBus<Events>, stream: string, live: EventBus<Events> = local) {
       const fromOutside = new WeakSet<object>();
-      const offLocal = bus.onAny((type, payload) => {
+      const offLocal = local.onAny((type, payload) => {
         if (typeof payload === 'object' && payload !== null && fromOutside.has(payload)) return;
+        if (live !== local) live.emit(type, payload);
         // The bridge logs a failed send once per outage; the receivers resync.
         publish(stream, String(type), payload).catch(() => undefined);
       });
@@ -328,7 +334,7 @@ export function createEventBridge(options: EventBridgeOptions): EventBridge {
         if (event.stream !== stream) return;
         if (typeof event.payload === 'object' && event.payload !== null) fromOutside.add(event.payload);
         // Every instance runs the same version (a node on another one is flagged): the payload has the type its name says.
-        bus.emit(event.type as keyof Events, event.payload as Events[keyof Events]);
+        live.emit(event.type as keyof Events, event.payload as Events[keyof Events]);
       });
       return () => {
         offLocal();

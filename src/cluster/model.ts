@@ -1,4 +1,5 @@
 import type { MediaState } from '../drives/state.js';
+import type { Drive, MediaInfo } from '../drives/types.js';
 
 /** What a process of the cluster runs (`disk2iso serve --role`); the embedded mode runs everything as `all`. */
 export const NODE_ROLES = ['all', 'web', 'worker'] as const;
@@ -16,6 +17,13 @@ export interface NodeDriveState {
   error: string | null;
   /** When the answer was read; null before the first answer. */
   checkedAt: string | null;
+  /**
+   * The drive and its medium as the node knows them, for the web instances that list the drive and
+   * make jobs for it; absent in the rows of a version before them.
+   */
+  drive?: Drive;
+  disc?: MediaInfo | null;
+  errorMessage?: string | null;
 }
 
 export interface NodeDrive {

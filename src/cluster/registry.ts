@@ -92,6 +92,9 @@ export function driveReport(drive: Drive, snapshot: ReturnType<DriveStates['peek
       label: snapshot.media?.volumeLabel ?? null,
       error: snapshot.error?.code ?? null,
       checkedAt: snapshot.checkedAt,
+      drive,
+      disc: snapshot.media,
+      errorMessage: snapshot.error?.message ?? null,
     },
   };
 }

@@ -45,6 +45,7 @@ export function rowToJob(row: JobRow): JobRecord {
     priority: row.priority,
     deviceId: row.device_id,
     devicePath: row.device_path,
+    nodeId: row.node_id,
     outputFile: row.output_file,
     options: readJobOptions(row),
     phase: row.phase,

@@ -54,10 +54,30 @@ function leaseReleased(at: string) {
   return { lease_owner: null, lease_expires_at: null, lease_holder: null, requested_action: null, speed_bps: null, eta_seconds: null, updated_at: at } as const;
 }
 
-export function createSqliteQueue(database: Database, options: { now?: Clock; nodeId?: string | null } = {}): JobQueue {
+/** The columns of a job moved to another drive; one of another node (the cluster) moves it to that node. */
+function movedTo(drive: { id: string; path: string; node?: string }) {
+  return { device_id: drive.id, device_path: drive.path, ...(drive.node === undefined ? {} : { node_id: drive.node }) };
+}
+
+export interface QueueOptions {
+  now?: Clock;
+  nodeId?: string | null;
+  /**
+   * Called inside the transaction that makes a job runnable (added, resumed, retried, taken back
+   * from a dead run, reopened): the cluster's dispatch sends it to its node there, so the message
+   * exists exactly when the commit does.
+   */
+  onRunnable?: (tx: Executor, job: JobRecord) => Promise<void>;
+}
+
+export function createSqliteQueue(database: Database, options: QueueOptions = {}): JobQueue {
   const db = database.kysely;
   const now = options.now ?? systemClock;
   const nodeId = options.nodeId ?? null;
+  const announceRunnable = async (tx: Executor, job: JobRecord): Promise<JobRecord> => {
+    if (job.status === 'queued') await options.onRunnable?.(tx, job);
+    return job;
+  };
   /**
    * A job that may be on this node's drives, so one it may claim and one that takes its drive and
    * counts against its limit: its own, or one that names no node (which may run on any node's drive,
@@ -190,7 +210,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock; no
           priority: input.priority ?? 'normal',
           device_id: input.deviceId,
           device_path: input.devicePath,
-          node_id: nodeId,
+          node_id: input.nodeId ?? nodeId,
           output_file: input.outputFile,
           options: toJson(input.options ?? {}),
           phase: null,
@@ -211,7 +231,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock; no
           if (claim !== undefined) await assertDriveFree(tx, input.deviceId, null);
           const row = await tx.first(insert);
           if (row === undefined) throw new Error('the new job was not stored');
-          return rowToJob(row);
+          return announceRunnable(tx, rowToJob(row));
         });
       } catch (error) {
         throw claim === undefined ? error : driveRaceLost(error, input.deviceId);
@@ -290,7 +310,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock; no
         const deviceId = claim.drive?.id ?? row.device_id;
         await assertDriveFree(tx, deviceId, jobId);
         const claimed = updateRow(tx, jobId, {
-          ...(claim.drive === undefined ? {} : { device_id: claim.drive.id, device_path: claim.drive.path }),
+          ...(claim.drive === undefined ? {} : movedTo(claim.drive)),
           status: 'running',
           node_id: nodeId,
           lease_owner: workerId,
@@ -403,13 +423,28 @@ export function createSqliteQueue(database: Database, options: { now?: Clock; no
         const released = await release(tx, at, (eb) => eb.or([eb('lease_expires_at', '<', at), eb('lease_expires_at', 'is', null)]));
         // Only while the dead holder still holds it: it may have been released and claimed again meanwhile.
         for (const { id, owner } of abandoned) released.push(...(await release(tx, at, (eb) => eb.and([eb('id', '=', id), eb('lease_owner', '=', owner)]))));
+        for (const job of released) await announceRunnable(tx, job);
         return released;
       });
     },
 
     async positions() {
-      const rows = await queuedInClaimOrder().select('id').execute();
-      return new Map(rows.map((row, index) => [row.id, index + 1]));
+      // Every node's line, not only this queue's: a web instance shows where each worker's jobs wait.
+      const rows = await db
+        .selectFrom('jobs')
+        .select(['id', 'node_id'])
+        .where('status', '=', 'queued')
+        .orderBy(priorityRank('priority'), 'desc')
+        .orderBy('seq', 'asc')
+        .execute();
+      const placesTaken = new Map<string | null, number>();
+      return new Map(
+        rows.map((row) => {
+          const place = (placesTaken.get(row.node_id) ?? 0) + 1;
+          placesTaken.set(row.node_id, place);
+          return [row.id, place];
+        }),
+      );
     },
 
     async setPriority(jobId, priority) {
@@ -446,7 +481,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock; no
 
     async requeue(jobId, options = {}) {
       const at = timestamp(now());
-      const drive = options.drive === undefined ? {} : { device_id: options.drive.id, device_path: options.drive.path };
+      const drive = options.drive === undefined ? {} : movedTo(options.drive);
       return queueTransaction(async (tx) => {
         const row = await requireRow(tx, jobId);
         if (row.status === 'queued') return options.drive === undefined ? rowToJob(row) : await updateRow(tx, jobId, { ...drive, updated_at: at });
@@ -472,7 +507,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock; no
             .returningAll(),
         );
         if (requeued === undefined) throw new NotFoundError('job_not_found', `Job ${jobId} not found`, { job_id: jobId });
-        return rowToJob(requeued);
+        return announceRunnable(tx, rowToJob(requeued));
       });
     },
 
@@ -509,7 +544,7 @@ export function createSqliteQueue(database: Database, options: { now?: Clock; no
             .returningAll(),
         );
         if (reopened === undefined) throw new NotFoundError('not_found', `Job ${jobId} not found`, { job_id: jobId });
-        return rowToJob(reopened);
+        return announceRunnable(tx, rowToJob(reopened));
       });
     },
   };

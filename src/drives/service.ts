@@ -53,6 +53,8 @@ export interface DriveServiceDeps {
   ejector?: Ejector;
   /** How long a caller waits for a probe, or for the file system of an extra source to answer; default PROBE_TIMEOUT_MS. */
   probeTimeoutMs?: number;
+  /** In the cluster mode, the node these drives belong to: their ids become `NODE.ID` (clusterDriveId). */
+  node?: string;
 }
 
 /** A healthy drive answers a probe within a few seconds, even while it spins a disc up. */
@@ -65,7 +67,18 @@ const PROBE_TIMEOUT_MS = 10_000;
  */
 export const DRIVE_IO_SLOTS = 2;
 
-export const DRIVE_ID_PATTERN = /^[a-z][a-z0-9-]{0,63}$/;
+/** A drive's name on its machine. */
+const DRIVE_ID_PATTERN = /^[a-z][a-z0-9-]{0,63}$/;
+/** A drive's id as requests give it: its name, or in the cluster the node's name, a dot, and its name. */
+export const DEVICE_ID_PATTERN = /^(?:[a-z0-9][a-z0-9-]{0,62}\.)?[a-z][a-z0-9-]{0,63}$/;
+
+/**
+ * A drive's id in the cluster: the node's name (cluster.node_name: lower-case letters, digits, hyphens) and its id on the node.
+ * @internal exported for the tests, which name a service's drives
+ */
+export function clusterDriveId(node: string, localId: string): string {
+  return `${node}.${localId}`;
+}
 const DEMO_DRIVE_ID = 'demo';
 const DEMO_DESCRIPTION = 'Demo disc: an image file disk2iso made itself, not a real drive';
 
@@ -283,13 +296,14 @@ export function createDriveService(deps: DriveServiceDeps): DriveService {
     const extras = await Promise.all(config.drives.extra.map(async (configured) => ({ configured, checked: await lookUpExtra(configured) })));
     for (const { configured, checked } of extras) add(await extraSource(configured, checked, cdromInfo));
     if (demoOffered(opticalCount)) add(demoSource());
-    listed = new Map(sources.map((source) => [source.drive.id, source]));
-    return sources;
+    const owned = deps.node === undefined ? sources : sources.map((source) => ownedBy(deps.node as string, source));
+    listed = new Map(owned.map((source) => [source.drive.id, source]));
+    return owned;
   };
 
   const find = async (id: string): Promise<Source> => {
     const sources = await discover();
-    const source = DRIVE_ID_PATTERN.test(id) ? sources.find((candidate) => candidate.drive.id === id) : undefined;
+    const source = sources.find((candidate) => candidate.drive.id === id);
     if (!source) {
       const known = sources.map((candidate) => candidate.drive.id);
       const listing = known.length > 0 ? `known devices: ${known.join(', ')}` : 'no devices are available';
@@ -343,6 +357,11 @@ export function createDriveService(deps: DriveServiceDeps): DriveService {
       return sources.some((source) => source.drive.kind === 'demo') ? ensureDemoImage() : null;
     },
   };
+}
+
+/** A source of a cluster node: its drive named by the node (clusterDriveId). */
+function ownedBy(node: string, source: Source): Source {
+  return { ...source, drive: { ...source.drive, id: clusterDriveId(node, source.drive.id), node } };
 }
 
 /** Reads before writes, each in a fixed order, without duplicates from the two sources. */

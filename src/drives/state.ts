@@ -1,6 +1,6 @@
 import type { ErrorCode } from '../error-codes.js';
 import { DomainError, NotFoundError, errorMessage } from '../errors.js';
-import { DRIVE_ID_PATTERN, type DriveLogger, type DriveService } from './service.js';
+import { DEVICE_ID_PATTERN, type DriveLogger, type DriveService } from './service.js';
 import type { Drive, MediaInfo } from './types.js';
 
 /**
@@ -29,7 +29,7 @@ import type { Drive, MediaInfo } from './types.js';
  */
 export type MediaState = 'probed' | 'failed' | 'probing' | 'not_responding';
 
-interface DriveMediaSnapshot {
+export interface DriveMediaSnapshot {
   state: MediaState;
   media: MediaInfo | null;
   error: { code: ErrorCode; message: string } | null;
@@ -57,6 +57,8 @@ export interface DriveStates {
    * any age keeps its state while no probe of the drive runs (`checkedAt` tells its age).
    */
   peek(id: string): DriveMediaSnapshot;
+  /** Someone elsewhere looks at the drives (a web instance of the cluster): they are read every round, as for `media`. */
+  noteInterest(): void;
   /** Asks for a new probe of the drive in the next round, which starts now; `forget` drops what is known until then (after an eject). */
   refresh(id: string, options?: { forget?: boolean }): void;
   /** Resolves once a round after this call has run and every probe then in flight has answered or timed out. */
@@ -271,7 +273,7 @@ export function createDriveStates(deps: DriveStatesDeps): DriveStates {
       return [...known];
     },
     get(id) {
-      const drive = DRIVE_ID_PATTERN.test(id) ? known.find((candidate) => candidate.id === id) : undefined;
+      const drive = DEVICE_ID_PATTERN.test(id) ? known.find((candidate) => candidate.id === id) : undefined;
       if (!drive) {
         const ids = known.map((candidate) => candidate.id);
         const listing = ids.length > 0 ? `known devices: ${ids.join(', ')}` : 'no devices are available';
@@ -288,6 +290,11 @@ export function createDriveStates(deps: DriveStatesDeps): DriveStates {
       const snapshot = snapshotOf(entry, (answer) => now - answer.at < freshMs);
       if (snapshot.state === 'probing' && entry.probing === null && entry.late === null) wake();
       return snapshot;
+    },
+    noteInterest() {
+      const quiet = Date.now() - lastInterest >= INTEREST_MS;
+      lastInterest = Date.now();
+      if (quiet) wake();
     },
     peek(id) {
       const entry = entries.get(id) ?? newEntry();

@@ -2,8 +2,13 @@
 type DriveKind = 'optical' | 'block' | 'file' | 'demo';
 
 export interface Drive {
-  /** Stable id used everywhere outside this module (`sr0`, `loop3`, `file-<hash>`, `demo`). */
+  /**
+   * Stable id used everywhere outside this module (`sr0`, `loop3`, `file-<hash>`, `demo`); in the
+   * cluster mode the node's name comes first (`tower-a.sr0`), so every drive of the cluster has its own.
+   */
   id: string;
+  /** The cluster node that owns the drive; absent in the embedded mode. */
+  node?: string;
   /** Device node or image file path. Never taken from a request: requests name the id. */
   path: string;
   kind: DriveKind;

@@ -19,7 +19,10 @@ export const Timestamp = Type.String({ format: 'date-time', description: 'ISO 86
 export const JobId = Type.String({ pattern: '^job_[a-z0-9]{1,64}$', description: 'Job id, e.g. job_3f9c…' });
 export const ArchiveId = Type.String({ pattern: '^archive_[a-z0-9]{1,64}$', description: 'Archive id, e.g. archive_3f9c…' });
 export const VerificationTaskId = Type.String({ pattern: '^verify_[a-z0-9]{1,64}$', description: 'Verification task id, e.g. verify_3f9c…' });
-export const DeviceId = Type.String({ pattern: '^[a-z][a-z0-9-]{0,63}$', description: 'Drive id from GET /api/v1/devices (sr0, loop3, demo, …)' });
+export const DeviceId = Type.String({
+  pattern: '^(?:[a-z0-9][a-z0-9-]{0,62}\\.)?[a-z][a-z0-9-]{0,63}$',
+  description: 'Drive id from GET /api/v1/devices (sr0, loop3, demo, …; in the cluster mode the node’s name first: tower-a.sr0)',
+});
 /** How a request names a drive: its id, or the device path of a listed drive (URL-encoded in a path: %2Fdev%2Fsr0). */
 export const DeviceRef = Type.String({ minLength: 1, maxLength: 4096, description: 'Drive id (sr0) or the device path of a listed drive (/dev/sr0)' });
 
@@ -74,6 +77,7 @@ export const Job = Type.Object(
     speed_bps: Nullable(Type.Integer()),
     eta_seconds: Nullable(Type.Integer()),
     device_id: DeviceId,
+    node: Nullable(Type.String({ description: 'The cluster node whose drive the job reads (GET /api/v1/system/nodes); null in the embedded mode' })),
     priority: Priority,
     queue_position: Nullable(Type.Integer({ minimum: 1, description: '1-based place among queued jobs (null unless queued)' })),
     phase: Nullable(ImagingPhase),

@@ -174,6 +174,7 @@ export function createIntake(deps: IntakeDeps): Intake {
           name,
           deviceId: drive.id,
           devicePath: drive.path,
+          ...(drive.node === undefined ? {} : { nodeId: drive.node }),
           outputFile,
           priority: choices.priority ?? config.imaging.priority,
           sizeBytes,

@@ -108,6 +108,8 @@ export interface JobRecord {
   priority: JobPriority;
   deviceId: string;
   devicePath: string;
+  /** The cluster node whose drive the job reads; null in the embedded mode. */
+  nodeId: string | null;
   outputFile: string;
   options: JobOptions;
   phase: ImagingPhase | null;

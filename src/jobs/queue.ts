@@ -57,7 +57,10 @@ export interface JobQueue {
    * carried out instead). Returns them.
    */
   recoverExpired(options?: RecoverOptions): Promise<JobRecord[]>;
-  /** 1-based queue position of every queued job, in the order claimNext would consider them. */
+  /**
+   * 1-based queue position of every queued job, in the order claimNext would consider them: in the
+   * cluster each node's jobs form their own line (a job that names no node, the line of those).
+   */
   positions(): Promise<Map<string, number>>;
   setPriority(jobId: string, priority: JobPriority): Promise<JobRecord>;
   /**
@@ -88,6 +91,8 @@ export interface EnqueueInput {
   name: string;
   deviceId: string;
   devicePath: string;
+  /** The node whose drive it reads (a web instance adds jobs for its workers' drives); default the queue's own node. */
+  nodeId?: string;
   outputFile: string;
   /** Default: normal. */
   priority?: JobPriority;
@@ -109,8 +114,8 @@ export interface ClaimOptions {
 }
 
 interface RequeueOptions {
-  /** The drive to continue on: the same disc under another name, or in another drive. */
-  drive?: { id: string; path: string };
+  /** The drive to continue on: the same disc under another name, or in another drive (of `node`, in the cluster). */
+  drive?: { id: string; path: string; node?: string };
 }
 
 export interface RecoverOptions {

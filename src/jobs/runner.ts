@@ -55,6 +55,12 @@ export interface JobRunner {
    * outside the claim loop, and resolves once it has stopped: the CLI's own run.
    */
   runClaimed(job: JobRecord): Promise<void>;
+  /**
+   * A delivery of the cluster's dispatch: claims work now and resolves once `jobId` runs, ended or
+   * was taken elsewhere; UnavailableError while it still waits (its drive is busy), so it is
+   * delivered again later.
+   */
+  offer(jobId: string): Promise<void>;
   /** When the claim loop last looked for work (it does every poll interval); null while it is not running. */
   lastPoll(): Date | null;
 }
@@ -344,19 +350,31 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
     return done;
   }
 
-  async function claimLoop(): Promise<void> {
+  /** One look for work: takes back what dead runs left, then starts the next runnable job, if any. True when it started one. */
+  async function claimOnce(): Promise<boolean> {
     const maxRunning = config.jobs.max_running > 0 ? config.jobs.max_running : undefined;
+    await queue.recoverExpired({ holderGone: deps.holderGone });
+    const busyDeviceIds = [...runs.values()].map((active) => active.deviceId);
+    const job = await queue.claimNext(workerId, { leaseMs, busyDeviceIds, holder: deps.leaseHolder, ...(maxRunning ? { maxRunning } : {}) });
+    if (job === null) return false;
+    events.emit('job.updated', { job });
+    void launch(job);
+    return true;
+  }
+
+  /** One look at a time: the claim loop and deliveries (`offer`) take turns. */
+  let claiming: Promise<unknown> = Promise.resolve();
+  function claimInTurn(): Promise<boolean> {
+    const turn = claiming.then(claimOnce);
+    claiming = turn.catch(() => undefined);
+    return turn;
+  }
+
+  async function claimLoop(): Promise<void> {
     while (!stopping) {
       lastPollAt = Date.now();
       try {
-        await queue.recoverExpired({ holderGone: deps.holderGone });
-        const busyDeviceIds = [...runs.values()].map((active) => active.deviceId);
-        const job = await queue.claimNext(workerId, { leaseMs, busyDeviceIds, holder: deps.leaseHolder, ...(maxRunning ? { maxRunning } : {}) });
-        if (job) {
-          events.emit('job.updated', { job });
-          void launch(job);
-          continue;
-        }
+        if (await claimInTurn()) continue;
       } catch (error) {
         log.error({ err: error }, 'claiming a job failed');
       }
@@ -416,6 +434,14 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
     },
     runClaimed(job) {
       return launch(job);
+    },
+    async offer(jobId) {
+      if (!started || stopping) throw new UnavailableError('shutting_down', 'the job runner is not taking work');
+      while (await claimInTurn()) {
+        // Each claim takes the queue's next job: this one, or one before it, after which this one may follow.
+      }
+      const job = await queue.get(jobId);
+      if (job?.status === 'queued') throw new UnavailableError('device_busy', `job ${jobId} waits for its drive or for a free place (jobs.max_running)`);
     },
     lastPoll() {
       return lastPollAt === null ? null : new Date(lastPollAt);

@@ -183,7 +183,10 @@ export function createJobService(deps: JobServiceDeps): JobService {
       }
       let job = await find(id);
       const target = input.device === undefined ? undefined : await intake.resolveDrive(input.device);
-      const move = target === undefined || target.id === job.deviceId ? undefined : { drive: { id: target.id, path: target.path } };
+      const move =
+        target === undefined || target.id === job.deviceId
+          ? undefined
+          : { drive: { id: target.id, path: target.path, ...(target.node === undefined ? {} : { node: target.node }) } };
       const movedTo = move === undefined ? '' : ` on ${move.drive.id} (${move.drive.path}) instead of ${job.deviceId}`;
       if (input.priority !== undefined) {
         if (isFinished(job.status)) {

@@ -24,6 +24,8 @@ export interface JobView {
   speed_bps: number | null;
   eta_seconds: number | null;
   device_id: string;
+  /** The cluster node whose drive the job reads; null in the embedded mode. */
+  node: string | null;
   priority: JobRecord['priority'];
   queue_position: number | null;
   phase: JobRecord['phase'];
@@ -63,6 +65,7 @@ export function toJobView(job: JobRecord, queuePosition: number | null): JobView
     speed_bps: job.speedBps === null ? null : Math.round(job.speedBps),
     eta_seconds: job.etaSeconds === null ? null : Math.round(job.etaSeconds),
     device_id: job.deviceId,
+    node: job.nodeId,
     priority: job.priority,
     queue_position: queuePosition,
     phase: job.phase,

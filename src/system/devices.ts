@@ -1,9 +1,9 @@
 import type { JobRepository } from '../db/job-repository.js';
 import type { DriveService } from '../drives/service.js';
-import type { DriveStates, MediaState } from '../drives/state.js';
+import type { DriveMediaSnapshot, DriveStates, MediaState } from '../drives/state.js';
 import type { DiscKind, Drive, MediaInfo, MediaType } from '../drives/types.js';
 import type { ErrorCode } from '../error-codes.js';
-import { ConflictError, UnavailableError } from '../errors.js';
+import { ConflictError, NotFoundError, UnavailableError } from '../errors.js';
 import { resolveDrive } from '../jobs/intake.js';
 import { ACTIVE_JOB_STATUSES, type JobRecord } from '../jobs/model.js';
 import { canBeImaged } from '../media/probe.js';
@@ -27,6 +27,8 @@ export interface DeviceView {
   description: string;
   /** The file behind a loop device; null for other drives. */
   backing_file: string | null;
+  /** The cluster node that owns the drive; null in the embedded mode. */
+  node: string | null;
   media_kind: DiscKind | null;
   label: string | null;
   ejectable: boolean;
@@ -64,11 +66,27 @@ export interface DeviceStatusService extends KnownDrives {
   eject(device: string): Promise<Drive>;
 }
 
+/** A drive of another node of the cluster, with what its node last reported of it. */
+export interface RemoteDrive {
+  drive: Drive;
+  known: DriveMediaSnapshot;
+}
+
+/** The drives of the cluster's other nodes (src/cluster/remote-drives.ts). */
+export interface RemoteDrives {
+  list(): Promise<RemoteDrive[]>;
+  /** Asks the drive's node to open its tray; the node does it, not this request. */
+  eject(drive: Drive): Promise<void>;
+}
+
 export interface DeviceStatusDeps {
   /** Only for eject: probes go through `states`. */
   drives: Pick<DriveService, 'eject'>;
+  /** This process's own drives (none on a web instance). */
   states: DriveStates;
   jobs: JobRepository;
+  /** In the cluster, the other nodes' drives, listed after this node's own. */
+  remote?: RemoteDrives;
 }
 
 /** The running or verifying job of each drive that has one. */
@@ -79,8 +97,29 @@ export async function activeJobsByDevice(jobs: JobRepository): Promise<Map<strin
 
 export function createDeviceStatusService(deps: DeviceStatusDeps): DeviceStatusService {
   const { drives, states, jobs } = deps;
+  const remoteDrives = async (): Promise<RemoteDrive[]> => (deps.remote === undefined ? [] : deps.remote.list());
+  const isLocal = (id: string): boolean => states.list().some((drive) => drive.id === id);
+  /** The drives of this node, then those of the others: a drive's id is unique in the cluster (`NODE.ID`). */
+  const allDrives = async (): Promise<Drive[]> => [...states.list(), ...(await remoteDrives()).map((remote) => remote.drive)];
+  const knownOf = async (id: string): Promise<DriveMediaSnapshot> => {
+    if (deps.remote === undefined || isLocal(id)) return states.media(id);
+    const remote = (await remoteDrives()).find((candidate) => candidate.drive.id === id);
+    return remote?.known ?? { state: 'probing', media: null, error: null, checkedAt: null };
+  };
 
-  function view(drive: Drive, job: JobRecord | null): DeviceView {
+  const driveById = async (id: string): Promise<Drive> => {
+    if (deps.remote === undefined || isLocal(id)) return states.get(id);
+    const listed = await allDrives();
+    const drive = listed.find((candidate) => candidate.id === id);
+    if (drive === undefined) {
+      const known = listed.map((candidate) => candidate.id);
+      const listing = known.length > 0 ? `known devices: ${known.join(', ')}` : 'no devices are available';
+      throw new NotFoundError('unknown_device', `unknown device "${id}" (${listing})`, { device: id, known });
+    }
+    return drive;
+  };
+
+  function view(drive: Drive, job: JobRecord | null, known: DriveMediaSnapshot): DeviceView {
     const base = {
       path: drive.path,
       vendor: drive.vendor,
@@ -89,6 +128,7 @@ export function createDeviceStatusService(deps: DeviceStatusDeps): DeviceStatusS
       kind: drive.kind,
       description: drive.description,
       backing_file: drive.backingFile ?? null,
+      node: drive.node ?? null,
       ejectable: drive.ejectable,
     };
     if (job)
@@ -102,7 +142,6 @@ export function createDeviceStatusService(deps: DeviceStatusDeps): DeviceStatusS
         media_checked_at: null,
         job_id: job.id,
       };
-    const known = states.media(drive.id);
     return {
       ...base,
       status: 'idle',
@@ -116,18 +155,14 @@ export function createDeviceStatusService(deps: DeviceStatusDeps): DeviceStatusS
   }
 
   return {
-    async list() {
-      return states.list();
-    },
+    list: allDrives,
 
-    async get(id) {
-      return states.get(id);
-    },
+    get: driveById,
 
     async knownMedia(id) {
       const job = (await activeJobsByDevice(jobs)).get(id);
       if (job) return discOfJob(job);
-      const known = states.media(id);
+      const known = await knownOf(id);
       if (known.error) throw new UnavailableError(known.error.code, known.error.message, { device: id });
       if (known.media === null || (known.state === 'probing' && !canBeImaged(known.media))) {
         throw new UnavailableError('media_probing', `${id} is being checked for a disc; try again in a moment`, { device: id });
@@ -136,14 +171,21 @@ export function createDeviceStatusService(deps: DeviceStatusDeps): DeviceStatusS
     },
 
     async views() {
-      const active = await activeJobsByDevice(jobs);
-      return states.list().map((drive) => view(drive, active.get(drive.id) ?? null));
+      const [active, remote] = await Promise.all([activeJobsByDevice(jobs), remoteDrives()]);
+      return [
+        ...states.list().map((drive) => view(drive, active.get(drive.id) ?? null, states.media(drive.id))),
+        ...remote.map(({ drive, known }) => view(drive, active.get(drive.id) ?? null, known)),
+      ];
     },
 
     async eject(device) {
-      const drive = await resolveDrive({ list: async () => states.list(), get: async (id) => states.get(id) }, device);
+      const drive = await resolveDrive({ list: allDrives, get: driveById }, device);
       if ((await activeJobsByDevice(jobs)).has(drive.id)) {
         throw new ConflictError('device_busy', `${drive.id} is busy: a job is reading from it; pause or cancel the job first`, { device: drive.id });
+      }
+      if (deps.remote !== undefined && !isLocal(drive.id)) {
+        await deps.remote.eject(drive);
+        return drive;
       }
       await drives.eject(drive.id);
       states.refresh(drive.id, { forget: true });

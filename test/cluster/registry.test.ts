@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { createNodeRegistry, driveReport, nodeJson } from '../../src/cluster/registry.js';
 import { type ClusterRepository, type NodeDriveReport, createClusterRepository } from '../../src/db/cluster-repository.js';
 import type { Database } from '../../src/db/database.js';
+import type { Drive } from '../../src/drives/types.js';
 import { DomainError } from '../../src/errors.js';
 import { manualClock, withDatabase } from '../db/support.js';
 
@@ -172,21 +173,35 @@ describe('node registry', () => {
   });
 
   it('reports a drive from what its watch knows, and shows a node as JSON', () => {
-    const report = driveReport(
-      {
-        id: 'sr0',
-        path: '/dev/sr0',
-        kind: 'optical',
-        vendor: 'ASUS',
-        model: 'DRW',
-        revision: null,
-        capabilities: [],
-        ejectable: true,
-        description: 'ASUS DRW',
-      },
-      { state: 'not_responding', media: null, error: { code: 'drive_not_responding', message: 'no answer' }, checkedAt: null },
-    );
-    assert.deepEqual(report.state, { media: 'not_responding', present: null, label: null, error: 'drive_not_responding', checkedAt: null });
+    const drive: Drive = {
+      id: 'tower-a.sr0',
+      node: 'tower-a',
+      path: '/dev/sr0',
+      kind: 'optical',
+      vendor: 'ASUS',
+      model: 'DRW',
+      revision: null,
+      capabilities: [],
+      ejectable: true,
+      description: 'ASUS DRW',
+    };
+    const report = driveReport(drive, {
+      state: 'not_responding',
+      media: null,
+      error: { code: 'drive_not_responding', message: 'no answer' },
+      checkedAt: null,
+    });
+    // The web instances list the drive and make jobs for it from this: the whole drive and what is known of its disc.
+    assert.deepEqual(report.state, {
+      media: 'not_responding',
+      present: null,
+      label: null,
+      error: 'drive_not_responding',
+      checkedAt: null,
+      drive,
+      disc: null,
+      errorMessage: 'no answer',
+    });
     const json = nodeJson({
       id: 'tower-a',
       role: 'worker',

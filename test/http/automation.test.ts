@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import type { DriveEvents } from '../../src/drives/events.js';
 import type { AutomationEvents } from '../../src/jobs/automation.js';
 import { type WebhookReceiver, signatureValid, startReceiver } from '../notifications/receiver.js';
+import { testDriveId } from '../support/database.js';
 import { requireTool, run } from '../tools/exec.js';
 import { type MadeIso, makeIso } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
@@ -221,7 +222,7 @@ describe('a loop device in automatic mode whose backing file changes', () => {
 
   it('images the new disc and archives it without any further request', { timeout: 120_000 }, async () => {
     const body = { mode: 'automatic', name_template: '{label}', read_attempts: 1, checksums: ['sha256'], verify: true, eject: false, duplicates: 'skip' };
-    const stored = await api(service.url, 'PUT', `/api/v1/devices/${loop.name}/automation`, body);
+    const stored = await api(service.url, 'PUT', `/api/v1/devices/${testDriveId(loop.name)}/automation`, body);
     assert.equal(stored.status, 200, JSON.stringify(stored.body));
     const losetup = await requireTool('losetup', 'mount');
     await run(losetup, ['--detach', loop.path]);
@@ -233,7 +234,7 @@ describe('a loop device in automatic mode whose backing file changes', () => {
     const jobs = (await api(service.url, 'GET', '/api/v1/jobs')).body.jobs as Array<{ name: string; device_id: string; status: string }>;
     assert.deepEqual(
       jobs.map((job) => [job.name, job.device_id, job.status]),
-      [['LOOP_SECOND', loop.name, 'completed']],
+      [['LOOP_SECOND', testDriveId(loop.name), 'completed']],
     );
   });
 });

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Value from 'typebox/value';
 import { JobUpdate } from '../../src/http/schemas.js';
+import { testDriveId } from '../support/database.js';
 import { type FaultFs, mountFaultFs } from '../tools/faultfs.js';
 import { makeIso } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
@@ -102,7 +103,7 @@ describe('responses match the specification’s examples (field names and JSON t
     try {
       const created = await api(service.url, 'POST', '/api/v1/jobs', {
         name: 'movie_collection_disc1',
-        device: loop.name,
+        device: testDriveId(loop.name),
         options: { read_attempts: 5, verify: true, checksums: ['md5', 'sha256'], priority: 'normal' },
       });
       assert.equal(created.status, 201);
@@ -121,7 +122,7 @@ describe('responses match the specification’s examples (field names and JSON t
       const busy = await api(service.url, 'GET', '/api/v1/devices');
       assertMatchesExample(busy.body, SPEC.devices, new Set(['vendor', 'model', 'media_type']));
       assert.equal(busy.body.devices[0].status, 'busy', 'a drive with a running job is busy');
-      const eject = await api(service.url, 'POST', `/api/v1/devices/${loop.name}/eject`);
+      const eject = await api(service.url, 'POST', `/api/v1/devices/${testDriveId(loop.name)}/eject`);
       assert.equal(eject.status, 409);
       assert.equal(eject.body.error.code, 'device_busy');
 

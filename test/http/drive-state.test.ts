@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { testDriveId } from '../support/database.js';
 import { type FaultFs, mountFaultFs } from '../tools/faultfs.js';
 import { type MadeIso, makeIso } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
@@ -76,7 +77,7 @@ describe('a request never waits on a drive', () => {
     after(() => shutDown(drive, service));
 
     it('is described from its job by the device list, job creation, the drives page and the status', { timeout: HUNG_TEST_TIMEOUT_MS }, async () => {
-      const created = await api(service.url, 'POST', '/api/v1/jobs', { device: drive.loop.name });
+      const created = await api(service.url, 'POST', '/api/v1/jobs', { device: testDriveId(drive.loop.name) });
       assert.equal(created.status, 201, JSON.stringify(created.body));
       const jobId: string = created.body.id;
       await waitFor('the job to copy', async () => (await api(service.url, 'GET', `/api/v1/jobs/${jobId}`)).body.bytes_done > 0);
@@ -86,7 +87,7 @@ describe('a request never waits on a drive', () => {
 
       const devices = await api(service.url, 'GET', '/api/v1/devices');
       assert.equal(devices.status, 200);
-      const listed = devices.body.devices.find((device: { id: string }) => device.id === drive.loop.name);
+      const listed = devices.body.devices.find((device: { id: string }) => device.id === testDriveId(drive.loop.name));
       assert.deepEqual(
         {
           status: listed.status,
@@ -156,13 +157,13 @@ describe('a request never waits on a drive', () => {
         const devices = await api(service.url, 'GET', '/api/v1/devices');
         assert.equal(devices.status, 200);
         const listed = devices.body.devices[0];
-        assert.equal(listed.id, drive.loop.name);
+        assert.equal(listed.id, testDriveId(drive.loop.name));
         assert.equal(listed.status, 'idle');
         assert.equal(listed.media_state, 'not_responding');
         assert.equal(listed.has_media, false);
-        assert.match(listed.media_error, new RegExp(`${drive.loop.name} did not answer`));
+        assert.match(listed.media_error, new RegExp(`${testDriveId(drive.loop.name)} did not answer`));
       }
-      const refused = await api(service.url, 'POST', '/api/v1/jobs', { device: drive.loop.name });
+      const refused = await api(service.url, 'POST', '/api/v1/jobs', { device: testDriveId(drive.loop.name) });
       assert.equal(refused.status, 503, JSON.stringify(refused.body));
       assert.equal(refused.body.error.code, 'drive_not_responding');
       const form = await fetch(`${service.url}/jobs/new`, { headers: authHeadersFor(service.url) });
@@ -176,7 +177,7 @@ describe('a request never waits on a drive', () => {
       assert.equal(recovered.label, 'SILENT_DISC');
       assert.equal(recovered.media_error, null);
       assert.ok(Date.parse(recovered.media_checked_at) > 0);
-      const accepted = await api(service.url, 'POST', '/api/v1/jobs', { device: drive.loop.name, options: { verify: false } });
+      const accepted = await api(service.url, 'POST', '/api/v1/jobs', { device: testDriveId(drive.loop.name), options: { verify: false } });
       assert.equal(accepted.status, 201, JSON.stringify(accepted.body));
       const finished = async () => (await api(service.url, 'GET', `/api/v1/jobs/${accepted.body.id}`)).body;
       await waitFor('the job to finish', async () => ['completed', 'failed', 'cancelled'].includes((await finished()).status));

@@ -4,6 +4,7 @@ import { mkdtemp, open, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { testDriveId } from '../support/database.js';
 import { type MadeIso, makeIso } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
 import {
@@ -59,7 +60,7 @@ describe('REST API end to end: a loop device imaged, watched live, downloaded, v
   it('lists the drive, creates a job and follows it over WebSocket and SSE until it completes', async () => {
     const devices = await api(service.url, 'GET', '/api/v1/devices');
     assert.equal(devices.status, 200);
-    const drive = devices.body.devices.find((device: { id: string }) => device.id === loop.name);
+    const drive = devices.body.devices.find((device: { id: string }) => device.id === testDriveId(loop.name));
     assert.ok(drive, `the loop device is listed: ${JSON.stringify(devices.body)}`);
     assert.equal(drive.path, loop.path);
     assert.equal(drive.has_media, true);
@@ -70,7 +71,10 @@ describe('REST API end to end: a loop device imaged, watched live, downloaded, v
     const ws = await followWebSocket(service.url);
     const sse = await followEvents(service.url);
     try {
-      const created = await api(service.url, 'POST', '/api/v1/jobs', { device: loop.name, options: { checksums: ['md5', 'sha1', 'sha256'], verify: true } });
+      const created = await api(service.url, 'POST', '/api/v1/jobs', {
+        device: testDriveId(loop.name),
+        options: { checksums: ['md5', 'sha1', 'sha256'], verify: true },
+      });
       assert.equal(created.status, 201, JSON.stringify(created.body));
       jobId = created.body.id;
       assert.match(jobId, /^job_[0-9a-f]+$/);

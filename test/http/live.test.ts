@@ -44,6 +44,7 @@ function job(id: string, progress: number, status: JobRecord['status'] = 'runnin
     priority: 'normal',
     deviceId: 'loop1',
     devicePath: '/dev/loop1',
+    nodeId: null,
     outputFile: `/out/${id}.iso`,
     options: {},
     phase: 'copying',

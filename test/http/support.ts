@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
-import { get } from 'node:http';
 import WebSocket from 'ws';
 import { createAuthService } from '../../src/auth/service.js';
 import { loadConfig } from '../../src/config/load.js';
-import type { LiveMessageType } from '../../src/http/live.js';
 import { silentLogger } from '../../src/log.js';
 import { type RunningServer, type StartServerOptions, startServer } from '../../src/server.js';
 import { createTestDataDir, databaseEnv, openDataDirDatabase, removeTestDataDir } from '../support/database.js';
 import { adminKey, adminKeys, api, embeddedTestEnv, waitFor } from './client.js';
+import type { LiveClient, ReceivedLiveMessage } from './live-client.js';
 
 export { TEST_ADMIN, TEST_PASSWORD, anonymousApi, api, authHeadersFor, useApiKey, waitFor } from './client.js';
+export { type LiveClient, type ReceivedLiveMessage, followEvents } from './live-client.js';
 
 const VERSION = '0.0.0-test';
 
@@ -101,16 +101,6 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   };
 }
 
-/** A live message as a client parses it: a job's (job_id) or a verification task's (task_id, archive_id). */
-export interface ReceivedLiveMessage {
-  type: LiveMessageType;
-  job_id?: string;
-  task_id?: string;
-  archive_id?: string;
-  event_id?: string;
-  data: Record<string, unknown>;
-}
-
 /**
  * Asks for a verification (202 at once, a task to follow) and waits for its task to finish; returns
  * the finished task. `headers` as for `api`.
@@ -126,59 +116,6 @@ export async function verifyArchive(url: string, archiveId: string, headers: Rec
     return ['completed', 'failed', 'cancelled'].includes(task.status);
   });
   return task;
-}
-
-export interface LiveClient {
-  messages: ReceivedLiveMessage[];
-  /** SSE comment lines (heartbeats) seen. */
-  comments: string[];
-  /** SSE event names, in order (they must equal the message types). */
-  eventNames: string[];
-  close(): void;
-}
-
-/**
- * Follows /api/v1/events as the test admin (or with `headers`), parsing the text/event-stream
- * framing by hand. Resolves once the stream is open.
- */
-export function followEvents(url: string, headers: Record<string, string> = { 'x-api-key': adminKeys.get(url) ?? '' }): Promise<LiveClient> {
-  return new Promise((resolve, reject) => {
-    const client: LiveClient = { messages: [], comments: [], eventNames: [], close: () => undefined };
-    let open = false;
-    const request = get(`${url}/api/v1/events`, { headers }, (response) => {
-      if (response.statusCode !== 200) {
-        reject(new Error(`SSE answered ${response.statusCode}`));
-        return;
-      }
-      assert.match(String(response.headers['content-type']), /^text\/event-stream/);
-      response.setEncoding('utf8');
-      let buffer = '';
-      response.on('data', (chunk: string) => {
-        buffer += chunk;
-        for (let end = buffer.indexOf('\n\n'); end !== -1; end = buffer.indexOf('\n\n')) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          let event: string | null = null;
-          const data: string[] = [];
-          for (const line of block.split('\n')) {
-            if (line.startsWith(':')) client.comments.push(line.slice(1).trim());
-            else if (line.startsWith('event: ')) event = line.slice(7);
-            else if (line.startsWith('data: ')) data.push(line.slice(6));
-          }
-          if (event !== null) {
-            client.eventNames.push(event);
-            client.messages.push(JSON.parse(data.join('\n')) as ReceivedLiveMessage);
-          }
-        }
-      });
-      client.close = () => request.destroy();
-      open = true;
-      resolve(client);
-    });
-    request.on('error', (error) => {
-      if (!open) reject(error);
-    });
-  });
 }
 
 /** Asks for a WebSocket on /api/v1/ws/jobs with these headers: 101 when it opened (and is closed again), else the refusal's status. */

@@ -14,6 +14,7 @@ function job(overrides: Partial<JobRecord>): JobRecord {
     priority: 'normal',
     deviceId: 'sr0',
     devicePath: '/dev/sr0',
+    nodeId: null,
     outputFile: '/out/DISC.iso',
     options: {},
     phase: null,

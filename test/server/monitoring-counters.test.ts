@@ -26,6 +26,7 @@ function job(id: string, patch: Partial<JobRecord>): JobRecord {
     priority: 'normal',
     deviceId: 'sr0',
     devicePath: '/dev/sr0',
+    nodeId: null,
     outputFile: `/srv/${id}.iso`,
     options: {},
     phase: null,

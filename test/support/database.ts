@@ -1,11 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
+import { nodeNameOf } from '../../src/config/load.js';
 import { type Database, databaseFile, openDatabase } from '../../src/db/database.js';
 import { openPostgres, redactedUrl } from '../../src/db/postgres.js';
+import { clusterDriveId } from '../../src/drives/service.js';
 
 /**
  * The engine switch of the repository and service suites. `scripts/run-tests.mjs` runs every test
@@ -27,6 +29,15 @@ function postgresPass(): PostgresPass | null {
   const value = process.env[POSTGRES_VARIABLE];
   if (value === undefined || value === '') return null;
   return JSON.parse(value) as PostgresPass;
+}
+
+/**
+ * The id a service under test gives the drive it calls `localName` on this machine: on PostgreSQL
+ * (the cluster mode) its node's name comes first, the host name made to fit when the test sets no
+ * cluster.node_name.
+ */
+export function testDriveId(localName: string): string {
+  return postgresPass() === null ? localName : clusterDriveId(nodeNameOf(hostname()), localName);
 }
 
 /** The full URLs (with the password) of the PostgreSQL databases handed out, for a second connection. */

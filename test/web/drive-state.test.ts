@@ -20,6 +20,7 @@ const IDLE_WITH_DISC: DeviceView = {
   media_error: null,
   media_error_code: null,
   backing_file: null,
+  node: null,
   media_state: 'probed',
   media_checked_at: '2026-12-04T21:00:00.000Z',
   job_id: null,

@@ -16,6 +16,7 @@ const Device = Type.Object(
     kind: Type.Enum(['optical', 'block', 'file', 'demo']),
     description: Type.String(),
     backing_file: Nullable(Type.String({ description: 'The file behind a loop device; null for other drives' })),
+    node: Nullable(Type.String({ description: 'The cluster node that owns the drive (GET /api/v1/system/nodes); null in the embedded mode' })),
     media_kind: Nullable(DiscKind),
     label: Nullable(Type.String()),
     ejectable: Type.Boolean(),

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { HASH_ALGORITHMS, type HashAlgorithm, READ_ATTEMPTS } from '../../config/schema.js';
-import { DRIVE_ID_PATTERN } from '../../drives/service.js';
+import { DEVICE_ID_PATTERN } from '../../drives/service.js';
 import { type DomainError, NotFoundError, ValidationError } from '../../errors.js';
 import type { App } from '../../http/app.js';
 import { AUTOMATION_MODES, DUPLICATE_POLICIES, type DriveAutomation } from '../../jobs/automation-model.js';
@@ -145,7 +145,7 @@ export function registerDrivePages(app: App, deps: WebDeps): void {
     const returnTo = returnPath(request, '/drives');
     try {
       const id = request.params.id;
-      if (!DRIVE_ID_PATTERN.test(id)) throw new NotFoundError('unknown_device', `no drive ${id}`);
+      if (!DEVICE_ID_PATTERN.test(id)) throw new NotFoundError('unknown_device', `no drive ${id}`);
       await deps.devices.eject(id);
       return actionDone(request, reply, 'drive_ejected', returnTo);
     } catch (error) {
