@@ -124,6 +124,16 @@ describe('database.url: the service and the CLI on PostgreSQL', () => {
     assert.doesNotMatch(process.output(), new RegExp(postgres().password), 'the password is not in the log');
   });
 
+  it('devices: on the cluster database the CLI names this host’s drives by its node, as the service does', async () => {
+    const listing = await runCli(['--set', 'cluster.node_name=tower-cli', 'devices', '--json'], env);
+    assert.equal(listing.code, 0, listing.stderr);
+    const devices: Array<{ id: string; node: string; path: string }> = JSON.parse(listing.stdout).devices;
+    assert.deepEqual(
+      devices.map((device) => [device.id.replace(/[0-9a-f]{10}$/, 'HASH'), device.node, device.path]),
+      [['tower-cli.file-HASH', 'tower-cli', iso.path]],
+    );
+  });
+
   it('config get shows the URL with its credentials masked, also as JSON', async () => {
     const listing = await runCli(['config', 'get'], env);
     assert.equal(listing.code, 0, listing.stderr);
