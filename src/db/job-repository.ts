@@ -237,24 +237,27 @@ export function createJobRepository(database: Database, options: { now?: Clock }
     const { rows } = await sql<PositionedRow>`
       with page as materialized ${pageQuery(filter)},
       queued_on_page as (
-        select id, priority, seq, lag(seq, 1, 0) over (partition by priority order by seq) as previous_seq
+        select id, priority, seq, coalesce(node_id, '') as node_key,
+          lag(seq, 1, 0) over (partition by coalesce(node_id, ''), priority order by seq) as previous_seq
         from page where status = 'queued'
       ),
       placed as (
-        select id, priority, sum(1 + (
+        select id, priority, node_key, sum(1 + (
           select count(*) from jobs as between_jobs
           where between_jobs.status = 'queued' and between_jobs.priority = queued_on_page.priority
+            and coalesce(between_jobs.node_id, '') = queued_on_page.node_key
             and between_jobs.seq > queued_on_page.previous_seq and between_jobs.seq < queued_on_page.seq
-        )) over (partition by priority order by seq) as place
+        )) over (partition by node_key, priority order by seq) as place
         from queued_on_page
       ),
       queued_by_priority as materialized (
-        select priority, count(*) as count from jobs
-        where status = 'queued' and priority in ${OUTRANKING_PRIORITIES} group by priority
+        select coalesce(node_id, '') as node_key, priority, count(*) as count from jobs
+        where status = 'queued' and priority in ${OUTRANKING_PRIORITIES} group by coalesce(node_id, ''), priority
       )
       select page.*, placed.place + (
         select coalesce(sum(count), 0) from queued_by_priority
-        where ${priorityRank('queued_by_priority.priority')} > ${priorityRank('placed.priority')}
+        where queued_by_priority.node_key = placed.node_key
+          and ${priorityRank('queued_by_priority.priority')} > ${priorityRank('placed.priority')}
       ) as queue_position
       from page left join placed on placed.id = page.id
       order by ${sortColumn} ${order}, page.seq ${order}`.execute(db);
@@ -297,10 +300,12 @@ export function createJobRepository(database: Database, options: { now?: Clock }
         select case when job.status = 'queued' then 1 + (
           select count(*) from jobs as ahead
           where ahead.status = 'queued' and ahead.priority = job.priority and ahead.seq < job.seq
+            and coalesce(ahead.node_id, '') = coalesce(job.node_id, '')
         ) + (
           select count(*) from jobs as ahead
           where ahead.status = 'queued' and ahead.priority in ${OUTRANKING_PRIORITIES}
             and ${priorityRank('ahead.priority')} > ${priorityRank('job.priority')}
+            and coalesce(ahead.node_id, '') = coalesce(job.node_id, '')
         ) end as position
         from jobs as job where job.id = ${id}`.execute(db);
       return rows[0]?.position ?? null;

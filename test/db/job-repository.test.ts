@@ -287,6 +287,32 @@ describe('job repository', () => {
     });
   });
 
+  it('counts queue positions per node: each node’s jobs wait in their own line, by priority then age', async () => {
+    await withDatabase(async (database) => {
+      const queue = createSqliteQueue(database, { nodeId: 'tower-a' });
+      const jobs = createJobRepository(database);
+      const add = async (name: string, nodeId: string, priority: JobPriority) =>
+        (await queue.enqueue({ ...input(name, `${nodeId}.sr0`), nodeId, priority })).id;
+      const a1 = await add('a1', 'tower-a', 'normal');
+      const b1 = await add('b1', 'tower-b', 'normal');
+      const a2 = await add('a2', 'tower-a', 'normal');
+      const b2 = await add('b2', 'tower-b', 'high');
+      const a3 = await add('a3', 'tower-a', 'high');
+      const expected = new Map([
+        [a3, 1],
+        [a1, 2],
+        [a2, 3],
+        [b2, 1],
+        [b1, 2],
+      ]);
+      assert.deepEqual(new Map([...(await queue.positions())].sort()), new Map([...expected].sort()));
+      for (const [id, place] of expected) assert.equal(await jobs.queuePosition(id), place, `queue position of ${id}`);
+      for (const filter of [{}, { limit: 2 }, { limit: 2, offset: 2 }, { sort: 'name', order: 'asc' }] as JobListFilter[]) {
+        assert.equal(await assertPagePositions(jobs, queue, filter), (await jobs.list(filter)).items.length);
+      }
+    });
+  });
+
   it('raises the jobs version on every change to a job, through any connection, and on nothing else', async () => {
     await withDatabase(async (database) => {
       const queue = createSqliteQueue(database);
