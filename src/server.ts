@@ -20,6 +20,7 @@ import { systemClock } from './clock.js';
 import { type Dispatch, createDispatch } from './cluster/dispatch.js';
 import { type EventBridge, createEventBridge } from './cluster/event-bridge.js';
 import type { NodeRole } from './cluster/model.js';
+import { createNodeWatch } from './cluster/node-watch.js';
 import { createNodeRegistry, driveReport, processAlive } from './cluster/registry.js';
 import { createRemoteDrives, followDriveCommands } from './cluster/remote-drives.js';
 import { assertRoleFits, partsOfRole, routesOfRole, sharesNodeList } from './cluster/roles.js';
@@ -57,6 +58,7 @@ import { runImaging, verifyImage } from './imaging/engine.js';
 import { type AutomationService, type DiscEventBus, createAutomationService } from './jobs/automation.js';
 import type { JobEvents } from './jobs/events.js';
 import { currentLeaseHolder, leaseHolderGone } from './jobs/lease-holder.js';
+import { ACTIVE_JOB_STATUSES } from './jobs/model.js';
 import { newWorkerId } from './jobs/queue.js';
 import { createJobRunner } from './jobs/runner.js';
 import { createJobService } from './jobs/service.js';
@@ -298,7 +300,15 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       onProblem: (message) => eventLog.record({ level: 'warning', source: 'storage', message }),
       ...options.storage,
     });
-    const jobs = createJobService({ config, queue, jobs: jobsRepository, drives: devices, events, log });
+    const jobs = createJobService({
+      config,
+      queue,
+      jobs: jobsRepository,
+      drives: devices,
+      events,
+      log,
+      ...(clusterUrl === null ? {} : { nodesOnline: () => nodeRegistry.online() }),
+    });
     const leaseHolder = await currentLeaseHolder();
     const runner = createJobRunner({
       config,
@@ -437,7 +447,25 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
             onListenerError: (error) => log.error({ err: error }, 'a live event listener failed'),
             recentJobs: async () => (await jobsRepository.list({ sort: 'updated', order: 'desc', limit: RESYNC_JOBS })).items,
           });
-    const live = createLiveHub({ events: liveEvents, archiveEvents: liveArchiveEvents, domainEvents: sharing?.domainEvents ?? notifications, ...options.live });
+    // Pages show a job whose node went offline as such, also live: the node itself can no longer say so.
+    const nodeWatch =
+      clusterUrl === null || !parts.pages
+        ? null
+        : createNodeWatch({
+            read: () => nodeRegistry.online(),
+            jobsOf: async (node) =>
+              (await jobsRepository.list({ statuses: ['queued', ...ACTIVE_JOB_STATUSES], limit: 1000 })).items.filter((job) => job.nodeId === node),
+            show: (job) => liveEvents.emit('job.updated', { job }),
+            everyMs: config.cluster.heartbeat_seconds * 1000,
+            log,
+          });
+    const live = createLiveHub({
+      events: liveEvents,
+      archiveEvents: liveArchiveEvents,
+      domainEvents: sharing?.domainEvents ?? notifications,
+      ...(nodeWatch === null ? {} : { nodeOnline: nodeWatch.online }),
+      ...options.live,
+    });
     const mqtt = createMqttChannel({
       config,
       drives: driveStates,
@@ -578,6 +606,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     // Before anything makes a job runnable: its message to the node goes out in the same transaction.
     await bridge?.start();
     await dispatch?.start();
+    await nodeWatch?.start();
     const clusterLinks: Array<() => void> = [];
     if (bridge !== null && dispatch !== null) {
       // A job another instance made runnable for this node: its message is fetched now, not at the next poll.
@@ -632,6 +661,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     /** Last: the runner's pauses at a stop still send their messages, and live streams have ended before the bridge closes. */
     const leaveCluster = async (): Promise<void> => {
       for (const unlink of clusterLinks) unlink();
+      nodeWatch?.stop();
       sharing?.stop();
       await dispatch?.stop().catch((error: unknown) => log.error({ err: error }, 'the job dispatch did not stop cleanly'));
       await bridge?.close().catch((error: unknown) => log.error({ err: error }, 'the cluster event bridge did not close cleanly'));

@@ -48,7 +48,15 @@ export interface NodeRegistry {
   /** Stops the heartbeat and removes the entry: a node stopped on purpose leaves the list. */
   stop(): Promise<void>;
   nodes(): Promise<NodeView[]>;
+  /**
+   * Whether each node is online, read at most once a second: every job list asks, and a heartbeat
+   * comes every few seconds anyway.
+   */
+  online(): Promise<Map<string, boolean>>;
 }
+
+/** How long the answer of `online()` is reused. */
+const ONLINE_CACHE_MS = 1000;
 
 const defaultEvery = (ms: number, beat: () => void): (() => void) => {
   const timer = setInterval(beat, ms);
@@ -105,6 +113,9 @@ export function createNodeRegistry(deps: NodeRegistryDeps): NodeRegistry {
   const registration: NodeRegistration = { ...node, version: deps.version, startedAt };
   let stopTimer: (() => void) | null = null;
   let beating: Promise<void> = Promise.resolve();
+  let onlineRead: { at: number; answer: Promise<Map<string, boolean>> } | null = null;
+  const listNodes = async (): Promise<NodeView[]> =>
+    nodeViews(await repository.list(), { now: clock(), offlineAfterMs: deps.offlineAfterMs, version: deps.version, selfId: node.id });
 
   /** Another process may hold the name while its heartbeat is fresh and it is not a dead process of this host (a restart after a crash). */
   function heldByAnother(existing: NodeRecord): boolean {
@@ -153,8 +164,19 @@ export function createNodeRegistry(deps: NodeRegistryDeps): NodeRegistry {
       await repository.remove(node.id);
     },
 
-    async nodes() {
-      return nodeViews(await repository.list(), { now: clock(), offlineAfterMs: deps.offlineAfterMs, version: deps.version, selfId: node.id });
+    nodes: listNodes,
+
+    online() {
+      const now = clock().getTime();
+      if (onlineRead === null || now - onlineRead.at >= ONLINE_CACHE_MS || now < onlineRead.at) {
+        const answer = listNodes().then((views) => new Map(views.map((view) => [view.id, view.online])));
+        // A failed read is not kept: the next call reads again.
+        answer.catch(() => {
+          if (onlineRead?.answer === answer) onlineRead = null;
+        });
+        onlineRead = { at: now, answer };
+      }
+      return onlineRead.answer;
     },
   };
 }

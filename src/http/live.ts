@@ -74,6 +74,8 @@ export interface LiveHubOptions {
   archiveEvents?: ArchiveEventBus;
   /** The durable stream's events as they are recorded; none without it. */
   domainEvents?: Pick<NotificationService, 'follow'>;
+  /** In the cluster: whether a job's node is online, as this instance last saw it (src/cluster/node-watch.ts). */
+  nodeOnline?: (nodeId: string | null) => boolean | null;
   /**
    * Each client gets at most one batch per interval (default 50 ms: twenty a second). An event that
    * comes after a quiet interval goes out at once; only events that follow closer are held back, so
@@ -142,7 +144,9 @@ export function createLiveHub(options: LiveHubOptions): LiveHub {
 
   const unsubscribe = [
     options.events.on('job.created', ({ job }) => enqueue(`created:${job.id}`, { type: 'job_created', job_id: job.id, data: snapshot(job) })),
-    options.events.on('job.updated', ({ job }) => enqueue(`update:${job.id}`, { type: 'job_update', job_id: job.id, data: toJobUpdate(job) })),
+    options.events.on('job.updated', ({ job }) =>
+      enqueue(`update:${job.id}`, { type: 'job_update', job_id: job.id, data: toJobUpdate(job, options.nodeOnline?.(job.nodeId) ?? null) }),
+    ),
     options.events.on('job.finished', ({ job }) => enqueue(`finished:${job.id}`, { type: 'job_finished', job_id: job.id, data: snapshot(job) })),
     options.events.on('job.removed', ({ jobId }) => enqueue(`removed:${jobId}`, { type: 'job_removed', job_id: jobId, data: {} })),
     options.events.on('job.log', ({ jobId, level, message, at }) => {

@@ -7,11 +7,11 @@
  */
 export interface ResponseCache {
   /** The kept answer for `key` at `version`, or `produce()`'s, which is kept from the second ask on. */
-  get(key: string, version: number, produce: () => Promise<string>): Promise<Buffer>;
+  get(key: string, version: string, produce: () => Promise<string>): Promise<Buffer>;
 }
 
 export function createResponseCache(capacity: number): ResponseCache {
-  const kept = new Map<string, { version: number; bytes: Buffer | null }>();
+  const kept = new Map<string, { version: string; bytes: Buffer | null }>();
   return {
     async get(key, version, produce) {
       const entry = kept.get(key);

@@ -78,6 +78,12 @@ export const Job = Type.Object(
     eta_seconds: Nullable(Type.Integer()),
     device_id: DeviceId,
     node: Nullable(Type.String({ description: 'The cluster node whose drive the job reads (GET /api/v1/system/nodes); null in the embedded mode' })),
+    node_online: Nullable(
+      Type.Boolean({
+        description:
+          'Whether that node’s heartbeat is fresh (cluster.offline_after_seconds): false means a running job there is not advancing until the node is back; null in the embedded mode',
+      }),
+    ),
     priority: Priority,
     queue_position: Nullable(Type.Integer({ minimum: 1, description: '1-based place among queued jobs (null unless queued)' })),
     phase: Nullable(ImagingPhase),
@@ -132,6 +138,11 @@ export const JobUpdate = Type.Object(
     bad_bytes: Type.Integer(),
     error_count: Type.Integer(),
     updated_at: Type.String({ format: 'date-time', description: 'ISO 8601 UTC: when the job was in this state' }),
+    node_online: Nullable(
+      Type.Boolean({
+        description: 'As the job’s node_online: false once its node is offline (an update is sent when that changes); null in the embedded mode',
+      }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -59,9 +59,10 @@ export interface JobService {
   list(query: ListJobsQuery): Promise<JobList>;
   /**
    * Changes whenever `list` may answer differently: after any change to a job, by this process or
-   * another. While it stays the same, an earlier answer to the same query still holds.
+   * another, and in the cluster when a node goes offline or comes back. While it stays the same, an
+   * earlier answer to the same query still holds.
    */
-  listVersion(): Promise<number>;
+  listVersion(): Promise<string>;
   get(id: string): Promise<JobView>;
   update(id: string, input: UpdateJobInput): Promise<JobView>;
   /**
@@ -86,6 +87,8 @@ export interface JobServiceDeps {
   log: Logger;
   /** How long remove() waits for a running job's worker to stop. */
   removeWaitMs?: number;
+  /** In the cluster: whether each node is online (its heartbeat fresh), for the jobs' `node_online`. */
+  nodesOnline?: () => Promise<Map<string, boolean>>;
 }
 
 const JOB_ID = /^job_[a-z0-9]{1,64}$/;
@@ -100,8 +103,15 @@ export function createJobService(deps: JobServiceDeps): JobService {
     return job;
   }
 
+  /** Whether the node of each job is online; null for a job on no node (the embedded mode). */
+  async function nodeOnlineOf(): Promise<(job: JobRecord) => boolean | null> {
+    const online = deps.nodesOnline === undefined ? new Map<string, boolean>() : await deps.nodesOnline();
+    return (job) => (job.nodeId === null ? null : (online.get(job.nodeId) ?? false));
+  }
+
   async function view(job: JobRecord): Promise<JobView> {
-    return toJobView(job, job.status === 'queued' ? await jobs.queuePosition(job.id) : null);
+    const [position, nodeOnline] = await Promise.all([job.status === 'queued' ? jobs.queuePosition(job.id) : null, nodeOnlineOf()]);
+    return toJobView(job, position, nodeOnline(job));
   }
 
   /**
@@ -161,11 +171,17 @@ export function createJobService(deps: JobServiceDeps): JobService {
       const filter: JobListFilter = { sort: query.sort, limit: query.limit, offset: query.offset };
       if (query.status && query.status.length > 0) filter.statuses = query.status;
       if (query.order) filter.order = query.order;
-      const { items, total, positions } = await jobs.listWithQueuePositions(filter);
-      return { jobs: items.map((job) => toJobView(job, positions.get(job.id) ?? null)), total, limit: query.limit, offset: query.offset };
+      const [{ items, total, positions }, nodeOnline] = await Promise.all([jobs.listWithQueuePositions(filter), nodeOnlineOf()]);
+      return { jobs: items.map((job) => toJobView(job, positions.get(job.id) ?? null, nodeOnline(job))), total, limit: query.limit, offset: query.offset };
     },
 
-    listVersion: () => jobs.version(),
+    async listVersion() {
+      const [version, online] = await Promise.all([jobs.version(), deps.nodesOnline?.()]);
+      if (online === undefined) return String(version);
+      // The nodes online: one that goes offline, comes back or leaves the list changes it.
+      const onlineNodes = [...online].filter(([, isOnline]) => isOnline).map(([node]) => node);
+      return `${version} ${onlineNodes.sort().join(',')}`;
+    },
 
     async get(id) {
       return view(await find(id));

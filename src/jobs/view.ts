@@ -26,6 +26,8 @@ export interface JobView {
   device_id: string;
   /** The cluster node whose drive the job reads; null in the embedded mode. */
   node: string | null;
+  /** Whether that node's heartbeat is fresh: a running job on a node that is offline is not advancing. Null without a node, or where it is not known (live messages). */
+  node_online: boolean | null;
   priority: JobRecord['priority'];
   queue_position: number | null;
   phase: JobRecord['phase'];
@@ -51,7 +53,7 @@ export function jobSectorSize(options: JobOptions): number {
   return options.disc?.sector_size ?? 2048;
 }
 
-export function toJobView(job: JobRecord, queuePosition: number | null): JobView {
+export function toJobView(job: JobRecord, queuePosition: number | null, nodeOnline: boolean | null = null): JobView {
   return {
     id: job.id,
     name: job.name,
@@ -66,6 +68,7 @@ export function toJobView(job: JobRecord, queuePosition: number | null): JobView
     eta_seconds: job.etaSeconds === null ? null : Math.round(job.etaSeconds),
     device_id: job.deviceId,
     node: job.nodeId,
+    node_online: nodeOnline,
     priority: job.priority,
     queue_position: queuePosition,
     phase: job.phase,
@@ -89,8 +92,9 @@ export function toJobView(job: JobRecord, queuePosition: number | null): JobView
 }
 
 /** The live-update payload of the specification's `job_update` message. */
-export function toJobUpdate(job: JobRecord): Record<string, unknown> {
+export function toJobUpdate(job: JobRecord, nodeOnline: boolean | null = null): Record<string, unknown> {
   return {
+    node_online: nodeOnline,
     status: job.status,
     progress: Math.round(job.progress * 10) / 10,
     speed_bps: job.speedBps === null ? null : Math.round(job.speedBps),

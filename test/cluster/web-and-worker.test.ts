@@ -107,6 +107,7 @@ describe('cluster: a web instance and a worker', () => {
     const created = await api(webUrl, 'POST', '/api/v1/jobs', { device: device.id, name: 'cluster-roles' });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     assert.equal(created.body.node, 'tower-a');
+    assert.equal(created.body.node_online, true, 'the job’s node is online');
     assert.equal(created.body.device_id, device.id);
     const jobId: string = created.body.id;
 
@@ -153,6 +154,13 @@ describe('cluster: a web instance and a worker', () => {
     );
     const devices = await api(webUrl, 'GET', '/api/v1/devices');
     assert.deepEqual(devices.body.devices, []);
+    // Within a second (the web instance reads the nodes' state at most once a second for its job lists).
+    let shown: unknown[] = [];
+    await waitFor('the job to show that its node is gone', async () => {
+      shown = (await api(webUrl, 'GET', '/api/v1/jobs')).body.jobs.map((job: { node: string; node_online: boolean }) => [job.node, job.node_online]);
+      return JSON.stringify(shown) === JSON.stringify([['tower-a', false]]);
+    });
+    assert.deepEqual(shown, [['tower-a', false]]);
     web.child.kill('SIGTERM');
     assert.deepEqual(await web.exited, { code: 0, signal: null }, web.output());
   });

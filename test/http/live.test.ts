@@ -104,6 +104,7 @@ describe('live hub', () => {
         'bytes_done',
         'error_count',
         'eta_seconds',
+        'node_online',
         'phase',
         'progress',
         'size_bytes',

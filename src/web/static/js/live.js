@@ -107,7 +107,9 @@ function dashboardView(root) {
         const element = card(message.job_id);
         // A new phase can change what a card shows (pass and what is left instead of speed and time left).
         const phaseChanged = Boolean(message.data.phase) && message.data.phase !== element?.dataset.phase;
-        if (!element || (message.data.status && message.data.status !== element.dataset.status) || phaseChanged) scheduleRefresh();
+        // The job's node went offline or came back (the cluster mode): the card says so.
+        const nodeChanged = typeof message.data.node_online === 'boolean' && String(message.data.node_online) !== element?.dataset.nodeOnline;
+        if (!element || (message.data.status && message.data.status !== element.dataset.status) || phaseChanged || nodeChanged) scheduleRefresh();
         else patchJob(element, message.data);
       } else if (message.type !== 'job_log') {
         scheduleRefresh();
