@@ -39,6 +39,7 @@ import { createMaintenanceTaskRepository } from './db/maintenance-task-repositor
 import { createNotificationRepository } from './db/notification-repository.js';
 import { openConfiguredDatabase, queueNodeOf } from './db/open.js';
 import { createPushSubscriptionRepository } from './db/push-subscription-repository.js';
+import { createSecretRepository } from './db/secret-repository.js';
 import { createSettingsRepository } from './db/settings-repository.js';
 import { createSqliteQueue } from './db/sqlite-queue.js';
 import { createVerificationTaskRepository } from './db/verification-task-repository.js';
@@ -261,7 +262,12 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       countJobs: () => jobsRepository.countByStatus(),
       activeJobs: async () => [...(await activeJobsByDevice(jobsRepository)).values()],
     });
-    const push = createPushChannel({ config, subscriptions: createPushSubscriptionRepository(database), keyFile: join(config.data_dir, VAPID_KEY_FILE) });
+    const push = createPushChannel({
+      config,
+      subscriptions: createPushSubscriptionRepository(database),
+      keyFile: join(config.data_dir, VAPID_KEY_FILE),
+      ...(clusterUrl === null ? {} : { sharedSecrets: createSecretRepository(database) }),
+    });
     const notifications = createNotificationService({
       config,
       repository: createNotificationRepository(database),

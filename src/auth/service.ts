@@ -8,6 +8,7 @@ import { createSetupTokenRepository } from '../db/auth-setup-repository.js';
 import { createThrottleRepository } from '../db/auth-throttle-repository.js';
 import { createUserRepository } from '../db/auth-user-repository.js';
 import type { Database } from '../db/database.js';
+import { createSecretRepository } from '../db/secret-repository.js';
 import { type ApiKeyService, ENDED_API_KEY_RETENTION_DAYS, createApiKeyService } from './api-keys.js';
 import { createCredentialChecker } from './credentials.js';
 import type { AuthDeps } from './deps.js';
@@ -91,7 +92,13 @@ export function createAuthService(options: CreateAuthServiceOptions): AuthServic
   const credentials = createCredentialChecker(deps);
   const sessions = createSessionService(deps);
   const apiKeys = createApiKeyService(deps);
-  const tokens = createTokenService({ ...deps, signingKeyFile: join(options.dataDir, SIGNING_KEY_FILE), credentials, apiKeyService: apiKeys });
+  const tokens = createTokenService({
+    ...deps,
+    signingKeyFile: join(options.dataDir, SIGNING_KEY_FILE),
+    ...(database.dialect === 'postgres' ? { sharedSecrets: createSecretRepository(database) } : {}),
+    credentials,
+    apiKeyService: apiKeys,
+  });
   const loginService = createLoginService({ ...deps, credentials, sessionService: sessions });
 
   return {

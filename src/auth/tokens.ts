@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { chmod, link, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { SignJWT, jwtVerify } from 'jose';
+import type { SharedSecrets } from '../db/secret-repository.js';
 import { UnavailableError, errnoCode, errorMessage } from '../errors.js';
 import type { ApiKeyService } from './api-keys.js';
 import type { CredentialChecker } from './credentials.js';
@@ -11,6 +12,8 @@ import { type ClientInfo, type Principal, createPrincipal, passwordMustChange, u
 import { PERMISSIONS } from './roles.js';
 
 export const SIGNING_KEY_FILE = 'jwt.key';
+/** Its name among the cluster's shared secrets. */
+const SHARED_SIGNING_KEY = 'jwt_signing_key';
 const SIGNING_KEY_BYTES = 64;
 const SECRET_FILE_MODE = 0o600;
 const ISSUER = 'disk2iso';
@@ -30,7 +33,7 @@ export async function loadOrCreateSigningKey(file: string): Promise<Uint8Array> 
   }
   const draft = join(dirname(file), `.${SIGNING_KEY_FILE}.${randomBytes(6).toString('hex')}`);
   try {
-    await writeFile(draft, `${randomBytes(SIGNING_KEY_BYTES).toString('base64url')}\n`, { mode: SECRET_FILE_MODE, flag: 'wx' });
+    await writeFile(draft, `${newSigningKey()}\n`, { mode: SECRET_FILE_MODE, flag: 'wx' });
     await link(draft, file).catch((error: unknown) => {
       if (errnoCode(error) !== 'EEXIST') throw error;
     });
@@ -40,13 +43,23 @@ export async function loadOrCreateSigningKey(file: string): Promise<Uint8Array> 
   return readSigningKey(file);
 }
 
+const newSigningKey = (): string => randomBytes(SIGNING_KEY_BYTES).toString('base64url');
+
+/** The key from its base64url text, refused when it is too short to sign with. */
+const signingKeyOf =
+  (where: string) =>
+  (text: string): Uint8Array => {
+    const key = Buffer.from(text.trim(), 'base64url');
+    if (key.length < 32)
+      throw new UnavailableError('signing_key_invalid', `${where} holds no usable signing key; remove it to have a new one made`, { source: where });
+    return key;
+  };
+
 async function readSigningKey(file: string): Promise<Uint8Array> {
   const mode = (await stat(file)).mode & 0o777;
   // A key others could read signs tokens for anyone; take the access away before using it.
   if (mode !== SECRET_FILE_MODE) await chmod(file, SECRET_FILE_MODE);
-  const key = Buffer.from((await readFile(file, 'utf8')).trim(), 'base64url');
-  if (key.length < 32) throw new UnavailableError('signing_key_invalid', `${file} holds no usable signing key; remove it to have a new one made`, { file });
-  return key;
+  return signingKeyOf(file)(await readFile(file, 'utf8'));
 }
 
 interface IssuedToken {
@@ -71,6 +84,8 @@ export interface TokenService {
 
 type Deps = Pick<AuthDeps, 'users' | 'audit' | 'policy' | 'now'> & {
   signingKeyFile: string;
+  /** In the cluster the key lives in the database instead of the file, so a token of one instance is good at every other. */
+  sharedSecrets?: SharedSecrets;
   credentials: CredentialChecker;
   apiKeyService: ApiKeyService;
 };
@@ -94,10 +109,15 @@ function claimsOf(payload: Record<string, unknown>): TokenClaims | null {
 export function createTokenService(deps: Deps): TokenService {
   const { users, audit, policy, now, credentials, apiKeyService } = deps;
   let signingKey: Promise<Uint8Array> | undefined;
+  const where = deps.sharedSecrets === undefined ? deps.signingKeyFile : 'the cluster database';
+  const load = (): Promise<Uint8Array> =>
+    deps.sharedSecrets === undefined
+      ? loadOrCreateSigningKey(deps.signingKeyFile)
+      : deps.sharedSecrets.getOrCreate(SHARED_SIGNING_KEY, newSigningKey).then(signingKeyOf(where));
   const key = (): Promise<Uint8Array> => {
-    signingKey ??= loadOrCreateSigningKey(deps.signingKeyFile).catch((error: unknown) => {
+    signingKey ??= load().catch((error: unknown) => {
       signingKey = undefined;
-      throw new UnavailableError('signing_key_unavailable', `Cannot use ${deps.signingKeyFile}: ${errorMessage(error)}`, { file: deps.signingKeyFile });
+      throw new UnavailableError('signing_key_unavailable', `Cannot use the signing key in ${where}: ${errorMessage(error)}`, { source: where });
     });
     return signingKey;
   };

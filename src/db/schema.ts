@@ -237,6 +237,14 @@ export interface DB extends AuthTables {
   push_subscriptions: PushSubscriptionsTable;
   cluster_nodes: ClusterNodesTable;
   cluster_drives: ClusterDrivesTable;
+  service_secrets: ServiceSecretsTable;
+}
+
+/** A secret the instances of a cluster share (migration 0020); empty in the embedded mode. */
+interface ServiceSecretsTable {
+  name: string;
+  value: string;
+  created_at: string;
 }
 
 /** A browser (device) a user subscribed to Web Push: where the push service takes messages for it, and its keys. */

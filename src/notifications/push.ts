@@ -6,6 +6,7 @@ import webPush from 'web-push';
 import type { Config } from '../config/schema.js';
 import type { DueDelivery } from '../db/notification-repository.js';
 import type { PushSubscriptionInput, PushSubscriptionRepository } from '../db/push-subscription-repository.js';
+import type { SharedSecrets } from '../db/secret-repository.js';
 import { UnavailableError, ValidationError, errnoCode, errorMessage } from '../errors.js';
 import type { JsonObject, JsonValue } from '../json.js';
 import { allCatalogs, createTranslator } from '../web/i18n.js';
@@ -51,7 +52,7 @@ export async function loadOrCreateVapidKeys(file: string): Promise<VapidKeys> {
   }
   const draft = join(dirname(file), `.${VAPID_KEY_FILE}.${randomBytes(6).toString('hex')}`);
   try {
-    await writeFile(draft, `${JSON.stringify(webPush.generateVAPIDKeys())}\n`, { mode: SECRET_FILE_MODE, flag: 'wx' });
+    await writeFile(draft, `${newVapidKeys()}\n`, { mode: SECRET_FILE_MODE, flag: 'wx' });
     await link(draft, file).catch((error: unknown) => {
       if (errnoCode(error) !== 'EEXIST') throw error;
     });
@@ -61,15 +62,24 @@ export async function loadOrCreateVapidKeys(file: string): Promise<VapidKeys> {
   return readVapidKeys(file);
 }
 
+const newVapidKeys = (): string => JSON.stringify(webPush.generateVAPIDKeys());
+
+/** The key pair from its JSON, refused unless it holds a P-256 public key and a private key. */
+const vapidKeysOf =
+  (where: string) =>
+  (text: string): VapidKeys => {
+    const parsed: unknown = JSON.parse(text);
+    const keys = parsed as Partial<VapidKeys> | null;
+    if (typeof keys?.publicKey !== 'string' || typeof keys.privateKey !== 'string' || Buffer.from(keys.publicKey, 'base64url').length !== 65) {
+      throw new UnavailableError('signing_key_invalid', `${where} holds no usable VAPID key pair; remove it to have a new one made`, { source: where });
+    }
+    return { publicKey: keys.publicKey, privateKey: keys.privateKey };
+  };
+
 async function readVapidKeys(file: string): Promise<VapidKeys> {
   // The private key signs for this service at every push service: nobody else may read it.
   if (((await stat(file)).mode & 0o777) !== SECRET_FILE_MODE) await chmod(file, SECRET_FILE_MODE);
-  const parsed: unknown = JSON.parse(await readFile(file, 'utf8'));
-  const keys = parsed as Partial<VapidKeys> | null;
-  if (typeof keys?.publicKey !== 'string' || typeof keys.privateKey !== 'string' || Buffer.from(keys.publicKey, 'base64url').length !== 65) {
-    throw new UnavailableError('signing_key_invalid', `${file} holds no usable VAPID key pair; remove it to have a new one made`, { file });
-  }
-  return { publicKey: keys.publicKey, privateKey: keys.privateKey };
+  return vapidKeysOf(file)(await readFile(file, 'utf8'));
 }
 
 function hostOf(url: URL): string {
@@ -147,7 +157,15 @@ export interface PushChannelDeps {
   subscriptions: PushSubscriptionRepository;
   /** DATA_DIR/vapid.json */
   keyFile: string;
+  /**
+   * In the cluster the key pair lives in the database instead of the file: browsers subscribe at
+   * any web instance, and any instance's outbox sends to them, with the one key they subscribed with.
+   */
+  sharedSecrets?: SharedSecrets;
 }
+
+/** Its name among the cluster's shared secrets. */
+const SHARED_VAPID_KEYS = 'vapid_key_pair';
 
 export interface PushChannel {
   /** The public VAPID key (base64url) browsers subscribe with. */
@@ -171,10 +189,15 @@ function requestHeaders(headers: Record<string, string | number | boolean>): Rec
 export function createPushChannel(deps: PushChannelDeps): PushChannel {
   const { config, subscriptions } = deps;
   let keys: Promise<VapidKeys> | undefined;
+  const where = deps.sharedSecrets === undefined ? deps.keyFile : 'the cluster database';
+  const load = (): Promise<VapidKeys> =>
+    deps.sharedSecrets === undefined
+      ? loadOrCreateVapidKeys(deps.keyFile)
+      : deps.sharedSecrets.getOrCreate(SHARED_VAPID_KEYS, newVapidKeys).then(vapidKeysOf(where));
   const vapidKeys = (): Promise<VapidKeys> => {
-    keys ??= loadOrCreateVapidKeys(deps.keyFile).catch((error: unknown) => {
+    keys ??= load().catch((error: unknown) => {
       keys = undefined;
-      throw new UnavailableError('signing_key_unavailable', `Cannot use ${deps.keyFile}: ${errorMessage(error)}`, { file: deps.keyFile });
+      throw new UnavailableError('signing_key_unavailable', `Cannot use the VAPID keys in ${where}: ${errorMessage(error)}`, { source: where });
     });
     return keys;
   };

@@ -231,7 +231,12 @@ describe('a loop device in automatic mode whose backing file changes', () => {
       const archives = (await api(service.url, 'GET', '/api/v1/archives')).body.archives as Array<{ filename: string; checksums: Record<string, string> }>;
       return archives.some((archive) => archive.filename === 'LOOP_SECOND.iso' && archive.checksums['sha256'] === second.sha256);
     });
-    const jobs = (await api(service.url, 'GET', '/api/v1/jobs')).body.jobs as Array<{ name: string; device_id: string; status: string }>;
+    // The archive entry is written before the job's end is recorded: wait for that too.
+    let jobs: Array<{ name: string; device_id: string; status: string }> = [];
+    await waitFor('its job to end', async () => {
+      jobs = (await api(service.url, 'GET', '/api/v1/jobs')).body.jobs;
+      return jobs.every((job) => job.status !== 'running' && job.status !== 'verifying');
+    });
     assert.deepEqual(
       jobs.map((job) => [job.name, job.device_id, job.status]),
       [['LOOP_SECOND', testDriveId(loop.name), 'completed']],

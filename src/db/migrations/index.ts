@@ -18,6 +18,7 @@ import { integrityMigration } from './0016-integrity.js';
 import { fileSearchPrefixesMigration } from './0017-file-search-prefixes.js';
 import { pushSubscriptionsMigration } from './0018-push-subscriptions.js';
 import { clusterNodesMigration } from './0019-cluster-nodes.js';
+import { serviceSecretsMigration } from './0020-service-secrets.js';
 
 /**
  * Every migration, imported statically: compiled code cannot count on a migrations folder at
@@ -43,6 +44,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0017_file_search_prefixes': fileSearchPrefixesMigration,
   '0018_push_subscriptions': pushSubscriptionsMigration,
   '0019_cluster_nodes': clusterNodesMigration,
+  '0020_service_secrets': serviceSecretsMigration,
 };
 
 export const migrationProvider: MigrationProvider = {
