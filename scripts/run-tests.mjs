@@ -68,21 +68,6 @@ const isIntegration = reachesAny((file, source) => INTEGRATION_MODULES.includes(
 const ENGINE_SWITCH = join(root, 'dist', 'test', 'support', 'database.js');
 const usesEngineSwitch = reachesAny((file) => file === ENGINE_SWITCH);
 
-/**
- * Files on the engine switch whose PostgreSQL run does not pass yet (issue 15 moves them into the
- * pass): the tests in Chromium, not yet run there. They run in the SQLite pass; everything else on
- * the switch (repositories, job queue, auth, API, CLI, pages, services, nginx) runs in both.
- */
-const POSTGRES_PASS_PENDING = [
-  'test/web/browser-archive-files.test.js',
-  'test/web/browser-catalogue.test.js',
-  'test/web/browser-guidance.test.js',
-  'test/web/browser-notifications.test.js',
-  'test/web/browser-walk.test.js',
-  'test/web/browser.test.js',
-  'test/web/pwa.test.js',
-].map((path) => join(root, 'dist', path));
-
 const OPTIONS = ['--unit', '--sqlite-only', '--postgres-only'];
 const args = process.argv.slice(2);
 const unitOnly = args.includes('--unit');
@@ -110,7 +95,8 @@ function runFiles(selected, env) {
 
 let status = 0;
 if (sqlitePass) status = runFiles(files, process.env);
-const postgresFiles = postgresPass ? files.filter((file) => usesEngineSwitch(file) && !POSTGRES_PASS_PENDING.some((pending) => file.startsWith(pending))) : [];
+// Every file on the switch, none left out: the same suite runs against both engines (issue 15).
+const postgresFiles = postgresPass ? files.filter((file) => usesEngineSwitch(file)) : [];
 if (postgresFiles.length > 0) {
   console.log(`# PostgreSQL pass: ${postgresFiles.length} test files again with their state in PostgreSQL`);
   const { startPostgres } = await import(join(root, 'dist', 'test', 'support', 'postgres.js'));
