@@ -26,7 +26,7 @@ const INTEGRATION_MODULES = [
   'test/support/nginx-upstream.js',
   'test/web/support/browser.js',
   'test/http/support.js',
-  'test/web/support/server.js',
+  'test/web/support/web-server.js',
   'test/auth/support.js',
 ].map((path) => join(root, 'dist', path));
 /** So does a module that starts the CLI or the service as a process of its own. */
@@ -68,25 +68,6 @@ const isIntegration = reachesAny((file, source) => INTEGRATION_MODULES.includes(
 const ENGINE_SWITCH = join(root, 'dist', 'test', 'support', 'database.js');
 const usesEngineSwitch = reachesAny((file) => file === ENGINE_SWITCH);
 
-/**
- * Files on the engine switch whose PostgreSQL run does not pass yet (issue 15 moves them into the
- * pass): the pages and Chromium tests, four notification suites whose services start on data dirs
- * made without createTestDataDir, and the service process's tests (on PostgreSQL a second start is
- * refused for its node name in use before it looks at its socket), and nginx in front of the service
- * (its live-stream test hung once there, in one of two fresh-clone runs, with no step timing out;
- * not yet understood). They run in the SQLite pass; the repositories, the job queue, auth, the API,
- * the CLI and the other service tests run in both.
- */
-const POSTGRES_PASS_PENDING = [
-  'test/web/',
-  'test/deploy/nginx.test.js',
-  'test/notifications/domain-events.test.js',
-  'test/notifications/mqtt.test.js',
-  'test/notifications/push.test.js',
-  'test/notifications/webhooks.test.js',
-  'test/server/serve-process.test.js',
-].map((path) => join(root, 'dist', path));
-
 const OPTIONS = ['--unit', '--sqlite-only', '--postgres-only'];
 const args = process.argv.slice(2);
 const unitOnly = args.includes('--unit');
@@ -114,7 +95,8 @@ function runFiles(selected, env) {
 
 let status = 0;
 if (sqlitePass) status = runFiles(files, process.env);
-const postgresFiles = postgresPass ? files.filter((file) => usesEngineSwitch(file) && !POSTGRES_PASS_PENDING.some((pending) => file.startsWith(pending))) : [];
+// Every file on the switch, none left out: the same suite runs against both engines (issue 15).
+const postgresFiles = postgresPass ? files.filter((file) => usesEngineSwitch(file)) : [];
 if (postgresFiles.length > 0) {
   console.log(`# PostgreSQL pass: ${postgresFiles.length} test files again with their state in PostgreSQL`);
   const { startPostgres } = await import(join(root, 'dist', 'test', 'support', 'postgres.js'));

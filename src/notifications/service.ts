@@ -132,8 +132,10 @@ export function createNotificationService(deps: NotificationServiceDeps): Notifi
   let running = false;
   let timer: NodeJS.Timeout | null = null;
   const followers = new Set<(event: DomainEvent) => void>();
-  // Events from the buses are recorded without their emitter waiting; stop() waits for them.
-  const recording = new Set<Promise<void>>();
+  // Events from the buses are recorded without their emitter waiting, one after another in the order
+  // they were raised: on PostgreSQL two recordings at once would commit in either order, and the
+  // stream, its followers and the outbox would tell a disc's insertion before its removal. stop() waits for them.
+  let recordingFromBus: Promise<void> = Promise.resolve();
   // One pump at a time: two that both counted the free slots before either claimed would exceed the concurrency.
   let pumping: Promise<void> | null = null;
   let pumpAgain = false;
@@ -143,9 +145,14 @@ export function createNotificationService(deps: NotificationServiceDeps): Notifi
 
   async function record(type: DomainEventType, payload: JsonObject, targets: Parameters<NotificationRepository['record']>[1]) {
     const event = newEvent(type, payload);
+    const deliveries = await recordEvent(event, targets);
+    return { event, deliveries };
+  }
+
+  async function recordEvent(event: DomainEvent, targets: Parameters<NotificationRepository['record']>[1]): Promise<DeliveryRecord[]> {
     const deliveries = await repository.record(event, targets);
     announce(event, deliveries);
-    return { event, deliveries };
+    return deliveries;
   }
 
   /** Only once the event is committed: a follower or the outbox must never see one that was rolled back. */
@@ -174,12 +181,15 @@ export function createNotificationService(deps: NotificationServiceDeps): Notifi
   }
 
   function raiseFromBus(type: DomainEventType, payload: JsonObject): void {
-    const pending = raise(type, payload).then(
-      () => undefined,
-      (error: unknown) => log.error({ err: error, type }, 'recording a domain event failed'),
+    // The time it was raised, not the time its turn to be recorded came.
+    const event = newEvent(type, payload);
+    const targets = targetsOf(type);
+    recordingFromBus = recordingFromBus.then(() =>
+      recordEvent(event, targets).then(
+        () => undefined,
+        (error: unknown) => log.error({ err: error, type }, 'recording a domain event failed'),
+      ),
     );
-    recording.add(pending);
-    void pending.finally(() => recording.delete(pending));
   }
 
   function retryAfter(attempts: number): Date | null {
@@ -286,7 +296,7 @@ export function createNotificationService(deps: NotificationServiceDeps): Notifi
       if (timer) clearInterval(timer);
       for (const off of unsubscribe.splice(0)) off();
       stopSending.abort();
-      await Promise.all(recording);
+      await recordingFromBus;
       await pumping;
       await Promise.all(inFlight.values());
     },

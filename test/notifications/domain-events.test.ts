@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import type { DomainEvent, DomainEventType } from '../../src/notifications/model.js';
 import { STORAGE_HYSTERESIS_PERCENT, nextStorageLevel } from '../../src/system/storage-watch.js';
 import { type LiveClient, type TestServer, api, followEvents, startTestServer, verifyArchive, waitFor } from '../http/support.js';
+import { attachTestDatabase, detachTestDatabase } from '../support/database.js';
 import { requireTool, run } from '../tools/exec.js';
 import { type MadeIso, makeIso } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
@@ -70,6 +71,7 @@ describe('disc and drive events are recorded, sent to webhooks and carried by th
     work = await mkdtemp(join(tmpdir(), 'disk2iso-domain-discs-'));
     dataDir = join(work, 'data');
     await mkdir(dataDir);
+    await attachTestDatabase(dataDir);
     [first, second] = await Promise.all([
       makeIso({ dir: join(work, 'a'), label: 'EVENT_FIRST', dataMiB: 1, files: 1, seed: 31 }),
       makeIso({ dir: join(work, 'b'), label: 'EVENT_SECOND', dataMiB: 1, files: 1, seed: 32 }),
@@ -104,6 +106,7 @@ describe('disc and drive events are recorded, sent to webhooks and carried by th
     await receiver?.close();
     await loop?.detach();
     await rm(work, { recursive: true, force: true });
+    if (dataDir !== undefined) await detachTestDatabase(dataDir);
   });
 
   it('records a removal and an insertion with label, kind and size, and the notice that the disc waits', { timeout: 60_000 }, async () => {
@@ -293,6 +296,7 @@ describe('the storage thresholds, on a small file system of its own', () => {
     mountPoint = join(work, 'output');
     dataDir = join(work, 'data');
     await Promise.all([mkdir(mountPoint), mkdir(dataDir)]);
+    await attachTestDatabase(dataDir);
     await run(await requireTool('mount', 'mount'), ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', mountPoint]);
     await writeFile(join(mountPoint, fill), '');
     receiver = await startReceiver();
@@ -302,6 +306,7 @@ describe('the storage thresholds, on a small file system of its own', () => {
     await receiver?.close();
     await run('umount', [mountPoint]).catch(() => undefined);
     await rm(work, { recursive: true, force: true });
+    if (dataDir !== undefined) await detachTestDatabase(dataDir);
   });
 
   it('enters and leaves each level at its threshold, less the hysteresis on the way down', () => {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { localActor } from '../../src/auth/principal.js';
 import { testEnv, waitFor } from '../http/support.js';
+import { createTestDataDir, removeTestDataDir } from '../support/database.js';
 import { type FaultFs, mountFaultFs } from '../tools/faultfs.js';
 import { type MadeIso, makeIso } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
@@ -217,7 +218,7 @@ describe('MQTT with Home Assistant discovery, against mosquitto', () => {
   });
 
   it("leaves `offline` to the broker's last will when the service is killed", { timeout: 60_000 }, async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), 'disk2iso-mqtt-killed-'));
+    const dataDir = await createTestDataDir('disk2iso-mqtt-killed-');
     const topic = 'killed/status';
     const watcher = await observe(broker.url, HOME_ASSISTANT, [topic]);
     const child = serve(
@@ -242,7 +243,7 @@ describe('MQTT with Home Assistant discovery, against mosquitto', () => {
       child.child.kill('SIGKILL');
       await child.exited;
       await watcher.close();
-      await rm(dataDir, { recursive: true, force: true });
+      await removeTestDataDir(dataDir);
     }
   });
 });

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { Webhook } from 'standardwebhooks';
 import { isInternalAddress, newWebhookSecret, signatureHeaders } from '../../src/notifications/webhook.js';
 import { type TestServer, api, startTestServer, waitFor } from '../http/support.js';
+import { attachTestDatabase, detachTestDatabase } from '../support/database.js';
 import { makeIso } from '../tools/iso.js';
 import { type WebhookReceiver, signatureValid, startReceiver } from './receiver.js';
 
@@ -60,6 +61,7 @@ describe('webhooks through a running service', () => {
   let isoPath: string;
   let receiver: WebhookReceiver;
   let service: TestServer | undefined;
+  let restartDataDir: string | undefined;
 
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'disk2iso-webhooks-'));
@@ -70,6 +72,7 @@ describe('webhooks through a running service', () => {
     await service?.close();
     await receiver.close();
     await rm(work, { recursive: true, force: true });
+    if (restartDataDir !== undefined) await detachTestDatabase(restartDataDir);
   });
 
   it("sends a job's events, signed, to each endpoint that subscribed to them, and logs every delivery", async () => {
@@ -180,10 +183,15 @@ describe('webhooks through a running service', () => {
   it('keeps an undelivered event across a restart and delivers it exactly once, with the same webhook-id', async () => {
     await service?.close();
     const dataDir = join(work, 'restart');
+    await attachTestDatabase(dataDir);
+    restartDataDir = dataDir;
     const closed = await startReceiver();
     const port = closed.port;
     await closed.close();
-    service = await startTestServer({ dataDir, env: ALLOW_PRIVATE, notifications: FAST_RETRIES });
+    // Retried every 100 ms and never given up while this service runs: with the default ten attempts
+    // at 1 ms apart, the delivery could be given up before the test looks at it.
+    const patient = { ...FAST_RETRIES, retryBaseMs: 100, retryMaxMs: 100, maxAttempts: 1_000_000 };
+    service = await startTestServer({ dataDir, env: ALLOW_PRIVATE, notifications: patient });
     const { url } = service;
     const { secret, webhook } = (await api(url, 'POST', '/api/v1/notifications/webhooks', { name: 'later', url: `http://127.0.0.1:${port}/`, events: [] }))
       .body;

@@ -287,7 +287,8 @@ describe('the service as a process: kill -9, SIGTERM, a port in use, unix socket
     assert.equal(audit.status, 200, audit.body);
     assert.equal((JSON.parse(audit.body) as { entries: Array<{ ip_address: string }> }).entries[0]?.ip_address, '198.51.100.77');
 
-    const rival = start(['--socket', socket], data.env);
+    // A name of its own, as any second process on a shared database needs: what refuses it is the socket, not the name.
+    const rival = start(['--socket', socket], { ...data.env, DISK2ISO_CLUSTER_NODE_NAME: 'rival' });
     const refused = await rival.exited;
     assert.notEqual(refused.code, 0);
     assert.match(rival.output(), /another server is listening on/);
