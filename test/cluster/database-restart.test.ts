@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { api } from '../http/client.js';
-import { type ClusterDisc, type ClusterNode, FAST_CLUSTER, eventually, finishedBytes, tryGet, useCluster } from '../support/cluster-processes.js';
+import { type ClusterDisc, type ClusterNode, FAST_CLUSTER, driveOf, eventually, finishedBytes, tryGet, useCluster } from '../support/cluster-processes.js';
 import { sha256File } from '../tools/iso.js';
 
 /**
@@ -41,11 +41,12 @@ describe('cluster: PostgreSQL restarts', () => {
     const c = await cluster.ready();
     disc = await c.disc({ label: 'RESTART_DISC', dataMiB: 40, seed: 31, delayMs: 120 });
     const other = await c.disc({ label: 'OTHER_DISC', dataMiB: 2, seed: 32 });
-    nodeA = await c.node({ name: 'node-a', role: 'all', drives: [disc.loop.path] });
+    nodeA = await c.node({ name: 'node-a', role: 'worker', drives: [disc.loop.path] });
     nodeB = await c.node({ name: 'node-b', role: 'all', drives: [other.loop.path] });
     await Promise.all([nodeA.start(), nodeB.start()]);
-    const created = await api(nodeA.url(), 'POST', '/api/v1/jobs', { device: disc.loop.name });
+    const created = await api(nodeB.url(), 'POST', '/api/v1/jobs', { device: await driveOf(nodeB.url(), 'node-a', disc.loop.path) });
     assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.equal(created.body.node, 'node-a', 'made on node B for the drive of node A');
     jobId = created.body.id;
     imagePath = created.body.output_file;
     watcher = (async () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { api } from '../http/client.js';
-import { type ClusterDisc, type ClusterNode, FAST_CLUSTER, eventually, finishedBytes, tryGet, useCluster } from '../support/cluster-processes.js';
+import { type ClusterDisc, type ClusterNode, FAST_CLUSTER, driveOf, eventually, finishedBytes, tryGet, useCluster } from '../support/cluster-processes.js';
 import type { NetworkHost } from '../support/netns.js';
 import { sha256File } from '../tools/iso.js';
 
@@ -40,7 +40,7 @@ describe('cluster: a worker cut off from the database', () => {
     host = workerHost;
     disc = await c.disc({ label: 'CUT_OFF_DISC', dataMiB: 40, seed: 41, delayMs: 120 });
     const other = await c.disc({ label: 'OTHER_DISC', dataMiB: 2, seed: 42 });
-    nodeA = await c.node({ name: 'node-a', role: 'all', drives: [disc.loop.path], host });
+    nodeA = await c.node({ name: 'node-a', role: 'worker', drives: [disc.loop.path], host });
     nodeB = await c.node({ name: 'node-b', role: 'all', drives: [other.loop.path] });
     await Promise.all([nodeA.start(), nodeB.start()]);
   });
@@ -60,8 +60,9 @@ describe('cluster: a worker cut off from the database', () => {
       return row;
     };
     assert.match(nodeA.url(), new RegExp(`^http://${host.address.replace(/\./g, '\\.')}:\\d+$`), 'node A listens on its own address');
-    const created = await api(nodeA.url(), 'POST', '/api/v1/jobs', { device: disc.loop.name });
+    const created = await api(nodeB.url(), 'POST', '/api/v1/jobs', { device: await driveOf(nodeB.url(), 'node-a', disc.loop.path) });
     assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.equal(created.body.node, 'node-a', 'made on node B for the drive of node A');
     const jobId: string = created.body.id;
     const imagePath: string = created.body.output_file;
     const mapPath = `${imagePath}.map`;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { api } from '../http/client.js';
-import { type ClusterDisc, type ClusterNode, FAST_CLUSTER, eventually, finishedBytes, tryGet, useCluster } from '../support/cluster-processes.js';
+import { type ClusterDisc, type ClusterNode, FAST_CLUSTER, driveOf, eventually, finishedBytes, tryGet, useCluster } from '../support/cluster-processes.js';
 import { sha256File } from '../tools/iso.js';
 
 /**
@@ -37,7 +37,7 @@ describe('cluster: a worker killed mid-job', () => {
     const c = await cluster.ready();
     discA = await c.disc({ label: 'NODE_A_DISC', dataMiB: 40, seed: 21, delayMs: 60 });
     const discB = await c.disc({ label: 'NODE_B_DISC', dataMiB: 2, seed: 22 });
-    nodeA = await c.node({ name: 'node-a', role: 'all', drives: [discA.loop.path] });
+    nodeA = await c.node({ name: 'node-a', role: 'worker', drives: [discA.loop.path] });
     nodeB = await c.node({ name: 'node-b', role: 'all', drives: [discB.loop.path] });
     await Promise.all([nodeA.start(), nodeB.start()]);
   });
@@ -56,14 +56,18 @@ describe('cluster: a worker killed mid-job', () => {
       assert.ok(row, `job ${id} is in the database`);
       return row;
     };
-    const created = await api(nodeA.url(), 'POST', '/api/v1/jobs', { device: discA.loop.name });
+    const created = await api(nodeB.url(), 'POST', '/api/v1/jobs', { device: await driveOf(nodeB.url(), 'node-a', discA.loop.path) });
     assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.equal(created.body.node, 'node-a', 'made on node B for the drive of node A');
     const jobId: string = created.body.id;
     const imagePath: string = created.body.output_file;
     const mapPath = `${imagePath}.map`;
-    const owner = (await jobRow(jobId)).lease_owner;
-    assert.equal((await jobRow(jobId)).node_id, 'node-a', 'the job names the node whose drive it reads');
     await eventually('a saved map with progress', async () => (await finishedBytes(mapPath)) > 0);
+    const running = await jobRow(jobId);
+    assert.equal(running.status, 'running');
+    assert.equal(running.node_id, 'node-a', 'the job names the node whose drive it reads');
+    const owner = running.lease_owner;
+    assert.notEqual(owner, null, 'node A holds its lease');
     const before = (await tryGet(nodeB.url(), '/api/v1/system/nodes'))?.body.nodes.find((node: { id: string }) => node.id === 'node-a');
     assert.equal(before?.online, true, 'node A is online before the kill');
 
@@ -103,11 +107,12 @@ describe('cluster: a worker killed mid-job', () => {
     const restartedAt = Date.now();
     await nodeA.start();
     await discA.fault.setDelay(5);
-    await eventually('node A to run the job again', async () => {
+    const resumed = await eventually('node A to run the job again', async () => {
       const row = await jobRow(jobId);
       return row.status !== 'queued' ? row : null;
     });
     const resumeMs = Date.now() - restartedAt;
+    assert.ok(resumed.lease_owner !== null && resumed.lease_owner !== owner, 'the new process of node A took it up');
     const done = await eventually(
       'the job to complete',
       async () => {
@@ -118,7 +123,6 @@ describe('cluster: a worker killed mid-job', () => {
     );
     assert.equal(done.node_id, 'node-a');
     assert.equal(done.attempts, 2);
-    assert.notEqual(done.lease_owner, owner, 'a new process took it up');
     assert.equal(await sha256File(imagePath), discA.iso.sha256, 'the image is byte-identical to the disc');
 
     const logs = await api(nodeB.url(), 'GET', `/api/v1/jobs/${jobId}/logs`);

@@ -19,7 +19,8 @@ import { type PostgresServer, startPostgres } from './postgres.js';
 /**
  * Real cluster processes for the failure tests of issue 15: one throwaway PostgreSQL server, and
  * `bin/disk2iso serve` processes on it, each a node of its own (data dir, `cluster.node_name`,
- * drives), optionally inside a network namespace (test/support/netns.ts) whose link a test cuts.
+ * drives, role) sharing one output folder, optionally inside a network namespace
+ * (test/support/netns.ts) whose link a test cuts.
  * The drives are loop devices over FUSE sources (test/tools/faultfs.ts), so a test slows a drive
  * down, counts what was read from it and compares the image with the disc's ISO.
  *
@@ -58,7 +59,6 @@ interface ClusterNodeSpec {
 export interface ClusterNode {
   readonly name: string;
   readonly dataDir: string;
-  readonly outputDir: string;
   /** Starts the process (again, after a kill: the same data dir and name) and resolves to its URL once it listens. */
   start(): Promise<string>;
   /** The URL of the running process. */
@@ -132,6 +132,19 @@ export async function tryGet(url: string, path: string): Promise<{ status: numbe
   }
 }
 
+/**
+ * The id under which the instance at `url` lists the drive of `node` at `path` (`NODE.NAME` in the
+ * cluster), once it lists it with a disc in it: from the node's heartbeat, for another node's drive.
+ */
+export async function driveOf(url: string, node: string, path: string): Promise<string> {
+  const drive = await eventually(`${url} to list ${path} of ${node} with its disc`, async () => {
+    const listed = await tryGet(url, '/api/v1/devices');
+    const found = listed?.body.devices?.find((device: { node: string | null; path: string }) => device.node === node && device.path === path);
+    return found?.has_media === true ? found : null;
+  });
+  return drive.id;
+}
+
 const OUTPUT_LIMIT = 2_000_000;
 const INT8_OID = 20;
 
@@ -171,10 +184,13 @@ export function useCluster(options: UseClusterOptions = {}): ClusterForFile {
     pool.on('error', () => undefined);
     cleanups.push(() => pool.end());
 
+    // The output folder every node shares (an NFS mount at the same path in a real cluster): a web instance names a job's image there, its worker writes it.
+    const outputDir = join(work, 'output');
+    await mkdir(outputDir);
+
     const makeNode = async (spec: ClusterNodeSpec): Promise<ClusterNode> => {
       const dataDir = join(work, spec.name);
-      const outputDir = join(dataDir, 'images');
-      await mkdir(outputDir, { recursive: true });
+      await mkdir(dataDir);
       const url = spec.host === undefined ? databaseUrl : postgres.url(databaseName, spec.host.rootAddress);
       const env = embeddedTestEnv(dataDir, spec.drives, {
         DISK2ISO_DATABASE_URL: url,
@@ -194,7 +210,6 @@ export function useCluster(options: UseClusterOptions = {}): ClusterForFile {
       return {
         name: spec.name,
         dataDir,
-        outputDir,
         async start() {
           if (isRunning()) throw new Error(`node ${spec.name} runs already`);
           address = undefined;
