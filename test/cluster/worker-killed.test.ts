@@ -87,6 +87,8 @@ describe('cluster: a worker killed mid-job', () => {
     assert.ok(Date.parse(offline.view.heartbeat_at) <= killedAt, 'no heartbeat after the kill');
     assert.ok(offline.view.heartbeat_age_seconds * 1000 >= OFFLINE_AFTER_MS - 1000, JSON.stringify(offline.view));
     assert.equal(offline.all.find((node: { id: string }) => node.id === 'node-b')?.online, true, 'node B stays online');
+    const shown = await api(nodeB.url(), 'GET', `/api/v1/jobs/${jobId}`);
+    assert.equal(shown.body.node, 'node-a', 'the job names the node now shown offline');
 
     // Node B recovers the lease of the dead process, and the job waits for its own node.
     const released = await eventually('the job back in the queue', async () => {
