@@ -2,7 +2,17 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { api } from '../http/client.js';
-import { type ClusterDisc, type ClusterNode, FAST_CLUSTER, driveOf, eventually, finishedBytes, tryGet, useCluster } from '../support/cluster-processes.js';
+import {
+  type ClusterDisc,
+  type ClusterNode,
+  FAST_CLUSTER,
+  driveOf,
+  eventually,
+  finishedBytes,
+  readingStopped,
+  tryGet,
+  useCluster,
+} from '../support/cluster-processes.js';
 import type { NetworkHost } from '../support/netns.js';
 import { sha256File } from '../tools/iso.js';
 
@@ -77,9 +87,8 @@ describe('cluster: a worker cut off from the database', () => {
     host.cut();
     await eventually('node A to pause its run', () => nodeA.output().slice(outputBefore).includes('the job lease could not be renewed'));
     const pauseMs = Date.now() - cutAt;
-    // The engine stops at its next read and saves the map; from then on nothing is read.
-    await sleep(1000);
-    const readAtPause = (await disc.fault.stats()).readBytes;
+    // The engine stops after the read in flight and saves the map; from then on nothing is read.
+    const readAtPause = await readingStopped(disc.fault);
     const mapAtPause = await finishedBytes(mapPath);
     assert.ok(mapAtPause > 0 && mapAtPause < disc.iso.sizeBytes, `paused part way: ${mapAtPause} of ${disc.iso.sizeBytes}`);
 

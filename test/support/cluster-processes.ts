@@ -145,6 +145,22 @@ export async function driveOf(url: string, node: string, path: string): Promise<
   return drive.id;
 }
 
+/**
+ * The bytes read from `fault` once reading has stopped: the same count twice, a second apart. The
+ * read in flight when a run was told to stop still ends at the slow drive's pace.
+ */
+export async function readingStopped(fault: FaultFs): Promise<number> {
+  let last = (await fault.stats()).readBytes;
+  const settled = await eventually('reading from the disc to stop', async () => {
+    await sleep(1000);
+    const now = (await fault.stats()).readBytes;
+    const same = now === last;
+    last = now;
+    return same ? { bytes: now } : null;
+  });
+  return settled.bytes;
+}
+
 const OUTPUT_LIMIT = 2_000_000;
 const INT8_OID = 20;
 
