@@ -1,5 +1,6 @@
 import { link, unlink } from 'node:fs/promises';
 import { basename } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { imagingOptionsFrom } from '../config/imaging-options.js';
 import type { Config } from '../config/schema.js';
 import type { ArchiveRepository } from '../db/archive-repository.js';
@@ -74,6 +75,10 @@ function stoppedAt(latest: Pick<JobRecord, 'phase' | 'progress' | 'bytesDone' | 
 /** Progress goes to the database at most this often; live events follow the engine's own pace. */
 const DB_PROGRESS_INTERVAL_MS = 1000;
 
+/** The first wait before recording a run's end again while the database is out of reach; it doubles up to the longest. */
+const RECORD_RETRY_FIRST_MS = 250;
+const RECORD_RETRY_LONGEST_MS = 5000;
+
 interface ActiveRun {
   controller: AbortController;
   deviceId: string;
@@ -112,6 +117,14 @@ function differentDisc(options: JobOptions, media: MediaInfo): boolean {
 export function createJobRunner(deps: JobRunnerDeps): JobRunner {
   const { config, queue, jobs, archives, drives, events, log, workerId } = deps;
   const leaseMs = config.jobs.lease_seconds * 1000;
+  /**
+   * A run whose lease could not be renewed stops reading this long before the lease it last renewed
+   * runs out: time for the engine to save the map, before the job's recovery (on this node, once it
+   * reaches the database again) may hand it to a new run.
+   */
+  const leaseMarginMs = Math.floor(leaseMs / 3);
+  /** Several renewals fit before that point, so one slow or failed heartbeat does not pause a run. */
+  const heartbeatMs = Math.max(1000, Math.floor(leaseMs / 6));
   const runs = new Map<string, ActiveRun>();
   const outputAllowed = deps.outputAllowed ?? ((file: string) => insideOutputDir(config, file));
   let stopping = false;
@@ -119,6 +132,8 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
   let loop: Promise<void> = Promise.resolve();
   let wakeUp: (() => void) | null = null;
   let lastPollAt: number | null = null;
+  /** Aborted by stop(): waits between attempts to reach the database end at once. */
+  const stopSignal = new AbortController();
 
   async function appendLog(jobId: string, level: 'info' | 'warning' | 'error', message: string): Promise<void> {
     const line = await jobs.appendLog(jobId, level, message);
@@ -132,6 +147,58 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
     const finished = await queue.finish(job.id, workerId, status, patch);
     const final = shutdownPause ? await queue.requeue(job.id) : finished;
     events.emit('job.finished', { job: final });
+  }
+
+  /**
+   * `step` again and again, waiting longer each time, while it fails for want of the database (any
+   * error but a DomainError, which is the database's answer and is thrown); null once the runner
+   * stops, which leaves the job to the recovery of its lease.
+   */
+  async function persistently<T>(jobId: string, what: string, step: () => Promise<T>): Promise<T | null> {
+    for (let delayMs = RECORD_RETRY_FIRST_MS; ; delayMs = Math.min(delayMs * 2, RECORD_RETRY_LONGEST_MS)) {
+      try {
+        return await step();
+      } catch (error) {
+        if (error instanceof DomainError) throw error;
+        if (stopping) return null;
+        log.warn({ err: error, jobId, retryInMs: delayMs }, `${what} failed; trying again`);
+        await sleep(delayMs, undefined, { signal: stopSignal.signal }).catch(() => undefined);
+        if (stopping) return null;
+      }
+    }
+  }
+
+  /**
+   * The end of a run stopped because its lease could not be renewed (the database out of reach) or
+   * was lost. Recorded as a pause, and put back in the queue so that this node (the only one that
+   * claims the job) continues it from the map; kept paused if the user asked for a pause meanwhile.
+   * When the job is no longer this worker's (its expired lease was recovered, by this node or
+   * another), it is left as it is: that recovery has decided what happens to it.
+   */
+  async function recordLeasePause(job: JobRecord, patch: FinishPatch): Promise<void> {
+    const current = await persistently(job.id, 'reading the job', () => queue.get(job.id));
+    if (current === null) return;
+    let paused: JobRecord | null;
+    try {
+      paused = await persistently(job.id, 'recording the pause', () => queue.finish(job.id, workerId, 'paused', patch));
+    } catch (error) {
+      if (!(error instanceof DomainError && error.code === 'lease_lost')) throw error;
+      log.warn({ jobId: job.id }, 'the job was recovered while its run was stopping; leaving it to that recovery');
+      return;
+    }
+    if (paused === null) return;
+    let final = paused;
+    if (current.requestedAction === null) {
+      // A job the user cancelled meanwhile stays as they left it.
+      const requeued = await persistently(job.id, 'queueing the job again', () => queue.requeue(job.id)).catch((error: unknown) => {
+        if (!(error instanceof DomainError)) throw error;
+        log.warn({ err: error, jobId: job.id }, 'the paused job was not queued again');
+        return null;
+      });
+      final = requeued ?? paused;
+    }
+    events.emit('job.finished', { job: final });
+    await appendLog(job.id, 'info', 'paused: the job lease could not be renewed; it continues from the rescue map').catch(() => undefined);
   }
 
   async function recordArchive(job: JobRecord, media: MediaInfo, result: ImagingResult): Promise<string> {
@@ -192,20 +259,41 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
   }
 
   async function run(job: JobRecord, controller: AbortController): Promise<void> {
-    const heartbeat = setInterval(
-      () => {
-        queue.heartbeat(job.id, workerId, leaseMs).then(
-          (held) => {
-            if (!held) {
-              log.warn({ jobId: job.id }, 'lease lost; stopping the job here');
-              controller.abort('pause');
-            }
-          },
-          (error: unknown) => log.error({ err: error, jobId: job.id }, 'heartbeat failed'),
-        );
-      },
-      Math.max(1000, Math.floor(leaseMs / 3)),
-    );
+    /** Set when the run stops because its lease ran short or was lost: its end is then recorded as recordLeasePause does. */
+    let leaseStop = false;
+    const stopForLease = (message: string): void => {
+      if (controller.signal.aborted) return;
+      leaseStop = true;
+      log.warn({ jobId: job.id }, message);
+      controller.abort('pause');
+    };
+    /** When the lease this run last renewed runs out, on this process's monotonic clock; the claim's lease to begin with. */
+    let leaseEndsAt = performance.now() + (job.leaseExpiresAt === null ? leaseMs : Date.parse(job.leaseExpiresAt) - Date.now());
+    let leaseShort: NodeJS.Timeout | undefined;
+    const watchLease = (): void => {
+      clearTimeout(leaseShort);
+      leaseShort = setTimeout(
+        () => stopForLease('the job lease could not be renewed; pausing the job before it runs out'),
+        Math.max(0, leaseEndsAt - leaseMarginMs - performance.now()),
+      );
+      leaseShort.unref();
+    };
+    watchLease();
+    const heartbeat = setInterval(() => {
+      const sentAt = performance.now();
+      queue.heartbeat(job.id, workerId, leaseMs).then(
+        (held) => {
+          if (!held) {
+            stopForLease('lease lost; stopping the job here');
+            return;
+          }
+          // The database set the new end at or after the moment the renewal was sent.
+          leaseEndsAt = Math.max(leaseEndsAt, sentAt + leaseMs);
+          watchLease();
+        },
+        (error: unknown) => log.error({ err: error, jobId: job.id }, 'heartbeat failed'),
+      );
+    }, heartbeatMs);
     heartbeat.unref();
 
     let lastDbWrite = 0;
@@ -249,7 +337,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
         )
         .then((updated) => {
           if (!updated) {
-            controller.abort('pause');
+            stopForLease('lease lost; stopping the job here');
             return;
           }
           events.emit('job.updated', { job: latest === null ? updated : { ...updated, ...latest } });
@@ -319,6 +407,8 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
         if (shouldEject(config, drive, { badBytes: result.badSectors.badBytes, verified: result.verified, requested: job.options.eject })) {
           await drives.eject(drive.id).catch((error: unknown) => appendLog(job.id, 'warning', `eject failed: ${errorMessage(error)}`));
         }
+      } else if (leaseStop && result.outcome === 'paused') {
+        await recordLeasePause(job, stoppedAt(latest));
       } else {
         if (result.outcome === 'cancelled') await discardIfAsked(job, result);
         await appendLog(job.id, 'info', result.outcome);
@@ -337,6 +427,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
       );
     } finally {
       clearInterval(heartbeat);
+      clearTimeout(leaseShort);
     }
   }
 
@@ -420,6 +511,7 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
     wake,
     async stop() {
       stopping = true;
+      stopSignal.abort();
       lastPollAt = null;
       wake();
       for (const active of runs.values()) active.controller.abort('pause');

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { type ArchiveRepository, createArchiveRepository } from '../../src/db/archive-repository.js';
+import type { Database } from '../../src/db/database.js';
 import { type JobRepository, createJobRepository } from '../../src/db/job-repository.js';
 import { createSqliteQueue } from '../../src/db/sqlite-queue.js';
 import type { DriveService } from '../../src/drives/service.js';
@@ -238,6 +239,8 @@ export interface HarnessOptions {
   env?: Record<string, string>;
   /** Default: one ejectable optical drive sr0 holding dataDisc(). */
   drives?: Array<{ drive: Drive; media: MediaInfo }>;
+  /** What the queue, the repositories and the runners use instead of the test's database (one that can fail, say). */
+  database?: (database: Database) => Database;
 }
 
 export async function withJobs(options: HarnessOptions, work: (harness: JobsHarness) => Promise<void>): Promise<void> {
@@ -245,7 +248,8 @@ export async function withJobs(options: HarnessOptions, work: (harness: JobsHarn
     const output = join(dir, 'images');
     await mkdir(output);
     const config = loadConfig({ env: { DISK2ISO_DATA_DIR: dir, DISK2ISO_STORAGE_OUTPUT_DIR: output, ...options.env } });
-    const database = await openTestDatabase(dir);
+    const opened = await openTestDatabase(dir);
+    const database = options.database?.(opened) ?? opened;
     const queue = createSqliteQueue(database);
     const jobRepository = createJobRepository(database);
     const archives = createArchiveRepository(database);
@@ -296,7 +300,7 @@ export async function withJobs(options: HarnessOptions, work: (harness: JobsHarn
       });
     } finally {
       for (const runner of runners) await runner.stop();
-      await database.close();
+      await opened.close();
     }
     assert.deepEqual(listenerErrors, [], 'no event listener failed');
   });
