@@ -7,6 +7,9 @@ import { requireTool, run } from '../tools/exec.js';
 /** The shipped site (deploy/nginx): TLS, the headers, the rate limit, everything passed on to `disk2iso_service`. */
 export const NGINX_SITE = join(packageRoot(), 'deploy', 'nginx', 'disk2iso.conf');
 
+/** The shipped upstream block for several web instances, which replaces the site's own. */
+export const NGINX_CLUSTER_UPSTREAM = join(packageRoot(), 'deploy', 'nginx', 'disk2iso-cluster-upstream.conf');
+
 export interface Certificates {
   /** The test CA's certificate, PEM. */
   ca: string;
