@@ -12,66 +12,14 @@ import { after, before, describe, it } from 'node:test';
 import { connect as connectTls } from 'node:tls';
 import WebSocket from 'ws';
 import { localActor } from '../../src/auth/principal.js';
-import { packageRoot } from '../../src/config/load.js';
 import { CONTENT_SECURITY_POLICY } from '../../src/http/security-headers.js';
 import { TEST_PASSWORD, type TestServer, startTestServer, waitFor } from '../http/support.js';
+import { type Certificates, NGINX_SITE, acceptsTls, makeCertificates, renderShipped } from '../support/nginx-site.js';
 import { NGINX_HTTP_PART, type NginxProcess, freePorts, startNginx } from '../support/nginx-upstream.js';
 import { run } from '../tools/exec.js';
-import { type MadeIso, makeIso, requireTool } from '../tools/iso.js';
+import { type MadeIso, makeIso } from '../tools/iso.js';
 
-const SITE = join(packageRoot(), 'deploy', 'nginx', 'disk2iso.conf');
 const HSTS = 'max-age=31536000; includeSubDomains';
-
-interface Certificates {
-  ca: string;
-  cert: string;
-  key: string;
-}
-
-/**
- * A test CA and a server certificate for 127.0.0.1 and ::1. The server key is RSA so that every
- * suite the test offers could be served with it: a refused one is refused by the site's cipher list.
- */
-async function makeCertificates(openssl: string, dir: string): Promise<Certificates> {
-  const file = (name: string) => join(dir, name);
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  const caExtensions = ['-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'];
-  await run(openssl, [
-    'req',
-    '-x509',
-    ...ec,
-    '-keyout',
-    file('ca.key'),
-    '-out',
-    file('ca.crt'),
-    '-days',
-    '2',
-    '-subj',
-    '/CN=disk2iso test CA',
-    ...caExtensions,
-  ]);
-  await run(openssl, ['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', file('server.key'), '-out', file('server.csr'), '-subj', '/CN=localhost']);
-  await writeFile(
-    file('server.ext'),
-    'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n',
-  );
-  const signing = ['-CA', file('ca.crt'), '-CAkey', file('ca.key'), '-CAcreateserial', '-days', '2', '-extfile', file('server.ext')];
-  await run(openssl, ['x509', '-req', '-in', file('server.csr'), ...signing, '-out', file('server.crt')]);
-  return { ca: await readFile(file('ca.crt'), 'utf8'), cert: file('server.crt'), key: file('server.key') };
-}
-
-/**
- * The real site file with its documented placeholders replaced, each of which must occur exactly as
- * often as expected: if the file changes, this fails instead of testing something else.
- */
-function renderSite(site: string, replacements: Array<[placeholder: string, value: string, occurrences: number]>): string {
-  let rendered = site;
-  for (const [placeholder, value, occurrences] of replacements) {
-    assert.equal(rendered.split(placeholder).length - 1, occurrences, `${placeholder} occurs ${occurrences} times in ${SITE}`);
-    rendered = rendered.replaceAll(placeholder, value);
-  }
-  return rendered;
-}
 
 interface Answer {
   status: number;
@@ -149,13 +97,12 @@ describe('nginx in front of the service (deploy/nginx)', () => {
   }
 
   before(async () => {
-    const openssl = await requireTool('openssl', 'openssl');
     work = await mkdtemp(join(tmpdir(), 'disk2iso-nginx-'));
     // nginx's workers run as www-data, as on Debian; they must reach the socket's directory
     // (startNginx opens the directory to them).
     const wwwData = Number((await run('id', ['-g', 'www-data'])).stdout.trim());
     iso = await makeIso({ dir: work, label: 'PROXIED', dataMiB: 3, files: 2, seed: 5 });
-    certificates = await makeCertificates(openssl, work);
+    certificates = await makeCertificates(work);
 
     // As /run/disk2iso: the service's directory, open to its group, in which nginx's user is.
     const runDir = join(work, 'run');
@@ -168,7 +115,7 @@ describe('nginx in front of the service (deploy/nginx)', () => {
 
     [httpsPort = 0, httpPort = 0] = await freePorts(2);
     origin = `https://127.0.0.1:${httpsPort}`;
-    const site = renderSite(await readFile(SITE, 'utf8'), [
+    const site = renderShipped(NGINX_SITE, await readFile(NGINX_SITE, 'utf8'), [
       ['listen 443 ssl http2;', `listen 127.0.0.1:${httpsPort} ssl http2;`, 1],
       ['listen [::]:443 ssl http2;', `listen [::1]:${httpsPort} ssl http2;`, 1],
       ['listen 80;', `listen 127.0.0.1:${httpPort};`, 1],
@@ -181,14 +128,7 @@ describe('nginx in front of the service (deploy/nginx)', () => {
     nginx = await startNginx({
       dir: work,
       includes: [NGINX_HTTP_PART, join(work, 'disk2iso.conf')],
-      isListening: () =>
-        new Promise<boolean>((resolve) => {
-          const probe = connectTls({ host: '127.0.0.1', port: httpsPort, ca: certificates.ca }, () => {
-            probe.destroy();
-            resolve(true);
-          });
-          probe.on('error', () => resolve(false));
-        }),
+      isListening: () => acceptsTls(httpsPort, certificates.ca),
     });
   });
 

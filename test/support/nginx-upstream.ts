@@ -45,6 +45,8 @@ export interface NginxProcess {
  * /etc/nginx/nginx.conf in the parts that matter (its http-wide TLS settings included, which a site
  * must override), with `includes` in its http block. Resolves once `isListening` says so; rejects
  * with nginx's own complaint if it exits first (a taken port). It ends with the test process.
+ * Its access log, `dir`/access.log, has a line per request when it ends: the time (Unix seconds),
+ * the request line, the status and the upstream addresses tried.
  */
 export async function startNginx(options: { dir: string; includes: readonly string[]; isListening: () => Promise<boolean> }): Promise<NginxProcess> {
   const command = await requireTool('nginx', 'nginx');
@@ -65,7 +67,9 @@ http {
     ssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3;
     ssl_prefer_server_ciphers on;
     gzip on;
-    access_log ${join(dir, 'access.log')};
+    # Which instance answered each request ($upstream_addr: every one tried, in order), when it ended.
+    log_format disk2iso_test '$msec "$request" $status upstream=$upstream_addr';
+    access_log ${join(dir, 'access.log')} disk2iso_test;
     client_body_temp_path ${join(temp, 'body')};
     proxy_temp_path ${join(temp, 'proxy')};
     fastcgi_temp_path ${join(temp, 'fastcgi')};

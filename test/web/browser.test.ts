@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Browser, Locator, Page } from 'playwright-core';
 import { SESSION_COOKIE } from '../../src/http/guard.js';
 import { sha256File } from '../tools/iso.js';
-import { type WatchedContext, launchBrowser, screenshots, watchedContext } from './support/browser.js';
+import { type WatchedContext, launchBrowser, screenshots, signInThroughForm, watchedContext } from './support/browser.js';
 import { type TestDisc, insertTestDisc } from './support/discs.js';
 import { TEST_PASSWORD, type TestRole, type WebTestServer, startWebTestServer } from './support/server.js';
 
@@ -40,13 +40,6 @@ function card(page: Page, name: string): Locator {
 
 async function assertNoProblems(watched: WatchedContext, page: Page): Promise<void> {
   assert.deepEqual(await watched.collectProblems(page), []);
-}
-
-/** Signs in through the real sign-in form; the page is on it (having been sent there). */
-async function signInThroughForm(page: Page, name: string, password: string): Promise<void> {
-  await page.getByLabel('User name', { exact: true }).fill(name);
-  await page.getByLabel('Password', { exact: true }).fill(password);
-  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
 }
 
 describe('web interface in Chromium', () => {

@@ -265,6 +265,28 @@ describe('honest job states in the pages and the API', () => {
     assert.equal(JSON.parse(viaApi.body).status, 'queued');
     assert.equal(JSON.parse(viaApi.body).options.read_attempts, 7);
   });
+
+  it('names the node whose drive a job reads on its row and its page, and no node in the embedded mode', async () => {
+    const options = { read_attempts: 2, verify: true, checksums: ['md5' as const], disc: { label: 'NODE', kind: 'data' as const, sector_size: 2048 } };
+    // A job for another node's drive (in the cluster mode): this embedded service's runner never takes it.
+    const remote = await server.queue.enqueue({
+      name: 'on-tower-b',
+      nodeId: 'tower-b',
+      deviceId: 'tower-b.sr0',
+      devicePath: '/dev/sr0',
+      outputFile: join(output, 'on-tower-b.iso'),
+      sizeBytes: 1024 * 1024,
+      options,
+    });
+    const local = await jobThatRead('on-this-host', 1024 * 1024, 'paused');
+    const dashboard = await send('GET', '/');
+    assert.match(cardOf(dashboard.body, remote.id), /<span data-field="node">Node tower-b<\/span>/);
+    assert.doesNotMatch(cardOf(dashboard.body, local.id), /data-field="node"|Node /);
+    const page = await send('GET', `/jobs/${remote.id}`);
+    assert.match(page.body, /<dt>Node<\/dt><dd data-field="node">tower-b<\/dd>/);
+    assert.doesNotMatch((await send('GET', `/jobs/${local.id}`)).body, /<dt>Node<\/dt>/);
+    assert.equal((await send('POST', `/jobs/${remote.id}/cancel`, { form: { partial: 'delete', return_to: '/' } })).status, 303);
+  });
 });
 
 describe('a drive whose disc cannot be read', () => {

@@ -25,8 +25,9 @@ const LAUNCH = {
   ],
 };
 
-export function launchBrowser(): Promise<Browser> {
-  return chromium.launch(LAUNCH);
+/** `extraArgs` add to the command line (a test CA's certificate to accept). */
+export function launchBrowser(extraArgs: readonly string[] = []): Promise<Browser> {
+  return chromium.launch({ ...LAUNCH, args: [...LAUNCH.args, ...extraArgs] });
 }
 
 /**
@@ -95,4 +96,11 @@ export async function screenshots(page: Page, name: string): Promise<void> {
     if (width !== NARROWEST) await page.screenshot({ path: join(SCREENSHOT_DIR, `${name}-${width}.png`), fullPage: true, animations: 'disabled' });
   }
   await page.setViewportSize(original);
+}
+
+/** Signs in through the real sign-in form; the page is on it (having been sent there). */
+export async function signInThroughForm(page: Page, name: string, password: string): Promise<void> {
+  await page.getByLabel('User name', { exact: true }).fill(name);
+  await page.getByLabel('Password', { exact: true }).fill(password);
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
 }

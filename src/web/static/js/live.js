@@ -11,6 +11,8 @@ const POLL_MS = 2000;
 /** A running job's sector map and fields are fetched again at most this often. */
 const DETAIL_REFRESH_MS = 2000;
 const REFRESH_DEBOUNCE_MS = 200;
+/** How long after the browser gave a stream up a new one is opened. */
+const STREAM_REOPEN_MS = 5000;
 const FINISH_MESSAGES = { completed: 'live.job_completed', failed: 'live.job_failed', cancelled: 'live.job_cancelled', paused: 'live.job_paused' };
 
 const format = createFormat(lang);
@@ -49,6 +51,23 @@ function debounce(run, ms) {
   };
 }
 
+/**
+ * Runs `refresh`, and once more POLL_MS after each failure until it succeeds: a refresh asked for by
+ * a live event must not be lost to one failed request (a proxy's 502 while an instance of a cluster
+ * is down), or the page would keep showing what the event changed, with nothing left to correct it.
+ */
+function retried(refresh) {
+  let retryTimer = null;
+  const attempt = () => {
+    clearTimeout(retryTimer);
+    retryTimer = null;
+    refresh().catch(() => {
+      retryTimer = setTimeout(attempt, POLL_MS);
+    });
+  };
+  return attempt;
+}
+
 /** Calls `run` at most once per interval, the last call of an interval included. */
 function throttle(run, ms) {
   let last = 0;
@@ -72,7 +91,7 @@ function throttle(run, ms) {
 function archiveView(root) {
   const archiveId = root.dataset.archiveId;
   const refresh = async () => replaceContent(root, await fetchHtml(root.dataset.fragment));
-  const scheduleRefresh = debounce(() => refresh().catch(() => undefined), REFRESH_DEBOUNCE_MS);
+  const scheduleRefresh = debounce(retried(refresh), REFRESH_DEBOUNCE_MS);
   return {
     refresh,
     scheduleRefresh,
@@ -94,7 +113,7 @@ function archiveView(root) {
 
 function dashboardView(root) {
   const refresh = async () => replaceContent(root, await fetchHtml(root.dataset.fragment));
-  const scheduleRefresh = debounce(() => refresh().catch(() => undefined), REFRESH_DEBOUNCE_MS);
+  const scheduleRefresh = debounce(retried(refresh), REFRESH_DEBOUNCE_MS);
   const card = (id) => root.querySelector(`[data-job-id="${CSS.escape(id)}"]`);
   return {
     refresh,
@@ -136,8 +155,8 @@ function jobView(root) {
     if (atBottom) log.scrollTop = log.scrollHeight;
   };
   const refresh = () => Promise.all([refreshJob(), refreshLog()]);
-  const scheduleJob = throttle(() => refreshJob().catch(() => undefined), DETAIL_REFRESH_MS);
-  const scheduleLog = debounce(() => refreshLog().catch(() => undefined), REFRESH_DEBOUNCE_MS);
+  const scheduleJob = throttle(retried(refreshJob), DETAIL_REFRESH_MS);
+  const scheduleLog = debounce(retried(refreshLog), REFRESH_DEBOUNCE_MS);
   return {
     refresh,
     scheduleRefresh: () => {
@@ -228,15 +247,6 @@ export function initLive() {
     startPolling();
     return;
   }
-  const source = new EventSource(EVENTS_URL);
-  source.addEventListener('open', () => {
-    stopPolling();
-    // What changed between the page's rendering and this stream's start (a verification that ended
-    // meanwhile), or during an outage, is not replayed: catch up once on every open.
-    view.refresh().catch(() => undefined);
-    warned = false;
-  });
-  source.addEventListener('error', () => startPolling());
   const receive = (event) => {
     let message;
     try {
@@ -250,6 +260,32 @@ export function initLive() {
     announce(message);
     announceEvent(message);
   };
-  for (const type of MESSAGE_TYPES) source.addEventListener(type, receive);
-  window.addEventListener('pagehide', () => source.close());
+  const catchUp = retried(() => view.refresh());
+  let source = null;
+  let reopenTimer = null;
+  const open = () => {
+    reopenTimer = null;
+    source = new EventSource(EVENTS_URL);
+    source.addEventListener('open', () => {
+      stopPolling();
+      // What changed between the page's rendering and this stream's start (a verification that ended
+      // meanwhile), or during an outage, is not replayed: catch up once on every open.
+      catchUp();
+      warned = false;
+    });
+    source.addEventListener('error', (event) => {
+      startPolling();
+      // The browser reconnects a stream that broke off by itself, but gives it up for good when the
+      // answer to a reconnect is not a stream (a proxy's 502 while no instance of a cluster is up):
+      // a new one is opened a while later, so the page goes live again once the service is back.
+      if (event.target.readyState === EventSource.CLOSED && reopenTimer === null) reopenTimer = setTimeout(open, STREAM_REOPEN_MS);
+    });
+    for (const type of MESSAGE_TYPES) source.addEventListener(type, receive);
+  };
+  open();
+  window.addEventListener('pagehide', () => {
+    clearTimeout(reopenTimer);
+    reopenTimer = null;
+    source.close();
+  });
 }
