@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { localActor } from '../src/auth/principal.js';
 import { createAuthService } from '../src/auth/service.js';
 import { packageRoot } from '../src/config/load.js';
-import { databaseFile, openDatabase } from '../src/db/database.js';
+import { type Database, databaseFile, openDatabase } from '../src/db/database.js';
 import { createSqliteQueue } from '../src/db/sqlite-queue.js';
 import type { FinishStatus } from '../src/jobs/queue.js';
 import { mountFaultFs } from '../test/tools/faultfs.js';
@@ -24,7 +24,7 @@ import {
 } from './api-clients.js';
 import { machineDescription, markdownTable, percentile, writeRandomFile, writeSection } from './report.js';
 
-const SEEDED_JOBS = 10_000;
+export const SEEDED_JOBS = 10_000;
 const CONNECTIONS = 50;
 const WARMUP_MS = 2_000;
 const DURATION_MS = 10_000;
@@ -39,47 +39,45 @@ const LIST_PATH = `/api/v1/jobs?limit=${CONNECTIONS}`;
 /** Every request a page the service has not listed lately, so none is answered from its list cache. */
 const uncachedPath = (request: number): string => `${LIST_PATH}&offset=${request % (SEEDED_JOBS - CONNECTIONS + 1)}`;
 
-/** Seeds finished and paused jobs (never queued ones: the runner would try to start them on drives that do not exist). */
-async function seedJobs(dataDir: string): Promise<Record<string, number>> {
-  const database = await openDatabase({ file: databaseFile(dataDir) });
+/**
+ * Seeds finished and paused jobs (never queued ones: the runner would try to start them on drives
+ * that do not exist) through the queue of either engine, so both are seeded the same way.
+ */
+export async function seedJobs(database: Database, dataDir: string): Promise<Record<string, number>> {
   const mix: Record<string, number> = {};
-  try {
-    const queue = createSqliteQueue(database);
-    for (let index = 0; index < SEEDED_JOBS; index += 1) {
-      const sizeBytes = 2048 * (200_000 + ((index * 7919) % 2_000_000));
-      const job = await queue.enqueue({
-        name: `bench-disc-${String(index).padStart(5, '0')}`,
-        deviceId: `bench${index % 8}`,
-        devicePath: `/dev/bench${index % 8}`,
-        outputFile: join(dataDir, 'output', `bench-disc-${index}.iso`),
-        sizeBytes,
-        options: { read_attempts: 3, verify: true, checksums: ['md5', 'sha256'] },
-      });
-      const roll = index % 20;
-      let status: string;
-      if (roll < 1) status = (await queue.requestStop(job.id, 'pause')).status;
-      else if (roll < 2) status = (await queue.requestStop(job.id, 'cancel')).status;
-      else {
-        const finish: FinishStatus = roll < 4 ? 'failed' : 'completed';
-        const claimed = await queue.claimNext('bench-seeder', { leaseMs: 60_000 });
-        if (claimed?.id !== job.id) throw new Error(`seeding: claimed ${claimed?.id ?? 'nothing'} instead of ${job.id}`);
-        const patch =
-          finish === 'failed'
-            ? {
-                progress: 37,
-                bytesDone: Math.floor(sizeBytes * 0.37),
-                badBytes: 4096,
-                errorCount: 2,
-                errorCode: 'read_errors',
-                errorMessage: 'unreadable sectors remain',
-              }
-            : { progress: 100, bytesDone: sizeBytes };
-        status = (await queue.finish(job.id, 'bench-seeder', finish, patch)).status;
-      }
-      mix[status] = (mix[status] ?? 0) + 1;
+  const queue = createSqliteQueue(database);
+  for (let index = 0; index < SEEDED_JOBS; index += 1) {
+    const sizeBytes = 2048 * (200_000 + ((index * 7919) % 2_000_000));
+    const job = await queue.enqueue({
+      name: `bench-disc-${String(index).padStart(5, '0')}`,
+      deviceId: `bench${index % 8}`,
+      devicePath: `/dev/bench${index % 8}`,
+      outputFile: join(dataDir, 'output', `bench-disc-${index}.iso`),
+      sizeBytes,
+      options: { read_attempts: 3, verify: true, checksums: ['md5', 'sha256'] },
+    });
+    const roll = index % 20;
+    let status: string;
+    if (roll < 1) status = (await queue.requestStop(job.id, 'pause')).status;
+    else if (roll < 2) status = (await queue.requestStop(job.id, 'cancel')).status;
+    else {
+      const finish: FinishStatus = roll < 4 ? 'failed' : 'completed';
+      const claimed = await queue.claimNext('bench-seeder', { leaseMs: 60_000 });
+      if (claimed?.id !== job.id) throw new Error(`seeding: claimed ${claimed?.id ?? 'nothing'} instead of ${job.id}`);
+      const patch =
+        finish === 'failed'
+          ? {
+              progress: 37,
+              bytesDone: Math.floor(sizeBytes * 0.37),
+              badBytes: 4096,
+              errorCount: 2,
+              errorCode: 'read_errors',
+              errorMessage: 'unreadable sectors remain',
+            }
+          : { progress: 100, bytesDone: sizeBytes };
+      status = (await queue.finish(job.id, 'bench-seeder', finish, patch)).status;
     }
-  } finally {
-    await database.close();
+    mix[status] = (mix[status] ?? 0) + 1;
   }
   return mix;
 }
@@ -88,23 +86,18 @@ async function seedJobs(dataDir: string): Promise<Record<string, number>> {
  * The service answers no anonymous API request: an admin with an API key is made in the data dir
  * the way the CLI makes one, and every request of the benchmark carries the key.
  */
-async function createApiKey(dataDir: string): Promise<Record<string, string>> {
-  const database = await openDatabase({ file: databaseFile(dataDir) });
-  try {
-    const auth = createAuthService({ database, dataDir });
-    const actor = localActor('bench');
-    // Never used to log in; random, and meeting the password rules (upper, lower, digit, length).
-    const password = `Bench-${randomBytes(16).toString('hex')}-X9`;
-    await auth.users.add({ name: 'bench-admin', role: 'admin', password }, actor);
-    const { key } = await auth.apiKeys.create({ user: 'bench-admin', name: 'bench' }, actor);
-    return { 'x-api-key': key };
-  } finally {
-    await database.close();
-  }
+export async function createApiKey(database: Database, dataDir: string): Promise<Record<string, string>> {
+  const auth = createAuthService({ database, dataDir });
+  const actor = localActor('bench');
+  // Never used to log in; random, and meeting the password rules (upper, lower, digit, length).
+  const password = `Bench-${randomBytes(16).toString('hex')}-X9`;
+  await auth.users.add({ name: 'bench-admin', role: 'admin', password }, actor);
+  const { key } = await auth.apiKeys.create({ user: 'bench-admin', name: 'bench' }, actor);
+  return { 'x-api-key': key };
 }
 
 /** Every DISK2ISO_* variable of ours is dropped: the service refuses unknown ones and must see only the bench's settings. */
-function serviceEnv(settings: Record<string, string>): NodeJS.ProcessEnv {
+export function serviceEnv(settings: Record<string, string>): NodeJS.ProcessEnv {
   const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('DISK2ISO_')));
   return { ...env, ...settings };
 }
@@ -238,9 +231,11 @@ export async function benchApi(): Promise<void> {
   try {
     console.log(`api benchmark: seeding ${SEEDED_JOBS} jobs`);
     const seedingStarted = performance.now();
-    const mix = await seedJobs(dataDir);
+    const seedDatabase = await openDatabase({ file: databaseFile(dataDir) });
+    const mix = await seedJobs(seedDatabase, dataDir).finally(() => seedDatabase.close());
     console.log(`seeded in ${((performance.now() - seedingStarted) / 1000).toFixed(1)} s`);
-    const credentials = await createApiKey(dataDir);
+    const keyDatabase = await openDatabase({ file: databaseFile(dataDir) });
+    const credentials = await createApiKey(keyDatabase, dataDir).finally(() => keyDatabase.close());
 
     const source = join(work, 'source.img');
     await writeRandomFile(source, SOURCE_MIB * 2 ** 20);

@@ -6,6 +6,7 @@ import { benchImaging } from './imaging.js';
 import { benchLighthouse } from './lighthouse.js';
 import { benchNotifications } from './notifications.js';
 import { benchRescue } from './rescue.js';
+import { benchScale } from './scale.js';
 import { benchVerify } from './verify.js';
 
 const BENCHMARKS: Record<string, () => Promise<void>> = {
@@ -18,6 +19,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   verify: benchVerify,
   lighthouse: benchLighthouse,
   cluster: benchCluster,
+  scale: benchScale,
 };
 
 const wanted = process.argv[2] ?? 'all';

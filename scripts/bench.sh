@@ -8,5 +8,6 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 # fuse3, libfuse3-dev and pkg-config build and mount the faulty disc of the rescue benchmark (test/tools/faultfs.c);
 # xorriso builds the 50,000-file image of the file index benchmark; Lighthouse audits pages in Debian's chromium.
-bash scripts/setup.sh gddrescue time coreutils util-linux fuse3 libfuse3-dev pkg-config xorriso chromium
+# postgresql: the cluster benchmarks start a throwaway server of their own (test/support/postgres.ts).
+bash scripts/setup.sh gddrescue time coreutils util-linux fuse3 libfuse3-dev pkg-config xorriso chromium postgresql
 exec node dist/bench/run.js "$@"

@@ -3,7 +3,7 @@ import type { ApiKeyRecord } from '../auth/model.js';
 import type { UserRole } from '../auth/roles.js';
 import type { ApiKeysTable } from './auth-schema.js';
 import type { Database, Executor } from './database.js';
-import { readChangeCounter } from './table-versions.js';
+import { changeCounterReader } from './table-versions.js';
 import { fromJson, timestamp, toJson } from './values.js';
 
 interface NewApiKey {
@@ -154,7 +154,7 @@ export function createApiKeyRepository(database: Database): ApiKeyRepository {
         .execute();
     },
 
-    credentialsVersion: () => readChangeCounter(db, 'credentials'),
+    credentialsVersion: changeCounterReader(db, 'credentials'),
 
     async deleteEnded(endedBefore) {
       const cutoff = timestamp(endedBefore);

@@ -17,7 +17,7 @@ import {
 import type { LogLevel } from '../log.js';
 import type { Database } from './database.js';
 import type { DB, JobLogsTable, JobsTable } from './schema.js';
-import { readChangeCounter } from './table-versions.js';
+import { changeCounterReader } from './table-versions.js';
 import { CorruptRowError, type ListResult, type SortOrder, page, parseJson, timestamp } from './values.js';
 
 const jobOptions = Compile(JobOptionsSchema);
@@ -311,7 +311,7 @@ export function createJobRepository(database: Database, options: { now?: Clock }
       return rows[0]?.position ?? null;
     },
 
-    version: () => readChangeCounter(db, 'jobs'),
+    version: changeCounterReader(db, 'jobs'),
 
     async countByStatus() {
       const rows = await db

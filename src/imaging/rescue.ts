@@ -62,8 +62,10 @@ const PROBE_AFTER_FAILURES = 32;
 const PROBE_AFTER_MS = 10_000;
 /**
  * Copy-pass reads in flight at once: one being waited for and the next ones already queued at the
- * source. Three keep a device busy through the gaps between requests and still leave the event
- * loop's thread pool (four threads by default) a thread for the image writes and map saves.
+ * source. Three keep a device busy through the gaps between requests. Each holds a thread of
+ * libuv's pool while the drive takes its time, so `bin/disk2iso` starts Node with a pool of 64
+ * (UV_THREADPOOL_SIZE): 15 drives imaging at once, three reads and a write each; Node's default
+ * of four would let one job's reads and writes share it, but not five jobs' (bench:scale).
  * @internal exported for its tests
  */
 export const READS_IN_FLIGHT = 3;

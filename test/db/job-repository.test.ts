@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { KyselyPlugin } from 'kysely';
 import { type ArchiveRepository, createArchiveRepository } from '../../src/db/archive-repository.js';
 import { isForeignKeyViolation } from '../../src/db/dialect.js';
 import { type JobListFilter, type JobRepository, createJobRepository } from '../../src/db/job-repository.js';
@@ -310,6 +311,36 @@ describe('job repository', () => {
       for (const filter of [{}, { limit: 2 }, { limit: 2, offset: 2 }, { sort: 'name', order: 'asc' }] as JobListFilter[]) {
         assert.equal(await assertPagePositions(jobs, queue, filter), (await jobs.list(filter)).items.length);
       }
+    });
+  });
+
+  it('answers version reads asked together with one read of the database, which sees every change made before them', async () => {
+    await withDatabase(async (database) => {
+      let reads = 0;
+      const counting: KyselyPlugin = {
+        transformQuery({ node }) {
+          if (JSON.stringify(node).includes('table_versions')) reads += 1;
+          return node;
+        },
+        transformResult: async ({ result }) => result,
+      };
+      const queue = createSqliteQueue(database);
+      const jobs = createJobRepository({ ...database, kysely: database.kysely.withPlugin(counting) });
+      const before = await jobs.version();
+      reads = 0;
+      // A read under way while a change commits, then twenty requests that came after the change.
+      const underWay = jobs.version();
+      await queue.enqueue(input('disc'));
+      const after = await Promise.all(Array.from({ length: 20 }, () => jobs.version()));
+      await underWay;
+      assert.ok(
+        after.every((version) => version > before),
+        `every read asked after the change sees it: ${before} before, ${after.join(' ')} after`,
+      );
+      const burst = await Promise.all(Array.from({ length: 20 }, () => jobs.version()));
+      assert.deepEqual(new Set(burst), new Set([after[0]]), 'nothing changed in between');
+      // One read each for the first caller of a group, and one for the callers who came while it ran.
+      assert.ok(reads <= 5, `41 version reads in three groups took ${reads} reads of the database`);
     });
   });
 
