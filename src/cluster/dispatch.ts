@@ -58,6 +58,23 @@ const RETENTION_MINUTES = 30 * 24 * 60;
 /** A handler that neither completed nor failed its delivery in this time (its process died) is retried. */
 const EXPIRE_SECONDS = 15 * 60;
 
+/** How often a start step a deadlock rolled back is tried, and the first pause before it is (doubling, with jitter). */
+const DEADLOCK_ATTEMPTS = 8;
+const DEADLOCK_PAUSE_MS = 50;
+
+/** `step` again while PostgreSQL ends it as a deadlock's victim (SQLSTATE 40P01), with growing, jittered pauses. */
+async function afterDeadlocks<T>(step: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await step();
+    } catch (error) {
+      const code = (error as { code?: unknown } | null)?.code;
+      if (code !== '40P01' || attempt >= DEADLOCK_ATTEMPTS) throw error;
+      await sleep(DEADLOCK_PAUSE_MS * 2 ** attempt * (0.5 + Math.random()));
+    }
+  }
+}
+
 /** The queue of a node. */
 function nodeQueue(nodeId: string): string {
   return `disk2iso-node-${checkNodeId(nodeId)}`;
@@ -155,8 +172,11 @@ export function createDispatch(options: DispatchOptions): Dispatch {
 
   return {
     async start() {
+      // pg-boss installs its schema under its own advisory lock. Instances started together then create
+      // their queues (a partition of pgboss.job each) at once, and PostgreSQL may pick one of them as a
+      // deadlock's victim: that creation was rolled back whole, and is done again.
       await boss.start();
-      await boss.createQueue(ownQueue, { name: ownQueue, ...queueOptions });
+      await afterDeadlocks(() => boss.createQueue(ownQueue, { name: ownQueue, ...queueOptions }));
       started = true;
       begin();
     },

@@ -161,3 +161,21 @@ test('delivery resumes after a PostgreSQL restart', async () => {
   await until(() => received.includes('job_after'), 'the job after the restart was delivered');
   assert.deepEqual(received, ['job_before', 'job_after']);
 });
+
+test('nodes starting together on a new database all start: pg-boss is installed once, every queue made', async () => {
+  const { url } = await database();
+  const nodes = Array.from({ length: 12 }, (_, index) => `node-${index}`);
+  const started = await Promise.allSettled(nodes.map((node) => dispatch(url, node)));
+  assert.deepEqual(
+    started.flatMap((outcome) => (outcome.status === 'rejected' ? [String(outcome.reason)] : [])),
+    [],
+  );
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query("select name from pgboss.queue where name like 'disk2iso-node-%' order by name");
+    assert.deepEqual(rows.map((row: { name: string }) => row.name).toSorted(), nodes.map((node) => `disk2iso-node-${node}`).toSorted());
+  } finally {
+    await client.end();
+  }
+});
