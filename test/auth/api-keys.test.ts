@@ -15,7 +15,8 @@ async function everythingStored(database: Database): Promise<string> {
   assert.ok(tables.some((table) => table.name === 'api_keys'));
   const rows: string[] = [];
   for (const table of tables) {
-    const all = await sql`select * from ${sql.table(table.name)}`.execute(database.kysely);
+    // Every schema's (on PostgreSQL also pg-boss's): the key must be in none of them.
+    const all = await sql`select * from ${sql.table(table.schema === undefined ? table.name : `${table.schema}.${table.name}`)}`.execute(database.kysely);
     rows.push(JSON.stringify(all.rows));
   }
   return rows.join('\n');
