@@ -402,6 +402,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     // Through the catalogue imaging writes to: an adopted image is created the way an imaged one is.
     const adoption = createAdoptionService({ config, archives: catalogue, tasks: maintenanceTasks, onQueued: (task) => pokeMaintenance(task) });
     const archiveMaintenance = createMaintenanceWorker({
+      node: ownImagesOf(placement),
       tasks: maintenanceTasks,
       handlers: { ...recovery.handlers, adopt: adoption.handler },
       onChange: (task) => {
