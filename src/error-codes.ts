@@ -2,7 +2,6 @@
  * Every error code the service answers with, in one typed set. Error constructors take an
  * `ErrorCode`, so a misspelt code does not compile, and a test proves each code has a message in
  * every language catalogue under `errors.<code>`.
- * @internal exported for its tests
  */
 export const ERROR_CODES = [
   // Requests in general: the HTTP layer's own answers and the default code of each error class.
@@ -152,6 +151,12 @@ export const ERROR_CODES = [
   'setting_server_only',
   'role_needs_cluster',
   'node_name_taken',
+  // The cluster: images on another node's disk, and the signed calls between nodes.
+  'archive_on_other_node',
+  'node_offline',
+  'node_unreachable',
+  'cluster_secret_missing',
+  'node_signature_invalid',
   'unknown_section',
   'unknown_setting',
   // The service itself: database, listening socket, backups.

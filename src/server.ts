@@ -9,6 +9,7 @@ import type { ArchiveEvents } from './archive/events.js';
 import { createArchiveFiles, createFileIndexer } from './archive/files.js';
 import type { MaintenanceTaskRecord } from './archive/maintenance-task.js';
 import { createMaintenanceWorker } from './archive/maintenance-worker.js';
+import { type ArchivePlacement, READS_EVERY_IMAGE, ownImagesOf } from './archive/placement.js';
 import { createRecoveryService } from './archive/recovery.js';
 import { createReverifySchedule } from './archive/reverify-schedule.js';
 import { createArchiveService } from './archive/service.js';
@@ -17,9 +18,11 @@ import { createAuditTrail } from './audit/trail.js';
 import { authPolicyOf } from './auth/policy.js';
 import { type AuthService, createAuthService } from './auth/service.js';
 import { systemClock } from './clock.js';
+import { type ArchiveRelay, createArchiveRelay, relayedArchiveFiles } from './cluster/archive-relay.js';
 import { type Dispatch, createDispatch } from './cluster/dispatch.js';
 import { type EventBridge, createEventBridge } from './cluster/event-bridge.js';
 import type { NodeRole } from './cluster/model.js';
+import { createNodeCaller } from './cluster/node-calls.js';
 import { createNodeWatch } from './cluster/node-watch.js';
 import { createNodeRegistry, driveReport, processAlive } from './cluster/registry.js';
 import { createRemoteDrives, followDriveCommands } from './cluster/remote-drives.js';
@@ -54,6 +57,7 @@ import { actorOf, createRequestGuard, credentialsOf, principalOf } from './http/
 import { createLiveHub } from './http/live.js';
 import type { DeclaredRoute } from './http/permissions.js';
 import { apiRoutes, probeRoutes } from './http/routes/index.js';
+import { internalRoutes } from './http/routes/internal.js';
 import { addressFilter } from './http/routes/metrics.js';
 import { runImaging, verifyImage } from './imaging/engine.js';
 import { type AutomationService, type DiscEventBus, createAutomationService } from './jobs/automation.js';
@@ -330,6 +334,8 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       holderGone: leaseHolderGone,
       // In the cluster, work arrives through the dispatch; the runner's own look is the safety net for a message that was lost.
       ...(dispatch === null ? {} : { pollMs: CLUSTER_RUNNER_POLL_MS }),
+      // A web instance chose the path in its own output folder, which is not this node's.
+      placesOwnImages: clusterUrl !== null && !config.cluster.shared_output,
     });
     const automation = createAutomationService({
       repository: createAutomationRepository(database),
@@ -339,8 +345,11 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       onEvent: (level, message, details) => eventLog.record({ level, source: 'automation', message, details }),
     });
     watched = automation.watched;
+    // In the cluster, without a shared output folder, each node reads only the images on its own disk.
+    const placement: ArchivePlacement = clusterUrl === null ? READS_EVERY_IMAGE : { node: nodeName, shared: config.cluster.shared_output };
     const archives = createArchiveService({
       config,
+      placement,
       archives: catalogue,
       tasks: verificationTasks,
       events: archiveEvents,
@@ -349,7 +358,21 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     });
     const fileIndex = createFileIndexRepository(database);
     const archiveFiles = createArchiveFiles({ openArchiveImage: archives.openFile, index: fileIndex });
+    const holderOf = async (archiveId: string) => (await archivesRepository.get(archiveId))?.nodeId;
+    const relay: ArchiveRelay | null =
+      clusterUrl === null
+        ? null
+        : createArchiveRelay({
+            placement,
+            holderOf,
+            callNode: createNodeCaller({ secret: () => config.cluster.secret, nodes: () => nodeRegistry.nodes(), clock: systemClock }),
+          });
+    /** Folders of another node's images are listed by that node. */
+    const servedFiles = relay === null ? archiveFiles : relayedArchiveFiles(archiveFiles, relay);
+    /** A node that holds images on its own disk serves them to the others, signed with cluster.secret. */
+    const servesImages = clusterUrl !== null && parts.jobs && config.cluster.secret !== '';
     const fileIndexer = createFileIndexer({
+      node: ownImagesOf(placement),
       index: fileIndex,
       openArchiveImage: archives.openFile,
       onEvent: (level, message, details) => eventLog.record({ level, source: 'archives', message, details }),
@@ -382,6 +405,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       leaseHolder,
       holderGone: leaseHolderGone,
       leaseMs: config.jobs.lease_seconds * 1000,
+      node: ownImagesOf(placement),
     });
     const maintenanceTasks = createMaintenanceTaskRepository(database);
     let pokeMaintenance: (task: MaintenanceTaskRecord) => void = () => undefined;
@@ -394,6 +418,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     // Through the catalogue imaging writes to: an adopted image is created the way an imaged one is.
     const adoption = createAdoptionService({ config, archives: catalogue, tasks: maintenanceTasks, onQueued: (task) => pokeMaintenance(task) });
     const archiveMaintenance = createMaintenanceWorker({
+      node: ownImagesOf(placement),
       tasks: maintenanceTasks,
       handlers: { ...recovery.handlers, adopt: adoption.handler },
       onChange: (task) => {
@@ -556,55 +581,61 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           message: `${request.method} ${request.routeOptions.url ?? request.url} failed: ${errorMessage(error)}`,
         }),
       // A worker serves no pages and no API: what load balancers and monitoring ask for, no more.
-      routes: routesOfRole(parts, probeRoutes(probes), [
-        ...apiRoutes({
-          jobs,
-          archives,
-          archiveFiles,
-          catalogue: catalogueService,
-          devices,
-          auth,
-          system,
-          nodes: nodeRegistry,
-          settings,
-          eventLog,
-          live,
-          automation,
-          notifications,
-          mqtt,
-          push,
-          integrity: { recovery, adoption, defaultRedundancy },
-          ...probes,
-        }),
-        (scope) =>
-          registerWebRoutes(scope, {
-            config,
+      routes: [
+        ...routesOfRole(parts, probeRoutes(probes), [
+          ...apiRoutes({
             jobs,
-            devices,
             archives,
-            archiveFiles,
+            archiveFiles: servedFiles,
+            ...(relay === null ? {} : { relay }),
             catalogue: catalogueService,
+            devices,
+            auth,
             system,
             nodes: nodeRegistry,
             settings,
+            eventLog,
+            live,
             automation,
             notifications,
             mqtt,
-            integrity: { recovery, adoption, defaultRedundancy },
-            preferences,
             push,
-            security: webSecurity,
-            accounts: {
-              login: auth.login,
-              logout: auth.logout,
-              setup: auth.setup,
-              users: auth.users,
-              apiKeys: auth.apiKeys,
-              audit: auth.audit,
-              actor: actorOf,
-            },
+            integrity: { recovery, adoption, defaultRedundancy },
+            ...probes,
           }),
-      ]),
+          (scope) =>
+            registerWebRoutes(scope, {
+              config,
+              jobs,
+              devices,
+              archives,
+              archiveFiles: servedFiles,
+              catalogue: catalogueService,
+              system,
+              nodes: nodeRegistry,
+              settings,
+              automation,
+              notifications,
+              mqtt,
+              integrity: { recovery, adoption, defaultRedundancy },
+              preferences,
+              push,
+              security: webSecurity,
+              accounts: {
+                login: auth.login,
+                logout: auth.logout,
+                setup: auth.setup,
+                users: auth.users,
+                apiKeys: auth.apiKeys,
+                audit: auth.audit,
+                actor: actorOf,
+              },
+            }),
+        ]),
+        ...(servesImages
+          ? [internalRoutes({ node: nodeName, secret: () => config.cluster.secret, clock: systemClock, holderOf, archives, files: archiveFiles })]
+          : []),
+      ],
     });
 
     // First: in the cluster, a name another live process holds is refused before anything of this one runs.
@@ -699,6 +730,12 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         throw error;
       }
     }
+    if (servesImages && url !== null) {
+      const internalUrl = config.cluster.internal_url !== '' ? config.cluster.internal_url : internalUrlOf(url);
+      if (internalUrl === null)
+        eventLog.record({ level: 'warning', source: 'cluster', message: 'set cluster.internal_url: the other nodes cannot reach a unix socket' });
+      else await nodeRegistry.advertise(internalUrl);
+    }
     eventLog.record({
       level: 'info',
       source: 'service',
@@ -790,6 +827,14 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     await database.close();
     throw error;
   }
+}
+
+/** Where the other nodes reach this one by default: the address it listens on, its host name when that is every address; null on a unix socket. */
+function internalUrlOf(url: string): string | null {
+  if (!url.startsWith('http://')) return null;
+  const listened = new URL(url);
+  if (listened.hostname === '0.0.0.0' || listened.hostname === '[::]') listened.hostname = hostname();
+  return listened.origin;
 }
 
 interface ListenRetry {

@@ -215,6 +215,8 @@ interface FileIndexerDeps {
   openArchiveImage(archiveId: string): Promise<ArchiveFile>;
   onEvent?: (level: 'info' | 'warning', message: string, details: JsonObject) => void;
   now?: Clock;
+  /** In a cluster without a shared output folder, this node: it indexes only the images on its own disk (ownImagesOf). */
+  node?: string | null;
 }
 
 /**
@@ -258,7 +260,7 @@ export function createFileIndexer(deps: FileIndexerDeps): FileIndexer {
 
   const run = async (): Promise<void> => {
     while (!stopped) {
-      const pending = await deps.index.unindexed(10);
+      const pending = await deps.index.unindexed(10, deps.node ?? null);
       for (const archive of pending) {
         if (stopped) return;
         await indexOne(archive);

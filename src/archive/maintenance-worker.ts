@@ -20,6 +20,8 @@ export interface MaintenanceWorkerDeps {
   onChange?: (task: MaintenanceTaskRecord) => void;
   log: Logger;
   pollMs?: number;
+  /** In a cluster without a shared output folder, this node: it takes only the tasks of the images on its own disk (ownImagesOf). */
+  node?: string | null;
 }
 
 export interface MaintenanceWorker {
@@ -87,7 +89,7 @@ export function createMaintenanceWorker(deps: MaintenanceWorkerDeps): Maintenanc
   async function claimLoop(): Promise<void> {
     while (!stopping) {
       try {
-        const task = await tasks.claimNext();
+        const task = await tasks.claimNext(deps.node ?? null);
         if (task !== null) {
           notify(task);
           await run(task);

@@ -107,6 +107,8 @@ export interface ArchiveRecord {
   lastVerifiedAt: string | null;
   lastVerifiedOk: boolean | null;
   recovery: ArchiveRecovery | null;
+  /** The cluster node whose output folder holds the image (archives.node_id); null on the embedded database. */
+  nodeId: string | null;
 }
 
 export interface ArchiveVerificationRecord {

@@ -6,7 +6,7 @@ import type { Config, HashAlgorithm } from '../config/schema.js';
 import type { ArchiveListFilter, ArchiveRepository, ArchiveSort, RecordVerificationInput } from '../db/archive-repository.js';
 import type { VerificationTaskRepository } from '../db/verification-task-repository.js';
 import type { DiscKind, FileSystemKind } from '../drives/types.js';
-import { ConflictError, DomainError, NotFoundError, ValidationError, errnoCode } from '../errors.js';
+import { ConflictError, DomainError, NotFoundError, UnavailableError, ValidationError, errnoCode } from '../errors.js';
 import type { ReadThrottle } from '../imaging/throttle.js';
 import type { JsonObject } from '../json.js';
 import type { ArchiveEventBus } from './events.js';
@@ -23,6 +23,7 @@ import {
   normaliseTag,
 } from './model.js';
 import { imageFileSet, isStrictlyInside, recoveryDirOf, resolvedImageRoots } from './naming.js';
+import { type ArchivePlacement, READS_EVERY_IMAGE, readsImageOf } from './placement.js';
 import { type VerificationTaskStatus, type VerificationTaskView, toVerificationTaskView } from './verification-task.js';
 
 /** What re-hashing an image against its sidecars reports (the engine's verifyImage). */
@@ -197,6 +198,8 @@ export interface ArchiveServiceDeps {
   events?: ArchiveEventBus;
   onEvent?: ArchiveEventSink;
   now?: Clock;
+  /** Which images this process reads itself (default: every one, as the embedded service does). */
+  placement?: ArchivePlacement;
 }
 
 export function toArchiveView(record: ArchiveRecord): ArchiveView {
@@ -274,6 +277,7 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
   const now = deps.now ?? systemClock;
   const onEvent: ArchiveEventSink = deps.onEvent ?? (() => undefined);
   const { tasks } = deps;
+  const placement = deps.placement ?? READS_EVERY_IMAGE;
   /** Bulk verification of every archive reads the catalogue in pages of this many. */
   const ALL_PAGE = 500;
 
@@ -291,6 +295,13 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
     );
   }
 
+  function onOtherNode(record: ArchiveRecord): UnavailableError {
+    return new UnavailableError('archive_on_other_node', `the image of ${record.id} lies on node ${record.nodeId ?? ''}, whose disk this node cannot read`, {
+      archive_id: record.id,
+      node: record.nodeId,
+    });
+  }
+
   async function missing(record: ArchiveRecord): Promise<NotFoundError> {
     if (record.status !== 'missing') await archives.setStatus(record.id, 'missing');
     onEvent('warning', `image of ${record.id} is missing: ${record.path}`, { archive_id: record.id });
@@ -302,6 +313,8 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
    * the (equally resolved) image roots; a catalogue entry can never make us touch anything else.
    */
   async function confinedDir(record: ArchiveRecord): Promise<string> {
+    // Another node's image is not in this node's folder: looking there would find nothing and mark it missing.
+    if (!readsImageOf(placement, record.nodeId)) throw onOtherNode(record);
     const roots = await resolvedImageRoots(config);
     if (roots.length === 0) {
       // No output directory yet: an image the CLI wrote elsewhere is still there, just not ours to touch.
@@ -354,13 +367,16 @@ export function createArchiveService(deps: ArchiveServiceDeps): ArchiveService {
     // Asked before the file is looked at: an image being read may sit on a disk that hangs.
     if ((await tasks.active([id])).length > 0)
       throw new ConflictError('verification_running', `${id} is already being verified or waiting to be`, { archive_id: id });
-    const image = await confinedImage(record);
-    let sizeBytes: number;
-    try {
-      sizeBytes = (await stat(image)).size;
-    } catch (error) {
-      if (errnoCode(error) === 'ENOENT') throw await missing(record);
-      throw error;
+    let sizeBytes = record.sizeBytes;
+    // Another node's image is looked at by that node, which claims the task (ownImagesOf); its recorded size stands until then.
+    if (readsImageOf(placement, record.nodeId)) {
+      const image = await confinedImage(record);
+      try {
+        sizeBytes = (await stat(image)).size;
+      } catch (error) {
+        if (errnoCode(error) === 'ENOENT') throw await missing(record);
+        throw error;
+      }
     }
     const task = await tasks.enqueue({ archiveId: id, bytesTotal: sizeBytes, requestedBy, origin });
     deps.events?.emit('archive.verification', { task });

@@ -24,6 +24,8 @@ export interface VerificationWorkerDeps {
   throttleFor?: (task: VerificationTaskRecord) => ReadThrottle | undefined;
   /** How often the worker looks for work when nothing woke it (default 1 s). */
   pollMs?: number;
+  /** In a cluster without a shared output folder, this node: it takes only the tasks of the images on its own disk (ownImagesOf). */
+  node?: string | null;
 }
 
 export interface VerificationWorker {
@@ -150,7 +152,10 @@ export function createVerificationWorker(deps: VerificationWorkerDeps): Verifica
     while (!stopping) {
       try {
         for (const recovered of await tasks.recoverExpired(deps.holderGone)) publish(recovered);
-        const task = runs.size < MAX_RUNNING ? await tasks.claimNext(workerId, { leaseMs, holder: deps.leaseHolder, maxRunning: MAX_RUNNING }) : null;
+        const task =
+          runs.size < MAX_RUNNING
+            ? await tasks.claimNext(workerId, { leaseMs, holder: deps.leaseHolder, maxRunning: MAX_RUNNING, node: deps.node ?? null })
+            : null;
         if (task !== null) {
           publish(task);
           launch(task);

@@ -45,6 +45,8 @@ export interface NodeRegistry {
   start(): Promise<void>;
   /** One heartbeat now: renews the entry and the drives, or registers again when the entry was removed. */
   beat(): Promise<void>;
+  /** Where the other nodes reach this one's internal endpoint, once it listens; kept when the node registers again. */
+  advertise(internalUrl: string): Promise<void>;
   /** Stops the heartbeat and removes the entry: a node stopped on purpose leaves the list. */
   stop(): Promise<void>;
   nodes(): Promise<NodeView[]>;
@@ -155,6 +157,11 @@ export function createNodeRegistry(deps: NodeRegistryDeps): NodeRegistry {
     beat() {
       beating = beating.then(beatOnce);
       return beating;
+    },
+
+    async advertise(internalUrl) {
+      registration.internalUrl = internalUrl;
+      await repository.setInternalUrl(node.id, internalUrl);
     },
 
     async stop() {

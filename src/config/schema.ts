@@ -372,6 +372,27 @@ const ClusterSchema = Type.Object(
       readOnly: true,
       description: 'A node whose last heartbeat is older than this shows as offline; must exceed cluster.heartbeat_seconds; set on the server only',
     }),
+    shared_output: Type.Boolean({
+      default: false,
+      readOnly: true,
+      description:
+        "True when storage.output_dir is one shared mount (NFS or similar) at the same path on every node: this node then reads every node's images itself; false: each node keeps its images on its own disk, and the others stream them from it (cluster.secret); set on the server only",
+    }),
+    secret: Type.String({
+      default: '',
+      pattern: '^([!-~]{32,256})?$',
+      readOnly: true,
+      description:
+        'The key (32 to 256 printable characters, the same on every node) that signs the calls between nodes: a web instance streaming an image from the worker that holds it; empty: no node answers or makes such calls; set on the server only, never shown',
+    }),
+    internal_url: Type.String({
+      default: '',
+      maxLength: 300,
+      pattern: '^(https?://[^\\s/?#@]+)?$',
+      readOnly: true,
+      description:
+        "Where the other nodes reach this one's internal endpoint (http://tower-a.lan:8080); empty: the address it listens on (its host name when that is every address); set on the server only",
+    }),
   },
   { additionalProperties: false, default: {} },
 );

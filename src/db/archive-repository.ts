@@ -33,6 +33,8 @@ export interface CreateArchiveInput {
   badBytes?: number;
   /** Default: ok, or damaged when badBytes > 0. */
   status?: ArchiveStatus;
+  /** The cluster node whose output folder the image was written to (the job's node); default null: every node's, or the embedded service's. */
+  nodeId?: string | null;
 }
 
 interface ReplaceImageInput {
@@ -199,6 +201,7 @@ function rowToArchive(row: Selectable<ArchivesTable>): ArchiveRecord {
     lastVerifiedAt: row.last_verified_at,
     lastVerifiedOk: row.last_verified_ok === null ? null : row.last_verified_ok === 1,
     recovery: row.recovery === null ? null : fromJson<ArchiveRecovery>(row.recovery),
+    nodeId: row.node_id,
   };
 }
 
@@ -315,6 +318,7 @@ export function createArchiveRepository(database: Database, options: { now?: Clo
           bad_bytes: badBytes,
           status: input.status ?? (badBytes > 0 ? 'damaged' : 'ok'),
           search_text: searchText(input.filename, metadata, source.volumeLabel),
+          node_id: input.nodeId ?? null,
         })
         .returningAll()
         .executeTakeFirstOrThrow();

@@ -18,6 +18,8 @@ export interface ClusterRepository {
    * the node has no row (removed meanwhile): nothing is written, and the node registers again.
    */
   heartbeat(nodeId: string, drives: readonly NodeDriveReport[], at: Date): Promise<boolean>;
+  /** Records where the other nodes reach the node's internal endpoint (known once it listens). */
+  setInternalUrl(nodeId: string, url: string | null): Promise<void>;
   /** Removes the node and its drives (a graceful stop); nothing when it is not there. */
   remove(nodeId: string): Promise<void>;
   get(nodeId: string): Promise<NodeRecord | null>;
@@ -92,6 +94,10 @@ export function createClusterRepository(database: Database): ClusterRepository {
         }
         return true;
       });
+    },
+
+    async setInternalUrl(nodeId, url) {
+      await db.updateTable('cluster_nodes').set({ internal_url: url }).where('id', '=', nodeId).execute();
     },
 
     async remove(nodeId) {

@@ -23,8 +23,12 @@ export interface FileSearchHit extends IndexedEntry {
 }
 
 export interface FileIndexRepository {
-  /** Archives with no index state yet (new ones, and those archived before the index existed), oldest first. */
-  unindexed(limit: number): Promise<Array<{ id: string; path: string }>>;
+  /**
+   * Archives with no index state yet (new ones, and those archived before the index existed), oldest
+   * first. With `node` (a cluster node without a shared output folder), only those it holds or no
+   * node holds: it reads no other node's disk.
+   */
+  unindexed(limit: number, node?: string | null): Promise<Array<{ id: string; path: string }>>;
   /** Drops what an archive had (a re-index starts clean). */
   clear(archiveId: string): Promise<void>;
   /** Adds a batch of entries in one transaction. */
@@ -45,10 +49,11 @@ export function createFileIndexRepository(database: Database): FileIndexReposito
   /** A `sql` statement for a transaction's executor, compiled with the engine's own parameter syntax. */
   const statement = (query: RawBuilder<unknown>): Compilable<unknown> => ({ compile: () => query.compile(db) });
   return {
-    async unindexed(limit) {
+    async unindexed(limit, node = null) {
+      const held = node === null ? sql`` : sql`and (a.node_id is null or a.node_id = ${node})`;
       const { rows } = await sql<{ id: string; path: string }>`
         select a.id, a.path from archives a
-        where not exists (select 1 from archive_file_index i where i.archive_id = a.id)
+        where not exists (select 1 from archive_file_index i where i.archive_id = a.id) ${held}
         order by a.created_at, a.id limit ${limit}`.execute(db);
       return rows;
     },

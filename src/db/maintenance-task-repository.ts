@@ -25,8 +25,11 @@ export interface MaintenanceTaskRepository {
   get(id: string): Promise<MaintenanceTaskRecord | null>;
   /** Newest first. */
   list(filter: { archiveId?: string; statuses?: readonly MaintenanceStatus[]; limit?: number; offset?: number }): Promise<ListResult<MaintenanceTaskRecord>>;
-  /** Takes the oldest queued task and sets it running. */
-  claimNext(): Promise<MaintenanceTaskRecord | null>;
+  /**
+   * Takes the oldest queued task and sets it running. With `node` (a cluster node without a shared
+   * output folder), only tasks of images it holds or no node holds, and tasks of no image (adoption).
+   */
+  claimNext(node?: string | null): Promise<MaintenanceTaskRecord | null>;
   /** Stores progress (percent); the row tells whether a cancel was asked for. */
   progress(id: string, percent: number): Promise<MaintenanceTaskRecord | null>;
   finish(id: string, outcome: MaintenanceOutcome): Promise<MaintenanceTaskRecord | null>;
@@ -119,13 +122,23 @@ export function createMaintenanceTaskRepository(database: Database, options: { n
       return { items: rows.map(rowToTask), total };
     },
 
-    async claimNext() {
+    async claimNext(node = null) {
       const at = timestamp(now());
+      const heldHere = sql<boolean>`(archive_id is null or archive_id in (select id from archives where node_id is null or node_id = ${node}))`;
       return database.transaction(async (tx) => {
         // On PostgreSQL one claimer at a time, so no two take the same task (src/db/row-locks.ts).
         await takeQueueLock(database, tx, QUEUE_LOCKS.maintenance);
         const next = await tx.first(
-          lockedRows(database, tasks().select('id').where('status', '=', 'queued').orderBy('created_at').orderBy(sql`rowid`).limit(1)),
+          lockedRows(
+            database,
+            tasks()
+              .select('id')
+              .where('status', '=', 'queued')
+              .$if(node !== null, (query) => query.where(heldHere))
+              .orderBy('created_at')
+              .orderBy(sql`rowid`)
+              .limit(1),
+          ),
         );
         if (next === undefined) return null;
         const row = await tx.first(

@@ -578,5 +578,6 @@ function progressColumns(patch: Omit<ProgressPatch, 'status'>): Updateable<JobsT
   if (patch.etaSeconds !== undefined) columns.eta_seconds = patch.etaSeconds;
   if (patch.badBytes !== undefined) columns.bad_bytes = patch.badBytes;
   if (patch.errorCount !== undefined) columns.error_count = patch.errorCount;
+  if (patch.outputFile !== undefined) columns.output_file = patch.outputFile;
   return columns;
 }

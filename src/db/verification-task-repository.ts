@@ -56,7 +56,20 @@ export interface VerificationTaskRepository {
    * Takes the oldest queued task and sets it running under a lease for `workerId`, unless
    * `maxRunning` tasks run already. Progress starts again from zero: a hash cannot resume.
    */
-  claimNext(workerId: string, claim: { leaseMs: number; holder: LeaseHolder; maxRunning: number }): Promise<VerificationTaskRecord | null>;
+  claimNext(
+    workerId: string,
+    claim: {
+      leaseMs: number;
+      holder: LeaseHolder;
+      maxRunning: number;
+      /**
+       * In a cluster without a shared output folder: this node's name. Only tasks of archives it holds
+       * (or that no node holds) are taken, and only their running tasks count against `maxRunning`
+       * (each node re-hashes from its own disk). Null or absent: every task, all counted.
+       */
+      node?: string | null;
+    },
+  ): Promise<VerificationTaskRecord | null>;
   /** Extends the lease; false when the worker no longer holds the task. */
   heartbeat(id: string, workerId: string, leaseMs: number): Promise<boolean>;
   /** Stores progress of a task the worker holds; the row tells whether a cancel was asked for. Null when it no longer holds it. */
@@ -236,14 +249,26 @@ export function createVerificationTaskRepository(database: Database, options: { 
       return database.transaction(async (tx) => {
         // On PostgreSQL the count and the pick are made by one claimer at a time (src/db/row-locks.ts).
         await takeQueueLock(database, tx, QUEUE_LOCKS.verification);
+        const node = claim.node ?? null;
+        const heldHere = sql<boolean>`archive_id in (select id from archives where node_id is null or node_id = ${node})`;
         const running = await tx.first(
           tasks()
             .select((eb) => eb.fn.countAll<number>().as('count'))
-            .where('status', '=', 'running'),
+            .where('status', '=', 'running')
+            .$if(node !== null, (query) => query.where(heldHere)),
         );
         if ((running?.count ?? 0) >= claim.maxRunning) return null;
         const next = await tx.first(
-          lockedRows(database, tasks().select('id').where('status', '=', 'queued').orderBy('created_at').orderBy(sql`rowid`).limit(1)),
+          lockedRows(
+            database,
+            tasks()
+              .select('id')
+              .where('status', '=', 'queued')
+              .$if(node !== null, (query) => query.where(heldHere))
+              .orderBy('created_at')
+              .orderBy(sql`rowid`)
+              .limit(1),
+          ),
         );
         if (next === undefined) return null;
         const row = await tx.first(

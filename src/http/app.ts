@@ -18,7 +18,7 @@ import Fastify, {
   type RawServerDefault,
 } from 'fastify';
 import type { AuditTrail } from '../audit/trail.js';
-import { TooManyRequestsError, UnavailableError, ValidationError } from '../errors.js';
+import { type DomainError, TooManyRequestsError, UnavailableError, ValidationError } from '../errors.js';
 import { installAuditHook } from './audit-hook.js';
 import { type ServerErrorSink, answerFrameworkError, installErrorHandlers } from './errors.js';
 import type { RequestGuard } from './guard.js';
@@ -96,6 +96,11 @@ function trustedPeers(proxies: string[], onUnixSocket: boolean): (address: strin
   return (address, hop) => (address === undefined ? onUnixSocket && hop === 0 : listed(address, hop));
 }
 
+/** For the internal routes between nodes (`nodeSignature`): null for a validly signed call, else why it is refused; undefined for every other route. */
+function nodeCallRefusal(request: FastifyRequest): DomainError | null | undefined {
+  return request.routeOptions.config.nodeSignature?.(request);
+}
+
 /** Query strings and paths are text, so numbers and booleans in them are converted; JSON bodies must carry the right types. */
 const COERCING_AJV = { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } as const;
 const STRICT_AJV = { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } as const;
@@ -156,9 +161,13 @@ export async function buildApp(options: BuildAppOptions): Promise<BuiltApp> {
     // load needs several. Unknown URLs (no route) count against the limit like any request.
     if (permission === undefined && request.routeOptions.url !== undefined) return;
     if (accepting && !accepting()) throw new UnavailableError('shutting_down', 'the service is shutting down; try again in a moment');
+    const nodeRefusal = nodeCallRefusal(request);
+    // Another node's signed call: no user, no limit (it relays many users' requests).
+    if (nodeRefusal === null) return;
     const client = request.ip ?? 'unknown';
     const waitSeconds = Math.max(generalLimiter?.take(client) ?? 0, rateLimit === 'login' ? (loginLimiter?.take(client) ?? 0) : 0);
     if (waitSeconds > 0) throw new TooManyRequestsError('rate_limited', `Too many requests from ${client}; slow down`, waitSeconds);
+    if (nodeRefusal !== undefined) throw nodeRefusal;
     if (guard && permission !== undefined) await guard.authorize(request, permission);
   });
   app.decorateRequest('principal', null);
@@ -242,7 +251,6 @@ export async function buildApp(options: BuildAppOptions): Promise<BuiltApp> {
   });
 
   app.get('/api/v1/openapi.json', { config: { permission: 'public' }, schema: { hide: true } }, async () => app.swagger());
-  // biome-ignore lint/nursery/noMisusedPromises: register takes async plugins (FastifyPluginAsync); the lint reads only its callback overload.
   for (const register of options.routes) await app.register(async (scope) => register(scope as App));
   await app.ready();
   return { app, routeTable };

@@ -1,6 +1,7 @@
 import type { FastifyInstance, RouteOptions } from 'fastify';
 import type { AuditedAction } from '../audit/trail.js';
 import type { Permission } from '../auth/permissions.js';
+import type { DomainError } from '../errors.js';
 
 export { PERMISSIONS, type Permission } from '../auth/permissions.js';
 
@@ -24,6 +25,13 @@ declare module 'fastify' {
      * are checked as always.
      */
     allowAddress?: (address: string) => boolean;
+    /**
+     * The internal routes another node of the cluster calls (`public`: no user's credentials count
+     * there): null when the request carries that node's valid signature (cluster.secret), else the
+     * error it is refused with. Signed calls are not rate limited (a web instance relays many users'
+     * downloads); refused ones count against the caller's address like any request.
+     */
+    nodeSignature?: (request: FastifyRequest) => DomainError | null;
   }
 }
 

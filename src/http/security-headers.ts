@@ -41,7 +41,10 @@ const HSTS = 'max-age=31536000; includeSubDomains';
  */
 export function installSecurityHeaders(app: FastifyInstance): void {
   app.addHook('onSend', async (request, reply) => {
+    // A route's own policy stays: the files inside an image are sent with a sandbox, stricter than the pages' policy.
+    const ownPolicy = reply.getHeader('content-security-policy');
     reply.headers(FIXED_HEADERS);
+    if (typeof ownPolicy === 'string') reply.header('content-security-policy', ownPolicy);
     if (request.protocol === 'https') reply.header('strict-transport-security', HSTS);
   });
 }

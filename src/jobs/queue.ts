@@ -136,6 +136,8 @@ export interface ProgressPatch {
   etaSeconds?: number | null;
   badBytes?: number;
   errorCount?: number;
+  /** Where the image goes, when the node that runs the job chooses it (JobRunnerDeps.placesOwnImages). */
+  outputFile?: string;
 }
 
 /** @internal exported for its tests */

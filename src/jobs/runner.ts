@@ -1,6 +1,7 @@
-import { link, unlink } from 'node:fs/promises';
+import { link, mkdir, unlink } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { allocateImagePath } from '../archive/naming.js';
 import { imagingOptionsFrom } from '../config/imaging-options.js';
 import type { Config } from '../config/schema.js';
 import type { ArchiveRepository } from '../db/archive-repository.js';
@@ -38,6 +39,12 @@ export interface JobRunnerDeps {
    * nothing, and is continued by that CLI command. Default: inside storage.output_dir.
    */
   outputAllowed?: (file: string) => Promise<boolean>;
+  /**
+   * In a cluster whose nodes keep their images on their own disks: a job made on another node (a
+   * web instance, whose output folder is not this one's) gets its image's path in this node's output
+   * folder when it first runs, under the name it was given (numbered when taken). Default false.
+   */
+  placesOwnImages?: boolean;
 }
 
 export interface JobRunner {
@@ -201,6 +208,17 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
     await appendLog(job.id, 'info', 'paused: the job lease could not be renewed; it continues from the rescue map').catch(() => undefined);
   }
 
+  /** The job's image in this node's output folder, the name kept; recorded on the job before anything is read. */
+  async function placeImageHere(job: JobRecord): Promise<JobRecord> {
+    const name = basename(job.outputFile).replace(/\.iso$/iu, '');
+    await mkdir(config.storage.output_dir, { recursive: true, mode: 0o755 });
+    const outputFile = await allocateImagePath(config.storage.output_dir, name, await jobs.unfinishedOutputFiles());
+    const placed = await queue.update(job.id, workerId, { outputFile });
+    if (placed === null) throw new ConflictError('lease_lost', `Worker ${workerId} no longer holds job ${job.id}`, { job_id: job.id });
+    await appendLog(job.id, 'info', `the image goes to this node's output folder: ${outputFile}`);
+    return placed;
+  }
+
   async function recordArchive(job: JobRecord, media: MediaInfo, result: ImagingResult): Promise<string> {
     const damaged = result.badSectors.badBytes > 0 || result.verified === false;
     const archive =
@@ -230,6 +248,8 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
             },
             badBytes: result.badSectors.badBytes,
             status: damaged ? 'damaged' : 'ok',
+            // In the cluster the image lies in the output folder of the node that ran the job.
+            nodeId: job.nodeId,
           });
     if (result.verified !== null) {
       const finishedAt = new Date(result.timings.finishedAt);
@@ -258,7 +278,9 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
     await appendLog(job.id, 'info', 'partial image and map removed');
   }
 
-  async function run(job: JobRecord, controller: AbortController): Promise<void> {
+  async function run(claimed: JobRecord, controller: AbortController): Promise<void> {
+    // Replaced once when this node chooses the image's path itself (placesOwnImages).
+    let job = claimed;
     /** Set when the run stops because its lease ran short or was lost: its end is then recorded as recordLeasePause does. */
     let leaseStop = false;
     const stopForLease = (message: string): void => {
@@ -351,6 +373,9 @@ export function createJobRunner(deps: JobRunnerDeps): JobRunner {
       const media = await drives.probe(drive.id);
       if (!media.present || !media.imageSizeBytes) throw new UnavailableError('no_media', `no readable disc in ${drive.id}`);
       const { options } = job;
+      if (deps.placesOwnImages === true && job.archiveId === null && job.bytesDone === 0 && !(await outputAllowed(job.outputFile))) {
+        job = await placeImageHere(job);
+      }
       if (!(await outputAllowed(job.outputFile))) {
         throw new ConflictError(
           'output_outside_service',

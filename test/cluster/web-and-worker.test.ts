@@ -68,6 +68,8 @@ describe('cluster: a web instance and a worker', () => {
       DISK2ISO_DRIVES_SCAN_OPTICAL: 'false',
       DISK2ISO_CLUSTER_HEARTBEAT_SECONDS: '1',
       DISK2ISO_CLUSTER_OFFLINE_AFTER_SECONDS: '5',
+      // One folder for both: the web instance reads the worker's images itself (no cluster.secret, so nothing could be streamed).
+      DISK2ISO_CLUSTER_SHARED_OUTPUT: 'true',
     };
     const dataDirs = { worker: join(work, 'worker'), web: join(work, 'web') };
     await Promise.all(Object.values(dataDirs).map((dir) => mkdir(dir)));

@@ -96,6 +96,7 @@ describe('archive repository', () => {
         lastVerifiedAt: null,
         lastVerifiedOk: null,
         recovery: null,
+        nodeId: null,
       });
       assert.match(ids.movies ?? '', /^archive_[0-9a-f]{20}$/);
       assert.deepEqual((await archives.get(ids.blank ?? ''))?.metadata, { label: '', tags: [], notes: '', categoryId: null, rating: null, customFields: {} });

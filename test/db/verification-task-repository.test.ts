@@ -83,6 +83,43 @@ describe('verification task repository', () => {
     });
   });
 
+  it('gives a node only the tasks of the images on its own disk, each node running its own one at a time', async () => {
+    await withTasks(async ({ tasks, archives, clock }) => {
+      const onNode = async (name: string, nodeId: string | null) =>
+        (
+          await archives.create({
+            filename: `${name}.iso`,
+            path: `/out/${name}.iso`,
+            sizeBytes: 4096,
+            checksums: {},
+            source: { deviceId: null, devicePath: null, discKind: null, volumeLabel: null, volumeId: null, mediaType: null, fileSystems: [] },
+            nodeId,
+          })
+        ).id;
+      const ofA = await onNode('on-a', 'tower-a');
+      const ofB = await onNode('on-b', 'tower-b');
+      const shared = await onNode('shared', null);
+      assert.equal((await archives.get(ofA))?.nodeId, 'tower-a', 'the archive records its node');
+      const taskOfB = await tasks.enqueue({ archiveId: ofB, bytesTotal: 4096, requestedBy: null });
+      clock.advance(SECOND);
+      const taskOfA = await tasks.enqueue({ archiveId: ofA, bytesTotal: 4096, requestedBy: null });
+      clock.advance(SECOND);
+      const sharedTask = await tasks.enqueue({ archiveId: shared, bytesTotal: 4096, requestedBy: null });
+
+      assert.equal((await tasks.claimNext('a-1', { ...LEASE, node: 'tower-a' }))?.id, taskOfA.id, 'tower-a passes over the older task of tower-b');
+      assert.equal(await tasks.claimNext('a-2', { ...LEASE, node: 'tower-a' }), null, 'one at a time on tower-a');
+      assert.equal((await tasks.claimNext('b-1', { ...LEASE, node: 'tower-b' }))?.id, taskOfB.id, 'tower-a’s run does not hold tower-b’s disk');
+      assert.equal((await tasks.claimNext('c-1', { ...LEASE, node: 'tower-c' }))?.id, sharedTask.id, 'an image of no node is anyone’s');
+      await tasks.enqueue({ archiveId: await onNode('on-a-2', 'tower-a'), bytesTotal: 4096, requestedBy: null });
+      assert.equal(await tasks.claimNext('c-2', { ...LEASE, node: 'tower-c', maxRunning: 5 }), null, 'no node takes another node’s image');
+      assert.equal(
+        (await tasks.claimNext('any', { ...LEASE, maxRunning: 5 }))?.archiveId,
+        (await archives.getByPath('/out/on-a-2.iso'))?.id,
+        'without a node, every task is taken',
+      );
+    });
+  });
+
   it('never gives one task to two claimers on two connections, nor runs more than maxRunning at once', async () => {
     await withTasks(async ({ database, tasks, archive }) => {
       const count = 40;

@@ -115,6 +115,7 @@ describe('files inside archived images', () => {
     assert.match(disposition, /^attachment; filename="[\x20-\x7e]+"; filename\*=UTF-8''/);
     assert.ok(disposition.includes(encodeURIComponent('Ünïcödé')));
     assert.equal(text.headers.get('x-content-type-options'), 'nosniff');
+    assert.equal(text.headers.get('content-security-policy'), "default-src 'none'; sandbox", 'a file from a disc never runs as a page of the service');
 
     const audit = await api(service.url, 'GET', '/api/v1/audit?event_type=archive');
     const entry = audit.body.entries.find((candidate: { action: string }) => candidate.action === 'file_download');

@@ -207,6 +207,9 @@ const HOSTILE_SERVER_ONLY: Record<string, (work: string) => JsonValue> = {
   // A heartbeat so rare, or a limit so long, that a dead node shows as online for an hour.
   'cluster.heartbeat_seconds': () => 300,
   'cluster.offline_after_seconds': () => 3600,
+  'cluster.shared_output': () => true,
+  'cluster.secret': () => 'an-admin-s-own-key-of-32-characters-or-more',
+  'cluster.internal_url': () => 'http://attacker.example:8080',
   // Users, keys and the audit trail moved to a database of the admin's choosing.
   'database.url': () => 'postgres://loot:loot@attacker.example.org/loot',
 };

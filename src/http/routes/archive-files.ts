@@ -3,8 +3,10 @@ import type { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import Type from 'typebox';
 import type { ArchiveFiles, OpenedImageFile } from '../../archive/files.js';
+import { type ArchiveRelay, internalArchivePath } from '../../cluster/archive-relay.js';
 import type { App } from '../app.js';
 import { contentDisposition, parseRange } from '../download.js';
+import { relayFromNode } from '../relay.js';
 import { ArchiveId, Limit, errors } from '../schemas.js';
 
 /** A path inside an image: printable, bounded; the reader refuses `.`, `..` and anything it cannot find. */
@@ -93,7 +95,7 @@ function contentTypeOf(name: string): string {
  * One file of an image: one byte range, ETag, HEAD. Always an attachment, sandboxed and not
  * sniffed: an HTML or SVG file from a disc must never run as a page of this service.
  */
-function sendImageFile(request: FastifyRequest, reply: FastifyReply, file: OpenedImageFile): FastifyReply {
+export function sendImageFile(request: FastifyRequest, reply: FastifyReply, file: OpenedImageFile): FastifyReply {
   reply
     .header('accept-ranges', 'bytes')
     .header('etag', file.etag)
@@ -129,7 +131,7 @@ function sendImageFile(request: FastifyRequest, reply: FastifyReply, file: Opene
   return reply.send(stream);
 }
 
-function sendTar(reply: FastifyReply, tar: { name: string; stream: Readable }): FastifyReply {
+export function sendTar(reply: FastifyReply, tar: { name: string; stream: Readable }): FastifyReply {
   return reply
     .type('application/x-tar')
     .header('content-disposition', contentDisposition(tar.name))
@@ -138,7 +140,8 @@ function sendTar(reply: FastifyReply, tar: { name: string; stream: Readable }): 
     .send(tar.stream);
 }
 
-export function archiveFileRoutes(files: ArchiveFiles) {
+/** `relay`: in a cluster, how images on another node's disk are reached (absent: every image is read here). */
+export function archiveFileRoutes(files: ArchiveFiles, relay?: ArchiveRelay) {
   return (app: App): void => {
     app.get(
       '/api/v1/archives/files/search',
@@ -167,7 +170,7 @@ export function archiveFileRoutes(files: ArchiveFiles) {
             'Reads the image’s file system (ISO 9660 with Rock Ridge or Joliet names, or UDF) without mounting it. Folders first, then files, by name. 409 `image_corrupt`, `image_format_unsupported` or `image_limit_exceeded` for an image that cannot be read safely.',
           params: ArchiveParams,
           querystring: PathQuery,
-          response: { 200: Listing, ...errors(400, 404, 409) },
+          response: { 200: Listing, ...errors(400, 404, 409, 503) },
         },
       },
       async (request) => files.list(request.params.archive_id, request.query.path ?? ''),
@@ -189,13 +192,16 @@ export function archiveFileRoutes(files: ArchiveFiles) {
           200: Type.String({ description: 'The file' }),
           206: Type.String({ description: 'The requested range' }),
           304: Type.Null({ description: 'Not modified' }),
-          ...errors(400, 404, 409, 416),
+          ...errors(400, 404, 409, 416, 503),
         },
       },
       handler: async (request, reply) => {
         const path = request.query.path ?? '';
         request.auditDetails = request.method === 'HEAD' ? null : { path };
-        return sendImageFile(request, reply, await files.openFile(request.params.archive_id, path));
+        const id = request.params.archive_id;
+        const node = relay === undefined ? null : await relay.remoteHolder(id);
+        if (relay !== undefined && node !== null) return relayFromNode(request, reply, relay, node, internalArchivePath(id, 'files/content', path));
+        return sendImageFile(request, reply, await files.openFile(id, path));
       },
     });
 
@@ -209,13 +215,16 @@ export function archiveFileRoutes(files: ArchiveFiles) {
           description: 'A POSIX tar of the folder and everything below it, streamed as it is read (no size known in advance, no ranges).',
           params: ArchiveParams,
           querystring: PathQuery,
-          response: { 200: Type.String({ description: 'application/x-tar' }), ...errors(400, 404, 409) },
+          response: { 200: Type.String({ description: 'application/x-tar' }), ...errors(400, 404, 409, 503) },
         },
       },
       async (request, reply) => {
         const path = request.query.path ?? '';
         request.auditDetails = { path };
-        return sendTar(reply, await files.openFolderTar(request.params.archive_id, path));
+        const id = request.params.archive_id;
+        const node = relay === undefined ? null : await relay.remoteHolder(id);
+        if (relay !== undefined && node !== null) return relayFromNode(request, reply, relay, node, internalArchivePath(id, 'files/archive', path));
+        return sendTar(reply, await files.openFolderTar(id, path));
       },
     );
   };

@@ -2,11 +2,13 @@ import Type from 'typebox';
 import { ARCHIVE_STATUSES, type ArchiveStatus as ArchiveStatusValue } from '../../archive/model.js';
 import type { ArchiveService } from '../../archive/service.js';
 import { VERIFICATION_TASK_STATUSES, type VerificationTaskStatus, type VerificationTaskView } from '../../archive/verification-task.js';
+import { type ArchiveRelay, internalArchivePath } from '../../cluster/archive-relay.js';
 import { DISC_KINDS, type DiscKind as DiscKindValue } from '../../drives/types.js';
 import { ValidationError } from '../../errors.js';
 import type { App } from '../app.js';
 import { sendImage } from '../download.js';
 import { principalOf } from '../guard.js';
+import { relayFromNode } from '../relay.js';
 import { Archive, ArchiveId, Limit, Offset, SortOrder, Verification, VerificationTask, VerificationTaskId, errors } from '../schemas.js';
 import { MetadataPatch, metadataPatchOf } from './catalogue.js';
 
@@ -72,7 +74,8 @@ function rangeStart(value: string): Date {
   return /^\d{4}-\d{2}-\d{2}$/.test(value) ? new Date(`${value}T00:00:00Z`) : new Date(value);
 }
 
-export function archiveRoutes(archives: ArchiveService) {
+/** `relay`: in a cluster, how images on another node's disk are reached (absent: every image is read here). */
+export function archiveRoutes(archives: ArchiveService, relay?: ArchiveRelay) {
   return (app: App): void => {
     app.get(
       '/api/v1/archives',
@@ -162,17 +165,22 @@ export function archiveRoutes(archives: ArchiveService) {
         tags: ['archives'],
         summary: 'Download the image',
         description:
-          'Streams the image. Supports HEAD, one byte range (`Range: bytes=a-b`, `bytes=a-`, `bytes=-n`; 206, or 416 when it lies past the end), ETag with If-None-Match (304), If-Modified-Since and If-Range.',
+          'Streams the image. Supports HEAD, one byte range (`Range: bytes=a-b`, `bytes=a-`, `bytes=-n`; 206, or 416 when it lies past the end), ETag with If-None-Match (304), If-Modified-Since and If-Range. In a cluster whose output folder is not shared, an image on another node’s disk is streamed from that node; 503 `node_offline` or `node_unreachable` (naming the node in `details.node`) when it cannot answer.',
         params: ArchiveParams,
         headers: Type.Object({ range: Type.Optional(Type.String({ maxLength: 200 })) }),
         response: {
           200: Type.String({ description: 'The image (application/octet-stream)' }),
           206: Type.String({ description: 'The requested range' }),
           304: Type.Null({ description: 'Not modified' }),
-          ...errors(400, 404, 409, 416),
+          ...errors(400, 404, 409, 416, 503),
         },
       },
-      handler: async (request, reply) => sendImage(request, reply, await archives.openFile(request.params.archive_id)),
+      handler: async (request, reply) => {
+        const id = request.params.archive_id;
+        const node = relay === undefined ? null : await relay.remoteHolder(id);
+        if (relay !== undefined && node !== null) return relayFromNode(request, reply, relay, node, internalArchivePath(id, 'image'));
+        return sendImage(request, reply, await archives.openFile(id));
+      },
     });
 
     app.post(

@@ -2,6 +2,7 @@ import type { CatalogueService } from '../../archive/catalogue.js';
 import type { ArchiveFiles } from '../../archive/files.js';
 import type { ArchiveService } from '../../archive/service.js';
 import type { AuthService } from '../../auth/service.js';
+import type { ArchiveRelay } from '../../cluster/archive-relay.js';
 import type { NodeRegistry } from '../../cluster/registry.js';
 import type { AutomationService } from '../../jobs/automation.js';
 import type { JobService } from '../../jobs/service.js';
@@ -40,6 +41,8 @@ export interface ApiServices {
   jobs: JobService;
   archives: ArchiveService;
   archiveFiles: ArchiveFiles;
+  /** In a cluster, how images on another node's disk are streamed from it; absent: every image is read here. */
+  relay?: ArchiveRelay;
   catalogue: CatalogueService;
   devices: DeviceStatusService;
   system: SystemStatusService;
@@ -67,8 +70,8 @@ export function apiRoutes(services: ApiServices): RouteModule[] {
     healthRoutes(services.health, services.readiness),
     metricsRoutes(services.metrics),
     jobRoutes(services.jobs),
-    archiveFileRoutes(services.archiveFiles),
-    archiveRoutes(services.archives),
+    archiveFileRoutes(services.archiveFiles, services.relay),
+    archiveRoutes(services.archives, services.relay),
     catalogueRoutes(services.archives, services.catalogue),
     archiveIntegrityRoutes(services.integrity),
     deviceRoutes(services.devices),
