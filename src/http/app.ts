@@ -251,6 +251,7 @@ export async function buildApp(options: BuildAppOptions): Promise<BuiltApp> {
   });
 
   app.get('/api/v1/openapi.json', { config: { permission: 'public' }, schema: { hide: true } }, async () => app.swagger());
+  // biome-ignore lint/nursery/noMisusedPromises: register takes async plugins (FastifyPluginAsync); the lint reads only its callback overload.
   for (const register of options.routes) await app.register(async (scope) => register(scope as App));
   await app.ready();
   return { app, routeTable };
