@@ -303,20 +303,24 @@ async function scaleRun(server: PostgresServer, admin: pg.Client, idle: IdleLoop
   const clients: SseClient[] = [];
   let listener: pg.Client | undefined;
   try {
-    // One after another: instances that start at the same moment on a fresh database can fail in
-    // pg-boss's createQueue with "deadlock detected" (each creates its node's queue, a partition of
-    // pgboss.job), and the worker then exits; hosts that come up one by one never meet that.
+    // All at once, as a cluster comes up after a power cut: each node creates its pg-boss queue at
+    // start on the fresh database (a creation PostgreSQL ends as a deadlock's victim is made again).
+    const starting: Array<Promise<Instance>> = [];
     for (let index = 0; index < workers; index += 1) {
       const own = allDrives.slice(index * DRIVES_PER_WORKER, Math.min(drives, (index + 1) * DRIVES_PER_WORKER));
       const dataDir = join(work, `worker-${drives}-${index}`);
       await mkdir(dataDir, { recursive: true });
-      instances.push(await startInstance(bin, 'worker', `tower-${index + 1}`, { ...common, DISK2ISO_DATA_DIR: dataDir }, own));
+      starting.push(startInstance(bin, 'worker', `tower-${index + 1}`, { ...common, DISK2ISO_DATA_DIR: dataDir }, own));
     }
     for (let index = 0; index < WEB_INSTANCES; index += 1) {
       const dataDir = join(work, `web-${drives}-${index}`);
       await mkdir(dataDir, { recursive: true });
-      instances.push(await startInstance(bin, 'web', `front-${index + 1}`, { ...common, DISK2ISO_DATA_DIR: dataDir }, []));
+      starting.push(startInstance(bin, 'web', `front-${index + 1}`, { ...common, DISK2ISO_DATA_DIR: dataDir }, []));
     }
+    const started = await Promise.allSettled(starting);
+    for (const outcome of started) if (outcome.status === 'fulfilled') instances.push(outcome.value);
+    const failed = started.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
     const webs = instances.filter((instance) => instance.role === 'web');
     const workerInstances = instances.filter((instance) => instance.role === 'worker');
 
@@ -786,7 +790,7 @@ export async function benchScale(): Promise<void> {
 
 Machine: ${machineDescription()}; 2 cores shared with other tenants. Command: \`npm run bench:scale\` (as root). Bench run time ${((performance.now() - benchStarted) / 1000 / 60).toFixed(1)} min.
 
-**Setup.** ${maxDrives} drives: each a read-only loop device (2048-byte sectors) over its own faultfs mount (test/tools/faultfs.c) serving ${SOURCE_MIB} MiB of random data at ${DRIVE_RATE_BPS.toLocaleString('en')} bytes/s, a DVD drive at 1x (faultfs sleeps each read's length / rate), so each job reads for about ${((SOURCE_MIB * 2 ** 20) / DRIVE_RATE_BPS).toFixed(0)} s. Workers are \`disk2iso serve --role worker\` processes with ${DRIVES_PER_WORKER} drives each (a drive tower), ${WEB_INSTANCES} \`serve --role web\` instances, all executed as \`bin/disk2iso\` (with its Node flags), on one throwaway PostgreSQL 15 (fsync off) on this machine, with a shared output folder; each run has a fresh database and fresh processes, started one after another (started at the same moment on a fresh database, one worker failed in pg-boss's createQueue with "deadlock detected" and exited; see docs/architecture.md, "At 200 drives"). The jobs (defaults: MD5 + SHA-256, verified after imaging) are made with \`POST /api/v1/jobs\` on the web instances, alternating, all at once; a run ends when an SSE client has seen every job's job_finished. ${SSE_CLIENTS_PER_WEB} SSE clients (\`GET /api/v1/events\`) on each web instance, in the benchmark process, receive the workers' events through the event bridge (LISTEN/NOTIFY): a job_update's \`updated_at\` is the moment the worker stamped that state, so delivery is its arrival minus that, on this machine's one clock (the SSE coalescing of at most four progress updates a second per job is in it). Event-loop delay is each process's own \`nodejs_eventloop_lag_p99_seconds\` from \`GET /metrics\` (prom-client's monitorEventLoopDelay at ${LOOP_RESOLUTION_MS} ms resolution, reset at every scrape: scraped at the start and read at the end of the run). CPU is utime + stime from /proc/PID/stat over the run: each instance (every thread, the engine's hash workers too); PostgreSQL is the postmaster, its live children and the backends it reaped; the faultfs daemons and the loop driver (the drives) are not counted. Database work is pg_stat_database of the run's database (pg-boss's schema included) from the start to the end of the run: transactions (xact_commit + xact_rollback; a statement outside a transaction is one), rows returned by scans / fetched by index, rows inserted / updated / deleted; the instances are stopped before the end is read so every backend has reported its counts. NOTIFY is every notification on the event bridge's channel, counted by a listener of the benchmark. Connections are each process's established TCP connections to PostgreSQL at the end of the run.
+**Setup.** ${maxDrives} drives: each a read-only loop device (2048-byte sectors) over its own faultfs mount (test/tools/faultfs.c) serving ${SOURCE_MIB} MiB of random data at ${DRIVE_RATE_BPS.toLocaleString('en')} bytes/s, a DVD drive at 1x (faultfs sleeps each read's length / rate), so each job reads for about ${((SOURCE_MIB * 2 ** 20) / DRIVE_RATE_BPS).toFixed(0)} s. Workers are \`disk2iso serve --role worker\` processes with ${DRIVES_PER_WORKER} drives each (a drive tower), ${WEB_INSTANCES} \`serve --role web\` instances, all executed as \`bin/disk2iso\` (with its Node flags), on one throwaway PostgreSQL 15 (fsync off) on this machine, with a shared output folder; each run has a fresh database and fresh processes, all started at the same moment. The jobs (defaults: MD5 + SHA-256, verified after imaging) are made with \`POST /api/v1/jobs\` on the web instances, alternating, all at once; a run ends when an SSE client has seen every job's job_finished. ${SSE_CLIENTS_PER_WEB} SSE clients (\`GET /api/v1/events\`) on each web instance, in the benchmark process, receive the workers' events through the event bridge (LISTEN/NOTIFY): a job_update's \`updated_at\` is the moment the worker stamped that state, so delivery is its arrival minus that, on this machine's one clock (the SSE coalescing of at most four progress updates a second per job is in it). Event-loop delay is each process's own \`nodejs_eventloop_lag_p99_seconds\` from \`GET /metrics\` (prom-client's monitorEventLoopDelay at ${LOOP_RESOLUTION_MS} ms resolution, reset at every scrape: scraped at the start and read at the end of the run). CPU is utime + stime from /proc/PID/stat over the run: each instance (every thread, the engine's hash workers too); PostgreSQL is the postmaster, its live children and the backends it reaped; the faultfs daemons and the loop driver (the drives) are not counted. Database work is pg_stat_database of the run's database (pg-boss's schema included) from the start to the end of the run: transactions (xact_commit + xact_rollback; a statement outside a transaction is one), rows returned by scans / fetched by index, rows inserted / updated / deleted; the instances are stopped before the end is read so every backend has reported its counts. NOTIFY is every notification on the event bridge's channel, counted by a listener of the benchmark. Connections are each process's established TCP connections to PostgreSQL at the end of the run.
 
 **${full.drives} drives at once.**
 
