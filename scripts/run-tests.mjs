@@ -82,15 +82,32 @@ if (files.length === 0) {
   console.error(`no test files found under ${relative(root, testRoot)}${filters.length ? ` matching ${filters.join(', ')}` : ''}`);
   process.exit(1);
 }
+/**
+ * A file that adds network interfaces (a network namespace's veth pair: test/support/netns.ts) runs
+ * alone, after the others: Chromium in a file beside it takes the new interface for a network change
+ * (ERR_NETWORK_CHANGED) and drops its connections, a live stream among them.
+ */
+const changesNetwork = (file) => /\bcreateNetworkHost\(|\buseCluster\(\{[^)]*\bhosts:/.test(readFileSync(file, 'utf8'));
+
 // --test-force-exit: a handle a failed test leaves open (a listening server) must not keep the run
 // going until CI's time limit; the failure is reported either way.
 function runFiles(selected, env) {
-  const result = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-force-exit', '--test-reporter=spec', ...selected], {
-    stdio: 'inherit',
-    cwd: root,
-    env,
-  });
-  return result.status ?? 1;
+  const alone = selected.filter(changesNetwork);
+  const together = selected.filter((file) => !alone.includes(file));
+  let status = 0;
+  for (const [group, concurrency] of [
+    [together, 2],
+    [alone, 1],
+  ]) {
+    if (group.length === 0) continue;
+    const result = spawnSync(process.execPath, ['--test', `--test-concurrency=${concurrency}`, '--test-force-exit', '--test-reporter=spec', ...group], {
+      stdio: 'inherit',
+      cwd: root,
+      env,
+    });
+    if (status === 0) status = result.status ?? 1;
+  }
+  return status;
 }
 
 let status = 0;
