@@ -82,6 +82,11 @@ const PRESS = 'PRESS';
 type MqttSettings = Config['mqtt'];
 
 /** Everything a connection is made from; another value means another connection. */
+/** A drive's id as Home Assistant takes it in a discovery topic and a unique_id ([A-Za-z0-9_-]): a cluster id's dot (tower-a.sr0) becomes an underscore. */
+function objectIdOf(driveId: string): string {
+  return driveId.replaceAll('.', '_');
+}
+
 function connectionKey(settings: MqttSettings): string | null {
   if (!settings.enabled || settings.broker_url === '') return null;
   return JSON.stringify([settings.broker_url, settings.username, settings.password, settings.client_id, settings.topic_prefix, settings.discovery_prefix]);
@@ -131,10 +136,10 @@ function discoveryMessages(drive: Drive, settings: Pick<MqttSettings, 'topic_pre
   };
   const common = { availability_topic: `${prefix}/status`, payload_available: 'online', payload_not_available: 'offline', device };
   const sensor = (field: string, name: string, extra: JsonObject): DiscoveryMessage => ({
-    topic: `${settings.discovery_prefix}/sensor/${node}/${drive.id}_${field}/config`,
+    topic: `${settings.discovery_prefix}/sensor/${node}/${objectIdOf(drive.id)}_${field}/config`,
     payload: {
       name,
-      unique_id: `${node}_${drive.id}_${field}`,
+      unique_id: `${node}_${objectIdOf(drive.id)}_${field}`,
       state_topic: stateTopic,
       value_template: `{{ value_json.${field} }}`,
       ...common,
@@ -147,10 +152,10 @@ function discoveryMessages(drive: Drive, settings: Pick<MqttSettings, 'topic_pre
     sensor('label', 'Disc label', { icon: 'mdi:disc' }),
     sensor('rate', 'Read rate', { unit_of_measurement: 'MB/s', device_class: 'data_rate', state_class: 'measurement' }),
     {
-      topic: `${settings.discovery_prefix}/button/${node}/${drive.id}_eject/config`,
+      topic: `${settings.discovery_prefix}/button/${node}/${objectIdOf(drive.id)}_eject/config`,
       payload: {
         name: 'Eject',
-        unique_id: `${node}_${drive.id}_eject`,
+        unique_id: `${node}_${objectIdOf(drive.id)}_eject`,
         command_topic: `${prefix}/${drive.id}/eject`,
         payload_press: PRESS,
         icon: 'mdi:eject',

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
@@ -197,23 +197,6 @@ describe('JWT bearer tokens', () => {
       const issued = await auth.tokens.issueForPassword('alice', USER_PASSWORD, CLIENT);
       const principal = await auth.tokens.verify(issued.token);
       assert.deepEqual([principal?.kind, principal?.via, principal?.expiresAt], ['user', 'jwt', issued.expiresAt]);
-    });
-  });
-
-  it('keeps the signing key in DATA_DIR/jwt.key with mode 0600, reuses it, and repairs a wider mode', async () => {
-    await withAuth(async ({ auth, dir }) => {
-      await auth.users.add({ name: 'alice', role: 'operator', password: USER_PASSWORD }, CLI);
-      const file = join(dir, SIGNING_KEY_FILE);
-      await assert.rejects(stat(file), { code: 'ENOENT' });
-      const { token } = await auth.tokens.issueForPassword('alice', USER_PASSWORD, CLIENT);
-      assert.equal((await stat(file)).mode & 0o777, 0o600);
-      assert.equal(Buffer.from((await readFile(file, 'utf8')).trim(), 'base64url').length, 64);
-
-      await chmod(file, 0o644);
-      const reloaded = await loadOrCreateSigningKey(file);
-      assert.equal((await stat(file)).mode & 0o777, 0o600);
-      assert.equal(Buffer.from(reloaded).toString('base64url'), (await readFile(file, 'utf8')).trim());
-      assert.ok(await auth.tokens.verify(token));
     });
   });
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { imageFileSet } from '../../src/archive/naming.js';
 import { type TestServer, api, startTestServer, testEnv, waitFor } from '../http/support.js';
-import { attachTestDatabase, detachTestDatabase } from '../support/database.js';
+import { attachTestDatabase, detachTestDatabase, testDriveId } from '../support/database.js';
 import { type FaultFs, mountFaultFs } from '../tools/faultfs.js';
 import { makeIso, sha256File } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
@@ -149,7 +149,7 @@ describe('disk2iso create uses the service’s queue, archive and drive lock', (
       running.child.kill('SIGINT');
       const paused = await running.done;
       assert.equal(paused.code, 3, paused.stderr);
-      assert.match(paused.stderr, /To resume: disk2iso create --device loop\d+ --output /);
+      assert.match(paused.stderr, /To resume: disk2iso create --device (?:[a-z0-9-]+\.)?loop\d+ --output /);
       const pausedJob = (await api(service.url, 'GET', `/api/v1/jobs/${job?.id}`)).body as JobBody;
       assert.equal(pausedJob.status, 'paused');
 
@@ -173,11 +173,11 @@ describe('disk2iso create uses the service’s queue, archive and drive lock', (
       });
       assert.match(running.stderr(), /imaging here as job job_\w+, since .*outside\.iso lies outside the service's output directory/);
 
-      const queued = await api(service.url, 'POST', '/api/v1/jobs', { device: loop.name, name: 'waits-for-the-drive' });
+      const queued = await api(service.url, 'POST', '/api/v1/jobs', { device: testDriveId(loop.name), name: 'waits-for-the-drive' });
       assert.equal(queued.status, 201, JSON.stringify(queued.body));
-      const second = await runCli(['create', '--device', loop.name, '--name', 'second'], env());
+      const second = await runCli(['create', '--device', testDriveId(loop.name), '--name', 'second'], env());
       assert.equal(second.code, 2, second.stderr);
-      assert.match(second.stderr, new RegExp(`${loop.name} is busy with job ${cliJob?.id}`));
+      assert.match(second.stderr, new RegExp(`${testDriveId(loop.name)} is busy with job ${cliJob?.id}`));
       // The service has looked for work more than once since: the drive's lock kept it waiting.
       const before = (await api(service.url, 'GET', `/api/v1/jobs/${cliJob?.id}`)).body.bytes_done as number;
       await waitFor(
@@ -221,7 +221,7 @@ describe('disk2iso create uses the service’s queue, archive and drive lock', (
         return refused?.status === 'failed';
       });
       assert.equal(refused?.error?.code, 'output_outside_service');
-      assert.match(refused?.error?.message ?? '', /Continue it with: disk2iso create --device loop\d+ --output .*killed\.iso/);
+      assert.match(refused?.error?.message ?? '', /Continue it with: disk2iso create --device (?:[a-z0-9-]+\.)?loop\d+ --output .*killed\.iso/);
       await assert.rejects(stat(output), 'no finished image');
 
       await fault.setDelay(0);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig, packageRoot } from '../../src/config/load.js';
 import { type TestServer, api, startTestServer, testEnv, waitFor } from '../http/support.js';
-import { attachTestDatabase, detachTestDatabase, shownDatabaseOf } from '../support/database.js';
+import { attachTestDatabase, detachTestDatabase, shownDatabaseOf, testDriveId } from '../support/database.js';
 import { type FaultFs, mountFaultFs } from '../tools/faultfs.js';
 import { makeIso, sha256File } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
@@ -104,7 +104,7 @@ describe('the operator’s CLI lines of the specification, against a running ser
         'm',
       ),
     );
-    assert.match(result.stdout, /^ {4}"loop\d+" "\/dev\/loop\d+": (probed|probing), disc "OPERATE_DISC"$/m);
+    assert.match(result.stdout, /^ {4}"(?:[a-z0-9-]+\.)?loop\d+" "\/dev\/loop\d+": (probed|probing), disc "OPERATE_DISC"$/m);
     const json = JSON.parse((await runCli(['status', '--json'], env())).stdout);
     assert.equal(json.service.running, true);
     assert.equal(json.service.process.pid, process.pid);
@@ -122,7 +122,7 @@ describe('the operator’s CLI lines of the specification, against a running ser
 
   it('disk2iso stop --all: pauses a running job of the service, keeping what it read', async () => {
     await fault.setDelay(200);
-    const created = await api(service.url, 'POST', '/api/v1/jobs', { device: slow.name, name: 'to-stop' });
+    const created = await api(service.url, 'POST', '/api/v1/jobs', { device: testDriveId(slow.name), name: 'to-stop' });
     assert.equal(created.status, 201);
     await waitFor('the job to read', async () => (await api(service.url, 'GET', `/api/v1/jobs/${created.body.id}`)).body.bytes_done > 0);
     const stopped = await runCli(['stop', '--all'], env());
@@ -222,9 +222,9 @@ done`,
     const imaged = jobs.filter((job) => job.name === 'OTHER_DISC');
     assert.equal(imaged.length, 1, loop.text());
     assert.equal(imaged[0]?.status, 'completed');
-    assert.equal(imaged[0]?.device_id, other.name);
+    assert.equal(imaged[0]?.device_id, testDriveId(other.name));
     assert.equal(imaged[0]?.output_file, join(NEW_OUTPUT_DIR, 'OTHER_DISC.iso'), 'into the folder config set chose');
-    assert.ok(!jobs.some((job) => job.device_id === blank.name), 'the blank disc was skipped');
+    assert.ok(!jobs.some((job) => job.device_id === testDriveId(blank.name)), 'the blank disc was skipped');
     assert.match(await sha256File(join(NEW_OUTPUT_DIR, 'OTHER_DISC.iso')), /^[0-9a-f]{64}$/);
   });
 

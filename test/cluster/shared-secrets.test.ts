@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { localActor } from '../../src/auth/principal.js';
 import { type AuthService, createAuthService } from '../../src/auth/service.js';
-import { SIGNING_KEY_FILE } from '../../src/auth/tokens.js';
+import { SIGNING_KEY_FILE, loadOrCreateSigningKey } from '../../src/auth/tokens.js';
 import { loadConfig } from '../../src/config/load.js';
 import { type Database, databaseFile, openDatabase } from '../../src/db/database.js';
 import { openPostgres } from '../../src/db/postgres.js';
@@ -74,6 +74,14 @@ test('the embedded service keeps both in its data dir and stores no secret in it
     assert.equal((await auth.tokens.verify(token))?.name, 'alice');
     await push.publicKey();
     assert.ok(existsSync(join(dir, SIGNING_KEY_FILE)) && existsSync(join(dir, VAPID_KEY_FILE)));
+    // The key file is private, and a wider mode found later is taken back before the key is used.
+    const file = join(dir, SIGNING_KEY_FILE);
+    assert.equal((await stat(file)).mode & 0o777, 0o600);
+    assert.equal(Buffer.from((await readFile(file, 'utf8')).trim(), 'base64url').length, 64);
+    await chmod(file, 0o644);
+    const reloaded = await loadOrCreateSigningKey(file);
+    assert.equal((await stat(file)).mode & 0o777, 0o600);
+    assert.equal(Buffer.from(reloaded).toString('base64url'), (await readFile(file, 'utf8')).trim());
     assert.deepEqual(await database.kysely.selectFrom('service_secrets').selectAll().execute(), []);
   });
 });

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import type { DomainEvent, DomainEventType } from '../../src/notifications/model.js';
 import { STORAGE_HYSTERESIS_PERCENT, nextStorageLevel } from '../../src/system/storage-watch.js';
 import { type LiveClient, type TestServer, api, followEvents, startTestServer, verifyArchive, waitFor } from '../http/support.js';
-import { attachTestDatabase, detachTestDatabase } from '../support/database.js';
+import { attachTestDatabase, detachTestDatabase, testDriveId } from '../support/database.js';
 import { requireTool, run } from '../tools/exec.js';
 import { type MadeIso, makeIso } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
@@ -88,7 +88,7 @@ describe('disc and drive events are recorded, sent to webhooks and carried by th
     service = await start();
     secret = await subscribe(service, receiver, DISC_TYPES);
     live = await followEvents(service.url);
-    const stored = await api(service.url, 'PUT', `/api/v1/devices/${loop.name}/automation`, {
+    const stored = await api(service.url, 'PUT', `/api/v1/devices/${testDriveId(loop.name)}/automation`, {
       mode: 'notify',
       name_template: '{label}',
       read_attempts: 1,
@@ -112,10 +112,10 @@ describe('disc and drive events are recorded, sent to webhooks and carried by th
   it('records a removal and an insertion with label, kind and size, and the notice that the disc waits', { timeout: 60_000 }, async () => {
     await swapDisc(second.path);
     await waitFor('the new disc to wait on the dashboard', async () => (await ofType('disc.waiting')).length === 1);
-    assert.deepEqual(await ofType('disc.removed'), [{ drive_id: loop.name, label: 'EVENT_FIRST', kind: 'data', size_bytes: first.sizeBytes }]);
+    assert.deepEqual(await ofType('disc.removed'), [{ drive_id: testDriveId(loop.name), label: 'EVENT_FIRST', kind: 'data', size_bytes: first.sizeBytes }]);
     const inserted = await ofType('disc.inserted');
     assert.equal(inserted.length, 1);
-    assert.equal(inserted[0]?.drive_id, loop.name);
+    assert.equal(inserted[0]?.drive_id, testDriveId(loop.name));
     assert.equal(inserted[0]?.label, 'EVENT_SECOND');
     assert.equal(inserted[0]?.kind, 'data');
     assert.equal(inserted[0]?.size_bytes, second.sizeBytes);
@@ -150,7 +150,7 @@ describe('disc and drive events are recorded, sent to webhooks and carried by th
     service = await start();
     assert.deepEqual(
       service.server.automation.notices().map((notice) => [notice.driveId, notice.name]),
-      [[loop.name, 'EVENT_SECOND']],
+      [[testDriveId(loop.name), 'EVENT_SECOND']],
     );
     // Nothing happened to the drive: the restart raises no event about it.
     assert.equal((await ofType('disc.inserted')).length, 1);
@@ -170,7 +170,7 @@ describe('disc and drive events are recorded, sent to webhooks and carried by th
     await swapDisc(otherBlank);
     await waitFor('the unimageable disc to be recorded', async () => (await ofType('disc.unimageable')).length === 1);
     const [unimageable] = await ofType('disc.unimageable');
-    assert.equal(unimageable?.drive_id, loop.name);
+    assert.equal(unimageable?.drive_id, testDriveId(loop.name));
     assert.equal(typeof unimageable?.reason, 'string');
     assert.notEqual(unimageable?.message, '');
     assert.equal((await api((service as TestServer).url, 'GET', '/api/v1/jobs')).body.jobs.length, 0);

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { SMTPServer } from 'smtp-server';
 import { Webhook } from 'standardwebhooks';
 import { type TestServer, api, startTestServer, waitFor } from '../http/support.js';
+import { testDriveId } from '../support/database.js';
 import { requireTool, run } from '../tools/exec.js';
 import { type MadeIso, makeIso } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
@@ -101,9 +102,9 @@ describe('put a disc in, get an archived image and a message on every channel', 
     });
     assert.equal(hook.status, 201, JSON.stringify(hook.body));
     const automation = { mode: 'automatic', name_template: '{label}', read_attempts: 1, checksums: ['sha256'], verify: true, eject: true, duplicates: 'skip' };
-    const stored = await api(service.url, 'PUT', `/api/v1/devices/${loop.name}/automation`, automation);
+    const stored = await api(service.url, 'PUT', `/api/v1/devices/${testDriveId(loop.name)}/automation`, automation);
     assert.equal(stored.status, 200, JSON.stringify(stored.body));
-    const stateTopic = `disk2iso/${loop.name}/state`;
+    const stateTopic = `disk2iso/${testDriveId(loop.name)}/state`;
     await waitFor('Home Assistant to see the drive', () => home.on(stateTopic).length > 0);
 
     // The disc goes in: the loop device's backing file changes. No request follows.
@@ -120,10 +121,15 @@ describe('put a disc in, get an archived image and a message on every channel', 
     });
     assert.equal(archive?.checksums['sha256'], second.sha256);
     assert.equal(archive?.status, 'ok');
-    const jobs = (await api(service.url, 'GET', '/api/v1/jobs')).body.jobs as Array<{ id: string; name: string; status: string; device_id: string }>;
+    // The archive entry is written before the job's end is recorded: wait for that too.
+    let jobs: Array<{ id: string; name: string; status: string; device_id: string }> = [];
+    await waitFor('its job to end', async () => {
+      jobs = (await api(service.url, 'GET', '/api/v1/jobs')).body.jobs;
+      return jobs.every((job) => job.status !== 'running' && job.status !== 'verifying');
+    });
     assert.deepEqual(
       jobs.map((job) => [job.name, job.device_id, job.status]),
-      [['E2E_SECOND', loop.name, 'completed']],
+      [['E2E_SECOND', testDriveId(loop.name), 'completed']],
     );
     const jobId = jobs[0]?.id ?? '';
     const verifications = (await api(service.url, 'GET', `/api/v1/archives/${archive?.id}/verifications`)).body.verifications as Array<{
@@ -137,7 +143,7 @@ describe('put a disc in, get an archived image and a message on every channel', 
 
     await waitFor('the drive to be released', async () => {
       const devices = (await api(service.url, 'GET', '/api/v1/devices')).body.devices as Array<{ id: string; status: string; job_id: string | null }>;
-      const drive = devices.find((device) => device.id === loop.name);
+      const drive = devices.find((device) => device.id === testDriveId(loop.name));
       return drive?.status === 'idle' && drive.job_id === null;
     });
 

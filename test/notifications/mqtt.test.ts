@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { localActor } from '../../src/auth/principal.js';
 import { testEnv, waitFor } from '../http/support.js';
-import { createTestDataDir, removeTestDataDir } from '../support/database.js';
+import { createTestDataDir, removeTestDataDir, testDriveId } from '../support/database.js';
 import { type FaultFs, mountFaultFs } from '../tools/faultfs.js';
 import { type MadeIso, makeIso } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
@@ -48,11 +48,13 @@ describe('MQTT with Home Assistant discovery, against mosquitto', () => {
     return { status: response.statusCode, body: response.json() as Record<string, unknown> };
   };
   const mqttStatus = async () => (await apiCall('GET', '/api/v1/notifications/mqtt')).body as { state: string; error: string | null; broker: string };
-  const stateTopic = () => `${PREFIX}/${loop.name}/state`;
+  /** The drive's id in Home Assistant's discovery topics: a cluster id's dot is an underscore there. */
+  const objectId = () => testDriveId(loop.name).replaceAll('.', '_');
+  const stateTopic = () => `${PREFIX}/${testDriveId(loop.name)}/state`;
   const press = async (): Promise<{ ok: boolean; code: string | null }> => {
-    const resultTopic = `${PREFIX}/${loop.name}/eject/result`;
+    const resultTopic = `${PREFIX}/${testDriveId(loop.name)}/eject/result`;
     const seen = home.on(resultTopic).length;
-    await home.client.publishAsync(`${PREFIX}/${loop.name}/eject`, 'PRESS', { qos: 1 });
+    await home.client.publishAsync(`${PREFIX}/${testDriveId(loop.name)}/eject`, 'PRESS', { qos: 1 });
     await waitFor('the answer to the eject press', () => home.on(resultTopic).length > seen);
     return JSON.parse(home.on(resultTopic)[seen]?.payload ?? '{}');
   };
@@ -96,15 +98,15 @@ describe('MQTT with Home Assistant discovery, against mosquitto', () => {
     // A client that subscribes now (Home Assistant after its own restart) gets everything retained.
     const late = await observe(broker.url, HOME_ASSISTANT, ['homeassistant/#', `${PREFIX}/status`, `${PREFIX}/+/state`]);
     try {
-      const configTopic = (component: string, field: string) => `homeassistant/${component}/${PREFIX}/${loop.name}_${field}/config`;
+      const configTopic = (component: string, field: string) => `homeassistant/${component}/${PREFIX}/${objectId()}_${field}/config`;
       const topics = [...['state', 'progress', 'label', 'rate'].map((field) => configTopic('sensor', field)), configTopic('button', 'eject')];
       await waitFor('the discovery configurations', () => topics.every((topic) => late.on(topic).length > 0) && late.on(stateTopic()).length > 0);
       for (const topic of topics) assert.equal(late.on(topic)[0]?.retain, true, `${topic} is retained`);
-      const device = { identifiers: [`${PREFIX}_${loop.name}`], name: `disk2iso ${loop.name}` };
+      const device = { identifiers: [`${PREFIX}_${testDriveId(loop.name)}`], name: `disk2iso ${testDriveId(loop.name)}` };
       const sensor = JSON.parse(late.on(configTopic('sensor', 'state'))[0]?.payload ?? '{}');
       assert.equal(sensor.state_topic, stateTopic());
       assert.equal(sensor.value_template, '{{ value_json.state }}');
-      assert.equal(sensor.unique_id, `${PREFIX}_${loop.name}_state`);
+      assert.equal(sensor.unique_id, `${PREFIX}_${objectId()}_state`);
       assert.equal(sensor.availability_topic, `${PREFIX}/status`);
       assert.deepEqual({ identifiers: sensor.device.identifiers, name: sensor.device.name }, device);
       const progress = JSON.parse(late.on(configTopic('sensor', 'progress'))[0]?.payload ?? '{}');
@@ -113,7 +115,7 @@ describe('MQTT with Home Assistant discovery, against mosquitto', () => {
       const rate = JSON.parse(late.on(configTopic('sensor', 'rate'))[0]?.payload ?? '{}');
       assert.equal(rate.device_class, 'data_rate');
       const button = JSON.parse(late.on(configTopic('button', 'eject'))[0]?.payload ?? '{}');
-      assert.equal(button.command_topic, `${PREFIX}/${loop.name}/eject`);
+      assert.equal(button.command_topic, `${PREFIX}/${testDriveId(loop.name)}/eject`);
       assert.equal(button.payload_press, 'PRESS');
       assert.deepEqual({ identifiers: button.device.identifiers, name: button.device.name }, device);
       assert.deepEqual(
@@ -139,7 +141,7 @@ describe('MQTT with Home Assistant discovery, against mosquitto', () => {
   it('publishes the state while a real job images the loop device, and its eject button obeys the drive-in-use rule', { timeout: 120_000 }, async () => {
     // 8 MiB at 2 MiB/s: several seconds of imaging, so progress is seen between 0 and 100.
     await fault.setRate(2 * 1024 * 1024);
-    const created = await apiCall('POST', '/api/v1/jobs', { device: loop.name, name: 'MQTT_JOB' });
+    const created = await apiCall('POST', '/api/v1/jobs', { device: testDriveId(loop.name), name: 'MQTT_JOB' });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const jobId = created.body.id as string;
     await waitFor('the imaging state', () => states(home.on(stateTopic())).some((state) => state.state === 'imaging' && state.job === jobId));
@@ -192,7 +194,7 @@ describe('MQTT with Home Assistant discovery, against mosquitto', () => {
     );
     assert.equal((await mqttStatus()).state, 'disabled');
     // Turned off, it takes its entities out of Home Assistant: an empty retained config removes one.
-    const config = `homeassistant/sensor/${PREFIX}/${loop.name}_state/config`;
+    const config = `homeassistant/sensor/${PREFIX}/${objectId()}_state/config`;
     await waitFor('the discovery to be removed', () => home.on(config).at(-1)?.payload === '');
   });
 
@@ -205,7 +207,7 @@ describe('MQTT with Home Assistant discovery, against mosquitto', () => {
       const changed = await apiCall('PATCH', '/api/v1/system/config', { mqtt: { enabled: true, broker_url: `mqtt://127.0.0.1:${port}` } });
       assert.equal(changed.status, 200, JSON.stringify(changed.body));
       await waitFor('the service to reach the silent broker', () => sockets.length > 0);
-      const created = await apiCall('POST', '/api/v1/jobs', { device: loop.name, name: 'MQTT_SILENT' });
+      const created = await apiCall('POST', '/api/v1/jobs', { device: testDriveId(loop.name), name: 'MQTT_SILENT' });
       assert.equal(created.status, 201, JSON.stringify(created.body));
       await waitFor('the job to complete', async () => (await apiCall('GET', `/api/v1/jobs/${created.body.id}`)).body.status === 'completed');
       assert.ok(['connecting', 'error'].includes((await mqttStatus()).state));

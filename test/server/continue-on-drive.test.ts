@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { createDriveService } from '../../src/drives/service.js';
 import { type TestServer, api, startTestServer, waitFor } from '../http/support.js';
 import { readMap } from '../imaging/helpers.js';
+import { testDriveId } from '../support/database.js';
 import { type FaultFs, mountFaultFs } from '../tools/faultfs.js';
 import { type MadeIso, makeIso, sha256File } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
@@ -89,7 +90,7 @@ describe('a job continues on another drive holding the same disc, from its rescu
     };
 
     it('pauses on drive A, refuses a wrong disc on C without reading, and completes on B from the map, byte-identical', async () => {
-      const created = await api(service.url, 'POST', '/api/v1/jobs', { device: driveA.loop.name });
+      const created = await api(service.url, 'POST', '/api/v1/jobs', { device: testDriveId(driveA.loop.name) });
       assert.equal(created.status, 201, JSON.stringify(created.body));
       const id: string = created.body.id;
       const mapPath = `${created.body.output_file}.map`;
@@ -116,18 +117,18 @@ describe('a job continues on another drive holding the same disc, from its rescu
       assert.equal(unknown.body.error.code, 'unknown_device');
       const notADrive = await patch(id, { action: 'resume', device: '/etc/passwd' });
       assert.equal(notADrive.status, 404, 'only a discovered drive, whatever path is given');
-      const withPause = await patch(id, { action: 'pause', device: driveB.loop.name });
+      const withPause = await patch(id, { action: 'pause', device: testDriveId(driveB.loop.name) });
       assert.equal(withPause.status, 400);
       assert.equal(withPause.body.error.code, 'validation_failed');
       const unchanged = await job(id);
-      assert.deepEqual([unchanged.status, unchanged.device_id], ['paused', driveA.loop.name], 'refusals change nothing');
+      assert.deepEqual([unchanged.status, unchanged.device_id], ['paused', testDriveId(driveA.loop.name)], 'refusals change nothing');
 
       // C holds another disc, and is busy with a job of its own: the moved job waits for it (one job per drive).
-      const occupying = await api(service.url, 'POST', '/api/v1/jobs', { device: driveC.loop.name });
+      const occupying = await api(service.url, 'POST', '/api/v1/jobs', { device: testDriveId(driveC.loop.name) });
       await waitFor('the job on C to run', async () => (await job(occupying.body.id)).status === 'running');
-      const toC = await patch(id, { action: 'resume', device: driveC.loop.name });
+      const toC = await patch(id, { action: 'resume', device: testDriveId(driveC.loop.name) });
       assert.equal(toC.status, 200, JSON.stringify(toC.body));
-      assert.deepEqual([toC.body.status, toC.body.device_id, toC.body.device], ['queued', driveC.loop.name, driveC.loop.path]);
+      assert.deepEqual([toC.body.status, toC.body.device_id, toC.body.device], ['queued', testDriveId(driveC.loop.name), driveC.loop.path]);
       const waiting = await job(id);
       assert.equal((await job(occupying.body.id)).status, 'running');
       assert.deepEqual([waiting.status, waiting.queue_position], ['queued', 1], 'it waits while C runs another job');
@@ -142,7 +143,7 @@ describe('a job continues on another drive holding the same disc, from its rescu
       const readBefore = await bytesReadFrom(driveB.loop);
       const toB = await patch(id, { action: 'retry', device: driveB.loop.path });
       assert.equal(toB.status, 200, JSON.stringify(toB.body));
-      assert.equal(toB.body.device_id, driveB.loop.name, 'a drive may be named by its device path');
+      assert.equal(toB.body.device_id, testDriveId(driveB.loop.name), 'a drive may be named by its device path');
       const done = await settled(id);
       assert.equal(done.status, 'completed', JSON.stringify(done));
       assert.equal(await sha256File(done.output_file), disc.sha256, 'the image is byte-identical to the disc');
@@ -151,7 +152,10 @@ describe('a job continues on another drive holding the same disc, from its rescu
       const readFromB = (await bytesReadFrom(driveB.loop)) - readBefore;
       assert.ok(readFromB < disc.sizeBytes - rescuedOnA / 2, `B read only what A had not: ${readFromB} bytes of ${disc.sizeBytes}, ${rescuedOnA} rescued on A`);
       const messages: string[] = (await api(service.url, 'GET', `/api/v1/jobs/${id}/logs`)).body.logs.map((line: { message: string }) => line.message);
-      assert.ok(messages.includes(`retry requested on ${driveB.loop.name} (${driveB.loop.path}) instead of ${driveC.loop.name}`), messages.join('\n'));
+      assert.ok(
+        messages.includes(`retry requested on ${testDriveId(driveB.loop.name)} (${driveB.loop.path}) instead of ${testDriveId(driveC.loop.name)}`),
+        messages.join('\n'),
+      );
       assert.ok(
         messages.some((message) => message.startsWith('resuming from') && message.includes(`: ${rescuedOnA} of ${disc.sizeBytes} bytes already rescued`)),
         `the engine went on from the map A left:\n${messages.join('\n')}`,
@@ -161,12 +165,12 @@ describe('a job continues on another drive holding the same disc, from its rescu
     it('refuses to move a running job', async () => {
       await driveB.fault.setDelay(SLOW_READ_MS);
       try {
-        const created = await api(service.url, 'POST', '/api/v1/jobs', { device: driveB.loop.name });
+        const created = await api(service.url, 'POST', '/api/v1/jobs', { device: testDriveId(driveB.loop.name) });
         await waitFor('the job to run', async () => (await job(created.body.id)).status === 'running');
-        const refused = await patch(created.body.id, { action: 'resume', device: driveC.loop.name });
+        const refused = await patch(created.body.id, { action: 'resume', device: testDriveId(driveC.loop.name) });
         assert.equal(refused.status, 409);
         assert.equal(refused.body.error.code, 'invalid_state');
-        assert.equal((await job(created.body.id)).device_id, driveB.loop.name);
+        assert.equal((await job(created.body.id)).device_id, testDriveId(driveB.loop.name));
         assert.equal((await api(service.url, 'DELETE', `/api/v1/jobs/${created.body.id}`)).status, 204);
       } finally {
         await driveB.fault.setDelay(0);
@@ -186,7 +190,7 @@ describe('a job continues on another drive holding the same disc, from its rescu
     });
 
     it('offers the drives that hold the same disc for a job whose drive is gone, and continues it there', async () => {
-      const media = await createDriveService({ config: web.config }).probe(driveB.loop.name);
+      const media = await createDriveService({ config: web.config }).probe(testDriveId(driveB.loop.name));
       assert.ok(media.imageSizeBytes, 'the probe found the disc and its size');
       await mkdir(web.config.storage.output_dir, { recursive: true });
       // The job's drive came back under another name: loop999 is gone, the disc is now in B.
@@ -218,20 +222,20 @@ describe('a job continues on another drive holding the same disc, from its rescu
       assert.ok(page.body.includes('class="inline-form job-move"'), 'the page offers to continue on another drive');
       const form = page.body.slice(page.body.indexOf('class="inline-form job-move"'));
       const options = [...form.slice(0, form.indexOf('</form>')).matchAll(/<option value="([^"]+)"/g)].map((match) => match[1]);
-      assert.deepEqual(options, [driveB.loop.name], 'only the drive with the same disc, not C');
+      assert.deepEqual(options, [testDriveId(driveB.loop.name)], 'only the drive with the same disc, not C');
       assert.match(form, /name="action" value="retry"/);
       const viewerPage = await web.send('GET', `/jobs/${orphan.id}`, { session: web.sessions.viewer });
       assert.doesNotMatch(viewerPage.body, /job-move/, 'a viewer is not offered it');
 
       const moved = await web.send('POST', `/jobs/${orphan.id}/action`, {
-        form: { action: 'retry', device: driveB.loop.name, return_to: `/jobs/${orphan.id}` },
+        form: { action: 'retry', device: testDriveId(driveB.loop.name), return_to: `/jobs/${orphan.id}` },
       });
       assert.equal(moved.status, 303);
       assert.equal(moved.location, `/jobs/${orphan.id}?notice=job_retry`);
       await waitFor('the job to settle on B', async () => !['queued', 'running', 'verifying'].includes((await web.jobs.get(orphan.id)).status));
       const done = await web.jobs.get(orphan.id);
       assert.equal(done.status, 'completed', JSON.stringify({ done, log: await web.jobs.logs(orphan.id) }));
-      assert.equal(done.device_id, driveB.loop.name);
+      assert.equal(done.device_id, testDriveId(driveB.loop.name));
       assert.equal(await sha256File(done.output_file), disc.sha256);
     });
   });

@@ -11,7 +11,7 @@ import { ConflictError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { startServer } from '../../src/server.js';
 import { api, createAdminKey, followEvents, testEnv, useApiKey, waitFor } from '../http/support.js';
-import { attachTestDatabase, openDataDirDatabase } from '../support/database.js';
+import { attachTestDatabase, openDataDirDatabase, testDriveId } from '../support/database.js';
 import { type FaultFs, mountFaultFs } from '../tools/faultfs.js';
 import { type MadeIso, makeIso, sha256File } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
@@ -124,7 +124,7 @@ describe('the service as a process: kill -9, SIGTERM, a port in use, unix socket
     const first = start(['--port', '0'], data.env);
     const firstUrl = await first.address;
     assert.match(firstUrl, /^http:\/\/127\.0\.0\.1:\d+$/, 'binds 127.0.0.1 by default');
-    const created = await api(firstUrl, 'POST', '/api/v1/jobs', { device: loop.name });
+    const created = await api(firstUrl, 'POST', '/api/v1/jobs', { device: testDriveId(loop.name) });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const jobId = created.body.id;
     const mapPath = `${created.body.output_file}.map`;
@@ -172,7 +172,7 @@ describe('the service as a process: kill -9, SIGTERM, a port in use, unix socket
     await fault.setDelay(100);
     const first = start(['--port', '0'], data.env);
     const url = await first.address;
-    const created = await api(url, 'POST', '/api/v1/jobs', { device: loop.name });
+    const created = await api(url, 'POST', '/api/v1/jobs', { device: testDriveId(loop.name) });
     const jobId = created.body.id;
     await waitFor('a saved map with progress', async () => (await finishedBytes(`${created.body.output_file}.map`)) > 0);
 
