@@ -118,9 +118,13 @@ if (sqlitePass) status = runFiles(files, process.env);
  * test/support/database.ts testDriveId), or they look for a key file the cluster keeps in its
  * database. Each passes in the SQLite pass; moving them in is the next step of issue 15.
  */
-const POSTGRES_PASS_PENDING = ['test/web/', 'test/notifications/push.test.js', 'test/server/scheduling.test.js', 'test/server/space-pause.test.js'].map(
-  (path) => join(root, 'dist', path),
-);
+const POSTGRES_PASS_PENDING = [
+  'test/web/',
+  'test/notifications/push.test.js',
+  'test/server/scheduling.test.js',
+  'test/server/space-pause.test.js',
+  'test/server/continue-on-drive.test.js',
+].map((path) => join(root, 'dist', path));
 const postgresFiles = postgresPass ? files.filter((file) => usesEngineSwitch(file) && !POSTGRES_PASS_PENDING.some((pending) => file.startsWith(pending))) : [];
 if (postgresFiles.length > 0) {
   console.log(`# PostgreSQL pass: ${postgresFiles.length} test files again with their state in PostgreSQL`);
