@@ -3,6 +3,7 @@ import type { MaintenanceKind, MaintenanceStatus, MaintenanceTaskRecord } from '
 import { type Clock, systemClock } from '../clock.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import type { JsonObject } from '../json.js';
+import { archivesReadableBy } from './archive-placement.js';
 import type { Database } from './database.js';
 import { isUniqueViolation } from './dialect.js';
 import { QUEUE_LOCKS, lockedRows, takeQueueLock } from './row-locks.js';
@@ -124,7 +125,7 @@ export function createMaintenanceTaskRepository(database: Database, options: { n
 
     async claimNext(node = null) {
       const at = timestamp(now());
-      const heldHere = sql<boolean>`(archive_id is null or archive_id in (select id from archives where node_id is null or node_id = ${node}))`;
+      const heldHere = sql<boolean>`(archive_id is null or archive_id in ${archivesReadableBy(node ?? '')})`;
       return database.transaction(async (tx) => {
         // On PostgreSQL one claimer at a time, so no two take the same task (src/db/row-locks.ts).
         await takeQueueLock(database, tx, QUEUE_LOCKS.maintenance);

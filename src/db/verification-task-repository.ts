@@ -10,6 +10,7 @@ import {
 import { type Clock, systemClock } from '../clock.js';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
 import type { LeaseHolder } from '../jobs/model.js';
+import { archivesReadableBy } from './archive-placement.js';
 import type { Database, Executor } from './database.js';
 import { isUniqueViolation } from './dialect.js';
 import { QUEUE_LOCKS, lockedRows, takeQueueLock } from './row-locks.js';
@@ -250,7 +251,7 @@ export function createVerificationTaskRepository(database: Database, options: { 
         // On PostgreSQL the count and the pick are made by one claimer at a time (src/db/row-locks.ts).
         await takeQueueLock(database, tx, QUEUE_LOCKS.verification);
         const node = claim.node ?? null;
-        const heldHere = sql<boolean>`archive_id in (select id from archives where node_id is null or node_id = ${node})`;
+        const heldHere = sql<boolean>`archive_id in ${archivesReadableBy(node ?? '')}`;
         const running = await tx.first(
           tasks()
             .select((eb) => eb.fn.countAll<number>().as('count'))
