@@ -112,20 +112,7 @@ function runFiles(selected, env) {
 
 let status = 0;
 if (sqlitePass) status = runFiles(files, process.env);
-/**
- * Files on the engine switch left out of the PostgreSQL pass for now: they name a service's drives
- * as the embedded service does (loop3), and on PostgreSQL a drive's id names its node (vm.loop3,
- * test/support/database.ts testDriveId), or they look for a key file the cluster keeps in its
- * database. Each passes in the SQLite pass; moving them in is the next step of issue 15.
- */
-const POSTGRES_PASS_PENDING = [
-  'test/web/',
-  'test/notifications/push.test.js',
-  'test/server/scheduling.test.js',
-  'test/server/space-pause.test.js',
-  'test/server/continue-on-drive.test.js',
-].map((path) => join(root, 'dist', path));
-const postgresFiles = postgresPass ? files.filter((file) => usesEngineSwitch(file) && !POSTGRES_PASS_PENDING.some((pending) => file.startsWith(pending))) : [];
+const postgresFiles = postgresPass ? files.filter((file) => usesEngineSwitch(file)) : [];
 if (postgresFiles.length > 0) {
   console.log(`# PostgreSQL pass: ${postgresFiles.length} test files again with their state in PostgreSQL`);
   const { startPostgres } = await import(join(root, 'dist', 'test', 'support', 'postgres.js'));

@@ -54,8 +54,8 @@ describe('read attempts: one declaration of the bounds', () => {
       outputFile: join(server.config.storage.output_dir, 'scratched.iso'),
       sizeBytes: 1024 * 1024,
       options: { read_attempts: 1, verify: false, checksums: ['md5'] },
+      claim: { workerId: WORKER, leaseMs: 600_000 },
     });
-    assert.equal((await server.queue.claimNext(WORKER, { leaseMs: 600_000 }))?.id, job.id);
     const archive = await server.archiveRepository.create({
       jobId: job.id,
       filename: 'scratched.iso',

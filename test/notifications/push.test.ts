@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,9 +9,9 @@ import { loadConfig } from '../../src/config/load.js';
 import type { DueDelivery } from '../../src/db/notification-repository.js';
 import type { PushSubscriptionRepository } from '../../src/db/push-subscription-repository.js';
 import { createSqliteQueue } from '../../src/db/sqlite-queue.js';
-import { PUSH_SUBSCRIPTIONS_PER_USER, createPushChannel, loadOrCreateVapidKeys } from '../../src/notifications/push.js';
+import { PUSH_SUBSCRIPTIONS_PER_USER, VAPID_KEY_FILE, createPushChannel, loadOrCreateVapidKeys } from '../../src/notifications/push.js';
 import { TEST_PASSWORD, type TestServer, api, startTestServer, testEnv, waitFor } from '../http/support.js';
-import { openDataDirDatabase } from '../support/database.js';
+import { openDataDirDatabase, testDriveId } from '../support/database.js';
 import { makeIso } from '../tools/iso.js';
 import { type BrowserSubscription, type PushService, decryptPush, startPushService } from './push-service.js';
 
@@ -70,10 +71,28 @@ describe('push notifications through a push service', () => {
     await rm(work, { recursive: true, force: true });
   });
 
-  it('keeps the VAPID key pair private in the data dir and hands out only the public key', async () => {
-    const file = join(service.dataDir, 'vapid.json');
-    assert.equal((await stat(file)).mode & 0o777, 0o600);
-    const stored = JSON.parse(await readFile(file, 'utf8')) as { publicKey: string; privateKey: string };
+  /**
+   * The key pair where the service keeps it: a private file in the embedded data dir; on PostgreSQL
+   * the database (every instance of a cluster signs with it), and no file at all.
+   */
+  const storedKeyPair = async (): Promise<{ publicKey: string; privateKey: string }> => {
+    const file = join(service.dataDir, VAPID_KEY_FILE);
+    const database = await openDataDirDatabase(service.dataDir);
+    try {
+      if (database.dialect === 'sqlite') {
+        assert.equal((await stat(file)).mode & 0o777, 0o600);
+        return JSON.parse(await readFile(file, 'utf8'));
+      }
+      assert.equal(existsSync(file), false, 'no key file beside a cluster database');
+      const row = await database.kysely.selectFrom('service_secrets').select('value').where('name', '=', 'vapid_key_pair').executeTakeFirstOrThrow();
+      return JSON.parse(row.value);
+    } finally {
+      await database.close();
+    }
+  };
+
+  it('keeps the VAPID key pair private and hands out only the public key', async () => {
+    const stored = await storedKeyPair();
     assert.equal(stored.publicKey, publicKey);
     assert.equal(Buffer.from(publicKey, 'base64url').length, 65);
     const answer = JSON.stringify((await api(service.url, 'GET', '/api/v1/notifications/push/key')).body);
@@ -105,7 +124,7 @@ describe('push notifications through a push service', () => {
     try {
       await createSqliteQueue(database).enqueue({
         name: 'PUSH_GONE',
-        deviceId: 'loop999',
+        deviceId: testDriveId('loop999'),
         devicePath: '/dev/loop999',
         outputFile: join(work, 'PUSH_GONE.iso'),
       });
@@ -196,7 +215,7 @@ describe('push notifications through a push service', () => {
         gone.push(id);
       },
     };
-    const channel = createPushChannel({ config, subscriptions, keyFile: join(service.dataDir, 'vapid.json') });
+    const channel = createPushChannel({ config, subscriptions, keyFile: join(service.dataDir, VAPID_KEY_FILE) });
     const due = {
       delivery: { id: 'msg_1' },
       event: { id: 'evt_1', type: 'job.failed', at: new Date().toISOString(), payload: { job: { id: 'job_1', name: 'X' } } },

@@ -190,13 +190,14 @@ describe('a job continues on another drive holding the same disc, from its rescu
     });
 
     it('offers the drives that hold the same disc for a job whose drive is gone, and continues it there', async () => {
-      const media = await createDriveService({ config: web.config }).probe(testDriveId(driveB.loop.name));
+      // A drive service of its own, outside any node: it knows the drives by their local names.
+      const media = await createDriveService({ config: web.config }).probe(driveB.loop.name);
       assert.ok(media.imageSizeBytes, 'the probe found the disc and its size');
       await mkdir(web.config.storage.output_dir, { recursive: true });
       // The job's drive came back under another name: loop999 is gone, the disc is now in B.
       const orphan = await web.queue.enqueue({
         name: 'MOVE_DISC',
-        deviceId: 'loop999',
+        deviceId: testDriveId('loop999'),
         devicePath: '/dev/loop999',
         outputFile: join(web.config.storage.output_dir, 'MOVE_DISC.iso'),
         sizeBytes: media.imageSizeBytes,

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type TestServer, api, startTestServer, waitFor } from '../http/support.js';
+import { testDriveId } from '../support/database.js';
 import { type FaultFs, mountFaultFs } from '../tools/faultfs.js';
 import { type MadeIso, makeIso, sha256File } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
@@ -54,7 +55,7 @@ describe('the queue through the API: drives in parallel, one job per drive, prio
 
   const job = async (id: string) => (await api(service.url, 'GET', `/api/v1/jobs/${id}`)).body;
   const create = async (drive: Drive): Promise<string> => {
-    const created = await api(service.url, 'POST', '/api/v1/jobs', { device: drive.loop.name });
+    const created = await api(service.url, 'POST', '/api/v1/jobs', { device: testDriveId(drive.loop.name) });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     return created.body.id;
   };

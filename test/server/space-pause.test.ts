@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type TestServer, api, startTestServer, waitFor } from '../http/support.js';
 import { mountMemoryFs } from '../imaging/helpers.js';
+import { testDriveId } from '../support/database.js';
 import { requireTool, run } from '../tools/exec.js';
 import { type MadeIso, makeIso, sha256File } from '../tools/iso.js';
 import { type LoopDevice, attachLoop } from '../tools/loop.js';
@@ -38,7 +39,7 @@ describe('a job waiting for space on the output is paused, not failed, and resum
   const job = async (id: string) => (await api(service.url, 'GET', `/api/v1/jobs/${id}`)).body;
 
   it('pauses with pause_reason disk_full, completes after resume once there is room, and refuses actions that no longer apply with invalid_state', async () => {
-    const created = await api(service.url, 'POST', '/api/v1/jobs', { device: loop.name });
+    const created = await api(service.url, 'POST', '/api/v1/jobs', { device: testDriveId(loop.name) });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const id: string = created.body.id;
     await waitFor('the job to stop', async () => !['queued', 'running', 'verifying'].includes((await job(id)).status));

@@ -8,7 +8,6 @@ import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { packageRoot } from '../../src/config/load.js';
 import { SESSION_COOKIE } from '../../src/http/guard.js';
-import type { JobRecord } from '../../src/jobs/model.js';
 import { LANGUAGES, LANGUAGE_COOKIE } from '../../src/web/i18n.js';
 import { THEMES, type Theme } from '../../src/web/theme.js';
 import { makeIso } from '../tools/iso.js';
@@ -106,19 +105,21 @@ describe('every page in Chromium: axe, phone width, both schemes, every language
     // Jobs in the states the pages show differently, on drives nothing else reads (the test claims them as a worker would).
     const output = server.config.storage.output_dir;
     const worker = 'walk-worker';
-    const enqueue = (name: string, device: string) =>
-      server.queue.enqueue({ name, deviceId: device, devicePath: `/dev/${device}`, outputFile: join(output, `${name}.iso`), sizeBytes: 700 * 1024 * 1024 });
-    const claim = async (job: JobRecord): Promise<JobRecord> => {
-      const claimed = await server.queue.claimNext(worker, { leaseMs: 600_000 });
-      assert.equal(claimed?.id, job.id);
-      return claimed;
-    };
-    const running = await claim(await enqueue('holiday_photos_2009', 'loop991'));
+    const enqueue = (name: string, device: string, claimed: boolean) =>
+      server.queue.enqueue({
+        name,
+        deviceId: device,
+        devicePath: `/dev/${device}`,
+        outputFile: join(output, `${name}.iso`),
+        sizeBytes: 700 * 1024 * 1024,
+        ...(claimed ? { claim: { workerId: worker, leaseMs: 600_000 } } : {}),
+      });
+    const running = await enqueue('holiday_photos_2009', 'loop991', true);
     await server.queue.update(running.id, worker, { phase: 'copying', bytesDone: 300 * 1024 * 1024, progress: 42.5, speedBps: 2_400_000, etaSeconds: 263 });
-    const queued = await enqueue('backup_dvd_2024', 'loop991');
-    const finished = await claim(await enqueue('old_software_cd', 'loop992'));
+    const queued = await enqueue('backup_dvd_2024', 'loop991', false);
+    const finished = await enqueue('old_software_cd', 'loop992', true);
     await server.queue.finish(finished.id, worker, 'completed');
-    const failed = await claim(await enqueue('scratched_game_disc', 'loop993'));
+    const failed = await enqueue('scratched_game_disc', 'loop993', true);
     await server.queue.finish(failed.id, worker, 'failed');
 
     const archive = await server.archiveRepository.create({

@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createVerificationTaskRepository } from '../../src/db/verification-task-repository.js';
 import { currentLeaseHolder } from '../../src/jobs/lease-holder.js';
 import type { JobRecord } from '../../src/jobs/model.js';
+import type { EnqueueInput } from '../../src/jobs/queue.js';
 import { openDataDirDatabase } from '../support/database.js';
 import { NOTIFICATION_FORM_DEFAULTS, type SentRequest as Sent, type TestRole, type WebTestServer, startWebTestServer } from './support/server.js';
 
@@ -45,7 +46,7 @@ describe('web pages (rendered in-process)', () => {
     return server.send(method, url, { ...rest, session: server.sessions[role ?? 'admin'] });
   }
 
-  async function enqueue(name: string, extra: Partial<{ priority: 'low' | 'normal' | 'high' }> = {}): Promise<JobRecord> {
+  async function enqueue(name: string, extra: Pick<EnqueueInput, 'priority' | 'claim'> = {}): Promise<JobRecord> {
     return server.queue.enqueue({
       name,
       deviceId: 'loop999',
@@ -87,9 +88,7 @@ describe('web pages (rendered in-process)', () => {
     server = await startWebTestServer({ listen: false });
     output = server.config.storage.output_dir;
     await mkdir(output, { recursive: true });
-    running = await enqueue(HOSTILE);
-    const claimed = await server.queue.claimNext('test-worker', { leaseMs: 600_000 });
-    assert.equal(claimed?.id, running.id);
+    running = await enqueue(HOSTILE, { claim: { workerId: 'test-worker', leaseMs: 600_000 } });
     running =
       (await server.queue.update(running.id, 'test-worker', {
         phase: 'copying',

@@ -232,20 +232,19 @@ const PROBES: Record<string, Probe> = {
     const removePausedJob = async (name: string, deviceId: string): Promise<string> => {
       const outputFile = join(kit.server.config.storage.output_dir, `${name}.iso`);
       await mkdir(dirname(outputFile), { recursive: true });
-      const queued = await kit.server.queue.enqueue({
+      const taken = await kit.server.queue.enqueue({
         name,
         deviceId,
         devicePath: `/dev/${deviceId}`,
         outputFile,
         sizeBytes: 4096,
         options: {},
+        claim: { workerId: 'walk-worker', leaseMs: 600_000 },
       });
-      const claimed = await kit.server.queue.claimNext('walk-worker', { leaseMs: 600_000, busyDeviceIds: [] });
-      assert.equal(claimed?.id, queued.id);
       await writeFile(`${outputFile}.part`, Buffer.alloc(4096, 1));
       await writeFile(`${outputFile}.map`, '# map\n');
-      await kit.server.queue.finish(queued.id, 'walk-worker', 'paused');
-      const removed = await kit.api('DELETE', `/api/v1/jobs/${queued.id}`);
+      await kit.server.queue.finish(taken.id, 'walk-worker', 'paused');
+      const removed = await kit.api('DELETE', `/api/v1/jobs/${taken.id}`);
       assert.equal(removed.status, 204, JSON.stringify(removed.body));
       return outputFile;
     };

@@ -22,24 +22,26 @@ describe('the dashboard lists jobs by the job model', () => {
   before(async () => {
     server = await startWebTestServer({ listen: false });
     const output = server.config.storage.output_dir;
-    const enqueue = (name: string, device: string) =>
-      server.queue.enqueue({ name, deviceId: device, devicePath: `/dev/${device}`, outputFile: join(output, `${name}.iso`), sizeBytes: 2048 });
-    const claim = async (job: JobRecord): Promise<JobRecord> => {
-      const claimed = await server.queue.claimNext(WORKER, { leaseMs: 600_000 });
-      assert.equal(claimed?.id, job.id);
-      return claimed;
-    };
+    const enqueue = (name: string, device: string, claimed: boolean) =>
+      server.queue.enqueue({
+        name,
+        deviceId: device,
+        devicePath: `/dev/${device}`,
+        outputFile: join(output, `${name}.iso`),
+        sizeBytes: 2048,
+        ...(claimed ? { claim: { workerId: WORKER, leaseMs: 600_000 } } : {}),
+      });
 
-    // The service's own runner claims queued jobs too: each job is claimed (or stopped) as soon as it is queued,
-    // and the one left queued waits behind the running job on its drive, where nothing claims it.
-    const running = await claim(await enqueue('running', 'loop971'));
+    // The service's own runner claims queued jobs too: each job runs under the test's worker from the moment it is
+    // added, and the one left queued waits behind the running job on its drive, where nothing claims it.
+    const running = await enqueue('running', 'loop971', true);
     byStatus.set('running', running);
-    byStatus.set('queued', await enqueue('queued', 'loop971'));
-    const verifying = await claim(await enqueue('verifying', 'loop972'));
+    byStatus.set('queued', await enqueue('queued', 'loop971', false));
+    const verifying = await enqueue('verifying', 'loop972', true);
     byStatus.set('verifying', (await server.queue.update(verifying.id, WORKER, { status: 'verifying', phase: 'verifying' })) ?? verifying);
     const ends = ['paused', 'completed', 'failed', 'cancelled'] as const;
     for (const [index, end] of ends.entries()) {
-      const job = await claim(await enqueue(end, `loop97${3 + index}`));
+      const job = await enqueue(end, `loop97${3 + index}`, true);
       byStatus.set(end, await server.queue.finish(job.id, WORKER, end));
     }
     assert.deepEqual([...byStatus.keys()].sort(), [...JOB_STATUSES].sort(), 'one job in every status');

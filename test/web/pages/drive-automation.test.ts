@@ -32,7 +32,7 @@ describe('drive automation on the pages', () => {
     await copyFile(first.path, drivePath);
     server = await startWebTestServer({ devices: [drivePath], listen: false });
     const page = await server.send('GET', '/drives');
-    driveId = /action="\/drives\/(file-[0-9a-f]+)\/automation"/.exec(page.body)?.[1] ?? '';
+    driveId = /action="\/drives\/((?:[a-z0-9-]+\.)?file-[0-9a-f]+)\/automation"/.exec(page.body)?.[1] ?? '';
     assert.notEqual(driveId, '', 'the admin sees the automation form');
   });
 

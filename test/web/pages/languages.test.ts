@@ -5,7 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { EnqueueInput } from '../../../src/jobs/queue.js';
 import { type Language, allCatalogs } from '../../../src/web/i18n.js';
+import { testDriveId } from '../../support/database.js';
 import { type MadeIso, makeIso } from '../../tools/iso.js';
 import { type TestDisc, insertTestDisc } from '../support/discs.js';
 import { type WebTestServer, startWebTestServer } from '../support/server.js';
@@ -50,6 +52,8 @@ describe('every page in Spanish, French and German shows no catalog key and no E
   let unreadable: TestDisc;
   let imageFile: MadeIso;
   const urls: Array<[string, string]> = [];
+  /** The drives' ids: a cluster node's (`vm.loop3`) look like a catalog key and are none. */
+  const driveIds = new Set<string>();
 
   before(async () => {
     scratch = await mkdtemp(join(tmpdir(), 'disk2iso-languages-'));
@@ -61,24 +65,27 @@ describe('every page in Spanish, French and German shows no catalog key and no E
     for (;;) {
       const listed = await server.send('GET', '/api/v1/devices', { json: true });
       const devices = (JSON.parse(listed.body) as { devices: Array<{ id: string; media_state: string }> }).devices;
-      if (devices.find((device) => device.id === unreadable.loop.name)?.media_state === 'failed') break;
+      if (devices.find((device) => device.id === testDriveId(unreadable.loop.name))?.media_state === 'failed') {
+        for (const device of devices) driveIds.add(device.id);
+        break;
+      }
       await sleep(100);
     }
     const output = server.config.storage.output_dir;
     await mkdir(output, { recursive: true });
 
     // A job reading with unreadable sectors, one waiting, one cancelled.
-    const enqueue = (name: string) =>
+    const enqueue = (name: string, claim?: EnqueueInput['claim']) =>
       server.queue.enqueue({
         name,
-        deviceId: disc.loop.name,
+        deviceId: testDriveId(disc.loop.name),
         devicePath: disc.loop.path,
         outputFile: join(output, `${name}.iso`),
         sizeBytes: 700_000_000,
         options: { read_attempts: 2, verify: true, checksums: ['md5', 'sha256'], disc: { label: name, kind: 'data', sector_size: 2048 } },
+        ...(claim === undefined ? {} : { claim }),
       });
-    const running = await enqueue('HOLIDAY_2024');
-    await server.queue.claimNext('test-worker', { leaseMs: 600_000 });
+    const running = await enqueue('HOLIDAY_2024', { workerId: 'test-worker', leaseMs: 600_000 });
     await server.queue.update(running.id, 'test-worker', {
       phase: 'retrying',
       progress: 42.5,
@@ -188,7 +195,7 @@ describe('every page in Spanish, French and German shows no catalog key and no E
         // The same page in English: a text that reads the same there and here is English left in the page.
         const englishTexts = new Set(readableTexts(await page(url, 'en', signedIn)));
         for (const text of readableTexts(html)) {
-          if (KEY_PATTERN.test(text)) problems.push(`${name} (${url}) shows the key ${text}`);
+          if (KEY_PATTERN.test(text) && !driveIds.has(text)) problems.push(`${name} (${url}) shows the key ${text}`);
           else if (english.has(text)) problems.push(`${name} (${url}) shows the English "${text}"`);
           else if (lowerCaseWords(text) > 2 && englishTexts.has(text)) problems.push(`${name} (${url}) shows "${text}" as in English`);
         }

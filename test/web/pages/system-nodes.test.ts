@@ -78,7 +78,7 @@ describe('the system status shows the cluster nodes', () => {
       assert.equal(rows.get(own)?.online, 'yes');
       assert.match(
         rows.get(own)?.text ?? '',
-        /^\S+ Online Web and drives · .+ · last heartbeat \d+ s ago Version test file-\S+ · \/tmp\/\S+\.iso · checked · NODE_SHELF$/,
+        /^\S+ Online Web and drives · .+ · last heartbeat \d+ s ago Version test (?:[a-z0-9-]+\.)?file-\S+ · \/tmp\/\S+\.iso · checked · NODE_SHELF$/,
       );
       const old = rows.get('tower-old');
       assert.equal(old?.online, 'no');

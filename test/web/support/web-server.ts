@@ -7,6 +7,7 @@ import type { Config } from '../../../src/config/schema.js';
 import { type ArchiveRepository, createArchiveRepository } from '../../../src/db/archive-repository.js';
 import type { Database } from '../../../src/db/database.js';
 import { type JobRepository, createJobRepository } from '../../../src/db/job-repository.js';
+import { queueNodeOf } from '../../../src/db/open.js';
 import { createSqliteQueue } from '../../../src/db/sqlite-queue.js';
 import { createVerificationTaskRepository } from '../../../src/db/verification-task-repository.js';
 import { createDriveService } from '../../../src/drives/service.js';
@@ -189,12 +190,13 @@ export async function startWebServerOn(store: WebTestStore, options: WebTestServ
   const { app, auth } = server;
 
   const database = await store.openDatabase();
-  const queue = createSqliteQueue(database);
+  // As another process on the service's host opens them (the CLI does): on PostgreSQL, its node's jobs and drives.
+  const queue = createSqliteQueue(database, { nodeId: queueNodeOf(config, database) });
   const jobRepository = createJobRepository(database);
   const archiveRepository = createArchiveRepository(database);
   const log = silentLogger();
   // The test's own services: their events reach nobody, the service's runner finds new jobs by polling.
-  const drives = createDriveService({ config, log });
+  const drives = createDriveService({ config, log, ...(database.dialect === 'postgres' ? { node: config.cluster.node_name } : {}) });
   const driveStates = createDriveStates({ drives, busyDeviceIds: async () => new Set((await activeJobsByDevice(jobRepository)).keys()) });
   await driveStates.start();
   const devices = createDeviceStatusService({ drives, states: driveStates, jobs: jobRepository });
