@@ -6,8 +6,9 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Browser, Locator, Page } from 'playwright-core';
 import { SESSION_COOKIE } from '../../src/http/guard.js';
+import { testDriveId } from '../support/database.js';
 import { sha256File } from '../tools/iso.js';
-import { type WatchedContext, launchBrowser, screenshots, signInThroughForm, watchedContext } from './support/browser.js';
+import { type WatchedContext, launchBrowser, screenshots, scriptsReady, signInThroughForm, watchedContext } from './support/browser.js';
 import { type TestDisc, insertTestDisc } from './support/discs.js';
 import { TEST_PASSWORD, type TestRole, type WebTestServer, startWebTestServer } from './support/server.js';
 
@@ -166,6 +167,7 @@ describe('web interface in Chromium', () => {
     await download.saveAs(saved);
     assert.equal(await sha256File(saved), liveDisc.iso.sha256, 'the download is the disc, bit for bit');
 
+    await scriptsReady(page);
     await entry.getByRole('button', { name: 'Verify' }).click();
     await page.locator('.toast', { hasText: 'Verification started: the image is re-hashed in the background' }).waitFor();
 
@@ -174,6 +176,7 @@ describe('web interface in Chromium', () => {
     await runs.nth(1).waitFor();
     assert.equal(await runs.count(), 2, 'verified after imaging and now');
     // The image's page follows its verification live: the new run appears without a reload.
+    await scriptsReady(page);
     await page.getByRole('button', { name: 'Verify' }).click();
     await page.locator('.toast', { hasText: 'Verification started' }).waitFor();
     await runs.nth(2).waitFor();
@@ -202,8 +205,8 @@ describe('web interface in Chromium', () => {
   });
 
   it('pauses, resumes, cancels and reprioritises jobs from the dashboard', async () => {
-    const first = await server.jobs.create({ device: slowDisc.loop.name, name: 'slow_first' }, 'admin-user');
-    const second = await server.jobs.create({ device: slowDisc.loop.name, name: 'slow_second' }, 'admin-user');
+    const first = await server.jobs.create({ device: testDriveId(slowDisc.loop.name), name: 'slow_first' }, 'admin-user');
+    const second = await server.jobs.create({ device: testDriveId(slowDisc.loop.name), name: 'slow_second' }, 'admin-user');
     const watched = await signedInContext('admin');
     const page = await watched.newPage();
     await page.goto(server.url);
@@ -212,6 +215,7 @@ describe('web interface in Chromium', () => {
     await waitUntil('the first job to run', async () => (await running.getAttribute('data-status')) === 'running');
     assert.match((await waiting.textContent()) ?? '', /#1 in queue/);
 
+    await scriptsReady(page);
     await waiting.getByText('Edit priority').click();
     await waiting.getByLabel('Priority').selectOption('high');
     await waiting.getByRole('button', { name: 'Save' }).click();
@@ -248,6 +252,7 @@ describe('web interface in Chromium', () => {
     const resumedJob = await server.jobs.get(first.id);
     assert.ok(resumedJob.attempts >= 2, 'it ran a second time, from its map');
     await waitUntil('the first job to report progress again', async () => (await server.jobs.get(first.id)).bytes_done > 0);
+    await scriptsReady(page);
     await running.getByRole('link', { name: 'Cancel job…' }).click();
     await page.getByRole('dialog', { name: 'Cancel “slow_first”?' }).getByRole('button', { name: 'Cancel the job' }).click();
     await page.locator('.toast', { hasText: 'its partial image and rescue map were kept' }).waitFor();
@@ -271,7 +276,7 @@ describe('web interface in Chromium', () => {
     await page.goto(server.url);
     await streamOpen;
     const created = await server.jobs.create(
-      { device: scratched.loop.name, name: 'scratched_copy', options: { read_attempts: 1, checksums: ['sha256'] } },
+      { device: testDriveId(scratched.loop.name), name: 'scratched_copy', options: { read_attempts: 1, checksums: ['sha256'] } },
       'admin-user',
     );
     const job = card(page, 'scratched_copy');
@@ -302,6 +307,7 @@ describe('web interface in Chromium', () => {
     // The scratch is polished out: the retry reads only the bad areas and ends with the disc, bit for bit.
     await faults.setBadRanges([]);
     await page.goto(`${server.url}/jobs/${created.id}`);
+    await scriptsReady(page);
     await page.getByRole('button', { name: 'Retry the bad areas' }).click();
     await page.locator('.toast', { hasText: 'it reads only the bad areas' }).waitFor();
     await waitUntil('the retry to complete', async () => {
@@ -391,6 +397,7 @@ describe('web interface in Chromium', () => {
     assert.match(secret, /^d2i_/);
     assert.ok(await server.auth.apiKeys.authenticate(secret), 'the key works');
     await screenshots(page, 'api-keys');
+    await scriptsReady(page);
     await page
       .getByRole('row', { name: /nightly export/ })
       .getByRole('button', { name: 'Revoke' })
@@ -408,6 +415,7 @@ describe('web interface in Chromium', () => {
     await page.getByLabel('First password').fill('Helper-Pass-123');
     await page.getByRole('button', { name: 'Add user' }).click();
     await page.getByText('The user was added.').waitFor();
+    await scriptsReady(page);
     await page.getByLabel('Role of helper').selectOption('viewer');
     await page
       .getByRole('row', { name: /helper/ })
@@ -489,7 +497,7 @@ describe('web interface in Chromium', () => {
     await page.getByText('The image was deleted.').waitFor();
 
     // Cancel without script: a confirmation page, then POST, redirect, GET; the read data is kept.
-    const slow = await server.jobs.create({ device: slowDisc.loop.name, name: 'no_script_cancel' }, 'admin-user');
+    const slow = await server.jobs.create({ device: testDriveId(slowDisc.loop.name), name: 'no_script_cancel' }, 'admin-user');
     await waitUntil('the slow job to have read something', async () => (await server.jobs.get(slow.id)).bytes_done > 0);
     await page.goto(`${server.url}/jobs/${slow.id}`);
     await page.getByRole('link', { name: 'Cancel job…' }).click();

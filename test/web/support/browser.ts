@@ -78,6 +78,15 @@ export async function watchedContext(browser: Browser, options: BrowserContextOp
   };
 }
 
+/**
+ * Waits until the page's scripts have run (app.js marks <html class="js">). A click that follows a
+ * navigation can land before them, and a form then goes as a plain POST, with a banner instead of
+ * the toast the test waits for; on a loaded machine that happened.
+ */
+export async function scriptsReady(page: Page): Promise<void> {
+  await page.waitForFunction("document.documentElement.classList.contains('js')");
+}
+
 /** The narrowest phone the interface supports. */
 const NARROWEST = 360;
 
