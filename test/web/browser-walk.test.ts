@@ -12,7 +12,7 @@ import { LANGUAGES, LANGUAGE_COOKIE } from '../../src/web/i18n.js';
 import { THEMES, type Theme } from '../../src/web/theme.js';
 import { makeIso } from '../tools/iso.js';
 import { type WatchedContext, launchBrowser, watchedContext } from './support/browser.js';
-import { type TestRole, type WebTestServer, startWebTestServer } from './support/server.js';
+import { type TestRole, type WebTestServer, addTestJob, startWebTestServer } from './support/server.js';
 
 /**
  * Every page of the web interface, in Chromium: at desktop and phone width, in both colour schemes
@@ -106,14 +106,7 @@ describe('every page in Chromium: axe, phone width, both schemes, every language
     const output = server.config.storage.output_dir;
     const worker = 'walk-worker';
     const enqueue = (name: string, device: string, claimed: boolean) =>
-      server.queue.enqueue({
-        name,
-        deviceId: device,
-        devicePath: `/dev/${device}`,
-        outputFile: join(output, `${name}.iso`),
-        sizeBytes: 700 * 1024 * 1024,
-        ...(claimed ? { claim: { workerId: worker, leaseMs: 600_000 } } : {}),
-      });
+      addTestJob(server, { name, device, sizeBytes: 700 * 1024 * 1024, ...(claimed ? { worker } : {}) });
     const running = await enqueue('holiday_photos_2009', 'loop991', true);
     await server.queue.update(running.id, worker, { phase: 'copying', bytesDone: 300 * 1024 * 1024, progress: 42.5, speedBps: 2_400_000, etaSeconds: 263 });
     const queued = await enqueue('backup_dvd_2024', 'loop991', false);

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { JOB_STATUSES, type JobRecord, type JobStatus, isActive, isFinished, isUnfinished } from '../../../src/jobs/model.js';
-import { type WebTestServer, startWebTestServer } from '../support/server.js';
+import { type WebTestServer, addTestJob, startWebTestServer } from '../support/server.js';
 
 const WORKER = 'dashboard-lists-worker';
 
@@ -21,16 +20,8 @@ describe('the dashboard lists jobs by the job model', () => {
 
   before(async () => {
     server = await startWebTestServer({ listen: false });
-    const output = server.config.storage.output_dir;
     const enqueue = (name: string, device: string, claimed: boolean) =>
-      server.queue.enqueue({
-        name,
-        deviceId: device,
-        devicePath: `/dev/${device}`,
-        outputFile: join(output, `${name}.iso`),
-        sizeBytes: 2048,
-        ...(claimed ? { claim: { workerId: WORKER, leaseMs: 600_000 } } : {}),
-      });
+      addTestJob(server, { name, device, sizeBytes: 2048, ...(claimed ? { worker: WORKER } : {}) });
 
     // The service's own runner claims queued jobs too: each job runs under the test's worker from the moment it is
     // added, and the one left queued waits behind the running job on its drive, where nothing claims it.
