@@ -205,10 +205,13 @@ describe('every page in Chromium: axe, phone width, both schemes, every language
     const problems: string[] = [];
     const started = Date.now();
     let visits = 0;
+    // On PostgreSQL a page differs from the embedded one only by what the cluster adds (a job's node, the nodes on the
+    // system page): the first language shows that in both schemes and widths; the catalogs are the ones the SQLite pass walks.
+    const languages = server.config.database.url === null ? LANGUAGES : LANGUAGES.slice(0, 1);
     for (const scheme of SCHEMES) {
       // The admin's choice, as the switch stores it; the browser's own setting agrees, for pages of nobody signed in.
       await server.send('POST', '/theme', { form: { theme: scheme } });
-      for (const lang of LANGUAGES) {
+      for (const lang of languages) {
         const contexts = new Map<TestRole | null, WatchedContext>();
         for (const role of [null, 'admin', 'viewer'] as const) {
           const watched = await watchedContext(browser, { colorScheme: scheme, viewport: { width: WIDTHS[0], height: 900 } });
