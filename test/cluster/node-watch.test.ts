@@ -82,14 +82,15 @@ describe('node watch', () => {
         assert.deepEqual(shown.toSorted(), ['running false', 'waiting false'], 'the unfinished jobs of the node that went offline, with its state');
         assert.equal(watch.online('tower-b'), true);
 
-        // The registry reads the nodes' state at most once a second (by its clock).
-        clock.advance(1000);
+        // The registry reads the nodes' state at most once a second (by its clock). The change comes first and the
+        // clock moves after it: a look between the two would keep the old state for as long as the clock stands still.
         await towerA.beat();
+        clock.advance(1000);
         await until(() => shown.length === 4, 'the jobs of tower-a were shown again when it came back');
         assert.deepEqual(shown.slice(2).toSorted(), ['running true', 'waiting true']);
 
-        clock.advance(1000);
         await towerB.stop();
+        clock.advance(1000);
         await until(() => shown.length === 5, 'the job of tower-b was shown when the node left the list');
         assert.equal(shown[4], 'b false');
         assert.equal(watch.online('tower-b'), false, 'a node that left the list is offline');
