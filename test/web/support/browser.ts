@@ -84,7 +84,8 @@ export async function watchedContext(browser: Browser, options: BrowserContextOp
  * the toast the test waits for; on a loaded machine that happened.
  */
 export async function scriptsReady(page: Page): Promise<void> {
-  await page.waitForFunction("document.documentElement.classList.contains('js')");
+  // A locator, not waitForFunction: a string predicate is evaluated with eval, which the pages' CSP forbids.
+  await page.locator('html.js').waitFor({ state: 'attached' });
 }
 
 /** The narrowest phone the interface supports. */
